@@ -1,0 +1,119 @@
+//! The CustomResourceDefinitions, generated from the Rust types: the one source of truth
+//! for a real API server (`config/crd/`) and for the embedded one.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+use crate::{Arrival, Barrier};
+
+/// Both CRDs, Barrier first.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![Barrier::crd(), Arrival::crd()]
+}
+
+/// The file name (under `config/crd/`) and YAML of each CRD, exactly as committed.
+pub fn crd_files() -> Vec<(String, String)> {
+    crds()
+        .into_iter()
+        .map(|crd| {
+            let name = format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or("crd"));
+            (name, to_yaml(&crd))
+        })
+        .collect()
+}
+
+/// Both CRDs as one multi-document YAML stream (what `konductor crd` prints).
+pub fn crds_yaml() -> String {
+    crd_files()
+        .into_iter()
+        .map(|(_, yaml)| yaml)
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+fn to_yaml(crd: &CustomResourceDefinition) -> String {
+    serde_yaml::to_string(crd).expect("a CRD always serializes to YAML")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// `config/crd/` at the workspace root.
+    fn committed_dir() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/crd")
+    }
+
+    #[test]
+    fn committed_crds_match_the_rust_types() {
+        for (name, yaml) in crd_files() {
+            let path = committed_dir().join(&name);
+            let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e}; run `cargo run --bin konductor -- crd --write config/crd`",
+                    path.display()
+                )
+            });
+            assert!(
+                committed == yaml,
+                "{} is out of date with the Rust types; regenerate it with \
+                 `cargo run --bin konductor -- crd --write config/crd`",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn crds_are_namespaced_with_a_status_subresource() {
+        for crd in crds() {
+            assert_eq!(crd.spec.group, "konductor.io");
+            assert_eq!(crd.spec.scope, "Namespaced");
+            let version = &crd.spec.versions[0];
+            assert_eq!(version.name, "v1");
+            assert!(version.subresources.as_ref().unwrap().status.is_some());
+        }
+    }
+
+    #[test]
+    fn the_barrier_crd_carries_its_validation_and_columns() {
+        let yaml = to_yaml(&Barrier::crd());
+        for needle in [
+            "minimum: 1",
+            "self.quorum <= self.expected",
+            "self.metadata.name.size() <= 63",
+            "pattern: ^([0-9]+(\\.[0-9]+)?(ns|us|µs|μs|ms|s|m|h))+$",
+            "- Waiting\n",
+            "- Timeout\n",
+            "name: Expected",
+            "name: Quorum",
+            "name: Arrived",
+            "name: Phase",
+            "name: Age",
+            "- bar\n",
+        ] {
+            assert!(
+                yaml.contains(needle),
+                "Barrier CRD lacks {needle:?}:\n{yaml}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_arrival_crd_limits_its_strings_and_keeps_them_immutable() {
+        let yaml = to_yaml(&Arrival::crd());
+        for needle in [
+            "minLength: 1",
+            "maxLength: 253",
+            "maxLength: 1024",
+            "self == oldSelf",
+            "- Succeeded\n",
+            "- Failed\n",
+        ] {
+            assert!(
+                yaml.contains(needle),
+                "Arrival CRD lacks {needle:?}:\n{yaml}"
+            );
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! Konductor's API: the `Barrier` and `Arrival` custom resources (`konductor.io/v1`)
+//! and the barrier rules. No I/O: every other Konductor crate builds on this one.
+//!
+//! # Layout
+//! - [`barrier`]: the Barrier resource (spec, status, phases, condition types).
+//! - [`arrival`]: the Arrival resource and [`arrival_name`], the deterministic name that
+//!   makes arriving idempotent.
+//! - [`rules`]: [`rules::evaluate`], the one pure function that decides a barrier's status.
+//! - [`duration`]: Go-style durations (`30s`, `1h30m`) for `spec.timeout` and the CLI.
+//! - [`crd`]: the generated CustomResourceDefinitions.
+
+pub mod arrival;
+pub mod barrier;
+pub mod crd;
+pub mod duration;
+pub mod rules;
+
+pub use arrival::{Arrival, ArrivalSpec, ArrivalStatus, Outcome, arrival_name};
+pub use barrier::{
+    BARRIER_LABEL, Barrier, BarrierPhase, BarrierSpec, BarrierStatus, CONDITION_OPEN,
+    CONDITION_READY, ReportedFailure,
+};
+
+/// The API group of Konductor's resources.
+pub const GROUP: &str = "konductor.io";
+/// The API version of Konductor's resources.
+pub const VERSION: &str = "v1";
