@@ -1,0 +1,113 @@
+//! API discovery documents, generated from the registry: what kubectl and kube-rs read
+//! to learn which resources exist, their kinds, scopes, verbs and short names.
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::registry::{Registry, ResourceDef};
+
+/// The Kubernetes version this server reports: the API conventions it follows.
+pub const KUBERNETES_MINOR: &str = "32";
+
+/// `GET /version`.
+pub async fn version() -> Json<Value> {
+    Json(json!({
+        "major": "1",
+        "minor": KUBERNETES_MINOR,
+        "gitVersion": format!("v1.{KUBERNETES_MINOR}.0-konductor.{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+    }))
+}
+
+/// `GET /api`: the core group's versions.
+pub async fn core_versions() -> Json<Value> {
+    Json(json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [],
+    }))
+}
+
+/// `GET /apis`: every named group.
+pub async fn groups(State(state): State<AppState>) -> Json<Value> {
+    let registry = state.service.registry();
+    let groups: Vec<Value> = registry
+        .group_versions()
+        .into_iter()
+        .filter(|(group, _)| !group.is_empty())
+        .map(|(group, version)| {
+            let gv = json!({"groupVersion": format!("{group}/{version}"), "version": version});
+            json!({"name": group, "versions": [gv.clone()], "preferredVersion": gv})
+        })
+        .collect();
+    Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+}
+
+/// The verbs every resource supports.
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+fn resource_entry(def: &ResourceDef) -> Value {
+    let mut entry = json!({
+        "name": def.plural,
+        "singularName": def.singular,
+        "namespaced": def.namespaced,
+        "kind": def.kind,
+        "verbs": VERBS,
+    });
+    if !def.short_names.is_empty() {
+        entry["shortNames"] = json!(def.short_names);
+    }
+    if !def.categories.is_empty() {
+        entry["categories"] = json!(def.categories);
+    }
+    entry
+}
+
+/// `GET /api/v1` or `GET /apis/{group}/{version}`: the resources of one group-version,
+/// or `None` when the server does not serve it.
+pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {
+    let defs: Vec<&ResourceDef> = registry
+        .all()
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|d| d.group == group && d.version == version)
+        .collect();
+    if defs.is_empty() {
+        return None;
+    }
+    let mut resources = Vec::new();
+    for def in &defs {
+        resources.push(resource_entry(def));
+        if def.status_subresource {
+            resources.push(json!({
+                "name": format!("{}/status", def.plural),
+                "singularName": "",
+                "namespaced": def.namespaced,
+                "kind": def.kind,
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
+    }
+    Some(json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": defs[0].api_version(),
+        "resources": resources,
+    }))
+}

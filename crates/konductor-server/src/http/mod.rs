@@ -1,0 +1,128 @@
+//! The HTTP layer: axum routers and handlers that translate requests into
+//! [`Service`](crate::service::Service) calls and results into Kubernetes responses.
+//! No SQL and no object rules here.
+//!
+//! - [`discovery`]: `/version`, `/api`, `/apis`, group-version resource lists.
+//! - [`resources`]: every verb on every resource path, parsed from the URL.
+//! - [`watch`]: the `?watch=true` streams.
+//!
+//! Every path but the health checks and `/version` needs the bearer token; request
+//! bodies are limited to [`MAX_BODY_BYTES`].
+
+mod discovery;
+mod resources;
+mod watch;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use crate::error::ApiError;
+use crate::service::Service;
+
+/// The largest request body accepted (as the real API server's 3 MiB limit).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Shared state of all handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The API verbs.
+    pub service: Service,
+    /// The bearer token every API request must carry.
+    pub token: Arc<String>,
+    /// Permits for concurrent watches; a watch beyond them gets 429.
+    pub watch_permits: Arc<Semaphore>,
+    /// How often a watch that asked for bookmarks gets one.
+    pub bookmark_interval: std::time::Duration,
+}
+
+/// The router for the whole API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/livez", get(health))
+        .route("/readyz", get(ready))
+        .route("/version", get(discovery::version))
+        .route("/api", get(discovery::core_versions))
+        .route("/apis", get(discovery::groups))
+        .fallback(resources::handle)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+/// Ready when storage answers and the watch hub is up.
+async fn ready(State(state): State<AppState>) -> Response {
+    let service = state.service.clone();
+    let storage_ok = tokio::task::spawn_blocking(move || {
+        service
+            .store()
+            .list(crate::registry::NAMESPACES, None, None, Some(1))
+            .is_ok()
+    })
+    .await
+    .unwrap_or(false);
+    if storage_ok {
+        "ok".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable").into_response()
+    }
+}
+
+/// Paths anyone may read, as on a real API server (`system:public-info-viewer`).
+fn is_public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version")
+}
+
+/// Compares in time independent of where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Rejects requests without the right bearer token (401 Status).
+async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if is_public(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(token) if constant_time_eq(token.as_bytes(), state.token.as_bytes()) => {
+            next.run(request).await
+        }
+        _ => ApiError::Unauthorized.into_response(),
+    }
+}
+
+/// A JSON response with `Warning` headers for each warning.
+fn json_response(status: StatusCode, body: &Value, warnings: &[String]) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for warning in warnings {
+        let text = format!("299 - {}", serde_json::Value::String(warning.clone()));
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            headers.append(header::WARNING, value);
+        }
+    }
+    (status, headers, body.to_string()).into_response()
+}

@@ -1,0 +1,404 @@
+//! Resource paths: parsing `/api/v1/...` and `/apis/{group}/{version}/...` into a
+//! target, and dispatching each method to the service.
+//!
+//! ```text
+//! /apis/{g}/{v}/{plural}                                   list, watch, deletecollection (all namespaces)
+//! /apis/{g}/{v}/namespaces/{ns}/{plural}                   list, watch, create, deletecollection
+//! /apis/{g}/{v}/namespaces/{ns}/{plural}/{name}            get, update, patch, delete
+//! /apis/{g}/{v}/namespaces/{ns}/{plural}/{name}/status     get, update, patch
+//! /api/v1/namespaces/{name}[/status]                       the cluster-scoped Namespace itself
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::{AppState, MAX_BODY_BYTES, discovery, json_response};
+use crate::error::{ApiError, Result};
+use crate::objects::{DeleteOptions, FieldValidation, Subresource};
+use crate::patch::PatchType;
+use crate::registry::ResourceDef;
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::service::{ListOptions, Service};
+
+/// What a request path addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// `/api/v1` or `/apis/{group}/{version}`: discovery of one group-version.
+    GroupVersion { group: String, version: String },
+    /// A collection or an object of one resource.
+    Resource {
+        group: String,
+        version: String,
+        plural: String,
+        namespace: Option<String>,
+        name: Option<String>,
+        subresource: Option<String>,
+    },
+}
+
+/// Parses a request path into a [`Target`], or `None` when nothing is served there.
+fn parse_path(path: &str) -> Option<Target> {
+    let segments: Vec<String> = path
+        .trim_matches('/')
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    let (group, version, rest) = match segments.first().map(String::as_str) {
+        Some("api") if segments.len() >= 2 => (String::new(), segments[1].clone(), &segments[2..]),
+        Some("apis") if segments.len() >= 3 => {
+            (segments[1].clone(), segments[2].clone(), &segments[3..])
+        }
+        _ => return None,
+    };
+    if rest.is_empty() {
+        return Some(Target::GroupVersion { group, version });
+    }
+    let namespaced_path = rest[0] == "namespaces"
+        && rest.len() >= 3
+        && !matches!(rest[2].as_str(), "status" | "finalize");
+    let (namespace, rest) = if namespaced_path {
+        (Some(rest[1].clone()), &rest[2..])
+    } else {
+        (None, rest)
+    };
+    if rest.len() > 3 {
+        return None;
+    }
+    Some(Target::Resource {
+        group,
+        version,
+        plural: rest[0].clone(),
+        namespace,
+        name: rest.get(1).cloned(),
+        subresource: rest.get(2).cloned(),
+    })
+}
+
+/// The fallback handler: every resource and discovery path.
+pub async fn handle(State(state): State<AppState>, request: Request) -> Response {
+    match dispatch(state, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+fn parse_query(query: Option<&str>) -> HashMap<String, String> {
+    url_pairs(query.unwrap_or_default()).collect()
+}
+
+fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        (decode(k), decode(v))
+    })
+}
+
+/// List options from `labelSelector`, `fieldSelector`, `limit` and `continue`.
+pub(super) fn list_options(query: &HashMap<String, String>) -> Result<ListOptions> {
+    Ok(ListOptions {
+        labels: LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))?,
+        fields: FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))?,
+        limit: query
+            .get("limit")
+            .filter(|l| !l.is_empty() && l.as_str() != "0")
+            .map(|l| {
+                l.parse::<usize>()
+                    .map_err(|_| ApiError::BadRequest(format!("invalid limit {l:?}")))
+            })
+            .transpose()?,
+        continue_token: query.get("continue").cloned(),
+    })
+}
+
+/// Reads the request body, refusing more than [`MAX_BODY_BYTES`] with 413.
+async fn read_body(request: Request) -> Result<Bytes> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+        return Err(ApiError::RequestEntityTooLarge(MAX_BODY_BYTES));
+    }
+    axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::RequestEntityTooLarge(MAX_BODY_BYTES))
+}
+
+fn parse_json(body: &[u8]) -> Result<Value> {
+    if body.is_empty() {
+        return Err(ApiError::BadRequest("the request body is empty".into()));
+    }
+    serde_json::from_slice(body)
+        .or_else(|_| serde_yaml::from_slice(body))
+        .map_err(|e| ApiError::BadRequest(format!("the request body is not valid JSON: {e}")))
+}
+
+/// Runs a blocking service call off the async runtime.
+async fn blocking<T: Send + 'static>(
+    service: &Service,
+    call: impl FnOnce(&Service) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let service = service.clone();
+    tokio::task::spawn_blocking(move || call(&service))
+        .await
+        .map_err(|e| ApiError::Internal(format!("request task failed: {e}")))?
+}
+
+async fn dispatch(state: AppState, request: Request) -> Result<Response> {
+    let Some(target) = parse_path(request.uri().path()) else {
+        return Err(ApiError::NoRoute);
+    };
+    let (group, version, plural, namespace, name, subresource) = match target {
+        Target::GroupVersion { group, version } => {
+            if request.method() != Method::GET {
+                return Err(ApiError::MethodNotAllowed);
+            }
+            let list = discovery::resource_list(state.service.registry(), &group, &version)
+                .ok_or(ApiError::NoRoute)?;
+            return Ok(json_response(StatusCode::OK, &list, &[]));
+        }
+        Target::Resource {
+            group,
+            version,
+            plural,
+            namespace,
+            name,
+            subresource,
+        } => (group, version, plural, namespace, name, subresource),
+    };
+    let def: Arc<ResourceDef> = state
+        .service
+        .registry()
+        .find(&group, &version, &plural)
+        .cloned()
+        .ok_or(ApiError::NoRoute)?;
+    if def.namespaced != namespace.is_some() && name.is_some() {
+        return Err(ApiError::NoRoute);
+    }
+    if !def.namespaced && namespace.is_some() {
+        return Err(ApiError::NoRoute);
+    }
+    let subresource = match subresource.as_deref() {
+        None => Subresource::Main,
+        Some("status") if def.status_subresource => Subresource::Status,
+        Some(_) => return Err(ApiError::NoRoute),
+    };
+    let query = parse_query(request.uri().query());
+    let method = request.method().clone();
+    let ns = namespace.clone().unwrap_or_default();
+    let validation = FieldValidation::parse(query.get("fieldValidation").map(String::as_str))?;
+    let dry_run = query.get("dryRun").is_some_and(|v| !v.is_empty());
+    if dry_run && method != Method::GET {
+        return Err(ApiError::BadRequest(
+            "dryRun is not supported by konductor server".into(),
+        ));
+    }
+    let service = state.service.clone();
+
+    match (method, name) {
+        (Method::GET, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+            super::watch::serve(state, def, namespace, &query).await
+        }
+        (Method::GET, None) => {
+            let options = list_options(&query)?;
+            let list = blocking(&service, move |s| {
+                s.list(&def, namespace.as_deref(), &options)
+            })
+            .await?;
+            Ok(json_response(StatusCode::OK, &list, &[]))
+        }
+        (Method::GET, Some(name)) => {
+            let object = blocking(&service, move |s| s.get(&def, &ns, &name)).await?;
+            Ok(json_response(StatusCode::OK, &object, &[]))
+        }
+        (Method::POST, None) if def.namespaced == namespace.is_some() => {
+            let body = parse_json(&read_body(request).await?)?;
+            let written =
+                blocking(&service, move |s| s.create(&def, &ns, body, validation)).await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &written.object,
+                &written.warnings,
+            ))
+        }
+        (Method::PUT, Some(name)) => {
+            let body = parse_json(&read_body(request).await?)?;
+            let written = blocking(&service, move |s| {
+                s.replace(&def, &ns, &name, body, subresource, validation)
+            })
+            .await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &written.object,
+                &written.warnings,
+            ))
+        }
+        (Method::PATCH, Some(name)) => {
+            let content_type = request
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let patch_type = PatchType::from_content_type(&def, &content_type)?;
+            if patch_type == PatchType::Apply
+                && query.get("fieldManager").is_none_or(String::is_empty)
+            {
+                return Err(ApiError::BadRequest(
+                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(),
+                ));
+            }
+            let body = read_body(request).await?;
+            let written = blocking(&service, move |s| {
+                s.patch(&def, &ns, &name, subresource, patch_type, &body, validation)
+            })
+            .await?;
+            let status = if written.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(json_response(status, &written.object, &written.warnings))
+        }
+        (Method::DELETE, Some(name)) if subresource == Subresource::Main => {
+            let options = delete_options(request, &query).await?;
+            let object = blocking(&service, move |s| s.delete(&def, &ns, &name, &options)).await?;
+            let pending = object["metadata"].get("deletionTimestamp").is_some();
+            let status = if pending {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            };
+            Ok(json_response(status, &object, &[]))
+        }
+        (Method::DELETE, None) => {
+            let list = list_options(&query)?;
+            let options = delete_options(request, &query).await?;
+            let deleted = blocking(&service, move |s| {
+                s.delete_collection(&def, namespace.as_deref(), &list, &options)
+            })
+            .await?;
+            Ok(json_response(StatusCode::OK, &deleted, &[]))
+        }
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+/// DeleteOptions from the body (if any) and the `propagationPolicy` query parameter.
+async fn delete_options(
+    request: Request,
+    query: &HashMap<String, String>,
+) -> Result<DeleteOptions> {
+    let body = read_body(request).await?;
+    let mut options: DeleteOptions = if body.iter().all(u8::is_ascii_whitespace) {
+        DeleteOptions::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
+    };
+    if let Some(policy) = query.get("propagationPolicy") {
+        options.propagation_policy = Some(policy.clone());
+    }
+    Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(
+        group: &str,
+        plural: &str,
+        ns: Option<&str>,
+        name: Option<&str>,
+        sub: Option<&str>,
+    ) -> Target {
+        Target::Resource {
+            group: group.into(),
+            version: "v1".into(),
+            plural: plural.into(),
+            namespace: ns.map(Into::into),
+            name: name.map(Into::into),
+            subresource: sub.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn paths_parse_into_targets() {
+        let cases = [
+            (
+                "/apis/konductor.io/v1/barriers",
+                resource("konductor.io", "barriers", None, None, None),
+            ),
+            (
+                "/apis/konductor.io/v1/namespaces/ns/barriers",
+                resource("konductor.io", "barriers", Some("ns"), None, None),
+            ),
+            (
+                "/apis/konductor.io/v1/namespaces/ns/barriers/b/status",
+                resource(
+                    "konductor.io",
+                    "barriers",
+                    Some("ns"),
+                    Some("b"),
+                    Some("status"),
+                ),
+            ),
+            (
+                "/api/v1/namespaces",
+                resource("", "namespaces", None, None, None),
+            ),
+            (
+                "/api/v1/namespaces/ns",
+                resource("", "namespaces", None, Some("ns"), None),
+            ),
+            (
+                "/api/v1/namespaces/ns/status",
+                resource("", "namespaces", None, Some("ns"), Some("status")),
+            ),
+            (
+                "/api/v1/namespaces/ns/events",
+                resource("", "events", Some("ns"), None, None),
+            ),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(parse_path(path), Some(expected), "{path}");
+        }
+        assert_eq!(
+            parse_path("/apis/konductor.io/v1"),
+            Some(Target::GroupVersion {
+                group: "konductor.io".into(),
+                version: "v1".into()
+            })
+        );
+        assert_eq!(parse_path("/metrics"), None);
+        assert_eq!(
+            parse_path("/apis/konductor.io/v1/namespaces/ns/barriers/b/status/x"),
+            None
+        );
+    }
+
+    #[test]
+    fn queries_are_percent_decoded() {
+        let q = parse_query(Some("labelSelector=konductor.io%2Fbarrier%3Db1&limit=5&x"));
+        assert_eq!(q["labelSelector"], "konductor.io/barrier=b1");
+        assert_eq!(q["limit"], "5");
+        assert_eq!(q["x"], "");
+    }
+}

@@ -1,0 +1,204 @@
+//! `?watch=true` streams: newline-delimited `{"type": ..., "object": ...}` events.
+//!
+//! Each watch is a task that reads the hub (never the database, except for the initial
+//! state of a watch without a resourceVersion) and writes into a small bounded channel
+//! that feeds the response body. It ends when `timeoutSeconds` passes, when the client
+//! goes away (the channel closes), or when it falls too far behind the hub — then it
+//! sends a 410 Expired ERROR event so the client re-lists.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::AppState;
+use crate::error::{ApiError, Result};
+use crate::registry::ResourceDef;
+use crate::service::{ListOptions, Service, WatchStart};
+use crate::views::to_view;
+use crate::watch::{EventType, WatchEvent};
+
+/// Watches end after this long when the client gives no `timeoutSeconds`.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Events buffered between a watch task and its connection.
+const STREAM_BUFFER: usize = 64;
+
+/// One watch's parameters.
+struct WatchRequest {
+    def: Arc<ResourceDef>,
+    namespace: Option<String>,
+    options: ListOptions,
+    timeout: Duration,
+    bookmarks: bool,
+}
+
+/// Starts a watch and returns its streaming response.
+pub async fn serve(
+    state: AppState,
+    def: Arc<ResourceDef>,
+    namespace: Option<String>,
+    query: &HashMap<String, String>,
+) -> Result<Response> {
+    let permit = state
+        .watch_permits
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError::TooManyRequests("too many watches are open; try again later".into())
+        })?;
+    let options = super::resources::list_options(query)?;
+    let timeout = query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+    let request = WatchRequest {
+        def,
+        namespace,
+        options,
+        timeout,
+        bookmarks: query
+            .get("allowWatchBookmarks")
+            .is_some_and(|b| b == "true"),
+    };
+    let resource_version = query.get("resourceVersion").cloned();
+    let start = {
+        let service = state.service.clone();
+        let def = request.def.clone();
+        let namespace = request.namespace.clone();
+        let options = request.options.clone();
+        tokio::task::spawn_blocking(move || {
+            service.watch(
+                &def,
+                namespace.as_deref(),
+                resource_version.as_deref(),
+                &options,
+            )
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??
+    };
+    let (sender, receiver) = mpsc::channel::<Result<Bytes, Infallible>>(STREAM_BUFFER);
+    let interval = state.bookmark_interval;
+    tokio::spawn(async move {
+        stream_events(request, start, sender, interval).await;
+        drop(permit);
+    });
+    let body = Body::from_stream(ReceiverStream::new(receiver));
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-cache, private"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+fn line(event_type: &str, object: &Value) -> Result<Bytes, Infallible> {
+    let mut text = json!({"type": event_type, "object": object}).to_string();
+    text.push('\n');
+    Ok(Bytes::from(text))
+}
+
+/// What a hub event looks like to this watch, if it sees it at all: with a selector,
+/// an object that starts matching is ADDED and one that stops matching is DELETED.
+fn translate(request: &WatchRequest, event: &WatchEvent) -> Option<(&'static str, Value)> {
+    if !Service::event_in_scope(&request.def, request.namespace.as_deref(), event) {
+        return None;
+    }
+    let matches_now = request.options.matches(&event.object);
+    let event_type = match event.event_type {
+        EventType::Added => matches_now.then_some("ADDED")?,
+        EventType::Deleted => matches_now.then_some("DELETED")?,
+        EventType::Modified => {
+            let matched_before = event
+                .previous
+                .as_deref()
+                .is_some_and(|p| request.options.matches(p));
+            match (matched_before, matches_now) {
+                (true, true) => "MODIFIED",
+                (false, true) => "ADDED",
+                (true, false) => "DELETED",
+                (false, false) => return None,
+            }
+        }
+    };
+    Some((event_type, to_view(&request.def, &event.object)))
+}
+
+async fn stream_events(
+    request: WatchRequest,
+    start: WatchStart,
+    sender: mpsc::Sender<Result<Bytes, Infallible>>,
+    bookmark_interval: Duration,
+) {
+    let mut last_rv = start.resource_version;
+    for object in &start.initial {
+        if sender
+            .send(line("ADDED", &to_view(&request.def, object)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    let WatchStart {
+        subscription: crate::watch::Subscription { backlog, mut live },
+        ..
+    } = start;
+    for event in backlog {
+        last_rv = event.resource_version;
+        if let Some((t, object)) = translate(&request, &event)
+            && sender.send(line(t, &object)).await.is_err()
+        {
+            return;
+        }
+    }
+    let deadline = tokio::time::sleep(request.timeout);
+    tokio::pin!(deadline);
+    let mut bookmarks = tokio::time::interval(bookmark_interval);
+    bookmarks.tick().await;
+    loop {
+        let outgoing = tokio::select! {
+            _ = &mut deadline => return,
+            _ = sender.closed() => return,
+            _ = bookmarks.tick(), if request.bookmarks => {
+                Some(line("BOOKMARK", &json!({
+                    "kind": request.def.kind,
+                    "apiVersion": request.def.api_version(),
+                    "metadata": {"resourceVersion": last_rv.to_string()},
+                })))
+            }
+            event = live.recv() => match event {
+                Ok(event) if event.resource_version <= last_rv => None,
+                Ok(event) => {
+                    last_rv = event.resource_version;
+                    translate(&request, &event).map(|(t, object)| line(t, &object))
+                }
+                Err(RecvError::Lagged(_)) => {
+                    let gone = ApiError::Expired(format!(
+                        "the watch fell too far behind at resourceVersion {last_rv}; list again"
+                    ));
+                    let _ = sender.send(line("ERROR", &gone.to_status())).await;
+                    return;
+                }
+                Err(RecvError::Closed) => return,
+            },
+        };
+        if let Some(chunk) = outgoing
+            && sender.send(chunk).await.is_err()
+        {
+            return;
+        }
+    }
+}

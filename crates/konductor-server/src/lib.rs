@@ -1,0 +1,282 @@
+//! `konductor server`: a Kubernetes-style API server for Konductor's resources, backed
+//! by an embedded SQLite database, so koncli, the controller, kube-rs programs and
+//! kubectl work without a cluster.
+//!
+//! # Layout
+//! - [`registry`]: the resources served, each described once (from the CRDs for
+//!   `konductor.io`; built-in namespaces, events and leases).
+//! - [`store`]: SQLite in WAL mode — transactions, the global resourceVersion,
+//!   durability. No HTTP types.
+//! - [`watch`]: the in-memory hub that fans committed writes out to watchers. No SQL.
+//! - [`objects`], [`validation`], [`patch`], [`selectors`], [`views`]: the API's rules
+//!   (metadata lifecycle, schema and CEL validation, patch formats, selectors, the
+//!   events.k8s.io view), pure functions.
+//! - [`service`]: the API verbs, combining the above.
+//! - [`http`]: axum handlers that translate requests to service calls. No SQL.
+//! - [`gc`]: the garbage collector (ownerReferences, namespace deletion).
+//! - [`security`]: token, TLS certificates, kubeconfig.
+//!
+//! [`Server::start`] wires them together; [`run`] is what the binary calls.
+
+pub mod error;
+pub mod gc;
+pub mod http;
+pub mod objects;
+pub mod patch;
+pub mod registry;
+pub mod security;
+pub mod selectors;
+pub mod service;
+pub mod store;
+pub mod validation;
+pub mod views;
+pub mod watch;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+use crate::registry::Registry;
+use crate::service::Service;
+use crate::store::Store;
+use crate::watch::WatchHub;
+
+/// The default listen address: loopback only, the usual API server port.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:6443";
+
+/// The default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = ".konductor";
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the database, token, certificates and kubeconfig live.
+    pub data_dir: PathBuf,
+    /// Address to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Serve HTTPS with a self-signed CA (required for non-loopback addresses).
+    pub tls: bool,
+    /// Recent events kept for resuming watches (and the lag a watcher may build up).
+    pub watch_window: usize,
+    /// The most watches open at once; more get 429 TooManyRequests.
+    pub max_watches: usize,
+    /// How often watches that asked for bookmarks get one.
+    pub bookmark_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            tls: false,
+            watch_window: 10_000,
+            max_watches: 10_000,
+            bookmark_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The data directory could not be created or used.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another server holds the data directory's lock.
+    #[error(
+        "another konductor server is already using {0} (lock file held); stop it or use another --data-dir"
+    )]
+    Locked(PathBuf),
+    /// A non-loopback address without TLS.
+    #[error(
+        "refusing to listen on {0} without TLS: the API would be readable by anyone on the network; use --tls or a loopback address such as 127.0.0.1"
+    )]
+    InsecureListen(SocketAddr),
+    /// The address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database could not be opened.
+    #[error(transparent)]
+    Storage(#[from] store::StoreError),
+    /// Credentials could not be created.
+    #[error(transparent)]
+    Security(#[from] security::SecurityError),
+    /// Bootstrapping the default namespaces failed.
+    #[error("initialising the database: {0}")]
+    Bootstrap(#[from] error::ApiError),
+}
+
+/// A running server.
+pub struct Server {
+    /// The address it listens on (the real port when 0 was asked for).
+    pub address: SocketAddr,
+    /// `http(s)://address`.
+    pub url: String,
+    /// The kubeconfig written for clients.
+    pub kubeconfig: PathBuf,
+    service: Service,
+    handle: axum_server::Handle<SocketAddr>,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    gc_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Held for the server's lifetime; dropping it releases the data directory.
+    _lock: std::fs::File,
+}
+
+fn data_dir_error(path: &Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
+    move |source| ServerError::DataDir {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl Server {
+    /// Opens the data directory, binds the address, writes the kubeconfig and starts
+    /// serving in the background.
+    pub async fn start(config: Config) -> Result<Self, ServerError> {
+        if !config.listen.ip().is_loopback() && !config.tls {
+            return Err(ServerError::InsecureListen(config.listen));
+        }
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(data_dir_error(dir))?;
+        let lock_path = dir.join("konductor.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(data_dir_error(dir))?;
+        if lock.try_lock().is_err() {
+            return Err(ServerError::Locked(dir.clone()));
+        }
+
+        let hub = WatchHub::new(config.watch_window);
+        let db_path = dir.join("konductor.db");
+        let store = tokio::task::spawn_blocking(move || Store::open(&db_path, hub))
+            .await
+            .expect("opening the store does not panic")?;
+        let service = Service::new(store, Arc::new(Registry::standard()));
+        {
+            let service = service.clone();
+            tokio::task::spawn_blocking(move || service.bootstrap())
+                .await
+                .expect("bootstrap does not panic")?;
+        }
+        let token = security::load_or_create_token(dir)?;
+
+        let listener =
+            std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Bind {
+                address: config.listen,
+                source,
+            })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| ServerError::Bind {
+                address: config.listen,
+                source,
+            })?;
+        let address = listener.local_addr().map_err(|source| ServerError::Bind {
+            address: config.listen,
+            source,
+        })?;
+
+        let state = http::AppState {
+            service: service.clone(),
+            token: Arc::new(token.clone()),
+            watch_permits: Arc::new(Semaphore::new(config.max_watches)),
+            bookmark_interval: config.bookmark_interval,
+        };
+        let app = http::router(state).into_make_service();
+        let handle = axum_server::Handle::new();
+        let kubeconfig = dir.join("kubeconfig");
+        let (url, serving) = if config.tls {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let material = security::tls_material(dir, address)?;
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
+                material.cert_pem.into_bytes(),
+                material.key_pem.into_bytes(),
+            )
+            .await
+            .map_err(|source| ServerError::Bind { address, source })?;
+            let server = axum_server::from_tcp_rustls(listener, tls)
+                .map_err(|source| ServerError::Bind { address, source })?
+                .handle(handle.clone());
+            security::write_kubeconfig(
+                &kubeconfig,
+                &format!("https://{address}"),
+                &token,
+                Some(&material.ca_pem),
+            )?;
+            (
+                format!("https://{address}"),
+                tokio::spawn(server.serve(app)),
+            )
+        } else {
+            let server = axum_server::from_tcp(listener)
+                .map_err(|source| ServerError::Bind { address, source })?
+                .handle(handle.clone());
+            security::write_kubeconfig(&kubeconfig, &format!("http://{address}"), &token, None)?;
+            (format!("http://{address}"), tokio::spawn(server.serve(app)))
+        };
+
+        let (gc_stop, gc_stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(gc::run(service.clone(), async move {
+            let _ = gc_stopped.await;
+        }));
+
+        Ok(Self {
+            address,
+            url,
+            kubeconfig,
+            service,
+            handle,
+            serving,
+            gc_stop: Some(gc_stop),
+            _lock: lock,
+        })
+    }
+
+    /// The API verbs, for in-process use (tests, benchmarks).
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// Stops accepting connections, closes open ones (watches end) and waits.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.gc_stop.take() {
+            let _ = stop.send(());
+        }
+        self.handle
+            .graceful_shutdown(Some(Duration::from_millis(500)));
+        if let Err(error) = (&mut self.serving).await {
+            tracing::error!(%error, "server task failed");
+        }
+    }
+}
+
+/// Runs the server until `shutdown` resolves, printing where it listens and how to
+/// point clients at it.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    let server = Server::start(config).await?;
+    println!("konductor server listening on {}", server.url);
+    println!("export KUBECONFIG={}", server.kubeconfig.display());
+    shutdown.await;
+    server.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,367 @@
+//! The resources this server serves, each described once.
+//!
+//! Handlers, discovery, OpenAPI and tables are all driven from these descriptions;
+//! nothing is written per type. Konductor's own resources are read from the generated
+//! CRDs (`konductor_api::crd::crds()`), so the embedded server validates exactly what a
+//! real cluster with those CRDs would.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::validation::Schema;
+
+/// How objects of a resource are shown to clients, when that differs from storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Objects are served as stored.
+    Native,
+    /// events.k8s.io/v1 Events: stored as core v1 Events and converted both ways.
+    EventsV1,
+}
+
+/// One printer column for `kubectl get` tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    /// Column header.
+    pub name: String,
+    /// OpenAPI type: `string`, `integer`, `number`, `boolean` or `date`.
+    pub type_: String,
+    /// Simple JSONPath into the object, e.g. `.spec.expected`.
+    pub json_path: String,
+    /// Hidden unless `-o wide` when above 0.
+    pub priority: i32,
+    /// What the column shows.
+    pub description: String,
+}
+
+/// Everything the server needs to know about one resource.
+#[derive(Debug, Clone)]
+pub struct ResourceDef {
+    /// API group; empty for the core group.
+    pub group: &'static str,
+    /// API version, e.g. `v1`.
+    pub version: &'static str,
+    /// Kind, e.g. `Barrier`.
+    pub kind: String,
+    /// Plural resource name used in paths, e.g. `barriers`.
+    pub plural: String,
+    /// Singular name, e.g. `barrier`.
+    pub singular: String,
+    /// Short names for kubectl, e.g. `bar`.
+    pub short_names: Vec<String>,
+    /// Categories for kubectl, e.g. `konductor`.
+    pub categories: Vec<String>,
+    /// Namespaced (true) or cluster-scoped.
+    pub namespaced: bool,
+    /// Whether a `/status` subresource splits spec and status writes.
+    pub status_subresource: bool,
+    /// The storage bucket; two resources sharing one (core and events.k8s.io Events)
+    /// share objects and watch events.
+    pub storage: &'static str,
+    /// How stored objects are presented.
+    pub view: View,
+    /// The OpenAPI schema (with CEL rules) objects must satisfy, for CRD-backed resources.
+    pub schema: Option<Arc<Schema>>,
+    /// Printer columns for tables.
+    pub columns: Vec<Column>,
+    /// Whether `PUT` may omit `metadata.resourceVersion` (built-in types allow it;
+    /// custom resources do not).
+    pub unconditional_update: bool,
+    /// Whether strategic merge patch is accepted. Kubernetes refuses it (415) for custom
+    /// resources; for the built-in types served here it reduces to a JSON merge patch.
+    pub strategic_merge: bool,
+}
+
+impl ResourceDef {
+    /// `group/version`, or just `version` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_owned()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `plural.group` (or just `plural` in the core group), as error messages name it.
+    pub fn qualified_plural(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// `Kind.group` (or just `Kind`), as Invalid errors name it.
+    pub fn qualified_kind(&self) -> String {
+        if self.group.is_empty() {
+            self.kind.clone()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
+    }
+
+    /// The kind of a list of these objects.
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+}
+
+/// All resources served, looked up by path and by storage bucket.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    resources: Vec<Arc<ResourceDef>>,
+}
+
+/// Storage bucket of Konductor's Barriers.
+pub const BARRIERS: &str = "konductor.io/barriers";
+/// Storage bucket of Konductor's Arrivals.
+pub const ARRIVALS: &str = "konductor.io/arrivals";
+/// Storage bucket of Namespaces.
+pub const NAMESPACES: &str = "namespaces";
+/// Storage bucket of Events (core v1 shape, also served as events.k8s.io/v1).
+pub const EVENTS: &str = "events";
+/// Storage bucket of Leases.
+pub const LEASES: &str = "coordination.k8s.io/leases";
+
+fn column(name: &str, type_: &str, json_path: &str, priority: i32, description: &str) -> Column {
+    Column {
+        name: name.into(),
+        type_: type_.into(),
+        json_path: json_path.into(),
+        priority,
+        description: description.into(),
+    }
+}
+
+fn age() -> Column {
+    column(
+        "Age",
+        "date",
+        ".metadata.creationTimestamp",
+        0,
+        "Time since the object was created",
+    )
+}
+
+impl Registry {
+    /// The standard registry: Konductor's CRDs plus the built-in types it needs.
+    pub fn standard() -> Self {
+        let mut resources: Vec<ResourceDef> = konductor_api::crd::crds()
+            .into_iter()
+            .map(crd_resource)
+            .collect();
+        resources.push(ResourceDef {
+            group: "",
+            version: "v1",
+            kind: "Namespace".into(),
+            plural: "namespaces".into(),
+            singular: "namespace".into(),
+            short_names: vec!["ns".into()],
+            categories: vec![],
+            namespaced: false,
+            status_subresource: true,
+            storage: NAMESPACES,
+            view: View::Native,
+            schema: None,
+            columns: vec![
+                column(
+                    "Status",
+                    "string",
+                    ".status.phase",
+                    0,
+                    "The namespace phase",
+                ),
+                age(),
+            ],
+            unconditional_update: true,
+            strategic_merge: true,
+        });
+        let event_columns = vec![
+            column(
+                "Last Seen",
+                "string",
+                ".lastTimestamp",
+                0,
+                "Time of the latest occurrence",
+            ),
+            column("Type", "string", ".type", 0, "Normal or Warning"),
+            column("Reason", "string", ".reason", 0, "Why the event happened"),
+            column(
+                "Object",
+                "string",
+                ".involvedObject.name",
+                0,
+                "The object it is about",
+            ),
+            column("Message", "string", ".message", 0, "What happened"),
+        ];
+        resources.push(ResourceDef {
+            group: "",
+            version: "v1",
+            kind: "Event".into(),
+            plural: "events".into(),
+            singular: "event".into(),
+            short_names: vec!["ev".into()],
+            categories: vec![],
+            namespaced: true,
+            status_subresource: false,
+            storage: EVENTS,
+            view: View::Native,
+            schema: None,
+            columns: event_columns.clone(),
+            unconditional_update: true,
+            strategic_merge: true,
+        });
+        resources.push(ResourceDef {
+            group: "events.k8s.io",
+            version: "v1",
+            kind: "Event".into(),
+            plural: "events".into(),
+            singular: "event".into(),
+            short_names: vec!["ev".into()],
+            categories: vec![],
+            namespaced: true,
+            status_subresource: false,
+            storage: EVENTS,
+            view: View::EventsV1,
+            schema: None,
+            columns: vec![
+                column("Type", "string", ".type", 0, "Normal or Warning"),
+                column("Reason", "string", ".reason", 0, "Why the event happened"),
+                column(
+                    "Object",
+                    "string",
+                    ".regarding.name",
+                    0,
+                    "The object it is about",
+                ),
+                column("Note", "string", ".note", 0, "What happened"),
+                age(),
+            ],
+            unconditional_update: true,
+            strategic_merge: true,
+        });
+        resources.push(ResourceDef {
+            group: "coordination.k8s.io",
+            version: "v1",
+            kind: "Lease".into(),
+            plural: "leases".into(),
+            singular: "lease".into(),
+            short_names: vec![],
+            categories: vec![],
+            namespaced: true,
+            status_subresource: false,
+            storage: LEASES,
+            view: View::Native,
+            schema: None,
+            columns: vec![
+                column(
+                    "Holder",
+                    "string",
+                    ".spec.holderIdentity",
+                    0,
+                    "The current holder",
+                ),
+                age(),
+            ],
+            unconditional_update: true,
+            strategic_merge: true,
+        });
+        Registry {
+            resources: resources.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    /// Every resource served.
+    pub fn all(&self) -> &[Arc<ResourceDef>] {
+        &self.resources
+    }
+
+    /// The resource at `/apis/{group}/{version}/{plural}` (`group` empty for `/api/v1`).
+    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&Arc<ResourceDef>> {
+        self.resources
+            .iter()
+            .find(|r| r.group == group && r.version == version && r.plural == plural)
+    }
+
+    /// The native (non-converted) resource of a storage bucket.
+    pub fn by_storage(&self, storage: &str) -> Option<&Arc<ResourceDef>> {
+        self.resources
+            .iter()
+            .find(|r| r.storage == storage && r.view == View::Native)
+    }
+
+    /// The resource of a kind in an apiVersion (for ownerReferences).
+    pub fn by_kind(&self, api_version: &str, kind: &str) -> Option<&Arc<ResourceDef>> {
+        self.resources
+            .iter()
+            .find(|r| r.kind == kind && r.api_version() == api_version)
+    }
+
+    /// The distinct `(group, version)` pairs served, core first.
+    pub fn group_versions(&self) -> Vec<(&'static str, &'static str)> {
+        let mut out: Vec<(&'static str, &'static str)> = Vec::new();
+        for r in &self.resources {
+            if !out.contains(&(r.group, r.version)) {
+                out.push((r.group, r.version));
+            }
+        }
+        out.sort_by_key(|(g, _)| !g.is_empty());
+        out
+    }
+}
+
+/// A resource described by one of Konductor's generated CRDs.
+fn crd_resource(
+    crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> ResourceDef {
+    let version = &crd.spec.versions[0];
+    let names = &crd.spec.names;
+    let storage = match names.plural.as_str() {
+        "barriers" => BARRIERS,
+        "arrivals" => ARRIVALS,
+        other => panic!("no storage bucket for konductor.io/{other}"),
+    };
+    let schema = version
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .map(|s| serde_json::to_value(s).expect("CRD schema serializes"))
+        .map(|s: Value| Arc::new(Schema::compile(s).expect("generated CRD schema compiles")));
+    let mut columns: Vec<Column> = version
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .map(|c| Column {
+            name: c.name.clone(),
+            type_: c.type_.clone(),
+            json_path: c.json_path.clone(),
+            priority: c.priority.unwrap_or(0),
+            description: c.description.clone().unwrap_or_default(),
+        })
+        .collect();
+    if columns.is_empty() {
+        columns.push(age());
+    }
+    ResourceDef {
+        group: konductor_api::GROUP,
+        version: konductor_api::VERSION,
+        kind: names.kind.clone(),
+        plural: names.plural.clone(),
+        singular: names.singular.clone().unwrap_or_default(),
+        short_names: names.short_names.clone().unwrap_or_default(),
+        categories: names.categories.clone().unwrap_or_default(),
+        namespaced: crd.spec.scope == "Namespaced",
+        status_subresource: version
+            .subresources
+            .as_ref()
+            .is_some_and(|s| s.status.is_some()),
+        storage,
+        view: View::Native,
+        schema,
+        columns,
+        unconditional_update: false,
+        strategic_merge: false,
+    }
+}

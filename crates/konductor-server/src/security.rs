@@ -1,0 +1,201 @@
+//! Credentials: the bearer token, the self-signed CA and serving certificate for
+//! `--tls`, and the kubeconfig that hands both to clients.
+//!
+//! All of them live in the data directory, readable only by the owner (0600), and are
+//! reused across restarts so long-running clients keep working.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+
+/// Credential failures.
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    /// A credential file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Certificate generation or parsing failed.
+    #[error("generating TLS certificates: {0}")]
+    Certificate(#[from] rcgen::Error),
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SecurityError + '_ {
+    move |source| SecurityError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes `contents` to `path` with mode 0600 (owner only).
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), SecurityError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(io_error(path))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io_error(path))?;
+    }
+    file.write_all(contents).map_err(io_error(path))?;
+    file.sync_all().map_err(io_error(path))
+}
+
+/// The bearer token in `DIR/token`, created (32 random bytes, hex) on first use.
+pub fn load_or_create_token(data_dir: &Path) -> Result<String, SecurityError> {
+    let path = data_dir.join("token");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim();
+        if existing.len() >= 32 {
+            return Ok(existing.to_owned());
+        }
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, token.as_bytes())?;
+    Ok(token)
+}
+
+/// PEM-encoded TLS material for serving, plus the CA clients must trust.
+pub struct TlsMaterial {
+    /// The CA certificate (goes into the kubeconfig).
+    pub ca_pem: String,
+    /// The serving certificate, signed by the CA.
+    pub cert_pem: String,
+    /// The serving certificate's private key.
+    pub key_pem: String,
+}
+
+/// The parameters of the self-signed CA (the same on every start).
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "konductor-ca");
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params
+}
+
+/// Loads the CA from `DIR/tls/` (creating it on first use) and issues a fresh serving
+/// certificate for `localhost`, `127.0.0.1`, `::1` and the listen address.
+pub fn tls_material(data_dir: &Path, listen: SocketAddr) -> Result<TlsMaterial, SecurityError> {
+    let dir = data_dir.join("tls");
+    std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+    let ca_cert_path = dir.join("ca.crt");
+    let ca_key_path = dir.join("ca.key");
+    let existing = std::fs::read_to_string(&ca_cert_path)
+        .ok()
+        .zip(std::fs::read_to_string(&ca_key_path).ok());
+    let (ca_pem, ca_key) = match existing {
+        Some((cert, key)) => (cert, KeyPair::from_pem(&key)?),
+        None => {
+            let key = KeyPair::generate()?;
+            let cert = ca_params().self_signed(&key)?;
+            write_private(&ca_cert_path, cert.pem().as_bytes())?;
+            write_private(&ca_key_path, key.serialize_pem().as_bytes())?;
+            (cert.pem(), key)
+        }
+    };
+    // The issuer is rebuilt from the same parameters the CA was made with: the issued
+    // certificate needs only the CA's name and key identifier, both derived from them.
+    let issuer = Issuer::new(ca_params(), ca_key);
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "konductor-server");
+    for ip in [
+        "127.0.0.1".parse().expect("valid IP"),
+        "::1".parse().expect("valid IP"),
+        listen.ip(),
+    ] {
+        let san = SanType::IpAddress(ip);
+        if !params.subject_alt_names.contains(&san) {
+            params.subject_alt_names.push(san);
+        }
+    }
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(TlsMaterial {
+        ca_pem,
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// Writes the kubeconfig clients use: server URL, CA (with TLS), token, namespace
+/// `default`. Mode 0600.
+pub fn write_kubeconfig(
+    path: &Path,
+    server_url: &str,
+    token: &str,
+    ca_pem: Option<&str>,
+) -> Result<(), SecurityError> {
+    let mut cluster = serde_json::json!({ "server": server_url });
+    if let Some(ca) = ca_pem {
+        cluster["certificate-authority-data"] =
+            base64::engine::general_purpose::STANDARD.encode(ca).into();
+    }
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "konductor", "cluster": cluster}],
+        "users": [{"name": "konductor", "user": {"token": token}}],
+        "contexts": [{"name": "konductor", "context": {
+            "cluster": "konductor", "user": "konductor", "namespace": "default"
+        }}],
+        "current-context": "konductor",
+        "preferences": {},
+    });
+    let yaml = serde_yaml::to_string(&config).expect("a kubeconfig serializes");
+    write_private(path, yaml.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_created_once_and_kept_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = load_or_create_token(dir.path()).unwrap();
+        assert_eq!(token.len(), 64);
+        assert_eq!(load_or_create_token(dir.path()).unwrap(), token);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("token"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn the_ca_survives_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = "127.0.0.1:6443".parse().unwrap();
+        let first = tls_material(dir.path(), addr).unwrap();
+        let second = tls_material(dir.path(), addr).unwrap();
+        assert_eq!(first.ca_pem, second.ca_pem);
+        assert!(first.cert_pem.contains("BEGIN CERTIFICATE"));
+    }
+}

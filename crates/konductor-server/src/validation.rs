@@ -1,0 +1,448 @@
+//! Validation of custom resources against their CRD's `openAPIV3Schema`, as the real
+//! API server does it: defaulting, pruning of unknown fields, the OpenAPI schema
+//! (checked with the `jsonschema` crate) and the `x-kubernetes-validations` CEL rules
+//! (checked with `kube-cel`). Messages follow the real server's wording, naming the
+//! field (`spec.expected: Invalid value: 0: spec.expected in body should be greater
+//! than or equal to 1`).
+
+use serde_json::{Map, Value};
+
+use crate::error::FieldError;
+
+/// A compiled CRD schema.
+pub struct Schema {
+    /// The CRD's `openAPIV3Schema`, as written (served in OpenAPI documents).
+    openapi: Value,
+    /// The same schema as standard JSON Schema (draft 4), compiled.
+    json_schema: jsonschema::Validator,
+}
+
+impl std::fmt::Debug for Schema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schema").finish_non_exhaustive()
+    }
+}
+
+impl Schema {
+    /// Compiles a CRD `openAPIV3Schema`.
+    pub fn compile(openapi: Value) -> Result<Self, String> {
+        let standard = to_json_schema(&openapi);
+        let json_schema = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft4)
+            .should_validate_formats(false)
+            .build(&standard)
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            openapi,
+            json_schema,
+        })
+    }
+
+    /// The schema as written in the CRD.
+    pub fn openapi(&self) -> &Value {
+        &self.openapi
+    }
+
+    /// Fills in the schema's `default`s, as the API server does before storing.
+    pub fn apply_defaults(&self, object: &Value) -> Value {
+        kube_cel::apply_defaults(&self.openapi, object)
+    }
+
+    /// Removes fields the schema does not declare and returns their paths
+    /// (`spec.foo`), for `fieldValidation=Strict` errors and `Warn` warnings.
+    /// `apiVersion`, `kind` and `metadata` are always kept.
+    pub fn prune(&self, object: &mut Value) -> Vec<String> {
+        let mut unknown = Vec::new();
+        if let (Some(map), Some(props)) = (
+            object.as_object_mut(),
+            self.openapi.get("properties").and_then(Value::as_object),
+        ) {
+            map.retain(|key, value| {
+                if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
+                    return true;
+                }
+                match props.get(key) {
+                    Some(schema) => {
+                        prune_value(schema, value, key, &mut unknown);
+                        true
+                    }
+                    None => {
+                        unknown.push(key.clone());
+                        false
+                    }
+                }
+            });
+        }
+        unknown
+    }
+
+    /// Checks `object` (already defaulted and pruned) against the schema and its CEL
+    /// rules; `old` is the stored object for updates (transition rules use it).
+    /// Returns every violation, or nothing when valid.
+    pub fn validate(&self, object: &Value, old: Option<&Value>) -> Vec<FieldError> {
+        let mut errors: Vec<FieldError> = self
+            .json_schema
+            .iter_errors(object)
+            .map(|e| schema_error(&e))
+            .collect();
+        // CEL rules assume the structure is right; Kubernetes skips them otherwise too.
+        if errors.is_empty()
+            && let Err(failures) = kube_cel::validate(&self.openapi, object, old)
+        {
+            errors.extend(failures.into_vec().into_iter().map(|f| FieldError {
+                reason: "FieldValueInvalid",
+                field: f.field_path.trim_start_matches('.').to_owned(),
+                message: format!(
+                    "Invalid value: {}: {}",
+                    render(field_value(object, &f.field_path)),
+                    f.message
+                ),
+            }));
+        }
+        errors
+    }
+}
+
+/// Recursively prunes `value` under `schema`, recording unknown field paths.
+fn prune_value(schema: &Value, value: &mut Value, path: &str, unknown: &mut Vec<String>) {
+    if schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                map.retain(|key, child| match props.get(key) {
+                    Some(child_schema) => {
+                        prune_value(child_schema, child, &format!("{path}.{key}"), unknown);
+                        true
+                    }
+                    None => {
+                        unknown.push(format!("{path}.{key}"));
+                        false
+                    }
+                });
+            } else if let Some(additional) = schema.get("additionalProperties")
+                && additional.is_object()
+            {
+                for (key, child) in map.iter_mut() {
+                    prune_value(additional, child, &format!("{path}.{key}"), unknown);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter_mut().enumerate() {
+                    prune_value(item_schema, item, &format!("{path}[{i}]"), unknown);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Rewrites an OpenAPI v3 schema into standard JSON Schema: `nullable: true` becomes a
+/// `null` alternative in `type`, and Kubernetes extensions are dropped.
+fn to_json_schema(schema: &Value) -> Value {
+    match schema {
+        Value::Object(map) => {
+            let mut out = Map::new();
+            for (key, value) in map {
+                if key.starts_with("x-kubernetes-") || key == "nullable" {
+                    continue;
+                }
+                let converted = match key.as_str() {
+                    "properties" | "definitions" => Value::Object(
+                        value
+                            .as_object()
+                            .map(|props| {
+                                props
+                                    .iter()
+                                    .map(|(k, v)| (k.clone(), to_json_schema(v)))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    ),
+                    "items" | "additionalProperties" | "not" => to_json_schema(value),
+                    "allOf" | "anyOf" | "oneOf" => Value::Array(
+                        value
+                            .as_array()
+                            .map(|a| a.iter().map(to_json_schema).collect())
+                            .unwrap_or_default(),
+                    ),
+                    _ => value.clone(),
+                };
+                out.insert(key.clone(), converted);
+            }
+            if map.get("nullable").and_then(Value::as_bool) == Some(true)
+                && let Some(Value::String(t)) = out.get("type").cloned()
+            {
+                out.insert("type".into(), Value::Array(vec![t.into(), "null".into()]));
+                if let Some(Value::Array(options)) = out.get_mut("enum") {
+                    options.push(Value::Null);
+                }
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    }
+}
+
+/// `/spec/items/0/name` → `spec.items[0].name`.
+fn pointer_to_path(pointer: &str) -> String {
+    let mut path = String::new();
+    for segment in pointer.split('/').skip(1) {
+        let segment = segment.replace("~1", "/").replace("~0", "~");
+        if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            path.push_str(&format!("[{segment}]"));
+        } else {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(&segment);
+        }
+    }
+    path
+}
+
+/// The value at a dotted field path (`spec.quorum`), for messages.
+fn field_value<'a>(object: &'a Value, path: &str) -> &'a Value {
+    path.trim_start_matches('.')
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .try_fold(object, |v, key| v.get(key))
+        .unwrap_or(&Value::Null)
+}
+
+/// Renders a value as Kubernetes messages do: strings quoted, numbers bare.
+fn render(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::String(s) => format!("{s:?}"),
+        Value::Object(_) => "object".into(),
+        Value::Array(_) => "array".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Translates one JSON Schema violation into a Kubernetes field error.
+fn schema_error(error: &jsonschema::ValidationError<'_>) -> FieldError {
+    use jsonschema::error::ValidationErrorKind as Kind;
+    let path = pointer_to_path(error.instance_path().as_str());
+    let instance = error.instance();
+    let value = render(instance);
+    let invalid =
+        |detail: String| FieldError::invalid(&path, format!("Invalid value: {value}: {detail}"));
+    match error.kind() {
+        Kind::Required { property } => {
+            let name = property.as_str().unwrap_or_default();
+            let field = if path.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{path}.{name}")
+            };
+            FieldError::required(field)
+        }
+        Kind::Type { kind } => {
+            let expected = match kind {
+                jsonschema::error::TypeKind::Single(t) => t.to_string(),
+                jsonschema::error::TypeKind::Multiple(set) => set
+                    .iter()
+                    .map(|t| t.to_string())
+                    .find(|t| t != "null")
+                    .unwrap_or_default(),
+            };
+            FieldError {
+                reason: "FieldValueTypeInvalid",
+                field: path.clone(),
+                message: format!(
+                    "Invalid value: {value}: {path} in body must be of type {expected}: {value}"
+                ),
+            }
+        }
+        Kind::Minimum { limit } => invalid(format!(
+            "{path} in body should be greater than or equal to {}",
+            number(limit)
+        )),
+        Kind::Maximum { limit } => invalid(format!(
+            "{path} in body should be less than or equal to {}",
+            number(limit)
+        )),
+        Kind::ExclusiveMinimum { limit } => invalid(format!(
+            "{path} in body should be greater than {}",
+            number(limit)
+        )),
+        Kind::ExclusiveMaximum { limit } => invalid(format!(
+            "{path} in body should be less than {}",
+            number(limit)
+        )),
+        Kind::MinLength { limit } => invalid(format!(
+            "{path} in body should be at least {limit} chars long"
+        )),
+        Kind::MaxLength { limit } => FieldError {
+            reason: "FieldValueTooLong",
+            field: path.clone(),
+            message: format!("Too long: may not be more than {limit} bytes"),
+        },
+        Kind::Pattern { pattern } => invalid(format!("{path} in body should match '{pattern}'")),
+        Kind::Enum { options } => FieldError {
+            reason: "FieldValueNotSupported",
+            field: path.clone(),
+            message: format!(
+                "Unsupported value: {value}: supported values: {}",
+                options
+                    .as_array()
+                    .map(|o| o
+                        .iter()
+                        .filter(|v| !v.is_null())
+                        .map(render)
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default()
+            ),
+        },
+        Kind::MinItems { limit } => {
+            invalid(format!("{path} in body should have at least {limit} items"))
+        }
+        Kind::MaxItems { limit } => FieldError {
+            reason: "FieldValueTooMany",
+            field: path.clone(),
+            message: format!("Too many: must have at most {limit} items"),
+        },
+        _ => invalid(error.to_string()),
+    }
+}
+
+/// Renders a schema limit without a needless `.0` (`1`, not `1.0`).
+fn number(limit: &Value) -> String {
+    match limit.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+        _ => limit.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Registry;
+    use serde_json::json;
+
+    fn barrier_schema() -> std::sync::Arc<Schema> {
+        Registry::standard()
+            .find("konductor.io", "v1", "barriers")
+            .unwrap()
+            .schema
+            .clone()
+            .unwrap()
+    }
+
+    fn arrival_schema() -> std::sync::Arc<Schema> {
+        Registry::standard()
+            .find("konductor.io", "v1", "arrivals")
+            .unwrap()
+            .schema
+            .clone()
+            .unwrap()
+    }
+
+    fn barrier(spec: Value) -> Value {
+        json!({"apiVersion": "konductor.io/v1", "kind": "Barrier", "metadata": {"name": "b"}, "spec": spec})
+    }
+
+    fn errors(spec: Value) -> Vec<FieldError> {
+        barrier_schema().validate(&barrier(spec), None)
+    }
+
+    #[test]
+    fn a_valid_barrier_passes() {
+        assert!(errors(json!({"expected": 5, "quorum": 4, "timeout": "30m"})).is_empty());
+    }
+
+    #[test]
+    fn expected_below_one_names_the_field() {
+        let e = errors(json!({"expected": 0}));
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].field, "spec.expected");
+        assert_eq!(
+            e[0].message,
+            "Invalid value: 0: spec.expected in body should be greater than or equal to 1"
+        );
+    }
+
+    #[test]
+    fn quorum_above_expected_is_refused_by_the_cel_rule() {
+        let e = errors(json!({"expected": 3, "quorum": 4}));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].field, "spec.quorum");
+        assert!(
+            e[0].message
+                .contains("quorum must not be greater than expected"),
+            "{}",
+            e[0].message
+        );
+    }
+
+    #[test]
+    fn a_bad_timeout_breaks_the_pattern() {
+        let e = errors(json!({"expected": 3, "timeout": "soon"}));
+        assert_eq!(e[0].field, "spec.timeout");
+        assert!(
+            e[0].message
+                .starts_with("Invalid value: \"soon\": spec.timeout in body should match")
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_missing_fields_are_reported() {
+        let e = errors(json!({"expected": "five"}));
+        assert_eq!(e[0].reason, "FieldValueTypeInvalid");
+        assert!(
+            e[0].message.contains("must be of type integer"),
+            "{}",
+            e[0].message
+        );
+        let e = errors(json!({}));
+        assert_eq!(e[0], FieldError::required("spec.expected"));
+    }
+
+    #[test]
+    fn long_barrier_names_are_refused() {
+        let mut object = barrier(json!({"expected": 1}));
+        object["metadata"]["name"] = json!("x".repeat(64));
+        let e = barrier_schema().validate(&object, None);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].field, "metadata.name");
+    }
+
+    #[test]
+    fn arrival_holders_are_bounded_and_immutable() {
+        let schema = arrival_schema();
+        let arrival = |holder: &str| json!({"apiVersion": "konductor.io/v1", "kind": "Arrival", "metadata": {"name": "a"}, "spec": {"barrier": "b", "holder": holder}});
+        assert!(schema.validate(&arrival("h"), None).is_empty());
+        assert_eq!(schema.validate(&arrival(""), None)[0].field, "spec.holder");
+        let long = schema.validate(&arrival(&"h".repeat(254)), None);
+        assert_eq!(long[0].reason, "FieldValueTooLong");
+        let changed = schema.validate(&arrival("other"), Some(&arrival("h")));
+        assert_eq!(changed.len(), 1, "{changed:?}");
+        assert!(changed[0].message.contains("holder is immutable"));
+    }
+
+    #[test]
+    fn unknown_fields_are_pruned_and_reported() {
+        let mut object = barrier(json!({"expected": 1, "colour": "red"}));
+        object["extra"] = json!(1);
+        let unknown = barrier_schema().prune(&mut object);
+        assert_eq!(unknown, ["extra", "spec.colour"]);
+        assert_eq!(object["spec"], json!({"expected": 1}));
+    }
+
+    #[test]
+    fn defaults_fill_in_the_outcome() {
+        let arrival = json!({"spec": {"barrier": "b", "holder": "h"}});
+        let defaulted = arrival_schema().apply_defaults(&arrival);
+        assert_eq!(defaulted["spec"]["outcome"], "Succeeded");
+    }
+}

@@ -1,0 +1,99 @@
+//! Conversions between a resource's stored shape and the shape a client asked for.
+//!
+//! Events are stored once, as core v1 Events, and also served as events.k8s.io/v1
+//! Events (what kube-runtime's recorder writes): `regarding` ↔ `involvedObject`,
+//! `note` ↔ `message`, `reportingController` ↔ `reportingComponent`, and the
+//! `deprecated*` fields ↔ `source`, `firstTimestamp`, `lastTimestamp`, `count`. This is
+//! how `kubectl describe` (core v1) sees events the controller records (events.k8s.io).
+
+use serde_json::{Map, Value};
+
+use crate::registry::{ResourceDef, View};
+
+/// Field renames between events.k8s.io/v1 (left) and core v1 (right).
+const EVENT_RENAMES: &[(&str, &str)] = &[
+    ("regarding", "involvedObject"),
+    ("note", "message"),
+    ("reportingController", "reportingComponent"),
+    ("deprecatedSource", "source"),
+    ("deprecatedFirstTimestamp", "firstTimestamp"),
+    ("deprecatedLastTimestamp", "lastTimestamp"),
+    ("deprecatedCount", "count"),
+];
+
+/// Converts a stored object into the shape `def` serves.
+pub fn to_view(def: &ResourceDef, stored: &Value) -> Value {
+    match def.view {
+        View::Native => stored.clone(),
+        View::EventsV1 => rename(stored, def, |(v1, core)| (*core, *v1)),
+    }
+}
+
+/// Converts an object in the shape `def` serves into the stored shape.
+pub fn to_storage(def: &ResourceDef, object: &Value) -> Value {
+    match def.view {
+        View::Native => object.clone(),
+        View::EventsV1 => rename(object, def, |(v1, core)| (*v1, *core)),
+    }
+}
+
+/// Renames top-level fields by `pairs` (from, to) and sets `apiVersion`/`kind` for the
+/// target shape.
+fn rename(
+    object: &Value,
+    def: &ResourceDef,
+    direction: impl Fn(&(&'static str, &'static str)) -> (&'static str, &'static str),
+) -> Value {
+    let Some(map) = object.as_object() else {
+        return object.clone();
+    };
+    let renames: Vec<(&str, &str)> = EVENT_RENAMES.iter().map(&direction).collect();
+    let mut out = Map::new();
+    for (key, value) in map {
+        let target = renames
+            .iter()
+            .find(|(from, _)| from == key)
+            .map_or(key.as_str(), |(_, to)| to);
+        out.insert(target.to_owned(), value.clone());
+    }
+    let to_storage = renames
+        .first()
+        .is_some_and(|(from, _)| *from == "regarding");
+    let api_version = if to_storage {
+        "v1".to_owned()
+    } else {
+        def.api_version()
+    };
+    out.insert("apiVersion".into(), api_version.into());
+    out.insert("kind".into(), "Event".into());
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Registry;
+    use serde_json::json;
+
+    #[test]
+    fn events_round_trip_between_the_two_apis() {
+        let registry = Registry::standard();
+        let v1 = registry.find("events.k8s.io", "v1", "events").unwrap();
+        let recorded = json!({
+            "apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "metadata": {"name": "b.1", "namespace": "default"},
+            "regarding": {"kind": "Barrier", "name": "b"},
+            "note": "opened", "reason": "Opened", "type": "Normal",
+            "reportingController": "konductor", "eventTime": "2026-01-01T00:00:00.000000Z",
+        });
+        let stored = to_storage(v1, &recorded);
+        assert_eq!(stored["apiVersion"], "v1");
+        assert_eq!(stored["involvedObject"]["name"], "b");
+        assert_eq!(stored["message"], "opened");
+        assert_eq!(stored["reportingComponent"], "konductor");
+        assert!(stored.get("note").is_none());
+        assert_eq!(to_view(v1, &stored), recorded);
+        let core = registry.find("", "v1", "events").unwrap();
+        assert_eq!(to_view(core, &stored), stored);
+    }
+}

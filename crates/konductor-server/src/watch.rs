@@ -1,0 +1,234 @@
+//! The watch hub: one in-memory fan-out of committed writes to every watcher.
+//!
+//! The store publishes each committed write here, in commit order. The hub keeps a
+//! bounded window of recent events so a watch can resume from any resourceVersion
+//! inside it, and a bounded broadcast channel for live events. No watcher ever queries
+//! the database: thousands of watches cost one `Arc` clone per event each.
+//!
+//! Limits, and what happens at them:
+//! - **Window** (`window` events): a watch from a resourceVersion older than the
+//!   window's start is answered 410 Expired, and the client re-lists (as with etcd
+//!   compaction).
+//! - **Live channel** (`window` events, too): a watcher that falls that far behind is
+//!   told 410 Expired and dropped rather than buffered without limit.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::store::ObjectKey;
+
+/// The kind of change an event reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// The object was created.
+    Added,
+    /// The object was changed.
+    Modified,
+    /// The object was deleted; the event carries its last state.
+    Deleted,
+}
+
+impl EventType {
+    /// The name used on the wire (`ADDED`, `MODIFIED`, `DELETED`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One committed write.
+#[derive(Debug, Clone)]
+pub struct WatchEvent {
+    /// What happened.
+    pub event_type: EventType,
+    /// Which object.
+    pub key: ObjectKey,
+    /// The resourceVersion the write got.
+    pub resource_version: u64,
+    /// The object after the write (its last state for deletes).
+    pub object: Arc<Value>,
+    /// The object before the write (`None` for creates), so a watch with a selector
+    /// can tell an object that stopped matching (sent as DELETED) from one that never
+    /// did.
+    pub previous: Option<Arc<Value>>,
+}
+
+/// A new watcher's starting point: the events it missed, then the live stream.
+pub struct Subscription {
+    /// Events after the requested resourceVersion that are still in the window.
+    pub backlog: Vec<Arc<WatchEvent>>,
+    /// Everything published from now on.
+    pub live: broadcast::Receiver<Arc<WatchEvent>>,
+}
+
+/// The requested resourceVersion is older than the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too old resource version: {requested} ({oldest})")]
+pub struct Expired {
+    /// The version asked for.
+    pub requested: u64,
+    /// The oldest version a watch can start from now.
+    pub oldest: u64,
+}
+
+/// The hub. Cheap to clone; all clones share one window and channel.
+#[derive(Clone)]
+pub struct WatchHub {
+    state: Arc<Mutex<HubState>>,
+}
+
+struct HubState {
+    /// Recent events, oldest first.
+    window: VecDeque<Arc<WatchEvent>>,
+    /// The most events kept in `window`.
+    capacity: usize,
+    /// Watches may start from this version or later: every event after it is in the
+    /// window.
+    oldest_resumable: u64,
+    /// Live fan-out.
+    sender: broadcast::Sender<Arc<WatchEvent>>,
+}
+
+impl WatchHub {
+    /// A hub keeping the last `capacity` events (and letting a watcher lag as many).
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        let (sender, _) = broadcast::channel(capacity);
+        Self {
+            state: Arc::new(Mutex::new(HubState {
+                window: VecDeque::with_capacity(capacity.min(4096)),
+                capacity,
+                oldest_resumable: 0,
+                sender,
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets the window and starts it at `resource_version` (when the store opens:
+    /// nothing older can be replayed after a restart).
+    pub fn reset(&self, resource_version: u64) {
+        let mut state = self.lock();
+        state.window.clear();
+        state.oldest_resumable = resource_version;
+    }
+
+    /// Publishes a committed write. Called by the store, in commit order.
+    pub fn publish(&self, event: WatchEvent) {
+        let event = Arc::new(event);
+        let mut state = self.lock();
+        if state.window.len() == state.capacity
+            && let Some(dropped) = state.window.pop_front()
+        {
+            state.oldest_resumable = dropped.resource_version;
+        }
+        state.window.push_back(event.clone());
+        // No receivers is fine: nobody is watching.
+        let _ = state.sender.send(event);
+    }
+
+    /// Starts a watch after `resource_version`: the backlog of newer events still in the
+    /// window, and the live stream from there on, with no gap and no repeat between them.
+    pub fn subscribe(&self, resource_version: u64) -> Result<Subscription, Expired> {
+        let state = self.lock();
+        if resource_version < state.oldest_resumable {
+            return Err(Expired {
+                requested: resource_version,
+                oldest: state.oldest_resumable,
+            });
+        }
+        let backlog = state
+            .window
+            .iter()
+            .filter(|e| e.resource_version > resource_version)
+            .cloned()
+            .collect();
+        Ok(Subscription {
+            backlog,
+            live: state.sender.subscribe(),
+        })
+    }
+
+    /// The number of live watchers.
+    pub fn watchers(&self) -> usize {
+        self.lock().sender.receiver_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(rv: u64) -> WatchEvent {
+        WatchEvent {
+            event_type: EventType::Added,
+            key: ObjectKey::new("b", "ns", &format!("o{rv}")),
+            resource_version: rv,
+            object: Arc::new(Value::Null),
+            previous: None,
+        }
+    }
+
+    #[test]
+    fn resumes_from_inside_the_window_without_gaps_or_repeats() {
+        let hub = WatchHub::new(10);
+        hub.reset(5);
+        for rv in 6..=9 {
+            hub.publish(event(rv));
+        }
+        let mut sub = hub.subscribe(7).unwrap();
+        let versions: Vec<u64> = sub.backlog.iter().map(|e| e.resource_version).collect();
+        assert_eq!(versions, [8, 9]);
+        hub.publish(event(10));
+        assert_eq!(sub.live.try_recv().unwrap().resource_version, 10);
+    }
+
+    #[test]
+    fn versions_older_than_the_window_are_expired() {
+        let hub = WatchHub::new(3);
+        hub.reset(0);
+        for rv in 1..=5 {
+            hub.publish(event(rv));
+        }
+        assert_eq!(
+            hub.subscribe(1).err(),
+            Some(Expired {
+                requested: 1,
+                oldest: 2
+            })
+        );
+        assert_eq!(hub.subscribe(2).unwrap().backlog.len(), 3);
+    }
+
+    #[test]
+    fn a_restart_cannot_replay_older_versions() {
+        let hub = WatchHub::new(3);
+        hub.reset(100);
+        assert!(hub.subscribe(99).is_err());
+        assert!(hub.subscribe(100).unwrap().backlog.is_empty());
+    }
+
+    #[test]
+    fn a_watcher_that_falls_too_far_behind_is_told_so() {
+        let hub = WatchHub::new(2);
+        let mut sub = hub.subscribe(0).unwrap();
+        for rv in 1..=5 {
+            hub.publish(event(rv));
+        }
+        assert!(matches!(
+            sub.live.try_recv(),
+            Err(broadcast::error::TryRecvError::Lagged(_))
+        ));
+    }
+}
