@@ -58,7 +58,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Address to listen on; port 0 picks a free one.
     pub listen: SocketAddr,
-    /// Serve HTTPS with a self-signed CA (required for non-loopback addresses).
+    /// Serve HTTPS with a self-signed CA (the default). Plain HTTP is allowed only on
+    /// loopback, and only kube-rs clients will authenticate over it: kubectl (client-go)
+    /// never sends a bearer token over plain HTTP.
     pub tls: bool,
     /// Recent events kept for resuming watches (and the lag a watcher may build up).
     pub watch_window: usize,
@@ -73,7 +75,7 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
-            tls: false,
+            tls: true,
             watch_window: 10_000,
             max_watches: 10_000,
             bookmark_interval: Duration::from_secs(30),
@@ -100,7 +102,7 @@ pub enum ServerError {
     Locked(PathBuf),
     /// A non-loopback address without TLS.
     #[error(
-        "refusing to listen on {0} without TLS: the API would be readable by anyone on the network; use --tls or a loopback address such as 127.0.0.1"
+        "refusing to listen on {0} without --tls: the API would be exposed to the network; pass --tls to serve it over HTTPS, or listen on a loopback address such as 127.0.0.1"
     )]
     InsecureListen(SocketAddr),
     /// The address could not be bound.

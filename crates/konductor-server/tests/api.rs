@@ -793,18 +793,29 @@ async fn events_written_as_events_k8s_io_are_read_as_core_events() {
     assert_eq!(e.reason.as_deref(), Some("Opened"));
 }
 
-#[tokio::test]
-async fn requests_without_the_token_are_unauthorized() {
-    let t = TestServer::start().await;
-    let kubeconfig = kube::config::Kubeconfig::read_from(&t.server.kubeconfig).unwrap();
+/// A client for the server in `kubeconfig`, presenting `token` instead of its own.
+async fn client_with_token(kubeconfig: &std::path::Path, token: Option<&str>) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
     let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .unwrap();
-    config.auth_info.token = Some("not-the-token".to_owned().into());
-    let client = kube::Client::try_from(config).unwrap();
-    let api: Api<Barrier> = Api::namespaced(client, "default");
-    let err = status_of(api.list(&ListParams::default()).await.unwrap_err());
-    assert_eq!((err.code, err.reason.as_str()), (401, "Unauthorized"));
+    config.auth_info.token = token.map(|t| t.to_owned().into());
+    kube::Client::try_from(config).unwrap()
+}
+
+#[tokio::test]
+async fn requests_without_the_token_are_unauthorized() {
+    let t = TestServer::start().await;
+    for token in [Some("not-the-token"), None] {
+        let client = client_with_token(&t.server.kubeconfig, token).await;
+        let api: Api<Barrier> = Api::namespaced(client, "default");
+        let err = status_of(api.list(&ListParams::default()).await.unwrap_err());
+        assert_eq!(
+            (err.code, err.reason.as_str()),
+            (401, "Unauthorized"),
+            "{token:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -888,8 +899,9 @@ async fn non_loopback_addresses_need_tls() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
     c.listen = "0.0.0.0:0".parse().unwrap();
+    c.tls = false;
     let err = konductor_server::Server::start(c).await.err().unwrap();
-    assert!(err.to_string().contains("without TLS"), "{err}");
+    assert!(err.to_string().contains("without --tls"), "{err}");
 }
 
 #[tokio::test]

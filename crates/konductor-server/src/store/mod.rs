@@ -482,7 +482,7 @@ mod tests {
         store
             .write::<StoreError>(&key, |_| Ok(Write::Put(child)))
             .unwrap();
-        assert_eq!(store.dependents("parent-uid").unwrap(), [key.clone()]);
+        assert_eq!(store.dependents("parent-uid").unwrap(), std::slice::from_ref(&key));
         let subscription = store.hub().subscribe(store.resource_version()).unwrap();
         let deleted = store
             .write::<StoreError>(&key, |_| Ok(Write::Delete))
