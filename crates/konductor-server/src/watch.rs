@@ -13,7 +13,7 @@
 //!   told 410 Expired and dropped rather than buffered without limit.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -57,6 +57,15 @@ pub struct WatchEvent {
     /// can tell an object that stopped matching (sent as DELETED) from one that never
     /// did.
     pub previous: Option<Arc<Value>>,
+    /// `object` serialized once, on first use, and shared by every watcher.
+    pub json: OnceLock<String>,
+}
+
+impl WatchEvent {
+    /// The object as JSON text, serialized once however many watchers send it.
+    pub fn object_json(&self) -> &str {
+        self.json.get_or_init(|| self.object.to_string())
+    }
 }
 
 /// A new watcher's starting point: the events it missed, then the live stream.
@@ -177,6 +186,7 @@ mod tests {
             resource_version: rv,
             object: Arc::new(Value::Null),
             previous: None,
+            json: OnceLock::new(),
         }
     }
 

@@ -21,7 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::AppState;
 use crate::error::{ApiError, Result};
-use crate::registry::ResourceDef;
+use crate::registry::{ResourceDef, View};
 use crate::service::{ListOptions, Service, WatchStart};
 use crate::views::to_view;
 use crate::watch::{EventType, WatchEvent};
@@ -105,14 +105,19 @@ pub async fn serve(
 }
 
 fn line(event_type: &str, object: &Value) -> Result<Bytes, Infallible> {
-    let mut text = json!({"type": event_type, "object": object}).to_string();
-    text.push('\n');
-    Ok(Bytes::from(text))
+    raw_line(event_type, &object.to_string())
+}
+
+/// A watch line around an already-serialized object.
+fn raw_line(event_type: &str, object_json: &str) -> Result<Bytes, Infallible> {
+    Ok(Bytes::from(format!(
+        "{{\"type\":\"{event_type}\",\"object\":{object_json}}}\n"
+    )))
 }
 
 /// What a hub event looks like to this watch, if it sees it at all: with a selector,
 /// an object that starts matching is ADDED and one that stops matching is DELETED.
-fn translate(request: &WatchRequest, event: &WatchEvent) -> Option<(&'static str, Value)> {
+fn translate(request: &WatchRequest, event: &WatchEvent) -> Option<Result<Bytes, Infallible>> {
     if !Service::event_in_scope(&request.def, request.namespace.as_deref(), event) {
         return None;
     }
@@ -133,7 +138,10 @@ fn translate(request: &WatchRequest, event: &WatchEvent) -> Option<(&'static str
             }
         }
     };
-    Some((event_type, to_view(&request.def, &event.object)))
+    Some(match request.def.view {
+        View::Native => raw_line(event_type, event.object_json()),
+        _ => line(event_type, &to_view(&request.def, &event.object)),
+    })
 }
 
 async fn stream_events(
@@ -158,8 +166,8 @@ async fn stream_events(
     } = start;
     for event in backlog {
         last_rv = event.resource_version;
-        if let Some((t, object)) = translate(&request, &event)
-            && sender.send(line(t, &object)).await.is_err()
+        if let Some(chunk) = translate(&request, &event)
+            && sender.send(chunk).await.is_err()
         {
             return;
         }
@@ -183,7 +191,7 @@ async fn stream_events(
                 Ok(event) if event.resource_version <= last_rv => None,
                 Ok(event) => {
                     last_rv = event.resource_version;
-                    translate(&request, &event).map(|(t, object)| line(t, &object))
+                    translate(&request, &event)
                 }
                 Err(RecvError::Lagged(_)) => {
                     let gone = ApiError::Expired(format!(

@@ -344,6 +344,7 @@ impl Store {
             previous: current
                 .filter(|_| event_type == EventType::Modified)
                 .map(Arc::new),
+            json: std::sync::OnceLock::new(),
         });
         drop(writer);
         Ok(Some(Arc::unwrap_or_clone(object)))
@@ -482,7 +483,10 @@ mod tests {
         store
             .write::<StoreError>(&key, |_| Ok(Write::Put(child)))
             .unwrap();
-        assert_eq!(store.dependents("parent-uid").unwrap(), std::slice::from_ref(&key));
+        assert_eq!(
+            store.dependents("parent-uid").unwrap(),
+            std::slice::from_ref(&key)
+        );
         let subscription = store.hub().subscribe(store.resource_version()).unwrap();
         let deleted = store
             .write::<StoreError>(&key, |_| Ok(Write::Delete))
