@@ -79,7 +79,19 @@ impl Schema {
     /// Checks `object` (already defaulted and pruned) against the schema and its CEL
     /// rules; `old` is the stored object for updates (transition rules use it).
     /// Returns every violation, or nothing when valid.
+    ///
+    /// On updates, violations at fields whose value did not change are forgiven, as
+    /// Kubernetes' validation ratcheting does: an object stored before a rule existed
+    /// (or written past validation) can still get status updates and unrelated edits.
     pub fn validate(&self, object: &Value, old: Option<&Value>) -> Vec<FieldError> {
+        let mut errors = self.violations(object, old);
+        if let Some(old) = old {
+            errors.retain(|e| value_at(object, &e.field) != value_at(old, &e.field));
+        }
+        errors
+    }
+
+    fn violations(&self, object: &Value, old: Option<&Value>) -> Vec<FieldError> {
         let mut errors: Vec<FieldError> = self
             .json_schema
             .iter_errors(object)
@@ -94,7 +106,7 @@ impl Schema {
                 field: f.field_path.trim_start_matches('.').to_owned(),
                 message: format!(
                     "Invalid value: {}: {}",
-                    render(field_value(object, &f.field_path)),
+                    render(value_at(object, &f.field_path).unwrap_or(&Value::Null)),
                     f.message
                 ),
             }));
@@ -208,13 +220,23 @@ fn pointer_to_path(pointer: &str) -> String {
     path
 }
 
-/// The value at a dotted field path (`spec.quorum`), for messages.
-fn field_value<'a>(object: &'a Value, path: &str) -> &'a Value {
-    path.trim_start_matches('.')
+/// The value at a field path as errors name it (`spec.quorum`, `spec.items[2].name`).
+fn value_at<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut current = object;
+    for part in path
+        .trim_start_matches('.')
         .split('.')
         .filter(|s| !s.is_empty())
-        .try_fold(object, |v, key| v.get(key))
-        .unwrap_or(&Value::Null)
+    {
+        let (key, indices) = part.split_once('[').unwrap_or((part, ""));
+        if !key.is_empty() {
+            current = current.get(key)?;
+        }
+        for index in indices.split('[').filter(|s| !s.is_empty()) {
+            current = current.get(index.trim_end_matches(']').parse::<usize>().ok()?)?;
+        }
+    }
+    Some(current)
 }
 
 /// Renders a value as Kubernetes messages do: strings quoted, numbers bare.
@@ -428,6 +450,25 @@ mod tests {
         let changed = schema.validate(&arrival("other"), Some(&arrival("h")));
         assert_eq!(changed.len(), 1, "{changed:?}");
         assert!(changed[0].message.contains("holder is immutable"));
+    }
+
+    #[test]
+    fn updates_forgive_violations_in_fields_they_do_not_change() {
+        let stored = barrier(json!({"expected": 3, "quorum": 5}));
+        let mut with_status = stored.clone();
+        with_status["status"] = json!({"phase": "Failed"});
+        assert!(
+            barrier_schema()
+                .validate(&with_status, Some(&stored))
+                .is_empty()
+        );
+        let mut changed = stored.clone();
+        changed["spec"]["quorum"] = json!(6);
+        assert_eq!(
+            barrier_schema().validate(&changed, Some(&stored))[0].field,
+            "spec.quorum"
+        );
+        assert_eq!(barrier_schema().validate(&stored, None).len(), 1);
     }
 
     #[test]

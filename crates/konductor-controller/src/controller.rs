@@ -1,0 +1,210 @@
+//! The barrier controller: the whole reconcile story in one file.
+//!
+//! A kube-runtime [`Controller`] over Barriers that is also triggered by Arrivals
+//! (mapped to their barrier through `spec.barrier`). Each reconcile reads the barrier's
+//! arrivals from a reflector cache — never a LIST per reconcile — asks
+//! [`konductor_api::rules::evaluate`] for the status, and only translates the answer:
+//! a status write when it changed, an Event on a transition, and a requeue exactly at
+//! the deadline. It is level-based: a restart, a missed or a duplicated event all end
+//! in the same status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use konductor_api::rules::{ArrivalRecord, BarrierInput, Transition, evaluate};
+use konductor_api::{Arrival, Barrier};
+use kube::api::{Api, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+
+use crate::metrics::Metrics;
+use crate::{Error, Result};
+
+/// The `reportingController` of the controller's Events.
+pub const CONTROLLER_NAME: &str = "konductor.io/barrier-controller";
+
+/// Everything a reconcile needs, shared by all of them.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Records Events against barriers.
+    pub recorder: Recorder,
+    /// The arrivals cache, kept current by a reflector.
+    pub arrivals: Store<Arrival>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The arrivals in the cache that count for `barrier`: same namespace, naming it, and
+/// not owned by an earlier barrier of the same name (those await garbage collection).
+fn arrivals_of(barrier: &Barrier, cache: &Store<Arrival>) -> Vec<ArrivalRecord> {
+    let namespace = barrier.namespace();
+    let name = barrier.name_any();
+    let uid = barrier.uid();
+    cache
+        .state()
+        .iter()
+        .filter(|a| a.namespace() == namespace && a.spec.barrier == name)
+        .filter(|a| {
+            a.owner_references()
+                .iter()
+                .filter(|o| o.kind == "Barrier")
+                .all(|o| Some(&o.uid) == uid.as_ref())
+        })
+        .map(|a| ArrivalRecord {
+            holder: a.spec.holder.clone(),
+            outcome: a.spec.outcome,
+            message: a.spec.message.clone(),
+            arrived_at: a.creation_timestamp().map(|t| t.0),
+        })
+        .collect()
+}
+
+/// Brings one barrier's status up to date.
+pub async fn reconcile(barrier: Arc<Barrier>, ctx: Arc<Context>) -> Result<Action> {
+    // Never judge a barrier on a partial view of its arrivals (e.g. right after start).
+    ctx.arrivals
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::CacheClosed)?;
+    let _timer = ctx.metrics.reconcile.start();
+    let created_at = barrier
+        .creation_timestamp()
+        .map(|t| t.0)
+        .ok_or(Error::MissingCreationTimestamp)?;
+    let arrivals = arrivals_of(&barrier, &ctx.arrivals);
+    let now = Timestamp::now();
+    let evaluation = evaluate(&BarrierInput {
+        spec: &barrier.spec,
+        generation: barrier.meta().generation,
+        created_at,
+        arrivals: &arrivals,
+        previous: barrier.status.as_ref(),
+        now,
+    });
+
+    if barrier.status.as_ref() != Some(&evaluation.status) {
+        let api: Api<Barrier> =
+            Api::namespaced(ctx.client.clone(), &barrier.namespace().unwrap_or_default());
+        let mut next = (*barrier).clone();
+        next.status = Some(evaluation.status.clone());
+        // Replace (not patch) so fields that disappeared are removed, and the
+        // resourceVersion makes a concurrent change a conflict that retries.
+        api.replace_status(&barrier.name_any(), &PostParams::default(), &next)
+            .await
+            .map_err(Error::Kube)?;
+        ctx.metrics.status_writes.inc();
+    }
+
+    if let Some(transition) = evaluation.transition {
+        publish(&ctx, &barrier, transition, &evaluation.status).await;
+        if transition == Transition::Opened
+            && let Some(Time(opened)) = &evaluation.status.opened_at
+        {
+            let waited = opened.duration_since(created_at);
+            ctx.metrics
+                .time_to_open
+                .observe(waited.as_secs_f64().max(0.0));
+        }
+    }
+
+    Ok(match evaluation.requeue_after {
+        // Look again exactly at the deadline.
+        Some(delay) => Action::requeue(delay),
+        None => Action::await_change(),
+    })
+}
+
+/// Records the Event for a transition; failures are logged, not retried (the status
+/// write already happened and the next transition will be recorded normally).
+async fn publish(
+    ctx: &Context,
+    barrier: &Barrier,
+    transition: Transition,
+    status: &konductor_api::BarrierStatus,
+) {
+    let note = status
+        .condition(match transition {
+            Transition::InvalidSpec => konductor_api::CONDITION_READY,
+            _ => konductor_api::CONDITION_OPEN,
+        })
+        .map(|c| c.message.clone());
+    let type_ = match transition {
+        Transition::Opened | Transition::Revived => EventType::Normal,
+        Transition::TimedOut | Transition::Failed | Transition::InvalidSpec => EventType::Warning,
+    };
+    let event = Event {
+        type_,
+        reason: transition.reason().to_owned(),
+        note,
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &barrier.object_ref(&())).await {
+        tracing::warn!(%error, barrier = %barrier.name_any(), "recording event");
+    }
+}
+
+/// Retries failed reconciles: conflicts at once (someone else just wrote), anything
+/// else after a short backoff.
+pub fn error_policy(barrier: Arc<Barrier>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.errors.get_or_create(&error.into()).inc();
+    tracing::warn!(%error, barrier = %barrier.name_any(), "reconcile failed");
+    if error.is_conflict() {
+        Action::requeue(Duration::from_millis(50))
+    } else {
+        Action::requeue(Duration::from_secs(2))
+    }
+}
+
+/// Which Arrival triggers which Barrier.
+fn barrier_of(arrival: Arrival) -> Option<ObjectRef<Barrier>> {
+    let namespace = arrival.namespace()?;
+    Some(ObjectRef::new(&arrival.spec.barrier).within(&namespace))
+}
+
+/// Runs the controller for all namespaces until `shutdown` resolves. Reconciles wait for
+/// the arrivals cache to fill, so no barrier is ever judged on a partial view.
+pub async fn run(
+    client: Client,
+    reporter: Reporter,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> Result<()> {
+    let barriers: Api<Barrier> = Api::all(client.clone());
+    let arrivals: Api<Arrival> = Api::all(client.clone());
+    let (reader, writer) = reflector::store();
+    let arrival_events = watcher(arrivals, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    let controller = Controller::new(barriers, watcher::Config::default())
+        .watches_stream(arrival_events, barrier_of)
+        .graceful_shutdown_on(shutdown);
+    metrics.set_barrier_store(controller.store());
+    let context = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        arrivals: reader.clone(),
+        metrics: metrics.clone(),
+    });
+    controller
+        .run(reconcile, error_policy, context)
+        .for_each(|result| {
+            let metrics = metrics.clone();
+            async move {
+                metrics.reconciles.inc();
+                if let Err(error) = result {
+                    tracing::debug!(%error, "reconcile error");
+                }
+            }
+        })
+        .await;
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! The Konductor barrier controller and the operator around it.
+//!
+//! # Layout
+//! - [`controller`]: `Context`, `reconcile`, `error_policy`, `run` — Arrivals in,
+//!   Barrier status, Events and deadline requeues out, via `konductor_api::rules`.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`leader`]: Lease-based leader election (get + update, no apply needed).
+//! - [`operator`]: leader election + controller + probe endpoints, for
+//!   `konductor operator`.
+//!
+//! `konductor server` runs [`controller::run`] in-process against itself, through the
+//! same kube client code as in a cluster.
+
+pub mod controller;
+pub mod leader;
+pub mod metrics;
+pub mod operator;
+
+/// What can go wrong in the controller and operator.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API server refused or failed a request.
+    #[error("API request failed: {0}")]
+    Kube(#[from] kube::Error),
+    /// A barrier without a creation timestamp (the deadline counts from it).
+    #[error("barrier has no creationTimestamp")]
+    MissingCreationTimestamp,
+    /// The arrivals cache stopped (the controller is shutting down).
+    #[error("the arrivals cache is closed")]
+    CacheClosed,
+    /// The probe address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// A short label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
+            Error::Kube(_) => "kube",
+            Error::MissingCreationTimestamp => "missing_creation_timestamp",
+            Error::CacheClosed => "cache_closed",
+            Error::Bind { .. } => "bind",
+        }
+    }
+
+    /// Whether this is a 409 Conflict (someone else wrote first; retry at once).
+    pub fn is_conflict(&self) -> bool {
+        self.metric_label() == "conflict"
+    }
+}
+
+/// A result whose error is the controller's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

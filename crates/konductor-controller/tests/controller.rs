@@ -1,0 +1,393 @@
+//! The controller against a real `konductor server` (in-process, HTTPS on loopback):
+//! every phase transition, its events, and the edge cases of DESIGN.md §3.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Event as CoreEvent;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use konductor_api::{
+    Arrival, ArrivalSpec, BARRIER_LABEL, Barrier, BarrierPhase, BarrierSpec, CONDITION_OPEN,
+    CONDITION_READY, arrival_name,
+};
+use konductor_controller::controller;
+use konductor_controller::metrics::Metrics;
+use konductor_server::{Config, Server};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::events::Reporter;
+use kube::runtime::wait::await_condition;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+/// A server with the controller running against it.
+struct Harness {
+    server: Server,
+    _dir: tempfile::TempDir,
+    client: kube::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Harness {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(Config {
+            data_dir: dir.path().to_owned(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Config::default()
+        })
+        .await
+        .unwrap();
+        let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics = Arc::new(Metrics::default());
+        let reporter = Reporter {
+            controller: controller::CONTROLLER_NAME.into(),
+            instance: Some("test".into()),
+        };
+        tokio::spawn(controller::run(
+            client.clone(),
+            reporter,
+            metrics,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            server,
+            _dir: dir,
+            client,
+            stop: Some(stop),
+        }
+    }
+
+    fn barriers(&self) -> Api<Barrier> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    fn arrivals(&self) -> Api<Arrival> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    async fn create(&self, name: &str, spec: BarrierSpec) -> Barrier {
+        self.barriers()
+            .create(&PostParams::default(), &Barrier::new(name, spec))
+            .await
+            .unwrap()
+    }
+
+    /// Arrives as koncli does: deterministic name, label, owner reference.
+    async fn arrive(&self, barrier: &Barrier, spec: ArrivalSpec) -> Result<Arrival, kube::Error> {
+        let name = barrier.name_any();
+        let mut arrival = Arrival::new(&arrival_name(&name, &spec.holder), spec);
+        arrival.metadata.labels = Some(BTreeMap::from([(BARRIER_LABEL.to_owned(), name.clone())]));
+        arrival.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "konductor.io/v1".into(),
+            kind: "Barrier".into(),
+            name,
+            uid: barrier.uid().unwrap(),
+            ..OwnerReference::default()
+        }]);
+        self.arrivals()
+            .create(&PostParams::default(), &arrival)
+            .await
+    }
+
+    async fn succeed(&self, barrier: &Barrier, holder: &str) {
+        self.arrive(barrier, ArrivalSpec::succeeded(barrier.name_any(), holder))
+            .await
+            .unwrap();
+    }
+
+    async fn fail(&self, barrier: &Barrier, holder: &str) {
+        self.arrive(
+            barrier,
+            ArrivalSpec::failed(barrier.name_any(), holder, Some("crashed".into())),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Waits (bounded) until the barrier satisfies `condition`, returning it.
+    async fn until(&self, name: &str, condition: impl Fn(&Barrier) -> bool) -> Barrier {
+        let found = tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(self.barriers(), name, move |b: Option<&Barrier>| {
+                b.is_some_and(&condition)
+            }),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("barrier {name} never reached the expected state"))
+        .unwrap();
+        found.unwrap()
+    }
+
+    async fn until_phase(&self, name: &str, phase: BarrierPhase) -> Barrier {
+        self.until(name, move |b| b.phase() == phase).await
+    }
+
+    async fn events_of(&self, name: &str) -> Vec<String> {
+        let events: Api<CoreEvent> = Api::namespaced(self.client.clone(), "default");
+        let listed = events
+            .list(&ListParams::default().fields(&format!(
+                "involvedObject.name={name},involvedObject.kind=Barrier"
+            )))
+            .await
+            .unwrap();
+        listed.items.into_iter().filter_map(|e| e.reason).collect()
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.server.shutdown().await;
+    }
+}
+
+fn arrived(b: &Barrier) -> i32 {
+    b.status.as_ref().map_or(0, |s| s.arrived)
+}
+
+#[tokio::test]
+async fn opens_when_everyone_expected_has_arrived() {
+    let h = Harness::start().await;
+    let b = h.create("all", BarrierSpec::new(3)).await;
+    let waiting = h.until("all", |b| b.status.is_some()).await;
+    assert_eq!(waiting.phase(), BarrierPhase::Waiting);
+    let ready = waiting
+        .status
+        .as_ref()
+        .unwrap()
+        .condition(CONDITION_READY)
+        .unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "BarrierReady")
+    );
+
+    h.succeed(&b, "a").await;
+    h.succeed(&b, "b").await;
+    let two = h.until("all", |b| arrived(b) == 2).await;
+    assert_eq!(two.phase(), BarrierPhase::Waiting, "not released early");
+
+    h.succeed(&b, "c").await;
+    let open = h.until_phase("all", BarrierPhase::Open).await;
+    let status = open.status.unwrap();
+    assert_eq!(status.arrivals, ["a", "b", "c"]);
+    assert!(status.opened_at.is_some());
+    assert_eq!(status.condition(CONDITION_OPEN).unwrap().status, "True");
+    assert_eq!(status.observed_generation, Some(1));
+    assert_eq!(h.events_of("all").await, ["Opened"]);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn opens_at_quorum() {
+    let h = Harness::start().await;
+    let b = h
+        .create("quorum", BarrierSpec::new(10).with_quorum(7))
+        .await;
+    for i in 0..6 {
+        h.succeed(&b, &format!("p{i}")).await;
+    }
+    let six = h.until("quorum", |b| arrived(b) == 6).await;
+    assert_eq!(six.phase(), BarrierPhase::Waiting);
+    h.succeed(&b, "p6").await;
+    h.until_phase("quorum", BarrierPhase::Open).await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn times_out_at_the_deadline_and_revives_when_the_timeout_is_raised() {
+    let h = Harness::start().await;
+    let b = h
+        .create("late", BarrierSpec::new(2).with_timeout("1s"))
+        .await;
+    h.succeed(&b, "a").await;
+    let timed_out = h.until_phase("late", BarrierPhase::Timeout).await;
+    let status = timed_out.status.as_ref().unwrap();
+    assert_eq!(status.condition(CONDITION_OPEN).unwrap().reason, "TimedOut");
+    let deadline = status.deadline.as_ref().unwrap().0;
+    let created = timed_out.creation_timestamp().unwrap().0;
+    assert_eq!(
+        deadline.duration_since(created),
+        jiff::SignedDuration::from_secs(1)
+    );
+
+    h.barriers()
+        .patch(
+            "late",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"timeout": "1h"}})),
+        )
+        .await
+        .unwrap();
+    let revived = h.until_phase("late", BarrierPhase::Waiting).await;
+    assert_eq!(revived.status.unwrap().observed_generation, Some(2));
+    h.succeed(&b, "b").await;
+    h.until_phase("late", BarrierPhase::Open).await;
+    let events = h.events_of("late").await;
+    for reason in ["TimedOut", "Revived", "Opened"] {
+        assert!(
+            events.iter().any(|e| e == reason),
+            "{reason} missing from {events:?}"
+        );
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn failures_that_make_the_quorum_unreachable_fail_it() {
+    let h = Harness::start().await;
+    let b = h
+        .create(
+            "mapreduce",
+            BarrierSpec::new(4).with_quorum(3).with_timeout("1h"),
+        )
+        .await;
+    h.fail(&b, "m1").await;
+    let tolerated = h
+        .until("mapreduce", |b| {
+            b.status.as_ref().is_some_and(|s| s.failed == 1)
+        })
+        .await;
+    assert_eq!(tolerated.phase(), BarrierPhase::Waiting);
+    h.fail(&b, "m2").await;
+    let failed = h.until_phase("mapreduce", BarrierPhase::Failed).await;
+    let status = failed.status.unwrap();
+    assert_eq!(status.failures[1].message.as_deref(), Some("crashed"));
+    assert!(
+        h.events_of("mapreduce")
+            .await
+            .contains(&"Failed".to_owned())
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_invalid_spec_that_bypassed_validation_fails_with_ready_false() {
+    let h = Harness::start().await;
+    // Write straight into storage, as a cluster without the CRD's schema would accept it.
+    let service = h.server.service().clone();
+    tokio::task::spawn_blocking(move || {
+        let barriers = service
+            .registry()
+            .find("konductor.io", "v1", "barriers")
+            .unwrap()
+            .clone();
+        let key = konductor_server::store::ObjectKey::new(barriers.storage, "default", "broken");
+        let object = konductor_server::objects::prepare_create(
+            &barriers,
+            "default",
+            json!({"metadata": {"name": "broken"}, "spec": {"expected": 3, "quorum": 5}}),
+            jiff::Timestamp::now(),
+        )
+        .unwrap();
+        service
+            .store()
+            .write::<konductor_server::store::StoreError>(&key, |_| {
+                Ok(konductor_server::store::Write::Put(object))
+            })
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    let failed = h.until_phase("broken", BarrierPhase::Failed).await;
+    let ready = failed
+        .status
+        .as_ref()
+        .unwrap()
+        .condition(CONDITION_READY)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "InvalidSpec")
+    );
+    assert!(ready.message.contains("spec.quorum"), "{}", ready.message);
+    assert!(
+        h.events_of("broken")
+            .await
+            .contains(&"InvalidSpec".to_owned())
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_holder_arriving_twice_counts_once() {
+    let h = Harness::start().await;
+    let b = h.create("twice", BarrierSpec::new(2)).await;
+    h.succeed(&b, "same").await;
+    let again = h
+        .arrive(&b, ArrivalSpec::succeeded("twice", "same"))
+        .await
+        .unwrap_err();
+    assert!(matches!(again, kube::Error::Api(s) if s.code == 409));
+    // Even under another object name, the holder is the same process.
+    let mut alias = Arrival::new("alias", ArrivalSpec::succeeded("twice", "same"));
+    alias.metadata.labels = Some(BTreeMap::from([(
+        BARRIER_LABEL.to_owned(),
+        "twice".to_owned(),
+    )]));
+    h.arrivals()
+        .create(&PostParams::default(), &alias)
+        .await
+        .unwrap();
+    h.succeed(&b, "other").await;
+    let open = h.until_phase("twice", BarrierPhase::Open).await;
+    assert_eq!(open.status.unwrap().arrived, 2);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn arrivals_after_open_are_listed_and_it_stays_open() {
+    let h = Harness::start().await;
+    let b = h.create("sticky", BarrierSpec::new(2).with_quorum(1)).await;
+    h.succeed(&b, "first").await;
+    let open = h.until_phase("sticky", BarrierPhase::Open).await;
+    let opened_at = open.status.unwrap().opened_at;
+    h.succeed(&b, "second").await;
+    let later = h.until("sticky", |b| arrived(b) == 2).await;
+    let status = later.status.unwrap();
+    assert_eq!(later.metadata.name.as_deref(), Some("sticky"));
+    assert_eq!(status.phase, BarrierPhase::Open);
+    assert_eq!(status.arrivals, ["first", "second"]);
+    assert_eq!(status.opened_at, opened_at);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_the_barrier_removes_its_arrivals_and_a_recreated_one_starts_empty() {
+    let h = Harness::start().await;
+    let b = h.create("reset", BarrierSpec::new(2)).await;
+    h.succeed(&b, "a").await;
+    h.until("reset", |b| arrived(b) == 1).await;
+    h.barriers()
+        .delete("reset", &DeleteParams::default())
+        .await
+        .unwrap();
+    let name = arrival_name("reset", "a");
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(
+            h.arrivals(),
+            &name,
+            kube::runtime::conditions::is_deleted(""),
+        ),
+    )
+    .await
+    .ok();
+    let again = h.create("reset", BarrierSpec::new(2)).await;
+    let fresh = h.until("reset", |b| b.status.is_some()).await;
+    assert_eq!(fresh.uid(), again.uid());
+    assert_eq!(arrived(&fresh), 0, "the new barrier starts empty");
+    assert!(h.arrivals().get_opt(&name).await.unwrap().is_none());
+    h.stop().await;
+}
