@@ -102,15 +102,11 @@ pub enum Outcome {
     Failed,
 }
 
-/// What the controller recorded about one arrival.
+/// The status of an arrival. Empty for now: an Arrival's meaning is all in its spec and
+/// the Barrier's status. The subresource exists so that status can be added later
+/// without widening what a Job's ServiceAccount may write.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ArrivalStatus {
-    /// Whether the barrier counted this arrival toward opening (false when it came after
-    /// the barrier's deadline).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub counted: Option<bool>,
-}
+pub struct ArrivalStatus {}
 
 /// The longest part of an arrival name taken from the barrier name.
 const BARRIER_PART_LEN: usize = 24;

@@ -1,18 +1,23 @@
 //! `konductor`: the control-plane binary. Thin glue: parse arguments, set up logging,
 //! call a library, map the result to an exit code.
 
+mod embedded;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use konductor_controller::leader::LeaseConfig;
+use konductor_controller::operator::{self, OperatorConfig};
 
 /// Konductor control plane: Kubernetes-native barriers for Jobs and Pods.
 #[derive(Parser)]
 #[command(name = "konductor", version, about, long_about = None)]
 struct Cli {
-    /// Log as JSON lines instead of human-readable text.
+    /// Log as JSON lines instead of human-readable text (level from RUST_LOG, default info).
     #[arg(long, global = true)]
     log_json: bool,
 
@@ -31,32 +36,72 @@ enum Command {
         write: Option<PathBuf>,
     },
     /// Run the embedded control plane: a Kubernetes API server for barriers and
-    /// arrivals, stored in SQLite, with no cluster needed.
+    /// arrivals, stored in SQLite, with the barrier controller inside. No cluster needed.
     ///
     /// It serves HTTPS with a self-signed CA, writes DIR/kubeconfig (server URL, CA,
     /// bearer token, namespace `default`; mode 0600) and prints the
     /// `export KUBECONFIG=...` line that points kubectl, koncli and any kube client at
     /// it. A second server on the same DIR refuses to start. Stop it with Ctrl-C or
     /// SIGTERM.
-    #[command(long_about)]
-    Server {
-        /// Directory for the database, token, certificates and kubeconfig.
-        #[arg(long, value_name = "DIR", default_value = konductor_server::DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
-        /// Address to listen on. Port 0 picks a free port (the chosen address is printed
-        /// and written to the kubeconfig). Addresses other than loopback require --tls.
-        #[arg(long, value_name = "HOST:PORT", default_value = konductor_server::DEFAULT_LISTEN)]
-        listen: SocketAddr,
-        /// Serve HTTPS (the default on loopback); required to listen on any other address.
-        #[arg(long, conflicts_with = "insecure_http")]
-        tls: bool,
-        /// Serve plain HTTP on loopback. kubectl will not authenticate over plain HTTP
-        /// (it never sends tokens without TLS); kube-rs clients such as koncli will.
-        #[arg(long)]
-        insecure_http: bool,
-    },
-    /// Run the barrier controller against a cluster (not implemented yet).
-    Operator,
+    Server(ServerArgs),
+    /// Run the barrier controller against a cluster (in-cluster config or kubeconfig),
+    /// with leader election so only one replica acts at a time.
+    ///
+    /// Serves /healthz, /readyz and Prometheus /metrics on --probe-address.
+    Operator(OperatorArgs),
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// Directory for the database, token, certificates and kubeconfig.
+    #[arg(long, value_name = "DIR", default_value = konductor_server::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// Address to listen on. Port 0 picks a free port (the chosen address is printed and
+    /// written to the kubeconfig). Addresses other than loopback require --tls.
+    #[arg(long, value_name = "HOST:PORT", default_value = konductor_server::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Serve HTTPS (the default on loopback); required to listen on any other address.
+    #[arg(long, conflicts_with = "insecure_http")]
+    tls: bool,
+    /// Serve plain HTTP on loopback. kubectl will not authenticate over plain HTTP (it
+    /// never sends tokens without TLS); kube-rs clients such as koncli will.
+    #[arg(long)]
+    insecure_http: bool,
+    /// Do not run the barrier controller inside the server (barriers then never change
+    /// phase unless another controller runs against it).
+    #[arg(long)]
+    no_controller: bool,
+}
+
+#[derive(Args)]
+struct OperatorArgs {
+    /// Kubeconfig to use; without it, the in-cluster config or $KUBECONFIG / ~/.kube/config.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long)]
+    context: Option<String>,
+    /// Name of the Lease used for leader election.
+    #[arg(long, default_value = "konductor-operator")]
+    lease_name: String,
+    /// Namespace of the Lease [default: $POD_NAMESPACE, else the context's namespace].
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// How long the lease is valid without renewal; a standby takes over about this long
+    /// after the leader dies.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    lease_duration: Duration,
+    /// This replica's identity in the lease [default: $POD_NAME, else hostname plus a
+    /// random suffix].
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Where to serve /healthz, /readyz and /metrics.
+    #[arg(long, value_name = "HOST:PORT", default_value = "0.0.0.0:8080")]
+    probe_address: SocketAddr,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    konductor_api::duration::parse_duration(text).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -68,26 +113,8 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Crd { write: Some(dir) } => write_crds(&dir),
-        Command::Server {
-            data_dir,
-            listen,
-            tls,
-            insecure_http,
-        } => {
-            if !listen.ip().is_loopback() && !tls {
-                Err(konductor_server::ServerError::InsecureListen(listen).into())
-            } else {
-                serve(konductor_server::Config {
-                    data_dir,
-                    listen,
-                    tls: !insecure_http,
-                    ..konductor_server::Config::default()
-                })
-            }
-        }
-        Command::Operator => Err(anyhow::anyhow!(
-            "`konductor operator` is not implemented yet"
-        )),
+        Command::Server(args) => run_async(server(args)),
+        Command::Operator(args) => run_async(run_operator(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -112,10 +139,75 @@ fn init_logging(json: bool) {
     }
 }
 
-fn serve(config: konductor_server::Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(konductor_server::run(config, shutdown_signal()))?;
+fn run_async(future: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()
+        .context("starting the async runtime")?
+        .block_on(future)
+}
+
+async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    if !args.listen.ip().is_loopback() && !args.tls {
+        return Err(konductor_server::ServerError::InsecureListen(args.listen).into());
+    }
+    let config = konductor_server::Config {
+        data_dir: args.data_dir,
+        listen: args.listen,
+        tls: !args.insecure_http,
+        ..konductor_server::Config::default()
+    };
+    embedded::run(config, !args.no_controller, shutdown_signal()).await
+}
+
+async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
+    let options = kube::config::KubeConfigOptions {
+        context: args.context.clone(),
+        ..Default::default()
+    };
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?
+        }
+        None if args.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
+        None => kube::Config::infer().await?,
+    };
+    let namespace = args
+        .lease_namespace
+        .unwrap_or_else(|| config.default_namespace.clone());
+    let client = kube::Client::try_from(config)?;
+    let identity = args.identity.unwrap_or_else(default_identity);
+    let lease = LeaseConfig {
+        name: args.lease_name,
+        namespace,
+        identity,
+        lease_duration: args.lease_duration,
+        renew_period: (args.lease_duration / 3).max(Duration::from_millis(100)),
+    };
+    tracing::info!(identity = %lease.identity, lease = %lease.name, namespace = %lease.namespace, "starting operator");
+    operator::run(
+        client,
+        OperatorConfig {
+            lease,
+            probe_address: args.probe_address,
+        },
+        shutdown_signal(),
+    )
+    .await?;
     Ok(())
+}
+
+/// The hostname plus a random suffix, so two replicas on one host differ.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "konductor".to_owned());
+    let mut bytes = [0u8; 3];
+    let _ = getrandom::fill(&mut bytes);
+    format!(
+        "{host}-{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

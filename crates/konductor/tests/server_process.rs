@@ -118,6 +118,45 @@ fn a_network_address_without_tls_is_refused() {
 }
 
 #[tokio::test]
+async fn barriers_open_by_themselves_because_the_controller_runs_inside() {
+    use konductor_api::{Arrival, ArrivalSpec, Barrier, BarrierPhase, BarrierSpec, arrival_name};
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let client = client(&server.kubeconfig).await;
+    let barriers: Api<Barrier> = Api::namespaced(client.clone(), "default");
+    let arrivals: Api<Arrival> = Api::namespaced(client, "default");
+    barriers
+        .create(
+            &PostParams::default(),
+            &Barrier::new("inside", BarrierSpec::new(2)),
+        )
+        .await
+        .unwrap();
+    for holder in ["a", "b"] {
+        arrivals
+            .create(
+                &PostParams::default(),
+                &Arrival::new(
+                    &arrival_name("inside", holder),
+                    ArrivalSpec::succeeded("inside", holder),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    let open = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        kube::runtime::wait::await_condition(barriers, "inside", |b: Option<&Barrier>| {
+            b.is_some_and(|b| b.phase() == BarrierPhase::Open)
+        }),
+    )
+    .await
+    .expect("the barrier opens")
+    .unwrap();
+    assert_eq!(open.unwrap().status.unwrap().arrived, 2);
+}
+
+#[tokio::test]
 async fn acknowledged_writes_survive_kill_dash_nine() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = start(dir.path());

@@ -1,0 +1,243 @@
+//! Two `konductor operator` processes against one `konductor server --no-controller`:
+//! only the leader reconciles; when it is killed the standby takes over; SIGTERM
+//! releases the lease.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Event as CoreEvent;
+use konductor_api::{Arrival, ArrivalSpec, Barrier, BarrierPhase, BarrierSpec, arrival_name};
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::await_condition;
+use kube::runtime::{WatchStreamExt, watcher};
+
+/// A child process killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn konductor() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_konductor"))
+}
+
+/// Starts `konductor server --no-controller` and returns it with its kubeconfig.
+fn start_server(dir: &Path) -> (Process, PathBuf) {
+    let mut child = konductor()
+        .args([
+            "server",
+            "--no-controller",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let kubeconfig = loop {
+        let line = lines.next().expect("server output").unwrap();
+        if let Some(path) = line.strip_prefix("export KUBECONFIG=") {
+            break PathBuf::from(path);
+        }
+    };
+    (Process(child), kubeconfig)
+}
+
+/// Starts an operator and returns it with the address of its probe server, read from
+/// its log.
+fn start_operator(kubeconfig: &Path, identity: &str) -> (Process, String) {
+    let mut child = konductor()
+        .args([
+            "operator",
+            "--lease-duration",
+            "2s",
+            "--probe-address",
+            "127.0.0.1:0",
+        ])
+        .args(["--identity", identity, "--kubeconfig"])
+        .arg(kubeconfig)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent && let Some(rest) = line.split("address=").nth(1) {
+                let address = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let _ = sender.send(address);
+                sent = true;
+            }
+        }
+    });
+    let address = receiver
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the operator logs its probe address");
+    (Process(child), address)
+}
+
+async fn client(kubeconfig: &Path) -> kube::Client {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// Reads one metric's value from an operator's /metrics.
+fn metric(address: &str, name: &str) -> f64 {
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    use std::io::{Read, Write};
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body.lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from {body}"))
+}
+
+async fn holder(leases: &Api<Lease>) -> Option<String> {
+    leases
+        .get_opt("konductor-operator")
+        .await
+        .unwrap()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+}
+
+/// Waits (bounded) until the lease is held by one of `candidates`, returning who.
+async fn wait_for_holder(leases: &Api<Lease>, candidates: &[&str]) -> String {
+    let candidates: Vec<String> = candidates.iter().map(|c| (*c).to_owned()).collect();
+    let lease = tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(
+            leases.clone(),
+            "konductor-operator",
+            move |l: Option<&Lease>| {
+                l.and_then(|l| l.spec.as_ref())
+                    .and_then(|s| s.holder_identity.as_ref())
+                    .is_some_and(|h| candidates.contains(h))
+            },
+        ),
+    )
+    .await
+    .expect("a leader is elected")
+    .unwrap();
+    lease.unwrap().spec.unwrap().holder_identity.unwrap()
+}
+
+/// Creates a one-arrival barrier, arrives, and returns who reported its opening.
+async fn open_one(client: &kube::Client, name: &str) -> String {
+    let barriers: Api<Barrier> = Api::namespaced(client.clone(), "default");
+    let arrivals: Api<Arrival> = Api::namespaced(client.clone(), "default");
+    barriers
+        .create(
+            &PostParams::default(),
+            &Barrier::new(name, BarrierSpec::new(1)),
+        )
+        .await
+        .unwrap();
+    arrivals
+        .create(
+            &PostParams::default(),
+            &Arrival::new(&arrival_name(name, "p"), ArrivalSpec::succeeded(name, "p")),
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(barriers, name, |b: Option<&Barrier>| {
+            b.is_some_and(|b| b.phase() == BarrierPhase::Open)
+        }),
+    )
+    .await
+    .expect("the barrier opens")
+    .unwrap();
+    let events: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    let selector = format!("involvedObject.name={name},reason=Opened");
+    let mut opened = watcher(events, watcher::Config::default().fields(&selector))
+        .applied_objects()
+        .boxed();
+    let event = tokio::time::timeout(Duration::from_secs(30), opened.next())
+        .await
+        .expect("an Opened event is recorded")
+        .unwrap()
+        .unwrap();
+    event.reporting_instance.unwrap_or_default()
+}
+
+#[tokio::test]
+async fn only_the_leader_acts_and_a_standby_takes_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, kubeconfig) = start_server(dir.path());
+    let client = client(&kubeconfig).await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+
+    let (a, a_probes) = start_operator(&kubeconfig, "op-a");
+    let (b, b_probes) = start_operator(&kubeconfig, "op-b");
+    let leader = wait_for_holder(&leases, &["op-a", "op-b"]).await;
+    let (mut leader_process, leader_probes, mut standby_process, standby_probes, standby) =
+        if leader == "op-a" {
+            (a, a_probes, b, b_probes, "op-b")
+        } else {
+            (b, b_probes, a, a_probes, "op-a")
+        };
+
+    assert_eq!(
+        open_one(&client, "first").await,
+        leader,
+        "the leader reports"
+    );
+    assert!(metric(&leader_probes, "konductor_status_writes_total") >= 1.0);
+    assert_eq!(metric(&leader_probes, "konductor_leader") as i64, 1);
+    assert_eq!(
+        metric(&standby_probes, "konductor_status_writes_total") as i64,
+        0,
+        "the standby never writes"
+    );
+    assert_eq!(metric(&standby_probes, "konductor_leader") as i64, 0);
+
+    leader_process.0.kill().unwrap(); // SIGKILL: the lease is not released
+    leader_process.0.wait().unwrap();
+    assert_eq!(wait_for_holder(&leases, &[standby]).await, standby);
+    assert_eq!(
+        open_one(&client, "second").await,
+        standby,
+        "the new leader keeps barriers moving"
+    );
+
+    // SIGTERM: the leader shuts down gracefully and releases the lease.
+    let status = Command::new("kill")
+        .args(["-TERM", &standby_process.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(standby_process.0.wait().unwrap().success());
+    assert_eq!(holder(&leases).await, None, "the lease was released");
+}
