@@ -216,8 +216,13 @@ impl Server {
             )
             .await
             .map_err(|source| ServerError::Bind { address, source })?;
-            let server = axum_server::from_tcp_rustls(listener, tls)
+            // TCP_NODELAY: watch events are small writes that must not wait for
+            // delayed ACKs (Nagle's algorithm would add ~40 ms per event).
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+                .acceptor(axum_server::accept::NoDelayAcceptor::new());
+            let server = axum_server::from_tcp(listener)
                 .map_err(|source| ServerError::Bind { address, source })?
+                .acceptor(acceptor)
                 .handle(handle.clone());
             security::write_kubeconfig(
                 &kubeconfig,
@@ -232,6 +237,7 @@ impl Server {
         } else {
             let server = axum_server::from_tcp(listener)
                 .map_err(|source| ServerError::Bind { address, source })?
+                .acceptor(axum_server::accept::NoDelayAcceptor::new())
                 .handle(handle.clone());
             security::write_kubeconfig(&kubeconfig, &format!("http://{address}"), &token, None)?;
             (format!("http://{address}"), tokio::spawn(server.serve(app)))

@@ -1,0 +1,235 @@
+//! The command line: every flag and argument, documented for `--help`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The exit codes, shown in `--help` and the README.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success; for `wait`, the barrier is Open
+  1  error: barrier not found, forbidden, invalid, server unreachable, ...
+  2  usage error: unknown flag, missing or invalid argument
+  3  `wait`: the barrier timed out (phase Timeout)
+  4  `wait`: the barrier failed (phase Failed: failures made it unreachable, or its spec is invalid)
+  5  `wait`: --timeout passed before the barrier opened";
+
+/// Wait at, arrive at and inspect Konductor barriers.
+///
+/// Talks to the Kubernetes API of the current kubeconfig context (a cluster, or
+/// `konductor server`), or to the cluster the pod runs in.
+#[derive(Parser, Debug)]
+#[command(name = "koncli", version, about, long_about, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Path to the kubeconfig file [default: $KUBECONFIG, ~/.kube/config, or in-cluster].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The kubeconfig context to use.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+
+    /// The namespace [default: the context's namespace; in a pod, the pod's namespace].
+    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Work with barriers.
+    #[command(subcommand)]
+    Barrier(BarrierCommand),
+    /// Print a shell completion script, e.g. `koncli completion bash > /etc/bash_completion.d/koncli`.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Barrier commands.
+#[derive(Subcommand, Debug)]
+pub enum BarrierCommand {
+    /// Wait until a barrier opens (exit 0), times out (3) or fails (4).
+    ///
+    /// Watches the barrier (no polling) and returns as soon as it opens. If the barrier
+    /// does not exist yet, says so once and waits for it to be created. On a terminal,
+    /// shows a live progress line; in a pipe or with --quiet, plain lines.
+    #[command(after_help = EXIT_CODES)]
+    Wait(WaitArgs),
+    /// Record that this process arrived at a barrier (or failed: --failed).
+    ///
+    /// The holder is --holder, else the HOLDER argument, else $KONDUCTOR_HOLDER, else
+    /// $POD_NAME, else the hostname. Arriving twice with the same holder succeeds and
+    /// counts once.
+    Arrive(ArriveArgs),
+    /// Show a barrier: phase, arrivals, failures, deadline, conditions.
+    Status(StatusArgs),
+    /// Create a barrier.
+    Create(CreateArgs),
+    /// Delete a barrier (its arrivals go with it).
+    Delete(NameArgs),
+    /// List barriers.
+    List(ListArgs),
+}
+
+/// `barrier wait`.
+#[derive(Args, Debug)]
+pub struct WaitArgs {
+    /// The barrier's name.
+    pub name: String,
+    /// Give up after this long (a Go duration: 30s, 15m, 1h30m), exiting with code 5.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// No live progress line; print plain lines only.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `barrier arrive`.
+#[derive(Args, Debug)]
+pub struct ArriveArgs {
+    /// The barrier's name.
+    pub name: String,
+    /// Who is arriving (same as --holder).
+    #[arg(value_name = "HOLDER", conflicts_with = "holder")]
+    pub holder_arg: Option<String>,
+    /// Who is arriving [default: $KONDUCTOR_HOLDER, else $POD_NAME, else the hostname].
+    #[arg(long)]
+    pub holder: Option<String>,
+    /// Report that this holder failed and will not arrive, so the barrier can fail early
+    /// instead of timing out.
+    #[arg(long)]
+    pub failed: bool,
+    /// Why it failed (with --failed).
+    #[arg(long, requires = "failed", value_name = "TEXT")]
+    pub message: Option<String>,
+    /// If the barrier does not exist yet, wait for it instead of failing.
+    #[arg(long)]
+    pub wait_for_barrier: bool,
+    /// With --wait-for-barrier, wait at most this long for it (a Go duration).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "wait_for_barrier")]
+    pub timeout: Option<Duration>,
+}
+
+/// Output formats of `status` and `list`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// The full object(s) as JSON.
+    Json,
+    /// The full object(s) as YAML.
+    Yaml,
+    /// A table with more columns.
+    Wide,
+}
+
+/// `barrier status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The barrier's name.
+    pub name: String,
+    /// Output format [default: a human summary].
+    #[arg(short, long, value_enum)]
+    pub output: Option<OutputFormat>,
+}
+
+/// `barrier create`.
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// The barrier's name (a DNS label, at most 63 characters).
+    pub name: String,
+    /// How many processes are expected to arrive (at least 1).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    pub expected: i32,
+    /// How many successful arrivals open the barrier [default: expected].
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    pub quorum: Option<i32>,
+    /// How long to wait for enough arrivals, from creation (a Go duration: 30s, 15m, 1h30m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub timeout: Option<String>,
+    /// Print the created object in this format.
+    #[arg(short, long, value_enum)]
+    pub output: Option<OutputFormat>,
+}
+
+/// Commands that take only a name.
+#[derive(Args, Debug)]
+pub struct NameArgs {
+    /// The barrier's name.
+    pub name: String,
+}
+
+/// `barrier list`.
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// List barriers in all namespaces.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Output format [default: a table].
+    #[arg(short, long, value_enum)]
+    pub output: Option<OutputFormat>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    konductor_api::duration::parse_duration(text).map_err(|e| e.to_string())
+}
+
+fn parse_timeout(text: &str) -> Result<String, String> {
+    parse_duration(text).map(|_| text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_seed_spellings_parse() {
+        for args in [
+            &[
+                "koncli",
+                "barrier",
+                "wait",
+                "extract-complete",
+                "--timeout=30m",
+            ][..],
+            &["koncli", "barrier", "arrive", "extract-complete"],
+            &["koncli", "barrier", "status", "extract-complete"],
+            &[
+                "koncli",
+                "barrier",
+                "create",
+                "b",
+                "--expected",
+                "5",
+                "--quorum",
+                "4",
+                "--timeout",
+                "1h",
+            ],
+            &["koncli", "-n", "team", "barrier", "list", "-o", "wide"],
+        ] {
+            Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_argument() {
+        let err =
+            Cli::try_parse_from(["koncli", "barrier", "wait", "b", "--timeout=abc"]).unwrap_err();
+        assert!(err.to_string().contains("--timeout"), "{err}");
+        let err = Cli::try_parse_from(["koncli", "barrier", "create", "b", "--expected", "0"])
+            .unwrap_err();
+        assert!(err.to_string().contains("--expected"), "{err}");
+    }
+}

@@ -1,0 +1,505 @@
+//! `koncli` as real processes against a fresh `konductor server` (with its controller),
+//! checking what a user sees: output, messages and exit codes.
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::Arc;
+use std::time::Duration;
+
+use konductor_api::{Barrier, BarrierPhase};
+use konductor_controller::controller::{self, CONTROLLER_NAME};
+use konductor_controller::metrics::Metrics;
+use konductor_server::{Config, Server};
+use kube::Api;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::events::Reporter;
+use kube::runtime::wait::await_condition;
+use tokio::process::{Child, Command};
+
+/// A server with its controller, as `konductor server` runs it.
+struct Env {
+    server: Server,
+    _dir: tempfile::TempDir,
+    client: kube::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Env {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(Config {
+            data_dir: dir.path().to_owned(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Config::default()
+        })
+        .await
+        .unwrap();
+        let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let reporter = Reporter {
+            controller: CONTROLLER_NAME.into(),
+            instance: Some("test".into()),
+        };
+        tokio::spawn(controller::run(
+            client.clone(),
+            reporter,
+            Arc::new(Metrics::default()),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            server,
+            _dir: dir,
+            client,
+            _stop: stop,
+        }
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.server.kubeconfig.clone()
+    }
+
+    /// `koncli --kubeconfig <server> ARGS`, with holder variables cleared.
+    fn koncli(&self, args: &[&str]) -> Command {
+        koncli_with(&self.kubeconfig(), args)
+    }
+
+    async fn run(&self, args: &[&str]) -> Output {
+        self.koncli(args).output().await.unwrap()
+    }
+
+    async fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args).await;
+        assert!(
+            output.status.success(),
+            "koncli {args:?} failed: {}",
+            stderr(&output)
+        );
+        stdout(&output)
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.koncli(args).spawn().unwrap()
+    }
+
+    /// Waits (bounded) until the barrier's status satisfies `condition`.
+    async fn until(&self, name: &str, condition: impl Fn(&Barrier) -> bool) {
+        let api: Api<Barrier> = Api::namespaced(self.client.clone(), "default");
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(api, name, move |b: Option<&Barrier>| {
+                b.is_some_and(&condition)
+            }),
+        )
+        .await
+        .expect("the barrier reaches the state")
+        .unwrap();
+    }
+}
+
+fn koncli_with(kubeconfig: &std::path::Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_koncli"));
+    command
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .env_remove("KONDUCTOR_HOLDER")
+        .env_remove("POD_NAME")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn arrived(n: i32) -> impl Fn(&Barrier) -> bool {
+    move |b| b.status.as_ref().is_some_and(|s| s.arrived == n)
+}
+
+#[tokio::test]
+async fn the_seed_etl_pipeline_runs_stage_by_stage() {
+    let env = Env::start().await;
+    env.ok(&["barrier", "create", "extract-complete", "--expected", "5"])
+        .await;
+    env.ok(&["barrier", "create", "transform-complete", "--expected", "3"])
+        .await;
+    let transforms: Vec<Child> = (0..3)
+        .map(|_| env.spawn(&["barrier", "wait", "extract-complete", "--timeout=1h"]))
+        .collect();
+    for i in 0..4 {
+        env.ok(&[
+            "barrier",
+            "arrive",
+            "extract-complete",
+            "--holder",
+            &format!("extract-{i}"),
+        ])
+        .await;
+    }
+    env.until("extract-complete", arrived(4)).await;
+    let mut transforms = transforms;
+    for t in &mut transforms {
+        assert!(
+            t.try_wait().unwrap().is_none(),
+            "a transform was released before the fifth extract"
+        );
+    }
+    env.ok(&[
+        "barrier",
+        "arrive",
+        "extract-complete",
+        "--holder",
+        "extract-4",
+    ])
+    .await;
+    for (i, t) in transforms.into_iter().enumerate() {
+        let output = t.wait_with_output().await.unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(stdout(&output).contains("barrier default/extract-complete is open"));
+        env.ok(&[
+            "barrier",
+            "arrive",
+            "transform-complete",
+            "--holder",
+            &format!("transform-{i}"),
+        ])
+        .await;
+    }
+    let load = env
+        .run(&["barrier", "wait", "transform-complete", "--timeout=1m"])
+        .await;
+    assert_eq!(load.status.code(), Some(0), "{}", stderr(&load));
+}
+
+#[tokio::test]
+async fn a_quorum_of_seven_out_of_ten_opens_the_barrier() {
+    let env = Env::start().await;
+    env.ok(&[
+        "barrier",
+        "create",
+        "consensus",
+        "--expected",
+        "10",
+        "--quorum",
+        "7",
+        "--timeout",
+        "15m",
+    ])
+    .await;
+    let waiter = env.spawn(&["barrier", "wait", "consensus"]);
+    for i in 0..7 {
+        env.ok(&["barrier", "arrive", "consensus", &format!("voter-{i}")])
+            .await;
+    }
+    let output = waiter.wait_with_output().await.unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("7/7 arrived (quorum of 10 expected)"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[tokio::test]
+async fn a_timed_out_barrier_exits_with_code_3() {
+    let env = Env::start().await;
+    env.ok(&[
+        "barrier",
+        "create",
+        "slow",
+        "--expected",
+        "2",
+        "--timeout",
+        "1s",
+    ])
+    .await;
+    env.ok(&["barrier", "arrive", "slow", "only-one"]).await;
+    let output = env.run(&["barrier", "wait", "slow"]).await;
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("barrier default/slow timed out"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn a_failed_barrier_exits_with_code_4() {
+    let env = Env::start().await;
+    env.ok(&[
+        "barrier",
+        "create",
+        "map-complete",
+        "--expected",
+        "3",
+        "--quorum",
+        "3",
+    ])
+    .await;
+    let waiter = env.spawn(&["barrier", "wait", "map-complete", "--timeout=10m"]);
+    let reported = env
+        .ok(&[
+            "barrier",
+            "arrive",
+            "map-complete",
+            "--holder",
+            "mapper-2",
+            "--failed",
+            "--message",
+            "disk full",
+        ])
+        .await;
+    assert!(
+        reported.contains("reported failure of mapper-2"),
+        "{reported}"
+    );
+    let output = waiter.wait_with_output().await.unwrap();
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(stderr(&output).contains("failed"), "{}", stderr(&output));
+    let status = env.ok(&["barrier", "status", "map-complete"]).await;
+    assert!(
+        status.contains("Failures:    1: mapper-2 (disk full)"),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn wait_started_before_create_waits_for_the_barrier() {
+    let env = Env::start().await;
+    let waiter = env.spawn(&["barrier", "wait", "later", "--quiet"]);
+    // The waiter says it is waiting for the barrier to exist before anything is created.
+    let mut waiter = waiter;
+    let mut stderr_pipe = tokio::io::BufReader::new(waiter.stderr.take().unwrap());
+    let mut first_line = String::new();
+    tokio::io::AsyncBufReadExt::read_line(&mut stderr_pipe, &mut first_line)
+        .await
+        .unwrap();
+    assert!(first_line.contains("does not exist yet"), "{first_line}");
+    env.ok(&["barrier", "create", "later", "--expected", "1"])
+        .await;
+    env.ok(&["barrier", "arrive", "later", "w"]).await;
+    let status = waiter.wait().await.unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn arriving_twice_counts_once() {
+    let env = Env::start().await;
+    env.ok(&["barrier", "create", "dup", "--expected", "2"])
+        .await;
+    env.ok(&["barrier", "arrive", "dup", "same"]).await;
+    let again = env.ok(&["barrier", "arrive", "dup", "same"]).await;
+    assert!(again.contains("already arrived"), "{again}");
+    env.until("dup", arrived(1)).await;
+    let json = env.ok(&["barrier", "status", "dup", "-o", "json"]).await;
+    let barrier: Barrier = serde_json::from_str(&json).unwrap();
+    assert_eq!(barrier.phase(), BarrierPhase::Waiting);
+    assert_eq!(barrier.status.unwrap().arrivals, ["same"]);
+}
+
+#[tokio::test]
+async fn the_holder_comes_from_flag_then_environment() {
+    let env = Env::start().await;
+    env.ok(&["barrier", "create", "who", "--expected", "9"])
+        .await;
+    let out = env
+        .koncli(&["barrier", "arrive", "who"])
+        .env("POD_NAME", "pod-x")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        stdout(&out).starts_with("pod-x arrived"),
+        "{}",
+        stdout(&out)
+    );
+    let out = env
+        .koncli(&["barrier", "arrive", "who"])
+        .env("POD_NAME", "pod-y")
+        .env("KONDUCTOR_HOLDER", "explicit")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        stdout(&out).starts_with("explicit arrived"),
+        "{}",
+        stdout(&out)
+    );
+    let out = env
+        .koncli(&["barrier", "arrive", "who", "--holder", "flag"])
+        .env("KONDUCTOR_HOLDER", "env")
+        .output()
+        .await
+        .unwrap();
+    assert!(stdout(&out).starts_with("flag arrived"), "{}", stdout(&out));
+    let out = env.ok(&["barrier", "arrive", "who"]).await;
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert!(
+        out.starts_with(&format!("{} arrived", hostname.trim())),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn the_client_timeout_exits_with_code_5() {
+    let env = Env::start().await;
+    env.ok(&["barrier", "create", "never", "--expected", "2"])
+        .await;
+    let output = env.run(&["barrier", "wait", "never", "--timeout=1s"]).await;
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("still not open after"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_message_and_the_documented_code() {
+    let env = Env::start().await;
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["barrier", "wait", "x", "--timeout=abc"], 2, "--timeout"),
+        (
+            &["barrier", "create", "x", "--expected", "0"],
+            2,
+            "--expected",
+        ),
+        (&["barrier", "wait"], 2, "<NAME>"),
+        (
+            &["barrier", "status", "unknown"],
+            1,
+            "barrier default/unknown not found",
+        ),
+        (
+            &["barrier", "arrive", "unknown", "h"],
+            1,
+            "barrier default/unknown not found",
+        ),
+        (
+            &["barrier", "create", "Bad_Name", "--expected", "1"],
+            1,
+            "invalid",
+        ),
+        (
+            &["barrier", "create", "q", "--expected", "2", "--quorum", "3"],
+            1,
+            "quorum must not be greater than expected",
+        ),
+    ];
+    for (args, code, message) in cases {
+        let output = env.run(args).await;
+        assert_eq!(
+            output.status.code(),
+            Some(*code),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(message),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(!stderr(&output).contains("panicked"), "{args:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_named_in_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{port}\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\n    namespace: default\ncurrent-context: x\n"
+        ),
+    )
+    .unwrap();
+    let output = koncli_with(&kubeconfig, &["barrier", "status", "b"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        message.contains(&format!(
+            "cannot reach the API server at https://127.0.0.1:{port}"
+        )),
+        "{message}"
+    );
+    assert_eq!(message.lines().count(), 1, "one line: {message}");
+}
+
+#[tokio::test]
+async fn status_and_list_speak_json_yaml_and_wide() {
+    let env = Env::start().await;
+    env.ok(&[
+        "barrier",
+        "create",
+        "fmt",
+        "--expected",
+        "3",
+        "--timeout",
+        "30m",
+    ])
+    .await;
+    env.until("fmt", |b| b.status.is_some()).await;
+    let yaml = env.ok(&["barrier", "status", "fmt", "-o", "yaml"]).await;
+    let parsed: Barrier = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(parsed.spec.timeout.as_deref(), Some("30m"));
+    let wide = env.ok(&["barrier", "list", "-o", "wide"]).await;
+    assert!(wide.starts_with("NAME"), "{wide}");
+    assert!(wide.contains("TIME LEFT"), "{wide}");
+    assert!(wide.lines().nth(1).unwrap().starts_with("fmt"), "{wide}");
+    let list: serde_json::Value =
+        serde_json::from_str(&env.ok(&["barrier", "list", "-o", "json"]).await).unwrap();
+    assert_eq!(list["items"][0]["metadata"]["name"], "fmt");
+    let all = env.ok(&["barrier", "list", "-A"]).await;
+    assert!(all.starts_with("NAMESPACE"), "{all}");
+    let summary = env.ok(&["barrier", "status", "fmt"]).await;
+    assert!(summary.contains("Phase:       Waiting"), "{summary}");
+    assert!(summary.contains("left)"), "{summary}");
+    env.ok(&["barrier", "delete", "fmt"]).await;
+    assert_eq!(
+        env.run(&["barrier", "status", "fmt"]).await.status.code(),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn completion_and_version_work_without_a_server() {
+    let output = Command::new(env!("CARGO_BIN_EXE_koncli"))
+        .args(["completion", "bash"])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    assert!(stdout(&output).contains("koncli"));
+    let output = Command::new(env!("CARGO_BIN_EXE_koncli"))
+        .arg("--version")
+        .output()
+        .await
+        .unwrap();
+    assert!(stdout(&output).starts_with("koncli "));
+    let help = Command::new(env!("CARGO_BIN_EXE_koncli"))
+        .args(["barrier", "wait", "--help"])
+        .output()
+        .await
+        .unwrap();
+    assert!(stdout(&help).contains("Exit codes:"), "{}", stdout(&help));
+}

@@ -1,0 +1,163 @@
+//! How fast barriers open, end to end through `konductor server` and the controller.
+//!
+//! `cargo bench -p konductor-controller --bench open` prints, for barriers of 10, 100
+//! and 1,000 arrivals: the time from the create of the arrival that completes a barrier
+//! to the barrier being seen Open (p50/p99), and the status writes per arrival during
+//! the burst of arrivals before it (coalescing keeps this well below 1).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use konductor_api::{Arrival, ArrivalSpec, Barrier, BarrierPhase, BarrierSpec, arrival_name};
+use konductor_controller::controller::{self, CONTROLLER_NAME};
+use konductor_controller::metrics::Metrics;
+use konductor_server::{Config, Server};
+use kube::api::{PostParams, WatchEvent, WatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::events::Reporter;
+use kube::runtime::wait::await_condition;
+use kube::{Api, ResourceExt};
+
+const WORKERS: usize = 16;
+
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn millis(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+async fn arrive_many(arrivals: &Api<Arrival>, barrier: &str, holders: std::ops::Range<usize>) {
+    let holders: Vec<usize> = holders.collect();
+    let chunks: Vec<Vec<usize>> = holders
+        .chunks(holders.len().div_ceil(WORKERS).max(1))
+        .map(<[usize]>::to_vec)
+        .collect();
+    let mut tasks = Vec::new();
+    for chunk in chunks {
+        let arrivals = arrivals.clone();
+        let barrier = barrier.to_owned();
+        tasks.push(tokio::spawn(async move {
+            for i in chunk {
+                let holder = format!("p{i}");
+                let arrival = Arrival::new(
+                    &arrival_name(&barrier, &holder),
+                    ArrivalSpec::succeeded(&barrier, &holder),
+                );
+                arrivals
+                    .create(&PostParams::default(), &arrival)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+async fn measure(client: &kube::Client, metrics: &Metrics, size: usize, rounds: usize) {
+    let barriers: Api<Barrier> = Api::namespaced(client.clone(), "default");
+    let arrivals: Api<Arrival> = Api::namespaced(client.clone(), "default");
+    let mut delays = Vec::new();
+    let mut writes = 0u64;
+    let mut burst_arrivals = 0usize;
+    for round in 0..rounds {
+        let name = format!("b{size}-{round}");
+        let created = barriers
+            .create(
+                &PostParams::default(),
+                &Barrier::new(&name, BarrierSpec::new(size as i32)),
+            )
+            .await
+            .unwrap();
+        let writes_before = metrics.status_writes.get();
+        arrive_many(&arrivals, &name, 0..size - 1).await;
+        let expected = (size - 1) as i32;
+        let seen = await_condition(barriers.clone(), &name, move |b: Option<&Barrier>| {
+            b.is_some_and(|b| b.status.as_ref().is_some_and(|s| s.arrived == expected))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        writes += metrics.status_writes.get() - writes_before;
+        burst_arrivals += size - 1;
+
+        let params = WatchParams::default().fields(&format!("metadata.name={name}"));
+        let mut stream = barriers
+            .watch(&params, &seen.resource_version().unwrap())
+            .await
+            .unwrap()
+            .boxed();
+        let last = format!("p{}", size - 1);
+        let started = Instant::now();
+        arrivals
+            .create(
+                &PostParams::default(),
+                &Arrival::new(
+                    &arrival_name(&name, &last),
+                    ArrivalSpec::succeeded(&name, &last),
+                ),
+            )
+            .await
+            .unwrap();
+        loop {
+            match stream.next().await.unwrap().unwrap() {
+                WatchEvent::Modified(b) if b.phase() == BarrierPhase::Open => break,
+                _ => {}
+            }
+        }
+        delays.push(started.elapsed());
+        assert!(created.uid().is_some());
+    }
+    delays.sort();
+    println!(
+        "barrier of {size:>4} arrivals, {rounds} rounds: last arrival -> Open p50 {}, p99 {}; status writes per arrival during the burst {:.3}",
+        millis(quantile(&delays, 0.5)),
+        millis(quantile(&delays, 0.99)),
+        writes as f64 / burst_arrivals as f64
+    );
+}
+
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(Config {
+            data_dir: dir.path().to_owned(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Config::default()
+        })
+        .await
+        .unwrap();
+        let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let reporter = Reporter {
+            controller: CONTROLLER_NAME.into(),
+            instance: Some("bench".into()),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let controller = tokio::spawn(controller::run(
+            client.clone(),
+            reporter,
+            metrics.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        measure(&client, &metrics, 10, 30).await;
+        measure(&client, &metrics, 100, 10).await;
+        measure(&client, &metrics, 1000, 5).await;
+        let _ = stop.send(());
+        let _ = controller.await;
+        server.shutdown().await;
+    });
+}

@@ -1,0 +1,169 @@
+//! SDK errors: one sentence each, naming the barrier and the cause, ready to show a
+//! user as they are.
+
+use std::time::Duration;
+
+use konductor_api::duration::format_duration;
+
+/// Everything an SDK call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The barrier does not exist.
+    #[error("barrier {namespace}/{barrier} not found")]
+    NotFound {
+        /// Namespace looked in.
+        namespace: String,
+        /// Barrier name.
+        barrier: String,
+    },
+    /// The barrier already exists (create).
+    #[error("barrier {namespace}/{barrier} already exists")]
+    AlreadyExists {
+        /// Namespace.
+        namespace: String,
+        /// Barrier name.
+        barrier: String,
+    },
+    /// RBAC forbids the request.
+    #[error("barrier {namespace}/{barrier}: forbidden: cannot {verb} {resource}: {message}")]
+    Forbidden {
+        /// Namespace.
+        namespace: String,
+        /// Barrier name.
+        barrier: String,
+        /// The verb refused (`get`, `create`, `watch`, …).
+        verb: &'static str,
+        /// The resource (`barriers`, `arrivals`).
+        resource: &'static str,
+        /// The server's message.
+        message: String,
+    },
+    /// The server refused the credentials (401).
+    #[error(
+        "barrier {namespace}/{barrier}: unauthorized: the API server refused the credentials in the kubeconfig"
+    )]
+    Unauthorized {
+        /// Namespace.
+        namespace: String,
+        /// Barrier name.
+        barrier: String,
+    },
+    /// The server rejected the object as invalid (422).
+    #[error("barrier {namespace}/{barrier}: invalid: {message}")]
+    Invalid {
+        /// Namespace.
+        namespace: String,
+        /// Barrier name.
+        barrier: String,
+        /// The server's message, naming the field.
+        message: String,
+    },
+    /// The API server could not be reached.
+    #[error("barrier {namespace}/{barrier}: cannot reach the API server at {url}: {reason}")]
+    Unreachable {
+        /// Namespace.
+        namespace: String,
+        /// Barrier name.
+        barrier: String,
+        /// The server URL from the kubeconfig.
+        url: String,
+        /// Why (connection refused, TLS failure, …).
+        reason: String,
+    },
+    /// Waiting took longer than the caller allowed.
+    #[error(
+        "barrier {namespace}/{barrier}: still not open after {}",
+        format_duration(Duration::from_millis(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX)))
+    )]
+    WaitTimeout {
+        /// Namespace.
+        namespace: String,
+        /// Barrier name.
+        barrier: String,
+        /// How long the wait lasted.
+        waited: Duration,
+    },
+    /// Any other answer from the API server.
+    #[error("barrier {namespace}/{barrier}: {message}")]
+    Api {
+        /// Namespace.
+        namespace: String,
+        /// Barrier name.
+        barrier: String,
+        /// The server's message.
+        message: String,
+    },
+    /// No usable kubeconfig or in-cluster configuration.
+    #[error("cannot load the Kubernetes configuration: {0}")]
+    Config(String),
+}
+
+/// A result whose error is the SDK's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a request was doing when it failed, to name it in the error.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Request<'a> {
+    pub namespace: &'a str,
+    pub barrier: &'a str,
+    pub verb: &'static str,
+    pub resource: &'static str,
+    pub url: &'a str,
+}
+
+impl Request<'_> {
+    /// Translates a kube error into the SDK's error for this request.
+    pub fn error(&self, error: kube::Error) -> Error {
+        let namespace = self.namespace.to_owned();
+        let barrier = self.barrier.to_owned();
+        match error {
+            kube::Error::Api(status) => match status.code {
+                404 if status.message.starts_with("namespaces") => Error::Api {
+                    message: format!("namespace {namespace} not found"),
+                    namespace,
+                    barrier,
+                },
+                404 => Error::NotFound { namespace, barrier },
+                409 if self.verb == "create" && self.resource == "barriers" => {
+                    Error::AlreadyExists { namespace, barrier }
+                }
+                401 => Error::Unauthorized { namespace, barrier },
+                403 => Error::Forbidden {
+                    namespace,
+                    barrier,
+                    verb: self.verb,
+                    resource: self.resource,
+                    message: status.message.clone(),
+                },
+                422 => Error::Invalid {
+                    namespace,
+                    barrier,
+                    message: status.message.clone(),
+                },
+                _ => Error::Api {
+                    namespace,
+                    barrier,
+                    message: status.message.clone(),
+                },
+            },
+            other => {
+                let reason = root_cause(&other);
+                Error::Unreachable {
+                    namespace,
+                    barrier,
+                    url: self.url.to_owned(),
+                    reason,
+                }
+            }
+        }
+    }
+}
+
+/// The innermost message of an error chain (e.g. "Connection refused (os error 111)").
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}

@@ -1,0 +1,30 @@
+//! The Konductor SDK: barriers from Rust, through the Kubernetes API (a real cluster or
+//! `konductor server`). `koncli` is built on it.
+//!
+//! # Layout
+//! - [`connect`](mod@connect): kubeconfig / context / namespace resolution, as kubectl does it.
+//! - [`barrier`]: [`Barriers`] — `create`, `get`, `list`, `delete`, `arrive`, `wait`,
+//!   and `stage` (wait at one barrier, work, arrive at the next).
+//! - [`error`]: one-sentence errors naming the barrier and the cause.
+//!
+//! ```no_run
+//! # async fn example() -> konductor_sdk::Result<()> {
+//! use konductor_api::Outcome;
+//! use konductor_sdk::{Barriers, ConnectOptions, WaitOutcome, connect};
+//!
+//! let barriers = Barriers::new(&connect(&ConnectOptions::default()).await?);
+//! barriers.arrive("extract-complete", "extract-1", Outcome::Succeeded, None).await?;
+//! if let WaitOutcome::Open(_) = barriers.wait("extract-complete", None, |_| {}).await? {
+//!     println!("all extracts are done");
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod barrier;
+pub mod connect;
+pub mod error;
+
+pub use barrier::{Arrived, Barriers, Progress, WaitOutcome};
+pub use connect::{ConnectOptions, Connection, connect};
+pub use error::{Error, Result};
