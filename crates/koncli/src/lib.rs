@@ -179,6 +179,8 @@ struct Reporter {
     started: Instant,
     /// The latest state, redrawn by the ticker.
     latest: Option<Barrier>,
+    /// Whether the barrier was reported missing.
+    missing: bool,
 }
 
 impl Reporter {
@@ -194,6 +196,7 @@ impl Reporter {
             last_line: String::new(),
             started: Instant::now(),
             latest: None,
+            missing: false,
         }
     }
 
@@ -221,6 +224,7 @@ impl Reporter {
         match progress {
             Progress::Missing => {
                 self.latest = None;
+                self.missing = true;
                 let line = format!(
                     "barrier {} does not exist yet; waiting for it to be created",
                     self.name

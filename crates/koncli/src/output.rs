@@ -17,13 +17,8 @@ pub fn short_duration(duration: Duration) -> String {
 
 /// kubectl's age notation: `45s`, `12m`, `3h`, `2d`.
 pub fn age(since: Timestamp, now: Timestamp) -> String {
-    let secs = now.duration_since(since).as_secs().max(0);
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 2 * 3600 => format!("{}m", s / 60),
-        s if s < 48 * 3600 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86400),
-    }
+    let elapsed = Duration::try_from(now.duration_since(since)).unwrap_or_default();
+    konductor_api::duration::human_duration(elapsed)
 }
 
 /// `namespace/name`.
@@ -197,6 +192,7 @@ mod tests {
         assert_eq!(age(t0, at(600)), "10m");
         assert_eq!(age(t0, at(3 * 3600)), "3h");
         assert_eq!(age(t0, at(3 * 86400)), "3d");
+        assert_eq!(age(at(10), t0), "0s", "clock skew shows as new");
     }
 
     #[test]

@@ -8,7 +8,35 @@ use crate::{Arrival, Barrier};
 
 /// Both CRDs, Barrier first.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Barrier::crd(), Arrival::crd()]
+    vec![tidy(Barrier::crd()), tidy(Arrival::crd())]
+}
+
+/// Unwraps the line breaks rustdoc comments leave in descriptions (keeping paragraph
+/// breaks), so `kubectl explain` can wrap the text itself.
+fn tidy(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, child) in map.iter_mut() {
+                    match child {
+                        serde_json::Value::String(text) if key == "description" => {
+                            *text = text
+                                .split("\n\n")
+                                .map(|paragraph| paragraph.replace('\n', " "))
+                                .collect::<Vec<_>>()
+                                .join("\n\n");
+                        }
+                        other => walk(other),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(&crd).expect("a CRD serializes");
+    walk(&mut value);
+    serde_json::from_value(value).expect("tidying descriptions keeps the CRD valid")
 }
 
 /// The file name (under `config/crd/`) and YAML of each CRD, exactly as committed.
@@ -62,6 +90,15 @@ mod tests {
                 path.display()
             );
         }
+    }
+
+    #[test]
+    fn descriptions_have_no_hard_line_breaks() {
+        let yaml = serde_json::to_string(&crds()).unwrap();
+        assert!(
+            yaml.contains("how many are enough, and how long to wait"),
+            "{yaml}"
+        );
     }
 
     #[test]

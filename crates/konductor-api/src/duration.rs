@@ -191,6 +191,60 @@ impl fmt::Display for GoDuration {
     }
 }
 
+/// Formats an age the way kubectl's AGE column does (`45s`, `5m30s`, `3h`, `2d4h`,
+/// `1y20d`): precise when young, coarser with age.
+///
+/// ```
+/// use konductor_api::duration::human_duration;
+/// use std::time::Duration;
+/// assert_eq!(human_duration(Duration::from_secs(330)), "5m30s");
+/// assert_eq!(human_duration(Duration::from_secs(3 * 86400)), "3d");
+/// ```
+pub fn human_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    if seconds < 120 {
+        return format!("{seconds}s");
+    }
+    let minutes = seconds / 60;
+    if minutes < 10 {
+        return match seconds % 60 {
+            0 => format!("{minutes}m"),
+            s => format!("{minutes}m{s}s"),
+        };
+    }
+    if minutes < 180 {
+        return format!("{minutes}m");
+    }
+    let hours = minutes / 60;
+    if hours < 8 {
+        return match minutes % 60 {
+            0 => format!("{hours}h"),
+            m => format!("{hours}h{m}m"),
+        };
+    }
+    if hours < 48 {
+        return format!("{hours}h");
+    }
+    let days = hours / 24;
+    if hours < 24 * 8 {
+        return match hours % 24 {
+            0 => format!("{days}d"),
+            h => format!("{days}d{h}h"),
+        };
+    }
+    if hours < 24 * 365 * 2 {
+        return format!("{days}d");
+    }
+    let years = days / 365;
+    if hours < 24 * 365 * 8 {
+        return match days % 365 {
+            0 => format!("{years}y"),
+            d => format!("{years}y{d}d"),
+        };
+    }
+    format!("{years}y")
+}
+
 /// Writes `value / unit_nanos` with the fraction's trailing zeros removed, then `unit`.
 fn write_decimal(
     f: &mut fmt::Formatter<'_>,
@@ -267,6 +321,32 @@ mod tests {
     fn the_largest_go_duration_still_parses() {
         assert_eq!(ok("9223372036854775807ns").as_nanos(), i64::MAX as u128);
         assert!(ok("2562047h").as_secs() > 0);
+    }
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        let cases = [
+            (5, "5s"),
+            (119, "119s"),
+            (120, "2m"),
+            (330, "5m30s"),
+            (600, "10m"),
+            (179 * 60, "179m"),
+            (3 * 3600, "3h"),
+            (5 * 3600 + 60, "5h1m"),
+            (47 * 3600, "47h"),
+            (3 * 86400 + 4 * 3600, "3d4h"),
+            (30 * 86400, "30d"),
+            (800 * 86400, "2y70d"),
+            (9 * 365 * 86400, "9y"),
+        ];
+        for (secs, expected) in cases {
+            assert_eq!(
+                human_duration(Duration::from_secs(secs)),
+                expected,
+                "{secs}s"
+            );
+        }
     }
 
     #[test]

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use konductor_api::rules::{ArrivalRecord, BarrierInput, Transition, evaluate};
 use konductor_api::{Arrival, Barrier};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -66,6 +67,53 @@ fn arrivals_of(barrier: &Barrier, cache: &Store<Arrival>) -> Vec<ArrivalRecord> 
         .collect()
 }
 
+/// Makes the barrier the owner of its arrivals that have none (koncli sets the owner
+/// itself; arrivals written with kubectl do not), so deleting the barrier deletes them,
+/// as ReplicaSets adopt their Pods. The resourceVersion guards against racing writers.
+async fn adopt_arrivals(barrier: &Barrier, ctx: &Context) -> Result<()> {
+    let Some(uid) = barrier.uid() else {
+        return Ok(());
+    };
+    let namespace = barrier.namespace().unwrap_or_default();
+    let name = barrier.name_any();
+    let orphans = ctx.arrivals.state().into_iter().filter(|a| {
+        a.namespace().as_deref() == Some(namespace.as_str())
+            && a.spec.barrier == name
+            && !a.owner_references().iter().any(|o| o.kind == "Barrier")
+    });
+    let api: Api<Arrival> = Api::namespaced(ctx.client.clone(), &namespace);
+    for orphan in orphans {
+        let mut owners = orphan.owner_references().to_vec();
+        owners.push(OwnerReference {
+            api_version: "konductor.io/v1".into(),
+            kind: "Barrier".into(),
+            name: name.clone(),
+            uid: uid.clone(),
+            ..OwnerReference::default()
+        });
+        let patch = serde_json::json!({
+            "metadata": {
+                "ownerReferences": owners,
+                "resourceVersion": orphan.resource_version(),
+            }
+        });
+        match api
+            .patch(
+                &orphan.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => {}
+            // Changed or deleted meanwhile: the next reconcile sees the new state.
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) => return Err(Error::Kube(e)),
+        }
+    }
+    Ok(())
+}
+
 /// Brings one barrier's status up to date.
 pub async fn reconcile(barrier: Arc<Barrier>, ctx: Arc<Context>) -> Result<Action> {
     // Never judge a barrier on a partial view of its arrivals (e.g. right after start).
@@ -78,6 +126,7 @@ pub async fn reconcile(barrier: Arc<Barrier>, ctx: Arc<Context>) -> Result<Actio
         .creation_timestamp()
         .map(|t| t.0)
         .ok_or(Error::MissingCreationTimestamp)?;
+    adopt_arrivals(&barrier, &ctx).await?;
     let arrivals = arrivals_of(&barrier, &ctx.arrivals);
     let now = Timestamp::now();
     let evaluation = evaluate(&BarrierInput {
@@ -88,6 +137,20 @@ pub async fn reconcile(barrier: Arc<Barrier>, ctx: Arc<Context>) -> Result<Actio
         previous: barrier.status.as_ref(),
         now,
     });
+
+    // The event goes first, so whoever sees the new phase also finds its event (a
+    // failed status write repeats it; the recorder folds repeats into a series).
+    if let Some(transition) = evaluation.transition {
+        publish(&ctx, &barrier, transition, &evaluation.status).await;
+        if transition == Transition::Opened
+            && let Some(Time(opened)) = &evaluation.status.opened_at
+        {
+            let waited = opened.duration_since(created_at);
+            ctx.metrics
+                .time_to_open
+                .observe(waited.as_secs_f64().max(0.0));
+        }
+    }
 
     if barrier.status.as_ref() != Some(&evaluation.status) {
         let api: Api<Barrier> =
@@ -100,18 +163,6 @@ pub async fn reconcile(barrier: Arc<Barrier>, ctx: Arc<Context>) -> Result<Actio
             .await
             .map_err(Error::Kube)?;
         ctx.metrics.status_writes.inc();
-    }
-
-    if let Some(transition) = evaluation.transition {
-        publish(&ctx, &barrier, transition, &evaluation.status).await;
-        if transition == Transition::Opened
-            && let Some(Time(opened)) = &evaluation.status.opened_at
-        {
-            let waited = opened.duration_since(created_at);
-            ctx.metrics
-                .time_to_open
-                .observe(waited.as_secs_f64().max(0.0));
-        }
     }
 
     Ok(match evaluation.requeue_after {

@@ -391,3 +391,22 @@ async fn deleting_the_barrier_removes_its_arrivals_and_a_recreated_one_starts_em
     assert!(h.arrivals().get_opt(&name).await.unwrap().is_none());
     h.stop().await;
 }
+
+#[tokio::test]
+async fn arrivals_written_without_an_owner_are_adopted_by_their_barrier() {
+    let h = Harness::start().await;
+    let b = h.create("adopter", BarrierSpec::new(2)).await;
+    let bare = Arrival::new("bare", ArrivalSpec::succeeded("adopter", "kubectl-user"));
+    h.arrivals()
+        .create(&PostParams::default(), &bare)
+        .await
+        .unwrap();
+    h.until("adopter", |b| arrived(b) == 1).await;
+    let adopted = h.arrivals().get("bare").await.unwrap();
+    let owner = &adopted.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str()),
+        ("Barrier", b.uid().unwrap().as_str())
+    );
+    h.stop().await;
+}

@@ -10,9 +10,12 @@
 //! - [`watch`]: the in-memory hub that fans committed writes out to watchers. No SQL.
 //! - [`objects`], [`validation`], [`patch`], [`selectors`], [`views`]: the API's rules
 //!   (metadata lifecycle, schema and CEL validation, patch formats, selectors, the
-//!   events.k8s.io view), pure functions.
+//!   events.k8s.io view), pure functions; [`protobuf`] decodes the one protobuf body
+//!   kubectl sends (`kubectl create namespace`).
 //! - [`service`]: the API verbs, combining the above.
-//! - [`http`]: axum handlers that translate requests to service calls. No SQL.
+//! - [`http`]: axum handlers that translate requests to service calls (plus discovery
+//!   and OpenAPI documents generated from the registry). No SQL.
+//! - [`table`]: `kubectl get` tables from the printer columns.
 //! - [`gc`]: the garbage collector (ownerReferences, namespace deletion).
 //! - [`security`]: token, TLS certificates, kubeconfig.
 //!
@@ -23,11 +26,13 @@ pub mod gc;
 pub mod http;
 pub mod objects;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod security;
 pub mod selectors;
 pub mod service;
 pub mod store;
+pub mod table;
 pub mod validation;
 pub mod views;
 pub mod watch;

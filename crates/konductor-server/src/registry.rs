@@ -20,6 +20,18 @@ pub enum View {
     EventsV1,
 }
 
+/// Where a table cell's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CellSource {
+    /// A simple JSONPath into the object, e.g. `.spec.expected`.
+    Path(String),
+    /// An Event's last occurrence as an age: `lastTimestamp`, else
+    /// `series.lastObservedTime`, else `eventTime` (what events.k8s.io writers set).
+    EventLastSeen,
+    /// An Event's object as `kind/name`, lower-cased kind, as kubectl shows it.
+    EventObject,
+}
+
 /// One printer column for `kubectl get` tables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {
@@ -27,8 +39,8 @@ pub struct Column {
     pub name: String,
     /// OpenAPI type: `string`, `integer`, `number`, `boolean` or `date`.
     pub type_: String,
-    /// Simple JSONPath into the object, e.g. `.spec.expected`.
-    pub json_path: String,
+    /// Where the value comes from.
+    pub source: CellSource,
     /// Hidden unless `-o wide` when above 0.
     pub priority: i32,
     /// What the column shows.
@@ -63,8 +75,10 @@ pub struct ResourceDef {
     pub view: View,
     /// The OpenAPI schema (with CEL rules) objects must satisfy, for CRD-backed resources.
     pub schema: Option<Arc<Schema>>,
-    /// Printer columns for tables.
+    /// Printer columns for tables (after the Name column).
     pub columns: Vec<Column>,
+    /// Priority of the Name column: 0 shows it always, 1 only with `-o wide`.
+    pub name_priority: i32,
     /// Whether `PUT` may omit `metadata.resourceVersion` (built-in types allow it;
     /// custom resources do not).
     pub unconditional_update: bool,
@@ -125,10 +139,26 @@ pub const EVENTS: &str = "events";
 pub const LEASES: &str = "coordination.k8s.io/leases";
 
 fn column(name: &str, type_: &str, json_path: &str, priority: i32, description: &str) -> Column {
+    computed(
+        name,
+        type_,
+        CellSource::Path(json_path.into()),
+        priority,
+        description,
+    )
+}
+
+fn computed(
+    name: &str,
+    type_: &str,
+    source: CellSource,
+    priority: i32,
+    description: &str,
+) -> Column {
     Column {
         name: name.into(),
         type_: type_.into(),
-        json_path: json_path.into(),
+        source,
         priority,
         description: description.into(),
     }
@@ -174,27 +204,36 @@ impl Registry {
                 ),
                 age(),
             ],
+            name_priority: 0,
             unconditional_update: true,
             strategic_merge: true,
         });
         let event_columns = vec![
-            column(
+            computed(
                 "Last Seen",
                 "string",
-                ".lastTimestamp",
+                CellSource::EventLastSeen,
                 0,
                 "Time of the latest occurrence",
             ),
             column("Type", "string", ".type", 0, "Normal or Warning"),
             column("Reason", "string", ".reason", 0, "Why the event happened"),
-            column(
+            computed(
                 "Object",
                 "string",
-                ".involvedObject.name",
+                CellSource::EventObject,
                 0,
                 "The object it is about",
             ),
+            column(
+                "Source",
+                "string",
+                ".reportingComponent",
+                1,
+                "Who reported it",
+            ),
             column("Message", "string", ".message", 0, "What happened"),
+            column("Count", "integer", ".count", 1, "How often it happened"),
         ];
         resources.push(ResourceDef {
             group: "",
@@ -209,7 +248,8 @@ impl Registry {
             storage: EVENTS,
             view: View::Native,
             schema: None,
-            columns: event_columns.clone(),
+            columns: event_columns,
+            name_priority: 1,
             unconditional_update: true,
             strategic_merge: true,
         });
@@ -239,6 +279,7 @@ impl Registry {
                 column("Note", "string", ".note", 0, "What happened"),
                 age(),
             ],
+            name_priority: 0,
             unconditional_update: true,
             strategic_merge: true,
         });
@@ -265,6 +306,7 @@ impl Registry {
                 ),
                 age(),
             ],
+            name_priority: 0,
             unconditional_update: true,
             strategic_merge: true,
         });
@@ -336,7 +378,7 @@ fn crd_resource(
         .map(|c| Column {
             name: c.name.clone(),
             type_: c.type_.clone(),
-            json_path: c.json_path.clone(),
+            source: CellSource::Path(c.json_path.clone()),
             priority: c.priority.unwrap_or(0),
             description: c.description.clone().unwrap_or_default(),
         })
@@ -361,6 +403,7 @@ fn crd_resource(
         view: View::Native,
         schema,
         columns,
+        name_priority: 0,
         unconditional_update: false,
         strategic_merge: false,
     }

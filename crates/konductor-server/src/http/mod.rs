@@ -10,6 +10,7 @@
 //! bodies are limited to [`MAX_BODY_BYTES`].
 
 mod discovery;
+mod openapi;
 mod resources;
 mod watch;
 
@@ -52,6 +53,8 @@ pub fn router(state: AppState) -> Router {
         .route("/version", get(discovery::version))
         .route("/api", get(discovery::core_versions))
         .route("/apis", get(discovery::groups))
+        .route("/openapi/v3", get(openapi_index))
+        .route("/openapi/v3/{*path}", get(openapi_document))
         .fallback(resources::handle)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
@@ -76,6 +79,32 @@ async fn ready(State(state): State<AppState>) -> Response {
         "ok".into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable").into_response()
+    }
+}
+
+/// `GET /openapi/v3`.
+async fn openapi_index(State(state): State<AppState>) -> Response {
+    json_response(
+        StatusCode::OK,
+        &openapi::index(state.service.registry()),
+        &[],
+    )
+}
+
+/// `GET /openapi/v3/api/v1` or `/openapi/v3/apis/{group}/{version}`.
+async fn openapi_document(
+    State(state): State<AppState>,
+    axum::extract::Path(path): axum::extract::Path<String>,
+) -> Response {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version) = match parts.as_slice() {
+        ["api", version] => ("", *version),
+        ["apis", group, version] => (*group, *version),
+        _ => return ApiError::NoRoute.into_response(),
+    };
+    match openapi::document(state.service.registry(), group, version) {
+        Some(document) => json_response(StatusCode::OK, &document, &[]),
+        None => ApiError::NoRoute.into_response(),
     }
 }
 

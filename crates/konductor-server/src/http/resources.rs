@@ -140,7 +140,11 @@ async fn read_body(request: Request) -> Result<Bytes> {
         .map_err(|_| ApiError::RequestEntityTooLarge(MAX_BODY_BYTES))
 }
 
-fn parse_json(body: &[u8]) -> Result<Value> {
+/// Decodes a create or update body: JSON (or YAML), or kubectl's protobuf.
+fn parse_body(content_type: &str, body: &[u8]) -> Result<Value> {
+    if content_type.starts_with(crate::protobuf::MEDIA_TYPE) {
+        return crate::protobuf::decode(body);
+    }
     if body.is_empty() {
         return Err(ApiError::BadRequest("the request body is empty".into()));
     }
@@ -201,6 +205,17 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
     };
     let query = parse_query(request.uri().query());
     let method = request.method().clone();
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let as_table = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(crate::table::wants_table);
     let ns = namespace.clone().unwrap_or_default();
     let validation = FieldValidation::parse(query.get("fieldValidation").map(String::as_str))?;
     let dry_run = query.get("dryRun").is_some_and(|v| !v.is_empty());
@@ -213,22 +228,34 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
 
     match (method, name) {
         (Method::GET, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
-            super::watch::serve(state, def, namespace, &query).await
+            super::watch::serve(state, def, namespace, &query, as_table).await
         }
         (Method::GET, None) => {
             let options = list_options(&query)?;
+            let table_def = def.clone();
             let list = blocking(&service, move |s| {
                 s.list(&def, namespace.as_deref(), &options)
             })
             .await?;
-            Ok(json_response(StatusCode::OK, &list, &[]))
+            let body = if as_table {
+                crate::table::of_list(&table_def, &list)
+            } else {
+                list
+            };
+            Ok(json_response(StatusCode::OK, &body, &[]))
         }
         (Method::GET, Some(name)) => {
+            let table_def = def.clone();
             let object = blocking(&service, move |s| s.get(&def, &ns, &name)).await?;
-            Ok(json_response(StatusCode::OK, &object, &[]))
+            let body = if as_table && subresource == Subresource::Main {
+                crate::table::of_object(&table_def, &object)
+            } else {
+                object
+            };
+            Ok(json_response(StatusCode::OK, &body, &[]))
         }
         (Method::POST, None) if def.namespaced == namespace.is_some() => {
-            let body = parse_json(&read_body(request).await?)?;
+            let body = parse_body(&content_type, &read_body(request).await?)?;
             let written =
                 blocking(&service, move |s| s.create(&def, &ns, body, validation)).await?;
             Ok(json_response(
@@ -238,7 +265,7 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
             ))
         }
         (Method::PUT, Some(name)) => {
-            let body = parse_json(&read_body(request).await?)?;
+            let body = parse_body(&content_type, &read_body(request).await?)?;
             let written = blocking(&service, move |s| {
                 s.replace(&def, &ns, &name, body, subresource, validation)
             })
@@ -250,12 +277,6 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
             ))
         }
         (Method::PATCH, Some(name)) => {
-            let content_type = request
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned();
             let patch_type = PatchType::from_content_type(&def, &content_type)?;
             if patch_type == PatchType::Apply
                 && query.get("fieldManager").is_none_or(String::is_empty)

@@ -39,6 +39,20 @@ struct WatchRequest {
     options: ListOptions,
     timeout: Duration,
     bookmarks: bool,
+    /// Send each object as a one-row Table (`kubectl get -w`).
+    as_table: bool,
+}
+
+impl WatchRequest {
+    /// The wire form of an object for this watch.
+    fn render(&self, stored: &Value) -> Value {
+        let view = to_view(&self.def, stored);
+        if self.as_table {
+            crate::table::of_object(&self.def, &view)
+        } else {
+            view
+        }
+    }
 }
 
 /// Starts a watch and returns its streaming response.
@@ -47,6 +61,7 @@ pub async fn serve(
     def: Arc<ResourceDef>,
     namespace: Option<String>,
     query: &HashMap<String, String>,
+    as_table: bool,
 ) -> Result<Response> {
     let permit = state
         .watch_permits
@@ -68,6 +83,7 @@ pub async fn serve(
         bookmarks: query
             .get("allowWatchBookmarks")
             .is_some_and(|b| b == "true"),
+        as_table,
     };
     let resource_version = query.get("resourceVersion").cloned();
     let start = {
@@ -139,8 +155,8 @@ fn translate(request: &WatchRequest, event: &WatchEvent) -> Option<Result<Bytes,
         }
     };
     Some(match request.def.view {
-        View::Native => raw_line(event_type, event.object_json()),
-        _ => line(event_type, &to_view(&request.def, &event.object)),
+        View::Native if !request.as_table => raw_line(event_type, event.object_json()),
+        _ => line(event_type, &request.render(&event.object)),
     })
 }
 

@@ -1,0 +1,491 @@
+//! The real kubectl (from PATH) against `konductor server`: every kubectl command of the
+//! seed's Barrier page, plus apply, wait, describe, explain, patch, watch and errors.
+//! If kubectl is not installed these tests fail with a message saying so.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A `konductor server` process and a kubectl configured for it.
+struct Cluster {
+    server: Child,
+    kubeconfig: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+fn kubectl_binary() -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("kubectl"))
+            .find(|candidate| candidate.is_file())
+    });
+    found.expect(
+        "kubectl is not on PATH: these end-to-end tests drive the real kubectl (v1.32) and cannot run without it",
+    )
+}
+
+impl Cluster {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Command::new(env!("CARGO_BIN_EXE_konductor"))
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+        let kubeconfig = loop {
+            let line = lines.next().expect("server output").unwrap();
+            if let Some(path) = line.strip_prefix("export KUBECONFIG=") {
+                break PathBuf::from(path);
+            }
+        };
+        Self {
+            server,
+            kubeconfig,
+            dir,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(kubectl_binary());
+        command
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            // Keep kubectl's discovery cache inside the test's directory.
+            .env("HOME", self.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn run_with_input(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self.command(args).spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs kubectl, asserts success and returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "kubectl {args:?} failed: {}",
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+    }
+
+    fn apply(&self, yaml: &str) -> String {
+        let output = self.run_with_input(&["apply", "-f", "-"], yaml);
+        assert!(
+            output.status.success(),
+            "apply failed: {}",
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+    }
+
+    fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn arrival(barrier: &str, holder: &str) -> String {
+    format!(
+        "apiVersion: konductor.io/v1\nkind: Arrival\nmetadata:\n  name: {barrier}-{holder}\n  labels:\n    konductor.io/barrier: {barrier}\nspec:\n  barrier: {barrier}\n  holder: {holder}\n"
+    )
+}
+
+const ETL: &str = "\
+# Stage 1: Extract jobs signal completion
+apiVersion: konductor.io/v1
+kind: Barrier
+metadata:
+  name: extract-complete
+spec:
+  expected: 5 # 5 extract jobs
+---
+# Transform stage barrier
+apiVersion: konductor.io/v1
+kind: Barrier
+metadata:
+  name: transform-complete
+spec:
+  expected: 3 # 3 transform jobs
+";
+
+#[test]
+fn apply_get_describe_and_delete_the_seed_examples() {
+    let c = Cluster::start();
+    let file = c.write("etl.yaml", ETL);
+    let path = file.to_str().unwrap();
+    let created = c.ok(&["apply", "-f", path]);
+    assert!(
+        created.contains("barrier.konductor.io/extract-complete created"),
+        "{created}"
+    );
+    assert!(
+        created.contains("barrier.konductor.io/transform-complete created"),
+        "{created}"
+    );
+    let again = c.ok(&["apply", "-f", path]);
+    assert!(
+        again.contains("barrier.konductor.io/extract-complete unchanged"),
+        "{again}"
+    );
+    c.write("etl.yaml", &ETL.replace("expected: 3", "expected: 4"));
+    let changed = c.ok(&["apply", "-f", path]);
+    assert!(
+        changed.contains("barrier.konductor.io/transform-complete configured"),
+        "{changed}"
+    );
+    assert!(
+        changed.contains("barrier.konductor.io/extract-complete unchanged"),
+        "{changed}"
+    );
+
+    let table = c.ok(&["get", "barriers"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "EXPECTED", "QUORUM", "ARRIVED", "PHASE", "AGE"]
+    );
+    assert!(table.contains("transform-complete   4"), "{table}");
+    let wide = c.ok(&["get", "barrier", "extract-complete", "-o", "wide"]);
+    assert!(wide.lines().next().unwrap().contains("TIMEOUT"), "{wide}");
+    assert_eq!(c.ok(&["get", "bar", "-o", "name"]).lines().count(), 2);
+    let yaml = c.ok(&["get", "barrier", "extract-complete", "-o", "yaml"]);
+    assert!(yaml.contains("expected: 5"), "{yaml}");
+    let json: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "barrier", "extract-complete", "-o", "json"])).unwrap();
+    assert_eq!(json["kind"], "Barrier");
+    assert!(c.ok(&["get", "barriers", "-A"]).starts_with("NAMESPACE"));
+    assert!(
+        c.ok(&["get", "barriers", "--show-labels"])
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("LABELS")
+    );
+
+    for holder in ["e1", "e2", "e3", "e4", "e5"] {
+        c.apply(&arrival("extract-complete", holder));
+    }
+    c.ok(&[
+        "wait",
+        "--for=condition=Open",
+        "barrier/extract-complete",
+        "--timeout=60s",
+    ]);
+    let arrivals = c.ok(&[
+        "get",
+        "barrier",
+        "extract-complete",
+        "-o",
+        "jsonpath={.status.arrivals}",
+    ]);
+    assert_eq!(arrivals, r#"["e1","e2","e3","e4","e5"]"#);
+    let listed = c.ok(&[
+        "get",
+        "arrivals",
+        "-l",
+        "konductor.io/barrier=extract-complete",
+    ]);
+    assert_eq!(listed.lines().count(), 6, "{listed}");
+    let described = c.ok(&["describe", "barrier", "extract-complete"]);
+    assert!(
+        described
+            .lines()
+            .any(|l| l.trim() == "Phase:                  Open"
+                || (l.trim_start().starts_with("Phase:") && l.trim_end().ends_with("Open"))),
+        "{described}"
+    );
+    assert!(described.contains("Events:"), "{described}");
+    assert!(
+        described.contains("Opened"),
+        "no Opened event in: {described}"
+    );
+    let events = c.ok(&["get", "events"]);
+    assert!(events.contains("barrier/extract-complete"), "{events}");
+
+    let deleted = c.ok(&["delete", "-f", path]);
+    assert!(
+        deleted.contains("\"extract-complete\" deleted"),
+        "{deleted}"
+    );
+    assert!(text(&c.run(&["get", "barriers"]).stderr).contains("No resources found"));
+}
+
+#[test]
+fn patching_the_timeout_revives_a_timed_out_barrier() {
+    let c = Cluster::start();
+    c.apply("apiVersion: konductor.io/v1\nkind: Barrier\nmetadata:\n  name: my-barrier\nspec:\n  expected: 2\n  timeout: 1s\n");
+    c.ok(&[
+        "wait",
+        "--for=jsonpath={.status.phase}=Timeout",
+        "barrier/my-barrier",
+        "--timeout=60s",
+    ]);
+    let described = c.ok(&["describe", "barrier", "my-barrier"]);
+    assert!(described.contains("TimedOut"), "{described}");
+    let patched = c.ok(&[
+        "patch",
+        "barrier",
+        "my-barrier",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"timeout":"1h"}}"#,
+    ]);
+    assert!(patched.contains("patched"), "{patched}");
+    c.ok(&[
+        "wait",
+        "--for=jsonpath={.status.phase}=Waiting",
+        "barrier/my-barrier",
+        "--timeout=60s",
+    ]);
+    c.ok(&[
+        "patch",
+        "barrier",
+        "my-barrier",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/expected","value":1}]"#,
+    ]);
+    c.apply(&arrival("my-barrier", "only"));
+    c.ok(&[
+        "wait",
+        "--for=condition=Open",
+        "barrier/my-barrier",
+        "--timeout=60s",
+    ]);
+    c.ok(&[
+        "patch",
+        "barrier",
+        "my-barrier",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"failed":0}}"#,
+    ]);
+    let strategic = c.run(&[
+        "patch",
+        "barrier",
+        "my-barrier",
+        "-p",
+        r#"{"spec":{"expected":2}}"#,
+    ]);
+    assert!(
+        !strategic.status.success(),
+        "strategic merge must be refused as for CRDs"
+    );
+}
+
+#[test]
+fn delete_and_reapply_resets_a_barrier() {
+    let c = Cluster::start();
+    let barrier = c.write("barrier.yaml", "apiVersion: konductor.io/v1\nkind: Barrier\nmetadata:\n  name: my-barrier\nspec:\n  expected: 2\n");
+    let path = barrier.to_str().unwrap();
+    c.ok(&["apply", "-f", path]);
+    c.ok(&[
+        "wait",
+        "--for=jsonpath={.status.phase}=Waiting",
+        "barrier/my-barrier",
+        "--timeout=60s",
+    ]);
+    c.apply(&arrival("my-barrier", "a"));
+    c.ok(&[
+        "wait",
+        "--for=jsonpath={.status.arrived}=1",
+        "barrier/my-barrier",
+        "--timeout=60s",
+    ]);
+    c.ok(&["delete", "barrier", "my-barrier"]);
+    c.ok(&[
+        "wait",
+        "--for=delete",
+        "arrival/my-barrier-a",
+        "--timeout=60s",
+    ]);
+    c.ok(&["apply", "-f", path]);
+    c.ok(&[
+        "wait",
+        "--for=jsonpath={.status.phase}=Waiting",
+        "barrier/my-barrier",
+        "--timeout=60s",
+    ]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "barrier",
+            "my-barrier",
+            "-o",
+            "jsonpath={.status.arrived}"
+        ]),
+        "0"
+    );
+    assert!(text(&c.run(&["get", "arrivals"]).stderr).contains("No resources found"));
+}
+
+#[test]
+fn discovery_explain_and_raw_requests_work() {
+    let c = Cluster::start();
+    let resources = c.ok(&["api-resources"]);
+    for line in ["barriers", "arrivals", "leases", "namespaces"] {
+        assert!(resources.contains(line), "{resources}");
+    }
+    assert!(
+        resources.contains("bar ") || resources.contains(" bar"),
+        "short name missing: {resources}"
+    );
+    let versions = c.ok(&["api-versions"]);
+    assert!(
+        versions.lines().any(|l| l == "konductor.io/v1"),
+        "{versions}"
+    );
+    let explained = c.ok(&["explain", "barrier.spec"]);
+    assert!(explained.contains("expected"), "{explained}");
+    assert!(
+        explained.contains("Number of processes expected to arrive"),
+        "{explained}"
+    );
+    let raw: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "--raw", "/apis/konductor.io/v1"])).unwrap();
+    assert_eq!(raw["kind"], "APIResourceList");
+    let missing = c.run(&["get", "--raw", "/apis/nothing.example.com/v1/things"]);
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains("NotFound"),
+        "{}",
+        text(&missing.stderr)
+    );
+}
+
+#[test]
+fn namespaces_scope_barriers() {
+    let c = Cluster::start();
+    c.ok(&["create", "namespace", "team-x"]);
+    c.apply("apiVersion: konductor.io/v1\nkind: Barrier\nmetadata:\n  name: scoped\n  namespace: team-x\nspec:\n  expected: 1\n");
+    assert!(
+        c.ok(&["get", "barriers", "-n", "team-x"])
+            .contains("scoped")
+    );
+    assert!(
+        text(&c.run(&["get", "barriers"]).stderr)
+            .contains("No resources found in default namespace")
+    );
+    c.apply(&arrival("scoped", "x").replace("metadata:\n", "metadata:\n  namespace: team-x\n"));
+    c.ok(&[
+        "wait",
+        "-n",
+        "team-x",
+        "--for=condition=Open",
+        "barrier/scoped",
+        "--timeout=60s",
+    ]);
+    assert!(c.ok(&["get", "events", "-n", "team-x"]).contains("Opened"));
+}
+
+#[test]
+fn invalid_barriers_are_refused_naming_the_field_and_nothing_is_stored() {
+    let c = Cluster::start();
+    let cases = [
+        ("expected: 0", "spec.expected"),
+        ("expected: 3\n  quorum: 4", "spec.quorum"),
+        ("expected: 3\n  timeout: soon", "spec.timeout"),
+        (
+            "expected: 3\n  colour: red",
+            "unknown field \"spec.colour\"",
+        ),
+        ("expected: five", "spec.expected"),
+    ];
+    for (spec, message) in cases {
+        let yaml = format!(
+            "apiVersion: konductor.io/v1\nkind: Barrier\nmetadata:\n  name: bad\nspec:\n  {spec}\n"
+        );
+        let output = c.run_with_input(&["apply", "-f", "-"], &yaml);
+        assert!(!output.status.success(), "{spec} was accepted");
+        assert!(
+            text(&output.stderr).contains(message),
+            "{spec}: {}",
+            text(&output.stderr)
+        );
+    }
+    let get = c.run(&["get", "barrier", "bad"]);
+    assert!(
+        text(&get.stderr).contains("NotFound"),
+        "{}",
+        text(&get.stderr)
+    );
+}
+
+#[test]
+fn get_watch_streams_changes() {
+    let c = Cluster::start();
+    c.apply("apiVersion: konductor.io/v1\nkind: Barrier\nmetadata:\n  name: watched\nspec:\n  expected: 2\n  quorum: 2\n");
+    c.ok(&[
+        "wait",
+        "--for=jsonpath={.status.phase}=Waiting",
+        "barrier/watched",
+        "--timeout=60s",
+    ]);
+    let mut watch = c.command(&["get", "barriers", "-w"]).spawn().unwrap();
+    let (lines, received) = mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || {
+        received
+            .recv_timeout(Duration::from_secs(30))
+            .expect("kubectl get -w output")
+    };
+    assert!(next().starts_with("NAME"));
+    assert!(next().contains("watched"));
+    c.apply(&arrival("watched", "a"));
+    loop {
+        let line = next();
+        // NAME EXPECTED QUORUM ARRIVED PHASE AGE
+        if line.split_whitespace().collect::<Vec<_>>()[..4] == ["watched", "2", "2", "1"] {
+            break;
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
+
+/// kubectl's discovery cache lives under the test's HOME, not the user's.
+#[test]
+fn kubectl_is_found() {
+    assert!(Path::new(&kubectl_binary()).is_file());
+}
