@@ -503,3 +503,69 @@ async fn completion_and_version_work_without_a_server() {
         .unwrap();
     assert!(stdout(&help).contains("Exit codes:"), "{}", stdout(&help));
 }
+
+#[tokio::test]
+async fn the_etl_example_script_runs_to_completion() {
+    let env = Env::start().await;
+    let koncli_dir = std::path::Path::new(env!("CARGO_BIN_EXE_koncli"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "{}:{}",
+        koncli_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let home = tempfile::tempdir().unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/etl-pipeline.sh");
+    let output = Command::new("bash")
+        .arg(script)
+        .env("PATH", path)
+        .env("KUBECONFIG", env.kubeconfig())
+        .env("HOME", home.path())
+        .env_remove("KONDUCTOR_HOLDER")
+        .env_remove("POD_NAME")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let out = stdout(&output);
+    assert!(out.contains("load: all transforms done"), "{out}");
+    assert!(out.contains("Phase:       Open"), "{out}");
+}
+
+#[tokio::test]
+async fn arrive_can_wait_for_the_barrier_to_exist() {
+    let env = Env::start().await;
+    let mut arriving = env.spawn(&[
+        "barrier",
+        "arrive",
+        "soon",
+        "early-bird",
+        "--wait-for-barrier",
+        "--timeout",
+        "1m",
+    ]);
+    let mut lines = tokio::io::BufReader::new(arriving.stderr.take().unwrap());
+    let mut first = String::new();
+    tokio::io::AsyncBufReadExt::read_line(&mut lines, &mut first)
+        .await
+        .unwrap();
+    assert!(first.contains("does not exist yet"), "{first}");
+    env.ok(&["barrier", "create", "soon", "--expected", "1"])
+        .await;
+    let output = arriving.wait_with_output().await.unwrap();
+    assert!(output.status.success());
+    assert!(
+        stdout(&output).contains("early-bird arrived"),
+        "{}",
+        stdout(&output)
+    );
+    env.until("soon", |b| b.phase() == BarrierPhase::Open).await;
+}

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use konductor_api::{Arrival, ArrivalSpec, Barrier, BarrierPhase, BarrierSpec, arrival_name};
 use konductor_controller::controller::{self, CONTROLLER_NAME};
 use konductor_controller::metrics::Metrics;
@@ -30,7 +31,24 @@ fn millis(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-async fn arrive_many(arrivals: &Api<Arrival>, barrier: &str, holders: std::ops::Range<usize>) {
+/// An arrival as koncli writes it: owned by its barrier.
+fn arrival(barrier: &Barrier, holder: &str) -> Arrival {
+    let name = barrier.name_any();
+    let mut arrival = Arrival::new(
+        &arrival_name(&name, holder),
+        ArrivalSpec::succeeded(&name, holder),
+    );
+    arrival.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "konductor.io/v1".into(),
+        kind: "Barrier".into(),
+        name,
+        uid: barrier.uid().unwrap(),
+        ..OwnerReference::default()
+    }]);
+    arrival
+}
+
+async fn arrive_many(arrivals: &Api<Arrival>, barrier: &Barrier, holders: std::ops::Range<usize>) {
     let holders: Vec<usize> = holders.collect();
     let chunks: Vec<Vec<usize>> = holders
         .chunks(holders.len().div_ceil(WORKERS).max(1))
@@ -39,14 +57,10 @@ async fn arrive_many(arrivals: &Api<Arrival>, barrier: &str, holders: std::ops::
     let mut tasks = Vec::new();
     for chunk in chunks {
         let arrivals = arrivals.clone();
-        let barrier = barrier.to_owned();
+        let barrier = barrier.clone();
         tasks.push(tokio::spawn(async move {
             for i in chunk {
-                let holder = format!("p{i}");
-                let arrival = Arrival::new(
-                    &arrival_name(&barrier, &holder),
-                    ArrivalSpec::succeeded(&barrier, &holder),
-                );
+                let arrival = arrival(&barrier, &format!("p{i}"));
                 arrivals
                     .create(&PostParams::default(), &arrival)
                     .await
@@ -75,7 +89,7 @@ async fn measure(client: &kube::Client, metrics: &Metrics, size: usize, rounds: 
             .await
             .unwrap();
         let writes_before = metrics.status_writes.get();
-        arrive_many(&arrivals, &name, 0..size - 1).await;
+        arrive_many(&arrivals, &created, 0..size - 1).await;
         let expected = (size - 1) as i32;
         let seen = await_condition(barriers.clone(), &name, move |b: Option<&Barrier>| {
             b.is_some_and(|b| b.status.as_ref().is_some_and(|s| s.arrived == expected))
@@ -95,13 +109,7 @@ async fn measure(client: &kube::Client, metrics: &Metrics, size: usize, rounds: 
         let last = format!("p{}", size - 1);
         let started = Instant::now();
         arrivals
-            .create(
-                &PostParams::default(),
-                &Arrival::new(
-                    &arrival_name(&name, &last),
-                    ArrivalSpec::succeeded(&name, &last),
-                ),
-            )
+            .create(&PostParams::default(), &arrival(&created, &last))
             .await
             .unwrap();
         loop {
@@ -111,7 +119,6 @@ async fn measure(client: &kube::Client, metrics: &Metrics, size: usize, rounds: 
             }
         }
         delays.push(started.elapsed());
-        assert!(created.uid().is_some());
     }
     delays.sort();
     println!(

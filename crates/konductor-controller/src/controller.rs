@@ -27,6 +27,9 @@ use kube::{Client, Resource, ResourceExt};
 use crate::metrics::Metrics;
 use crate::{Error, Result};
 
+/// How many owner-less arrivals are adopted concurrently.
+const ADOPTION_CONCURRENCY: usize = 16;
+
 /// The `reportingController` of the controller's Events.
 pub const CONTROLLER_NAME: &str = "konductor.io/barrier-controller";
 
@@ -82,7 +85,7 @@ async fn adopt_arrivals(barrier: &Barrier, ctx: &Context) -> Result<()> {
             && !a.owner_references().iter().any(|o| o.kind == "Barrier")
     });
     let api: Api<Arrival> = Api::namespaced(ctx.client.clone(), &namespace);
-    for orphan in orphans {
+    let patches = orphans.map(|orphan| {
         let mut owners = orphan.owner_references().to_vec();
         owners.push(OwnerReference {
             api_version: "konductor.io/v1".into(),
@@ -97,20 +100,30 @@ async fn adopt_arrivals(barrier: &Barrier, ctx: &Context) -> Result<()> {
                 "resourceVersion": orphan.resource_version(),
             }
         });
-        match api
-            .patch(
-                &orphan.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(_) => {}
-            // Changed or deleted meanwhile: the next reconcile sees the new state.
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-            Err(e) => return Err(Error::Kube(e)),
+        let api = api.clone();
+        async move {
+            match api
+                .patch(
+                    &orphan.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
+                // Changed or deleted meanwhile: the next reconcile sees the new state.
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+                Err(e) => Err(Error::Kube(e)),
+            }
         }
-    }
+    });
+    // A handful at a time: a burst of kubectl-written arrivals is adopted quickly
+    // without flooding the API server.
+    let results: Vec<Result<()>> = futures::stream::iter(patches)
+        .buffer_unordered(ADOPTION_CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>>>()?;
     Ok(())
 }
 

@@ -489,3 +489,54 @@ fn get_watch_streams_changes() {
 fn kubectl_is_found() {
     assert!(Path::new(&kubectl_binary()).is_file());
 }
+
+/// The repository's `examples/` directory.
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+#[test]
+fn every_example_manifest_applies() {
+    let c = Cluster::start();
+    let mut applied = 0;
+    for entry in std::fs::read_dir(examples()).unwrap() {
+        let path = entry.unwrap().path();
+        let is_yaml = path.extension().is_some_and(|e| e == "yaml");
+        // Jobs need a real cluster; everything else must apply here.
+        if !is_yaml
+            || std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("kind: Job")
+        {
+            continue;
+        }
+        let output = c.run(&["apply", "-f", path.to_str().unwrap()]);
+        assert!(
+            output.status.success(),
+            "{}: {}",
+            path.display(),
+            text(&output.stderr)
+        );
+        applied += 1;
+    }
+    assert!(applied >= 7, "only {applied} example manifests found");
+}
+
+#[test]
+fn the_deployment_kustomization_renders() {
+    let c = Cluster::start();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+    let rendered = c.ok(&["kustomize", config.to_str().unwrap()]);
+    for kind in [
+        "kind: CustomResourceDefinition",
+        "kind: Deployment",
+        "kind: ClusterRole",
+        "kind: ServiceAccount",
+        "kind: Namespace",
+    ] {
+        assert!(
+            rendered.contains(kind),
+            "{kind} missing from the kustomization"
+        );
+    }
+}
