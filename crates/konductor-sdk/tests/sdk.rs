@@ -1,0 +1,124 @@
+//! The SDK against an in-process `konductor server` with its controller.
+
+use std::sync::Arc;
+
+use konductor_api::{BarrierPhase, BarrierSpec, Outcome};
+use konductor_controller::controller::{self, CONTROLLER_NAME};
+use konductor_controller::metrics::Metrics;
+use konductor_sdk::{Arrived, Barriers, ConnectOptions, Error, WaitOutcome, connect};
+use kube::runtime::events::Reporter;
+
+/// A server with its controller, and an SDK handle on its default namespace.
+async fn start() -> (konductor_server::Server, tempfile::TempDir, Barriers) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = konductor_server::Server::start(konductor_server::Config {
+        data_dir: dir.path().to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..konductor_server::Config::default()
+    })
+    .await
+    .unwrap();
+    let connection = connect(&ConnectOptions {
+        kubeconfig: Some(server.kubeconfig.clone()),
+        ..ConnectOptions::default()
+    })
+    .await
+    .unwrap();
+    let reporter = Reporter {
+        controller: CONTROLLER_NAME.into(),
+        instance: Some("sdk-test".into()),
+    };
+    tokio::spawn(controller::run(
+        connection.client.clone(),
+        reporter,
+        Arc::new(Metrics::default()),
+        std::future::pending(),
+    ));
+    (server, dir, Barriers::new(&connection))
+}
+
+#[tokio::test]
+async fn a_stage_waits_works_and_arrives_at_the_next_barrier() {
+    let (_server, _dir, barriers) = start().await;
+    barriers
+        .create("extract", BarrierSpec::new(1))
+        .await
+        .unwrap();
+    barriers
+        .create("transform", BarrierSpec::new(1))
+        .await
+        .unwrap();
+    let stage = {
+        let barriers = barriers.clone();
+        tokio::spawn(async move {
+            barriers
+                .stage("extract", "transform", "t1", None, || async {
+                    Ok::<_, String>(42)
+                })
+                .await
+        })
+    };
+    assert_eq!(
+        barriers
+            .arrive("extract", "e1", Outcome::Succeeded, None)
+            .await
+            .unwrap(),
+        Arrived::Recorded
+    );
+    assert_eq!(stage.await.unwrap().unwrap(), Ok(42));
+    match barriers.wait("transform", None, |_| {}).await.unwrap() {
+        WaitOutcome::Open(b) => assert_eq!(b.status.unwrap().arrivals, ["t1"]),
+        other => panic!("transform should be open: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_failing_stage_reports_failure_so_the_next_barrier_fails_fast() {
+    let (_server, _dir, barriers) = start().await;
+    barriers
+        .create("extract", BarrierSpec::new(1))
+        .await
+        .unwrap();
+    barriers
+        .create("transform", BarrierSpec::new(1))
+        .await
+        .unwrap();
+    barriers
+        .arrive("extract", "e1", Outcome::Succeeded, None)
+        .await
+        .unwrap();
+    let result = barriers
+        .stage("extract", "transform", "t1", None, || async {
+            Err::<(), _>("disk full")
+        })
+        .await
+        .unwrap();
+    assert_eq!(result, Err("disk full"));
+    match barriers.wait("transform", None, |_| {}).await.unwrap() {
+        WaitOutcome::Failed(b) => {
+            assert_eq!(b.phase(), BarrierPhase::Failed);
+            let status = b.status.unwrap();
+            assert_eq!(status.failures[0].message.as_deref(), Some("disk full"));
+        }
+        other => panic!("transform should have failed: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn errors_name_the_barrier_and_the_cause() {
+    let (_server, _dir, barriers) = start().await;
+    let missing = barriers.get("nope").await.unwrap_err();
+    assert!(matches!(missing, Error::NotFound { .. }));
+    assert_eq!(missing.to_string(), "barrier default/nope not found");
+    barriers.create("dup", BarrierSpec::new(1)).await.unwrap();
+    let taken = barriers
+        .create("dup", BarrierSpec::new(1))
+        .await
+        .unwrap_err();
+    assert_eq!(taken.to_string(), "barrier default/dup already exists");
+    let invalid = barriers
+        .create("bad", BarrierSpec::new(2).with_quorum(3))
+        .await
+        .unwrap_err();
+    assert!(invalid.to_string().contains("spec.quorum"), "{invalid}");
+}
