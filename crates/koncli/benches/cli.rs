@@ -4,17 +4,13 @@
 //! `konductor server` with its controller.
 
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use konductor_api::{Arrival, ArrivalSpec, Barrier, BarrierPhase, BarrierSpec, arrival_name};
-use konductor_controller::controller::{self, CONTROLLER_NAME};
-use konductor_controller::metrics::Metrics;
+use konductor_controller::controller::Background;
 use konductor_server::{Config, Server};
 use kube::api::{PostParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::events::Reporter;
 use kube::{Api, ResourceExt};
 use tokio::io::AsyncBufReadExt;
 use tokio::process::Command;
@@ -47,18 +43,9 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(Config {
-            data_dir: dir.path().to_owned(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..Config::default()
-        })
-        .await
-        .unwrap();
-        let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
-        let client = kube::Client::try_from(config).unwrap();
-        let reporter = Reporter { controller: CONTROLLER_NAME.into(), instance: Some("bench".into()) };
-        tokio::spawn(controller::run(client.clone(), reporter, Arc::new(Metrics::default()), std::future::pending()));
+        let server = Server::start(Config::on_free_port(dir.path())).await.unwrap();
+        let client = server.client().await.unwrap();
+        let _controller = Background::spawn(client.clone(), "bench");
         let barriers: Api<Barrier> = Api::namespaced(client.clone(), "default");
         let arrivals: Api<Arrival> = Api::namespaced(client.clone(), "default");
         let koncli = koncli();

@@ -3,16 +3,12 @@
 
 use std::path::PathBuf;
 use std::process::Output;
-use std::sync::Arc;
 use std::time::Duration;
 
 use konductor_api::{Barrier, BarrierPhase};
-use konductor_controller::controller::{self, CONTROLLER_NAME};
-use konductor_controller::metrics::Metrics;
+use konductor_controller::controller::Background;
 use konductor_server::{Config, Server};
 use kube::Api;
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::events::Reporter;
 use kube::runtime::wait::await_condition;
 use tokio::process::{Child, Command};
 
@@ -21,43 +17,22 @@ struct Env {
     server: Server,
     _dir: tempfile::TempDir,
     client: kube::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _controller: Background,
 }
 
 impl Env {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(Config {
-            data_dir: dir.path().to_owned(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..Config::default()
-        })
-        .await
-        .unwrap();
-        let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .unwrap();
-        let client = kube::Client::try_from(config).unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let reporter = Reporter {
-            controller: CONTROLLER_NAME.into(),
-            instance: Some("test".into()),
-        };
-        tokio::spawn(controller::run(
-            client.clone(),
-            reporter,
-            Arc::new(Metrics::default()),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let server = Server::start(Config::on_free_port(dir.path()))
+            .await
+            .unwrap();
+        let client = server.client().await.unwrap();
+        let controller = Background::spawn(client.clone(), "test");
         Self {
             server,
             _dir: dir,
             client,
-            _stop: stop,
+            _controller: controller,
         }
     }
 

@@ -5,18 +5,15 @@
 //! to the barrier being seen Open (p50/p99), and the status writes per arrival during
 //! the burst of arrivals before it (coalescing keeps this well below 1).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use konductor_api::{Arrival, ArrivalSpec, Barrier, BarrierPhase, BarrierSpec, arrival_name};
-use konductor_controller::controller::{self, CONTROLLER_NAME};
+use konductor_controller::controller::Background;
 use konductor_controller::metrics::Metrics;
 use konductor_server::{Config, Server};
 use kube::api::{PostParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::events::Reporter;
 use kube::runtime::wait::await_condition;
 use kube::{Api, ResourceExt};
 
@@ -133,38 +130,15 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(Config {
-            data_dir: dir.path().to_owned(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..Config::default()
-        })
-        .await
-        .unwrap();
-        let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .unwrap();
-        let client = kube::Client::try_from(config).unwrap();
-        let metrics = Arc::new(Metrics::default());
-        let reporter = Reporter {
-            controller: CONTROLLER_NAME.into(),
-            instance: Some("bench".into()),
-        };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let controller = tokio::spawn(controller::run(
-            client.clone(),
-            reporter,
-            metrics.clone(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        measure(&client, &metrics, 10, 30).await;
-        measure(&client, &metrics, 100, 10).await;
-        measure(&client, &metrics, 1000, 5).await;
-        let _ = stop.send(());
-        let _ = controller.await;
+        let server = Server::start(Config::on_free_port(dir.path()))
+            .await
+            .unwrap();
+        let client = server.client().await.unwrap();
+        let controller = Background::spawn(client.clone(), "bench");
+        measure(&client, controller.metrics(), 10, 30).await;
+        measure(&client, controller.metrics(), 100, 10).await;
+        measure(&client, controller.metrics(), 1000, 5).await;
+        controller.stop().await.unwrap();
         server.shutdown().await;
     });
 }

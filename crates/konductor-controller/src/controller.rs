@@ -233,6 +233,58 @@ fn barrier_of(arrival: Arrival) -> Option<ObjectRef<Barrier>> {
     Some(ObjectRef::new(&arrival.spec.barrier).within(&namespace))
 }
 
+/// A controller running in the background of this process (as inside
+/// `konductor server`, and in tests); dropping it stops the controller.
+pub struct Background {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<()>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Background {
+    /// Starts the controller on `client`, reporting events as `instance`.
+    pub fn spawn(client: Client, instance: &str) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let reporter = Reporter {
+            controller: CONTROLLER_NAME.to_owned(),
+            instance: Some(instance.to_owned()),
+        };
+        let metrics = Arc::new(Metrics::default());
+        let task = tokio::spawn(run(client, reporter, metrics.clone(), async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            stop: Some(stop),
+            task: Some(task),
+            metrics,
+        }
+    }
+
+    /// The running controller's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Stops the controller and waits for it to finish.
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.unwrap_or(Ok(())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
 /// Runs the controller for all namespaces until `shutdown` resolves. Reconciles wait for
 /// the arrivals cache to fill, so no barrier is ever judged on a partial view.
 pub async fn run(

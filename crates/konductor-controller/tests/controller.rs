@@ -2,7 +2,6 @@
 //! every phase transition, its events, and the edge cases of DESIGN.md §3.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Event as CoreEvent;
@@ -11,12 +10,9 @@ use konductor_api::{
     Arrival, ArrivalSpec, BARRIER_LABEL, Barrier, BarrierPhase, BarrierSpec, CONDITION_OPEN,
     CONDITION_READY, arrival_name,
 };
-use konductor_controller::controller;
-use konductor_controller::metrics::Metrics;
+use konductor_controller::controller::Background;
 use konductor_server::{Config, Server};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::events::Reporter;
 use kube::runtime::wait::await_condition;
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -26,44 +22,22 @@ struct Harness {
     server: Server,
     _dir: tempfile::TempDir,
     client: kube::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    controller: Option<Background>,
 }
 
 impl Harness {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(Config {
-            data_dir: dir.path().to_owned(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..Config::default()
-        })
-        .await
-        .unwrap();
-        let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .unwrap();
-        let client = kube::Client::try_from(config).unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let metrics = Arc::new(Metrics::default());
-        let reporter = Reporter {
-            controller: controller::CONTROLLER_NAME.into(),
-            instance: Some("test".into()),
-        };
-        tokio::spawn(controller::run(
-            client.clone(),
-            reporter,
-            metrics,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let server = Server::start(Config::on_free_port(dir.path()))
+            .await
+            .unwrap();
+        let client = server.client().await.unwrap();
+        let controller = Some(Background::spawn(client.clone(), "test"));
         Self {
             server,
             _dir: dir,
             client,
-            stop: Some(stop),
+            controller,
         }
     }
 
@@ -144,8 +118,8 @@ impl Harness {
     }
 
     async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+        if let Some(controller) = self.controller.take() {
+            controller.stop().await.unwrap();
         }
         self.server.shutdown().await;
     }

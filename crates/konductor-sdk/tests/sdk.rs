@@ -1,45 +1,32 @@
 //! The SDK against an in-process `konductor server` with its controller.
 
-use std::sync::Arc;
-
 use konductor_api::{BarrierPhase, BarrierSpec, Outcome};
-use konductor_controller::controller::{self, CONTROLLER_NAME};
-use konductor_controller::metrics::Metrics;
+use konductor_controller::controller::Background;
 use konductor_sdk::{Arrived, Barriers, ConnectOptions, Error, WaitOutcome, connect};
-use kube::runtime::events::Reporter;
+use konductor_server::{Config, Server};
+
+/// What keeps a test's server and controller alive.
+type Running = (Server, tempfile::TempDir, Background);
 
 /// A server with its controller, and an SDK handle on its default namespace.
-async fn start() -> (konductor_server::Server, tempfile::TempDir, Barriers) {
+async fn start() -> (Running, Barriers) {
     let dir = tempfile::tempdir().unwrap();
-    let server = konductor_server::Server::start(konductor_server::Config {
-        data_dir: dir.path().to_owned(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..konductor_server::Config::default()
-    })
-    .await
-    .unwrap();
+    let server = Server::start(Config::on_free_port(dir.path()))
+        .await
+        .unwrap();
     let connection = connect(&ConnectOptions {
         kubeconfig: Some(server.kubeconfig.clone()),
         ..ConnectOptions::default()
     })
     .await
     .unwrap();
-    let reporter = Reporter {
-        controller: CONTROLLER_NAME.into(),
-        instance: Some("sdk-test".into()),
-    };
-    tokio::spawn(controller::run(
-        connection.client.clone(),
-        reporter,
-        Arc::new(Metrics::default()),
-        std::future::pending(),
-    ));
-    (server, dir, Barriers::new(&connection))
+    let controller = Background::spawn(connection.client.clone(), "sdk-test");
+    ((server, dir, controller), Barriers::new(&connection))
 }
 
 #[tokio::test]
 async fn a_stage_waits_works_and_arrives_at_the_next_barrier() {
-    let (_server, _dir, barriers) = start().await;
+    let (_running, barriers) = start().await;
     barriers
         .create("extract", BarrierSpec::new(1))
         .await
@@ -74,7 +61,7 @@ async fn a_stage_waits_works_and_arrives_at_the_next_barrier() {
 
 #[tokio::test]
 async fn a_failing_stage_reports_failure_so_the_next_barrier_fails_fast() {
-    let (_server, _dir, barriers) = start().await;
+    let (_running, barriers) = start().await;
     barriers
         .create("extract", BarrierSpec::new(1))
         .await
@@ -106,7 +93,7 @@ async fn a_failing_stage_reports_failure_so_the_next_barrier_fails_fast() {
 
 #[tokio::test]
 async fn errors_name_the_barrier_and_the_cause() {
-    let (_server, _dir, barriers) = start().await;
+    let (_running, barriers) = start().await;
     let missing = barriers.get("nope").await.unwrap_err();
     assert!(matches!(missing, Error::NotFound { .. }));
     assert_eq!(missing.to_string(), "barrier default/nope not found");

@@ -13,7 +13,6 @@ use futures::StreamExt;
 use konductor_api::{Arrival, ArrivalSpec, Barrier, BarrierSpec};
 use konductor_server::{Config, Server};
 use kube::api::{Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, ResourceExt};
 use tokio::sync::Barrier as StartLine;
 
@@ -22,14 +21,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-async fn client(kubeconfig: &std::path::Path) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
 }
 
 /// The value at quantile `q` of sorted samples.
@@ -42,7 +33,7 @@ fn millis(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-async fn create_arrivals(kubeconfig: &std::path::Path) {
+async fn create_arrivals(server: &Server) {
     const CLIENTS: usize = 16;
     let total = env_usize("BENCH_CREATES", 4000);
     let per_client = total / CLIENTS;
@@ -50,7 +41,7 @@ async fn create_arrivals(kubeconfig: &std::path::Path) {
     let mut tasks = Vec::new();
     let began = Instant::now();
     for c in 0..CLIENTS {
-        let api: Api<Arrival> = Api::namespaced(client(kubeconfig).await, "default");
+        let api: Api<Arrival> = Api::namespaced(server.client().await.unwrap(), "default");
         let start_line = start_line.clone();
         tasks.push(tokio::spawn(async move {
             start_line.wait().await;
@@ -83,10 +74,10 @@ async fn create_arrivals(kubeconfig: &std::path::Path) {
     );
 }
 
-async fn watch_fan_out(kubeconfig: &std::path::Path) {
+async fn watch_fan_out(server: &Server) {
     let watchers = env_usize("BENCH_WATCHERS", 1000);
     const WRITES: usize = 20;
-    let api: Api<Barrier> = Api::namespaced(client(kubeconfig).await, "default");
+    let api: Api<Barrier> = Api::namespaced(server.client().await.unwrap(), "default");
     let created = api
         .create(
             &PostParams::default(),
@@ -98,7 +89,7 @@ async fn watch_fan_out(kubeconfig: &std::path::Path) {
     // A few clients share the watches, as many processes would share a server.
     let mut clients = Vec::new();
     for _ in 0..8 {
-        clients.push(client(kubeconfig).await);
+        clients.push(server.client().await.unwrap());
     }
     let ready = Arc::new(StartLine::new(watchers + 1));
     let mut tasks = Vec::new();
@@ -153,15 +144,11 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(Config {
-            data_dir: dir.path().to_owned(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..Config::default()
-        })
-        .await
-        .unwrap();
-        create_arrivals(&server.kubeconfig).await;
-        watch_fan_out(&server.kubeconfig).await;
+        let server = Server::start(Config::on_free_port(dir.path()))
+            .await
+            .unwrap();
+        create_arrivals(&server).await;
+        watch_fan_out(&server).await;
         server.shutdown().await;
     });
 }

@@ -88,6 +88,18 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// Defaults, but on a free loopback port and in `data_dir`: how tests, benchmarks and
+    /// examples run a throwaway server.
+    pub fn on_free_port(data_dir: &Path) -> Self {
+        Self {
+            data_dir: data_dir.to_owned(),
+            listen: "127.0.0.1:0".parse().expect("valid address"),
+            ..Self::default()
+        }
+    }
+}
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -128,6 +140,17 @@ pub enum ServerError {
     /// Bootstrapping the default namespaces failed.
     #[error("initialising the database: {0}")]
     Bootstrap(#[from] error::ApiError),
+}
+
+/// Why a client for the server could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The kubeconfig could not be read or used.
+    #[error("reading the server's kubeconfig: {0}")]
+    Kubeconfig(#[from] kube::config::KubeconfigError),
+    /// The client could not be built from it.
+    #[error("building a client: {0}")]
+    Client(#[from] kube::Error),
 }
 
 /// A running server.
@@ -268,6 +291,18 @@ impl Server {
     /// The API verbs, for in-process use (tests, benchmarks).
     pub fn service(&self) -> &Service {
         &self.service
+    }
+
+    /// A kube client configured from the kubeconfig this server wrote, exactly as an
+    /// outside client would be (the in-process controller uses one).
+    pub async fn client(&self) -> Result<kube::Client, ClientError> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
+        let config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await?;
+        Ok(kube::Client::try_from(config)?)
     }
 
     /// Stops accepting connections, closes open ones (watches end) and waits.

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{TestServer, client_for, config};
+use common::{TestServer, config};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Namespace};
@@ -854,7 +854,7 @@ async fn objects_survive_a_restart_and_versions_keep_rising() {
     let server = konductor_server::Server::start(config(dir.path()))
         .await
         .unwrap();
-    let client = client_for(&server.kubeconfig).await;
+    let client = server.client().await.unwrap();
     let api: Api<Barrier> = Api::namespaced(client, "default");
     let before = api
         .create(
@@ -868,7 +868,7 @@ async fn objects_survive_a_restart_and_versions_keep_rising() {
     let server = konductor_server::Server::start(config(dir.path()))
         .await
         .unwrap();
-    let client = client_for(&server.kubeconfig).await;
+    let client = server.client().await.unwrap();
     let api: Api<Barrier> = Api::namespaced(client, "default");
     let after = api.get("durable").await.unwrap();
     assert_eq!(after.uid(), before.uid());

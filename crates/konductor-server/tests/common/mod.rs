@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use konductor_server::{Config, Server};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 /// A server running in this process with its own data directory.
 pub struct TestServer {
@@ -18,20 +17,9 @@ pub struct TestServer {
 /// The config tests start servers with: a free port, a fresh directory.
 pub fn config(dir: &std::path::Path) -> Config {
     Config {
-        data_dir: dir.to_owned(),
-        listen: "127.0.0.1:0".parse().unwrap(),
         bookmark_interval: Duration::from_millis(200),
-        ..Config::default()
+        ..Config::on_free_port(dir)
     }
-}
-
-/// A kube client from a kubeconfig file, as kubectl would read it.
-pub async fn client_for(kubeconfig: &std::path::Path) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
 }
 
 impl TestServer {
@@ -44,7 +32,7 @@ impl TestServer {
         let mut config = config(dir.path());
         adjust(&mut config);
         let server = Server::start(config).await.unwrap();
-        let client = client_for(&server.kubeconfig).await;
+        let client = server.client().await.unwrap();
         Self {
             server,
             dir,
