@@ -97,22 +97,23 @@ impl ResourceDef {
         }
     }
 
+    /// `name.group`, or just `name` in the core group.
+    fn group_qualified(&self, name: &str) -> String {
+        if self.group.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{name}.{}", self.group)
+        }
+    }
+
     /// `plural.group` (or just `plural` in the core group), as error messages name it.
     pub fn qualified_plural(&self) -> String {
-        if self.group.is_empty() {
-            self.plural.clone()
-        } else {
-            format!("{}.{}", self.plural, self.group)
-        }
+        self.group_qualified(&self.plural)
     }
 
     /// `Kind.group` (or just `Kind`), as Invalid errors name it.
     pub fn qualified_kind(&self) -> String {
-        if self.group.is_empty() {
-            self.kind.clone()
-        } else {
-            format!("{}.{}", self.kind, self.group)
-        }
+        self.group_qualified(&self.kind)
     }
 
     /// The kind of a list of these objects.
@@ -325,6 +326,15 @@ impl Registry {
         self.resources
             .iter()
             .find(|r| r.group == group && r.version == version && r.plural == plural)
+    }
+
+    /// The resources of one group-version (empty if it is not served).
+    pub fn in_group_version(&self, group: &str, version: &str) -> Vec<&ResourceDef> {
+        self.resources
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|d| d.group == group && d.version == version)
+            .collect()
     }
 
     /// The native (non-converted) resource of a storage bucket.

@@ -2,24 +2,19 @@
 //! seed's Barrier page, plus apply, wait, describe, explain, patch, watch and errors.
 //! If kubectl is not installed these tests fail with a message saying so.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 /// A `konductor server` process and a kubectl configured for it.
 struct Cluster {
-    server: Child,
     kubeconfig: PathBuf,
     dir: tempfile::TempDir,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
-    }
+    _server: common::ServerProcess,
 }
 
 fn kubectl_binary() -> PathBuf {
@@ -36,24 +31,11 @@ fn kubectl_binary() -> PathBuf {
 impl Cluster {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut server = Command::new(env!("CARGO_BIN_EXE_konductor"))
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-        let kubeconfig = loop {
-            let line = lines.next().expect("server output").unwrap();
-            if let Some(path) = line.strip_prefix("export KUBECONFIG=") {
-                break PathBuf::from(path);
-            }
-        };
+        let server = common::start_server(&dir.path().join("data"), &[]);
         Self {
-            server,
-            kubeconfig,
+            kubeconfig: server.kubeconfig.clone(),
             dir,
+            _server: server,
         }
     }
 

@@ -2,17 +2,19 @@
 //! only the leader reconciles; when it is killed the standby takes over; SIGTERM
 //! releases the lease.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::{client, konductor, start_server};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Event as CoreEvent;
 use konductor_api::{Arrival, ArrivalSpec, Barrier, BarrierPhase, BarrierSpec, arrival_name};
 use kube::api::{Api, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::await_condition;
 use kube::runtime::{WatchStreamExt, watcher};
 
@@ -24,35 +26,6 @@ impl Drop for Process {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn konductor() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_konductor"))
-}
-
-/// Starts `konductor server --no-controller` and returns it with its kubeconfig.
-fn start_server(dir: &Path) -> (Process, PathBuf) {
-    let mut child = konductor()
-        .args([
-            "server",
-            "--no-controller",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let kubeconfig = loop {
-        let line = lines.next().expect("server output").unwrap();
-        if let Some(path) = line.strip_prefix("export KUBECONFIG=") {
-            break PathBuf::from(path);
-        }
-    };
-    (Process(child), kubeconfig)
 }
 
 /// Starts an operator and returns it with the address of its probe server, read from
@@ -94,14 +67,6 @@ fn start_operator(kubeconfig: &Path, identity: &str) -> (Process, String) {
         .recv_timeout(Duration::from_secs(30))
         .expect("the operator logs its probe address");
     (Process(child), address)
-}
-
-async fn client(kubeconfig: &Path) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
 }
 
 /// Reads one metric's value from an operator's /metrics.
@@ -195,7 +160,8 @@ async fn open_one(client: &kube::Client, name: &str) -> String {
 #[tokio::test]
 async fn only_the_leader_acts_and_a_standby_takes_over() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, kubeconfig) = start_server(dir.path());
+    let server = start_server(dir.path(), &["--no-controller"]);
+    let kubeconfig = server.kubeconfig.clone();
     let client = client(&kubeconfig).await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
 

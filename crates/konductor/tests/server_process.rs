@@ -1,66 +1,14 @@
 //! `konductor server` as a real process: what it prints and writes, what it refuses,
 //! and that an acknowledged write survives `kill -9`.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
 
+use common::{client, konductor, start_server};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ObjectMeta, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
-/// A `konductor server` child process and the kubeconfig it announced.
-struct ServerProcess {
-    child: Child,
-    kubeconfig: PathBuf,
-    url: String,
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn konductor() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_konductor"))
-}
-
-/// Starts a server on a free port and waits for its `export KUBECONFIG=` line.
-fn start(data_dir: &Path) -> ServerProcess {
-    let mut child = konductor()
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("konductor starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("a first line").unwrap();
-    let url = first
-        .strip_prefix("konductor server listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .to_owned();
-    let second = lines.next().expect("a second line").unwrap();
-    let kubeconfig = PathBuf::from(
-        second
-            .strip_prefix("export KUBECONFIG=")
-            .unwrap_or_else(|| panic!("unexpected second line {second:?}")),
-    );
-    ServerProcess {
-        child,
-        kubeconfig,
-        url,
-    }
-}
-
-async fn client(kubeconfig: &Path) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
+fn start(data_dir: &std::path::Path) -> common::ServerProcess {
+    start_server(data_dir, &[])
 }
 
 #[test]

@@ -82,12 +82,7 @@ fn resource_entry(def: &ResourceDef) -> Value {
 /// `GET /api/v1` or `GET /apis/{group}/{version}`: the resources of one group-version,
 /// or `None` when the server does not serve it.
 pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {
-    let defs: Vec<&ResourceDef> = registry
-        .all()
-        .iter()
-        .map(AsRef::as_ref)
-        .filter(|d| d.group == group && d.version == version)
-        .collect();
+    let defs = registry.in_group_version(group, version);
     if defs.is_empty() {
         return None;
     }

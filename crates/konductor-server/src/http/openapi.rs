@@ -144,12 +144,7 @@ fn operations(def: &ResourceDef, verbs: &[(&str, &str)], write_parameters: &[Val
 
 /// The OpenAPI v3 document of one group-version, or `None` if it is not served.
 pub fn document(registry: &Registry, group: &str, version: &str) -> Option<Value> {
-    let defs: Vec<&ResourceDef> = registry
-        .all()
-        .iter()
-        .map(AsRef::as_ref)
-        .filter(|d| d.group == group && d.version == version)
-        .collect();
+    let defs = registry.in_group_version(group, version);
     if defs.is_empty() {
         return None;
     }

@@ -1,0 +1,71 @@
+//! Shared by the process tests: starting `konductor server` as a child process and
+//! connecting to it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// A `konductor server` child process (killed when dropped) and what it announced.
+pub struct ServerProcess {
+    /// The process.
+    pub child: Child,
+    /// The kubeconfig from its `export KUBECONFIG=` line.
+    pub kubeconfig: PathBuf,
+    /// The URL from its `listening on` line.
+    pub url: String,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `konductor` binary under test.
+pub fn konductor() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_konductor"))
+}
+
+/// Starts `konductor server` on a free port in `data_dir` (plus `extra` flags) and
+/// waits for the two lines it prints.
+pub fn start_server(data_dir: &Path, extra: &[&str]) -> ServerProcess {
+    let mut child = konductor()
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("konductor starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a first line").unwrap();
+    let url = first
+        .strip_prefix("konductor server listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_owned();
+    let second = lines.next().expect("a second line").unwrap();
+    let kubeconfig = PathBuf::from(
+        second
+            .strip_prefix("export KUBECONFIG=")
+            .unwrap_or_else(|| panic!("unexpected second line {second:?}")),
+    );
+    ServerProcess {
+        child,
+        kubeconfig,
+        url,
+    }
+}
+
+/// A kube client from a kubeconfig file.
+pub async fn client(kubeconfig: &Path) -> kube::Client {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
