@@ -167,3 +167,63 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     }
     current.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(verb: &'static str, resource: &'static str) -> Request<'static> {
+        Request {
+            namespace: "jobs",
+            barrier: "extract-complete",
+            verb,
+            resource,
+            url: "https://10.0.0.1:6443",
+        }
+    }
+
+    fn api(code: u16, message: &str) -> kube::Error {
+        kube::Error::Api(Box::new(
+            kube::core::Status::failure(message, "Reason").with_code(code),
+        ))
+    }
+
+    #[test]
+    fn forbidden_names_the_verb_and_resource() {
+        let error = request("create", "arrivals").error(api(403, "arrivals.konductor.io is forbidden: User \"system:serviceaccount:jobs:etl\" cannot create resource \"arrivals\""));
+        let text = error.to_string();
+        assert!(
+            text.starts_with("barrier jobs/extract-complete: forbidden: cannot create arrivals:"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn each_status_becomes_a_sentence_about_the_barrier() {
+        let cases = [
+            (
+                request("get", "barriers").error(api(404, "not found")),
+                "barrier jobs/extract-complete not found",
+            ),
+            (
+                request("create", "barriers").error(api(409, "exists")),
+                "barrier jobs/extract-complete already exists",
+            ),
+            (
+                request("create", "barriers").error(api(422, "spec.expected: Invalid value: 0")),
+                "barrier jobs/extract-complete: invalid: spec.expected: Invalid value: 0",
+            ),
+            (
+                request("get", "barriers").error(api(401, "Unauthorized")),
+                "barrier jobs/extract-complete: unauthorized: the API server refused the credentials in the kubeconfig",
+            ),
+            (
+                request("create", "arrivals").error(api(404, "namespaces \"jobs\" not found")),
+                "barrier jobs/extract-complete: namespace jobs not found",
+            ),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(error.to_string(), expected);
+        }
+    }
+}

@@ -183,8 +183,10 @@ impl Server {
         if !config.listen.ip().is_loopback() && !config.tls {
             return Err(ServerError::InsecureListen(config.listen));
         }
-        let dir = &config.data_dir;
-        std::fs::create_dir_all(dir).map_err(data_dir_error(dir))?;
+        std::fs::create_dir_all(&config.data_dir).map_err(data_dir_error(&config.data_dir))?;
+        // Absolute, so the printed `export KUBECONFIG=...` works from any directory.
+        let dir =
+            &std::path::absolute(&config.data_dir).map_err(data_dir_error(&config.data_dir))?;
         let lock_path = dir.join("konductor.lock");
         let lock = std::fs::OpenOptions::new()
             .create(true)
@@ -193,7 +195,7 @@ impl Server {
             .open(&lock_path)
             .map_err(data_dir_error(dir))?;
         if lock.try_lock().is_err() {
-            return Err(ServerError::Locked(dir.clone()));
+            return Err(ServerError::Locked(dir.to_owned()));
         }
 
         let hub = WatchHub::new(config.watch_window);
