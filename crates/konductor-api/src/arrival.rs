@@ -43,13 +43,13 @@ pub const MAX_MESSAGE_LEN: usize = 1024;
 #[serde(rename_all = "camelCase")]
 pub struct ArrivalSpec {
     /// Name of the Barrier (in the same namespace) this process arrives at. Immutable.
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = 1, max = crate::barrier::MAX_BARRIER_NAME_LEN))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("barrier is immutable"))]
     pub barrier: String,
 
     /// Who arrived: a pod name, hostname or any identifier unique among the barrier's
     /// participants. A holder counts once however often it arrives. Immutable.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = MAX_HOLDER_LEN))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("holder is immutable"))]
     pub holder: String,
 
@@ -60,7 +60,7 @@ pub struct ArrivalSpec {
 
     /// Optional free text, e.g. why the holder failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 1024))]
+    #[schemars(length(max = MAX_MESSAGE_LEN))]
     pub message: Option<String>,
 }
 

@@ -117,12 +117,6 @@ pub enum BarrierPhase {
 }
 
 impl BarrierPhase {
-    /// Whether waiting any longer is pointless: the barrier is open, failed or timed out.
-    /// (A timed-out or failed barrier can still be revived by editing its spec.)
-    pub fn is_settled(self) -> bool {
-        !matches!(self, BarrierPhase::Waiting)
-    }
-
     /// The phase's name as it appears in `status.phase`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -19,7 +19,6 @@ use serde_json::{Value, json};
 use crate::error::{ApiError, FieldError, Result};
 use crate::registry::ResourceDef;
 use crate::store::Write;
-use crate::validation::Schema;
 
 /// Which part of an object a write addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -394,17 +393,6 @@ pub fn admit(
     let Some(schema) = def.schema.as_deref() else {
         return Ok(Vec::new());
     };
-    admit_with(def, schema, object, old, validation)
-}
-
-fn admit_with(
-    def: &ResourceDef,
-    schema: &Schema,
-    object: &mut Value,
-    old: Option<&Value>,
-    validation: FieldValidation,
-) -> Result<Vec<String>> {
-    let name = name_of(object).to_owned();
     let unknown = schema.prune(object);
     if validation == FieldValidation::Strict && !unknown.is_empty() {
         return Err(strict_error(def, &unknown));
@@ -412,7 +400,7 @@ fn admit_with(
     *object = schema.apply_defaults(object);
     let errors = schema.validate(object, old);
     if !errors.is_empty() {
-        return Err(invalid(def, &name, errors));
+        return Err(invalid(def, name_of(object), errors));
     }
     Ok(match validation {
         FieldValidation::Warn => unknown

@@ -344,13 +344,6 @@ impl Registry {
             .find(|r| r.storage == storage && r.view == View::Native)
     }
 
-    /// The resource of a kind in an apiVersion (for ownerReferences).
-    pub fn by_kind(&self, api_version: &str, kind: &str) -> Option<&Arc<ResourceDef>> {
-        self.resources
-            .iter()
-            .find(|r| r.kind == kind && r.api_version() == api_version)
-    }
-
     /// The distinct `(group, version)` pairs served, core first.
     pub fn group_versions(&self) -> Vec<(&'static str, &'static str)> {
         let mut out: Vec<(&'static str, &'static str)> = Vec::new();

@@ -25,7 +25,7 @@ const EVENT_RENAMES: &[(&str, &str)] = &[
 pub fn to_view(def: &ResourceDef, stored: &Value) -> Value {
     match def.view {
         View::Native => stored.clone(),
-        View::EventsV1 => rename(stored, def, |(v1, core)| (*core, *v1)),
+        View::EventsV1 => rename(stored, |(v1, core)| (core, v1), &def.api_version()),
     }
 }
 
@@ -33,37 +33,31 @@ pub fn to_view(def: &ResourceDef, stored: &Value) -> Value {
 pub fn to_storage(def: &ResourceDef, object: &Value) -> Value {
     match def.view {
         View::Native => object.clone(),
-        View::EventsV1 => rename(object, def, |(v1, core)| (*v1, *core)),
+        View::EventsV1 => rename(object, |(v1, core)| (v1, core), "v1"),
     }
 }
 
-/// Renames top-level fields by `pairs` (from, to) and sets `apiVersion`/`kind` for the
-/// target shape.
+/// Renames top-level Event fields, each pair of [`EVENT_RENAMES`] turned into
+/// `(from, to)` by `direction`, and sets `apiVersion` and `kind` of the result.
 fn rename(
     object: &Value,
-    def: &ResourceDef,
-    direction: impl Fn(&(&'static str, &'static str)) -> (&'static str, &'static str),
+    direction: impl Fn((&'static str, &'static str)) -> (&'static str, &'static str),
+    api_version: &str,
 ) -> Value {
     let Some(map) = object.as_object() else {
         return object.clone();
     };
-    let renames: Vec<(&str, &str)> = EVENT_RENAMES.iter().map(&direction).collect();
-    let mut out = Map::new();
-    for (key, value) in map {
-        let target = renames
-            .iter()
-            .find(|(from, _)| from == key)
-            .map_or(key.as_str(), |(_, to)| to);
-        out.insert(target.to_owned(), value.clone());
-    }
-    let to_storage = renames
-        .first()
-        .is_some_and(|(from, _)| *from == "regarding");
-    let api_version = if to_storage {
-        "v1".to_owned()
-    } else {
-        def.api_version()
-    };
+    let renames: Vec<(&str, &str)> = EVENT_RENAMES.iter().map(|pair| direction(*pair)).collect();
+    let mut out: Map<String, Value> = map
+        .iter()
+        .map(|(key, value)| {
+            let target = renames
+                .iter()
+                .find(|(from, _)| from == key)
+                .map_or(key.as_str(), |(_, to)| to);
+            (target.to_owned(), value.clone())
+        })
+        .collect();
     out.insert("apiVersion".into(), api_version.into());
     out.insert("kind".into(), "Event".into());
     Value::Object(out)

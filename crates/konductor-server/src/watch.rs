@@ -168,11 +168,6 @@ impl WatchHub {
             live: state.sender.subscribe(),
         })
     }
-
-    /// The number of live watchers.
-    pub fn watchers(&self) -> usize {
-        self.lock().sender.receiver_count()
-    }
 }
 
 #[cfg(test)]
