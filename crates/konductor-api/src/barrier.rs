@@ -18,11 +18,15 @@ pub const CONDITION_READY: &str = "Ready";
 pub const CONDITION_OPEN: &str = "Open";
 
 /// The longest Barrier name: names must be usable as the value of [`BARRIER_LABEL`],
-/// and label values are at most 63 characters.
+/// and label values are at most 63 characters. The CRD enforces it with a `maxLength`
+/// on `metadata.name`, the one metadata restriction Kubernetes allows in a CRD schema.
 pub const MAX_BARRIER_NAME_LEN: usize = 63;
 
 /// What the user asks of a barrier: how many arrivals to expect, how many are enough,
 /// and how long to wait.
+// Clippy mistakes the repeated `type_ = ...` inside kube's `printcolumn(...)` arguments
+// for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[kube(
     group = "konductor.io",
@@ -40,12 +44,23 @@ pub const MAX_BARRIER_NAME_LEN: usize = 63;
     printcolumn(name = "Quorum", type_ = "integer", json_path = ".spec.quorum"),
     printcolumn(name = "Arrived", type_ = "integer", json_path = ".status.arrived"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Timeout", type_ = "string", json_path = ".spec.timeout", priority = 1),
-    printcolumn(name = "Failed", type_ = "integer", json_path = ".status.failed", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new("self.metadata.name.size() <= 63")
-        .message("barrier names must be at most 63 characters (they are used as label values)")
-        .field_path(".metadata.name")
+    printcolumn(
+        name = "Timeout",
+        type_ = "string",
+        json_path = ".spec.timeout",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Failed",
+        type_ = "integer",
+        json_path = ".status.failed",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("!has(self.quorum) || self.quorum <= self.expected")
     .message("quorum must not be greater than expected")

@@ -1,14 +1,52 @@
 //! The CustomResourceDefinitions, generated from the Rust types: the one source of truth
 //! for a real API server (`config/crd/`) and for the embedded one.
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps,
+};
 use kube::CustomResourceExt;
 
+use crate::barrier::MAX_BARRIER_NAME_LEN;
 use crate::{Arrival, Barrier};
 
 /// Both CRDs, Barrier first.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![tidy(Barrier::crd()), tidy(Arrival::crd())]
+    vec![
+        tidy(limit_name_length(Barrier::crd(), MAX_BARRIER_NAME_LEN)),
+        tidy(Arrival::crd()),
+    ]
+}
+
+/// Restricts `metadata.name` to `max` characters in the CRD's schema (names of
+/// barriers double as label values).
+fn limit_name_length(mut crd: CustomResourceDefinition, max: usize) -> CustomResourceDefinition {
+    for version in &mut crd.spec.versions {
+        let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        else {
+            continue;
+        };
+        let name = JSONSchemaProps {
+            type_: Some("string".into()),
+            max_length: Some(i64::try_from(max).unwrap_or(i64::MAX)),
+            ..JSONSchemaProps::default()
+        };
+        let metadata = JSONSchemaProps {
+            type_: Some("object".into()),
+            properties: Some(std::collections::BTreeMap::from([(
+                "name".to_owned(),
+                name,
+            )])),
+            ..JSONSchemaProps::default()
+        };
+        schema
+            .properties
+            .get_or_insert_with(Default::default)
+            .insert("metadata".to_owned(), metadata);
+    }
+    crd
 }
 
 /// Unwraps the line breaks rustdoc comments leave in descriptions (keeping paragraph
@@ -114,11 +152,11 @@ mod tests {
 
     #[test]
     fn the_barrier_crd_carries_its_validation_and_columns() {
-        let yaml = to_yaml(&Barrier::crd());
+        let yaml = to_yaml(&crds()[0]);
         for needle in [
             "minimum: 1",
             "self.quorum <= self.expected",
-            "self.metadata.name.size() <= 63",
+            "maxLength: 63",
             "pattern: ^([0-9]+(\\.[0-9]+)?(ns|us|µs|μs|ms|s|m|h))+$",
             "- Waiting\n",
             "- Timeout\n",
@@ -138,7 +176,7 @@ mod tests {
 
     #[test]
     fn the_arrival_crd_limits_its_strings_and_keeps_them_immutable() {
-        let yaml = to_yaml(&Arrival::crd());
+        let yaml = to_yaml(&crds()[1]);
         for needle in [
             "minLength: 1",
             "maxLength: 253",
