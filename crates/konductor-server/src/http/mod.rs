@@ -57,7 +57,24 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi/v3/{*path}", get(openapi_document))
         .fallback(resources::handle)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .with_state(state)
+}
+
+/// A bug must never take the server down or leave a client without an answer: a panic
+/// in a handler becomes a 500 Status (and an error log).
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    ApiError::Internal(format!(
+        "the server hit a bug handling this request: {detail}"
+    ))
+    .into_response()
 }
 
 async fn health() -> &'static str {
