@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -26,6 +26,9 @@ use kube::{Client, Resource, ResourceExt};
 
 use crate::metrics::Metrics;
 use crate::{Error, Result};
+
+/// How soon a barrier is looked at again when the arrivals cache is still filling.
+const CACHE_WAIT: Duration = Duration::from_millis(100);
 
 /// How many owner-less arrivals are adopted concurrently.
 const ADOPTION_CONCURRENCY: usize = 16;
@@ -130,10 +133,13 @@ async fn adopt_arrivals(barrier: &Barrier, ctx: &Context) -> Result<()> {
 /// Brings one barrier's status up to date.
 pub async fn reconcile(barrier: Arc<Barrier>, ctx: Arc<Context>) -> Result<Action> {
     // Never judge a barrier on a partial view of its arrivals (e.g. right after start).
-    ctx.arrivals
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheClosed)?;
+    // Look again shortly rather than wait here: a reconcile blocked on a cache that is
+    // no longer being filled (during shutdown) would hold the controller forever.
+    match ctx.arrivals.wait_until_ready().now_or_never() {
+        Some(Ok(())) => {}
+        Some(Err(_)) => return Err(Error::CacheClosed),
+        None => return Ok(Action::requeue(CACHE_WAIT)),
+    }
     let _timer = ctx.metrics.reconcile.start();
     let created_at = barrier
         .creation_timestamp()
@@ -285,8 +291,9 @@ impl Drop for Background {
     }
 }
 
-/// Runs the controller for all namespaces until `shutdown` resolves. Reconciles wait for
-/// the arrivals cache to fill, so no barrier is ever judged on a partial view.
+/// Runs the controller for all namespaces until `shutdown` resolves. Reconciles are
+/// postponed until the arrivals cache has filled, so no barrier is ever judged on a
+/// partial view.
 pub async fn run(
     client: Client,
     reporter: Reporter,

@@ -203,16 +203,26 @@ impl LeaderElection {
     }
 }
 
+/// How long stopping work may take before it is aborted: a replica that lost the lease
+/// must stop acting well within a lease duration.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Asks running work to stop, and aborts it if it has not after [`STOP_GRACE`].
 async fn stop_work(
     running: Option<(
         tokio::sync::oneshot::Sender<()>,
         tokio::task::JoinHandle<()>,
     )>,
 ) {
-    if let Some((stop, handle)) = running {
+    if let Some((stop, mut handle)) = running {
         let _ = stop.send(());
-        if let Err(error) = handle.await {
-            tracing::error!(%error, "controller task failed");
+        match tokio::time::timeout(STOP_GRACE, &mut handle).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "controller task failed"),
+            Err(_) => {
+                tracing::warn!("controller did not stop in time; aborting it");
+                handle.abort();
+            }
         }
     }
 }

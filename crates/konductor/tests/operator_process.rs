@@ -204,6 +204,24 @@ async fn only_the_leader_acts_and_a_standby_takes_over() {
         .status()
         .unwrap();
     assert!(status.success());
-    assert!(standby_process.0.wait().unwrap().success());
+    let pid = standby_process.0.id();
+    let child = std::mem::replace(
+        &mut standby_process.0,
+        Command::new("true").spawn().unwrap(),
+    );
+    let exited = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || {
+            let mut child = child;
+            child.wait()
+        }),
+    )
+    .await;
+    let Ok(status) = exited else {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        panic!("the operator did not exit within 30 s of SIGTERM");
+    };
+    let status = status.unwrap().unwrap();
+    assert!(status.success(), "{status}");
     assert_eq!(holder(&leases).await, None, "the lease was released");
 }
