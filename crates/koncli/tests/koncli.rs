@@ -112,7 +112,7 @@ async fn the_seed_etl_pipeline_runs_stage_by_stage() {
     env.ok(&["barrier", "create", "transform-complete", "--expected", "3"])
         .await;
     let transforms: Vec<Child> = (0..3)
-        .map(|_| env.spawn(&["barrier", "wait", "extract-complete", "--timeout=1h"]))
+        .map(|_| env.spawn(&["barrier", "wait", "extract-complete", "--timeout=2m"]))
         .collect();
     for i in 0..4 {
         env.ok(&[
@@ -174,7 +174,7 @@ async fn a_quorum_of_seven_out_of_ten_opens_the_barrier() {
         "15m",
     ])
     .await;
-    let waiter = env.spawn(&["barrier", "wait", "consensus"]);
+    let waiter = env.spawn(&["barrier", "wait", "consensus", "--timeout=2m"]);
     for i in 0..7 {
         env.ok(&["barrier", "arrive", "consensus", &format!("voter-{i}")])
             .await;
@@ -224,7 +224,7 @@ async fn a_failed_barrier_exits_with_code_4() {
         "3",
     ])
     .await;
-    let waiter = env.spawn(&["barrier", "wait", "map-complete", "--timeout=10m"]);
+    let waiter = env.spawn(&["barrier", "wait", "map-complete", "--timeout=2m"]);
     let reported = env
         .ok(&[
             "barrier",
@@ -254,7 +254,7 @@ async fn a_failed_barrier_exits_with_code_4() {
 #[tokio::test]
 async fn wait_started_before_create_waits_for_the_barrier() {
     let env = Env::start().await;
-    let waiter = env.spawn(&["barrier", "wait", "later", "--quiet"]);
+    let waiter = env.spawn(&["barrier", "wait", "later", "--quiet", "--timeout=2m"]);
     // The waiter says it is waiting for the barrier to exist before anything is created.
     let mut waiter = waiter;
     let mut stderr_pipe = tokio::io::BufReader::new(waiter.stderr.take().unwrap());

@@ -5,6 +5,9 @@ use konductor_controller::controller::Background;
 use konductor_sdk::{Arrived, Barriers, ConnectOptions, Error, WaitOutcome, connect};
 use konductor_server::{Config, Server};
 
+/// The longest any wait in these tests may take before the test fails.
+const LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What keeps a test's server and controller alive.
 type Running = (Server, tempfile::TempDir, Background);
 
@@ -39,7 +42,7 @@ async fn a_stage_waits_works_and_arrives_at_the_next_barrier() {
         let barriers = barriers.clone();
         tokio::spawn(async move {
             barriers
-                .stage("extract", "transform", "t1", None, || async {
+                .stage("extract", "transform", "t1", Some(LIMIT), || async {
                     Ok::<_, String>(42)
                 })
                 .await
@@ -53,7 +56,11 @@ async fn a_stage_waits_works_and_arrives_at_the_next_barrier() {
         Arrived::Recorded
     );
     assert_eq!(stage.await.unwrap().unwrap(), Ok(42));
-    match barriers.wait("transform", None, |_| {}).await.unwrap() {
+    match barriers
+        .wait("transform", Some(LIMIT), |_| {})
+        .await
+        .unwrap()
+    {
         WaitOutcome::Open(b) => assert_eq!(b.status.unwrap().arrivals, ["t1"]),
         other => panic!("transform should be open: {other:?}"),
     }
@@ -75,13 +82,17 @@ async fn a_failing_stage_reports_failure_so_the_next_barrier_fails_fast() {
         .await
         .unwrap();
     let result = barriers
-        .stage("extract", "transform", "t1", None, || async {
+        .stage("extract", "transform", "t1", Some(LIMIT), || async {
             Err::<(), _>("disk full")
         })
         .await
         .unwrap();
     assert_eq!(result, Err("disk full"));
-    match barriers.wait("transform", None, |_| {}).await.unwrap() {
+    match barriers
+        .wait("transform", Some(LIMIT), |_| {})
+        .await
+        .unwrap()
+    {
         WaitOutcome::Failed(b) => {
             assert_eq!(b.phase(), BarrierPhase::Failed);
             let status = b.status.unwrap();

@@ -48,17 +48,27 @@ fn arrival_for(owner: &Barrier, holder: &str) -> Arrival {
 async fn next_change<K>(
     stream: &mut (impl futures::Stream<Item = Result<WatchEvent<K>, kube::Error>> + Unpin),
 ) -> WatchEvent<K> {
-    loop {
-        match stream
-            .next()
-            .await
-            .expect("the watch ended")
-            .expect("watch error")
-        {
-            WatchEvent::Bookmark(_) => continue,
-            event => return event,
+    bounded(async {
+        loop {
+            match stream
+                .next()
+                .await
+                .expect("the watch ended")
+                .expect("watch error")
+            {
+                WatchEvent::Bookmark(_) => continue,
+                event => return event,
+            }
         }
-    }
+    })
+    .await
+}
+
+/// Awaits `future`, failing the test instead of hanging if it takes over 30 s.
+async fn bounded<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(30), future)
+        .await
+        .expect("nothing happened within 30 s")
 }
 
 fn status_of(error: kube::Error) -> kube::core::Status {
@@ -282,7 +292,7 @@ async fn a_watcher_sees_every_change() {
     let api: Api<Barrier> = t.api();
     let mut stream = watcher(api.clone(), watcher::Config::default()).boxed();
     while !matches!(
-        stream.try_next().await.unwrap().unwrap(),
+        bounded(stream.try_next()).await.unwrap().unwrap(),
         watcher::Event::InitDone
     ) {}
 
@@ -307,7 +317,7 @@ async fn a_watcher_sees_every_change() {
 
     let mut seen = Vec::new();
     loop {
-        match stream.try_next().await.unwrap().unwrap() {
+        match bounded(stream.try_next()).await.unwrap().unwrap() {
             watcher::Event::Apply(b) => {
                 seen.push((b.spec.expected, b.status.map_or(0, |s| s.arrived)))
             }
@@ -367,7 +377,7 @@ async fn watches_resume_from_a_resource_version_and_expire_outside_the_window() 
     let result = api.watch(&WatchParams::default(), &from).await;
     let status = match result {
         Err(e) => status_of(e),
-        Ok(stream) => match Box::pin(stream).next().await.unwrap().unwrap() {
+        Ok(stream) => match bounded(Box::pin(stream).next()).await.unwrap().unwrap() {
             WatchEvent::Error(status) => *status,
             other => panic!("expected 410, got {other:?}"),
         },
@@ -389,7 +399,7 @@ async fn watches_send_bookmarks_when_asked() {
         .await
         .unwrap()
         .boxed();
-    match stream.next().await.unwrap().unwrap() {
+    match bounded(stream.next()).await.unwrap().unwrap() {
         WatchEvent::Bookmark(b) => assert_eq!(b.metadata.resource_version, rv),
         other => panic!("expected a bookmark, got {other:?}"),
     }
