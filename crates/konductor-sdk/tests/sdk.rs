@@ -27,17 +27,17 @@ async fn start() -> (Running, Barriers) {
     ((server, dir, controller), Barriers::new(&connection))
 }
 
+/// Two one-process stages: extract, then transform.
+async fn create_pipeline(barriers: &Barriers) {
+    for stage in ["extract", "transform"] {
+        barriers.create(stage, BarrierSpec::new(1)).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_stage_waits_works_and_arrives_at_the_next_barrier() {
     let (_running, barriers) = start().await;
-    barriers
-        .create("extract", BarrierSpec::new(1))
-        .await
-        .unwrap();
-    barriers
-        .create("transform", BarrierSpec::new(1))
-        .await
-        .unwrap();
+    create_pipeline(&barriers).await;
     let stage = {
         let barriers = barriers.clone();
         tokio::spawn(async move {
@@ -69,14 +69,7 @@ async fn a_stage_waits_works_and_arrives_at_the_next_barrier() {
 #[tokio::test]
 async fn a_failing_stage_reports_failure_so_the_next_barrier_fails_fast() {
     let (_running, barriers) = start().await;
-    barriers
-        .create("extract", BarrierSpec::new(1))
-        .await
-        .unwrap();
-    barriers
-        .create("transform", BarrierSpec::new(1))
-        .await
-        .unwrap();
+    create_pipeline(&barriers).await;
     barriers
         .arrive("extract", "e1", Outcome::Succeeded, None)
         .await

@@ -183,18 +183,9 @@ impl Registry {
             .map(crd_resource)
             .collect();
         resources.push(ResourceDef {
-            group: "",
-            version: "v1",
-            kind: "Namespace".into(),
-            plural: "namespaces".into(),
-            singular: "namespace".into(),
             short_names: vec!["ns".into()],
-            categories: vec![],
             namespaced: false,
             status_subresource: true,
-            storage: NAMESPACES,
-            view: View::Native,
-            schema: None,
             columns: vec![
                 column(
                     "Status",
@@ -205,68 +196,43 @@ impl Registry {
                 ),
                 age(),
             ],
-            name_priority: 0,
-            unconditional_update: true,
-            strategic_merge: true,
+            ..builtin("", "Namespace", "namespaces", NAMESPACES)
         });
-        let event_columns = vec![
-            computed(
-                "Last Seen",
-                "string",
-                CellSource::EventLastSeen,
-                0,
-                "Time of the latest occurrence",
-            ),
-            column("Type", "string", ".type", 0, "Normal or Warning"),
-            column("Reason", "string", ".reason", 0, "Why the event happened"),
-            computed(
-                "Object",
-                "string",
-                CellSource::EventObject,
-                0,
-                "The object it is about",
-            ),
-            column(
-                "Source",
-                "string",
-                ".reportingComponent",
-                1,
-                "Who reported it",
-            ),
-            column("Message", "string", ".message", 0, "What happened"),
-            column("Count", "integer", ".count", 1, "How often it happened"),
-        ];
         resources.push(ResourceDef {
-            group: "",
-            version: "v1",
-            kind: "Event".into(),
-            plural: "events".into(),
-            singular: "event".into(),
             short_names: vec!["ev".into()],
-            categories: vec![],
-            namespaced: true,
-            status_subresource: false,
-            storage: EVENTS,
-            view: View::Native,
-            schema: None,
-            columns: event_columns,
+            columns: vec![
+                computed(
+                    "Last Seen",
+                    "string",
+                    CellSource::EventLastSeen,
+                    0,
+                    "Time of the latest occurrence",
+                ),
+                column("Type", "string", ".type", 0, "Normal or Warning"),
+                column("Reason", "string", ".reason", 0, "Why the event happened"),
+                computed(
+                    "Object",
+                    "string",
+                    CellSource::EventObject,
+                    0,
+                    "The object it is about",
+                ),
+                column(
+                    "Source",
+                    "string",
+                    ".reportingComponent",
+                    1,
+                    "Who reported it",
+                ),
+                column("Message", "string", ".message", 0, "What happened"),
+                column("Count", "integer", ".count", 1, "How often it happened"),
+            ],
             name_priority: 1,
-            unconditional_update: true,
-            strategic_merge: true,
+            ..builtin("", "Event", "events", EVENTS)
         });
         resources.push(ResourceDef {
-            group: "events.k8s.io",
-            version: "v1",
-            kind: "Event".into(),
-            plural: "events".into(),
-            singular: "event".into(),
             short_names: vec!["ev".into()],
-            categories: vec![],
-            namespaced: true,
-            status_subresource: false,
-            storage: EVENTS,
             view: View::EventsV1,
-            schema: None,
             columns: vec![
                 column("Type", "string", ".type", 0, "Normal or Warning"),
                 column("Reason", "string", ".reason", 0, "Why the event happened"),
@@ -280,23 +246,9 @@ impl Registry {
                 column("Note", "string", ".note", 0, "What happened"),
                 age(),
             ],
-            name_priority: 0,
-            unconditional_update: true,
-            strategic_merge: true,
+            ..builtin("events.k8s.io", "Event", "events", EVENTS)
         });
         resources.push(ResourceDef {
-            group: "coordination.k8s.io",
-            version: "v1",
-            kind: "Lease".into(),
-            plural: "leases".into(),
-            singular: "lease".into(),
-            short_names: vec![],
-            categories: vec![],
-            namespaced: true,
-            status_subresource: false,
-            storage: LEASES,
-            view: View::Native,
-            schema: None,
             columns: vec![
                 column(
                     "Holder",
@@ -307,9 +259,7 @@ impl Registry {
                 ),
                 age(),
             ],
-            name_priority: 0,
-            unconditional_update: true,
-            strategic_merge: true,
+            ..builtin("coordination.k8s.io", "Lease", "leases", LEASES)
         });
         Registry {
             resources: resources.into_iter().map(Arc::new).collect(),
@@ -354,6 +304,29 @@ impl Registry {
         }
         out.sort_by_key(|(g, _)| !g.is_empty());
         out
+    }
+}
+
+/// A built-in, namespaced, `v1` resource with the API server's defaults for built-in
+/// types (unconditional updates and strategic merge allowed, no schema).
+fn builtin(group: &'static str, kind: &str, plural: &str, storage: &'static str) -> ResourceDef {
+    ResourceDef {
+        group,
+        version: "v1",
+        kind: kind.into(),
+        plural: plural.into(),
+        singular: kind.to_lowercase(),
+        short_names: vec![],
+        categories: vec![],
+        namespaced: true,
+        status_subresource: false,
+        storage,
+        view: View::Native,
+        schema: None,
+        columns: vec![age()],
+        name_priority: 0,
+        unconditional_update: true,
+        strategic_merge: true,
     }
 }
 
