@@ -15,6 +15,8 @@ pub struct Schema {
     openapi: Value,
     /// The same schema as standard JSON Schema (draft 4), compiled.
     json_schema: jsonschema::Validator,
+    /// The `x-kubernetes-validations` CEL rules, compiled once.
+    cel: kube_cel::CompiledSchema,
 }
 
 impl std::fmt::Debug for Schema {
@@ -32,9 +34,11 @@ impl Schema {
             .should_validate_formats(false)
             .build(&standard)
             .map_err(|e| e.to_string())?;
+        let cel = kube_cel::compile_schema(&openapi);
         Ok(Self {
             openapi,
             json_schema,
+            cel,
         })
     }
 
@@ -99,7 +103,7 @@ impl Schema {
             .collect();
         // CEL rules assume the structure is right; Kubernetes skips them otherwise too.
         if errors.is_empty()
-            && let Err(failures) = kube_cel::validate(&self.openapi, object, old)
+            && let Err(failures) = kube_cel::validate_compiled(&self.cel, object, old)
         {
             errors.extend(failures.into_vec().into_iter().map(|f| FieldError {
                 reason: "FieldValueInvalid",
