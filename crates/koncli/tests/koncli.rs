@@ -544,3 +544,42 @@ async fn arrive_can_wait_for_the_barrier_to_exist() {
     );
     env.until("soon", |b| b.phase() == BarrierPhase::Open).await;
 }
+
+#[tokio::test]
+async fn on_a_terminal_wait_shows_a_live_progress_line() {
+    let env = Env::start().await;
+    env.ok(&[
+        "barrier",
+        "create",
+        "tty",
+        "--expected",
+        "2",
+        "--timeout",
+        "10m",
+    ])
+    .await;
+    env.ok(&["barrier", "arrive", "tty", "first"]).await;
+    env.until("tty", arrived(1)).await;
+    // `script` runs koncli on a pseudo-terminal and records what the terminal shows.
+    let command = format!(
+        "{} --kubeconfig {} barrier wait tty --timeout 1s",
+        env!("CARGO_BIN_EXE_koncli"),
+        env.kubeconfig().display()
+    );
+    let output = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .await
+        .expect("`script` (util-linux) runs koncli on a terminal");
+    let screen = stdout(&output);
+    assert!(
+        screen.contains("waiting for barrier default/tty: 1/2 arrived"),
+        "{screen}"
+    );
+    assert!(screen.contains("elapsed"), "{screen}");
+    assert!(screen.contains("left)"), "{screen}");
+    assert!(
+        screen.contains('\r'),
+        "the progress line is redrawn in place: {screen:?}"
+    );
+}

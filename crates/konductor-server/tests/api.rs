@@ -991,3 +991,19 @@ async fn the_barrier_kind_metadata_is_discoverable() {
     assert_eq!(caps.scope, kube::discovery::Scope::Namespaced);
     assert!(Barrier::url_path(&(), Some("default")).starts_with("/apis/konductor.io/v1"));
 }
+
+#[tokio::test]
+async fn health_endpoints_answer_without_a_token() {
+    let t = TestServer::start().await;
+    let anonymous = client_with_token(&t.server.kubeconfig, None).await;
+    for path in ["/healthz", "/livez", "/readyz", "/version"] {
+        let request = http::Request::get(path).body(Vec::new()).unwrap();
+        let body = anonymous.request_text(request).await.unwrap();
+        assert!(!body.is_empty(), "{path}");
+    }
+    let request = http::Request::get("/apis/konductor.io/v1")
+        .body(Vec::new())
+        .unwrap();
+    let err = status_of(anonymous.request_text(request).await.unwrap_err());
+    assert_eq!(err.code, 401, "discovery needs the token");
+}
