@@ -92,6 +92,16 @@ pub enum ApiError {
     /// 401 Unauthorized: no or wrong bearer token.
     #[error("Unauthorized")]
     Unauthorized,
+    /// 403 Forbidden: the request is refused whoever asks (e.g. deleting `default`).
+    #[error("{resource} {name:?} is forbidden: {message}")]
+    Forbidden {
+        /// `plural.group`.
+        resource: String,
+        /// The object's name.
+        name: String,
+        /// Why.
+        message: String,
+    },
     /// 405 MethodNotAllowed: e.g. POST to a single object.
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
@@ -143,6 +153,7 @@ impl ApiError {
             ApiError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized"),
+            ApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "Forbidden"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
             ApiError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "NotAcceptable"),
             ApiError::RequestEntityTooLarge(_) => {
@@ -172,7 +183,8 @@ impl ApiError {
         let details = match self {
             ApiError::NotFound { resource, name }
             | ApiError::AlreadyExists { resource, name }
-            | ApiError::Conflict { resource, name, .. } => Some(resource_details(resource, name)),
+            | ApiError::Conflict { resource, name, .. }
+            | ApiError::Forbidden { resource, name, .. } => Some(resource_details(resource, name)),
             ApiError::Invalid { kind, name, causes } => {
                 let (kind, group) = kind.split_once('.').unwrap_or((kind, ""));
                 Some(json!({

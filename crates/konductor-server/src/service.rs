@@ -25,6 +25,9 @@ use crate::store::{ObjectKey, Store, Write};
 use crate::views::{to_storage, to_view};
 use crate::watch::{Subscription, WatchEvent};
 
+/// Namespaces that always exist: created at start, never deleted (as in Kubernetes).
+const PROTECTED_NAMESPACES: [&str; 2] = ["default", "kube-system"];
+
 /// How many stored objects a list reads per round trip to SQLite while filtering.
 const LIST_BATCH: usize = 500;
 
@@ -122,7 +125,7 @@ impl Service {
             .by_storage(NAMESPACES)
             .expect("namespaces are registered")
             .clone();
-        for name in ["default", "kube-system"] {
+        for name in PROTECTED_NAMESPACES {
             let key = Self::key(&namespaces, "", name);
             if self.store.get(&key)?.is_none() {
                 self.create(
@@ -374,6 +377,13 @@ impl Service {
         name: &str,
         options: &DeleteOptions,
     ) -> Result<Value> {
+        if def.storage == NAMESPACES && PROTECTED_NAMESPACES.contains(&name) {
+            return Err(ApiError::Forbidden {
+                resource: def.qualified_plural(),
+                name: name.to_owned(),
+                message: "this namespace may not be deleted".into(),
+            });
+        }
         let key = Self::key(def, namespace, name);
         let current = self
             .store

@@ -665,6 +665,13 @@ async fn namespaced_objects_need_their_namespace() {
         .await
         .unwrap();
     assert!(namespaces.get("default").await.is_ok());
+    let refused = status_of(
+        namespaces
+            .delete("default", &DeleteParams::default())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((refused.code, refused.reason.as_str()), (403, "Forbidden"));
 
     let version = elsewhere
         .list(&ListParams::default())
