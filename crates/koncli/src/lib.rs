@@ -231,6 +231,12 @@ impl Reporter {
                 );
                 self.say(&line);
             }
+            Progress::Reconnecting(why) => {
+                self.say(&format!(
+                    "lost the watch on barrier {} ({why}); reconnecting",
+                    self.name
+                ));
+            }
             Progress::Waiting(barrier) => {
                 self.latest = Some(barrier.clone());
                 match &self.bar {

@@ -10,6 +10,7 @@ use konductor_controller::controller::Background;
 use konductor_server::{Config, Server};
 use kube::Api;
 use kube::runtime::wait::await_condition;
+use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
 /// A server with its controller, as `konductor server` runs it.
@@ -582,4 +583,58 @@ async fn on_a_terminal_wait_shows_a_live_progress_line() {
         screen.contains('\r'),
         "the progress line is redrawn in place: {screen:?}"
     );
+}
+
+#[tokio::test]
+async fn wait_survives_an_api_server_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Server::start(Config::on_free_port(dir.path()))
+        .await
+        .unwrap();
+    let address = first.address;
+    let kubeconfig = first.kubeconfig.clone();
+    let controller = Background::spawn(first.client().await.unwrap(), "before");
+    let create = koncli_with(
+        &kubeconfig,
+        &["barrier", "create", "durable", "--expected", "1"],
+    )
+    .output()
+    .await
+    .unwrap();
+    assert!(create.status.success(), "{}", stderr(&create));
+    let mut waiter = koncli_with(
+        &kubeconfig,
+        &["barrier", "wait", "durable", "--quiet", "--timeout=2m"],
+    )
+    .spawn()
+    .unwrap();
+    let mut lines = tokio::io::BufReader::new(waiter.stderr.take().unwrap()).lines();
+    let first_line = lines.next_line().await.unwrap().unwrap();
+    assert!(
+        first_line.contains("waiting for barrier default/durable"),
+        "{first_line}"
+    );
+
+    controller.stop().await.unwrap();
+    first.shutdown().await;
+    let second = Server::start(Config {
+        listen: address,
+        ..Config::on_free_port(dir.path())
+    })
+    .await
+    .unwrap();
+    let _controller = Background::spawn(second.client().await.unwrap(), "after");
+    let arrive = koncli_with(&kubeconfig, &["barrier", "arrive", "durable", "late"])
+        .output()
+        .await
+        .unwrap();
+    assert!(arrive.status.success(), "{}", stderr(&arrive));
+
+    let mut said = Vec::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        said.push(line);
+    }
+    let status = waiter.wait().await.unwrap();
+    assert_eq!(status.code(), Some(0), "{said:?}");
+    assert!(said.iter().any(|l| l.contains("reconnecting")), "{said:?}");
 }

@@ -43,6 +43,9 @@ pub enum Progress<'a> {
     Missing,
     /// The barrier exists and is still waiting.
     Waiting(&'a Barrier),
+    /// The watch broke after it had worked (e.g. the API server restarted); it is being
+    /// re-established with backoff. The text says why.
+    Reconnecting(String),
 }
 
 /// The result of an arrival.
@@ -225,8 +228,10 @@ impl Barriers {
     /// Watches; never polls. Returns at once if the barrier is already settled. If the
     /// barrier does not exist yet, `progress` hears [`Progress::Missing`] and the wait
     /// goes on until it is created (and settles). `progress` also hears every change
-    /// while it waits. With `timeout`, gives up with [`Error::WaitTimeout`].
-    /// Cancel by dropping the future.
+    /// while it waits. If the API server cannot be reached at first, fails at once; if
+    /// a working watch breaks, `progress` hears [`Progress::Reconnecting`] and the watch
+    /// resumes. With `timeout`, gives up with [`Error::WaitTimeout`]. Cancel by dropping
+    /// the future.
     ///
     /// ```no_run
     /// # async fn example(barriers: konductor_sdk::Barriers) -> konductor_sdk::Result<()> {
@@ -253,11 +258,21 @@ impl Barriers {
                 .boxed();
             let mut present = false;
             let mut told_missing = false;
-            while let Some(event) = events
-                .try_next()
-                .await
-                .map_err(|e| self.watch_error(name, e))?
-            {
+            let mut connected = false;
+            while let Some(event) = events.next().await {
+                let event = match event {
+                    Ok(event) => event,
+                    // Failing to connect at all is an error (a wrong server, no
+                    // permission); losing a working watch is retried, bounded by `timeout`.
+                    Err(error) if connected => {
+                        progress(Progress::Reconnecting(
+                            self.watch_error(name, error).to_string(),
+                        ));
+                        continue;
+                    }
+                    Err(error) => return Err(self.watch_error(name, error)),
+                };
+                connected = true;
                 let barrier = match event {
                     watcher::Event::Apply(b) | watcher::Event::InitApply(b) => b,
                     watcher::Event::Delete(_) => {
