@@ -1,7 +1,7 @@
 //! The API verbs — get, list, create, update, patch, delete, deletecollection, watch —
 //! on top of the store, for any resource in the registry.
 //!
-//! This is where the pieces meet: [`objects`](crate::objects) decides metadata,
+//! This is where the pieces meet: [`objects`] decides metadata,
 //! [`validation`](crate::validation) checks the schema, [`views`](crate::views) converts
 //! shapes, and the [`store`](crate::store) makes it durable. HTTP handlers only parse
 //! requests into these calls and render the results. All methods block on SQLite: call

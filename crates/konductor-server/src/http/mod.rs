@@ -1,10 +1,10 @@
 //! The HTTP layer: axum routers and handlers that translate requests into
-//! [`Service`](crate::service::Service) calls and results into Kubernetes responses.
+//! [`Service`] calls and results into Kubernetes responses.
 //! No SQL and no object rules here.
 //!
-//! - [`discovery`]: `/version`, `/api`, `/apis`, group-version resource lists.
-//! - [`resources`]: every verb on every resource path, parsed from the URL.
-//! - [`watch`]: the `?watch=true` streams.
+//! - `discovery`: `/version`, `/api`, `/apis`, group-version resource lists.
+//! - `resources`: every verb on every resource path, parsed from the URL.
+//! - `watch`: the `?watch=true` streams.
 //!
 //! Every path but the health checks and `/version` needs the bearer token; request
 //! bodies are limited to [`MAX_BODY_BYTES`].
