@@ -320,6 +320,14 @@ impl Server {
     }
 }
 
+impl Drop for Server {
+    /// A server dropped without [`Server::shutdown`] still stops serving (the garbage
+    /// collector stops with its channel).
+    fn drop(&mut self) {
+        self.handle.shutdown();
+    }
+}
+
 /// Runs the server until `shutdown` resolves, printing where it listens and how to
 /// point clients at it.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
