@@ -60,6 +60,8 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
+        // One span and log line per request at debug level: RUST_LOG=tower_http=debug.
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 
