@@ -64,6 +64,9 @@ pub struct DeleteOptions {
     /// `Background` (default), `Foreground` or `Orphan`.
     #[serde(default)]
     pub propagation_policy: Option<String>,
+    /// `["All"]` for a dry run (kube clients send it in the body rather than the query).
+    #[serde(default)]
+    pub dry_run: Vec<String>,
 }
 
 /// Delete preconditions.
@@ -656,7 +659,7 @@ mod tests {
                 uid: Some("other".into()),
                 resource_version: None,
             }),
-            propagation_policy: None,
+            ..DeleteOptions::default()
         };
         let err = decide_delete(&barriers(), created(), &options, now()).unwrap_err();
         assert!(

@@ -77,6 +77,8 @@ pub struct WatchStart {
 pub struct Service {
     store: Store,
     registry: Arc<Registry>,
+    /// `?dryRun=All`: run every check, store nothing, return what would be stored.
+    dry_run: bool,
 }
 
 /// What the continue token of a paged list remembers.
@@ -93,7 +95,33 @@ struct Continue {
 impl Service {
     /// A service over `store`, serving the resources in `registry`.
     pub fn new(store: Store, registry: Arc<Registry>) -> Self {
-        Self { store, registry }
+        Self {
+            store,
+            registry,
+            dry_run: false,
+        }
+    }
+
+    /// The same service in dry-run mode (`?dryRun=All`): writes are validated and their
+    /// result returned, but nothing is stored, published or garbage-collected.
+    #[must_use]
+    pub fn dry_run(&self) -> Self {
+        Self {
+            dry_run: true,
+            ..self.clone()
+        }
+    }
+
+    /// In dry-run mode, turns a write into its preview: the object that would be stored
+    /// (or deleted), unchanged in storage.
+    fn preview(&self, decision: Write, current: Option<&Value>) -> Write {
+        match decision {
+            Write::Put(object) if self.dry_run => Write::Unchanged(object),
+            Write::Delete if self.dry_run => {
+                Write::Unchanged(current.cloned().unwrap_or(Value::Null))
+            }
+            other => other,
+        }
     }
 
     /// The store behind the service.
@@ -262,7 +290,7 @@ impl Service {
                 resource: def.qualified_plural(),
                 name: name.clone(),
             }),
-            None => Ok(Write::Put(object)),
+            None => Ok(self.preview(Write::Put(object), None)),
         })?;
         let stored = stored.expect("a put returns the object");
         Ok(Written {
@@ -358,7 +386,7 @@ impl Service {
             if next == current {
                 return Ok(Write::Unchanged(current));
             }
-            Ok(finish_if_finalized(next))
+            Ok(self.preview(finish_if_finalized(next), Some(&current)))
         })?;
         let stored = stored.ok_or_else(|| Self::not_found(def, name))?;
         Ok(Written {
@@ -377,6 +405,9 @@ impl Service {
         name: &str,
         options: &DeleteOptions,
     ) -> Result<Value> {
+        if !self.dry_run && options.dry_run.iter().any(|d| d == "All") {
+            return self.dry_run().delete(def, namespace, name, options);
+        }
         if def.storage == NAMESPACES && PROTECTED_NAMESPACES.contains(&name) {
             return Err(ApiError::Forbidden {
                 resource: def.qualified_plural(),
@@ -394,6 +425,7 @@ impl Service {
             .unwrap_or_default()
             .to_owned();
         match options.propagation_policy.as_deref() {
+            _ if self.dry_run => {}
             Some("Orphan") => self.orphan_dependents(&uid)?,
             Some("Foreground") => self.delete_dependents(&uid)?,
             None | Some("Background") => {}
@@ -405,7 +437,10 @@ impl Service {
         }
         let result = self.store.write(&key, |current| match current {
             None => Err(Self::not_found(def, name)),
-            Some(current) => decide_delete(def, current, options, Timestamp::now()),
+            Some(current) => {
+                let decision = decide_delete(def, current.clone(), options, Timestamp::now())?;
+                Ok(self.preview(decision, Some(&current)))
+            }
         })?;
         let object = result.ok_or_else(|| Self::not_found(def, name))?;
         Ok(to_view(def, &object))

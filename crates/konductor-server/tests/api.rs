@@ -1014,3 +1014,59 @@ async fn health_endpoints_answer_without_a_token() {
     let err = status_of(anonymous.request_text(request).await.unwrap_err());
     assert_eq!(err.code, 401, "discovery needs the token");
 }
+
+#[tokio::test]
+async fn dry_run_validates_and_stores_nothing() {
+    let t = TestServer::start().await;
+    let api: Api<Barrier> = t.api();
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let previewed = api
+        .create(&dry, &barrier("dry", BarrierSpec::new(2)))
+        .await
+        .unwrap();
+    assert_eq!(previewed.spec.expected, 2);
+    assert_eq!(
+        status_of(api.get("dry").await.unwrap_err()).code,
+        404,
+        "nothing stored"
+    );
+    let invalid = status_of(
+        api.create(&dry, &barrier("dry", BarrierSpec::new(0)))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(invalid.code, 422, "dry runs still validate");
+
+    api.create(
+        &PostParams::default(),
+        &barrier("real", BarrierSpec::new(2)),
+    )
+    .await
+    .unwrap();
+    let patch = PatchParams {
+        dry_run: true,
+        ..PatchParams::default()
+    };
+    let previewed = api
+        .patch(
+            "real",
+            &patch,
+            &Patch::Merge(json!({"spec": {"expected": 9}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(previewed.spec.expected, 9);
+    assert_eq!(api.get("real").await.unwrap().spec.expected, 2);
+    let delete = DeleteParams {
+        dry_run: true,
+        ..DeleteParams::default()
+    };
+    api.delete("real", &delete).await.unwrap();
+    assert!(
+        api.get("real").await.is_ok(),
+        "a dry-run delete deletes nothing"
+    );
+}

@@ -522,3 +522,43 @@ fn the_deployment_kustomization_renders() {
         );
     }
 }
+
+#[test]
+fn server_side_dry_run_and_diff_work() {
+    let c = Cluster::start();
+    let file = c.write(
+        "b.yaml",
+        "apiVersion: konductor.io/v1\nkind: Barrier\nmetadata:\n  name: planned\nspec:\n  expected: 2\n",
+    );
+    let path = file.to_str().unwrap();
+    let dry = c.ok(&["apply", "--dry-run=server", "-f", path]);
+    assert!(dry.contains("created (server dry run)"), "{dry}");
+    assert!(text(&c.run(&["get", "barrier", "planned"]).stderr).contains("NotFound"));
+    c.ok(&["apply", "-f", path]);
+    c.write(
+        "b.yaml",
+        "apiVersion: konductor.io/v1\nkind: Barrier\nmetadata:\n  name: planned\nspec:\n  expected: 3\n",
+    );
+    let diff = c.run(&["diff", "-f", path]);
+    assert_eq!(
+        diff.status.code(),
+        Some(1),
+        "kubectl diff exits 1 when there are differences: {}",
+        text(&diff.stderr)
+    );
+    assert!(
+        text(&diff.stdout).contains("+  expected: 3"),
+        "{}",
+        text(&diff.stdout)
+    );
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "barrier",
+            "planned",
+            "-o",
+            "jsonpath={.spec.expected}"
+        ]),
+        "2"
+    );
+}

@@ -218,13 +218,15 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
         .is_some_and(crate::table::wants_table);
     let ns = namespace.clone().unwrap_or_default();
     let validation = FieldValidation::parse(query.get("fieldValidation").map(String::as_str))?;
-    let dry_run = query.get("dryRun").is_some_and(|v| !v.is_empty());
-    if dry_run && method != Method::GET {
-        return Err(ApiError::BadRequest(
-            "dryRun is not supported by konductor server".into(),
-        ));
-    }
-    let service = state.service.clone();
+    let service = match query.get("dryRun").map(String::as_str) {
+        None | Some("") => state.service.clone(),
+        Some("All") => state.service.dry_run(),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "dryRun: Unsupported value: {other:?}: supported values: \"All\""
+            )));
+        }
+    };
 
     match (method, name) {
         (Method::GET, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
