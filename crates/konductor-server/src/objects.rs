@@ -79,9 +79,12 @@ pub struct Preconditions {
     pub resource_version: Option<String>,
 }
 
-/// The current time as Kubernetes writes timestamps (whole seconds, UTC).
+/// A timestamp as this server writes `creationTimestamp` and `deletionTimestamp`:
+/// RFC 3339 in UTC with microseconds. A real API server keeps whole seconds; the extra
+/// precision makes barrier deadlines (`creationTimestamp + timeout`) exact, which
+/// matters for sub-second timeouts, and every Kubernetes client parses it.
 pub fn timestamp(now: Timestamp) -> String {
-    now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    now.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 /// A random version-4 UUID, as metadata.uid.
@@ -530,7 +533,7 @@ mod tests {
         assert_eq!(object["metadata"]["generation"], 1);
         assert_eq!(
             object["metadata"]["creationTimestamp"],
-            "2025-06-15T15:06:40Z"
+            "2025-06-15T15:06:40.000000Z"
         );
         assert_eq!(object["metadata"]["uid"].as_str().unwrap().len(), 36);
         assert!(object.get("status").is_none());
