@@ -2,7 +2,7 @@
 //! waiting is released once enough have arrived. Field for field the seed's API page,
 //! plus `observedGeneration`, the failures and the deadline in status.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -183,13 +183,14 @@ pub struct BarrierStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<ReportedFailure>,
 
-    /// When the barrier opened; set once and never changed.
+    /// When the barrier opened; set once and never changed. Microsecond precision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub opened_at: Option<Time>,
+    pub opened_at: Option<MicroTime>,
 
-    /// When the barrier times out: creation time plus `spec.timeout`.
+    /// When the barrier times out: creation time plus `spec.timeout`. Microsecond
+    /// precision (as precise as the API server's `creationTimestamp`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deadline: Option<Time>,
+    pub deadline: Option<MicroTime>,
 
     /// `Ready` (spec accepted) and `Open` conditions, in the metav1.Condition shape.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

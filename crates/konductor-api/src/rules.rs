@@ -28,7 +28,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::arrival::Outcome;
@@ -304,7 +304,7 @@ pub fn evaluate(input: &BarrierInput<'_>) -> Evaluation {
         BarrierPhase::Open => Some(
             previous
                 .and_then(|s| s.opened_at.clone())
-                .unwrap_or(Time(now)),
+                .unwrap_or(MicroTime(to_micros(now))),
         ),
         _ => None,
     };
@@ -358,7 +358,7 @@ pub fn evaluate(input: &BarrierInput<'_>) -> Evaluation {
         failed,
         failures: tally.failures.into_iter().map(|(_, f)| f).collect(),
         opened_at,
-        deadline: deadline.map(Time),
+        deadline: deadline.map(MicroTime),
         conditions,
         observed_generation: input.generation,
     };
@@ -439,7 +439,19 @@ fn decide(
 /// (which then behaves as no deadline).
 fn deadline_of(created: Timestamp, timeout: Duration) -> Option<Timestamp> {
     let timeout = SignedDuration::try_from(timeout).ok()?;
-    created.checked_add(timeout).ok()
+    created.checked_add(timeout).ok().map(to_micros)
+}
+
+/// `ts` cut to whole microseconds, all a `MicroTime` (openedAt, deadline) keeps, so the
+/// status read back from the API equals the one computed and a reconcile after a status
+/// write writes nothing.
+fn to_micros(ts: Timestamp) -> Timestamp {
+    Timestamp::from_microsecond(ts.as_microsecond()).unwrap_or(ts)
+}
+
+/// `ts` cut to whole seconds, all a `Time` (lastTransitionTime) keeps.
+fn to_seconds(ts: Timestamp) -> Timestamp {
+    Timestamp::from_second(ts.as_second()).unwrap_or(ts)
 }
 
 /// The time from `now` until `deadline` (zero if it has passed).
@@ -462,7 +474,7 @@ fn condition(
         .and_then(|p| p.condition(type_))
         .filter(|c| c.status == status)
         .map(|c| c.last_transition_time.clone())
-        .unwrap_or(Time(now));
+        .unwrap_or(Time(to_seconds(now)));
     Condition {
         type_: type_.to_owned(),
         status: status.to_owned(),

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use konductor_api::rules::{ArrivalRecord, BarrierInput, Transition, evaluate};
 use konductor_api::{Arrival, Barrier};
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -162,7 +162,7 @@ pub async fn reconcile(barrier: Arc<Barrier>, ctx: Arc<Context>) -> Result<Actio
     if let Some(transition) = evaluation.transition {
         publish(&ctx, &barrier, transition, &evaluation.status).await;
         if transition == Transition::Opened
-            && let Some(Time(opened)) = &evaluation.status.opened_at
+            && let Some(MicroTime(opened)) = &evaluation.status.opened_at
         {
             let waited = opened.duration_since(created_at);
             ctx.metrics
