@@ -39,7 +39,8 @@ pub enum WaitOutcome {
 /// What a wait reports while it waits.
 #[derive(Debug, Clone)]
 pub enum Progress<'a> {
-    /// The barrier does not exist (yet); the wait continues until it does.
+    /// The barrier does not exist (yet), or was just deleted; the wait continues until
+    /// it exists again.
     Missing,
     /// The barrier exists and is still waiting.
     Waiting(&'a Barrier),
@@ -276,7 +277,9 @@ impl Barriers {
                 let barrier = match event {
                     watcher::Event::Apply(b) | watcher::Event::InitApply(b) => b,
                     watcher::Event::Delete(_) => {
+                        // Deleted while we wait (a reset): wait for it to come back.
                         present = false;
+                        progress(Progress::Missing);
                         continue;
                     }
                     watcher::Event::Init => {
