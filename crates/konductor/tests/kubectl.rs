@@ -78,6 +78,14 @@ impl Cluster {
         text(&output.stdout)
     }
 
+    /// Runs kubectl, asserts that it fails, and that stderr says `message`.
+    fn refused(&self, args: &[&str], message: &str) {
+        let output = self.run(args);
+        let stderr = text(&output.stderr);
+        assert!(!output.status.success(), "kubectl {args:?} succeeded");
+        assert!(stderr.contains(message), "kubectl {args:?}: {stderr}");
+    }
+
     fn apply(&self, yaml: &str) -> String {
         let output = self.run_with_input(&["apply", "-f", "-"], yaml);
         assert!(
@@ -360,12 +368,9 @@ fn discovery_explain_and_raw_requests_work() {
     let raw: serde_json::Value =
         serde_json::from_str(&c.ok(&["get", "--raw", "/apis/konductor.io/v1"])).unwrap();
     assert_eq!(raw["kind"], "APIResourceList");
-    let missing = c.run(&["get", "--raw", "/apis/nothing.example.com/v1/things"]);
-    assert!(!missing.status.success());
-    assert!(
-        text(&missing.stderr).contains("NotFound"),
-        "{}",
-        text(&missing.stderr)
+    c.refused(
+        &["get", "--raw", "/apis/nothing.example.com/v1/things"],
+        "NotFound",
     );
 }
 
@@ -419,12 +424,7 @@ fn invalid_barriers_are_refused_naming_the_field_and_nothing_is_stored() {
             text(&output.stderr)
         );
     }
-    let get = c.run(&["get", "barrier", "bad"]);
-    assert!(
-        text(&get.stderr).contains("NotFound"),
-        "{}",
-        text(&get.stderr)
-    );
+    c.refused(&["get", "barrier", "bad"], "NotFound");
 }
 
 #[test]
@@ -533,7 +533,7 @@ fn server_side_dry_run_and_diff_work() {
     let path = file.to_str().unwrap();
     let dry = c.ok(&["apply", "--dry-run=server", "-f", path]);
     assert!(dry.contains("created (server dry run)"), "{dry}");
-    assert!(text(&c.run(&["get", "barrier", "planned"]).stderr).contains("NotFound"));
+    c.refused(&["get", "barrier", "planned"], "NotFound");
     c.ok(&["apply", "-f", path]);
     c.write(
         "b.yaml",
