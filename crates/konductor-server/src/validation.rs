@@ -289,22 +289,10 @@ fn schema_error(error: &jsonschema::ValidationError<'_>) -> FieldError {
                 ),
             }
         }
-        Kind::Minimum { limit } => invalid(format!(
-            "{path} in body should be greater than or equal to {}",
-            number(limit)
-        )),
-        Kind::Maximum { limit } => invalid(format!(
-            "{path} in body should be less than or equal to {}",
-            number(limit)
-        )),
-        Kind::ExclusiveMinimum { limit } => invalid(format!(
-            "{path} in body should be greater than {}",
-            number(limit)
-        )),
-        Kind::ExclusiveMaximum { limit } => invalid(format!(
-            "{path} in body should be less than {}",
-            number(limit)
-        )),
+        Kind::Minimum { limit } => invalid(bound(&path, "greater than or equal to", limit)),
+        Kind::Maximum { limit } => invalid(bound(&path, "less than or equal to", limit)),
+        Kind::ExclusiveMinimum { limit } => invalid(bound(&path, "greater than", limit)),
+        Kind::ExclusiveMaximum { limit } => invalid(bound(&path, "less than", limit)),
         Kind::MinLength { limit } => invalid(format!(
             "{path} in body should be at least {limit} chars long"
         )),
@@ -340,6 +328,12 @@ fn schema_error(error: &jsonschema::ValidationError<'_>) -> FieldError {
         },
         _ => invalid(error.to_string()),
     }
+}
+
+/// The message for a numeric bound: `spec.expected in body should be greater than or
+/// equal to 1`.
+fn bound(path: &str, relation: &str, limit: &Value) -> String {
+    format!("{path} in body should be {relation} {}", number(limit))
 }
 
 /// Renders a schema limit without a needless `.0` (`1`, not `1.0`).

@@ -136,29 +136,29 @@ fn apply_get_describe_and_delete_the_seed_examples() {
     let c = Cluster::start();
     let file = c.write("etl.yaml", ETL);
     let path = file.to_str().unwrap();
-    let created = c.ok(&["apply", "-f", path]);
-    assert!(
-        created.contains("barrier.konductor.io/extract-complete created"),
-        "{created}"
+    let expect = |output: &str, lines: &[&str]| {
+        for line in lines {
+            assert!(output.contains(line), "{line:?} missing from {output}");
+        }
+    };
+    expect(
+        &c.ok(&["apply", "-f", path]),
+        &[
+            "barrier.konductor.io/extract-complete created",
+            "barrier.konductor.io/transform-complete created",
+        ],
     );
-    assert!(
-        created.contains("barrier.konductor.io/transform-complete created"),
-        "{created}"
-    );
-    let again = c.ok(&["apply", "-f", path]);
-    assert!(
-        again.contains("barrier.konductor.io/extract-complete unchanged"),
-        "{again}"
+    expect(
+        &c.ok(&["apply", "-f", path]),
+        &["barrier.konductor.io/extract-complete unchanged"],
     );
     c.write("etl.yaml", &ETL.replace("expected: 3", "expected: 4"));
-    let changed = c.ok(&["apply", "-f", path]);
-    assert!(
-        changed.contains("barrier.konductor.io/transform-complete configured"),
-        "{changed}"
-    );
-    assert!(
-        changed.contains("barrier.konductor.io/extract-complete unchanged"),
-        "{changed}"
+    expect(
+        &c.ok(&["apply", "-f", path]),
+        &[
+            "barrier.konductor.io/transform-complete configured",
+            "barrier.konductor.io/extract-complete unchanged",
+        ],
     );
 
     let table = c.ok(&["get", "barriers"]);
