@@ -1,0 +1,377 @@
+//! `konductor-bench`: Konductor's benchmark suite.
+//!
+//! ```text
+//! cargo run --release -p konductor-bench -- [--quick] [--only release,throughput,flatness,footprint]
+//! ```
+//!
+//! Starts fresh release-built `konductor server` processes on temporary data
+//! directories and loopback ports, drives them with real `koncli` processes and
+//! in-process SDK clients, and prints one JSON line per figure as it is measured, then a
+//! Markdown table with each figure's target. `--quick` shrinks every size to finish in
+//! under a minute. Run from cargo, it first builds `konductor` and `koncli` in release
+//! mode; `--konductor` / `--koncli` benchmark other builds (e.g. an older commit's).
+//!
+//! # Layout
+//! - [`report`]: figures, targets, JSON lines and the table.
+//! - [`server`]: a `konductor server` process and what is read off it.
+//! - [`release`]: release latency, ours beside the Go SDK's polling waiters.
+//! - [`throughput`]: clients creating barriers and arriving until all are Open.
+//! - [`footprint`]: idle memory, `koncli barrier status` wall time, binary sizes.
+
+mod footprint;
+mod release;
+mod report;
+mod server;
+mod throughput;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, ValueEnum};
+
+use crate::release::Waiter;
+use crate::report::{Figure, Report, Target, quantile, sorted};
+use crate::server::ServerProcess;
+use crate::throughput::{Load, LoadResult};
+
+/// Konductor's benchmark suite: release latency, throughput, flatness and footprint.
+#[derive(Parser)]
+#[command(name = "konductor-bench", version, about)]
+struct Args {
+    /// Smaller sizes, to finish in under a minute.
+    #[arg(long)]
+    quick: bool,
+    /// Only these groups (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Group>,
+    /// The `konductor` binary to benchmark [default: the release build beside this one].
+    #[arg(long, value_name = "PATH")]
+    konductor: Option<PathBuf>,
+    /// The `koncli` binary to benchmark [default: the release build beside this one].
+    #[arg(long, value_name = "PATH")]
+    koncli: Option<PathBuf>,
+}
+
+/// The groups of figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Group {
+    /// Opening arrival acknowledged → waiters return, ours and the Go SDK's.
+    Release,
+    /// Arrivals per second until every barrier is Open.
+    Throughput,
+    /// Arrivals per second with few vs many barriers already stored.
+    Flatness,
+    /// Idle memory, `koncli barrier status` wall time, binary sizes.
+    Footprint,
+}
+
+/// What a run measures and with what.
+struct Bench {
+    konductor: PathBuf,
+    koncli: PathBuf,
+    quick: bool,
+    report: Report,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("konductor-bench: cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("konductor-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let (konductor, koncli) = binaries(&args)?;
+    let groups = if args.only.is_empty() {
+        vec![
+            Group::Release,
+            Group::Throughput,
+            Group::Flatness,
+            Group::Footprint,
+        ]
+    } else {
+        args.only.clone()
+    };
+    let mut bench = Bench {
+        konductor,
+        koncli,
+        quick: args.quick,
+        report: Report::default(),
+    };
+    bench.report.record(machine());
+    let started = std::time::Instant::now();
+    for group in groups {
+        match group {
+            Group::Release => bench.release().await?,
+            Group::Throughput => bench.throughput().await?,
+            Group::Flatness => bench.flatness().await?,
+            Group::Footprint => bench.footprint().await?,
+        }
+    }
+    println!();
+    print!("{}", bench.report.table());
+    println!(
+        "\n{} mode, {:.0} s, konductor {}",
+        if bench.quick { "quick" } else { "full" },
+        started.elapsed().as_secs_f64(),
+        bench.konductor.display()
+    );
+    Ok(())
+}
+
+/// The binaries to run: given, or the release builds of this workspace (built first
+/// when run from cargo).
+fn binaries(args: &Args) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let exe = std::env::current_exe().context("locating this program")?;
+    let beside = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    let release_dir = match std::env::var_os("CARGO") {
+        Some(cargo) if args.konductor.is_none() || args.koncli.is_none() => {
+            eprintln!("building konductor and koncli (release)...");
+            let status = std::process::Command::new(cargo)
+                .args(["build", "--release", "--locked", "--bin", "konductor", "--bin", "koncli"])
+                .status()
+                .context("running cargo build")?;
+            if !status.success() {
+                bail!("cargo build --release failed");
+            }
+            // target/<profile>/konductor-bench → target/release
+            beside.parent().map(|t| t.join("release")).unwrap_or(beside)
+        }
+        _ => beside,
+    };
+    let pick = |given: &Option<PathBuf>, name: &str| -> anyhow::Result<PathBuf> {
+        let path = given.clone().unwrap_or_else(|| release_dir.join(name));
+        if !path.is_file() {
+            bail!(
+                "{} not found: build it with `cargo build --release --bin konductor --bin koncli`, or pass --{name}",
+                path.display()
+            );
+        }
+        Ok(path)
+    };
+    Ok((pick(&args.konductor, "konductor")?, pick(&args.koncli, "koncli")?))
+}
+
+/// The machine the figures come from.
+fn machine() -> Figure {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let memory_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / (1024.0 * 1024.0));
+    Figure::new("machine")
+        .value("cores", cores as f64)
+        .value("memory_gib", memory_gib.round())
+}
+
+impl Bench {
+    async fn server(&self) -> anyhow::Result<ServerProcess> {
+        ServerProcess::start(&self.konductor).await
+    }
+
+    /// Release latency for koncli processes and SDK waiters, beside the Go SDK's pollers.
+    async fn release(&mut self) -> anyhow::Result<()> {
+        // (waiter, n, rounds, rounds with pollers, target p99 ms)
+        let scenarios: [(Waiter, usize, usize, usize, f64); 4] = if self.quick {
+            [
+                (Waiter::Koncli, 1, 10, 1, 3.0),
+                (Waiter::Koncli, 10, 3, 1, f64::NAN),
+                (Waiter::Koncli, 100, 1, 1, 25.0),
+                (Waiter::Sdk, 1000, 1, 1, 50.0),
+            ]
+        } else {
+            [
+                (Waiter::Koncli, 1, 50, 3, 3.0),
+                (Waiter::Koncli, 10, 10, 2, f64::NAN),
+                (Waiter::Koncli, 100, 5, 1, 25.0),
+                (Waiter::Sdk, 1000, 3, 1, 50.0),
+            ]
+        };
+        let server = self.server().await?;
+        for (waiter, n, rounds, poller_rounds, target) in scenarios {
+            let kind = match waiter {
+                Waiter::Koncli => "koncli",
+                Waiter::Sdk => "sdk",
+            };
+            let latencies =
+                release::measure(&server, &self.koncli, waiter, n, rounds, poller_rounds).await?;
+            let mut ours = Figure::new(format!("release.{kind}.n{n}"))
+                .latencies(&latencies.ours)
+                .note(format!("{n} waiters x {rounds} rounds"));
+            if target.is_finite() {
+                ours = ours.target(Target::AtMost("p99_ms", target));
+            }
+            let theirs = Figure::new(format!("release.go-sdk-polling.n{n}"))
+                .latencies(&latencies.theirs)
+                .note(format!("{n} pollers x {poller_rounds} rounds"));
+            let (ours_sorted, theirs_sorted) = (sorted(&latencies.ours), sorted(&latencies.theirs));
+            let ratio = Figure::new(format!("release.ratio.n{n}"))
+                .value(
+                    "p50_theirs_over_ours",
+                    quantile(&theirs_sorted, 0.5) / quantile(&ours_sorted, 0.5),
+                )
+                .value(
+                    "p99_theirs_over_ours",
+                    quantile(&theirs_sorted, 0.99) / quantile(&ours_sorted, 0.99),
+                );
+            self.report.record(ours);
+            self.report.record(theirs);
+            self.report.record(ratio);
+        }
+        Ok(())
+    }
+
+    fn record_load(&mut self, name: &str, load: &Load, result: &LoadResult, target: Option<Target>) {
+        let mut figure = Figure::new(name)
+            .value("arrivals_per_s", result.arrivals_per_s)
+            .value("time_to_all_open_s", result.time_to_all_open_s)
+            .value("open_after_last_arrival_ms", result.open_after_last_arrival_ms)
+            .value("status_writes_per_arrival", result.status_writes_per_arrival)
+            .value("peak_rss_mib", result.peak_rss_mib)
+            .note(format!(
+                "{} barriers x {} arrivals, {} clients",
+                load.barriers, load.arrivals, load.clients
+            ));
+        if let Some(target) = target {
+            figure = figure.target(target);
+        }
+        self.report.record(figure);
+    }
+
+    /// Throughput of one large barrier and of many small ones, from 16 and 64 clients.
+    async fn throughput(&mut self) -> anyhow::Result<()> {
+        let (large, many, client_counts): (usize, usize, &[usize]) = if self.quick {
+            (2_000, 1_000, &[16])
+        } else {
+            (10_000, 10_000, &[16, 64])
+        };
+        for &clients in client_counts {
+            let server = self.server().await?;
+            let load = Load {
+                prefix: "large".into(),
+                barriers: 1,
+                arrivals: large,
+                clients,
+            };
+            let result = throughput::run(&server, &load).await?;
+            self.record_load(
+                &format!("throughput.1x{large}.c{clients}"),
+                &load,
+                &result,
+                Some(Target::AtLeast("arrivals_per_s", 1500.0)),
+            );
+            let open_after = Figure::new(format!("throughput.1x{large}.c{clients}.open_after_last"))
+                .value("ms", result.open_after_last_arrival_ms)
+                .target(Target::AtMost("ms", 50.0));
+            self.report.record(open_after);
+
+            let server = self.server().await?;
+            let load = Load {
+                prefix: "many".into(),
+                barriers: many,
+                arrivals: 10,
+                clients,
+            };
+            let result = throughput::run(&server, &load).await?;
+            self.record_load(
+                &format!("throughput.{many}x10.c{clients}"),
+                &load,
+                &result,
+                Some(Target::AtLeast("arrivals_per_s", 1700.0)),
+            );
+            if clients == 16 {
+                let objects = many * 11;
+                self.report.record(
+                    Figure::new(format!("footprint.peak_rss.{objects}_objects"))
+                        .value("mib", result.peak_rss_mib)
+                        .target(Target::AtMost("mib", 250.0)),
+                );
+                // The flatness probe on this server, with `many` barriers stored.
+                let probe = self.probe(&server, "probe-many").await?;
+                self.report.record(
+                    Figure::new(format!("flatness.probe.{many}_stored"))
+                        .value("arrivals_per_s", probe.arrivals_per_s),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The flatness probe: 100 barriers x 10 arrivals from 16 clients.
+    async fn probe(&self, server: &ServerProcess, prefix: &str) -> anyhow::Result<LoadResult> {
+        throughput::run(
+            server,
+            &Load {
+                prefix: prefix.into(),
+                barriers: 100,
+                arrivals: 10,
+                clients: 16,
+            },
+        )
+        .await
+    }
+
+    /// The probe with 100 barriers stored, against the probe the throughput group ran
+    /// with many stored.
+    async fn flatness(&mut self) -> anyhow::Result<()> {
+        let server = self.server().await?;
+        self.probe(&server, "seed").await?;
+        let few = self.probe(&server, "probe-few").await?;
+        self.report.record(
+            Figure::new("flatness.probe.100_stored").value("arrivals_per_s", few.arrivals_per_s),
+        );
+        let many = self
+            .report
+            .starting_with("flatness.probe.")
+            .find(|f| f.name != "flatness.probe.100_stored")
+            .and_then(|f| f.get("arrivals_per_s"));
+        if let Some(many) = many {
+            self.report.record(
+                Figure::new("flatness.ratio")
+                    .value("many_over_few", many / few.arrivals_per_s)
+                    .target(Target::AtLeast("many_over_few", 0.8)),
+            );
+        } else {
+            eprintln!("flatness: run the throughput group too for the many-stored probe");
+        }
+        Ok(())
+    }
+
+    /// Idle memory, `koncli barrier status` wall time, binary sizes.
+    async fn footprint(&mut self) -> anyhow::Result<()> {
+        let server = self.server().await?;
+        let idle = footprint::idle_rss_mib(&server).await?;
+        self.report.record(
+            Figure::new("footprint.idle_rss")
+                .value("mib", idle)
+                .target(Target::AtMost("mib", 30.0)),
+        );
+        let runs = if self.quick { 20 } else { 100 };
+        let times = footprint::koncli_status_ms(&server, &self.koncli, runs).await?;
+        self.report
+            .record(Figure::new("footprint.koncli_status_wall").latencies(&times));
+        self.report.record(
+            Figure::new("footprint.binary_size")
+                .value("konductor_mib", footprint::size_mib(&self.konductor)?)
+                .value("koncli_mib", footprint::size_mib(&self.koncli)?),
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,115 @@
+//! A fresh `konductor server` process on a free loopback port and a temporary data
+//! directory, as a user would start it, plus what the suite reads off it: clients, its
+//! memory (`/proc`), and its `/metrics`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long a server may take to print its kubeconfig line.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running `konductor server`; killed when dropped.
+pub struct ServerProcess {
+    child: Child,
+    /// The kubeconfig it wrote.
+    pub kubeconfig: PathBuf,
+    _data_dir: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    /// Starts `konductor server` from `binary` and waits until it serves.
+    pub async fn start(binary: &Path) -> anyhow::Result<Self> {
+        let data_dir = tempfile::tempdir().context("creating a data directory")?;
+        let mut child = Command::new(binary)
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path())
+            .stdout(Stdio::piped())
+            // Its logs (retried conflicts and the like) would drown the figures.
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let kubeconfig = tokio::time::timeout(START_TIMEOUT, async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(path) = line.strip_prefix("export KUBECONFIG=") {
+                    return Ok(PathBuf::from(path));
+                }
+            }
+            bail!("konductor server exited before printing its kubeconfig")
+        })
+        .await
+        .context("konductor server did not start in time")??;
+        // Keep reading its stdout so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self {
+            child,
+            kubeconfig,
+            _data_dir: data_dir,
+        })
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// A kube client from the server's kubeconfig.
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
+        let config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// Resident memory now, in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        proc_status_kib(self.pid(), "VmRSS:") / 1024.0
+    }
+
+    /// The most resident memory the process ever had (its high-water mark), in MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        proc_status_kib(self.pid(), "VmHWM:") / 1024.0
+    }
+
+    /// A value of the server's Prometheus `/metrics` (summed over label sets), or
+    /// `None` when the server does not serve it (older builds).
+    pub async fn metric(&self, client: &kube::Client, name: &str) -> Option<f64> {
+        let request = http::Request::get("/metrics")
+            .body(Vec::new())
+            .expect("a valid request");
+        let text = client.request_text(request).await.ok()?;
+        let mut found = None;
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (series, value) = line.rsplit_once(' ')?;
+            let metric = series.split('{').next().unwrap_or(series);
+            if metric == name {
+                *found.get_or_insert(0.0) += value.parse::<f64>().ok()?;
+            }
+        }
+        found
+    }
+}
+
+/// A `kB` field of `/proc/PID/status` (NaN when unreadable).
+fn proc_status_kib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(f64::NAN)
+}
