@@ -140,7 +140,15 @@ fn binaries(args: &Args) -> anyhow::Result<(PathBuf, PathBuf)> {
         Some(cargo) if args.konductor.is_none() || args.koncli.is_none() => {
             eprintln!("building konductor and koncli (release)...");
             let status = std::process::Command::new(cargo)
-                .args(["build", "--release", "--locked", "--bin", "konductor", "--bin", "koncli"])
+                .args([
+                    "build",
+                    "--release",
+                    "--locked",
+                    "--bin",
+                    "konductor",
+                    "--bin",
+                    "koncli",
+                ])
                 .status()
                 .context("running cargo build")?;
             if !status.success() {
@@ -161,7 +169,10 @@ fn binaries(args: &Args) -> anyhow::Result<(PathBuf, PathBuf)> {
         }
         Ok(path)
     };
-    Ok((pick(&args.konductor, "konductor")?, pick(&args.koncli, "koncli")?))
+    Ok((
+        pick(&args.konductor, "konductor")?,
+        pick(&args.koncli, "koncli")?,
+    ))
 }
 
 /// The machine the figures come from.
@@ -238,12 +249,24 @@ impl Bench {
         Ok(())
     }
 
-    fn record_load(&mut self, name: &str, load: &Load, result: &LoadResult, target: Option<Target>) {
+    fn record_load(
+        &mut self,
+        name: &str,
+        load: &Load,
+        result: &LoadResult,
+        target: Option<Target>,
+    ) {
         let mut figure = Figure::new(name)
             .value("arrivals_per_s", result.arrivals_per_s)
             .value("time_to_all_open_s", result.time_to_all_open_s)
-            .value("open_after_last_arrival_ms", result.open_after_last_arrival_ms)
-            .value("status_writes_per_arrival", result.status_writes_per_arrival)
+            .value(
+                "open_after_last_arrival_ms",
+                result.open_after_last_arrival_ms,
+            )
+            .value(
+                "status_writes_per_arrival",
+                result.status_writes_per_arrival,
+            )
             .value("peak_rss_mib", result.peak_rss_mib)
             .note(format!(
                 "{} barriers x {} arrivals, {} clients",
@@ -277,9 +300,10 @@ impl Bench {
                 &result,
                 Some(Target::AtLeast("arrivals_per_s", 1500.0)),
             );
-            let open_after = Figure::new(format!("throughput.1x{large}.c{clients}.open_after_last"))
-                .value("ms", result.open_after_last_arrival_ms)
-                .target(Target::AtMost("ms", 50.0));
+            let open_after =
+                Figure::new(format!("throughput.1x{large}.c{clients}.open_after_last"))
+                    .value("ms", result.open_after_last_arrival_ms)
+                    .target(Target::AtMost("ms", 50.0));
             self.report.record(open_after);
 
             let server = self.server().await?;

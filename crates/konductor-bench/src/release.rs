@@ -179,9 +179,12 @@ pub async fn measure(
     let mut latencies = Latencies::default();
     for round in 0..rounds {
         let name = format!("release-{waiter:?}-{n}-{round}").to_lowercase();
-        api.create(&PostParams::default(), &Barrier::new(&name, BarrierSpec::new(1)))
-            .await
-            .with_context(|| format!("creating barrier {name}"))?;
+        api.create(
+            &PostParams::default(),
+            &Barrier::new(&name, BarrierSpec::new(1)),
+        )
+        .await
+        .with_context(|| format!("creating barrier {name}"))?;
         let before = server.metric(&client, WATCHES_METRIC).await.unwrap_or(0.0);
         let (ready, mut readied) = mpsc::channel(n.max(1));
         let mut waiters = Vec::with_capacity(n);

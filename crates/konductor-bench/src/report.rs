@@ -145,12 +145,15 @@ impl Report {
 
     /// The figures recorded so far whose name starts with `prefix`.
     pub fn starting_with<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a Figure> {
-        self.figures.iter().filter(move |f| f.name.starts_with(prefix))
+        self.figures
+            .iter()
+            .filter(move |f| f.name.starts_with(prefix))
     }
 
     /// The closing Markdown table.
     pub fn table(&self) -> String {
-        let mut out = String::from("| figure | values | target | met |\n| --- | --- | --- | --- |\n");
+        let mut out =
+            String::from("| figure | values | target | met |\n| --- | --- | --- | --- |\n");
         for figure in &self.figures {
             let values = figure
                 .values

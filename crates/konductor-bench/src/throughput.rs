@@ -173,7 +173,9 @@ pub async fn run(server: &ServerProcess, load: &Load) -> anyhow::Result<LoadResu
     Ok(LoadResult {
         arrivals_per_s: arrivals / (opened.at - arrivals_started).as_secs_f64(),
         time_to_all_open_s: (opened.at - started).as_secs_f64(),
-        open_after_last_arrival_ms: crate::report::ms(opened.at.saturating_duration_since(last_ack)),
+        open_after_last_arrival_ms: crate::report::ms(
+            opened.at.saturating_duration_since(last_ack),
+        ),
         status_writes_per_arrival: opened.modifications as f64 / arrivals,
         peak_rss_mib: server.peak_rss_mib(),
     })

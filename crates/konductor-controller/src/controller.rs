@@ -1,17 +1,22 @@
 //! The barrier controller: the whole reconcile story in one file.
 //!
 //! A kube-runtime [`Controller`] over Barriers that is also triggered by Arrivals
-//! (mapped to their barrier through `spec.barrier`). Each reconcile reads the barrier's
-//! arrivals from a reflector cache — never a LIST per reconcile — asks
-//! [`konductor_api::rules::evaluate`] for the status, and only translates the answer:
-//! a status write when it changed, an Event on a transition, and a requeue exactly at
-//! the deadline. It is level-based: a restart, a missed or a duplicated event all end
-//! in the same status.
+//! (mapped to their barrier through `spec.barrier`). Each reconcile reads its own
+//! barrier's arrivals from the [`ArrivalIndex`] — never a LIST, never a scan of every
+//! arrival — asks [`konductor_api::rules::evaluate`] for the status, and only translates
+//! the answer: a status write when it changed, an Event on a transition, and a requeue
+//! exactly at the deadline. It is level-based: a restart, a missed or a duplicated event
+//! all end in the same status.
+//!
+//! Work per arrival does not grow with history: one index update, one reconcile of one
+//! barrier (O(its arrivals)), at most one status write — fewer under load, because
+//! arrivals that come in while a reconcile runs are folded into the next one.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -20,14 +25,15 @@ use konductor_api::{Arrival, Barrier};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 
+use crate::index::{ArrivalIndex, BarrierKey};
 use crate::metrics::Metrics;
 use crate::{Error, Result};
 
-/// How soon a barrier is looked at again when the arrivals cache is still filling.
+/// How soon a barrier is looked at again when the arrivals index is still filling.
 const CACHE_WAIT: Duration = Duration::from_millis(100);
 
 /// How many owner-less arrivals are adopted concurrently.
@@ -36,28 +42,111 @@ const ADOPTION_CONCURRENCY: usize = 16;
 /// The `reportingController` of the controller's Events.
 pub const CONTROLLER_NAME: &str = "konductor.io/barrier-controller";
 
+/// The most status writes remembered while the barrier cache catches up with them.
+const MAX_REMEMBERED_WRITES: usize = 4096;
+
 /// Everything a reconcile needs, shared by all of them.
 pub struct Context {
     /// The API client.
     pub client: Client,
     /// Records Events against barriers.
     pub recorder: Recorder,
-    /// The arrivals cache, kept current by a reflector.
-    pub arrivals: Store<Arrival>,
+    /// The arrivals of each barrier, kept current from the arrival watch.
+    pub arrivals: ArrivalIndex,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// This controller's own recent status writes (see [`OwnWrites`]).
+    own_writes: OwnWrites,
+    /// The controller's barrier cache, for forgetting writes of deleted barriers.
+    barriers: Store<Barrier>,
 }
 
-/// The arrivals in the cache that count for `barrier`: same namespace, naming it, and
-/// not owned by an earlier barrier of the same name (those await garbage collection).
-fn arrivals_of(barrier: &Barrier, cache: &Store<Arrival>) -> Vec<ArrivalRecord> {
-    let namespace = barrier.namespace();
-    let name = barrier.name_any();
+/// The controller's recent status writes that its barrier cache may not show yet.
+///
+/// The barrier watch delivers a status write a moment after the write returns; a
+/// reconcile in that moment would read the older barrier from the cache, compute from
+/// an out-of-date previous status, and lose a 409 Conflict plus a retry on every busy
+/// barrier. So each write is remembered with the resourceVersions it supersedes, and a
+/// reconcile that gets one of those from the cache works on the written barrier
+/// instead. Opaque resourceVersions are only compared for equality.
+#[derive(Default)]
+struct OwnWrites {
+    by_barrier: Mutex<HashMap<BarrierKey, OwnWrite>>,
+}
+
+struct OwnWrite {
+    /// The barrier as the last write returned it.
+    written: Arc<Barrier>,
+    /// resourceVersions older than `written` that the cache may still show.
+    superseded: Vec<String>,
+}
+
+fn key_of(barrier: &Barrier) -> BarrierKey {
+    (barrier.namespace().unwrap_or_default(), barrier.name_any())
+}
+
+impl OwnWrites {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<BarrierKey, OwnWrite>> {
+        self.by_barrier
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The newest known state of `cached`: our own later write if the cache is behind it.
+    fn latest(&self, cached: Arc<Barrier>) -> Arc<Barrier> {
+        let key = key_of(&cached);
+        let mut writes = self.lock();
+        let Some(own) = writes.get(&key) else {
+            return cached;
+        };
+        let version = cached.resource_version();
+        if cached.uid() == own.written.uid()
+            && version.as_ref().is_some_and(|v| own.superseded.contains(v))
+        {
+            return own.written.clone();
+        }
+        // The cache caught up, or someone else wrote since: the cache is the truth.
+        writes.remove(&key);
+        cached
+    }
+
+    /// Remembers that `based_on` was replaced by `written`.
+    fn remember(&self, based_on: &Barrier, written: Barrier, barriers: &Store<Barrier>) {
+        let key = key_of(&written);
+        let mut writes = self.lock();
+        let mut superseded = match writes.remove(&key) {
+            Some(own) if own.written.uid() == written.uid() => own.superseded,
+            _ => Vec::new(),
+        };
+        superseded.extend(based_on.resource_version());
+        if writes.len() >= MAX_REMEMBERED_WRITES {
+            // Forget writes of barriers that no longer exist.
+            writes.retain(|(namespace, name), _| {
+                barriers
+                    .get(&ObjectRef::new(name).within(namespace))
+                    .is_some()
+            });
+        }
+        writes.insert(
+            key,
+            OwnWrite {
+                written: Arc::new(written),
+                superseded,
+            },
+        );
+    }
+}
+
+/// The arrivals that count for `barrier`: naming it in its namespace, and not owned by
+/// an earlier barrier of the same name (those await garbage collection).
+fn arrivals_of(barrier: &Barrier, index: &ArrivalIndex) -> Vec<ArrivalRecord> {
     let uid = barrier.uid();
-    cache
-        .state()
+    index
+        .of(
+            &barrier.namespace().unwrap_or_default(),
+            &barrier.name_any(),
+        )
         .iter()
-        .filter(|a| a.namespace() == namespace && a.spec.barrier == name)
         .filter(|a| {
             a.owner_references()
                 .iter()
@@ -82,11 +171,11 @@ async fn adopt_arrivals(barrier: &Barrier, ctx: &Context) -> Result<()> {
     };
     let namespace = barrier.namespace().unwrap_or_default();
     let name = barrier.name_any();
-    let orphans = ctx.arrivals.state().into_iter().filter(|a| {
-        a.namespace().as_deref() == Some(namespace.as_str())
-            && a.spec.barrier == name
-            && !a.owner_references().iter().any(|o| o.kind == "Barrier")
-    });
+    let orphans = ctx
+        .arrivals
+        .of(&namespace, &name)
+        .into_iter()
+        .filter(|a| !a.owner_references().iter().any(|o| o.kind == "Barrier"));
     let api: Api<Arrival> = Api::namespaced(ctx.client.clone(), &namespace);
     let patches = orphans.map(|orphan| {
         let mut owners = orphan.owner_references().to_vec();
@@ -133,13 +222,12 @@ async fn adopt_arrivals(barrier: &Barrier, ctx: &Context) -> Result<()> {
 /// Brings one barrier's status up to date.
 pub async fn reconcile(barrier: Arc<Barrier>, ctx: Arc<Context>) -> Result<Action> {
     // Never judge a barrier on a partial view of its arrivals (e.g. right after start).
-    // Look again shortly rather than wait here: a reconcile blocked on a cache that is
+    // Look again shortly rather than wait here: a reconcile blocked on an index that is
     // no longer being filled (during shutdown) would hold the controller forever.
-    match ctx.arrivals.wait_until_ready().now_or_never() {
-        Some(Ok(())) => {}
-        Some(Err(_)) => return Err(Error::CacheClosed),
-        None => return Ok(Action::requeue(CACHE_WAIT)),
+    if !ctx.arrivals.is_ready() {
+        return Ok(Action::requeue(CACHE_WAIT));
     }
+    let barrier = ctx.own_writes.latest(barrier);
     let _timer = ctx.metrics.reconcile.start();
     let created_at = barrier
         .creation_timestamp()
@@ -157,31 +245,43 @@ pub async fn reconcile(barrier: Arc<Barrier>, ctx: Arc<Context>) -> Result<Actio
         now,
     });
 
-    // The event goes first, so whoever sees the new phase also finds its event (a
-    // failed status write repeats it; the recorder folds repeats into a series).
-    if let Some(transition) = evaluation.transition {
-        publish(&ctx, &barrier, transition, &evaluation.status).await;
-        if transition == Transition::Opened
-            && let Some(MicroTime(opened)) = &evaluation.status.opened_at
-        {
-            let waited = opened.duration_since(created_at);
-            ctx.metrics
-                .time_to_open
-                .observe(waited.as_secs_f64().max(0.0));
+    // The status write and the Event run side by side: waiters are released by the
+    // status, so it must not wait behind the Event's own durable write. `kubectl
+    // describe` may show the new phase a moment before its Event; a retried status
+    // write repeats the Event, which the recorder folds into a series.
+    let status_changed = barrier.status.as_ref() != Some(&evaluation.status);
+    let write_status = async {
+        if !status_changed {
+            return Ok::<(), Error>(());
         }
-    }
-
-    if barrier.status.as_ref() != Some(&evaluation.status) {
         let api: Api<Barrier> =
             Api::namespaced(ctx.client.clone(), &barrier.namespace().unwrap_or_default());
         let mut next = (*barrier).clone();
         next.status = Some(evaluation.status.clone());
         // Replace (not patch) so fields that disappeared are removed, and the
         // resourceVersion makes a concurrent change a conflict that retries.
-        api.replace_status(&barrier.name_any(), &PostParams::default(), &next)
+        let written = api
+            .replace_status(&barrier.name_any(), &PostParams::default(), &next)
             .await
             .map_err(Error::Kube)?;
+        ctx.own_writes.remember(&barrier, written, &ctx.barriers);
         ctx.metrics.status_writes.inc();
+        Ok(())
+    };
+    let record_event = async {
+        if let Some(transition) = evaluation.transition {
+            publish(&ctx, &barrier, transition, &evaluation.status).await;
+        }
+    };
+    let (written, ()) = futures::join!(write_status, record_event);
+    written?;
+    if evaluation.transition == Some(Transition::Opened)
+        && let Some(MicroTime(opened)) = &evaluation.status.opened_at
+    {
+        let waited = opened.duration_since(created_at);
+        ctx.metrics
+            .time_to_open
+            .observe(waited.as_secs_f64().max(0.0));
     }
 
     Ok(match evaluation.requeue_after {
@@ -271,6 +371,12 @@ impl Background {
         &self.metrics
     }
 
+    /// A shared handle on the metrics, to serve them elsewhere (e.g. the embedded
+    /// server's `/metrics`).
+    pub fn metrics_handle(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
     /// Stops the controller and waits for it to finish.
     pub async fn stop(mut self) -> Result<()> {
         if let Some(stop) = self.stop.take() {
@@ -292,7 +398,7 @@ impl Drop for Background {
 }
 
 /// Runs the controller for all namespaces until `shutdown` resolves. Reconciles are
-/// postponed until the arrivals cache has filled, so no barrier is ever judged on a
+/// postponed until the arrivals index has filled, so no barrier is ever judged on a
 /// partial view.
 pub async fn run(
     client: Client,
@@ -302,11 +408,15 @@ pub async fn run(
 ) -> Result<()> {
     let barriers: Api<Barrier> = Api::all(client.clone());
     let arrivals: Api<Arrival> = Api::all(client.clone());
-    let (reader, writer) = reflector::store();
-    let arrival_events = watcher(arrivals, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects();
+    let index = ArrivalIndex::new();
+    let arrival_events = {
+        let index = index.clone();
+        watcher(arrivals, watcher::Config::default())
+            .default_backoff()
+            // The index is updated before the event triggers its barrier's reconcile.
+            .inspect_ok(move |event| index.apply(event))
+            .touched_objects()
+    };
     let controller = Controller::new(barriers, watcher::Config::default())
         .watches_stream(arrival_events, barrier_of)
         .graceful_shutdown_on(shutdown);
@@ -314,8 +424,10 @@ pub async fn run(
     let context = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client,
-        arrivals: reader.clone(),
+        arrivals: index,
         metrics: metrics.clone(),
+        own_writes: OwnWrites::default(),
+        barriers: controller.store(),
     });
     controller
         .run(reconcile, error_policy, context)

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`controller`]: `Context`, `reconcile`, `error_policy`, `run` — Arrivals in,
 //!   Barrier status, Events and deadline requeues out, via `konductor_api::rules`.
+//! - [`index`]: each barrier's arrivals, kept current from the arrival watch.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`leader`]: Lease-based leader election (get + update, no apply needed).
 //! - [`operator`]: leader election + controller + probe endpoints, for
@@ -12,6 +13,7 @@
 //! same kube client code as in a cluster.
 
 pub mod controller;
+pub mod index;
 pub mod leader;
 pub mod metrics;
 pub mod operator;
@@ -25,9 +27,6 @@ pub enum Error {
     /// A barrier without a creation timestamp (the deadline counts from it).
     #[error("barrier has no creationTimestamp")]
     MissingCreationTimestamp,
-    /// The arrivals cache stopped (the controller is shutting down).
-    #[error("the arrivals cache is closed")]
-    CacheClosed,
     /// The probe address could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -46,7 +45,6 @@ impl Error {
             Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
             Error::Kube(_) => "kube",
             Error::MissingCreationTimestamp => "missing_creation_timestamp",
-            Error::CacheClosed => "cache_closed",
             Error::Bind { .. } => "bind",
         }
     }

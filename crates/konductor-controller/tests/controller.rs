@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Event as CoreEvent;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use konductor_api::{
@@ -12,8 +13,9 @@ use konductor_api::{
 };
 use konductor_controller::controller::Background;
 use konductor_server::{Config, Server};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
+use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -106,15 +108,32 @@ impl Harness {
         self.until(name, move |b| b.phase() == phase).await
     }
 
-    async fn events_of(&self, name: &str) -> Vec<String> {
+    /// Waits (bounded, watching) until the barrier's events include every one of
+    /// `reasons` — an Event is recorded beside the status write, not before it — and
+    /// returns all their reasons.
+    async fn events_with(&self, name: &str, reasons: &[&str]) -> Vec<String> {
         let events: Api<CoreEvent> = Api::namespaced(self.client.clone(), "default");
-        let listed = events
-            .list(&ListParams::default().fields(&format!(
-                "involvedObject.name={name},involvedObject.kind=Barrier"
-            )))
-            .await
-            .unwrap();
-        listed.items.into_iter().filter_map(|e| e.reason).collect()
+        let config = watcher::Config::default().fields(&format!(
+            "involvedObject.name={name},involvedObject.kind=Barrier"
+        ));
+        let mut stream = watcher(events, config).boxed();
+        let mut seen = BTreeMap::new();
+        let found = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(event) = stream.try_next().await.unwrap() {
+                if let watcher::Event::Apply(e) | watcher::Event::InitApply(e) = event {
+                    seen.insert(e.name_any(), e.reason.unwrap_or_default());
+                }
+                if reasons.iter().all(|r| seen.values().any(|s| s == r)) {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(
+            found.is_ok(),
+            "events {reasons:?} of {name} never recorded: {seen:?}"
+        );
+        seen.into_values().collect()
     }
 
     async fn stop(mut self) {
@@ -158,7 +177,7 @@ async fn opens_when_everyone_expected_has_arrived() {
     assert!(status.opened_at.is_some());
     assert_eq!(status.condition(CONDITION_OPEN).unwrap().status, "True");
     assert_eq!(status.observed_generation, Some(1));
-    assert_eq!(h.events_of("all").await, ["Opened"]);
+    assert_eq!(h.events_with("all", &["Opened"]).await, ["Opened"]);
     h.stop().await;
 }
 
@@ -207,13 +226,8 @@ async fn times_out_at_the_deadline_and_revives_when_the_timeout_is_raised() {
     assert_eq!(revived.status.unwrap().observed_generation, Some(2));
     h.succeed(&b, "b").await;
     h.until_phase("late", BarrierPhase::Open).await;
-    let events = h.events_of("late").await;
-    for reason in ["TimedOut", "Revived", "Opened"] {
-        assert!(
-            events.iter().any(|e| e == reason),
-            "{reason} missing from {events:?}"
-        );
-    }
+    h.events_with("late", &["TimedOut", "Revived", "Opened"])
+        .await;
     h.stop().await;
 }
 
@@ -237,11 +251,7 @@ async fn failures_that_make_the_quorum_unreachable_fail_it() {
     let failed = h.until_phase("mapreduce", BarrierPhase::Failed).await;
     let status = failed.status.unwrap();
     assert_eq!(status.failures[1].message.as_deref(), Some("crashed"));
-    assert!(
-        h.events_of("mapreduce")
-            .await
-            .contains(&"Failed".to_owned())
-    );
+    h.events_with("mapreduce", &["Failed"]).await;
     h.stop().await;
 }
 
@@ -286,11 +296,7 @@ async fn an_invalid_spec_that_bypassed_validation_fails_with_ready_false() {
         ("False", "InvalidSpec")
     );
     assert!(ready.message.contains("spec.quorum"), "{}", ready.message);
-    assert!(
-        h.events_of("broken")
-            .await
-            .contains(&"InvalidSpec".to_owned())
-    );
+    h.events_with("broken", &["InvalidSpec"]).await;
     h.stop().await;
 }
 

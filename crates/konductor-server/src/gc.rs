@@ -2,110 +2,100 @@
 //! Barrier) and the contents of deleted namespaces, in the background, as
 //! Kubernetes' garbage collector and namespace controller do.
 //!
-//! It follows the watch hub; when it falls behind (or at start-up, for deletions made
-//! while the server was down) it sweeps every recorded owner instead.
+//! It is incremental: the store queues a task in the same transaction as the delete
+//! that causes it ([`GcTask`]), and the collector works through the queue, each task
+//! costing in proportion to what it deletes — never a sweep over every object. Tasks
+//! stay queued until done, so a crash or restart in the middle loses none.
 
-use tokio::sync::broadcast::error::RecvError;
+use std::time::Duration;
 
+use crate::error::ApiError;
 use crate::registry::NAMESPACES;
 use crate::service::{ListOptions, Service};
-use crate::store::ObjectKey;
-use crate::watch::EventType;
+use crate::store::{GcTask, ObjectKey};
+
+/// Tasks taken from the queue at a time.
+const BATCH: usize = 64;
+
+/// How long to wait before retrying after a task failed (e.g. a storage error).
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Runs until `shutdown` resolves.
 pub async fn run(service: Service, shutdown: impl std::future::Future<Output = ()>) {
-    let mut live = match service
-        .store()
-        .hub()
-        .subscribe(service.store().resource_version())
-    {
-        Ok(subscription) => subscription.live,
-        Err(_) => return,
-    };
-    sweep_in_background(&service).await;
     tokio::pin!(shutdown);
     loop {
-        let event = tokio::select! {
-            _ = &mut shutdown => return,
-            event = live.recv() => event,
+        let worker = service.clone();
+        let drained = tokio::task::spawn_blocking(move || drain(&worker))
+            .await
+            .unwrap_or_else(|error| Err(ApiError::Internal(error.to_string())));
+        let pause = match drained {
+            Ok(()) => None,
+            Err(error) => {
+                tracing::error!(%error, "garbage collection failed; retrying");
+                Some(RETRY_AFTER)
+            }
         };
-        match event {
-            Ok(event) if event.event_type == EventType::Deleted => {
-                let service = service.clone();
-                let result = tokio::task::spawn_blocking(move || {
-                    if event.key.bucket == NAMESPACES {
-                        purge_namespace(&service, &event.key.name);
-                    }
-                    if let Some(uid) = event.object["metadata"]["uid"].as_str() {
-                        collect(&service, uid);
-                    }
-                })
-                .await;
-                if let Err(error) = result {
-                    tracing::error!(%error, "garbage collection task failed");
-                }
-            }
-            Ok(_) => {}
-            Err(RecvError::Lagged(_)) => sweep_in_background(&service).await,
-            Err(RecvError::Closed) => return,
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = service.store().gc_wakeup().notified(), if pause.is_none() => {}
+            _ = tokio::time::sleep(pause.unwrap_or_default()), if pause.is_some() => {}
         }
     }
 }
 
-async fn sweep_in_background(service: &Service) {
-    let service = service.clone();
-    if let Err(error) = tokio::task::spawn_blocking(move || sweep(&service)).await {
-        tracing::error!(%error, "garbage collection sweep failed");
-    }
-}
-
-/// Deletes the dependents of every owner that no longer exists.
-pub fn sweep(service: &Service) {
-    match service.store().owner_uids() {
-        Ok(uids) => {
-            for uid in uids {
-                if !service.store().uid_exists(&uid).unwrap_or(true) {
-                    collect(service, &uid);
-                }
-            }
+/// Does every queued task.
+pub fn drain(service: &Service) -> Result<(), ApiError> {
+    loop {
+        let tasks = service.store().gc_pending(BATCH)?;
+        if tasks.is_empty() {
+            return Ok(());
         }
-        Err(error) => tracing::error!(%error, "listing owners for garbage collection"),
+        for task in tasks {
+            match &task {
+                GcTask::Owner(uid) => collect(service, uid)?,
+                GcTask::Namespace(name) => purge_namespace(service, name)?,
+            }
+            service.store().gc_done(&task)?;
+        }
     }
 }
 
 /// Deletes the dependents of the (deleted) owner `uid` that have no other live owner.
-pub fn collect(service: &Service, uid: &str) {
-    let dependents = match service.store().dependents(uid) {
-        Ok(keys) => keys,
-        Err(error) => {
-            tracing::error!(%error, uid, "listing dependents");
-            return;
-        }
-    };
-    for key in dependents {
-        if has_live_owner(service, &key) {
-            continue;
-        }
-        if let Err(error) = service.delete_key(&key) {
-            tracing::warn!(%error, ?key, "garbage-collecting dependent");
+pub fn collect(service: &Service, uid: &str) -> Result<(), ApiError> {
+    for key in service.store().dependents(uid)? {
+        if !has_live_owner(service, &key)? {
+            service.delete_key(&key)?;
         }
     }
+    Ok(())
 }
 
-fn has_live_owner(service: &Service, key: &ObjectKey) -> bool {
-    let Ok(Some(object)) = service.store().get(key) else {
-        return false;
+fn has_live_owner(service: &Service, key: &ObjectKey) -> Result<bool, ApiError> {
+    let Some(object) = service.store().get(key)? else {
+        return Ok(false);
     };
-    object["metadata"]["ownerReferences"]
+    for uid in object["metadata"]["ownerReferences"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|r| r["uid"].as_str())
-        .any(|uid| service.store().uid_exists(uid).unwrap_or(true))
+    {
+        if service.store().uid_exists(uid)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
-/// Deletes every object in a deleted namespace.
-fn purge_namespace(service: &Service, namespace: &str) {
+/// Deletes every object in a deleted namespace (unless it was created again).
+fn purge_namespace(service: &Service, namespace: &str) -> Result<(), ApiError> {
+    if service
+        .store()
+        .get(&ObjectKey::new(NAMESPACES, "", namespace))?
+        .is_some()
+    {
+        return Ok(());
+    }
     let registry = service.registry().clone();
     for def in registry.all().iter().filter(|d| d.namespaced) {
         if !registry
@@ -114,19 +104,11 @@ fn purge_namespace(service: &Service, namespace: &str) {
         {
             continue; // a converted view of a bucket handled through its native resource
         }
-        let listed = match service.list(def, Some(namespace), &ListOptions::default()) {
-            Ok(listed) => listed,
-            Err(error) => {
-                tracing::error!(%error, namespace, "listing a deleted namespace's objects");
-                continue;
-            }
-        };
+        let listed = service.list(def, Some(namespace), &ListOptions::default())?;
         for object in listed["items"].as_array().into_iter().flatten() {
             let name = object["metadata"]["name"].as_str().unwrap_or_default();
-            let key = ObjectKey::new(def.storage, namespace, name);
-            if let Err(error) = service.delete_key(&key) {
-                tracing::warn!(%error, ?key, "deleting a deleted namespace's object");
-            }
+            service.delete_key(&ObjectKey::new(def.storage, namespace, name))?;
         }
     }
+    Ok(())
 }

@@ -16,7 +16,9 @@
 //! - [`http`]: axum handlers that translate requests to service calls (plus discovery
 //!   and OpenAPI documents generated from the registry). No SQL.
 //! - [`table`]: `kubectl get` tables from the printer columns.
-//! - [`gc`]: the garbage collector (ownerReferences, namespace deletion).
+//! - [`gc`]: the garbage collector (ownerReferences, namespace deletion), working
+//!   through the queue the store fills.
+//! - [`metrics`]: `GET /metrics`.
 //! - [`security`]: token, TLS certificates, kubeconfig.
 //!
 //! [`Server::start`] wires them together; [`run`] is what the binary calls.
@@ -24,6 +26,7 @@
 pub mod error;
 pub mod gc;
 pub mod http;
+pub mod metrics;
 pub mod objects;
 pub mod patch;
 pub mod protobuf;
@@ -162,6 +165,7 @@ pub struct Server {
     /// The kubeconfig written for clients.
     pub kubeconfig: PathBuf,
     service: Service,
+    extra_metrics: metrics::ExtraMetrics,
     handle: axum_server::Handle<SocketAddr>,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
     gc_stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -228,11 +232,14 @@ impl Server {
             source,
         })?;
 
+        let extra_metrics = metrics::ExtraMetrics::default();
         let state = http::AppState {
             service: service.clone(),
             token: Arc::new(token.clone()),
             watch_permits: Arc::new(Semaphore::new(config.max_watches)),
             bookmark_interval: config.bookmark_interval,
+            max_watches: config.max_watches,
+            extra_metrics: extra_metrics.clone(),
         };
         let app = http::router(state).into_make_service();
         let handle = axum_server::Handle::new();
@@ -283,6 +290,7 @@ impl Server {
             url,
             kubeconfig,
             service,
+            extra_metrics,
             handle,
             serving,
             gc_stop: Some(gc_stop),
@@ -293,6 +301,11 @@ impl Server {
     /// The API verbs, for in-process use (tests, benchmarks).
     pub fn service(&self) -> &Service {
         &self.service
+    }
+
+    /// Adds metrics text to the server's `/metrics` (e.g. the in-process controller's).
+    pub fn add_metrics(&self, source: metrics::MetricsSource) {
+        self.extra_metrics.add(source);
     }
 
     /// A kube client configured from the kubeconfig this server wrote, exactly as an

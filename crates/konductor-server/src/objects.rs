@@ -399,11 +399,11 @@ pub fn admit(
     let Some(schema) = def.schema.as_deref() else {
         return Ok(Vec::new());
     };
-    let unknown = schema.prune(object);
+    let unknown = schema.prune(object, old);
     if validation == FieldValidation::Strict && !unknown.is_empty() {
         return Err(strict_error(def, &unknown));
     }
-    *object = schema.apply_defaults(object);
+    schema.apply_defaults(object, old);
     let errors = schema.validate(object, old);
     if !errors.is_empty() {
         return Err(invalid(def, name_of(object), errors));

@@ -10,13 +10,32 @@ use serde_json::{Map, Value};
 use crate::error::FieldError;
 
 /// A compiled CRD schema.
+///
+/// Compiled per top-level property (`metadata`, `spec`, `status`, …) as well as for
+/// the root itself, so an update only prunes, defaults and checks the properties it
+/// changed: a status write does not walk the spec's CEL rules again, and the cost of a
+/// write follows what it changes. Skipping unchanged properties is sound because they
+/// were admitted when stored, and it is what Kubernetes' validation ratcheting allows.
 pub struct Schema {
     /// The CRD's `openAPIV3Schema`, as written (served in OpenAPI documents).
     openapi: Value,
-    /// The same schema as standard JSON Schema (draft 4), compiled.
+    /// The root alone (its type and required properties, not their contents).
+    shell: jsonschema::Validator,
+    /// CEL rules on the root object itself, if any (then run on every write).
+    root_cel: Option<kube_cel::CompiledSchema>,
+    /// Each declared top-level property.
+    properties: Vec<Property>,
+}
+
+/// One top-level property's compiled schema.
+struct Property {
+    name: String,
+    /// Its schema as written (for pruning and defaults).
+    openapi: Value,
+    /// Its schema as standard JSON Schema (draft 4), compiled.
     json_schema: jsonschema::Validator,
-    /// The `x-kubernetes-validations` CEL rules, compiled once.
-    cel: kube_cel::CompiledSchema,
+    /// Its `x-kubernetes-validations` CEL rules, compiled once; `None` when it has none.
+    cel: Option<kube_cel::CompiledSchema>,
 }
 
 impl std::fmt::Debug for Schema {
@@ -25,20 +44,61 @@ impl std::fmt::Debug for Schema {
     }
 }
 
+fn compile_json_schema(openapi: &Value) -> Result<jsonschema::Validator, String> {
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft4)
+        .should_validate_formats(false)
+        .build(&to_json_schema(openapi))
+        .map_err(|e| e.to_string())
+}
+
+/// Whether a schema has CEL rules anywhere inside.
+fn has_cel_rules(schema: &Value) -> bool {
+    match schema {
+        Value::Object(map) => {
+            map.contains_key("x-kubernetes-validations") || map.values().any(has_cel_rules)
+        }
+        Value::Array(items) => items.iter().any(has_cel_rules),
+        _ => false,
+    }
+}
+
+/// Whether `name` differs between the object and the stored one (always, for creates).
+fn changed(name: &str, object: &Value, old: Option<&Value>) -> bool {
+    old.is_none_or(|old| old.get(name) != object.get(name))
+}
+
 impl Schema {
     /// Compiles a CRD `openAPIV3Schema`.
     pub fn compile(openapi: Value) -> Result<Self, String> {
-        let standard = to_json_schema(&openapi);
-        let json_schema = jsonschema::options()
-            .with_draft(jsonschema::Draft::Draft4)
-            .should_validate_formats(false)
-            .build(&standard)
-            .map_err(|e| e.to_string())?;
-        let cel = kube_cel::compile_schema(&openapi);
+        let declared = openapi
+            .get("properties")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let mut shell = openapi.clone();
+        if let Some(props) = shell.get_mut("properties").and_then(Value::as_object_mut) {
+            for schema in props.values_mut() {
+                *schema = Value::Object(Map::new());
+            }
+        }
+        let root_rules = openapi.get("x-kubernetes-validations").is_some();
+        let properties = declared
+            .into_iter()
+            .map(|(name, schema)| {
+                Ok(Property {
+                    json_schema: compile_json_schema(&schema)?,
+                    cel: has_cel_rules(&schema).then(|| kube_cel::compile_schema(&schema)),
+                    name,
+                    openapi: schema,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         Ok(Self {
+            shell: compile_json_schema(&shell)?,
+            root_cel: root_rules.then(|| kube_cel::compile_schema(&openapi)),
+            properties,
             openapi,
-            json_schema,
-            cel,
         })
     }
 
@@ -47,36 +107,70 @@ impl Schema {
         &self.openapi
     }
 
-    /// Fills in the schema's `default`s, as the API server does before storing.
-    pub fn apply_defaults(&self, object: &Value) -> Value {
-        kube_cel::apply_defaults(&self.openapi, object)
+    /// The properties an update changed (all of them for a create).
+    fn changed_properties<'a>(
+        &'a self,
+        object: &'a Value,
+        old: Option<&'a Value>,
+    ) -> impl Iterator<Item = &'a Property> + 'a {
+        self.properties
+            .iter()
+            .filter(move |p| changed(&p.name, object, old))
+    }
+
+    /// Fills in the schema's `default`s, as the API server does before storing — in
+    /// the properties that changed from `old` (all of them for a create).
+    pub fn apply_defaults(&self, object: &mut Value, old: Option<&Value>) {
+        let Some(map) = object.as_object() else {
+            return;
+        };
+        let mut defaulted = Vec::new();
+        for property in &self.properties {
+            match map.get(&property.name) {
+                None => {
+                    if let Some(default) = property.openapi.get("default") {
+                        let value = kube_cel::apply_defaults(&property.openapi, default);
+                        defaulted.push((property.name.clone(), value));
+                    }
+                }
+                Some(value) if changed(&property.name, object, old) => {
+                    let value = kube_cel::apply_defaults(&property.openapi, value);
+                    defaulted.push((property.name.clone(), value));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(map) = object.as_object_mut() {
+            map.extend(defaulted);
+        }
     }
 
     /// Removes fields the schema does not declare and returns their paths
-    /// (`spec.foo`), for `fieldValidation=Strict` errors and `Warn` warnings.
-    /// `apiVersion`, `kind` and `metadata` are always kept.
-    pub fn prune(&self, object: &mut Value) -> Vec<String> {
+    /// (`spec.foo`), for `fieldValidation=Strict` errors and `Warn` warnings — in the
+    /// properties that changed from `old`. `apiVersion`, `kind` and `metadata` are
+    /// always kept.
+    pub fn prune(&self, object: &mut Value, old: Option<&Value>) -> Vec<String> {
         let mut unknown = Vec::new();
-        if let (Some(map), Some(props)) = (
-            object.as_object_mut(),
-            self.openapi.get("properties").and_then(Value::as_object),
-        ) {
-            map.retain(|key, value| {
-                if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
-                    return true;
-                }
-                match props.get(key) {
-                    Some(schema) => {
-                        prune_value(schema, value, key, &mut unknown);
-                        true
+        let Some(map) = object.as_object_mut() else {
+            return unknown;
+        };
+        map.retain(|key, value| {
+            if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
+                return true;
+            }
+            match self.properties.iter().find(|p| p.name == *key) {
+                Some(property) => {
+                    if old.is_none_or(|old| old.get(key) != Some(value)) {
+                        prune_value(&property.openapi, value, key, &mut unknown);
                     }
-                    None => {
-                        unknown.push(key.clone());
-                        false
-                    }
+                    true
                 }
-            });
-        }
+                None => {
+                    unknown.push(key.clone());
+                    false
+                }
+            }
+        });
         unknown
     }
 
@@ -84,9 +178,10 @@ impl Schema {
     /// rules; `old` is the stored object for updates (transition rules use it).
     /// Returns every violation, or nothing when valid.
     ///
-    /// On updates, violations at fields whose value did not change are forgiven, as
-    /// Kubernetes' validation ratcheting does: an object stored before a rule existed
-    /// (or written past validation) can still get status updates and unrelated edits.
+    /// On updates, only the properties that changed are checked, and violations at
+    /// fields whose value did not change are forgiven, as Kubernetes' validation
+    /// ratcheting does: an object stored before a rule existed (or written past
+    /// validation) can still get status updates and unrelated edits.
     pub fn validate(&self, object: &Value, old: Option<&Value>) -> Vec<FieldError> {
         let mut errors = self.violations(object, old);
         if let Some(old) = old {
@@ -97,26 +192,70 @@ impl Schema {
 
     fn violations(&self, object: &Value, old: Option<&Value>) -> Vec<FieldError> {
         let mut errors: Vec<FieldError> = self
-            .json_schema
+            .shell
             .iter_errors(object)
-            .map(|e| schema_error(&e))
+            .map(|e| schema_error(&e, ""))
             .collect();
+        for property in self.changed_properties(object, old) {
+            if let Some(value) = object.get(&property.name) {
+                errors.extend(
+                    property
+                        .json_schema
+                        .iter_errors(value)
+                        .map(|e| schema_error(&e, &property.name)),
+                );
+            }
+        }
         // CEL rules assume the structure is right; Kubernetes skips them otherwise too.
-        if errors.is_empty()
-            && let Err(failures) = kube_cel::validate_compiled(&self.cel, object, old)
-        {
-            errors.extend(failures.into_vec().into_iter().map(|f| FieldError {
-                reason: "FieldValueInvalid",
-                field: f.field_path.trim_start_matches('.').to_owned(),
-                message: format!(
-                    "Invalid value: {}: {}",
-                    render(value_at(object, &f.field_path).unwrap_or(&Value::Null)),
-                    f.message
-                ),
-            }));
+        if !errors.is_empty() {
+            return errors;
+        }
+        for property in self.changed_properties(object, old) {
+            if let (Some(cel), Some(value)) = (&property.cel, object.get(&property.name)) {
+                let old_value = old.and_then(|o| o.get(&property.name));
+                errors.extend(cel_errors(cel, value, old_value, &property.name, object));
+            }
+        }
+        if let Some(cel) = &self.root_cel {
+            errors.extend(cel_errors(cel, object, old, "", object));
         }
         errors
     }
+}
+
+/// The CEL rules of `cel` over `value` (at `prefix` in `object`), as field errors.
+fn cel_errors(
+    cel: &kube_cel::CompiledSchema,
+    value: &Value,
+    old: Option<&Value>,
+    prefix: &str,
+    object: &Value,
+) -> Vec<FieldError> {
+    let Err(failures) = kube_cel::validate_compiled(cel, value, old) else {
+        return Vec::new();
+    };
+    failures
+        .into_vec()
+        .into_iter()
+        .map(|failure| {
+            let relative = failure.field_path.trim_start_matches('.');
+            let field = match (prefix.is_empty(), relative.is_empty()) {
+                (true, _) => relative.to_owned(),
+                (false, true) => prefix.to_owned(),
+                (false, false) if relative.starts_with('[') => format!("{prefix}{relative}"),
+                (false, false) => format!("{prefix}.{relative}"),
+            };
+            FieldError {
+                reason: "FieldValueInvalid",
+                message: format!(
+                    "Invalid value: {}: {}",
+                    render(value_at(object, &field).unwrap_or(&Value::Null)),
+                    failure.message
+                ),
+                field,
+            }
+        })
+        .collect()
 }
 
 /// Recursively prunes `value` under `schema`, recording unknown field paths.
@@ -254,10 +393,16 @@ fn render(value: &Value) -> String {
     }
 }
 
-/// Translates one JSON Schema violation into a Kubernetes field error.
-fn schema_error(error: &jsonschema::ValidationError<'_>) -> FieldError {
+/// Translates one JSON Schema violation into a Kubernetes field error; `prefix` is the
+/// top-level property the validated value sits under ("" for the root).
+fn schema_error(error: &jsonschema::ValidationError<'_>, prefix: &str) -> FieldError {
     use jsonschema::error::ValidationErrorKind as Kind;
-    let path = pointer_to_path(error.instance_path().as_str());
+    let path = match (prefix, pointer_to_path(error.instance_path().as_str())) {
+        ("", relative) => relative,
+        (prefix, relative) if relative.is_empty() => prefix.to_owned(),
+        (prefix, relative) if relative.starts_with('[') => format!("{prefix}{relative}"),
+        (prefix, relative) => format!("{prefix}.{relative}"),
+    };
     let instance = error.instance();
     let value = render(instance);
     let invalid =
@@ -470,18 +615,60 @@ mod tests {
     }
 
     #[test]
+    fn errors_inside_a_property_name_the_whole_path() {
+        let stored = barrier(json!({"expected": 3}));
+        let mut updated = stored.clone();
+        updated["status"] = json!({"arrived": "three", "arrivals": ["a", 7]});
+        let mut fields: Vec<String> = barrier_schema()
+            .validate(&updated, Some(&stored))
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        fields.sort();
+        assert_eq!(fields, ["status.arrivals[1]", "status.arrived"]);
+    }
+
+    #[test]
+    fn updates_check_only_what_they_change() {
+        let stored = barrier(json!({"expected": 3, "quorum": 5, "colour": "red"}));
+        let mut status_only = stored.clone();
+        status_only["status"] = json!({"phase": "Waiting", "colour": "blue"});
+        let schema = barrier_schema();
+        let unknown = schema.prune(&mut status_only, Some(&stored));
+        assert_eq!(
+            unknown,
+            ["status.colour"],
+            "the unchanged spec is not pruned again"
+        );
+        assert_eq!(status_only["spec"]["colour"], "red");
+        assert!(schema.validate(&status_only, Some(&stored)).is_empty());
+        let mut spec_changed = stored.clone();
+        spec_changed["spec"]["expected"] = json!(4);
+        let errors = schema.validate(&spec_changed, Some(&stored));
+        assert!(
+            errors.is_empty(),
+            "quorum itself did not change: {errors:?}"
+        );
+        spec_changed["spec"]["quorum"] = json!(6);
+        assert_eq!(
+            schema.validate(&spec_changed, Some(&stored))[0].field,
+            "spec.quorum"
+        );
+    }
+
+    #[test]
     fn unknown_fields_are_pruned_and_reported() {
         let mut object = barrier(json!({"expected": 1, "colour": "red"}));
         object["extra"] = json!(1);
-        let unknown = barrier_schema().prune(&mut object);
+        let unknown = barrier_schema().prune(&mut object, None);
         assert_eq!(unknown, ["extra", "spec.colour"]);
         assert_eq!(object["spec"], json!({"expected": 1}));
     }
 
     #[test]
     fn defaults_fill_in_the_outcome() {
-        let arrival = json!({"spec": {"barrier": "b", "holder": "h"}});
-        let defaulted = arrival_schema().apply_defaults(&arrival);
-        assert_eq!(defaulted["spec"]["outcome"], "Succeeded");
+        let mut arrival = json!({"spec": {"barrier": "b", "holder": "h"}});
+        arrival_schema().apply_defaults(&mut arrival, None);
+        assert_eq!(arrival["spec"]["outcome"], "Succeeded");
     }
 }

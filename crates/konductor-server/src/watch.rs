@@ -157,12 +157,12 @@ impl WatchHub {
                 oldest: state.oldest_resumable,
             });
         }
-        let backlog = state
+        // The window is in version order: find the start by bisection, so a watch
+        // costs what it replays, not the window's size.
+        let start = state
             .window
-            .iter()
-            .filter(|e| e.resource_version > resource_version)
-            .cloned()
-            .collect();
+            .partition_point(|e| e.resource_version <= resource_version);
+        let backlog = state.window.range(start..).cloned().collect();
         Ok(Subscription {
             backlog,
             live: state.sender.subscribe(),

@@ -21,7 +21,10 @@ pub async fn run(
             .client()
             .await
             .context("connecting the controller to the server")?;
-        Some(Background::spawn(client, "konductor-server"))
+        let controller = Background::spawn(client, "konductor-server");
+        let metrics = controller.metrics_handle();
+        server.add_metrics(Box::new(move || metrics.encode()));
+        Some(controller)
     } else {
         None
     };

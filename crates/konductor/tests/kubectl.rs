@@ -96,6 +96,39 @@ impl Cluster {
         text(&output.stdout)
     }
 
+    /// Waits (bounded, with `kubectl get events -w`) until the barrier has an Event with
+    /// this reason: the controller records it beside the status write, not before it.
+    fn until_event(&self, namespace: &str, barrier: &str, reason: &str) {
+        let selector = format!("involvedObject.name={barrier},reason={reason}");
+        let mut watch = self
+            .command(&[
+                "get",
+                "events",
+                "-n",
+                namespace,
+                "--field-selector",
+                &selector,
+                "--no-headers",
+                "-w",
+            ])
+            .spawn()
+            .unwrap();
+        let (lines, received) = mpsc::channel();
+        let stdout = watch.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let seen = received.recv_timeout(Duration::from_secs(30));
+        let _ = watch.kill();
+        let _ = watch.wait();
+        let line = seen.unwrap_or_else(|_| panic!("no {reason} event for barrier {barrier}"));
+        assert!(line.contains(reason), "{line}");
+    }
+
     fn write(&self, name: &str, contents: &str) -> PathBuf {
         let path = self.dir.path().join(name);
         std::fs::write(&path, contents).unwrap();
@@ -209,6 +242,7 @@ fn apply_get_describe_and_delete_the_seed_examples() {
         "konductor.io/barrier=extract-complete",
     ]);
     assert_eq!(listed.lines().count(), 6, "{listed}");
+    c.until_event("default", "extract-complete", "Opened");
     let described = c.ok(&["describe", "barrier", "extract-complete"]);
     assert!(
         described
@@ -243,6 +277,7 @@ fn patching_the_timeout_revives_a_timed_out_barrier() {
         "barrier/my-barrier",
         "--timeout=60s",
     ]);
+    c.until_event("default", "my-barrier", "TimedOut");
     let described = c.ok(&["describe", "barrier", "my-barrier"]);
     assert!(described.contains("TimedOut"), "{described}");
     let patched = c.ok(&[
@@ -396,7 +431,7 @@ fn namespaces_scope_barriers() {
         "barrier/scoped",
         "--timeout=60s",
     ]);
-    assert!(c.ok(&["get", "events", "-n", "team-x"]).contains("Opened"));
+    c.until_event("team-x", "scoped", "Opened");
 }
 
 #[test]

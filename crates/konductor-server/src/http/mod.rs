@@ -42,6 +42,10 @@ pub struct AppState {
     pub watch_permits: Arc<Semaphore>,
     /// How often a watch that asked for bookmarks gets one.
     pub bookmark_interval: std::time::Duration,
+    /// The most watches open at once (the permits' total).
+    pub max_watches: usize,
+    /// Metrics added by the process (the in-process controller's).
+    pub extra_metrics: crate::metrics::ExtraMetrics,
 }
 
 /// The router for the whole API.
@@ -51,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/livez", get(health))
         .route("/readyz", get(ready))
         .route("/version", get(discovery::version))
+        .route("/metrics", get(metrics))
         .route("/api", get(discovery::core_versions))
         .route("/apis", get(discovery::groups))
         .route("/openapi/v3", get(openapi_index))
@@ -99,6 +104,22 @@ async fn ready(State(state): State<AppState>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable").into_response()
     }
+}
+
+/// `GET /metrics` (authenticated, as on a real API server).
+async fn metrics(State(state): State<AppState>) -> Response {
+    let figures = crate::metrics::ServerFigures {
+        store: state.service.store().stats(),
+        resource_version: state.service.store().resource_version(),
+        watches: state
+            .max_watches
+            .saturating_sub(state.watch_permits.available_permits()),
+    };
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(&figures, &state.extra_metrics),
+    )
+        .into_response()
 }
 
 /// `GET /openapi/v3`.
