@@ -25,7 +25,7 @@ use konductor_api::{Arrival, Barrier};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 
@@ -56,7 +56,7 @@ pub struct Context {
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// This controller's own recent status writes (see [`OwnWrites`]).
-    own_writes: OwnWrites,
+    own_writes: Arc<OwnWrites>,
     /// The controller's barrier cache, for forgetting writes of deleted barriers.
     barriers: Store<Barrier>,
 }
@@ -68,7 +68,9 @@ pub struct Context {
 /// an out-of-date previous status, and lose a 409 Conflict plus a retry on every busy
 /// barrier. So each write is remembered with the resourceVersions it supersedes, and a
 /// reconcile that gets one of those from the cache works on the written barrier
-/// instead. Opaque resourceVersions are only compared for equality.
+/// instead; and the write's own watch event (its echo) triggers no reconcile, since it
+/// carries nothing the writer did not know. Opaque resourceVersions are only compared
+/// for equality.
 #[derive(Default)]
 struct OwnWrites {
     by_barrier: Mutex<HashMap<BarrierKey, OwnWrite>>,
@@ -110,6 +112,14 @@ impl OwnWrites {
         cached
     }
 
+    /// Whether `barrier`, as the watch delivers it, is exactly our last write.
+    fn is_echo(&self, barrier: &Barrier) -> bool {
+        self.lock().get(&key_of(barrier)).is_some_and(|own| {
+            own.written.uid() == barrier.uid()
+                && own.written.resource_version() == barrier.resource_version()
+        })
+    }
+
     /// Remembers that `based_on` was replaced by `written`.
     fn remember(&self, based_on: &Barrier, written: Barrier, barriers: &Store<Barrier>) {
         let key = key_of(&written);
@@ -120,11 +130,16 @@ impl OwnWrites {
         };
         superseded.extend(based_on.resource_version());
         if writes.len() >= MAX_REMEMBERED_WRITES {
-            // Forget writes of barriers that no longer exist.
-            writes.retain(|(namespace, name), _| {
+            // Keep only writes the cache has not caught up with (a few in flight).
+            writes.retain(|(namespace, name), own| {
                 barriers
                     .get(&ObjectRef::new(name).within(namespace))
-                    .is_some()
+                    .is_some_and(|cached| {
+                        cached.uid() == own.written.uid()
+                            && cached
+                                .resource_version()
+                                .is_some_and(|v| own.superseded.contains(&v))
+                    })
             });
         }
         writes.insert(
@@ -148,17 +163,12 @@ fn arrivals_of(barrier: &Barrier, index: &ArrivalIndex) -> Vec<ArrivalRecord> {
         )
         .iter()
         .filter(|a| {
-            a.owner_references()
+            a.owners
                 .iter()
                 .filter(|o| o.kind == "Barrier")
                 .all(|o| Some(&o.uid) == uid.as_ref())
         })
-        .map(|a| ArrivalRecord {
-            holder: a.spec.holder.clone(),
-            outcome: a.spec.outcome,
-            message: a.spec.message.clone(),
-            arrived_at: a.creation_timestamp().map(|t| t.0),
-        })
+        .map(|a| a.record.clone())
         .collect()
 }
 
@@ -175,10 +185,10 @@ async fn adopt_arrivals(barrier: &Barrier, ctx: &Context) -> Result<()> {
         .arrivals
         .of(&namespace, &name)
         .into_iter()
-        .filter(|a| !a.owner_references().iter().any(|o| o.kind == "Barrier"));
+        .filter(|a| !a.has_barrier_owner());
     let api: Api<Arrival> = Api::namespaced(ctx.client.clone(), &namespace);
     let patches = orphans.map(|orphan| {
-        let mut owners = orphan.owner_references().to_vec();
+        let mut owners = orphan.owners.clone();
         owners.push(OwnerReference {
             api_version: "konductor.io/v1".into(),
             kind: "Barrier".into(),
@@ -189,14 +199,14 @@ async fn adopt_arrivals(barrier: &Barrier, ctx: &Context) -> Result<()> {
         let patch = serde_json::json!({
             "metadata": {
                 "ownerReferences": owners,
-                "resourceVersion": orphan.resource_version(),
+                "resourceVersion": orphan.resource_version,
             }
         });
         let api = api.clone();
         async move {
             match api
                 .patch(
-                    &orphan.name_any(),
+                    &orphan.name,
                     &PatchParams::default(),
                     &Patch::Merge(&patch),
                 )
@@ -408,6 +418,16 @@ pub async fn run(
 ) -> Result<()> {
     let barriers: Api<Barrier> = Api::all(client.clone());
     let arrivals: Api<Arrival> = Api::all(client.clone());
+    let own_writes = Arc::new(OwnWrites::default());
+    let (barrier_cache, barrier_writer) = reflector::store();
+    let barrier_events = {
+        let own_writes = own_writes.clone();
+        watcher(barriers, watcher::Config::default())
+            .default_backoff()
+            .reflect(barrier_writer)
+            .touched_objects()
+            .try_filter(move |barrier| futures::future::ready(!own_writes.is_echo(barrier)))
+    };
     let index = ArrivalIndex::new();
     let arrival_events = {
         let index = index.clone();
@@ -417,17 +437,19 @@ pub async fn run(
             .inspect_ok(move |event| index.apply(event))
             .touched_objects()
     };
-    let controller = Controller::new(barriers, watcher::Config::default())
+    let concurrency = std::env::var("KONDUCTOR_EXPERIMENT_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let controller = Controller::for_stream(barrier_events, barrier_cache.clone())
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .watches_stream(arrival_events, barrier_of)
         .graceful_shutdown_on(shutdown);
-    metrics.set_barrier_store(controller.store());
+    metrics.set_barrier_store(barrier_cache.clone());
     let context = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client,
         arrivals: index,
         metrics: metrics.clone(),
-        own_writes: OwnWrites::default(),
-        barriers: controller.store(),
+        own_writes,
+        barriers: barrier_cache,
     });
     controller
         .run(reconcile, error_policy, context)
@@ -442,4 +464,55 @@ pub async fn run(
         })
         .await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use konductor_api::BarrierSpec;
+
+    fn barrier(version: &str) -> Barrier {
+        let mut barrier = Barrier::new("b", BarrierSpec::new(3));
+        barrier.metadata.namespace = Some("ns".into());
+        barrier.metadata.uid = Some("uid-1".into());
+        barrier.metadata.resource_version = Some(version.into());
+        barrier
+    }
+
+    fn version_of(barrier: &Barrier) -> String {
+        barrier.resource_version().unwrap()
+    }
+
+    #[test]
+    fn a_reconcile_behind_its_own_writes_works_on_the_newest() {
+        let (cache, _writer) = kube::runtime::reflector::store::<Barrier>();
+        let writes = OwnWrites::default();
+        writes.remember(&barrier("1"), barrier("2"), &cache);
+        assert!(writes.is_echo(&barrier("2")), "our own write needs no reconcile");
+        assert!(!writes.is_echo(&barrier("1")));
+        assert_eq!(version_of(&writes.latest(Arc::new(barrier("1")))), "2");
+        // A second write on top of the first, while the cache still shows the oldest.
+        writes.remember(&barrier("2"), barrier("3"), &cache);
+        assert_eq!(version_of(&writes.latest(Arc::new(barrier("1")))), "3");
+        assert_eq!(version_of(&writes.latest(Arc::new(barrier("2")))), "3");
+        // The cache caught up: it is the truth again, and the memory is gone.
+        assert_eq!(version_of(&writes.latest(Arc::new(barrier("3")))), "3");
+        assert_eq!(version_of(&writes.latest(Arc::new(barrier("1")))), "1");
+    }
+
+    #[test]
+    fn someone_elses_newer_write_wins() {
+        let (cache, _writer) = kube::runtime::reflector::store::<Barrier>();
+        let writes = OwnWrites::default();
+        writes.remember(&barrier("1"), barrier("2"), &cache);
+        assert_eq!(version_of(&writes.latest(Arc::new(barrier("5")))), "5");
+        let mut recreated = barrier("1");
+        recreated.metadata.uid = Some("uid-2".into());
+        writes.remember(&barrier("1"), barrier("2"), &cache);
+        assert_eq!(
+            writes.latest(Arc::new(recreated)).uid().as_deref(),
+            Some("uid-2"),
+            "a barrier deleted and created again is not confused with the old one"
+        );
+    }
 }

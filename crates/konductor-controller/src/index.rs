@@ -2,6 +2,9 @@
 //! watch stream, so a reconcile touches only its own barrier's arrivals — never a scan
 //! of every arrival in the cluster.
 //!
+//! It keeps only what the rules and adoption need of each arrival ([`IndexedArrival`]),
+//! not the whole object, so memory per stored arrival stays small.
+//!
 //! It follows kube-runtime's watcher protocol: `Init` starts a fresh listing, `InitApply`
 //! fills it, `InitDone` swaps it in (so a re-list after a broken watch never shows a
 //! half-filled view), `Apply`/`Delete` change one arrival. Until the first `InitDone`
@@ -10,12 +13,52 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use konductor_api::Arrival;
+use konductor_api::rules::ArrivalRecord;
 use kube::ResourceExt;
 use kube::runtime::watcher;
 
 /// A barrier's identity within the cluster: namespace and name.
 pub type BarrierKey = (String, String);
+
+/// What the controller keeps of one arrival.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexedArrival {
+    /// The Arrival's name.
+    pub name: String,
+    /// Its resourceVersion (a precondition when adopting it).
+    pub resource_version: Option<String>,
+    /// Its ownerReferences (which barrier owns it, if any).
+    pub owners: Vec<OwnerReference>,
+    /// What the rules need: holder, outcome, message, arrival time.
+    pub record: ArrivalRecord,
+}
+
+impl IndexedArrival {
+    /// The parts of `arrival` the controller uses.
+    pub fn of(arrival: &Arrival) -> Self {
+        Self {
+            name: arrival.name_any(),
+            resource_version: arrival.resource_version(),
+            owners: arrival.owner_references().to_vec(),
+            record: ArrivalRecord {
+                holder: arrival.spec.holder.clone(),
+                outcome: arrival.spec.outcome,
+                message: arrival.spec.message.clone(),
+                arrived_at: arrival.creation_timestamp().map(|t| t.0),
+            },
+        }
+    }
+
+    /// Whether some Barrier owns it.
+    pub fn has_barrier_owner(&self) -> bool {
+        self.owners.iter().any(|o| o.kind == "Barrier")
+    }
+}
+
+/// Arrivals of one barrier, by name.
+type Arrivals = HashMap<String, Arc<IndexedArrival>>;
 
 /// Arrivals by barrier. Cheap to clone; clones share the index.
 #[derive(Clone, Default)]
@@ -25,10 +68,10 @@ pub struct ArrivalIndex {
 
 #[derive(Default)]
 struct State {
-    /// arrival name → arrival, per barrier.
-    by_barrier: HashMap<BarrierKey, HashMap<String, Arc<Arrival>>>,
+    /// Each barrier's arrivals.
+    by_barrier: HashMap<BarrierKey, Arrivals>,
     /// The listing being filled after `Init`, swapped in at `InitDone`.
-    relisting: Option<HashMap<BarrierKey, HashMap<String, Arc<Arrival>>>>,
+    relisting: Option<HashMap<BarrierKey, Arrivals>>,
     /// Whether a complete listing has been seen.
     ready: bool,
 }
@@ -41,10 +84,10 @@ fn barrier_key(arrival: &Arrival) -> BarrierKey {
     )
 }
 
-fn insert(map: &mut HashMap<BarrierKey, HashMap<String, Arc<Arrival>>>, arrival: &Arrival) {
+fn insert(map: &mut HashMap<BarrierKey, Arrivals>, arrival: &Arrival) {
     map.entry(barrier_key(arrival))
         .or_default()
-        .insert(arrival.name_any(), Arc::new(arrival.clone()));
+        .insert(arrival.name_any(), Arc::new(IndexedArrival::of(arrival)));
 }
 
 impl ArrivalIndex {
@@ -99,7 +142,7 @@ impl ArrivalIndex {
     }
 
     /// The arrivals naming barrier `name` in `namespace`, in no particular order.
-    pub fn of(&self, namespace: &str, name: &str) -> Vec<Arc<Arrival>> {
+    pub fn of(&self, namespace: &str, name: &str) -> Vec<Arc<IndexedArrival>> {
         self.read()
             .by_barrier
             .get(&(namespace.to_owned(), name.to_owned()))
@@ -126,7 +169,7 @@ mod tests {
         let mut holders: Vec<String> = index
             .of("ns", barrier)
             .iter()
-            .map(|a| a.spec.holder.clone())
+            .map(|a| a.record.holder.clone())
             .collect();
         holders.sort();
         holders

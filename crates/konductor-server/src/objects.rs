@@ -366,16 +366,16 @@ pub fn prepare_update(
 }
 
 /// Whether anything outside `metadata` and `status` differs (what bumps generation).
+/// Compares in place: no copies of either object.
 fn content_changed(a: &Value, b: &Value) -> bool {
-    let strip = |v: &Value| -> Value {
-        let mut v = v.clone();
-        if let Some(map) = v.as_object_mut() {
-            map.remove("metadata");
-            map.remove("status");
-        }
-        v
-    };
-    strip(a) != strip(b)
+    fn outside(object: &Value) -> Option<Vec<(&String, &Value)>> {
+        object.as_object().map(|map| {
+            map.iter()
+                .filter(|(key, _)| !matches!(key.as_str(), "metadata" | "status"))
+                .collect()
+        })
+    }
+    outside(a) != outside(b)
 }
 
 /// The 409 for a stale resourceVersion.

@@ -104,6 +104,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     konductor_api::duration::parse_duration(text).map_err(|e| e.to_string())
 }
 
+/// mimalloc: the server allocates and frees many small JSON values per request; glibc's
+/// allocator spent a fifth of the server's CPU on them (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_json);

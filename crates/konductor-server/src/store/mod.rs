@@ -158,6 +158,8 @@ struct Writer {
     events: Vec<WatchEvent>,
     /// Whether the open batch queued garbage-collection work.
     queued_gc: bool,
+    /// Why the open batch cannot be committed (a write failed half-way), if it can't.
+    spoiled: Option<String>,
     /// The open batch's number (the next one to commit); batches commit in order.
     batch: u64,
     /// Recently failed batches and why, for the writers waiting on them.
@@ -309,7 +311,7 @@ impl Writer {
     /// Starts the batch's transaction if none is open.
     fn begin(&mut self) -> Result<()> {
         if !self.in_transaction {
-            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
             self.in_transaction = true;
         }
         Ok(())
@@ -365,8 +367,10 @@ impl Writer {
         Ok(Applied::Written(object))
     }
 
-    /// Writes one change into the batch, all or nothing (a savepoint undoes a change
-    /// that fails half-way without touching the rest of the batch).
+    /// Writes one change into the batch. A change that fails half-way (a storage
+    /// error) spoils the whole batch: it is rolled back instead of committed, and every
+    /// writer in it gets the error — simpler and cheaper than a savepoint per write for
+    /// a failure that only broken storage causes.
     fn write_change(
         &mut self,
         key: &ObjectKey,
@@ -375,16 +379,15 @@ impl Writer {
         json: &str,
         resource_version: u64,
     ) -> Result<()> {
-        self.begin()?;
-        self.conn.execute_batch("SAVEPOINT one_write")?;
-        match self.store_change(key, event_type, object, json, resource_version) {
-            Ok(()) => Ok(self.conn.execute_batch("RELEASE one_write")?),
-            Err(error) => {
-                self.conn
-                    .execute_batch("ROLLBACK TO one_write; RELEASE one_write")?;
-                Err(error)
-            }
+        if let Some(why) = &self.spoiled {
+            return Err(StoreError::CommitFailed(why.clone()));
         }
+        self.begin()?;
+        let result = self.store_change(key, event_type, object, json, resource_version);
+        if let Err(error) = &result {
+            self.spoiled = Some(error.to_string());
+        }
+        result
     }
 
     /// The SQL of one write: the row, its owners, and any garbage-collection task.
@@ -441,18 +444,23 @@ impl Writer {
         Ok(())
     }
 
-    /// Commits the open batch, publishes its events in order and starts the next.
+    /// Commits the open batch (or rolls back a spoiled one), publishes its events in
+    /// order and starts the next.
     fn commit(&mut self, hub: &WatchHub, gc_wakeup: &tokio::sync::Notify) {
-        let result = self
-            .conn
-            .prepare_cached(sql::SET_RESOURCE_VERSION)
-            .and_then(|mut stmt| stmt.execute(params![to_i64(self.applied)]))
-            .and_then(|_| self.conn.execute_batch("COMMIT"));
+        let result = match self.spoiled.take() {
+            Some(why) => Err(why),
+            None => self
+                .conn
+                .prepare_cached(sql::SET_RESOURCE_VERSION)
+                .and_then(|mut stmt| stmt.execute(params![to_i64(self.applied)]))
+                .and_then(|_| self.conn.prepare_cached("COMMIT")?.execute([]))
+                .map_err(|error| error.to_string()),
+        };
         self.in_transaction = false;
         let events = std::mem::take(&mut self.events);
         let queued_gc = std::mem::take(&mut self.queued_gc);
         match result {
-            Ok(()) => {
+            Ok(_) => {
                 self.stats.commits += 1;
                 self.stats.writes += events.len() as u64;
                 self.committed = self.applied;
@@ -463,14 +471,14 @@ impl Writer {
                     gc_wakeup.notify_one();
                 }
             }
-            Err(error) => {
-                tracing::error!(%error, "committing a batch of writes failed");
+            Err(why) => {
+                tracing::error!(error = %why, "a batch of writes could not be committed");
                 let _ = self.conn.execute_batch("ROLLBACK");
                 self.applied = self.committed;
                 if self.failed.len() == FAILED_BATCHES_KEPT {
                     self.failed.pop_front();
                 }
-                self.failed.push_back((self.batch, error.to_string()));
+                self.failed.push_back((self.batch, why));
             }
         }
         self.batch += 1;
@@ -504,6 +512,7 @@ impl Store {
                     in_transaction: false,
                     events: Vec::new(),
                     queued_gc: false,
+                    spoiled: None,
                     batch: 1,
                     failed: VecDeque::new(),
                     stats: StoreStats::default(),
