@@ -9,7 +9,6 @@ pub mod cli;
 pub mod output;
 
 use std::io::{IsTerminal, Write};
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::CommandFactory;
@@ -29,8 +28,9 @@ pub const EXIT_BARRIER_FAILED: u8 = 4;
 /// Exit code: `wait --timeout` passed first.
 pub const EXIT_WAIT_TIMEOUT: u8 = 5;
 
-/// Runs a parsed command line and returns the process exit code.
-pub async fn run(cli: Cli) -> ExitCode {
+/// Runs a parsed command line and returns the process exit code (one of the `EXIT_`
+/// constants).
+pub async fn run(cli: Cli) -> u8 {
     let options = ConnectOptions {
         kubeconfig: cli.kubeconfig.clone(),
         context: cli.context.clone(),
@@ -47,11 +47,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         },
     };
     match result {
-        Ok(code) => ExitCode::from(code),
-        Err(Error::WaitTimeout { .. }) => ExitCode::from(EXIT_WAIT_TIMEOUT),
+        Ok(code) => code,
+        Err(Error::WaitTimeout { .. }) => EXIT_WAIT_TIMEOUT,
         Err(error) => {
             eprintln!("koncli: {error}");
-            ExitCode::from(EXIT_ERROR)
+            EXIT_ERROR
         }
     }
 }

@@ -1,19 +1,25 @@
 //! `koncli`: parse the command line, run it, exit with its code. See the library.
 
-use std::process::ExitCode;
+use std::io::Write;
 
 use clap::Parser;
 
-fn main() -> ExitCode {
+fn main() {
     let cli = koncli::cli::Cli::parse();
-    match tokio::runtime::Builder::new_current_thread()
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(koncli::run(cli)),
+        Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("koncli: cannot start: {error}");
-            ExitCode::from(koncli::EXIT_ERROR)
+            std::process::exit(i32::from(koncli::EXIT_ERROR));
         }
-    }
+    };
+    let code = runtime.block_on(koncli::run(cli));
+    // Exit at once, without tearing down the runtime and its connections: whoever
+    // waits for `koncli barrier wait` to exit (a script, an initContainer) goes on
+    // that much sooner. Everything printed is flushed first (stderr is unbuffered).
+    let _ = std::io::stdout().flush();
+    std::process::exit(i32::from(code));
 }

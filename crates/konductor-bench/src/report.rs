@@ -182,9 +182,7 @@ impl Report {
 fn human(value: f64) -> String {
     if !value.is_finite() {
         "n/a".into()
-    } else if value.fract() == 0.0 && value.abs() < 1e12 {
-        format!("{value:.0}")
-    } else if value.abs() >= 100.0 {
+    } else if (value.fract() == 0.0 && value.abs() < 1e12) || value.abs() >= 100.0 {
         format!("{value:.0}")
     } else {
         format!("{value:.2}")

@@ -4,6 +4,7 @@
 //! - [`controller`]: `Context`, `reconcile`, `error_policy`, `run` — Arrivals in,
 //!   Barrier status, Events and deadline requeues out, via `konductor_api::rules`.
 //! - [`index`]: each barrier's arrivals, kept current from the arrival watch.
+//! - [`queue`]: the reconcile queue (deduplicating, immediate, timed requeues).
 //! - [`metrics`]: Prometheus metrics.
 //! - [`leader`]: Lease-based leader election (get + update, no apply needed).
 //! - [`operator`]: leader election + controller + probe endpoints, for
@@ -17,6 +18,7 @@ pub mod index;
 pub mod leader;
 pub mod metrics;
 pub mod operator;
+pub mod queue;
 
 /// What can go wrong in the controller and operator.
 #[derive(Debug, thiserror::Error)]

@@ -7,10 +7,11 @@ fn object(name: &str) -> Value {
 
 fn put(store: &Store, name: &str) -> Value {
     let key = ObjectKey::new("things", "default", name);
-    store
+    let stored = store
         .write::<StoreError>(&key, |_| Ok(Write::Put(object(name))))
         .unwrap()
-        .unwrap()
+        .unwrap();
+    (*stored).clone()
 }
 
 fn rv(v: &Value) -> u64 {
@@ -39,7 +40,19 @@ fn writes_get_rising_resource_versions_that_survive_reopening() {
     let c = put(&reopened, "c");
     assert!(rv(&c) > rv(&b));
     let key = ObjectKey::new("things", "default", "a");
-    assert_eq!(reopened.get(&key).unwrap().unwrap(), a);
+    assert_eq!(
+        reopened.get(&key).unwrap().unwrap(),
+        a,
+        "read from the database"
+    );
+    assert_eq!(
+        reopened
+            .get(&ObjectKey::new("things", "default", "c"))
+            .unwrap()
+            .unwrap(),
+        c,
+        "read hot"
+    );
 }
 
 #[test]
@@ -264,4 +277,27 @@ fn a_panicking_decision_leaves_the_store_working() {
     assert!(panicked.is_err());
     assert_eq!(rv(&put(&store, "after")), store.resource_version());
     assert!(store.get(&key).unwrap().is_none());
+}
+
+#[test]
+fn the_write_ahead_log_is_checkpointed_off_the_write_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for i in 0..50 {
+        put(&store, &format!("o{i}"));
+    }
+    let (frames, copied) = store.checkpoint().unwrap();
+    assert_eq!(
+        copied, frames,
+        "all of the WAL can be copied without stopping writers"
+    );
+    let reopened_reader = Connection::open(dir.path().join("db")).unwrap();
+    let count: i64 = reopened_reader
+        .query_row(
+            "SELECT count(*) FROM objects WHERE bucket = 'things'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(count, 50);
 }
