@@ -51,6 +51,9 @@ struct Args {
     /// The `koncli` binary to benchmark [default: the release build beside this one].
     #[arg(long, value_name = "PATH")]
     koncli: Option<PathBuf>,
+    /// Client counts for the throughput group [default: 16 and 64; 16 with --quick].
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    clients: Vec<usize>,
 }
 
 /// The groups of figures.
@@ -71,6 +74,7 @@ struct Bench {
     konductor: PathBuf,
     koncli: PathBuf,
     quick: bool,
+    clients: Vec<usize>,
     report: Report,
 }
 
@@ -108,6 +112,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         konductor,
         koncli,
         quick: args.quick,
+        clients: args.clients.clone(),
         report: Report::default(),
     };
     bench.report.record(machine());
@@ -270,6 +275,10 @@ impl Bench {
                 result.open_after_last_arrival_ms,
             )
             .value(
+                "server_open_after_last_arrival_ms",
+                result.server_open_after_last_arrival_ms,
+            )
+            .value(
                 "status_writes_per_arrival",
                 result.status_writes_per_arrival,
             )
@@ -286,12 +295,17 @@ impl Bench {
 
     /// Throughput of one large barrier and of many small ones, from 16 and 64 clients.
     async fn throughput(&mut self) -> anyhow::Result<()> {
-        let (large, many, client_counts): (usize, usize, &[usize]) = if self.quick {
+        let (large, many, default_clients): (usize, usize, &[usize]) = if self.quick {
             (2_000, 1_000, &[16])
         } else {
             (10_000, 10_000, &[16, 64])
         };
-        for &clients in client_counts {
+        let client_counts = if self.clients.is_empty() {
+            default_clients.to_vec()
+        } else {
+            self.clients.clone()
+        };
+        for clients in client_counts {
             let server = self.server().await?;
             let load = Load {
                 prefix: "large".into(),

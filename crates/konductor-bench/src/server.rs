@@ -81,8 +81,9 @@ impl ServerProcess {
         proc_status_kib(self.pid(), "VmHWM:") / 1024.0
     }
 
-    /// A value of the server's Prometheus `/metrics` (summed over label sets), or
-    /// `None` when the server does not serve it (older builds).
+    /// A value of the server's Prometheus `/metrics` — `name` summed over its label
+    /// sets, or one series when `name` has labels (`konductor_barriers{phase="Open"}`)
+    /// — or `None` when the server does not serve it (older builds).
     pub async fn metric(&self, client: &kube::Client, name: &str) -> Option<f64> {
         let request = http::Request::get("/metrics")
             .body(Vec::new())
@@ -91,7 +92,11 @@ impl ServerProcess {
         let mut found = None;
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (series, value) = line.rsplit_once(' ')?;
-            let metric = series.split('{').next().unwrap_or(series);
+            let metric = if name.contains('{') {
+                series
+            } else {
+                series.split('{').next().unwrap_or(series)
+            };
             if metric == name {
                 *found.get_or_insert(0.0) += value.parse::<f64>().ok()?;
             }

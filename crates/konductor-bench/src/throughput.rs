@@ -41,6 +41,9 @@ pub struct LoadResult {
     pub time_to_all_open_s: f64,
     /// Milliseconds from the last arrival's acknowledgement to every barrier seen Open.
     pub open_after_last_arrival_ms: f64,
+    /// The same, as the server's controller sees it (its `/metrics`; NaN when the
+    /// server does not report it): the difference is the watching client's lag.
+    pub server_open_after_last_arrival_ms: f64,
     /// Barrier status writes per arrival.
     pub status_writes_per_arrival: f64,
     /// The server's peak resident memory so far, MiB.
@@ -90,6 +93,29 @@ async fn watch_until_open(
         }
     }
     anyhow::bail!("the barrier watch ended")
+}
+
+/// When the server's controller counts every barrier of the load Open (polling its
+/// `/metrics`; `None` if it does not report phases). Assumes the load's barriers are
+/// the only ones on the server besides earlier loads that are all Open.
+async fn server_sees_all_open(server: &ServerProcess, load: &Load) -> Option<Instant> {
+    let client = server.client().await.ok()?;
+    const OPEN: &str = "konductor_barriers{phase=\"Open\"}";
+    let others = server.metric(&client, "konductor_barriers").await? - load.barriers as f64;
+    let wait = async {
+        loop {
+            let open = server.metric(&client, OPEN).await?;
+            let all = server.metric(&client, "konductor_barriers").await?;
+            if open >= all - 0.5 && all >= others + load.barriers as f64 {
+                return Some(Instant::now());
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(600), wait)
+        .await
+        .ok()
+        .flatten()
 }
 
 fn barrier_name(load: &Load, index: usize) -> String {
@@ -165,6 +191,7 @@ pub async fn run(server: &ServerProcess, load: &Load) -> anyhow::Result<LoadResu
     for result in futures::future::join_all(arrivals).await {
         last_ack = last_ack.max(result?);
     }
+    let server_open = server_sees_all_open(server, load).await;
     let limit = Duration::from_secs(600);
     let opened = tokio::time::timeout(limit, all_open)
         .await
@@ -176,6 +203,9 @@ pub async fn run(server: &ServerProcess, load: &Load) -> anyhow::Result<LoadResu
         open_after_last_arrival_ms: crate::report::ms(
             opened.at.saturating_duration_since(last_ack),
         ),
+        server_open_after_last_arrival_ms: server_open.map_or(f64::NAN, |at| {
+            crate::report::ms(at.saturating_duration_since(last_ack))
+        }),
         status_writes_per_arrival: opened.modifications as f64 / arrivals,
         peak_rss_mib: server.peak_rss_mib(),
     })

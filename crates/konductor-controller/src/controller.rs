@@ -15,37 +15,40 @@
 //! folded into one reconcile. The queue runs due work at once (kube-runtime's
 //! scheduler waits for a timer tick, about a millisecond, before every reconcile).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use konductor_api::rules::{ArrivalRecord, BarrierInput, Transition, evaluate};
-use konductor_api::{Arrival, Barrier};
+use konductor_api::{Arrival, Barrier, Outcome};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 
-use crate::index::{ArrivalIndex, BarrierKey};
+use crate::index::ArrivalIndex;
 use crate::metrics::Metrics;
-use crate::queue::WorkQueue;
+use crate::queue::{Urgency, WorkQueue};
+use crate::writes::{OwnWrites, Pacing};
 use crate::{Error, Result};
 
 /// How soon a barrier is looked at again when the arrivals index is still filling.
 const CACHE_WAIT: Duration = Duration::from_millis(100);
 
 /// How many barriers are reconciled at once. A reconcile mostly waits for its status
-/// write, which the API server commits together with the others in flight. When
-/// arrivals come faster than four workers keep up with, barriers wait in the queue,
-/// where each one's arrivals coalesce into one status write: with 1,000 barriers × 10
-/// arrivals from 16 clients, 4 workers wrote 0.31 statuses per arrival and 16 wrote
-/// 1.0, with no added delay after the last arrival (docs/benchmarks.md).
-const WORKERS: usize = 4;
+/// write, which the API server commits together with the others in flight.
+const WORKERS: usize = 16;
+
+/// How many of them may write progress (a barrier that cannot open yet) at once. When
+/// arrivals come faster than that, progress waits in the queue, where each barrier's
+/// arrivals coalesce into one status write, while openings use every worker: with
+/// 1,000 barriers × 10 arrivals from 16 clients, 4 wrote 0.31 statuses per arrival
+/// where 16 wrote 1.0 (docs/benchmarks.md).
+const PROGRESS_WORKERS: usize = 4;
 
 /// How long running reconciles may take to finish when the controller stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -55,9 +58,6 @@ const ADOPTION_CONCURRENCY: usize = 16;
 
 /// The `reportingController` of the controller's Events.
 pub const CONTROLLER_NAME: &str = "konductor.io/barrier-controller";
-
-/// The most status writes remembered while the barrier cache catches up with them.
-const MAX_REMEMBERED_WRITES: usize = 4096;
 
 /// Everything a reconcile needs, shared by all of them.
 pub struct Context {
@@ -71,99 +71,10 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// This controller's own recent status writes (see [`OwnWrites`]).
     own_writes: Arc<OwnWrites>,
+    /// How often large barriers' progress is written (see [`Pacing`]).
+    pacing: Pacing,
     /// The controller's barrier cache, for forgetting writes of deleted barriers.
     barriers: Store<Barrier>,
-}
-
-/// The controller's recent status writes that its barrier cache may not show yet.
-///
-/// The barrier watch delivers a status write a moment after the write returns; a
-/// reconcile in that moment would read the older barrier from the cache, compute from
-/// an out-of-date previous status, and lose a 409 Conflict plus a retry on every busy
-/// barrier. So each write is remembered with the resourceVersions it supersedes, and a
-/// reconcile that gets one of those from the cache works on the written barrier
-/// instead; and the write's own watch event (its echo) triggers no reconcile, since it
-/// carries nothing the writer did not know. Opaque resourceVersions are only compared
-/// for equality.
-#[derive(Default)]
-struct OwnWrites {
-    by_barrier: Mutex<HashMap<BarrierKey, OwnWrite>>,
-}
-
-struct OwnWrite {
-    /// The barrier as the last write returned it.
-    written: Arc<Barrier>,
-    /// resourceVersions older than `written` that the cache may still show.
-    superseded: Vec<String>,
-}
-
-fn key_of(barrier: &Barrier) -> BarrierKey {
-    (barrier.namespace().unwrap_or_default(), barrier.name_any())
-}
-
-impl OwnWrites {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<BarrierKey, OwnWrite>> {
-        self.by_barrier
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The newest known state of `cached`: our own later write if the cache is behind it.
-    fn latest(&self, cached: Arc<Barrier>) -> Arc<Barrier> {
-        let key = key_of(&cached);
-        let mut writes = self.lock();
-        let Some(own) = writes.get(&key) else {
-            return cached;
-        };
-        let version = cached.resource_version();
-        if cached.uid() == own.written.uid()
-            && version.as_ref().is_some_and(|v| own.superseded.contains(v))
-        {
-            return own.written.clone();
-        }
-        // The cache caught up, or someone else wrote since: the cache is the truth.
-        writes.remove(&key);
-        cached
-    }
-
-    /// Whether `barrier`, as the watch delivers it, is exactly our last write.
-    fn is_echo(&self, barrier: &Barrier) -> bool {
-        self.lock().get(&key_of(barrier)).is_some_and(|own| {
-            own.written.uid() == barrier.uid()
-                && own.written.resource_version() == barrier.resource_version()
-        })
-    }
-
-    /// Remembers that `based_on` was replaced by `written`.
-    fn remember(&self, based_on: &Barrier, written: Barrier, barriers: &Store<Barrier>) {
-        let key = key_of(&written);
-        let mut writes = self.lock();
-        let mut superseded = match writes.remove(&key) {
-            Some(own) if own.written.uid() == written.uid() => own.superseded,
-            _ => Vec::new(),
-        };
-        superseded.extend(based_on.resource_version());
-        if writes.len() >= MAX_REMEMBERED_WRITES {
-            // Keep only writes the cache has not caught up with (a few in flight).
-            writes.retain(|(namespace, name), own| {
-                barriers
-                    .get(&ObjectRef::new(name).within(namespace))
-                    .is_some_and(|cached| {
-                        cached.uid() == own.written.uid()
-                            && cached
-                                .resource_version()
-                                .is_some_and(|v| own.superseded.contains(&v))
-                    })
-            });
-        }
-        writes.insert(
-            key,
-            OwnWrite {
-                written: Arc::new(written),
-                superseded,
-            },
-        );
-    }
 }
 
 /// The arrivals that count for `barrier`: naming it in its namespace, and not owned by
@@ -249,6 +160,16 @@ pub async fn reconcile(barrier: Arc<Barrier>, ctx: Arc<Context>) -> Result<Optio
         return Ok(Some(CACHE_WAIT));
     }
     let barrier = ctx.own_writes.latest(barrier);
+    let now = Timestamp::now();
+    let namespace = barrier.namespace().unwrap_or_default();
+    if let Some(wait) = ctx.pacing.hold(
+        &barrier,
+        ctx.arrivals.count(&namespace, &barrier.name_any()),
+        now,
+    ) {
+        return Ok(Some(wait));
+    }
+    let started = Instant::now();
     let _timer = ctx.metrics.reconcile.start();
     let created_at = barrier
         .creation_timestamp()
@@ -256,7 +177,6 @@ pub async fn reconcile(barrier: Arc<Barrier>, ctx: Arc<Context>) -> Result<Optio
         .ok_or(Error::MissingCreationTimestamp)?;
     adopt_arrivals(&barrier, &ctx).await?;
     let arrivals = arrivals_of(&barrier, &ctx.arrivals);
-    let now = Timestamp::now();
     let evaluation = evaluate(&BarrierInput {
         spec: &barrier.spec,
         generation: barrier.meta().generation,
@@ -282,6 +202,7 @@ pub async fn reconcile(barrier: Arc<Barrier>, ctx: Arc<Context>) -> Result<Optio
             .await
             .map_err(Error::Kube)?;
         ctx.own_writes.remember(&barrier, written, &ctx.barriers);
+        ctx.pacing.wrote(&barrier, started.elapsed());
         ctx.metrics.status_writes.inc();
     }
     if let Some(transition) = evaluation.transition {
@@ -359,6 +280,24 @@ async fn work(queue: Arc<WorkQueue<ObjectRef<Barrier>>>, ctx: Arc<Context>) {
             }
         };
         queue.done(key, requeue);
+    }
+}
+
+/// How urgently an arrival's barrier needs a look: urgently once it has as many
+/// arrivals as it requires (this one may open it), in turn otherwise (progress).
+fn urgency_of(
+    key: &ObjectRef<Barrier>,
+    barriers: &Store<Barrier>,
+    index: &ArrivalIndex,
+) -> Urgency {
+    let may_open = barriers.get(key).is_some_and(|barrier| {
+        let required = usize::try_from(barrier.spec.required()).unwrap_or(0);
+        index.count(key.namespace.as_deref().unwrap_or_default(), &key.name) >= required
+    });
+    if may_open {
+        Urgency::Urgent
+    } else {
+        Urgency::Normal
     }
 }
 
@@ -463,9 +402,10 @@ pub async fn run(
         arrivals: index,
         metrics: metrics.clone(),
         own_writes,
+        pacing: Pacing::default(),
         barriers: barrier_cache.clone(),
     });
-    let queue = Arc::new(WorkQueue::default());
+    let queue = Arc::new(WorkQueue::with_normal_limit(PROGRESS_WORKERS));
     let feed = {
         let to_queue = queue.clone();
         let barriers = barrier_events.for_each(move |event| {
@@ -476,9 +416,21 @@ pub async fn run(
             futures::future::ready(())
         });
         let to_queue = queue.clone();
+        let (cache, index) = (barrier_cache.clone(), context.arrivals.clone());
         let arrivals = arrival_events.for_each(move |event| {
             match event {
-                Ok(arrival) => to_queue.extend_from(barrier_of(arrival)),
+                Ok(arrival) => {
+                    // A reported failure may fail the barrier: as urgent as an opening.
+                    let failed = arrival.spec.outcome == Outcome::Failed;
+                    if let Some(key) = barrier_of(arrival) {
+                        let urgency = if failed {
+                            Urgency::Urgent
+                        } else {
+                            urgency_of(&key, &cache, &index)
+                        };
+                        to_queue.add_with(key, urgency);
+                    }
+                }
                 Err(error) => tracing::warn!(%error, "watching arrivals"),
             }
             futures::future::ready(())
@@ -512,58 +464,4 @@ pub async fn run(
         tracing::warn!("reconciles still running at shutdown were cancelled");
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use konductor_api::BarrierSpec;
-
-    fn barrier(version: &str) -> Barrier {
-        let mut barrier = Barrier::new("b", BarrierSpec::new(3));
-        barrier.metadata.namespace = Some("ns".into());
-        barrier.metadata.uid = Some("uid-1".into());
-        barrier.metadata.resource_version = Some(version.into());
-        barrier
-    }
-
-    fn version_of(barrier: &Barrier) -> String {
-        barrier.resource_version().unwrap()
-    }
-
-    #[test]
-    fn a_reconcile_behind_its_own_writes_works_on_the_newest() {
-        let (cache, _writer) = kube::runtime::reflector::store::<Barrier>();
-        let writes = OwnWrites::default();
-        writes.remember(&barrier("1"), barrier("2"), &cache);
-        assert!(
-            writes.is_echo(&barrier("2")),
-            "our own write needs no reconcile"
-        );
-        assert!(!writes.is_echo(&barrier("1")));
-        assert_eq!(version_of(&writes.latest(Arc::new(barrier("1")))), "2");
-        // A second write on top of the first, while the cache still shows the oldest.
-        writes.remember(&barrier("2"), barrier("3"), &cache);
-        assert_eq!(version_of(&writes.latest(Arc::new(barrier("1")))), "3");
-        assert_eq!(version_of(&writes.latest(Arc::new(barrier("2")))), "3");
-        // The cache caught up: it is the truth again, and the memory is gone.
-        assert_eq!(version_of(&writes.latest(Arc::new(barrier("3")))), "3");
-        assert_eq!(version_of(&writes.latest(Arc::new(barrier("1")))), "1");
-    }
-
-    #[test]
-    fn someone_elses_newer_write_wins() {
-        let (cache, _writer) = kube::runtime::reflector::store::<Barrier>();
-        let writes = OwnWrites::default();
-        writes.remember(&barrier("1"), barrier("2"), &cache);
-        assert_eq!(version_of(&writes.latest(Arc::new(barrier("5")))), "5");
-        let mut recreated = barrier("1");
-        recreated.metadata.uid = Some("uid-2".into());
-        writes.remember(&barrier("1"), barrier("2"), &cache);
-        assert_eq!(
-            writes.latest(Arc::new(recreated)).uid().as_deref(),
-            Some("uid-2"),
-            "a barrier deleted and created again is not confused with the old one"
-        );
-    }
 }

@@ -141,6 +141,15 @@ impl ArrivalIndex {
         self.read().ready
     }
 
+    /// How many arrivals name barrier `name` in `namespace` (an upper bound on how
+    /// many holders arrived), in O(1).
+    pub fn count(&self, namespace: &str, name: &str) -> usize {
+        self.read()
+            .by_barrier
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .map_or(0, HashMap::len)
+    }
+
     /// The arrivals naming barrier `name` in `namespace`, in no particular order.
     pub fn of(&self, namespace: &str, name: &str) -> Vec<Arc<IndexedArrival>> {
         self.read()
@@ -199,6 +208,7 @@ mod tests {
         index.apply(&watcher::Event::Apply(arrival("c", "h1")));
         index.apply(&watcher::Event::Apply(arrival("b", "h1")));
         assert_eq!(holders(&index, "b"), ["h1", "h2"]);
+        assert_eq!(index.count("ns", "b"), 2);
         assert_eq!(holders(&index, "c"), ["h1"]);
         index.apply(&watcher::Event::Delete(arrival("b", "h1")));
         assert_eq!(holders(&index, "b"), ["h2"]);

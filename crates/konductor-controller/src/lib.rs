@@ -5,6 +5,8 @@
 //!   Barrier status, Events and deadline requeues out, via `konductor_api::rules`.
 //! - [`index`]: each barrier's arrivals, kept current from the arrival watch.
 //! - [`queue`]: the reconcile queue (deduplicating, immediate, timed requeues).
+//! - [`writes`]: what the controller remembers of its own status writes (not arguing
+//!   with its own stale cache; pacing large barriers).
 //! - [`metrics`]: Prometheus metrics.
 //! - [`leader`]: Lease-based leader election (get + update, no apply needed).
 //! - [`operator`]: leader election + controller + probe endpoints, for
@@ -19,6 +21,7 @@ pub mod leader;
 pub mod metrics;
 pub mod operator;
 pub mod queue;
+pub mod writes;
 
 /// What can go wrong in the controller and operator.
 #[derive(Debug, thiserror::Error)]

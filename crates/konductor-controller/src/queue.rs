@@ -5,15 +5,30 @@
 //! triggered while it is being reconciled runs once more afterwards (never two
 //! reconciles of one barrier at a time), and delayed requeues (deadlines, retries) wait
 //! on a timer. A key that is due runs at once: no timer tick stands between a watch
-//! event and its reconcile. Every operation is O(log n) in the keys queued.
+//! event and its reconcile.
+//!
+//! Two lanes: [`Urgency::Urgent`] keys (a barrier that may open, a deadline that
+//! passed — work that releases waiters) go before [`Urgency::Normal`] ones (progress),
+//! and only a few normal keys run at once (`normal_limit`): under load, progress waits
+//! in the queue, where it coalesces, while openings get every free worker. Every
+//! operation is O(log n) in the keys queued, amortized.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+/// How soon a key is wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Urgency {
+    /// In turn.
+    Normal,
+    /// Before any normal key.
+    Urgent,
+}
 
 /// A queue of keys to work on. Shared by the watch streams that fill it and the
 /// workers that drain it.
@@ -24,14 +39,18 @@ pub struct WorkQueue<K> {
 }
 
 struct State<K> {
-    /// Due keys, oldest first.
+    /// Due urgent keys, oldest first (entries no longer queued urgent are skipped).
+    urgent: VecDeque<K>,
+    /// Due normal keys, oldest first (entries no longer queued normal are skipped).
     ready: VecDeque<K>,
-    /// The keys in `ready`.
-    queued: HashSet<K>,
-    /// Keys a worker is on.
-    running: HashSet<K>,
-    /// Running keys triggered again meanwhile.
-    again: HashSet<K>,
+    /// The due keys and their lane.
+    queued: HashMap<K, Urgency>,
+    /// Keys a worker is on, and the lane each came from.
+    running: HashMap<K, Urgency>,
+    /// How many normal keys may run at once.
+    normal_limit: usize,
+    /// Running keys triggered again meanwhile, and how urgently.
+    again: HashMap<K, Urgency>,
     /// Keys due later, by when (with a sequence number to keep equal times apart).
     delayed: BTreeMap<(Instant, u64), K>,
     /// When each delayed key is due.
@@ -41,13 +60,24 @@ struct State<K> {
 }
 
 impl<K: Clone + Eq + Hash> Default for WorkQueue<K> {
+    /// A queue with no limit on normal keys running.
     fn default() -> Self {
+        Self::with_normal_limit(usize::MAX)
+    }
+}
+
+impl<K: Clone + Eq + Hash> WorkQueue<K> {
+    /// A queue that runs at most `normal_limit` normal keys at once (urgent ones are
+    /// limited only by the workers).
+    pub fn with_normal_limit(normal_limit: usize) -> Self {
         Self {
             state: Mutex::new(State {
+                urgent: VecDeque::new(),
                 ready: VecDeque::new(),
-                queued: HashSet::new(),
-                running: HashSet::new(),
-                again: HashSet::new(),
+                queued: HashMap::new(),
+                running: HashMap::new(),
+                normal_limit: normal_limit.max(1),
+                again: HashMap::new(),
                 delayed: BTreeMap::new(),
                 due: HashMap::new(),
                 sequence: 0,
@@ -59,21 +89,59 @@ impl<K: Clone + Eq + Hash> Default for WorkQueue<K> {
 }
 
 impl<K: Clone + Eq + Hash> State<K> {
-    /// Makes `key` due now (unless it already is, or is running).
-    fn make_ready(&mut self, key: K) -> bool {
-        if self.running.contains(&key) {
-            self.again.insert(key);
+    /// Makes `key` due now, in `urgency`'s lane (unless it already is, or is running);
+    /// returns whether a worker should be woken.
+    fn make_ready(&mut self, key: K, urgency: Urgency) -> bool {
+        if self.running.contains_key(&key) {
+            let again = self.again.entry(key).or_insert(urgency);
+            *again = (*again).max(urgency);
             return false;
         }
-        if self.queued.contains(&key) {
-            return false;
+        match self.queued.get(&key) {
+            Some(queued) if *queued >= urgency => return false,
+            Some(_) => {} // moves up to the urgent lane; its normal entry goes stale
+            None => {
+                if let Some(at) = self.due.remove(&key) {
+                    self.delayed.remove(&at);
+                }
+            }
         }
-        if let Some(at) = self.due.remove(&key) {
-            self.delayed.remove(&at);
+        self.queued.insert(key.clone(), urgency);
+        match urgency {
+            Urgency::Urgent => self.urgent.push_back(key),
+            Urgency::Normal => self.ready.push_back(key),
         }
-        self.queued.insert(key.clone());
-        self.ready.push_back(key);
         true
+    }
+
+    /// Takes the next due key, urgent ones first, marking it running.
+    fn pop(&mut self) -> Option<K> {
+        let normal_running = self
+            .running
+            .values()
+            .filter(|u| **u == Urgency::Normal)
+            .count();
+        let lanes = [
+            (&mut self.urgent, Urgency::Urgent, true),
+            (
+                &mut self.ready,
+                Urgency::Normal,
+                normal_running < self.normal_limit,
+            ),
+        ];
+        for (lane, urgency, open) in lanes {
+            if !open {
+                continue;
+            }
+            while let Some(key) = lane.pop_front() {
+                if self.queued.get(&key) == Some(&urgency) {
+                    self.queued.remove(&key);
+                    self.running.insert(key.clone(), urgency);
+                    return Some(key);
+                }
+            }
+        }
+        None
     }
 
     /// Moves delayed keys that are due into `ready`.
@@ -84,7 +152,8 @@ impl<K: Clone + Eq + Hash> State<K> {
             }
             let key = entry.remove();
             self.due.remove(&key);
-            self.make_ready(key);
+            // A deadline or a retry that comes due releases or unblocks waiters.
+            self.make_ready(key, Urgency::Urgent);
         }
     }
 }
@@ -96,17 +165,15 @@ impl<K: Clone + Eq + Hash> WorkQueue<K> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Asks for `key` to be worked on now.
+    /// Asks for `key` to be worked on now, in turn.
     pub fn add(&self, key: K) {
-        if self.lock().make_ready(key) {
-            self.wakeup.notify_one();
-        }
+        self.add_with(key, Urgency::Normal);
     }
 
-    /// Asks for `key`, if there is one, to be worked on now.
-    pub fn extend_from(&self, key: Option<K>) {
-        if let Some(key) = key {
-            self.add(key);
+    /// Asks for `key` to be worked on now, with `urgency`.
+    pub fn add_with(&self, key: K, urgency: Urgency) {
+        if self.lock().make_ready(key, urgency) {
+            self.wakeup.notify_one();
         }
     }
 
@@ -115,7 +182,7 @@ impl<K: Clone + Eq + Hash> WorkQueue<K> {
     pub fn add_after(&self, key: K, delay: Duration) {
         let at = Instant::now() + delay;
         let mut state = self.lock();
-        if state.queued.contains(&key) || state.running.contains(&key) {
+        if state.queued.contains_key(&key) || state.running.contains_key(&key) {
             return;
         }
         if let Some(current) = state.due.get(&key).copied() {
@@ -147,10 +214,8 @@ impl<K: Clone + Eq + Hash> WorkQueue<K> {
                     return None;
                 }
                 state.promote_due(Instant::now());
-                if let Some(key) = state.ready.pop_front() {
-                    state.queued.remove(&key);
-                    state.running.insert(key.clone());
-                    if !state.ready.is_empty() {
+                if let Some(key) = state.pop() {
+                    if !state.queued.is_empty() {
                         // More work: let another worker start on it.
                         self.wakeup.notify_one();
                     }
@@ -173,15 +238,19 @@ impl<K: Clone + Eq + Hash> WorkQueue<K> {
     /// Marks `key` as no longer running: it runs again at once if it was triggered
     /// meanwhile, else after `requeue_after` if given.
     pub fn done(&self, key: K, requeue_after: Option<Duration>) {
-        let again = {
+        let (again, was_normal) = {
             let mut state = self.lock();
-            state.running.remove(&key);
-            state.again.remove(&key)
+            let lane = state.running.remove(&key);
+            (state.again.remove(&key), lane == Some(Urgency::Normal))
         };
+        if was_normal {
+            // A normal slot is free: a worker may take the next normal key.
+            self.wakeup.notify_one();
+        }
         match (again, requeue_after) {
-            (true, _) => self.add(key),
-            (false, Some(delay)) => self.add_after(key, delay),
-            (false, None) => {}
+            (Some(urgency), _) => self.add_with(key, urgency),
+            (None, Some(delay)) => self.add_after(key, delay),
+            (None, None) => {}
         }
     }
 
@@ -194,7 +263,7 @@ impl<K: Clone + Eq + Hash> WorkQueue<K> {
     /// Keys due now or later (not counting running ones).
     pub fn len(&self) -> usize {
         let state = self.lock();
-        state.ready.len() + state.delayed.len()
+        state.queued.len() + state.delayed.len()
     }
 
     /// Whether nothing is queued.
@@ -235,6 +304,32 @@ mod tests {
         assert_eq!(queue.next().await, Some("b"));
         queue.done("b", None);
         assert!(queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn urgent_keys_go_first_and_a_queued_key_can_become_urgent() {
+        let queue = WorkQueue::default();
+        queue.add("progress-1");
+        queue.add("progress-2");
+        queue.add_with("opening", Urgency::Urgent);
+        queue.add_with("progress-2", Urgency::Urgent);
+        assert_eq!(queue.next().await, Some("opening"));
+        assert_eq!(queue.next().await, Some("progress-2"));
+        assert_eq!(queue.next().await, Some("progress-1"));
+        assert_eq!(now_or_never(queue.next()), None, "each key once");
+    }
+
+    #[tokio::test]
+    async fn only_a_few_normal_keys_run_at_once_but_urgent_ones_still_do() {
+        let queue = WorkQueue::with_normal_limit(1);
+        queue.add("progress-1");
+        queue.add("progress-2");
+        assert_eq!(queue.next().await, Some("progress-1"));
+        assert_eq!(now_or_never(queue.next()), None, "the normal slot is taken");
+        queue.add_with("opening", Urgency::Urgent);
+        assert_eq!(queue.next().await, Some("opening"));
+        queue.done("progress-1", None);
+        assert_eq!(queue.next().await, Some("progress-2"));
     }
 
     #[tokio::test(start_paused = true)]

@@ -130,7 +130,16 @@ impl FieldSelector {
                     "invalid field selector {part:?}: expected path=value or path!=value"
                 )));
             };
-            terms.push((path.trim().to_owned(), equal, value.trim().to_owned()));
+            let path = path.trim();
+            // Kubernetes offers no field selectors into spec or status of these
+            // resources, and watches rely on that (they keep only the rest of an
+            // object's previous state).
+            if path.starts_with("spec.") || path.starts_with("status.") {
+                return Err(ApiError::BadRequest(format!(
+                    "field label not supported: {path}"
+                )));
+            }
+            terms.push((path.to_owned(), equal, value.trim().to_owned()));
         }
         Ok(Self(terms))
     }
@@ -159,6 +168,17 @@ mod tests {
 
     fn object(labels: Value) -> Value {
         json!({"metadata": {"name": "n1", "namespace": "ns", "labels": labels}, "involvedObject": {"kind": "Barrier"}})
+    }
+
+    #[test]
+    fn field_selectors_into_spec_or_status_are_refused() {
+        for text in ["spec.expected=1", "status.phase=Open"] {
+            let error = FieldSelector::parse(text).unwrap_err();
+            assert!(
+                error.to_string().contains("field label not supported"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

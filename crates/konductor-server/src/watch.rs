@@ -6,19 +6,24 @@
 //! the database: thousands of watches cost one `Arc` clone per event each.
 //!
 //! Limits, and what happens at them:
-//! - **Window** (`window` events): a watch from a resourceVersion older than the
-//!   window's start is answered 410 Expired, and the client re-lists (as with etcd
-//!   compaction).
+//! - **Window** (`window` events, and at most [`WINDOW_BYTES`] of serialized objects, so
+//!   a few large objects written often cannot fill memory): a watch from a
+//!   resourceVersion older than the window's start is answered 410 Expired, and the
+//!   client re-lists (as with etcd compaction).
 //! - **Live channel** (`window` events, too): a watcher that falls that far behind is
 //!   told 410 Expired and dropped rather than buffered without limit.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::store::ObjectKey;
+
+/// The most serialized object bytes the window keeps (the objects themselves take a
+/// few times this as values).
+pub const WINDOW_BYTES: usize = 16 * 1024 * 1024;
 
 /// The kind of change an event reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,18 +58,72 @@ pub struct WatchEvent {
     pub resource_version: u64,
     /// The object after the write (its last state for deletes).
     pub object: Arc<Value>,
-    /// The object before the write (`None` for creates), so a watch with a selector
-    /// can tell an object that stopped matching (sent as DELETED) from one that never
-    /// did.
+    /// The object before the write (`None` for creates), without its `spec` and
+    /// `status` (selectors never look there, and they are most of a large object's
+    /// size), so a watch with a selector can tell an object that stopped matching (sent
+    /// as DELETED) from one that never did.
     pub previous: Option<Arc<Value>>,
-    /// `object` serialized once, on first use, and shared by every watcher.
-    pub json: OnceLock<String>,
+    /// The whole watch line (`{"type":…,"object":…}` and a newline), serialized once
+    /// and shared by every watcher; the object's JSON is a slice of it.
+    line: bytes::Bytes,
+}
+
+/// `{"type":"MODIFIED","object":` — what precedes the object in a line.
+fn line_prefix(event_type: EventType) -> String {
+    format!("{{\"type\":\"{}\",\"object\":", event_type.as_str())
 }
 
 impl WatchEvent {
-    /// The object as JSON text, serialized once however many watchers send it.
+    /// An event around `object`, whose JSON text (`object_json`, as the store already
+    /// serialized it) becomes the event's one line.
+    pub fn new(
+        event_type: EventType,
+        key: ObjectKey,
+        resource_version: u64,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
+        object_json: &str,
+    ) -> Self {
+        let prefix = line_prefix(event_type);
+        let mut line = String::with_capacity(prefix.len() + object_json.len() + 2);
+        line.push_str(&prefix);
+        line.push_str(object_json);
+        line.push_str("}\n");
+        Self {
+            event_type,
+            key,
+            resource_version,
+            object,
+            previous,
+            line: bytes::Bytes::from(line),
+        }
+    }
+
+    /// What of an object's previous state an event keeps: all but `spec` and `status`.
+    pub fn selectable_part(mut object: Value) -> Value {
+        if let Some(map) = object.as_object_mut() {
+            map.remove("spec");
+            map.remove("status");
+        }
+        object
+    }
+
+    /// The object as JSON text (a view into the line).
     pub fn object_json(&self) -> &str {
-        self.json.get_or_init(|| self.object.to_string())
+        let start = line_prefix(self.event_type).len();
+        let object = &self.line[start..self.line.len() - 2];
+        std::str::from_utf8(object).expect("the line was built from a string")
+    }
+
+    /// The length of the object's JSON text.
+    pub fn object_json_len(&self) -> usize {
+        self.line.len() - line_prefix(self.event_type).len() - 2
+    }
+
+    /// The event as one watch line: a thousand watchers cost a thousand reference
+    /// counts, not a thousand copies.
+    pub fn line(&self) -> bytes::Bytes {
+        self.line.clone()
     }
 }
 
@@ -97,6 +156,8 @@ struct HubState {
     window: VecDeque<Arc<WatchEvent>>,
     /// The most events kept in `window`.
     capacity: usize,
+    /// Serialized object bytes of the events in `window`.
+    bytes: usize,
     /// Watches may start from this version or later: every event after it is in the
     /// window.
     oldest_resumable: u64,
@@ -113,6 +174,7 @@ impl WatchHub {
             state: Arc::new(Mutex::new(HubState {
                 window: VecDeque::with_capacity(capacity.min(4096)),
                 capacity,
+                bytes: 0,
                 oldest_resumable: 0,
                 sender,
             })),
@@ -130,19 +192,26 @@ impl WatchHub {
     pub fn reset(&self, resource_version: u64) {
         let mut state = self.lock();
         state.window.clear();
+        state.bytes = 0;
         state.oldest_resumable = resource_version;
     }
 
     /// Publishes a committed write. Called by the store, in commit order.
     pub fn publish(&self, event: WatchEvent) {
         let event = Arc::new(event);
+        let size = event.object_json_len();
         let mut state = self.lock();
-        if state.window.len() == state.capacity
-            && let Some(dropped) = state.window.pop_front()
+        state.bytes += size;
+        state.window.push_back(event.clone());
+        while state.window.len() > state.capacity
+            || (state.bytes > WINDOW_BYTES && state.window.len() > 1)
         {
+            let Some(dropped) = state.window.pop_front() else {
+                break;
+            };
+            state.bytes -= dropped.object_json_len();
             state.oldest_resumable = dropped.resource_version;
         }
-        state.window.push_back(event.clone());
         // No receivers is fine: nobody is watching.
         let _ = state.sender.send(event);
     }
@@ -174,15 +243,20 @@ impl WatchHub {
 mod tests {
     use super::*;
 
+    fn event_with(rv: u64, object: Value) -> WatchEvent {
+        let json = object.to_string();
+        WatchEvent::new(
+            EventType::Added,
+            ObjectKey::new("b", "ns", &format!("o{rv}")),
+            rv,
+            Arc::new(object),
+            None,
+            &json,
+        )
+    }
+
     fn event(rv: u64) -> WatchEvent {
-        WatchEvent {
-            event_type: EventType::Added,
-            key: ObjectKey::new("b", "ns", &format!("o{rv}")),
-            resource_version: rv,
-            object: Arc::new(Value::Null),
-            previous: None,
-            json: OnceLock::new(),
-        }
+        event_with(rv, Value::Null)
     }
 
     #[test]
@@ -217,11 +291,37 @@ mod tests {
     }
 
     #[test]
+    fn large_objects_shorten_the_window() {
+        let hub = WatchHub::new(1000);
+        hub.reset(0);
+        let big = Value::String("x".repeat(WINDOW_BYTES / 4));
+        for rv in 1..=8 {
+            hub.publish(event_with(rv, big.clone()));
+        }
+        assert!(
+            hub.subscribe(3).is_err(),
+            "the oldest large events were let go"
+        );
+        let kept = hub.subscribe(8 - 3).unwrap().backlog.len();
+        assert_eq!(kept, 3, "three quarters-of-the-budget objects fit");
+    }
+
+    #[test]
     fn a_restart_cannot_replay_older_versions() {
         let hub = WatchHub::new(3);
         hub.reset(100);
         assert!(hub.subscribe(99).is_err());
         assert!(hub.subscribe(100).unwrap().backlog.is_empty());
+    }
+
+    #[test]
+    fn an_event_is_one_shared_line() {
+        let e = event_with(7, serde_json::json!({"a": 1}));
+        let line = e.line();
+        assert_eq!(&line[..], b"{\"type\":\"ADDED\",\"object\":{\"a\":1}}\n");
+        assert_eq!(line.as_ptr(), e.line().as_ptr(), "built once");
+        assert_eq!(e.object_json(), "{\"a\":1}");
+        assert_eq!(e.object_json_len(), 7);
     }
 
     #[test]

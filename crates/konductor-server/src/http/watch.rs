@@ -155,6 +155,9 @@ fn translate(request: &WatchRequest, event: &WatchEvent) -> Option<Result<Bytes,
         }
     };
     Some(match request.def.view {
+        View::Native if !request.as_table && event_type == event.event_type.as_str() => {
+            Ok(event.line())
+        }
         View::Native if !request.as_table => raw_line(event_type, event.object_json()),
         _ => line(event_type, &request.render(&event.object)),
     })

@@ -37,7 +37,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
@@ -404,16 +404,16 @@ impl Writer {
         self.write_change(key, event_type, &object, &json, resource_version)?;
         self.applied = resource_version;
         let object = Arc::new(object);
-        self.events.push(WatchEvent {
+        self.events.push(WatchEvent::new(
             event_type,
-            key: key.clone(),
+            key.clone(),
             resource_version,
-            object: object.clone(),
-            previous: current
+            object.clone(),
+            current
                 .filter(|_| event_type == EventType::Modified)
-                .map(Arc::new),
-            json: OnceLock::from(json),
-        });
+                .map(|previous| Arc::new(WatchEvent::selectable_part(previous))),
+            &json,
+        ));
         Ok(Applied::Written(object))
     }
 
