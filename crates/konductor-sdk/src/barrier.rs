@@ -189,7 +189,13 @@ impl Barriers {
         outcome: Outcome,
         message: Option<String>,
     ) -> Result<Arrived> {
-        let owner = self.get(barrier).await?;
+        // Only the barrier's uid is needed (for the ownerReference): ask for its metadata
+        // alone, not a status that lists every holder so far.
+        let owner = self
+            .barriers
+            .get_metadata(barrier)
+            .await
+            .map_err(|e| self.request(barrier, "get", "barriers").error(e))?;
         let name = arrival_name(barrier, holder);
         let spec = ArrivalSpec {
             barrier: barrier.to_owned(),

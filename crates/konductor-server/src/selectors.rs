@@ -144,6 +144,15 @@ impl FieldSelector {
         Ok(Self(terms))
     }
 
+    /// The one object name this selector allows (`metadata.name=x`), if it has such a
+    /// term: a watch with it needs only that object's events.
+    pub fn name(&self) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(path, equal, _)| *equal && path == "metadata.name")
+            .map(|(_, _, value)| value.as_str())
+    }
+
     /// Whether the object satisfies every term. A missing field reads as "".
     pub fn matches(&self, object: &Value) -> bool {
         self.0.iter().all(|(path, equal, value)| {
@@ -168,6 +177,24 @@ mod tests {
 
     fn object(labels: Value) -> Value {
         json!({"metadata": {"name": "n1", "namespace": "ns", "labels": labels}, "involvedObject": {"kind": "Barrier"}})
+    }
+
+    #[test]
+    fn a_name_term_singles_out_one_object() {
+        assert_eq!(
+            FieldSelector::parse("metadata.name=b1").unwrap().name(),
+            Some("b1")
+        );
+        assert_eq!(
+            FieldSelector::parse("metadata.name!=b1").unwrap().name(),
+            None
+        );
+        assert_eq!(
+            FieldSelector::parse("involvedObject.name=b1")
+                .unwrap()
+                .name(),
+            None
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::registry::{NAMESPACES, Registry, ResourceDef};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::store::{ObjectKey, Store, Write};
 use crate::views::{to_storage, to_view};
-use crate::watch::{Subscription, WatchEvent};
+use crate::watch::{Route, Subscription, WatchEvent};
 
 /// Namespaces that always exist: created at start, never deleted (as in Kubernetes).
 const PROTECTED_NAMESPACES: [&str; 2] = ["default", "kube-system"];
@@ -513,10 +513,19 @@ impl Service {
                 (items, rv)
             }
         };
+        // A watch of one named object (`metadata.name=x` in a namespace, or of a
+        // cluster-scoped kind) listens to that object's events only.
+        let route = match (options.fields.name(), namespace.filter(|_| def.namespaced)) {
+            (Some(name), Some(ns)) => Route::Object(ObjectKey::new(def.storage, ns, name)),
+            (Some(name), None) if !def.namespaced => {
+                Route::Object(ObjectKey::new(def.storage, "", name))
+            }
+            _ => Route::Bucket(def.storage.to_owned()),
+        };
         let subscription = self
             .store
             .hub()
-            .subscribe(from)
+            .subscribe(from, &route)
             .map_err(|e| ApiError::Expired(e.to_string()))?;
         Ok(WatchStart {
             initial,

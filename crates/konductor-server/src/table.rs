@@ -14,10 +14,34 @@ use crate::registry::{CellSource, Column, ResourceDef};
 
 /// Whether an `Accept` header asks for a Table.
 pub fn wants_table(accept: &str) -> bool {
-    accept
-        .split(',')
-        .next()
-        .is_some_and(|first| first.contains("as=Table") && first.contains("g=meta.k8s.io"))
+    Representation::of(accept) == Representation::Table
+}
+
+/// The shape a client asked for with the first media type of its `Accept` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Representation {
+    /// The objects themselves.
+    Object,
+    /// A `meta.k8s.io/v1` Table (`kubectl get`).
+    Table,
+    /// `meta.k8s.io/v1` PartialObjectMetadata: metadata only.
+    Metadata,
+}
+
+impl Representation {
+    /// Reads an `Accept` header.
+    pub fn of(accept: &str) -> Self {
+        let first = accept.split(',').next().unwrap_or_default();
+        if !first.contains("g=meta.k8s.io") {
+            Self::Object
+        } else if first.contains("as=Table") {
+            Self::Table
+        } else if first.contains("as=PartialObjectMetadata") {
+            Self::Metadata
+        } else {
+            Self::Object
+        }
+    }
 }
 
 /// The value at a simple JSONPath (`.spec.expected`, `.metadata.creationTimestamp`).
@@ -87,11 +111,7 @@ fn row(def: &ResourceDef, object: &Value, now: Timestamp) -> Value {
     cells.extend(def.columns.iter().map(|c| cell(c, object, now)));
     json!({
         "cells": cells,
-        "object": {
-            "kind": "PartialObjectMetadata",
-            "apiVersion": "meta.k8s.io/v1",
-            "metadata": object["metadata"],
-        },
+        "object": crate::views::partial_metadata(object),
     })
 }
 

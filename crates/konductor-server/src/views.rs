@@ -29,6 +29,33 @@ pub fn to_view(def: &ResourceDef, stored: &Value) -> Value {
     }
 }
 
+/// An object as `meta.k8s.io/v1` PartialObjectMetadata: its metadata alone, what a
+/// client asks for with `Accept: application/json;as=PartialObjectMetadata;…` (a
+/// client that needs a barrier's uid need not download every holder).
+pub fn partial_metadata(object: &Value) -> Value {
+    serde_json::json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": object["metadata"],
+    })
+}
+
+/// A list as PartialObjectMetadataList.
+pub fn partial_metadata_list(list: &Value) -> Value {
+    let items: Vec<Value> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(partial_metadata)
+        .collect();
+    serde_json::json!({
+        "kind": "PartialObjectMetadataList",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list["metadata"],
+        "items": items,
+    })
+}
+
 /// Converts an object in the shape `def` serves into the stored shape.
 pub fn to_storage(def: &ResourceDef, object: &Value) -> Value {
     match def.view {

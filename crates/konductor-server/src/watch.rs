@@ -2,16 +2,20 @@
 //!
 //! The store publishes each committed write here, in commit order. The hub keeps a
 //! bounded window of recent events so a watch can resume from any resourceVersion
-//! inside it, and a bounded broadcast channel for live events. No watcher ever queries
-//! the database: thousands of watches cost one `Arc` clone per event each.
+//! inside it, and bounded broadcast channels for live events — one per bucket, and one
+//! per watched object for watches of a single object (a `metadata.name` field
+//! selector, as every `koncli barrier wait` uses). An event wakes only the watchers of
+//! its bucket and of its object: a thousand waiters at one barrier are not woken by
+//! arrivals or by other barriers. No watcher ever queries the database.
 //!
 //! Limits, and what happens at them:
 //! - **Window** (`window` events, and at most [`WINDOW_BYTES`] of serialized objects, so
 //!   a few large objects written often cannot fill memory): a watch from a
 //!   resourceVersion older than the window's start is answered 410 Expired, and the
 //!   client re-lists (as with etcd compaction).
-//! - **Live channel** (`window` events, too): a watcher that falls that far behind is
-//!   told 410 Expired and dropped rather than buffered without limit.
+//! - **Live channels** (`window` events for a bucket, [`OBJECT_CHANNEL`] for one
+//!   object): a watcher that falls that far behind is told 410 Expired and dropped
+//!   rather than buffered without limit.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -20,6 +24,9 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::store::ObjectKey;
+
+/// How many events of one object a watcher of that object may lag behind.
+pub const OBJECT_CHANNEL: usize = 1024;
 
 /// The most serialized object bytes the window keeps (the objects themselves take a
 /// few times this as values).
@@ -145,7 +152,28 @@ pub struct Expired {
     pub oldest: u64,
 }
 
-/// The hub. Cheap to clone; all clones share one window and channel.
+/// Which events a subscription receives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// Every event of a bucket.
+    Bucket(String),
+    /// The events of one object.
+    Object(ObjectKey),
+}
+
+impl Route {
+    /// Whether an event of the object at `key` takes this route.
+    pub fn covers(&self, key: &ObjectKey) -> bool {
+        match self {
+            Route::Bucket(bucket) => key.bucket == *bucket,
+            Route::Object(object) => key == object,
+        }
+    }
+}
+
+type Sender = broadcast::Sender<Arc<WatchEvent>>;
+
+/// The hub. Cheap to clone; all clones share one window and its channels.
 #[derive(Clone)]
 pub struct WatchHub {
     state: Arc<Mutex<HubState>>,
@@ -161,22 +189,38 @@ struct HubState {
     /// Watches may start from this version or later: every event after it is in the
     /// window.
     oldest_resumable: u64,
-    /// Live fan-out.
-    sender: broadcast::Sender<Arc<WatchEvent>>,
+    /// Live fan-out per bucket.
+    buckets: std::collections::HashMap<String, Sender>,
+    /// Live fan-out per watched object; dropped once nobody listens.
+    objects: std::collections::HashMap<ObjectKey, Sender>,
+    /// `objects.len()` after the last sweep of channels nobody listens to.
+    swept_at: usize,
+}
+
+impl HubState {
+    /// Drops object channels whose watchers are all gone (objects never written again
+    /// would keep them otherwise); amortized O(1) per subscription.
+    fn sweep_idle_objects(&mut self) {
+        if self.objects.len() > 2 * self.swept_at.max(64) {
+            self.objects.retain(|_, sender| sender.receiver_count() > 0);
+            self.swept_at = self.objects.len();
+        }
+    }
 }
 
 impl WatchHub {
     /// A hub keeping the last `capacity` events (and letting a watcher lag as many).
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
-        let (sender, _) = broadcast::channel(capacity);
         Self {
             state: Arc::new(Mutex::new(HubState {
                 window: VecDeque::with_capacity(capacity.min(4096)),
                 capacity,
                 bytes: 0,
                 oldest_resumable: 0,
-                sender,
+                buckets: std::collections::HashMap::new(),
+                objects: std::collections::HashMap::new(),
+                swept_at: 0,
             })),
         }
     }
@@ -212,14 +256,24 @@ impl WatchHub {
             state.bytes -= dropped.object_json_len();
             state.oldest_resumable = dropped.resource_version;
         }
-        // No receivers is fine: nobody is watching.
-        let _ = state.sender.send(event);
+        // A channel nobody listens to any more is let go.
+        if let Some(sender) = state.buckets.get(&event.key.bucket)
+            && sender.send(event.clone()).is_err()
+        {
+            state.buckets.remove(&event.key.bucket);
+        }
+        if let Some(sender) = state.objects.get(&event.key)
+            && sender.send(event.clone()).is_err()
+        {
+            state.objects.remove(&event.key);
+        }
     }
 
-    /// Starts a watch after `resource_version`: the backlog of newer events still in the
-    /// window, and the live stream from there on, with no gap and no repeat between them.
-    pub fn subscribe(&self, resource_version: u64) -> Result<Subscription, Expired> {
-        let state = self.lock();
+    /// Starts a watch of `route` after `resource_version`: the backlog of newer events
+    /// still in the window, and the live stream from there on, with no gap and no
+    /// repeat between them.
+    pub fn subscribe(&self, resource_version: u64, route: &Route) -> Result<Subscription, Expired> {
+        let mut state = self.lock();
         if resource_version < state.oldest_resumable {
             return Err(Expired {
                 requested: resource_version,
@@ -231,11 +285,29 @@ impl WatchHub {
         let start = state
             .window
             .partition_point(|e| e.resource_version <= resource_version);
-        let backlog = state.window.range(start..).cloned().collect();
-        Ok(Subscription {
-            backlog,
-            live: state.sender.subscribe(),
-        })
+        let backlog = state
+            .window
+            .range(start..)
+            .filter(|e| route.covers(&e.key))
+            .cloned()
+            .collect();
+        let capacity = state.capacity;
+        let live = match route {
+            Route::Bucket(bucket) => state
+                .buckets
+                .entry(bucket.clone())
+                .or_insert_with(|| broadcast::channel(capacity).0)
+                .subscribe(),
+            Route::Object(key) => {
+                state.sweep_idle_objects();
+                state
+                    .objects
+                    .entry(key.clone())
+                    .or_insert_with(|| broadcast::channel(OBJECT_CHANNEL.min(capacity)).0)
+                    .subscribe()
+            }
+        };
+        Ok(Subscription { backlog, live })
     }
 }
 
@@ -259,6 +331,37 @@ mod tests {
         event_with(rv, Value::Null)
     }
 
+    fn all() -> Route {
+        Route::Bucket("b".into())
+    }
+
+    #[test]
+    fn an_event_wakes_only_the_watchers_of_its_bucket_and_object() {
+        let hub = WatchHub::new(10);
+        let mut bucket = hub.subscribe(0, &all()).unwrap().live;
+        let mut mine = hub
+            .subscribe(0, &Route::Object(ObjectKey::new("b", "ns", "o2")))
+            .unwrap()
+            .live;
+        let mut other_bucket = hub.subscribe(0, &Route::Bucket("c".into())).unwrap().live;
+        hub.publish(event(1));
+        hub.publish(event(2));
+        assert_eq!(bucket.try_recv().unwrap().resource_version, 1);
+        assert_eq!(bucket.try_recv().unwrap().resource_version, 2);
+        assert_eq!(
+            mine.try_recv().unwrap().resource_version,
+            2,
+            "o1's event passed it by"
+        );
+        assert!(mine.try_recv().is_err());
+        assert!(other_bucket.try_recv().is_err());
+        let replay = hub
+            .subscribe(0, &Route::Object(ObjectKey::new("b", "ns", "o1")))
+            .unwrap()
+            .backlog;
+        assert_eq!(replay.len(), 1, "the backlog is filtered the same way");
+    }
+
     #[test]
     fn resumes_from_inside_the_window_without_gaps_or_repeats() {
         let hub = WatchHub::new(10);
@@ -266,7 +369,7 @@ mod tests {
         for rv in 6..=9 {
             hub.publish(event(rv));
         }
-        let mut sub = hub.subscribe(7).unwrap();
+        let mut sub = hub.subscribe(7, &all()).unwrap();
         let versions: Vec<u64> = sub.backlog.iter().map(|e| e.resource_version).collect();
         assert_eq!(versions, [8, 9]);
         hub.publish(event(10));
@@ -281,13 +384,13 @@ mod tests {
             hub.publish(event(rv));
         }
         assert_eq!(
-            hub.subscribe(1).err(),
+            hub.subscribe(1, &all()).err(),
             Some(Expired {
                 requested: 1,
                 oldest: 2
             })
         );
-        assert_eq!(hub.subscribe(2).unwrap().backlog.len(), 3);
+        assert_eq!(hub.subscribe(2, &all()).unwrap().backlog.len(), 3);
     }
 
     #[test]
@@ -299,10 +402,10 @@ mod tests {
             hub.publish(event_with(rv, big.clone()));
         }
         assert!(
-            hub.subscribe(3).is_err(),
+            hub.subscribe(3, &all()).is_err(),
             "the oldest large events were let go"
         );
-        let kept = hub.subscribe(8 - 3).unwrap().backlog.len();
+        let kept = hub.subscribe(8 - 3, &all()).unwrap().backlog.len();
         assert_eq!(kept, 3, "three quarters-of-the-budget objects fit");
     }
 
@@ -310,8 +413,8 @@ mod tests {
     fn a_restart_cannot_replay_older_versions() {
         let hub = WatchHub::new(3);
         hub.reset(100);
-        assert!(hub.subscribe(99).is_err());
-        assert!(hub.subscribe(100).unwrap().backlog.is_empty());
+        assert!(hub.subscribe(99, &all()).is_err());
+        assert!(hub.subscribe(100, &all()).unwrap().backlog.is_empty());
     }
 
     #[test]
@@ -327,7 +430,7 @@ mod tests {
     #[test]
     fn a_watcher_that_falls_too_far_behind_is_told_so() {
         let hub = WatchHub::new(2);
-        let mut sub = hub.subscribe(0).unwrap();
+        let mut sub = hub.subscribe(0, &all()).unwrap();
         for rv in 1..=5 {
             hub.publish(event(rv));
         }

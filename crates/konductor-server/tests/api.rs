@@ -1070,3 +1070,43 @@ async fn dry_run_validates_and_stores_nothing() {
         "a dry-run delete deletes nothing"
     );
 }
+
+#[tokio::test]
+async fn metadata_only_reads_leave_spec_and_status_behind() {
+    let t = TestServer::start().await;
+    let api: Api<Barrier> = t.api();
+    let mut created = api
+        .create(
+            &PostParams::default(),
+            &barrier("meta", BarrierSpec::new(2)),
+        )
+        .await
+        .unwrap();
+    created.status = Some(BarrierStatus {
+        arrivals: vec!["a".into(), "b".into()],
+        ..BarrierStatus::default()
+    });
+    api.replace_status("meta", &PostParams::default(), &created)
+        .await
+        .unwrap();
+    let metadata = api.get_metadata("meta").await.unwrap();
+    assert_eq!(metadata.metadata.uid, created.metadata.uid);
+    let client = t.client.clone();
+    let raw = http::Request::get("/apis/konductor.io/v1/namespaces/default/barriers/meta")
+        .header(
+            "Accept",
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json",
+        )
+        .body(Vec::new())
+        .unwrap();
+    let body: serde_json::Value =
+        serde_json::from_str(&client.request_text(raw).await.unwrap()).unwrap();
+    assert_eq!(body["kind"], "PartialObjectMetadata");
+    assert!(
+        body.get("status").is_none() && body.get("spec").is_none(),
+        "{body}"
+    );
+    let listed = api.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].metadata.name.as_deref(), Some("meta"));
+}

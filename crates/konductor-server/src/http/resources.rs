@@ -25,6 +25,7 @@ use crate::patch::PatchType;
 use crate::registry::ResourceDef;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::service::{ListOptions, Service};
+use crate::table::Representation;
 
 /// What a request path addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,11 +212,11 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let as_table = request
+    let representation = request
         .headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(crate::table::wants_table);
+        .map_or(Representation::Object, Representation::of);
     let ns = namespace.clone().unwrap_or_default();
     let validation = FieldValidation::parse(query.get("fieldValidation").map(String::as_str))?;
     let service = match query.get("dryRun").map(String::as_str) {
@@ -230,7 +231,7 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
 
     match (method, name) {
         (Method::GET, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
-            super::watch::serve(state, def, namespace, &query, as_table).await
+            super::watch::serve(state, def, namespace, &query, representation).await
         }
         (Method::GET, None) => {
             let options = list_options(&query)?;
@@ -239,20 +240,22 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
                 s.list(&def, namespace.as_deref(), &options)
             })
             .await?;
-            let body = if as_table {
-                crate::table::of_list(&table_def, &list)
-            } else {
-                list
+            let body = match representation {
+                Representation::Table => crate::table::of_list(&table_def, &list),
+                Representation::Metadata => crate::views::partial_metadata_list(&list),
+                Representation::Object => list,
             };
             Ok(json_response(StatusCode::OK, &body, &[]))
         }
         (Method::GET, Some(name)) => {
             let table_def = def.clone();
             let object = blocking(&service, move |s| s.get(&def, &ns, &name)).await?;
-            let body = if as_table && subresource == Subresource::Main {
-                crate::table::of_object(&table_def, &object)
-            } else {
-                object
+            let body = match representation {
+                Representation::Table if subresource == Subresource::Main => {
+                    crate::table::of_object(&table_def, &object)
+                }
+                Representation::Metadata => crate::views::partial_metadata(&object),
+                _ => object,
             };
             Ok(json_response(StatusCode::OK, &body, &[]))
         }

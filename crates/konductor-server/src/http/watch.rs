@@ -23,6 +23,7 @@ use super::AppState;
 use crate::error::{ApiError, Result};
 use crate::registry::{ResourceDef, View};
 use crate::service::{ListOptions, Service, WatchStart};
+use crate::table::Representation;
 use crate::views::to_view;
 use crate::watch::{EventType, WatchEvent};
 
@@ -39,18 +40,19 @@ struct WatchRequest {
     options: ListOptions,
     timeout: Duration,
     bookmarks: bool,
-    /// Send each object as a one-row Table (`kubectl get -w`).
-    as_table: bool,
+    /// The shape each object is sent in: itself, a one-row Table (`kubectl get -w`) or
+    /// its metadata.
+    representation: Representation,
 }
 
 impl WatchRequest {
     /// The wire form of an object for this watch.
     fn render(&self, stored: &Value) -> Value {
         let view = to_view(&self.def, stored);
-        if self.as_table {
-            crate::table::of_object(&self.def, &view)
-        } else {
-            view
+        match self.representation {
+            Representation::Table => crate::table::of_object(&self.def, &view),
+            Representation::Metadata => crate::views::partial_metadata(&view),
+            Representation::Object => view,
         }
     }
 }
@@ -61,7 +63,7 @@ pub async fn serve(
     def: Arc<ResourceDef>,
     namespace: Option<String>,
     query: &HashMap<String, String>,
-    as_table: bool,
+    representation: Representation,
 ) -> Result<Response> {
     let permit = state
         .watch_permits
@@ -83,7 +85,7 @@ pub async fn serve(
         bookmarks: query
             .get("allowWatchBookmarks")
             .is_some_and(|b| b == "true"),
-        as_table,
+        representation,
     };
     let resource_version = query.get("resourceVersion").cloned();
     let start = {
@@ -155,10 +157,15 @@ fn translate(request: &WatchRequest, event: &WatchEvent) -> Option<Result<Bytes,
         }
     };
     Some(match request.def.view {
-        View::Native if !request.as_table && event_type == event.event_type.as_str() => {
+        View::Native
+            if request.representation == Representation::Object
+                && event_type == event.event_type.as_str() =>
+        {
             Ok(event.line())
         }
-        View::Native if !request.as_table => raw_line(event_type, event.object_json()),
+        View::Native if request.representation == Representation::Object => {
+            raw_line(event_type, event.object_json())
+        }
         _ => line(event_type, &request.render(&event.object)),
     })
 }

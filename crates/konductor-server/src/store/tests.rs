@@ -99,7 +99,13 @@ fn deletes_publish_the_last_state_forget_owners_and_queue_collection() {
         std::slice::from_ref(&key)
     );
     assert!(store.uid_exists("uid-parent").unwrap());
-    let subscription = store.hub().subscribe(store.resource_version()).unwrap();
+    let subscription = store
+        .hub()
+        .subscribe(
+            store.resource_version(),
+            &crate::watch::Route::Bucket("things".into()),
+        )
+        .unwrap();
     let parent_key = ObjectKey::new("things", "default", "parent");
     let deleted = store
         .write::<StoreError>(&parent_key, |_| Ok(Write::Delete))
@@ -230,7 +236,11 @@ fn concurrent_writes_are_committed_in_batches_without_gaps() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let start = store.resource_version();
-    let mut live = store.hub().subscribe(start).unwrap().live;
+    let mut live = store
+        .hub()
+        .subscribe(start, &crate::watch::Route::Bucket("things".into()))
+        .unwrap()
+        .live;
     std::thread::scope(|scope| {
         for t in 0..THREADS {
             let store = store.clone();
