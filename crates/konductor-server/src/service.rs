@@ -54,8 +54,9 @@ impl ListOptions {
 /// An object written by a verb, with the warnings to send back (dropped unknown fields).
 #[derive(Debug)]
 pub struct Written {
-    /// The object as stored, in the requested view.
-    pub object: Value,
+    /// The object as stored, in the requested view (shared with the watch hub when
+    /// the view is the stored shape).
+    pub object: Arc<Value>,
     /// Warnings for the client.
     pub warnings: Vec<String>,
     /// Whether the write created the object (for 201 vs 200).
@@ -190,12 +191,12 @@ impl Service {
     }
 
     /// `GET` one object.
-    pub fn get(&self, def: &ResourceDef, namespace: &str, name: &str) -> Result<Value> {
+    pub fn get(&self, def: &ResourceDef, namespace: &str, name: &str) -> Result<Arc<Value>> {
         let stored = self
             .store
             .get(&Self::key(def, namespace, name))?
             .ok_or_else(|| Self::not_found(def, name))?;
-        Ok(to_view(def, &stored))
+        Ok(shared_view(def, stored))
     }
 
     /// `GET` a collection: the matching objects as a `<Kind>List`, one page at a time.
@@ -294,7 +295,7 @@ impl Service {
         })?;
         let stored = stored.expect("a put returns the object");
         Ok(Written {
-            object: to_view(def, &stored),
+            object: shared_view(def, stored),
             warnings,
             created: true,
         })
@@ -390,7 +391,7 @@ impl Service {
         })?;
         let stored = stored.ok_or_else(|| Self::not_found(def, name))?;
         Ok(Written {
-            object: to_view(def, &stored),
+            object: shared_view(def, stored),
             warnings,
             created: false,
         })
@@ -573,6 +574,15 @@ impl Service {
     pub fn event_in_scope(def: &ResourceDef, namespace: Option<&str>, event: &WatchEvent) -> bool {
         event.key.bucket == def.storage
             && namespace.is_none_or(|ns| !def.namespaced || event.key.namespace == ns)
+    }
+}
+
+/// A stored object in the shape `def` serves, without a copy when that is the stored
+/// shape.
+fn shared_view(def: &ResourceDef, stored: Arc<Value>) -> Arc<Value> {
+    match def.view {
+        crate::registry::View::Native => stored,
+        _ => Arc::new(to_view(def, &stored)),
     }
 }
 

@@ -13,9 +13,10 @@
 //!   a few large objects written often cannot fill memory): a watch from a
 //!   resourceVersion older than the window's start is answered 410 Expired, and the
 //!   client re-lists (as with etcd compaction).
-//! - **Live channels** (`window` events for a bucket, [`OBJECT_CHANNEL`] for one
-//!   object): a watcher that falls that far behind is told 410 Expired and dropped
-//!   rather than buffered without limit.
+//! - **Live channels** ([`BUCKET_CHANNEL`] events for a bucket, [`OBJECT_CHANNEL`] for
+//!   one object): a watcher that falls that far behind is told 410 Expired and dropped
+//!   rather than buffered without limit (a channel holds on to every event its slowest
+//!   watcher has not taken yet, so this also bounds what one slow client can pin).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -25,8 +26,11 @@ use tokio::sync::broadcast;
 
 use crate::store::ObjectKey;
 
+/// How many events of a bucket a watcher of that bucket may lag behind.
+pub const BUCKET_CHANNEL: usize = 2048;
+
 /// How many events of one object a watcher of that object may lag behind.
-pub const OBJECT_CHANNEL: usize = 1024;
+pub const OBJECT_CHANNEL: usize = 256;
 
 /// The most serialized object bytes the window keeps (the objects themselves take a
 /// few times this as values).
@@ -296,7 +300,7 @@ impl WatchHub {
             Route::Bucket(bucket) => state
                 .buckets
                 .entry(bucket.clone())
-                .or_insert_with(|| broadcast::channel(capacity).0)
+                .or_insert_with(|| broadcast::channel(BUCKET_CHANNEL.min(capacity)).0)
                 .subscribe(),
             Route::Object(key) => {
                 state.sweep_idle_objects();

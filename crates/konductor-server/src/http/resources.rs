@@ -252,9 +252,11 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
             let object = blocking(&service, move |s| s.get(&def, &ns, &name)).await?;
             let body = match representation {
                 Representation::Table if subresource == Subresource::Main => {
-                    crate::table::of_object(&table_def, &object)
+                    std::sync::Arc::new(crate::table::of_object(&table_def, &object))
                 }
-                Representation::Metadata => crate::views::partial_metadata(&object),
+                Representation::Metadata => {
+                    std::sync::Arc::new(crate::views::partial_metadata(&object))
+                }
                 _ => object,
             };
             Ok(json_response(StatusCode::OK, &body, &[]))

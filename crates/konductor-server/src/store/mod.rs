@@ -55,6 +55,9 @@ const HOT_OBJECTS: usize = 10_000;
 /// How many idle read connections are kept.
 const READ_POOL_SIZE: usize = 4;
 
+/// The writer connection's page cache, KiB (readers keep SQLite's default 2 MiB).
+const WRITER_CACHE_KIB: i64 = 16 * 1024;
+
 /// How many failed batches are remembered for their waiting writers.
 const FAILED_BATCHES_KEPT: usize = 64;
 
@@ -559,6 +562,9 @@ impl Store {
         let conn = open_connection(path)?;
         migrate(&conn)?;
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // The writer reads every object it replaces that is not hot, and updates three
+        // indexes per write: keep their upper levels in memory as the database grows.
+        conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB.saturating_neg())?;
         let (checkpointer, commits) = std::sync::mpsc::sync_channel(1);
         let checkpoint_conn = open_connection(path)?;
         std::thread::Builder::new()
@@ -636,10 +642,10 @@ impl Store {
         result
     }
 
-    /// The object at `key`, if it exists.
-    pub fn get(&self, key: &ObjectKey) -> Result<Option<Value>> {
+    /// The object at `key`, if it exists; shared, not copied, when it is hot.
+    pub fn get(&self, key: &ObjectKey) -> Result<Option<Arc<Value>>> {
         if let Some(object) = lock(&self.inner.hot).get(key) {
-            return Ok(Some((*object).clone()));
+            return Ok(Some(object));
         }
         self.read(|conn| {
             let body: Option<String> = conn
@@ -648,7 +654,7 @@ impl Store {
                     row.get(0)
                 })
                 .optional()?;
-            body.map(|b| serde_json::from_str(&b).map_err(StoreError::from))
+            body.map(|b| Ok(Arc::new(serde_json::from_str(&b)?)))
                 .transpose()
         })
     }

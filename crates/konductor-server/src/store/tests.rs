@@ -41,7 +41,7 @@ fn writes_get_rising_resource_versions_that_survive_reopening() {
     assert!(rv(&c) > rv(&b));
     let key = ObjectKey::new("things", "default", "a");
     assert_eq!(
-        reopened.get(&key).unwrap().unwrap(),
+        *reopened.get(&key).unwrap().unwrap(),
         a,
         "read from the database"
     );
@@ -49,8 +49,9 @@ fn writes_get_rising_resource_versions_that_survive_reopening() {
         reopened
             .get(&ObjectKey::new("things", "default", "c"))
             .unwrap()
-            .unwrap(),
-        c,
+            .unwrap()
+            .as_ref(),
+        &c,
         "read hot"
     );
 }
