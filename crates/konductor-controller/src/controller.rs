@@ -48,7 +48,7 @@ const WORKERS: usize = 16;
 /// arrivals coalesce into one status write, while openings use every worker: with
 /// 1,000 barriers × 10 arrivals from 16 clients, 4 wrote 0.31 statuses per arrival
 /// where 16 wrote 1.0 (docs/benchmarks.md).
-const PROGRESS_WORKERS: usize = 4;
+const PROGRESS_WORKERS: usize = 2;
 
 /// How long running reconciles may take to finish when the controller stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

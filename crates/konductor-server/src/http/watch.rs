@@ -1,10 +1,12 @@
 //! `?watch=true` streams: newline-delimited `{"type": ..., "object": ...}` events.
 //!
-//! Each watch is a task that reads the hub (never the database, except for the initial
-//! state of a watch without a resourceVersion) and writes into a small bounded channel
-//! that feeds the response body. It ends when `timeoutSeconds` passes, when the client
-//! goes away (the channel closes), or when it falls too far behind the hub — then it
-//! sends a 410 Expired ERROR event so the client re-lists.
+//! Each watch is the response body itself: a stream that reads the hub (never the
+//! database, except for the initial state of a watch without a resourceVersion) and is
+//! polled by the connection as fast as the client takes its lines — no task or channel
+//! in between, so an event reaches a watcher with one wake-up. It ends when
+//! `timeoutSeconds` passes, when the client goes away (the body is dropped), or when it
+//! falls too far behind the hub — then it sends a 410 Expired ERROR event so the client
+//! re-lists.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -16,8 +18,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 use super::AppState;
 use crate::error::{ApiError, Result};
@@ -29,9 +29,6 @@ use crate::watch::{EventType, WatchEvent};
 
 /// Watches end after this long when the client gives no `timeoutSeconds`.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-
-/// Events buffered between a watch task and its connection.
-const STREAM_BUFFER: usize = 64;
 
 /// One watch's parameters.
 struct WatchRequest {
@@ -104,13 +101,7 @@ pub async fn serve(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??
     };
-    let (sender, receiver) = mpsc::channel::<Result<Bytes, Infallible>>(STREAM_BUFFER);
-    let interval = state.bookmark_interval;
-    tokio::spawn(async move {
-        stream_events(request, start, sender, interval).await;
-        drop(permit);
-    });
-    let body = Body::from_stream(ReceiverStream::new(receiver));
+    let body = Body::from_stream(events(request, start, state.bookmark_interval, permit));
     Ok((
         StatusCode::OK,
         [
@@ -170,69 +161,63 @@ fn translate(request: &WatchRequest, event: &WatchEvent) -> Option<Result<Bytes,
     })
 }
 
-async fn stream_events(
+/// The watch's lines: the initial objects, the backlog, then live events, bookmarks
+/// and, if it falls behind, the 410 that ends it. Holds its watch permit while alive.
+fn events(
     request: WatchRequest,
     start: WatchStart,
-    sender: mpsc::Sender<Result<Bytes, Infallible>>,
     bookmark_interval: Duration,
-) {
-    let mut last_rv = start.resource_version;
-    for object in &start.initial {
-        if sender
-            .send(line("ADDED", &to_view(&request.def, object)))
-            .await
-            .is_err()
-        {
-            return;
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
+    async_stream::stream! {
+        let _permit = permit;
+        let mut last_rv = start.resource_version;
+        for object in &start.initial {
+            yield line("ADDED", &to_view(&request.def, object));
         }
-    }
-    let WatchStart {
-        subscription: crate::watch::Subscription { backlog, mut live },
-        ..
-    } = start;
-    for event in backlog {
-        last_rv = event.resource_version;
-        if let Some(chunk) = translate(&request, &event)
-            && sender.send(chunk).await.is_err()
-        {
-            return;
-        }
-    }
-    let deadline = tokio::time::sleep(request.timeout);
-    tokio::pin!(deadline);
-    let mut bookmarks = tokio::time::interval(bookmark_interval);
-    bookmarks.tick().await;
-    loop {
-        let outgoing = tokio::select! {
-            _ = &mut deadline => return,
-            _ = sender.closed() => return,
-            _ = bookmarks.tick(), if request.bookmarks => {
-                Some(line("BOOKMARK", &json!({
-                    "kind": request.def.kind,
-                    "apiVersion": request.def.api_version(),
-                    "metadata": {"resourceVersion": last_rv.to_string()},
-                })))
+        let WatchStart {
+            subscription: crate::watch::Subscription { backlog, mut live },
+            ..
+        } = start;
+        for event in backlog {
+            last_rv = event.resource_version;
+            if let Some(chunk) = translate(&request, &event) {
+                yield chunk;
             }
-            event = live.recv() => match event {
-                Ok(event) if event.resource_version <= last_rv => None,
-                Ok(event) => {
-                    last_rv = event.resource_version;
-                    translate(&request, &event)
+        }
+        let deadline = tokio::time::sleep(request.timeout);
+        tokio::pin!(deadline);
+        let mut bookmarks = tokio::time::interval(bookmark_interval);
+        bookmarks.tick().await;
+        loop {
+            let outgoing = tokio::select! {
+                _ = &mut deadline => break,
+                _ = bookmarks.tick(), if request.bookmarks => {
+                    Some(line("BOOKMARK", &json!({
+                        "kind": request.def.kind,
+                        "apiVersion": request.def.api_version(),
+                        "metadata": {"resourceVersion": last_rv.to_string()},
+                    })))
                 }
-                Err(RecvError::Lagged(_)) => {
-                    let gone = ApiError::Expired(format!(
-                        "the watch fell too far behind at resourceVersion {last_rv}; list again"
-                    ));
-                    let _ = sender.send(line("ERROR", &gone.to_status())).await;
-                    return;
-                }
-                Err(RecvError::Closed) => return,
-            },
-        };
-        if let Some(chunk) = outgoing
-            && sender.send(chunk).await.is_err()
-        {
-            return;
+                event = live.recv() => match event {
+                    Ok(event) if event.resource_version <= last_rv => None,
+                    Ok(event) => {
+                        last_rv = event.resource_version;
+                        translate(&request, &event)
+                    }
+                    Err(RecvError::Lagged(_)) => {
+                        let gone = ApiError::Expired(format!(
+                            "the watch fell too far behind at resourceVersion {last_rv}; list again"
+                        ));
+                        yield line("ERROR", &gone.to_status());
+                        break;
+                    }
+                    Err(RecvError::Closed) => break,
+                },
+            };
+            if let Some(chunk) = outgoing {
+                yield chunk;
+            }
         }
     }
 }
