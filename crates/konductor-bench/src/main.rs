@@ -306,40 +306,30 @@ impl Bench {
             self.clients.clone()
         };
         for clients in client_counts {
-            let server = self.server().await?;
-            let load = Load {
-                prefix: "large".into(),
-                barriers: 1,
-                arrivals: large,
-                clients,
-            };
-            let result = throughput::run(&server, &load).await?;
-            self.record_load(
-                &format!("throughput.1x{large}.c{clients}"),
-                &load,
-                &result,
-                Some(Target::AtLeast("arrivals_per_s", 1500.0)),
-            );
+            let (_, result) = self
+                .fresh_load(
+                    "large",
+                    1,
+                    large,
+                    clients,
+                    Target::AtLeast("arrivals_per_s", 1500.0),
+                )
+                .await?;
             let open_after =
                 Figure::new(format!("throughput.1x{large}.c{clients}.open_after_last"))
                     .value("ms", result.open_after_last_arrival_ms)
                     .target(Target::AtMost("ms", 50.0));
             self.report.record(open_after);
 
-            let server = self.server().await?;
-            let load = Load {
-                prefix: "many".into(),
-                barriers: many,
-                arrivals: 10,
-                clients,
-            };
-            let result = throughput::run(&server, &load).await?;
-            self.record_load(
-                &format!("throughput.{many}x10.c{clients}"),
-                &load,
-                &result,
-                Some(Target::AtLeast("arrivals_per_s", 1700.0)),
-            );
+            let (server, result) = self
+                .fresh_load(
+                    "many",
+                    many,
+                    10,
+                    clients,
+                    Target::AtLeast("arrivals_per_s", 1700.0),
+                )
+                .await?;
             if clients == 16 {
                 let objects = many * 11;
                 self.report.record(
@@ -356,6 +346,33 @@ impl Bench {
             }
         }
         Ok(())
+    }
+
+    /// Runs `barriers` x `arrivals` from `clients` on a fresh server and records it;
+    /// returns the server (still running) and the result.
+    async fn fresh_load(
+        &mut self,
+        prefix: &str,
+        barriers: usize,
+        arrivals: usize,
+        clients: usize,
+        target: Target,
+    ) -> anyhow::Result<(ServerProcess, LoadResult)> {
+        let server = self.server().await?;
+        let load = Load {
+            prefix: prefix.into(),
+            barriers,
+            arrivals,
+            clients,
+        };
+        let result = throughput::run(&server, &load).await?;
+        self.record_load(
+            &format!("throughput.{barriers}x{arrivals}.c{clients}"),
+            &load,
+            &result,
+            Some(target),
+        );
+        Ok((server, result))
     }
 
     /// The flatness probe: 100 barriers x 10 arrivals from 16 clients.

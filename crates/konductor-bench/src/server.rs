@@ -60,15 +60,13 @@ impl ServerProcess {
         self.child.id().unwrap_or(0)
     }
 
-    /// A kube client from the server's kubeconfig.
+    /// A kube client from the server's kubeconfig, as koncli connects.
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
-        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
-        let config = kube::Config::from_custom_kubeconfig(
-            kubeconfig,
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await?;
-        Ok(kube::Client::try_from(config)?)
+        let options = konductor_sdk::ConnectOptions {
+            kubeconfig: Some(self.kubeconfig.clone()),
+            ..konductor_sdk::ConnectOptions::default()
+        };
+        Ok(konductor_sdk::connect(&options).await?.client)
     }
 
     /// Resident memory now, in MiB.

@@ -100,19 +100,27 @@ impl Cluster {
     /// this reason: the controller records it beside the status write, not before it.
     fn until_event(&self, namespace: &str, barrier: &str, reason: &str) {
         let selector = format!("involvedObject.name={barrier},reason={reason}");
-        let mut watch = self
-            .command(&[
-                "get",
-                "events",
-                "-n",
-                namespace,
-                "--field-selector",
-                &selector,
-                "--no-headers",
-                "-w",
-            ])
-            .spawn()
-            .unwrap();
+        let (mut watch, lines) = self.watch_lines(&[
+            "get",
+            "events",
+            "-n",
+            namespace,
+            "--field-selector",
+            &selector,
+            "--no-headers",
+            "-w",
+        ]);
+        let seen = lines.recv_timeout(Duration::from_secs(30));
+        let _ = watch.kill();
+        let _ = watch.wait();
+        let line = seen.unwrap_or_else(|_| panic!("no {reason} event for barrier {barrier}"));
+        assert!(line.contains(reason), "{line}");
+    }
+
+    /// Starts a long-running kubectl (`get -w`) whose output lines arrive on the
+    /// receiver as they are printed.
+    fn watch_lines(&self, args: &[&str]) -> (std::process::Child, mpsc::Receiver<String>) {
+        let mut watch = self.command(args).spawn().unwrap();
         let (lines, received) = mpsc::channel();
         let stdout = watch.stdout.take().unwrap();
         std::thread::spawn(move || {
@@ -122,11 +130,7 @@ impl Cluster {
                 }
             }
         });
-        let seen = received.recv_timeout(Duration::from_secs(30));
-        let _ = watch.kill();
-        let _ = watch.wait();
-        let line = seen.unwrap_or_else(|_| panic!("no {reason} event for barrier {barrier}"));
-        assert!(line.contains(reason), "{line}");
+        (watch, received)
     }
 
     fn write(&self, name: &str, contents: &str) -> PathBuf {
@@ -472,16 +476,7 @@ fn get_watch_streams_changes() {
         "barrier/watched",
         "--timeout=60s",
     ]);
-    let mut watch = c.command(&["get", "barriers", "-w"]).spawn().unwrap();
-    let (lines, received) = mpsc::channel();
-    let stdout = watch.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut watch, received) = c.watch_lines(&["get", "barriers", "-w"]);
     let next = || {
         received
             .recv_timeout(Duration::from_secs(30))

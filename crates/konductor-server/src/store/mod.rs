@@ -404,7 +404,18 @@ impl Writer {
         object["metadata"]["resourceVersion"] = Value::String(resource_version.to_string());
         // Serialized once: the same text goes to the database and to every watcher.
         let json = object.to_string();
-        self.write_change(key, event_type, &object, &json, resource_version)?;
+        // A change that fails half-way (a storage error) spoils the whole batch: it is
+        // rolled back instead of committed and every writer in it gets the error —
+        // simpler and cheaper than a savepoint per write, for a failure only broken
+        // storage causes.
+        if let Some(why) = &self.spoiled {
+            return Err(StoreError::CommitFailed(why.clone()).into());
+        }
+        self.begin()?;
+        if let Err(error) = self.store_change(key, event_type, &object, &json, resource_version) {
+            self.spoiled = Some(error.to_string());
+            return Err(error.into());
+        }
         self.applied = resource_version;
         let object = Arc::new(object);
         self.events.push(WatchEvent::new(
@@ -418,29 +429,6 @@ impl Writer {
             &json,
         ));
         Ok(Applied::Written(object))
-    }
-
-    /// Writes one change into the batch. A change that fails half-way (a storage
-    /// error) spoils the whole batch: it is rolled back instead of committed, and every
-    /// writer in it gets the error — simpler and cheaper than a savepoint per write for
-    /// a failure that only broken storage causes.
-    fn write_change(
-        &mut self,
-        key: &ObjectKey,
-        event_type: EventType,
-        object: &Value,
-        json: &str,
-        resource_version: u64,
-    ) -> Result<()> {
-        if let Some(why) = &self.spoiled {
-            return Err(StoreError::CommitFailed(why.clone()));
-        }
-        self.begin()?;
-        let result = self.store_change(key, event_type, object, json, resource_version);
-        if let Err(error) = &result {
-            self.spoiled = Some(error.to_string());
-        }
-        result
     }
 
     /// The SQL of one write: the row, its owners, and any garbage-collection task.
