@@ -116,7 +116,7 @@ impl OwnWrites {
 ///
 /// A barrier's status lists every holder, so writing it costs in proportion to its
 /// size: re-written for every few arrivals, a barrier of 10,000 costs O(n²). A barrier
-/// whose last status write took longer than [`PACED_ABOVE`] has its progress written
+/// whose last status write took longer than `PACED_ABOVE` (5 ms) has its progress written
 /// at most once per that duration — its writes take at most half the time, and each
 /// carries all arrivals since the last — while the write that can open it is never
 /// held back (nor one at or past its deadline). Small barriers are never paced.
