@@ -7,13 +7,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// The exit codes, shown in `--help` and the README.
 pub const EXIT_CODES: &str = "\
-Exit codes:
-  0  success; for `wait`, the barrier is Open
-  1  error: barrier not found, forbidden, invalid, server unreachable, ...
+Exit codes (every non-zero exit prints one line on stderr saying why):
+  0  success; `wait`: the barrier is Open; `arrive`: the arrival (or failure) is
+     recorded, or was already recorded as asked
+  1  error: barrier not found, forbidden, invalid, credentials refused, server
+     unreachable at the start, ...; `arrive --failed` for a holder that already
+     arrived (its arrival stands)
   2  usage error: unknown flag, missing or invalid argument
   3  `wait`: the barrier timed out (phase Timeout)
   4  `wait`: the barrier failed (phase Failed: failures made it unreachable, or its spec is invalid)
-  5  `wait`: --timeout passed before the barrier opened";
+  5  `wait`, `arrive --wait-for-barrier`: --timeout passed first";
 
 /// Wait at, arrive at and inspect Konductor barriers.
 ///
@@ -58,8 +61,12 @@ pub enum BarrierCommand {
     /// Wait until a barrier opens (exit 0), times out (3) or fails (4).
     ///
     /// Watches the barrier (no polling) and returns as soon as it opens. If the barrier
-    /// does not exist yet, says so once and waits for it to be created. On a terminal,
-    /// shows a live progress line; in a pipe or with --quiet, plain lines.
+    /// does not exist yet (or its namespace does not, or it is deleted meanwhile), says
+    /// so once and waits for it to be created. If a working watch breaks for a transient
+    /// reason (connection lost, server busy or failing), says so and reconnects with
+    /// backoff; credentials refused, permission denied, or the namespace or barrier kind
+    /// gone end the wait with exit 1. On a terminal, shows a live progress line; in a
+    /// pipe, a plain line per change; with --quiet, only the final line.
     #[command(after_help = EXIT_CODES)]
     Wait(WaitArgs),
     /// Record that this process arrived at a barrier (or failed: --failed).
@@ -86,7 +93,7 @@ pub struct WaitArgs {
     /// Give up after this long (a Go duration: 30s, 15m, 1h30m), exiting with code 5.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
-    /// No live progress line; print plain lines only.
+    /// No progress: print only the final line ("… is open", or why not).
     #[arg(short, long)]
     pub quiet: bool,
 }
@@ -97,13 +104,14 @@ pub struct ArriveArgs {
     /// The barrier's name.
     pub name: String,
     /// Who is arriving (same as --holder).
-    #[arg(value_name = "HOLDER", conflicts_with = "holder")]
+    #[arg(value_name = "HOLDER", conflicts_with = "holder", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub holder_arg: Option<String>,
     /// Who is arriving [default: $KONDUCTOR_HOLDER, else $POD_NAME, else the hostname].
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub holder: Option<String>,
     /// Report that this holder failed and will not arrive, so the barrier can fail early
-    /// instead of timing out.
+    /// instead of timing out. If it arrives later after all (a retried Job), the
+    /// arrival replaces the failure report.
     #[arg(long)]
     pub failed: bool,
     /// Why it failed (with --failed).
@@ -154,7 +162,16 @@ pub struct CreateArgs {
     pub timeout: Option<String>,
     /// Print the created object in this format.
     #[arg(short, long, value_enum)]
-    pub output: Option<OutputFormat>,
+    pub output: Option<CreateFormat>,
+}
+
+/// Output formats of `create`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreateFormat {
+    /// The created object as JSON.
+    Json,
+    /// The created object as YAML.
+    Yaml,
 }
 
 /// Commands that take only a name.
@@ -220,6 +237,27 @@ mod tests {
             &["koncli", "-n", "team", "barrier", "list", "-o", "wide"],
         ] {
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn an_empty_holder_or_a_table_after_create_is_a_usage_error() {
+        for args in [
+            &["koncli", "barrier", "arrive", "b", ""][..],
+            &["koncli", "barrier", "arrive", "b", "--holder="],
+            &[
+                "koncli",
+                "barrier",
+                "create",
+                "b",
+                "--expected",
+                "1",
+                "-o",
+                "wide",
+            ],
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
         }
     }
 

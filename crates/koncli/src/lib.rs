@@ -12,10 +12,14 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use clap::CommandFactory;
-use cli::{ArriveArgs, BarrierCommand, Cli, Command, CreateArgs, ListArgs, OutputFormat, WaitArgs};
+use cli::{
+    ArriveArgs, BarrierCommand, Cli, Command, CreateArgs, CreateFormat, ListArgs, OutputFormat,
+    WaitArgs,
+};
 use jiff::Timestamp;
 use konductor_api::{Barrier, BarrierSpec, Outcome};
-use konductor_sdk::{Arrived, Barriers, ConnectOptions, Error, Progress, WaitOutcome, connect};
+use konductor_sdk::{Barriers, ConnectOptions, Error, Progress, WaitOutcome, connect};
+use output::MachineFormat;
 
 /// Exit code: the barrier is open / the command succeeded.
 pub const EXIT_OK: u8 = 0;
@@ -48,10 +52,13 @@ pub async fn run(cli: Cli) -> u8 {
     };
     match result {
         Ok(code) => code,
-        Err(Error::WaitTimeout { .. }) => EXIT_WAIT_TIMEOUT,
+        // Every failing exit prints one line saying why.
         Err(error) => {
             eprintln!("koncli: {error}");
-            EXIT_ERROR
+            match error {
+                Error::WaitTimeout { .. } => EXIT_WAIT_TIMEOUT,
+                _ => EXIT_ERROR,
+            }
         }
     }
 }
@@ -61,16 +68,23 @@ async fn barrier(command: BarrierCommand, barriers: Barriers) -> konductor_sdk::
         BarrierCommand::Wait(args) => wait(&barriers, args).await,
         BarrierCommand::Arrive(args) => arrive(&barriers, args).await,
         BarrierCommand::Status(args) => {
-            let barrier = barriers.get(&args.name).await?;
-            match args.output.and_then(|f| output::serialized(&barrier, f)) {
-                Some(text) => print!("{text}"),
-                None if args.output == Some(OutputFormat::Wide) => {
+            match args.output {
+                Some(format @ (OutputFormat::Json | OutputFormat::Yaml)) => {
+                    let raw = barriers.get_raw(&args.name).await?;
+                    let format = MachineFormat::of(format).expect("json or yaml");
+                    print!("{}", output::serialized(&raw, format));
+                }
+                Some(OutputFormat::Wide) => {
+                    let barrier = barriers.get(&args.name).await?;
                     print!(
                         "{}",
                         output::table(&[barrier], true, false, Timestamp::now())
                     );
                 }
-                None => print!("{}", output::summary(&barrier, Timestamp::now())),
+                None => {
+                    let barrier = barriers.get(&args.name).await?;
+                    print!("{}", output::summary(&barrier, Timestamp::now()));
+                }
             }
             Ok(EXIT_OK)
         }
@@ -91,22 +105,32 @@ async fn create(barriers: &Barriers, args: CreateArgs) -> konductor_sdk::Result<
         timeout: args.timeout,
     };
     let created = barriers.create(&args.name, spec).await?;
-    match args.output.and_then(|f| output::serialized(&created, f)) {
-        Some(text) => print!("{text}"),
+    match args.output {
+        Some(format) => {
+            let format = match format {
+                CreateFormat::Json => MachineFormat::Json,
+                CreateFormat::Yaml => MachineFormat::Yaml,
+            };
+            let raw = barriers.get_raw(&args.name).await?;
+            print!("{}", output::serialized(&raw, format));
+        }
         None => println!("barrier {} created", output::qualified(&created)),
     }
     Ok(EXIT_OK)
 }
 
 async fn list(barriers: &Barriers, args: ListArgs) -> konductor_sdk::Result<u8> {
+    if let Some(format) = args.output.and_then(MachineFormat::of) {
+        let raw = barriers.list_raw(args.all_namespaces).await?;
+        print!("{}", output::serialized_list(raw, format));
+        return Ok(EXIT_OK);
+    }
     let items = if args.all_namespaces {
         barriers.list_all_namespaces().await?
     } else {
         barriers.list().await?
     };
-    if let Some(text) = args.output.and_then(|f| output::serialized_list(&items, f)) {
-        print!("{text}");
-    } else if items.is_empty() {
+    if items.is_empty() {
         if args.all_namespaces {
             eprintln!("No barriers found.");
         } else {
@@ -142,77 +166,90 @@ fn holder(args: &ArriveArgs) -> String {
 async fn arrive(barriers: &Barriers, args: ArriveArgs) -> konductor_sdk::Result<u8> {
     let holder = holder(&args);
     let qualified = format!("{}/{}", barriers.namespace(), args.name);
-    if args.wait_for_barrier {
+    let barrier = if args.wait_for_barrier {
         if let Err(Error::NotFound { .. }) = barriers.get(&args.name).await {
             eprintln!("barrier {qualified} does not exist yet; waiting for it to be created");
         }
-        barriers.wait_until_exists(&args.name, args.timeout).await?;
-    }
-    let outcome = if args.failed {
+        barriers.wait_until_exists(&args.name, args.timeout).await?
+    } else {
+        barriers.get(&args.name).await?
+    };
+    let asked = if args.failed {
         Outcome::Failed
     } else {
         Outcome::Succeeded
     };
-    match barriers
-        .arrive(&args.name, &holder, outcome, args.message.clone())
-        .await?
-    {
-        Arrived::Recorded if args.failed => {
-            println!("reported failure of {holder} at barrier {qualified}");
-        }
-        Arrived::Recorded => println!("{holder} arrived at barrier {qualified}"),
-        Arrived::AlreadyRecorded(Outcome::Succeeded) => {
-            println!("{holder} had already arrived at barrier {qualified} (counted once)");
-        }
-        Arrived::AlreadyRecorded(Outcome::Failed) => {
-            println!("{holder} had already reported failure at barrier {qualified}");
-        }
+    let arrived = barriers
+        .arrive_at(&barrier, &holder, asked, args.message.clone())
+        .await?;
+    let (line, code) = output::arrival_line(&holder, &barrier, asked, arrived);
+    match code {
+        0 => println!("{line}"),
+        _ => eprintln!("koncli: {line}"),
     }
-    Ok(EXIT_OK)
+    Ok(code)
 }
 
-/// Shows progress while waiting: a live line on a terminal, plain lines otherwise.
+/// How a wait shows its progress.
+enum Display {
+    /// A live line, redrawn (a terminal).
+    Live(indicatif::ProgressBar),
+    /// A plain line per change (a pipe, a log).
+    Lines,
+    /// Nothing but the final line (`--quiet`).
+    Quiet,
+}
+
+/// Shows progress while waiting.
 struct Reporter {
+    /// `namespace/name`.
     name: String,
-    bar: Option<indicatif::ProgressBar>,
+    namespace: String,
+    display: Display,
     last_line: String,
     started: Instant,
+    /// When `--timeout` makes the wait give up.
+    gives_up_at: Option<Instant>,
     /// The latest state, redrawn by the ticker.
     latest: Option<Barrier>,
-    /// Whether the barrier was reported missing.
-    missing: bool,
 }
 
 impl Reporter {
-    fn new(name: String, live: bool) -> Self {
-        let bar = live.then(|| {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.enable_steady_tick(Duration::from_millis(120));
-            bar
-        });
+    fn new(barriers: &Barriers, name: &str, display: Display, timeout: Option<Duration>) -> Self {
+        let started = Instant::now();
         Self {
-            name,
-            bar,
+            name: format!("{}/{name}", barriers.namespace()),
+            namespace: barriers.namespace().to_owned(),
+            display,
             last_line: String::new(),
-            started: Instant::now(),
+            started,
+            gives_up_at: timeout.map(|t| started + t),
             latest: None,
-            missing: false,
         }
     }
 
+    /// The live line: what has arrived, how long we waited, and both clocks — the
+    /// barrier's own deadline and this command's `--timeout`.
     fn line(&self) -> String {
-        let elapsed = output::short_duration(self.started.elapsed());
+        let waited = output::short_duration(self.started.elapsed());
+        let gives_up = self
+            .gives_up_at
+            .map(|at| {
+                let left = at.saturating_duration_since(Instant::now());
+                format!(" · --timeout in {}", output::short_duration(left))
+            })
+            .unwrap_or_default();
         match &self.latest {
             None => format!(
-                "waiting for barrier {} to be created ({elapsed} elapsed)",
+                "waiting for barrier {} to be created · waited {waited}{gives_up}",
                 self.name
             ),
             Some(b) => {
-                let left = output::time_left(b, Timestamp::now())
-                    .map(|l| format!(", {} left", output::short_duration(l)))
+                let deadline = output::time_left(b, Timestamp::now())
+                    .map(|l| format!(" · barrier deadline in {}", output::short_duration(l)))
                     .unwrap_or_default();
                 format!(
-                    "waiting for barrier {}: {} ({elapsed} elapsed{left})",
+                    "waiting for barrier {}: {} · waited {waited}{deadline}{gives_up}",
                     self.name,
                     output::counts(b)
                 )
@@ -222,13 +259,9 @@ impl Reporter {
 
     fn report(&mut self, progress: Progress<'_>) {
         match progress {
-            Progress::Missing => {
+            Progress::Missing(absence) => {
                 self.latest = None;
-                self.missing = true;
-                let line = format!(
-                    "barrier {} does not exist yet; waiting for it to be created",
-                    self.name
-                );
+                let line = output::absence_line(&self.name, &self.namespace, absence);
                 self.say(&line);
             }
             Progress::Reconnecting(why) => {
@@ -239,9 +272,9 @@ impl Reporter {
             }
             Progress::Waiting(barrier) => {
                 self.latest = Some(barrier.clone());
-                match &self.bar {
-                    Some(bar) => bar.set_message(self.line()),
-                    None => {
+                match &self.display {
+                    Display::Live(bar) => bar.set_message(self.line()),
+                    Display::Lines => {
                         let line = format!(
                             "waiting for barrier {}: {}",
                             self.name,
@@ -252,26 +285,28 @@ impl Reporter {
                             self.last_line = line;
                         }
                     }
+                    Display::Quiet => {}
                 }
             }
         }
     }
 
     fn tick(&self) {
-        if let Some(bar) = &self.bar {
+        if let Display::Live(bar) = &self.display {
             bar.set_message(self.line());
         }
     }
 
     fn say(&self, line: &str) {
-        match &self.bar {
-            Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
+        match &self.display {
+            Display::Live(bar) => bar.println(line),
+            Display::Lines => eprintln!("{line}"),
+            Display::Quiet => {}
         }
     }
 
     fn finish(&self) {
-        if let Some(bar) = &self.bar {
+        if let Display::Live(bar) = &self.display {
             bar.finish_and_clear();
         }
     }
@@ -279,8 +314,17 @@ impl Reporter {
 
 async fn wait(barriers: &Barriers, args: WaitArgs) -> konductor_sdk::Result<u8> {
     let qualified = format!("{}/{}", barriers.namespace(), args.name);
-    let live = !args.quiet && std::io::stderr().is_terminal();
-    let reporter = std::cell::RefCell::new(Reporter::new(qualified.clone(), live));
+    let display = if args.quiet {
+        Display::Quiet
+    } else if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Display::Live(bar)
+    } else {
+        Display::Lines
+    };
+    let reporter =
+        std::cell::RefCell::new(Reporter::new(barriers, &args.name, display, args.timeout));
     let waiting = barriers.wait(&args.name, args.timeout, |p| {
         reporter.borrow_mut().report(p)
     });
@@ -293,13 +337,13 @@ async fn wait(barriers: &Barriers, args: WaitArgs) -> konductor_sdk::Result<u8> 
         }
     };
     reporter.borrow().finish();
-    let elapsed = output::short_duration(reporter.borrow().started.elapsed());
+    let waited = output::short_duration(reporter.borrow().started.elapsed());
     let mut stdout = std::io::stdout();
     match result {
         Ok(WaitOutcome::Open(b)) => {
             let _ = writeln!(
                 stdout,
-                "barrier {qualified} is open: {} after {elapsed}",
+                "barrier {qualified} is open: {} (waited {waited})",
                 output::counts(&b)
             );
             Ok(EXIT_OK)
@@ -317,10 +361,6 @@ async fn wait(barriers: &Barriers, args: WaitArgs) -> konductor_sdk::Result<u8> 
                 failure_message(&b)
             );
             Ok(EXIT_BARRIER_FAILED)
-        }
-        Err(error @ Error::WaitTimeout { .. }) => {
-            eprintln!("koncli: {error}");
-            Err(error)
         }
         Err(error) => Err(error),
     }

@@ -4,8 +4,9 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use konductor_api::Barrier;
 use konductor_api::duration::format_duration;
+use konductor_api::{Barrier, BarrierPhase, Outcome};
+use konductor_sdk::{Absence, Arrived};
 use kube::ResourceExt;
 
 use crate::cli::OutputFormat;
@@ -44,18 +45,129 @@ pub fn counts(barrier: &Barrier) -> String {
     }
 }
 
+/// `5 expected, quorum 4, timeout 30m`.
+fn spec_line(barrier: &Barrier) -> String {
+    let mut line = format!("{} expected", barrier.spec.expected);
+    if let Some(quorum) = barrier.spec.quorum {
+        let _ = write!(line, ", quorum {quorum}");
+    }
+    if let Some(timeout) = &barrier.spec.timeout {
+        let _ = write!(line, ", timeout {timeout}");
+    }
+    line
+}
+
 /// Time left until the deadline, if the barrier has one and it is in the future.
 pub fn time_left(barrier: &Barrier, now: Timestamp) -> Option<Duration> {
     let deadline = barrier.status.as_ref()?.deadline.as_ref()?.0;
     Duration::try_from(deadline.duration_since(now)).ok()
 }
 
-/// The human summary of `koncli barrier status`.
+/// What to say when a waited-for barrier is not there.
+pub fn absence_line(qualified: &str, namespace: &str, absence: Absence) -> String {
+    match absence {
+        Absence::NotCreated => {
+            format!("barrier {qualified} does not exist yet; waiting for it to be created")
+        }
+        Absence::Deleted => {
+            format!("barrier {qualified} was deleted; waiting for it to be created again")
+        }
+        Absence::NoNamespace => format!(
+            "namespace {namespace} does not exist; waiting for it and barrier {qualified} to be created"
+        ),
+    }
+}
+
+/// The line `arrive` prints and its exit code: 0 when the arrival was recorded, or was
+/// already recorded as asked; 1 when what was asked is not what stands. `barrier` is
+/// the barrier as read just before arriving, to say whether the arrival still counts.
+pub fn arrival_line(
+    holder: &str,
+    barrier: &Barrier,
+    asked: Outcome,
+    arrived: Arrived,
+) -> (String, u8) {
+    let at = qualified(barrier);
+    let recorded = |what: String| (format!("{what}{}", state_note(barrier, asked)), 0);
+    match (arrived, asked) {
+        (Arrived::Recorded, Outcome::Succeeded) => {
+            recorded(format!("{holder} arrived at barrier {at}"))
+        }
+        (Arrived::Recorded, Outcome::Failed) => {
+            recorded(format!("reported failure of {holder} at barrier {at}"))
+        }
+        (Arrived::RecordedAfterFailure, _) => recorded(format!(
+            "{holder} arrived at barrier {at}, replacing its earlier failure report"
+        )),
+        (Arrived::AlreadyRecorded(Outcome::Succeeded), Outcome::Succeeded) => (
+            format!("{holder} had already arrived at barrier {at} (counted once)"),
+            0,
+        ),
+        (Arrived::AlreadyRecorded(Outcome::Failed), Outcome::Failed) => (
+            format!("{holder} had already reported failure at barrier {at}"),
+            0,
+        ),
+        (Arrived::AlreadyRecorded(Outcome::Succeeded), Outcome::Failed) => (
+            format!(
+                "{holder} has already arrived at barrier {at}: its arrival stands, a failure reported after it is not recorded"
+            ),
+            1,
+        ),
+        (Arrived::AlreadyRecorded(Outcome::Failed), Outcome::Succeeded) => (
+            format!("{holder} had reported failure at barrier {at}; its arrival was not recorded"),
+            1,
+        ),
+    }
+}
+
+/// Whether an arrival recorded now still matters: the barrier may have settled, or
+/// have all the arrivals it expects, already. Empty when it counts as usual.
+fn state_note(barrier: &Barrier, asked: Outcome) -> String {
+    let Some(status) = &barrier.status else {
+        return String::new();
+    };
+    match status.phase {
+        BarrierPhase::Open => "; the barrier was already open (the arrival is recorded)".into(),
+        BarrierPhase::Timeout => {
+            "; the barrier had already timed out (the arrival is recorded; raising its timeout can revive it)".into()
+        }
+        BarrierPhase::Failed => "; the barrier had already failed (the arrival is recorded)".into(),
+        BarrierPhase::Waiting
+            if asked == Outcome::Succeeded && status.arrived >= barrier.spec.expected =>
+        {
+            format!(
+                "; {} of {} expected had already arrived (this one is recorded beyond them)",
+                status.arrived, barrier.spec.expected
+            )
+        }
+        BarrierPhase::Waiting => String::new(),
+    }
+}
+
+/// The human summary of `koncli barrier status`. Shows what the server reports and
+/// computes nothing that could contradict it: without a status from the controller it
+/// says so.
 pub fn summary(barrier: &Barrier, now: Timestamp) -> String {
     let mut out = String::new();
-    let status = barrier.status.clone().unwrap_or_default();
     let _ = writeln!(out, "Barrier:     {}", qualified(barrier));
-    let _ = writeln!(out, "Phase:       {}", barrier.phase());
+    let Some(status) = barrier.status.clone() else {
+        let _ = writeln!(out, "Spec:        {}", spec_line(barrier));
+        let _ = writeln!(
+            out,
+            "Status:      none reported yet: is a controller running? (`konductor operator` in a cluster; `konductor server` runs one unless --no-controller)"
+        );
+        return out;
+    };
+    if let (Some(observed), Some(generation)) =
+        (status.observed_generation, barrier.metadata.generation)
+        && observed < generation
+    {
+        let _ = writeln!(
+            out,
+            "Note:        this status describes spec generation {observed}; the spec is at generation {generation}: is a controller running?"
+        );
+    }
+    let _ = writeln!(out, "Phase:       {}", status.phase);
     let _ = writeln!(
         out,
         "Arrived:     {} of {} required ({} expected)",
@@ -160,22 +272,42 @@ pub fn table(barriers: &[Barrier], wide: bool, with_namespace: bool, now: Timest
     out
 }
 
-/// One barrier in a machine format, or `None` for the human formats.
-pub fn serialized(barrier: &Barrier, format: OutputFormat) -> Option<String> {
+/// An object as the server sent it (JSON as stored: every digit of its timestamps), in
+/// a machine format.
+pub fn serialized(raw: &serde_json::Value, format: MachineFormat) -> String {
     match format {
-        OutputFormat::Json => Some(serde_json::to_string_pretty(barrier).ok()? + "\n"),
-        OutputFormat::Yaml => serde_yaml::to_string(barrier).ok(),
-        OutputFormat::Wide => None,
+        MachineFormat::Json => serde_json::to_string_pretty(raw).unwrap_or_default() + "\n",
+        MachineFormat::Yaml => serde_yaml::to_string(raw).unwrap_or_default(),
     }
 }
 
-/// Several barriers in a machine format (a `v1 List`, as kubectl prints), or `None`.
-pub fn serialized_list(barriers: &[Barrier], format: OutputFormat) -> Option<String> {
-    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": barriers});
-    match format {
-        OutputFormat::Json => Some(serde_json::to_string_pretty(&list).ok()? + "\n"),
-        OutputFormat::Yaml => serde_yaml::to_string(&list).ok(),
-        OutputFormat::Wide => None,
+/// A `BarrierList` as the server sent it, printed as kubectl does: a `v1 List`.
+pub fn serialized_list(mut raw: serde_json::Value, format: MachineFormat) -> String {
+    let items = raw
+        .get_mut("items")
+        .map(serde_json::Value::take)
+        .unwrap_or_else(|| serde_json::json!([]));
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+    serialized(&list, format)
+}
+
+/// The machine formats (`-o json`, `-o yaml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MachineFormat {
+    /// JSON, indented.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+impl MachineFormat {
+    /// The machine format of `-o`, if it is one.
+    pub fn of(format: OutputFormat) -> Option<Self> {
+        match format {
+            OutputFormat::Json => Some(Self::Json),
+            OutputFormat::Yaml => Some(Self::Yaml),
+            OutputFormat::Wide => None,
+        }
     }
 }
 

@@ -255,7 +255,7 @@ async fn a_failed_barrier_exits_with_code_4() {
 #[tokio::test]
 async fn wait_started_before_create_waits_for_the_barrier() {
     let env = Env::start().await;
-    let waiter = env.spawn(&["barrier", "wait", "later", "--quiet", "--timeout=2m"]);
+    let waiter = env.spawn(&["barrier", "wait", "later", "--timeout=2m"]);
     // The waiter says it is waiting for the barrier to exist before anything is created.
     let mut waiter = waiter;
     let mut stderr_pipe = tokio::io::BufReader::new(waiter.stderr.take().unwrap());
@@ -477,7 +477,7 @@ async fn completion_and_version_work_without_a_server() {
         .output()
         .await
         .unwrap();
-    assert!(stdout(&help).contains("Exit codes:"), "{}", stdout(&help));
+    assert!(stdout(&help).contains("Exit codes"), "{}", stdout(&help));
 }
 
 #[tokio::test]
@@ -577,8 +577,9 @@ async fn on_a_terminal_wait_shows_a_live_progress_line() {
         screen.contains("waiting for barrier default/tty: 1/2 arrived"),
         "{screen}"
     );
-    assert!(screen.contains("elapsed"), "{screen}");
-    assert!(screen.contains("left)"), "{screen}");
+    assert!(screen.contains("waited"), "{screen}");
+    assert!(screen.contains("barrier deadline in"), "{screen}");
+    assert!(screen.contains("--timeout in"), "{screen}");
     assert!(
         screen.contains('\r'),
         "the progress line is redrawn in place: {screen:?}"
@@ -602,12 +603,9 @@ async fn wait_survives_an_api_server_restart() {
     .await
     .unwrap();
     assert!(create.status.success(), "{}", stderr(&create));
-    let mut waiter = koncli_with(
-        &kubeconfig,
-        &["barrier", "wait", "durable", "--quiet", "--timeout=2m"],
-    )
-    .spawn()
-    .unwrap();
+    let mut waiter = koncli_with(&kubeconfig, &["barrier", "wait", "durable", "--timeout=2m"])
+        .spawn()
+        .unwrap();
     let mut lines = tokio::io::BufReader::new(waiter.stderr.take().unwrap()).lines();
     let first_line = lines.next_line().await.unwrap().unwrap();
     assert!(
@@ -637,4 +635,214 @@ async fn wait_survives_an_api_server_restart() {
     let status = waiter.wait().await.unwrap();
     assert_eq!(status.code(), Some(0), "{said:?}");
     assert!(said.iter().any(|l| l.contains("reconnecting")), "{said:?}");
+}
+
+/// A copy of `kubeconfig` whose token the server does not know.
+fn with_wrong_token(kubeconfig: &std::path::Path, dir: &std::path::Path) -> PathBuf {
+    let text = std::fs::read_to_string(kubeconfig).unwrap();
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    config["users"][0]["user"]["token"] = serde_yaml::Value::from("not-the-token");
+    let path = dir.join("wrong-token-kubeconfig");
+    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+/// Runs koncli with a bound on how long it may take (a hang fails the test).
+async fn run_bounded(command: &mut Command) -> Output {
+    tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .expect("koncli finishes")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn refused_credentials_end_a_wait_at_once() {
+    let env = Env::start().await;
+    env.ok(&["barrier", "create", "locked", "--expected", "1"])
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = with_wrong_token(&env.kubeconfig(), dir.path());
+    let output = run_bounded(&mut koncli_with(&wrong, &["barrier", "wait", "locked"])).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let said = stderr(&output);
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(said.contains("unauthorized"), "{said}");
+}
+
+#[tokio::test]
+async fn a_holder_that_reported_failure_can_arrive_after_all() {
+    let env = Env::start().await;
+    env.ok(&["barrier", "create", "retry", "--expected", "1"])
+        .await;
+    env.ok(&["barrier", "arrive", "retry", "job-1", "--failed"])
+        .await;
+    env.until("retry", |b| b.phase() == BarrierPhase::Failed)
+        .await;
+    let arrived = env.ok(&["barrier", "arrive", "retry", "job-1"]).await;
+    assert!(
+        arrived.contains("replacing its earlier failure report"),
+        "{arrived}"
+    );
+    let waited = run_bounded(&mut env.koncli(&["barrier", "wait", "retry", "--timeout=30s"])).await;
+    assert_eq!(waited.status.code(), Some(0), "{}", stderr(&waited));
+    // A failure after arriving is not recorded, and the exit code says so.
+    let late = env
+        .run(&["barrier", "arrive", "retry", "job-1", "--failed"])
+        .await;
+    assert_eq!(late.status.code(), Some(1));
+    assert!(
+        stderr(&late).contains("its arrival stands"),
+        "{}",
+        stderr(&late)
+    );
+    let again = env.ok(&["barrier", "arrive", "retry", "job-1"]).await;
+    assert!(again.contains("counted once"), "{again}");
+}
+
+#[tokio::test]
+async fn a_wait_reads_the_barrier_before_its_timeout_applies() {
+    let env = Env::start().await;
+    env.ok(&["barrier", "create", "done", "--expected", "1"])
+        .await;
+    env.ok(&["barrier", "arrive", "done", "w"]).await;
+    env.until("done", |b| b.phase() == BarrierPhase::Open).await;
+    let open = env
+        .run(&["barrier", "wait", "done", "--timeout", "0s"])
+        .await;
+    assert_eq!(open.status.code(), Some(0), "{}", stderr(&open));
+    env.ok(&[
+        "barrier",
+        "create",
+        "late",
+        "--expected",
+        "2",
+        "--timeout",
+        "1ms",
+    ])
+    .await;
+    env.until("late", |b| b.phase() == BarrierPhase::Timeout)
+        .await;
+    let timed_out = env
+        .run(&["barrier", "wait", "late", "--timeout", "0s"])
+        .await;
+    assert_eq!(timed_out.status.code(), Some(3), "{}", stderr(&timed_out));
+    let gave_up = env
+        .run(&[
+            "barrier",
+            "arrive",
+            "nowhere",
+            "--wait-for-barrier",
+            "--timeout",
+            "1ms",
+        ])
+        .await;
+    assert_eq!(gave_up.status.code(), Some(5));
+    assert!(
+        stderr(&gave_up).lines().any(|l| l.starts_with("koncli: ")),
+        "every failing exit says why: {}",
+        stderr(&gave_up)
+    );
+}
+
+#[tokio::test]
+async fn status_without_a_controller_says_there_is_none_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(Config::on_free_port(dir.path()))
+        .await
+        .unwrap();
+    let run = |args: &'static [&'static str]| {
+        let mut command = koncli_with(&server.kubeconfig, args);
+        async move { run_bounded(&mut command).await }
+    };
+    let created = run(&[
+        "barrier",
+        "create",
+        "idle",
+        "--expected",
+        "2",
+        "--timeout",
+        "1h",
+    ])
+    .await;
+    assert!(created.status.success(), "{}", stderr(&created));
+    let arrived = run(&["barrier", "arrive", "idle", "a"]).await;
+    assert!(arrived.status.success(), "{}", stderr(&arrived));
+    let status = stdout(&run(&["barrier", "status", "idle"]).await);
+    assert!(status.contains("none reported yet"), "{status}");
+    assert!(status.contains("is a controller running?"), "{status}");
+    assert!(status.contains("2 expected, timeout 1h"), "{status}");
+    for contradiction in ["Phase:", "Deadline:", "none yet"] {
+        assert!(
+            !status.contains(contradiction),
+            "{contradiction} in {status}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn machine_output_keeps_timestamps_as_stored() {
+    let env = Env::start().await;
+    let created = env
+        .ok(&[
+            "barrier",
+            "create",
+            "precise",
+            "--expected",
+            "1",
+            "-o",
+            "json",
+        ])
+        .await;
+    let object: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let stamp = object["metadata"]["creationTimestamp"].as_str().unwrap();
+    let fraction = stamp.split('.').nth(1).unwrap_or_default();
+    assert_eq!(
+        fraction.len(),
+        "123456Z".len(),
+        "microseconds kept: {stamp}"
+    );
+    let yaml = env
+        .ok(&["barrier", "status", "precise", "-o", "yaml"])
+        .await;
+    assert!(yaml.contains(stamp), "{yaml}");
+    let listed = env.ok(&["barrier", "list", "-o", "json"]).await;
+    assert!(listed.contains(stamp), "{listed}");
+}
+
+#[tokio::test]
+async fn arriving_at_a_settled_barrier_says_so() {
+    let env = Env::start().await;
+    env.ok(&["barrier", "create", "full", "--expected", "1"])
+        .await;
+    env.ok(&["barrier", "arrive", "full", "first"]).await;
+    env.until("full", |b| b.phase() == BarrierPhase::Open).await;
+    let late = env.ok(&["barrier", "arrive", "full", "second"]).await;
+    assert!(late.contains("already open"), "{late}");
+}
+
+#[tokio::test]
+async fn a_wait_says_why_the_barrier_is_not_there() {
+    let env = Env::start().await;
+    let mut nowhere = env.spawn(&["-n", "nowhere", "barrier", "wait", "b", "--timeout", "2s"]);
+    let mut lines = tokio::io::BufReader::new(nowhere.stderr.take().unwrap()).lines();
+    let first = lines.next_line().await.unwrap().unwrap();
+    assert!(
+        first.contains("namespace nowhere does not exist"),
+        "{first}"
+    );
+    assert_eq!(nowhere.wait().await.unwrap().code(), Some(5));
+
+    env.ok(&["barrier", "create", "reset", "--expected", "2"])
+        .await;
+    let mut waiter = env.spawn(&["barrier", "wait", "reset", "--timeout", "30s"]);
+    let mut lines = tokio::io::BufReader::new(waiter.stderr.take().unwrap()).lines();
+    let first = lines.next_line().await.unwrap().unwrap();
+    assert!(
+        first.contains("waiting for barrier default/reset"),
+        "{first}"
+    );
+    env.ok(&["barrier", "delete", "reset"]).await;
+    let next = lines.next_line().await.unwrap().unwrap();
+    assert!(next.contains("was deleted"), "{next}");
+    let _ = waiter.kill().await;
 }

@@ -7,13 +7,14 @@
 //! watcher, which lists and then watches from the listed version, so an opening cannot
 //! slip in between the read and the watch).
 //!
-//! A Job's ServiceAccount needs `get`, `list`, `watch` on barriers and `create` on
-//! arrivals.
+//! A Job's ServiceAccount needs `get`, `list`, `watch` on barriers and `create`, `get`
+//! on arrivals (and `delete`, for a holder that reported failure to arrive after all).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use konductor_api::{
     Arrival, ArrivalSpec, BARRIER_LABEL, Barrier, BarrierPhase, BarrierSpec, Outcome, arrival_name,
@@ -36,12 +37,22 @@ pub enum WaitOutcome {
     Failed(Barrier),
 }
 
+/// Why a waited-for barrier is not there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Absence {
+    /// It has not been created (yet).
+    NotCreated,
+    /// It was deleted while being waited on (a reset, or cleanup).
+    Deleted,
+    /// Its namespace does not exist (yet).
+    NoNamespace,
+}
+
 /// What a wait reports while it waits.
 #[derive(Debug, Clone)]
 pub enum Progress<'a> {
-    /// The barrier does not exist (yet), or was just deleted; the wait continues until
-    /// it exists again.
-    Missing,
+    /// The barrier is not there; the wait continues until it exists (again).
+    Missing(Absence),
     /// The barrier exists and is still waiting.
     Waiting(&'a Barrier),
     /// The watch broke after it had worked (e.g. the API server restarted); it is being
@@ -54,8 +65,46 @@ pub enum Progress<'a> {
 pub enum Arrived {
     /// This call recorded the arrival.
     Recorded,
-    /// The holder had already arrived; nothing changed (its first outcome stands).
+    /// The holder had reported failure; this call recorded its success in its place
+    /// (a retried Job that succeeds after failing).
+    RecordedAfterFailure,
+    /// The holder had already reported this outcome, or had already arrived (a
+    /// success stands: a failure reported after it is not recorded). Nothing changed;
+    /// the outcome on record is given.
     AlreadyRecorded(Outcome),
+}
+
+/// How long a wait with a client timeout still waits for the barrier's current state
+/// (so `--timeout 0s` on an open barrier reports it open, not timed out).
+const FIRST_ANSWER_GRACE: Duration = Duration::from_secs(10);
+
+/// Whether a watch error is worth retrying: the connection broke, the server is busy
+/// (429) or failing (5xx). Credentials refused, permission denied, the namespace or
+/// resource gone are permanent: retrying cannot help.
+fn is_transient(error: &watcher::Error) -> bool {
+    let kube_error = match error {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => e,
+        watcher::Error::WatchError(status) => return status.code == 429 || status.code >= 500,
+        _ => return true,
+    };
+    match kube_error {
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        _ => true,
+    }
+}
+
+/// The deadline a wait applies: the caller's, but never before the barrier's state is
+/// first known (then at most [`FIRST_ANSWER_GRACE`] after the start).
+fn wait_limit(started: Instant, timeout: Option<Duration>, known: bool) -> Option<Instant> {
+    timeout.map(|limit| {
+        if known {
+            started + limit
+        } else {
+            started + limit.max(FIRST_ANSWER_GRACE)
+        }
+    })
 }
 
 /// Barriers in one namespace.
@@ -64,6 +113,8 @@ pub struct Barriers {
     barriers: Api<Barrier>,
     all_barriers: Api<Barrier>,
     arrivals: Api<Arrival>,
+    namespaces: Api<Namespace>,
+    client: kube::Client,
     namespace: String,
     url: String,
 }
@@ -83,6 +134,8 @@ impl Barriers {
             barriers: Api::namespaced(connection.client.clone(), &connection.namespace),
             all_barriers: Api::all(connection.client.clone()),
             arrivals: Api::namespaced(connection.client.clone(), &connection.namespace),
+            namespaces: Api::all(connection.client.clone()),
+            client: connection.client.clone(),
             namespace: connection.namespace.clone(),
             url: connection.url.clone(),
         }
@@ -170,10 +223,16 @@ impl Barriers {
     /// Records that `holder` arrived at `barrier` (or, with [`Outcome::Failed`], that it
     /// failed and will never arrive; `message` says why).
     ///
-    /// Idempotent per holder: arriving again returns [`Arrived::AlreadyRecorded`] and
-    /// changes nothing. A missing barrier is [`Error::NotFound`]; call
+    /// Idempotent per holder: reporting the same outcome again returns
+    /// [`Arrived::AlreadyRecorded`] and changes nothing. A holder that reported failure
+    /// and then arrives (a retried Job) has its failure report replaced by the arrival
+    /// ([`Arrived::RecordedAfterFailure`]); a failure reported after arriving is not
+    /// recorded (the success stands: [`Arrived::AlreadyRecorded`] with
+    /// [`Outcome::Succeeded`]). A missing barrier is [`Error::NotFound`]; call
     /// [`Barriers::wait_until_exists`] first to wait for it instead. The Arrival is owned
     /// by the barrier, so deleting the barrier deletes it.
+    ///
+    /// Reads only the barrier's metadata (its uid), however many holders it lists.
     ///
     /// ```no_run
     /// # async fn example(barriers: konductor_sdk::Barriers) -> konductor_sdk::Result<()> {
@@ -189,13 +248,43 @@ impl Barriers {
         outcome: Outcome,
         message: Option<String>,
     ) -> Result<Arrived> {
-        // Only the barrier's uid is needed (for the ownerReference): ask for its metadata
-        // alone, not a status that lists every holder so far.
         let owner = self
             .barriers
             .get_metadata(barrier)
             .await
             .map_err(|e| self.request(barrier, "get", "barriers").error(e))?;
+        self.record(
+            barrier,
+            &owner.uid().unwrap_or_default(),
+            holder,
+            outcome,
+            message,
+        )
+        .await
+    }
+
+    /// [`Barriers::arrive`] at a barrier already read (no second read for its uid).
+    pub async fn arrive_at(
+        &self,
+        barrier: &Barrier,
+        holder: &str,
+        outcome: Outcome,
+        message: Option<String>,
+    ) -> Result<Arrived> {
+        let uid = barrier.uid().unwrap_or_default();
+        self.record(&barrier.name_any(), &uid, holder, outcome, message)
+            .await
+    }
+
+    /// Creates the Arrival of `holder` at barrier `name` (whose uid is `uid`).
+    async fn record(
+        &self,
+        barrier: &str,
+        uid: &str,
+        holder: &str,
+        outcome: Outcome,
+        message: Option<String>,
+    ) -> Result<Arrived> {
         let name = arrival_name(barrier, holder);
         let spec = ArrivalSpec {
             barrier: barrier.to_owned(),
@@ -212,33 +301,100 @@ impl Barriers {
             api_version: Barrier::api_version(&()).into_owned(),
             kind: Barrier::kind(&()).into_owned(),
             name: barrier.to_owned(),
-            uid: owner.uid().unwrap_or_default(),
+            uid: uid.to_owned(),
             ..OwnerReference::default()
         }]);
+        let create_error = |e| self.request(barrier, "create", "arrivals").error(e);
         match self.arrivals.create(&PostParams::default(), &arrival).await {
-            Ok(_) => Ok(Arrived::Recorded),
+            Ok(_) => return Ok(Arrived::Recorded),
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(e) => return Err(create_error(e)),
+        }
+        let existing = self
+            .arrivals
+            .get(&name)
+            .await
+            .map_err(|e| self.request(barrier, "get", "arrivals").error(e))?;
+        if existing.spec.outcome == outcome || outcome == Outcome::Failed {
+            return Ok(Arrived::AlreadyRecorded(existing.spec.outcome));
+        }
+        // A success after a failure report: the failure gives way. Deleted (only if it
+        // is still the one read) and created anew, so the arrival's time is now.
+        let only_that_one = DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                uid: existing.uid(),
+                resource_version: existing.resource_version(),
+            }),
+            ..DeleteParams::default()
+        };
+        match self.arrivals.delete(&name, &only_that_one).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+            Err(e) => return Err(self.request(barrier, "delete", "arrivals").error(e)),
+        }
+        match self.arrivals.create(&PostParams::default(), &arrival).await {
+            Ok(_) => Ok(Arrived::RecordedAfterFailure),
+            // Someone recorded this holder meanwhile: whatever they recorded stands.
             Err(kube::Error::Api(status)) if status.code == 409 => {
-                let existing = self
+                let now = self
                     .arrivals
                     .get(&name)
                     .await
-                    .map(|a| a.spec.outcome)
-                    .unwrap_or(outcome);
-                Ok(Arrived::AlreadyRecorded(existing))
+                    .map_err(|e| self.request(barrier, "get", "arrivals").error(e))?;
+                Ok(Arrived::AlreadyRecorded(now.spec.outcome))
             }
-            Err(e) => Err(self.request(barrier, "create", "arrivals").error(e)),
+            Err(e) => Err(create_error(e)),
         }
+    }
+
+    /// The barrier as the API server stores it, JSON for JSON (timestamps keep every
+    /// digit they were written with; the typed [`Barrier`] keeps whole seconds of
+    /// `creationTimestamp`).
+    pub async fn get_raw(&self, name: &str) -> Result<serde_json::Value> {
+        let path = format!("{}/{name}", self.barriers.resource_url());
+        self.raw(&path, name).await
+    }
+
+    /// The barriers of the namespace (or of all namespaces) as the API server stores
+    /// them: its `BarrierList`, JSON for JSON.
+    pub async fn list_raw(&self, all_namespaces: bool) -> Result<serde_json::Value> {
+        let api = if all_namespaces {
+            &self.all_barriers
+        } else {
+            &self.barriers
+        };
+        self.raw(api.resource_url(), "*").await
+    }
+
+    async fn raw(&self, path: &str, barrier: &str) -> Result<serde_json::Value> {
+        let request = http::Request::get(path)
+            .body(Vec::new())
+            .expect("a valid request");
+        let text = self
+            .client
+            .request_text(request)
+            .await
+            .map_err(|e| self.request(barrier, "get", "barriers").error(e))?;
+        serde_json::from_str(&text).map_err(|e| Error::Api {
+            namespace: self.namespace.clone(),
+            barrier: barrier.to_owned(),
+            message: format!("the API server sent something that is not JSON: {e}"),
+        })
     }
 
     /// Waits until `name` settles — Open, Timeout or Failed — and returns how.
     ///
-    /// Watches; never polls. Returns at once if the barrier is already settled. If the
-    /// barrier does not exist yet, `progress` hears [`Progress::Missing`] and the wait
-    /// goes on until it is created (and settles). `progress` also hears every change
-    /// while it waits. If the API server cannot be reached at first, fails at once; if
-    /// a working watch breaks, `progress` hears [`Progress::Reconnecting`] and the watch
-    /// resumes. With `timeout`, gives up with [`Error::WaitTimeout`]. Cancel by dropping
-    /// the future.
+    /// Watches; never polls. Returns at once if the barrier is already settled — even
+    /// with a zero `timeout`: the barrier's current state is read before the client
+    /// deadline applies. If the barrier does not exist yet (or its namespace does not,
+    /// or it is deleted while waited on), `progress` hears [`Progress::Missing`] with
+    /// the reason and the wait goes on until it exists. `progress` also hears every
+    /// change while it waits. If the API server cannot be reached at first, fails at
+    /// once. A working watch that breaks for a transient reason (connection lost, 429,
+    /// 5xx) is re-established with backoff and `progress` hears
+    /// [`Progress::Reconnecting`]; a permanent one (401, 403, the namespace or the
+    /// resource gone) ends the wait with that error. With `timeout`, gives up with
+    /// [`Error::WaitTimeout`]. Cancel by dropping the future.
     ///
     /// ```no_run
     /// # async fn example(barriers: konductor_sdk::Barriers) -> konductor_sdk::Result<()> {
@@ -258,112 +414,121 @@ impl Barriers {
         mut progress: impl FnMut(Progress<'_>),
     ) -> Result<WaitOutcome> {
         let started = Instant::now();
-        let watch = async {
-            let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-            let mut events = watcher(self.barriers.clone(), config)
-                .default_backoff()
-                .boxed();
-            let mut present = false;
-            let mut told_missing = false;
-            let mut connected = false;
-            while let Some(event) = events.next().await {
-                let event = match event {
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let mut events = watcher(self.barriers.clone(), config)
+            .default_backoff()
+            .boxed();
+        let mut present = false;
+        let mut told_missing = false;
+        let mut connected = false;
+        loop {
+            let next = events.next();
+            let event = match wait_limit(started, timeout, connected) {
+                None => next.await,
+                Some(at) => match tokio::time::timeout_at(at.into(), next).await {
                     Ok(event) => event,
-                    // Failing to connect at all is an error (a wrong server, no
-                    // permission); losing a working watch is retried, bounded by `timeout`.
-                    Err(error) if connected => {
-                        progress(Progress::Reconnecting(
-                            self.watch_error(name, error).to_string(),
-                        ));
-                        continue;
-                    }
-                    Err(error) => return Err(self.watch_error(name, error)),
-                };
-                connected = true;
-                let barrier = match event {
-                    watcher::Event::Apply(b) | watcher::Event::InitApply(b) => b,
-                    watcher::Event::Delete(_) => {
-                        // Deleted while we wait (a reset): wait for it to come back.
-                        present = false;
-                        progress(Progress::Missing);
-                        continue;
-                    }
-                    watcher::Event::Init => {
-                        present = false;
-                        continue;
-                    }
-                    watcher::Event::InitDone => {
-                        if !present && !told_missing {
-                            progress(Progress::Missing);
-                            told_missing = true;
-                        }
-                        continue;
-                    }
-                };
-                present = true;
-                match barrier.phase() {
-                    BarrierPhase::Open => return Ok(WaitOutcome::Open(barrier)),
-                    BarrierPhase::Timeout => return Ok(WaitOutcome::TimedOut(barrier)),
-                    BarrierPhase::Failed => return Ok(WaitOutcome::Failed(barrier)),
-                    BarrierPhase::Waiting => progress(Progress::Waiting(&barrier)),
-                }
-            }
-            Err(Error::Api {
-                namespace: self.namespace.clone(),
-                barrier: name.to_owned(),
-                message: "the watch ended unexpectedly".into(),
-            })
-        };
-        match timeout {
-            None => watch.await,
-            Some(limit) => match tokio::time::timeout(limit, watch).await {
-                Ok(result) => result,
-                Err(_) => Err(Error::WaitTimeout {
+                    Err(_) => return Err(self.wait_timeout(name, started)),
+                },
+            };
+            let Some(event) = event else {
+                return Err(Error::Api {
                     namespace: self.namespace.clone(),
                     barrier: name.to_owned(),
-                    waited: started.elapsed(),
-                }),
-            },
+                    message: "the watch ended unexpectedly".into(),
+                });
+            };
+            let event = match event {
+                Ok(event) => event,
+                // Failing to connect at all is an error (a wrong server, no
+                // permission); losing a working watch is retried when it can help.
+                Err(error) if connected && is_transient(&error) => {
+                    progress(Progress::Reconnecting(
+                        self.watch_error(name, error).to_string(),
+                    ));
+                    continue;
+                }
+                Err(error) => return Err(self.watch_error(name, error)),
+            };
+            let barrier = match event {
+                watcher::Event::Apply(b) | watcher::Event::InitApply(b) => b,
+                watcher::Event::Delete(_) => {
+                    present = false;
+                    progress(Progress::Missing(Absence::Deleted));
+                    continue;
+                }
+                watcher::Event::Init => {
+                    present = false;
+                    continue;
+                }
+                watcher::Event::InitDone => {
+                    connected = true;
+                    if !present && !told_missing {
+                        progress(Progress::Missing(self.absence().await));
+                        told_missing = true;
+                    }
+                    continue;
+                }
+            };
+            present = true;
+            match barrier.phase() {
+                BarrierPhase::Open => return Ok(WaitOutcome::Open(barrier)),
+                BarrierPhase::Timeout => return Ok(WaitOutcome::TimedOut(barrier)),
+                BarrierPhase::Failed => return Ok(WaitOutcome::Failed(barrier)),
+                BarrierPhase::Waiting => progress(Progress::Waiting(&barrier)),
+            }
         }
     }
 
-    /// Waits until the barrier exists (watching; returns at once if it does).
+    /// Why a barrier that is not listed is missing: its namespace may not exist (when
+    /// the namespace can be read at all; a Job's ServiceAccount usually cannot).
+    async fn absence(&self) -> Absence {
+        match self.namespaces.get(&self.namespace).await {
+            Err(kube::Error::Api(status)) if status.code == 404 => Absence::NoNamespace,
+            _ => Absence::NotCreated,
+        }
+    }
+
+    fn wait_timeout(&self, name: &str, started: Instant) -> Error {
+        Error::WaitTimeout {
+            namespace: self.namespace.clone(),
+            barrier: name.to_owned(),
+            waited: started.elapsed(),
+        }
+    }
+
+    /// Waits until the barrier exists (watching; returns at once if it does, even with
+    /// a zero `timeout`).
     pub async fn wait_until_exists(
         &self,
         name: &str,
         timeout: Option<Duration>,
     ) -> Result<Barrier> {
         let started = Instant::now();
-        let watch = async {
-            let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-            let mut objects = watcher(self.barriers.clone(), config)
-                .default_backoff()
-                .applied_objects()
-                .boxed();
-            match objects
-                .try_next()
-                .await
-                .map_err(|e| self.watch_error(name, e))?
-            {
-                Some(barrier) => Ok(barrier),
-                None => Err(Error::Api {
-                    namespace: self.namespace.clone(),
-                    barrier: name.to_owned(),
-                    message: "the watch ended unexpectedly".into(),
-                }),
-            }
-        };
-        match timeout {
-            None => watch.await,
-            Some(limit) => tokio::time::timeout(limit, watch)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Error::WaitTimeout {
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let mut events = watcher(self.barriers.clone(), config)
+            .default_backoff()
+            .boxed();
+        let mut listed = false;
+        loop {
+            let next = events.try_next();
+            let event = match wait_limit(started, timeout, listed) {
+                None => next.await,
+                Some(at) => tokio::time::timeout_at(at.into(), next)
+                    .await
+                    .map_err(|_| self.wait_timeout(name, started))?,
+            };
+            match event.map_err(|e| self.watch_error(name, e))? {
+                Some(watcher::Event::Apply(b) | watcher::Event::InitApply(b)) => return Ok(b),
+                Some(watcher::Event::InitDone) => listed = true,
+                Some(watcher::Event::Init | watcher::Event::Delete(_)) => {}
+                None => {
+                    return Err(Error::Api {
                         namespace: self.namespace.clone(),
                         barrier: name.to_owned(),
-                        waited: started.elapsed(),
-                    })
-                }),
+                        message: "the watch ended unexpectedly".into(),
+                    });
+                }
+            }
         }
     }
 

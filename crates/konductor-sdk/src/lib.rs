@@ -25,6 +25,6 @@ pub mod barrier;
 pub mod connect;
 pub mod error;
 
-pub use barrier::{Arrived, Barriers, Progress, WaitOutcome};
+pub use barrier::{Absence, Arrived, Barriers, Progress, WaitOutcome};
 pub use connect::{ConnectOptions, Connection, connect};
 pub use error::{Error, Result};
