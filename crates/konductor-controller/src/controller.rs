@@ -97,9 +97,10 @@ fn arrivals_of(barrier: &Barrier, index: &ArrivalIndex) -> Vec<ArrivalRecord> {
         .collect()
 }
 
-/// Makes the barrier the owner of its arrivals that have none (koncli sets the owner
-/// itself; arrivals written with kubectl do not), so deleting the barrier deletes them,
-/// as ReplicaSets adopt their Pods. The resourceVersion guards against racing writers.
+/// Makes the barrier the owner of its arrivals that have none, and labels them with it
+/// (koncli does both itself; arrivals written with kubectl may do neither), so
+/// deleting the barrier deletes them and `-l konductor.io/barrier=B` finds them, as
+/// ReplicaSets adopt their Pods. The resourceVersion guards against racing writers.
 async fn adopt_arrivals(barrier: &Barrier, ctx: &Context) -> Result<()> {
     let Some(uid) = barrier.uid() else {
         return Ok(());
@@ -110,20 +111,23 @@ async fn adopt_arrivals(barrier: &Barrier, ctx: &Context) -> Result<()> {
         .arrivals
         .of(&namespace, &name)
         .into_iter()
-        .filter(|a| !a.has_barrier_owner());
+        .filter(|a| !a.has_barrier_owner() || !a.labelled);
     let api: Api<Arrival> = Api::namespaced(ctx.client.clone(), &namespace);
     let patches = orphans.map(|orphan| {
         let mut owners = orphan.owners.clone();
-        owners.push(OwnerReference {
-            api_version: "konductor.io/v1".into(),
-            kind: "Barrier".into(),
-            name: name.clone(),
-            uid: uid.clone(),
-            ..OwnerReference::default()
-        });
+        if !orphan.has_barrier_owner() {
+            owners.push(OwnerReference {
+                api_version: "konductor.io/v1".into(),
+                kind: "Barrier".into(),
+                name: name.clone(),
+                uid: uid.clone(),
+                ..OwnerReference::default()
+            });
+        }
         let patch = serde_json::json!({
             "metadata": {
                 "ownerReferences": owners,
+                "labels": { konductor_api::BARRIER_LABEL: name },
                 "resourceVersion": orphan.resource_version,
             }
         });

@@ -31,6 +31,8 @@ pub struct IndexedArrival {
     pub resource_version: Option<String>,
     /// Its ownerReferences (which barrier owns it, if any).
     pub owners: Vec<OwnerReference>,
+    /// Whether it carries the `konductor.io/barrier` label naming its barrier.
+    pub labelled: bool,
     /// What the rules need: holder, outcome, message, arrival time.
     pub record: ArrivalRecord,
 }
@@ -42,6 +44,8 @@ impl IndexedArrival {
             name: arrival.name_any(),
             resource_version: arrival.resource_version(),
             owners: arrival.owner_references().to_vec(),
+            labelled: arrival.labels().get(konductor_api::BARRIER_LABEL)
+                == Some(&arrival.spec.barrier),
             record: ArrivalRecord {
                 holder: arrival.spec.holder.clone(),
                 outcome: arrival.spec.outcome,

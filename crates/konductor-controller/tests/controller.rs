@@ -373,7 +373,7 @@ async fn deleting_the_barrier_removes_its_arrivals_and_a_recreated_one_starts_em
 }
 
 #[tokio::test]
-async fn arrivals_written_without_an_owner_are_adopted_by_their_barrier() {
+async fn arrivals_written_without_an_owner_are_adopted_and_labelled_by_their_barrier() {
     let h = Harness::start().await;
     let b = h.create("adopter", BarrierSpec::new(2)).await;
     let bare = Arrival::new("bare", ArrivalSpec::succeeded("adopter", "kubectl-user"));
@@ -387,6 +387,11 @@ async fn arrivals_written_without_an_owner_are_adopted_by_their_barrier() {
     assert_eq!(
         (owner.kind.as_str(), owner.uid.as_str()),
         ("Barrier", b.uid().unwrap().as_str())
+    );
+    assert_eq!(
+        adopted.labels().get(BARRIER_LABEL).map(String::as_str),
+        Some("adopter"),
+        "labelled too, so `-l konductor.io/barrier=adopter` finds it"
     );
     h.stop().await;
 }

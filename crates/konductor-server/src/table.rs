@@ -14,7 +14,35 @@ use crate::registry::{CellSource, Column, ResourceDef};
 
 /// Whether an `Accept` header asks for a Table.
 pub fn wants_table(accept: &str) -> bool {
-    Representation::of(accept) == Representation::Table
+    matches!(Representation::of(accept), Representation::Table(_))
+}
+
+/// What each Table row carries besides its cells (`?includeObject=`), as on
+/// kube-apiserver: nothing, the object's metadata (the default), or the whole object
+/// (what `kubectl get --sort-by=.status.arrived` asks for, to sort by a field).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IncludeObject {
+    /// No object.
+    None,
+    /// PartialObjectMetadata.
+    #[default]
+    Metadata,
+    /// The whole object.
+    Object,
+}
+
+impl IncludeObject {
+    /// Parses the query parameter; absent means `Metadata`.
+    pub fn parse(value: Option<&str>) -> crate::error::Result<Self> {
+        match value {
+            None | Some("") | Some("Metadata") => Ok(Self::Metadata),
+            Some("None") => Ok(Self::None),
+            Some("Object") => Ok(Self::Object),
+            Some(other) => Err(crate::error::ApiError::BadRequest(format!(
+                "includeObject: Unsupported value: {other:?}: supported values: \"None\", \"Metadata\", \"Object\""
+            ))),
+        }
+    }
 }
 
 /// The shape a client asked for with the first media type of its `Accept` header.
@@ -22,8 +50,9 @@ pub fn wants_table(accept: &str) -> bool {
 pub enum Representation {
     /// The objects themselves.
     Object,
-    /// A `meta.k8s.io/v1` Table (`kubectl get`).
-    Table,
+    /// A `meta.k8s.io/v1` Table (`kubectl get`), its rows carrying what `IncludeObject`
+    /// says.
+    Table(IncludeObject),
     /// `meta.k8s.io/v1` PartialObjectMetadata: metadata only.
     Metadata,
 }
@@ -35,7 +64,7 @@ impl Representation {
         if !first.contains("g=meta.k8s.io") {
             Self::Object
         } else if first.contains("as=Table") {
-            Self::Table
+            Self::Table(IncludeObject::default())
         } else if first.contains("as=PartialObjectMetadata") {
             Self::Metadata
         } else {
@@ -106,23 +135,26 @@ fn column_definitions(def: &ResourceDef) -> Vec<Value> {
     columns
 }
 
-fn row(def: &ResourceDef, object: &Value, now: Timestamp) -> Value {
+fn row(def: &ResourceDef, object: &Value, include: IncludeObject, now: Timestamp) -> Value {
     let mut cells = vec![object["metadata"]["name"].clone()];
     cells.extend(def.columns.iter().map(|c| cell(c, object, now)));
-    json!({
-        "cells": cells,
-        "object": crate::views::partial_metadata(object),
-    })
+    let mut row = json!({ "cells": cells });
+    match include {
+        IncludeObject::None => {}
+        IncludeObject::Metadata => row["object"] = crate::views::partial_metadata(object),
+        IncludeObject::Object => row["object"] = object.clone(),
+    }
+    row
 }
 
 /// A Table of `objects` (a list's items), with the list's metadata.
-pub fn of_list(def: &ResourceDef, list: &Value) -> Value {
+pub fn of_list(def: &ResourceDef, list: &Value, include: IncludeObject) -> Value {
     let now = Timestamp::now();
     let rows: Vec<Value> = list["items"]
         .as_array()
         .into_iter()
         .flatten()
-        .map(|o| row(def, o, now))
+        .map(|o| row(def, o, include, now))
         .collect();
     json!({
         "kind": "Table",
@@ -134,13 +166,13 @@ pub fn of_list(def: &ResourceDef, list: &Value) -> Value {
 }
 
 /// A Table of one object.
-pub fn of_object(def: &ResourceDef, object: &Value) -> Value {
+pub fn of_object(def: &ResourceDef, object: &Value, include: IncludeObject) -> Value {
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": { "resourceVersion": object["metadata"]["resourceVersion"] },
         "columnDefinitions": column_definitions(def),
-        "rows": [row(def, object, Timestamp::now())],
+        "rows": [row(def, object, include, Timestamp::now())],
     })
 }
 
@@ -159,7 +191,7 @@ mod tests {
             "spec": {"expected": 5},
             "status": {"arrived": 3, "phase": "Waiting"},
         }]});
-        let table = of_list(def, &list);
+        let table = of_list(def, &list, IncludeObject::Metadata);
         let names: Vec<&str> = table["columnDefinitions"]
             .as_array()
             .unwrap()
@@ -177,7 +209,12 @@ mod tests {
             json!(["b", 5, null, 3, "Waiting", null, null, "5m30s"])
         );
         assert_eq!(table["rows"][0]["object"]["metadata"]["labels"]["x"], "y");
+        assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
         assert_eq!(table["metadata"]["resourceVersion"], "9");
+        let whole = of_list(def, &list, IncludeObject::Object);
+        assert_eq!(whole["rows"][0]["object"]["status"]["arrived"], 3);
+        let bare = of_list(def, &list, IncludeObject::None);
+        assert!(bare["rows"][0].get("object").is_none());
     }
 
     #[test]
@@ -191,7 +228,7 @@ mod tests {
             "involvedObject": {"kind": "Barrier", "name": "b"},
             "type": "Normal", "reason": "Opened", "message": "open",
         });
-        let table = of_object(def, &event);
+        let table = of_object(def, &event, IncludeObject::Metadata);
         assert_eq!(table["rows"][0]["cells"][1], "42s");
         assert_eq!(table["rows"][0]["cells"][4], "barrier/b");
         assert_eq!(

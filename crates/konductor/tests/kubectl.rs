@@ -592,3 +592,30 @@ fn server_side_dry_run_and_diff_work() {
         "2"
     );
 }
+
+#[test]
+fn sort_by_a_field_of_the_object_works() {
+    let c = Cluster::start();
+    for (name, expected) in [("b-three", 3), ("a-five", 5), ("c-one", 1)] {
+        c.apply(&format!(
+            "apiVersion: konductor.io/v1\nkind: Barrier\nmetadata:\n  name: {name}\nspec:\n  expected: {expected}\n"
+        ));
+    }
+    let sorted = c.ok(&["get", "barriers", "--sort-by=.spec.expected", "--no-headers"]);
+    let names: Vec<&str> = sorted
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(names, ["c-one", "b-three", "a-five"], "{sorted}");
+    c.apply(&arrival("a-five", "zed"));
+    c.apply(&arrival("a-five", "amy"));
+    let holders = c.ok(&[
+        "get",
+        "arrivals",
+        "--sort-by=.spec.holder",
+        "-o",
+        "custom-columns=HOLDER:.spec.holder",
+        "--no-headers",
+    ]);
+    assert_eq!(holders.lines().collect::<Vec<_>>(), ["amy", "zed"], "{holders}");
+}

@@ -25,7 +25,7 @@ use crate::patch::PatchType;
 use crate::registry::ResourceDef;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::service::{ListOptions, Service};
-use crate::table::Representation;
+use crate::table::{IncludeObject, Representation};
 
 /// What a request path addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,11 +212,17 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let representation = request
+    let representation = match request
         .headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .map_or(Representation::Object, Representation::of);
+        .map_or(Representation::Object, Representation::of)
+    {
+        Representation::Table(_) => Representation::Table(IncludeObject::parse(
+            query.get("includeObject").map(String::as_str),
+        )?),
+        other => other,
+    };
     let ns = namespace.clone().unwrap_or_default();
     let validation = FieldValidation::parse(query.get("fieldValidation").map(String::as_str))?;
     let service = match query.get("dryRun").map(String::as_str) {
@@ -241,7 +247,9 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
             })
             .await?;
             let body = match representation {
-                Representation::Table => crate::table::of_list(&table_def, &list),
+                Representation::Table(include) => {
+                    crate::table::of_list(&table_def, &list, include)
+                }
                 Representation::Metadata => crate::views::partial_metadata_list(&list),
                 Representation::Object => list,
             };
@@ -251,8 +259,8 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
             let table_def = def.clone();
             let object = blocking(&service, move |s| s.get(&def, &ns, &name)).await?;
             let body = match representation {
-                Representation::Table if subresource == Subresource::Main => {
-                    std::sync::Arc::new(crate::table::of_object(&table_def, &object))
+                Representation::Table(include) if subresource == Subresource::Main => {
+                    std::sync::Arc::new(crate::table::of_object(&table_def, &object, include))
                 }
                 Representation::Metadata => {
                     std::sync::Arc::new(crate::views::partial_metadata(&object))

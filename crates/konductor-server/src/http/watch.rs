@@ -47,7 +47,7 @@ impl WatchRequest {
     fn render(&self, stored: &Value) -> Value {
         let view = to_view(&self.def, stored);
         match self.representation {
-            Representation::Table => crate::table::of_object(&self.def, &view),
+            Representation::Table(include) => crate::table::of_object(&self.def, &view, include),
             Representation::Metadata => crate::views::partial_metadata(&view),
             Representation::Object => view,
         }
