@@ -210,6 +210,21 @@ pub async fn reconcile(barrier: Arc<Barrier>, ctx: Arc<Context>) -> Result<Optio
         ctx.metrics.status_writes.inc();
     }
     if let Some(transition) = evaluation.transition {
+        tracing::info!(
+            namespace = %barrier.namespace().unwrap_or_default(),
+            barrier = %barrier.name_any(),
+            phase = %evaluation.status.phase,
+            reason = transition.reason(),
+            arrived = evaluation.status.arrived,
+            "barrier {}",
+            match transition {
+                Transition::Opened => "opened",
+                Transition::TimedOut => "timed out",
+                Transition::Failed => "failed",
+                Transition::InvalidSpec => "has an invalid spec",
+                Transition::Revived => "is waiting again",
+            }
+        );
         publish(&ctx, &barrier, transition, &evaluation.status).await;
     }
     if evaluation.transition == Some(Transition::Opened)
@@ -260,10 +275,14 @@ async fn publish(
 /// short backoff.
 pub fn error_policy(barrier: &Barrier, error: &Error, ctx: &Context) -> Duration {
     ctx.metrics.errors.get_or_create(&error.into()).inc();
-    tracing::warn!(%error, barrier = %barrier.name_any(), "reconcile failed");
+    let namespace = barrier.namespace().unwrap_or_default();
+    let name = barrier.name_any();
     if error.is_conflict() {
+        // Routine: someone wrote in between; the retry sorts it out.
+        tracing::debug!(%error, %namespace, barrier = %name, "status write conflicted; retrying");
         Duration::from_millis(50)
     } else {
+        tracing::warn!(%error, %namespace, barrier = %name, "reconcile failed; retrying in 2s");
         Duration::from_secs(2)
     }
 }

@@ -27,7 +27,7 @@ pub mod writes;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The API server refused or failed a request.
-    #[error("API request failed: {0}")]
+    #[error("{}", describe(.0))]
     Kube(#[from] kube::Error),
     /// A barrier without a creation timestamp (the deadline counts from it).
     #[error("barrier has no creationTimestamp")]
@@ -41,6 +41,30 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// A kube error in one readable line: the API server's own message and reason for a
+/// refused request (not a dump of its Status), the error chain otherwise.
+fn describe(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!(
+            "the API server answered {} {}: {}",
+            status.code, status.reason, status.message
+        ),
+        other => {
+            let mut line = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(cause) = source {
+                let text = cause.to_string();
+                if !line.contains(&text) {
+                    line.push_str(": ");
+                    line.push_str(&text);
+                }
+                source = cause.source();
+            }
+            line
+        }
+    }
 }
 
 impl Error {

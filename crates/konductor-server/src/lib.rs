@@ -21,7 +21,8 @@
 //! - [`metrics`]: `GET /metrics`.
 //! - [`security`]: token, TLS certificates, kubeconfig.
 //!
-//! [`Server::start`] wires them together; [`run`] is what the binary calls.
+//! [`Server::start`] wires them together (the `konductor server` binary adds the
+//! controller beside it).
 
 pub mod error;
 pub mod gc;
@@ -40,7 +41,6 @@ pub mod validation;
 pub mod views;
 pub mod watch;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -145,6 +145,34 @@ pub enum ServerError {
     Bootstrap(#[from] error::ApiError),
 }
 
+/// A started server before the data directory's lock is handed to it.
+struct Unlocked {
+    address: SocketAddr,
+    url: String,
+    kubeconfig: PathBuf,
+    service: Service,
+    extra_metrics: metrics::ExtraMetrics,
+    handle: axum_server::Handle<SocketAddr>,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    gc_stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Unlocked {
+    fn with_lock(self, lock: std::fs::File) -> Server {
+        Server {
+            address: self.address,
+            url: self.url,
+            kubeconfig: self.kubeconfig,
+            service: self.service,
+            extra_metrics: self.extra_metrics,
+            handle: self.handle,
+            serving: self.serving,
+            gc_stop: Some(self.gc_stop),
+            _lock: lock,
+        }
+    }
+}
+
 /// Why a client for the server could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -180,30 +208,83 @@ fn data_dir_error(path: &Path) -> impl FnOnce(std::io::Error) -> ServerError + '
     }
 }
 
+/// The data directory, private to this user (0700, every file in it 0600) and locked
+/// for this server's lifetime.
+struct DataDir {
+    /// Absolute, so the printed `export KUBECONFIG=...` works from any directory.
+    path: PathBuf,
+    lock: std::fs::File,
+    /// Whether this start created it (and so may remove it when the start fails).
+    created: bool,
+}
+
+impl DataDir {
+    fn open(path: &Path) -> Result<Self, ServerError> {
+        let created = !path.exists();
+        std::fs::create_dir_all(path).map_err(data_dir_error(path))?;
+        let absolute = std::path::absolute(path).map_err(data_dir_error(path))?;
+        security::make_private_dir(&absolute)?;
+        let lock = security::open_private(&absolute.join("konductor.lock"))?;
+        if lock.try_lock().is_err() {
+            return Err(ServerError::Locked(absolute));
+        }
+        Ok(Self {
+            path: absolute,
+            lock,
+            created,
+        })
+    }
+
+    /// Undoes a start that failed half-way: nothing half-made is left behind.
+    fn discard_if_new(self) {
+        if self.created {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Binds the listening socket (first, so a port in use leaves nothing behind).
+fn bind(listen: SocketAddr) -> Result<(std::net::TcpListener, SocketAddr), ServerError> {
+    let failed = |source| ServerError::Bind {
+        address: listen,
+        source,
+    };
+    let listener = std::net::TcpListener::bind(listen).map_err(failed)?;
+    listener.set_nonblocking(true).map_err(failed)?;
+    let address = listener.local_addr().map_err(failed)?;
+    Ok((listener, address))
+}
+
 impl Server {
-    /// Opens the data directory, binds the address, writes the kubeconfig and starts
-    /// serving in the background.
+    /// Binds the address, opens the data directory, writes the kubeconfig and starts
+    /// serving in the background. A start that fails leaves no half-made data
+    /// directory behind.
     pub async fn start(config: Config) -> Result<Self, ServerError> {
         if !config.listen.ip().is_loopback() && !config.tls {
             return Err(ServerError::InsecureListen(config.listen));
         }
-        std::fs::create_dir_all(&config.data_dir).map_err(data_dir_error(&config.data_dir))?;
-        // Absolute, so the printed `export KUBECONFIG=...` works from any directory.
-        let dir =
-            &std::path::absolute(&config.data_dir).map_err(data_dir_error(&config.data_dir))?;
-        let lock_path = dir.join("konductor.lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(data_dir_error(dir))?;
-        if lock.try_lock().is_err() {
-            return Err(ServerError::Locked(dir.to_owned()));
+        let (listener, address) = bind(config.listen)?;
+        let data = DataDir::open(&config.data_dir)?;
+        let dir = data.path.clone();
+        match Self::start_in(&config, listener, address, &dir).await {
+            Ok(parts) => Ok(parts.with_lock(data.lock)),
+            Err(error) => {
+                data.discard_if_new();
+                Err(error)
+            }
         }
+    }
 
+    /// Everything after the socket and the data directory.
+    async fn start_in(
+        config: &Config,
+        listener: std::net::TcpListener,
+        address: SocketAddr,
+        dir: &Path,
+    ) -> Result<Unlocked, ServerError> {
         let hub = WatchHub::new(config.watch_window);
         let db_path = dir.join("konductor.db");
+        security::prepare_private_database(&db_path)?;
         let store = tokio::task::spawn_blocking(move || Store::open(&db_path, hub))
             .await
             .expect("opening the store does not panic")?;
@@ -215,22 +296,6 @@ impl Server {
                 .expect("bootstrap does not panic")?;
         }
         let token = security::load_or_create_token(dir)?;
-
-        let listener =
-            std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Bind {
-                address: config.listen,
-                source,
-            })?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|source| ServerError::Bind {
-                address: config.listen,
-                source,
-            })?;
-        let address = listener.local_addr().map_err(|source| ServerError::Bind {
-            address: config.listen,
-            source,
-        })?;
 
         let extra_metrics = metrics::ExtraMetrics::default();
         let state = http::AppState {
@@ -244,7 +309,12 @@ impl Server {
         let app = http::router(state).into_make_service();
         let handle = axum_server::Handle::new();
         let kubeconfig = dir.join("kubeconfig");
-        let (url, serving) = if config.tls {
+        // TCP_NODELAY: watch events are small writes that must not wait for delayed
+        // ACKs (Nagle's algorithm would add ~40 ms per event).
+        let plain = axum_server::from_tcp(listener)
+            .map_err(|source| ServerError::Bind { address, source })?
+            .handle(handle.clone());
+        let (url, ca, serving) = if config.tls {
             let _ = rustls::crypto::ring::default_provider().install_default();
             let material = security::tls_material(dir, address)?;
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
@@ -253,39 +323,23 @@ impl Server {
             )
             .await
             .map_err(|source| ServerError::Bind { address, source })?;
-            // TCP_NODELAY: watch events are small writes that must not wait for
-            // delayed ACKs (Nagle's algorithm would add ~40 ms per event).
             let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
                 .acceptor(axum_server::accept::NoDelayAcceptor::new());
-            let server = axum_server::from_tcp(listener)
-                .map_err(|source| ServerError::Bind { address, source })?
-                .acceptor(acceptor)
-                .handle(handle.clone());
-            security::write_kubeconfig(
-                &kubeconfig,
-                &format!("https://{address}"),
-                &token,
-                Some(&material.ca_pem),
-            )?;
-            (
-                format!("https://{address}"),
-                tokio::spawn(server.serve(app)),
-            )
+            let serving = tokio::spawn(plain.acceptor(acceptor).serve(app));
+            (format!("https://{address}"), Some(material.ca_pem), serving)
         } else {
-            let server = axum_server::from_tcp(listener)
-                .map_err(|source| ServerError::Bind { address, source })?
-                .acceptor(axum_server::accept::NoDelayAcceptor::new())
-                .handle(handle.clone());
-            security::write_kubeconfig(&kubeconfig, &format!("http://{address}"), &token, None)?;
-            (format!("http://{address}"), tokio::spawn(server.serve(app)))
+            let acceptor = axum_server::accept::NoDelayAcceptor::new();
+            let serving = tokio::spawn(plain.acceptor(acceptor).serve(app));
+            (format!("http://{address}"), None, serving)
         };
+        security::write_kubeconfig(&kubeconfig, &url, &token, ca.as_deref())?;
 
         let (gc_stop, gc_stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(gc::run(service.clone(), async move {
             let _ = gc_stopped.await;
         }));
 
-        Ok(Self {
+        Ok(Unlocked {
             address,
             url,
             kubeconfig,
@@ -293,8 +347,7 @@ impl Server {
             extra_metrics,
             handle,
             serving,
-            gc_stop: Some(gc_stop),
-            _lock: lock,
+            gc_stop,
         })
     }
 
@@ -339,15 +392,4 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.handle.shutdown();
     }
-}
-
-/// Runs the server until `shutdown` resolves, printing where it listens and how to
-/// point clients at it.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-    let server = Server::start(config).await?;
-    println!("konductor server listening on {}", server.url);
-    println!("export KUBECONFIG={}", server.kubeconfig.display());
-    shutdown.await;
-    server.shutdown().await;
-    Ok(())
 }

@@ -37,6 +37,52 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SecurityError + '_ {
     }
 }
 
+/// Opens (creating) a file only its owner can read or write.
+pub fn open_private(path: &Path) -> Result<std::fs::File, SecurityError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(path).map_err(io_error(path))?;
+    restrict(path, 0o600)?;
+    Ok(file)
+}
+
+/// Makes a directory its owner's alone (0700): it holds the token and the CA key.
+pub fn make_private_dir(path: &Path) -> Result<(), SecurityError> {
+    restrict(path, 0o700)
+}
+
+/// Creates the database file 0600 before SQLite opens it — SQLite gives its WAL and
+/// shared-memory files the database file's permissions — and tightens the files of a
+/// database created before this rule.
+pub fn prepare_private_database(db: &Path) -> Result<(), SecurityError> {
+    drop(open_private(db)?);
+    for suffix in ["-wal", "-shm"] {
+        let companion = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        if companion.exists() {
+            restrict(&companion, 0o600)?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets a path's permission bits (a no-op off Unix).
+fn restrict(path: &Path, mode: u32) -> Result<(), SecurityError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(io_error(path))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
+}
+
 /// Writes `contents` to `path` with mode 0600 (owner only).
 pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), SecurityError> {
     let mut options = std::fs::OpenOptions::new();

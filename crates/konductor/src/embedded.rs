@@ -13,9 +13,17 @@ pub async fn run(
     with_controller: bool,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let data_dir = config.data_dir.clone();
     let server = konductor_server::Server::start(config).await?;
     println!("konductor server listening on {}", server.url);
     println!("export KUBECONFIG={}", server.kubeconfig.display());
+    tracing::info!(
+        url = %server.url,
+        data_dir = %data_dir.display(),
+        version = env!("CARGO_PKG_VERSION"),
+        controller = with_controller,
+        "konductor server started"
+    );
     let controller = if with_controller {
         let client = server
             .client()
@@ -35,5 +43,6 @@ pub async fn run(
         tracing::error!(%error, "controller stopped with an error");
     }
     server.shutdown().await;
+    tracing::info!("konductor server stopped");
     Ok(())
 }

@@ -56,9 +56,10 @@ struct ServerArgs {
     /// Directory for the database, token, certificates and kubeconfig.
     #[arg(long, value_name = "DIR", default_value = konductor_server::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
-    /// Address to listen on. Port 0 picks a free port (the chosen address is printed and
-    /// written to the kubeconfig). Addresses other than loopback require --tls.
-    #[arg(long, value_name = "HOST:PORT", default_value = konductor_server::DEFAULT_LISTEN)]
+    /// Address to listen on: an IP address or a host name (`localhost:6443`) with a
+    /// port. Port 0 picks a free port (the chosen address is printed and written to the
+    /// kubeconfig). Addresses other than loopback require --tls.
+    #[arg(long, value_name = "HOST:PORT", default_value = konductor_server::DEFAULT_LISTEN, value_parser = parse_listen)]
     listen: SocketAddr,
     /// Serve HTTPS (the default on loopback); required to listen on any other address.
     #[arg(long, conflicts_with = "insecure_http")]
@@ -100,6 +101,23 @@ struct OperatorArgs {
     probe_address: SocketAddr,
 }
 
+/// `HOST:PORT` with HOST an IP address or a name; a name is resolved, preferring a
+/// loopback address among those it has.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(address) = text.parse() {
+        return Ok(address);
+    }
+    let addresses: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(text)
+        .map_err(|e| format!("{text:?} is not HOST:PORT with a host that resolves: {e}"))?
+        .collect();
+    addresses
+        .iter()
+        .find(|a| a.ip().is_loopback())
+        .or(addresses.first())
+        .copied()
+        .ok_or_else(|| format!("{text:?} resolves to no address"))
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     konductor_api::duration::parse_duration(text).map_err(|e| e.to_string())
 }
@@ -124,18 +142,38 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("konductor: {error:#}");
+            eprintln!("konductor: {}", one_line(&error));
             ExitCode::FAILURE
         }
     }
 }
 
-/// Logs to stderr; `RUST_LOG` overrides the default level (`info`).
+/// An error and its causes in one line, each cause said once (errors often repeat
+/// their source's text in their own message).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default level (`info`). Colours only on a
+/// terminal, and never with `NO_COLOR` set.
 fn init_logging(json: bool) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -153,6 +191,11 @@ fn run_async(future: impl std::future::Future<Output = anyhow::Result<()>>) -> a
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
     if !args.listen.ip().is_loopback() && !args.tls {
         return Err(konductor_server::ServerError::InsecureListen(args.listen).into());
+    }
+    if args.insecure_http {
+        tracing::warn!(
+            "--insecure-http: kubectl will not work against this server (it never sends a token over plain HTTP); kube-rs clients such as koncli will"
+        );
     }
     let config = konductor_server::Config {
         data_dir: args.data_dir,

@@ -601,7 +601,12 @@ fn sort_by_a_field_of_the_object_works() {
             "apiVersion: konductor.io/v1\nkind: Barrier\nmetadata:\n  name: {name}\nspec:\n  expected: {expected}\n"
         ));
     }
-    let sorted = c.ok(&["get", "barriers", "--sort-by=.spec.expected", "--no-headers"]);
+    let sorted = c.ok(&[
+        "get",
+        "barriers",
+        "--sort-by=.spec.expected",
+        "--no-headers",
+    ]);
     let names: Vec<&str> = sorted
         .lines()
         .map(|l| l.split_whitespace().next().unwrap())
@@ -617,5 +622,9 @@ fn sort_by_a_field_of_the_object_works() {
         "custom-columns=HOLDER:.spec.holder",
         "--no-headers",
     ]);
-    assert_eq!(holders.lines().collect::<Vec<_>>(), ["amy", "zed"], "{holders}");
+    assert_eq!(
+        holders.lines().collect::<Vec<_>>(),
+        ["amy", "zed"],
+        "{holders}"
+    );
 }

@@ -135,3 +135,161 @@ async fn acknowledged_writes_survive_kill_dash_nine() {
         assert_eq!(after.metadata.uid, before.metadata.uid, "{name}");
     }
 }
+
+#[cfg(unix)]
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_and_every_file_in_it_are_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start(&data);
+    // A write, so the write-ahead log exists.
+    let namespaces: Api<Namespace> = Api::all(client(&server.kubeconfig).await);
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some("private".into()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    assert_eq!(mode_of(&data), 0o700);
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            assert_eq!(mode_of(&path), 0o600, "{}", path.display());
+        }
+    }
+    for name in ["konductor.db", "konductor.db-wal", "token", "kubeconfig"] {
+        assert!(data.join(name).exists(), "{name}");
+    }
+}
+
+#[test]
+fn a_failed_start_says_why_once_and_leaves_nothing_behind() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("never-made");
+    let output = konductor()
+        .args(["server", "--listen", &address, "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("in use").count(), 1, "said once: {stderr}");
+    assert!(stderr.contains(&address), "{stderr}");
+    assert!(!data.exists(), "no half-made data directory");
+}
+
+#[test]
+fn a_host_name_for_loopback_is_a_valid_listen_address() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = konductor()
+        .args(["server", "--listen", "localhost:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = std::io::BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next()
+        .expect("a first line")
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        first.contains("https://127.0.0.1:") || first.contains("https://[::1]:"),
+        "{first}"
+    );
+}
+
+#[tokio::test]
+async fn the_log_says_what_happens_without_colour_when_redirected() {
+    use konductor_api::{Arrival, ArrivalSpec, Barrier, BarrierSpec, arrival_name};
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = konductor()
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-http",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let _url = lines.next().unwrap().unwrap();
+    let kubeconfig = lines.next().unwrap().unwrap();
+    let kubeconfig =
+        std::path::PathBuf::from(kubeconfig.strip_prefix("export KUBECONFIG=").unwrap());
+    let client = client(&kubeconfig).await;
+    let barriers: Api<Barrier> = Api::namespaced(client.clone(), "default");
+    barriers
+        .create(
+            &PostParams::default(),
+            &Barrier::new("logged", BarrierSpec::new(1)),
+        )
+        .await
+        .unwrap();
+    Api::<Arrival>::namespaced(client, "default")
+        .create(
+            &PostParams::default(),
+            &Arrival::new(
+                &arrival_name("logged", "a"),
+                ArrivalSpec::succeeded("logged", "a"),
+            ),
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        kube::runtime::wait::await_condition(barriers, "logged", |b: Option<&Barrier>| {
+            b.is_some_and(|b| b.phase() == konductor_api::BarrierPhase::Open)
+        }),
+    )
+    .await
+    .expect("the barrier opens")
+    .unwrap();
+    let terminated = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        !text.contains('\u{1b}'),
+        "no colour codes in a file: {text:?}"
+    );
+    for said in [
+        "kubectl will not work",
+        "konductor server started",
+        "barrier opened",
+        "konductor server stopped",
+    ] {
+        assert!(text.contains(said), "{said:?} missing from {text}");
+    }
+}

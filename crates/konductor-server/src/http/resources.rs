@@ -247,9 +247,7 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
             })
             .await?;
             let body = match representation {
-                Representation::Table(include) => {
-                    crate::table::of_list(&table_def, &list, include)
-                }
+                Representation::Table(include) => crate::table::of_list(&table_def, &list, include),
                 Representation::Metadata => crate::views::partial_metadata_list(&list),
                 Representation::Object => list,
             };
