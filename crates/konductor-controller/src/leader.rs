@@ -3,18 +3,20 @@
 //! works the same on a real cluster and on `konductor server`).
 //!
 //! One replica holds the lease and renews it every `renew_period`; the others check
-//! every `renew_period` and take it over once `renewTime + leaseDurationSeconds` has
-//! passed. A holder that cannot renew within the lease duration steps down before
-//! anyone else may take over. On shutdown the holder releases the lease so a standby
-//! takes over at once.
+//! every `renew_period` — and whenever the Lease changes (they watch it) — and take it
+//! over once it is released or `renewTime + leaseDurationSeconds` has passed. A holder
+//! that cannot renew within the lease duration steps down before anyone else may take
+//! over. On shutdown the holder releases the lease, and a standby takes over at once.
 
 use std::future::Future;
 use std::time::Duration;
 
+use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
+use kube::runtime::WatchStreamExt;
 
 use crate::{Error, Result};
 
@@ -154,6 +156,16 @@ impl LeaderElection {
         F: Future<Output = ()> + Send + 'static,
     {
         tokio::pin!(shutdown);
+        // A standby looks again as soon as the Lease changes (released, say), not only
+        // at its next tick.
+        let mut lease_changes = kube::runtime::watcher(
+            self.api.clone(),
+            kube::runtime::watcher::Config::default()
+                .fields(&format!("metadata.name={}", self.config.name)),
+        )
+        .default_backoff()
+        .boxed();
+        let mut told_no_namespace = false;
         let mut running: Option<(
             tokio::sync::oneshot::Sender<()>,
             tokio::task::JoinHandle<()>,
@@ -165,9 +177,27 @@ impl LeaderElection {
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = ticker.tick() => {}
+                Some(_) = lease_changes.next(), if running.is_none() => {}
             }
             let leading = match self.try_acquire_or_renew().await {
-                Ok(leading) => leading,
+                Ok(leading) => {
+                    told_no_namespace = false;
+                    leading
+                }
+                Err(Error::Kube(kube::Error::Api(status)))
+                    if status.code == 404 && status.message.starts_with("namespaces") =>
+                {
+                    if !told_no_namespace {
+                        tracing::error!(
+                            namespace = %self.config.namespace,
+                            "leader election: the lease namespace {} does not exist; create it (kubectl create namespace {}) or pass --lease-namespace",
+                            self.config.namespace,
+                            self.config.namespace,
+                        );
+                        told_no_namespace = true;
+                    }
+                    false
+                }
                 Err(error) => {
                     tracing::warn!(%error, "leader election: lease check failed");
                     // Keep leading only while the last renewal is still valid.

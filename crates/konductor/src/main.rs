@@ -96,9 +96,10 @@ struct OperatorArgs {
     /// random suffix].
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
-    /// Where to serve /healthz, /readyz and /metrics.
-    #[arg(long, value_name = "HOST:PORT", default_value = "0.0.0.0:8080")]
-    probe_address: SocketAddr,
+    /// Where to serve /healthz, /readyz and /metrics [default: 0.0.0.0:8080 in a pod,
+    /// where the kubelet and Prometheus reach it; 127.0.0.1:8080 elsewhere].
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_listen)]
+    probe_address: Option<SocketAddr>,
 }
 
 /// `HOST:PORT` with HOST an IP address or a name; a name is resolved, preferring a
@@ -189,6 +190,7 @@ fn run_async(future: impl std::future::Future<Output = anyhow::Result<()>>) -> a
 }
 
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal();
     if !args.listen.ip().is_loopback() && !args.tls {
         return Err(konductor_server::ServerError::InsecureListen(args.listen).into());
     }
@@ -203,10 +205,11 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         tls: !args.insecure_http,
         ..konductor_server::Config::default()
     };
-    embedded::run(config, !args.no_controller, shutdown_signal()).await
+    embedded::run(config, !args.no_controller, shutdown).await
 }
 
 async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal();
     let options = kube::config::KubeConfigOptions {
         context: args.context.clone(),
         ..Default::default()
@@ -237,12 +240,22 @@ async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
         client,
         OperatorConfig {
             lease,
-            probe_address: args.probe_address,
+            probe_address: args.probe_address.unwrap_or_else(default_probe_address),
         },
-        shutdown_signal(),
+        shutdown,
     )
     .await?;
     Ok(())
+}
+
+/// All interfaces in a pod (`KUBERNETES_SERVICE_HOST` is set there), loopback on a
+/// laptop.
+fn default_probe_address() -> SocketAddr {
+    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        SocketAddr::from(([0, 0, 0, 0], 8080))
+    } else {
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
 }
 
 /// The hostname plus a random suffix, so two replicas on one host differ.
@@ -258,21 +271,27 @@ fn default_identity() -> String {
     )
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed at once (not when the
+/// future is first polled), so a signal that comes during start-up still shuts down
+/// gracefully (an operator releases its lease) instead of killing the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
         let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+            signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+        async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = interrupt.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn write_crds(dir: &std::path::Path) -> anyhow::Result<()> {

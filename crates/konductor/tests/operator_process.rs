@@ -31,11 +31,20 @@ impl Drop for Process {
 /// Starts an operator and returns it with the address of its probe server, read from
 /// its log.
 fn start_operator(kubeconfig: &Path, identity: &str) -> (Process, String) {
+    start_operator_for(kubeconfig, identity, "2s")
+}
+
+/// [`start_operator`] with a lease of `lease_duration`.
+fn start_operator_for(
+    kubeconfig: &Path,
+    identity: &str,
+    lease_duration: &str,
+) -> (Process, String) {
     let mut child = konductor()
         .args([
             "operator",
             "--lease-duration",
-            "2s",
+            lease_duration,
             "--probe-address",
             "127.0.0.1:0",
         ])
@@ -224,4 +233,61 @@ async fn only_the_leader_acts_and_a_standby_takes_over() {
     let status = status.unwrap().unwrap();
     assert!(status.success(), "{status}");
     assert_eq!(holder(&leases).await, None, "the lease was released");
+}
+
+#[tokio::test]
+async fn a_released_lease_is_taken_over_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), &["--no-controller"]);
+    let client = client(&server.kubeconfig).await;
+    let leases: Api<Lease> = Api::namespaced(client, "default");
+    // A long lease: its renew period (a third, 40 s) is longer than this test may wait,
+    // so only the standby's watch on the Lease can explain a takeover in time.
+    let (mut first, _) = start_operator_for(&server.kubeconfig, "first", "120s");
+    assert_eq!(wait_for_holder(&leases, &["first"]).await, "first");
+    let (_second, _) = start_operator_for(&server.kubeconfig, "second", "120s");
+    let status = Command::new("kill")
+        .args(["-TERM", &first.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let _ = tokio::task::spawn_blocking(move || first.0.wait()).await;
+    assert_eq!(wait_for_holder(&leases, &["second"]).await, "second");
+}
+
+#[test]
+fn a_missing_lease_namespace_is_named_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), &["--no-controller"]);
+    let mut child = konductor()
+        .args([
+            "operator",
+            "--lease-duration",
+            "300ms",
+            "--lease-namespace",
+            "nowhere",
+            "--probe-address",
+            "127.0.0.1:0",
+            "--kubeconfig",
+        ])
+        .arg(&server.kubeconfig)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("lease namespace") && sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let said = receiver.recv_timeout(Duration::from_secs(30));
+    let _ = child.kill();
+    let _ = child.wait();
+    let said = said.expect("the operator says the lease namespace is missing");
+    assert!(said.contains("kubectl create namespace nowhere"), "{said}");
 }
