@@ -36,6 +36,7 @@ pub const MAX_BARRIER_NAME_LEN: usize = 63;
     singular = "barrier",
     shortname = "bar",
     category = "konductor",
+    category = "all",
     namespaced,
     status = "BarrierStatus",
     derive = "PartialEq",

@@ -628,3 +628,21 @@ fn sort_by_a_field_of_the_object_works() {
         "{holders}"
     );
 }
+
+#[test]
+fn auth_can_i_and_get_all_work() {
+    let c = Cluster::start();
+    assert_eq!(c.ok(&["auth", "can-i", "create", "barriers"]).trim(), "yes");
+    assert_eq!(
+        c.ok(&["auth", "can-i", "delete", "arrivals", "-n", "default"])
+            .trim(),
+        "yes"
+    );
+    c.apply("apiVersion: konductor.io/v1\nkind: Barrier\nmetadata:\n  name: in-all\nspec:\n  expected: 1\n");
+    c.apply(&arrival("in-all", "x"));
+    let all = c.ok(&["get", "all"]);
+    assert!(all.lines().any(|l| l.starts_with("in-all ")), "{all}");
+    let ours = c.ok(&["get", "konductor"]);
+    assert!(ours.contains("barrier.konductor.io/in-all"), "{ours}");
+    assert!(ours.contains("arrival.konductor.io/in-all-x"), "{ours}");
+}

@@ -42,6 +42,7 @@ pub async fn groups(State(state): State<AppState>) -> Json<Value> {
         .group_versions()
         .into_iter()
         .filter(|(group, _)| !group.is_empty())
+        .chain([(ACCESS_REVIEW_GROUP, ACCESS_REVIEW_VERSION)])
         .map(|(group, version)| {
             let gv = json!({"groupVersion": format!("{group}/{version}"), "version": version});
             json!({"name": group, "versions": [gv.clone()], "preferredVersion": gv})
@@ -79,9 +80,46 @@ fn resource_entry(def: &ResourceDef) -> Value {
     entry
 }
 
+/// The group of SelfSubjectAccessReview (`kubectl auth can-i`).
+pub const ACCESS_REVIEW_GROUP: &str = "authorization.k8s.io";
+/// Its version.
+pub const ACCESS_REVIEW_VERSION: &str = "v1";
+
+/// `POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews` (`kubectl auth
+/// can-i`): the server has one token with full access, so whoever can ask may. The
+/// review comes back with its status, in JSON whatever it was sent in (kubectl sends
+/// protobuf, and reads JSON).
+pub async fn access_review(body: axum::body::Bytes) -> Json<Value> {
+    let mut review = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    review["apiVersion"] = json!(format!("{ACCESS_REVIEW_GROUP}/{ACCESS_REVIEW_VERSION}"));
+    review["kind"] = json!("SelfSubjectAccessReview");
+    review["status"] = json!({
+        "allowed": true,
+        "reason": "konductor server has one bearer token, and it may do everything",
+    });
+    Json(review)
+}
+
 /// `GET /api/v1` or `GET /apis/{group}/{version}`: the resources of one group-version,
 /// or `None` when the server does not serve it.
 pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {
+    if (group, version) == (ACCESS_REVIEW_GROUP, ACCESS_REVIEW_VERSION) {
+        return Some(json!({
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": format!("{ACCESS_REVIEW_GROUP}/{ACCESS_REVIEW_VERSION}"),
+            "resources": [{
+                "name": "selfsubjectaccessreviews",
+                "singularName": "selfsubjectaccessreview",
+                "namespaced": false,
+                "kind": "SelfSubjectAccessReview",
+                "verbs": ["create"],
+            }],
+        }));
+    }
     let defs = registry.in_group_version(group, version);
     if defs.is_empty() {
         return None;

@@ -56,6 +56,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ready))
         .route("/version", get(discovery::version))
         .route("/metrics", get(metrics))
+        .route(
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            axum::routing::post(discovery::access_review),
+        )
         .route("/api", get(discovery::core_versions))
         .route("/apis", get(discovery::groups))
         .route("/openapi/v3", get(openapi_index))
