@@ -204,6 +204,7 @@ impl Schema {
                         .iter_errors(value)
                         .map(|e| schema_error(&e, &property.name)),
                 );
+                integer_errors(&property.openapi, value, &property.name, &mut errors);
             }
         }
         // CEL rules assume the structure is right; Kubernetes skips them otherwise too.
@@ -256,6 +257,47 @@ fn cel_errors(
             }
         })
         .collect()
+}
+
+/// Integers the API server could not hold: beyond int64 (JSON allows any size), or
+/// beyond int32 where the schema says `format: int32` — stored, they would show as
+/// floats and no client could decode them.
+fn integer_errors(schema: &Value, value: &Value, path: &str, errors: &mut Vec<FieldError>) {
+    match value {
+        Value::Number(number) if schema.get("type").and_then(Value::as_str) == Some("integer") => {
+            let format = schema
+                .get("format")
+                .and_then(Value::as_str)
+                .unwrap_or("int64");
+            let fits = match format {
+                "int32" => number.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
+                _ => number.as_i64().is_some(),
+            };
+            if !fits && number.is_i64() | number.is_u64() {
+                errors.push(FieldError::invalid(
+                    path,
+                    format!("Invalid value: {number}: {path} in body must be of type {format}"),
+                ));
+            }
+        }
+        Value::Object(map) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            for (key, child) in map {
+                if let Some(child_schema) = properties.and_then(|p| p.get(key)).or(additional) {
+                    integer_errors(child_schema, child, &format!("{path}.{key}"), errors);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    integer_errors(item_schema, item, &format!("{path}[{i}]"), errors);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Recursively prunes `value` under `schema`, recording unknown field paths.
@@ -654,6 +696,22 @@ mod tests {
             schema.validate(&spec_changed, Some(&stored))[0].field,
             "spec.quorum"
         );
+    }
+
+    #[test]
+    fn integers_beyond_what_the_server_holds_are_refused() {
+        let huge: Value = serde_json::from_str("9223372036854775808").unwrap();
+        let e = errors(json!({"expected": huge}));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].field, "spec.expected");
+        assert!(
+            e[0].message.contains("must be of type int32"),
+            "{}",
+            e[0].message
+        );
+        let e = errors(json!({"expected": 4_294_967_296_i64}));
+        assert_eq!(e[0].field, "spec.expected");
+        assert!(errors(json!({"expected": 2_147_483_647})).is_empty());
     }
 
     #[test]

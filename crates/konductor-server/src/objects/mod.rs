@@ -11,148 +11,35 @@
 //!   custom resources require it on `PUT`.
 //! - delete: honours preconditions and finalizers (`deletionTimestamp` first, the real
 //!   delete once the last finalizer is removed).
+//!
+//! Split by concern: [`options`] (what a request asks), [`metadata`] (uids, names,
+//! timestamps, metadata validation), [`admission`] (schema defaults and validation);
+//! this file holds the lifecycle itself.
+
+mod admission;
+mod metadata;
+mod options;
+
+pub use admission::admit;
+pub use metadata::{
+    is_dns1123_label, is_dns1123_subdomain, name_of, new_uid, resource_version_of, timestamp,
+};
+pub use options::{DeleteOptions, FieldValidation, Preconditions, Subresource};
 
 use jiff::Timestamp;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, FieldError, Result};
 use crate::registry::ResourceDef;
 use crate::store::Write;
+use metadata::random_suffix;
 
-/// Which part of an object a write addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Subresource {
-    /// The object itself (spec, metadata).
-    Main,
-    /// The `/status` subresource.
-    Status,
-}
-
-/// How unknown fields are treated (`?fieldValidation=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FieldValidation {
-    /// Drop unknown fields silently.
-    Ignore,
-    /// Drop unknown fields and tell the client in a `Warning` header (the default).
-    Warn,
-    /// Refuse the request (422) when there are unknown fields.
-    Strict,
-}
-
-impl FieldValidation {
-    /// Parses the query parameter; absent means `Warn`, as on a real API server.
-    pub fn parse(value: Option<&str>) -> Result<Self> {
-        match value {
-            None | Some("") | Some("Warn") => Ok(Self::Warn),
-            Some("Ignore") => Ok(Self::Ignore),
-            Some("Strict") => Ok(Self::Strict),
-            Some(other) => Err(ApiError::BadRequest(format!(
-                "fieldValidation: invalid value {other:?}: must be one of Ignore, Warn, Strict"
-            ))),
-        }
-    }
-}
-
-/// `DeleteOptions` as far as this server honours them.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeleteOptions {
-    /// uid / resourceVersion the object must still have.
-    #[serde(default)]
-    pub preconditions: Option<Preconditions>,
-    /// `Background` (default), `Foreground` or `Orphan`.
-    #[serde(default)]
-    pub propagation_policy: Option<String>,
-    /// `["All"]` for a dry run (kube clients send it in the body rather than the query).
-    #[serde(default)]
-    pub dry_run: Vec<String>,
-}
-
-/// Delete preconditions.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Preconditions {
-    /// The uid the object must have.
-    pub uid: Option<String>,
-    /// The resourceVersion the object must have.
-    pub resource_version: Option<String>,
-}
-
-/// A timestamp as this server writes `creationTimestamp` and `deletionTimestamp`:
-/// RFC 3339 in UTC with microseconds. A real API server keeps whole seconds; the extra
-/// precision makes barrier deadlines (`creationTimestamp + timeout`) exact, which
-/// matters for sub-second timeouts, and every Kubernetes client parses it.
-pub fn timestamp(now: Timestamp) -> String {
-    now.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
-
-/// A random version-4 UUID, as metadata.uid.
-pub fn new_uid() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("the OS random source works");
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
-/// Five random characters as Kubernetes appends to `generateName`.
-fn random_suffix() -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut bytes = [0u8; 5];
-    getrandom::fill(&mut bytes).expect("the OS random source works");
-    bytes
-        .iter()
-        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-        .collect()
-}
-
-/// Whether `name` is a DNS-1123 subdomain (lowercase alphanumerics, `-` and `.`,
-/// alphanumeric at both ends, at most 253 characters).
-pub fn is_dns1123_subdomain(name: &str) -> bool {
-    name.len() <= 253
-        && !name.is_empty()
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
-
-/// Whether `name` is a DNS-1123 label (a subdomain without dots, at most 63 characters).
-pub fn is_dns1123_label(name: &str) -> bool {
-    name.len() <= 63 && !name.contains('.') && is_dns1123_subdomain(name)
-}
-
-fn invalid(def: &ResourceDef, name: &str, causes: Vec<FieldError>) -> ApiError {
+pub(crate) fn invalid(def: &ResourceDef, name: &str, causes: Vec<FieldError>) -> ApiError {
     ApiError::Invalid {
         kind: def.qualified_kind(),
         name: name.to_owned(),
         causes,
     }
-}
-
-/// The object's `metadata.name`, or "".
-pub fn name_of(object: &Value) -> &str {
-    object["metadata"]["name"].as_str().unwrap_or_default()
-}
-
-/// The object's `metadata.resourceVersion`, or "".
-pub fn resource_version_of(object: &Value) -> &str {
-    object["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap_or_default()
 }
 
 /// Checks that the request body is an object of this resource's kind and fills in
@@ -387,50 +274,6 @@ pub fn conflict(def: &ResourceDef, name: &str) -> ApiError {
     }
 }
 
-/// Runs the resource's schema over an object about to be stored: defaults, unknown
-/// fields (per `validation`), then the schema and CEL rules. Returns the warnings to
-/// send for dropped unknown fields.
-pub fn admit(
-    def: &ResourceDef,
-    object: &mut Value,
-    old: Option<&Value>,
-    validation: FieldValidation,
-) -> Result<Vec<String>> {
-    let Some(schema) = def.schema.as_deref() else {
-        return Ok(Vec::new());
-    };
-    let unknown = schema.prune(object, old);
-    if validation == FieldValidation::Strict && !unknown.is_empty() {
-        return Err(strict_error(def, &unknown));
-    }
-    schema.apply_defaults(object, old);
-    let errors = schema.validate(object, old);
-    if !errors.is_empty() {
-        return Err(invalid(def, name_of(object), errors));
-    }
-    Ok(match validation {
-        FieldValidation::Warn => unknown
-            .into_iter()
-            .map(|field| format!("unknown field \"{field}\""))
-            .collect(),
-        _ => Vec::new(),
-    })
-}
-
-/// The 400 a real API server returns for unknown fields under `fieldValidation=Strict`.
-fn strict_error(def: &ResourceDef, unknown: &[String]) -> ApiError {
-    let fields: Vec<String> = unknown
-        .iter()
-        .map(|f| format!("unknown field \"{f}\""))
-        .collect();
-    ApiError::BadRequest(format!(
-        "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
-        fields.join(", "),
-        kind = def.kind,
-        version = def.version,
-    ))
-}
-
 /// Decides what a delete does to `current`: checks preconditions, then either marks the
 /// object for deletion (finalizers pending) or deletes it.
 pub fn decide_delete(
@@ -496,12 +339,12 @@ pub fn finish_if_finalized(object: Value) -> Write {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::registry::Registry;
     use std::sync::Arc;
 
-    fn barriers() -> Arc<ResourceDef> {
+    pub(crate) fn barriers() -> Arc<ResourceDef> {
         Registry::standard()
             .find("konductor.io", "v1", "barriers")
             .unwrap()
@@ -512,7 +355,7 @@ mod tests {
         Timestamp::from_second(1_750_000_000).unwrap()
     }
 
-    fn created() -> Value {
+    pub(crate) fn created() -> Value {
         let mut object = prepare_create(
             &barriers(),
             "default",
@@ -669,27 +512,5 @@ mod tests {
             err.to_string().contains("Precondition failed: UID"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn strict_validation_refuses_unknown_fields_and_warn_reports_them() {
-        let def = barriers();
-        let mut object = created();
-        object["spec"]["colour"] = "red".into();
-        let err = admit(&def, &mut object.clone(), None, FieldValidation::Strict).unwrap_err();
-        assert!(
-            err.to_string().contains("unknown field \"spec.colour\""),
-            "{err}"
-        );
-        let warnings = admit(&def, &mut object, None, FieldValidation::Warn).unwrap();
-        assert_eq!(warnings, ["unknown field \"spec.colour\""]);
-        assert!(object["spec"].get("colour").is_none());
-    }
-
-    #[test]
-    fn uids_are_version_4() {
-        let uid = new_uid();
-        assert_eq!(&uid[14..15], "4");
-        assert_ne!(uid, new_uid());
     }
 }
