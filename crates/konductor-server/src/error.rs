@@ -120,6 +120,10 @@ pub enum ApiError {
     /// 429 TooManyRequests: a server limit (such as the number of watches) is reached.
     #[error("{0}")]
     TooManyRequests(String),
+    /// 504 Timeout: the request could not be served in time (a resourceVersion the
+    /// server has not reached, a request slower than its limit).
+    #[error("{0}")]
+    Timeout(String),
     /// 500 InternalError: storage failed; the message says how.
     #[error("Internal error occurred: {0}")]
     Internal(String),
@@ -164,6 +168,7 @@ impl ApiError {
             }
             ApiError::Expired(_) => (StatusCode::GONE, "Expired"),
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
+            ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "Timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         }
     }

@@ -105,7 +105,7 @@ fn purge_namespace(service: &Service, namespace: &str) -> Result<(), ApiError> {
             continue; // a converted view of a bucket handled through its native resource
         }
         let listed = service.list(def, Some(namespace), &ListOptions::default())?;
-        for object in listed["items"].as_array().into_iter().flatten() {
+        for object in &listed.items {
             let name = object["metadata"]["name"].as_str().unwrap_or_default();
             service.delete_key(&ObjectKey::new(def.storage, namespace, name))?;
         }

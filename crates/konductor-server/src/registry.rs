@@ -68,6 +68,8 @@ pub struct ResourceDef {
     pub namespaced: bool,
     /// Whether a `/status` subresource splits spec and status writes.
     pub status_subresource: bool,
+    /// The field selector labels it supports, each with the stored path it reads.
+    pub field_labels: Vec<(String, String)>,
     /// The storage bucket; two resources sharing one (core and events.k8s.io Events)
     /// share objects and watch events.
     pub storage: &'static str,
@@ -185,6 +187,7 @@ impl Registry {
         resources.push(ResourceDef {
             short_names: vec!["ns".into()],
             namespaced: false,
+            field_labels: field_labels(&["metadata.name"]),
             status_subresource: true,
             columns: vec![
                 column(
@@ -228,6 +231,7 @@ impl Registry {
                 column("Count", "integer", ".count", 1, "How often it happened"),
             ],
             name_priority: 1,
+            field_labels: field_labels(CORE_EVENT_FIELDS),
             ..builtin("", "Event", "events", EVENTS)
         });
         resources.push(ResourceDef {
@@ -246,6 +250,16 @@ impl Registry {
                 column("Note", "string", ".note", 0, "What happened"),
                 age(),
             ],
+            // Selectors read the stored (core) shape: events.k8s.io names map onto it.
+            field_labels: CORE_EVENT_FIELDS
+                .iter()
+                .map(|stored| {
+                    let served = stored
+                        .replace("involvedObject.", "regarding.")
+                        .replace("reportingComponent", "reportingController");
+                    (served, (*stored).to_owned())
+                })
+                .collect(),
             ..builtin("events.k8s.io", "Event", "events", EVENTS)
         });
         resources.push(ResourceDef {
@@ -309,8 +323,37 @@ impl Registry {
 
 /// A built-in, namespaced, `v1` resource with the API server's defaults for built-in
 /// types (unconditional updates and strategic merge allowed, no schema).
+/// Field labels read at the same path they are named by.
+fn field_labels(labels: &[&str]) -> Vec<(String, String)> {
+    labels
+        .iter()
+        .map(|l| ((*l).to_owned(), (*l).to_owned()))
+        .collect()
+}
+
+/// What every namespaced resource can be selected by (custom resources too).
+const OBJECT_FIELDS: &[&str] = &["metadata.name", "metadata.namespace"];
+
+/// What core v1 Events can be selected by (as in kube-apiserver).
+const CORE_EVENT_FIELDS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
+];
+
 fn builtin(group: &'static str, kind: &str, plural: &str, storage: &'static str) -> ResourceDef {
     ResourceDef {
+        field_labels: field_labels(OBJECT_FIELDS),
         group,
         version: "v1",
         kind: kind.into(),
@@ -371,6 +414,7 @@ fn crd_resource(
         short_names: names.short_names.clone().unwrap_or_default(),
         categories: names.categories.clone().unwrap_or_default(),
         namespaced: crd.spec.scope == "Namespaced",
+        field_labels: field_labels(OBJECT_FIELDS),
         status_subresource: version
             .subresources
             .as_ref()

@@ -28,8 +28,21 @@ use crate::watch::{Route, Subscription, WatchEvent};
 /// Namespaces that always exist: created at start, never deleted (as in Kubernetes).
 const PROTECTED_NAMESPACES: [&str; 2] = ["default", "kube-system"];
 
-/// How many stored objects a list reads per round trip to SQLite while filtering.
-const LIST_BATCH: usize = 500;
+/// How many paged lists may hold their snapshot open at once; the oldest is let go
+/// (its next page answers 410 Expired) when another starts.
+const OPEN_SNAPSHOTS: usize = 32;
+
+/// How long a paged list's snapshot is kept between pages.
+const SNAPSHOT_TTL: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// How a list's `resourceVersion` is to be read (`resourceVersionMatch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionMatch {
+    /// At least as new as the version (the default for a non-zero version).
+    NotOlderThan,
+    /// Exactly that version.
+    Exact,
+}
 
 /// Options of a list (and of the initial state of a watch).
 #[derive(Debug, Default, Clone)]
@@ -42,6 +55,28 @@ pub struct ListOptions {
     pub limit: Option<usize>,
     /// `continue` token from the previous page.
     pub continue_token: Option<String>,
+    /// `resourceVersion`: how new the list must be (see `version_match`).
+    pub resource_version: Option<u64>,
+    /// `resourceVersionMatch`.
+    pub version_match: Option<VersionMatch>,
+}
+
+/// One page of a list: objects in the requested view, all from one snapshot.
+#[derive(Debug, Default)]
+pub struct List {
+    /// The objects.
+    pub items: Vec<Value>,
+    /// The snapshot's resourceVersion (the same on every page of one list).
+    pub resource_version: u64,
+    /// The token for the next page, if there is one.
+    pub continue_token: Option<String>,
+}
+
+/// The snapshots of paged lists in progress, by id.
+#[derive(Default)]
+struct Snapshots {
+    open: std::collections::HashMap<u64, (crate::store::Snapshot, std::time::Instant)>,
+    next_id: u64,
 }
 
 impl ListOptions {
@@ -80,11 +115,15 @@ pub struct Service {
     registry: Arc<Registry>,
     /// `?dryRun=All`: run every check, store nothing, return what would be stored.
     dry_run: bool,
+    /// Paged lists' snapshots, so every page of a list reads the same version.
+    snapshots: Arc<std::sync::Mutex<Snapshots>>,
 }
 
 /// What the continue token of a paged list remembers.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Continue {
+    /// The snapshot the list reads from.
+    id: u64,
     /// The resourceVersion of the first page.
     rv: u64,
     /// The namespace of the last object returned.
@@ -100,6 +139,7 @@ impl Service {
             store,
             registry,
             dry_run: false,
+            snapshots: Arc::default(),
         }
     }
 
@@ -199,72 +239,149 @@ impl Service {
         Ok(shared_view(def, stored))
     }
 
-    /// `GET` a collection: the matching objects as a `<Kind>List`, one page at a time.
+    /// `GET` a collection: the matching objects, one page at a time. Every page of one
+    /// list reads the same snapshot (its read transaction is held open between pages,
+    /// for up to two minutes); a `continue` token whose snapshot is gone is 410 Expired,
+    /// as with etcd compaction.
     pub fn list(
         &self,
         def: &ResourceDef,
         namespace: Option<&str>,
         options: &ListOptions,
-    ) -> Result<Value> {
-        let resume = options
-            .continue_token
-            .as_deref()
-            .filter(|t| !t.is_empty())
-            .map(decode_continue)
-            .transpose()?;
+    ) -> Result<List> {
         let namespace = namespace.filter(|_| def.namespaced);
-        let mut cursor = resume.as_ref().map(|c| (c.ns.clone(), c.name.clone()));
-        let mut snapshot_rv = resume.as_ref().map(|c| c.rv);
-        let mut items = Vec::new();
-        let mut next_cursor = None;
-        'pages: loop {
-            let page = self.store.list(
-                def.storage,
+        let matching = |object: &Value| options.matches(object);
+        if let Some(token) = &options.continue_token {
+            let resume = decode_continue(token)?;
+            let mut snapshots = lock(&self.snapshots);
+            let Some((snapshot, _)) = snapshots.open.remove(&resume.id) else {
+                return Err(ApiError::Expired(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
+                ));
+            };
+            drop(snapshots);
+            let after = (resume.ns.as_str(), resume.name.as_str());
+            return self.page(
+                def,
                 namespace,
-                cursor.as_ref().map(|(ns, n)| (ns.as_str(), n.as_str())),
-                Some(LIST_BATCH),
-            )?;
-            snapshot_rv.get_or_insert(page.resource_version);
-            let exhausted = page.items.len() < LIST_BATCH;
-            for object in page.items {
-                let position = (
-                    object["metadata"]["namespace"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                    objects::name_of(&object).to_owned(),
-                );
-                if options.limit.is_some_and(|limit| items.len() >= limit) {
-                    // One more match exists past the page: hand out a continue token.
-                    if options.matches(&object) {
-                        next_cursor = cursor.clone();
-                        break 'pages;
+                options,
+                snapshot,
+                Some(after),
+                resume.id,
+                &matching,
+            );
+        }
+        let current = self.store.resource_version();
+        match (options.resource_version, options.version_match) {
+            (Some(wanted), Some(VersionMatch::Exact)) if wanted != current => {
+                return Err(ApiError::Expired(format!(
+                    "too old resource version: {wanted} ({current}): this server lists only its current version exactly"
+                )));
+            }
+            (Some(wanted), _) if wanted > current => {
+                return Err(ApiError::Timeout(format!(
+                    "Too large resource version: {wanted}, current: {current}"
+                )));
+            }
+            _ => {}
+        }
+        match options.limit {
+            None => {
+                let mut items = Vec::new();
+                let resource_version = self.store.scan(def.storage, namespace, None, |object| {
+                    if matching(&object) {
+                        items.push(to_view(def, &object));
                     }
-                } else if options.matches(&object) {
-                    items.push(to_view(def, &object));
-                }
-                cursor = Some(position);
+                    true
+                })?;
+                Ok(List {
+                    items,
+                    resource_version,
+                    continue_token: None,
+                })
             }
-            if exhausted {
-                break;
+            Some(_) => {
+                let snapshot = self.store.snapshot()?;
+                let id = {
+                    let mut snapshots = lock(&self.snapshots);
+                    snapshots.next_id += 1;
+                    snapshots.next_id
+                };
+                self.page(def, namespace, options, snapshot, None, id, &matching)
             }
         }
-        let resource_version = snapshot_rv.unwrap_or_else(|| self.store.resource_version());
-        let mut metadata = json!({ "resourceVersion": resource_version.to_string() });
-        if let Some((ns, name)) = next_cursor {
-            metadata["continue"] = encode_continue(&Continue {
-                rv: resource_version,
-                ns,
-                name,
-            })
-            .into();
+    }
+
+    /// Reads one page of a paged list from `snapshot` and keeps the snapshot for the
+    /// next page if there is one.
+    #[allow(clippy::too_many_arguments)]
+    fn page(
+        &self,
+        def: &ResourceDef,
+        namespace: Option<&str>,
+        options: &ListOptions,
+        snapshot: crate::store::Snapshot,
+        after: Option<(&str, &str)>,
+        id: u64,
+        matching: &dyn Fn(&Value) -> bool,
+    ) -> Result<List> {
+        let limit = options.limit.unwrap_or(usize::MAX);
+        let mut items = Vec::new();
+        let mut last = None;
+        let mut more = false;
+        snapshot.scan(def.storage, namespace, after, |object| {
+            if !matching(&object) {
+                return true;
+            }
+            if items.len() == limit {
+                more = true;
+                return false;
+            }
+            last = Some((
+                object["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                objects::name_of(&object).to_owned(),
+            ));
+            items.push(to_view(def, &object));
+            true
+        })?;
+        let resource_version = snapshot.resource_version();
+        let continue_token = match (more, last) {
+            (true, Some((ns, name))) => {
+                self.keep_snapshot(id, snapshot);
+                Some(encode_continue(&Continue {
+                    id,
+                    rv: resource_version,
+                    ns,
+                    name,
+                }))
+            }
+            _ => None,
+        };
+        Ok(List {
+            items,
+            resource_version,
+            continue_token,
+        })
+    }
+
+    /// Keeps a paged list's snapshot for its next page, letting the oldest and the
+    /// stale ones go (their next pages answer 410).
+    fn keep_snapshot(&self, id: u64, snapshot: crate::store::Snapshot) {
+        let mut snapshots = lock(&self.snapshots);
+        snapshots
+            .open
+            .retain(|_, (_, kept)| kept.elapsed() < SNAPSHOT_TTL);
+        if snapshots.open.len() >= OPEN_SNAPSHOTS
+            && let Some(oldest) = snapshots.open.keys().min().copied()
+        {
+            snapshots.open.remove(&oldest);
         }
-        Ok(json!({
-            "apiVersion": def.api_version(),
-            "kind": def.list_kind(),
-            "metadata": metadata,
-            "items": items,
-        }))
+        snapshots
+            .open
+            .insert(id, (snapshot, std::time::Instant::now()));
     }
 
     /// `POST` a new object.
@@ -454,7 +571,7 @@ impl Service {
         namespace: Option<&str>,
         list: &ListOptions,
         options: &DeleteOptions,
-    ) -> Result<Value> {
+    ) -> Result<List> {
         let everything = ListOptions {
             limit: None,
             continue_token: None,
@@ -462,7 +579,7 @@ impl Service {
         };
         let listed = self.list(def, namespace, &everything)?;
         let mut deleted = Vec::new();
-        for object in listed["items"].as_array().into_iter().flatten() {
+        for object in &listed.items {
             let ns = object["metadata"]["namespace"].as_str().unwrap_or_default();
             match self.delete(def, ns, objects::name_of(object), options) {
                 Ok(gone) => deleted.push(gone),
@@ -470,12 +587,11 @@ impl Service {
                 Err(e) => return Err(e),
             }
         }
-        Ok(json!({
-            "apiVersion": def.api_version(),
-            "kind": def.list_kind(),
-            "metadata": { "resourceVersion": self.store.resource_version().to_string() },
-            "items": deleted,
-        }))
+        Ok(List {
+            items: deleted,
+            resource_version: self.store.resource_version(),
+            continue_token: None,
+        })
     }
 
     /// Starts a watch. Without a resourceVersion (or with "0") the current matching
@@ -485,33 +601,21 @@ impl Service {
         &self,
         def: &ResourceDef,
         namespace: Option<&str>,
-        resource_version: Option<&str>,
         options: &ListOptions,
     ) -> Result<WatchStart> {
-        let requested = match resource_version {
-            None | Some("") | Some("0") => None,
-            Some(rv) => Some(rv.parse::<u64>().map_err(|_| {
-                ApiError::BadRequest(format!("invalid resourceVersion {rv:?}: not a number"))
-            })?),
-        };
+        let requested = options.resource_version.filter(|rv| *rv != 0);
         let (initial, from) = match requested {
             Some(rv) => (Vec::new(), rv),
             None => {
                 let all = ListOptions {
                     limit: None,
                     continue_token: None,
+                    resource_version: None,
+                    version_match: None,
                     ..options.clone()
                 };
                 let listed = self.list(def, namespace, &all)?;
-                let rv = listed["metadata"]["resourceVersion"]
-                    .as_str()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                let items = match listed.get("items") {
-                    Some(Value::Array(items)) => items.clone(),
-                    _ => Vec::new(),
-                };
-                (items, rv)
+                (listed.items, listed.resource_version)
             }
         };
         // A watch of one named object (`metadata.name=x` in a namespace, or of a
@@ -594,6 +698,12 @@ fn with_api_version(def: &ResourceDef, mut object: Value) -> Value {
         map.remove("apiVersion");
     }
     object
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn encode_continue(token: &Continue) -> String {

@@ -1110,3 +1110,59 @@ async fn metadata_only_reads_leave_spec_and_status_behind() {
     assert_eq!(listed.items.len(), 1);
     assert_eq!(listed.items[0].metadata.name.as_deref(), Some("meta"));
 }
+
+#[tokio::test]
+async fn every_page_of_a_list_comes_from_one_snapshot() {
+    let t = TestServer::start().await;
+    let barriers: Api<Barrier> = t.api();
+    for i in 0..5 {
+        barriers
+            .create(
+                &PostParams::default(),
+                &barrier(&format!("p{i}"), BarrierSpec::new(1)),
+            )
+            .await
+            .unwrap();
+    }
+    let first = barriers
+        .list(&ListParams::default().limit(2))
+        .await
+        .unwrap();
+    let version = first.metadata.resource_version.clone();
+    // Changes after the first page: a deletion, an addition, an update.
+    barriers
+        .delete("p3", &DeleteParams::default())
+        .await
+        .unwrap();
+    barriers
+        .create(&PostParams::default(), &barrier("p5", BarrierSpec::new(1)))
+        .await
+        .unwrap();
+    let mut names: Vec<String> = first.items.iter().map(ResourceExt::name_any).collect();
+    let mut token = first.metadata.continue_.unwrap();
+    loop {
+        let page = barriers
+            .list(&ListParams::default().limit(2).continue_token(&token))
+            .await
+            .unwrap();
+        assert_eq!(page.metadata.resource_version, version, "one snapshot");
+        names.extend(page.items.iter().map(ResourceExt::name_any));
+        match page.metadata.continue_ {
+            Some(next) if !next.is_empty() => token = next,
+            _ => break,
+        }
+    }
+    assert_eq!(
+        names,
+        ["p0", "p1", "p2", "p3", "p4"],
+        "as of the first page"
+    );
+    // A token whose snapshot is gone is 410, as on a real API server.
+    let stale = status_of(
+        barriers
+            .list(&ListParams::default().limit(2).continue_token(&token))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((stale.code, stale.reason.as_str()), (410, "Expired"));
+}

@@ -99,7 +99,7 @@ proptest! {
         }
         let barriers = registry.find("konductor.io", "v1", "barriers").unwrap();
         let listed = service.list(barriers, None, &Default::default()).unwrap();
-        for barrier in listed["items"].as_array().unwrap() {
+        for barrier in &listed.items {
             let expected = barrier["spec"]["expected"].as_i64();
             prop_assert!(expected.is_some_and(|e| e >= 1), "stored an invalid barrier: {barrier}");
             prop_assert!(barrier["metadata"]["uid"].is_string());

@@ -11,6 +11,7 @@
 
 mod discovery;
 mod openapi;
+mod query;
 mod resources;
 mod watch;
 

@@ -9,7 +9,6 @@
 //! /api/v1/namespaces/{name}[/status]                       the cluster-scoped Namespace itself
 //! ```
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -18,13 +17,13 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use super::query::Query;
 use super::{AppState, MAX_BODY_BYTES, discovery, json_response};
 use crate::error::{ApiError, Result};
 use crate::objects::{DeleteOptions, FieldValidation, Subresource};
 use crate::patch::PatchType;
 use crate::registry::ResourceDef;
-use crate::selectors::{FieldSelector, LabelSelector};
-use crate::service::{ListOptions, Service};
+use crate::service::Service;
 use crate::table::{IncludeObject, Representation};
 
 /// What a request path addresses.
@@ -93,39 +92,6 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     }
 }
 
-fn parse_query(query: Option<&str>) -> HashMap<String, String> {
-    url_pairs(query.unwrap_or_default()).collect()
-}
-
-fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(&s.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        (decode(k), decode(v))
-    })
-}
-
-/// List options from `labelSelector`, `fieldSelector`, `limit` and `continue`.
-pub(super) fn list_options(query: &HashMap<String, String>) -> Result<ListOptions> {
-    Ok(ListOptions {
-        labels: LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))?,
-        fields: FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))?,
-        limit: query
-            .get("limit")
-            .filter(|l| !l.is_empty() && l.as_str() != "0")
-            .map(|l| {
-                l.parse::<usize>()
-                    .map_err(|_| ApiError::BadRequest(format!("invalid limit {l:?}")))
-            })
-            .transpose()?,
-        continue_token: query.get("continue").cloned(),
-    })
-}
-
 /// Reads the request body, refusing more than [`MAX_BODY_BYTES`] with 413.
 async fn read_body(request: Request) -> Result<Bytes> {
     let declared = request
@@ -141,17 +107,53 @@ async fn read_body(request: Request) -> Result<Bytes> {
         .map_err(|_| ApiError::RequestEntityTooLarge(MAX_BODY_BYTES))
 }
 
-/// Decodes a create or update body: JSON (or YAML), or kubectl's protobuf.
+/// Decodes a create or update body by its media type: JSON, YAML, or kubectl's
+/// protobuf (a Namespace). Anything else is 415, as on a real API server.
 fn parse_body(content_type: &str, body: &[u8]) -> Result<Value> {
-    if content_type.starts_with(crate::protobuf::MEDIA_TYPE) {
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if media_type == crate::protobuf::MEDIA_TYPE {
         return crate::protobuf::decode(body);
     }
+    let yaml = match media_type.as_str() {
+        // A client that names no type is read as JSON (or YAML, which JSON is part of).
+        "" | "application/json" | "*/*" => false,
+        "application/yaml" | "application/x-yaml" | "text/yaml" => true,
+        other => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {other:?})"
+            )));
+        }
+    };
     if body.is_empty() {
         return Err(ApiError::BadRequest("the request body is empty".into()));
     }
-    serde_json::from_slice(body)
-        .or_else(|_| serde_yaml::from_slice(body))
-        .map_err(|e| ApiError::BadRequest(format!("the request body is not valid JSON: {e}")))
+    let parsed = if yaml {
+        serde_yaml::from_slice(body).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_slice(body)
+            .or_else(|_| serde_yaml::from_slice(body))
+            .map_err(|e| e.to_string())
+    };
+    parsed.map_err(|e| ApiError::BadRequest(format!("the request body could not be decoded: {e}")))
+}
+
+/// A list page as its `<Kind>List` document.
+fn list_document(def: &ResourceDef, list: crate::service::List) -> Value {
+    let mut metadata = serde_json::json!({ "resourceVersion": list.resource_version.to_string() });
+    if let Some(token) = list.continue_token {
+        metadata["continue"] = token.into();
+    }
+    serde_json::json!({
+        "apiVersion": def.api_version(),
+        "kind": def.list_kind(),
+        "metadata": metadata,
+        "items": list.items,
+    })
 }
 
 /// Runs a blocking service call off the async runtime.
@@ -204,7 +206,7 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
         Some("status") if def.status_subresource => Subresource::Status,
         Some(_) => return Err(ApiError::NoRoute),
     };
-    let query = parse_query(request.uri().query());
+    let query = Query::parse(request.uri().query());
     let method = request.method().clone();
     let content_type = request
         .headers()
@@ -218,14 +220,14 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
         .and_then(|v| v.to_str().ok())
         .map_or(Representation::Object, Representation::of)
     {
-        Representation::Table(_) => Representation::Table(IncludeObject::parse(
-            query.get("includeObject").map(String::as_str),
-        )?),
+        Representation::Table(_) => {
+            Representation::Table(IncludeObject::parse(query.get("includeObject"))?)
+        }
         other => other,
     };
     let ns = namespace.clone().unwrap_or_default();
-    let validation = FieldValidation::parse(query.get("fieldValidation").map(String::as_str))?;
-    let service = match query.get("dryRun").map(String::as_str) {
+    let validation = FieldValidation::parse(query.get("fieldValidation"))?;
+    let service = match query.get("dryRun") {
         None | Some("") => state.service.clone(),
         Some("All") => state.service.dry_run(),
         Some(other) => {
@@ -236,16 +238,18 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
     };
 
     match (method, name) {
-        (Method::GET, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+        (Method::GET, None) if query.is_watch()? => {
             super::watch::serve(state, def, namespace, &query, representation).await
         }
         (Method::GET, None) => {
-            let options = list_options(&query)?;
+            let options = query.list_options(&def)?;
             let table_def = def.clone();
+            let list_def = def.clone();
             let list = blocking(&service, move |s| {
                 s.list(&def, namespace.as_deref(), &options)
             })
             .await?;
+            let list = list_document(&list_def, list);
             let body = match representation {
                 Representation::Table(include) => crate::table::of_list(&table_def, &list, include),
                 Representation::Metadata => crate::views::partial_metadata_list(&list),
@@ -268,6 +272,7 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
             Ok(json_response(StatusCode::OK, &body, &[]))
         }
         (Method::POST, None) if def.namespaced == namespace.is_some() => {
+            query.check_write()?;
             let body = parse_body(&content_type, &read_body(request).await?)?;
             let written =
                 blocking(&service, move |s| s.create(&def, &ns, body, validation)).await?;
@@ -278,6 +283,7 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
             ))
         }
         (Method::PUT, Some(name)) => {
+            query.check_write()?;
             let body = parse_body(&content_type, &read_body(request).await?)?;
             let written = blocking(&service, move |s| {
                 s.replace(&def, &ns, &name, body, subresource, validation)
@@ -291,8 +297,8 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
         }
         (Method::PATCH, Some(name)) => {
             let patch_type = PatchType::from_content_type(&def, &content_type)?;
-            if patch_type == PatchType::Apply
-                && query.get("fieldManager").is_none_or(String::is_empty)
+            query.check_write()?;
+            if patch_type == PatchType::Apply && query.get("fieldManager").is_none_or(str::is_empty)
             {
                 return Err(ApiError::BadRequest(
                     "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(),
@@ -322,23 +328,26 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
             Ok(json_response(status, &object, &[]))
         }
         (Method::DELETE, None) => {
-            let list = list_options(&query)?;
+            let list = query.list_options(&def)?;
             let options = delete_options(request, &query).await?;
+            let list_def = def.clone();
             let deleted = blocking(&service, move |s| {
                 s.delete_collection(&def, namespace.as_deref(), &list, &options)
             })
             .await?;
-            Ok(json_response(StatusCode::OK, &deleted, &[]))
+            Ok(json_response(
+                StatusCode::OK,
+                &list_document(&list_def, deleted),
+                &[],
+            ))
         }
         _ => Err(ApiError::MethodNotAllowed),
     }
 }
 
 /// DeleteOptions from the body (if any) and the `propagationPolicy` query parameter.
-async fn delete_options(
-    request: Request,
-    query: &HashMap<String, String>,
-) -> Result<DeleteOptions> {
+async fn delete_options(request: Request, query: &Query) -> Result<DeleteOptions> {
+    query.check_delete()?;
     let body = read_body(request).await?;
     let mut options: DeleteOptions = if body.iter().all(u8::is_ascii_whitespace) {
         DeleteOptions::default()
@@ -347,7 +356,7 @@ async fn delete_options(
             .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
     };
     if let Some(policy) = query.get("propagationPolicy") {
-        options.propagation_policy = Some(policy.clone());
+        options.propagation_policy = Some(policy.to_owned());
     }
     Ok(options)
 }
@@ -426,13 +435,5 @@ mod tests {
             parse_path("/apis/konductor.io/v1/namespaces/ns/barriers/b/status/x"),
             None
         );
-    }
-
-    #[test]
-    fn queries_are_percent_decoded() {
-        let q = parse_query(Some("labelSelector=konductor.io%2Fbarrier%3Db1&limit=5&x"));
-        assert_eq!(q["labelSelector"], "konductor.io/barrier=b1");
-        assert_eq!(q["limit"], "5");
-        assert_eq!(q["x"], "");
     }
 }

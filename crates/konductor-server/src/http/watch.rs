@@ -8,7 +8,6 @@
 //! falls too far behind the hub — then it sends a 410 Expired ERROR event so the client
 //! re-lists.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
+use super::query::Query;
 use crate::error::{ApiError, Result};
 use crate::registry::{ResourceDef, View};
 use crate::service::{ListOptions, Service, WatchStart};
@@ -59,7 +59,7 @@ pub async fn serve(
     state: AppState,
     def: Arc<ResourceDef>,
     namespace: Option<String>,
-    query: &HashMap<String, String>,
+    query: &Query,
     representation: Representation,
 ) -> Result<Response> {
     let permit = state
@@ -69,37 +69,25 @@ pub async fn serve(
         .map_err(|_| {
             ApiError::TooManyRequests("too many watches are open; try again later".into())
         })?;
-    let options = super::resources::list_options(query)?;
-    let timeout = query
-        .get("timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+    query.check_watch()?;
+    let options = query.list_options(&def)?;
+    let timeout = query.timeout()?.unwrap_or(DEFAULT_TIMEOUT);
     let request = WatchRequest {
         def,
         namespace,
         options,
         timeout,
-        bookmarks: query
-            .get("allowWatchBookmarks")
-            .is_some_and(|b| b == "true"),
+        bookmarks: query.flag("allowWatchBookmarks")?,
         representation,
     };
-    let resource_version = query.get("resourceVersion").cloned();
     let start = {
         let service = state.service.clone();
         let def = request.def.clone();
         let namespace = request.namespace.clone();
         let options = request.options.clone();
-        tokio::task::spawn_blocking(move || {
-            service.watch(
-                &def,
-                namespace.as_deref(),
-                resource_version.as_deref(),
-                &options,
-            )
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??
+        tokio::task::spawn_blocking(move || service.watch(&def, namespace.as_deref(), &options))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??
     };
     let body = Body::from_stream(events(request, start, state.bookmark_interval, permit));
     Ok((

@@ -96,7 +96,7 @@ pub fn qualified_name_errors(value: &str) -> Vec<String> {
     let mut errors = Vec::new();
     match prefix {
         Some("") => errors.push("prefix part must be non-empty".to_owned()),
-        Some(prefix) if !is_dns1123_subdomain(prefix) => errors.push(format!(
+        Some(prefix) if !is_dns1123_subdomain(prefix) => errors.push(String::from(
             "prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
         )),
         _ => {}

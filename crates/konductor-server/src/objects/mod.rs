@@ -12,12 +12,12 @@
 //! - delete: honours preconditions and finalizers (`deletionTimestamp` first, the real
 //!   delete once the last finalizer is removed).
 //!
-//! Split by concern: [`options`] (what a request asks), [`metadata`] (uids, names,
-//! timestamps, metadata validation), [`admission`] (schema defaults and validation);
+//! Split by concern: `options` (what a request asks), [`metadata`] (uids, names,
+//! timestamps, metadata validation), `admission` (schema defaults and validation);
 //! this file holds the lifecycle itself.
 
 mod admission;
-mod metadata;
+pub mod metadata;
 mod options;
 
 pub use admission::admit;

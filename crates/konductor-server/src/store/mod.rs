@@ -709,6 +709,37 @@ impl Store {
         })
     }
 
+    /// Visits the objects of `bucket` (in `namespace`, or all when `None`) in
+    /// (namespace, name) order after `after`, within one read transaction — one
+    /// consistent snapshot however many there are — until `visit` returns false.
+    /// Returns the snapshot's resourceVersion.
+    pub fn scan(
+        &self,
+        bucket: &str,
+        namespace: Option<&str>,
+        after: Option<(&str, &str)>,
+        visit: impl FnMut(Value) -> bool,
+    ) -> Result<u64> {
+        self.read(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let resource_version = read_resource_version(&tx)?;
+            scan_rows(&tx, bucket, namespace, after, visit)?;
+            Ok(resource_version)
+        })
+    }
+
+    /// A consistent view of the whole store as of now, held open so that later reads
+    /// (the pages of one list) all see it. Dropping it lets it go.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        let conn = open_connection(&self.inner.path)?;
+        conn.execute_batch("BEGIN")?;
+        let resource_version = read_resource_version(&conn)?;
+        Ok(Snapshot {
+            conn,
+            resource_version,
+        })
+    }
+
     /// The keys of objects whose ownerReferences name `owner_uid`.
     pub fn dependents(&self, owner_uid: &str) -> Result<Vec<ObjectKey>> {
         self.read(|conn| {
@@ -825,6 +856,68 @@ impl Store {
             Some(why) => Err(StoreError::CommitFailed(why)),
             None => result,
         }
+    }
+}
+
+/// The store's newest committed resourceVersion, as this connection's transaction sees it.
+fn read_resource_version(conn: &Connection) -> Result<u64> {
+    let version: i64 = conn.query_row(sql::RESOURCE_VERSION, [], |row| row.get(0))?;
+    Ok(u64::try_from(version).unwrap_or(0))
+}
+
+/// Visits rows of `bucket` in order after `after` until `visit` returns false, reading
+/// rows only as far as it goes.
+fn scan_rows(
+    conn: &Connection,
+    bucket: &str,
+    namespace: Option<&str>,
+    after: Option<(&str, &str)>,
+    mut visit: impl FnMut(Value) -> bool,
+) -> Result<()> {
+    let (after_ns, after_name) = after.unwrap_or(("", ""));
+    // A cursor from another namespace sorts before or after this one whole.
+    let (statement, first, after_name) = match namespace {
+        Some(namespace) => match after_ns.cmp(namespace) {
+            std::cmp::Ordering::Less => (sql::LIST_NAMESPACE, namespace, ""),
+            std::cmp::Ordering::Equal => (sql::LIST_NAMESPACE, namespace, after_name),
+            std::cmp::Ordering::Greater => return Ok(()),
+        },
+        None => (sql::LIST_ALL, after_ns, after_name),
+    };
+    let mut stmt = conn.prepare_cached(statement)?;
+    let params = params![bucket, first, after_name, -1];
+    let mut rows = stmt.query(params)?;
+    while let Some(row) = rows.next()? {
+        let body: String = row.get(0)?;
+        if !visit(serde_json::from_str(&body)?) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A read transaction held open: every read through it sees the store as it was when
+/// it began (SQLite's WAL keeps that version for as long as it is open).
+pub struct Snapshot {
+    conn: Connection,
+    resource_version: u64,
+}
+
+impl Snapshot {
+    /// The resourceVersion the snapshot shows.
+    pub fn resource_version(&self) -> u64 {
+        self.resource_version
+    }
+
+    /// [`Store::scan`] within this snapshot.
+    pub fn scan(
+        &self,
+        bucket: &str,
+        namespace: Option<&str>,
+        after: Option<(&str, &str)>,
+        visit: impl FnMut(Value) -> bool,
+    ) -> Result<()> {
+        scan_rows(&self.conn, bucket, namespace, after, visit)
     }
 }
 
