@@ -109,8 +109,11 @@ pub enum ApiError {
     #[error("{0}")]
     NotAcceptable(String),
     /// 413 RequestEntityTooLarge: the body exceeds the limit.
-    #[error("the request body is larger than the limit of {0} bytes")]
+    #[error("Request entity too large: limit is {0}")]
     RequestEntityTooLarge(usize),
+    /// 422 Invalid without field causes: e.g. a JSON patch that cannot be applied.
+    #[error("{0}")]
+    Unprocessable(String),
     /// 415 UnsupportedMediaType: e.g. strategic merge patch on a custom resource.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -154,7 +157,9 @@ impl ApiError {
             ApiError::NotFound { .. } | ApiError::NoRoute => (StatusCode::NOT_FOUND, "NotFound"),
             ApiError::AlreadyExists { .. } => (StatusCode::CONFLICT, "AlreadyExists"),
             ApiError::Conflict { .. } => (StatusCode::CONFLICT, "Conflict"),
-            ApiError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
+            ApiError::Invalid { .. } | ApiError::Unprocessable(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "Invalid")
+            }
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized"),
             ApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "Forbidden"),
@@ -203,6 +208,7 @@ impl ApiError {
                     })).collect::<Vec<_>>(),
                 }))
             }
+            ApiError::TooManyRequests(_) => Some(json!({ "retryAfterSeconds": 1 })),
             _ => None,
         };
         if let Some(details) = details {
@@ -224,7 +230,15 @@ impl IntoResponse for ApiError {
         if code.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        (code, axum::Json(self.to_status())).into_response()
+        let mut response = (code, axum::Json(self.to_status())).into_response();
+        if code == StatusCode::TOO_MANY_REQUESTS {
+            // As kube-apiserver: clients (client-go, kube-rs) wait this long and retry.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 

@@ -10,9 +10,10 @@
 use std::time::Duration;
 
 use crate::error::ApiError;
+use crate::key::ObjectKey;
 use crate::registry::NAMESPACES;
 use crate::service::{ListOptions, Service};
-use crate::store::{GcTask, ObjectKey};
+use crate::store::GcTask;
 
 /// Tasks taken from the queue at a time.
 const BATCH: usize = 64;

@@ -8,6 +8,7 @@
 //! - [`store`]: SQLite in WAL mode — transactions, the global resourceVersion,
 //!   durability. No HTTP types.
 //! - [`watch`]: the in-memory hub that fans committed writes out to watchers. No SQL.
+//! - [`key`]: [`key::ObjectKey`], the address both of them use (a leaf module).
 //! - [`objects`], [`validation`], [`patch`], [`selectors`], [`views`]: the API's rules
 //!   (metadata lifecycle, schema and CEL validation, patch formats, selectors, the
 //!   events.k8s.io view), pure functions; [`protobuf`] decodes the one protobuf body
@@ -27,6 +28,7 @@
 pub mod error;
 pub mod gc;
 pub mod http;
+pub mod key;
 pub mod metrics;
 pub mod objects;
 pub mod patch;
@@ -45,8 +47,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::sync::Semaphore;
 
 use crate::registry::Registry;
 use crate::service::Service;
@@ -72,8 +72,8 @@ pub struct Config {
     pub tls: bool,
     /// Recent events kept for resuming watches (and the lag a watcher may build up).
     pub watch_window: usize,
-    /// The most watches open at once; more get 429 TooManyRequests.
-    pub max_watches: usize,
+    /// Bounds on requests and watches in flight and on request time.
+    pub limits: http::limits::Limits,
     /// How often watches that asked for bookmarks get one.
     pub bookmark_interval: Duration,
 }
@@ -85,7 +85,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
             tls: true,
             watch_window: 10_000,
-            max_watches: 10_000,
+            limits: http::limits::Limits::default(),
             bookmark_interval: Duration::from_secs(30),
         }
     }
@@ -122,7 +122,7 @@ pub enum ServerError {
     Locked(PathBuf),
     /// A non-loopback address without TLS.
     #[error(
-        "refusing to listen on {0} without --tls: the API would be exposed to the network; pass --tls to serve it over HTTPS, or listen on a loopback address such as 127.0.0.1"
+        "refusing to listen on {0} without --expose: the API would be reachable from the network; pass --expose to allow it (served over HTTPS with the token), or listen on a loopback address such as 127.0.0.1"
     )]
     InsecureListen(SocketAddr),
     /// The address could not be bound.
@@ -301,12 +301,11 @@ impl Server {
         let state = http::AppState {
             service: service.clone(),
             token: Arc::new(token.clone()),
-            watch_permits: Arc::new(Semaphore::new(config.max_watches)),
+            gates: Arc::new(http::limits::Gates::new(config.limits.clone())),
             bookmark_interval: config.bookmark_interval,
-            max_watches: config.max_watches,
             extra_metrics: extra_metrics.clone(),
         };
-        let app = http::router(state).into_make_service();
+        let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let handle = axum_server::Handle::new();
         let kubeconfig = dir.join("kubeconfig");
         // TCP_NODELAY: watch events are small writes that must not wait for delayed

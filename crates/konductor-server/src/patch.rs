@@ -83,7 +83,8 @@ pub fn apply(patch_type: PatchType, target: &Value, body: &[u8]) -> Result<Value
             let patch: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| ApiError::BadRequest(format!("error decoding JSON patch: {e}")))?;
             json_patch::patch(&mut result, &patch).map_err(|e| {
-                ApiError::BadRequest(format!("the JSON patch could not be applied: {e}"))
+                // As kube-apiserver: a well-formed patch that does not apply is 422.
+                ApiError::Unprocessable(format!("the JSON patch could not be applied: {e}"))
             })?;
         }
     }

@@ -1,5 +1,5 @@
 //! Credentials: the bearer token, the self-signed CA and serving certificate for
-//! `--tls`, and the kubeconfig that hands both to clients.
+//! HTTPS, and the kubeconfig that hands both to clients.
 //!
 //! All of them live in the data directory, readable only by the owner (0600), and are
 //! reused across restarts so long-running clients keep working.
@@ -194,22 +194,44 @@ pub fn write_kubeconfig(
     token: &str,
     ca_pem: Option<&str>,
 ) -> Result<(), SecurityError> {
-    let mut cluster = serde_json::json!({ "server": server_url });
-    if let Some(ca) = ca_pem {
-        cluster["certificate-authority-data"] =
-            base64::engine::general_purpose::STANDARD.encode(ca).into();
-    }
-    let config = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "konductor", "cluster": cluster}],
-        "users": [{"name": "konductor", "user": {"token": token}}],
-        "contexts": [{"name": "konductor", "context": {
-            "cluster": "konductor", "user": "konductor", "namespace": "default"
-        }}],
-        "current-context": "konductor",
-        "preferences": {},
-    });
+    use kube::config::{
+        AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext,
+    };
+    const NAME: &str = "konductor";
+    let config = Kubeconfig {
+        api_version: Some("v1".to_owned()),
+        kind: Some("Config".to_owned()),
+        clusters: vec![NamedCluster {
+            name: NAME.to_owned(),
+            cluster: Some(Cluster {
+                server: Some(server_url.to_owned()),
+                certificate_authority_data: ca_pem
+                    .map(|ca| base64::engine::general_purpose::STANDARD.encode(ca)),
+                ..Cluster::default()
+            }),
+            ..NamedCluster::default()
+        }],
+        auth_infos: vec![NamedAuthInfo {
+            name: NAME.to_owned(),
+            auth_info: Some(AuthInfo {
+                token: Some(secrecy::SecretString::from(token.to_owned())),
+                ..AuthInfo::default()
+            }),
+            ..NamedAuthInfo::default()
+        }],
+        contexts: vec![NamedContext {
+            name: NAME.to_owned(),
+            context: Some(Context {
+                cluster: NAME.to_owned(),
+                user: Some(NAME.to_owned()),
+                namespace: Some("default".to_owned()),
+                ..Context::default()
+            }),
+            ..NamedContext::default()
+        }],
+        current_context: Some(NAME.to_owned()),
+        ..Kubeconfig::default()
+    };
     let yaml = serde_yaml::to_string(&config).expect("a kubeconfig serializes");
     write_private(path, yaml.as_bytes())
 }
@@ -233,6 +255,35 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn the_kubeconfig_reads_back_with_token_ca_and_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        write_kubeconfig(
+            &path,
+            "https://127.0.0.1:6443",
+            "secret-token",
+            Some("CA PEM"),
+        )
+        .unwrap();
+        let config = kube::config::Kubeconfig::read_from(&path).unwrap();
+        let yaml = std::fs::read_to_string(&path).unwrap();
+        assert!(yaml.contains("token: secret-token"), "{yaml}");
+        let cluster = config.clusters[0].cluster.as_ref().unwrap();
+        assert_eq!(cluster.server.as_deref(), Some("https://127.0.0.1:6443"));
+        assert_eq!(
+            cluster.certificate_authority_data.as_deref(),
+            Some(
+                base64::engine::general_purpose::STANDARD
+                    .encode("CA PEM")
+                    .as_str()
+            )
+        );
+        let context = config.contexts[0].context.as_ref().unwrap();
+        assert_eq!(context.namespace.as_deref(), Some("default"));
+        assert_eq!(config.current_context.as_deref(), Some("konductor"));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, Result};
+use crate::key::ObjectKey;
 use crate::objects::{
     self, DeleteOptions, FieldValidation, Subresource, decide_delete, finish_if_finalized,
     prepare_create, prepare_update,
@@ -21,7 +22,7 @@ use crate::objects::{
 use crate::patch::{self, PatchType};
 use crate::registry::{NAMESPACES, Registry, ResourceDef};
 use crate::selectors::{FieldSelector, LabelSelector};
-use crate::store::{ObjectKey, Store, Write};
+use crate::store::{Store, Write};
 use crate::views::{to_storage, to_view};
 use crate::watch::{Route, Subscription, WatchEvent};
 

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::store::ObjectKey;
+use crate::key::ObjectKey;
 
 /// How many events of a bucket a watcher of that bucket may lag behind.
 pub const BUCKET_CHANNEL: usize = 2048;

@@ -918,7 +918,7 @@ async fn non_loopback_addresses_need_tls() {
     c.listen = "0.0.0.0:0".parse().unwrap();
     c.tls = false;
     let err = konductor_server::Server::start(c).await.err().unwrap();
-    assert!(err.to_string().contains("without --tls"), "{err}");
+    assert!(err.to_string().contains("without --expose"), "{err}");
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use konductor_controller::leader::LeaseConfig;
 use konductor_controller::operator::{self, OperatorConfig};
+use konductor_server::http::limits::Limits;
 
 /// Konductor control plane: Kubernetes-native barriers for Jobs and Pods.
 #[derive(Parser)]
@@ -58,12 +59,13 @@ struct ServerArgs {
     data_dir: PathBuf,
     /// Address to listen on: an IP address or a host name (`localhost:6443`) with a
     /// port. Port 0 picks a free port (the chosen address is printed and written to the
-    /// kubeconfig). Addresses other than loopback require --tls.
+    /// kubeconfig). Addresses other than loopback require --expose.
     #[arg(long, value_name = "HOST:PORT", default_value = konductor_server::DEFAULT_LISTEN, value_parser = parse_listen)]
     listen: SocketAddr,
-    /// Serve HTTPS (the default on loopback); required to listen on any other address.
-    #[arg(long, conflicts_with = "insecure_http")]
-    tls: bool,
+    /// Allow a --listen address other than loopback, exposing the API to the network
+    /// (always over HTTPS with the bearer token; refused with --insecure-http).
+    #[arg(long, alias = "tls", conflicts_with = "insecure_http")]
+    expose: bool,
     /// Serve plain HTTP on loopback. kubectl will not authenticate over plain HTTP (it
     /// never sends tokens without TLS); kube-rs clients such as koncli will.
     #[arg(long)]
@@ -72,6 +74,22 @@ struct ServerArgs {
     /// phase unless another controller runs against it).
     #[arg(long)]
     no_controller: bool,
+    /// Read-only requests served at once; more are answered 429 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_requests_inflight, value_parser = parse_count)]
+    max_requests_inflight: usize,
+    /// Mutating requests (create, update, patch, delete) served at once; more are
+    /// answered 429 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_mutating_requests_inflight, value_parser = parse_count)]
+    max_mutating_requests_inflight: usize,
+    /// The longest a request other than a watch may take; slower ones are answered 504.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_positive_duration)]
+    request_timeout: Duration,
+    /// Watches open at once from all clients; more are answered 429.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_watches, value_parser = parse_count)]
+    max_watches: usize,
+    /// Watches open at once from one client address; more are answered 429.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_watches_per_client, value_parser = parse_count)]
+    max_watches_per_client: usize,
 }
 
 #[derive(Args)]
@@ -121,6 +139,23 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     konductor_api::duration::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// A whole number of at least 1.
+fn parse_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{text:?} is not a whole number")),
+    }
+}
+
+/// A Go duration longer than zero.
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err("must be longer than 0s".to_owned()),
+        duration => Ok(duration),
+    }
 }
 
 /// mimalloc: the server allocates and frees many small JSON values per request; glibc's
@@ -191,7 +226,7 @@ fn run_async(future: impl std::future::Future<Output = anyhow::Result<()>>) -> a
 
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
-    if !args.listen.ip().is_loopback() && !args.tls {
+    if !args.listen.ip().is_loopback() && !args.expose {
         return Err(konductor_server::ServerError::InsecureListen(args.listen).into());
     }
     if args.insecure_http {
@@ -203,6 +238,13 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         listen: args.listen,
         tls: !args.insecure_http,
+        limits: Limits {
+            max_requests_inflight: args.max_requests_inflight,
+            max_mutating_requests_inflight: args.max_mutating_requests_inflight,
+            request_timeout: args.request_timeout,
+            max_watches: args.max_watches,
+            max_watches_per_client: args.max_watches_per_client,
+        },
         ..konductor_server::Config::default()
     };
     embedded::run(config, !args.no_controller, shutdown).await

@@ -62,7 +62,7 @@ fn a_network_address_without_tls_is_refused() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("without --tls"), "{stderr}");
+    assert!(stderr.contains("without --expose"), "{stderr}");
 }
 
 #[tokio::test]

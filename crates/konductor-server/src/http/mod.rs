@@ -7,9 +7,10 @@
 //! - `watch`: the `?watch=true` streams.
 //!
 //! Every path but the health checks and `/version` needs the bearer token; request
-//! bodies are limited to [`MAX_BODY_BYTES`].
+//! bodies are limited to [`MAX_BODY_BYTES`]; `limits` bounds what is in flight.
 
 mod discovery;
+pub mod limits;
 mod openapi;
 mod query;
 mod resources;
@@ -24,7 +25,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::Value;
-use tokio::sync::Semaphore;
+use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::service::Service;
@@ -39,12 +40,10 @@ pub struct AppState {
     pub service: Service,
     /// The bearer token every API request must carry.
     pub token: Arc<String>,
-    /// Permits for concurrent watches; a watch beyond them gets 429.
-    pub watch_permits: Arc<Semaphore>,
+    /// The bounds on requests and watches in flight.
+    pub gates: Arc<limits::Gates>,
     /// How often a watch that asked for bookmarks gets one.
     pub bookmark_interval: std::time::Duration,
-    /// The most watches open at once (the permits' total).
-    pub max_watches: usize,
     /// Metrics added by the process (the in-process controller's).
     pub extra_metrics: crate::metrics::ExtraMetrics,
 }
@@ -66,6 +65,8 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi/v3", get(openapi_index))
         .route("/openapi/v3/{*path}", get(openapi_document))
         .fallback(resources::handle)
+        // Authentication runs first: a request without the token holds no permit.
+        .layer(middleware::from_fn_with_state(state.clone(), limits::bound))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
@@ -116,9 +117,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let figures = crate::metrics::ServerFigures {
         store: state.service.store().stats(),
         resource_version: state.service.store().resource_version(),
-        watches: state
-            .max_watches
-            .saturating_sub(state.watch_permits.available_permits()),
+        watches: state.gates.open_watches(),
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -158,14 +157,6 @@ fn is_public(path: &str) -> bool {
     matches!(path, "/healthz" | "/livez" | "/readyz" | "/version")
 }
 
-/// Compares in time independent of where the inputs differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Rejects requests without the right bearer token (401 Status).
 async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if is_public(request.uri().path()) {
@@ -178,7 +169,8 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match presented {
-        Some(token) if constant_time_eq(token.as_bytes(), state.token.as_bytes()) => {
+        // Constant time: how long a refusal takes says nothing about the token.
+        Some(token) if bool::from(token.as_bytes().ct_eq(state.token.as_bytes())) => {
             next.run(request).await
         }
         _ => ApiError::Unauthorized.into_response(),

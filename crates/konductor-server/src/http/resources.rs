@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::query::Query;
 use super::{AppState, MAX_BODY_BYTES, discovery, json_response};
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, FieldError, Result};
 use crate::objects::{DeleteOptions, FieldValidation, Subresource};
 use crate::patch::PatchType;
 use crate::registry::ResourceDef;
@@ -92,19 +92,31 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     }
 }
 
-/// Reads the request body, refusing more than [`MAX_BODY_BYTES`] with 413.
+/// How much of an oversize body is read (and dropped) before the 413 is sent, so the
+/// client, still sending, reads the answer instead of a connection reset.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Reads the request body, refusing more than [`MAX_BODY_BYTES`] with 413 — answered
+/// once the client has finished sending (up to [`DRAIN_LIMIT`]), so it can read it.
 async fn read_body(request: Request) -> Result<Bytes> {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+    use futures::StreamExt;
+    let mut chunks = request.into_body().into_data_stream();
+    let mut body = bytes::BytesMut::new();
+    let mut received = 0usize;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
+        received += chunk.len();
+        if received > DRAIN_LIMIT {
+            break;
+        }
+        if received <= MAX_BODY_BYTES {
+            body.extend_from_slice(&chunk);
+        }
+    }
+    if received > MAX_BODY_BYTES {
         return Err(ApiError::RequestEntityTooLarge(MAX_BODY_BYTES));
     }
-    axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::RequestEntityTooLarge(MAX_BODY_BYTES))
+    Ok(body.freeze())
 }
 
 /// Decodes a create or update body by its media type: JSON, YAML, or kubectl's
@@ -208,6 +220,7 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
     };
     let query = Query::parse(request.uri().query());
     let method = request.method().clone();
+    let client = super::limits::client_address(&request);
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -239,7 +252,7 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
 
     match (method, name) {
         (Method::GET, None) if query.is_watch()? => {
-            super::watch::serve(state, def, namespace, &query, representation).await
+            super::watch::serve(state, def, namespace, &query, representation, client).await
         }
         (Method::GET, None) => {
             let options = query.list_options(&def)?;
@@ -300,9 +313,15 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
             query.check_write()?;
             if patch_type == PatchType::Apply && query.get("fieldManager").is_none_or(str::is_empty)
             {
-                return Err(ApiError::BadRequest(
-                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(),
-                ));
+                return Err(ApiError::Invalid {
+                    kind: "PatchOptions.meta.k8s.io".into(),
+                    name: String::new(),
+                    causes: vec![FieldError {
+                        reason: "FieldValueRequired",
+                        field: "fieldManager".into(),
+                        message: "Required value: is required for apply patch".into(),
+                    }],
+                });
             }
             let body = read_body(request).await?;
             let written = blocking(&service, move |s| {

@@ -61,15 +61,10 @@ pub async fn serve(
     namespace: Option<String>,
     query: &Query,
     representation: Representation,
+    client: std::net::IpAddr,
 ) -> Result<Response> {
-    let permit = state
-        .watch_permits
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| {
-            ApiError::TooManyRequests("too many watches are open; try again later".into())
-        })?;
     query.check_watch()?;
+    let permit = state.gates.open_watch(client)?;
     let options = query.list_options(&def)?;
     let timeout = query.timeout()?.unwrap_or(DEFAULT_TIMEOUT);
     let request = WatchRequest {
@@ -150,12 +145,12 @@ fn translate(request: &WatchRequest, event: &WatchEvent) -> Option<Result<Bytes,
 }
 
 /// The watch's lines: the initial objects, the backlog, then live events, bookmarks
-/// and, if it falls behind, the 410 that ends it. Holds its watch permit while alive.
+/// and, if it falls behind, the 410 that ends it. Holds its watch slot while alive.
 fn events(
     request: WatchRequest,
     start: WatchStart,
     bookmark_interval: Duration,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permit: super::limits::WatchSlot,
 ) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
     async_stream::stream! {
         let _permit = permit;

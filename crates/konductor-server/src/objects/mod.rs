@@ -70,10 +70,55 @@ fn check_type(def: &ResourceDef, object: &mut Value) -> Result<()> {
     }
     map.insert("apiVersion".into(), expected_version.into());
     map.insert("kind".into(), def.kind.clone().into());
-    if !map.get("metadata").is_some_and(Value::is_object) {
-        map.insert("metadata".into(), json!({}));
+    match map.get("metadata") {
+        None | Some(Value::Null) => {
+            map.insert("metadata".into(), json!({}));
+        }
+        Some(Value::Object(_)) => {}
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "metadata: must be an object, not {}",
+                json_type_name(other)
+            )));
+        }
     }
     Ok(())
+}
+
+/// How JSON calls the type of `value`, for error messages.
+fn json_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The rule a name must follow for `def`, if `name` breaks it (`prefix`: a
+/// `generateName`, which may end in a dash since a suffix follows).
+fn name_rule_broken(def: &ResourceDef, name: &str, prefix: bool) -> Option<&'static str> {
+    let checked = if prefix {
+        name.trim_end_matches('-')
+    } else {
+        name
+    };
+    let (valid, rule) = if def.namespaced {
+        (
+            is_dns1123_subdomain(checked),
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+        )
+    } else {
+        (
+            is_dns1123_label(checked),
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character",
+        )
+    };
+    // A prefix of dashes only is fine: the random suffix makes the name.
+    let acceptable = valid || (prefix && checked.is_empty());
+    (!acceptable).then_some(rule)
 }
 
 /// Prepares a new object for storage: type, name, namespace and server-set metadata.
@@ -85,44 +130,45 @@ pub fn prepare_create(
 ) -> Result<Value> {
     check_type(def, &mut object)?;
     let metadata = &mut object["metadata"];
+    let mut causes = Vec::new();
+    if let Some(prefix) = metadata["generateName"].as_str()
+        && let Some(rule) = name_rule_broken(def, prefix, true)
+    {
+        causes.push(FieldError::invalid(
+            "metadata.generateName",
+            format!("Invalid value: {prefix:?}: {rule}"),
+        ));
+    }
     if metadata["name"].as_str().unwrap_or_default().is_empty() {
         match metadata["generateName"].as_str() {
             Some(prefix) if !prefix.is_empty() => {
                 metadata["name"] = format!("{prefix}{}", random_suffix()).into();
             }
-            _ => {
-                return Err(invalid(
-                    def,
-                    "",
-                    vec![FieldError {
-                        reason: "FieldValueRequired",
-                        field: "metadata.name".into(),
-                        message: "Required value: name or generateName is required".into(),
-                    }],
-                ));
-            }
+            _ => causes.push(FieldError {
+                reason: "FieldValueRequired",
+                field: "metadata.name".into(),
+                message: "Required value: name or generateName is required".into(),
+            }),
         }
     }
     let name = metadata["name"].as_str().unwrap_or_default().to_owned();
-    let valid_name = if def.namespaced {
-        is_dns1123_subdomain(&name)
-    } else {
-        is_dns1123_label(&name)
-    };
-    if !valid_name {
-        let rule = if def.namespaced {
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
-        } else {
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"
-        };
-        return Err(invalid(
-            def,
-            &name,
-            vec![FieldError::invalid(
-                "metadata.name",
-                format!("Invalid value: {name:?}: {rule}"),
-            )],
+    if !name.is_empty()
+        && let Some(rule) = name_rule_broken(def, &name, false)
+    {
+        causes.push(FieldError::invalid(
+            "metadata.name",
+            format!("Invalid value: {name:?}: {rule}"),
         ));
+    }
+    match metadata["resourceVersion"].as_str() {
+        None | Some("" | "0") => {}
+        Some(version) => causes.push(FieldError::invalid(
+            "metadata.resourceVersion",
+            format!("Invalid value: {version:?}: must not be set on objects to be created"),
+        )),
+    }
+    if !causes.is_empty() {
+        return Err(invalid(def, &name, causes));
     }
     if def.namespaced {
         match metadata["namespace"].as_str() {
@@ -173,15 +219,25 @@ pub fn prepare_update(
 ) -> Result<Value> {
     check_type(def, &mut incoming)?;
     let name = name_of(current).to_owned();
-    match incoming["metadata"]["name"].as_str() {
-        Some(n) if !n.is_empty() && n != name => {
-            return Err(ApiError::BadRequest(format!(
-                "the name of the object ({n}) does not match the name on the URL ({name})"
-            )));
-        }
-        _ => {}
+    let incoming_name = incoming["metadata"]["name"].as_str().unwrap_or_default();
+    if incoming_name != name {
+        return Err(ApiError::BadRequest(format!(
+            "the name of the object ({incoming_name}) does not match the name on the URL ({name})"
+        )));
     }
     let requested_version = resource_version_of(&incoming);
+    if !requested_version.is_empty() && requested_version.parse::<u64>().is_err() {
+        return Err(invalid(
+            def,
+            &name,
+            vec![FieldError::invalid(
+                "metadata.resourceVersion",
+                format!(
+                    "Invalid value: {requested_version:?}: must be a resourceVersion this server returned"
+                ),
+            )],
+        ));
+    }
     if requested_version.is_empty() {
         if require_version && !def.unconditional_update {
             return Err(invalid(

@@ -42,6 +42,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
+pub use crate::key::ObjectKey;
 use crate::registry::NAMESPACES;
 use crate::watch::{EventType, WatchEvent, WatchHub};
 
@@ -82,28 +83,6 @@ pub enum StoreError {
 
 /// A result whose error is a [`StoreError`].
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// Where an object lives: bucket, namespace (empty for cluster-scoped) and name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectKey {
-    /// The storage bucket (see `registry`).
-    pub bucket: String,
-    /// The namespace; empty for cluster-scoped objects.
-    pub namespace: String,
-    /// The object's name.
-    pub name: String,
-}
-
-impl ObjectKey {
-    /// A key from its parts.
-    pub fn new(bucket: &str, namespace: &str, name: &str) -> Self {
-        Self {
-            bucket: bucket.to_owned(),
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        }
-    }
-}
 
 /// What a write decided to do with the object it read.
 #[derive(Debug)]
