@@ -20,12 +20,14 @@
 //! - [`gc`]: the garbage collector (ownerReferences, namespace deletion), working
 //!   through the queue the store fills.
 //! - [`metrics`]: `GET /metrics`.
+//! - [`fuzzing`]: request handling on arbitrary bytes, for fuzzers and property tests.
 //! - [`security`]: token, TLS certificates, kubeconfig.
 //!
 //! [`Server::start`] wires them together (the `konductor server` binary adds the
 //! controller beside it).
 
 pub mod error;
+pub mod fuzzing;
 pub mod gc;
 pub mod http;
 pub mod key;

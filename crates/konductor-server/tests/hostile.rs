@@ -425,6 +425,10 @@ fn cases() -> Vec<Case> {
             .content_type("application/json-patch+json")
             .body("[{\"op\":\"test\",\"path\":\"/spec/expected\",\"value\":99}]")
             .answers(422, ""),
+        case("a JSON patch that moves the spec to the root, then fails", "PATCH", SEED)
+            .content_type("application/json-patch+json")
+            .body("[{\"op\":\"move\",\"from\":\"/spec\",\"path\":\"\"},{\"op\":\"add\",\"path\":\"/metadata/name\",\"value\":null}]")
+            .answers(422, "could not be applied"),
         case("a JSON patch that removes the metadata", "PATCH", SEED)
             .content_type("application/json-patch+json")
             .body("[{\"op\":\"remove\",\"path\":\"/metadata\"}]")

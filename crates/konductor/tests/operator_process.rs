@@ -6,10 +6,10 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{client, konductor, start_server};
+use common::{Process, client, konductor, start_operator_for, start_server};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Event as CoreEvent;
@@ -18,64 +18,10 @@ use kube::api::{Api, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::runtime::{WatchStreamExt, watcher};
 
-/// A child process killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts an operator and returns it with the address of its probe server, read from
 /// its log.
 fn start_operator(kubeconfig: &Path, identity: &str) -> (Process, String) {
     start_operator_for(kubeconfig, identity, "2s")
-}
-
-/// [`start_operator`] with a lease of `lease_duration`.
-fn start_operator_for(
-    kubeconfig: &Path,
-    identity: &str,
-    lease_duration: &str,
-) -> (Process, String) {
-    let mut child = konductor()
-        .args([
-            "operator",
-            "--lease-duration",
-            lease_duration,
-            "--probe-address",
-            "127.0.0.1:0",
-        ])
-        .args(["--identity", identity, "--kubeconfig"])
-        .arg(kubeconfig)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent && let Some(rest) = line.split("address=").nth(1) {
-                let address = rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                let _ = sender.send(address);
-                sent = true;
-            }
-        }
-    });
-    let address = receiver
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the operator logs its probe address");
-    (Process(child), address)
 }
 
 /// Reads one metric's value from an operator's /metrics.

@@ -16,6 +16,8 @@ mod query;
 mod resources;
 mod watch;
 
+pub use resources::decode_body;
+
 use std::sync::Arc;
 
 use axum::Router;

@@ -121,7 +121,7 @@ async fn read_body(request: Request) -> Result<Bytes> {
 
 /// Decodes a create or update body by its media type: JSON, YAML, or kubectl's
 /// protobuf (a Namespace). Anything else is 415, as on a real API server.
-fn parse_body(content_type: &str, body: &[u8]) -> Result<Value> {
+pub fn decode_body(content_type: &str, body: &[u8]) -> Result<Value> {
     let media_type = content_type
         .split(';')
         .next()
@@ -286,7 +286,7 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
         }
         (Method::POST, None) if def.namespaced == namespace.is_some() => {
             query.check_write()?;
-            let body = parse_body(&content_type, &read_body(request).await?)?;
+            let body = decode_body(&content_type, &read_body(request).await?)?;
             let written =
                 blocking(&service, move |s| s.create(&def, &ns, body, validation)).await?;
             Ok(json_response(
@@ -297,7 +297,7 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
         }
         (Method::PUT, Some(name)) => {
             query.check_write()?;
-            let body = parse_body(&content_type, &read_body(request).await?)?;
+            let body = decode_body(&content_type, &read_body(request).await?)?;
             let written = blocking(&service, move |s| {
                 s.replace(&def, &ns, &name, body, subresource, validation)
             })

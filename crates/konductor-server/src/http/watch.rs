@@ -82,9 +82,18 @@ pub async fn serve(
         let options = request.options.clone();
         tokio::task::spawn_blocking(move || service.watch(&def, namespace.as_deref(), &options))
             .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??
+            .map_err(|e| ApiError::Internal(e.to_string()))?
     };
-    let body = Body::from_stream(events(request, start, state.bookmark_interval, permit));
+    let body = match start {
+        Ok(start) => Body::from_stream(events(request, start, state.bookmark_interval, permit)),
+        // As kube-apiserver: a watch from a version too old to resume is a 200 stream
+        // with one 410 ERROR event. Clients (kube-rs, client-go) re-list on that
+        // event; on an HTTP 410 kube-rs retries the same version forever.
+        Err(expired @ ApiError::Expired(_)) => {
+            Body::from(line("ERROR", &expired.to_status()).unwrap_or_else(|e| match e {}))
+        }
+        Err(other) => return Err(other),
+    };
     Ok((
         StatusCode::OK,
         [

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod json;
+
 use std::time::Duration;
 
 use konductor_server::{Config, Server};

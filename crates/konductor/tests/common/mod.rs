@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -34,8 +35,13 @@ pub fn konductor() -> Command {
 /// Starts `konductor server` on a free port in `data_dir` (plus `extra` flags) and
 /// waits for the two lines it prints.
 pub fn start_server(data_dir: &Path, extra: &[&str]) -> ServerProcess {
+    start_server_at(data_dir, "127.0.0.1:0", extra)
+}
+
+/// [`start_server`] on the address `listen` (a restarted server keeps its address).
+pub fn start_server_at(data_dir: &Path, listen: &str, extra: &[&str]) -> ServerProcess {
     let mut child = konductor()
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["server", "--listen", listen, "--data-dir"])
         .arg(data_dir)
         .args(extra)
         .stdout(Stdio::piped())
@@ -68,4 +74,59 @@ pub async fn client(kubeconfig: &Path) -> kube::Client {
         .await
         .unwrap();
     kube::Client::try_from(config).unwrap()
+}
+
+/// A child process killed when dropped.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `konductor operator` with a lease of `lease_duration` and returns it with
+/// the address of its probe server, read from its log.
+pub fn start_operator_for(
+    kubeconfig: &Path,
+    identity: &str,
+    lease_duration: &str,
+) -> (Process, String) {
+    let mut child = konductor()
+        .args([
+            "operator",
+            "--lease-duration",
+            lease_duration,
+            "--probe-address",
+            "127.0.0.1:0",
+        ])
+        .args(["--identity", identity, "--kubeconfig"])
+        .arg(kubeconfig)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent && let Some(rest) = line.split("address=").nth(1) {
+                let address = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let _ = sender.send(address);
+                sent = true;
+            }
+        }
+    });
+    let address = receiver
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the operator logs its probe address");
+    (Process(child), address)
 }

@@ -1,0 +1,4 @@
+//! Fuzzes `konductor_server::fuzzing::protobuf` (its doc says what it checks).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| konductor_server::fuzzing::protobuf(data));
