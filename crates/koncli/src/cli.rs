@@ -34,7 +34,7 @@ pub struct Cli {
     pub context: Option<String>,
 
     /// The namespace [default: the context's namespace; in a pod, the pod's namespace].
-    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
+    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE", value_parser = parse_namespace)]
     pub namespace: Option<String>,
 
     /// What to do.
@@ -89,6 +89,7 @@ pub enum BarrierCommand {
 #[derive(Args, Debug)]
 pub struct WaitArgs {
     /// The barrier's name.
+    #[arg(value_parser = parse_barrier_name)]
     pub name: String,
     /// Give up after this long (a Go duration: 30s, 15m, 1h30m), exiting with code 5.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -102,12 +103,13 @@ pub struct WaitArgs {
 #[derive(Args, Debug)]
 pub struct ArriveArgs {
     /// The barrier's name.
+    #[arg(value_parser = parse_barrier_name)]
     pub name: String,
     /// Who is arriving (same as --holder).
-    #[arg(value_name = "HOLDER", conflicts_with = "holder", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    #[arg(value_name = "HOLDER", conflicts_with = "holder", value_parser = parse_holder)]
     pub holder_arg: Option<String>,
     /// Who is arriving [default: $KONDUCTOR_HOLDER, else $POD_NAME, else the hostname].
-    #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    #[arg(long, value_parser = parse_holder)]
     pub holder: Option<String>,
     /// Report that this holder failed and will not arrive, so the barrier can fail early
     /// instead of timing out. If it arrives later after all (a retried Job), the
@@ -115,7 +117,7 @@ pub struct ArriveArgs {
     #[arg(long)]
     pub failed: bool,
     /// Why it failed (with --failed).
-    #[arg(long, requires = "failed", value_name = "TEXT")]
+    #[arg(long, requires = "failed", value_name = "TEXT", value_parser = parse_message)]
     pub message: Option<String>,
     /// If the barrier does not exist yet, wait for it instead of failing.
     #[arg(long)]
@@ -140,6 +142,7 @@ pub enum OutputFormat {
 #[derive(Args, Debug)]
 pub struct StatusArgs {
     /// The barrier's name.
+    #[arg(value_parser = parse_barrier_name)]
     pub name: String,
     /// Output format [default: a human summary].
     #[arg(short, long, value_enum)]
@@ -149,7 +152,8 @@ pub struct StatusArgs {
 /// `barrier create`.
 #[derive(Args, Debug)]
 pub struct CreateArgs {
-    /// The barrier's name (a DNS label, at most 63 characters).
+    /// The barrier's name (lower-case letters, digits, '-' and '.', at most 63 characters).
+    #[arg(value_parser = parse_barrier_name)]
     pub name: String,
     /// How many processes are expected to arrive (at least 1).
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
@@ -178,6 +182,7 @@ pub enum CreateFormat {
 #[derive(Args, Debug)]
 pub struct NameArgs {
     /// The barrier's name.
+    #[arg(value_parser = parse_barrier_name)]
     pub name: String,
 }
 
@@ -185,11 +190,99 @@ pub struct NameArgs {
 #[derive(Args, Debug)]
 pub struct ListArgs {
     /// List barriers in all namespaces.
-    #[arg(short = 'A', long)]
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
     pub all_namespaces: bool,
     /// Output format [default: a table].
     #[arg(short, long, value_enum)]
     pub output: Option<OutputFormat>,
+}
+
+/// The longest barrier name: an Arrival's `spec.barrier` holds at most 63 characters.
+const MAX_BARRIER_NAME: usize = 63;
+/// The longest holder (`spec.holder` of an Arrival).
+const MAX_HOLDER: usize = 253;
+/// The longest failure message (`spec.message` of an Arrival).
+const MAX_MESSAGE: usize = 1024;
+
+fn parse_barrier_name(text: &str) -> Result<String, String> {
+    if text.len() > MAX_BARRIER_NAME {
+        return Err(format!(
+            "must be at most {MAX_BARRIER_NAME} characters (it has {})",
+            text.len()
+        ));
+    }
+    if !konductor_api::names::is_dns1123_subdomain(text) {
+        return Err("must consist of lower-case letters, digits, '-' or '.', and start and end with a letter or digit (e.g. 'etl-stage-1')".to_owned());
+    }
+    Ok(text.to_owned())
+}
+
+fn parse_namespace(text: &str) -> Result<String, String> {
+    if konductor_api::names::is_dns1123_label(text) {
+        Ok(text.to_owned())
+    } else {
+        Err("must consist of lower-case letters, digits or '-', start and end with a letter or digit, and be at most 63 characters (e.g. 'batch-jobs')".to_owned())
+    }
+}
+
+fn parse_holder(text: &str) -> Result<String, String> {
+    match text.chars().count() {
+        0 => Err("must not be empty".to_owned()),
+        n if n > MAX_HOLDER => Err(format!(
+            "must be at most {MAX_HOLDER} characters (it has {n})"
+        )),
+        _ => Ok(text.to_owned()),
+    }
+}
+
+fn parse_message(text: &str) -> Result<String, String> {
+    match text.chars().count() {
+        n if n > MAX_MESSAGE => Err(format!(
+            "must be at most {MAX_MESSAGE} characters (it has {n})"
+        )),
+        _ => Ok(text.to_owned()),
+    }
+}
+
+impl Cli {
+    /// Parses the command line like [`clap::Parser::try_parse`], then checks what
+    /// single arguments cannot: `--quorum` at most `--expected`.
+    pub fn try_parse_checked() -> Result<Self, clap::Error> {
+        let cli = <Self as Parser>::try_parse()?;
+        cli.check()?;
+        Ok(cli)
+    }
+
+    fn check(&self) -> Result<(), clap::Error> {
+        if let Command::Barrier(BarrierCommand::Create(create)) = &self.command
+            && let Some(quorum) = create.quorum
+            && quorum > create.expected
+        {
+            return Err(<Self as clap::CommandFactory>::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "--quorum {quorum} is more than --expected {}: a barrier cannot need more arrivals than it expects",
+                    create.expected
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A usage error as one line (clap's own output adds usage and tips on more lines),
+/// for the exit-code promise: every non-zero exit prints one line saying why.
+pub fn one_line(error: &clap::Error) -> String {
+    let rendered = error.render().to_string();
+    let said: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.starts_with("Usage:"))
+        .filter(|line| !line.is_empty() && !line.starts_with("For more information"))
+        .collect();
+    let text = said.join(" ");
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    format!("koncli: {text} (see --help)")
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

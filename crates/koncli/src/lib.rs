@@ -25,6 +25,8 @@ use output::MachineFormat;
 pub const EXIT_OK: u8 = 0;
 /// Exit code: an error (not found, forbidden, invalid, unreachable, …).
 pub const EXIT_ERROR: u8 = 1;
+/// Usage error: unknown flag, missing or invalid argument (one line says which).
+pub const EXIT_USAGE: u8 = 2;
 /// Exit code: the barrier timed out.
 pub const EXIT_BARRIER_TIMEOUT: u8 = 3;
 /// Exit code: the barrier failed.

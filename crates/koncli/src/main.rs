@@ -2,10 +2,20 @@
 
 use std::io::Write;
 
-use clap::Parser;
-
 fn main() {
-    let cli = koncli::cli::Cli::parse();
+    let cli = match koncli::cli::Cli::try_parse_checked() {
+        Ok(cli) => cli,
+        Err(error)
+            if error.use_stderr()
+                && error.kind()
+                    != clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            eprintln!("{}", koncli::cli::one_line(&error));
+            std::process::exit(i32::from(koncli::EXIT_USAGE));
+        }
+        // --help, --version, or a command without its subcommand: help, as clap shows it.
+        Err(shown) => shown.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -366,13 +366,13 @@ async fn bad_input_gets_a_clear_message_and_the_documented_code() {
         ),
         (
             &["barrier", "create", "Bad_Name", "--expected", "1"],
-            1,
-            "invalid",
+            2,
+            "<NAME>",
         ),
         (
             &["barrier", "create", "q", "--expected", "2", "--quorum", "3"],
-            1,
-            "quorum must not be greater than expected",
+            2,
+            "--quorum 3 is more than --expected 2",
         ),
     ];
     for (args, code, message) in cases {
@@ -389,6 +389,131 @@ async fn bad_input_gets_a_clear_message_and_the_documented_code() {
             stderr(&output)
         );
         assert!(!stderr(&output).contains("panicked"), "{args:?}");
+    }
+}
+
+/// Every argument koncli takes, given a bad value: exit 2 with one line naming the
+/// argument, before anything is sent (no kubeconfig is even read).
+#[test]
+fn every_bad_argument_is_one_usage_line_naming_it() {
+    let long_name = "a".repeat(64);
+    let long_holder = "h".repeat(254);
+    let long_message = "m".repeat(1025);
+    let cases: &[(&[&str], &str)] = &[
+        (&["barrier", "wait"], "<NAME>"),
+        (&["barrier", "wait", "B_AD"], "<NAME>"),
+        (&["barrier", "wait", "../etc"], "<NAME>"),
+        (&["barrier", "wait", "-b"], "'-b'"),
+        (&["barrier", "wait", &long_name], "at most 63"),
+        (&["barrier", "wait", "b", "--timeout", "abc"], "--timeout"),
+        (&["barrier", "wait", "b", "--timeout", "5"], "--timeout"),
+        (&["barrier", "wait", "b", "--timeout", "1e9h"], "--timeout"),
+        (
+            &["barrier", "wait", "b", "--timeout", "9999999999h"],
+            "--timeout",
+        ),
+        (&["barrier", "wait", "b", "--bogus"], "--bogus"),
+        (&["barrier", "wait", "b", "-n", ""], "--namespace"),
+        (&["barrier", "wait", "b", "-n", "Bad_NS"], "--namespace"),
+        (&["barrier", "wait", "b", "--kubeconfig"], "--kubeconfig"),
+        (&["barrier", "wait", "b", "--context"], "--context"),
+        (&["barrier", "arrive"], "<NAME>"),
+        (&["barrier", "arrive", "b", ""], "[HOLDER]"),
+        (&["barrier", "arrive", "b", "--holder", ""], "--holder"),
+        (&["barrier", "arrive", "b", &long_holder], "at most 253"),
+        (
+            &["barrier", "arrive", "b", "h", "--holder", "h2"],
+            "--holder",
+        ),
+        (
+            &["barrier", "arrive", "b", "h", "--message", "why"],
+            "--failed",
+        ),
+        (
+            &[
+                "barrier",
+                "arrive",
+                "b",
+                "h",
+                "--failed",
+                "--message",
+                &long_message,
+            ],
+            "--message",
+        ),
+        (
+            &["barrier", "arrive", "b", "h", "--timeout", "5s"],
+            "--wait-for-barrier",
+        ),
+        (
+            &[
+                "barrier",
+                "arrive",
+                "b",
+                "h",
+                "--wait-for-barrier",
+                "--timeout",
+                "x",
+            ],
+            "--timeout",
+        ),
+        (&["barrier", "status", "B"], "<NAME>"),
+        (&["barrier", "status", "b", "-o", "xml"], "--output"),
+        (&["barrier", "create", "b"], "--expected"),
+        (&["barrier", "create", "b", "--expected", "0"], "--expected"),
+        (&["barrier", "create", "b", "--expected", "-1"], "'-1'"),
+        (
+            &["barrier", "create", "b", "--expected", "ten"],
+            "--expected",
+        ),
+        (
+            &["barrier", "create", "b", "--expected", "99999999999"],
+            "--expected",
+        ),
+        (
+            &["barrier", "create", "b", "--expected", "3", "--quorum", "0"],
+            "--quorum",
+        ),
+        (
+            &["barrier", "create", "b", "--expected", "3", "--quorum", "4"],
+            "--quorum 4",
+        ),
+        (
+            &[
+                "barrier",
+                "create",
+                "b",
+                "--expected",
+                "3",
+                "--timeout",
+                "soon",
+            ],
+            "--timeout",
+        ),
+        (
+            &["barrier", "create", "b", "--expected", "3", "-o", "wide"],
+            "--output",
+        ),
+        (&["barrier", "create", "B", "--expected", "3"], "<NAME>"),
+        (&["barrier", "delete"], "<NAME>"),
+        (&["barrier", "delete", "b.."], "<NAME>"),
+        (&["barrier", "list", "-o", "table"], "--output"),
+        (&["barrier", "list", "-A", "-n", "x"], "--all-namespaces"),
+        (&["barrier", "bogus"], "bogus"),
+        (&["completion", "zsh2"], "<SHELL>"),
+        (&["bogus"], "bogus"),
+    ];
+    for (args, names) in cases {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_koncli"))
+            .args(*args)
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .output()
+            .unwrap();
+        let said = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {said}");
+        assert_eq!(said.lines().count(), 1, "{args:?}: one line, got {said}");
+        assert!(said.starts_with("koncli: "), "{args:?}: {said}");
+        assert!(said.contains(names), "{args:?} should name {names}: {said}");
     }
 }
 

@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 use crate::error::FieldError;
+pub use konductor_api::names::{is_dns1123_label, is_dns1123_subdomain};
 
 /// A timestamp as this server writes `creationTimestamp` and `deletionTimestamp`:
 /// RFC 3339 in UTC with microseconds. A real API server keeps whole seconds; the extra
@@ -29,26 +30,6 @@ pub(super) fn random_suffix() -> String {
         .iter()
         .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
         .collect()
-}
-
-/// Whether `name` is a DNS-1123 subdomain (lowercase alphanumerics, `-` and `.`,
-/// alphanumeric at both ends, at most 253 characters).
-pub fn is_dns1123_subdomain(name: &str) -> bool {
-    name.len() <= 253
-        && !name.is_empty()
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
-
-/// Whether `name` is a DNS-1123 label (a subdomain without dots, at most 63 characters).
-pub fn is_dns1123_label(name: &str) -> bool {
-    name.len() <= 63 && !name.contains('.') && is_dns1123_subdomain(name)
 }
 
 /// The object's `metadata.name`, or "".

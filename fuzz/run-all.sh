@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for SECONDS_EACH seconds (default 600), one after another,
+# starting from the committed seeds; prints one summary line per target.
+# Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
+set -euo pipefail
+cd "$(dirname "$0")"
+seconds="${SECONDS_EACH:-600}"
+for target in create_request patch_request selectors duration protobuf; do
+  mkdir -p "corpus/$target"
+  log="$(mktemp)"
+  if cargo +nightly fuzz run -O "$target" "corpus/$target" "seeds/$target" -- \
+      -max_total_time="$seconds" -rss_limit_mb=4096 >"$log" 2>&1; then
+    outcome=ok
+  else
+    outcome="CRASH (see fuzz/artifacts/$target)"
+  fi
+  runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | awk '{print $2}')
+  echo "$target: $outcome, ${runs:-?} executions in ${seconds}s, corpus $(ls "corpus/$target" | wc -l) inputs"
+  tail -n 40 "$log" > "corpus/$target.last-log"
+done
