@@ -4,12 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{Process, client, konductor, start_operator_for, start_server};
+use common::{Process, client, start_operator_for, start_operator_until, start_server};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Event as CoreEvent;
@@ -205,35 +204,12 @@ async fn a_released_lease_is_taken_over_at_once() {
 fn a_missing_lease_namespace_is_named_with_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path(), &["--no-controller"]);
-    let mut child = konductor()
-        .args([
-            "operator",
-            "--lease-duration",
-            "300ms",
-            "--lease-namespace",
-            "nowhere",
-            "--probe-address",
-            "127.0.0.1:0",
-            "--kubeconfig",
-        ])
-        .arg(&server.kubeconfig)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("lease namespace") && sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let said = receiver.recv_timeout(Duration::from_secs(30));
-    let _ = child.kill();
-    let _ = child.wait();
+    let (process, said) = start_operator_until(
+        &server.kubeconfig,
+        &["--lease-duration", "300ms", "--lease-namespace", "nowhere"],
+        |line| line.contains("lease namespace").then(|| line.to_owned()),
+    );
+    drop(process);
     let said = said.expect("the operator says the lease namespace is missing");
     assert!(said.contains("kubectl create namespace nowhere"), "{said}");
 }

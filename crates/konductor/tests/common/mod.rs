@@ -86,22 +86,18 @@ impl Drop for Process {
     }
 }
 
-/// Starts `konductor operator` with a lease of `lease_duration` and returns it with
-/// the address of its probe server, read from its log.
-pub fn start_operator_for(
+/// Starts `konductor operator` against `kubeconfig` with `args` (plus a loopback probe
+/// address, info logs, no colour) and returns it with the first log line that
+/// `wanted` picks something out of (within 30 s), e.g. the probe address.
+pub fn start_operator_until<T: Send + 'static>(
     kubeconfig: &Path,
-    identity: &str,
-    lease_duration: &str,
-) -> (Process, String) {
+    args: &[&str],
+    wanted: impl Fn(&str) -> Option<T> + Send + 'static,
+) -> (Process, Option<T>) {
     let mut child = konductor()
-        .args([
-            "operator",
-            "--lease-duration",
-            lease_duration,
-            "--probe-address",
-            "127.0.0.1:0",
-        ])
-        .args(["--identity", identity, "--kubeconfig"])
+        .arg("operator")
+        .args(args)
+        .args(["--probe-address", "127.0.0.1:0", "--kubeconfig"])
         .arg(kubeconfig)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
@@ -112,21 +108,40 @@ pub fn start_operator_for(
     let stderr = child.stderr.take().unwrap();
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // Read to the end (the pipe must not fill up), sending the first match.
         let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent && let Some(rest) = line.split("address=").nth(1) {
-                let address = rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                let _ = sender.send(address);
-                sent = true;
+            if !sent && let Some(found) = wanted(&line) {
+                sent = sender.send(found).is_ok();
             }
         }
     });
-    let address = receiver
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the operator logs its probe address");
-    (Process(child), address)
+    let found = receiver.recv_timeout(Duration::from_secs(30)).ok();
+    (Process(child), found)
+}
+
+/// Starts `konductor operator` with a lease of `lease_duration` and returns it with
+/// the address of its probe server, read from its log.
+pub fn start_operator_for(
+    kubeconfig: &Path,
+    identity: &str,
+    lease_duration: &str,
+) -> (Process, String) {
+    let (process, address) = start_operator_until(
+        kubeconfig,
+        &["--lease-duration", lease_duration, "--identity", identity],
+        |line| {
+            let rest = line.split("address=").nth(1)?;
+            Some(
+                rest.split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        },
+    );
+    (
+        process,
+        address.expect("the operator logs its probe address"),
+    )
 }
