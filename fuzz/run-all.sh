@@ -9,12 +9,12 @@ for target in create_request patch_request selectors duration protobuf; do
   mkdir -p "corpus/$target"
   log="$(mktemp)"
   if cargo +nightly fuzz run -O "$target" "corpus/$target" "seeds/$target" -- \
-      -max_total_time="$seconds" -rss_limit_mb=4096 >"$log" 2>&1; then
+      -max_total_time="$seconds" -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1; then
     outcome=ok
   else
-    outcome="CRASH (see fuzz/artifacts/$target)"
+    outcome="FAILED (a crash is saved under fuzz/artifacts/$target; the log's end is in corpus/$target.last-log)"
   fi
-  runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | awk '{print $2}')
+  runs=$( (grep -o 'stat::number_of_executed_units: [0-9]*' "$log" || true) | tail -1 | awk '{print $2}')
   echo "$target: $outcome, ${runs:-?} executions in ${seconds}s, corpus $(ls "corpus/$target" | wc -l) inputs"
   tail -n 40 "$log" > "corpus/$target.last-log"
 done
