@@ -128,9 +128,15 @@ const HOLDER_PART_LEN: usize = 24;
 /// assert!(arrival_name("extract", "worker-1").starts_with("extract-worker-1-"));
 /// ```
 pub fn arrival_name(barrier: &str, holder: &str) -> String {
+    claim_name(barrier, holder)
+}
+
+/// The deterministic name of `holder`'s claim on `owner` (an Arrival at a barrier, a
+/// Permit on a lock): `<owner>-<holder>-<hash>`, as [`arrival_name`] describes.
+pub(crate) fn claim_name(owner: &str, holder: &str) -> String {
     let mut name = String::with_capacity(63);
     for part in [
-        sanitise(barrier, BARRIER_PART_LEN),
+        sanitise(owner, BARRIER_PART_LEN),
         sanitise(holder, HOLDER_PART_LEN),
     ] {
         if !part.is_empty() {
@@ -138,7 +144,7 @@ pub fn arrival_name(barrier: &str, holder: &str) -> String {
             name.push('-');
         }
     }
-    let hash = fnv1a64(barrier.as_bytes(), holder.as_bytes());
+    let hash = fnv1a64(owner.as_bytes(), holder.as_bytes());
     name.push_str(&base32(hash));
     name
 }

@@ -7,13 +7,18 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use kube::CustomResourceExt;
 
 use crate::barrier::MAX_BARRIER_NAME_LEN;
+use crate::locks::{MAX_LOCK_NAME_LEN, Mutex, Permit, RWMutex, Semaphore};
 use crate::{Arrival, Barrier};
 
-/// Both CRDs, Barrier first.
+/// Every CRD: the Barrier and its Arrival, then the locks and their Permit.
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![
         tidy(limit_name_length(Barrier::crd(), MAX_BARRIER_NAME_LEN)),
         tidy(Arrival::crd()),
+        tidy(limit_name_length(Semaphore::crd(), MAX_LOCK_NAME_LEN)),
+        tidy(limit_name_length(Mutex::crd(), MAX_LOCK_NAME_LEN)),
+        tidy(limit_name_length(RWMutex::crd(), MAX_LOCK_NAME_LEN)),
+        tidy(Permit::crd()),
     ]
 }
 
@@ -88,7 +93,7 @@ pub fn crd_files() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Both CRDs as one multi-document YAML stream (what `konductor crd` prints).
+/// Every CRD as one multi-document YAML stream (what `konductor crd` prints).
 pub fn crds_yaml() -> String {
     crd_files()
         .into_iter()

@@ -8,12 +8,14 @@
 //! - [`rules`]: [`rules::evaluate`], the one pure function that decides a barrier's status.
 //! - [`duration`]: Go-style durations (`30s`, `1h30m`) for `spec.timeout` and the CLI.
 //! - [`crd`]: the generated CustomResourceDefinitions.
+//! - [`locks`]: Semaphore, Mutex, RWMutex and the Permit, with their rules.
 //! - [`names`]: Kubernetes' name rules (DNS-1123 labels and subdomains).
 
 pub mod arrival;
 pub mod barrier;
 pub mod crd;
 pub mod duration;
+pub mod locks;
 pub mod names;
 pub mod rules;
 

@@ -134,6 +134,16 @@ pub struct Registry {
 pub const BARRIERS: &str = "konductor.io/barriers";
 /// Storage bucket of Konductor's Arrivals.
 pub const ARRIVALS: &str = "konductor.io/arrivals";
+/// Storage buckets of every Konductor kind: `konductor.io/<plural>`. A bucket name is
+/// part of the database's keys, so it is fixed here rather than derived at run time.
+const KONDUCTOR_BUCKETS: &[&str] = &[
+    BARRIERS,
+    ARRIVALS,
+    "konductor.io/semaphores",
+    "konductor.io/mutexes",
+    "konductor.io/rwmutexes",
+    "konductor.io/permits",
+];
 /// Storage bucket of Namespaces.
 pub const NAMESPACES: &str = "namespaces";
 /// Storage bucket of Events (core v1 shape, also served as events.k8s.io/v1).
@@ -379,11 +389,10 @@ fn crd_resource(
 ) -> ResourceDef {
     let version = &crd.spec.versions[0];
     let names = &crd.spec.names;
-    let storage = match names.plural.as_str() {
-        "barriers" => BARRIERS,
-        "arrivals" => ARRIVALS,
-        other => panic!("no storage bucket for konductor.io/{other}"),
-    };
+    let storage = KONDUCTOR_BUCKETS
+        .iter()
+        .find(|bucket| bucket.strip_prefix("konductor.io/") == Some(names.plural.as_str()))
+        .unwrap_or_else(|| panic!("no storage bucket for konductor.io/{}", names.plural));
     let schema = version
         .schema
         .as_ref()

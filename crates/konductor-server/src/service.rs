@@ -456,7 +456,17 @@ impl Service {
             let key = Self::key(def, namespace, name);
             if self.store.get(&key)?.is_none() {
                 let mut object = patch::parse_apply_body(body)?;
-                object["metadata"]["name"] = name.into();
+                match object.get_mut("metadata") {
+                    Some(Value::Object(metadata)) => {
+                        metadata.insert("name".into(), name.into());
+                    }
+                    None | Some(Value::Null) => {
+                        object["metadata"] = json!({ "name": name });
+                    }
+                    Some(_) => {
+                        return Err(ApiError::BadRequest("metadata: must be an object".into()));
+                    }
+                }
                 return match self.create(def, namespace, object, validation) {
                     Err(ApiError::AlreadyExists { .. }) => self.patch(
                         def,

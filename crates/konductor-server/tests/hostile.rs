@@ -453,6 +453,10 @@ fn cases() -> Vec<Case> {
             .content_type("application/apply-patch+yaml")
             .body("spec:\n  expected: 2\n")
             .answers(422, "fieldManager"),
+        case("an apply creating an object with metadata: 5", "PATCH", format!("{BARRIERS}/fresh?fieldManager=m"))
+            .content_type("application/apply-patch+yaml")
+            .body("metadata: 5\nspec:\n  expected: 1\n")
+            .answers(400, "metadata"),
         case("a patch that renames the object", "PATCH", SEED)
             .content_type("application/merge-patch+json")
             .body("{\"metadata\":{\"name\":\"other\"}}")

@@ -28,7 +28,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the Barrier and Arrival CustomResourceDefinitions as YAML.
+    /// Print the CustomResourceDefinitions (Barrier, Arrival, Semaphore, Mutex, RWMutex,
+    /// Permit) as YAML.
     ///
     /// Apply them to a cluster with `konductor crd | kubectl apply -f -`.
     Crd {

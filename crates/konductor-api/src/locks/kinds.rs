@@ -1,0 +1,255 @@
+//! The three lock kinds. Their specs say how many may hold them and for how long
+//! without renewal; their statuses are written by the controller from
+//! [`super::rules::evaluate`].
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+fn default_ttl() -> String {
+    super::DEFAULT_TTL.to_owned()
+}
+
+/// A Semaphore: at most `permits` holders at once.
+// Clippy mistakes the repeated `type_ = ...` inside kube's `printcolumn(...)` arguments
+// for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[kube(
+    group = "konductor.io",
+    version = "v1",
+    kind = "Semaphore",
+    plural = "semaphores",
+    singular = "semaphore",
+    shortname = "sem",
+    category = "konductor",
+    namespaced,
+    status = "SemaphoreStatus",
+    derive = "PartialEq",
+    doc = "A Semaphore lets at most `spec.permits` holders in at once; the rest wait in order of priority, then arrival.",
+    printcolumn(name = "Permits", type_ = "integer", json_path = ".spec.permits"),
+    printcolumn(name = "In Use", type_ = "integer", json_path = ".status.inUse"),
+    printcolumn(name = "Available", type_ = "integer", json_path = ".status.available"),
+    printcolumn(name = "Waiting", type_ = "string", json_path = ".status.waiting"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SemaphoreSpec {
+    /// How many holders may hold the semaphore at once (at least 1). Lowering it below
+    /// the number in use revokes nobody; new grants wait until enough release.
+    #[schemars(range(min = 1))]
+    pub permits: i32,
+
+    /// How long a grant lives without renewal, as a Go duration (default `5m`). A holder
+    /// renews by bumping its Permit's `spec.renewTime`.
+    #[serde(default = "default_ttl")]
+    #[schemars(length(max = 64), regex(pattern = crate::duration::DURATION_PATTERN))]
+    pub ttl: String,
+}
+
+/// Whether a Semaphore has a permit free.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, schemars::JsonSchema,
+)]
+pub enum SemaphorePhase {
+    /// At least one permit is free.
+    #[default]
+    Available,
+    /// Every permit is in use.
+    Exhausted,
+}
+
+/// What the controller last decided about a Semaphore.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SemaphoreStatus {
+    /// Available or Exhausted.
+    #[serde(default)]
+    pub phase: SemaphorePhase,
+    /// Granted permits that have not expired.
+    #[serde(default)]
+    pub in_use: i32,
+    /// Permits free now (never below 0).
+    #[serde(default)]
+    pub available: i32,
+    /// The holders granted, in grant order.
+    #[serde(default)]
+    pub holders: Vec<String>,
+    /// The holders waiting, in the order they will be granted.
+    #[serde(default)]
+    pub waiting: Vec<String>,
+    /// The last fencing token issued (0 before the first grant).
+    #[serde(default)]
+    pub fencing_token: i64,
+    /// `Ready`: whether the spec was accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status reflects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// A Mutex: one holder at a time.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[kube(
+    group = "konductor.io",
+    version = "v1",
+    kind = "Mutex",
+    plural = "mutexes",
+    singular = "mutex",
+    shortname = "mtx",
+    category = "konductor",
+    namespaced,
+    status = "MutexStatus",
+    derive = "PartialEq",
+    doc = "A Mutex lets one holder in at a time; the rest wait in order of priority, then arrival.",
+    printcolumn(name = "Holder", type_ = "string", json_path = ".status.holder"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Waiting", type_ = "string", json_path = ".status.waiting"),
+    printcolumn(
+        name = "Token",
+        type_ = "integer",
+        json_path = ".status.fencingToken",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MutexSpec {
+    /// How long a grant lives without renewal, as a Go duration (default `5m`).
+    #[serde(default = "default_ttl")]
+    #[schemars(length(max = 64), regex(pattern = crate::duration::DURATION_PATTERN))]
+    pub ttl: String,
+}
+
+/// Whether a Mutex is held.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, schemars::JsonSchema,
+)]
+pub enum MutexPhase {
+    /// Nobody holds it.
+    #[default]
+    Unlocked,
+    /// One holder holds it.
+    Locked,
+}
+
+/// What the controller last decided about a Mutex.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MutexStatus {
+    /// Unlocked or Locked.
+    #[serde(default)]
+    pub phase: MutexPhase,
+    /// Who holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    /// When the current holder was granted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_at: Option<MicroTime>,
+    /// When the current grant expires unless renewed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<MicroTime>,
+    /// The holders waiting, in the order they will be granted.
+    #[serde(default)]
+    pub waiting: Vec<String>,
+    /// The last fencing token issued (0 before the first grant).
+    #[serde(default)]
+    pub fencing_token: i64,
+    /// `Ready`: whether the spec was accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status reflects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// An RWMutex: many readers or one writer.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[kube(
+    group = "konductor.io",
+    version = "v1",
+    kind = "RWMutex",
+    plural = "rwmutexes",
+    singular = "rwmutex",
+    shortname = "rwm",
+    category = "konductor",
+    namespaced,
+    status = "RWMutexStatus",
+    derive = "PartialEq",
+    doc = "An RWMutex lets many readers or one writer in; a waiting writer stops readers that come after it.",
+    printcolumn(name = "Writer", type_ = "string", json_path = ".status.writeHolder"),
+    printcolumn(name = "Readers", type_ = "string", json_path = ".status.readHolders"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Waiting", type_ = "string", json_path = ".status.waiting"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RWMutexSpec {
+    /// How long a grant lives without renewal, as a Go duration (default `5m`).
+    #[serde(default = "default_ttl")]
+    #[schemars(length(max = 64), regex(pattern = crate::duration::DURATION_PATTERN))]
+    pub ttl: String,
+}
+
+/// Who holds an RWMutex.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, schemars::JsonSchema,
+)]
+pub enum RWMutexPhase {
+    /// Nobody holds it.
+    #[default]
+    Unlocked,
+    /// One or more readers hold it.
+    ReadLocked,
+    /// One writer holds it.
+    WriteLocked,
+}
+
+/// What the controller last decided about an RWMutex.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RWMutexStatus {
+    /// Unlocked, ReadLocked or WriteLocked.
+    #[serde(default)]
+    pub phase: RWMutexPhase,
+    /// The writer holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_holder: Option<String>,
+    /// The readers holding it, in grant order.
+    #[serde(default)]
+    pub read_holders: Vec<String>,
+    /// When it went from Unlocked to held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_at: Option<MicroTime>,
+    /// When the earliest current grant expires unless renewed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<MicroTime>,
+    /// The holders waiting, in the order they will be granted.
+    #[serde(default)]
+    pub waiting: Vec<String>,
+    /// The last fencing token issued (0 before the first grant).
+    #[serde(default)]
+    pub fencing_token: i64,
+    /// `Ready`: whether the spec was accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status reflects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

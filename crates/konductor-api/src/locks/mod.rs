@@ -1,0 +1,47 @@
+//! The lock family (`konductor.io/v1`): processes take turns instead of waiting for
+//! each other.
+//!
+//! - [`Semaphore`]: at most `spec.permits` holders at once.
+//! - [`Mutex`]: one holder at a time.
+//! - [`RWMutex`]: many readers or one writer; a waiting writer stops later readers.
+//! - [`Permit`]: one holder's claim on one lock (as an Arrival is on a Barrier), named
+//!   by [`permit_name`] so acquiring twice is the same create; deleting it releases.
+//!
+//! Every grant carries a fencing token, strictly increasing for the life of the lock;
+//! a grant whose holder stops renewing for `spec.ttl` (on the controller's clock)
+//! expires. Which permits are granted is decided by [`rules::evaluate`] alone, one pure
+//! function for all three kinds. The design is `DESIGN-locks.md`; the semantics are in
+//! `docs/locks.md`.
+
+mod kinds;
+mod permit;
+pub mod rules;
+
+pub use kinds::{
+    Mutex, MutexPhase, MutexSpec, MutexStatus, RWMutex, RWMutexPhase, RWMutexSpec, RWMutexStatus,
+    Semaphore, SemaphorePhase, SemaphoreSpec, SemaphoreStatus,
+};
+pub use permit::{
+    LockKind, LockRef, Permit, PermitMode, PermitPhase, PermitSpec, PermitStatus, permit_name,
+};
+
+/// The longest lock name: names double as the value of [`lock_label`] (label values are
+/// at most 63 characters). The CRDs enforce it, as for barriers.
+pub const MAX_LOCK_NAME_LEN: usize = 63;
+
+/// The label on every Permit naming its lock, one key per kind
+/// (`konductor.io/mutex: db-migrate`), so `kubectl get permits -l
+/// konductor.io/mutex=db-migrate` lists one lock's permits.
+pub fn lock_label(kind: LockKind) -> String {
+    format!("konductor.io/{}", kind.word())
+}
+
+/// The default `spec.ttl`: how long a grant lives without renewal.
+pub const DEFAULT_TTL: &str = "5m";
+
+/// `type` of the condition that says whether the controller accepted the lock's spec.
+pub const CONDITION_READY: &str = "Ready";
+
+/// `type` of a Permit's condition that is `True` while it is granted, so that
+/// `kubectl wait --for=condition=Granted permit/NAME` works.
+pub const CONDITION_GRANTED: &str = "Granted";

@@ -1,0 +1,199 @@
+//! The `Permit`: one holder's claim on one lock. Creating it asks for the lock,
+//! bumping `spec.renewTime` keeps a grant alive, deleting it releases.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// Which kind of lock a Permit claims.
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    schemars::JsonSchema,
+)]
+pub enum LockKind {
+    /// A [`super::Semaphore`].
+    Semaphore,
+    /// A [`super::Mutex`].
+    Mutex,
+    /// An [`super::RWMutex`].
+    RWMutex,
+}
+
+impl LockKind {
+    /// The lower-case name used in permit names, labels and koncli commands.
+    pub fn word(self) -> &'static str {
+        match self {
+            LockKind::Semaphore => "semaphore",
+            LockKind::Mutex => "mutex",
+            LockKind::RWMutex => "rwmutex",
+        }
+    }
+}
+
+/// The lock a Permit claims, in the Permit's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+pub struct LockRef {
+    /// Semaphore, Mutex or RWMutex.
+    pub kind: LockKind,
+    /// The lock's name.
+    #[schemars(length(min = 1, max = super::MAX_LOCK_NAME_LEN))]
+    pub name: String,
+}
+
+/// How a Permit holds its lock.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, schemars::JsonSchema,
+)]
+pub enum PermitMode {
+    /// Alone (a Mutex, an RWMutex write lock) or as one of `permits` (a Semaphore).
+    #[default]
+    Exclusive,
+    /// Beside other Shared holders: an RWMutex read lock.
+    Shared,
+}
+
+/// One holder's request for a lock.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[kube(
+    group = "konductor.io",
+    version = "v1",
+    kind = "Permit",
+    plural = "permits",
+    singular = "permit",
+    shortname = "pmt",
+    category = "konductor",
+    namespaced,
+    status = "PermitStatus",
+    derive = "PartialEq",
+    doc = "A Permit is one holder's claim on a Semaphore, Mutex or RWMutex in the same namespace: created to ask, renewed to keep, deleted to release.",
+    printcolumn(name = "Kind", type_ = "string", json_path = ".spec.lockRef.kind"),
+    printcolumn(name = "Lock", type_ = "string", json_path = ".spec.lockRef.name"),
+    printcolumn(name = "Holder", type_ = "string", json_path = ".spec.holder"),
+    printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Token", type_ = "integer", json_path = ".status.fencingToken"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PermitSpec {
+    /// The lock claimed. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("lockRef is immutable"))]
+    pub lock_ref: LockRef,
+
+    /// Who claims it: a pod name, hostname or any identifier unique among the lock's
+    /// users. Immutable.
+    #[schemars(length(min = 1, max = crate::arrival::MAX_HOLDER_LEN))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("holder is immutable"))]
+    pub holder: String,
+
+    /// `Exclusive` (the default), or `Shared` for an RWMutex read lock. Immutable.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("mode is immutable"))]
+    pub mode: PermitMode,
+
+    /// Higher is granted first; FIFO among equal priorities (default 0).
+    #[serde(default)]
+    pub priority: i32,
+
+    /// Bumped by the holder to show it is alive. The controller measures the ttl from
+    /// when it sees this change, on its own clock, never from the value itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_time: Option<MicroTime>,
+}
+
+impl PermitSpec {
+    /// An exclusive claim of `holder` on the `kind` lock `name`, at priority 0.
+    pub fn new(kind: LockKind, name: impl Into<String>, holder: impl Into<String>) -> Self {
+        Self {
+            lock_ref: LockRef {
+                kind,
+                name: name.into(),
+            },
+            holder: holder.into(),
+            mode: PermitMode::Exclusive,
+            priority: 0,
+            renew_time: None,
+        }
+    }
+
+    /// Sets the mode.
+    #[must_use]
+    pub fn with_mode(mut self, mode: PermitMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Sets the priority.
+    #[must_use]
+    pub fn with_priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+}
+
+/// Where a Permit stands.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, schemars::JsonSchema,
+)]
+pub enum PermitPhase {
+    /// Queued (`status.position` says where).
+    #[default]
+    Pending,
+    /// Holding the lock (`status.fencingToken` says with which token).
+    Granted,
+    /// Was granted, but not renewed for the lock's ttl: no longer holds it. Delete it
+    /// (and create it again) to ask anew.
+    Expired,
+}
+
+/// What the controller decided about a Permit.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PermitStatus {
+    /// Pending, Granted or Expired.
+    #[serde(default)]
+    pub phase: PermitPhase,
+    /// Place in the queue while Pending (1 is next).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<i32>,
+    /// When it was granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_at: Option<MicroTime>,
+    /// When the grant expires unless renewed before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<MicroTime>,
+    /// The grant's fencing token: pass it to what the lock protects, which should
+    /// refuse tokens older than the newest it has seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fencing_token: Option<i64>,
+    /// `Granted`: `True` while granted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The deterministic name of `holder`'s Permit on the `kind` lock `lock`: a DNS-1123
+/// label, the same for the same three inputs, so acquiring twice is the same create.
+///
+/// ```
+/// use konductor_api::locks::{LockKind, permit_name};
+/// let name = permit_name(LockKind::Mutex, "db-migrate", "job-7");
+/// assert!(name.starts_with("mutex-db-migrate-job-7-"));
+/// assert_ne!(name, permit_name(LockKind::Semaphore, "db-migrate", "job-7"));
+/// ```
+pub fn permit_name(kind: LockKind, lock: &str, holder: &str) -> String {
+    crate::arrival::claim_name(&format!("{}-{lock}", kind.word()), holder)
+}
