@@ -397,6 +397,23 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
+    let shutdown = futures::FutureExt::shared(shutdown);
+    let locks = crate::locks::run(
+        client.clone(),
+        Recorder::new(client.clone(), reporter.clone()),
+        shutdown.clone(),
+    );
+    let (barriers, ()) = futures::join!(run_barriers(client, reporter, metrics, shutdown), locks);
+    barriers
+}
+
+/// The barrier half of [`run`].
+async fn run_barriers(
+    client: Client,
+    reporter: Reporter,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> Result<()> {
     let barriers: Api<Barrier> = Api::all(client.clone());
     let arrivals: Api<Arrival> = Api::all(client.clone());
     let own_writes = Arc::new(OwnWrites::default());

@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`controller`]: `Context`, `reconcile`, `error_policy`, `run` — Arrivals in,
 //!   Barrier status, Events and deadline requeues out, via `konductor_api::rules`.
+//! - [`locks`]: the lock controller (Semaphore, Mutex, RWMutex and their Permits), run
+//!   beside the barrier controller by [`controller::run`].
 //! - [`index`]: each barrier's arrivals, kept current from the arrival watch.
 //! - [`queue`]: the reconcile queue (deduplicating, immediate, timed requeues).
 //! - [`writes`]: what the controller remembers of its own status writes (not arguing
@@ -18,6 +20,7 @@
 pub mod controller;
 pub mod index;
 pub mod leader;
+pub mod locks;
 pub mod metrics;
 pub mod operator;
 pub mod queue;

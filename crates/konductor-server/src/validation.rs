@@ -118,6 +118,25 @@ impl Schema {
             .filter(move |p| changed(&p.name, object, old))
     }
 
+    /// Writes whole-valued floats in integer fields as integers (`1.0` → `1`), as
+    /// kube-apiserver stores them (Go prints a whole float64 without a fraction) — in
+    /// the properties that changed from `old`. Typed clients could not read `1.0` as an
+    /// integer; values beyond int64 are left for [`Schema::validate`] to refuse.
+    pub fn normalize_integers(&self, object: &mut Value, old: Option<&Value>) {
+        let names: Vec<String> = self
+            .changed_properties(object, old)
+            .map(|p| p.name.clone())
+            .collect();
+        let Some(map) = object.as_object_mut() else {
+            return;
+        };
+        for property in self.properties.iter().filter(|p| names.contains(&p.name)) {
+            if let Some(value) = map.get_mut(&property.name) {
+                normalize_value(&property.openapi, value);
+            }
+        }
+    }
+
     /// Fills in the schema's `default`s, as the API server does before storing — in
     /// the properties that changed from `old` (all of them for a create).
     pub fn apply_defaults(&self, object: &mut Value, old: Option<&Value>) {
@@ -259,6 +278,42 @@ fn cel_errors(
         .collect()
 }
 
+/// Rewrites whole-valued floats within int64 in integer fields (at any depth) as
+/// integers.
+fn normalize_value(schema: &Value, value: &mut Value) {
+    match value {
+        Value::Number(number) if schema.get("type").and_then(Value::as_str) == Some("integer") => {
+            if let Some(float) = number.as_f64().filter(|_| number.is_f64())
+                && float.fract() == 0.0
+                && float >= i64::MIN as f64
+                && float < i64::MAX as f64
+            {
+                // Exact: a whole f64 inside i64's range converts without loss.
+                #[allow(clippy::cast_possible_truncation)]
+                let whole = float as i64;
+                *value = Value::from(whole);
+            }
+        }
+        Value::Object(map) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            for (key, child) in map.iter_mut() {
+                if let Some(child_schema) = properties.and_then(|p| p.get(key)).or(additional) {
+                    normalize_value(child_schema, child);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                items
+                    .iter_mut()
+                    .for_each(|item| normalize_value(item_schema, item));
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Integers the API server could not hold: beyond int64 (JSON allows any size), or
 /// beyond int32 where the schema says `format: int32` — stored, they would show as
 /// floats and no client could decode them.
@@ -273,7 +328,12 @@ fn integer_errors(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Fi
                 "int32" => number.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
                 _ => number.as_i64().is_some(),
             };
-            if !fits && number.is_i64() | number.is_u64() {
+            // Fractions are the schema's `type: integer` error; whole numbers that do not
+            // fit (integers, or floats beyond int64) are this one.
+            let whole = number.is_i64()
+                || number.is_u64()
+                || number.as_f64().is_some_and(|f| f.fract() == 0.0);
+            if !fits && whole {
                 errors.push(FieldError::invalid(
                     path,
                     format!("Invalid value: {number}: {path} in body must be of type {format}"),

@@ -268,6 +268,9 @@ fn cases() -> Vec<Case> {
         case("expected below int64", "POST", BARRIERS)
             .body("{\"apiVersion\":\"konductor.io/v1\",\"kind\":\"Barrier\",\"metadata\":{\"name\":\"t6\"},\"spec\":{\"expected\":-9223372036854775809}}")
             .answers(422, "spec.expected"),
+        case("expected a 29-digit number (a float beyond int64)", "POST", BARRIERS)
+            .body("{\"apiVersion\":\"konductor.io/v1\",\"kind\":\"Barrier\",\"metadata\":{\"name\":\"t6b\"},\"spec\":{\"expected\":88888888888888888888888888880}}")
+            .answers(422, "spec.expected"),
         case("expected beyond int32", "POST", BARRIERS)
             .json(barrier(named("t7"), json!({"expected": 2_147_483_648_i64})))
             .answers(422, "spec.expected"),

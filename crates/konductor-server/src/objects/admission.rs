@@ -31,6 +31,7 @@ pub fn admit(
         return Err(strict_error(def, &unknown));
     }
     schema.apply_defaults(object, old);
+    schema.normalize_integers(object, old);
     let errors = schema.validate(object, old);
     if !errors.is_empty() {
         return Err(invalid(def, name_of(object), errors));
@@ -76,5 +77,21 @@ mod tests {
         let warnings = admit(&def, &mut object, None, FieldValidation::Warn).unwrap();
         assert_eq!(warnings, ["unknown field \"spec.colour\""]);
         assert!(object["spec"].get("colour").is_none());
+    }
+
+    #[test]
+    fn whole_floats_in_integer_fields_are_stored_as_integers() {
+        let def = barriers();
+        let mut object = created();
+        object["spec"]["expected"] = serde_json::json!(2.0);
+        admit(&def, &mut object, None, FieldValidation::Strict).unwrap();
+        assert_eq!(object["spec"]["expected"].as_i64(), Some(2));
+        let barrier: konductor_api::Barrier = serde_json::from_value(object).unwrap();
+        assert_eq!(barrier.spec.expected, 2);
+
+        let mut huge = created();
+        huge["spec"]["expected"] = serde_json::json!(8.9e28);
+        let refused = admit(&def, &mut huge, None, FieldValidation::Strict).unwrap_err();
+        assert!(refused.to_string().contains("spec.expected"), "{refused}");
     }
 }

@@ -1,0 +1,766 @@
+//! The lock controller: Semaphores, Mutexes and RWMutexes and their Permits in, lock
+//! and Permit statuses, Events and expiry requeues out, via
+//! `konductor_api::locks::rules::evaluate` — which alone decides every grant.
+//!
+//! - Three lock watches fill one map of locks (`LockState`, whatever the kind); the
+//!   Permit watch fills a [`PermitIndex`] (permits by lock, and when each permit's
+//!   `renewTime` was last seen to change, on this controller's clock).
+//! - Every change of a lock or of one of its permits queues that lock; a worker
+//!   evaluates it and writes, in this order: the lock's status (its fencing-token
+//!   counter first, so a token is never handed out twice), then each permit whose
+//!   status changed, then Events (Granted, Expired; Released when a granted permit is
+//!   deleted). It looks again exactly when the earliest grant would expire.
+//! - Statuses are written as JSON merge patches with every field present (null when
+//!   unset), compared with what is stored first, so an unchanged answer writes
+//!   nothing and the controller's own writes do not make it loop.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
+use konductor_api::duration::parse_duration;
+use konductor_api::locks::rules::{
+    Decision, LockInput, PermitDecision, PermitRecord, Transition, evaluate,
+};
+use konductor_api::locks::{
+    CONDITION_GRANTED, DEFAULT_TTL, LockKind, Mutex, Permit, PermitPhase, RWMutex, Semaphore,
+};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+
+use crate::queue::WorkQueue;
+use crate::{Error, Result};
+
+/// Reconciles running at once.
+const WORKERS: usize = 4;
+/// How long to wait before looking again when the permit index is not complete yet.
+const CACHE_WAIT: Duration = Duration::from_millis(100);
+
+/// One lock: its kind, namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LockKey {
+    /// Semaphore, Mutex or RWMutex.
+    pub kind: LockKind,
+    /// The lock's namespace.
+    pub namespace: String,
+    /// The lock's name.
+    pub name: String,
+}
+
+/// What the controller needs of a lock, whatever its kind.
+#[derive(Clone, Debug)]
+struct LockState {
+    uid: String,
+    generation: Option<i64>,
+    /// `spec.permits` (1 for a Mutex or RWMutex).
+    permits: i64,
+    ttl: Duration,
+    /// The last fencing token issued, from the status.
+    last_token: i64,
+    /// The stored status, for comparing before writing.
+    status: Value,
+}
+
+fn ttl_of(text: &str) -> Duration {
+    parse_duration(text)
+        .or_else(|_| parse_duration(DEFAULT_TTL))
+        .unwrap_or(Duration::from_secs(300))
+}
+
+fn status_value<T: serde::Serialize>(status: Option<&T>) -> Value {
+    status
+        .and_then(|s| serde_json::to_value(s).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn lock_state<K: Resource>(
+    lock: &K,
+    permits: i64,
+    ttl: &str,
+    last_token: i64,
+    status: Value,
+) -> LockState {
+    LockState {
+        uid: lock.meta().uid.clone().unwrap_or_default(),
+        generation: lock.meta().generation,
+        permits,
+        ttl: ttl_of(ttl),
+        last_token,
+        status,
+    }
+}
+
+fn semaphore_state(lock: &Semaphore) -> LockState {
+    let token = lock.status.as_ref().map_or(0, |s| s.fencing_token);
+    lock_state(
+        lock,
+        i64::from(lock.spec.permits),
+        &lock.spec.ttl,
+        token,
+        status_value(lock.status.as_ref()),
+    )
+}
+
+fn mutex_state(lock: &Mutex) -> LockState {
+    let token = lock.status.as_ref().map_or(0, |s| s.fencing_token);
+    lock_state(
+        lock,
+        1,
+        &lock.spec.ttl,
+        token,
+        status_value(lock.status.as_ref()),
+    )
+}
+
+fn rwmutex_state(lock: &RWMutex) -> LockState {
+    let token = lock.status.as_ref().map_or(0, |s| s.fencing_token);
+    lock_state(
+        lock,
+        1,
+        &lock.spec.ttl,
+        token,
+        status_value(lock.status.as_ref()),
+    )
+}
+
+/// Every lock, by key, kept current from the three lock watches.
+#[derive(Clone, Default)]
+struct Locks {
+    state: Arc<RwLock<LocksState>>,
+}
+
+#[derive(Default)]
+struct LocksState {
+    by_key: HashMap<LockKey, LockState>,
+    /// The keys seen since a kind's re-list began (locks not seen again are gone).
+    relisting: HashMap<LockKind, std::collections::HashSet<LockKey>>,
+}
+
+impl Locks {
+    fn get(&self, key: &LockKey) -> Option<LockState> {
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .by_key
+            .get(key)
+            .cloned()
+    }
+
+    /// Applies one watch event of a `kind` lock; returns the key it touched.
+    fn apply<K: Resource + ResourceExt>(
+        &self,
+        kind: LockKind,
+        event: &watcher::Event<K>,
+        state_of: fn(&K) -> LockState,
+    ) -> Option<LockKey> {
+        let key = |lock: &K| LockKey {
+            kind,
+            namespace: lock.namespace().unwrap_or_default(),
+            name: lock.name_any(),
+        };
+        let mut locks = self
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match event {
+            watcher::Event::Init => {
+                locks
+                    .relisting
+                    .insert(kind, std::collections::HashSet::new());
+                None
+            }
+            watcher::Event::InitApply(lock) => {
+                locks.relisting.entry(kind).or_default().insert(key(lock));
+                locks.by_key.insert(key(lock), state_of(lock));
+                Some(key(lock))
+            }
+            watcher::Event::InitDone => {
+                if let Some(seen) = locks.relisting.remove(&kind) {
+                    locks
+                        .by_key
+                        .retain(|k, _| k.kind != kind || seen.contains(k));
+                }
+                None
+            }
+            watcher::Event::Apply(lock) => {
+                locks.by_key.insert(key(lock), state_of(lock));
+                Some(key(lock))
+            }
+            watcher::Event::Delete(lock) => {
+                locks.by_key.remove(&key(lock));
+                None
+            }
+        }
+    }
+}
+
+/// When a permit's `renewTime` was last seen to change.
+#[derive(Clone, Debug)]
+struct Renewal {
+    renew_time: Option<String>,
+    seen: Timestamp,
+}
+
+/// Permits by lock, and their renewals. Cheap to clone; clones share it.
+#[derive(Clone, Default)]
+pub struct PermitIndex {
+    state: Arc<RwLock<IndexState>>,
+}
+
+#[derive(Default)]
+struct IndexState {
+    by_lock: HashMap<LockKey, HashMap<String, Arc<Permit>>>,
+    /// By permit uid.
+    renewals: HashMap<String, Renewal>,
+    relisting: Option<HashMap<LockKey, HashMap<String, Arc<Permit>>>>,
+    ready: bool,
+}
+
+fn key_of_permit(permit: &Permit) -> LockKey {
+    LockKey {
+        kind: permit.spec.lock_ref.kind,
+        namespace: permit.namespace().unwrap_or_default(),
+        name: permit.spec.lock_ref.name.clone(),
+    }
+}
+
+/// What a permit watch event means for its lock.
+pub struct PermitChange {
+    /// The lock to look at again.
+    pub lock: LockKey,
+    /// Set when a granted permit was deleted: who released the lock.
+    pub released_by: Option<String>,
+}
+
+impl PermitIndex {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, IndexState> {
+        self.state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn note_renewal(state: &mut IndexState, permit: &Permit, now: Timestamp) {
+        let renew_time = permit.spec.renew_time.as_ref().map(|t| t.0.to_string());
+        let uid = permit.uid().unwrap_or_default();
+        match state.renewals.get_mut(&uid) {
+            Some(known) if known.renew_time == renew_time => {}
+            Some(known) => {
+                known.renew_time = renew_time;
+                known.seen = now;
+            }
+            None => {
+                state.renewals.insert(
+                    uid,
+                    Renewal {
+                        renew_time,
+                        seen: now,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Applies one watch event, returning the lock it concerns.
+    pub fn apply(&self, event: &watcher::Event<Permit>) -> Option<PermitChange> {
+        let now = Timestamp::now();
+        let mut state = self.write();
+        match event {
+            watcher::Event::Init => {
+                state.relisting = Some(HashMap::new());
+                None
+            }
+            watcher::Event::InitApply(permit) => {
+                Self::note_renewal(&mut state, permit, now);
+                state
+                    .relisting
+                    .get_or_insert_with(HashMap::new)
+                    .entry(key_of_permit(permit))
+                    .or_default()
+                    .insert(permit.name_any(), Arc::new(permit.clone()));
+                Some(PermitChange {
+                    lock: key_of_permit(permit),
+                    released_by: None,
+                })
+            }
+            watcher::Event::InitDone => {
+                if let Some(listing) = state.relisting.take() {
+                    state.by_lock = listing;
+                }
+                state.ready = true;
+                None
+            }
+            watcher::Event::Apply(permit) => {
+                Self::note_renewal(&mut state, permit, now);
+                state
+                    .by_lock
+                    .entry(key_of_permit(permit))
+                    .or_default()
+                    .insert(permit.name_any(), Arc::new(permit.clone()));
+                Some(PermitChange {
+                    lock: key_of_permit(permit),
+                    released_by: None,
+                })
+            }
+            watcher::Event::Delete(permit) => {
+                let key = key_of_permit(permit);
+                if let Some(permits) = state.by_lock.get_mut(&key) {
+                    permits.remove(&permit.name_any());
+                    if permits.is_empty() {
+                        state.by_lock.remove(&key);
+                    }
+                }
+                state.renewals.remove(&permit.uid().unwrap_or_default());
+                let granted = permit
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.phase == PermitPhase::Granted);
+                Some(PermitChange {
+                    lock: key,
+                    released_by: granted.then(|| permit.spec.holder.clone()),
+                })
+            }
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .ready
+    }
+
+    /// The permits of one lock, each with when its renewal was last seen.
+    fn of(&self, key: &LockKey) -> Vec<(Arc<Permit>, Timestamp)> {
+        let state = self
+            .state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Timestamp::now();
+        state
+            .by_lock
+            .get(key)
+            .map(|permits| {
+                permits
+                    .values()
+                    .map(|p| {
+                        let seen = state
+                            .renewals
+                            .get(&p.uid().unwrap_or_default())
+                            .map_or(now, |r| r.seen);
+                        (p.clone(), seen)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Shared by the lock workers.
+struct Context {
+    client: Client,
+    recorder: Recorder,
+    locks: Locks,
+    permits: PermitIndex,
+}
+
+fn record_of(permit: &Permit, renewal_seen: Timestamp) -> PermitRecord {
+    let status = permit.status.as_ref();
+    PermitRecord {
+        name: permit.name_any(),
+        holder: permit.spec.holder.clone(),
+        mode: permit.spec.mode,
+        priority: permit.spec.priority,
+        created: permit
+            .creation_timestamp()
+            .map_or(Timestamp::UNIX_EPOCH, |t| t.0),
+        phase: status.map_or(PermitPhase::Pending, |s| s.phase),
+        token: status.and_then(|s| s.fencing_token),
+        granted_at: status.and_then(|s| s.granted_at.as_ref()).map(|t| t.0),
+        renewal_seen,
+    }
+}
+
+fn micro(time: Option<Timestamp>) -> Value {
+    time.map_or(Value::Null, |t| {
+        serde_json::to_value(MicroTime(t)).unwrap_or(Value::Null)
+    })
+}
+
+/// Drops nulls (recursively), as the API server does when it stores a merge patch:
+/// what a status looks like once written.
+fn stored_form(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), stored_form(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The lock's status for `decision`, every field present (null when unset).
+fn lock_status(
+    key: &LockKey,
+    lock: &LockState,
+    decision: &Decision,
+    records: &[PermitRecord],
+) -> Value {
+    let holders: Vec<&str> = decision
+        .holding
+        .iter()
+        .map(|&i| records[i].holder.as_str())
+        .collect();
+    let waiting: Vec<&str> = decision
+        .waiting
+        .iter()
+        .map(|&i| records[i].holder.as_str())
+        .collect();
+    let locked_at = decision
+        .holding
+        .iter()
+        .filter_map(|&i| decision.permits[i].granted_at)
+        .min();
+    let expires_at = decision
+        .holding
+        .iter()
+        .filter_map(|&i| decision.permits[i].expires_at)
+        .min();
+    let in_use = i64::try_from(holders.len()).unwrap_or(i64::MAX);
+    let mut status = match key.kind {
+        LockKind::Semaphore => json!({
+            "phase": if in_use < lock.permits { "Available" } else { "Exhausted" },
+            "inUse": in_use,
+            "available": (lock.permits - in_use).max(0),
+            "holders": holders,
+        }),
+        LockKind::Mutex => json!({
+            "phase": if holders.is_empty() { "Unlocked" } else { "Locked" },
+            "holder": holders.first(),
+            "lockedAt": micro(locked_at),
+            "expiresAt": micro(expires_at),
+        }),
+        LockKind::RWMutex => {
+            let writer = decision
+                .holding
+                .iter()
+                .find(|&&i| records[i].mode == konductor_api::locks::PermitMode::Exclusive)
+                .map(|&i| records[i].holder.as_str());
+            let readers: Vec<&str> = if writer.is_some() {
+                Vec::new()
+            } else {
+                holders.clone()
+            };
+            json!({
+                "phase": match (writer, holders.is_empty()) {
+                    (Some(_), _) => "WriteLocked",
+                    (None, true) => "Unlocked",
+                    (None, false) => "ReadLocked",
+                },
+                "writeHolder": writer,
+                "readHolders": readers,
+                "lockedAt": micro(locked_at),
+                "expiresAt": micro(expires_at),
+            })
+        }
+    };
+    status["waiting"] = json!(waiting);
+    status["fencingToken"] = json!(decision.last_token);
+    status["observedGeneration"] = json!(lock.generation);
+    status
+}
+
+/// A permit's status for its decision, every field present; the Granted condition
+/// keeps its transition time while its status stays the same.
+fn permit_status(permit: &Permit, decision: &PermitDecision, now: Timestamp) -> Value {
+    let (granted, reason, message) = match decision.phase {
+        PermitPhase::Granted => (
+            "True",
+            "Granted",
+            format!("granted with fencing token {}", decision.token.unwrap_or(0)),
+        ),
+        PermitPhase::Pending => (
+            "False",
+            "Pending",
+            format!("waiting at position {}", decision.position.unwrap_or(0)),
+        ),
+        PermitPhase::Expired => (
+            "False",
+            "Expired",
+            "not renewed within the lock's ttl".to_owned(),
+        ),
+    };
+    let previous = permit
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == CONDITION_GRANTED));
+    let since = match previous {
+        Some(condition) if condition.status == granted => condition.last_transition_time.clone(),
+        _ => Time(now),
+    };
+    json!({
+        "phase": decision.phase,
+        "position": decision.position,
+        "grantedAt": micro(decision.granted_at),
+        "expiresAt": micro(decision.expires_at),
+        "fencingToken": decision.token,
+        "conditions": [{
+            "type": CONDITION_GRANTED,
+            "status": granted,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": since,
+        }],
+    })
+}
+
+fn api_resource(kind: LockKind) -> ApiResource {
+    match kind {
+        LockKind::Semaphore => ApiResource::erase::<Semaphore>(&()),
+        LockKind::Mutex => ApiResource::erase::<Mutex>(&()),
+        LockKind::RWMutex => ApiResource::erase::<RWMutex>(&()),
+    }
+}
+
+fn reference(key: &LockKey, lock: &LockState) -> ObjectReference {
+    let resource = api_resource(key.kind);
+    ObjectReference {
+        api_version: Some(resource.api_version),
+        kind: Some(resource.kind),
+        name: Some(key.name.clone()),
+        namespace: Some(key.namespace.clone()),
+        uid: Some(lock.uid.clone()),
+        ..ObjectReference::default()
+    }
+}
+
+async fn publish(
+    ctx: &Context,
+    key: &LockKey,
+    lock: &LockState,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &reference(key, lock)).await {
+        tracing::warn!(%error, lock = %key.name, "recording event");
+    }
+}
+
+/// Evaluates one lock and writes what changed; returns when to look again.
+async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
+    let Some(lock) = ctx.locks.get(key) else {
+        return Ok(None);
+    };
+    if !ctx.permits.is_ready() {
+        return Ok(Some(CACHE_WAIT));
+    }
+    let permits = ctx.permits.of(key);
+    let records: Vec<PermitRecord> = permits
+        .iter()
+        .map(|(p, seen)| record_of(p, *seen))
+        .collect();
+    let now = Timestamp::now();
+    let decision = evaluate(&LockInput {
+        kind: key.kind,
+        permits: lock.permits,
+        ttl: lock.ttl,
+        last_token: lock.last_token,
+        permits_of_lock: &records,
+        now,
+    });
+
+    // The lock first: its token counter must be durable before a permit carries a token.
+    let status = lock_status(key, &lock, &decision, &records);
+    if stored_form(&status) != lock.status {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), &key.namespace, &api_resource(key.kind));
+        api.patch_status(
+            &key.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await
+        .map_err(Error::Kube)?;
+    }
+    let permit_api: Api<Permit> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    for ((permit, _), decided) in permits.iter().zip(&decision.permits) {
+        let status = permit_status(permit, decided, now);
+        let stored = status_value(permit.status.as_ref());
+        if stored_form(&status) != stored {
+            match permit_api
+                .patch_status(
+                    &permit.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({ "status": status })),
+                )
+                .await
+            {
+                // Released meanwhile: its deletion queues the lock again.
+                Err(kube::Error::Api(refused)) if refused.code == 404 => {}
+                other => {
+                    other.map_err(Error::Kube)?;
+                }
+            }
+        }
+    }
+    for transition in &decision.transitions {
+        match transition {
+            Transition::Granted { holder, token } => {
+                tracing::info!(kind = key.kind.word(), namespace = %key.namespace, lock = %key.name, %holder, token, "granted");
+                publish(
+                    ctx,
+                    key,
+                    &lock,
+                    EventType::Normal,
+                    "Granted",
+                    format!("granted to {holder} with fencing token {token}"),
+                )
+                .await;
+            }
+            Transition::Expired { holder } => {
+                tracing::info!(kind = key.kind.word(), namespace = %key.namespace, lock = %key.name, %holder, "grant expired");
+                publish(
+                    ctx,
+                    key,
+                    &lock,
+                    EventType::Warning,
+                    "Expired",
+                    format!(
+                        "{holder}'s grant expired: not renewed within {}",
+                        konductor_api::duration::format_duration(lock.ttl)
+                    ),
+                )
+                .await;
+            }
+        }
+    }
+    Ok(decision
+        .next_look
+        .map(|at| Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO)))
+}
+
+/// One worker: reconciles due locks until the queue closes.
+async fn work(queue: Arc<WorkQueue<LockKey>>, ctx: Arc<Context>) {
+    while let Some(key) = queue.next().await {
+        let requeue = match reconcile(&key, &ctx).await {
+            Ok(requeue) => requeue,
+            Err(error) if error.is_conflict() => Some(Duration::from_millis(50)),
+            Err(error) => {
+                tracing::warn!(%error, kind = key.kind.word(), lock = %key.name, "lock reconcile failed; retrying in 2s");
+                Some(Duration::from_secs(2))
+            }
+        };
+        queue.done(key, requeue);
+    }
+}
+
+/// Runs the lock controller until `shutdown` completes.
+pub async fn run(
+    client: Client,
+    recorder: Recorder,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let locks = Locks::default();
+    let permits = PermitIndex::default();
+    let queue = Arc::new(WorkQueue::<LockKey>::default());
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder,
+        locks: locks.clone(),
+        permits: permits.clone(),
+    });
+    let lock_feed = |key: Option<LockKey>| {
+        if let Some(key) = key {
+            queue.add(key);
+        }
+        futures::future::ready(())
+    };
+    let semaphores = {
+        let locks = locks.clone();
+        watcher(
+            Api::<Semaphore>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .filter_map(|event| futures::future::ready(event.ok()))
+        .map(move |event| locks.apply(LockKind::Semaphore, &event, semaphore_state))
+        .for_each(lock_feed)
+    };
+    let mutexes = {
+        let locks = locks.clone();
+        watcher(
+            Api::<Mutex>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .filter_map(|event| futures::future::ready(event.ok()))
+        .map(move |event| locks.apply(LockKind::Mutex, &event, mutex_state))
+        .for_each(lock_feed)
+    };
+    let rwmutexes = {
+        let locks = locks.clone();
+        watcher(
+            Api::<RWMutex>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .filter_map(|event| futures::future::ready(event.ok()))
+        .map(move |event| locks.apply(LockKind::RWMutex, &event, rwmutex_state))
+        .for_each(lock_feed)
+    };
+    let permit_feed = {
+        let (queue, ctx) = (queue.clone(), ctx.clone());
+        watcher(Api::<Permit>::all(client), watcher::Config::default())
+            .default_backoff()
+            .filter_map(|event| futures::future::ready(event.ok()))
+            .for_each(move |event| {
+                if let Some(change) = ctx.permits.apply(&event) {
+                    if let (Some(holder), Some(lock)) =
+                        (&change.released_by, ctx.locks.get(&change.lock))
+                    {
+                        let (ctx, key, holder) = (ctx.clone(), change.lock.clone(), holder.clone());
+                        tokio::spawn(async move {
+                            publish(
+                                &ctx,
+                                &key,
+                                &lock,
+                                EventType::Normal,
+                                "Released",
+                                format!("{holder} released it"),
+                            )
+                            .await;
+                        });
+                    }
+                    queue.add(change.lock);
+                }
+                futures::future::ready(())
+            })
+    };
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..WORKERS {
+        workers.spawn(work(queue.clone(), ctx.clone()));
+    }
+    let feeds = futures::future::join4(semaphores, mutexes, rwmutexes, permit_feed);
+    tokio::select! {
+        _ = feeds => {}
+        () = shutdown.fuse() => {}
+    }
+    queue.close();
+    while workers.join_next().await.is_some() {}
+}
