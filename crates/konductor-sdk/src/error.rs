@@ -93,6 +93,48 @@ pub enum Error {
         /// The server's message.
         message: String,
     },
+    /// A lock request failed: the lock does not exist, the server refused, …
+    #[error("{kind} {namespace}/{lock}: {message}")]
+    Lock {
+        /// `semaphore`, `mutex` or `rwmutex`.
+        kind: &'static str,
+        /// Namespace.
+        namespace: String,
+        /// Lock name.
+        lock: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The lock is held and the caller did not want to wait.
+    #[error("{kind} {namespace}/{lock} is busy (held by others; not waiting)")]
+    LockBusy {
+        /// `semaphore`, `mutex` or `rwmutex`.
+        kind: &'static str,
+        /// Namespace.
+        namespace: String,
+        /// Lock name.
+        lock: String,
+    },
+    /// Waiting for the grant took longer than the caller allowed.
+    #[error("{kind} {namespace}/{lock}: not granted within the timeout")]
+    LockTimeout {
+        /// `semaphore`, `mutex` or `rwmutex`.
+        kind: &'static str,
+        /// Namespace.
+        namespace: String,
+        /// Lock name.
+        lock: String,
+    },
+    /// The grant expired (it was not renewed within the lock's ttl) or was revoked.
+    #[error("{kind} {namespace}/{lock}: the grant was lost (expired or its permit deleted)")]
+    LockLost {
+        /// `semaphore`, `mutex` or `rwmutex`.
+        kind: &'static str,
+        /// Namespace.
+        namespace: String,
+        /// Lock name.
+        lock: String,
+    },
     /// No usable kubeconfig or in-cluster configuration.
     #[error("cannot load the Kubernetes configuration: {0}")]
     Config(String),

@@ -5,6 +5,8 @@
 //! - [`connect`](mod@connect): kubeconfig / context / namespace resolution, as kubectl does it.
 //! - [`barrier`]: [`Barriers`] — `create`, `get`, `list`, `delete`, `arrive`, `wait`,
 //!   and `stage` (wait at one barrier, work, arrive at the next).
+//! - [`locks`]: [`locks::Locks`] — acquire a Semaphore, Mutex or RWMutex as a
+//!   [`locks::Guard`] that renews in the background and releases on drop.
 //! - [`error`]: one-sentence errors naming the barrier and the cause.
 //!
 //! ```no_run
@@ -24,6 +26,7 @@
 pub mod barrier;
 pub mod connect;
 pub mod error;
+pub mod locks;
 
 pub use barrier::{Absence, Arrived, Barriers, Progress, WaitOutcome};
 pub use connect::{ConnectOptions, Connection, connect};

@@ -1,0 +1,176 @@
+//! Lock guards against an in-process `konductor server` with its controller.
+
+use std::time::Duration;
+
+use konductor_api::locks::{Mutex, MutexSpec, Permit, Semaphore, SemaphoreSpec};
+use konductor_controller::controller::Background;
+use konductor_sdk::locks::{Claim, Locks, Wait};
+use konductor_sdk::{ConnectOptions, Error, connect};
+use konductor_server::{Config, Server};
+use kube::api::{Api, DeleteParams, PostParams};
+
+/// The longest any wait in these tests may take before the test fails.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// What keeps a test's server and controller alive.
+type Running = (Server, tempfile::TempDir, Background);
+
+async fn start() -> (Running, Locks, kube::Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(Config::on_free_port(dir.path()))
+        .await
+        .unwrap();
+    let connection = connect(&ConnectOptions {
+        kubeconfig: Some(server.kubeconfig.clone()),
+        ..ConnectOptions::default()
+    })
+    .await
+    .unwrap();
+    let controller = Background::spawn(connection.client.clone(), "sdk-test");
+    let client = connection.client.clone();
+    ((server, dir, controller), Locks::new(&connection), client)
+}
+
+async fn create_mutex(client: &kube::Client, name: &str, ttl: &str) {
+    Api::<Mutex>::namespaced(client.clone(), "default")
+        .create(
+            &PostParams::default(),
+            &Mutex::new(name, MutexSpec { ttl: ttl.into() }),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_mutex_guard_excludes_others_until_released() {
+    let (_running, locks, client) = start().await;
+    create_mutex(&client, "db", "5m").await;
+    let first = tokio::time::timeout(
+        LIMIT,
+        locks.acquire(&Claim::mutex("db", "a"), Wait::Forever),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let busy = locks.acquire(&Claim::mutex("db", "b"), Wait::No).await;
+    assert!(
+        matches!(busy, Err(Error::LockBusy { .. })),
+        "{:?}",
+        busy.err()
+    );
+    let permits: Api<Permit> = Api::namespaced(client.clone(), "default");
+    assert_eq!(
+        permits.list(&Default::default()).await.unwrap().items.len(),
+        1,
+        "the busy claim was withdrawn"
+    );
+
+    let waiting = {
+        let locks = locks.clone();
+        tokio::spawn(async move { locks.acquire(&Claim::mutex("db", "b"), Wait::Forever).await })
+    };
+    let first_token = first.token();
+    first.release().await.unwrap();
+    let second = tokio::time::timeout(LIMIT, waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(second.token() > first_token);
+    drop(second);
+}
+
+#[tokio::test]
+async fn a_semaphore_times_out_when_full_and_the_claim_is_withdrawn() {
+    let (_running, locks, client) = start().await;
+    Api::<Semaphore>::namespaced(client.clone(), "default")
+        .create(
+            &PostParams::default(),
+            &Semaphore::new(
+                "pool",
+                SemaphoreSpec {
+                    permits: 1,
+                    ttl: "5m".into(),
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    let _held = locks
+        .acquire(&Claim::semaphore("pool", "a"), Wait::Forever)
+        .await
+        .unwrap();
+    let timed_out = locks
+        .acquire(
+            &Claim::semaphore("pool", "b"),
+            Wait::AtMost(Duration::from_millis(300)),
+        )
+        .await;
+    assert!(
+        matches!(timed_out, Err(Error::LockTimeout { .. })),
+        "{:?}",
+        timed_out.err()
+    );
+    let permits: Api<Permit> = Api::namespaced(client, "default");
+    assert_eq!(
+        permits.list(&Default::default()).await.unwrap().items.len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_guard_learns_that_its_grant_was_revoked() {
+    let (_running, locks, client) = start().await;
+    create_mutex(&client, "revocable", "5m").await;
+    let guard = locks
+        .acquire(&Claim::mutex("revocable", "a"), Wait::Forever)
+        .await
+        .unwrap();
+    assert!(!guard.is_lost());
+    Api::<Permit>::namespaced(client, "default")
+        .delete(guard.permit(), &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::timeout(LIMIT, guard.lost())
+        .await
+        .expect("the loss is noticed");
+    assert!(guard.is_lost());
+}
+
+#[tokio::test]
+async fn a_renewing_guard_outlives_its_ttl_and_a_missing_lock_is_named() {
+    let (_running, locks, client) = start().await;
+    create_mutex(&client, "renewed", "2s").await;
+    let guard = locks
+        .acquire(&Claim::mutex("renewed", "a"), Wait::Forever)
+        .await
+        .unwrap();
+    // Another holder waits; it gets the lock only when the guard goes, although the
+    // guard held it well past one ttl (it renewed every third of it).
+    let next = {
+        let locks = locks.clone();
+        tokio::spawn(async move {
+            locks
+                .acquire(&Claim::mutex("renewed", "b"), Wait::Forever)
+                .await
+        })
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(5), guard.lost()).await;
+    assert!(outcome.is_err(), "the renewed grant was lost");
+    assert!(
+        !next.is_finished(),
+        "the other holder got the lock while it was held"
+    );
+    let token = guard.token();
+    guard.release().await.unwrap();
+    let successor = tokio::time::timeout(LIMIT, next)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(successor.token() > token);
+
+    let missing = locks.acquire(&Claim::mutex("nowhere", "a"), Wait::No).await;
+    let message = missing.err().unwrap().to_string();
+    assert_eq!(message, "mutex default/nowhere: not found");
+}
