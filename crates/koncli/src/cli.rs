@@ -16,7 +16,10 @@ Exit codes (every non-zero exit prints one line on stderr saying why):
   2  usage error: unknown flag, missing or invalid argument
   3  `wait`: the barrier timed out (phase Timeout)
   4  `wait`: the barrier failed (phase Failed: failures made it unreachable, or its spec is invalid)
-  5  `wait`, `arrive --wait-for-barrier`: --timeout passed first";
+  5  `wait`, `arrive --wait-for-barrier`, lock commands: --timeout passed first
+  6  `lock`/`acquire`/`rlock` without --wait: the lock is held by others (busy)
+  7  `run`: the grant was lost (expired or its permit deleted); the command got SIGTERM
+  `run` otherwise exits with the command's own code (128+N if a signal N ended it)";
 
 /// Wait at, arrive at and inspect Konductor barriers.
 ///
@@ -48,11 +51,137 @@ pub enum Command {
     /// Work with barriers.
     #[command(subcommand)]
     Barrier(BarrierCommand),
+    /// Limit how many holders run at once (Semaphore).
+    #[command(subcommand)]
+    Semaphore(LockCommand),
+    /// Let one holder run at a time (Mutex).
+    #[command(subcommand)]
+    Mutex(LockCommand),
+    /// Let many readers or one writer run (RWMutex).
+    #[command(subcommand)]
+    Rwmutex(LockCommand),
     /// Print a shell completion script, e.g. `koncli completion bash > /etc/bash_completion.d/koncli`.
     Completion {
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+/// Commands of the three lock kinds. `acquire`/`release` and `lock`/`unlock` are the
+/// same verbs (a Semaphore's and a Mutex's words); `rlock`/`runlock` are an RWMutex's
+/// read side.
+#[derive(Subcommand, Debug)]
+pub enum LockCommand {
+    /// Take the lock (an RWMutex's write side) and print the fencing token; the grant
+    /// stays after koncli exits, until `unlock` or until it expires after the lock's
+    /// ttl (nothing renews it: for a command, use `run`).
+    #[command(visible_alias = "acquire", after_help = EXIT_CODES)]
+    Lock(AcquireArgs),
+    /// Take an RWMutex's read side (beside other readers) and print the fencing token.
+    #[command(after_help = EXIT_CODES)]
+    Rlock(AcquireArgs),
+    /// Give the lock back (delete this holder's permit, granted or queued).
+    #[command(visible_alias = "release")]
+    Unlock(ReleaseArgs),
+    /// Give an RWMutex's read side back.
+    Runlock(ReleaseArgs),
+    /// Run a command while holding the lock: acquire, run it with
+    /// $KONDUCTOR_FENCING_TOKEN set, renew every third of the ttl, forward SIGINT and
+    /// SIGTERM to it, release when it exits, and exit with its code. If the grant is
+    /// lost, the command gets SIGTERM and koncli exits 7.
+    ///
+    /// Example: `koncli mutex run db-migrate -- ./migrate.sh`
+    #[command(after_help = EXIT_CODES)]
+    Run(RunArgs),
+    /// Show the lock: phase, holders, waiting, last fencing token.
+    Status(LockStatusArgs),
+    /// Create the lock.
+    Create(LockCreateArgs),
+    /// Delete the lock (its permits go with it).
+    Delete(NameArgs),
+}
+
+/// `lock`, `acquire`, `rlock`.
+#[derive(Args, Debug)]
+pub struct AcquireArgs {
+    /// The lock's name.
+    #[arg(value_parser = parse_barrier_name)]
+    pub name: String,
+    /// Who takes it [default: $KONDUCTOR_HOLDER, else $POD_NAME, else the hostname].
+    #[arg(long, value_parser = parse_holder)]
+    pub holder: Option<String>,
+    /// Wait for the grant instead of failing (exit 6) when the lock is busy.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait, wait at most this long (a Go duration), then exit 5.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "wait")]
+    pub timeout: Option<Duration>,
+    /// Higher is granted first (FIFO among equals).
+    #[arg(long, default_value_t = 0)]
+    pub priority: i32,
+}
+
+/// `unlock`, `release`, `runlock`.
+#[derive(Args, Debug)]
+pub struct ReleaseArgs {
+    /// The lock's name.
+    #[arg(value_parser = parse_barrier_name)]
+    pub name: String,
+    /// Whose claim [default: $KONDUCTOR_HOLDER, else $POD_NAME, else the hostname].
+    #[arg(long, value_parser = parse_holder)]
+    pub holder: Option<String>,
+}
+
+/// `run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The lock's name.
+    #[arg(value_parser = parse_barrier_name)]
+    pub name: String,
+    /// RWMutex: hold the read side (beside other readers).
+    #[arg(long, conflicts_with = "write")]
+    pub read: bool,
+    /// RWMutex: hold the write side (alone; the default).
+    #[arg(long)]
+    pub write: bool,
+    /// Who holds it [default: $KONDUCTOR_HOLDER, else $POD_NAME, else the hostname;
+    /// with this process id appended, so that two runs on one host are two holders].
+    #[arg(long, value_parser = parse_holder)]
+    pub holder: Option<String>,
+    /// Give up waiting for the grant after this long (a Go duration), exiting 5.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Higher is granted first (FIFO among equals).
+    #[arg(long, default_value_t = 0)]
+    pub priority: i32,
+    /// The command and its arguments (after `--`).
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `status` of a lock.
+#[derive(Args, Debug)]
+pub struct LockStatusArgs {
+    /// The lock's name.
+    #[arg(value_parser = parse_barrier_name)]
+    pub name: String,
+    /// Print the object in this format [default: a human summary].
+    #[arg(short, long, value_enum)]
+    pub output: Option<CreateFormat>,
+}
+
+/// `create` of a lock.
+#[derive(Args, Debug)]
+pub struct LockCreateArgs {
+    /// The lock's name.
+    #[arg(value_parser = parse_barrier_name)]
+    pub name: String,
+    /// Semaphore: how many may hold it at once (required for a semaphore).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    pub permits: Option<i32>,
+    /// How long a grant lives without renewal (a Go duration; default 5m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub ttl: Option<String>,
 }
 
 /// Barrier commands.

@@ -1,22 +1,23 @@
-//! `koncli`: the command-line client for barriers, built on `konductor-sdk`.
+//! `koncli`: the command-line client for barriers and locks, built on `konductor-sdk`.
 //!
 //! # Layout
 //! - [`cli`]: the clap definitions (flags, help, exit codes).
 //! - [`output`]: the human summary, tables, JSON and YAML.
-//! - this file: one function per command, and the mapping of outcomes to exit codes.
+//! - [`locks`]: the `semaphore`, `mutex` and `rwmutex` verbs, and `run`.
+//! - this file: one function per barrier command, and the mapping of outcomes to exit
+//!   codes.
 
 pub mod cli;
+pub mod locks;
 pub mod output;
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use clap::CommandFactory;
-use cli::{
-    ArriveArgs, BarrierCommand, Cli, Command, CreateArgs, CreateFormat, ListArgs, OutputFormat,
-    WaitArgs,
-};
+use cli::{ArriveArgs, BarrierCommand, Cli, Command, CreateArgs, ListArgs, OutputFormat, WaitArgs};
 use jiff::Timestamp;
+use konductor_api::locks::LockKind;
 use konductor_api::{Barrier, BarrierSpec, Outcome};
 use konductor_sdk::{Barriers, ConnectOptions, Error, Progress, WaitOutcome, connect};
 use output::MachineFormat;
@@ -31,8 +32,12 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_BARRIER_TIMEOUT: u8 = 3;
 /// Exit code: the barrier failed.
 pub const EXIT_BARRIER_FAILED: u8 = 4;
-/// Exit code: `wait --timeout` passed first.
+/// Exit code: `wait --timeout` (or a lock command's --timeout) passed first.
 pub const EXIT_WAIT_TIMEOUT: u8 = 5;
+/// Exit code: the lock is held by others and the command did not wait.
+pub const EXIT_BUSY: u8 = 6;
+/// Exit code: `run` lost its grant (expired or its permit deleted).
+pub const EXIT_LOST: u8 = 7;
 
 /// Runs a parsed command line and returns the process exit code (one of the `EXIT_`
 /// constants).
@@ -51,6 +56,9 @@ pub async fn run(cli: Cli) -> u8 {
             Ok(connection) => barrier(command, Barriers::new(&connection)).await,
             Err(error) => Err(error),
         },
+        Command::Semaphore(command) => lock(LockKind::Semaphore, command, &options).await,
+        Command::Mutex(command) => lock(LockKind::Mutex, command, &options).await,
+        Command::Rwmutex(command) => lock(LockKind::RWMutex, command, &options).await,
     };
     match result {
         Ok(code) => code,
@@ -63,6 +71,15 @@ pub async fn run(cli: Cli) -> u8 {
             }
         }
     }
+}
+
+async fn lock(
+    kind: LockKind,
+    command: cli::LockCommand,
+    options: &ConnectOptions,
+) -> konductor_sdk::Result<u8> {
+    let connection = connect(options).await?;
+    locks::command(kind, command, &connection).await
 }
 
 async fn barrier(command: BarrierCommand, barriers: Barriers) -> konductor_sdk::Result<u8> {
@@ -109,10 +126,7 @@ async fn create(barriers: &Barriers, args: CreateArgs) -> konductor_sdk::Result<
     let created = barriers.create(&args.name, spec).await?;
     match args.output {
         Some(format) => {
-            let format = match format {
-                CreateFormat::Json => MachineFormat::Json,
-                CreateFormat::Yaml => MachineFormat::Yaml,
-            };
+            let format = MachineFormat::of_create(format);
             let raw = barriers.get_raw(&args.name).await?;
             print!("{}", output::serialized(&raw, format));
         }
@@ -150,10 +164,14 @@ async fn list(barriers: &Barriers, args: ListArgs) -> konductor_sdk::Result<u8> 
 
 /// The holder: the flag, the argument, `$KONDUCTOR_HOLDER`, `$POD_NAME`, the hostname.
 fn holder(args: &ArriveArgs) -> String {
+    resolve_holder(args.holder.clone().or_else(|| args.holder_arg.clone()))
+}
+
+/// The holder given on the command line, else `$KONDUCTOR_HOLDER`, `$POD_NAME`, the
+/// hostname.
+pub(crate) fn resolve_holder(given: Option<String>) -> String {
     let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    args.holder
-        .clone()
-        .or_else(|| args.holder_arg.clone())
+    given
         .or_else(|| from_env("KONDUCTOR_HOLDER"))
         .or_else(|| from_env("POD_NAME"))
         .or_else(|| {

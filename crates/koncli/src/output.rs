@@ -309,6 +309,14 @@ impl MachineFormat {
             OutputFormat::Wide => None,
         }
     }
+
+    /// The machine format of `create -o` (always one).
+    pub fn of_create(format: crate::cli::CreateFormat) -> Self {
+        match format {
+            crate::cli::CreateFormat::Json => Self::Json,
+            crate::cli::CreateFormat::Yaml => Self::Yaml,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,105 +1,18 @@
 //! `koncli` as real processes against a fresh `konductor server` (with its controller),
 //! checking what a user sees: output, messages and exit codes.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
+use common::{Env, koncli_with, stderr, stdout};
 use konductor_api::{Barrier, BarrierPhase};
 use konductor_controller::controller::Background;
 use konductor_server::{Config, Server};
-use kube::Api;
-use kube::runtime::wait::await_condition;
 use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
-
-/// A server with its controller, as `konductor server` runs it.
-struct Env {
-    server: Server,
-    _dir: tempfile::TempDir,
-    client: kube::Client,
-    _controller: Background,
-}
-
-impl Env {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(Config::on_free_port(dir.path()))
-            .await
-            .unwrap();
-        let client = server.client().await.unwrap();
-        let controller = Background::spawn(client.clone(), "test");
-        Self {
-            server,
-            _dir: dir,
-            client,
-            _controller: controller,
-        }
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.server.kubeconfig.clone()
-    }
-
-    /// `koncli --kubeconfig <server> ARGS`, with holder variables cleared.
-    fn koncli(&self, args: &[&str]) -> Command {
-        koncli_with(&self.kubeconfig(), args)
-    }
-
-    async fn run(&self, args: &[&str]) -> Output {
-        self.koncli(args).output().await.unwrap()
-    }
-
-    async fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args).await;
-        assert!(
-            output.status.success(),
-            "koncli {args:?} failed: {}",
-            stderr(&output)
-        );
-        stdout(&output)
-    }
-
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.koncli(args).spawn().unwrap()
-    }
-
-    /// Waits (bounded) until the barrier's status satisfies `condition`.
-    async fn until(&self, name: &str, condition: impl Fn(&Barrier) -> bool) {
-        let api: Api<Barrier> = Api::namespaced(self.client.clone(), "default");
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(api, name, move |b: Option<&Barrier>| {
-                b.is_some_and(&condition)
-            }),
-        )
-        .await
-        .expect("the barrier reaches the state")
-        .unwrap();
-    }
-}
-
-fn koncli_with(kubeconfig: &std::path::Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_koncli"));
-    command
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .env_remove("KONDUCTOR_HOLDER")
-        .env_remove("POD_NAME")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 fn arrived(n: i32) -> impl Fn(&Barrier) -> bool {
     move |b| b.status.as_ref().is_some_and(|s| s.arrived == n)

@@ -275,6 +275,20 @@ impl Locks {
         ))
     }
 
+    /// Releases `holder`'s claim on a lock (deletes its Permit, granted or not); says
+    /// whether there was one.
+    pub async fn release(&self, claim: &Claim) -> Result<bool> {
+        match self
+            .permits
+            .delete(&claim.permit_name(), &DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+            Err(error) => Err(self.error(claim, error)),
+        }
+    }
+
     /// Deletes a permit, ignoring one already gone.
     async fn withdraw(&self, name: &str) {
         if let Err(error) = self.permits.delete(name, &DeleteParams::default()).await {
@@ -341,6 +355,16 @@ impl Guard {
     pub async fn lost(&self) {
         let mut lost = self.lost.clone();
         let _ = lost.wait_for(|lost| *lost).await;
+    }
+
+    /// Stops renewing and watching, but keeps the grant: the Permit stays until it is
+    /// deleted (`koncli mutex unlock`) or expires after the lock's ttl. For holders that
+    /// outlive this process, such as a script between `lock` and `unlock`.
+    pub fn detach(mut self) -> i64 {
+        if let Some(keeper) = self.keeper.take() {
+            keeper.abort();
+        }
+        self.token
     }
 
     /// Releases the lock now (deletes the Permit) and says whether that worked.

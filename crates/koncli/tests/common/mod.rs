@@ -1,0 +1,103 @@
+//! Shared by the koncli process tests: a fresh `konductor server` with its controller,
+//! and `koncli` processes pointed at it.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use konductor_api::Barrier;
+use konductor_controller::controller::Background;
+use konductor_server::{Config, Server};
+use kube::Api;
+use kube::runtime::wait::await_condition;
+use tokio::process::{Child, Command};
+
+/// A server with its controller, as `konductor server` runs it.
+pub struct Env {
+    pub server: Server,
+    _dir: tempfile::TempDir,
+    pub client: kube::Client,
+    _controller: Background,
+}
+
+impl Env {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(Config::on_free_port(dir.path()))
+            .await
+            .unwrap();
+        let client = server.client().await.unwrap();
+        let controller = Background::spawn(client.clone(), "test");
+        Self {
+            server,
+            _dir: dir,
+            client,
+            _controller: controller,
+        }
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.server.kubeconfig.clone()
+    }
+
+    /// `koncli --kubeconfig <server> ARGS`, with holder variables cleared.
+    pub fn koncli(&self, args: &[&str]) -> Command {
+        koncli_with(&self.kubeconfig(), args)
+    }
+
+    pub async fn run(&self, args: &[&str]) -> Output {
+        self.koncli(args).output().await.unwrap()
+    }
+
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args).await;
+        assert!(
+            output.status.success(),
+            "koncli {args:?} failed: {}",
+            stderr(&output)
+        );
+        stdout(&output)
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.koncli(args).spawn().unwrap()
+    }
+
+    /// Waits (bounded) until the barrier's status satisfies `condition`.
+    pub async fn until(&self, name: &str, condition: impl Fn(&Barrier) -> bool) {
+        let api: Api<Barrier> = Api::namespaced(self.client.clone(), "default");
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(api, name, move |b: Option<&Barrier>| {
+                b.is_some_and(&condition)
+            }),
+        )
+        .await
+        .expect("the barrier reaches the state")
+        .unwrap();
+    }
+}
+
+pub fn koncli_with(kubeconfig: &std::path::Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_koncli"));
+    command
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .env_remove("KONDUCTOR_HOLDER")
+        .env_remove("POD_NAME")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}

@@ -1,0 +1,209 @@
+//! `koncli semaphore|mutex|rwmutex` as real processes against a fresh `konductor
+//! server`: mutual exclusion with `run`, a semaphore's limit, busy and release, and
+//! what `run` does with its command's exit code and a lost grant.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Env, stderr, stdout};
+
+/// The critical sections a `run` log file records, as (token, start line, end line).
+fn sections(log: &str) -> Vec<(i64, usize, usize)> {
+    let lines: Vec<&str> = log.lines().collect();
+    let mut sections = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if let Some(token) = line.strip_prefix("start ") {
+            let end = lines
+                .iter()
+                .position(|l| *l == format!("end {token}"))
+                .unwrap_or_else(|| panic!("no end for {token} in:\n{log}"));
+            sections.push((token.parse().unwrap(), i, end));
+        }
+    }
+    sections
+}
+
+/// The most sections open at once in a log of start/end lines.
+fn max_overlap(log: &str) -> usize {
+    let (mut open, mut most) = (0usize, 0usize);
+    for line in log.lines() {
+        if line.starts_with("start ") {
+            open += 1;
+            most = most.max(open);
+        } else if line.starts_with("end ") {
+            open -= 1;
+        }
+    }
+    most
+}
+
+/// A shell command appending start/end lines with the fencing token to `log`, with a
+/// pause in between (the work the lock protects).
+fn section(log: &Path) -> String {
+    let log = log.display();
+    format!(
+        "echo start $KONDUCTOR_FENCING_TOKEN >> {log}; sleep 0.05; echo end $KONDUCTOR_FENCING_TOKEN >> {log}"
+    )
+}
+
+#[tokio::test]
+async fn thirty_runs_of_a_mutex_never_overlap_and_tokens_rise() {
+    let env = Env::start().await;
+    env.ok(&["mutex", "create", "m"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("critical.log");
+    let script = section(&log);
+    let runs: Vec<_> = (0..30)
+        .map(|i| {
+            let holder = format!("worker-{i}");
+            env.spawn(&[
+                "mutex", "run", "m", "--holder", &holder, "--", "sh", "-c", &script,
+            ])
+        })
+        .collect();
+    for run in runs {
+        let output = run.wait_with_output().await.unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let written = std::fs::read_to_string(&log).unwrap();
+    let sections = sections(&written);
+    assert_eq!(sections.len(), 30, "all 30 ran:\n{written}");
+    assert_eq!(
+        max_overlap(&written),
+        1,
+        "two critical sections overlapped:\n{written}"
+    );
+    for pair in sections.windows(2) {
+        assert!(
+            pair[0].0 < pair[1].0,
+            "tokens rise in file order:\n{written}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_semaphore_of_three_runs_exactly_three_at_once() {
+    let env = Env::start().await;
+    env.ok(&["semaphore", "create", "pool", "--permits", "3"])
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("pool.log");
+    let log_name = log.display();
+    // Long enough that the three granted together are still running when the rest queue.
+    let script = format!(
+        "echo start $KONDUCTOR_FENCING_TOKEN >> {log_name}; sleep 0.5; echo end $KONDUCTOR_FENCING_TOKEN >> {log_name}"
+    );
+    let runs: Vec<_> = (0..20)
+        .map(|i| {
+            let holder = format!("job-{i}");
+            env.spawn(&[
+                "semaphore",
+                "run",
+                "pool",
+                "--holder",
+                &holder,
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
+        })
+        .collect();
+    for run in runs {
+        let output = run.wait_with_output().await.unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let written = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(sections(&written).len(), 20);
+    assert_eq!(max_overlap(&written), 3, "{written}");
+}
+
+#[tokio::test]
+async fn lock_busy_unlock_and_status_work_from_a_script() {
+    let env = Env::start().await;
+    env.ok(&["mutex", "create", "deploy", "--ttl", "10m"]).await;
+    let token = env.ok(&["mutex", "lock", "deploy", "--holder", "a"]).await;
+    assert_eq!(token.trim(), "1");
+    let busy = env.run(&["mutex", "lock", "deploy", "--holder", "b"]).await;
+    assert_eq!(busy.status.code(), Some(6), "{}", stderr(&busy));
+    assert!(stderr(&busy).contains("busy"), "{}", stderr(&busy));
+    let status = env.ok(&["mutex", "status", "deploy"]).await;
+    assert!(status.contains("Phase:         Locked"), "{status}");
+    assert!(status.contains("Holders:       a"), "{status}");
+    env.ok(&["mutex", "unlock", "deploy", "--holder", "a"])
+        .await;
+    let next = env
+        .ok(&[
+            "mutex",
+            "acquire",
+            "deploy",
+            "--holder",
+            "b",
+            "--wait",
+            "--timeout",
+            "30s",
+        ])
+        .await;
+    assert_eq!(next.trim(), "2");
+    let json = env.ok(&["mutex", "status", "deploy", "-o", "json"]).await;
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["status"]["holder"], "b");
+}
+
+#[tokio::test]
+async fn run_exits_with_the_command_code_and_7_when_the_grant_is_lost() {
+    let env = Env::start().await;
+    env.ok(&["rwmutex", "create", "cache"]).await;
+    let failing = env
+        .run(&[
+            "rwmutex", "run", "cache", "--read", "--", "sh", "-c", "exit 3",
+        ])
+        .await;
+    assert_eq!(failing.status.code(), Some(3));
+    let released = env.ok(&["rwmutex", "status", "cache"]).await;
+    assert!(
+        released.contains("Phase:         Unlocked"),
+        "released after the command: {released}"
+    );
+
+    // The grant is taken away (its permit deleted) while the command runs: the command
+    // is stopped and koncli says so with exit 7.
+    let run = env.spawn(&[
+        "rwmutex", "run", "cache", "--holder", "victim", "--", "sleep", "60",
+    ]);
+    let permits: kube::Api<konductor_api::locks::Permit> =
+        kube::Api::namespaced(env.client.clone(), "default");
+    let name = konductor_api::locks::permit_name(
+        konductor_api::locks::LockKind::RWMutex,
+        "cache",
+        "victim",
+    );
+    let granted = move |p: Option<&konductor_api::locks::Permit>| {
+        p.and_then(|p| p.status.as_ref())
+            .is_some_and(|s| s.phase == konductor_api::locks::PermitPhase::Granted)
+    };
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        kube::runtime::wait::await_condition(permits.clone(), &name, granted),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    permits.delete(&name, &Default::default()).await.unwrap();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(30), run.wait_with_output())
+        .await
+        .expect("run ends when the grant is lost")
+        .unwrap();
+    assert_eq!(output.status.code(), Some(7), "{}", stderr(&output));
+    assert!(stderr(&output).contains("lost"), "{}", stderr(&output));
+    assert!(stdout(&output).is_empty());
+
+    let wrong = env.run(&["mutex", "rlock", "cache"]).await;
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(
+        stderr(&wrong).contains("rwmutex verb"),
+        "{}",
+        stderr(&wrong)
+    );
+}
