@@ -521,28 +521,7 @@ async fn completion_and_version_work_without_a_server() {
 #[tokio::test]
 async fn the_etl_example_script_runs_to_completion() {
     let env = Env::start().await;
-    let koncli_dir = std::path::Path::new(env!("CARGO_BIN_EXE_koncli"))
-        .parent()
-        .unwrap()
-        .to_owned();
-    let path = format!(
-        "{}:{}",
-        koncli_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let home = tempfile::tempdir().unwrap();
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/etl-pipeline.sh");
-    let output = Command::new("bash")
-        .arg(script)
-        .env("PATH", path)
-        .env("KUBECONFIG", env.kubeconfig())
-        .env("HOME", home.path())
-        .env_remove("KONDUCTOR_HOLDER")
-        .env_remove("POD_NAME")
-        .output()
-        .await
-        .unwrap();
+    let output = env.play_example("etl-pipeline.sh").await;
     assert!(
         output.status.success(),
         "{}\n{}",

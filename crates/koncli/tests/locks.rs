@@ -207,3 +207,71 @@ async fn run_exits_with_the_command_code_and_7_when_the_grant_is_lost() {
         stderr(&wrong)
     );
 }
+
+#[tokio::test]
+async fn the_lock_examples_play_to_completion() {
+    let env = Env::start().await;
+    for (script, says) in [
+        ("db-migration-mutex.sh", "ran one at a time"),
+        ("semaphore-jobs.sh", "(limit 3)"),
+        ("rwmutex-cache.sh", "the writer held it alone"),
+    ] {
+        let output = env.play_example(script).await;
+        let out = stdout(&output);
+        assert!(
+            output.status.success(),
+            "{script}:\n{out}\n{}",
+            stderr(&output)
+        );
+        assert!(out.contains(says), "{script}: {out}");
+    }
+}
+
+#[tokio::test]
+async fn a_killed_holder_is_succeeded_a_ttl_after_its_last_renewal_and_not_before() {
+    use konductor_api::locks::{LockKind, Permit, PermitPhase, permit_name};
+    let env = Env::start().await;
+    env.ok(&["mutex", "create", "short", "--ttl", "2s"]).await;
+    let permits: kube::Api<Permit> = kube::Api::namespaced(env.client.clone(), "default");
+    let in_phase = |phase: PermitPhase| {
+        move |p: Option<&Permit>| {
+            p.and_then(|p| p.status.as_ref())
+                .is_some_and(|s| s.phase == phase)
+        }
+    };
+    let until = |name: String, phase: PermitPhase| {
+        let permits = permits.clone();
+        async move {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                kube::runtime::wait::await_condition(permits, &name, in_phase(phase)),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{name} never became {phase:?}"))
+            .unwrap()
+            .unwrap()
+        }
+    };
+    let first = permit_name(LockKind::Mutex, "short", "doomed");
+    let mut doomed = env.spawn(&[
+        "mutex", "run", "short", "--holder", "doomed", "--", "sleep", "30",
+    ]);
+    until(first.clone(), PermitPhase::Granted).await;
+    let second = permit_name(LockKind::Mutex, "short", "next");
+    let next = env.spawn(&["mutex", "run", "short", "--holder", "next", "--", "true"]);
+    until(second.clone(), PermitPhase::Pending).await;
+    doomed.start_kill().unwrap(); // SIGKILL: no release, no more renewals
+    doomed.wait().await.unwrap();
+
+    let expired = until(first, PermitPhase::Expired).await;
+    let last_renewal = expired.spec.renew_time.unwrap().0;
+    let granted = until(second, PermitPhase::Granted).await;
+    let granted_at = granted.status.unwrap().granted_at.unwrap().0;
+    assert!(
+        granted_at.duration_since(last_renewal) >= k8s_openapi::jiff::SignedDuration::from_secs(2),
+        "granted at {granted_at}, {} after the killed holder's last renewal at {last_renewal}",
+        granted_at.duration_since(last_renewal)
+    );
+    let output = next.wait_with_output().await.unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+}

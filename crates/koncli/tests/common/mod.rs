@@ -23,6 +23,34 @@ pub struct Env {
 }
 
 impl Env {
+    /// Runs `examples/SCRIPT` with this server as $KUBECONFIG and this build's
+    /// `koncli` first on the PATH, as a user following the README would.
+    pub async fn play_example(&self, script: &str) -> Output {
+        let koncli_dir = std::path::Path::new(env!("CARGO_BIN_EXE_koncli"))
+            .parent()
+            .unwrap()
+            .to_owned();
+        let path = format!(
+            "{}:{}",
+            koncli_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let home = tempfile::tempdir().unwrap();
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples")
+            .join(script);
+        Command::new("bash")
+            .arg(script)
+            .env("PATH", path)
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("HOME", home.path())
+            .env_remove("KONDUCTOR_HOLDER")
+            .env_remove("POD_NAME")
+            .output()
+            .await
+            .unwrap()
+    }
+
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let server = Server::start(Config::on_free_port(dir.path()))
