@@ -1,7 +1,7 @@
 //! `konductor-bench`: Konductor's benchmark suite.
 //!
 //! ```text
-//! cargo run --release -p konductor-bench -- [--quick] [--only release,throughput,flatness,footprint]
+//! cargo run --release -p konductor-bench -- [--quick] [--only release,throughput,flatness,footprint,locks]
 //! ```
 //!
 //! Starts fresh release-built `konductor server` processes on temporary data
@@ -17,8 +17,10 @@
 //! - [`release`]: release latency, ours beside the Go SDK's polling waiters.
 //! - [`throughput`]: clients creating barriers and arriving until all are Open.
 //! - [`footprint`]: idle memory, `koncli barrier status` wall time, binary sizes.
+//! - [`locks`]: acquire → grant, release → next grant, Mutex handovers per second.
 
 mod footprint;
+mod locks;
 mod release;
 mod report;
 mod server;
@@ -67,6 +69,8 @@ enum Group {
     Flatness,
     /// Idle memory, `koncli barrier status` wall time, binary sizes.
     Footprint,
+    /// Lock grants and handovers.
+    Locks,
 }
 
 /// What a run measures and with what.
@@ -104,6 +108,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Group::Throughput,
             Group::Flatness,
             Group::Footprint,
+            Group::Locks,
         ]
     } else {
         args.only.clone()
@@ -123,6 +128,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Group::Throughput => bench.throughput().await?,
             Group::Flatness => bench.flatness().await?,
             Group::Footprint => bench.footprint().await?,
+            Group::Locks => bench.locks().await?,
         }
     }
     println!();
@@ -432,6 +438,38 @@ impl Bench {
             Figure::new("footprint.binary_size")
                 .value("konductor_mib", footprint::size_mib(&self.konductor)?)
                 .value("koncli_mib", footprint::size_mib(&self.koncli)?),
+        );
+        Ok(())
+    }
+
+    /// Lock grant latency, handover latency and handovers per second, each on a fresh
+    /// server.
+    async fn locks(&mut self) -> anyhow::Result<()> {
+        let samples = if self.quick { 50 } else { 300 };
+        let server = self.server().await?;
+        let acquire = locks::acquire_ms(&server, samples).await?;
+        self.report.record(
+            Figure::new("locks.acquire_to_grant")
+                .latencies(&acquire)
+                .target(Target::AtMost("p99_ms", 5.0))
+                .note("free Mutex, SDK acquire until the grant is seen"),
+        );
+        let server = self.server().await?;
+        let handover = locks::handover_ms(&server, samples).await?;
+        self.report.record(
+            Figure::new("locks.release_to_next_grant")
+                .latencies(&handover)
+                .target(Target::AtMost("p99_ms", 10.0))
+                .note("release starts until the queued holder holds it"),
+        );
+        let server = self.server().await?;
+        let (holders, rounds) = if self.quick { (100, 2) } else { (100, 10) };
+        let rate = locks::handovers_per_s(&server, holders, rounds).await?;
+        self.report.record(
+            Figure::new("locks.mutex_handovers")
+                .value("per_s", rate)
+                .value("holders", holders as f64)
+                .target(Target::AtLeast("per_s", 200.0)),
         );
         Ok(())
     }

@@ -27,7 +27,7 @@ use konductor_api::locks::rules::{
     Decision, LockInput, PermitDecision, PermitRecord, Transition, evaluate,
 };
 use konductor_api::locks::{
-    CONDITION_GRANTED, DEFAULT_TTL, LockKind, Mutex, Permit, PermitPhase, RWMutex, Semaphore,
+    CONDITION_GRANTED, CONDITION_READY, LockKind, Mutex, Permit, PermitPhase, RWMutex, Semaphore,
 };
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -61,17 +61,22 @@ struct LockState {
     generation: Option<i64>,
     /// `spec.permits` (1 for a Mutex or RWMutex).
     permits: i64,
-    ttl: Duration,
+    /// `spec.ttl`, or why the spec cannot be used (then nothing is granted).
+    ttl: std::result::Result<Duration, String>,
     /// The last fencing token issued, from the status.
     last_token: i64,
     /// The stored status, for comparing before writing.
     status: Value,
 }
 
-fn ttl_of(text: &str) -> Duration {
-    parse_duration(text)
-        .or_else(|_| parse_duration(DEFAULT_TTL))
-        .unwrap_or(Duration::from_secs(300))
+/// `spec.ttl`, or why it cannot be used (the schema admits `0s`, which would expire
+/// every grant at once).
+fn ttl_of(text: &str) -> std::result::Result<Duration, String> {
+    match parse_duration(text) {
+        Ok(Duration::ZERO) => Err(format!("spec.ttl {text:?} must be longer than 0s")),
+        Ok(ttl) => Ok(ttl),
+        Err(error) => Err(format!("spec.ttl: {error}")),
+    }
 }
 
 fn status_value<T: serde::Serialize>(status: Option<&T>) -> Value {
@@ -413,6 +418,7 @@ fn lock_status(
     lock: &LockState,
     decision: &Decision,
     records: &[PermitRecord],
+    now: Timestamp,
 ) -> Value {
     let holders: Vec<&str> = decision
         .holding
@@ -475,7 +481,33 @@ fn lock_status(
     status["waiting"] = json!(waiting);
     status["fencingToken"] = json!(decision.last_token);
     status["observedGeneration"] = json!(lock.generation);
+    status["conditions"] = json!([ready_condition(lock, Time(now))]);
     status
+}
+
+/// The lock's `Ready` condition: whether its spec was accepted, keeping the transition
+/// time while that does not change.
+fn ready_condition(lock: &LockState, now: Time) -> Value {
+    let (status, reason, message) = match &lock.ttl {
+        Ok(_) => ("True", "SpecAccepted", "spec accepted".to_owned()),
+        Err(why) => ("False", "InvalidSpec", why.clone()),
+    };
+    let since = lock.status["conditions"]
+        .as_array()
+        .and_then(|conditions| {
+            conditions
+                .iter()
+                .find(|c| c["type"] == CONDITION_READY && c["status"] == status)
+        })
+        .map_or_else(|| json!(now), |c| c["lastTransitionTime"].clone());
+    json!({
+        "type": CONDITION_READY,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+        "observedGeneration": lock.generation,
+    })
 }
 
 /// A permit's status for its decision, every field present; the Granted condition
@@ -562,6 +594,20 @@ async fn publish(
     }
 }
 
+/// Merges `status` into the lock's status.
+async fn patch_lock_status(ctx: &Context, key: &LockKey, status: Value) -> Result<()> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &key.namespace, &api_resource(key.kind));
+    api.patch_status(
+        &key.name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await
+    .map_err(Error::Kube)?;
+    Ok(())
+}
+
 /// Evaluates one lock and writes what changed; returns when to look again.
 async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
     let Some(lock) = ctx.locks.get(key) else {
@@ -576,27 +622,27 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
         .map(|(p, seen)| record_of(p, *seen))
         .collect();
     let now = Timestamp::now();
+    let Ok(ttl) = lock.ttl.clone() else {
+        // An unusable spec grants nothing; it says why in its Ready condition.
+        let ready = json!([ready_condition(&lock, Time(now))]);
+        if stored_form(&ready) != lock.status["conditions"] {
+            patch_lock_status(ctx, key, json!({ "conditions": ready })).await?;
+        }
+        return Ok(None);
+    };
     let decision = evaluate(&LockInput {
         kind: key.kind,
         permits: lock.permits,
-        ttl: lock.ttl,
+        ttl,
         last_token: lock.last_token,
         permits_of_lock: &records,
         now,
     });
 
     // The lock first: its token counter must be durable before a permit carries a token.
-    let status = lock_status(key, &lock, &decision, &records);
+    let status = lock_status(key, &lock, &decision, &records, now);
     if stored_form(&status) != lock.status {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(ctx.client.clone(), &key.namespace, &api_resource(key.kind));
-        api.patch_status(
-            &key.name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await
-        .map_err(Error::Kube)?;
+        patch_lock_status(ctx, key, status).await?;
     }
     let permit_api: Api<Permit> = Api::namespaced(ctx.client.clone(), &key.namespace);
     for ((permit, _), decided) in permits.iter().zip(&decision.permits) {
@@ -643,7 +689,7 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
                     "Expired",
                     format!(
                         "{holder}'s grant expired: not renewed within {}",
-                        konductor_api::duration::format_duration(lock.ttl)
+                        konductor_api::duration::format_duration(ttl)
                     ),
                 )
                 .await;

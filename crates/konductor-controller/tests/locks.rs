@@ -212,7 +212,17 @@ async fn a_semaphore_lets_in_exactly_its_permits() {
     .unwrap()
     .unwrap()
     .unwrap();
-    assert_eq!(exhausted.status.unwrap().available, 0);
+    let status = exhausted.status.unwrap();
+    assert_eq!(status.available, 0);
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("a Ready condition");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "SpecAccepted")
+    );
     h.release(&names[0]).await;
     h.until(&names[2], PermitPhase::Granted).await;
     assert_eq!(h.phase(&names[1]).await, Some(PermitPhase::Granted));
@@ -276,4 +286,44 @@ async fn a_grant_nobody_renews_expires_and_the_next_holder_gets_the_lock() {
     let successor = h.until(&next, PermitPhase::Granted).await;
     assert!(token(&successor) > token(&granted));
     assert_eq!(expired.name_any(), silent);
+}
+
+#[tokio::test]
+async fn a_lock_whose_ttl_is_zero_grants_nothing_and_says_why() {
+    let h = Harness::start().await;
+    let mutexes: Api<Mutex> = Api::namespaced(h.client.clone(), "default");
+    mutexes
+        .create(
+            &PostParams::default(),
+            &Mutex::new("broken", MutexSpec { ttl: "0s".into() }),
+        )
+        .await
+        .unwrap();
+    let asked = h
+        .ask(LockKind::Mutex, "broken", "a", PermitMode::Exclusive)
+        .await;
+    let refused = tokio::time::timeout(
+        HANG,
+        await_condition(mutexes, "broken", |m: Option<&Mutex>| {
+            m.and_then(|m| m.status.as_ref()).is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "False")
+            })
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .unwrap();
+    let ready = refused
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason, "InvalidSpec");
+    assert!(ready.message.contains("spec.ttl"), "{}", ready.message);
+    assert_ne!(h.phase(&asked).await, Some(PermitPhase::Granted));
 }

@@ -1,0 +1,109 @@
+//! Locks: how fast a grant comes on an idle server, how fast a release hands the lock
+//! to the next waiter, and how many handovers a Mutex passed around many holders makes
+//! per second — all through the SDK's guards, as a program would use them.
+
+use std::time::Instant;
+
+use anyhow::Context as _;
+use konductor_api::locks::{LockKind, Mutex, MutexSpec, Permit, permit_name};
+use konductor_sdk::locks::{Claim, Locks, Wait};
+use konductor_sdk::{ConnectOptions, connect};
+use kube::Api;
+use kube::api::PostParams;
+use kube::runtime::wait::await_condition;
+
+use crate::report::ms;
+use crate::server::ServerProcess;
+
+/// The SDK's locks on `server`, with a fresh Mutex named `mutex`, and the client.
+async fn locks_on(server: &ServerProcess, mutex: &str) -> anyhow::Result<(Locks, kube::Client)> {
+    let connection = connect(&ConnectOptions {
+        kubeconfig: Some(server.kubeconfig.clone()),
+        ..ConnectOptions::default()
+    })
+    .await?;
+    Api::<Mutex>::namespaced(connection.client.clone(), "default")
+        .create(
+            &PostParams::default(),
+            &Mutex::new(mutex, MutexSpec { ttl: "5m".into() }),
+        )
+        .await
+        .with_context(|| format!("creating mutex {mutex}"))?;
+    Ok((Locks::new(&connection), connection.client))
+}
+
+/// Milliseconds from asking for a free Mutex to holding it, `samples` times.
+pub async fn acquire_ms(server: &ServerProcess, samples: usize) -> anyhow::Result<Vec<f64>> {
+    let (locks, _) = locks_on(server, "acquire").await?;
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let claim = Claim::mutex("acquire", &format!("holder-{i}"));
+        let started = Instant::now();
+        let guard = locks.acquire(&claim, Wait::Forever).await?;
+        times.push(ms(started.elapsed()));
+        guard.release().await?;
+    }
+    Ok(times)
+}
+
+/// Milliseconds from a holder starting to release to the waiting holder holding it.
+pub async fn handover_ms(server: &ServerProcess, samples: usize) -> anyhow::Result<Vec<f64>> {
+    let (locks, client) = locks_on(server, "handover").await?;
+    let permits: Api<Permit> = Api::namespaced(client, "default");
+    let mut held = locks
+        .acquire(&Claim::mutex("handover", "holder-0"), Wait::Forever)
+        .await?;
+    let mut times = Vec::with_capacity(samples);
+    for i in 1..=samples {
+        let waiter = {
+            let locks = locks.clone();
+            let claim = Claim::mutex("handover", &format!("holder-{i}"));
+            tokio::spawn(async move {
+                let guard = locks.acquire(&claim, Wait::Forever).await;
+                (Instant::now(), guard)
+            })
+        };
+        // The waiter's claim is queued before the release is timed.
+        let queued = permit_name(LockKind::Mutex, "handover", &format!("holder-{i}"));
+        await_condition(permits.clone(), &queued, |p: Option<&Permit>| {
+            p.and_then(|p| p.status.as_ref())
+                .is_some_and(|s| s.position.is_some())
+        })
+        .await?;
+        let released = Instant::now();
+        held.release().await?;
+        let (granted, guard) = waiter.await?;
+        times.push(ms(granted.duration_since(released)));
+        held = guard?;
+    }
+    held.release().await?;
+    Ok(times)
+}
+
+/// Handovers per second of one Mutex passed among `holders` holders, each taking it
+/// `rounds` times.
+pub async fn handovers_per_s(
+    server: &ServerProcess,
+    holders: usize,
+    rounds: usize,
+) -> anyhow::Result<f64> {
+    let (locks, _) = locks_on(server, "relay").await?;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..holders)
+        .map(|h| {
+            let locks = locks.clone();
+            tokio::spawn(async move {
+                let claim = Claim::mutex("relay", &format!("runner-{h}"));
+                for _ in 0..rounds {
+                    let guard = locks.acquire(&claim, Wait::Forever).await?;
+                    guard.release().await?;
+                }
+                Ok::<_, konductor_sdk::Error>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    Ok((holders * rounds) as f64 / started.elapsed().as_secs_f64())
+}
