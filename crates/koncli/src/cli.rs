@@ -99,6 +99,19 @@ pub enum LockCommand {
     Create(LockCreateArgs),
     /// Delete the lock (its permits go with it).
     Delete(NameArgs),
+    /// List the locks of this kind.
+    List(LockListArgs),
+}
+
+/// `list` of locks.
+#[derive(Args, Debug)]
+pub struct LockListArgs {
+    /// List them in all namespaces.
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+    /// Print the list in this format [default: a table].
+    #[arg(short, long, value_enum)]
+    pub output: Option<CreateFormat>,
 }
 
 /// `lock`, `acquire`, `rlock`.

@@ -11,7 +11,7 @@ use konductor_sdk::locks::{Claim, Locks, Wait};
 use konductor_sdk::{Connection, Error};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, PostParams};
 
-use crate::cli::{AcquireArgs, LockCommand, LockCreateArgs, ReleaseArgs, RunArgs};
+use crate::cli::{AcquireArgs, LockCommand, LockCreateArgs, LockListArgs, ReleaseArgs, RunArgs};
 use crate::output::{self, MachineFormat};
 use crate::{EXIT_BUSY, EXIT_LOST, EXIT_OK, EXIT_USAGE, EXIT_WAIT_TIMEOUT};
 
@@ -89,6 +89,7 @@ pub async fn command(kind: LockKind, command: LockCommand, connection: &Connecti
             );
             Ok(EXIT_OK)
         }
+        LockCommand::List(args) => list(kind, connection, args).await,
         LockCommand::Status(args) => {
             let api: Api<DynamicObject> = Api::namespaced_with(
                 connection.client.clone(),
@@ -212,6 +213,101 @@ async fn create(kind: LockKind, connection: &Connection, args: LockCreateArgs) -
         connection.namespace,
         args.name
     );
+    Ok(EXIT_OK)
+}
+
+async fn list(kind: LockKind, connection: &Connection, args: LockListArgs) -> Outcome {
+    let resource = api_resource(kind);
+    let api: Api<DynamicObject> = if args.all_namespaces {
+        Api::all_with(connection.client.clone(), &resource)
+    } else {
+        Api::namespaced_with(connection.client.clone(), &connection.namespace, &resource)
+    };
+    let listed = api
+        .list(&Default::default())
+        .await
+        .map_err(|e| lock_error(kind, connection, "*", e))?;
+    let items: Vec<serde_json::Value> = listed
+        .items
+        .iter()
+        .map(|item| serde_json::to_value(item).unwrap_or_default())
+        .collect();
+    if let Some(format) = args.output {
+        let list = serde_json::json!({ "items": items });
+        print!(
+            "{}",
+            output::serialized_list(list, MachineFormat::of_create(format))
+        );
+        return Ok(EXIT_OK);
+    }
+    let mut rows = vec![
+        [
+            "NAMESPACE",
+            "NAME",
+            "PHASE",
+            "HOLDERS",
+            "WAITING",
+            "TOKEN",
+            "AGE",
+        ]
+        .iter()
+        .map(|h| (*h).to_owned())
+        .collect::<Vec<_>>(),
+    ];
+    let now = jiff::Timestamp::now();
+    for item in &items {
+        let status = &item["status"];
+        let names = |value: &serde_json::Value| {
+            let names: Vec<&str> = match value {
+                serde_json::Value::Array(list) => {
+                    list.iter().filter_map(serde_json::Value::as_str).collect()
+                }
+                serde_json::Value::String(one) => vec![one.as_str()],
+                _ => Vec::new(),
+            };
+            if names.is_empty() {
+                "-".to_owned()
+            } else {
+                names.join(",")
+            }
+        };
+        let holders = match kind {
+            LockKind::Semaphore => names(&status["holders"]),
+            LockKind::Mutex => names(&status["holder"]),
+            LockKind::RWMutex => match status["writeHolder"].as_str() {
+                Some(writer) => writer.to_owned(),
+                None => names(&status["readHolders"]),
+            },
+        };
+        let created = item["metadata"]["creationTimestamp"]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+        rows.push(vec![
+            item["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            item["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            status["phase"].as_str().unwrap_or("-").to_owned(),
+            holders,
+            names(&status["waiting"]),
+            status["fencingToken"].as_i64().unwrap_or(0).to_string(),
+            created.map_or("<unknown>".to_owned(), |t| output::age(t, now)),
+        ]);
+    }
+    if !args.all_namespaces {
+        for row in &mut rows {
+            row.remove(0);
+        }
+    }
+    if rows.len() == 1 {
+        eprintln!("No {} found in {}", resource.plural, connection.namespace);
+        return Ok(EXIT_OK);
+    }
+    print!("{}", output::aligned(&rows));
     Ok(EXIT_OK)
 }
 

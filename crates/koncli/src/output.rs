@@ -257,7 +257,14 @@ pub fn table(barriers: &[Barrier], wide: bool, with_namespace: bool, now: Timest
         );
         rows.push(row);
     }
-    let widths: Vec<usize> = (0..rows[0].len())
+    aligned(&rows)
+}
+
+/// Rows (the first is the header) as kubectl prints a table: columns left-aligned, three
+/// spaces apart.
+pub fn aligned(rows: &[Vec<String>]) -> String {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
         .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();

@@ -146,6 +146,15 @@ async fn lock_busy_unlock_and_status_work_from_a_script() {
         ])
         .await;
     assert_eq!(next.trim(), "2");
+    let listed = env.ok(&["mutex", "list"]).await;
+    assert!(listed.starts_with("NAME"), "{listed}");
+    assert!(
+        listed
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("deploy") && l.contains("Locked") && l.contains(" b ")),
+        "{listed}"
+    );
     let json = env.ok(&["mutex", "status", "deploy", "-o", "json"]).await;
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(value["status"]["holder"], "b");
