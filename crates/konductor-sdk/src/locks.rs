@@ -33,8 +33,8 @@ use konductor_api::locks::{
     permit_name,
 };
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
-use kube::runtime::{WatchStreamExt, wait::await_condition};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::watch;
@@ -216,9 +216,9 @@ impl Locks {
                 .is_some_and(|s| s.phase != PermitPhase::Pending)
         };
         let outcome = match wait {
-            Wait::Forever => Some(await_condition(self.permits.clone(), &name, granted).await),
+            Wait::Forever => Some(until(&self.permits, &name, granted).await),
             Wait::No => {
-                let first = await_condition(self.permits.clone(), &name, decided).await;
+                let first = until(&self.permits, &name, decided).await;
                 if first.as_ref().is_ok_and(|p| !granted(p.as_ref())) {
                     self.withdraw(&name).await;
                     return Err(Error::LockBusy {
@@ -230,7 +230,7 @@ impl Locks {
                 Some(first)
             }
             Wait::AtMost(limit) => {
-                tokio::time::timeout(limit, await_condition(self.permits.clone(), &name, granted))
+                tokio::time::timeout(limit, until(&self.permits, &name, granted))
                     .await
                     .ok()
             }
@@ -295,6 +295,51 @@ impl Locks {
             tracing::debug!(%error, permit = name, "withdrawing the permit");
         }
     }
+}
+
+/// Watches permit `name` until `condition` holds (the permit as it then is) or it is
+/// deleted (`None`). Rides out a server restart or a lost connection: the watch
+/// reconnects with backoff, as a holder waiting for a lock should.
+async fn until(
+    permits: &Api<Permit>,
+    name: &str,
+    condition: impl Fn(Option<&Permit>) -> bool,
+) -> std::result::Result<Option<Permit>, kube::Error> {
+    let mut changes = watcher(
+        permits.clone(),
+        watcher::Config::default().fields(&format!("metadata.name={name}")),
+    )
+    .default_backoff()
+    .boxed();
+    let mut listed: Option<Permit> = None;
+    while let Some(change) = changes.next().await {
+        match change {
+            Ok(watcher::Event::Apply(permit)) => {
+                if condition(Some(&permit)) {
+                    return Ok(Some(permit));
+                }
+            }
+            Ok(watcher::Event::Delete(_)) => return Ok(None),
+            Ok(watcher::Event::Init) => listed = None,
+            Ok(watcher::Event::InitApply(permit)) => listed = Some(permit),
+            Ok(watcher::Event::InitDone) => match listed.take() {
+                Some(permit) if condition(Some(&permit)) => return Ok(Some(permit)),
+                Some(_) => {}
+                None => return Ok(None),
+            },
+            // Refused outright (credentials, permission): waiting cannot help.
+            Err(
+                watcher::Error::InitialListFailed(kube::Error::Api(status))
+                | watcher::Error::WatchStartFailed(kube::Error::Api(status)),
+            ) if matches!(status.code, 401 | 403) => {
+                return Err(kube::Error::Api(status));
+            }
+            Err(error) => {
+                tracing::debug!(%error, permit = name, "watching the permit; reconnecting")
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// A granted lock: renewed in the background while it lives, released when dropped.

@@ -320,3 +320,91 @@ async fn arrivals_survive_the_leading_operator_killed_mid_storm() {
     let final_leader = leader_among(&client, &running).await;
     eprintln!("killed leaders {killed:?}; {final_leader} finished the storm");
 }
+
+/// What the lock holders saw, in order: (token, entering) — `true` on entering the
+/// critical section, `false` on leaving it.
+type Sections = Arc<Mutex<Vec<(i64, bool)>>>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mutex_survives_the_server_killed_mid_run_without_a_double_grant() {
+    use konductor_api::locks::{Mutex as LockMutex, MutexSpec};
+    use konductor_sdk::locks::{Claim, Locks, Wait};
+    use konductor_sdk::{ConnectOptions, connect};
+
+    const HOLDERS: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let first = start_server(dir.path(), &[]);
+    let address = first.url.trim_start_matches("https://").to_owned();
+    let server = Arc::new(Mutex::new(Some(first)));
+    let kubeconfig = dir.path().join("kubeconfig");
+    let connection = connect(&ConnectOptions {
+        kubeconfig: Some(kubeconfig.clone()),
+        ..ConnectOptions::default()
+    })
+    .await
+    .unwrap();
+    Api::<LockMutex>::namespaced(connection.client.clone(), "default")
+        .create(
+            &PostParams::default(),
+            &LockMutex::new("relay", MutexSpec { ttl: "2s".into() }),
+        )
+        .await
+        .unwrap();
+    let locks = Locks::new(&connection);
+    let sections: Sections = Arc::default();
+    let (progress, mut done) = tokio::sync::watch::channel(0usize);
+    let progress = Arc::new(progress);
+    let holders: Vec<_> = (0..HOLDERS)
+        .map(|h| {
+            let (locks, sections, progress) = (locks.clone(), sections.clone(), progress.clone());
+            tokio::spawn(async move {
+                let claim = Claim::mutex("relay", &format!("holder-{h}"));
+                // Asking is retried through outages (a create may fail while the server
+                // is down; asking again finds the claim if it was made).
+                let guard = loop {
+                    match locks.acquire(&claim, Wait::Forever).await {
+                        Ok(guard) => break guard,
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                };
+                sections.lock().unwrap().push((guard.token(), true));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                sections.lock().unwrap().push((guard.token(), false));
+                // A release lost to an outage leaves the grant to expire after the ttl.
+                let _ = guard.release().await;
+                progress.send_modify(|n| *n += 1);
+            })
+        })
+        .collect();
+    for point in [HOLDERS / 4, HOLDERS / 2] {
+        done.wait_for(|n| *n >= point).await.unwrap();
+        let (server, dir, address) = (server.clone(), dir.path().to_owned(), address.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut slot = server.lock().unwrap();
+            let mut old: ServerProcess = slot.take().unwrap();
+            old.child.kill().unwrap(); // SIGKILL
+            old.child.wait().unwrap();
+            drop(old);
+            *slot = Some(start_server_at(&dir, &address, &[]));
+        })
+        .await
+        .unwrap();
+    }
+    for holder in holders {
+        tokio::time::timeout(HANG, holder)
+            .await
+            .expect("every holder got its turn")
+            .unwrap();
+    }
+    let sections = sections.lock().unwrap().clone();
+    assert_eq!(sections.len(), 2 * HOLDERS);
+    let mut last_token = 0;
+    for pair in sections.chunks(2) {
+        let [(entered, true), (left, false)] = pair else {
+            panic!("two holders were inside at once: {sections:?}");
+        };
+        assert_eq!(entered, left, "{sections:?}");
+        assert!(*entered > last_token, "tokens went back: {sections:?}");
+        last_token = *entered;
+    }
+}
