@@ -401,6 +401,7 @@ pub async fn run(
     let locks = crate::locks::run(
         client.clone(),
         Recorder::new(client.clone(), reporter.clone()),
+        metrics.clone(),
         shutdown.clone(),
     );
     let (barriers, ()) = futures::join!(run_barriers(client, reporter, metrics, shutdown), locks);

@@ -35,6 +35,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
+use crate::metrics::LockLabels;
 use crate::queue::WorkQueue;
 use crate::{Error, Result};
 
@@ -370,6 +371,7 @@ impl PermitIndex {
 /// Shared by the lock workers.
 struct Context {
     client: Client,
+    metrics: Arc<crate::metrics::Metrics>,
     recorder: Recorder,
     locks: Locks,
     permits: PermitIndex,
@@ -665,9 +667,11 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
             }
         }
     }
+    let labels = LockLabels::of(key.kind);
     for transition in &decision.transitions {
         match transition {
             Transition::Granted { holder, token } => {
+                ctx.metrics.lock_grants.get_or_create(&labels).inc();
                 tracing::info!(kind = key.kind.word(), namespace = %key.namespace, lock = %key.name, %holder, token, "granted");
                 publish(
                     ctx,
@@ -680,6 +684,7 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
                 .await;
             }
             Transition::Expired { holder } => {
+                ctx.metrics.lock_expiries.get_or_create(&labels).inc();
                 tracing::info!(kind = key.kind.word(), namespace = %key.namespace, lock = %key.name, %holder, "grant expired");
                 publish(
                     ctx,
@@ -704,6 +709,10 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
 /// One worker: reconciles due locks until the queue closes.
 async fn work(queue: Arc<WorkQueue<LockKey>>, ctx: Arc<Context>) {
     while let Some(key) = queue.next().await {
+        ctx.metrics
+            .lock_reconciles
+            .get_or_create(&LockLabels::of(key.kind))
+            .inc();
         let requeue = match reconcile(&key, &ctx).await {
             Ok(requeue) => requeue,
             Err(error) if error.is_conflict() => Some(Duration::from_millis(50)),
@@ -720,6 +729,7 @@ async fn work(queue: Arc<WorkQueue<LockKey>>, ctx: Arc<Context>) {
 pub async fn run(
     client: Client,
     recorder: Recorder,
+    metrics: Arc<crate::metrics::Metrics>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let locks = Locks::default();
@@ -727,6 +737,7 @@ pub async fn run(
     let queue = Arc::new(WorkQueue::<LockKey>::default());
     let ctx = Arc::new(Context {
         client: client.clone(),
+        metrics,
         recorder,
         locks: locks.clone(),
         permits: permits.clone(),

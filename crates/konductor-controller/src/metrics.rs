@@ -1,5 +1,6 @@
 //! Prometheus metrics of the controller: reconciles, errors by kind, reconcile
-//! duration, status writes, barriers by phase and the time barriers take to open.
+//! duration, status writes, barriers by phase and the time barriers take to open; lock
+//! reconciles, grants and expiries by kind.
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -35,6 +36,22 @@ impl From<&Error> for ErrorLabels {
 pub struct PhaseLabels {
     /// `Waiting`, `Open`, `Failed` or `Timeout`.
     pub phase: String,
+}
+
+/// Labels of the lock counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LockLabels {
+    /// `semaphore`, `mutex` or `rwmutex`.
+    pub kind: String,
+}
+
+impl LockLabels {
+    /// The labels of a `kind` lock.
+    pub fn of(kind: konductor_api::locks::LockKind) -> Self {
+        Self {
+            kind: kind.word().to_owned(),
+        }
+    }
 }
 
 /// Times one reconcile into a histogram when dropped.
@@ -77,6 +94,12 @@ pub struct Metrics {
     pub time_to_open: Histogram,
     /// 1 while this replica leads (operator), else 0.
     pub leader: Gauge,
+    /// Lock reconciles run, by kind.
+    pub lock_reconciles: Family<LockLabels, Counter>,
+    /// Grants made, by kind.
+    pub lock_grants: Family<LockLabels, Counter>,
+    /// Grants that expired (not renewed within the ttl), by kind.
+    pub lock_expiries: Family<LockLabels, Counter>,
     /// Barriers by phase, from the controller's cache at scrape time.
     phases: Family<PhaseLabels, Gauge>,
     /// The controller's barrier cache, once running.
@@ -114,6 +137,20 @@ impl Default for Metrics {
             time_to_open.clone(),
         );
         registry.register("barriers", "Barriers by phase", phases.clone());
+        let lock_reconciles = Family::<LockLabels, Counter>::default();
+        let lock_grants = Family::<LockLabels, Counter>::default();
+        let lock_expiries = Family::<LockLabels, Counter>::default();
+        registry.register(
+            "lock_reconciles",
+            "Lock reconciles run",
+            lock_reconciles.clone(),
+        );
+        registry.register("lock_grants", "Lock grants made", lock_grants.clone());
+        registry.register(
+            "lock_expiries",
+            "Lock grants that expired unrenewed",
+            lock_expiries.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -128,6 +165,9 @@ impl Default for Metrics {
             status_writes,
             time_to_open,
             leader,
+            lock_reconciles,
+            lock_grants,
+            lock_expiries,
             phases,
             barriers: Mutex::new(None),
         }

@@ -140,6 +140,12 @@ async fn a_mutex_is_handed_from_holder_to_holder_with_rising_tokens() {
     h.release(&first).await;
     let next = h.until(&second, PermitPhase::Granted).await;
     assert!(token(&next) > token(&granted), "tokens rise");
+    let metrics = h._controller.metrics().encode();
+    let grants = metrics
+        .lines()
+        .find(|l| l.starts_with("konductor_lock_grants_total{kind=\"mutex\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert_eq!(grants, Some(2.0), "{metrics}");
 
     // The handover is on the lock's record of Events.
     let events: Api<CoreEvent> = Api::namespaced(h.client.clone(), "default");
