@@ -646,3 +646,87 @@ fn auth_can_i_and_get_all_work() {
     assert!(ours.contains("barrier.konductor.io/in-all"), "{ours}");
     assert!(ours.contains("arrival.konductor.io/in-all-x"), "{ours}");
 }
+
+#[test]
+fn kubectl_works_on_the_lock_kinds() {
+    let c = Cluster::start();
+    c.ok(&[
+        "apply",
+        "-f",
+        examples().join("locks.yaml").to_str().unwrap(),
+    ]);
+    c.apply("apiVersion: konductor.io/v1\nkind: Permit\nmetadata:\n  name: first\nspec:\n  lockRef: {kind: Mutex, name: db-migrate}\n  holder: job-a\n");
+    c.ok(&[
+        "wait",
+        "--for=condition=Granted",
+        "permit/first",
+        "--timeout=60s",
+    ]);
+    c.apply("apiVersion: konductor.io/v1\nkind: Permit\nmetadata:\n  name: second\nspec:\n  lockRef: {kind: Mutex, name: db-migrate}\n  holder: job-b\n  priority: 1\n");
+    c.ok(&[
+        "wait",
+        "--for=jsonpath={.status.position}=1",
+        "permit/second",
+        "--timeout=60s",
+    ]);
+    let mutexes = c.ok(&["get", "mutexes"]);
+    for column in ["HOLDER", "PHASE", "WAITING", "job-a", "Locked"] {
+        assert!(mutexes.contains(column), "{column} missing:\n{mutexes}");
+    }
+    let semaphores = c.ok(&["get", "semaphores"]);
+    for column in [
+        "PERMITS",
+        "IN USE",
+        "AVAILABLE",
+        "db-connections",
+        "Available",
+    ] {
+        assert!(
+            semaphores.contains(column),
+            "{column} missing:\n{semaphores}"
+        );
+    }
+    let all = c.ok(&["get", "permits", "--sort-by=.spec.holder"]);
+    assert!(
+        all.find("first").unwrap() < all.find("second").unwrap(),
+        "{all}"
+    );
+    c.ok(&["delete", "permit", "first"]);
+    c.ok(&[
+        "wait",
+        "--for=condition=Granted",
+        "permit/second",
+        "--timeout=60s",
+    ]);
+    c.until_event("default", "db-migrate", "Released");
+    let described = c.ok(&["describe", "mutex", "db-migrate"]);
+    assert!(
+        described.contains("Granted") && described.contains("Released"),
+        "{described}"
+    );
+    let patched = c.ok(&[
+        "patch",
+        "semaphore",
+        "db-connections",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"permits":5}}"#,
+    ]);
+    assert!(patched.contains("patched"), "{patched}");
+    let explained = c.ok(&["explain", "permit.spec.lockRef"]);
+    assert!(explained.contains("kind"), "{explained}");
+    let refused = c.run(&[
+        "patch",
+        "permit",
+        "second",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"holder":"thief"}}"#,
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("holder is immutable"),
+        "{}",
+        text(&refused.stderr)
+    );
+}
