@@ -9,7 +9,7 @@ use konductor_api::locks::{
 };
 use konductor_sdk::locks::{Claim, Locks, Wait};
 use konductor_sdk::{Connection, Error};
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 
 use crate::cli::{AcquireArgs, LockCommand, LockCreateArgs, LockListArgs, ReleaseArgs, RunArgs};
 use crate::output::{self, MachineFormat};
@@ -33,12 +33,13 @@ fn lock_error(kind: LockKind, connection: &Connection, name: &str, error: kube::
     }
 }
 
-fn api_resource(kind: LockKind) -> ApiResource {
-    match kind {
-        LockKind::Semaphore => ApiResource::erase::<Semaphore>(&()),
-        LockKind::Mutex => ApiResource::erase::<Mutex>(&()),
-        LockKind::RWMutex => ApiResource::erase::<RWMutex>(&()),
-    }
+/// The `kind` locks of the connection's namespace, as dynamic objects.
+fn lock_api(kind: LockKind, connection: &Connection) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        connection.client.clone(),
+        &connection.namespace,
+        &kind.api_resource(),
+    )
 }
 
 /// A usage error found after parsing (a verb or flag that does not fit the kind).
@@ -73,11 +74,7 @@ pub async fn command(kind: LockKind, command: LockCommand, connection: &Connecti
         LockCommand::Run(args) => run(kind, &locks, args).await,
         LockCommand::Create(args) => create(kind, connection, args).await,
         LockCommand::Delete(args) => {
-            let api: Api<DynamicObject> = Api::namespaced_with(
-                connection.client.clone(),
-                &connection.namespace,
-                &api_resource(kind),
-            );
+            let api = lock_api(kind, connection);
             api.delete(&args.name, &DeleteParams::default())
                 .await
                 .map_err(|e| lock_error(kind, connection, &args.name, e))?;
@@ -91,11 +88,7 @@ pub async fn command(kind: LockKind, command: LockCommand, connection: &Connecti
         }
         LockCommand::List(args) => list(kind, connection, args).await,
         LockCommand::Status(args) => {
-            let api: Api<DynamicObject> = Api::namespaced_with(
-                connection.client.clone(),
-                &connection.namespace,
-                &api_resource(kind),
-            );
+            let api = lock_api(kind, connection);
             let lock = api
                 .get(&args.name)
                 .await
@@ -199,12 +192,8 @@ async fn create(kind: LockKind, connection: &Connection, args: LockCreateArgs) -
     };
     let object: DynamicObject =
         serde_json::from_value(body.expect("a lock serializes")).expect("a lock is an object");
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        connection.client.clone(),
-        &connection.namespace,
-        &api_resource(kind),
-    );
-    api.create(&PostParams::default(), &object)
+    lock_api(kind, connection)
+        .create(&PostParams::default(), &object)
         .await
         .map_err(|e| lock_error(kind, connection, &args.name, e))?;
     println!(
@@ -217,11 +206,11 @@ async fn create(kind: LockKind, connection: &Connection, args: LockCreateArgs) -
 }
 
 async fn list(kind: LockKind, connection: &Connection, args: LockListArgs) -> Outcome {
-    let resource = api_resource(kind);
+    let resource = kind.api_resource();
     let api: Api<DynamicObject> = if args.all_namespaces {
         Api::all_with(connection.client.clone(), &resource)
     } else {
-        Api::namespaced_with(connection.client.clone(), &connection.namespace, &resource)
+        lock_api(kind, connection)
     };
     let listed = api
         .list(&Default::default())

@@ -29,7 +29,7 @@ use konductor_api::locks::rules::{
 use konductor_api::locks::{
     CONDITION_GRANTED, CONDITION_READY, LockKind, Mutex, Permit, PermitPhase, RWMutex, Semaphore,
 };
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -556,16 +556,8 @@ fn permit_status(permit: &Permit, decision: &PermitDecision, now: Timestamp) -> 
     })
 }
 
-fn api_resource(kind: LockKind) -> ApiResource {
-    match kind {
-        LockKind::Semaphore => ApiResource::erase::<Semaphore>(&()),
-        LockKind::Mutex => ApiResource::erase::<Mutex>(&()),
-        LockKind::RWMutex => ApiResource::erase::<RWMutex>(&()),
-    }
-}
-
 fn reference(key: &LockKey, lock: &LockState) -> ObjectReference {
-    let resource = api_resource(key.kind);
+    let resource = key.kind.api_resource();
     ObjectReference {
         api_version: Some(resource.api_version),
         kind: Some(resource.kind),
@@ -599,7 +591,7 @@ async fn publish(
 /// Merges `status` into the lock's status.
 async fn patch_lock_status(ctx: &Context, key: &LockKey, status: Value) -> Result<()> {
     let api: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), &key.namespace, &api_resource(key.kind));
+        Api::namespaced_with(ctx.client.clone(), &key.namespace, &key.kind.api_resource());
     api.patch_status(
         &key.name,
         &PatchParams::default(),
@@ -725,6 +717,34 @@ async fn work(queue: Arc<WorkQueue<LockKey>>, ctx: Arc<Context>) {
     }
 }
 
+/// Follows the locks of one kind into `locks`, queueing each one that changes.
+fn watch_locks<K>(
+    client: &Client,
+    locks: &Locks,
+    queue: &Arc<WorkQueue<LockKey>>,
+    kind: LockKind,
+    state_of: fn(&K) -> LockState,
+) -> impl std::future::Future<Output = ()> + use<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static,
+{
+    let (locks, queue) = (locks.clone(), queue.clone());
+    watcher(Api::<K>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .filter_map(|event| futures::future::ready(event.ok()))
+        .for_each(move |event| {
+            if let Some(key) = locks.apply(kind, &event, state_of) {
+                queue.add(key);
+            }
+            futures::future::ready(())
+        })
+}
+
 /// Runs the lock controller until `shutdown` completes.
 pub async fn run(
     client: Client,
@@ -742,45 +762,15 @@ pub async fn run(
         locks: locks.clone(),
         permits: permits.clone(),
     });
-    let lock_feed = |key: Option<LockKey>| {
-        if let Some(key) = key {
-            queue.add(key);
-        }
-        futures::future::ready(())
-    };
-    let semaphores = {
-        let locks = locks.clone();
-        watcher(
-            Api::<Semaphore>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .filter_map(|event| futures::future::ready(event.ok()))
-        .map(move |event| locks.apply(LockKind::Semaphore, &event, semaphore_state))
-        .for_each(lock_feed)
-    };
-    let mutexes = {
-        let locks = locks.clone();
-        watcher(
-            Api::<Mutex>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .filter_map(|event| futures::future::ready(event.ok()))
-        .map(move |event| locks.apply(LockKind::Mutex, &event, mutex_state))
-        .for_each(lock_feed)
-    };
-    let rwmutexes = {
-        let locks = locks.clone();
-        watcher(
-            Api::<RWMutex>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .filter_map(|event| futures::future::ready(event.ok()))
-        .map(move |event| locks.apply(LockKind::RWMutex, &event, rwmutex_state))
-        .for_each(lock_feed)
-    };
+    let semaphores = watch_locks(
+        &client,
+        &locks,
+        &queue,
+        LockKind::Semaphore,
+        semaphore_state,
+    );
+    let mutexes = watch_locks(&client, &locks, &queue, LockKind::Mutex, mutex_state);
+    let rwmutexes = watch_locks(&client, &locks, &queue, LockKind::RWMutex, rwmutex_state);
     let permit_feed = {
         let (queue, ctx) = (queue.clone(), ctx.clone());
         watcher(Api::<Permit>::all(client), watcher::Config::default())

@@ -1,6 +1,8 @@
 //! The controller against a real `konductor server` (in-process, HTTPS on loopback):
 //! every phase transition, its events, and the edge cases of DESIGN.md §3.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -11,38 +13,15 @@ use konductor_api::{
     Arrival, ArrivalSpec, BARRIER_LABEL, Barrier, BarrierPhase, BarrierSpec, CONDITION_OPEN,
     CONDITION_READY, arrival_name,
 };
-use konductor_controller::controller::Background;
-use konductor_server::{Config, Server};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-/// A server with the controller running against it.
-struct Harness {
-    server: Server,
-    _dir: tempfile::TempDir,
-    client: kube::Client,
-    controller: Option<Background>,
-}
+use common::Harness;
 
 impl Harness {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(Config::on_free_port(dir.path()))
-            .await
-            .unwrap();
-        let client = server.client().await.unwrap();
-        let controller = Some(Background::spawn(client.clone(), "test"));
-        Self {
-            server,
-            _dir: dir,
-            client,
-            controller,
-        }
-    }
-
     fn barriers(&self) -> Api<Barrier> {
         Api::namespaced(self.client.clone(), "default")
     }

@@ -2,6 +2,8 @@
 //! loopback): grants in order, handover on release, tokens that keep rising, a
 //! semaphore's limit, readers and writers, and expiry of a grant nobody renews.
 
+mod common;
+
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -10,39 +12,17 @@ use konductor_api::locks::{
     LockKind, Mutex, MutexSpec, Permit, PermitMode, PermitPhase, PermitSpec, RWMutex, RWMutexSpec,
     Semaphore, SemaphoreSpec, permit_name,
 };
-use konductor_controller::controller::Background;
-use konductor_server::{Config, Server};
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
-/// The longest any expected change may take before the test calls it a hang.
-const HANG: Duration = Duration::from_secs(30);
+use common::Harness;
 
-struct Harness {
-    _server: Server,
-    _dir: tempfile::TempDir,
-    client: kube::Client,
-    _controller: Background,
-}
+/// The longest any expected change may take before the test calls it a hang.
+const HANG: Duration = Duration::from_secs(120);
 
 impl Harness {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(Config::on_free_port(dir.path()))
-            .await
-            .unwrap();
-        let client = server.client().await.unwrap();
-        let controller = Background::spawn(client.clone(), "test");
-        Self {
-            _server: server,
-            _dir: dir,
-            client,
-            _controller: controller,
-        }
-    }
-
     fn permits(&self) -> Api<Permit> {
         Api::namespaced(self.client.clone(), "default")
     }
@@ -140,7 +120,7 @@ async fn a_mutex_is_handed_from_holder_to_holder_with_rising_tokens() {
     h.release(&first).await;
     let next = h.until(&second, PermitPhase::Granted).await;
     assert!(token(&next) > token(&granted), "tokens rise");
-    let metrics = h._controller.metrics().encode();
+    let metrics = h.controller.as_ref().unwrap().metrics().encode();
     let grants = metrics
         .lines()
         .find(|l| l.starts_with("konductor_lock_grants_total{kind=\"mutex\"}"))

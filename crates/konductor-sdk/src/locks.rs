@@ -29,10 +29,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use konductor_api::duration::parse_duration;
 use konductor_api::locks::{
-    LockKind, Mutex, Permit, PermitMode, PermitPhase, PermitSpec, RWMutex, Semaphore, lock_label,
-    permit_name,
+    LockKind, Permit, PermitMode, PermitPhase, PermitSpec, lock_label, permit_name,
 };
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -119,14 +118,6 @@ pub struct Locks {
     permits: Api<Permit>,
 }
 
-fn api_resource(kind: LockKind) -> ApiResource {
-    match kind {
-        LockKind::Semaphore => ApiResource::erase::<Semaphore>(&()),
-        LockKind::Mutex => ApiResource::erase::<Mutex>(&()),
-        LockKind::RWMutex => ApiResource::erase::<RWMutex>(&()),
-    }
-}
-
 impl Locks {
     /// Locks in the connection's namespace.
     pub fn new(connection: &Connection) -> Self {
@@ -157,7 +148,7 @@ impl Locks {
         let locks: Api<DynamicObject> = Api::namespaced_with(
             self.client.clone(),
             &self.namespace,
-            &api_resource(claim.kind),
+            &claim.kind.api_resource(),
         );
         let lock = locks
             .get(&claim.lock)
@@ -182,7 +173,7 @@ impl Locks {
         );
         permit.metadata.owner_references = Some(vec![OwnerReference {
             api_version: "konductor.io/v1".to_owned(),
-            kind: api_resource(claim.kind).kind,
+            kind: claim.kind.api_resource().kind,
             name: claim.lock.clone(),
             uid: lock.uid().unwrap_or_default(),
             ..OwnerReference::default()

@@ -2,33 +2,18 @@
 
 use std::time::Duration;
 
+mod common;
+
+use common::{LIMIT, Running};
 use konductor_api::locks::{Mutex, MutexSpec, Permit, Semaphore, SemaphoreSpec};
-use konductor_controller::controller::Background;
+use konductor_sdk::Error;
 use konductor_sdk::locks::{Claim, Locks, Wait};
-use konductor_sdk::{ConnectOptions, Error, connect};
-use konductor_server::{Config, Server};
 use kube::api::{Api, DeleteParams, PostParams};
 
-/// The longest any wait in these tests may take before the test fails.
-const LIMIT: Duration = Duration::from_secs(60);
-
-/// What keeps a test's server and controller alive.
-type Running = (Server, tempfile::TempDir, Background);
-
 async fn start() -> (Running, Locks, kube::Client) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(Config::on_free_port(dir.path()))
-        .await
-        .unwrap();
-    let connection = connect(&ConnectOptions {
-        kubeconfig: Some(server.kubeconfig.clone()),
-        ..ConnectOptions::default()
-    })
-    .await
-    .unwrap();
-    let controller = Background::spawn(connection.client.clone(), "sdk-test");
+    let (running, connection) = common::start().await;
     let client = connection.client.clone();
-    ((server, dir, controller), Locks::new(&connection), client)
+    (running, Locks::new(&connection), client)
 }
 
 async fn create_mutex(client: &kube::Client, name: &str, ttl: &str) {

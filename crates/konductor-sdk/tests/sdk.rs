@@ -1,30 +1,15 @@
 //! The SDK against an in-process `konductor server` with its controller.
 
+mod common;
+
+use common::{LIMIT, Running};
 use konductor_api::{BarrierPhase, BarrierSpec, Outcome};
-use konductor_controller::controller::Background;
-use konductor_sdk::{Arrived, Barriers, ConnectOptions, Error, WaitOutcome, connect};
-use konductor_server::{Config, Server};
+use konductor_sdk::{Arrived, Barriers, Error, WaitOutcome};
 
-/// The longest any wait in these tests may take before the test fails.
-const LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// What keeps a test's server and controller alive.
-type Running = (Server, tempfile::TempDir, Background);
-
-/// A server with its controller, and an SDK handle on its default namespace.
+/// A server with its controller, and the SDK's barriers in its default namespace.
 async fn start() -> (Running, Barriers) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(Config::on_free_port(dir.path()))
-        .await
-        .unwrap();
-    let connection = connect(&ConnectOptions {
-        kubeconfig: Some(server.kubeconfig.clone()),
-        ..ConnectOptions::default()
-    })
-    .await
-    .unwrap();
-    let controller = Background::spawn(connection.client.clone(), "sdk-test");
-    ((server, dir, controller), Barriers::new(&connection))
+    let (running, connection) = common::start().await;
+    (running, Barriers::new(&connection))
 }
 
 /// Two one-process stages: extract, then transform.

@@ -29,6 +29,16 @@ pub enum LockKind {
 }
 
 impl LockKind {
+    /// The API resource of this kind of lock, for clients that handle all three kinds
+    /// alike (as dynamic objects).
+    pub fn api_resource(self) -> kube::core::ApiResource {
+        match self {
+            LockKind::Semaphore => kube::core::ApiResource::erase::<super::Semaphore>(&()),
+            LockKind::Mutex => kube::core::ApiResource::erase::<super::Mutex>(&()),
+            LockKind::RWMutex => kube::core::ApiResource::erase::<super::RWMutex>(&()),
+        }
+    }
+
     /// The lower-case name used in permit names, labels and koncli commands.
     pub fn word(self) -> &'static str {
         match self {
