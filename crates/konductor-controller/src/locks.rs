@@ -640,6 +640,17 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
     }
     let permit_api: Api<Permit> = Api::namespaced(ctx.client.clone(), &key.namespace);
     for ((permit, _), decided) in permits.iter().zip(&decision.permits) {
+        // A permit that stays queued keeps the position it was queued at: rewriting
+        // every waiter's place on every handover would cost a write per waiter per
+        // handover (the lock's `status.waiting` carries the live order, in one write).
+        let still_queued = decided.phase == PermitPhase::Pending
+            && permit
+                .status
+                .as_ref()
+                .is_some_and(|s| s.phase == PermitPhase::Pending);
+        if still_queued {
+            continue;
+        }
         let status = permit_status(permit, decided, now);
         let stored = status_value(permit.status.as_ref());
         if stored_form(&status) != stored {

@@ -177,7 +177,8 @@ pub struct PermitStatus {
     /// Pending, Granted or Expired.
     #[serde(default)]
     pub phase: PermitPhase,
-    /// Place in the queue while Pending (1 is next).
+    /// Place in the queue when it was queued (1 is next); the lock's `status.waiting`
+    /// is the live order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<i32>,
     /// When it was granted.
