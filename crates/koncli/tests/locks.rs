@@ -270,12 +270,15 @@ async fn a_killed_holder_is_succeeded_a_ttl_after_its_last_renewal_and_not_befor
     let second = permit_name(LockKind::Mutex, "short", "next");
     let next = env.spawn(&["mutex", "run", "short", "--holder", "next", "--", "true"]);
     until(second.clone(), PermitPhase::Pending).await;
+    // Watched from now on: once granted, `next` runs `true` and releases at once, and a
+    // watch started after that would find no permit at all.
+    let successor = tokio::spawn(until(second, PermitPhase::Granted));
     doomed.start_kill().unwrap(); // SIGKILL: no release, no more renewals
     doomed.wait().await.unwrap();
 
     let expired = until(first, PermitPhase::Expired).await;
     let last_renewal = expired.spec.renew_time.unwrap().0;
-    let granted = until(second, PermitPhase::Granted).await;
+    let granted = successor.await.unwrap();
     let granted_at = granted.status.unwrap().granted_at.unwrap().0;
     assert!(
         granted_at.duration_since(last_renewal) >= k8s_openapi::jiff::SignedDuration::from_secs(2),
