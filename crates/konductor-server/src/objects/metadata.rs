@@ -124,6 +124,12 @@ fn type_error(field: &str, expected: &str) -> FieldError {
 /// each names. (The name is checked with the resource's own rule at create.)
 pub fn validate(metadata: &Value) -> Vec<FieldError> {
     let mut errors = Vec::new();
+    // The string fields a client may send (typed clients cannot read anything else).
+    for field in ["name", "generateName", "namespace", "uid", "resourceVersion"] {
+        if metadata.get(field).is_some_and(|v| !v.is_string() && !v.is_null()) {
+            errors.push(type_error(&format!("metadata.{field}"), "a string"));
+        }
+    }
     match metadata.get("labels") {
         None | Some(Value::Null) => {}
         Some(Value::Object(labels)) => {
