@@ -125,8 +125,17 @@ fn type_error(field: &str, expected: &str) -> FieldError {
 pub fn validate(metadata: &Value) -> Vec<FieldError> {
     let mut errors = Vec::new();
     // The string fields a client may send (typed clients cannot read anything else).
-    for field in ["name", "generateName", "namespace", "uid", "resourceVersion"] {
-        if metadata.get(field).is_some_and(|v| !v.is_string() && !v.is_null()) {
+    for field in [
+        "name",
+        "generateName",
+        "namespace",
+        "uid",
+        "resourceVersion",
+    ] {
+        if metadata
+            .get(field)
+            .is_some_and(|v| !v.is_string() && !v.is_null())
+        {
             errors.push(type_error(&format!("metadata.{field}"), "a string"));
         }
     }
