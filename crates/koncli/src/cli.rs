@@ -225,6 +225,29 @@ pub enum BarrierCommand {
     Delete(NameArgs),
     /// List barriers.
     List(ListArgs),
+    /// Delete finished barriers (Open, Timeout or Failed) older than --older-than.
+    ///
+    /// Age counts from when a barrier finished (status.finishedAt, else its creation).
+    /// Waiting barriers are never pruned. A process that arrives at or waits for a
+    /// pruned barrier finds none (`wait` then waits for it to be created again).
+    #[command(
+        after_help = "Examples:\n  koncli barrier prune --older-than 24h --dry-run\n  koncli barrier prune --older-than 1h -A"
+    )]
+    Prune(PruneArgs),
+}
+
+/// `barrier prune`.
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Prune barriers finished at least this long ago (a Go duration: 30m, 24h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub older_than: String,
+    /// Only print what would be deleted.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Prune in all namespaces.
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
 }
 
 /// `barrier wait`.
@@ -306,6 +329,10 @@ pub struct CreateArgs {
     /// How long to wait for enough arrivals, from creation (a Go duration: 30s, 15m, 1h30m).
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<String>,
+    /// Delete the barrier (and its arrivals) this long after it opens, times out or
+    /// fails (a Go duration: 10m, 1h). Processes arriving later find no barrier.
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub ttl_after_finished: Option<String>,
     /// Print the created object in this format.
     #[arg(short, long, value_enum)]
     pub output: Option<CreateFormat>,
@@ -390,7 +417,27 @@ impl Cli {
     /// Parses the command line like [`clap::Parser::try_parse`], then checks what
     /// single arguments cannot: `--quorum` at most `--expected`.
     pub fn try_parse_checked() -> Result<Self, clap::Error> {
-        let cli = <Self as Parser>::try_parse()?;
+        Self::try_parse_checked_from(std::env::args_os())
+    }
+
+    /// [`Cli::try_parse_checked`] on the given arguments (the first is the program).
+    /// Run as `kubectl-konductor` (kubectl's plugin convention: `kubectl konductor …`
+    /// runs it), help and usage say `kubectl konductor`.
+    pub fn try_parse_checked_from<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let mut command = <Self as clap::CommandFactory>::command();
+        if args
+            .first()
+            .is_some_and(|program| is_kubectl_plugin(program))
+        {
+            command = command.bin_name(KUBECTL_PLUGIN_NAME);
+        }
+        let matches = command.try_get_matches_from(args)?;
+        let cli = <Self as clap::FromArgMatches>::from_arg_matches(&matches)?;
         cli.check()?;
         Ok(cli)
     }
@@ -410,6 +457,17 @@ impl Cli {
         }
         Ok(())
     }
+}
+
+/// How kubectl users call koncli once it is installed as `kubectl-konductor`.
+pub const KUBECTL_PLUGIN_NAME: &str = "kubectl konductor";
+
+/// Whether the program was started under its kubectl plugin name.
+fn is_kubectl_plugin(program: &std::ffi::OsStr) -> bool {
+    std::path::Path::new(program)
+        .file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.trim_end_matches(".exe") == "kubectl-konductor")
 }
 
 /// A usage error as one line (clap's own output adds usage and tips on more lines),
@@ -443,6 +501,31 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn as_a_kubectl_plugin_help_says_kubectl_konductor() {
+        let help = Cli::try_parse_checked_from(["/usr/local/bin/kubectl-konductor", "--help"])
+            .err()
+            .unwrap()
+            .render()
+            .to_string();
+        assert!(help.contains("Usage: kubectl konductor"), "{help}");
+        let plain = Cli::try_parse_checked_from(["koncli", "--help"])
+            .err()
+            .unwrap()
+            .render()
+            .to_string();
+        assert!(plain.contains("Usage: koncli"), "{plain}");
+        let parsed = Cli::try_parse_checked_from([
+            "kubectl-konductor",
+            "barrier",
+            "create",
+            "b",
+            "--expected",
+            "2",
+        ]);
+        assert!(parsed.is_ok(), "{:?}", parsed.err());
     }
 
     #[test]

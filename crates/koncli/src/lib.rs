@@ -15,7 +15,10 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use clap::CommandFactory;
-use cli::{ArriveArgs, BarrierCommand, Cli, Command, CreateArgs, ListArgs, OutputFormat, WaitArgs};
+use cli::{
+    ArriveArgs, BarrierCommand, Cli, Command, CreateArgs, ListArgs, OutputFormat, PruneArgs,
+    WaitArgs,
+};
 use jiff::Timestamp;
 use konductor_api::locks::LockKind;
 use konductor_api::{Barrier, BarrierSpec, Outcome};
@@ -114,7 +117,37 @@ async fn barrier(command: BarrierCommand, barriers: Barriers) -> konductor_sdk::
             Ok(EXIT_OK)
         }
         BarrierCommand::List(args) => list(&barriers, args).await,
+        BarrierCommand::Prune(args) => prune(&barriers, args).await,
     }
+}
+
+async fn prune(barriers: &Barriers, args: PruneArgs) -> konductor_sdk::Result<u8> {
+    let age = konductor_api::duration::parse_duration(&args.older_than)
+        .expect("checked when parsing arguments");
+    let pruned = barriers
+        .prune(age, args.all_namespaces, args.dry_run)
+        .await?;
+    let verb = if args.dry_run {
+        "would be deleted (dry run)"
+    } else {
+        "deleted"
+    };
+    for barrier in &pruned {
+        let phase = barrier.status.as_ref().map(|s| s.phase).unwrap_or_default();
+        println!("barrier {} ({phase}) {verb}", output::qualified(barrier));
+    }
+    if pruned.is_empty() {
+        eprintln!(
+            "No barriers finished more than {} ago{}.",
+            args.older_than,
+            if args.all_namespaces {
+                String::new()
+            } else {
+                format!(" in {} namespace", barriers.namespace())
+            }
+        );
+    }
+    Ok(EXIT_OK)
 }
 
 async fn create(barriers: &Barriers, args: CreateArgs) -> konductor_sdk::Result<u8> {
@@ -122,6 +155,7 @@ async fn create(barriers: &Barriers, args: CreateArgs) -> konductor_sdk::Result<
         expected: args.expected,
         quorum: args.quorum,
         timeout: args.timeout,
+        ttl_after_finished: args.ttl_after_finished,
     };
     let created = barriers.create(&args.name, spec).await?;
     match args.output {

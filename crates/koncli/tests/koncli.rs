@@ -185,6 +185,53 @@ async fn wait_started_before_create_waits_for_the_barrier() {
 }
 
 #[tokio::test]
+async fn prune_deletes_finished_barriers_only_and_dry_run_deletes_nothing() {
+    let env = Env::start().await;
+    env.ok(&["barrier", "create", "done", "--expected", "1"])
+        .await;
+    env.ok(&["barrier", "create", "running", "--expected", "2"])
+        .await;
+    env.ok(&["barrier", "arrive", "done", "--holder", "a"])
+        .await;
+    env.ok(&["barrier", "arrive", "running", "--holder", "a"])
+        .await;
+    env.until("done", |b| b.phase() == BarrierPhase::Open).await;
+    env.until("running", arrived(1)).await;
+
+    let young = env
+        .ok(&["barrier", "prune", "--older-than", "1h", "--dry-run"])
+        .await;
+    assert!(young.is_empty(), "nothing finished an hour ago: {young}");
+    let dry = env
+        .ok(&["barrier", "prune", "--older-than", "0s", "--dry-run"])
+        .await;
+    assert_eq!(
+        dry.trim(),
+        "barrier default/done (Open) would be deleted (dry run)"
+    );
+    let listed = env.ok(&["barrier", "list"]).await;
+    assert!(
+        listed.contains("done") && listed.contains("running"),
+        "{listed}"
+    );
+
+    let pruned = env
+        .ok(&["barrier", "prune", "--older-than", "0s", "-A"])
+        .await;
+    assert_eq!(pruned.trim(), "barrier default/done (Open) deleted");
+    let listed = env.ok(&["barrier", "list"]).await;
+    assert!(!listed.contains("done"), "{listed}");
+    assert!(
+        listed.contains("running"),
+        "a waiting barrier is never pruned"
+    );
+
+    let bad = env.run(&["barrier", "prune", "--older-than", "soon"]).await;
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("--older-than"), "{}", stderr(&bad));
+}
+
+#[tokio::test]
 async fn arriving_twice_counts_once() {
     let env = Env::start().await;
     env.ok(&["barrier", "create", "dup", "--expected", "2"])
@@ -874,4 +921,52 @@ async fn a_wait_says_why_the_barrier_is_not_there() {
     let next = lines.next_line().await.unwrap().unwrap();
     assert!(next.contains("was deleted"), "{next}");
     let _ = waiter.kill().await;
+}
+
+#[tokio::test]
+async fn installed_as_kubectl_konductor_it_runs_as_a_kubectl_plugin() {
+    let env = Env::start().await;
+    let plugins = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_koncli"),
+        plugins.path().join("kubectl-konductor"),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        plugins.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let kubectl = |args: &[&str]| {
+        Command::new("kubectl")
+            .args(args)
+            .env("PATH", &path)
+            .env("KUBECONFIG", env.kubeconfig())
+            .env("HOME", plugins.path())
+            .output()
+    };
+    let listed = kubectl(&["plugin", "list"]).await.unwrap();
+    assert!(
+        stdout(&listed).contains("kubectl-konductor"),
+        "{}",
+        stdout(&listed)
+    );
+    let created = kubectl(&[
+        "konductor",
+        "barrier",
+        "create",
+        "via-kubectl",
+        "--expected",
+        "1",
+    ])
+    .await
+    .unwrap();
+    assert!(created.status.success(), "{}", stderr(&created));
+    assert!(stdout(&created).contains("barrier default/via-kubectl created"));
+    let help = kubectl(&["konductor", "--help"]).await.unwrap();
+    assert!(
+        stdout(&help).contains("Usage: kubectl konductor"),
+        "{}",
+        stdout(&help)
+    );
 }

@@ -83,6 +83,14 @@ pub struct BarrierSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub quorum: Option<i32>,
+
+    /// How long after the barrier finished (became Open, Timeout or Failed) the
+    /// controller deletes it, with its arrivals, as a Go duration (`1h`, `10m`). Without
+    /// it finished barriers stay until deleted (see `koncli barrier prune`). A process
+    /// that arrives or waits after the deletion finds no barrier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), regex(pattern = crate::duration::DURATION_PATTERN))]
+    pub ttl_after_finished: Option<String>,
 }
 
 impl BarrierSpec {
@@ -92,6 +100,7 @@ impl BarrierSpec {
             expected,
             timeout: None,
             quorum: None,
+            ttl_after_finished: None,
         }
     }
 
@@ -106,6 +115,13 @@ impl BarrierSpec {
     #[must_use]
     pub fn with_timeout(mut self, timeout: impl Into<String>) -> Self {
         self.timeout = Some(timeout.into());
+        self
+    }
+
+    /// Sets `ttlAfterFinished` (a Go duration string such as `1h`).
+    #[must_use]
+    pub fn with_ttl_after_finished(mut self, ttl: impl Into<String>) -> Self {
+        self.ttl_after_finished = Some(ttl.into());
         self
     }
 
@@ -192,6 +208,11 @@ pub struct BarrierStatus {
     /// precision (as precise as the API server's `creationTimestamp`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<MicroTime>,
+
+    /// When the barrier last became Open, Timeout or Failed (unset while Waiting):
+    /// `spec.ttlAfterFinished` counts from here. Microsecond precision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<MicroTime>,
 
     /// `Ready` (spec accepted) and `Open` conditions, in the metav1.Condition shape.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -20,6 +20,9 @@
 //!    `expected − failures < required`.
 //! 6. **Timeout** once `now ≥ deadline`: exactly at the deadline, not a moment before.
 //! 7. Otherwise **Waiting**, looking again exactly at the deadline.
+//! 8. **Finished barriers expire.** `finishedAt` is when the barrier last became Open
+//!    (its `openedAt`), Timeout (its deadline) or Failed; with `spec.ttlAfterFinished`
+//!    it is to be deleted exactly that long after `finishedAt`.
 //!
 //! A holder counts once however often it arrives; a holder with any successful arrival
 //! counts as arrived (its failure reports are ignored), otherwise as failed. Late
@@ -141,6 +144,9 @@ pub struct Evaluation {
     /// The transition from the previous status, if the phase changed in a way worth
     /// reporting.
     pub transition: Option<Transition>,
+    /// How long until the barrier is to be deleted (`spec.ttlAfterFinished` after
+    /// `status.finishedAt`); zero when that time has come.
+    pub delete_after: Option<Duration>,
 }
 
 /// A spec that passed validation, with its derived values.
@@ -148,6 +154,7 @@ struct ValidSpec {
     expected: i32,
     required: i32,
     timeout: Option<Duration>,
+    ttl_after_finished: Option<Duration>,
 }
 
 /// Checks a spec against the same rules the CRD schema enforces, so a barrier that
@@ -181,10 +188,17 @@ fn check_spec(spec: &BarrierSpec) -> Result<ValidSpec, String> {
         .map(parse_duration)
         .transpose()
         .map_err(|e| format!("spec.timeout: {e}"))?;
+    let ttl_after_finished = spec
+        .ttl_after_finished
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(|e| format!("spec.ttlAfterFinished: {e}"))?;
     Ok(ValidSpec {
         expected: spec.expected,
         required: spec.required(),
         timeout,
+        ttl_after_finished,
     })
 }
 
@@ -309,6 +323,23 @@ pub fn evaluate(input: &BarrierInput<'_>) -> Evaluation {
         _ => None,
     };
 
+    // Rule 8: a finished barrier records when it finished, kept while its phase stays.
+    let finished_at = match phase {
+        BarrierPhase::Waiting => None,
+        _ if previous_phase == Some(phase) && previous.is_some_and(|s| s.finished_at.is_some()) => {
+            previous.and_then(|s| s.finished_at.clone())
+        }
+        BarrierPhase::Open => opened_at.clone(),
+        BarrierPhase::Timeout => deadline.map(MicroTime),
+        BarrierPhase::Failed => Some(MicroTime(to_micros(now))),
+    };
+    let delete_at = checked
+        .as_ref()
+        .ok()
+        .and_then(|spec| spec.ttl_after_finished)
+        .zip(finished_at.as_ref())
+        .and_then(|(ttl, finished)| deadline_of(finished.0, ttl));
+
     let (ready_status, ready_reason, ready_message) = match &checked {
         Ok(spec) => (
             "True",
@@ -359,6 +390,7 @@ pub fn evaluate(input: &BarrierInput<'_>) -> Evaluation {
         failures: tally.failures.into_iter().map(|(_, f)| f).collect(),
         opened_at,
         deadline: deadline.map(MicroTime),
+        finished_at,
         conditions,
         observed_generation: input.generation,
     };
@@ -372,6 +404,7 @@ pub fn evaluate(input: &BarrierInput<'_>) -> Evaluation {
         status,
         requeue_after,
         transition,
+        delete_after: delete_at.map(|at| until(now, at)),
     }
 }
 

@@ -236,8 +236,64 @@ pub async fn reconcile(barrier: Arc<Barrier>, ctx: Arc<Context>) -> Result<Optio
             .observe(waited.as_secs_f64().max(0.0));
     }
 
-    // Look again exactly at the deadline.
-    Ok(evaluation.requeue_after)
+    // A finished barrier past its spec.ttlAfterFinished goes, with its arrivals.
+    if evaluation.delete_after == Some(Duration::ZERO) {
+        expire(&barrier, &ctx, &evaluation.status).await?;
+        return Ok(None);
+    }
+    // Look again exactly at the deadline, or when the barrier is to be deleted.
+    Ok(match (evaluation.requeue_after, evaluation.delete_after) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
+}
+
+/// Deletes a barrier whose `spec.ttlAfterFinished` ran out, after an Event saying so
+/// (on the barrier, so `kubectl get events` keeps it after the barrier is gone). Only
+/// this barrier: one created again under its name meanwhile has another uid.
+async fn expire(
+    barrier: &Barrier,
+    ctx: &Context,
+    status: &konductor_api::BarrierStatus,
+) -> Result<()> {
+    let ttl = barrier
+        .spec
+        .ttl_after_finished
+        .as_deref()
+        .unwrap_or_default();
+    let note = format!(
+        "deleting: {} {ttl} ago (spec.ttlAfterFinished {ttl})",
+        match status.phase {
+            konductor_api::BarrierPhase::Open => "opened",
+            konductor_api::BarrierPhase::Timeout => "timed out",
+            _ => "failed",
+        }
+    );
+    tracing::info!(namespace = %barrier.namespace().unwrap_or_default(), barrier = %barrier.name_any(), "{note}");
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "Expired".to_owned(),
+        note: Some(note),
+        action: "Delete".to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &barrier.object_ref(&())).await {
+        tracing::warn!(%error, barrier = %barrier.name_any(), "recording event");
+    }
+    let api: Api<Barrier> =
+        Api::namespaced(ctx.client.clone(), &barrier.namespace().unwrap_or_default());
+    let params = kube::api::DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: barrier.uid(),
+            resource_version: None,
+        }),
+        ..kube::api::DeleteParams::background()
+    };
+    match api.delete(&barrier.name_any(), &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+        Err(error) => Err(Error::Kube(error)),
+    }
 }
 
 /// Records the Event for a transition; failures are logged, not retried (the status

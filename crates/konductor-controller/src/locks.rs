@@ -21,7 +21,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference, Time};
 use konductor_api::duration::parse_duration;
 use konductor_api::locks::rules::{
     Decision, LockInput, PermitDecision, PermitRecord, Transition, evaluate,
@@ -37,6 +37,7 @@ use serde_json::{Value, json};
 
 use crate::metrics::LockLabels;
 use crate::queue::WorkQueue;
+use crate::writes::{EventVersion, WrittenVersions};
 use crate::{Error, Result};
 
 /// Reconciles running at once.
@@ -59,6 +60,8 @@ pub struct LockKey {
 #[derive(Clone, Debug)]
 struct LockState {
     uid: String,
+    /// The resourceVersion this state is of.
+    version: Option<String>,
     generation: Option<i64>,
     /// `spec.permits` (1 for a Mutex or RWMutex).
     permits: i64,
@@ -95,6 +98,7 @@ fn lock_state<K: Resource>(
 ) -> LockState {
     LockState {
         uid: lock.meta().uid.clone().unwrap_or_default(),
+        version: lock.meta().resource_version.clone(),
         generation: lock.meta().generation,
         permits,
         ttl: ttl_of(ttl),
@@ -147,6 +151,8 @@ struct LocksState {
     by_key: HashMap<LockKey, LockState>,
     /// The keys seen since a kind's re-list began (locks not seen again are gone).
     relisting: HashMap<LockKind, std::collections::HashSet<LockKey>>,
+    /// Status writes of ours the watch may not have delivered yet.
+    written: WrittenVersions<LockKey>,
 }
 
 impl Locks {
@@ -159,7 +165,32 @@ impl Locks {
             .cloned()
     }
 
-    /// Applies one watch event of a `kind` lock; returns the key it touched.
+    /// Takes the answer to our status write of `key` (read at `based_on`) into the
+    /// cache at once, so the next reconcile need not wait for the watch.
+    fn wrote(&self, key: &LockKey, based_on: &LockState, answer: &DynamicObject) {
+        let status = answer.data["status"].clone();
+        let written = LockState {
+            version: answer.metadata.resource_version.clone(),
+            last_token: status["fencingToken"]
+                .as_i64()
+                .unwrap_or(based_on.last_token),
+            status,
+            ..based_on.clone()
+        };
+        let mut locks = self
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(version) = written.version.clone() {
+            locks
+                .written
+                .wrote(key.clone(), based_on.version.clone(), version);
+        }
+        locks.by_key.insert(key.clone(), written);
+    }
+
+    /// Applies one watch event of a `kind` lock; returns the key it touched (none for
+    /// the echo of our own write, or an event older than it).
     fn apply<K: Resource + ResourceExt>(
         &self,
         kind: LockKind,
@@ -184,6 +215,7 @@ impl Locks {
             }
             watcher::Event::InitApply(lock) => {
                 locks.relisting.entry(kind).or_default().insert(key(lock));
+                locks.written.forget(&key(lock));
                 locks.by_key.insert(key(lock), state_of(lock));
                 Some(key(lock))
             }
@@ -196,10 +228,19 @@ impl Locks {
                 None
             }
             watcher::Event::Apply(lock) => {
-                locks.by_key.insert(key(lock), state_of(lock));
-                Some(key(lock))
+                match locks
+                    .written
+                    .judge(&key(lock), lock.meta().resource_version.as_deref())
+                {
+                    EventVersion::New => {
+                        locks.by_key.insert(key(lock), state_of(lock));
+                        Some(key(lock))
+                    }
+                    EventVersion::Echo | EventVersion::Stale => None,
+                }
             }
             watcher::Event::Delete(lock) => {
+                locks.written.forget(&key(lock));
                 locks.by_key.remove(&key(lock));
                 None
             }
@@ -227,6 +268,8 @@ struct IndexState {
     renewals: HashMap<String, Renewal>,
     relisting: Option<HashMap<LockKey, HashMap<String, Arc<Permit>>>>,
     ready: bool,
+    /// Status writes of ours the watch may not have delivered yet, by permit uid.
+    written: WrittenVersions<String>,
 }
 
 fn key_of_permit(permit: &Permit) -> LockKey {
@@ -273,7 +316,22 @@ impl PermitIndex {
         }
     }
 
-    /// Applies one watch event, returning the lock it concerns.
+    /// Takes the answer to our status write of a permit (read at `based_on`) into the
+    /// index at once, so the next reconcile need not wait for the watch.
+    fn wrote(&self, based_on: Option<String>, answer: Permit) {
+        let mut state = self.write();
+        if let (Some(uid), Some(version)) = (answer.uid(), answer.resource_version()) {
+            state.written.wrote(uid, based_on, version);
+        }
+        state
+            .by_lock
+            .entry(key_of_permit(&answer))
+            .or_default()
+            .insert(answer.name_any(), Arc::new(answer));
+    }
+
+    /// Applies one watch event, returning the lock it concerns (none for the echo of
+    /// our own write, or an event older than it).
     pub fn apply(&self, event: &watcher::Event<Permit>) -> Option<PermitChange> {
         let now = Timestamp::now();
         let mut state = self.write();
@@ -283,6 +341,7 @@ impl PermitIndex {
                 None
             }
             watcher::Event::InitApply(permit) => {
+                state.written.forget(&permit.uid().unwrap_or_default());
                 Self::note_renewal(&mut state, permit, now);
                 state
                     .relisting
@@ -303,6 +362,14 @@ impl PermitIndex {
                 None
             }
             watcher::Event::Apply(permit) => {
+                let uid = permit.uid().unwrap_or_default();
+                if state
+                    .written
+                    .judge(&uid, permit.resource_version().as_deref())
+                    != EventVersion::New
+                {
+                    return None;
+                }
                 Self::note_renewal(&mut state, permit, now);
                 state
                     .by_lock
@@ -323,6 +390,7 @@ impl PermitIndex {
                     }
                 }
                 state.renewals.remove(&permit.uid().unwrap_or_default());
+                state.written.forget(&permit.uid().unwrap_or_default());
                 let granted = permit
                     .status
                     .as_ref()
@@ -375,6 +443,49 @@ struct Context {
     recorder: Recorder,
     locks: Locks,
     permits: PermitIndex,
+    event_budget: std::sync::Mutex<EventBudget>,
+}
+
+/// Normal Events (Granted, Released) a lock may record in a burst.
+const EVENT_BURST: f64 = 25.0;
+/// Normal Events a lock may record per second once its burst is spent.
+const EVENTS_PER_SECOND: f64 = 1.0;
+/// Locks whose budget is tracked before full buckets are forgotten.
+const EVENT_BUDGET_LOCKS: usize = 10_000;
+
+/// A token bucket per lock for its Normal Events, as client-go's event spam filter
+/// keeps one per object: a Mutex handed over a hundred times a second would otherwise
+/// write two Events per handover — more writes than the handover itself. Warnings
+/// (Expired) are always recorded.
+#[derive(Default)]
+struct EventBudget {
+    by_lock: HashMap<LockKey, (f64, std::time::Instant)>,
+}
+
+impl EventBudget {
+    /// Takes one event from `key`'s bucket; false when it is empty.
+    fn take(&mut self, key: &LockKey) -> bool {
+        let now = std::time::Instant::now();
+        if self.by_lock.len() >= EVENT_BUDGET_LOCKS {
+            let full = |(tokens, at): &(f64, std::time::Instant)| {
+                tokens + now.duration_since(*at).as_secs_f64() * EVENTS_PER_SECOND >= EVENT_BURST
+            };
+            self.by_lock.retain(|_, bucket| !full(bucket));
+        }
+        let (tokens, at) = self
+            .by_lock
+            .entry(key.clone())
+            .or_insert((EVENT_BURST, now));
+        *tokens =
+            (*tokens + now.duration_since(*at).as_secs_f64() * EVENTS_PER_SECOND).min(EVENT_BURST);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 fn record_of(permit: &Permit, renewal_seen: Timestamp) -> PermitRecord {
@@ -568,7 +679,9 @@ fn reference(key: &LockKey, lock: &LockState) -> ObjectReference {
     }
 }
 
-async fn publish(
+/// Records an Event on the lock in the background, if a Warning or within the lock's
+/// event budget.
+fn publish_later(
     ctx: &Context,
     key: &LockKey,
     lock: &LockState,
@@ -576,6 +689,19 @@ async fn publish(
     reason: &str,
     note: String,
 ) {
+    if type_ == EventType::Normal
+        && !ctx
+            .event_budget
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take(key)
+    {
+        ctx.metrics
+            .lock_events_dropped
+            .get_or_create(&LockLabels::of(key.kind))
+            .inc();
+        return;
+    }
     let event = Event {
         type_,
         reason: reason.to_owned(),
@@ -583,23 +709,103 @@ async fn publish(
         action: "Reconcile".to_owned(),
         secondary: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &reference(key, lock)).await {
-        tracing::warn!(%error, lock = %key.name, "recording event");
+    let (recorder, reference, name) =
+        (ctx.recorder.clone(), reference(key, lock), key.name.clone());
+    tokio::spawn(async move {
+        if let Err(error) = recorder.publish(&event, &reference).await {
+            tracing::warn!(%error, lock = %name, "recording event");
+        }
+    });
+}
+
+/// Merges `status` into the status of `lock` (as cached) and takes the answer into the
+/// cache.
+async fn patch_lock_status(
+    ctx: &Context,
+    key: &LockKey,
+    lock: &LockState,
+    status: Value,
+) -> Result<()> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &key.namespace, &key.kind.api_resource());
+    let answer = api
+        .patch_status(
+            &key.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await
+        .map_err(Error::Kube)?;
+    ctx.locks.wrote(key, lock, &answer);
+    Ok(())
+}
+
+/// Writes `status` as the permit's status and takes the answer into the index.
+async fn patch_permit_status(ctx: &Context, permit: &Permit, status: Value) -> Result<()> {
+    let api: Api<Permit> =
+        Api::namespaced(ctx.client.clone(), &permit.namespace().unwrap_or_default());
+    match api
+        .patch_status(
+            &permit.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await
+    {
+        Ok(answer) => {
+            ctx.permits.wrote(permit.resource_version(), answer);
+            Ok(())
+        }
+        // Released meanwhile: its deletion queues the lock again.
+        Err(kube::Error::Api(refused)) if refused.code == 404 => Ok(()),
+        Err(error) => Err(Error::Kube(error)),
     }
 }
 
-/// Merges `status` into the lock's status.
-async fn patch_lock_status(ctx: &Context, key: &LockKey, status: Value) -> Result<()> {
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), &key.namespace, &key.kind.api_resource());
-    api.patch_status(
-        &key.name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
-    )
-    .await
-    .map_err(Error::Kube)?;
-    Ok(())
+/// Makes the lock the owner of its permits that are not owned by it — written with
+/// kubectl without an owner, or by a client that remembered an earlier lock of the same
+/// name — so deleting the lock deletes them. The resourceVersion guards against racing
+/// writers; a permit changed meanwhile is looked at again on its next event.
+async fn adopt_permits(ctx: &Context, key: &LockKey, lock: &LockState, permits: &[Arc<Permit>]) {
+    let kind = key.kind.api_resource().kind;
+    let owned = |permit: &Permit| {
+        permit
+            .owner_references()
+            .iter()
+            .any(|o| o.kind == kind && o.name == key.name && o.uid == lock.uid)
+    };
+    let api: Api<Permit> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    for permit in permits.iter().filter(|p| !owned(p)) {
+        let mut owners: Vec<OwnerReference> = permit
+            .owner_references()
+            .iter()
+            .filter(|o| !(o.kind == kind && o.name == key.name))
+            .cloned()
+            .collect();
+        owners.push(OwnerReference {
+            api_version: "konductor.io/v1".into(),
+            kind: kind.clone(),
+            name: key.name.clone(),
+            uid: lock.uid.clone(),
+            ..OwnerReference::default()
+        });
+        let patch = json!({
+            "metadata": {
+                "ownerReferences": owners,
+                "resourceVersion": permit.resource_version(),
+            }
+        });
+        if let Err(error) = api
+            .patch(
+                &permit.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            tracing::debug!(%error, permit = %permit.name_any(), "adopting the permit");
+        }
+    }
 }
 
 /// Evaluates one lock and writes what changed; returns when to look again.
@@ -620,7 +826,7 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
         // An unusable spec grants nothing; it says why in its Ready condition.
         let ready = json!([ready_condition(&lock, Time(now))]);
         if stored_form(&ready) != lock.status["conditions"] {
-            patch_lock_status(ctx, key, json!({ "conditions": ready })).await?;
+            patch_lock_status(ctx, key, &lock, json!({ "conditions": ready })).await?;
         }
         return Ok(None);
     };
@@ -633,66 +839,66 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
         now,
     });
 
-    // The lock first: its token counter must be durable before a permit carries a token.
     let status = lock_status(key, &lock, &decision, &records, now);
-    if stored_form(&status) != lock.status {
-        patch_lock_status(ctx, key, status).await?;
-    }
-    let permit_api: Api<Permit> = Api::namespaced(ctx.client.clone(), &key.namespace);
-    for ((permit, _), decided) in permits.iter().zip(&decision.permits) {
-        // A permit that stays queued keeps the position it was queued at: rewriting
-        // every waiter's place on every handover would cost a write per waiter per
-        // handover (the lock's `status.waiting` carries the live order, in one write).
-        let still_queued = decided.phase == PermitPhase::Pending
-            && permit
-                .status
-                .as_ref()
-                .is_some_and(|s| s.phase == PermitPhase::Pending);
-        if still_queued {
-            continue;
-        }
-        let status = permit_status(permit, decided, now);
-        let stored = status_value(permit.status.as_ref());
-        if stored_form(&status) != stored {
-            match permit_api
-                .patch_status(
-                    &permit.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({ "status": status })),
-                )
-                .await
-            {
-                // Released meanwhile: its deletion queues the lock again.
-                Err(kube::Error::Api(refused)) if refused.code == 404 => {}
-                other => {
-                    other.map_err(Error::Kube)?;
+    let lock_write =
+        (stored_form(&status) != lock.status).then(|| patch_lock_status(ctx, key, &lock, status));
+    let permit_writes =
+        permits
+            .iter()
+            .zip(&decision.permits)
+            .filter_map(|((permit, _), decided)| {
+                // A permit that stays queued keeps the position it was queued at: rewriting
+                // every waiter's place on every handover would cost a write per waiter per
+                // handover (the lock's `status.waiting` carries the live order, in one write).
+                // Checked first, so a reconcile costs nothing per waiter that stays queued.
+                let still_queued = decided.phase == PermitPhase::Pending
+                    && permit
+                        .status
+                        .as_ref()
+                        .is_some_and(|s| s.phase == PermitPhase::Pending);
+                if still_queued {
+                    return None;
                 }
-            }
+                let status = permit_status(permit, decided, now);
+                let changed = stored_form(&status) != status_value(permit.status.as_ref());
+                changed.then(|| patch_permit_status(ctx, permit, status))
+            });
+    let permit_writes = futures::future::try_join_all(permit_writes);
+    if decision.last_token > lock.last_token {
+        // A new token: the lock's counter must be durable before a permit carries it.
+        if let Some(write) = lock_write {
+            write.await?;
         }
+        permit_writes.await?;
+    } else {
+        // No token handed out: the writes are independent and can share a commit.
+        let lock_write = async {
+            match lock_write {
+                Some(write) => write.await,
+                None => Ok(()),
+            }
+        };
+        futures::future::try_join(lock_write, permit_writes).await?;
     }
+    let listed: Vec<Arc<Permit>> = permits.iter().map(|(p, _)| p.clone()).collect();
+    adopt_permits(ctx, key, &lock, &listed).await;
+    // Events last, in the background: recording them is not part of the grant.
     let labels = LockLabels::of(key.kind);
     for transition in &decision.transitions {
-        match transition {
+        let (type_, reason, note) = match transition {
             Transition::Granted { holder, token } => {
                 ctx.metrics.lock_grants.get_or_create(&labels).inc();
                 tracing::info!(kind = key.kind.word(), namespace = %key.namespace, lock = %key.name, %holder, token, "granted");
-                publish(
-                    ctx,
-                    key,
-                    &lock,
+                (
                     EventType::Normal,
                     "Granted",
                     format!("granted to {holder} with fencing token {token}"),
                 )
-                .await;
             }
             Transition::Expired { holder } => {
                 ctx.metrics.lock_expiries.get_or_create(&labels).inc();
                 tracing::info!(kind = key.kind.word(), namespace = %key.namespace, lock = %key.name, %holder, "grant expired");
-                publish(
-                    ctx,
-                    key,
-                    &lock,
+                (
                     EventType::Warning,
                     "Expired",
                     format!(
@@ -700,9 +906,9 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
                         konductor_api::duration::format_duration(ttl)
                     ),
                 )
-                .await;
             }
-        }
+        };
+        publish_later(ctx, key, &lock, type_, reason, note);
     }
     Ok(decision
         .next_look
@@ -772,6 +978,7 @@ pub async fn run(
         recorder,
         locks: locks.clone(),
         permits: permits.clone(),
+        event_budget: std::sync::Mutex::default(),
     });
     let semaphores = watch_locks(
         &client,
@@ -792,18 +999,14 @@ pub async fn run(
                     if let (Some(holder), Some(lock)) =
                         (&change.released_by, ctx.locks.get(&change.lock))
                     {
-                        let (ctx, key, holder) = (ctx.clone(), change.lock.clone(), holder.clone());
-                        tokio::spawn(async move {
-                            publish(
-                                &ctx,
-                                &key,
-                                &lock,
-                                EventType::Normal,
-                                "Released",
-                                format!("{holder} released it"),
-                            )
-                            .await;
-                        });
+                        publish_later(
+                            &ctx,
+                            &change.lock,
+                            &lock,
+                            EventType::Normal,
+                            "Released",
+                            format!("{holder} released it"),
+                        );
                     }
                     queue.add(change.lock);
                 }
@@ -821,4 +1024,32 @@ pub async fn run(
     }
     queue.close();
     while workers.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> LockKey {
+        LockKey {
+            kind: LockKind::Mutex,
+            namespace: "default".into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn a_lock_spends_its_event_burst_then_waits_for_the_refill() {
+        let mut budget = EventBudget::default();
+        let burst = EVENT_BURST as usize;
+        assert!((0..burst).all(|_| budget.take(&key("busy"))));
+        assert!(!budget.take(&key("busy")), "the burst is spent");
+        assert!(budget.take(&key("quiet")), "each lock has its own budget");
+        // A second later (as far as the bucket knows) one more is allowed.
+        if let Some((_, at)) = budget.by_lock.get_mut(&key("busy")) {
+            *at -= Duration::from_secs_f64(1.0 / EVENTS_PER_SECOND);
+        }
+        assert!(budget.take(&key("busy")));
+        assert!(!budget.take(&key("busy")));
+    }
 }

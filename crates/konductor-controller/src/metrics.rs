@@ -100,6 +100,8 @@ pub struct Metrics {
     pub lock_grants: Family<LockLabels, Counter>,
     /// Grants that expired (not renewed within the ttl), by kind.
     pub lock_expiries: Family<LockLabels, Counter>,
+    /// Normal Events on locks not recorded because the lock's event budget was spent.
+    pub lock_events_dropped: Family<LockLabels, Counter>,
     /// Barriers by phase, from the controller's cache at scrape time.
     phases: Family<PhaseLabels, Gauge>,
     /// The controller's barrier cache, once running.
@@ -140,6 +142,12 @@ impl Default for Metrics {
         let lock_reconciles = Family::<LockLabels, Counter>::default();
         let lock_grants = Family::<LockLabels, Counter>::default();
         let lock_expiries = Family::<LockLabels, Counter>::default();
+        let lock_events_dropped = Family::<LockLabels, Counter>::default();
+        registry.register(
+            "lock_events_dropped",
+            "Normal lock Events not recorded (over the per-lock budget)",
+            lock_events_dropped.clone(),
+        );
         registry.register(
             "lock_reconciles",
             "Lock reconciles run",
@@ -168,6 +176,7 @@ impl Default for Metrics {
             lock_reconciles,
             lock_grants,
             lock_expiries,
+            lock_events_dropped,
             phases,
             barriers: Mutex::new(None),
         }

@@ -374,3 +374,50 @@ async fn arrivals_written_without_an_owner_are_adopted_and_labelled_by_their_bar
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_finished_barrier_is_deleted_with_its_arrivals_once_its_ttl_runs_out() {
+    let h = Harness::start().await;
+    let b = h
+        .create(
+            "short-lived",
+            BarrierSpec::new(1).with_ttl_after_finished("1s"),
+        )
+        .await;
+    let keep = h.create("kept", BarrierSpec::new(1)).await;
+    h.succeed(&b, "a").await;
+    h.succeed(&keep, "a").await;
+    let open = h.until_phase("short-lived", BarrierPhase::Open).await;
+    let finished = open.status.unwrap().finished_at.expect("finishedAt set").0;
+
+    let gone = await_condition(h.barriers(), "short-lived", |b: Option<&Barrier>| {
+        b.is_none()
+    });
+    tokio::time::timeout(Duration::from_secs(30), gone)
+        .await
+        .expect("the barrier was never deleted")
+        .unwrap();
+    let deleted_seen = k8s_openapi::jiff::Timestamp::now();
+    assert!(
+        deleted_seen >= finished + k8s_openapi::jiff::SignedDuration::from_secs(1),
+        "deleted before its ttl ran out (finished {finished}, gone by {deleted_seen})"
+    );
+    let arrivals = h
+        .arrivals()
+        .list(&kube::api::ListParams::default().labels(&format!("{BARRIER_LABEL}=short-lived")))
+        .await
+        .unwrap();
+    assert!(arrivals.items.is_empty(), "its arrivals went with it");
+    assert!(
+        h.events_with("short-lived", &["Expired"])
+            .await
+            .contains(&"Expired".to_owned()),
+        "an Event says why it went"
+    );
+    // A barrier without the ttl stays.
+    assert_eq!(
+        h.barriers().get("kept").await.unwrap().phase(),
+        BarrierPhase::Open
+    );
+    h.stop().await;
+}

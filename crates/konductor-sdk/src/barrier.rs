@@ -210,6 +210,58 @@ impl Barriers {
         Ok(items)
     }
 
+    /// Deletes the barriers (here, or with `all_namespaces` everywhere) that finished —
+    /// became Open, Timeout or Failed — at least `age` ago, and returns them; with
+    /// `dry_run`, only returns them. Each is deleted only as it was listed (its uid), so
+    /// a barrier created again under the same name meanwhile stays.
+    pub async fn prune(
+        &self,
+        age: Duration,
+        all_namespaces: bool,
+        dry_run: bool,
+    ) -> Result<Vec<Barrier>> {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let cutoff = k8s_openapi::jiff::SignedDuration::try_from(age)
+            .ok()
+            .and_then(|age| now.checked_sub(age).ok())
+            .unwrap_or(k8s_openapi::jiff::Timestamp::MIN);
+        let listed = if all_namespaces {
+            self.list_all_namespaces().await?
+        } else {
+            self.list().await?
+        };
+        let finished: Vec<Barrier> = listed
+            .into_iter()
+            .filter(|b| finished_at(b).is_some_and(|at| at <= cutoff))
+            .collect();
+        if dry_run {
+            return Ok(finished);
+        }
+        let mut pruned = Vec::with_capacity(finished.len());
+        for barrier in finished {
+            let namespace = barrier.namespace().unwrap_or_default();
+            let api: Api<Barrier> = Api::namespaced(self.client.clone(), &namespace);
+            let params = DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    uid: barrier.uid(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::background()
+            };
+            match api.delete(&barrier.name_any(), &params).await {
+                Ok(_) => pruned.push(barrier),
+                // Gone or replaced meanwhile: not ours to delete.
+                Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+                Err(e) => {
+                    return Err(self
+                        .request(&barrier.name_any(), "delete", "barriers")
+                        .error(e));
+                }
+            }
+        }
+        Ok(pruned)
+    }
+
     /// Deletes the barrier; the API server's garbage collector deletes its arrivals.
     /// [`Error::NotFound`] if absent.
     pub async fn delete(&self, name: &str) -> Result<()> {
@@ -598,4 +650,25 @@ impl Barriers {
             },
         }
     }
+}
+
+/// When a barrier finished (became Open, Timeout or Failed): its `status.finishedAt`,
+/// else (a status written before that field existed) its `openedAt` or deadline, else
+/// its creation; `None` while it waits.
+pub fn finished_at(barrier: &Barrier) -> Option<k8s_openapi::jiff::Timestamp> {
+    let status = barrier.status.as_ref()?;
+    if status.phase == konductor_api::BarrierPhase::Waiting {
+        return None;
+    }
+    status
+        .finished_at
+        .as_ref()
+        .or(status.opened_at.as_ref())
+        .map(|t| t.0)
+        .or_else(|| {
+            (status.phase == konductor_api::BarrierPhase::Timeout)
+                .then(|| status.deadline.as_ref().map(|t| t.0))
+                .flatten()
+        })
+        .or_else(|| barrier.creation_timestamp().map(|t| t.0))
 }

@@ -21,6 +21,7 @@
 //! # }
 //! ```
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -116,6 +117,26 @@ pub struct Locks {
     client: Client,
     namespace: String,
     permits: Api<Permit>,
+    /// What acquiring needs of each lock asked for before (its uid, for the Permit's
+    /// owner reference, and its ttl), so asking again costs no read. Should a lock be
+    /// deleted and created again meanwhile, the controller corrects the owner.
+    known: Arc<std::sync::Mutex<HashMap<LockId, KnownLock>>>,
+    /// The shared watch of each lock followed in this process lately.
+    watches: Arc<std::sync::Mutex<HashMap<LockId, Arc<LockWatch>>>>,
+}
+
+/// How long a lock's shared watch stays open after its last follower goes, so that a
+/// process taking the same lock again and again does not set up a watch every time.
+const WATCH_LINGER: Duration = Duration::from_secs(30);
+
+/// A lock of this namespace: its kind and name.
+type LockId = (LockKind, String);
+
+/// What acquiring needs of a lock.
+#[derive(Clone)]
+struct KnownLock {
+    uid: String,
+    ttl: Duration,
 }
 
 impl Locks {
@@ -125,7 +146,83 @@ impl Locks {
             client: connection.client.clone(),
             namespace: connection.namespace.clone(),
             permits: Api::namespaced(connection.client.clone(), &connection.namespace),
+            known: Arc::default(),
+            watches: Arc::default(),
         }
+    }
+
+    /// The shared watch of the claim's lock, started if nobody here follows it yet.
+    fn watch_of(&self, claim: &Claim) -> Arc<LockWatch> {
+        let mut watches = self
+            .watches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (claim.kind, claim.lock.clone());
+        if let Some(watch) = watches.get(&key) {
+            return watch.clone();
+        }
+        let selector = format!("{}={}", lock_label(claim.kind), claim.lock);
+        let watch = Arc::new(LockWatch::start(self.permits.clone(), selector));
+        watches.insert(key.clone(), watch.clone());
+        // Closed once nobody has followed it for WATCH_LINGER (when only this map holds it).
+        let (watches, idle) = (Arc::downgrade(&self.watches), Arc::downgrade(&watch));
+        tokio::spawn(async move {
+            let mut unused_since: Option<tokio::time::Instant> = None;
+            loop {
+                tokio::time::sleep(WATCH_LINGER / 4).await;
+                let (Some(watches), Some(watch)) = (watches.upgrade(), idle.upgrade()) else {
+                    return;
+                };
+                let mut watches = watches
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                // This map's and this task's references are the only ones: unused.
+                if Arc::strong_count(&watch) > 2 {
+                    unused_since = None;
+                    continue;
+                }
+                let since = *unused_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= WATCH_LINGER {
+                    watches.remove(&key);
+                    return;
+                }
+            }
+        });
+        watch
+    }
+
+    /// What is remembered of the claim's lock from an earlier acquire.
+    fn remembered(&self, claim: &Claim) -> Option<KnownLock> {
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(claim.kind, claim.lock.clone()))
+            .cloned()
+    }
+
+    /// Reads the claim's lock (failing if there is none) and remembers it.
+    async fn read_lock(&self, claim: &Claim) -> Result<KnownLock> {
+        let locks: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &self.namespace,
+            &claim.kind.api_resource(),
+        );
+        let lock = locks
+            .get(&claim.lock)
+            .await
+            .map_err(|e| self.error(claim, e))?;
+        let known = KnownLock {
+            uid: lock.uid().unwrap_or_default(),
+            ttl: lock.data["spec"]["ttl"]
+                .as_str()
+                .and_then(|t| parse_duration(t).ok())
+                .unwrap_or(Duration::from_secs(300)),
+        };
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert((claim.kind, claim.lock.clone()), known.clone());
+        Ok(known)
     }
 
     fn error(&self, claim: &Claim, error: kube::Error) -> Error {
@@ -145,19 +242,12 @@ impl Locks {
     /// Asks for the lock and waits (as `wait` says) until it is granted. Asking again
     /// for a claim already granted returns a guard on the same grant.
     pub async fn acquire(&self, claim: &Claim, wait: Wait) -> Result<Guard> {
-        let locks: Api<DynamicObject> = Api::namespaced_with(
-            self.client.clone(),
-            &self.namespace,
-            &claim.kind.api_resource(),
-        );
-        let lock = locks
-            .get(&claim.lock)
-            .await
-            .map_err(|e| self.error(claim, e))?;
-        let ttl = lock.data["spec"]["ttl"]
-            .as_str()
-            .and_then(|t| parse_duration(t).ok())
-            .unwrap_or(Duration::from_secs(300));
+        // A lock asked for before is read beside the create, not before it.
+        let remembered = self.remembered(claim);
+        let KnownLock { uid, ttl } = match &remembered {
+            Some(known) => known.clone(),
+            None => self.read_lock(claim).await?,
+        };
         let name = claim.permit_name();
         let mut permit = Permit::new(
             &name,
@@ -175,11 +265,25 @@ impl Locks {
             api_version: "konductor.io/v1".to_owned(),
             kind: claim.kind.api_resource().kind,
             name: claim.lock.clone(),
-            uid: lock.uid().unwrap_or_default(),
+            uid,
             ..OwnerReference::default()
         }]);
-        match self.permits.create(&PostParams::default(), &permit).await {
-            Ok(_) => {}
+        let params = PostParams::default();
+        let create = self.permits.create(&params, &permit);
+        let created = if remembered.is_some() {
+            let (created, lock) = tokio::join!(create, self.read_lock(claim));
+            if let Err(gone) = lock {
+                if created.is_ok() {
+                    self.withdraw(&name).await;
+                }
+                return Err(gone);
+            }
+            created
+        } else {
+            create.await
+        };
+        let current = match created {
+            Ok(created) => created,
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 // Asked before: an expired claim is withdrawn and asked anew.
                 let existing = self
@@ -195,22 +299,29 @@ impl Locks {
                     self.withdraw(&name).await;
                     return Box::pin(self.acquire(claim, wait)).await;
                 }
+                existing
             }
             Err(error) => return Err(self.error(claim, error)),
-        }
-        let decided = |p: Option<&Permit>| {
-            p.and_then(|p| p.status.as_ref())
+        };
+        let mut feed = PermitFeed::follow(self.watch_of(claim), &self.permits, &current);
+        let decided = |p: &Permit| {
+            p.status
+                .as_ref()
                 .is_some_and(|s| s.phase != PermitPhase::Pending || s.position.is_some())
         };
-        let granted = |p: Option<&Permit>| {
-            p.and_then(|p| p.status.as_ref())
+        let granted = |p: &Permit| {
+            p.status
+                .as_ref()
                 .is_some_and(|s| s.phase != PermitPhase::Pending)
         };
         let outcome = match wait {
-            Wait::Forever => Some(until(&self.permits, &name, granted).await),
+            Wait::Forever => Some(feed.until(Some(current), granted).await),
             Wait::No => {
-                let first = until(&self.permits, &name, decided).await;
-                if first.as_ref().is_ok_and(|p| !granted(p.as_ref())) {
+                let first = feed.until(Some(current), decided).await;
+                if first
+                    .as_ref()
+                    .is_ok_and(|p| !p.as_ref().is_some_and(granted))
+                {
                     self.withdraw(&name).await;
                     return Err(Error::LockBusy {
                         kind: claim.kind.word(),
@@ -220,11 +331,9 @@ impl Locks {
                 }
                 Some(first)
             }
-            Wait::AtMost(limit) => {
-                tokio::time::timeout(limit, until(&self.permits, &name, granted))
-                    .await
-                    .ok()
-            }
+            Wait::AtMost(limit) => tokio::time::timeout(limit, feed.until(Some(current), granted))
+                .await
+                .ok(),
         };
         let Some(outcome) = outcome else {
             self.withdraw(&name).await;
@@ -257,9 +366,8 @@ impl Locks {
             });
         }
         Ok(Guard::start(
-            self.permits.clone(),
+            feed,
             self.namespace.clone(),
-            name,
             permit.uid().unwrap_or_default(),
             status.fencing_token.unwrap_or(0),
             ttl,
@@ -288,49 +396,243 @@ impl Locks {
     }
 }
 
-/// Watches permit `name` until `condition` holds (the permit as it then is) or it is
-/// deleted (`None`). Rides out a server restart or a lost connection: the watch
-/// reconnects with backoff, as a holder waiting for a lock should.
-async fn until(
-    permits: &Api<Permit>,
-    name: &str,
-    condition: impl Fn(Option<&Permit>) -> bool,
-) -> std::result::Result<Option<Permit>, kube::Error> {
-    let mut changes = watcher(
-        permits.clone(),
-        watcher::Config::default().fields(&format!("metadata.name={name}")),
-    )
-    .default_backoff()
-    .boxed();
-    let mut listed: Option<Permit> = None;
-    while let Some(change) = changes.next().await {
-        match change {
-            Ok(watcher::Event::Apply(permit)) => {
-                if condition(Some(&permit)) {
-                    return Ok(Some(permit));
-                }
+/// What a [`PermitFeed`] saw of its permit.
+#[derive(Clone, Debug)]
+enum Seen {
+    /// The permit as it now is.
+    Now(Permit),
+    /// The permit (as it last was) was deleted.
+    Deleted(Permit),
+    /// A re-list found no such permit: it went while the watch was down.
+    Missing,
+    /// The server refuses to show it (credentials, permission): waiting cannot help.
+    Refused(String),
+}
+
+/// The permits of one lock as this process sees them: one list+watch per lock (by its
+/// label), shared by every acquire and guard on it — a process with many claims on a
+/// lock keeps one connection, not one per claim — and stopped when the last of them
+/// goes. It rides out a lost connection or a server restart (the watcher re-lists with
+/// backoff), as a holder waiting for a lock should.
+struct LockWatch {
+    state: Arc<std::sync::Mutex<WatchState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// One follower of a permit: its id and where to tell it what was seen.
+type Follower = (u64, watch::Sender<Option<Seen>>);
+
+#[derive(Default)]
+struct WatchState {
+    /// The latest state of each permit of the lock, by name.
+    latest: HashMap<String, Permit>,
+    /// Who follows which permit, by permit name.
+    followers: HashMap<String, Vec<Follower>>,
+    next_follower: u64,
+}
+
+impl WatchState {
+    fn tell(&self, name: &str, seen: &Seen) {
+        for (_, follower) in self.followers.get(name).into_iter().flatten() {
+            follower.send_replace(Some(seen.clone()));
+        }
+    }
+
+    fn tell_everyone(&self, seen: &Seen) {
+        for (_, follower) in self.followers.values().flatten() {
+            follower.send_replace(Some(seen.clone()));
+        }
+    }
+}
+
+impl LockWatch {
+    /// Starts watching the permits labelled with `selector`.
+    fn start(permits: Api<Permit>, selector: String) -> Self {
+        let state = Arc::new(std::sync::Mutex::new(WatchState::default()));
+        let task = tokio::spawn(follow_lock(permits, selector, Arc::downgrade(&state)));
+        Self { state, task }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, WatchState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for LockWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Feeds one lock's permit events to the followers in `state` while it lives.
+async fn follow_lock(
+    permits: Api<Permit>,
+    selector: String,
+    state: std::sync::Weak<std::sync::Mutex<WatchState>>,
+) {
+    let mut events = watcher(permits, watcher::Config::default().labels(&selector))
+        .default_backoff()
+        .boxed();
+    let mut listing: Option<HashMap<String, Permit>> = None;
+    while let Some(event) = events.next().await {
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        let mut state = state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match event {
+            Ok(watcher::Event::Init) => listing = Some(HashMap::new()),
+            Ok(watcher::Event::InitApply(permit)) => {
+                state.tell(&permit.name_any(), &Seen::Now(permit.clone()));
+                listing
+                    .get_or_insert_with(HashMap::new)
+                    .insert(permit.name_any(), permit);
             }
-            Ok(watcher::Event::Delete(_)) => return Ok(None),
-            Ok(watcher::Event::Init) => listed = None,
-            Ok(watcher::Event::InitApply(permit)) => listed = Some(permit),
-            Ok(watcher::Event::InitDone) => match listed.take() {
-                Some(permit) if condition(Some(&permit)) => return Ok(Some(permit)),
-                Some(_) => {}
-                None => return Ok(None),
-            },
-            // Refused outright (credentials, permission): waiting cannot help.
+            Ok(watcher::Event::InitDone) => {
+                let listed = listing.take().unwrap_or_default();
+                for (name, followers) in &state.followers {
+                    if !listed.contains_key(name) {
+                        for (_, follower) in followers {
+                            follower.send_replace(Some(Seen::Missing));
+                        }
+                    }
+                }
+                state.latest = listed;
+            }
+            Ok(watcher::Event::Apply(permit)) => {
+                state.tell(&permit.name_any(), &Seen::Now(permit.clone()));
+                state.latest.insert(permit.name_any(), permit);
+            }
+            Ok(watcher::Event::Delete(permit)) => {
+                state.latest.remove(&permit.name_any());
+                state.tell(&permit.name_any(), &Seen::Deleted(permit));
+            }
             Err(
                 watcher::Error::InitialListFailed(kube::Error::Api(status))
                 | watcher::Error::WatchStartFailed(kube::Error::Api(status)),
             ) if matches!(status.code, 401 | 403) => {
-                return Err(kube::Error::Api(status));
+                state.tell_everyone(&Seen::Refused(status.message.clone()));
             }
             Err(error) => {
-                tracing::debug!(%error, permit = name, "watching the permit; reconnecting")
+                tracing::debug!(%error, selector = %selector, "watching the lock's permits; reconnecting")
             }
         }
     }
-    Ok(None)
+}
+
+/// One permit's changes, from its lock's shared [`LockWatch`]: only this permit (by
+/// uid — a permit of the same name from before is not it), as it changes after the
+/// version the follower already has. The acquire waits on it and the guard keeps it.
+struct PermitFeed {
+    watch: Arc<LockWatch>,
+    permits: Api<Permit>,
+    name: String,
+    uid: String,
+    follower: u64,
+    changes: watch::Receiver<Option<Seen>>,
+    /// Whether the watch has shown this permit yet: until it has, another permit of the
+    /// same name is an older one the watch has not seen deleted.
+    shown: bool,
+}
+
+impl PermitFeed {
+    /// Follows `permit` (as created or read) on `watch`.
+    fn follow(watch: Arc<LockWatch>, permits: &Api<Permit>, permit: &Permit) -> Self {
+        let name = permit.name_any();
+        let (sender, changes) = watch::channel(None);
+        let follower = {
+            let mut state = watch.state();
+            if let Some(latest) = state.latest.get(&name) {
+                sender.send_replace(Some(Seen::Now(latest.clone())));
+            }
+            state.next_follower += 1;
+            let id = state.next_follower;
+            state
+                .followers
+                .entry(name.clone())
+                .or_default()
+                .push((id, sender));
+            id
+        };
+        Self {
+            watch,
+            permits: permits.clone(),
+            name,
+            uid: permit.uid().unwrap_or_default(),
+            follower,
+            changes,
+            shown: false,
+        }
+    }
+
+    /// The next thing seen of this permit (`None` only if the watch ends for good).
+    async fn next(&mut self) -> Option<Seen> {
+        loop {
+            self.changes.changed().await.ok()?;
+            let seen = self.changes.borrow_and_update().clone();
+            match seen? {
+                Seen::Now(permit) if permit.uid().as_deref() == Some(self.uid.as_str()) => {
+                    self.shown = true;
+                    return Some(Seen::Now(permit));
+                }
+                // Ours went and another took its name: the caller sees the new one.
+                Seen::Now(permit) if self.shown => return Some(Seen::Now(permit)),
+                Seen::Now(_) => {}
+                Seen::Deleted(permit) if permit.uid().as_deref() == Some(self.uid.as_str()) => {
+                    return Some(Seen::Deleted(permit));
+                }
+                Seen::Deleted(_) => {}
+                // A re-list without it may predate its creation: ask the server.
+                Seen::Missing => match self.permits.get_opt(&self.name).await {
+                    Ok(Some(permit)) => return Some(Seen::Now(permit)),
+                    Ok(None) => return Some(Seen::Missing),
+                    Err(error) => {
+                        tracing::debug!(%error, permit = %self.name, "reading the permit after a re-list");
+                    }
+                },
+                Seen::Refused(why) => return Some(Seen::Refused(why)),
+            }
+        }
+    }
+
+    /// Waits until `condition` holds for the permit (the permit as it then is), starting
+    /// with `current`, or until it is gone (`None`).
+    async fn until(
+        &mut self,
+        current: Option<Permit>,
+        condition: impl Fn(&Permit) -> bool,
+    ) -> std::result::Result<Option<Permit>, String> {
+        if let Some(permit) = current.filter(|p| condition(p)) {
+            return Ok(Some(permit));
+        }
+        while let Some(seen) = self.next().await {
+            match seen {
+                Seen::Now(permit) if permit.uid().as_deref() != Some(self.uid.as_str()) => {
+                    return Ok(None);
+                }
+                Seen::Now(permit) if condition(&permit) => return Ok(Some(permit)),
+                Seen::Now(_) => {}
+                Seen::Deleted(_) | Seen::Missing => return Ok(None),
+                Seen::Refused(why) => return Err(why),
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Drop for PermitFeed {
+    fn drop(&mut self) {
+        let mut state = self.watch.state();
+        if let Some(followers) = state.followers.get_mut(&self.name) {
+            followers.retain(|(id, _)| *id != self.follower);
+            if followers.is_empty() {
+                state.followers.remove(&self.name);
+            }
+        }
+    }
 }
 
 /// A granted lock: renewed in the background while it lives, released when dropped.
@@ -345,22 +647,10 @@ pub struct Guard {
 }
 
 impl Guard {
-    fn start(
-        permits: Api<Permit>,
-        namespace: String,
-        name: String,
-        uid: String,
-        token: i64,
-        ttl: Duration,
-    ) -> Self {
+    fn start(feed: PermitFeed, namespace: String, uid: String, token: i64, ttl: Duration) -> Self {
         let (lost_sender, lost) = watch::channel(false);
-        let keeper = tokio::spawn(keep(
-            permits.clone(),
-            name.clone(),
-            uid.clone(),
-            ttl,
-            Arc::new(lost_sender),
-        ));
+        let (permits, name) = (feed.permits.clone(), feed.name.clone());
+        let keeper = tokio::spawn(keep(feed, uid.clone(), ttl, Arc::new(lost_sender)));
         Self {
             permits,
             namespace,
@@ -454,48 +744,29 @@ async fn delete_permit(
     }
 }
 
-/// Renews the grant every third of the ttl and watches for its loss.
-async fn keep(
-    permits: Api<Permit>,
-    name: String,
-    uid: String,
-    ttl: Duration,
-    lost: Arc<watch::Sender<bool>>,
-) {
+/// Renews the grant every third of the ttl and watches (on the acquire's feed) for its
+/// loss.
+async fn keep(mut feed: PermitFeed, uid: String, ttl: Duration, lost: Arc<watch::Sender<bool>>) {
     let period = (ttl / 3).max(Duration::from_millis(100));
     let mut renewals = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    let mut changes = watcher(
-        permits.clone(),
-        watcher::Config::default().fields(&format!("metadata.name={name}")),
-    )
-    .default_backoff()
-    .boxed();
-    // Whether the permit was in the listing a (re)connect is going through: one that
-    // vanished while the watch was down gets no Delete event, only a missing listing.
-    let mut listed = true;
     loop {
         tokio::select! {
             _ = renewals.tick() => {
                 let patch = json!({ "spec": { "renewTime": MicroTime(Timestamp::now()) } });
-                if let Err(error) = permits.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-                    tracing::warn!(%error, permit = %name, "renewing the permit");
+                if let Err(error) = feed.permits.patch(&feed.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    tracing::warn!(%error, permit = %feed.name, "renewing the permit");
                 }
             }
-            change = changes.next() => {
-                let gone = match change {
+            seen = feed.next() => {
+                let gone = match seen {
                     None => return,
-                    Some(Ok(watcher::Event::Init)) => {
-                        listed = false;
-                        false
-                    }
-                    Some(Ok(watcher::Event::InitDone)) => !listed,
-                    Some(Ok(watcher::Event::Delete(permit))) => permit.uid().as_deref() == Some(uid.as_str()),
-                    Some(Ok(watcher::Event::Apply(permit) | watcher::Event::InitApply(permit))) => {
-                        listed = true;
+                    Some(Seen::Missing) => true,
+                    Some(Seen::Deleted(permit)) => permit.uid().as_deref() == Some(uid.as_str()),
+                    Some(Seen::Now(permit)) => {
                         permit.uid().as_deref() != Some(uid.as_str())
                             || permit.status.as_ref().is_some_and(|s| s.phase == PermitPhase::Expired)
                     }
-                    Some(Err(_)) => false,
+                    Some(Seen::Refused(_)) => false,
                 };
                 if gone {
                     let _ = lost.send(true);

@@ -159,3 +159,74 @@ async fn a_renewing_guard_outlives_its_ttl_and_a_missing_lock_is_named() {
     let message = missing.err().unwrap().to_string();
     assert_eq!(message, "mutex default/nowhere: not found");
 }
+
+#[tokio::test]
+async fn a_lock_created_again_under_the_same_name_owns_the_next_claim() {
+    let (_running, locks, client) = start().await;
+    let mutexes: Api<Mutex> = Api::namespaced(client.clone(), "default");
+    let permits: Api<Permit> = Api::namespaced(client.clone(), "default");
+    create_mutex(&client, "again", "5m").await;
+    let first = locks
+        .acquire(&Claim::mutex("again", "a"), Wait::Forever)
+        .await
+        .unwrap();
+    first.release().await.unwrap();
+
+    // Deleted: the remembered lock is checked beside the create, and named.
+    mutexes
+        .delete("again", &DeleteParams::default())
+        .await
+        .unwrap();
+    let gone = locks
+        .acquire(&Claim::mutex("again", "a"), Wait::No)
+        .await
+        .err()
+        .unwrap();
+    assert!(gone.to_string().contains("not found"), "{gone}");
+    assert!(
+        permits
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "the claim on a missing lock was withdrawn"
+    );
+
+    // Created again: the claim (made with the remembered, older uid) ends up owned by
+    // the new lock, so deleting that lock deletes it.
+    create_mutex(&client, "again", "5m").await;
+    let uid = mutexes.get("again").await.unwrap().metadata.uid.unwrap();
+    let second = tokio::time::timeout(
+        LIMIT,
+        locks.acquire(&Claim::mutex("again", "b"), Wait::Forever),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let name = second.permit().to_owned();
+    let owned =
+        kube::runtime::wait::await_condition(permits.clone(), &name, |p: Option<&Permit>| {
+            p.is_some_and(|p| {
+                p.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.uid == uid)
+            })
+        });
+    tokio::time::timeout(LIMIT, owned).await.unwrap().unwrap();
+    second.detach();
+    mutexes
+        .delete("again", &DeleteParams::default())
+        .await
+        .unwrap();
+    let collected =
+        kube::runtime::wait::await_condition(permits.clone(), &name, |p: Option<&Permit>| {
+            p.is_none()
+        });
+    tokio::time::timeout(LIMIT, collected)
+        .await
+        .unwrap()
+        .unwrap();
+}

@@ -473,6 +473,75 @@ fn observed_generation_follows_the_spec() {
 }
 
 #[test]
+fn a_finished_barrier_is_deleted_exactly_its_ttl_after_it_finished() {
+    let spec = BarrierSpec::new(1).with_ttl_after_finished("10s");
+    let mut b = Scenario::new(spec);
+    let waiting = b.reconcile(at(1));
+    assert_eq!(waiting.status.finished_at, None);
+    assert_eq!(
+        waiting.delete_after, None,
+        "a waiting barrier never expires"
+    );
+    b.arrive("a", at(2));
+    let opened = b.reconcile(at(3));
+    assert_eq!(opened.status.finished_at, opened.status.opened_at);
+    assert_eq!(opened.delete_after, Some(Duration::from_secs(10)));
+    // The finish time stays; the deletion comes closer, and is due exactly at it.
+    assert_eq!(
+        b.reconcile(at(12)).delete_after,
+        Some(Duration::from_millis(1000))
+    );
+    assert_eq!(b.reconcile(at(13)).delete_after, Some(Duration::ZERO));
+    assert_eq!(b.peek(at(13)).status.finished_at.map(|t| t.0), Some(at(3)));
+}
+
+#[test]
+fn a_timeout_finishes_at_the_deadline_and_a_failure_when_it_is_seen() {
+    let mut timed_out = Scenario::new(
+        BarrierSpec::new(2)
+            .with_timeout("5s")
+            .with_ttl_after_finished("1m"),
+    );
+    let late_look = timed_out.reconcile(at(7));
+    assert_eq!(late_look.status.phase, BarrierPhase::Timeout);
+    assert_eq!(late_look.status.finished_at.map(|t| t.0), Some(at(5)));
+    assert_eq!(late_look.delete_after, Some(Duration::from_secs(58)));
+
+    let mut failed = Scenario::new(BarrierSpec::new(1).with_ttl_after_finished("1m"));
+    failed.fail("a", at(1));
+    let seen = failed.reconcile(at(2));
+    assert_eq!(seen.status.phase, BarrierPhase::Failed);
+    assert_eq!(seen.status.finished_at.map(|t| t.0), Some(at(2)));
+    assert_eq!(
+        failed.reconcile(at(30)).status.finished_at.map(|t| t.0),
+        Some(at(2))
+    );
+}
+
+#[test]
+fn a_revived_barrier_is_unfinished_again() {
+    let mut b = Scenario::new(BarrierSpec::new(1).with_timeout("5s"));
+    assert!(b.reconcile(at(6)).status.finished_at.is_some());
+    b.edit(|spec| spec.timeout = Some("1h".into()));
+    let revived = b.reconcile(at(7));
+    assert_eq!(revived.status.phase, BarrierPhase::Waiting);
+    assert_eq!(revived.status.finished_at, None);
+}
+
+#[test]
+fn an_unreadable_ttl_after_finished_is_an_invalid_spec() {
+    let mut b = Scenario::new(BarrierSpec::new(1).with_ttl_after_finished("soon"));
+    let e = b.reconcile(at(1));
+    assert_eq!(e.status.phase, BarrierPhase::Failed);
+    assert!(
+        cond(&e.status, CONDITION_READY)
+            .message
+            .contains("spec.ttlAfterFinished")
+    );
+    assert_eq!(e.delete_after, None, "an invalid spec deletes nothing");
+}
+
+#[test]
 fn arrival_order_is_by_time_then_holder() {
     let mut b = Scenario::new(BarrierSpec::new(9));
     b.arrive("z", at(1))
@@ -531,6 +600,7 @@ fn spec() -> impl Strategy<Value = BarrierSpec> {
             expected,
             quorum: quorum.map(|q| q.min(expected)),
             timeout: timeout_ms.map(|ms| format!("{ms}ms")),
+            ttl_after_finished: None,
         })
 }
 
@@ -659,7 +729,7 @@ proptest! {
 
     #[test]
     fn invalid_specs_fail_with_ready_false(expected in -3i32..6, quorum in proptest::option::of(-3i32..9)) {
-        let spec = BarrierSpec { expected, quorum, timeout: None };
+        let spec = BarrierSpec { quorum, ..BarrierSpec::new(expected) };
         let invalid = expected < 1 || quorum.is_some_and(|q| q < 1 || q > expected);
         let e = evaluate(&BarrierInput { spec: &spec, generation: Some(1), created_at: t0(), arrivals: &[], previous: None, now: t0() });
         let ready = e.status.condition(CONDITION_READY).unwrap();
