@@ -182,18 +182,14 @@ fn check_spec(spec: &BarrierSpec) -> Result<ValidSpec, String> {
             ));
         }
     }
-    let timeout = spec
-        .timeout
-        .as_deref()
-        .map(parse_duration)
-        .transpose()
-        .map_err(|e| format!("spec.timeout: {e}"))?;
-    let ttl_after_finished = spec
-        .ttl_after_finished
-        .as_deref()
-        .map(parse_duration)
-        .transpose()
-        .map_err(|e| format!("spec.ttlAfterFinished: {e}"))?;
+    let duration = |value: Option<&str>, field: &str| {
+        value
+            .map(parse_duration)
+            .transpose()
+            .map_err(|e| format!("spec.{field}: {e}"))
+    };
+    let timeout = duration(spec.timeout.as_deref(), "timeout")?;
+    let ttl_after_finished = duration(spec.ttl_after_finished.as_deref(), "ttlAfterFinished")?;
     Ok(ValidSpec {
         expected: spec.expected,
         required: spec.required(),
