@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Four migration Jobs, one Mutex: `koncli mutex run` lets them in one at a time, each
 # with a fencing token that only rises (a migration tool can refuse an older token).
-# Needs koncli and kubectl on PATH and KUBECONFIG pointing at `konductor server` (or a
-# cluster with the CRDs and the operator). Exits non-zero if two migrations overlapped.
+# Plays against $KUBECONFIG, else a fresh `konductor server` (lib.sh). Exits non-zero if two migrations overlapped.
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./locks-lib.sh

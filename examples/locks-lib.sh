@@ -1,9 +1,12 @@
 # Shared by the lock examples (sourced): a namespace of their own, and a check of the
 # log their jobs write ("start TOKEN" / "end TOKEN" lines).
 
-# Creates (or reuses) namespace $1 and applies the lock manifests in it.
+. ./lib.sh
+
+# A Konductor to play against (lib.sh: $KUBECONFIG, else a fresh server), namespace $1
+# in it, and the lock manifests applied there.
 setup_namespace() {
-  kubectl create namespace "$1" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  start_example "$1"
   kubectl apply -n "$1" -f locks.yaml >/dev/null
 }
 

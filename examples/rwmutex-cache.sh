@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Readers and a writer of a cache, one RWMutex: readers share it, the writer holds it
-# alone, and a writer that queues stops later readers from overtaking it. Needs koncli
-# and kubectl on PATH and KUBECONFIG pointing at `konductor server`. Exits non-zero if
+# alone, and a writer that queues stops later readers from overtaking it. Plays against
+# $KUBECONFIG, else a fresh `konductor server` (lib.sh). Exits non-zero if
 # the writer ever shared the cache.
 set -euo pipefail
 cd "$(dirname "$0")"

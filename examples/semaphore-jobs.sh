@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Ten Jobs, a Semaphore of 3: `koncli semaphore run` keeps at most 3 of them on the
-# database at once; the rest queue in order. Needs koncli and kubectl on PATH and
-# KUBECONFIG pointing at `konductor server`. Exits non-zero if more than 3 ran at once.
+# database at once; the rest queue in order. Plays against $KUBECONFIG, else
+# a fresh `konductor server` (lib.sh). Exits non-zero if more than 3 ran at once.
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./locks-lib.sh

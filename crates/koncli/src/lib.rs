@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod locks;
 pub mod output;
+pub mod reference;
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};

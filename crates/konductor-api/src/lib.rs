@@ -17,6 +17,7 @@ pub mod crd;
 pub mod duration;
 pub mod locks;
 pub mod names;
+pub mod reference;
 pub mod rules;
 
 pub use arrival::{Arrival, ArrivalSpec, ArrivalStatus, Outcome, arrival_name};

@@ -2,6 +2,8 @@
 //! inside it, talking to the server through a kube client like any other client.
 
 use std::future::Future;
+use std::io::IsTerminal;
+use std::path::Path;
 
 use anyhow::Context as _;
 use konductor_controller::controller::Background;
@@ -17,6 +19,9 @@ pub async fn run(
     let server = konductor_server::Server::start(config).await?;
     println!("konductor server listening on {}", server.url);
     println!("export KUBECONFIG={}", server.kubeconfig.display());
+    if std::io::stdout().is_terminal() {
+        print!("{}", next_steps(&server.kubeconfig));
+    }
     tracing::info!(
         url = %server.url,
         data_dir = %data_dir.display(),
@@ -45,4 +50,31 @@ pub async fn run(
     server.shutdown().await;
     tracing::info!("konductor server stopped");
     Ok(())
+}
+
+/// What to do next, for a person who just started the server in a terminal (scripts
+/// read only the two lines above it).
+fn next_steps(kubeconfig: &Path) -> String {
+    format!(
+        "
+Next, in another terminal:
+  export KUBECONFIG={}
+  koncli barrier create demo --expected 2
+  koncli barrier wait demo &              # waits for two arrivals
+  koncli barrier arrive demo job-1; koncli barrier arrive demo job-2
+  kubectl get barriers                    # kubectl works too
+Examples: examples/*.sh. Ctrl-C stops the server (its data stays in the data dir).
+",
+        kubeconfig.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn next_steps_name_the_kubeconfig_and_a_first_command() {
+        let text = super::next_steps(std::path::Path::new("/data/kubeconfig"));
+        assert!(text.contains("export KUBECONFIG=/data/kubeconfig"));
+        assert!(text.contains("koncli barrier create demo --expected 2"));
+    }
 }

@@ -37,6 +37,21 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         write: Option<PathBuf>,
     },
+    /// Copy the embedded server's database to a new file, consistently, while the server
+    /// runs (or not).
+    ///
+    /// One read transaction (SQLite's VACUUM INTO), so the copy is the state after some
+    /// committed write, never half of one. To restore: stop the server, replace
+    /// DIR/konductor.db with the copy (delete konductor.db-wal and konductor.db-shm),
+    /// start it. The token, certificates and kubeconfig stay in DIR.
+    Backup {
+        /// The server's data directory.
+        #[arg(long, value_name = "DIR", default_value = ".konductor")]
+        data_dir: PathBuf,
+        /// The file to write (must not exist; written with mode 0600).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
     /// Run the embedded control plane: a Kubernetes API server for barriers and
     /// arrivals, stored in SQLite, with the barrier controller inside. No cluster needed.
     ///
@@ -173,6 +188,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Crd { write: Some(dir) } => write_crds(&dir),
+        Command::Backup { data_dir, to } => backup(&data_dir, &to),
         Command::Server(args) => run_async(server(args)),
         Command::Operator(args) => run_async(run_operator(args)),
     };
@@ -183,6 +199,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `konductor backup`: a consistent copy of the data dir's database.
+fn backup(data_dir: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    let database = data_dir.join("konductor.db");
+    if !database.is_file() {
+        anyhow::bail!(
+            "{} not found: is {} a konductor server data dir (--data-dir)?",
+            database.display(),
+            data_dir.display()
+        );
+    }
+    konductor_server::store::backup(&database, to)
+        .with_context(|| format!("backing up {} to {}", database.display(), to.display()))?;
+    eprintln!("backed up {} to {}", database.display(), to.display());
+    Ok(())
 }
 
 /// An error and its causes in one line, each cause said once (errors often repeat
@@ -345,4 +377,24 @@ fn write_crds(dir: &std::path::Path) -> anyhow::Result<()> {
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_committed_konductor_reference_is_generated_from_clap() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs/reference/konductor.md");
+        let generated = koncli::reference::cli_markdown(super::Cli::command());
+        for needle in [
+            "### `konductor server`",
+            "`--data-dir <DIR>`",
+            "### `konductor operator`",
+        ] {
+            assert!(generated.contains(needle), "{needle} missing");
+        }
+        koncli::reference::check_committed(&path, &generated).unwrap();
+    }
 }

@@ -293,3 +293,70 @@ async fn the_log_says_what_happens_without_colour_when_redirected() {
         assert!(text.contains(said), "{said:?} missing from {text}");
     }
 }
+
+#[tokio::test]
+async fn a_backup_taken_while_it_runs_restores_every_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let namespaces: Api<Namespace> = Api::all(client(&server.kubeconfig).await);
+    let mut created = Vec::new();
+    for i in 0..20 {
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(format!("backed-up-{i}")),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        created.push(
+            namespaces
+                .create(&PostParams::default(), &ns)
+                .await
+                .unwrap(),
+        );
+    }
+    let copy = dir.path().join("backup.db");
+    let backup = konductor()
+        .args(["backup", "--data-dir"])
+        .arg(dir.path())
+        .arg("--to")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(
+        backup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&backup.stderr)
+    );
+    assert_eq!(mode_of(&copy) & 0o777, 0o600, "the backup is private");
+    let again = konductor()
+        .args(["backup", "--data-dir"])
+        .arg(dir.path())
+        .arg("--to")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success(),
+        "an existing file is never overwritten"
+    );
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        said.contains("backup.db") && said.lines().count() == 1,
+        "{said}"
+    );
+
+    // Restored into a new data dir: a server there has every namespace, same uids.
+    let restored = tempfile::tempdir().unwrap();
+    std::fs::copy(&copy, restored.path().join("konductor.db")).unwrap();
+    let server = start(restored.path());
+    let namespaces: Api<Namespace> = Api::all(client(&server.kubeconfig).await);
+    for before in &created {
+        let name = before.metadata.name.as_deref().unwrap();
+        assert_eq!(
+            namespaces.get(name).await.unwrap().metadata.uid,
+            before.metadata.uid,
+            "{name}"
+        );
+    }
+}

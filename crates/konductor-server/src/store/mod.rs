@@ -79,6 +79,9 @@ pub enum StoreError {
     /// The transaction this write was part of could not be committed.
     #[error("storage error: committing the write failed: {0}")]
     CommitFailed(String),
+    /// A file next to the database (a backup's target) could not be written.
+    #[error("{0}")]
+    File(String),
 }
 
 /// A result whose error is a [`StoreError`].
@@ -520,6 +523,31 @@ impl Writer {
             .find(|(number, _)| *number == batch)
             .map(|(_, why)| why.clone())
     }
+}
+
+/// Writes a consistent copy of the database at `database` to `to` (a new file, mode
+/// 0600): one read transaction, so it is safe while a server writes — WAL mode lets
+/// readers of other processes see the last committed state. Restore by stopping the
+/// server and putting the copy in place of `konductor.db` (without `-wal`/`-shm`).
+pub fn backup(database: &Path, to: &Path) -> Result<()> {
+    let conn = rusqlite::Connection::open_with_flags(
+        database,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    // Created empty first, owner-only (it holds every object), and never over an
+    // existing file; VACUUM INTO fills an empty file.
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(to)
+            .map_err(|e| StoreError::File(format!("{}: {e}", to.display())))?;
+    }
+    conn.execute("VACUUM INTO ?1", [to.to_string_lossy()])?;
+    Ok(())
 }
 
 impl Store {
