@@ -11,6 +11,27 @@ fn start(data_dir: &std::path::Path) -> common::ServerProcess {
     start_server(data_dir, &[])
 }
 
+/// Creates namespaces `PREFIX-0` … `PREFIX-(n-1)`, returning them as acknowledged.
+async fn create_namespaces(namespaces: &Api<Namespace>, prefix: &str, n: usize) -> Vec<Namespace> {
+    let mut created = Vec::with_capacity(n);
+    for i in 0..n {
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(format!("{prefix}-{i}")),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        created.push(
+            namespaces
+                .create(&PostParams::default(), &ns)
+                .await
+                .unwrap(),
+        );
+    }
+    created
+}
+
 #[test]
 fn announces_its_address_and_writes_a_private_kubeconfig() {
     let dir = tempfile::tempdir().unwrap();
@@ -109,21 +130,7 @@ async fn acknowledged_writes_survive_kill_dash_nine() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = start(dir.path());
     let namespaces: Api<Namespace> = Api::all(client(&server.kubeconfig).await);
-    let mut acknowledged = Vec::new();
-    for i in 0..50 {
-        let ns = Namespace {
-            metadata: ObjectMeta {
-                name: Some(format!("durable-{i}")),
-                ..ObjectMeta::default()
-            },
-            ..Namespace::default()
-        };
-        let created = namespaces
-            .create(&PostParams::default(), &ns)
-            .await
-            .unwrap();
-        acknowledged.push(created);
-    }
+    let acknowledged = create_namespaces(&namespaces, "durable", 50).await;
     server.child.kill().unwrap(); // SIGKILL: no shutdown path runs
     server.child.wait().unwrap();
 
@@ -299,22 +306,7 @@ async fn a_backup_taken_while_it_runs_restores_every_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
     let namespaces: Api<Namespace> = Api::all(client(&server.kubeconfig).await);
-    let mut created = Vec::new();
-    for i in 0..20 {
-        let ns = Namespace {
-            metadata: ObjectMeta {
-                name: Some(format!("backed-up-{i}")),
-                ..ObjectMeta::default()
-            },
-            ..Namespace::default()
-        };
-        created.push(
-            namespaces
-                .create(&PostParams::default(), &ns)
-                .await
-                .unwrap(),
-        );
-    }
+    let created = create_namespaces(&namespaces, "backed-up", 20).await;
     let copy = dir.path().join("backup.db");
     let backup = konductor()
         .args(["backup", "--data-dir"])
