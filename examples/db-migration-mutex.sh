@@ -21,7 +21,6 @@ wait
 koncli -n "$ns" mutex status db-migrate
 overlap=$(max_overlap "$log")
 rm -f "$log"
-kubectl delete namespace "$ns" >/dev/null
 if [ "$overlap" -ne 1 ]; then
   echo "FAILED: $overlap migrations ran at once" >&2
   exit 1

@@ -766,7 +766,12 @@ async fn patch_permit_status(ctx: &Context, permit: &Permit, status: Value) -> R
 /// kubectl without an owner, or by a client that remembered an earlier lock of the same
 /// name — so deleting the lock deletes them. The resourceVersion guards against racing
 /// writers; a permit changed meanwhile is looked at again on its next event.
-async fn adopt_permits(ctx: &Context, key: &LockKey, lock: &LockState, permits: &[Arc<Permit>]) {
+async fn adopt_permits(
+    ctx: &Context,
+    key: &LockKey,
+    lock: &LockState,
+    permits: &[(Arc<Permit>, Timestamp)],
+) {
     let kind = key.kind.api_resource().kind;
     let owned = |permit: &Permit| {
         permit
@@ -775,7 +780,7 @@ async fn adopt_permits(ctx: &Context, key: &LockKey, lock: &LockState, permits: 
             .any(|o| o.kind == kind && o.name == key.name && o.uid == lock.uid)
     };
     let api: Api<Permit> = Api::namespaced(ctx.client.clone(), &key.namespace);
-    for permit in permits.iter().filter(|p| !owned(p)) {
+    for permit in permits.iter().map(|(p, _)| p).filter(|p| !owned(p)) {
         let mut owners: Vec<OwnerReference> = permit
             .owner_references()
             .iter()
@@ -880,8 +885,7 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
         };
         futures::future::try_join(lock_write, permit_writes).await?;
     }
-    let listed: Vec<Arc<Permit>> = permits.iter().map(|(p, _)| p.clone()).collect();
-    adopt_permits(ctx, key, &lock, &listed).await;
+    adopt_permits(ctx, key, &lock, &permits).await;
     // Events last, in the background: recording them is not part of the grant.
     let labels = LockLabels::of(key.kind);
     for transition in &decision.transitions {

@@ -308,26 +308,23 @@ async fn a_backup_taken_while_it_runs_restores_every_acknowledged_write() {
     let namespaces: Api<Namespace> = Api::all(client(&server.kubeconfig).await);
     let created = create_namespaces(&namespaces, "backed-up", 20).await;
     let copy = dir.path().join("backup.db");
-    let backup = konductor()
-        .args(["backup", "--data-dir"])
-        .arg(dir.path())
-        .arg("--to")
-        .arg(&copy)
-        .output()
-        .unwrap();
+    let run_backup = || {
+        konductor()
+            .args(["backup", "--data-dir"])
+            .arg(dir.path())
+            .arg("--to")
+            .arg(&copy)
+            .output()
+            .unwrap()
+    };
+    let backup = run_backup();
     assert!(
         backup.status.success(),
         "{}",
         String::from_utf8_lossy(&backup.stderr)
     );
     assert_eq!(mode_of(&copy) & 0o777, 0o600, "the backup is private");
-    let again = konductor()
-        .args(["backup", "--data-dir"])
-        .arg(dir.path())
-        .arg("--to")
-        .arg(&copy)
-        .output()
-        .unwrap();
+    let again = run_backup();
     assert!(
         !again.status.success(),
         "an existing file is never overwritten"
