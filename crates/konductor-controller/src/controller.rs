@@ -456,7 +456,7 @@ pub async fn run(
     let shutdown = futures::FutureExt::shared(shutdown);
     let locks = crate::locks::run(
         client.clone(),
-        Recorder::new(client.clone(), reporter.clone()),
+        reporter.clone(),
         metrics.clone(),
         shutdown.clone(),
     );

@@ -5,6 +5,7 @@
 //!   Barrier status, Events and deadline requeues out, via `konductor_api::rules`.
 //! - [`locks`]: the lock controller (Semaphore, Mutex, RWMutex and their Permits), run
 //!   beside the barrier controller by [`controller::run`].
+//! - [`clock`]: the lock controller's clock — wall-clock readings that never step.
 //! - [`index`]: each barrier's arrivals, kept current from the arrival watch.
 //! - [`queue`]: the reconcile queue (deduplicating, immediate, timed requeues).
 //! - [`writes`]: what the controller remembers of its own status writes (not arguing
@@ -17,6 +18,7 @@
 //! `konductor server` runs [`controller::run`] in-process against itself, through the
 //! same kube client code as in a cluster.
 
+pub mod clock;
 pub mod controller;
 pub mod index;
 pub mod leader;

@@ -6,6 +6,61 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::PermitMode;
+
+/// One grant of a lock, as the lock's status lists it: who holds it, through which
+/// Permit (its uid tells a Permit from an earlier one of the same name), with which
+/// fencing token.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Grant {
+    /// Who holds it (the Permit's `spec.holder`).
+    pub holder: String,
+    /// The Permit's name.
+    pub permit: String,
+    /// The Permit's uid.
+    pub uid: String,
+    /// The grant's fencing token.
+    pub token: i64,
+    /// Exclusive, or Shared (an RWMutex reader).
+    #[serde(default)]
+    pub mode: PermitMode,
+    /// When it was granted.
+    pub granted_at: MicroTime,
+    /// When it expires unless the controller sees a renewal before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<MicroTime>,
+}
+
+/// What every lock kind's status has in common — the part clients read to learn of a
+/// grant, whatever the kind (each kind's status deserializes into it).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CommonLockStatus {
+    /// The kind's phase, as text.
+    #[serde(default)]
+    pub phase: Option<String>,
+    /// See [`MutexStatus::waiting`].
+    #[serde(default)]
+    pub waiting: Vec<String>,
+    /// See [`MutexStatus::grants`].
+    #[serde(default)]
+    pub grants: Option<Vec<Grant>>,
+    /// The last fencing token issued.
+    #[serde(default)]
+    pub fencing_token: i64,
+    /// The lock's conditions.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+impl CommonLockStatus {
+    /// The condition of `type_`, if the controller has written one.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+}
+
 fn default_ttl() -> String {
     super::DEFAULT_TTL.to_owned()
 }
@@ -30,7 +85,7 @@ fn default_ttl() -> String {
     printcolumn(name = "Permits", type_ = "integer", json_path = ".spec.permits"),
     printcolumn(name = "In Use", type_ = "integer", json_path = ".status.inUse"),
     printcolumn(name = "Available", type_ = "integer", json_path = ".status.available"),
-    printcolumn(name = "Waiting", type_ = "string", json_path = ".status.waiting"),
+    printcolumn(name = "Waiting", type_ = "integer", json_path = ".status.waitingCount"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(
         name = "Age",
@@ -49,6 +104,7 @@ pub struct SemaphoreSpec {
     /// renews by bumping its Permit's `spec.renewTime`.
     #[serde(default = "default_ttl")]
     #[schemars(length(max = 64), regex(pattern = crate::duration::DURATION_PATTERN))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('2s')").message("must be at least 2s: a holder renews its claim several times per ttl, and needs time to stop its command before the ttl runs out"))]
     pub ttl: String,
 }
 
@@ -83,10 +139,21 @@ pub struct SemaphoreStatus {
     /// The holders waiting, in the order they will be granted.
     #[serde(default)]
     pub waiting: Vec<String>,
+    /// How many holders wait (the length of `waiting`), for `kubectl get`.
+    #[serde(default)]
+    pub waiting_count: i32,
+    /// Every grant in force, each with its Permit and fencing token, in token order.
+    /// A grant becomes real here: the controller writes it to the lock's status before
+    /// anywhere else, and a holder holds the lock while its Permit's uid is listed.
+    /// (Absent only in statuses written before this field existed.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grants: Option<Vec<Grant>>,
     /// The last fencing token issued (0 before the first grant).
     #[serde(default)]
     pub fencing_token: i64,
-    /// `Ready`: whether the spec was accepted.
+    /// `Ready` (whether the spec was accepted) and `Available` (a Semaphore has a
+    /// permit free) or `Locked` (a Mutex or RWMutex is held), so that `kubectl wait
+    /// --for=condition=…` works on locks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The `metadata.generation` this status reflects.
@@ -111,7 +178,7 @@ pub struct SemaphoreStatus {
     doc = "A Mutex lets one holder in at a time; the rest wait in order of priority, then arrival.",
     printcolumn(name = "Holder", type_ = "string", json_path = ".status.holder"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Waiting", type_ = "string", json_path = ".status.waiting"),
+    printcolumn(name = "Waiting", type_ = "integer", json_path = ".status.waitingCount"),
     printcolumn(
         name = "Token",
         type_ = "integer",
@@ -129,6 +196,7 @@ pub struct MutexSpec {
     /// How long a grant lives without renewal, as a Go duration (default `5m`).
     #[serde(default = "default_ttl")]
     #[schemars(length(max = 64), regex(pattern = crate::duration::DURATION_PATTERN))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('2s')").message("must be at least 2s: a holder renews its claim several times per ttl, and needs time to stop its command before the ttl runs out"))]
     pub ttl: String,
 }
 
@@ -163,10 +231,21 @@ pub struct MutexStatus {
     /// The holders waiting, in the order they will be granted.
     #[serde(default)]
     pub waiting: Vec<String>,
+    /// How many holders wait (the length of `waiting`), for `kubectl get`.
+    #[serde(default)]
+    pub waiting_count: i32,
+    /// Every grant in force, each with its Permit and fencing token, in token order.
+    /// A grant becomes real here: the controller writes it to the lock's status before
+    /// anywhere else, and a holder holds the lock while its Permit's uid is listed.
+    /// (Absent only in statuses written before this field existed.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grants: Option<Vec<Grant>>,
     /// The last fencing token issued (0 before the first grant).
     #[serde(default)]
     pub fencing_token: i64,
-    /// `Ready`: whether the spec was accepted.
+    /// `Ready` (whether the spec was accepted) and `Available` (a Semaphore has a
+    /// permit free) or `Locked` (a Mutex or RWMutex is held), so that `kubectl wait
+    /// --for=condition=…` works on locks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The `metadata.generation` this status reflects.
@@ -192,7 +271,7 @@ pub struct MutexStatus {
     printcolumn(name = "Writer", type_ = "string", json_path = ".status.writeHolder"),
     printcolumn(name = "Readers", type_ = "string", json_path = ".status.readHolders"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Waiting", type_ = "string", json_path = ".status.waiting"),
+    printcolumn(name = "Waiting", type_ = "integer", json_path = ".status.waitingCount"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -204,6 +283,7 @@ pub struct RWMutexSpec {
     /// How long a grant lives without renewal, as a Go duration (default `5m`).
     #[serde(default = "default_ttl")]
     #[schemars(length(max = 64), regex(pattern = crate::duration::DURATION_PATTERN))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('2s')").message("must be at least 2s: a holder renews its claim several times per ttl, and needs time to stop its command before the ttl runs out"))]
     pub ttl: String,
 }
 
@@ -243,10 +323,21 @@ pub struct RWMutexStatus {
     /// The holders waiting, in the order they will be granted.
     #[serde(default)]
     pub waiting: Vec<String>,
+    /// How many holders wait (the length of `waiting`), for `kubectl get`.
+    #[serde(default)]
+    pub waiting_count: i32,
+    /// Every grant in force, each with its Permit and fencing token, in token order.
+    /// A grant becomes real here: the controller writes it to the lock's status before
+    /// anywhere else, and a holder holds the lock while its Permit's uid is listed.
+    /// (Absent only in statuses written before this field existed.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grants: Option<Vec<Grant>>,
     /// The last fencing token issued (0 before the first grant).
     #[serde(default)]
     pub fencing_token: i64,
-    /// `Ready`: whether the spec was accepted.
+    /// `Ready` (whether the spec was accepted) and `Available` (a Semaphore has a
+    /// permit free) or `Locked` (a Mutex or RWMutex is held), so that `kubectl wait
+    /// --for=condition=…` works on locks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The `metadata.generation` this status reflects.

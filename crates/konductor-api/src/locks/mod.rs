@@ -18,8 +18,8 @@ mod permit;
 pub mod rules;
 
 pub use kinds::{
-    Mutex, MutexPhase, MutexSpec, MutexStatus, RWMutex, RWMutexPhase, RWMutexSpec, RWMutexStatus,
-    Semaphore, SemaphorePhase, SemaphoreSpec, SemaphoreStatus,
+    CommonLockStatus, Grant, Mutex, MutexPhase, MutexSpec, MutexStatus, RWMutex, RWMutexPhase,
+    RWMutexSpec, RWMutexStatus, Semaphore, SemaphorePhase, SemaphoreSpec, SemaphoreStatus,
 };
 pub use permit::{
     LockKind, LockRef, Permit, PermitMode, PermitPhase, PermitSpec, PermitStatus, permit_name,
@@ -39,8 +39,27 @@ pub fn lock_label(kind: LockKind) -> String {
 /// The default `spec.ttl`: how long a grant lives without renewal.
 pub const DEFAULT_TTL: &str = "5m";
 
+/// The shortest `spec.ttl` a lock accepts. A holder renews its claim six times per ttl
+/// and stops its command a fifth of the ttl before the grant could expire
+/// (`docs/locks.md`, "What a holder can rely on"); below 2s those steps leave too little
+/// time for a round trip to the API server. The CRDs enforce it, and the controller
+/// refuses a shorter ttl (Ready=False) should an API server let one in.
+pub const MIN_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// `type` of the condition that says whether the controller accepted the lock's spec.
 pub const CONDITION_READY: &str = "Ready";
+
+/// `type` of a Mutex's or RWMutex's condition that is `True` while anyone holds it
+/// (`kubectl wait --for=condition=Locked=false mutex/NAME` waits until it is free).
+pub const CONDITION_LOCKED: &str = "Locked";
+
+/// `type` of a Semaphore's condition that is `True` while a permit is free.
+pub const CONDITION_AVAILABLE: &str = "Available";
+
+/// How long the controller keeps an Expired Permit before deleting it: long enough for
+/// `kubectl get permits` to show what happened, short enough that holders whose names
+/// never recur (every `koncli … run` is a new holder) do not pile up.
+pub const EXPIRED_PERMIT_RETENTION: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// `type` of a Permit's condition that is `True` while it is granted, so that
 /// `kubectl wait --for=condition=Granted permit/NAME` works.

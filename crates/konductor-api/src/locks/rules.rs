@@ -10,23 +10,48 @@
 //!    while no writer holds it — stopping at the first request it cannot grant, so a
 //!    waiting writer stops later readers from barging in.
 //! 3. **Fencing tokens**: each grant takes the lock's next token, strictly increasing
-//!    and never reused (the lock's counter is written before the permits that carry
-//!    its tokens).
-//! 4. **Expiry**: a grant whose renewal the controller has not seen for `ttl` — counted
-//!    on the controller's clock from the later of the grant and the last renewal it
-//!    saw — is Expired at exactly that moment and no longer counts.
+//!    and never reused (never below a token any grant carries).
+//! 4. **Liveness**: every claim, waiting or granted, is alive while the controller has
+//!    seen its renewal within the last `ttl` — on the controller's own clock, from when
+//!    it saw `renewTime` change (or first saw the permit: after a controller restart
+//!    every claim counts as just renewed, except one it finds already Expired). A grant
+//!    whose claim is no longer alive is Expired at exactly that moment and no longer
+//!    counts; a waiting claim that is no longer alive is Expired and leaves the queue,
+//!    so a dead waiter is never granted. A renewal seen later makes a claim alive again:
+//!    it rejoins the queue at its place, and a grant it gets then carries a new token.
 //! 5. **Release** is deleting the permit: it is simply no longer in the input.
 //! 6. **Shrinking** a Semaphore below what is in use revokes nobody; grants wait.
-//! 7. Hence: never more holders than the lock allows.
+//! 7. **Removal**: a claim Expired for [`super::EXPIRED_PERMIT_RETENTION`] is removed.
+//! 8. Hence: never more holders than the lock allows.
 //!
-//! Evaluating its own answer again (at the same moment) changes nothing: the statuses
-//! written back are a fixed point.
+//! Which permits hold the lock is an input (the grants the lock's status lists) as well
+//! as an output: the lock's status is where a grant becomes real. Evaluating the answer
+//! again at the same moment changes nothing: it is a fixed point.
 
 use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use super::{LockKind, PermitMode, PermitPhase};
+use super::{EXPIRED_PERMIT_RETENTION, LockKind, PermitMode, PermitPhase};
+
+/// What the controller has seen of a permit's renewals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Renewal {
+    /// Its `renewTime` was last seen to change at this moment (or the permit was first
+    /// seen then, not Expired).
+    Seen(Timestamp),
+    /// It was first seen at this moment already Expired, and not renewed since.
+    ExpiredWhenFirstSeen(Timestamp),
+}
+
+/// A grant in force, as the lock's status lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrantRecord {
+    /// Its fencing token.
+    pub token: i64,
+    /// When it was granted.
+    pub granted_at: Timestamp,
+}
 
 /// One permit as the rules see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,15 +66,10 @@ pub struct PermitRecord {
     pub priority: i32,
     /// When the permit was created (queue order within a priority).
     pub created: Timestamp,
-    /// Its phase as last written.
-    pub phase: PermitPhase,
-    /// Its fencing token, once granted.
-    pub token: Option<i64>,
-    /// When it was granted.
-    pub granted_at: Option<Timestamp>,
-    /// When the controller last saw its `renewTime` change (or, after a controller
-    /// restart, when it first saw the permit): the ttl counts from here.
-    pub renewal_seen: Timestamp,
+    /// The grant it holds, if the lock's status lists one for it.
+    pub grant: Option<GrantRecord>,
+    /// What the controller has seen of its renewals.
+    pub renewal: Renewal,
 }
 
 /// A lock and its permits at one moment.
@@ -60,13 +80,13 @@ pub struct LockInput<'a> {
     /// How many may hold it at once: `spec.permits` for a Semaphore (1 for the others,
     /// whatever is passed).
     pub permits: i64,
-    /// How long a grant lives without a renewal seen.
+    /// How long a claim lives without a renewal seen.
     pub ttl: Duration,
     /// The last fencing token issued (the lock's status).
     pub last_token: i64,
     /// Every permit of the lock.
     pub permits_of_lock: &'a [PermitRecord],
-    /// Now, on the controller's clock.
+    /// Now, on the controller's clock — one that never steps (see the controller).
     pub now: Timestamp,
 }
 
@@ -77,12 +97,14 @@ pub struct PermitDecision {
     pub phase: PermitPhase,
     /// Place in the queue while Pending (1 is next).
     pub position: Option<i32>,
-    /// The grant's fencing token.
+    /// The grant's fencing token (while granted).
     pub token: Option<i64>,
     /// When it was granted.
     pub granted_at: Option<Timestamp>,
-    /// When the grant expires unless a renewal is seen before.
+    /// When the claim expires unless a renewal is seen before (while alive).
     pub expires_at: Option<Timestamp>,
+    /// Expired long enough: delete the permit.
+    pub remove: bool,
 }
 
 /// A change worth an Event on the lock.
@@ -94,11 +116,15 @@ pub enum Transition {
         holder: String,
         /// With which fencing token.
         token: i64,
+        /// The permit (an index into the input).
+        permit: usize,
     },
     /// `holder`'s grant expired: it was not renewed for the ttl.
     Expired {
         /// Who.
         holder: String,
+        /// The permit (an index into the input).
+        permit: usize,
     },
 }
 
@@ -115,7 +141,8 @@ pub struct Decision {
     pub last_token: i64,
     /// What changed, for Events.
     pub transitions: Vec<Transition>,
-    /// When to evaluate again without any change: the earliest expiry of a grant.
+    /// When to evaluate again without any change: the earliest moment a claim expires
+    /// or an expired one is due for removal.
     pub next_look: Option<Timestamp>,
 }
 
@@ -131,21 +158,34 @@ impl Decision {
 }
 
 /// The mode that counts: only an RWMutex has Shared holders.
-fn effective_mode(kind: LockKind, permit: &PermitRecord) -> PermitMode {
+pub fn effective_mode(kind: LockKind, permit: &PermitRecord) -> PermitMode {
     match kind {
         LockKind::RWMutex => permit.mode,
         LockKind::Semaphore | LockKind::Mutex => PermitMode::Exclusive,
     }
 }
 
-/// When a grant expires unless a renewal is seen: `ttl` after the later of the grant
-/// and the last renewal seen.
-fn expiry(permit: &PermitRecord, ttl: Duration) -> Timestamp {
-    let since = permit.granted_at.map_or(permit.renewal_seen, |granted| {
-        granted.max(permit.renewal_seen)
-    });
-    let ttl = SignedDuration::try_from(ttl).unwrap_or(SignedDuration::MAX);
-    since.checked_add(ttl).unwrap_or(Timestamp::MAX)
+fn plus(at: Timestamp, duration: Duration) -> Timestamp {
+    let duration = SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX);
+    at.checked_add(duration).unwrap_or(Timestamp::MAX)
+}
+
+/// When a claim stops being alive unless a renewal is seen: `ttl` after the last
+/// renewal seen (`None` if it was first seen Expired and never renewed since).
+pub fn expiry(renewal: Renewal, ttl: Duration) -> Option<Timestamp> {
+    match renewal {
+        Renewal::Seen(at) => Some(plus(at, ttl)),
+        Renewal::ExpiredWhenFirstSeen(_) => None,
+    }
+}
+
+/// When an expired claim is due for removal.
+fn removal(renewal: Renewal, ttl: Duration) -> Timestamp {
+    let dead_since = match renewal {
+        Renewal::Seen(at) => plus(at, ttl),
+        Renewal::ExpiredWhenFirstSeen(at) => at,
+    };
+    plus(dead_since, EXPIRED_PERMIT_RETENTION)
 }
 
 /// Decides which permits hold the lock; see the module documentation for the rules.
@@ -155,14 +195,16 @@ pub fn evaluate(input: &LockInput<'_>) -> Decision {
         LockKind::Semaphore => input.permits.max(1),
         LockKind::Mutex | LockKind::RWMutex => 1,
     };
+    let alive = |p: &PermitRecord| expiry(p.renewal, input.ttl).is_some_and(|e| input.now < e);
     let mut decisions: Vec<PermitDecision> = permits
         .iter()
         .map(|p| PermitDecision {
-            phase: p.phase,
+            phase: PermitPhase::Pending,
             position: None,
-            token: p.token,
-            granted_at: p.granted_at,
-            expires_at: None,
+            token: p.grant.map(|g| g.token),
+            granted_at: p.grant.map(|g| g.granted_at),
+            expires_at: expiry(p.renewal, input.ttl).filter(|_| alive(p)),
+            remove: false,
         })
         .collect();
     let mut transitions = Vec::new();
@@ -170,32 +212,40 @@ pub fn evaluate(input: &LockInput<'_>) -> Decision {
     // was lost.
     let mut last_token = permits
         .iter()
-        .filter_map(|p| p.token)
+        .filter_map(|p| p.grant.map(|g| g.token))
         .fold(input.last_token, i64::max);
 
-    // Rule 4: grants not renewed for the ttl expire, exactly at the deadline.
+    // Rule 4: claims not renewed for the ttl expire, exactly at the deadline.
     let mut holding: Vec<usize> = Vec::new();
+    let mut queue: Vec<usize> = Vec::new();
     for (i, permit) in permits.iter().enumerate() {
-        if permit.phase != PermitPhase::Granted {
-            continue;
-        }
-        let expires = expiry(permit, input.ttl);
-        if input.now >= expires {
-            decisions[i].phase = PermitPhase::Expired;
-            transitions.push(Transition::Expired {
-                holder: permit.holder.clone(),
-            });
-        } else {
-            decisions[i].expires_at = Some(expires);
-            holding.push(i);
+        match (permit.grant.is_some(), alive(permit)) {
+            (true, true) => {
+                decisions[i].phase = PermitPhase::Granted;
+                holding.push(i);
+            }
+            (true, false) => {
+                decisions[i] = PermitDecision {
+                    phase: PermitPhase::Expired,
+                    token: None,
+                    granted_at: None,
+                    ..decisions[i].clone()
+                };
+                transitions.push(Transition::Expired {
+                    holder: permit.holder.clone(),
+                    permit: i,
+                });
+            }
+            (false, true) => queue.push(i),
+            (false, false) => {
+                decisions[i].phase = PermitPhase::Expired;
+                decisions[i].remove = input.now >= removal(permit.renewal, input.ttl);
+            }
         }
     }
-    holding.sort_by_key(|&i| (permits[i].token.unwrap_or(i64::MAX), i));
+    holding.sort_by_key(|&i| (permits[i].grant.map_or(i64::MAX, |g| g.token), i));
 
     // Rule 1: the queue.
-    let mut queue: Vec<usize> = (0..permits.len())
-        .filter(|&i| permits[i].phase == PermitPhase::Pending)
-        .collect();
     queue.sort_by(|&a, &b| {
         let (a, b) = (&permits[a], &permits[b]);
         b.priority
@@ -205,9 +255,9 @@ pub fn evaluate(input: &LockInput<'_>) -> Decision {
     });
 
     // Rules 2, 3 and 6: grant from the head while the kind allows.
-    let mut writer_holds = holding
-        .iter()
-        .any(|&i| input.kind == LockKind::RWMutex && permits[i].mode == PermitMode::Exclusive);
+    let mut writer_holds = holding.iter().any(|&i| {
+        input.kind == LockKind::RWMutex && permits[i].mode == PermitMode::Exclusive
+    });
     let mut granted = 0;
     for &i in &queue {
         let held = i64::try_from(holding.len()).unwrap_or(i64::MAX);
@@ -224,28 +274,31 @@ pub fn evaluate(input: &LockInput<'_>) -> Decision {
         decision.phase = PermitPhase::Granted;
         decision.token = Some(last_token);
         decision.granted_at = Some(input.now);
-        decision.expires_at = Some(expiry(
-            &PermitRecord {
-                granted_at: Some(input.now),
-                ..permits[i].clone()
-            },
-            input.ttl,
-        ));
         writer_holds |= input.kind == LockKind::RWMutex && permits[i].mode == PermitMode::Exclusive;
         holding.push(i);
         granted += 1;
         transitions.push(Transition::Granted {
             holder: permits[i].holder.clone(),
             token: last_token,
+            permit: i,
         });
     }
     let waiting: Vec<usize> = queue[granted..].to_vec();
     for (place, &i) in waiting.iter().enumerate() {
-        decisions[i].position = Some(i32::try_from(place + 1).unwrap_or(i32::MAX));
+        let decision = &mut decisions[i];
+        decision.position = Some(i32::try_from(place + 1).unwrap_or(i32::MAX));
+        // A waiter's place is its own; an earlier grant's token is not.
+        decision.token = None;
+        decision.granted_at = None;
     }
-    let next_look = holding
+    let next_look = permits
         .iter()
-        .filter_map(|&i| decisions[i].expires_at)
+        .zip(&decisions)
+        .filter_map(|(p, d)| match d.expires_at {
+            Some(expires) => Some(expires),
+            None if !d.remove => Some(removal(p.renewal, input.ttl)),
+            None => None,
+        })
         .min();
     Decision {
         permits: decisions,
@@ -275,16 +328,24 @@ mod tests {
             mode: PermitMode::Exclusive,
             priority: 0,
             created: at(created),
-            phase: PermitPhase::Pending,
-            token: None,
-            granted_at: None,
-            renewal_seen: at(created),
+            grant: None,
+            renewal: Renewal::Seen(at(created)),
         }
     }
 
     fn shared(name: &str, created: i64) -> PermitRecord {
         PermitRecord {
             mode: PermitMode::Shared,
+            ..pending(name, created)
+        }
+    }
+
+    fn granted(name: &str, created: i64, token: i64) -> PermitRecord {
+        PermitRecord {
+            grant: Some(GrantRecord {
+                token,
+                granted_at: at(created),
+            }),
             ..pending(name, created)
         }
     }
@@ -300,15 +361,17 @@ mod tests {
         }
     }
 
-    /// The records after applying `decision` (what the controller writes back).
+    /// The records after applying `decision` (what the controller writes back: the
+    /// lock's status lists the grants in force).
     fn applied(records: &[PermitRecord], decision: &Decision) -> Vec<PermitRecord> {
         records
             .iter()
             .zip(&decision.permits)
             .map(|(record, d)| PermitRecord {
-                phase: d.phase,
-                token: d.token,
-                granted_at: d.granted_at,
+                grant: (d.phase == PermitPhase::Granted).then(|| GrantRecord {
+                    token: d.token.unwrap(),
+                    granted_at: d.granted_at.unwrap(),
+                }),
                 ..record.clone()
             })
             .collect()
@@ -400,12 +463,8 @@ mod tests {
     }
 
     #[test]
-    fn tokens_keep_rising_past_the_lock_counter_and_the_permits() {
-        let mut old = pending("old", 1);
-        old.phase = PermitPhase::Granted;
-        old.token = Some(41);
-        old.granted_at = Some(at(1));
-        let records = [old, pending("new", 2)];
+    fn tokens_keep_rising_past_the_lock_counter_and_the_grants() {
+        let records = [granted("old", 1, 41), pending("new", 2)];
         let decision = evaluate(&LockInput {
             last_token: 7,
             ..input(LockKind::Semaphore, 2, &records, 3)
@@ -416,12 +475,9 @@ mod tests {
 
     #[test]
     fn a_grant_expires_exactly_a_ttl_after_the_last_renewal_seen() {
-        let mut held = pending("a", 0);
-        held.phase = PermitPhase::Granted;
-        held.token = Some(1);
-        held.granted_at = Some(at(0));
-        held.renewal_seen = at(5);
-        let records = [held, pending("b", 1)];
+        let mut held = granted("a", 0, 1);
+        held.renewal = Renewal::Seen(at(5));
+        let records = [held, pending("b", 6)];
         let before = evaluate(&LockInput {
             last_token: 1,
             ..input(LockKind::Mutex, 1, &records, 14)
@@ -438,13 +494,79 @@ mod tests {
         assert_eq!(
             at_deadline.transitions,
             [
-                Transition::Expired { holder: "a".into() },
+                Transition::Expired {
+                    holder: "a".into(),
+                    permit: 0
+                },
                 Transition::Granted {
                     holder: "b".into(),
-                    token: 2
+                    token: 2,
+                    permit: 1
                 }
             ]
         );
+    }
+
+    #[test]
+    fn a_waiter_not_renewed_for_its_ttl_leaves_the_queue_and_is_never_granted() {
+        let mut held = granted("holder", 0, 1);
+        held.renewal = Renewal::Seen(at(20));
+        let dead = pending("dead", 1); // last renewed at 1
+        let mut alive = pending("alive", 2);
+        alive.renewal = Renewal::Seen(at(19));
+        let records = [held, dead, alive];
+        let decision = evaluate(&LockInput {
+            last_token: 1,
+            ..input(LockKind::Mutex, 1, &records, 21)
+        });
+        assert_eq!(decision.permits[1].phase, PermitPhase::Expired);
+        assert_eq!(decision.permits[1].position, None);
+        assert_eq!(decision.waiting, [2]);
+        assert_eq!(decision.permits[2].position, Some(1));
+        // The holder releases: the live waiter is next, the dead one never.
+        let rest = [records[1].clone(), records[2].clone()];
+        let next = evaluate(&LockInput {
+            last_token: 1,
+            ..input(LockKind::Mutex, 1, &rest, 22)
+        });
+        assert_eq!(holders(&rest, &next), ["alive"]);
+        assert!(next.transitions.iter().all(|t| !matches!(t, Transition::Expired { .. })), "a waiter leaving is no expired grant");
+    }
+
+    #[test]
+    fn a_renewal_seen_later_brings_an_expired_waiter_back_at_its_place() {
+        let mut held = granted("holder", 0, 1);
+        held.renewal = Renewal::Seen(at(30));
+        let mut early = pending("early", 1);
+        early.renewal = Renewal::Seen(at(30)); // renewed again after it had expired
+        let mut late = pending("late", 5);
+        late.renewal = Renewal::Seen(at(29));
+        let records = [held, late, early];
+        let decision = evaluate(&LockInput {
+            last_token: 1,
+            ..input(LockKind::Mutex, 1, &records, 31)
+        });
+        assert_eq!(decision.waiting, [2, 1], "early keeps its place ahead of late");
+    }
+
+    #[test]
+    fn a_permit_first_seen_expired_stays_expired_until_renewed_and_is_then_removed() {
+        let mut found = pending("found", 0);
+        found.renewal = Renewal::ExpiredWhenFirstSeen(at(100));
+        let records = [found];
+        let decision = evaluate(&input(LockKind::Mutex, 1, &records, 100));
+        assert_eq!(decision.permits[0].phase, PermitPhase::Expired);
+        assert!(decision.holding.is_empty());
+        let removal_due = at(100)
+            .checked_add(SignedDuration::try_from(EXPIRED_PERMIT_RETENTION).unwrap())
+            .unwrap();
+        assert_eq!(decision.next_look, Some(removal_due));
+        assert!(!decision.permits[0].remove);
+        let later = evaluate(&LockInput {
+            now: removal_due,
+            ..input(LockKind::Mutex, 1, &records, 0)
+        });
+        assert!(later.permits[0].remove);
     }
 
     #[test]
@@ -463,51 +585,30 @@ mod tests {
         assert!(shrunk.transitions.is_empty());
     }
 
-    #[test]
-    fn an_expired_permit_stays_expired_and_does_not_count() {
-        let mut gone = pending("gone", 0);
-        gone.phase = PermitPhase::Expired;
-        gone.token = Some(3);
-        let records = [gone, pending("next", 1)];
-        let decision = evaluate(&input(LockKind::Mutex, 1, &records, 2));
-        assert_eq!(decision.permits[0].phase, PermitPhase::Expired);
-        assert_eq!(holders(&records, &decision), ["next"]);
-        assert_eq!(decision.permits[1].token, Some(4));
-    }
-
     fn record_strategy() -> impl Strategy<Value = PermitRecord> {
-        (
-            0..4i32,
-            0..20i64,
-            any::<bool>(),
-            prop_oneof![
-                Just(PermitPhase::Pending),
-                Just(PermitPhase::Granted),
-                Just(PermitPhase::Expired)
-            ],
-            0..30i64,
-        )
-            .prop_map(
-                |(priority, created, is_shared, phase, renewed)| PermitRecord {
-                    name: String::new(),
-                    holder: String::new(),
-                    mode: if is_shared {
-                        PermitMode::Shared
-                    } else {
-                        PermitMode::Exclusive
-                    },
-                    priority,
-                    created: at(created),
-                    phase,
-                    token: None,
-                    granted_at: (phase != PermitPhase::Pending).then(|| at(created)),
-                    renewal_seen: at(created.max(renewed)),
+        (0..4i32, 0..20i64, any::<bool>(), 0..30i64, any::<bool>()).prop_map(
+            |(priority, created, is_shared, renewed, found_expired)| PermitRecord {
+                name: String::new(),
+                holder: String::new(),
+                mode: if is_shared {
+                    PermitMode::Shared
+                } else {
+                    PermitMode::Exclusive
                 },
-            )
+                priority,
+                created: at(created),
+                grant: None,
+                renewal: if found_expired {
+                    Renewal::ExpiredWhenFirstSeen(at(created))
+                } else {
+                    Renewal::Seen(at(created.max(renewed)))
+                },
+            },
+        )
     }
 
-    /// A consistent lock: names unique, granted permits with distinct tokens, and no
-    /// more holders than the kind allows (as the rules would have left it).
+    /// A consistent lock: names unique, grants as the rules would have made them (at
+    /// time 0, from nothing granted), then `now` anywhere up to 40s later.
     fn lock_strategy() -> impl Strategy<Value = (LockKind, i64, Vec<PermitRecord>, i64)> {
         (
             prop_oneof![
@@ -524,30 +625,15 @@ mod tests {
                     record.name = format!("p{i:02}");
                     record.holder = format!("h{i:02}");
                 }
-                // Make the granted ones a state the rules could have produced: start from
-                // nothing granted and let the rules grant.
-                let queued: Vec<PermitRecord> = records
-                    .iter()
-                    .map(|r| PermitRecord {
-                        phase: if r.phase == PermitPhase::Expired {
-                            PermitPhase::Expired
-                        } else {
-                            PermitPhase::Pending
-                        },
-                        token: None,
-                        granted_at: None,
-                        ..r.clone()
-                    })
-                    .collect();
                 let first = evaluate(&LockInput {
                     kind,
                     permits,
                     ttl: TTL,
                     last_token: 0,
-                    permits_of_lock: &queued,
+                    permits_of_lock: &records,
                     now: at(0),
                 });
-                let settled = applied(&queued, &first);
+                let settled = applied(&records, &first);
                 (kind, permits, settled, now)
             })
     }
@@ -578,7 +664,7 @@ mod tests {
             let decision = evaluate(&input(kind, permits, &records, now));
             let key = |i: usize| (-records[i].priority, records[i].created, records[i].name.clone());
             for (i, d) in decision.permits.iter().enumerate() {
-                let newly_granted = records[i].phase == PermitPhase::Pending && d.phase == PermitPhase::Granted;
+                let newly_granted = records[i].grant.is_none() && d.phase == PermitPhase::Granted;
                 if newly_granted {
                     for &w in &decision.waiting {
                         prop_assert!(key(w) > key(i), "{} waits although it is ahead of {}", records[w].name, records[i].name);
@@ -589,7 +675,7 @@ mod tests {
                 // A waiting writer: no reader queued behind it was granted now.
                 if let Some(&writer) = decision.waiting.iter().find(|&&w| records[w].mode == PermitMode::Exclusive) {
                     for (i, d) in decision.permits.iter().enumerate() {
-                        if records[i].phase == PermitPhase::Pending && d.phase == PermitPhase::Granted {
+                        if records[i].grant.is_none() && d.phase == PermitPhase::Granted {
                             prop_assert!(key(i) < key(writer));
                         }
                     }
@@ -599,11 +685,11 @@ mod tests {
 
         #[test]
         fn tokens_strictly_increase_and_are_never_reused((kind, permits, records, now) in lock_strategy(), last in 0..100i64) {
-            let before: Vec<i64> = records.iter().filter_map(|r| r.token).collect();
+            let before: Vec<i64> = records.iter().filter_map(|r| r.grant.map(|g| g.token)).collect();
             let decision = evaluate(&LockInput { last_token: last, ..input(kind, permits, &records, now) });
             let mut new_tokens = Vec::new();
             for (i, d) in decision.permits.iter().enumerate() {
-                if records[i].token.is_none() && let Some(token) = d.token {
+                if records[i].grant.is_none() && let Some(token) = d.token {
                     new_tokens.push(token);
                 }
             }
@@ -619,14 +705,27 @@ mod tests {
         }
 
         #[test]
-        fn expiry_only_after_a_ttl_of_silence((kind, permits, records, now) in lock_strategy()) {
+        fn a_claim_expires_only_after_a_ttl_of_silence((kind, permits, records, now) in lock_strategy()) {
             let decision = evaluate(&input(kind, permits, &records, now));
             for (i, d) in decision.permits.iter().enumerate() {
-                if records[i].phase == PermitPhase::Granted && d.phase == PermitPhase::Expired {
-                    prop_assert!(at(now) >= expiry(&records[i], TTL));
+                let deadline = expiry(records[i].renewal, TTL);
+                if d.phase == PermitPhase::Expired && let Some(deadline) = deadline {
+                    prop_assert!(at(now) >= deadline);
                 }
-                if records[i].phase == PermitPhase::Granted && at(now) < expiry(&records[i], TTL) {
-                    prop_assert_eq!(d.phase, PermitPhase::Granted);
+                if deadline.is_some_and(|deadline| at(now) < deadline) {
+                    prop_assert_ne!(d.phase, PermitPhase::Expired);
+                }
+            }
+        }
+
+        #[test]
+        fn a_claim_not_alive_is_never_granted((kind, permits, records, now) in lock_strategy()) {
+            let decision = evaluate(&input(kind, permits, &records, now));
+            for (i, d) in decision.permits.iter().enumerate() {
+                let alive = expiry(records[i].renewal, TTL).is_some_and(|e| at(now) < e);
+                if !alive {
+                    prop_assert_ne!(d.phase, PermitPhase::Granted);
+                    prop_assert!(!decision.waiting.contains(&i));
                 }
             }
         }

@@ -252,6 +252,21 @@ pub fn prepare_update(
     } else if requested_version != resource_version_of(current) {
         return Err(conflict(def, &name));
     }
+    // A uid in the request is a precondition too, as kube-apiserver's store makes it:
+    // a write meant for an object must not land on a later one of the same name.
+    if let Some(uid) = incoming["metadata"]["uid"].as_str()
+        && !uid.is_empty()
+        && Some(uid) != current["metadata"]["uid"].as_str()
+    {
+        return Err(ApiError::Conflict {
+            resource: def.qualified_plural(),
+            name: name.clone(),
+            message: format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                current["metadata"]["uid"].as_str().unwrap_or_default()
+            ),
+        });
+    }
 
     let mut next = match subresource {
         Subresource::Main => {
@@ -536,6 +551,19 @@ pub(crate) mod tests {
         assert!(
             prepare_update(&barriers(), &current, unversioned, Subresource::Main, false).is_ok()
         );
+    }
+
+    #[test]
+    fn a_uid_in_the_request_must_be_the_objects() {
+        let current = created();
+        let uid = current["metadata"]["uid"].as_str().unwrap().to_owned();
+        let other = json!({"metadata": {"name": "b", "uid": "not-it"}, "status": {"phase": "Open"}});
+        let err = prepare_update(&barriers(), &current, other, Subresource::Status, false)
+            .unwrap_err();
+        assert!(matches!(err, ApiError::Conflict { .. }), "{err}");
+        assert!(err.to_string().contains("Precondition failed: UID"), "{err}");
+        let same = json!({"metadata": {"name": "b", "uid": uid}, "status": {"phase": "Open"}});
+        assert!(prepare_update(&barriers(), &current, same, Subresource::Status, false).is_ok());
     }
 
     #[test]

@@ -1,0 +1,153 @@
+//! Permit statuses, written after the fact. A grant becomes real in the lock's status
+//! (one write per handover); each Permit's own status mirrors it so that `kubectl get
+//! permits` and `kubectl wait --for=condition=Granted permit/…` work, but off the
+//! critical path: reconciles hand the statuses they decided to this writer and go on.
+//!
+//! Writes for one permit happen in the order they were decided, and a newer decision
+//! for a permit replaces one not yet written. Every write names the permit's uid, so it
+//! never lands on a later Permit of the same name.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use konductor_api::locks::Permit;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use super::cache::PermitIndex;
+
+/// How many permits' statuses are written at once (each permit's in order).
+const WRITERS: usize = 2;
+
+/// One permit status to write.
+struct Pending {
+    namespace: String,
+    name: String,
+    /// The permit's resourceVersion when the status was decided (for the index).
+    based_on: Option<String>,
+    status: Value,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// By permit uid: the latest status decided and not yet taken by a writer.
+    latest: HashMap<String, Pending>,
+    /// Uids in the order their first unwritten status was decided.
+    order: VecDeque<String>,
+    /// Uids a writer is writing now (one writer per permit at a time).
+    busy: std::collections::HashSet<String>,
+    closed: bool,
+}
+
+/// The permit status writer. Cheap to clone; clones share it.
+#[derive(Clone)]
+pub struct Mirror {
+    queue: Arc<Mutex<Queue>>,
+    wake: Arc<Notify>,
+}
+
+impl Mirror {
+    /// Starts the writers on `client`; answers go into `index`.
+    pub fn start(client: Client, index: PermitIndex) -> (Self, tokio::task::JoinSet<()>) {
+        let mirror = Self {
+            queue: Arc::default(),
+            wake: Arc::new(Notify::new()),
+        };
+        let mut writers = tokio::task::JoinSet::new();
+        for _ in 0..WRITERS {
+            writers.spawn(mirror.clone().write_until_closed(client.clone(), index.clone()));
+        }
+        (mirror, writers)
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Hands over `permit`'s status, as decided (every field present, absent ones null).
+    pub fn write(&self, permit: &Permit, status: Value) {
+        let uid = permit.uid().unwrap_or_default();
+        let pending = Pending {
+            namespace: permit.namespace().unwrap_or_default(),
+            name: permit.name_any(),
+            based_on: permit.resource_version(),
+            status,
+        };
+        let mut queue = self.queue();
+        if queue.latest.insert(uid.clone(), pending).is_none() {
+            queue.order.push_back(uid);
+        }
+        drop(queue);
+        self.wake.notify_one();
+    }
+
+    /// Stops the writers once what is queued has been written.
+    pub fn close(&self) {
+        self.queue().closed = true;
+        self.wake.notify_waiters();
+    }
+
+    /// The next status to write, if one is not being written already.
+    fn take(&self) -> Option<Option<(String, Pending)>> {
+        let mut queue = self.queue();
+        let position = queue.order.iter().position(|uid| !queue.busy.contains(uid));
+        match position {
+            Some(at) => {
+                let uid = queue.order.remove(at)?;
+                let pending = queue.latest.remove(&uid)?;
+                queue.busy.insert(uid.clone());
+                Some(Some((uid, pending)))
+            }
+            None if queue.closed && queue.order.is_empty() => None,
+            None => Some(None),
+        }
+    }
+
+    async fn write_until_closed(self, client: Client, index: PermitIndex) {
+        loop {
+            // Registered before looking, so a status handed over meanwhile wakes it.
+            let notified = self.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let next = match self.take() {
+                None => return,
+                Some(None) => {
+                    notified.await;
+                    continue;
+                }
+                Some(Some(next)) => next,
+            };
+            let (uid, pending) = next;
+            let api: Api<Permit> = Api::namespaced(client.clone(), &pending.namespace);
+            let patch = json!({ "metadata": { "uid": uid }, "status": pending.status });
+            match api
+                .patch_status(&pending.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(answer) => index.wrote(pending.based_on, answer),
+                // Released meanwhile (404), or another Permit of the same name (409).
+                Err(kube::Error::Api(refused)) if matches!(refused.code, 404 | 409) => {}
+                Err(error) => {
+                    tracing::debug!(%error, permit = %pending.name, "writing the permit's status")
+                }
+            }
+            self.queue().busy.remove(&uid);
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// `status` with every optional field of a Permit's status present (null when unset),
+/// so a merge patch replaces the whole status.
+pub fn complete(mut status: Value) -> Value {
+    for field in ["position", "grantedAt", "expiresAt", "fencingToken"] {
+        if status.get(field).is_none() {
+            status[field] = Value::Null;
+        }
+    }
+    status
+}

@@ -1,0 +1,429 @@
+//! The lock controller: Semaphores, Mutexes and RWMutexes and their Permits in; lock
+//! statuses (where grants become real), Permit statuses, Events and timed looks out —
+//! via `konductor_api::locks::rules::evaluate`, which alone decides every grant.
+//!
+//! # Layout
+//! - [`cache`]: the locks and the permits by lock, with when each permit's renewal was
+//!   last seen on the controller's [`MonotonicClock`].
+//! - [`status`]: the decision as typed statuses, and the merge patches that write them.
+//! - [`mirror`]: permit statuses, written off the critical path.
+//! - [`events`]: Granted, Released and Expired Events within a per-lock budget.
+//! - this file: the reconcile, its workers and the watches.
+//!
+//! # A handover in two durable writes
+//! The holder deletes its Permit (one write); the controller sees it, evaluates and
+//! writes the lock's status, which lists every grant in force with its Permit's uid
+//! and fencing token (the second). That write is the grant: it is conditional on the
+//! resourceVersion the controller decided from, so a stale cache can never grant
+//! twice, and it carries the token counter, so a token is durable before anyone can
+//! act on it. The new holder learns of its grant from that write; its Permit's status
+//! follows in the background.
+//!
+//! # Expiry
+//! A claim expires a ttl after its last renewal seen on this controller's clock. Before
+//! it writes a grant's expiry, the controller reads the Permit afresh: a renewal the
+//! watch had not delivered yet counts from now. So when a grant is taken away, every
+//! renewal acknowledged to its holder before that was sent at least a ttl earlier —
+//! the holder, which stops a margin before a ttl has passed since its last acknowledged
+//! renewal was sent, has already stopped.
+
+pub mod cache;
+pub mod events;
+pub mod mirror;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use konductor_api::locks::rules::{Decision, LockInput, Transition, evaluate, expiry};
+use konductor_api::locks::{LockKind, Permit, PermitPhase};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use kube::runtime::events::{EventType, Recorder, Reporter};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use self::cache::{IndexedPermit, LockKey, LockState, Locks, PermitIndex};
+use self::events::LockEvents;
+use self::mirror::Mirror;
+use crate::clock::MonotonicClock;
+use crate::metrics::LockLabels;
+use crate::queue::WorkQueue;
+use crate::{Error, Result};
+
+/// The name the lock controller records Events under.
+pub const LOCK_CONTROLLER_NAME: &str = "konductor.io/lock-controller";
+
+/// Reconciles running at once.
+const WORKERS: usize = 4;
+/// How long to wait before looking again when the permit index is not complete yet.
+const CACHE_WAIT: Duration = Duration::from_millis(100);
+/// The server-side timeout of the controller's watches: a watch that stays silent
+/// longer (plus a margin) is taken for dead and started again.
+const WATCH_TIMEOUT_SECS: u32 = 60;
+
+/// Shared by the lock workers.
+struct Context {
+    client: Client,
+    metrics: Arc<crate::metrics::Metrics>,
+    events: LockEvents,
+    locks: Locks,
+    permits: PermitIndex,
+    mirror: Mirror,
+    clock: MonotonicClock,
+}
+
+/// Writes `patch` into the lock's status, conditional on the version it was decided
+/// from, and takes the answer into the cache.
+async fn write_lock_status(
+    ctx: &Context,
+    key: &LockKey,
+    lock: &LockState,
+    patch: serde_json::Value,
+) -> Result<()> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &key.namespace, &key.kind.api_resource());
+    let body = json!({
+        "metadata": { "resourceVersion": lock.version },
+        "status": patch,
+    });
+    let answer = api
+        .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&body))
+        .await?;
+    ctx.locks.wrote(key, lock.version.clone(), &answer);
+    Ok(())
+}
+
+/// Reads afresh each permit whose grant the decision expires: a renewal the watch had
+/// not delivered yet is noted as seen now. Says whether one was found (then the lock
+/// must be evaluated again).
+async fn renewed_meanwhile(
+    ctx: &Context,
+    key: &LockKey,
+    decision: &Decision,
+    permits: &[IndexedPermit],
+) -> Result<bool> {
+    let api: Api<Permit> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    let mut found = false;
+    for transition in &decision.transitions {
+        let Transition::Expired { permit: i, .. } = transition else {
+            continue;
+        };
+        let known = &permits[*i].permit;
+        if let Some(fresh) = api.get_opt(&known.name_any()).await?
+            && fresh.uid() == known.uid()
+            && fresh.spec.renew_time != known.spec.renew_time
+        {
+            ctx.permits.renewed(&fresh, ctx.clock.now());
+            found = true;
+        }
+    }
+    Ok(found)
+}
+
+/// Makes the lock the owner of its permits that are not owned by it — written with
+/// kubectl without an owner, or by a client that remembered an earlier lock of the same
+/// name — so deleting the lock deletes them. The resourceVersion guards against racing
+/// writers; a permit changed meanwhile is looked at again on its next event.
+async fn adopt_permits(ctx: &Context, key: &LockKey, lock: &LockState, permits: &[IndexedPermit]) {
+    let kind = key.kind.api_resource().kind;
+    let owned = |permit: &Permit| {
+        permit
+            .owner_references()
+            .iter()
+            .any(|o| o.kind == kind && o.name == key.name && o.uid == lock.uid)
+    };
+    let api: Api<Permit> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    for permit in permits.iter().map(|p| &p.permit).filter(|p| !owned(p)) {
+        let mut owners: Vec<OwnerReference> = permit
+            .owner_references()
+            .iter()
+            .filter(|o| !(o.kind == kind && o.name == key.name))
+            .cloned()
+            .collect();
+        owners.push(OwnerReference {
+            api_version: "konductor.io/v1".into(),
+            kind: kind.clone(),
+            name: key.name.clone(),
+            uid: lock.uid.clone(),
+            ..OwnerReference::default()
+        });
+        let patch = json!({
+            "metadata": {
+                "ownerReferences": owners,
+                "resourceVersion": permit.resource_version(),
+            }
+        });
+        if let Err(error) = api
+            .patch(&permit.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            tracing::debug!(%error, permit = %permit.name_any(), "adopting the permit");
+        }
+    }
+}
+
+/// Deletes an Expired permit kept long enough, in the background (only that one: a
+/// Permit created again under its name stays).
+fn remove_later(ctx: &Context, permit: &Permit) {
+    let api: Api<Permit> =
+        Api::namespaced(ctx.client.clone(), &permit.namespace().unwrap_or_default());
+    let (name, params) = (
+        permit.name_any(),
+        DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: permit.uid(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        },
+    );
+    tokio::spawn(async move {
+        if let Err(error) = api.delete(&name, &params).await {
+            tracing::debug!(%error, permit = %name, "removing an expired permit");
+        }
+    });
+}
+
+/// Evaluates one lock and writes what changed; returns when to look again.
+async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
+    let Some(lock) = ctx.locks.get(key) else {
+        return Ok(None);
+    };
+    if !ctx.permits.is_ready() {
+        return Ok(Some(CACHE_WAIT));
+    }
+    let now = ctx.clock.now();
+    let Ok(ttl) = lock.ttl.clone() else {
+        // An unusable spec grants nothing; it says why in its Ready condition.
+        let conditions = json!([status::ready_condition(&lock, now)]);
+        if lock.status.get("conditions") != Some(&conditions) {
+            write_lock_status(ctx, key, &lock, json!({ "conditions": conditions })).await?;
+        }
+        return Ok(None);
+    };
+    let permits = ctx.permits.of(key, now);
+    let records: Vec<_> = permits.iter().map(|p| status::record_of(p, &lock)).collect();
+    let decision = evaluate(&LockInput {
+        kind: key.kind,
+        permits: lock.permits,
+        ttl,
+        last_token: lock.common.fencing_token,
+        permits_of_lock: &records,
+        now,
+    });
+    if renewed_meanwhile(ctx, key, &decision, &permits).await? {
+        return Ok(Some(Duration::ZERO));
+    }
+
+    // The grant: one conditional write of the lock's status.
+    let wanted = status::lock_status(key.kind, &lock, &decision, &records, &permits, now);
+    if let Some(patch) = status::merge_patch(&lock.status, &wanted) {
+        write_lock_status(ctx, key, &lock, patch).await?;
+    }
+
+    // Then, off the critical path, the permits' own statuses.
+    for (indexed, decided) in permits.iter().zip(&decision.permits) {
+        if decided.remove {
+            remove_later(ctx, &indexed.permit);
+            continue;
+        }
+        // A permit that stays queued keeps the position it was queued at: rewriting
+        // every waiter's place on every handover would cost a write per waiter per
+        // handover (the lock's `status.waiting` carries the live order).
+        let stored = indexed.permit.status.as_ref();
+        let still_queued = decided.phase == PermitPhase::Pending
+            && stored.is_some_and(|s| s.phase == PermitPhase::Pending);
+        if still_queued {
+            continue;
+        }
+        let wanted = status::permit_status(indexed, decided, now);
+        let stored = stored
+            .and_then(|s| serde_json::to_value(s).ok())
+            .unwrap_or_default();
+        if status::merge_patch(&stored, &wanted).is_some() {
+            ctx.mirror.write(&indexed.permit, mirror::complete(wanted));
+        }
+    }
+    adopt_permits(ctx, key, &lock, &permits).await;
+
+    let labels = LockLabels::of(key.kind);
+    for transition in &decision.transitions {
+        match transition {
+            Transition::Granted {
+                holder,
+                token,
+                permit,
+            } => {
+                ctx.metrics.lock_grants.get_or_create(&labels).inc();
+                tracing::info!(kind = key.kind.word(), namespace = %key.namespace, lock = %key.name, %holder, token, "granted");
+                ctx.events.publish(
+                    key,
+                    &lock.uid,
+                    &permits[*permit].permit,
+                    EventType::Normal,
+                    "Granted",
+                    format!("granted to {holder} with fencing token {token}"),
+                );
+            }
+            Transition::Expired { holder, permit } => {
+                ctx.metrics.lock_expiries.get_or_create(&labels).inc();
+                tracing::info!(kind = key.kind.word(), namespace = %key.namespace, lock = %key.name, %holder, "grant expired");
+                ctx.events.publish(
+                    key,
+                    &lock.uid,
+                    &permits[*permit].permit,
+                    EventType::Warning,
+                    "Expired",
+                    format!(
+                        "{holder}'s grant expired: not renewed within {}",
+                        konductor_api::duration::format_duration(ttl)
+                    ),
+                );
+            }
+        }
+    }
+    Ok(decision.next_look.map(|at| {
+        Duration::try_from(at.duration_since(ctx.clock.now())).unwrap_or(Duration::ZERO)
+    }))
+}
+
+/// One worker: reconciles due locks until the queue closes.
+async fn work(queue: Arc<WorkQueue<LockKey>>, ctx: Arc<Context>) {
+    while let Some(key) = queue.next().await {
+        let labels = LockLabels::of(key.kind);
+        ctx.metrics.lock_reconciles.get_or_create(&labels).inc();
+        let requeue = match reconcile(&key, &ctx).await {
+            Ok(requeue) => requeue,
+            Err(error) => {
+                ctx.metrics
+                    .errors
+                    .get_or_create(&(&error).into())
+                    .inc();
+                error_policy(&key, &error, &ctx).await
+            }
+        };
+        queue.done(key, requeue);
+    }
+}
+
+/// What to do after a failed reconcile: a conflict means the lock changed since the
+/// cache saw it — read it afresh and look again at once; anything else is retried
+/// after a pause.
+async fn error_policy(key: &LockKey, error: &Error, ctx: &Context) -> Option<Duration> {
+    if error.is_conflict() {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), &key.namespace, &key.kind.api_resource());
+        return match api.get_opt(&key.name).await {
+            Ok(Some(lock)) => {
+                ctx.locks.refresh(key, &lock);
+                Some(Duration::ZERO)
+            }
+            Ok(None) => None,
+            Err(_) => Some(Duration::from_millis(100)),
+        };
+    }
+    tracing::warn!(%error, kind = key.kind.word(), lock = %key.name, "lock reconcile failed; retrying in 2s");
+    Some(Duration::from_secs(2))
+}
+
+/// Follows the locks of one kind into `locks`, queueing each one that changes.
+async fn watch_locks(client: Client, locks: Locks, queue: Arc<WorkQueue<LockKey>>, kind: LockKind) {
+    let api: Api<DynamicObject> = Api::all_with(client, &kind.api_resource());
+    watcher(api, watcher::Config::default().timeout(WATCH_TIMEOUT_SECS))
+        .default_backoff()
+        .filter_map(|event| futures::future::ready(event.ok()))
+        .for_each(move |event| {
+            if let Some(key) = locks.apply(kind, &event) {
+                queue.add(key);
+            }
+            futures::future::ready(())
+        })
+        .await;
+}
+
+/// Follows the permits into the index, queueing the lock of each one that changes —
+/// except for a renewal of a waiting claim that was alive anyway, which changes
+/// nothing until its lock's next look.
+async fn watch_permits(queue: Arc<WorkQueue<LockKey>>, ctx: Arc<Context>) {
+    let api: Api<Permit> = Api::all(ctx.client.clone());
+    watcher(api, watcher::Config::default().timeout(WATCH_TIMEOUT_SECS))
+        .default_backoff()
+        .filter_map(|event| futures::future::ready(event.ok()))
+        .for_each(move |event| {
+            let now = ctx.clock.now();
+            if let Some(change) = ctx.permits.apply(&event, now) {
+                let lock = ctx.locks.get(&change.lock);
+                if let (Some(deleted), Some(lock)) = (&change.deleted, &lock)
+                    && lock.grants_to(&deleted.uid().unwrap_or_default())
+                {
+                    ctx.events.publish(
+                        &change.lock,
+                        &lock.uid,
+                        deleted,
+                        EventType::Normal,
+                        "Released",
+                        format!("{} released it", deleted.spec.holder),
+                    );
+                }
+                let quiet_renewal = match (&change.renewed_only, &lock) {
+                    (Some((uid, before)), Some(lock)) => {
+                        !lock.grants_to(uid)
+                            && lock.ttl.as_ref().ok().and_then(|ttl| expiry(*before, *ttl)).is_some_and(|until| now < until)
+                    }
+                    _ => false,
+                };
+                if !quiet_renewal {
+                    queue.add(change.lock);
+                }
+            }
+            futures::future::ready(())
+        })
+        .await;
+}
+
+/// Runs the lock controller until `shutdown` completes, recording Events as `reporter`'s
+/// instance under [`LOCK_CONTROLLER_NAME`].
+pub async fn run(
+    client: Client,
+    reporter: Reporter,
+    metrics: Arc<crate::metrics::Metrics>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let reporter = Reporter {
+        controller: LOCK_CONTROLLER_NAME.to_owned(),
+        instance: reporter.instance,
+    };
+    let permits = PermitIndex::default();
+    let (mirror, mut mirror_writers) = Mirror::start(client.clone(), permits.clone());
+    let queue = Arc::new(WorkQueue::<LockKey>::default());
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        events: LockEvents::new(Recorder::new(client.clone(), reporter), metrics.clone()),
+        metrics,
+        locks: Locks::default(),
+        permits,
+        mirror: mirror.clone(),
+        clock: MonotonicClock::start(),
+    });
+    let feeds = futures::future::join4(
+        watch_locks(client.clone(), ctx.locks.clone(), queue.clone(), LockKind::Semaphore),
+        watch_locks(client.clone(), ctx.locks.clone(), queue.clone(), LockKind::Mutex),
+        watch_locks(client.clone(), ctx.locks.clone(), queue.clone(), LockKind::RWMutex),
+        watch_permits(queue.clone(), ctx.clone()),
+    );
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..WORKERS {
+        workers.spawn(work(queue.clone(), ctx.clone()));
+    }
+    tokio::select! {
+        _ = feeds => {}
+        () = shutdown.fuse() => {}
+    }
+    queue.close();
+    while workers.join_next().await.is_some() {}
+    mirror.close();
+    mirror_writers.abort_all();
+}
