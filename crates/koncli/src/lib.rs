@@ -3,16 +3,23 @@
 //! # Layout
 //! - [`cli`]: the clap definitions (flags, help, exit codes).
 //! - [`output`]: the human summary, tables, JSON and YAML.
-//! - [`locks`]: the `semaphore`, `mutex` and `rwmutex` verbs, and `run`.
+//! - [`holder`]: who a command acts as (stable for barriers, unique for locks).
+//! - [`locks`]: the `semaphore`, `mutex` and `rwmutex` verbs.
+//! - [`run`]: `… run`, holding a lock around a command, and the supervisor that makes
+//!   sure the command never outlives its grant or koncli.
+//! - [`signals`]: SIGINT/SIGTERM while waiting (the claim is withdrawn).
 //! - this file: one function per barrier command, and the mapping of outcomes to exit
 //!   codes.
 
 pub mod cli;
+pub mod holder;
 pub mod locks;
 pub mod output;
 pub mod reference;
+pub mod run;
+pub mod signals;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use clap::CommandFactory;
@@ -24,7 +31,7 @@ use jiff::Timestamp;
 use konductor_api::locks::LockKind;
 use konductor_api::{Barrier, BarrierSpec, Outcome};
 use konductor_sdk::{Barriers, ConnectOptions, Error, Progress, WaitOutcome, connect};
-use output::MachineFormat;
+use output::{Display, MachineFormat};
 
 /// Exit code: the barrier is open / the command succeeded.
 pub const EXIT_OK: u8 = 0;
@@ -53,16 +60,19 @@ pub async fn run(cli: Cli) -> u8 {
     };
     let result = match cli.command {
         Command::Completion { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "koncli", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "koncli", &mut script);
+            let _ = std::io::stdout().write_all(&script);
             Ok(EXIT_OK)
         }
         Command::Barrier(command) => match connect(&options).await {
             Ok(connection) => barrier(command, Barriers::new(&connection)).await,
             Err(error) => Err(error),
         },
-        Command::Semaphore(command) => lock(LockKind::Semaphore, command, &options).await,
-        Command::Mutex(command) => lock(LockKind::Mutex, command, &options).await,
-        Command::Rwmutex(command) => lock(LockKind::RWMutex, command, &options).await,
+        Command::Semaphore(command) => lock(LockKind::Semaphore, command.into(), &options).await,
+        Command::Mutex(command) => lock(LockKind::Mutex, command.into(), &options).await,
+        Command::Rwmutex(command) => lock(LockKind::RWMutex, command.into(), &options).await,
+        Command::Supervise(args) => Ok(run::supervise(args).await),
     };
     match result {
         Ok(code) => code,
@@ -70,7 +80,7 @@ pub async fn run(cli: Cli) -> u8 {
         Err(error) => {
             eprintln!("koncli: {error}");
             match error {
-                Error::WaitTimeout { .. } => EXIT_WAIT_TIMEOUT,
+                Error::WaitTimeout { .. } | Error::NotCreated { .. } => EXIT_WAIT_TIMEOUT,
                 _ => EXIT_ERROR,
             }
         }
@@ -79,11 +89,11 @@ pub async fn run(cli: Cli) -> u8 {
 
 async fn lock(
     kind: LockKind,
-    command: cli::LockCommand,
+    verb: locks::Verb,
     options: &ConnectOptions,
 ) -> konductor_sdk::Result<u8> {
     let connection = connect(options).await?;
-    locks::command(kind, command, &connection).await
+    locks::command(kind, verb, &connection).await
 }
 
 async fn barrier(command: BarrierCommand, barriers: Barriers) -> konductor_sdk::Result<u8> {
@@ -199,23 +209,7 @@ async fn list(barriers: &Barriers, args: ListArgs) -> konductor_sdk::Result<u8> 
 
 /// The holder: the flag, the argument, `$KONDUCTOR_HOLDER`, `$POD_NAME`, the hostname.
 fn holder(args: &ArriveArgs) -> String {
-    resolve_holder(args.holder.clone().or_else(|| args.holder_arg.clone()))
-}
-
-/// The holder given on the command line, else `$KONDUCTOR_HOLDER`, `$POD_NAME`, the
-/// hostname.
-pub(crate) fn resolve_holder(given: Option<String>) -> String {
-    let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    given
-        .or_else(|| from_env("KONDUCTOR_HOLDER"))
-        .or_else(|| from_env("POD_NAME"))
-        .or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-        })
-        .or_else(|| from_env("HOSTNAME"))
-        .unwrap_or_else(|| "unknown-host".to_owned())
+    holder::barrier_holder(args.holder.clone().or_else(|| args.holder_arg.clone()))
 }
 
 async fn arrive(barriers: &Barriers, args: ArriveArgs) -> konductor_sdk::Result<u8> {
@@ -243,16 +237,6 @@ async fn arrive(barriers: &Barriers, args: ArriveArgs) -> konductor_sdk::Result<
         _ => eprintln!("koncli: {line}"),
     }
     Ok(code)
-}
-
-/// How a wait shows its progress.
-enum Display {
-    /// A live line, redrawn (a terminal).
-    Live(indicatif::ProgressBar),
-    /// A plain line per change (a pipe, a log).
-    Lines,
-    /// Nothing but the final line (`--quiet`).
-    Quiet,
 }
 
 /// Shows progress while waiting.
@@ -353,31 +337,17 @@ impl Reporter {
     }
 
     fn say(&self, line: &str) {
-        match &self.display {
-            Display::Live(bar) => bar.println(line),
-            Display::Lines => eprintln!("{line}"),
-            Display::Quiet => {}
-        }
+        self.display.say(line);
     }
 
     fn finish(&self) {
-        if let Display::Live(bar) = &self.display {
-            bar.finish_and_clear();
-        }
+        self.display.finish();
     }
 }
 
 async fn wait(barriers: &Barriers, args: WaitArgs) -> konductor_sdk::Result<u8> {
     let qualified = format!("{}/{}", barriers.namespace(), args.name);
-    let display = if args.quiet {
-        Display::Quiet
-    } else if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.enable_steady_tick(Duration::from_millis(120));
-        Display::Live(bar)
-    } else {
-        Display::Lines
-    };
+    let display = Display::for_stderr(args.quiet);
     let reporter =
         std::cell::RefCell::new(Reporter::new(barriers, &args.name, display, args.timeout));
     let waiting = barriers.wait(&args.name, args.timeout, |p| {

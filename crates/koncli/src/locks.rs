@@ -1,105 +1,128 @@
 //! `koncli semaphore|mutex|rwmutex …`: the lock verbs over the SDK's
-//! [`konductor_sdk::locks`], and `run`, which holds a lock around a command as
-//! `flock(1)` does around a file.
+//! [`konductor_sdk::locks`]. `run` lives in [`crate::run`].
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use konductor_api::locks::{
-    LockKind, Mutex, MutexSpec, PermitMode, RWMutex, RWMutexSpec, Semaphore, SemaphoreSpec,
+    CONDITION_READY, LockKind, MutexStatus, PermitMode, RWMutexStatus, SemaphoreStatus,
 };
-use konductor_sdk::locks::{Claim, Locks, Wait};
+use konductor_sdk::locks::{Claim, Locks, NO_ANSWER, Progress, Wait};
 use konductor_sdk::{Connection, Error};
-use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
+use kube::ResourceExt;
+use kube::api::DynamicObject;
+use serde_json::json;
 
-use crate::cli::{AcquireArgs, LockCommand, LockCreateArgs, LockListArgs, ReleaseArgs, RunArgs};
+use crate::cli::{
+    AcquireArgs, LockCreateArgs, LockListArgs, LockStatusArgs, MutexCommand,
+    ReleaseArgs, RunArgs, RwmutexCommand, SemaphoreCommand,
+};
 use crate::output::{self, MachineFormat};
-use crate::{EXIT_BUSY, EXIT_LOST, EXIT_OK, EXIT_USAGE, EXIT_WAIT_TIMEOUT};
+use crate::{EXIT_BUSY, EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_WAIT_TIMEOUT};
 
 /// What a lock command ends with: an exit code, or an error to print.
-type Outcome = konductor_sdk::Result<u8>;
+pub type Outcome = konductor_sdk::Result<u8>;
 
-fn lock_error(kind: LockKind, connection: &Connection, name: &str, error: kube::Error) -> Error {
-    let message = match &error {
-        kube::Error::Api(status) if status.code == 404 => "not found".to_owned(),
-        kube::Error::Api(status) if status.code == 409 => "already exists".to_owned(),
-        kube::Error::Api(status) => status.message.clone(),
-        other => format!("cannot reach the API server: {other}"),
-    };
-    Error::Lock {
-        kind: kind.word(),
-        namespace: connection.namespace.clone(),
-        lock: name.to_owned(),
-        message,
+/// A lock command, whatever the kind spells it.
+pub enum Verb {
+    /// `lock`, `acquire`, `rlock`.
+    Take(AcquireArgs, PermitMode),
+    /// `unlock`, `release`, `runlock`.
+    GiveBack(ReleaseArgs, PermitMode),
+    /// `run`.
+    Run(RunArgs, PermitMode),
+    /// `status`.
+    Status(LockStatusArgs),
+    /// `create`, with a Semaphore's permits.
+    Create(LockCreateArgs, Option<i32>),
+    /// `delete`.
+    Delete(String),
+    /// `list`.
+    List(LockListArgs),
+}
+
+impl From<SemaphoreCommand> for Verb {
+    fn from(command: SemaphoreCommand) -> Self {
+        match command {
+            SemaphoreCommand::Acquire(args) => Verb::Take(args, PermitMode::Exclusive),
+            SemaphoreCommand::Release(args) => Verb::GiveBack(args, PermitMode::Exclusive),
+            SemaphoreCommand::Run(args) => Verb::Run(args, PermitMode::Exclusive),
+            SemaphoreCommand::Status(args) => Verb::Status(args),
+            SemaphoreCommand::Create(args) => Verb::Create(args.lock, Some(args.permits)),
+            SemaphoreCommand::Delete(args) => Verb::Delete(args.name),
+            SemaphoreCommand::List(args) => Verb::List(args),
+        }
     }
 }
 
-/// The `kind` locks of the connection's namespace, as dynamic objects.
-fn lock_api(kind: LockKind, connection: &Connection) -> Api<DynamicObject> {
-    Api::namespaced_with(
-        connection.client.clone(),
-        &connection.namespace,
-        &kind.api_resource(),
-    )
+impl From<MutexCommand> for Verb {
+    fn from(command: MutexCommand) -> Self {
+        match command {
+            MutexCommand::Lock(args) => Verb::Take(args, PermitMode::Exclusive),
+            MutexCommand::Unlock(args) => Verb::GiveBack(args, PermitMode::Exclusive),
+            MutexCommand::Run(args) => Verb::Run(args, PermitMode::Exclusive),
+            MutexCommand::Status(args) => Verb::Status(args),
+            MutexCommand::Create(args) => Verb::Create(args, None),
+            MutexCommand::Delete(args) => Verb::Delete(args.name),
+            MutexCommand::List(args) => Verb::List(args),
+        }
+    }
 }
 
-/// A usage error found after parsing (a verb or flag that does not fit the kind).
+impl From<RwmutexCommand> for Verb {
+    fn from(command: RwmutexCommand) -> Self {
+        match command {
+            RwmutexCommand::Lock(args) => Verb::Take(args, PermitMode::Exclusive),
+            RwmutexCommand::Rlock(args) => Verb::Take(args, PermitMode::Shared),
+            RwmutexCommand::Unlock(args) => Verb::GiveBack(args, PermitMode::Exclusive),
+            RwmutexCommand::Runlock(args) => Verb::GiveBack(args, PermitMode::Shared),
+            RwmutexCommand::Run(args) if args.read => Verb::Run(args.run, PermitMode::Shared),
+            RwmutexCommand::Run(args) => Verb::Run(args.run, PermitMode::Exclusive),
+            RwmutexCommand::Status(args) => Verb::Status(args),
+            RwmutexCommand::Create(args) => Verb::Create(args, None),
+            RwmutexCommand::Delete(args) => Verb::Delete(args.name),
+            RwmutexCommand::List(args) => Verb::List(args),
+        }
+    }
+}
+
+/// A usage error found after parsing.
 fn usage(message: &str) -> Outcome {
     eprintln!("koncli: {message} (see --help)");
     Ok(EXIT_USAGE)
 }
 
 /// Runs one lock command for a `kind` lock.
-pub async fn command(kind: LockKind, command: LockCommand, connection: &Connection) -> Outcome {
+pub async fn command(kind: LockKind, verb: Verb, connection: &Connection) -> Outcome {
     let locks = Locks::new(connection);
-    let rwmutex_only = |verb: &str| {
-        format!(
-            "`{verb}` is an rwmutex verb (a {} has no read side)",
-            kind.word()
-        )
-    };
-    match command {
-        LockCommand::Lock(args) => acquire(kind, PermitMode::Exclusive, &locks, args).await,
-        LockCommand::Rlock(args) if kind == LockKind::RWMutex => {
-            acquire(kind, PermitMode::Shared, &locks, args).await
-        }
-        LockCommand::Unlock(args) => release(kind, PermitMode::Exclusive, &locks, args).await,
-        LockCommand::Runlock(args) if kind == LockKind::RWMutex => {
-            release(kind, PermitMode::Shared, &locks, args).await
-        }
-        LockCommand::Rlock(_) => usage(&rwmutex_only("rlock")),
-        LockCommand::Runlock(_) => usage(&rwmutex_only("runlock")),
-        LockCommand::Run(args) if args.read && kind != LockKind::RWMutex => {
-            usage(&rwmutex_only("run --read"))
-        }
-        LockCommand::Run(args) => run(kind, &locks, args).await,
-        LockCommand::Create(args) => create(kind, connection, args).await,
-        LockCommand::Delete(args) => {
-            let api = lock_api(kind, connection);
-            api.delete(&args.name, &DeleteParams::default())
-                .await
-                .map_err(|e| lock_error(kind, connection, &args.name, e))?;
-            println!(
-                "{} {}/{} deleted",
-                kind.word(),
-                connection.namespace,
-                args.name
-            );
+    match verb {
+        Verb::Take(args, mode) => take(kind, mode, &locks, args).await,
+        Verb::GiveBack(args, mode) => give_back(kind, mode, &locks, args).await,
+        Verb::Run(args, mode) => crate::run::run(kind, mode, &locks, args).await,
+        Verb::Create(args, permits) => {
+            let mut spec = json!({
+                "ttl": args.ttl.unwrap_or_else(|| konductor_api::locks::DEFAULT_TTL.to_owned()),
+            });
+            if let Some(permits) = permits {
+                spec["permits"] = permits.into();
+            }
+            locks.create(kind, &args.name, spec).await?;
+            println!("{} {}/{} created", kind.word(), locks.namespace(), args.name);
             Ok(EXIT_OK)
         }
-        LockCommand::List(args) => list(kind, connection, args).await,
-        LockCommand::Status(args) => {
-            let api = lock_api(kind, connection);
-            let lock = api
-                .get(&args.name)
-                .await
-                .map_err(|e| lock_error(kind, connection, &args.name, e))?;
-            let raw = serde_json::to_value(&lock).unwrap_or_default();
+        Verb::Delete(name) => {
+            locks.delete(kind, &name).await?;
+            println!("{} {}/{name} deleted", kind.word(), locks.namespace());
+            Ok(EXIT_OK)
+        }
+        Verb::List(args) => list(kind, &locks, args).await,
+        Verb::Status(args) => {
+            let lock = locks.get(kind, &args.name).await?;
             match args.output {
                 Some(format) => print!(
                     "{}",
-                    output::serialized(&raw, MachineFormat::of_create(format))
+                    output::serialized(&serde_json::to_value(&lock).unwrap_or_default(), MachineFormat::of_create(format))
                 ),
-                None => print!("{}", summary(kind, &connection.namespace, &raw)),
+                None => print!("{}", summary(kind, &lock)),
             }
             Ok(EXIT_OK)
         }
@@ -107,184 +130,238 @@ pub async fn command(kind: LockKind, command: LockCommand, connection: &Connecti
 }
 
 /// The claim a command makes.
-fn claim(kind: LockKind, mode: PermitMode, name: &str, holder: String, priority: i32) -> Claim {
+pub fn claim(kind: LockKind, mode: PermitMode, name: &str, holder: &str, priority: i32) -> Claim {
     let claim = match (kind, mode) {
-        (LockKind::Semaphore, _) => Claim::semaphore(name, &holder),
-        (LockKind::Mutex, _) => Claim::mutex(name, &holder),
-        (LockKind::RWMutex, PermitMode::Shared) => Claim::read(name, &holder),
-        (LockKind::RWMutex, PermitMode::Exclusive) => Claim::write(name, &holder),
+        (LockKind::Semaphore, _) => Claim::semaphore(name, holder),
+        (LockKind::Mutex, _) => Claim::mutex(name, holder),
+        (LockKind::RWMutex, PermitMode::Shared) => Claim::read(name, holder),
+        (LockKind::RWMutex, PermitMode::Exclusive) => Claim::write(name, holder),
     };
     claim.with_priority(priority)
 }
 
-fn wait_of(wait: bool, timeout: Option<Duration>) -> Wait {
-    match (wait, timeout) {
+/// The exit code for a lock that was not granted, or the error to print.
+pub fn refused(error: Error) -> Outcome {
+    let code = match &error {
+        Error::LockBusy { .. } => EXIT_BUSY,
+        Error::LockTimeout { .. } => EXIT_WAIT_TIMEOUT,
+        Error::NoController { .. } | Error::LockRefused { .. } => EXIT_ERROR,
+        _ => return Err(error),
+    };
+    eprintln!("koncli: {error}");
+    Ok(code)
+}
+
+/// The verb as a user typed it, for messages.
+fn verb_word(kind: LockKind, mode: PermitMode, taking: bool) -> String {
+    let verb = match (kind, mode, taking) {
+        (LockKind::Semaphore, _, true) => "acquire",
+        (LockKind::Semaphore, _, false) => "release",
+        (_, PermitMode::Shared, true) => "rlock",
+        (_, PermitMode::Shared, false) => "runlock",
+        (_, PermitMode::Exclusive, true) => "lock",
+        (_, PermitMode::Exclusive, false) => "unlock",
+    };
+    format!("{} {verb}", kind.word())
+}
+
+async fn take(kind: LockKind, mode: PermitMode, locks: &Locks, args: AcquireArgs) -> Outcome {
+    let holder = match crate::holder::lock_identity(args.holder, &verb_word(kind, mode, true)) {
+        Ok(holder) => holder,
+        Err(why) => return usage(&why),
+    };
+    let claim = claim(kind, mode, &args.name, &holder, args.priority);
+    let wait = match (args.wait, args.timeout) {
         (false, _) => Wait::No,
         (true, None) => Wait::Forever,
         (true, Some(limit)) => Wait::AtMost(limit),
-    }
-}
-
-/// The exit code for a failed acquisition, or the error to print.
-fn refused(error: Error) -> Outcome {
-    match error {
-        Error::LockBusy { .. } => {
-            eprintln!("koncli: {error}");
-            Ok(EXIT_BUSY)
-        }
-        Error::LockTimeout { .. } => {
-            eprintln!("koncli: {error}");
-            Ok(EXIT_WAIT_TIMEOUT)
-        }
-        Error::LockLost { .. } => {
-            eprintln!("koncli: {error}");
-            Ok(EXIT_LOST)
-        }
-        other => Err(other),
-    }
-}
-
-async fn acquire(kind: LockKind, mode: PermitMode, locks: &Locks, args: AcquireArgs) -> Outcome {
-    let holder = crate::resolve_holder(args.holder);
-    let claim = claim(kind, mode, &args.name, holder, args.priority);
-    match locks
-        .acquire(&claim, wait_of(args.wait, args.timeout))
-        .await
-    {
+    };
+    let mut reporter = WaitReporter::new(kind, locks.namespace(), &args.name, args.wait);
+    let latest = std::cell::RefCell::new(None);
+    let mut interrupted = crate::signals::Interrupts::new();
+    let taken = reporter
+        .around(
+            &latest,
+            locks.acquire_with(&claim, wait, |p| *latest.borrow_mut() = Some(p.clone()), interrupted.first()),
+        )
+        .await;
+    match taken {
         Ok(guard) => {
+            if guard.reentered() {
+                eprintln!(
+                    "koncli: {holder} already had a claim on {} {}/{}; carried it on",
+                    kind.word(),
+                    locks.namespace(),
+                    args.name
+                );
+            }
             println!("{}", guard.detach());
             Ok(EXIT_OK)
         }
+        Err(Error::LockCancelled { .. }) => Ok(interrupted.exit_code()),
         Err(error) => refused(error),
     }
 }
 
-async fn release(kind: LockKind, mode: PermitMode, locks: &Locks, args: ReleaseArgs) -> Outcome {
-    let holder = crate::resolve_holder(args.holder);
-    let claim = claim(kind, mode, &args.name, holder.clone(), 0);
+async fn give_back(kind: LockKind, mode: PermitMode, locks: &Locks, args: ReleaseArgs) -> Outcome {
+    let holder = match crate::holder::lock_identity(args.holder, &verb_word(kind, mode, false)) {
+        Ok(holder) => holder,
+        Err(why) => return usage(&why),
+    };
+    let claim = claim(kind, mode, &args.name, &holder, 0);
     if locks.release(&claim).await? {
-        println!("{} {} released by {holder}", kind.word(), args.name);
+        println!("{} {}/{} released by {holder}", kind.word(), locks.namespace(), args.name);
     } else {
-        println!("{holder} held no claim on {} {}", kind.word(), args.name);
+        println!(
+            "{holder} held no claim on {} {}/{}",
+            kind.word(),
+            locks.namespace(),
+            args.name
+        );
     }
     Ok(EXIT_OK)
 }
 
-async fn create(kind: LockKind, connection: &Connection, args: LockCreateArgs) -> Outcome {
-    let ttl = args
-        .ttl
-        .unwrap_or_else(|| konductor_api::locks::DEFAULT_TTL.to_owned());
-    let body = match (kind, args.permits) {
-        (LockKind::Semaphore, Some(permits)) => {
-            serde_json::to_value(Semaphore::new(&args.name, SemaphoreSpec { permits, ttl }))
-        }
-        (LockKind::Semaphore, None) => return usage("a semaphore needs --permits N"),
-        (_, Some(_)) => {
-            return usage(&format!(
-                "--permits is for semaphores (a {} has one holder)",
-                kind.word()
-            ));
-        }
-        (LockKind::Mutex, None) => serde_json::to_value(Mutex::new(&args.name, MutexSpec { ttl })),
-        (LockKind::RWMutex, None) => {
-            serde_json::to_value(RWMutex::new(&args.name, RWMutexSpec { ttl }))
-        }
-    };
-    let object: DynamicObject =
-        serde_json::from_value(body.expect("a lock serializes")).expect("a lock is an object");
-    lock_api(kind, connection)
-        .create(&PostParams::default(), &object)
-        .await
-        .map_err(|e| lock_error(kind, connection, &args.name, e))?;
-    println!(
-        "{} {}/{} created",
-        kind.word(),
-        connection.namespace,
-        args.name
-    );
-    Ok(EXIT_OK)
+/// Shows progress while a lock command waits: on a terminal a live line (position,
+/// holders, how long it waited), in a pipe a plain line per change; and says so once
+/// when no controller has answered after a while.
+pub struct WaitReporter {
+    what: String,
+    display: Option<output::Display>,
+    started: Instant,
+    last_line: String,
+    hinted: bool,
 }
 
-async fn list(kind: LockKind, connection: &Connection, args: LockListArgs) -> Outcome {
-    let resource = kind.api_resource();
-    let api: Api<DynamicObject> = if args.all_namespaces {
-        Api::all_with(connection.client.clone(), &resource)
-    } else {
-        lock_api(kind, connection)
-    };
-    let listed = api
-        .list(&Default::default())
-        .await
-        .map_err(|e| lock_error(kind, connection, "*", e))?;
-    let items: Vec<serde_json::Value> = listed
-        .items
-        .iter()
-        .map(|item| serde_json::to_value(item).unwrap_or_default())
-        .collect();
+impl WaitReporter {
+    /// A reporter for the `kind` lock `name`; silent unless `waiting`.
+    pub fn new(kind: LockKind, namespace: &str, name: &str, waiting: bool) -> Self {
+        Self {
+            what: format!("{} {namespace}/{name}", kind.word()),
+            display: waiting.then(|| output::Display::for_stderr(false)),
+            started: Instant::now(),
+            last_line: String::new(),
+            hinted: false,
+        }
+    }
+
+    fn line(&self, progress: &Progress, live: bool) -> String {
+        let mut line = format!("waiting for {}", self.what);
+        if let Some(position) = progress.position {
+            line.push_str(&format!(": position {position} of {}", progress.waiting));
+        }
+        if !progress.holders.is_empty() {
+            line.push_str(&format!(" · held by {}", progress.holders.join(", ")));
+        }
+        if live {
+            line.push_str(&format!(
+                " · waited {}",
+                output::short_duration(self.started.elapsed())
+            ));
+        }
+        line
+    }
+
+    fn tick(&mut self, latest: Option<Progress>) {
+        let Some(display) = &self.display else {
+            return;
+        };
+        let Some(progress) = latest else {
+            return;
+        };
+        if !progress.answered && !self.hinted && self.started.elapsed() >= NO_ANSWER {
+            self.hinted = true;
+            display.say(&format!(
+                "no lock controller has answered the claim on {} after {} — is one running? (`konductor server` runs one; on a cluster, `konductor operator`)",
+                self.what,
+                output::short_duration(self.started.elapsed())
+            ));
+        }
+        if let Some(why) = &progress.reconnecting {
+            let line = format!("lost the watch on {} ({why}); reconnecting", self.what);
+            if line != self.last_line {
+                display.say(&line);
+                self.last_line = line;
+            }
+            return;
+        }
+        match display {
+            output::Display::Live(bar) => bar.set_message(self.line(&progress, true)),
+            _ => {
+                let line = self.line(&progress, false);
+                if line != self.last_line {
+                    display.say(&line);
+                    self.last_line = line;
+                }
+            }
+        }
+    }
+
+    /// Drives `waiting` to its end, reporting the progress it leaves in `latest`.
+    pub async fn around<T>(
+        &mut self,
+        latest: &std::cell::RefCell<Option<Progress>>,
+        waiting: impl std::future::Future<Output = T>,
+    ) -> T {
+        tokio::pin!(waiting);
+        let mut ticker = tokio::time::interval(Duration::from_millis(200));
+        let result = loop {
+            tokio::select! {
+                result = &mut waiting => break result,
+                _ = ticker.tick() => self.tick(latest.borrow().clone()),
+            }
+        };
+        if let Some(display) = &self.display {
+            display.finish();
+        }
+        result
+    }
+}
+
+async fn list(kind: LockKind, locks: &Locks, args: LockListArgs) -> Outcome {
+    let items = locks.list(kind, args.all_namespaces).await?;
     if let Some(format) = args.output {
-        let list = serde_json::json!({ "items": items });
+        let items: Vec<serde_json::Value> = items
+            .iter()
+            .map(|item| serde_json::to_value(item).unwrap_or_default())
+            .collect();
         print!(
             "{}",
-            output::serialized_list(list, MachineFormat::of_create(format))
+            output::serialized_list(json!({ "items": items }), MachineFormat::of_create(format))
         );
         return Ok(EXIT_OK);
     }
+    if items.is_empty() {
+        let plural = kind.api_resource().plural;
+        if args.all_namespaces {
+            eprintln!("No {plural} found.");
+        } else {
+            eprintln!("No {plural} found in {} namespace.", locks.namespace());
+        }
+        return Ok(EXIT_OK);
+    }
     let mut rows = vec![
-        [
-            "NAMESPACE",
-            "NAME",
-            "PHASE",
-            "HOLDERS",
-            "WAITING",
-            "TOKEN",
-            "AGE",
-        ]
-        .iter()
-        .map(|h| (*h).to_owned())
-        .collect::<Vec<_>>(),
+        ["NAMESPACE", "NAME", "PHASE", "HOLDERS", "WAITING", "TOKEN", "AGE"]
+            .iter()
+            .map(|h| (*h).to_owned())
+            .collect::<Vec<_>>(),
     ];
     let now = jiff::Timestamp::now();
     for item in &items {
-        let status = &item["status"];
-        let names = |value: &serde_json::Value| {
-            let names: Vec<&str> = match value {
-                serde_json::Value::Array(list) => {
-                    list.iter().filter_map(serde_json::Value::as_str).collect()
-                }
-                serde_json::Value::String(one) => vec![one.as_str()],
-                _ => Vec::new(),
-            };
-            if names.is_empty() {
+        let view = View::of(kind, item);
+        rows.push(vec![
+            item.namespace().unwrap_or_default(),
+            item.name_any(),
+            view.phase.clone(),
+            if view.holders.is_empty() {
                 "-".to_owned()
             } else {
-                names.join(",")
-            }
-        };
-        let holders = match kind {
-            LockKind::Semaphore => names(&status["holders"]),
-            LockKind::Mutex => names(&status["holder"]),
-            LockKind::RWMutex => match status["writeHolder"].as_str() {
-                Some(writer) => writer.to_owned(),
-                None => names(&status["readHolders"]),
+                view.holders.join(",")
             },
-        };
-        let created = item["metadata"]["creationTimestamp"]
-            .as_str()
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok());
-        rows.push(vec![
-            item["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            item["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            status["phase"].as_str().unwrap_or("-").to_owned(),
-            holders,
-            names(&status["waiting"]),
-            status["fencingToken"].as_i64().unwrap_or(0).to_string(),
-            created.map_or("<unknown>".to_owned(), |t| output::age(t, now)),
+            view.waiting.len().to_string(),
+            view.token.to_string(),
+            item.creation_timestamp()
+                .map_or("<unknown>".to_owned(), |t| output::age(t.0, now)),
         ]);
     }
     if !args.all_namespaces {
@@ -292,136 +369,103 @@ async fn list(kind: LockKind, connection: &Connection, args: LockListArgs) -> Ou
             row.remove(0);
         }
     }
-    if rows.len() == 1 {
-        eprintln!("No {} found in {}", resource.plural, connection.namespace);
-        return Ok(EXIT_OK);
-    }
     print!("{}", output::aligned(&rows));
     Ok(EXIT_OK)
 }
 
-/// A few lines about a lock, from its status.
-fn summary(kind: LockKind, namespace: &str, lock: &serde_json::Value) -> String {
-    let status = &lock["status"];
-    let list = |field: &str| {
-        let names: Vec<&str> = status[field]
-            .as_array()
-            .map(|a| a.iter().filter_map(serde_json::Value::as_str).collect())
-            .unwrap_or_default();
-        if names.is_empty() {
-            "none".to_owned()
-        } else {
-            names.join(", ")
+/// What koncli shows of a lock, read through the kind's typed status.
+struct View {
+    phase: String,
+    holders: Vec<String>,
+    /// `Holders:` in the summary.
+    holders_line: String,
+    waiting: Vec<String>,
+    token: i64,
+    /// Why the controller refuses the spec, if it does.
+    refusal: Option<String>,
+    ttl: String,
+}
+
+impl View {
+    fn of(kind: LockKind, lock: &DynamicObject) -> Self {
+        let status = lock.data.get("status").cloned().unwrap_or_default();
+        let spec = &lock.data["spec"];
+        let ttl = spec["ttl"]
+            .as_str()
+            .unwrap_or(konductor_api::locks::DEFAULT_TTL)
+            .to_owned();
+        let none = |names: &[String]| {
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        };
+        let (phase, holders, holders_line, waiting, token, conditions) = match kind {
+            LockKind::Semaphore => {
+                let s: SemaphoreStatus = serde_json::from_value(status.clone()).unwrap_or_default();
+                let permits = spec["permits"].as_i64().unwrap_or(0);
+                let line = format!("{} of {permits} in use: {}", s.in_use, none(&s.holders));
+                (format!("{:?}", s.phase), s.holders, line, s.waiting, s.fencing_token, s.conditions)
+            }
+            LockKind::Mutex => {
+                let s: MutexStatus = serde_json::from_value(status.clone()).unwrap_or_default();
+                let holders: Vec<String> = s.holder.into_iter().collect();
+                let line = none(&holders);
+                (format!("{:?}", s.phase), holders, line, s.waiting, s.fencing_token, s.conditions)
+            }
+            LockKind::RWMutex => {
+                let s: RWMutexStatus = serde_json::from_value(status.clone()).unwrap_or_default();
+                let (holders, line) = match s.write_holder {
+                    Some(writer) => (vec![writer.clone()], format!("{writer} (writing)")),
+                    None if s.read_holders.is_empty() => (Vec::new(), "none".to_owned()),
+                    None => (s.read_holders.clone(), format!("{} (reading)", s.read_holders.join(", "))),
+                };
+                (format!("{:?}", s.phase), holders, line, s.waiting, s.fencing_token, s.conditions)
+            }
+        };
+        let refusal = conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_READY && c.status == "False")
+            .map(|c| c.message.clone());
+        let reported = status.get("phase").is_some();
+        Self {
+            phase: match (&refusal, reported) {
+                (Some(_), _) => "InvalidSpec".to_owned(),
+                (None, true) => phase,
+                (None, false) => "-".to_owned(),
+            },
+            holders,
+            holders_line,
+            waiting,
+            token,
+            refusal,
+            ttl,
         }
+    }
+}
+
+/// A few lines about a lock.
+fn summary(kind: LockKind, lock: &DynamicObject) -> String {
+    let view = View::of(kind, lock);
+    let phase = match (&view.refusal, view.phase.as_str()) {
+        (Some(why), _) => format!("InvalidSpec: {why} (nothing will be granted)"),
+        (None, "-") => "none reported yet: is a controller running?".to_owned(),
+        (None, phase) => phase.to_owned(),
     };
-    let holders = match kind {
-        LockKind::Semaphore => format!(
-            "{} of {} in use: {}",
-            status["inUse"].as_i64().unwrap_or(0),
-            lock["spec"]["permits"].as_i64().unwrap_or(0),
-            list("holders")
-        ),
-        LockKind::Mutex => status["holder"].as_str().unwrap_or("none").to_owned(),
-        LockKind::RWMutex => match status["writeHolder"].as_str() {
-            Some(writer) => format!("{writer} (writing)"),
-            None => format!("{} (reading)", list("readHolders")),
-        },
+    let waiting = if view.waiting.is_empty() {
+        "none".to_owned()
+    } else {
+        view.waiting.join(", ")
     };
     format!(
-        "{} {namespace}/{}\n  Phase:         {}\n  Holders:       {holders}\n  Waiting:       {}\n  Fencing token: {}\n  TTL:           {}\n",
+        "{} {}/{}\n  Phase:         {phase}\n  Holders:       {}\n  Waiting:       {waiting}\n  Fencing token: {}\n  TTL:           {}\n",
         kind.word(),
-        lock["metadata"]["name"].as_str().unwrap_or_default(),
-        status["phase"]
-            .as_str()
-            .unwrap_or("none reported yet: is a controller running?"),
-        list("waiting"),
-        status["fencingToken"].as_i64().unwrap_or(0),
-        lock["spec"]["ttl"]
-            .as_str()
-            .unwrap_or(konductor_api::locks::DEFAULT_TTL),
+        lock.namespace().unwrap_or_default(),
+        lock.name_any(),
+        view.holders_line,
+        view.token,
+        view.ttl,
     )
 }
 
-/// `run`: hold the lock around a command.
-async fn run(kind: LockKind, locks: &Locks, args: RunArgs) -> Outcome {
-    let holder = match args.holder {
-        Some(holder) => holder,
-        None => format!("{}-{}", crate::resolve_holder(None), std::process::id()),
-    };
-    let mode = if args.read {
-        PermitMode::Shared
-    } else {
-        PermitMode::Exclusive
-    };
-    let claim = claim(kind, mode, &args.name, holder, args.priority);
-    let wait = args.timeout.map_or(Wait::Forever, Wait::AtMost);
-    let guard = match locks.acquire(&claim, wait).await {
-        Ok(guard) => guard,
-        Err(error) => return refused(error),
-    };
-    let (program, rest) = args.command.split_first().expect("clap requires a command");
-    let mut child = match tokio::process::Command::new(program)
-        .args(rest)
-        .env("KONDUCTOR_FENCING_TOKEN", guard.token().to_string())
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(error) => {
-            let _ = guard.release().await;
-            eprintln!("koncli: cannot run {program}: {error}");
-            return Ok(crate::EXIT_ERROR);
-        }
-    };
-    let pid = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .and_then(rustix::process::Pid::from_raw);
-    let signal_child = |signal: rustix::process::Signal| {
-        if let Some(pid) = pid
-            && let Err(error) = rustix::process::kill_process(pid, signal)
-        {
-            say_signal_not_forwarded(&error);
-        }
-    };
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupts = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    let mut terminations = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut lost = false;
-    let status = loop {
-        tokio::select! {
-            status = child.wait() => break status,
-            _ = interrupts.recv() => signal_child(rustix::process::Signal::INT),
-            _ = terminations.recv() => signal_child(rustix::process::Signal::TERM),
-            () = guard.lost(), if !lost => {
-                lost = true;
-                eprintln!("koncli: {} {}: the grant was lost; stopping the command", kind.word(), args.name);
-                signal_child(rustix::process::Signal::TERM);
-            }
-        }
-    };
-    if let Err(error) = guard.release().await {
-        eprintln!("koncli: {error}");
-    }
-    if lost {
-        return Ok(EXIT_LOST);
-    }
-    let code = match status {
-        Ok(status) => {
-            use std::os::unix::process::ExitStatusExt;
-            status
-                .code()
-                .or_else(|| status.signal().map(|s| 128 + s))
-                .unwrap_or(1)
-        }
-        Err(error) => {
-            eprintln!("koncli: waiting for {program}: {error}");
-            1
-        }
-    };
-    Ok(u8::try_from(code).unwrap_or(1))
-}
-
-/// A signal that could not be forwarded (the command already exited): said, not fatal.
-fn say_signal_not_forwarded(error: &impl std::fmt::Display) {
-    eprintln!("koncli: forwarding a signal to the command: {error}");
-}

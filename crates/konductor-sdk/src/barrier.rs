@@ -78,6 +78,9 @@ pub enum Arrived {
 /// (so `--timeout 0s` on an open barrier reports it open, not timed out).
 const FIRST_ANSWER_GRACE: Duration = Duration::from_secs(10);
 
+/// The longest pause between attempts to reconnect a barrier's watch.
+const RECONNECT_CAP: Duration = Duration::from_secs(5);
+
 /// Whether a watch error is worth retrying: the connection broke, the server is busy
 /// (429) or failing (5xx). Credentials refused, permission denied, the namespace or
 /// resource gone are permanent: retrying cannot help.
@@ -153,8 +156,9 @@ impl Barriers {
         resource: &'static str,
     ) -> Request<'a> {
         Request {
+            kind: "barrier",
             namespace: &self.namespace,
-            barrier,
+            name: barrier,
             verb,
             resource,
             url: &self.url,
@@ -428,8 +432,9 @@ impl Barriers {
             .await
             .map_err(|e| self.request(barrier, "get", "barriers").error(e))?;
         serde_json::from_str(&text).map_err(|e| Error::Api {
+            kind: "barrier",
             namespace: self.namespace.clone(),
-            barrier: barrier.to_owned(),
+            name: barrier.to_owned(),
             message: format!("the API server sent something that is not JSON: {e}"),
         })
     }
@@ -466,9 +471,9 @@ impl Barriers {
         mut progress: impl FnMut(Progress<'_>),
     ) -> Result<WaitOutcome> {
         let started = Instant::now();
-        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let config = crate::watching::watch_config().fields(&format!("metadata.name={name}"));
         let mut events = watcher(self.barriers.clone(), config)
-            .default_backoff()
+            .backoff(crate::watching::CappedBackoff::new(RECONNECT_CAP))
             .boxed();
         let mut present = false;
         let mut told_missing = false;
@@ -484,8 +489,9 @@ impl Barriers {
             };
             let Some(event) = event else {
                 return Err(Error::Api {
+                    kind: "barrier",
                     namespace: self.namespace.clone(),
-                    barrier: name.to_owned(),
+                    name: name.to_owned(),
                     message: "the watch ended unexpectedly".into(),
                 });
             };
@@ -542,8 +548,9 @@ impl Barriers {
 
     fn wait_timeout(&self, name: &str, started: Instant) -> Error {
         Error::WaitTimeout {
+            
             namespace: self.namespace.clone(),
-            barrier: name.to_owned(),
+            name: name.to_owned(),
             waited: started.elapsed(),
         }
     }
@@ -556,18 +563,22 @@ impl Barriers {
         timeout: Option<Duration>,
     ) -> Result<Barrier> {
         let started = Instant::now();
-        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let config = crate::watching::watch_config().fields(&format!("metadata.name={name}"));
         let mut events = watcher(self.barriers.clone(), config)
-            .default_backoff()
+            .backoff(crate::watching::CappedBackoff::new(RECONNECT_CAP))
             .boxed();
         let mut listed = false;
         loop {
             let next = events.try_next();
             let event = match wait_limit(started, timeout, listed) {
                 None => next.await,
-                Some(at) => tokio::time::timeout_at(at.into(), next)
-                    .await
-                    .map_err(|_| self.wait_timeout(name, started))?,
+                Some(at) => tokio::time::timeout_at(at.into(), next).await.map_err(|_| {
+                    Error::NotCreated {
+                        namespace: self.namespace.clone(),
+                        name: name.to_owned(),
+                        waited: started.elapsed(),
+                    }
+                })?,
             };
             match event.map_err(|e| self.watch_error(name, e))? {
                 Some(watcher::Event::Apply(b) | watcher::Event::InitApply(b)) => return Ok(b),
@@ -575,8 +586,9 @@ impl Barriers {
                 Some(watcher::Event::Init | watcher::Event::Delete(_)) => {}
                 None => {
                     return Err(Error::Api {
+                        kind: "barrier",
                         namespace: self.namespace.clone(),
-                        barrier: name.to_owned(),
+                        name: name.to_owned(),
                         message: "the watch ended unexpectedly".into(),
                     });
                 }
@@ -619,8 +631,9 @@ impl Barriers {
                 self.arrive(then, holder, Outcome::Failed, Some(why.clone()))
                     .await?;
                 return Err(Error::Api {
+                    kind: "barrier",
                     namespace: self.namespace.clone(),
-                    barrier: after.to_owned(),
+                    name: after.to_owned(),
                     message: why,
                 });
             }
@@ -644,8 +657,9 @@ impl Barriers {
             | watcher::Error::WatchFailed(e) => request.error(e),
             watcher::Error::WatchError(status) => request.error(kube::Error::Api(status)),
             other => Error::Api {
+                kind: "barrier",
                 namespace: self.namespace.clone(),
-                barrier: name.to_owned(),
+                name: name.to_owned(),
                 message: other.to_string(),
             },
         }

@@ -5,135 +5,182 @@ use std::time::Duration;
 
 use konductor_api::duration::format_duration;
 
-/// Everything an SDK call can fail with.
+/// Everything an SDK call can fail with. Each variant about an object names its kind
+/// (`barrier`, `mutex`, …), namespace and name, so every kind reads the same.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The barrier does not exist.
-    #[error("barrier {namespace}/{barrier} not found")]
+    /// The object does not exist.
+    #[error("{kind} {namespace}/{name} not found")]
     NotFound {
+        /// `barrier`, `semaphore`, `mutex`, `rwmutex`.
+        kind: &'static str,
         /// Namespace looked in.
         namespace: String,
-        /// Barrier name.
-        barrier: String,
+        /// Its name.
+        name: String,
     },
-    /// The barrier already exists (create).
-    #[error("barrier {namespace}/{barrier} already exists")]
+    /// The object already exists (create).
+    #[error("{kind} {namespace}/{name} already exists")]
     AlreadyExists {
+        /// Its kind.
+        kind: &'static str,
         /// Namespace.
         namespace: String,
-        /// Barrier name.
-        barrier: String,
+        /// Its name.
+        name: String,
     },
     /// RBAC forbids the request.
-    #[error("barrier {namespace}/{barrier}: forbidden: cannot {verb} {resource}: {message}")]
+    #[error("{kind} {namespace}/{name}: forbidden: cannot {verb} {resource}: {message}")]
     Forbidden {
+        /// Its kind.
+        kind: &'static str,
         /// Namespace.
         namespace: String,
-        /// Barrier name.
-        barrier: String,
+        /// Its name.
+        name: String,
         /// The verb refused (`get`, `create`, `watch`, …).
         verb: &'static str,
-        /// The resource (`barriers`, `arrivals`).
+        /// The resource (`barriers`, `arrivals`, `permits`, …).
         resource: &'static str,
         /// The server's message.
         message: String,
     },
     /// The server refused the credentials (401).
     #[error(
-        "barrier {namespace}/{barrier}: unauthorized: the API server refused the credentials in the kubeconfig"
+        "{kind} {namespace}/{name}: unauthorized: the API server refused the credentials in the kubeconfig"
     )]
     Unauthorized {
+        /// Its kind.
+        kind: &'static str,
         /// Namespace.
         namespace: String,
-        /// Barrier name.
-        barrier: String,
+        /// Its name.
+        name: String,
     },
     /// The server rejected the object as invalid (422).
-    #[error("barrier {namespace}/{barrier}: invalid: {message}")]
+    #[error("{kind} {namespace}/{name}: invalid: {message}")]
     Invalid {
+        /// Its kind.
+        kind: &'static str,
         /// Namespace.
         namespace: String,
-        /// Barrier name.
-        barrier: String,
+        /// Its name.
+        name: String,
         /// The server's message, naming the field.
         message: String,
     },
     /// The API server could not be reached.
-    #[error("barrier {namespace}/{barrier}: cannot reach the API server at {url}: {reason}")]
+    #[error("{kind} {namespace}/{name}: cannot reach the API server at {url}: {reason}")]
     Unreachable {
+        /// Its kind.
+        kind: &'static str,
         /// Namespace.
         namespace: String,
-        /// Barrier name.
-        barrier: String,
+        /// Its name.
+        name: String,
         /// The server URL from the kubeconfig.
         url: String,
         /// Why (connection refused, TLS failure, …).
         reason: String,
     },
-    /// Waiting took longer than the caller allowed.
+    /// Waiting for a barrier took longer than the caller allowed.
     #[error(
-        "barrier {namespace}/{barrier}: still not open after {}",
+        "barrier {namespace}/{name}: still not open after {}",
         format_duration(Duration::from_millis(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX)))
     )]
     WaitTimeout {
         /// Namespace.
         namespace: String,
         /// Barrier name.
-        barrier: String,
+        name: String,
         /// How long the wait lasted.
         waited: Duration,
     },
-    /// Any other answer from the API server.
-    #[error("barrier {namespace}/{barrier}: {message}")]
-    Api {
+    /// Waiting for a barrier to be created took longer than the caller allowed.
+    #[error(
+        "barrier {namespace}/{name} does not exist: not created within {}",
+        format_duration(Duration::from_millis(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX)))
+    )]
+    NotCreated {
         /// Namespace.
         namespace: String,
         /// Barrier name.
-        barrier: String,
-        /// The server's message.
-        message: String,
+        name: String,
+        /// How long the wait lasted.
+        waited: Duration,
     },
-    /// A lock request failed: the lock does not exist, the server refused, …
-    #[error("{kind} {namespace}/{lock}: {message}")]
-    Lock {
-        /// `semaphore`, `mutex` or `rwmutex`.
+    /// Any other answer from the API server, or a watch that ended.
+    #[error("{kind} {namespace}/{name}: {message}")]
+    Api {
+        /// Its kind.
         kind: &'static str,
         /// Namespace.
         namespace: String,
-        /// Lock name.
-        lock: String,
-        /// What went wrong.
+        /// Its name.
+        name: String,
+        /// The server's message.
         message: String,
     },
     /// The lock is held and the caller did not want to wait.
-    #[error("{kind} {namespace}/{lock} is busy (held by others; not waiting)")]
+    #[error("{kind} {namespace}/{name} is busy: held by {} (not waiting)", if holders.is_empty() { "others".to_owned() } else { holders.join(", ") })]
     LockBusy {
         /// `semaphore`, `mutex` or `rwmutex`.
         kind: &'static str,
         /// Namespace.
         namespace: String,
         /// Lock name.
-        lock: String,
+        name: String,
+        /// Who holds it, as its status said.
+        holders: Vec<String>,
     },
     /// Waiting for the grant took longer than the caller allowed.
-    #[error("{kind} {namespace}/{lock}: not granted within the timeout")]
+    #[error("{kind} {namespace}/{name}: not granted within the timeout{}", if holders.is_empty() { String::new() } else { format!(" (held by {})", holders.join(", ")) })]
     LockTimeout {
         /// `semaphore`, `mutex` or `rwmutex`.
         kind: &'static str,
         /// Namespace.
         namespace: String,
         /// Lock name.
-        lock: String,
+        name: String,
+        /// Who held it when the wait gave up.
+        holders: Vec<String>,
     },
-    /// The grant expired (it was not renewed within the lock's ttl) or was revoked.
-    #[error("{kind} {namespace}/{lock}: the grant was lost (expired or its permit deleted)")]
-    LockLost {
+    /// No controller answered the claim: nothing grants locks here.
+    #[error(
+        "{kind} {namespace}/{name}: no answer from a lock controller within {} — is one running? (`konductor server` runs one unless started with --no-controller; on a cluster, `konductor operator`)",
+        format_duration(*waited)
+    )]
+    NoController {
         /// `semaphore`, `mutex` or `rwmutex`.
         kind: &'static str,
         /// Namespace.
         namespace: String,
         /// Lock name.
-        lock: String,
+        name: String,
+        /// How long it waited for an answer.
+        waited: Duration,
+    },
+    /// The controller refuses the lock's spec: nothing will be granted.
+    #[error("{kind} {namespace}/{name}: invalid spec, nothing will be granted: {message}")]
+    LockRefused {
+        /// `semaphore`, `mutex` or `rwmutex`.
+        kind: &'static str,
+        /// Namespace.
+        namespace: String,
+        /// Lock name.
+        name: String,
+        /// The lock's Ready condition's message.
+        message: String,
+    },
+    /// The wait for a grant was cancelled (the claim was withdrawn).
+    #[error("{kind} {namespace}/{name}: cancelled while waiting; the claim was withdrawn")]
+    LockCancelled {
+        /// `semaphore`, `mutex` or `rwmutex`.
+        kind: &'static str,
+        /// Namespace.
+        namespace: String,
+        /// Lock name.
+        name: String,
     },
     /// No usable kubeconfig or in-cluster configuration.
     #[error("cannot load the Kubernetes configuration: {0}")]
@@ -146,53 +193,81 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// What a request was doing when it failed, to name it in the error.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Request<'a> {
+    pub kind: &'static str,
     pub namespace: &'a str,
-    pub barrier: &'a str,
+    pub name: &'a str,
     pub verb: &'static str,
     pub resource: &'static str,
     pub url: &'a str,
 }
 
 impl Request<'_> {
+    /// The plural of the request's kind (`barriers`, `mutexes`, …).
+    fn plural(&self) -> &'static str {
+        match self.kind {
+            "barrier" => "barriers",
+            "semaphore" => "semaphores",
+            "mutex" => "mutexes",
+            "rwmutex" => "rwmutexes",
+            _ => "",
+        }
+    }
+
     /// Translates a kube error into the SDK's error for this request.
     pub fn error(&self, error: kube::Error) -> Error {
-        let namespace = self.namespace.to_owned();
-        let barrier = self.barrier.to_owned();
+        let (kind, namespace, name) = (self.kind, self.namespace.to_owned(), self.name.to_owned());
         match error {
             kube::Error::Api(status) => match status.code {
                 404 if status.message.starts_with("namespaces") => Error::Api {
                     message: format!("namespace {namespace} not found"),
+                    kind,
                     namespace,
-                    barrier,
+                    name,
                 },
-                404 => Error::NotFound { namespace, barrier },
-                409 if self.verb == "create" && self.resource == "barriers" => {
-                    Error::AlreadyExists { namespace, barrier }
-                }
-                401 => Error::Unauthorized { namespace, barrier },
-                403 => Error::Forbidden {
+                404 => Error::NotFound {
+                    kind,
                     namespace,
-                    barrier,
+                    name,
+                },
+                409 if self.verb == "create" && self.resource == self.plural() => {
+                    Error::AlreadyExists {
+                        kind,
+                        namespace,
+                        name,
+                    }
+                }
+                401 => Error::Unauthorized {
+                    kind,
+                    namespace,
+                    name,
+                },
+                403 => Error::Forbidden {
+                    kind,
+                    namespace,
+                    name,
                     verb: self.verb,
                     resource: self.resource,
                     message: status.message.clone(),
                 },
                 422 => Error::Invalid {
+                    kind,
                     namespace,
-                    barrier,
+                    name,
                     message: status.message.clone(),
                 },
                 _ => Error::Api {
+                    kind,
                     namespace,
-                    barrier,
+                    name,
                     message: status.message.clone(),
                 },
             },
             other => {
                 let reason = root_cause(&other);
                 Error::Unreachable {
+                    kind,
                     namespace,
-                    barrier,
+                    name,
                     url: self.url.to_owned(),
                     reason,
                 }
@@ -216,8 +291,9 @@ mod tests {
 
     fn request(verb: &'static str, resource: &'static str) -> Request<'static> {
         Request {
+            kind: "barrier",
             namespace: "jobs",
-            barrier: "extract-complete",
+            name: "extract-complete",
             verb,
             resource,
             url: "https://10.0.0.1:6443",

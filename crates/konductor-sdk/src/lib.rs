@@ -6,7 +6,9 @@
 //! - [`barrier`]: [`Barriers`] — `create`, `get`, `list`, `delete`, `arrive`, `wait`,
 //!   and `stage` (wait at one barrier, work, arrive at the next).
 //! - [`locks`]: [`locks::Locks`] — acquire a Semaphore, Mutex or RWMutex as a
-//!   [`locks::Guard`] that renews in the background and releases on drop.
+//!   [`locks::Guard`] that renews in the background, says when the grant is lost, and
+//!   releases on drop.
+//! - [`watching`]: how every watch notices a dead connection and reconnects.
 //! - [`error`]: one-sentence errors naming the barrier and the cause.
 //!
 //! ```no_run
@@ -27,6 +29,7 @@ pub mod barrier;
 pub mod connect;
 pub mod error;
 pub mod locks;
+pub mod watching;
 
 pub use barrier::{Absence, Arrived, Barriers, Progress, WaitOutcome};
 pub use connect::{ConnectOptions, Connection, connect};

@@ -111,15 +111,16 @@ async fn a_guard_learns_that_its_grant_was_revoked() {
         .acquire(&Claim::mutex("revocable", "a"), Wait::Forever)
         .await
         .unwrap();
-    assert!(!guard.is_lost());
+    assert_eq!(guard.loss(), None);
     Api::<Permit>::namespaced(client, "default")
         .delete(guard.permit(), &DeleteParams::default())
         .await
         .unwrap();
-    tokio::time::timeout(LIMIT, guard.lost())
+    let loss = tokio::time::timeout(LIMIT, guard.lost())
         .await
         .expect("the loss is noticed");
-    assert!(guard.is_lost());
+    assert_eq!(loss, konductor_sdk::locks::Loss::Deleted);
+    assert_eq!(guard.loss(), Some(loss));
 }
 
 #[tokio::test]
@@ -157,7 +158,7 @@ async fn a_renewing_guard_outlives_its_ttl_and_a_missing_lock_is_named() {
 
     let missing = locks.acquire(&Claim::mutex("nowhere", "a"), Wait::No).await;
     let message = missing.err().unwrap().to_string();
-    assert_eq!(message, "mutex default/nowhere: not found");
+    assert_eq!(message, "mutex default/nowhere not found");
 }
 
 #[tokio::test]

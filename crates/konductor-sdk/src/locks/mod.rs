@@ -1,0 +1,1014 @@
+//! Locks from Rust: hold a Semaphore permit, a Mutex, or one side of an RWMutex, kept
+//! alive in the background and released when the [`Guard`] goes.
+//!
+//! Acquiring creates the holder's Permit (named by `permit_name`, so asking twice is
+//! the same create; owned by the lock, so deleting the lock releases it), renews it
+//! while it waits and while it holds, and learns of its grant from whichever comes
+//! first: the lock's status (where the controller writes grants), the Permit's own
+//! status, or the answer to a renewal. A grant is only as good as the last renewal the
+//! server acknowledged: [`Guard::lost`] resolves — stop using what the lock protects —
+//! a margin before a ttl has passed since that renewal was sent ([`Timing`]), or when
+//! the grant expires or the Permit is deleted. Dropping the guard (or
+//! [`Guard::release`]) deletes the Permit; giving up a wait withdraws the claim.
+//!
+//! ```no_run
+//! # async fn example() -> konductor_sdk::Result<()> {
+//! use konductor_sdk::locks::{Claim, Locks, Wait};
+//! use konductor_sdk::{ConnectOptions, connect};
+//!
+//! let locks = Locks::new(&connect(&ConnectOptions::default()).await?);
+//! let guard = locks.acquire(&Claim::mutex("db-migrate", "job-7"), Wait::Forever).await?;
+//! println!("migrating with fencing token {}", guard.token());
+//! guard.release().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod claim;
+mod watch;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference};
+use k8s_openapi::jiff::Timestamp;
+use konductor_api::locks::{
+    LockKind, Permit, PermitMode, PermitPhase, PermitSpec, lock_label, permit_name,
+};
+use kube::api::{Api, DeleteParams, DynamicObject, PostParams, Preconditions};
+use kube::{Client, ResourceExt};
+use tokio::sync::watch as channel;
+
+pub use self::claim::Timing;
+use self::claim::{Chain, Session};
+use self::watch::{LockPresence, LockView, LockWatch, Seen, version_number};
+use crate::connect::Connection;
+use crate::error::{Error, Request, Result};
+
+/// What to ask for: which lock, as whom, how.
+#[derive(Clone, Debug)]
+pub struct Claim {
+    /// Semaphore, Mutex or RWMutex.
+    pub kind: LockKind,
+    /// The lock's name.
+    pub lock: String,
+    /// Who asks.
+    pub holder: String,
+    /// Exclusive, or Shared (an RWMutex read lock).
+    pub mode: PermitMode,
+    /// Higher is granted first.
+    pub priority: i32,
+}
+
+impl Claim {
+    fn new(kind: LockKind, lock: &str, holder: &str, mode: PermitMode) -> Self {
+        Self {
+            kind,
+            lock: lock.to_owned(),
+            holder: holder.to_owned(),
+            mode,
+            priority: 0,
+        }
+    }
+
+    /// One of a Semaphore's permits.
+    pub fn semaphore(lock: &str, holder: &str) -> Self {
+        Self::new(LockKind::Semaphore, lock, holder, PermitMode::Exclusive)
+    }
+
+    /// A Mutex.
+    pub fn mutex(lock: &str, holder: &str) -> Self {
+        Self::new(LockKind::Mutex, lock, holder, PermitMode::Exclusive)
+    }
+
+    /// An RWMutex for reading (beside other readers).
+    pub fn read(lock: &str, holder: &str) -> Self {
+        Self::new(LockKind::RWMutex, lock, holder, PermitMode::Shared)
+    }
+
+    /// An RWMutex for writing (alone).
+    pub fn write(lock: &str, holder: &str) -> Self {
+        Self::new(LockKind::RWMutex, lock, holder, PermitMode::Exclusive)
+    }
+
+    /// Sets the priority (higher is granted first).
+    #[must_use]
+    pub fn with_priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// The name of this claim's Permit.
+    pub fn permit_name(&self) -> String {
+        permit_name(self.kind, &self.lock, &self.holder)
+    }
+}
+
+/// How long [`Locks::acquire`] waits for the grant.
+#[derive(Clone, Copy, Debug)]
+pub enum Wait {
+    /// Until it is granted.
+    Forever,
+    /// Not at all: if the claim is queued, withdraw it and fail with [`Error::LockBusy`].
+    No,
+    /// At most this long, then withdraw and fail with [`Error::LockTimeout`]. The
+    /// controller's first answer is always awaited (within [`NO_ANSWER`]), so a zero
+    /// wait still takes a free lock.
+    AtMost(Duration),
+}
+
+/// How long a claim waits for the controller's first answer before concluding that
+/// no controller is running.
+pub const NO_ANSWER: Duration = Duration::from_secs(10);
+
+/// The longest pause between attempts to reconnect a lock's watches.
+const RECONNECT_CAP: Duration = Duration::from_millis(500);
+
+/// How long a lock's watches stay open after their last follower goes, so that a
+/// process taking the same lock again and again does not set them up every time.
+const WATCH_LINGER: Duration = Duration::from_secs(30);
+
+/// Giving a claim back (releasing or withdrawing) retries a delete the server did not
+/// answer for at most this long (or the lock's ttl, if shorter: the claim expires then
+/// anyway).
+const GIVE_BACK_BOUND: Duration = Duration::from_secs(30);
+
+/// Where a waiting claim stands, for progress reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Whether the controller has answered the claim yet.
+    pub answered: bool,
+    /// Its place in the queue (1 is next), when the lock's status shows it.
+    pub position: Option<usize>,
+    /// How many wait in all.
+    pub waiting: usize,
+    /// Who holds the lock.
+    pub holders: Vec<String>,
+    /// Set while a watch is reconnecting: why it broke.
+    pub reconnecting: Option<String>,
+}
+
+/// Why a grant was lost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// The server did not acknowledge a renewal in time: the newest acknowledged one was
+    /// sent `since` ago, and a grant is trusted only `trusted_for` after it.
+    Jeopardy {
+        /// How long ago the newest acknowledged renewal was sent.
+        since: Duration,
+        /// How long a grant is trusted after a renewal was sent.
+        trusted_for: Duration,
+    },
+    /// The controller expired the grant (no renewal seen within the ttl).
+    Expired,
+    /// The Permit (or the lock) was deleted.
+    Deleted,
+}
+
+impl std::fmt::Display for Loss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use konductor_api::duration::human_duration;
+        match self {
+            Loss::Jeopardy { since, trusted_for } => write!(
+                f,
+                "the server acknowledged no renewal in time (the last acknowledged one was sent {} ago; a grant is trusted for {} after it)",
+                human_duration(*since),
+                human_duration(*trusted_for)
+            ),
+            Loss::Expired => f.write_str("the grant expired (no renewal reached the controller within the ttl)"),
+            Loss::Deleted => f.write_str("its permit (or the lock) was deleted"),
+        }
+    }
+}
+
+/// The locks of one namespace.
+#[derive(Clone)]
+pub struct Locks {
+    client: Client,
+    namespace: String,
+    url: String,
+    permits: Api<Permit>,
+    /// The shared watches of each lock followed in this process lately.
+    watches: Arc<std::sync::Mutex<HashMap<LockId, Arc<LockWatch>>>>,
+}
+
+/// A lock of this namespace: its kind and name.
+type LockId = (LockKind, String);
+
+/// Where a claim stands, from everything seen of it.
+#[derive(Debug, PartialEq, Eq)]
+enum Standing {
+    /// Granted with this token; `in_lock` is the version of the lock's status that lists
+    /// it (none when only the Permit's own status said so).
+    Granted { token: i64, in_lock: Option<u64> },
+    /// The controller has queued it.
+    Queued,
+    /// No answer yet.
+    Undecided,
+    /// The Permit (or the lock) went.
+    Gone(&'static str),
+}
+
+/// What one claim has seen so far.
+struct Follow {
+    /// Whether the watch has shown this Permit (after which its absence means deleted).
+    shown: bool,
+    /// The resourceVersion the Permit was created (or found) at: a lock status older than
+    /// it cannot have judged it.
+    since: Option<u64>,
+}
+
+impl Follow {
+    fn standing(&mut self, session: &Session, claim: &Claim, seen: &Seen) -> Standing {
+        if session.is_gone() {
+            return Standing::Gone("its permit was deleted");
+        }
+        let permit = seen.permits.get(&session.name);
+        match permit {
+            Some(p) if p.uid().as_deref() == Some(session.uid.as_str()) => self.shown = true,
+            Some(_) => return Standing::Gone("its permit was deleted (another took its name)"),
+            None if self.shown => return Standing::Gone("its permit was deleted"),
+            None => {}
+        }
+        let lock = match &seen.lock {
+            LockPresence::Present(lock) => Some(lock),
+            LockPresence::Absent => return Standing::Gone("the lock was deleted"),
+            LockPresence::Unknown => None,
+        };
+        if let Some(lock) = lock
+            && let Some(grant) = lock.grant_of(&session.uid)
+        {
+            return Standing::Granted {
+                token: grant.token,
+                in_lock: lock.version,
+            };
+        }
+        let own = permit.and_then(|p| p.status.as_ref());
+        if let Some(status) = own
+            && status.phase == PermitPhase::Granted
+            && let Some(token) = status.fencing_token
+        {
+            return Standing::Granted {
+                token,
+                in_lock: None,
+            };
+        }
+        let judged_by_lock = lock.is_some_and(|lock| {
+            lock.version
+                .zip(self.since)
+                .is_some_and(|(lock, since)| lock > since)
+                && lock.status.waiting.contains(&claim.holder)
+        });
+        let queued_by_permit = own.is_some_and(|s| s.phase == PermitPhase::Pending && s.position.is_some());
+        if judged_by_lock || queued_by_permit {
+            Standing::Queued
+        } else {
+            Standing::Undecided
+        }
+    }
+}
+
+fn progress_of(claim: &Claim, seen: &Seen, answered: bool) -> Progress {
+    let (waiting, holders) = match &seen.lock {
+        LockPresence::Present(lock) => (
+            lock.status.waiting.clone(),
+            lock.status
+                .grants
+                .iter()
+                .flatten()
+                .map(|g| g.holder.clone())
+                .collect(),
+        ),
+        _ => (Vec::new(), Vec::new()),
+    };
+    Progress {
+        answered,
+        position: waiting.iter().position(|h| *h == claim.holder).map(|p| p + 1),
+        waiting: waiting.len(),
+        holders,
+        reconnecting: seen.reconnecting.clone(),
+    }
+}
+
+impl Locks {
+    /// Locks in the connection's namespace.
+    pub fn new(connection: &Connection) -> Self {
+        Self {
+            client: connection.client.clone(),
+            namespace: connection.namespace.clone(),
+            url: connection.url.clone(),
+            permits: Api::namespaced(connection.client.clone(), &connection.namespace),
+            watches: Arc::default(),
+        }
+    }
+
+    fn request<'a>(&'a self, claim: &'a Claim, verb: &'static str, resource: &'static str) -> Request<'a> {
+        Request {
+            kind: claim.kind.word(),
+            namespace: &self.namespace,
+            name: &claim.lock,
+            verb,
+            resource,
+            url: &self.url,
+        }
+    }
+
+    fn failed(&self, claim: &Claim, message: impl Into<String>) -> Error {
+        Error::Api {
+            kind: claim.kind.word(),
+            namespace: self.namespace.clone(),
+            name: claim.lock.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// The shared watch of the claim's lock, started if nobody here follows it yet.
+    fn watch_of(&self, claim: &Claim) -> Arc<LockWatch> {
+        let mut watches = self
+            .watches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (claim.kind, claim.lock.clone());
+        if let Some(watch) = watches.get(&key) {
+            return watch.clone();
+        }
+        let watch = Arc::new(LockWatch::start(
+            &self.client,
+            &self.namespace,
+            claim.kind,
+            &claim.lock,
+            RECONNECT_CAP,
+        ));
+        watches.insert(key.clone(), watch.clone());
+        // Closed once nobody has followed it for WATCH_LINGER (when only this map holds it).
+        let (watches, idle) = (Arc::downgrade(&self.watches), Arc::downgrade(&watch));
+        tokio::spawn(async move {
+            let mut unused_since: Option<tokio::time::Instant> = None;
+            loop {
+                tokio::time::sleep(WATCH_LINGER / 4).await;
+                let (Some(watches), Some(watch)) = (watches.upgrade(), idle.upgrade()) else {
+                    return;
+                };
+                let mut watches = watches
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                // This map's and this task's references are the only ones: unused.
+                if Arc::strong_count(&watch) > 2 {
+                    unused_since = None;
+                    continue;
+                }
+                let since = *unused_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= WATCH_LINGER {
+                    watches.remove(&key);
+                    return;
+                }
+            }
+        });
+        watch
+    }
+
+    /// The claim's lock: as its watch has it, else read (and handed to the watch).
+    async fn lock_of(&self, claim: &Claim, watch: &LockWatch) -> Result<LockView> {
+        if let LockPresence::Present(view) = &watch.seen().lock {
+            return Ok(view.clone());
+        }
+        let locks: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &self.namespace, &claim.kind.api_resource());
+        let lock = locks
+            .get(&claim.lock)
+            .await
+            .map_err(|e| self.request(claim, "get", claim_plural(claim.kind)).error(e))?;
+        let view = LockView::of(&lock);
+        watch.offer_lock(view.clone());
+        Ok(view)
+    }
+
+    /// Creates the claim's Permit (or finds the one this holder already has: then says
+    /// so with `true`), owned by `lock`.
+    async fn ask(&self, claim: &Claim, lock: &LockView) -> Result<(Permit, Chain, bool)> {
+        let name = claim.permit_name();
+        let mut permit = Permit::new(
+            &name,
+            PermitSpec::new(claim.kind, &claim.lock, &claim.holder)
+                .with_mode(claim.mode)
+                .with_priority(claim.priority),
+        );
+        permit.spec.renew_time = Some(MicroTime(Timestamp::now()));
+        permit.metadata.labels = Some(
+            [(lock_label(claim.kind), claim.lock.clone())]
+                .into_iter()
+                .collect(),
+        );
+        permit.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "konductor.io/v1".to_owned(),
+            kind: claim.kind.api_resource().kind,
+            name: claim.lock.clone(),
+            uid: lock.uid.clone(),
+            ..OwnerReference::default()
+        }]);
+        for _ in 0..3 {
+            let sent = Instant::now();
+            match self.permits.create(&PostParams::default(), &permit).await {
+                Ok(created) => return Ok((created, Chain::new(sent, true), false)),
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(error) => return Err(self.request(claim, "create", "permits").error(error)),
+            }
+            let Some(existing) = self
+                .permits
+                .get_opt(&name)
+                .await
+                .map_err(|e| self.request(claim, "get", "permits").error(e))?
+            else {
+                continue; // released meanwhile: ask again
+            };
+            let expired = existing
+                .status
+                .as_ref()
+                .is_some_and(|s| s.phase == PermitPhase::Expired);
+            if !expired {
+                // This holder's claim, made before: carried on (its past unknown here, so
+                // not trusted until renewed and confirmed).
+                let now = Instant::now();
+                let mut chain = Chain::new(now, false);
+                chain.last_ack_sent = now.checked_sub(lock.ttl).unwrap_or(now);
+                return Ok((existing, chain, true));
+            }
+            // An expired claim of this holder: asked anew (at the back of the queue).
+            let _ = delete_permit(&self.permits, &name, existing.uid().as_deref(), Duration::ZERO).await;
+        }
+        Err(self.failed(claim, format!("could not create permit {name}: it keeps being re-created")))
+    }
+
+    /// Asks for the lock and waits (as `wait` says) until it is granted. Asking again
+    /// for a claim this holder already has carries it on ([`Guard::reentered`]).
+    pub async fn acquire(&self, claim: &Claim, wait: Wait) -> Result<Guard> {
+        self.acquire_with(claim, wait, |_| {}, std::future::pending())
+            .await
+    }
+
+    /// [`Locks::acquire`], telling `progress` where the claim stands while it waits, and
+    /// giving up when `cancel` completes (a signal, say): the claim is then withdrawn
+    /// (as it is when the wait times out or fails) and the error is
+    /// [`Error::LockCancelled`].
+    ///
+    /// Fails at once with [`Error::NotFound`] if the lock does not exist and with
+    /// [`Error::LockRefused`] if the controller refuses its spec; without an answer from
+    /// a controller within [`NO_ANSWER`], [`Wait::No`] fails with
+    /// [`Error::NoController`] (and waits report it in [`Progress::answered`]).
+    pub async fn acquire_with(
+        &self,
+        claim: &Claim,
+        wait: Wait,
+        mut progress: impl FnMut(&Progress),
+        cancel: impl std::future::Future<Output = ()>,
+    ) -> Result<Guard> {
+        let watch = self.watch_of(claim);
+        let lock = self.lock_of(claim, &watch).await?;
+        if let Some(why) = lock.refusal() {
+            return Err(Error::LockRefused {
+                kind: claim.kind.word(),
+                namespace: self.namespace.clone(),
+                name: claim.lock.clone(),
+                message: why,
+            });
+        }
+        let timing = Timing::for_ttl(lock.ttl);
+        let (permit, chain, reentered) = self.ask(claim, &lock).await?;
+        let session = Session::new(self.permits.clone(), &permit, timing, watch.clone(), chain);
+        let renewer = tokio::spawn(session.clone().renew());
+        if reentered {
+            session.renew_soon();
+        }
+        let mut pending = PendingClaim {
+            session: Some(session.clone()),
+            renewer: Some(renewer),
+        };
+        let outcome = self
+            .wait_for_grant(claim, wait, &session, &permit, &mut progress, cancel)
+            .await;
+        match outcome {
+            Ok((token, in_lock)) => {
+                let (session, renewer) = pending.disarm();
+                Ok(Guard::start(self, claim, session, renewer, token, in_lock, reentered))
+            }
+            Err(error) => {
+                pending.give_back().await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Waits until the claim's grant can be used; its token and the lock version that
+    /// showed it.
+    async fn wait_for_grant(
+        &self,
+        claim: &Claim,
+        wait: Wait,
+        session: &Session,
+        permit: &Permit,
+        progress: &mut impl FnMut(&Progress),
+        cancel: impl std::future::Future<Output = ()>,
+    ) -> Result<(i64, Option<u64>)> {
+        tokio::pin!(cancel);
+        let started = Instant::now();
+        let mut follow = Follow {
+            shown: false,
+            since: version_number(permit.resource_version().as_deref()),
+        };
+        let mut changes = session.watch.subscribe();
+        let mut answered = false;
+        let mut last_progress: Option<Progress> = None;
+        // A fresh read that did not confirm the grant is not repeated until something
+        // changes.
+        let mut unconfirmed = false;
+        loop {
+            let now = Instant::now();
+            let (standing, report, refused, refusal) = {
+                let seen = session.watch.seen();
+                let standing = follow.standing(session, claim, &seen);
+                answered |= standing != Standing::Undecided;
+                let refusal = match &seen.lock {
+                    LockPresence::Present(lock) => lock.refusal(),
+                    _ => None,
+                };
+                (standing, progress_of(claim, &seen, answered), seen.refused.clone(), refusal)
+            };
+            if let Some(why) = refused {
+                return Err(self.failed(claim, format!("the server refuses to show the lock: {why}")));
+            }
+            if let Some(why) = refusal {
+                return Err(Error::LockRefused {
+                    kind: claim.kind.word(),
+                    namespace: self.namespace.clone(),
+                    name: claim.lock.clone(),
+                    message: why,
+                });
+            }
+            match standing {
+                Standing::Gone(why) => return Err(self.failed(claim, format!("no longer waiting: {why}"))),
+                Standing::Granted { token, in_lock } => {
+                    let (trusted, fresh) = {
+                        let chain = session.chain();
+                        (chain.grant_is_trusted(), now < chain.trusted_until(&session.timing))
+                    };
+                    if trusted && fresh {
+                        return Ok((token, in_lock));
+                    }
+                    if !fresh {
+                        // Learned of it too late to trust it: renew first.
+                        session.renew_soon();
+                    } else if !unconfirmed {
+                        // Acknowledgements had a gap since the claim was made: is the
+                        // grant still there? A fresh read of the lock says.
+                        if self.confirm(claim, session, token).await? {
+                            session.chain().confirmed_at = Some(Instant::now());
+                        } else {
+                            unconfirmed = true;
+                        }
+                        continue;
+                    }
+                }
+                Standing::Queued | Standing::Undecided => {
+                    let waited = now - started;
+                    match wait {
+                        Wait::No if standing == Standing::Queued => {
+                            return Err(Error::LockBusy {
+                                kind: claim.kind.word(),
+                                namespace: self.namespace.clone(),
+                                name: claim.lock.clone(),
+                                holders: report.holders,
+                            });
+                        }
+                        Wait::AtMost(limit) if answered && waited >= limit => {
+                            return Err(Error::LockTimeout {
+                                kind: claim.kind.word(),
+                                namespace: self.namespace.clone(),
+                                name: claim.lock.clone(),
+                                holders: report.holders,
+                            });
+                        }
+                        Wait::No | Wait::AtMost(_) if !answered && waited >= NO_ANSWER => {
+                            return Err(Error::NoController {
+                                kind: claim.kind.word(),
+                                namespace: self.namespace.clone(),
+                                name: claim.lock.clone(),
+                                waited,
+                            });
+                        }
+                        _ => {}
+                    }
+                    if last_progress.as_ref() != Some(&report) {
+                        progress(&report);
+                        last_progress = Some(report);
+                    }
+                }
+            }
+            // Look again on any change, and at the next moment something is due.
+            let next_due = match wait {
+                Wait::AtMost(limit) if answered => started + limit,
+                _ if !answered => started + NO_ANSWER,
+                _ => now + Duration::from_secs(3600),
+            };
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return Err(self.failed(claim, "the lock's watch ended"));
+                    }
+                    unconfirmed = false;
+                }
+                () = tokio::time::sleep_until(next_due.into()) => {}
+                () = &mut cancel => {
+                    return Err(Error::LockCancelled {
+                        kind: claim.kind.word(),
+                        namespace: self.namespace.clone(),
+                        name: claim.lock.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Reads the lock afresh: whether it still lists this claim's grant with `token`.
+    async fn confirm(&self, claim: &Claim, session: &Session, token: i64) -> Result<bool> {
+        let locks: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &self.namespace, &claim.kind.api_resource());
+        let read = tokio::time::timeout(session.timing.request_timeout, locks.get(&claim.lock)).await;
+        let lock = match read {
+            Ok(Ok(lock)) => LockView::of(&lock),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, lock = %claim.lock, "confirming the grant");
+                return Ok(false);
+            }
+            Err(_) => return Ok(false),
+        };
+        let listed = lock.grant_of(&session.uid).is_some_and(|g| g.token == token);
+        session.watch.offer_lock(lock);
+        Ok(listed)
+    }
+
+    fn api(&self, kind: LockKind) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &self.namespace, &kind.api_resource())
+    }
+
+    fn lock_request<'a>(&'a self, kind: LockKind, name: &'a str, verb: &'static str) -> Request<'a> {
+        Request {
+            kind: kind.word(),
+            namespace: &self.namespace,
+            name,
+            verb,
+            resource: claim_plural(kind),
+            url: &self.url,
+        }
+    }
+
+    /// Creates a `kind` lock from its `spec` (a Semaphore's needs `permits`).
+    /// [`Error::AlreadyExists`] if the name is taken, [`Error::Invalid`] (naming the
+    /// field) if the server refuses the spec.
+    pub async fn create(&self, kind: LockKind, name: &str, spec: serde_json::Value) -> Result<DynamicObject> {
+        let resource = kind.api_resource();
+        let object: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": resource.api_version,
+            "kind": resource.kind,
+            "metadata": { "name": name },
+            "spec": spec,
+        }))
+        .map_err(|e| Error::Config(e.to_string()))?;
+        self.api(kind)
+            .create(&PostParams::default(), &object)
+            .await
+            .map_err(|e| self.lock_request(kind, name, "create").error(e))
+    }
+
+    /// Deletes a `kind` lock; its Permits go with it. [`Error::NotFound`] if absent.
+    pub async fn delete(&self, kind: LockKind, name: &str) -> Result<()> {
+        self.api(kind)
+            .delete(name, &DeleteParams::background())
+            .await
+            .map(|_| ())
+            .map_err(|e| self.lock_request(kind, name, "delete").error(e))
+    }
+
+    /// The `kind` lock `name` as the API server stores it. [`Error::NotFound`] if absent.
+    pub async fn get(&self, kind: LockKind, name: &str) -> Result<DynamicObject> {
+        self.api(kind)
+            .get(name)
+            .await
+            .map_err(|e| self.lock_request(kind, name, "get").error(e))
+    }
+
+    /// The `kind` locks of the namespace (or of every namespace), by namespace and name.
+    pub async fn list(&self, kind: LockKind, all_namespaces: bool) -> Result<Vec<DynamicObject>> {
+        let api = if all_namespaces {
+            Api::all_with(self.client.clone(), &kind.api_resource())
+        } else {
+            self.api(kind)
+        };
+        let mut items = api
+            .list(&Default::default())
+            .await
+            .map_err(|e| self.lock_request(kind, "*", "list").error(e))?
+            .items;
+        items.sort_by_key(|item| (item.namespace(), item.name_any()));
+        Ok(items)
+    }
+
+    /// The namespace these locks live in.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Releases `holder`'s claim on a lock (deletes its Permit, granted or not); says
+    /// whether there was one. [`Error::NotFound`] if the lock itself does not exist.
+    pub async fn release(&self, claim: &Claim) -> Result<bool> {
+        match self
+            .permits
+            .delete(&claim.permit_name(), &DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                self.api(claim.kind)
+                    .get_metadata(&claim.lock)
+                    .await
+                    .map_err(|e| self.request(claim, "get", claim_plural(claim.kind)).error(e))?;
+                Ok(false)
+            }
+            Err(error) => Err(self.request(claim, "delete", "permits").error(error)),
+        }
+    }
+}
+
+/// The resource name of a lock kind, for error messages.
+fn claim_plural(kind: LockKind) -> &'static str {
+    match kind {
+        LockKind::Semaphore => "semaphores",
+        LockKind::Mutex => "mutexes",
+        LockKind::RWMutex => "rwmutexes",
+    }
+}
+
+/// A claim not granted yet: withdrawn unless disarmed — at once by [`PendingClaim::give_back`],
+/// or in the background if the acquire is dropped mid-wait.
+struct PendingClaim {
+    session: Option<Arc<Session>>,
+    renewer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl PendingClaim {
+    fn disarm(&mut self) -> (Arc<Session>, tokio::task::JoinHandle<()>) {
+        (
+            self.session.take().expect("disarmed once"),
+            self.renewer.take().expect("disarmed once"),
+        )
+    }
+
+    async fn give_back(&mut self) {
+        if let Some(renewer) = self.renewer.take() {
+            renewer.abort();
+        }
+        if let Some(session) = self.session.take() {
+            let bound = GIVE_BACK_BOUND.min(session.timing.ttl);
+            if let Err(error) = delete_permit(&session.permits, &session.name, Some(&session.uid), bound).await {
+                tracing::warn!(%error, permit = %session.name, "withdrawing the claim");
+            }
+        }
+    }
+}
+
+impl Drop for PendingClaim {
+    fn drop(&mut self) {
+        if let Some(renewer) = self.renewer.take() {
+            renewer.abort();
+        }
+        if let (Some(session), Ok(runtime)) =
+            (self.session.take(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn(async move {
+                let bound = GIVE_BACK_BOUND.min(session.timing.ttl);
+                let _ = delete_permit(&session.permits, &session.name, Some(&session.uid), bound).await;
+            });
+        }
+    }
+}
+
+/// A granted lock: renewed in the background while it lives, released when dropped.
+pub struct Guard {
+    kind: LockKind,
+    lock: String,
+    namespace: String,
+    session: Arc<Session>,
+    token: i64,
+    reentered: bool,
+    lost: channel::Receiver<Option<Loss>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    given_back: bool,
+}
+
+impl Guard {
+    fn start(
+        locks: &Locks,
+        claim: &Claim,
+        session: Arc<Session>,
+        renewer: tokio::task::JoinHandle<()>,
+        token: i64,
+        in_lock: Option<u64>,
+        reentered: bool,
+    ) -> Self {
+        let (lost_sender, lost) = channel::channel(None);
+        let keeper = tokio::spawn(keep(session.clone(), token, in_lock, lost_sender));
+        Self {
+            kind: claim.kind,
+            lock: claim.lock.clone(),
+            namespace: locks.namespace.clone(),
+            session,
+            token,
+            reentered,
+            lost,
+            tasks: vec![renewer, keeper],
+            given_back: false,
+        }
+    }
+
+    /// The grant's fencing token: pass it to what the lock protects.
+    pub fn token(&self) -> i64 {
+        self.token
+    }
+
+    /// The Permit's name.
+    pub fn permit(&self) -> &str {
+        &self.session.name
+    }
+
+    /// The timing this holder keeps (renewals, margin, grace).
+    pub fn timing(&self) -> Timing {
+        self.session.timing
+    }
+
+    /// Whether this holder already had a claim on the lock when it asked (it carried
+    /// that claim on instead of making a new one).
+    pub fn reentered(&self) -> bool {
+        self.reentered
+    }
+
+    /// Why the grant was lost, once it is.
+    pub fn loss(&self) -> Option<Loss> {
+        self.lost.borrow().clone()
+    }
+
+    /// Resolves when the grant is lost (see [`Loss`]): stop using what the lock
+    /// protects. It resolves a margin before the controller could expire the grant when
+    /// renewals go unanswered, and stays resolved.
+    pub async fn lost(&self) -> Loss {
+        let mut lost = self.lost.clone();
+        match lost.wait_for(Option::is_some).await {
+            Ok(loss) => loss.clone().unwrap_or(Loss::Deleted),
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    fn stop(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Stops renewing and watching, but keeps the grant: the Permit stays until it is
+    /// deleted (`koncli mutex unlock`) or expires after the lock's ttl. For holders that
+    /// outlive this process, such as a script between `lock` and `unlock`.
+    pub fn detach(mut self) -> i64 {
+        self.stop();
+        self.given_back = true;
+        self.token
+    }
+
+    /// Releases the lock now (deletes the Permit), retrying while the server does not
+    /// answer (at most 30 s, or the ttl if shorter); says whether that worked.
+    pub async fn release(mut self) -> Result<()> {
+        self.stop();
+        self.given_back = true;
+        let bound = GIVE_BACK_BOUND.min(self.session.timing.ttl);
+        delete_permit(&self.session.permits, &self.session.name, Some(&self.session.uid), bound)
+            .await
+            .map_err(|message| Error::Api {
+                kind: self.kind.word(),
+                namespace: self.namespace.clone(),
+                name: self.lock.clone(),
+                message: format!("releasing: {message}"),
+            })
+    }
+}
+
+impl Drop for Guard {
+    /// Released when dropped (in the background, if a runtime is still running).
+    fn drop(&mut self) {
+        self.stop();
+        if self.given_back {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let session = self.session.clone();
+            runtime.spawn(async move {
+                let bound = GIVE_BACK_BOUND.min(session.timing.ttl);
+                let _ = delete_permit(&session.permits, &session.name, Some(&session.uid), bound).await;
+            });
+        }
+    }
+}
+
+/// Watches a held grant until it is lost, then says why.
+async fn keep(session: Arc<Session>, token: i64, in_lock: Option<u64>, lost: channel::Sender<Option<Loss>>) {
+    let mut changes = session.watch.subscribe();
+    let mut listed_in = in_lock;
+    let mut shown = false;
+    loop {
+        let now = Instant::now();
+        let (last_ack_sent, trusted_until) = {
+            let chain = session.chain();
+            (chain.last_ack_sent, chain.trusted_until(&session.timing))
+        };
+        let loss = if now >= trusted_until {
+            Some(Loss::Jeopardy {
+                since: now - last_ack_sent,
+                trusted_for: session.timing.trusted_for(),
+            })
+        } else if session.is_gone() {
+            Some(Loss::Deleted)
+        } else {
+            let seen = session.watch.seen();
+            let permit = seen.permits.get(&session.name);
+            let ours = permit.filter(|p| p.uid().as_deref() == Some(session.uid.as_str()));
+            shown |= ours.is_some();
+            match (&seen.lock, permit, ours) {
+                (LockPresence::Absent, _, _) => Some(Loss::Deleted),
+                (_, Some(_), None) => Some(Loss::Deleted),
+                (_, None, _) if shown => Some(Loss::Deleted),
+                (_, _, Some(p)) if p.status.as_ref().is_some_and(|s| s.phase == PermitPhase::Expired) => {
+                    Some(Loss::Expired)
+                }
+                (LockPresence::Present(lock), _, _) => {
+                    match lock.grant_of(&session.uid) {
+                        Some(grant) if grant.token == token => {
+                            listed_in = listed_in.max(lock.version);
+                            None
+                        }
+                        // A status newer than one that listed the grant, without it.
+                        _ if listed_in.is_some_and(|v| lock.version.is_some_and(|n| n > v)) => {
+                            Some(Loss::Expired)
+                        }
+                        _ => None,
+                    }
+                }
+                _ => None,
+            }
+        };
+        if let Some(loss) = loss {
+            let _ = lost.send(Some(loss));
+            return;
+        }
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            () = tokio::time::sleep_until(trusted_until.into()) => {}
+        }
+    }
+}
+
+/// Deletes a Permit (only the one with `uid`, when given), retrying for up to `bound`
+/// while the server does not answer. A Permit already gone (or replaced) is fine.
+async fn delete_permit(
+    permits: &Api<Permit>,
+    name: &str,
+    uid: Option<&str>,
+    bound: Duration,
+) -> std::result::Result<(), String> {
+    let params = DeleteParams {
+        preconditions: uid.map(|uid| Preconditions {
+            uid: Some(uid.to_owned()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let attempt = tokio::time::timeout(Duration::from_secs(5), permits.delete(name, &params)).await;
+        let error = match attempt {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(kube::Error::Api(status))) if matches!(status.code, 404 | 409) => return Ok(()),
+            Ok(Err(kube::Error::Api(status))) if status.code != 429 && status.code < 500 => {
+                return Err(status.message.clone());
+            }
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "no answer within 5s".to_owned(),
+        };
+        if started.elapsed() + pause > bound {
+            return Err(error);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,325 @@
+//! One lock as this process sees it: a watch of the lock object and a watch of its
+//! Permits (by label), shared by every acquire and guard on that lock in the process —
+//! a process with many claims on a lock keeps two connections, not two per claim. It
+//! rides out lost connections and server restarts (reconnecting with a backoff capped
+//! well under the lock's ttl) and tells its followers whenever anything changes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::StreamExt;
+use konductor_api::duration::parse_duration;
+use konductor_api::locks::{
+    CONDITION_READY, CommonLockStatus, Grant, LockKind, Permit, lock_label,
+};
+use kube::api::{Api, DynamicObject};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use tokio::sync::watch;
+
+use crate::watching::{CappedBackoff, watch_config};
+
+/// A resourceVersion as a number, for telling which of two reads of one object is
+/// newer (kube-apiserver's are etcd revisions, `konductor server`'s a counter; both
+/// rise). `None` for a version that is not a number: then the later arrival wins.
+pub fn version_number(version: Option<&str>) -> Option<u64> {
+    version.and_then(|v| v.parse().ok())
+}
+
+/// What a claim needs of its lock.
+#[derive(Clone, Debug)]
+pub struct LockView {
+    /// The lock's uid (its Permits' owner).
+    pub uid: String,
+    /// The resourceVersion read.
+    pub version: Option<u64>,
+    /// `spec.ttl`.
+    pub ttl: Duration,
+    /// The status every kind has.
+    pub status: CommonLockStatus,
+}
+
+impl LockView {
+    /// The view of a lock object of any kind.
+    pub fn of(lock: &DynamicObject) -> Self {
+        Self {
+            uid: lock.uid().unwrap_or_default(),
+            version: version_number(lock.metadata.resource_version.as_deref()),
+            ttl: lock.data["spec"]["ttl"]
+                .as_str()
+                .and_then(|t| parse_duration(t).ok())
+                .unwrap_or(Duration::from_secs(300)),
+            status: lock
+                .data
+                .get("status")
+                .and_then(|s| serde_json::from_value(s.clone()).ok())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The grant the status lists for the Permit with this uid.
+    pub fn grant_of(&self, uid: &str) -> Option<&Grant> {
+        self.status.grants.as_ref()?.iter().find(|g| g.uid == uid)
+    }
+
+    /// Why the controller refuses the lock's spec, if it does.
+    pub fn refusal(&self) -> Option<String> {
+        self.status
+            .condition(CONDITION_READY)
+            .filter(|c| c.status == "False")
+            .map(|c| c.message.clone())
+    }
+
+    /// Whether `self` may replace `known` (it is not older).
+    fn supersedes(&self, known: &LockView) -> bool {
+        match (self.version, known.version) {
+            (Some(new), Some(old)) => new >= old,
+            _ => true,
+        }
+    }
+}
+
+/// Whether a lock is there, as far as the watch knows.
+#[derive(Clone, Debug, Default)]
+pub enum LockPresence {
+    /// Not listed yet.
+    #[default]
+    Unknown,
+    /// There, as last seen.
+    Present(LockView),
+    /// Not there (never created, or deleted).
+    Absent,
+}
+
+/// Everything the watch knows.
+#[derive(Default)]
+pub struct Seen {
+    /// The lock object.
+    pub lock: LockPresence,
+    /// The latest version of each of its Permits, by name.
+    pub permits: HashMap<String, Permit>,
+    /// Whether the Permits have been listed since the last (re)connection began.
+    pub permits_listed: bool,
+    /// Set when the server refuses to show the lock or its permits (credentials,
+    /// permission): waiting cannot help.
+    pub refused: Option<String>,
+    /// Set while a watch that worked is reconnecting: why it broke.
+    pub reconnecting: Option<String>,
+}
+
+/// The shared watch of one lock.
+pub struct LockWatch {
+    seen: Arc<Mutex<Seen>>,
+    changes: watch::Sender<u64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for LockWatch {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn refusal(error: &watcher::Error) -> Option<String> {
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+            if matches!(status.code, 401 | 403) =>
+        {
+            Some(status.message.clone())
+        }
+        _ => None,
+    }
+}
+
+impl LockWatch {
+    /// Starts watching the `kind` lock `name` in `namespace` and its Permits,
+    /// reconnecting with pauses of at most `reconnect_cap`.
+    pub fn start(
+        client: &Client,
+        namespace: &str,
+        kind: LockKind,
+        name: &str,
+        reconnect_cap: Duration,
+    ) -> Self {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let (changes, _) = watch::channel(0);
+        let locks: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), namespace, &kind.api_resource());
+        let permits: Api<Permit> = Api::namespaced(client.clone(), namespace);
+        let lock_events = watcher(locks, watch_config().fields(&format!("metadata.name={name}")))
+            .backoff(CappedBackoff::new(reconnect_cap));
+        let permit_events = watcher(
+            permits,
+            watch_config().labels(&format!("{}={name}", lock_label(kind))),
+        )
+        .backoff(CappedBackoff::new(reconnect_cap));
+        let tasks = vec![
+            tokio::spawn(follow_lock(
+                lock_events.boxed(),
+                Arc::downgrade(&seen),
+                changes.clone(),
+            )),
+            tokio::spawn(follow_permits(
+                permit_events.boxed(),
+                Arc::downgrade(&seen),
+                changes.clone(),
+            )),
+        ];
+        Self {
+            seen,
+            changes,
+            tasks,
+        }
+    }
+
+    /// What the watch knows now.
+    pub fn seen(&self) -> MutexGuard<'_, Seen> {
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A receiver that changes whenever anything the watch knows changes.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Tells the followers to look again (something outside the watch changed).
+    pub fn poke(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Takes a lock read outside the watch (a fresh GET), unless the watch already has
+    /// a newer one.
+    pub fn offer_lock(&self, view: LockView) {
+        {
+            let mut seen = self.seen();
+            if let LockPresence::Present(known) = &seen.lock
+                && !view.supersedes(known)
+            {
+                return;
+            }
+            seen.lock = LockPresence::Present(view);
+        }
+        self.poke();
+    }
+
+    /// Takes a Permit read outside the watch (the answer to a renewal), unless the watch
+    /// already has a newer version of the same Permit.
+    pub fn offer_permit(&self, permit: Permit) {
+        {
+            let mut seen = self.seen();
+            let name = permit.name_any();
+            if let Some(known) = seen.permits.get(&name)
+                && known.uid() == permit.uid()
+                && let (Some(known), Some(new)) = (
+                    version_number(known.resource_version().as_deref()),
+                    version_number(permit.resource_version().as_deref()),
+                )
+                && new < known
+            {
+                return;
+            }
+            seen.permits.insert(name, permit);
+        }
+        self.poke();
+    }
+}
+
+type Events<K> = futures::stream::BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>;
+
+/// Feeds the lock object's events into `seen` while it lives.
+async fn follow_lock(
+    mut events: Events<DynamicObject>,
+    seen: std::sync::Weak<Mutex<Seen>>,
+    changes: watch::Sender<u64>,
+) {
+    let mut listed_one = false;
+    while let Some(event) = events.next().await {
+        let Some(seen) = seen.upgrade() else {
+            return;
+        };
+        {
+            let mut seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match event {
+                Ok(watcher::Event::Init) => listed_one = false,
+                Ok(watcher::Event::InitApply(lock)) => {
+                    listed_one = true;
+                    seen.lock = LockPresence::Present(LockView::of(&lock));
+                }
+                Ok(watcher::Event::InitDone) => {
+                    seen.reconnecting = None;
+                    if !listed_one {
+                        seen.lock = LockPresence::Absent;
+                    }
+                }
+                Ok(watcher::Event::Apply(lock)) => {
+                    let view = LockView::of(&lock);
+                    let newer = match &seen.lock {
+                        LockPresence::Present(known) => view.supersedes(known),
+                        _ => true,
+                    };
+                    if newer {
+                        seen.lock = LockPresence::Present(view);
+                    }
+                }
+                Ok(watcher::Event::Delete(_)) => seen.lock = LockPresence::Absent,
+                Err(error) => match refusal(&error) {
+                    Some(why) => seen.refused = Some(why),
+                    None => seen.reconnecting = Some(error.to_string()),
+                },
+            }
+        }
+        changes.send_modify(|n| *n += 1);
+    }
+}
+
+/// Feeds the Permits' events into `seen` while it lives.
+async fn follow_permits(
+    mut events: Events<Permit>,
+    seen: std::sync::Weak<Mutex<Seen>>,
+    changes: watch::Sender<u64>,
+) {
+    let mut listing: HashMap<String, Permit> = HashMap::new();
+    while let Some(event) = events.next().await {
+        let Some(seen) = seen.upgrade() else {
+            return;
+        };
+        {
+            let mut seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match event {
+                Ok(watcher::Event::Init) => listing.clear(),
+                Ok(watcher::Event::InitApply(permit)) => {
+                    listing.insert(permit.name_any(), permit);
+                }
+                Ok(watcher::Event::InitDone) => {
+                    seen.permits = std::mem::take(&mut listing);
+                    seen.permits_listed = true;
+                    seen.reconnecting = None;
+                }
+                Ok(watcher::Event::Apply(permit)) => {
+                    seen.permits.insert(permit.name_any(), permit);
+                }
+                Ok(watcher::Event::Delete(permit)) => {
+                    if seen
+                        .permits
+                        .get(&permit.name_any())
+                        .is_some_and(|known| known.uid() == permit.uid())
+                    {
+                        seen.permits.remove(&permit.name_any());
+                    }
+                }
+                Err(error) => match refusal(&error) {
+                    Some(why) => seen.refused = Some(why),
+                    None => seen.reconnecting = Some(error.to_string()),
+                },
+            }
+        }
+        changes.send_modify(|n| *n += 1);
+    }
+}
