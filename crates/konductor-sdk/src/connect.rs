@@ -108,7 +108,7 @@ pub async fn connect(options: &ConnectOptions) -> Result<Connection> {
         .clone()
         .unwrap_or_else(|| config.default_namespace.clone());
     let url = config.cluster_url.to_string();
-    let client = kube::Client::try_from(config).map_err(|e| Error::Config(one_line(&e.to_string())))?;
+    let client = client_of(config).map_err(|e| Error::Config(one_line(&e.to_string())))?;
     Ok(Connection {
         client,
         namespace,
@@ -119,4 +119,47 @@ pub async fn connect(options: &ConnectOptions) -> Result<Connection> {
 /// An error message on one line.
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// How often an idle HTTP/2 connection is pinged, so that a connection into a
+/// partition (no resets, no answers) is found dead and replaced.
+const KEEP_ALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a ping may go unanswered before the connection counts as dead.
+const KEEP_ALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A kube client speaking HTTP/2 when the server offers it (kube's own client speaks
+/// HTTP/1.1 only): every request shares one connection, so a renewal never waits for a
+/// new TLS handshake behind slow answers — with HTTP/1.1 each request in flight needs
+/// its own connection, and a new one costs a round trip more. Otherwise as kube's
+/// client: the kubeconfig's TLS settings, credentials and extra headers.
+fn client_of(config: kube::Config) -> kube::Result<kube::Client> {
+    use kube::client::ConfigExt;
+    use tower::ServiceExt;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(config.connect_timeout);
+    http.set_nodelay(true);
+    let mut tls = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config.rustls_client_config()?)
+        .https_or_http();
+    if let Some(name) = &config.tls_server_name {
+        let resolver = hyper_rustls::FixedServerNameResolver::new(
+            name.clone().try_into().map_err(|e| {
+                kube::Error::Service(format!("tls-server-name {name:?}: {e}").into())
+            })?,
+        );
+        tls = tls.with_server_name_resolver(resolver);
+    }
+    let connector = tls.enable_http1().enable_http2().wrap_connector(http);
+    let hyper = hyper_util::client::legacy::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .http2_keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+        .build(connector);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .service(hyper.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>));
+    Ok(kube::Client::new(service, config.default_namespace))
 }

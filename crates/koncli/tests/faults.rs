@@ -1,0 +1,331 @@
+//! The lock family's promise under faults, tested from outside with real processes: a
+//! holder cut off by a partition (a proxy that blackholes its traffic) stops its
+//! command before anyone else is granted the lock; answers delayed by most of the ttl
+//! cause no false alarm, answers later than that do; `kill -9` of `koncli … run` leaves
+//! no command or grandchild behind; waiters ride out server restarts and all run; a
+//! dead waiter is never granted.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use common::proxy::{Mode, Proxy};
+use common::{Env, koncli_with, stderr};
+use konductor_api::locks::Mutex;
+use kube::Api;
+use kube::runtime::wait::await_condition;
+
+/// The longest any awaited outcome may take before the test calls it a hang (it
+/// measures nothing).
+const HANG: Duration = Duration::from_secs(120);
+
+/// Waits (bounded) until `path` has a line equal to `line`.
+async fn until_line(path: &Path, line: &str) {
+    tokio::time::timeout(HANG, async {
+        loop {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.lines().any(|l| l == line) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} never had the line {line:?}", path.display()));
+}
+
+/// Waits (bounded) for a process to end, returning its output.
+async fn ended(child: tokio::process::Child) -> Output {
+    tokio::time::timeout(HANG, child.wait_with_output())
+        .await
+        .expect("the process ends")
+        .unwrap()
+}
+
+/// Whether the process `pid` is still running (a zombie is not).
+fn running(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().chars().next())
+        })
+        .flatten()
+        .is_some_and(|state| state != 'Z')
+}
+
+/// A shell script for the second holder: logs whether any process whose pid is in the
+/// `pids` files still runs, then that it started.
+fn second_holder(dir: &Path, pids: &[&str]) -> String {
+    let files: Vec<String> = pids
+        .iter()
+        .map(|p| dir.join(p).display().to_string())
+        .collect();
+    format!(
+        "for p in $(cat {files}); do if [ -e /proc/$p ] && [ \"$(sed 's/.*) //' /proc/$p/stat | cut -c1)\" != Z ]; then echo OVERLAP $p >> {log}; fi; done; echo B-start >> {log}",
+        files = files.join(" "),
+        log = dir.join("log").display()
+    )
+}
+
+#[tokio::test]
+async fn a_partitioned_holder_stops_its_command_before_anyone_else_is_granted() {
+    let env = Env::start().await;
+    env.ok(&["mutex", "create", "m", "--ttl", "3s"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(env.server.address).await;
+    let cut_off = proxy.kubeconfig(&env.kubeconfig(), dir.path());
+    let log = dir.path().join("log");
+    // A's command (a shell and a grandchild) notes SIGTERM but does not stop for it:
+    // only the SIGKILL after the grace ends it.
+    let script = format!(
+        "sleep 1000 & echo $! > {dir}/child.pid; echo $$ > {dir}/shell.pid; trap 'echo A-term >> {log}' TERM; echo A-start >> {log}; while :; do sleep 0.1; done",
+        dir = dir.path().display(),
+        log = log.display()
+    );
+    let a = koncli_with(
+        &cut_off,
+        &["mutex", "run", "m", "--holder", "A", "--", "sh", "-c", &script],
+    )
+    .spawn()
+    .unwrap();
+    until_line(&log, "A-start").await;
+
+    proxy.set(Mode::Blackhole);
+    let b = env.spawn(&[
+        "mutex",
+        "run",
+        "m",
+        "--holder",
+        "B",
+        "--",
+        "sh",
+        "-c",
+        &second_holder(dir.path(), &["shell.pid", "child.pid"]),
+    ]);
+    let b = ended(b).await;
+    assert!(b.status.success(), "B: {}", stderr(&b));
+    let a = ended(a).await;
+    assert_eq!(a.status.code(), Some(7), "A: {}", stderr(&a));
+    assert!(
+        stderr(&a).contains("acknowledged no renewal in time"),
+        "A says why: {}",
+        stderr(&a)
+    );
+    let written = std::fs::read_to_string(&log).unwrap();
+    assert!(!written.contains("OVERLAP"), "A was still running when B started:\n{written}");
+    let order: Vec<&str> = written.lines().collect();
+    assert_eq!(order, ["A-start", "A-term", "B-start"], "{written}");
+    for pid in ["shell.pid", "child.pid"] {
+        let pid = std::fs::read_to_string(dir.path().join(pid)).unwrap();
+        assert!(!running(&pid), "{pid} outlived the grant");
+    }
+}
+
+#[tokio::test]
+async fn late_answers_within_the_margin_keep_the_grant_and_later_ones_stop_the_command() {
+    let env = Env::start().await;
+    // ttl 3s: renewals every 0.5 s, trusted 2.4 s after the last acknowledged one was
+    // sent — so answers 1.9 s late still keep the grant, 2.4 s late ones cannot.
+    env.ok(&["mutex", "create", "d", "--ttl", "3s"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(env.server.address).await;
+    let slow = proxy.kubeconfig(&env.kubeconfig(), dir.path());
+    let log = dir.path().join("log");
+    let script = format!(
+        "echo start >> {log}; sleep 9; echo end >> {log}",
+        log = log.display()
+    );
+    let patient = koncli_with(&slow, &["mutex", "run", "d", "--", "sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    until_line(&log, "start").await;
+    proxy.set(Mode::DelayAnswers(Duration::from_millis(1500)));
+    let patient = ended(patient).await;
+    assert!(
+        patient.status.success(),
+        "answers 1.5 s late made a false alarm: {}",
+        stderr(&patient)
+    );
+    until_line(&log, "end").await;
+
+    proxy.set(Mode::Pass);
+    let script = format!("echo again >> {log}; sleep 60", log = log.display());
+    let doomed = koncli_with(&slow, &["mutex", "run", "d", "--", "sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    until_line(&log, "again").await;
+    proxy.set(Mode::DelayAnswers(Duration::from_millis(2800)));
+    let doomed = ended(doomed).await;
+    assert_eq!(doomed.status.code(), Some(7), "{}", stderr(&doomed));
+    assert!(
+        stderr(&doomed).contains("acknowledged no renewal in time"),
+        "{}",
+        stderr(&doomed)
+    );
+}
+
+#[tokio::test]
+async fn kill_9_of_run_leaves_no_command_or_grandchild_behind() {
+    let env = Env::start().await;
+    env.ok(&["mutex", "create", "k"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        "sleep 1000 & echo $! > {dir}/child.pid; echo $$ > {dir}/shell.pid; echo up >> {dir}/log; wait",
+        dir = dir.path().display()
+    );
+    let mut run = env.spawn(&["mutex", "run", "k", "--", "sh", "-c", &script]);
+    until_line(&dir.path().join("log"), "up").await;
+    let pids: Vec<String> = ["shell.pid", "child.pid"]
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.path().join(f)).unwrap())
+        .collect();
+    assert!(pids.iter().all(|p| running(p)));
+    run.start_kill().unwrap(); // SIGKILL
+    run.wait().await.unwrap();
+    tokio::time::timeout(HANG, async {
+        while pids.iter().any(|p| running(p)) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the command or its child outlived koncli: {pids:?}"));
+}
+
+#[tokio::test]
+async fn a_command_outlives_any_thread_pool_timeout_while_koncli_lives() {
+    // Tokio's blocking threads idle out after 10 s; a parent-death signal tied to one
+    // of them would kill the command then.
+    let env = Env::start().await;
+    env.ok(&["mutex", "create", "long"]).await;
+    let run = env.spawn(&["mutex", "run", "long", "--", "sleep", "12"]);
+    let output = ended(run).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[tokio::test]
+async fn waiters_ride_out_server_restarts_and_all_run() {
+    use konductor_controller::controller::Background;
+    use konductor_server::{Config, Server};
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(Config::on_free_port(dir.path()))
+        .await
+        .unwrap();
+    let address = server.address;
+    let kubeconfig: PathBuf = server.kubeconfig.clone();
+    let mut controller = Background::spawn(server.client().await.unwrap(), "first");
+    let create = koncli_with(&kubeconfig, &["mutex", "create", "relay", "--ttl", "3s"])
+        .output()
+        .await
+        .unwrap();
+    assert!(create.status.success(), "{}", stderr(&create));
+    let log = dir.path().join("relay.log");
+    let script = format!(
+        "echo start $KONDUCTOR_FENCING_TOKEN >> {log}; sleep 0.3; echo end $KONDUCTOR_FENCING_TOKEN >> {log}",
+        log = log.display()
+    );
+    let runs: Vec<_> = (0..30)
+        .map(|i| {
+            koncli_with(
+                &kubeconfig,
+                &["mutex", "run", "relay", "--holder", &format!("w{i}"), "--", "sh", "-c", &script],
+            )
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for restart in 1..=3 {
+        let done = restart * 4;
+        tokio::time::timeout(HANG, async {
+            loop {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if text.lines().filter(|l| l.starts_with("end ")).count() >= done {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the relay goes on");
+        controller.stop().await.unwrap();
+        server.shutdown().await;
+        server = Server::start(Config {
+            listen: address,
+            ..Config::on_free_port(dir.path())
+        })
+        .await
+        .unwrap();
+        controller = Background::spawn(server.client().await.unwrap(), &format!("after-{restart}"));
+    }
+    for run in runs {
+        let output = ended(run).await;
+        assert!(output.status.success(), "a waiter did not run: {}", stderr(&output));
+    }
+    let written = std::fs::read_to_string(&log).unwrap();
+    let mut open = 0;
+    let mut tokens = Vec::new();
+    for line in written.lines() {
+        if let Some(token) = line.strip_prefix("start ") {
+            open += 1;
+            assert_eq!(open, 1, "two inside at once:\n{written}");
+            tokens.push(token.parse::<i64>().unwrap());
+        } else {
+            open -= 1;
+        }
+    }
+    assert_eq!(tokens.len(), 30, "{written}");
+    assert!(tokens.windows(2).all(|t| t[0] < t[1]), "tokens rise: {tokens:?}");
+    drop(controller);
+}
+
+#[tokio::test]
+async fn a_dead_waiter_is_never_granted() {
+    let env = Env::start().await;
+    env.ok(&["mutex", "create", "w", "--ttl", "2s"]).await;
+    let mutexes: Api<Mutex> = Api::namespaced(env.client.clone(), "default");
+    // Every holder the lock's status ever lists, from before anyone asks.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let watcher = {
+        let (mutexes, seen) = (mutexes.clone(), seen.clone());
+        tokio::spawn(async move {
+            await_condition(mutexes, "w", move |m: Option<&Mutex>| {
+                for grant in m.and_then(|m| m.status.as_ref()).and_then(|s| s.grants.as_ref()).into_iter().flatten() {
+                    seen.lock().unwrap().insert(grant.holder.clone());
+                }
+                false
+            })
+            .await
+        })
+    };
+    let in_status = |check: fn(&konductor_api::locks::MutexStatus) -> bool| {
+        let mutexes = mutexes.clone();
+        async move {
+            tokio::time::timeout(
+                HANG,
+                await_condition(mutexes, "w", move |m: Option<&Mutex>| {
+                    m.and_then(|m| m.status.as_ref()).is_some_and(check)
+                }),
+            )
+            .await
+            .expect("the lock gets there")
+            .unwrap();
+        }
+    };
+    let holder = env.spawn(&["mutex", "run", "w", "--holder", "H", "--", "sleep", "5"]);
+    in_status(|s| s.holder.as_deref() == Some("H")).await;
+    let mut dead = env.spawn(&["mutex", "run", "w", "--holder", "D", "--", "true"]);
+    in_status(|s| s.waiting.iter().any(|w| w == "D")).await;
+    dead.start_kill().unwrap(); // SIGKILL while queued: no withdrawal, no more renewals
+    dead.wait().await.unwrap();
+    let live = env.spawn(&["mutex", "run", "w", "--holder", "L", "--", "true"]);
+    in_status(|s| s.waiting.iter().any(|w| w == "L")).await;
+    assert!(ended(holder).await.status.success());
+    let live = ended(live).await;
+    assert!(live.status.success(), "{}", stderr(&live));
+    watcher.abort();
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.contains("L"), "{seen:?}");
+    assert!(!seen.contains("D"), "the dead waiter was granted: {seen:?}");
+}
