@@ -597,7 +597,7 @@ impl Cli {
 pub const KUBECTL_PLUGIN_NAME: &str = "kubectl konductor";
 
 /// Whether the program was started under its kubectl plugin name.
-fn is_kubectl_plugin(program: &std::ffi::OsStr) -> bool {
+pub fn is_kubectl_plugin(program: &std::ffi::OsStr) -> bool {
     std::path::Path::new(program)
         .file_name()
         .and_then(|name| name.to_str())
@@ -616,7 +616,7 @@ pub fn one_line(error: &clap::Error) -> String {
         .collect();
     let text = said.join(" ");
     let text = text.strip_prefix("error: ").unwrap_or(&text);
-    format!("koncli: {text} (see --help)")
+    format!("{}: {text} (see --help)", crate::program_name())
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -81,7 +81,13 @@ mod tests {
             return; // the environment names one
         }
         let why = lock_identity(None, "mutex lock").unwrap_err();
-        assert!(why.contains("--holder") && why.contains(HOLDER_VARIABLE), "{why}");
-        assert_eq!(lock_identity(Some("a".into()), "mutex lock"), Ok("a".into()));
+        assert!(
+            why.contains("--holder") && why.contains(HOLDER_VARIABLE),
+            "{why}"
+        );
+        assert_eq!(
+            lock_identity(Some("a".into()), "mutex lock"),
+            Ok("a".into())
+        );
     }
 }

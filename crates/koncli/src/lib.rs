@@ -50,6 +50,22 @@ pub const EXIT_BUSY: u8 = 6;
 /// Exit code: `run` lost its grant (expired or its permit deleted).
 pub const EXIT_LOST: u8 = 7;
 
+/// The name koncli goes by in its messages: `kubectl konductor` when run as a kubectl
+/// plugin, `koncli` otherwise.
+pub fn program_name() -> &'static str {
+    static NAME: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let plugin = std::env::args_os()
+            .next()
+            .is_some_and(|program| cli::is_kubectl_plugin(&program));
+        if plugin {
+            cli::KUBECTL_PLUGIN_NAME
+        } else {
+            "koncli"
+        }
+    })
+}
+
 /// Runs a parsed command line and returns the process exit code (one of the `EXIT_`
 /// constants).
 pub async fn run(cli: Cli) -> u8 {
@@ -78,7 +94,7 @@ pub async fn run(cli: Cli) -> u8 {
         Ok(code) => code,
         // Every failing exit prints one line saying why.
         Err(error) => {
-            eprintln!("koncli: {error}");
+            eprintln!("{}: {error}", crate::program_name());
             match error {
                 Error::WaitTimeout { .. } | Error::NotCreated { .. } => EXIT_WAIT_TIMEOUT,
                 _ => EXIT_ERROR,
@@ -234,7 +250,7 @@ async fn arrive(barriers: &Barriers, args: ArriveArgs) -> konductor_sdk::Result<
     let (line, code) = output::arrival_line(&holder, &barrier, asked, arrived);
     match code {
         0 => println!("{line}"),
-        _ => eprintln!("koncli: {line}"),
+        _ => eprintln!("{}: {line}", crate::program_name()),
     }
     Ok(code)
 }
@@ -375,14 +391,16 @@ async fn wait(barriers: &Barriers, args: WaitArgs) -> konductor_sdk::Result<u8> 
         }
         Ok(WaitOutcome::TimedOut(b)) => {
             eprintln!(
-                "koncli: barrier {qualified} timed out: {}",
+                "{}: barrier {qualified} timed out: {}",
+                crate::program_name(),
                 condition_message(&b)
             );
             Ok(EXIT_BARRIER_TIMEOUT)
         }
         Ok(WaitOutcome::Failed(b)) => {
             eprintln!(
-                "koncli: barrier {qualified} failed: {}",
+                "{}: barrier {qualified} failed: {}",
+                crate::program_name(),
                 failure_message(&b)
             );
             Ok(EXIT_BARRIER_FAILED)

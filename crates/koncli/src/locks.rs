@@ -13,8 +13,8 @@ use kube::api::DynamicObject;
 use serde_json::json;
 
 use crate::cli::{
-    AcquireArgs, LockCreateArgs, LockListArgs, LockStatusArgs, MutexCommand,
-    ReleaseArgs, RunArgs, RwmutexCommand, SemaphoreCommand,
+    AcquireArgs, LockCreateArgs, LockListArgs, LockStatusArgs, MutexCommand, ReleaseArgs, RunArgs,
+    RwmutexCommand, SemaphoreCommand,
 };
 use crate::output::{self, MachineFormat};
 use crate::{EXIT_BUSY, EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_WAIT_TIMEOUT};
@@ -87,7 +87,7 @@ impl From<RwmutexCommand> for Verb {
 
 /// A usage error found after parsing.
 fn usage(message: &str) -> Outcome {
-    eprintln!("koncli: {message} (see --help)");
+    eprintln!("{}: {message} (see --help)", crate::program_name());
     Ok(EXIT_USAGE)
 }
 
@@ -106,7 +106,12 @@ pub async fn command(kind: LockKind, verb: Verb, connection: &Connection) -> Out
                 spec["permits"] = permits.into();
             }
             locks.create(kind, &args.name, spec).await?;
-            println!("{} {}/{} created", kind.word(), locks.namespace(), args.name);
+            println!(
+                "{} {}/{} created",
+                kind.word(),
+                locks.namespace(),
+                args.name
+            );
             Ok(EXIT_OK)
         }
         Verb::Delete(name) => {
@@ -120,7 +125,10 @@ pub async fn command(kind: LockKind, verb: Verb, connection: &Connection) -> Out
             match args.output {
                 Some(format) => print!(
                     "{}",
-                    output::serialized(&serde_json::to_value(&lock).unwrap_or_default(), MachineFormat::of_create(format))
+                    output::serialized(
+                        &serde_json::to_value(&lock).unwrap_or_default(),
+                        MachineFormat::of_create(format)
+                    )
                 ),
                 None => print!("{}", summary(kind, &lock)),
             }
@@ -148,7 +156,7 @@ pub fn refused(error: Error) -> Outcome {
         Error::NoController { .. } | Error::LockRefused { .. } => EXIT_ERROR,
         _ => return Err(error),
     };
-    eprintln!("koncli: {error}");
+    eprintln!("{}: {error}", crate::program_name());
     Ok(code)
 }
 
@@ -182,14 +190,20 @@ async fn take(kind: LockKind, mode: PermitMode, locks: &Locks, args: AcquireArgs
     let taken = reporter
         .around(
             &latest,
-            locks.acquire_with(&claim, wait, |p| *latest.borrow_mut() = Some(p.clone()), interrupted.first()),
+            locks.acquire_with(
+                &claim,
+                wait,
+                |p| *latest.borrow_mut() = Some(p.clone()),
+                interrupted.first(),
+            ),
         )
         .await;
     match taken {
         Ok(guard) => {
             if guard.reentered() {
                 eprintln!(
-                    "koncli: {holder} already had a claim on {} {}/{}; carried it on",
+                    "{}: {holder} already had a claim on {} {}/{}; carried it on",
+                    crate::program_name(),
                     kind.word(),
                     locks.namespace(),
                     args.name
@@ -210,7 +224,12 @@ async fn give_back(kind: LockKind, mode: PermitMode, locks: &Locks, args: Releas
     };
     let claim = claim(kind, mode, &args.name, &holder, 0);
     if locks.release(&claim).await? {
-        println!("{} {}/{} released by {holder}", kind.word(), locks.namespace(), args.name);
+        println!(
+            "{} {}/{} released by {holder}",
+            kind.word(),
+            locks.namespace(),
+            args.name
+        );
     } else {
         println!(
             "{holder} held no claim on {} {}/{}",
@@ -341,10 +360,18 @@ async fn list(kind: LockKind, locks: &Locks, args: LockListArgs) -> Outcome {
         return Ok(EXIT_OK);
     }
     let mut rows = vec![
-        ["NAMESPACE", "NAME", "PHASE", "HOLDERS", "WAITING", "TOKEN", "AGE"]
-            .iter()
-            .map(|h| (*h).to_owned())
-            .collect::<Vec<_>>(),
+        [
+            "NAMESPACE",
+            "NAME",
+            "PHASE",
+            "HOLDERS",
+            "WAITING",
+            "TOKEN",
+            "AGE",
+        ]
+        .iter()
+        .map(|h| (*h).to_owned())
+        .collect::<Vec<_>>(),
     ];
     let now = jiff::Timestamp::now();
     for item in &items {
@@ -406,22 +433,46 @@ impl View {
                 let s: SemaphoreStatus = serde_json::from_value(status.clone()).unwrap_or_default();
                 let permits = spec["permits"].as_i64().unwrap_or(0);
                 let line = format!("{} of {permits} in use: {}", s.in_use, none(&s.holders));
-                (format!("{:?}", s.phase), s.holders, line, s.waiting, s.fencing_token, s.conditions)
+                (
+                    format!("{:?}", s.phase),
+                    s.holders,
+                    line,
+                    s.waiting,
+                    s.fencing_token,
+                    s.conditions,
+                )
             }
             LockKind::Mutex => {
                 let s: MutexStatus = serde_json::from_value(status.clone()).unwrap_or_default();
                 let holders: Vec<String> = s.holder.into_iter().collect();
                 let line = none(&holders);
-                (format!("{:?}", s.phase), holders, line, s.waiting, s.fencing_token, s.conditions)
+                (
+                    format!("{:?}", s.phase),
+                    holders,
+                    line,
+                    s.waiting,
+                    s.fencing_token,
+                    s.conditions,
+                )
             }
             LockKind::RWMutex => {
                 let s: RWMutexStatus = serde_json::from_value(status.clone()).unwrap_or_default();
                 let (holders, line) = match s.write_holder {
                     Some(writer) => (vec![writer.clone()], format!("{writer} (writing)")),
                     None if s.read_holders.is_empty() => (Vec::new(), "none".to_owned()),
-                    None => (s.read_holders.clone(), format!("{} (reading)", s.read_holders.join(", "))),
+                    None => (
+                        s.read_holders.clone(),
+                        format!("{} (reading)", s.read_holders.join(", ")),
+                    ),
                 };
-                (format!("{:?}", s.phase), holders, line, s.waiting, s.fencing_token, s.conditions)
+                (
+                    format!("{:?}", s.phase),
+                    holders,
+                    line,
+                    s.waiting,
+                    s.fencing_token,
+                    s.conditions,
+                )
             }
         };
         let refusal = conditions
@@ -468,4 +519,3 @@ fn summary(kind: LockKind, lock: &DynamicObject) -> String {
         view.ttl,
     )
 }
-

@@ -3,6 +3,7 @@
 use std::io::Write;
 
 fn main() {
+    quiet_on_broken_pipe();
     let cli = match koncli::cli::Cli::try_parse_checked() {
         Ok(cli) => cli,
         Err(error)
@@ -22,7 +23,7 @@ fn main() {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("koncli: cannot start: {error}");
+            eprintln!("{}: cannot start: {error}", koncli::program_name());
             std::process::exit(i32::from(koncli::EXIT_ERROR));
         }
     };
@@ -32,4 +33,23 @@ fn main() {
     // that much sooner. Everything printed is flushed first (stderr is unbuffered).
     let _ = std::io::stdout().flush();
     std::process::exit(i32::from(code));
+}
+
+/// A closed stdout (`koncli … | head -3`) ends the command quietly, as it does for
+/// other Unix tools (and ripgrep), instead of a panic with a backtrace: printing to a
+/// closed pipe panics with "failed printing to stdout: Broken pipe", caught here.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }

@@ -46,8 +46,14 @@ fn check_runnable(program: &str) -> Result<(), (u8, String)> {
     if program.contains('/') {
         let path = std::path::Path::new(program);
         return match path.metadata() {
-            Err(_) => Err((EXIT_NOT_FOUND, format!("{program}: no such file or directory"))),
-            Ok(_) if !executable(path) => Err((EXIT_NOT_EXECUTABLE, format!("{program}: permission denied (not an executable file)"))),
+            Err(_) => Err((
+                EXIT_NOT_FOUND,
+                format!("{program}: no such file or directory"),
+            )),
+            Ok(_) if !executable(path) => Err((
+                EXIT_NOT_EXECUTABLE,
+                format!("{program}: permission denied (not an executable file)"),
+            )),
             Ok(_) => Ok(()),
         };
     }
@@ -61,7 +67,10 @@ fn check_runnable(program: &str) -> Result<(), (u8, String)> {
         found_but_not_executable |= candidate.exists();
     }
     if found_but_not_executable {
-        Err((EXIT_NOT_EXECUTABLE, format!("{program}: permission denied (not an executable file)")))
+        Err((
+            EXIT_NOT_EXECUTABLE,
+            format!("{program}: permission denied (not an executable file)"),
+        ))
     } else {
         Err((EXIT_NOT_FOUND, format!("{program}: command not found")))
     }
@@ -85,7 +94,7 @@ fn signal_group(group: Pid, signal: Signal) {
     if let Err(error) = rustix::process::kill_process_group(group, signal)
         && error != rustix::io::Errno::SRCH
     {
-        eprintln!("koncli: signalling the command: {error}");
+        eprintln!("{}: signalling the command: {error}", crate::program_name());
     }
 }
 
@@ -117,31 +126,45 @@ fn code_of(status: std::io::Result<std::process::ExitStatus>) -> u8 {
             .and_then(|code| u8::try_from(code).ok())
             .unwrap_or(EXIT_ERROR),
         Err(error) => {
-            eprintln!("koncli: waiting for the command: {error}");
+            eprintln!(
+                "{}: waiting for the command: {error}",
+                crate::program_name()
+            );
             EXIT_ERROR
         }
     }
 }
 
 /// `run`: hold the lock around a command.
-pub async fn run(kind: LockKind, mode: PermitMode, locks: &Locks, args: RunArgs) -> konductor_sdk::Result<u8> {
+pub async fn run(
+    kind: LockKind,
+    mode: PermitMode,
+    locks: &Locks,
+    args: RunArgs,
+) -> konductor_sdk::Result<u8> {
     let (program, _) = args.command.split_first().expect("clap requires a command");
     if let Err((code, why)) = check_runnable(program) {
-        eprintln!("koncli: {why}");
+        eprintln!("{}: {why}", crate::program_name());
         return Ok(code);
     }
     let holder = crate::holder::run_identity(args.holder);
     let claim = claim(kind, mode, &args.name, &holder, args.priority);
-    let wait = args
-        .timeout
-        .map_or(konductor_sdk::locks::Wait::Forever, konductor_sdk::locks::Wait::AtMost);
+    let wait = args.timeout.map_or(
+        konductor_sdk::locks::Wait::Forever,
+        konductor_sdk::locks::Wait::AtMost,
+    );
     let mut interrupts = Interrupts::new();
     let mut reporter = WaitReporter::new(kind, locks.namespace(), &args.name, true);
     let latest = std::cell::RefCell::new(None);
     let acquired = reporter
         .around(
             &latest,
-            locks.acquire_with(&claim, wait, |p| *latest.borrow_mut() = Some(p.clone()), interrupts.first()),
+            locks.acquire_with(
+                &claim,
+                wait,
+                |p| *latest.borrow_mut() = Some(p.clone()),
+                interrupts.first(),
+            ),
         )
         .await;
     let guard = match acquired {
@@ -151,9 +174,8 @@ pub async fn run(kind: LockKind, mode: PermitMode, locks: &Locks, args: RunArgs)
     };
     let timing = guard.timing();
     let terminal = terminal_to_hand_over();
-    let mut supervisor = tokio::process::Command::new(
-        std::env::current_exe().unwrap_or_else(|_| "koncli".into()),
-    );
+    let mut supervisor =
+        tokio::process::Command::new(std::env::current_exe().unwrap_or_else(|_| "koncli".into()));
     supervisor
         .arg("__supervise")
         .arg("--parent")
@@ -161,7 +183,9 @@ pub async fn run(kind: LockKind, mode: PermitMode, locks: &Locks, args: RunArgs)
         .arg("--grace-ms")
         .arg(timing.grace.as_millis().to_string());
     if let Some(owner) = terminal {
-        supervisor.arg("--terminal-owner").arg(owner.as_raw_nonzero().to_string());
+        supervisor
+            .arg("--terminal-owner")
+            .arg(owner.as_raw_nonzero().to_string());
     }
     supervisor
         .arg("--")
@@ -172,7 +196,7 @@ pub async fn run(kind: LockKind, mode: PermitMode, locks: &Locks, args: RunArgs)
         Ok(child) => child,
         Err(error) => {
             let _ = guard.release().await;
-            eprintln!("koncli: cannot start {program}: {error}");
+            eprintln!("{}: cannot start {program}: {error}", crate::program_name());
             return Ok(EXIT_ERROR);
         }
     };
@@ -194,7 +218,8 @@ pub async fn run(kind: LockKind, mode: PermitMode, locks: &Locks, args: RunArgs)
             loss = guard.lost(), if !lost => {
                 lost = true;
                 eprintln!(
-                    "koncli: {} {}/{}: the grant was lost: {loss}; stopping the command (SIGTERM, SIGKILL in {})",
+                    "{}: {} {}/{}: the grant was lost: {loss}; stopping the command (SIGTERM, SIGKILL in {})",
+                crate::program_name(),
                     kind.word(),
                     locks.namespace(),
                     args.name,
@@ -211,7 +236,7 @@ pub async fn run(kind: LockKind, mode: PermitMode, locks: &Locks, args: RunArgs)
     };
     sweep(group, timing.grace).await;
     if let Err(error) = guard.release().await {
-        eprintln!("koncli: {error}");
+        eprintln!("{}: {error}", crate::program_name());
     }
     if lost {
         return Ok(EXIT_LOST);
@@ -227,17 +252,27 @@ pub async fn supervise(args: SuperviseArgs) -> u8 {
     use tokio::signal::unix::{SignalKind, signal};
     let parent_died = signal(SignalKind::user_defined1());
     if let Err(error) = rustix::process::set_parent_process_death_signal(Some(Signal::USR1)) {
-        eprintln!("koncli: cannot watch for koncli's death: {error}");
+        eprintln!(
+            "{}: cannot watch for koncli's death: {error}",
+            crate::program_name()
+        );
         return EXIT_ERROR;
     }
     // The parent may have died before the death signal was set: then it is not ours.
-    if rustix::process::getppid().map(Pid::as_raw_nonzero).map(i32::from) != Some(args.parent) {
+    if rustix::process::getppid()
+        .map(Pid::as_raw_nonzero)
+        .map(i32::from)
+        != Some(args.parent)
+    {
         return EXIT_ERROR;
     }
     let mut parent_died = match parent_died {
         Ok(signal) => signal,
         Err(error) => {
-            eprintln!("koncli: cannot watch for koncli's death: {error}");
+            eprintln!(
+                "{}: cannot watch for koncli's death: {error}",
+                crate::program_name()
+            );
             return EXIT_ERROR;
         }
     };
@@ -253,7 +288,7 @@ pub async fn supervise(args: SuperviseArgs) -> u8 {
     let mut child = match tokio::process::Command::new(program).args(rest).spawn() {
         Ok(child) => child,
         Err(error) => {
-            eprintln!("koncli: cannot run {program}: {error}");
+            eprintln!("{}: cannot run {program}: {error}", crate::program_name());
             return if error.kind() == std::io::ErrorKind::NotFound {
                 EXIT_NOT_FOUND
             } else {
@@ -290,8 +325,14 @@ mod tests {
     fn a_command_that_cannot_run_gets_the_shells_exit_codes() {
         assert_eq!(check_runnable("sh"), Ok(()));
         assert_eq!(check_runnable("/bin/sh"), Ok(()));
-        assert_eq!(check_runnable("/nonexistent/cmd").unwrap_err().0, EXIT_NOT_FOUND);
-        assert_eq!(check_runnable("no-such-command-anywhere").unwrap_err().0, EXIT_NOT_FOUND);
+        assert_eq!(
+            check_runnable("/nonexistent/cmd").unwrap_err().0,
+            EXIT_NOT_FOUND
+        );
+        assert_eq!(
+            check_runnable("no-such-command-anywhere").unwrap_err().0,
+            EXIT_NOT_FOUND
+        );
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("not-executable");
         std::fs::write(&script, "#!/bin/sh\n").unwrap();

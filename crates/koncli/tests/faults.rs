@@ -87,7 +87,9 @@ async fn a_partitioned_holder_stops_its_command_before_anyone_else_is_granted() 
     );
     let a = koncli_with(
         &cut_off,
-        &["mutex", "run", "m", "--holder", "A", "--", "sh", "-c", &script],
+        &[
+            "mutex", "run", "m", "--holder", "A", "--", "sh", "-c", &script,
+        ],
     )
     .spawn()
     .unwrap();
@@ -115,7 +117,10 @@ async fn a_partitioned_holder_stops_its_command_before_anyone_else_is_granted() 
         stderr(&a)
     );
     let written = std::fs::read_to_string(&log).unwrap();
-    assert!(!written.contains("OVERLAP"), "A was still running when B started:\n{written}");
+    assert!(
+        !written.contains("OVERLAP"),
+        "A was still running when B started:\n{written}"
+    );
     let order: Vec<&str> = written.lines().collect();
     assert_eq!(order, ["A-start", "A-term", "B-start"], "{written}");
     for pid in ["shell.pid", "child.pid"] {
@@ -230,7 +235,17 @@ async fn waiters_ride_out_server_restarts_and_all_run() {
         .map(|i| {
             koncli_with(
                 &kubeconfig,
-                &["mutex", "run", "relay", "--holder", &format!("w{i}"), "--", "sh", "-c", &script],
+                &[
+                    "mutex",
+                    "run",
+                    "relay",
+                    "--holder",
+                    &format!("w{i}"),
+                    "--",
+                    "sh",
+                    "-c",
+                    &script,
+                ],
             )
             .spawn()
             .unwrap()
@@ -261,7 +276,11 @@ async fn waiters_ride_out_server_restarts_and_all_run() {
     }
     for run in runs {
         let output = ended(run).await;
-        assert!(output.status.success(), "a waiter did not run: {}", stderr(&output));
+        assert!(
+            output.status.success(),
+            "a waiter did not run: {}",
+            stderr(&output)
+        );
     }
     let written = std::fs::read_to_string(&log).unwrap();
     let mut open = 0;
@@ -276,7 +295,10 @@ async fn waiters_ride_out_server_restarts_and_all_run() {
         }
     }
     assert_eq!(tokens.len(), 30, "{written}");
-    assert!(tokens.windows(2).all(|t| t[0] < t[1]), "tokens rise: {tokens:?}");
+    assert!(
+        tokens.windows(2).all(|t| t[0] < t[1]),
+        "tokens rise: {tokens:?}"
+    );
     drop(controller);
 }
 
@@ -291,7 +313,12 @@ async fn a_dead_waiter_is_never_granted() {
         let (mutexes, seen) = (mutexes.clone(), seen.clone());
         tokio::spawn(async move {
             await_condition(mutexes, "w", move |m: Option<&Mutex>| {
-                for grant in m.and_then(|m| m.status.as_ref()).and_then(|s| s.grants.as_ref()).into_iter().flatten() {
+                for grant in m
+                    .and_then(|m| m.status.as_ref())
+                    .and_then(|s| s.grants.as_ref())
+                    .into_iter()
+                    .flatten()
+                {
                     seen.lock().unwrap().insert(grant.holder.clone());
                 }
                 false

@@ -213,7 +213,10 @@ async fn run_exits_with_the_command_code_and_7_when_the_grant_is_lost() {
     assert_eq!(wrong.status.code(), Some(2));
     assert!(stderr(&wrong).contains("rlock"), "{}", stderr(&wrong));
     let help = env.ok(&["mutex", "--help"]).await;
-    assert!(!help.contains("rlock") && !help.contains("--read"), "{help}");
+    assert!(
+        !help.contains("rlock") && !help.contains("--read"),
+        "{help}"
+    );
 }
 
 #[tokio::test]

@@ -548,7 +548,6 @@ impl Barriers {
 
     fn wait_timeout(&self, name: &str, started: Instant) -> Error {
         Error::WaitTimeout {
-            
             namespace: self.namespace.clone(),
             name: name.to_owned(),
             waited: started.elapsed(),
@@ -572,13 +571,13 @@ impl Barriers {
             let next = events.try_next();
             let event = match wait_limit(started, timeout, listed) {
                 None => next.await,
-                Some(at) => tokio::time::timeout_at(at.into(), next).await.map_err(|_| {
-                    Error::NotCreated {
+                Some(at) => tokio::time::timeout_at(at.into(), next)
+                    .await
+                    .map_err(|_| Error::NotCreated {
                         namespace: self.namespace.clone(),
                         name: name.to_owned(),
                         waited: started.elapsed(),
-                    }
-                })?,
+                    })?,
             };
             match event.map_err(|e| self.watch_error(name, e))? {
                 Some(watcher::Event::Apply(b) | watcher::Event::InitApply(b)) => return Ok(b),

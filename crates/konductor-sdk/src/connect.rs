@@ -61,9 +61,9 @@ fn default_kubeconfig() -> Result<Option<Kubeconfig>> {
             let next = read_kubeconfig(path, "KUBECONFIG names")?;
             merged = Some(match merged {
                 None => next,
-                Some(earlier) => earlier
-                    .merge(next)
-                    .map_err(|e| Error::Config(format!("merging the files KUBECONFIG names: {e}")))?,
+                Some(earlier) => earlier.merge(next).map_err(|e| {
+                    Error::Config(format!("merging the files KUBECONFIG names: {e}"))
+                })?,
             });
         }
         return match merged {
@@ -143,11 +143,10 @@ fn client_of(config: kube::Config) -> kube::Result<kube::Client> {
         .with_tls_config(config.rustls_client_config()?)
         .https_or_http();
     if let Some(name) = &config.tls_server_name {
-        let resolver = hyper_rustls::FixedServerNameResolver::new(
-            name.clone().try_into().map_err(|e| {
+        let resolver =
+            hyper_rustls::FixedServerNameResolver::new(name.clone().try_into().map_err(|e| {
                 kube::Error::Service(format!("tls-server-name {name:?}: {e}").into())
-            })?,
-        );
+            })?);
         tls = tls.with_server_name_resolver(resolver);
     }
     let connector = tls.enable_http1().enable_http2().wrap_connector(http);

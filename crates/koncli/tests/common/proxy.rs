@@ -42,7 +42,8 @@ async fn pump(
     mut mode: watch::Receiver<Mode>,
     answers: bool,
 ) {
-    let (delayed, mut due) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let (delayed, mut due) =
+        tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
     let writer = tokio::spawn(async move {
         while let Some((at, bytes)) = due.recv().await {
             tokio::time::sleep_until(at).await;
@@ -124,7 +125,11 @@ impl Proxy {
     }
 
     /// A copy of `kubeconfig` (written into `dir`) whose server is this proxy.
-    pub fn kubeconfig(&self, kubeconfig: &std::path::Path, dir: &std::path::Path) -> std::path::PathBuf {
+    pub fn kubeconfig(
+        &self,
+        kubeconfig: &std::path::Path,
+        dir: &std::path::Path,
+    ) -> std::path::PathBuf {
         let text = std::fs::read_to_string(kubeconfig).unwrap();
         let mut config: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
         let server = config["clusters"][0]["cluster"]["server"]

@@ -85,7 +85,11 @@ fn default_ttl() -> String {
     printcolumn(name = "Permits", type_ = "integer", json_path = ".spec.permits"),
     printcolumn(name = "In Use", type_ = "integer", json_path = ".status.inUse"),
     printcolumn(name = "Available", type_ = "integer", json_path = ".status.available"),
-    printcolumn(name = "Waiting", type_ = "integer", json_path = ".status.waitingCount"),
+    printcolumn(
+        name = "Waiting",
+        type_ = "integer",
+        json_path = ".status.waitingCount"
+    ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(
         name = "Age",
@@ -178,7 +182,11 @@ pub struct SemaphoreStatus {
     doc = "A Mutex lets one holder in at a time; the rest wait in order of priority, then arrival.",
     printcolumn(name = "Holder", type_ = "string", json_path = ".status.holder"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Waiting", type_ = "integer", json_path = ".status.waitingCount"),
+    printcolumn(
+        name = "Waiting",
+        type_ = "integer",
+        json_path = ".status.waitingCount"
+    ),
     printcolumn(
         name = "Token",
         type_ = "integer",
@@ -271,7 +279,11 @@ pub struct MutexStatus {
     printcolumn(name = "Writer", type_ = "string", json_path = ".status.writeHolder"),
     printcolumn(name = "Readers", type_ = "string", json_path = ".status.readHolders"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Waiting", type_ = "integer", json_path = ".status.waitingCount"),
+    printcolumn(
+        name = "Waiting",
+        type_ = "integer",
+        json_path = ".status.waitingCount"
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",

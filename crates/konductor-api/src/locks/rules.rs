@@ -255,9 +255,9 @@ pub fn evaluate(input: &LockInput<'_>) -> Decision {
     });
 
     // Rules 2, 3 and 6: grant from the head while the kind allows.
-    let mut writer_holds = holding.iter().any(|&i| {
-        input.kind == LockKind::RWMutex && permits[i].mode == PermitMode::Exclusive
-    });
+    let mut writer_holds = holding
+        .iter()
+        .any(|&i| input.kind == LockKind::RWMutex && permits[i].mode == PermitMode::Exclusive);
     let mut granted = 0;
     for &i in &queue {
         let held = i64::try_from(holding.len()).unwrap_or(i64::MAX);
@@ -530,7 +530,12 @@ mod tests {
             ..input(LockKind::Mutex, 1, &rest, 22)
         });
         assert_eq!(holders(&rest, &next), ["alive"]);
-        assert!(next.transitions.iter().all(|t| !matches!(t, Transition::Expired { .. })), "a waiter leaving is no expired grant");
+        assert!(
+            next.transitions
+                .iter()
+                .all(|t| !matches!(t, Transition::Expired { .. })),
+            "a waiter leaving is no expired grant"
+        );
     }
 
     #[test]
@@ -546,7 +551,11 @@ mod tests {
             last_token: 1,
             ..input(LockKind::Mutex, 1, &records, 31)
         });
-        assert_eq!(decision.waiting, [2, 1], "early keeps its place ahead of late");
+        assert_eq!(
+            decision.waiting,
+            [2, 1],
+            "early keeps its place ahead of late"
+        );
     }
 
     #[test]

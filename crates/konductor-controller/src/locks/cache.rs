@@ -57,7 +57,11 @@ impl LockState {
             version: lock.resource_version(),
             generation: lock.metadata.generation,
             permits: spec["permits"].as_i64().unwrap_or(1),
-            ttl: ttl_of(spec["ttl"].as_str().unwrap_or(konductor_api::locks::DEFAULT_TTL)),
+            ttl: ttl_of(
+                spec["ttl"]
+                    .as_str()
+                    .unwrap_or(konductor_api::locks::DEFAULT_TTL),
+            ),
             common: serde_json::from_value(status.clone()).unwrap_or_default(),
             status,
         }
@@ -465,9 +469,16 @@ mod tests {
     fn a_ttl_too_short_or_unreadable_is_refused_saying_why() {
         assert_eq!(ttl_of("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(ttl_of("5m"), Ok(Duration::from_secs(300)));
-        for (ttl, says) in [("0s", "shorter than the minimum of 2s"), ("1500ms", "minimum"), ("soon", "spec.ttl")] {
+        for (ttl, says) in [
+            ("0s", "shorter than the minimum of 2s"),
+            ("1500ms", "minimum"),
+            ("soon", "spec.ttl"),
+        ] {
             let why = ttl_of(ttl).unwrap_err();
-            assert!(why.contains(says) && why.contains("spec.ttl"), "{ttl}: {why}");
+            assert!(
+                why.contains(says) && why.contains("spec.ttl"),
+                "{ttl}: {why}"
+            );
         }
     }
 }

@@ -57,7 +57,11 @@ impl Mirror {
         };
         let mut writers = tokio::task::JoinSet::new();
         for _ in 0..WRITERS {
-            writers.spawn(mirror.clone().write_until_closed(client.clone(), index.clone()));
+            writers.spawn(
+                mirror
+                    .clone()
+                    .write_until_closed(client.clone(), index.clone()),
+            );
         }
         (mirror, writers)
     }
@@ -125,7 +129,11 @@ impl Mirror {
             let api: Api<Permit> = Api::namespaced(client.clone(), &pending.namespace);
             let patch = json!({ "metadata": { "uid": uid }, "status": pending.status });
             match api
-                .patch_status(&pending.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .patch_status(
+                    &pending.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
                 .await
             {
                 Ok(answer) => index.wrote(pending.based_on, answer),

@@ -157,7 +157,11 @@ async fn adopt_permits(ctx: &Context, key: &LockKey, lock: &LockState, permits: 
             }
         });
         if let Err(error) = api
-            .patch(&permit.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(
+                &permit.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await
         {
             tracing::debug!(%error, permit = %permit.name_any(), "adopting the permit");
@@ -205,7 +209,10 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
         return Ok(None);
     };
     let permits = ctx.permits.of(key, now);
-    let records: Vec<_> = permits.iter().map(|p| status::record_of(p, &lock)).collect();
+    let records: Vec<_> = permits
+        .iter()
+        .map(|p| status::record_of(p, &lock))
+        .collect();
     let decision = evaluate(&LockInput {
         kind: key.kind,
         permits: lock.permits,
@@ -285,9 +292,9 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
             }
         }
     }
-    Ok(decision.next_look.map(|at| {
-        Duration::try_from(at.duration_since(ctx.clock.now())).unwrap_or(Duration::ZERO)
-    }))
+    Ok(decision
+        .next_look
+        .map(|at| Duration::try_from(at.duration_since(ctx.clock.now())).unwrap_or(Duration::ZERO)))
 }
 
 /// One worker: reconciles due locks until the queue closes.
@@ -298,10 +305,7 @@ async fn work(queue: Arc<WorkQueue<LockKey>>, ctx: Arc<Context>) {
         let requeue = match reconcile(&key, &ctx).await {
             Ok(requeue) => requeue,
             Err(error) => {
-                ctx.metrics
-                    .errors
-                    .get_or_create(&(&error).into())
-                    .inc();
+                ctx.metrics.errors.get_or_create(&(&error).into()).inc();
                 error_policy(&key, &error, &ctx).await
             }
         };
@@ -371,7 +375,12 @@ async fn watch_permits(queue: Arc<WorkQueue<LockKey>>, ctx: Arc<Context>) {
                 let quiet_renewal = match (&change.renewed_only, &lock) {
                     (Some((uid, before)), Some(lock)) => {
                         !lock.grants_to(uid)
-                            && lock.ttl.as_ref().ok().and_then(|ttl| expiry(*before, *ttl)).is_some_and(|until| now < until)
+                            && lock
+                                .ttl
+                                .as_ref()
+                                .ok()
+                                .and_then(|ttl| expiry(*before, *ttl))
+                                .is_some_and(|until| now < until)
                     }
                     _ => false,
                 };
@@ -409,9 +418,24 @@ pub async fn run(
         clock: MonotonicClock::start(),
     });
     let feeds = futures::future::join4(
-        watch_locks(client.clone(), ctx.locks.clone(), queue.clone(), LockKind::Semaphore),
-        watch_locks(client.clone(), ctx.locks.clone(), queue.clone(), LockKind::Mutex),
-        watch_locks(client.clone(), ctx.locks.clone(), queue.clone(), LockKind::RWMutex),
+        watch_locks(
+            client.clone(),
+            ctx.locks.clone(),
+            queue.clone(),
+            LockKind::Semaphore,
+        ),
+        watch_locks(
+            client.clone(),
+            ctx.locks.clone(),
+            queue.clone(),
+            LockKind::Mutex,
+        ),
+        watch_locks(
+            client.clone(),
+            ctx.locks.clone(),
+            queue.clone(),
+            LockKind::RWMutex,
+        ),
         watch_permits(queue.clone(), ctx.clone()),
     );
     let mut workers = tokio::task::JoinSet::new();

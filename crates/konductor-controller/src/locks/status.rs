@@ -4,13 +4,13 @@
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
+use konductor_api::locks::rules::PermitDecision;
 use konductor_api::locks::rules::{Decision, GrantRecord, PermitRecord, Renewal};
 use konductor_api::locks::{
     CONDITION_AVAILABLE, CONDITION_GRANTED, CONDITION_LOCKED, CONDITION_READY, Grant, LockKind,
     MutexPhase, MutexStatus, PermitMode, PermitPhase, PermitStatus, RWMutexPhase, RWMutexStatus,
     SemaphorePhase, SemaphoreStatus,
 };
-use konductor_api::locks::rules::PermitDecision;
 use kube::ResourceExt;
 use serde_json::{Map, Value};
 
@@ -166,7 +166,10 @@ pub fn lock_status(
             let free = in_use < lock.permits;
             let available = (lock.permits - in_use).max(0);
             let (reason, message) = if free {
-                ("PermitFree", format!("{available} of {} permits free", lock.permits))
+                (
+                    "PermitFree",
+                    format!("{available} of {} permits free", lock.permits),
+                )
             } else {
                 ("Exhausted", format!("all {} permits in use", lock.permits))
             };
@@ -336,7 +339,8 @@ mod tests {
     #[test]
     fn a_merge_patch_carries_only_the_difference_and_nulls_what_went() {
         let stored = json!({"phase": "Locked", "holder": "a", "waiting": ["b"], "conditions": [{"type": "Ready"}]});
-        let wanted = json!({"phase": "Unlocked", "waiting": ["b"], "conditions": [{"type": "Ready"}]});
+        let wanted =
+            json!({"phase": "Unlocked", "waiting": ["b"], "conditions": [{"type": "Ready"}]});
         assert_eq!(
             merge_patch(&stored, &wanted),
             Some(json!({"phase": "Unlocked", "holder": null}))

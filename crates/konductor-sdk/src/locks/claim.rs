@@ -129,7 +129,9 @@ impl Chain {
     /// last gap.
     pub fn grant_is_trusted(&self) -> bool {
         (self.created_here && self.unbroken_since == self.started)
-            || self.confirmed_at.is_some_and(|at| at >= self.unbroken_since)
+            || self
+                .confirmed_at
+                .is_some_and(|at| at >= self.unbroken_since)
     }
 }
 
@@ -261,11 +263,22 @@ mod tests {
         let mut chain = Chain::new(start, true);
         assert!(chain.grant_is_trusted());
         // Renewals answered in time move the trust on.
-        chain.acknowledged(start + Duration::from_secs(2), start + Duration::from_secs(3), &timing);
-        assert_eq!(chain.trusted_until(&timing), start + Duration::from_secs(10));
+        chain.acknowledged(
+            start + Duration::from_secs(2),
+            start + Duration::from_secs(3),
+            &timing,
+        );
+        assert_eq!(
+            chain.trusted_until(&timing),
+            start + Duration::from_secs(10)
+        );
         assert!(chain.grant_is_trusted());
         // An answer that comes after the trust ran out: a gap.
-        chain.acknowledged(start + Duration::from_secs(9), start + Duration::from_secs(11), &timing);
+        chain.acknowledged(
+            start + Duration::from_secs(9),
+            start + Duration::from_secs(11),
+            &timing,
+        );
         assert!(!chain.grant_is_trusted());
         // A fresh read of the lock after the gap restores it.
         chain.confirmed_at = Some(start + Duration::from_secs(12));
@@ -277,8 +290,16 @@ mod tests {
         let timing = Timing::for_ttl(TTL);
         let start = Instant::now();
         let mut chain = Chain::new(start, true);
-        chain.acknowledged(start + Duration::from_secs(4), start + Duration::from_secs(5), &timing);
-        chain.acknowledged(start + Duration::from_secs(2), start + Duration::from_secs(6), &timing);
+        chain.acknowledged(
+            start + Duration::from_secs(4),
+            start + Duration::from_secs(5),
+            &timing,
+        );
+        chain.acknowledged(
+            start + Duration::from_secs(2),
+            start + Duration::from_secs(6),
+            &timing,
+        );
         assert_eq!(chain.last_ack_sent, start + Duration::from_secs(4));
         assert!(!Chain::new(start, false).grant_is_trusted());
     }

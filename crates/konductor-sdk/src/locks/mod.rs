@@ -176,7 +176,9 @@ impl std::fmt::Display for Loss {
                 human_duration(*since),
                 human_duration(*trusted_for)
             ),
-            Loss::Expired => f.write_str("the grant expired (no renewal reached the controller within the ttl)"),
+            Loss::Expired => {
+                f.write_str("the grant expired (no renewal reached the controller within the ttl)")
+            }
             Loss::Deleted => f.write_str("its permit (or the lock) was deleted"),
         }
     }
@@ -260,7 +262,8 @@ impl Follow {
                 .is_some_and(|(lock, since)| lock > since)
                 && lock.status.waiting.contains(&claim.holder)
         });
-        let queued_by_permit = own.is_some_and(|s| s.phase == PermitPhase::Pending && s.position.is_some());
+        let queued_by_permit =
+            own.is_some_and(|s| s.phase == PermitPhase::Pending && s.position.is_some());
         if judged_by_lock || queued_by_permit {
             Standing::Queued
         } else {
@@ -284,7 +287,10 @@ fn progress_of(claim: &Claim, seen: &Seen, answered: bool) -> Progress {
     };
     Progress {
         answered,
-        position: waiting.iter().position(|h| *h == claim.holder).map(|p| p + 1),
+        position: waiting
+            .iter()
+            .position(|h| *h == claim.holder)
+            .map(|p| p + 1),
         waiting: waiting.len(),
         holders,
         reconnecting: seen.reconnecting.clone(),
@@ -303,7 +309,12 @@ impl Locks {
         }
     }
 
-    fn request<'a>(&'a self, claim: &'a Claim, verb: &'static str, resource: &'static str) -> Request<'a> {
+    fn request<'a>(
+        &'a self,
+        claim: &'a Claim,
+        verb: &'static str,
+        resource: &'static str,
+    ) -> Request<'a> {
         Request {
             kind: claim.kind.word(),
             namespace: &self.namespace,
@@ -373,12 +384,15 @@ impl Locks {
         if let LockPresence::Present(view) = &watch.seen().lock {
             return Ok(view.clone());
         }
-        let locks: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &self.namespace, &claim.kind.api_resource());
-        let lock = locks
-            .get(&claim.lock)
-            .await
-            .map_err(|e| self.request(claim, "get", claim_plural(claim.kind)).error(e))?;
+        let locks: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &self.namespace,
+            &claim.kind.api_resource(),
+        );
+        let lock = locks.get(&claim.lock).await.map_err(|e| {
+            self.request(claim, "get", claim_plural(claim.kind))
+                .error(e)
+        })?;
         let view = LockView::of(&lock);
         watch.offer_lock(view.clone());
         Ok(view)
@@ -435,9 +449,18 @@ impl Locks {
                 return Ok((existing, chain, true));
             }
             // An expired claim of this holder: asked anew (at the back of the queue).
-            let _ = delete_permit(&self.permits, &name, existing.uid().as_deref(), Duration::ZERO).await;
+            let _ = delete_permit(
+                &self.permits,
+                &name,
+                existing.uid().as_deref(),
+                Duration::ZERO,
+            )
+            .await;
         }
-        Err(self.failed(claim, format!("could not create permit {name}: it keeps being re-created")))
+        Err(self.failed(
+            claim,
+            format!("could not create permit {name}: it keeps being re-created"),
+        ))
     }
 
     /// Asks for the lock and waits (as `wait` says) until it is granted. Asking again
@@ -490,7 +513,9 @@ impl Locks {
         match outcome {
             Ok((token, in_lock)) => {
                 let (session, renewer) = pending.disarm();
-                Ok(Guard::start(self, claim, session, renewer, token, in_lock, reentered))
+                Ok(Guard::start(
+                    self, claim, session, renewer, token, in_lock, reentered,
+                ))
             }
             Err(error) => {
                 pending.give_back().await;
@@ -532,10 +557,17 @@ impl Locks {
                     LockPresence::Present(lock) => lock.refusal(),
                     _ => None,
                 };
-                (standing, progress_of(claim, &seen, answered), seen.refused.clone(), refusal)
+                (
+                    standing,
+                    progress_of(claim, &seen, answered),
+                    seen.refused.clone(),
+                    refusal,
+                )
             };
             if let Some(why) = refused {
-                return Err(self.failed(claim, format!("the server refuses to show the lock: {why}")));
+                return Err(
+                    self.failed(claim, format!("the server refuses to show the lock: {why}"))
+                );
             }
             if let Some(why) = refusal {
                 return Err(Error::LockRefused {
@@ -546,11 +578,16 @@ impl Locks {
                 });
             }
             match standing {
-                Standing::Gone(why) => return Err(self.failed(claim, format!("no longer waiting: {why}"))),
+                Standing::Gone(why) => {
+                    return Err(self.failed(claim, format!("no longer waiting: {why}")));
+                }
                 Standing::Granted { token, in_lock } => {
                     let (trusted, fresh) = {
                         let chain = session.chain();
-                        (chain.grant_is_trusted(), now < chain.trusted_until(&session.timing))
+                        (
+                            chain.grant_is_trusted(),
+                            now < chain.trusted_until(&session.timing),
+                        )
                     };
                     if trusted && fresh {
                         return Ok((token, in_lock));
@@ -631,9 +668,13 @@ impl Locks {
 
     /// Reads the lock afresh: whether it still lists this claim's grant with `token`.
     async fn confirm(&self, claim: &Claim, session: &Session, token: i64) -> Result<bool> {
-        let locks: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &self.namespace, &claim.kind.api_resource());
-        let read = tokio::time::timeout(session.timing.request_timeout, locks.get(&claim.lock)).await;
+        let locks: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &self.namespace,
+            &claim.kind.api_resource(),
+        );
+        let read =
+            tokio::time::timeout(session.timing.request_timeout, locks.get(&claim.lock)).await;
         let lock = match read {
             Ok(Ok(lock)) => LockView::of(&lock),
             Ok(Err(error)) => {
@@ -642,7 +683,9 @@ impl Locks {
             }
             Err(_) => return Ok(false),
         };
-        let listed = lock.grant_of(&session.uid).is_some_and(|g| g.token == token);
+        let listed = lock
+            .grant_of(&session.uid)
+            .is_some_and(|g| g.token == token);
         session.watch.offer_lock(lock);
         Ok(listed)
     }
@@ -651,7 +694,12 @@ impl Locks {
         Api::namespaced_with(self.client.clone(), &self.namespace, &kind.api_resource())
     }
 
-    fn lock_request<'a>(&'a self, kind: LockKind, name: &'a str, verb: &'static str) -> Request<'a> {
+    fn lock_request<'a>(
+        &'a self,
+        kind: LockKind,
+        name: &'a str,
+        verb: &'static str,
+    ) -> Request<'a> {
         Request {
             kind: kind.word(),
             namespace: &self.namespace,
@@ -665,7 +713,12 @@ impl Locks {
     /// Creates a `kind` lock from its `spec` (a Semaphore's needs `permits`).
     /// [`Error::AlreadyExists`] if the name is taken, [`Error::Invalid`] (naming the
     /// field) if the server refuses the spec.
-    pub async fn create(&self, kind: LockKind, name: &str, spec: serde_json::Value) -> Result<DynamicObject> {
+    pub async fn create(
+        &self,
+        kind: LockKind,
+        name: &str,
+        spec: serde_json::Value,
+    ) -> Result<DynamicObject> {
         let resource = kind.api_resource();
         let object: DynamicObject = serde_json::from_value(serde_json::json!({
             "apiVersion": resource.api_version,
@@ -731,7 +784,10 @@ impl Locks {
                 self.api(claim.kind)
                     .get_metadata(&claim.lock)
                     .await
-                    .map_err(|e| self.request(claim, "get", claim_plural(claim.kind)).error(e))?;
+                    .map_err(|e| {
+                        self.request(claim, "get", claim_plural(claim.kind))
+                            .error(e)
+                    })?;
                 Ok(false)
             }
             Err(error) => Err(self.request(claim, "delete", "permits").error(error)),
@@ -769,7 +825,9 @@ impl PendingClaim {
         }
         if let Some(session) = self.session.take() {
             let bound = GIVE_BACK_BOUND.min(session.timing.ttl);
-            if let Err(error) = delete_permit(&session.permits, &session.name, Some(&session.uid), bound).await {
+            if let Err(error) =
+                delete_permit(&session.permits, &session.name, Some(&session.uid), bound).await
+            {
                 tracing::warn!(%error, permit = %session.name, "withdrawing the claim");
             }
         }
@@ -786,7 +844,8 @@ impl Drop for PendingClaim {
         {
             runtime.spawn(async move {
                 let bound = GIVE_BACK_BOUND.min(session.timing.ttl);
-                let _ = delete_permit(&session.permits, &session.name, Some(&session.uid), bound).await;
+                let _ =
+                    delete_permit(&session.permits, &session.name, Some(&session.uid), bound).await;
             });
         }
     }
@@ -888,14 +947,19 @@ impl Guard {
         self.stop();
         self.given_back = true;
         let bound = GIVE_BACK_BOUND.min(self.session.timing.ttl);
-        delete_permit(&self.session.permits, &self.session.name, Some(&self.session.uid), bound)
-            .await
-            .map_err(|message| Error::Api {
-                kind: self.kind.word(),
-                namespace: self.namespace.clone(),
-                name: self.lock.clone(),
-                message: format!("releasing: {message}"),
-            })
+        delete_permit(
+            &self.session.permits,
+            &self.session.name,
+            Some(&self.session.uid),
+            bound,
+        )
+        .await
+        .map_err(|message| Error::Api {
+            kind: self.kind.word(),
+            namespace: self.namespace.clone(),
+            name: self.lock.clone(),
+            message: format!("releasing: {message}"),
+        })
     }
 }
 
@@ -910,14 +974,20 @@ impl Drop for Guard {
             let session = self.session.clone();
             runtime.spawn(async move {
                 let bound = GIVE_BACK_BOUND.min(session.timing.ttl);
-                let _ = delete_permit(&session.permits, &session.name, Some(&session.uid), bound).await;
+                let _ =
+                    delete_permit(&session.permits, &session.name, Some(&session.uid), bound).await;
             });
         }
     }
 }
 
 /// Watches a held grant until it is lost, then says why.
-async fn keep(session: Arc<Session>, token: i64, in_lock: Option<u64>, lost: channel::Sender<Option<Loss>>) {
+async fn keep(
+    session: Arc<Session>,
+    token: i64,
+    in_lock: Option<u64>,
+    lost: channel::Sender<Option<Loss>>,
+) {
     let mut changes = session.watch.subscribe();
     let mut listed_in = in_lock;
     let mut shown = false;
@@ -943,7 +1013,11 @@ async fn keep(session: Arc<Session>, token: i64, in_lock: Option<u64>, lost: cha
                 (LockPresence::Absent, _, _) => Some(Loss::Deleted),
                 (_, Some(_), None) => Some(Loss::Deleted),
                 (_, None, _) if shown => Some(Loss::Deleted),
-                (_, _, Some(p)) if p.status.as_ref().is_some_and(|s| s.phase == PermitPhase::Expired) => {
+                (_, _, Some(p))
+                    if p.status
+                        .as_ref()
+                        .is_some_and(|s| s.phase == PermitPhase::Expired) =>
+                {
                     Some(Loss::Expired)
                 }
                 (LockPresence::Present(lock), _, _) => {
@@ -995,7 +1069,8 @@ async fn delete_permit(
     let started = Instant::now();
     let mut pause = Duration::from_millis(100);
     loop {
-        let attempt = tokio::time::timeout(Duration::from_secs(5), permits.delete(name, &params)).await;
+        let attempt =
+            tokio::time::timeout(Duration::from_secs(5), permits.delete(name, &params)).await;
         let error = match attempt {
             Ok(Ok(_)) => return Ok(()),
             Ok(Err(kube::Error::Api(status))) if matches!(status.code, 404 | 409) => return Ok(()),

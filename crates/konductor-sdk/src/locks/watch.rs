@@ -151,8 +151,11 @@ impl LockWatch {
         let locks: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), namespace, &kind.api_resource());
         let permits: Api<Permit> = Api::namespaced(client.clone(), namespace);
-        let lock_events = watcher(locks, watch_config().fields(&format!("metadata.name={name}")))
-            .backoff(CappedBackoff::new(reconnect_cap));
+        let lock_events = watcher(
+            locks,
+            watch_config().fields(&format!("metadata.name={name}")),
+        )
+        .backoff(CappedBackoff::new(reconnect_cap));
         let permit_events = watcher(
             permits,
             watch_config().labels(&format!("{}={name}", lock_label(kind))),
@@ -245,7 +248,9 @@ async fn follow_lock(
             return;
         };
         {
-            let mut seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut seen = seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             match event {
                 Ok(watcher::Event::Init) => listed_one = false,
                 Ok(watcher::Event::InitApply(lock)) => {
@@ -291,7 +296,9 @@ async fn follow_permits(
             return;
         };
         {
-            let mut seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut seen = seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             match event {
                 Ok(watcher::Event::Init) => listing.clear(),
                 Ok(watcher::Event::InitApply(permit)) => {

@@ -557,11 +557,15 @@ pub(crate) mod tests {
     fn a_uid_in_the_request_must_be_the_objects() {
         let current = created();
         let uid = current["metadata"]["uid"].as_str().unwrap().to_owned();
-        let other = json!({"metadata": {"name": "b", "uid": "not-it"}, "status": {"phase": "Open"}});
-        let err = prepare_update(&barriers(), &current, other, Subresource::Status, false)
-            .unwrap_err();
+        let other =
+            json!({"metadata": {"name": "b", "uid": "not-it"}, "status": {"phase": "Open"}});
+        let err =
+            prepare_update(&barriers(), &current, other, Subresource::Status, false).unwrap_err();
         assert!(matches!(err, ApiError::Conflict { .. }), "{err}");
-        assert!(err.to_string().contains("Precondition failed: UID"), "{err}");
+        assert!(
+            err.to_string().contains("Precondition failed: UID"),
+            "{err}"
+        );
         let same = json!({"metadata": {"name": "b", "uid": uid}, "status": {"phase": "Open"}});
         assert!(prepare_update(&barriers(), &current, same, Subresource::Status, false).is_ok());
     }
