@@ -14,7 +14,8 @@ use konductor_controller::leader::LeaseConfig;
 use konductor_controller::operator::{self, OperatorConfig};
 use konductor_server::http::limits::Limits;
 
-/// Konductor control plane: Kubernetes-native barriers for Jobs and Pods.
+/// Konductor control plane: Kubernetes-native coordination for Jobs and Pods —
+/// barriers, and locks (Semaphore, Mutex, RWMutex).
 #[derive(Parser)]
 #[command(name = "konductor", version, about, long_about = None)]
 struct Cli {
@@ -31,7 +32,8 @@ enum Command {
     /// Print the CustomResourceDefinitions (Barrier, Arrival, Semaphore, Mutex, RWMutex,
     /// Permit) as YAML.
     ///
-    /// Apply them to a cluster with `konductor crd | kubectl apply -f -`.
+    /// For a cluster: `konductor crd | kubectl apply -f -` (or `kubectl apply -k
+    /// config/`). `konductor server` serves these kinds already; nothing to apply there.
     Crd {
         /// Write one file per CRD into this directory instead of printing them.
         #[arg(long, value_name = "DIR")]
@@ -52,8 +54,10 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         to: PathBuf,
     },
-    /// Run the embedded control plane: a Kubernetes API server for barriers and
-    /// arrivals, stored in SQLite, with the barrier controller inside. No cluster needed.
+    /// Run the embedded control plane: a Kubernetes API server for Konductor's kinds
+    /// (barriers and arrivals; semaphores, mutexes, rwmutexes and their permits),
+    /// stored in SQLite, with the barrier and lock controllers inside. No cluster
+    /// needed.
     ///
     /// It serves HTTPS with a self-signed CA, writes DIR/kubeconfig (server URL, CA,
     /// bearer token, namespace `default`; mode 0600) and prints the
@@ -61,8 +65,8 @@ enum Command {
     /// it. A second server on the same DIR refuses to start. Stop it with Ctrl-C or
     /// SIGTERM.
     Server(ServerArgs),
-    /// Run the barrier controller against a cluster (in-cluster config or kubeconfig),
-    /// with leader election so only one replica acts at a time.
+    /// Run the barrier and lock controllers against a cluster (in-cluster config or
+    /// kubeconfig), with leader election so only one replica acts at a time.
     ///
     /// Serves /healthz, /readyz and Prometheus /metrics on --probe-address.
     Operator(OperatorArgs),
@@ -86,8 +90,8 @@ struct ServerArgs {
     /// never sends tokens without TLS); kube-rs clients such as koncli will.
     #[arg(long)]
     insecure_http: bool,
-    /// Do not run the barrier controller inside the server (barriers then never change
-    /// phase unless another controller runs against it).
+    /// Do not run the controllers inside the server (barriers then never change phase
+    /// and locks are never granted unless another controller runs against it).
     #[arg(long)]
     no_controller: bool,
     /// Read-only requests served at once; more are answered 429 with Retry-After.

@@ -673,6 +673,9 @@ fn kubectl_works_on_the_lock_kinds() {
     for column in ["HOLDER", "PHASE", "WAITING", "job-a", "Locked"] {
         assert!(mutexes.contains(column), "{column} missing:\n{mutexes}");
     }
+    // WAITING is a count, not a list in brackets.
+    let row = mutexes.lines().find(|l| l.starts_with("db-migrate")).unwrap();
+    assert!(row.split_whitespace().any(|cell| cell == "1") && !row.contains('['), "{mutexes}");
     let semaphores = c.ok(&["get", "semaphores"]);
     for column in [
         "PERMITS",
@@ -699,11 +702,30 @@ fn kubectl_works_on_the_lock_kinds() {
         "--timeout=60s",
     ]);
     c.until_event("default", "db-migrate", "Released");
+    c.ok(&[
+        "wait",
+        "--for=condition=Locked",
+        "mutex/db-migrate",
+        "--timeout=60s",
+    ]);
     let described = c.ok(&["describe", "mutex", "db-migrate"]);
-    assert!(
-        described.contains("Granted") && described.contains("Released"),
-        "{described}"
-    );
+    // Each grant is an event of its own (not folded into one series), from the lock
+    // controller.
+    for said in [
+        "granted to job-a with fencing token 1",
+        "granted to job-b with fencing token 2",
+        "job-a released it",
+        "lock-controller",
+    ] {
+        assert!(described.contains(said), "{said} missing:\n{described}");
+    }
+    c.ok(&["delete", "permit", "second"]);
+    c.ok(&[
+        "wait",
+        "--for=condition=Locked=false",
+        "mutex/db-migrate",
+        "--timeout=60s",
+    ]);
     let patched = c.ok(&[
         "patch",
         "semaphore",
@@ -715,10 +737,11 @@ fn kubectl_works_on_the_lock_kinds() {
     assert!(patched.contains("patched"), "{patched}");
     let explained = c.ok(&["explain", "permit.spec.lockRef"]);
     assert!(explained.contains("kind"), "{explained}");
+    c.apply("apiVersion: konductor.io/v1\nkind: Permit\nmetadata:\n  name: third\nspec:\n  lockRef: {kind: Mutex, name: db-migrate}\n  holder: job-c\n");
     let refused = c.run(&[
         "patch",
         "permit",
-        "second",
+        "third",
         "--type=merge",
         "-p",
         r#"{"spec":{"holder":"thief"}}"#,
