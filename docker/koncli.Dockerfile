@@ -3,10 +3,10 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin koncli
+RUN cargo build --profile dist --locked --bin koncli
 
 FROM debian:bookworm-slim
-COPY --from=build /src/target/release/koncli /usr/local/bin/koncli
+COPY --from=build /src/target/dist/koncli /usr/local/bin/koncli
 USER 65532:65532
 ENTRYPOINT []
 CMD ["koncli", "--help"]

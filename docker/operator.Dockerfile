@@ -3,9 +3,9 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin konductor
+RUN cargo build --profile dist --locked --bin konductor
 
 FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /src/target/release/konductor /usr/local/bin/konductor
+COPY --from=build /src/target/dist/konductor /usr/local/bin/konductor
 ENTRYPOINT ["/usr/local/bin/konductor"]
 CMD ["operator"]

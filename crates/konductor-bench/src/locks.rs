@@ -80,14 +80,31 @@ pub async fn handover_ms(server: &ServerProcess, samples: usize) -> anyhow::Resu
     Ok(times)
 }
 
+/// What a relay of handovers measured.
+pub struct Relay {
+    /// Handovers per second.
+    pub per_s: f64,
+    /// Durable writes (API writes) per handover, from the server's `/metrics`.
+    pub writes: f64,
+    /// Commits (fsyncs: concurrent writes share one) per handover.
+    pub commits: f64,
+}
+
 /// Handovers per second of one Mutex passed among `holders` holders, each taking it
-/// `rounds` times.
+/// `rounds` times, with the writes and commits each handover cost.
 pub async fn handovers_per_s(
     server: &ServerProcess,
     holders: usize,
     rounds: usize,
-) -> anyhow::Result<f64> {
-    let (locks, _) = locks_on(server, "relay").await?;
+) -> anyhow::Result<Relay> {
+    let (locks, client) = locks_on(server, "relay").await?;
+    let counts = || async {
+        (
+            server.metric(&client, "konductor_server_writes_total").await.unwrap_or(0.0),
+            server.metric(&client, "konductor_server_commits_total").await.unwrap_or(0.0),
+        )
+    };
+    let (writes_before, commits_before) = counts().await;
     let started = Instant::now();
     let tasks: Vec<_> = (0..holders)
         .map(|h| {
@@ -105,5 +122,14 @@ pub async fn handovers_per_s(
     for task in tasks {
         task.await??;
     }
-    Ok((holders * rounds) as f64 / started.elapsed().as_secs_f64())
+    let elapsed = started.elapsed().as_secs_f64();
+    // Let the permit statuses written after the fact land before counting.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (writes_after, commits_after) = counts().await;
+    let handovers = (holders * rounds) as f64;
+    Ok(Relay {
+        per_s: handovers / elapsed,
+        writes: (writes_after - writes_before) / handovers,
+        commits: (commits_after - commits_before) / handovers,
+    })
 }

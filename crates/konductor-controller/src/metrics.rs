@@ -120,7 +120,7 @@ impl Default for Metrics {
         registry.register("reconciles", "Barrier reconciles run", reconciles.clone());
         registry.register(
             "reconcile_errors",
-            "Failed barrier reconciles",
+            "Failed reconciles of barriers and locks, by error",
             errors.clone(),
         );
         registry.register(
