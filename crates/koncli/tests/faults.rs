@@ -356,3 +356,43 @@ async fn a_dead_waiter_is_never_granted() {
     assert!(seen.contains("L"), "{seen:?}");
     assert!(!seen.contains("D"), "the dead waiter was granted: {seen:?}");
 }
+
+#[tokio::test]
+async fn a_barrier_wait_notices_a_blackholed_server_and_reconnects() {
+    use tokio::io::AsyncBufReadExt;
+    let env = Env::start().await;
+    env.ok(&["barrier", "create", "far", "--expected", "1"])
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(env.server.address).await;
+    let cut_off = proxy.kubeconfig(&env.kubeconfig(), dir.path());
+    let mut waiter = koncli_with(&cut_off, &["barrier", "wait", "far"])
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(waiter.stderr.take().unwrap()).lines();
+    next_saying(&mut lines, "waiting for barrier").await;
+    // A partition: no answers, no resets. The wait must notice, not wait forever.
+    proxy.set(Mode::Blackhole);
+    next_saying(&mut lines, "reconnecting").await;
+    proxy.set(Mode::Pass);
+    env.ok(&["barrier", "arrive", "far", "someone"]).await;
+    let output = ended(waiter).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+/// Reads `lines` (bounded) until one contains `what`.
+async fn next_saying(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+    what: &str,
+) {
+    tokio::time::timeout(HANG, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains(what) {
+                return;
+            }
+        }
+        panic!("the process ended without saying {what:?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never said {what:?}"));
+}

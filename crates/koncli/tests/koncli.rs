@@ -969,4 +969,12 @@ async fn installed_as_kubectl_konductor_it_runs_as_a_kubectl_plugin() {
         "{}",
         stdout(&help)
     );
+    // Errors name the plugin as the user called it.
+    let missing = kubectl(&["konductor", "mutex", "status", "nowhere"])
+        .await
+        .unwrap();
+    assert_eq!(
+        stderr(&missing).trim(),
+        "kubectl konductor: mutex default/nowhere not found"
+    );
 }

@@ -100,8 +100,14 @@ pub async fn handovers_per_s(
     let (locks, client) = locks_on(server, "relay").await?;
     let counts = || async {
         (
-            server.metric(&client, "konductor_server_writes_total").await.unwrap_or(0.0),
-            server.metric(&client, "konductor_server_commits_total").await.unwrap_or(0.0),
+            server
+                .metric(&client, "konductor_server_writes_total")
+                .await
+                .unwrap_or(0.0),
+            server
+                .metric(&client, "konductor_server_commits_total")
+                .await
+                .unwrap_or(0.0),
         )
     };
     let (writes_before, commits_before) = counts().await;

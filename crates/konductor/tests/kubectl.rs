@@ -674,8 +674,14 @@ fn kubectl_works_on_the_lock_kinds() {
         assert!(mutexes.contains(column), "{column} missing:\n{mutexes}");
     }
     // WAITING is a count, not a list in brackets.
-    let row = mutexes.lines().find(|l| l.starts_with("db-migrate")).unwrap();
-    assert!(row.split_whitespace().any(|cell| cell == "1") && !row.contains('['), "{mutexes}");
+    let row = mutexes
+        .lines()
+        .find(|l| l.starts_with("db-migrate"))
+        .unwrap();
+    assert!(
+        row.split_whitespace().any(|cell| cell == "1") && !row.contains('['),
+        "{mutexes}"
+    );
     let semaphores = c.ok(&["get", "semaphores"]);
     for column in [
         "PERMITS",
