@@ -224,7 +224,7 @@ impl Session {
             }
             Ok(Err(kube::Error::Api(status))) if matches!(status.code, 404 | 409) => {
                 self.gone.store(true, Ordering::SeqCst);
-                self.watch.poke();
+                self.watch.poke(&self.name);
             }
             Ok(Err(error)) => {
                 tracing::debug!(%error, permit = %self.name, "renewing the claim");

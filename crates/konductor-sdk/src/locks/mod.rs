@@ -216,6 +216,8 @@ enum Standing {
 struct Follow {
     /// Whether the watch has shown this Permit (after which its absence means deleted).
     shown: bool,
+    /// Whether the controller has answered the claim (queued or granted it).
+    answered: bool,
     /// The resourceVersion the Permit was created (or found) at: a lock status older than
     /// it cannot have judged it.
     since: Option<u64>,
@@ -256,6 +258,10 @@ impl Follow {
                 in_lock: None,
             };
         }
+        if self.answered {
+            // Queued or not no longer matters: only a grant (or a loss) does.
+            return Standing::Queued;
+        }
         let judged_by_lock = lock.is_some_and(|lock| {
             lock.version
                 .zip(self.since)
@@ -273,26 +279,20 @@ impl Follow {
 }
 
 fn progress_of(claim: &Claim, seen: &Seen, answered: bool) -> Progress {
-    let (waiting, holders) = match &seen.lock {
-        LockPresence::Present(lock) => (
-            lock.status.waiting.clone(),
-            lock.status
-                .grants
-                .iter()
-                .flatten()
-                .map(|g| g.holder.clone())
-                .collect(),
-        ),
-        _ => (Vec::new(), Vec::new()),
+    let lock = match &seen.lock {
+        LockPresence::Present(lock) => Some(&lock.status),
+        _ => None,
     };
     Progress {
         answered,
-        position: waiting
-            .iter()
-            .position(|h| *h == claim.holder)
+        position: lock
+            .and_then(|s| s.waiting.iter().position(|h| *h == claim.holder))
             .map(|p| p + 1),
-        waiting: waiting.len(),
-        holders,
+        waiting: lock.map_or(0, |s| s.waiting.len()),
+        holders: lock
+            .and_then(|s| s.grants.as_ref())
+            .map(|grants| grants.iter().map(|g| g.holder.clone()).collect())
+            .unwrap_or_default(),
         reconnecting: seen.reconnecting.clone(),
     }
 }
@@ -539,9 +539,10 @@ impl Locks {
         let started = Instant::now();
         let mut follow = Follow {
             shown: false,
+            answered: false,
             since: version_number(permit.resource_version().as_deref()),
         };
-        let mut changes = session.watch.subscribe();
+        let mut changes = session.watch.subscribe(&session.name);
         let mut answered = false;
         let mut last_progress: Option<Progress> = None;
         // A fresh read that did not confirm the grant is not repeated until something
@@ -553,6 +554,7 @@ impl Locks {
                 let seen = session.watch.seen();
                 let standing = follow.standing(session, claim, &seen);
                 answered |= standing != Standing::Undecided;
+                follow.answered = answered;
                 let refusal = match &seen.lock {
                     LockPresence::Present(lock) => lock.refusal(),
                     _ => None,
@@ -988,7 +990,7 @@ async fn keep(
     in_lock: Option<u64>,
     lost: channel::Sender<Option<Loss>>,
 ) {
-    let mut changes = session.watch.subscribe();
+    let mut changes = session.watch.subscribe(&session.name);
     let mut listed_in = in_lock;
     let mut shown = false;
     loop {

@@ -109,10 +109,66 @@ pub struct Seen {
     pub reconnecting: Option<String>,
 }
 
+/// Who to tell about changes: every follower when the lock changes, only a Permit's
+/// followers when that Permit changes — a lock with a hundred waiters in one process
+/// wakes one of them, not all, when another's Permit changes.
+#[derive(Default)]
+struct Bells {
+    lock: watch::Sender<u64>,
+    permits: Mutex<HashMap<String, watch::Sender<u64>>>,
+}
+
+impl Bells {
+    fn permits(&self) -> MutexGuard<'_, HashMap<String, watch::Sender<u64>>> {
+        self.permits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn ring_lock(&self) {
+        self.lock.send_modify(|n| *n += 1);
+    }
+
+    fn ring_permit(&self, name: &str) {
+        let mut permits = self.permits();
+        if let Some(bell) = permits.get(name) {
+            if bell.receiver_count() == 0 {
+                permits.remove(name);
+            } else {
+                bell.send_modify(|n| *n += 1);
+            }
+        }
+    }
+
+    fn ring_all(&self) {
+        self.ring_lock();
+        self.permits().retain(|_, bell| {
+            bell.send_modify(|n| *n += 1);
+            bell.receiver_count() > 0
+        });
+    }
+}
+
+/// What one follower hears: changes of the lock and of its own Permit.
+pub struct Changes {
+    lock: watch::Receiver<u64>,
+    permit: watch::Receiver<u64>,
+}
+
+impl Changes {
+    /// Resolves at the next change; `Err` once the watch is gone.
+    pub async fn changed(&mut self) -> Result<(), watch::error::RecvError> {
+        tokio::select! {
+            changed = self.lock.changed() => changed,
+            changed = self.permit.changed() => changed,
+        }
+    }
+}
+
 /// The shared watch of one lock.
 pub struct LockWatch {
     seen: Arc<Mutex<Seen>>,
-    changes: watch::Sender<u64>,
+    bells: Arc<Bells>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -147,7 +203,7 @@ impl LockWatch {
         reconnect_cap: Duration,
     ) -> Self {
         let seen = Arc::new(Mutex::new(Seen::default()));
-        let (changes, _) = watch::channel(0);
+        let bells = Arc::new(Bells::default());
         let locks: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), namespace, &kind.api_resource());
         let permits: Api<Permit> = Api::namespaced(client.clone(), namespace);
@@ -165,19 +221,15 @@ impl LockWatch {
             tokio::spawn(follow_lock(
                 lock_events.boxed(),
                 Arc::downgrade(&seen),
-                changes.clone(),
+                bells.clone(),
             )),
             tokio::spawn(follow_permits(
                 permit_events.boxed(),
                 Arc::downgrade(&seen),
-                changes.clone(),
+                bells.clone(),
             )),
         ];
-        Self {
-            seen,
-            changes,
-            tasks,
-        }
+        Self { seen, bells, tasks }
     }
 
     /// What the watch knows now.
@@ -187,14 +239,24 @@ impl LockWatch {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A receiver that changes whenever anything the watch knows changes.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
+    /// What the follower of the Permit `name` hears: its changes and the lock's.
+    pub fn subscribe(&self, name: &str) -> Changes {
+        let permit = self
+            .bells
+            .permits()
+            .entry(name.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe();
+        Changes {
+            lock: self.bells.lock.subscribe(),
+            permit,
+        }
     }
 
-    /// Tells the followers to look again (something outside the watch changed).
-    pub fn poke(&self) {
-        self.changes.send_modify(|n| *n += 1);
+    /// Tells the followers of the Permit `name` to look again (something outside the
+    /// watch changed).
+    pub fn poke(&self, name: &str) {
+        self.bells.ring_permit(name);
     }
 
     /// Takes a lock read outside the watch (a fresh GET), unless the watch already has
@@ -209,15 +271,15 @@ impl LockWatch {
             }
             seen.lock = LockPresence::Present(view);
         }
-        self.poke();
+        self.bells.ring_lock();
     }
 
     /// Takes a Permit read outside the watch (the answer to a renewal), unless the watch
     /// already has a newer version of the same Permit.
     pub fn offer_permit(&self, permit: Permit) {
+        let name = permit.name_any();
         {
             let mut seen = self.seen();
-            let name = permit.name_any();
             if let Some(known) = seen.permits.get(&name)
                 && known.uid() == permit.uid()
                 && let (Some(known), Some(new)) = (
@@ -228,9 +290,9 @@ impl LockWatch {
             {
                 return;
             }
-            seen.permits.insert(name, permit);
+            seen.permits.insert(name.clone(), permit);
         }
-        self.poke();
+        self.bells.ring_permit(&name);
     }
 }
 
@@ -240,7 +302,7 @@ type Events<K> = futures::stream::BoxStream<'static, Result<watcher::Event<K>, w
 async fn follow_lock(
     mut events: Events<DynamicObject>,
     seen: std::sync::Weak<Mutex<Seen>>,
-    changes: watch::Sender<u64>,
+    bells: Arc<Bells>,
 ) {
     let mut listed_one = false;
     while let Some(event) = events.next().await {
@@ -280,7 +342,7 @@ async fn follow_lock(
                 },
             }
         }
-        changes.send_modify(|n| *n += 1);
+        bells.ring_lock();
     }
 }
 
@@ -288,45 +350,63 @@ async fn follow_lock(
 async fn follow_permits(
     mut events: Events<Permit>,
     seen: std::sync::Weak<Mutex<Seen>>,
-    changes: watch::Sender<u64>,
+    bells: Arc<Bells>,
 ) {
     let mut listing: HashMap<String, Permit> = HashMap::new();
     while let Some(event) = events.next().await {
         let Some(seen) = seen.upgrade() else {
             return;
         };
-        {
+        // Whose followers to tell: one Permit's (`Some`), everyone's (`None`), or
+        // nobody's yet (a listing in progress: `Some("")`).
+        let touched: Option<String> = {
             let mut seen = seen
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             match event {
-                Ok(watcher::Event::Init) => listing.clear(),
+                Ok(watcher::Event::Init) => {
+                    listing.clear();
+                    Some(String::new())
+                }
                 Ok(watcher::Event::InitApply(permit)) => {
                     listing.insert(permit.name_any(), permit);
+                    Some(String::new())
                 }
                 Ok(watcher::Event::InitDone) => {
                     seen.permits = std::mem::take(&mut listing);
                     seen.permits_listed = true;
                     seen.reconnecting = None;
+                    None
                 }
                 Ok(watcher::Event::Apply(permit)) => {
-                    seen.permits.insert(permit.name_any(), permit);
+                    let name = permit.name_any();
+                    seen.permits.insert(name.clone(), permit);
+                    Some(name)
                 }
                 Ok(watcher::Event::Delete(permit)) => {
+                    let name = permit.name_any();
                     if seen
                         .permits
-                        .get(&permit.name_any())
+                        .get(&name)
                         .is_some_and(|known| known.uid() == permit.uid())
                     {
-                        seen.permits.remove(&permit.name_any());
+                        seen.permits.remove(&name);
                     }
+                    Some(name)
                 }
-                Err(error) => match refusal(&error) {
-                    Some(why) => seen.refused = Some(why),
-                    None => seen.reconnecting = Some(error.to_string()),
-                },
+                Err(error) => {
+                    match refusal(&error) {
+                        Some(why) => seen.refused = Some(why),
+                        None => seen.reconnecting = Some(error.to_string()),
+                    }
+                    None
+                }
             }
+        };
+        match touched {
+            Some(name) if name.is_empty() => {}
+            Some(name) => bells.ring_permit(&name),
+            None => bells.ring_all(),
         }
-        changes.send_modify(|n| *n += 1);
     }
 }
