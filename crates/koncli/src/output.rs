@@ -326,6 +326,48 @@ impl MachineFormat {
     }
 }
 
+/// How a wait shows its progress on stderr.
+pub enum Display {
+    /// A live line, redrawn (a terminal).
+    Live(indicatif::ProgressBar),
+    /// A plain line per change (a pipe, a log).
+    Lines,
+    /// Nothing but the final line (`--quiet`).
+    Quiet,
+}
+
+impl Display {
+    /// A live line when stderr is a terminal, plain lines otherwise; nothing if `quiet`.
+    pub fn for_stderr(quiet: bool) -> Self {
+        use std::io::IsTerminal;
+        if quiet {
+            Display::Quiet
+        } else if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(Duration::from_millis(120));
+            Display::Live(bar)
+        } else {
+            Display::Lines
+        }
+    }
+
+    /// Prints a line above the live line (or as a line of its own).
+    pub fn say(&self, line: &str) {
+        match self {
+            Display::Live(bar) => bar.println(line),
+            Display::Lines => eprintln!("{line}"),
+            Display::Quiet => {}
+        }
+    }
+
+    /// Clears the live line.
+    pub fn finish(&self) {
+        if let Display::Live(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,47 +419,5 @@ mod tests {
                 .unwrap()
                 .starts_with("ns          b      2          <none>")
         );
-    }
-}
-
-/// How a wait shows its progress on stderr.
-pub enum Display {
-    /// A live line, redrawn (a terminal).
-    Live(indicatif::ProgressBar),
-    /// A plain line per change (a pipe, a log).
-    Lines,
-    /// Nothing but the final line (`--quiet`).
-    Quiet,
-}
-
-impl Display {
-    /// A live line when stderr is a terminal, plain lines otherwise; nothing if `quiet`.
-    pub fn for_stderr(quiet: bool) -> Self {
-        use std::io::IsTerminal;
-        if quiet {
-            Display::Quiet
-        } else if std::io::stderr().is_terminal() {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.enable_steady_tick(Duration::from_millis(120));
-            Display::Live(bar)
-        } else {
-            Display::Lines
-        }
-    }
-
-    /// Prints a line above the live line (or as a line of its own).
-    pub fn say(&self, line: &str) {
-        match self {
-            Display::Live(bar) => bar.println(line),
-            Display::Lines => eprintln!("{line}"),
-            Display::Quiet => {}
-        }
-    }
-
-    /// Clears the live line.
-    pub fn finish(&self) {
-        if let Display::Live(bar) = self {
-            bar.finish_and_clear();
-        }
     }
 }
