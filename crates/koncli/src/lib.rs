@@ -5,7 +5,7 @@
 //! - [`output`]: the human summary, tables, JSON and YAML.
 //! - [`holder`]: who a command acts as (stable for barriers, unique for locks).
 //! - [`locks`]: the `semaphore`, `mutex` and `rwmutex` verbs.
-//! - [`run`]: `… run`, holding a lock around a command, and the supervisor that makes
+//! - [`run`](mod@run): `… run`, holding a lock around a command, and the supervisor that makes
 //!   sure the command never outlives its grant or koncli.
 //! - [`signals`]: SIGINT/SIGTERM while waiting (the claim is withdrawn).
 //! - this file: one function per barrier command, and the mapping of outcomes to exit

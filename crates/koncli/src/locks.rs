@@ -1,5 +1,5 @@
 //! `koncli semaphore|mutex|rwmutex …`: the lock verbs over the SDK's
-//! [`konductor_sdk::locks`]. `run` lives in [`crate::run`].
+//! [`konductor_sdk::locks`]. `run` lives in [`crate::run`](mod@crate::run).
 
 use std::time::{Duration, Instant};
 
