@@ -231,3 +231,35 @@ async fn a_lock_created_again_under_the_same_name_owns_the_next_claim() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn holders_taking_a_lock_again_and_again_are_never_confused_by_their_earlier_claims() {
+    // Each holder releases (deletes its Permit) and at once asks again under the same
+    // name: the watch may still show the earlier Permit when the new one is made.
+    let (_running, locks, client) = start().await;
+    create_mutex(&client, "relay", "5m").await;
+    let inside = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..20)
+        .map(|h| {
+            let (locks, inside) = (locks.clone(), inside.clone());
+            tokio::spawn(async move {
+                let claim = Claim::mutex("relay", &format!("runner-{h}"));
+                for _ in 0..5 {
+                    let guard = locks.acquire(&claim, Wait::Forever).await?;
+                    assert_eq!(inside.fetch_add(1, std::sync::atomic::Ordering::SeqCst), 0);
+                    assert_eq!(guard.loss(), None);
+                    inside.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    guard.release().await?;
+                }
+                Ok::<_, konductor_sdk::Error>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        tokio::time::timeout(LIMIT, task)
+            .await
+            .expect("every holder finishes")
+            .unwrap()
+            .unwrap();
+    }
+}

@@ -257,6 +257,8 @@ pub struct PermitChange {
     /// Only its `renewTime` changed; with the renewal it had before (to tell whether
     /// the claim was still alive).
     pub renewed_only: Option<(String, Renewal)>,
+    /// Set when the permit is new: the permit.
+    pub joined: Option<Permit>,
 }
 
 /// Whether two versions of a permit differ in more than `spec.renewTime` (and the
@@ -390,6 +392,7 @@ impl PermitIndex {
                     .entry(key.clone())
                     .or_default()
                     .insert(permit.name_any(), Arc::new(permit.clone()));
+                let joined = (before.is_none() && renewal_before.is_none()).then(|| permit.clone());
                 let renewed_only = match (before, renewal_before) {
                     (Some(before), Some(renewal)) if !more_than_renewed(&before, permit) => {
                         Some((uid, renewal))
@@ -400,6 +403,7 @@ impl PermitIndex {
                     lock: key,
                     deleted: None,
                     renewed_only,
+                    joined,
                 })
             }
             watcher::Event::Delete(permit) => {
@@ -422,6 +426,7 @@ impl PermitIndex {
                     lock: key,
                     deleted: Some(permit.clone()),
                     renewed_only: None,
+                    joined: None,
                 })
             }
         }

@@ -50,7 +50,7 @@ use self::events::LockEvents;
 use self::mirror::Mirror;
 use crate::clock::MonotonicClock;
 use crate::metrics::LockLabels;
-use crate::queue::WorkQueue;
+use crate::queue::{Urgency, WorkQueue};
 use crate::{Error, Result};
 
 /// The name the lock controller records Events under.
@@ -60,6 +60,32 @@ pub const LOCK_CONTROLLER_NAME: &str = "konductor.io/lock-controller";
 const WORKERS: usize = 4;
 /// How long to wait before looking again when the permit index is not complete yet.
 const CACHE_WAIT: Duration = Duration::from_millis(100);
+/// How long a new claim that can only queue may wait before the lock's status lists it
+/// among the waiters (shorter if anything else changes the lock meanwhile): under load
+/// its place then shares the lock-status write of the next handover instead of costing
+/// one of its own. The claim's own status says it is queued, later still.
+const JOIN_COALESCE: Duration = Duration::from_millis(25);
+
+/// Whether a claim that just arrived might be granted at once — if not, it can only
+/// queue. Conservative: when in doubt, yes (then it is looked at at once).
+fn can_grant_now(kind: LockKind, lock: &LockState, joined: &Permit) -> bool {
+    use konductor_api::locks::PermitMode;
+    let grants = lock.grants().unwrap_or_default();
+    if !lock.common.waiting.is_empty() {
+        // Others wait already; only a higher priority could go ahead of them.
+        return joined.spec.priority > 0;
+    }
+    match kind {
+        LockKind::Semaphore => i64::try_from(grants.len()).unwrap_or(i64::MAX) < lock.permits,
+        LockKind::Mutex => grants.is_empty(),
+        LockKind::RWMutex => {
+            grants.is_empty()
+                || (joined.spec.mode == PermitMode::Shared
+                    && grants.iter().all(|g| g.mode == PermitMode::Shared))
+        }
+    }
+}
+
 /// The server-side timeout of the controller's watches: a watch that stays silent
 /// longer (plus a margin) is taken for dead and started again.
 const WATCH_TIMEOUT_SECS: u32 = 60;
@@ -384,7 +410,22 @@ async fn watch_permits(queue: Arc<WorkQueue<LockKey>>, ctx: Arc<Context>) {
                     }
                     _ => false,
                 };
-                if !quiet_renewal {
+                let released = change.deleted.as_ref().is_some_and(|deleted| {
+                    lock.as_ref()
+                        .is_some_and(|lock| lock.grants_to(&deleted.uid().unwrap_or_default()))
+                });
+                let can_only_queue = match (&change.joined, &lock) {
+                    (Some(joined), Some(lock)) => !can_grant_now(change.lock.kind, lock, joined),
+                    _ => false,
+                };
+                if released {
+                    // A handover: the next holder waits for this reconcile.
+                    queue.add_with(change.lock, Urgency::Urgent);
+                } else if can_only_queue {
+                    // A claim that can only queue: its place in the lock's waiting list
+                    // can wait a moment and share the write of the next handover.
+                    queue.add_soon(change.lock, JOIN_COALESCE);
+                } else if !quiet_renewal {
                     queue.add(change.lock);
                 }
             }

@@ -224,16 +224,31 @@ struct Follow {
 }
 
 impl Follow {
-    fn standing(&mut self, session: &Session, claim: &Claim, seen: &Seen) -> Standing {
-        if session.is_gone() {
+    /// Where the claim on the Permit `name` (`uid`) stands; `gone` when a renewal found
+    /// it gone.
+    fn standing(
+        &mut self,
+        name: &str,
+        uid: &str,
+        gone: bool,
+        holder: &str,
+        seen: &Seen,
+    ) -> Standing {
+        if gone {
             return Standing::Gone("its permit was deleted");
         }
-        let permit = seen.permits.get(&session.name);
-        match permit {
-            Some(p) if p.uid().as_deref() == Some(session.uid.as_str()) => self.shown = true,
-            Some(_) => return Standing::Gone("its permit was deleted (another took its name)"),
-            None if self.shown => return Standing::Gone("its permit was deleted"),
-            None => {}
+        let permit = seen.permits.get(name);
+        let ours = permit.filter(|p| p.uid().as_deref() == Some(uid));
+        match (permit, ours) {
+            (_, Some(_)) => self.shown = true,
+            // Another Permit of the same name: a later one means ours went; before ours
+            // was shown, it is an earlier one whose deletion the watch has not shown yet
+            // (a renewal would find a later one: the uid is its precondition).
+            (Some(_), None) if self.shown => {
+                return Standing::Gone("its permit was deleted (another took its name)");
+            }
+            (None, _) if self.shown => return Standing::Gone("its permit was deleted"),
+            _ => {}
         }
         let lock = match &seen.lock {
             LockPresence::Present(lock) => Some(lock),
@@ -241,14 +256,15 @@ impl Follow {
             LockPresence::Unknown => None,
         };
         if let Some(lock) = lock
-            && let Some(grant) = lock.grant_of(&session.uid)
+            && let Some(grant) = lock.grant_of(uid)
         {
             return Standing::Granted {
                 token: grant.token,
                 in_lock: lock.version,
             };
         }
-        let own = permit.and_then(|p| p.status.as_ref());
+        // Only this Permit's own status counts: an earlier one's says nothing of it.
+        let own = ours.and_then(|p| p.status.as_ref());
         if let Some(status) = own
             && status.phase == PermitPhase::Granted
             && let Some(token) = status.fencing_token
@@ -266,7 +282,7 @@ impl Follow {
             lock.version
                 .zip(self.since)
                 .is_some_and(|(lock, since)| lock > since)
-                && lock.status.waiting.contains(&claim.holder)
+                && lock.status.waiting.iter().any(|w| w == holder)
         });
         let queued_by_permit =
             own.is_some_and(|s| s.phase == PermitPhase::Pending && s.position.is_some());
@@ -552,7 +568,13 @@ impl Locks {
             let now = Instant::now();
             let (standing, report, refused, refusal) = {
                 let seen = session.watch.seen();
-                let standing = follow.standing(session, claim, &seen);
+                let standing = follow.standing(
+                    &session.name,
+                    &session.uid,
+                    session.is_gone(),
+                    &claim.holder,
+                    &seen,
+                );
                 answered |= standing != Standing::Undecided;
                 follow.answered = answered;
                 let refusal = match &seen.lock {
@@ -1013,7 +1035,9 @@ async fn keep(
             shown |= ours.is_some();
             match (&seen.lock, permit, ours) {
                 (LockPresence::Absent, _, _) => Some(Loss::Deleted),
-                (_, Some(_), None) => Some(Loss::Deleted),
+                // Another Permit of the same name after ours was shown: ours went. (Before,
+                // it is an earlier one whose deletion the watch has not shown yet.)
+                (_, Some(_), None) if shown => Some(Loss::Deleted),
                 (_, None, _) if shown => Some(Loss::Deleted),
                 (_, _, Some(p))
                     if p.status
@@ -1087,5 +1111,68 @@ async fn delete_permit(
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use konductor_api::locks::{PermitSpec, PermitStatus};
+
+    fn permit(uid: &str, phase: PermitPhase, token: Option<i64>) -> Permit {
+        let mut permit = Permit::new("mutex-m-a-x", PermitSpec::new(LockKind::Mutex, "m", "a"));
+        permit.metadata.uid = Some(uid.to_owned());
+        permit.status = Some(PermitStatus {
+            phase,
+            fencing_token: token,
+            ..PermitStatus::default()
+        });
+        permit
+    }
+
+    fn seen_with(permit: Permit) -> Seen {
+        let mut seen = Seen::default();
+        seen.permits.insert(permit.name_any(), permit);
+        seen
+    }
+
+    fn follow() -> Follow {
+        Follow {
+            shown: false,
+            answered: false,
+            since: None,
+        }
+    }
+
+    #[test]
+    fn an_earlier_permit_of_the_same_name_says_nothing_of_a_new_claim() {
+        // The holder released (uid old, granted with token 7) and asked again (uid new):
+        // the watch has not shown the release yet.
+        let seen = seen_with(permit("old", PermitPhase::Granted, Some(7)));
+        let standing = follow().standing("mutex-m-a-x", "new", false, "a", &seen);
+        assert_eq!(standing, Standing::Undecided);
+    }
+
+    #[test]
+    fn once_shown_a_claim_replaced_under_its_name_is_gone() {
+        let mut follow = follow();
+        let shown = seen_with(permit("new", PermitPhase::Pending, None));
+        assert_eq!(
+            follow.standing("mutex-m-a-x", "new", false, "a", &shown),
+            Standing::Undecided
+        );
+        let replaced = seen_with(permit("later", PermitPhase::Pending, None));
+        assert!(matches!(
+            follow.standing("mutex-m-a-x", "new", false, "a", &replaced),
+            Standing::Gone(_)
+        ));
+        let granted = seen_with(permit("new", PermitPhase::Granted, Some(3)));
+        assert_eq!(
+            super::tests::follow().standing("mutex-m-a-x", "new", false, "a", &granted),
+            Standing::Granted {
+                token: 3,
+                in_lock: None
+            }
+        );
     }
 }
