@@ -51,8 +51,6 @@ struct State<K> {
     normal_limit: usize,
     /// Running keys triggered again meanwhile, and how urgently.
     again: HashMap<K, Urgency>,
-    /// Running keys asked for soon meanwhile ([`WorkQueue::add_soon`]), and within what.
-    again_soon: HashMap<K, Duration>,
     /// Keys due later, by when (with a sequence number to keep equal times apart).
     delayed: BTreeMap<(Instant, u64), K>,
     /// When each delayed key is due.
@@ -80,7 +78,6 @@ impl<K: Clone + Eq + Hash> WorkQueue<K> {
                 running: HashMap::new(),
                 normal_limit: normal_limit.max(1),
                 again: HashMap::new(),
-                again_soon: HashMap::new(),
                 delayed: BTreeMap::new(),
                 due: HashMap::new(),
                 sequence: 0,
@@ -203,23 +200,6 @@ impl<K: Clone + Eq + Hash> WorkQueue<K> {
         self.wakeup.notify_one();
     }
 
-    /// Asks for `key` to be worked on within `delay`: after it, or together with
-    /// anything that asks for it sooner. For changes that can wait a little, so that
-    /// they share a reconcile (and a write) with what comes next — while the key runs
-    /// too: then the wait starts when that run ends.
-    pub fn add_soon(&self, key: K, delay: Duration) {
-        let mut state = self.lock();
-        if state.running.contains_key(&key) {
-            if !state.again.contains_key(&key) {
-                let soon = state.again_soon.entry(key).or_insert(delay);
-                *soon = (*soon).min(delay);
-            }
-            return;
-        }
-        drop(state);
-        self.add_after(key, delay);
-    }
-
     /// The next due key, marked as running until [`WorkQueue::done`]; `None` once the
     /// queue is closed.
     pub async fn next(&self) -> Option<K> {
@@ -258,25 +238,16 @@ impl<K: Clone + Eq + Hash> WorkQueue<K> {
     /// Marks `key` as no longer running: it runs again at once if it was triggered
     /// meanwhile, else after `requeue_after` if given.
     pub fn done(&self, key: K, requeue_after: Option<Duration>) {
-        let (again, soon, was_normal) = {
+        let (again, was_normal) = {
             let mut state = self.lock();
             let lane = state.running.remove(&key);
-            let soon = state.again_soon.remove(&key);
-            (
-                state.again.remove(&key),
-                soon,
-                lane == Some(Urgency::Normal),
-            )
+            (state.again.remove(&key), lane == Some(Urgency::Normal))
         };
         if was_normal {
             // A normal slot is free: a worker may take the next normal key.
             self.wakeup.notify_one();
         }
-        let later = match (requeue_after, soon) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        match (again, later) {
+        match (again, requeue_after) {
             (Some(urgency), _) => self.add_with(key, urgency),
             (None, Some(delay)) => self.add_after(key, delay),
             (None, None) => {}
@@ -377,30 +348,6 @@ mod tests {
         assert_eq!(queue.next().await, Some("late"));
         assert_eq!(started.elapsed(), Duration::from_secs(1));
         assert!(queue.is_empty(), "its timer is gone");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_key_asked_for_soon_waits_unless_asked_for_now() {
-        let queue = WorkQueue::<&str>::default();
-        queue.add_soon("lock", Duration::from_millis(25));
-        assert!(
-            tokio::time::timeout(Duration::from_millis(20), queue.next())
-                .await
-                .is_err(),
-            "not before its time"
-        );
-        assert_eq!(queue.next().await, Some("lock"));
-        // While it runs, a soon request waits for the run to end, then its time.
-        queue.add_soon("lock", Duration::from_millis(25));
-        queue.done("lock", None);
-        assert!(
-            tokio::time::timeout(Duration::from_millis(20), queue.next())
-                .await
-                .is_err()
-        );
-        // Asked for now meanwhile: at once, sharing the run.
-        queue.add("lock");
-        assert_eq!(queue.next().await, Some("lock"));
     }
 
     #[tokio::test(start_paused = true)]

@@ -257,8 +257,6 @@ pub struct PermitChange {
     /// Only its `renewTime` changed; with the renewal it had before (to tell whether
     /// the claim was still alive).
     pub renewed_only: Option<(String, Renewal)>,
-    /// Set when the permit is new: the permit.
-    pub joined: Option<Permit>,
 }
 
 /// Whether two versions of a permit differ in more than `spec.renewTime` (and the
@@ -392,7 +390,6 @@ impl PermitIndex {
                     .entry(key.clone())
                     .or_default()
                     .insert(permit.name_any(), Arc::new(permit.clone()));
-                let joined = (before.is_none() && renewal_before.is_none()).then(|| permit.clone());
                 let renewed_only = match (before, renewal_before) {
                     (Some(before), Some(renewal)) if !more_than_renewed(&before, permit) => {
                         Some((uid, renewal))
@@ -403,7 +400,6 @@ impl PermitIndex {
                     lock: key,
                     deleted: None,
                     renewed_only,
-                    joined,
                 })
             }
             watcher::Event::Delete(permit) => {
@@ -426,7 +422,6 @@ impl PermitIndex {
                     lock: key,
                     deleted: Some(permit.clone()),
                     renewed_only: None,
-                    joined: None,
                 })
             }
         }

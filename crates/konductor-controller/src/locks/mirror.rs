@@ -4,8 +4,10 @@
 //! critical path: reconciles hand the statuses they decided to this writer and go on.
 //!
 //! Writes for one permit happen in the order they were decided, and a newer decision
-//! for a permit replaces one not yet written. Every write names the permit's uid, so it
-//! never lands on a later Permit of the same name.
+//! for a permit replaces one not yet written. A status waits [`MIRROR_DELAY`] before it
+//! is written, so that a Permit released at once (a short hold) costs no write at all:
+//! its deletion cancels it. Every write names the permit's uid, so it never lands on a
+//! later Permit of the same name.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -21,8 +23,14 @@ use super::cache::PermitIndex;
 /// How many permits' statuses are written at once (each permit's in order).
 const WRITERS: usize = 2;
 
+/// How long a decided status waits before it is written (a Permit deleted meanwhile
+/// needs none).
+pub const MIRROR_DELAY: std::time::Duration = std::time::Duration::from_millis(25);
+
 /// One permit status to write.
 struct Pending {
+    /// When it may be written.
+    due: tokio::time::Instant,
     namespace: String,
     name: String,
     /// The permit's resourceVersion when the status was decided (for the index).
@@ -39,6 +47,18 @@ struct Queue {
     /// Uids a writer is writing now (one writer per permit at a time).
     busy: std::collections::HashSet<String>,
     closed: bool,
+}
+
+/// What a writer takes from the queue.
+enum Taken {
+    /// This uid's status, to write now.
+    Write(String, Pending),
+    /// Nothing before this moment.
+    Later(tokio::time::Instant),
+    /// Nothing at all.
+    Nothing,
+    /// Nothing, ever: the writers stop.
+    Closed,
 }
 
 /// The permit status writer. Cheap to clone; clones share it.
@@ -76,17 +96,36 @@ impl Mirror {
     pub fn write(&self, permit: &Permit, status: Value) {
         let uid = permit.uid().unwrap_or_default();
         let pending = Pending {
+            due: tokio::time::Instant::now() + MIRROR_DELAY,
             namespace: permit.namespace().unwrap_or_default(),
             name: permit.name_any(),
             based_on: permit.resource_version(),
             status,
         };
         let mut queue = self.queue();
-        if queue.latest.insert(uid.clone(), pending).is_none() {
-            queue.order.push_back(uid);
+        match queue.latest.get_mut(&uid) {
+            // Replaces the one not yet written, keeping its turn.
+            Some(earlier) => {
+                *earlier = Pending {
+                    due: earlier.due,
+                    ..pending
+                }
+            }
+            None => {
+                queue.latest.insert(uid.clone(), pending);
+                queue.order.push_back(uid);
+            }
         }
         drop(queue);
         self.wake.notify_one();
+    }
+
+    /// The Permit with `uid` was deleted: its status need not be written.
+    pub fn forget(&self, uid: &str) {
+        let mut queue = self.queue();
+        if queue.latest.remove(uid).is_some() {
+            queue.order.retain(|u| u != uid);
+        }
     }
 
     /// Stops the writers once what is queued has been written.
@@ -95,20 +134,31 @@ impl Mirror {
         self.wake.notify_waiters();
     }
 
-    /// The next status to write, if one is not being written already.
-    fn take(&self) -> Option<Option<(String, Pending)>> {
+    /// The next status to write, if one is due and not being written already; else
+    /// when the next one is due.
+    fn take(&self) -> Taken {
         let mut queue = self.queue();
+        let now = tokio::time::Instant::now();
         let position = queue.order.iter().position(|uid| !queue.busy.contains(uid));
-        match position {
-            Some(at) => {
-                let uid = queue.order.remove(at)?;
-                let pending = queue.latest.remove(&uid)?;
-                queue.busy.insert(uid.clone());
-                Some(Some((uid, pending)))
-            }
-            None if queue.closed && queue.order.is_empty() => None,
-            None => Some(None),
+        let Some(at) = position else {
+            return if queue.closed {
+                Taken::Closed
+            } else {
+                Taken::Nothing
+            };
+        };
+        let due = queue.latest.get(&queue.order[at]).map_or(now, |p| p.due);
+        if due > now && !queue.closed {
+            return Taken::Later(due);
         }
+        let Some(uid) = queue.order.remove(at) else {
+            return Taken::Nothing;
+        };
+        let Some(pending) = queue.latest.remove(&uid) else {
+            return Taken::Nothing;
+        };
+        queue.busy.insert(uid.clone());
+        Taken::Write(uid, pending)
     }
 
     async fn write_until_closed(self, client: Client, index: PermitIndex) {
@@ -117,15 +167,21 @@ impl Mirror {
             let notified = self.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let next = match self.take() {
-                None => return,
-                Some(None) => {
+            let (uid, pending) = match self.take() {
+                Taken::Closed => return,
+                Taken::Nothing => {
                     notified.await;
                     continue;
                 }
-                Some(Some(next)) => next,
+                Taken::Later(due) => {
+                    tokio::select! {
+                        () = &mut notified => {}
+                        () = tokio::time::sleep_until(due) => {}
+                    }
+                    continue;
+                }
+                Taken::Write(uid, pending) => (uid, pending),
             };
-            let (uid, pending) = next;
             let api: Api<Permit> = Api::namespaced(client.clone(), &pending.namespace);
             let patch = json!({ "metadata": { "uid": uid }, "status": pending.status });
             match api

@@ -60,31 +60,10 @@ pub const LOCK_CONTROLLER_NAME: &str = "konductor.io/lock-controller";
 const WORKERS: usize = 4;
 /// How long to wait before looking again when the permit index is not complete yet.
 const CACHE_WAIT: Duration = Duration::from_millis(100);
-/// How long a new claim that can only queue may wait before the lock's status lists it
-/// among the waiters (shorter if anything else changes the lock meanwhile): under load
-/// its place then shares the lock-status write of the next handover instead of costing
-/// one of its own. The claim's own status says it is queued, later still.
-const JOIN_COALESCE: Duration = Duration::from_millis(25);
-
-/// Whether a claim that just arrived might be granted at once — if not, it can only
-/// queue. Conservative: when in doubt, yes (then it is looked at at once).
-fn can_grant_now(kind: LockKind, lock: &LockState, joined: &Permit) -> bool {
-    use konductor_api::locks::PermitMode;
-    let grants = lock.grants().unwrap_or_default();
-    if !lock.common.waiting.is_empty() {
-        // Others wait already; only a higher priority could go ahead of them.
-        return joined.spec.priority > 0;
-    }
-    match kind {
-        LockKind::Semaphore => i64::try_from(grants.len()).unwrap_or(i64::MAX) < lock.permits,
-        LockKind::Mutex => grants.is_empty(),
-        LockKind::RWMutex => {
-            grants.is_empty()
-                || (joined.spec.mode == PermitMode::Shared
-                    && grants.iter().all(|g| g.mode == PermitMode::Shared))
-        }
-    }
-}
+/// How long a change of the lock's waiting list alone (a claim joined or left the queue;
+/// nobody granted, nothing expired) may wait before it is written: under load it then
+/// shares the write of the next handover instead of costing one of its own.
+const QUEUE_COALESCE: Duration = Duration::from_millis(25);
 
 /// The server-side timeout of the controller's watches: a watch that stays silent
 /// longer (plus a margin) is taken for dead and started again.
@@ -99,6 +78,7 @@ struct Context {
     permits: PermitIndex,
     mirror: Mirror,
     clock: MonotonicClock,
+    queue_changes: QueueChanges,
 }
 
 /// Writes `patch` into the lock's status, conditional on the version it was decided
@@ -220,6 +200,7 @@ fn remove_later(ctx: &Context, permit: &Permit) {
 /// Evaluates one lock and writes what changed; returns when to look again.
 async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
     let Some(lock) = ctx.locks.get(key) else {
+        ctx.queue_changes.written(key);
         return Ok(None);
     };
     if !ctx.permits.is_ready() {
@@ -251,10 +232,24 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
         return Ok(Some(Duration::ZERO));
     }
 
-    // The grant: one conditional write of the lock's status.
+    // The grant: one conditional write of the lock's status. A change of the queue
+    // alone waits a moment for company (see QUEUE_COALESCE).
     let wanted = status::lock_status(key.kind, &lock, &decision, &records, &permits, now);
+    let mut wait_for_company = None;
     if let Some(patch) = status::merge_patch(&lock.status, &wanted) {
-        write_lock_status(ctx, key, &lock, patch).await?;
+        let queue_only = decision.transitions.is_empty()
+            && patch
+                .as_object()
+                .is_some_and(|fields| fields.keys().all(|f| f == "waiting" || f == "waitingCount"));
+        match queue_only.then(|| ctx.queue_changes.waited(key)) {
+            Some(waited) if waited < QUEUE_COALESCE => {
+                wait_for_company = Some(QUEUE_COALESCE - waited);
+            }
+            _ => {
+                write_lock_status(ctx, key, &lock, patch).await?;
+                ctx.queue_changes.written(key);
+            }
+        }
     }
 
     // Then, off the critical path, the permits' own statuses.
@@ -318,9 +313,39 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
             }
         }
     }
-    Ok(decision
+    let next_look = decision
         .next_look
-        .map(|at| Duration::try_from(at.duration_since(ctx.clock.now())).unwrap_or(Duration::ZERO)))
+        .map(|at| Duration::try_from(at.duration_since(ctx.clock.now())).unwrap_or(Duration::ZERO));
+    Ok(match (next_look, wait_for_company) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
+}
+
+/// Since when each lock has had a change of its queue alone waiting to be written.
+#[derive(Default)]
+struct QueueChanges {
+    since: std::sync::Mutex<std::collections::HashMap<LockKey, std::time::Instant>>,
+}
+
+impl QueueChanges {
+    /// How long `key`'s queue change has waited (counting from now if it is new).
+    fn waited(&self, key: &LockKey) -> Duration {
+        self.since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(key.clone())
+            .or_insert_with(std::time::Instant::now)
+            .elapsed()
+    }
+
+    /// `key`'s status was written: nothing waits any more.
+    fn written(&self, key: &LockKey) {
+        self.since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
 }
 
 /// One worker: reconciles due locks until the queue closes.
@@ -386,6 +411,9 @@ async fn watch_permits(queue: Arc<WorkQueue<LockKey>>, ctx: Arc<Context>) {
             let now = ctx.clock.now();
             if let Some(change) = ctx.permits.apply(&event, now) {
                 let lock = ctx.locks.get(&change.lock);
+                if let Some(deleted) = &change.deleted {
+                    ctx.mirror.forget(&deleted.uid().unwrap_or_default());
+                }
                 if let (Some(deleted), Some(lock)) = (&change.deleted, &lock)
                     && lock.grants_to(&deleted.uid().unwrap_or_default())
                 {
@@ -414,17 +442,9 @@ async fn watch_permits(queue: Arc<WorkQueue<LockKey>>, ctx: Arc<Context>) {
                     lock.as_ref()
                         .is_some_and(|lock| lock.grants_to(&deleted.uid().unwrap_or_default()))
                 });
-                let can_only_queue = match (&change.joined, &lock) {
-                    (Some(joined), Some(lock)) => !can_grant_now(change.lock.kind, lock, joined),
-                    _ => false,
-                };
                 if released {
                     // A handover: the next holder waits for this reconcile.
                     queue.add_with(change.lock, Urgency::Urgent);
-                } else if can_only_queue {
-                    // A claim that can only queue: its place in the lock's waiting list
-                    // can wait a moment and share the write of the next handover.
-                    queue.add_soon(change.lock, JOIN_COALESCE);
                 } else if !quiet_renewal {
                     queue.add(change.lock);
                 }
@@ -457,6 +477,7 @@ pub async fn run(
         permits,
         mirror: mirror.clone(),
         clock: MonotonicClock::start(),
+        queue_changes: QueueChanges::default(),
     });
     let feeds = futures::future::join4(
         watch_locks(
