@@ -184,20 +184,8 @@ async fn take(kind: LockKind, mode: PermitMode, locks: &Locks, args: AcquireArgs
         (true, None) => Wait::Forever,
         (true, Some(limit)) => Wait::AtMost(limit),
     };
-    let mut reporter = WaitReporter::new(kind, locks.namespace(), &args.name, args.wait);
-    let latest = std::cell::RefCell::new(None);
     let mut interrupted = crate::signals::Interrupts::new();
-    let taken = reporter
-        .around(
-            &latest,
-            locks.acquire_with(
-                &claim,
-                wait,
-                |p| *latest.borrow_mut() = Some(p.clone()),
-                interrupted.first(),
-            ),
-        )
-        .await;
+    let taken = acquire_reporting(locks, &claim, wait, args.wait, &mut interrupted).await;
     match taken {
         Ok(guard) => {
             if guard.reentered() {
@@ -239,6 +227,30 @@ async fn give_back(kind: LockKind, mode: PermitMode, locks: &Locks, args: Releas
         );
     }
     Ok(EXIT_OK)
+}
+
+/// Acquires `claim` as `wait` says, showing progress on stderr if `waiting`, and
+/// withdrawing the claim at the first SIGINT or SIGTERM caught by `interrupts`.
+pub async fn acquire_reporting(
+    locks: &Locks,
+    claim: &Claim,
+    wait: Wait,
+    waiting: bool,
+    interrupts: &mut crate::signals::Interrupts,
+) -> konductor_sdk::Result<konductor_sdk::locks::Guard> {
+    let mut reporter = WaitReporter::new(claim.kind, locks.namespace(), &claim.lock, waiting);
+    let latest = std::cell::RefCell::new(None);
+    reporter
+        .around(
+            &latest,
+            locks.acquire_with(
+                claim,
+                wait,
+                |p| *latest.borrow_mut() = Some(p.clone()),
+                interrupts.first(),
+            ),
+        )
+        .await
 }
 
 /// Shows progress while a lock command waits: on a terminal a live line (position,

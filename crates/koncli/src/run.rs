@@ -26,7 +26,7 @@ use konductor_sdk::locks::Locks;
 use rustix::process::{Pid, Signal};
 
 use crate::cli::{RunArgs, SuperviseArgs};
-use crate::locks::{WaitReporter, claim, refused};
+use crate::locks::{acquire_reporting, claim, refused};
 use crate::signals::Interrupts;
 use crate::{EXIT_ERROR, EXIT_LOST};
 
@@ -154,19 +154,7 @@ pub async fn run(
         konductor_sdk::locks::Wait::AtMost,
     );
     let mut interrupts = Interrupts::new();
-    let mut reporter = WaitReporter::new(kind, locks.namespace(), &args.name, true);
-    let latest = std::cell::RefCell::new(None);
-    let acquired = reporter
-        .around(
-            &latest,
-            locks.acquire_with(
-                &claim,
-                wait,
-                |p| *latest.borrow_mut() = Some(p.clone()),
-                interrupts.first(),
-            ),
-        )
-        .await;
+    let acquired = acquire_reporting(locks, &claim, wait, true, &mut interrupts).await;
     let guard = match acquired {
         Ok(guard) => guard,
         Err(Error::LockCancelled { .. }) => return Ok(interrupts.exit_code()),
