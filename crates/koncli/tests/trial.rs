@@ -455,3 +455,83 @@ async fn an_unlocked_rwmutex_has_no_holders_and_lists_count_waiters() {
         "{listed}"
     );
 }
+
+#[tokio::test]
+async fn a_wait_that_times_out_while_the_server_is_down_withdraws_its_claim_once_it_is_back() {
+    use konductor_controller::controller::Background;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(Config::on_free_port(dir.path()))
+        .await
+        .unwrap();
+    let address = server.address;
+    let kubeconfig = server.kubeconfig.clone();
+    let controller = Background::spawn(server.client().await.unwrap(), "first");
+    let run = |args: &[&str]| {
+        let mut command = koncli_with(&kubeconfig, args);
+        async move { ended(command.spawn().unwrap()).await }
+    };
+    assert!(
+        run(&["mutex", "create", "q", "--ttl", "15s"])
+            .await
+            .status
+            .success()
+    );
+    assert!(
+        run(&["mutex", "lock", "q", "--holder", "X"])
+            .await
+            .status
+            .success()
+    );
+    let waiter = koncli_with(
+        &kubeconfig,
+        &[
+            "mutex",
+            "lock",
+            "q",
+            "--holder",
+            "L",
+            "--wait",
+            "--timeout",
+            "3s",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let mutexes: Api<Mutex> = Api::namespaced(server.client().await.unwrap(), "default");
+    tokio::time::timeout(
+        HANG,
+        await_condition(mutexes, "q", |m: Option<&Mutex>| {
+            m.and_then(|m| m.status.as_ref())
+                .is_some_and(|s| s.waiting.iter().any(|w| w == "L"))
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    // The server goes away; the waiter's timeout runs out while it is gone.
+    controller.stop().await.unwrap();
+    server.shutdown().await;
+    tokio::time::sleep(Duration::from_secs(4)).await; // an outage longer than the timeout
+    server = Server::start(Config {
+        listen: address,
+        ..Config::on_free_port(dir.path())
+    })
+    .await
+    .unwrap();
+    let output = ended(waiter).await;
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    let permits: Api<Permit> = Api::namespaced(server.client().await.unwrap(), "default");
+    let left: Vec<String> = permits
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| p.spec.holder)
+        .collect();
+    assert_eq!(
+        left,
+        ["X"],
+        "the timed-out claim was withdrawn once the server was back"
+    );
+}
