@@ -1,5 +1,5 @@
 //! The controller against a real `konductor server` (in-process, HTTPS on loopback):
-//! every phase transition, its events, and the edge cases of DESIGN.md §3.
+//! every phase transition, its events, and the edge cases of docs/semantics.md.
 
 mod common;
 

@@ -8,10 +8,10 @@
 //!   by [`permit_name`] so acquiring twice is the same create; deleting it releases.
 //!
 //! Every grant carries a fencing token, strictly increasing for the life of the lock;
-//! a grant whose holder stops renewing for `spec.ttl` (on the controller's clock)
-//! expires. Which permits are granted is decided by [`rules::evaluate`] alone, one pure
-//! function for all three kinds. The design is `DESIGN-locks.md`; the semantics are in
-//! `docs/locks.md`.
+//! a claim whose holder stops renewing for `spec.ttl` (on the controller's clock)
+//! expires, waiting or granted. Which permits are granted is decided by
+//! [`rules::evaluate`] alone, one pure function for all three kinds; the lock's status
+//! lists the grants in force ([`Grant`]). The semantics are in `docs/locks.md`.
 
 mod kinds;
 mod permit;
