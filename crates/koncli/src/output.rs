@@ -1,4 +1,5 @@
-//! How barriers are shown: the human summary, tables, JSON and YAML.
+//! How koncli shows things: a barrier's summary and table, aligned tables for any
+//! kind, JSON and YAML, and progress while a command waits.
 
 use std::fmt::Write as _;
 use std::time::Duration;

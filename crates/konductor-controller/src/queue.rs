@@ -1,4 +1,4 @@
-//! The reconcile queue: which barriers need a look, and when.
+//! The reconcile queue: which objects (barriers, locks) need a look, and when.
 //!
 //! Like client-go's workqueue: a key triggered many times before a worker takes it is
 //! reconciled once (so bursts of arrivals coalesce into one status write), a key
