@@ -105,11 +105,22 @@ pub async fn run(cli: Cli) -> u8 {
 
 async fn lock(
     kind: LockKind,
-    verb: locks::Verb,
+    request: locks::Request,
     options: &ConnectOptions,
 ) -> konductor_sdk::Result<u8> {
     let connection = connect(options).await?;
-    locks::command(kind, verb, &connection).await
+    match request {
+        locks::Request::Run(args, mode) => {
+            run::run(
+                kind,
+                mode,
+                &konductor_sdk::locks::Locks::new(&connection),
+                args,
+            )
+            .await
+        }
+        locks::Request::Verb(verb) => locks::command(kind, verb, &connection).await,
+    }
 }
 
 async fn barrier(command: BarrierCommand, barriers: Barriers) -> konductor_sdk::Result<u8> {

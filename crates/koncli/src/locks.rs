@@ -1,5 +1,6 @@
 //! `koncli semaphore|mutex|rwmutex …`: the lock verbs over the SDK's
-//! [`konductor_sdk::locks`]. `run` lives in [`crate::run`](mod@crate::run).
+//! [`konductor_sdk::locks`], and what `run` ([`crate::run`](mod@crate::run)) shares
+//! with them: the claim a command makes, progress while waiting, exit codes.
 
 use std::time::{Duration, Instant};
 
@@ -22,14 +23,20 @@ use crate::{EXIT_BUSY, EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_WAIT_TIMEOUT};
 /// What a lock command ends with: an exit code, or an error to print.
 pub type Outcome = konductor_sdk::Result<u8>;
 
+/// A lock command line: a verb of this module, or `run`.
+pub enum Request {
+    /// Any verb but `run`.
+    Verb(Verb),
+    /// `run` (see [`crate::run`](mod@crate::run)).
+    Run(RunArgs, PermitMode),
+}
+
 /// A lock command, whatever the kind spells it.
 pub enum Verb {
     /// `lock`, `acquire`, `rlock`.
     Take(AcquireArgs, PermitMode),
     /// `unlock`, `release`, `runlock`.
     GiveBack(ReleaseArgs, PermitMode),
-    /// `run`.
-    Run(RunArgs, PermitMode),
     /// `status`.
     Status(LockStatusArgs),
     /// `create`, with a Semaphore's permits.
@@ -40,47 +47,59 @@ pub enum Verb {
     List(LockListArgs),
 }
 
-impl From<SemaphoreCommand> for Verb {
+impl From<SemaphoreCommand> for Request {
     fn from(command: SemaphoreCommand) -> Self {
         match command {
-            SemaphoreCommand::Acquire(args) => Verb::Take(args, PermitMode::Exclusive),
-            SemaphoreCommand::Release(args) => Verb::GiveBack(args, PermitMode::Exclusive),
-            SemaphoreCommand::Run(args) => Verb::Run(args, PermitMode::Exclusive),
-            SemaphoreCommand::Status(args) => Verb::Status(args),
-            SemaphoreCommand::Create(args) => Verb::Create(args.lock, Some(args.permits)),
-            SemaphoreCommand::Delete(args) => Verb::Delete(args.name),
-            SemaphoreCommand::List(args) => Verb::List(args),
+            SemaphoreCommand::Acquire(args) => {
+                Request::Verb(Verb::Take(args, PermitMode::Exclusive))
+            }
+            SemaphoreCommand::Release(args) => {
+                Request::Verb(Verb::GiveBack(args, PermitMode::Exclusive))
+            }
+            SemaphoreCommand::Run(args) => Request::Run(args, PermitMode::Exclusive),
+            SemaphoreCommand::Status(args) => Request::Verb(Verb::Status(args)),
+            SemaphoreCommand::Create(args) => {
+                Request::Verb(Verb::Create(args.lock, Some(args.permits)))
+            }
+            SemaphoreCommand::Delete(args) => Request::Verb(Verb::Delete(args.name)),
+            SemaphoreCommand::List(args) => Request::Verb(Verb::List(args)),
         }
     }
 }
 
-impl From<MutexCommand> for Verb {
+impl From<MutexCommand> for Request {
     fn from(command: MutexCommand) -> Self {
         match command {
-            MutexCommand::Lock(args) => Verb::Take(args, PermitMode::Exclusive),
-            MutexCommand::Unlock(args) => Verb::GiveBack(args, PermitMode::Exclusive),
-            MutexCommand::Run(args) => Verb::Run(args, PermitMode::Exclusive),
-            MutexCommand::Status(args) => Verb::Status(args),
-            MutexCommand::Create(args) => Verb::Create(args, None),
-            MutexCommand::Delete(args) => Verb::Delete(args.name),
-            MutexCommand::List(args) => Verb::List(args),
+            MutexCommand::Lock(args) => Request::Verb(Verb::Take(args, PermitMode::Exclusive)),
+            MutexCommand::Unlock(args) => {
+                Request::Verb(Verb::GiveBack(args, PermitMode::Exclusive))
+            }
+            MutexCommand::Run(args) => Request::Run(args, PermitMode::Exclusive),
+            MutexCommand::Status(args) => Request::Verb(Verb::Status(args)),
+            MutexCommand::Create(args) => Request::Verb(Verb::Create(args, None)),
+            MutexCommand::Delete(args) => Request::Verb(Verb::Delete(args.name)),
+            MutexCommand::List(args) => Request::Verb(Verb::List(args)),
         }
     }
 }
 
-impl From<RwmutexCommand> for Verb {
+impl From<RwmutexCommand> for Request {
     fn from(command: RwmutexCommand) -> Self {
         match command {
-            RwmutexCommand::Lock(args) => Verb::Take(args, PermitMode::Exclusive),
-            RwmutexCommand::Rlock(args) => Verb::Take(args, PermitMode::Shared),
-            RwmutexCommand::Unlock(args) => Verb::GiveBack(args, PermitMode::Exclusive),
-            RwmutexCommand::Runlock(args) => Verb::GiveBack(args, PermitMode::Shared),
-            RwmutexCommand::Run(args) if args.read => Verb::Run(args.run, PermitMode::Shared),
-            RwmutexCommand::Run(args) => Verb::Run(args.run, PermitMode::Exclusive),
-            RwmutexCommand::Status(args) => Verb::Status(args),
-            RwmutexCommand::Create(args) => Verb::Create(args, None),
-            RwmutexCommand::Delete(args) => Verb::Delete(args.name),
-            RwmutexCommand::List(args) => Verb::List(args),
+            RwmutexCommand::Lock(args) => Request::Verb(Verb::Take(args, PermitMode::Exclusive)),
+            RwmutexCommand::Rlock(args) => Request::Verb(Verb::Take(args, PermitMode::Shared)),
+            RwmutexCommand::Unlock(args) => {
+                Request::Verb(Verb::GiveBack(args, PermitMode::Exclusive))
+            }
+            RwmutexCommand::Runlock(args) => {
+                Request::Verb(Verb::GiveBack(args, PermitMode::Shared))
+            }
+            RwmutexCommand::Run(args) if args.read => Request::Run(args.run, PermitMode::Shared),
+            RwmutexCommand::Run(args) => Request::Run(args.run, PermitMode::Exclusive),
+            RwmutexCommand::Status(args) => Request::Verb(Verb::Status(args)),
+            RwmutexCommand::Create(args) => Request::Verb(Verb::Create(args, None)),
+            RwmutexCommand::Delete(args) => Request::Verb(Verb::Delete(args.name)),
+            RwmutexCommand::List(args) => Request::Verb(Verb::List(args)),
         }
     }
 }
@@ -97,7 +116,6 @@ pub async fn command(kind: LockKind, verb: Verb, connection: &Connection) -> Out
     match verb {
         Verb::Take(args, mode) => take(kind, mode, &locks, args).await,
         Verb::GiveBack(args, mode) => give_back(kind, mode, &locks, args).await,
-        Verb::Run(args, mode) => crate::run::run(kind, mode, &locks, args).await,
         Verb::Create(args, permits) => {
             let mut spec = json!({
                 "ttl": args.ttl.unwrap_or_else(|| konductor_api::locks::DEFAULT_TTL.to_owned()),

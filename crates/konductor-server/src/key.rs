@@ -1,6 +1,10 @@
 //! The address of a stored object, shared by the store, the watch hub and the
 //! service — a leaf module, so that dependencies flow one way (store → watch → key).
 
+/// The storage bucket of Namespaces. Here, in the leaf, because the store itself acts
+/// on it (deleting a namespace queues its objects for deletion).
+pub const NAMESPACES: &str = "namespaces";
+
 /// Where an object lives: bucket, namespace (empty for cluster-scoped) and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey {

@@ -144,8 +144,7 @@ const KONDUCTOR_BUCKETS: &[&str] = &[
     "konductor.io/rwmutexes",
     "konductor.io/permits",
 ];
-/// Storage bucket of Namespaces.
-pub const NAMESPACES: &str = "namespaces";
+pub use crate::key::NAMESPACES;
 /// Storage bucket of Events (core v1 shape, also served as events.k8s.io/v1).
 pub const EVENTS: &str = "events";
 /// Storage bucket of Leases.

@@ -42,8 +42,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
+use crate::key::NAMESPACES;
 pub use crate::key::ObjectKey;
-use crate::registry::NAMESPACES;
 use crate::watch::{EventType, WatchEvent, WatchHub};
 
 mod hot;
