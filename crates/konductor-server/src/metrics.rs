@@ -3,8 +3,12 @@
 //!
 //! Like a real API server's `/metrics`, it needs the bearer token.
 
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 
 use crate::store::StoreStats;
 
@@ -31,7 +35,7 @@ impl ExtraMetrics {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
-            .map(|source| source())
+            .map(|source| without_eof(source()))
             .collect()
     }
 }
@@ -46,44 +50,44 @@ pub struct ServerFigures {
     pub watches: usize,
 }
 
-fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    let _ = writeln!(out, "{name} {value}");
+/// A Prometheus text document without its closing `# EOF` line.
+fn without_eof(mut text: String) -> String {
+    if let Some(body) = text.strip_suffix("# EOF\n") {
+        text.truncate(body.len());
+    }
+    text
 }
 
-/// The whole `/metrics` document.
+/// The whole `/metrics` document: the server's figures (through `prometheus-client`,
+/// as the controller's are), then every extra source's, then one `# EOF`.
 pub fn render(figures: &ServerFigures, extra: &ExtraMetrics) -> String {
-    let mut out = String::new();
-    metric(
-        &mut out,
-        "konductor_server_watches",
-        "gauge",
-        "Watch streams open.",
-        figures.watches as u64,
+    let mut registry = Registry::with_prefix("konductor_server");
+    let gauge = |value: u64| ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+    registry.register(
+        "watches",
+        "Watch streams open",
+        gauge(figures.watches as u64),
     );
-    metric(
-        &mut out,
-        "konductor_server_writes_total",
-        "counter",
-        "Objects written or deleted.",
-        figures.store.writes,
+    registry.register(
+        "writes",
+        "Objects written or deleted",
+        ConstCounter::new(figures.store.writes),
     );
-    metric(
-        &mut out,
-        "konductor_server_commits_total",
-        "counter",
-        "Durable transactions (one fsync each); concurrent writes share one.",
-        figures.store.commits,
+    registry.register(
+        "commits",
+        "Durable transactions (one fsync each); concurrent writes share one",
+        ConstCounter::new(figures.store.commits),
     );
-    metric(
-        &mut out,
-        "konductor_server_resource_version",
-        "gauge",
-        "The newest committed resourceVersion.",
-        figures.resource_version,
+    registry.register(
+        "resource_version",
+        "The newest committed resourceVersion",
+        gauge(figures.resource_version),
     );
-    out.push_str(&extra.render());
+    let mut own = String::new();
+    encode(&mut own, &registry).expect("writing to a String cannot fail");
+    let mut out = without_eof(own);
+    out.push_str(&without_eof(extra.render()));
+    out.push_str("# EOF\n");
     out
 }
 
@@ -107,7 +111,18 @@ mod tests {
             &extra,
         );
         assert!(text.contains("\nkonductor_server_watches 2\n"), "{text}");
-        assert!(text.contains("\nkonductor_server_commits_total 4\n"));
-        assert!(text.ends_with("konductor_reconciles_total 3\n"));
+        assert!(
+            text.contains("\nkonductor_server_commits_total 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nkonductor_server_writes_total 10\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("konductor_reconciles_total 3\n# EOF\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
     }
 }
