@@ -121,6 +121,9 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The User-Agent of the SDK's requests (koncli's too).
+pub const USER_AGENT: &str = concat!("konductor-sdk/", env!("CARGO_PKG_VERSION"));
+
 /// How often an idle HTTP/2 connection is pinged, so that a connection into a
 /// partition (no resets, no answers) is found dead and replaced.
 const KEEP_ALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
@@ -132,7 +135,7 @@ const KEEP_ALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1
 /// new TLS handshake behind slow answers — with HTTP/1.1 each request in flight needs
 /// its own connection, and a new one costs a round trip more. Otherwise as kube's
 /// client: the kubeconfig's TLS settings, credentials and extra headers.
-fn client_of(config: kube::Config) -> kube::Result<kube::Client> {
+fn client_of(mut config: kube::Config) -> kube::Result<kube::Client> {
     use kube::client::ConfigExt;
     use tower::ServiceExt;
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
@@ -155,6 +158,12 @@ fn client_of(config: kube::Config) -> kube::Result<kube::Client> {
         .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
         .http2_keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
         .build(connector);
+    // Named in the API server's audit log (and in `konductor server`'s record of who
+    // used which verb, which the RBAC tests read).
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(USER_AGENT),
+    ));
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer()?)

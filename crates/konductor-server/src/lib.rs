@@ -26,6 +26,7 @@
 //! [`Server::start`] wires them together (the `konductor server` binary adds the
 //! controller beside it).
 
+pub mod access;
 pub mod error;
 pub mod fuzzing;
 pub mod gc;
@@ -154,6 +155,7 @@ struct Unlocked {
     kubeconfig: PathBuf,
     service: Service,
     extra_metrics: metrics::ExtraMetrics,
+    access: access::AccessLog,
     handle: axum_server::Handle<SocketAddr>,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
     gc_stop: tokio::sync::oneshot::Sender<()>,
@@ -167,6 +169,7 @@ impl Unlocked {
             kubeconfig: self.kubeconfig,
             service: self.service,
             extra_metrics: self.extra_metrics,
+            access: self.access,
             handle: self.handle,
             serving: self.serving,
             gc_stop: Some(self.gc_stop),
@@ -196,6 +199,7 @@ pub struct Server {
     pub kubeconfig: PathBuf,
     service: Service,
     extra_metrics: metrics::ExtraMetrics,
+    access: access::AccessLog,
     handle: axum_server::Handle<SocketAddr>,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
     gc_stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -300,12 +304,14 @@ impl Server {
         let token = security::load_or_create_token(dir)?;
 
         let extra_metrics = metrics::ExtraMetrics::default();
+        let access = access::AccessLog::default();
         let state = http::AppState {
             service: service.clone(),
             token: Arc::new(token.clone()),
             gates: Arc::new(http::limits::Gates::new(config.limits.clone())),
             bookmark_interval: config.bookmark_interval,
             extra_metrics: extra_metrics.clone(),
+            access: access.clone(),
         };
         let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let handle = axum_server::Handle::new();
@@ -346,6 +352,7 @@ impl Server {
             kubeconfig,
             service,
             extra_metrics,
+            access,
             handle,
             serving,
             gc_stop,
@@ -355,6 +362,11 @@ impl Server {
     /// The API verbs, for in-process use (tests, benchmarks).
     pub fn service(&self) -> &Service {
         &self.service
+    }
+
+    /// Which clients (by User-Agent) used which verbs on which resources so far.
+    pub fn accesses(&self) -> Vec<access::Access> {
+        self.access.entries()
     }
 
     /// Adds metrics text to the server's `/metrics` (e.g. the in-process controller's).

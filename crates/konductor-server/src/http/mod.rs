@@ -48,6 +48,8 @@ pub struct AppState {
     pub bookmark_interval: std::time::Duration,
     /// Metrics added by the process (the in-process controller's).
     pub extra_metrics: crate::metrics::ExtraMetrics,
+    /// Which clients used which verbs on which resources.
+    pub access: crate::access::AccessLog,
 }
 
 /// The router for the whole API.

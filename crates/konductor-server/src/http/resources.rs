@@ -179,6 +179,44 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(format!("request task failed: {e}")))?
 }
 
+/// Notes the request in the access record, as RBAC would name it.
+fn note_access(
+    state: &AppState,
+    request: &Request,
+    def: &ResourceDef,
+    subresource: Subresource,
+    named: bool,
+    query: &Query,
+) -> Result<()> {
+    let verb = match (request.method().clone(), named) {
+        (Method::GET, true) => "get",
+        (Method::GET, false) if query.is_watch()? => "watch",
+        (Method::GET, false) => "list",
+        (Method::POST, _) => "create",
+        (Method::PUT, _) => "update",
+        (Method::PATCH, _) => "patch",
+        (Method::DELETE, true) => "delete",
+        (Method::DELETE, false) => "deletecollection",
+        _ => return Ok(()),
+    };
+    let agent = request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let resource = match subresource {
+        Subresource::Main => def.plural.clone(),
+        Subresource::Status => format!("{}/status", def.plural),
+    };
+    state.access.note(crate::access::Access {
+        agent: agent.chars().take(64).collect(),
+        group: def.group.to_owned(),
+        resource,
+        verb,
+    });
+    Ok(())
+}
+
 async fn dispatch(state: AppState, request: Request) -> Result<Response> {
     let Some(target) = parse_path(request.uri().path()) else {
         return Err(ApiError::NoRoute);
@@ -220,6 +258,7 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
     };
     let query = Query::parse(request.uri().query());
     let method = request.method().clone();
+    note_access(&state, &request, &def, subresource, name.is_some(), &query)?;
     let client = super::limits::client_address(&request);
     let content_type = request
         .headers()

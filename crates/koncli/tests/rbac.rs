@@ -1,0 +1,200 @@
+//! The roles in `config/rbac/` allow what is really asked for: every verb on every
+//! resource that koncli (the workloads' role, `koncli-role.yaml`) and the controllers
+//! (the operator's role, `operator.yaml`) used against a server while doing their work —
+//! recorded by the server, by User-Agent — is allowed by the role. `konductor server`
+//! itself does not enforce RBAC, so this is where a missing rule shows up before a
+//! cluster refuses it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Env, stderr};
+use konductor_api::locks::{Mutex, Permit, PermitSpec};
+use konductor_server::access::Access;
+use kube::Api;
+use kube::api::PostParams;
+use kube::runtime::wait::await_condition;
+
+/// The longest any awaited outcome may take before the test calls it a hang.
+const HANG: Duration = Duration::from_secs(120);
+
+/// One rule of a role: groups, resources, verbs.
+struct Rule {
+    groups: Vec<String>,
+    resources: Vec<String>,
+    verbs: Vec<String>,
+}
+
+/// The rules of every ClusterRole and Role in a file of `config/rbac/`.
+fn rules(file: &str) -> Vec<Rule> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../config/rbac")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let strings = |value: &serde_yaml::Value| -> Vec<String> {
+        value
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut rules = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(&text) {
+        let document = serde_yaml::Value::deserialize(document).unwrap();
+        if !matches!(document["kind"].as_str(), Some("ClusterRole" | "Role")) {
+            continue;
+        }
+        for rule in document["rules"].as_sequence().into_iter().flatten() {
+            rules.push(Rule {
+                groups: strings(&rule["apiGroups"]),
+                resources: strings(&rule["resources"]),
+                verbs: strings(&rule["verbs"]),
+            });
+        }
+    }
+    assert!(!rules.is_empty(), "no rules in {}", path.display());
+    rules
+}
+
+fn allowed(rules: &[Rule], access: &Access) -> bool {
+    rules.iter().any(|rule| {
+        rule.groups.iter().any(|g| *g == access.group)
+            && rule.resources.iter().any(|r| *r == access.resource)
+            && rule.verbs.iter().any(|v| v == access.verb)
+    })
+}
+
+use serde::Deserialize as _;
+
+#[tokio::test]
+async fn the_roles_allow_what_koncli_and_the_controllers_ask_for() {
+    let env = Env::start().await;
+    // Set-up (not the workloads' job, nor the operator's) under a name of its own.
+    let mut config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(env.kubeconfig()).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static("rbac-test-set-up"),
+    ));
+    let setup = kube::Client::try_from(config).unwrap();
+    let create = |kind: &str, name: &str, spec: serde_json::Value| {
+        let setup = setup.clone();
+        let (kind, name) = (kind.to_owned(), name.to_owned());
+        async move {
+            let resource = match kind.as_str() {
+                "Barrier" => kube::core::ApiResource::erase::<konductor_api::Barrier>(&()),
+                "Mutex" => kube::core::ApiResource::erase::<Mutex>(&()),
+                "Semaphore" => {
+                    kube::core::ApiResource::erase::<konductor_api::locks::Semaphore>(&())
+                }
+                _ => kube::core::ApiResource::erase::<konductor_api::locks::RWMutex>(&()),
+            };
+            let api: Api<kube::api::DynamicObject> =
+                Api::namespaced_with(setup, "default", &resource);
+            let object: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
+                "apiVersion": resource.api_version, "kind": kind,
+                "metadata": {"name": name}, "spec": spec,
+            }))
+            .unwrap();
+            api.create(&PostParams::default(), &object).await.unwrap();
+        }
+    };
+    create("Barrier", "b", serde_json::json!({"expected": 2})).await;
+    create("Mutex", "m", serde_json::json!({"ttl": "2s"})).await;
+    create("Semaphore", "s", serde_json::json!({"permits": 1})).await;
+    create("RWMutex", "r", serde_json::json!({})).await;
+
+    // The workloads' work, through koncli.
+    for args in [
+        &["barrier", "arrive", "b", "w1", "--failed"][..],
+        &["barrier", "arrive", "b", "w1"],
+        &["barrier", "arrive", "b", "w2"],
+        &["barrier", "wait", "b"],
+        &["barrier", "status", "b"],
+        &["mutex", "run", "m", "--", "true"],
+        &["mutex", "lock", "m", "--holder", "h"],
+        &["mutex", "unlock", "m", "--holder", "h"],
+        &["semaphore", "run", "s", "--", "true"],
+        &["rwmutex", "run", "r", "--read", "--", "true"],
+        &["rwmutex", "status", "r"],
+    ] {
+        let output = env.run(args).await;
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+    }
+    let busy = env.run(&["mutex", "lock", "m", "--holder", "h2"]).await;
+    assert!(busy.status.success(), "{}", stderr(&busy));
+    let other = env.run(&["mutex", "lock", "m", "--holder", "h3"]).await;
+    assert_eq!(other.status.code(), Some(6), "{}", stderr(&other));
+
+    // The controllers' work beyond that: a grant nobody renews expires (h2's, ttl 2s),
+    // and a Permit made without an owner is adopted.
+    let permits: Api<Permit> = Api::namespaced(setup.clone(), "default");
+    permits
+        .create(
+            &PostParams::default(),
+            &Permit::new(
+                "stray",
+                PermitSpec::new(konductor_api::locks::LockKind::Mutex, "m", "stray"),
+            ),
+        )
+        .await
+        .unwrap();
+    let mutexes: Api<Mutex> = Api::namespaced(setup.clone(), "default");
+    tokio::time::timeout(
+        HANG,
+        await_condition(mutexes, "m", |m: Option<&Mutex>| {
+            m.and_then(|m| m.status.as_ref())
+                .and_then(|s| s.grants.as_ref())
+                .is_some_and(|grants| grants.iter().any(|g| g.holder == "stray"))
+        }),
+    )
+    .await
+    .expect("h2's grant expires and the stray permit is granted")
+    .unwrap();
+    tokio::time::timeout(
+        HANG,
+        await_condition(permits, "stray", |p: Option<&Permit>| {
+            p.is_some_and(|p| {
+                !p.metadata
+                    .owner_references
+                    .clone()
+                    .unwrap_or_default()
+                    .is_empty()
+            })
+        }),
+    )
+    .await
+    .expect("the stray permit is adopted")
+    .unwrap();
+
+    let workloads = rules("koncli-role.yaml");
+    let operator = rules("operator.yaml");
+    let accesses = env.server.accesses();
+    let mut refused = Vec::new();
+    let (mut koncli, mut controllers) = (0, 0);
+    for access in &accesses {
+        let role = if access.agent.starts_with("konductor-sdk/") {
+            koncli += 1;
+            &workloads
+        } else if access.agent.is_empty() {
+            controllers += 1;
+            &operator
+        } else {
+            continue;
+        };
+        if !allowed(role, access) {
+            refused.push(access.clone());
+        }
+    }
+    assert!(koncli > 5 && controllers > 5, "{accesses:?}");
+    assert!(
+        refused.is_empty(),
+        "not allowed by their role: {refused:#?}"
+    );
+}
