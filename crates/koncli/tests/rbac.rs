@@ -60,8 +60,8 @@ fn rules(file: &str) -> Vec<Rule> {
 
 fn allowed(rules: &[Rule], access: &Access) -> bool {
     rules.iter().any(|rule| {
-        rule.groups.iter().any(|g| *g == access.group)
-            && rule.resources.iter().any(|r| *r == access.resource)
+        rule.groups.contains(&access.group)
+            && rule.resources.contains(&access.resource)
             && rule.verbs.iter().any(|v| v == access.verb)
     })
 }
