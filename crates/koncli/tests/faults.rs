@@ -132,26 +132,27 @@ async fn a_partitioned_holder_stops_its_command_before_anyone_else_is_granted() 
 #[tokio::test]
 async fn late_answers_within_the_margin_keep_the_grant_and_later_ones_stop_the_command() {
     let env = Env::start().await;
-    // ttl 3s: renewals every 0.5 s, trusted 2.4 s after the last acknowledged one was
-    // sent — so answers 1.9 s late still keep the grant, 2.4 s late ones cannot.
-    env.ok(&["mutex", "create", "d", "--ttl", "3s"]).await;
+    // ttl 6s: renewals every 1 s, trusted 4.8 s after the last acknowledged one was
+    // sent — so answers 3.8 s late still keep the grant, 4.8 s late ones cannot. Half
+    // the ttl leaves room for a loaded machine; more than the ttl leaves none.
+    env.ok(&["mutex", "create", "d", "--ttl", "6s"]).await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(env.server.address).await;
     let slow = proxy.kubeconfig(&env.kubeconfig(), dir.path());
     let log = dir.path().join("log");
     let script = format!(
-        "echo start >> {log}; sleep 9; echo end >> {log}",
+        "echo start >> {log}; sleep 13; echo end >> {log}",
         log = log.display()
     );
     let patient = koncli_with(&slow, &["mutex", "run", "d", "--", "sh", "-c", &script])
         .spawn()
         .unwrap();
     until_line(&log, "start").await;
-    proxy.set(Mode::DelayAnswers(Duration::from_millis(1500)));
+    proxy.set(Mode::DelayAnswers(Duration::from_secs(3)));
     let patient = ended(patient).await;
     assert!(
         patient.status.success(),
-        "answers 1.5 s late made a false alarm: {}",
+        "answers 3 s late made a false alarm: {}",
         stderr(&patient)
     );
     until_line(&log, "end").await;
@@ -162,7 +163,7 @@ async fn late_answers_within_the_margin_keep_the_grant_and_later_ones_stop_the_c
         .spawn()
         .unwrap();
     until_line(&log, "again").await;
-    proxy.set(Mode::DelayAnswers(Duration::from_millis(2800)));
+    proxy.set(Mode::DelayAnswers(Duration::from_secs(7)));
     let doomed = ended(doomed).await;
     assert_eq!(doomed.status.code(), Some(7), "{}", stderr(&doomed));
     assert!(

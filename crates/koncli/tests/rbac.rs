@@ -106,6 +106,12 @@ async fn the_roles_allow_what_koncli_and_the_controllers_ask_for() {
         }
     };
     create("Barrier", "b", serde_json::json!({"expected": 2})).await;
+    create(
+        "Barrier",
+        "brief",
+        serde_json::json!({"expected": 1, "ttlAfterFinished": "1s"}),
+    )
+    .await;
     create("Mutex", "m", serde_json::json!({"ttl": "2s"})).await;
     create("Semaphore", "s", serde_json::json!({"permits": 1})).await;
     create("RWMutex", "r", serde_json::json!({})).await;
@@ -117,6 +123,7 @@ async fn the_roles_allow_what_koncli_and_the_controllers_ask_for() {
         &["barrier", "arrive", "b", "w2"],
         &["barrier", "wait", "b"],
         &["barrier", "status", "b"],
+        &["barrier", "arrive", "brief", "w1"],
         &["mutex", "run", "m", "--", "true"],
         &["mutex", "lock", "m", "--holder", "h"],
         &["mutex", "unlock", "m", "--holder", "h"],
@@ -171,6 +178,18 @@ async fn the_roles_allow_what_koncli_and_the_controllers_ask_for() {
     )
     .await
     .expect("the stray permit is adopted")
+    .unwrap();
+
+    // A finished barrier with a ttlAfterFinished is deleted by the controller.
+    let barriers: Api<konductor_api::Barrier> = Api::namespaced(setup.clone(), "default");
+    tokio::time::timeout(
+        HANG,
+        await_condition(barriers, "brief", |b: Option<&konductor_api::Barrier>| {
+            b.is_none()
+        }),
+    )
+    .await
+    .expect("the finished barrier is deleted")
     .unwrap();
 
     let workloads = rules("koncli-role.yaml");

@@ -10,6 +10,8 @@
 //! - [`crd`]: the generated CustomResourceDefinitions.
 //! - [`locks`]: Semaphore, Mutex, RWMutex and the Permit, with their rules.
 //! - [`names`]: Kubernetes' name rules (DNS-1123 labels and subdomains).
+//! - [`crd`]: **the list of kinds** ([`crd::kinds`]) and their CRDs; [`rbac`] the roles
+//!   generated from it.
 
 pub mod arrival;
 pub mod barrier;
@@ -17,6 +19,7 @@ pub mod crd;
 pub mod duration;
 pub mod locks;
 pub mod names;
+pub mod rbac;
 pub mod reference;
 pub mod rules;
 

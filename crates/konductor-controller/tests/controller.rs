@@ -245,7 +245,7 @@ async fn an_invalid_spec_that_bypassed_validation_fails_with_ready_false() {
             .find("konductor.io", "v1", "barriers")
             .unwrap()
             .clone();
-        let key = konductor_server::store::ObjectKey::new(barriers.storage, "default", "broken");
+        let key = konductor_server::store::ObjectKey::new(&barriers.storage, "default", "broken");
         let object = konductor_server::objects::prepare_create(
             &barriers,
             "default",

@@ -100,7 +100,7 @@ fn purge_namespace(service: &Service, namespace: &str) -> Result<(), ApiError> {
     let registry = service.registry().clone();
     for def in registry.all().iter().filter(|d| d.namespaced) {
         if !registry
-            .by_storage(def.storage)
+            .by_storage(&def.storage)
             .is_some_and(|native| std::sync::Arc::ptr_eq(native, def))
         {
             continue; // a converted view of a bucket handled through its native resource
@@ -108,7 +108,7 @@ fn purge_namespace(service: &Service, namespace: &str) -> Result<(), ApiError> {
         let listed = service.list(def, Some(namespace), &ListOptions::default())?;
         for object in &listed.items {
             let name = object["metadata"]["name"].as_str().unwrap_or_default();
-            service.delete_key(&ObjectKey::new(def.storage, namespace, name))?;
+            service.delete_key(&ObjectKey::new(&def.storage, namespace, name))?;
         }
     }
     Ok(())

@@ -72,7 +72,7 @@ pub struct ResourceDef {
     pub field_labels: Vec<(String, String)>,
     /// The storage bucket; two resources sharing one (core and events.k8s.io Events)
     /// share objects and watch events.
-    pub storage: &'static str,
+    pub storage: String,
     /// How stored objects are presented.
     pub view: View,
     /// The OpenAPI schema (with CEL rules) objects must satisfy, for CRD-backed resources.
@@ -130,20 +130,6 @@ pub struct Registry {
     resources: Vec<Arc<ResourceDef>>,
 }
 
-/// Storage bucket of Konductor's Barriers.
-pub const BARRIERS: &str = "konductor.io/barriers";
-/// Storage bucket of Konductor's Arrivals.
-pub const ARRIVALS: &str = "konductor.io/arrivals";
-/// Storage buckets of every Konductor kind: `konductor.io/<plural>`. A bucket name is
-/// part of the database's keys, so it is fixed here rather than derived at run time.
-const KONDUCTOR_BUCKETS: &[&str] = &[
-    BARRIERS,
-    ARRIVALS,
-    "konductor.io/semaphores",
-    "konductor.io/mutexes",
-    "konductor.io/rwmutexes",
-    "konductor.io/permits",
-];
 pub use crate::key::NAMESPACES;
 /// Storage bucket of Events (core v1 shape, also served as events.k8s.io/v1).
 pub const EVENTS: &str = "events";
@@ -360,7 +346,7 @@ const CORE_EVENT_FIELDS: &[&str] = &[
     "type",
 ];
 
-fn builtin(group: &'static str, kind: &str, plural: &str, storage: &'static str) -> ResourceDef {
+fn builtin(group: &'static str, kind: &str, plural: &str, storage: &str) -> ResourceDef {
     ResourceDef {
         field_labels: field_labels(OBJECT_FIELDS),
         group,
@@ -372,7 +358,7 @@ fn builtin(group: &'static str, kind: &str, plural: &str, storage: &'static str)
         categories: vec![],
         namespaced: true,
         status_subresource: false,
-        storage,
+        storage: storage.to_owned(),
         view: View::Native,
         schema: None,
         columns: vec![age()],
@@ -388,10 +374,9 @@ fn crd_resource(
 ) -> ResourceDef {
     let version = &crd.spec.versions[0];
     let names = &crd.spec.names;
-    let storage = KONDUCTOR_BUCKETS
-        .iter()
-        .find(|bucket| bucket.strip_prefix("konductor.io/") == Some(names.plural.as_str()))
-        .unwrap_or_else(|| panic!("no storage bucket for konductor.io/{}", names.plural));
+    // `group/plural`: the names a CRD is served under, so as stable as its API (a
+    // bucket name is part of the database's keys).
+    let storage = format!("{}/{}", crd.spec.group, names.plural);
     let schema = version
         .schema
         .as_ref()

@@ -178,7 +178,7 @@ impl Service {
 
     fn key(def: &ResourceDef, namespace: &str, name: &str) -> ObjectKey {
         let namespace = if def.namespaced { namespace } else { "" };
-        ObjectKey::new(def.storage, namespace, name)
+        ObjectKey::new(&def.storage, namespace, name)
     }
 
     fn not_found(def: &ResourceDef, name: &str) -> ApiError {
@@ -289,12 +289,13 @@ impl Service {
         match options.limit {
             None => {
                 let mut items = Vec::new();
-                let resource_version = self.store.scan(def.storage, namespace, None, |object| {
-                    if matching(&object) {
-                        items.push(to_view(def, &object));
-                    }
-                    true
-                })?;
+                let resource_version =
+                    self.store.scan(&def.storage, namespace, None, |object| {
+                        if matching(&object) {
+                            items.push(to_view(def, &object));
+                        }
+                        true
+                    })?;
                 Ok(List {
                     items,
                     resource_version,
@@ -330,7 +331,7 @@ impl Service {
         let mut items = Vec::new();
         let mut last = None;
         let mut more = false;
-        snapshot.scan(def.storage, namespace, after, |object| {
+        snapshot.scan(&def.storage, namespace, after, |object| {
             if !matching(&object) {
                 return true;
             }
@@ -421,7 +422,7 @@ impl Service {
 
     /// The native definition of a bucket (for metadata rules on converted views).
     fn native<'a>(&'a self, def: &'a ResourceDef) -> &'a ResourceDef {
-        self.registry.by_storage(def.storage).map_or(def, |d| d)
+        self.registry.by_storage(&def.storage).map_or(def, |d| d)
     }
 
     /// `PUT` an object (or its status).
@@ -632,11 +633,11 @@ impl Service {
         // A watch of one named object (`metadata.name=x` in a namespace, or of a
         // cluster-scoped kind) listens to that object's events only.
         let route = match (options.fields.name(), namespace.filter(|_| def.namespaced)) {
-            (Some(name), Some(ns)) => Route::Object(ObjectKey::new(def.storage, ns, name)),
+            (Some(name), Some(ns)) => Route::Object(ObjectKey::new(&def.storage, ns, name)),
             (Some(name), None) if !def.namespaced => {
-                Route::Object(ObjectKey::new(def.storage, "", name))
+                Route::Object(ObjectKey::new(&def.storage, "", name))
             }
-            _ => Route::Bucket(def.storage.to_owned()),
+            _ => Route::Bucket(def.storage.clone()),
         };
         let subscription = self
             .store

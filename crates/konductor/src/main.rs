@@ -375,7 +375,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 
 fn write_crds(dir: &std::path::Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    for (name, yaml) in konductor_api::crd::crd_files() {
+    for (name, yaml) in konductor_api::crd::config_crd_files() {
         let path = dir.join(name);
         std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
