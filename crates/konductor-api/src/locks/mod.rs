@@ -16,6 +16,7 @@
 mod kinds;
 mod permit;
 pub mod rules;
+pub mod status;
 
 pub use kinds::{
     CommonLockStatus, Grant, Mutex, MutexPhase, MutexSpec, MutexStatus, RWMutex, RWMutexPhase,

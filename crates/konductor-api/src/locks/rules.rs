@@ -58,6 +58,8 @@ pub struct GrantRecord {
 pub struct PermitRecord {
     /// The Permit object's name (the tie-breaker in the queue).
     pub name: String,
+    /// Its uid (a Permit created again under the same name is another claim).
+    pub uid: String,
     /// Who claims the lock.
     pub holder: String,
     /// Exclusive, or Shared (RWMutex readers).
@@ -324,6 +326,7 @@ mod tests {
     fn pending(name: &str, created: i64) -> PermitRecord {
         PermitRecord {
             name: name.to_owned(),
+            uid: format!("uid-{name}"),
             holder: name.to_owned(),
             mode: PermitMode::Exclusive,
             priority: 0,
@@ -598,6 +601,7 @@ mod tests {
         (0..4i32, 0..20i64, any::<bool>(), 0..30i64, any::<bool>()).prop_map(
             |(priority, created, is_shared, renewed, found_expired)| PermitRecord {
                 name: String::new(),
+                uid: String::new(),
                 holder: String::new(),
                 mode: if is_shared {
                     PermitMode::Shared

@@ -73,6 +73,17 @@ impl LockState {
         self.common.grants.as_deref()
     }
 
+    /// What the lock rules' statuses need to know of this `kind` lock.
+    pub fn facts(&self, kind: LockKind) -> konductor_api::locks::status::LockFacts<'_> {
+        konductor_api::locks::status::LockFacts {
+            kind,
+            permits: self.permits,
+            generation: self.generation,
+            previous: &self.common.conditions,
+            refusal: self.ttl.as_ref().err().map(String::as_str),
+        }
+    }
+
     /// Whether the lock's status lists a grant for the permit with this uid.
     pub fn grants_to(&self, uid: &str) -> bool {
         self.grants()

@@ -5,7 +5,8 @@
 //! # Layout
 //! - [`cache`]: the locks and the permits by lock, with when each permit's renewal was
 //!   last seen on the controller's [`MonotonicClock`].
-//! - [`status`]: the decision as typed statuses, and the merge patches that write them.
+//! - [`status`]: the rules' view of a permit, and the merge patches that write the
+//!   statuses the rules decided (`konductor_api::locks::status`).
 //! - [`mirror`]: permit statuses, written off the critical path.
 //! - [`events`]: Granted, Released and Expired Events within a per-lock budget.
 //! - this file: the reconcile, its workers and the watches.
@@ -38,6 +39,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use konductor_api::locks::rules::{Decision, LockInput, Transition, evaluate, expiry};
+use konductor_api::locks::status::{lock_status, permit_status, ready_condition};
 use konductor_api::locks::{LockKind, Permit, PermitPhase};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{EventType, Recorder, Reporter};
@@ -209,7 +211,7 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
     let now = ctx.clock.now();
     let Ok(ttl) = lock.ttl.clone() else {
         // An unusable spec grants nothing; it says why in its Ready condition.
-        let conditions = json!([status::ready_condition(&lock, now)]);
+        let conditions = json!([ready_condition(&lock.facts(key.kind), now)]);
         if lock.status.get("conditions") != Some(&conditions) {
             write_lock_status(ctx, key, &lock, json!({ "conditions": conditions })).await?;
         }
@@ -234,7 +236,7 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
 
     // The grant: one conditional write of the lock's status. A change of the queue
     // alone waits a moment for company (see QUEUE_COALESCE).
-    let wanted = status::lock_status(key.kind, &lock, &decision, &records, &permits, now);
+    let wanted = lock_status(&lock.facts(key.kind), &decision, &records, now).to_value();
     let mut wait_for_company = None;
     if let Some(patch) = status::merge_patch(&lock.status, &wanted) {
         let queue_only = decision.transitions.is_empty()
@@ -267,7 +269,9 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
         if still_queued {
             continue;
         }
-        let wanted = status::permit_status(indexed, decided, now);
+        let wanted =
+            serde_json::to_value(permit_status(indexed.permit.status.as_ref(), decided, now))
+                .unwrap_or_default();
         let stored = stored
             .and_then(|s| serde_json::to_value(s).ok())
             .unwrap_or_default();

@@ -1,0 +1,376 @@
+//! The statuses a decision of the lock rules comes out as: the lock's status of each
+//! kind (phase, holders, grants, waiting, conditions) and each Permit's. Pure, like the
+//! rules: the controller writes what these return and decides nothing itself.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use super::rules::{Decision, PermitDecision, PermitRecord, effective_mode};
+use super::{
+    CONDITION_AVAILABLE, CONDITION_GRANTED, CONDITION_LOCKED, CONDITION_READY, Grant, LockKind,
+    MutexPhase, MutexStatus, PermitMode, PermitPhase, PermitStatus, RWMutexPhase, RWMutexStatus,
+    SemaphorePhase, SemaphoreStatus,
+};
+
+/// What a lock's status needs to know of the lock besides the decision.
+#[derive(Clone, Copy, Debug)]
+pub struct LockFacts<'a> {
+    /// Semaphore, Mutex or RWMutex.
+    pub kind: LockKind,
+    /// `spec.permits` (1 for the others).
+    pub permits: i64,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// The conditions as stored (their transition times are kept while they hold).
+    pub previous: &'a [Condition],
+    /// Why the spec is refused, if it is.
+    pub refusal: Option<&'a str>,
+}
+
+/// A lock's status, typed by its kind.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LockStatus {
+    /// A Semaphore's.
+    Semaphore(SemaphoreStatus),
+    /// A Mutex's.
+    Mutex(MutexStatus),
+    /// An RWMutex's.
+    RWMutex(RWMutexStatus),
+}
+
+impl LockStatus {
+    /// The status as JSON, as the API server stores it.
+    pub fn to_value(&self) -> serde_json::Value {
+        match self {
+            LockStatus::Semaphore(s) => serde_json::to_value(s),
+            LockStatus::Mutex(s) => serde_json::to_value(s),
+            LockStatus::RWMutex(s) => serde_json::to_value(s),
+        }
+        .unwrap_or_default()
+    }
+}
+
+/// A condition of `type_`, keeping the transition time of `previous` while its status
+/// stays the same.
+fn condition(
+    previous: &[Condition],
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let status = if status { "True" } else { "False" };
+    let since = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or(Time(now), |c| c.last_transition_time.clone());
+    Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        last_transition_time: since,
+        observed_generation: generation,
+    }
+}
+
+/// The lock's `Ready` condition: whether its spec was accepted.
+pub fn ready_condition(facts: &LockFacts<'_>, now: Timestamp) -> Condition {
+    let (accepted, reason, message) = match facts.refusal {
+        None => (true, "SpecAccepted", "spec accepted".to_owned()),
+        Some(why) => (false, "InvalidSpec", why.to_owned()),
+    };
+    condition(
+        facts.previous,
+        CONDITION_READY,
+        accepted,
+        reason,
+        message,
+        facts.generation,
+        now,
+    )
+}
+
+/// The lock's status for `decision` (over `records`, the rules' input).
+pub fn lock_status(
+    facts: &LockFacts<'_>,
+    decision: &Decision,
+    records: &[PermitRecord],
+    now: Timestamp,
+) -> LockStatus {
+    let kind = facts.kind;
+    let grants: Vec<Grant> = decision
+        .holding
+        .iter()
+        .map(|&i| {
+            let (record, decided) = (&records[i], &decision.permits[i]);
+            Grant {
+                holder: record.holder.clone(),
+                permit: record.name.clone(),
+                uid: record.uid.clone(),
+                token: decided.token.unwrap_or_default(),
+                mode: effective_mode(kind, record),
+                granted_at: MicroTime(decided.granted_at.unwrap_or(now)),
+                expires_at: decided.expires_at.map(MicroTime),
+            }
+        })
+        .collect();
+    let holders: Vec<String> = grants.iter().map(|g| g.holder.clone()).collect();
+    let waiting: Vec<String> = decision
+        .waiting
+        .iter()
+        .map(|&i| records[i].holder.clone())
+        .collect();
+    let locked_at = grants.iter().map(|g| g.granted_at.0).min().map(MicroTime);
+    let expires_at = grants
+        .iter()
+        .filter_map(|g| g.expires_at.as_ref().map(|t| t.0))
+        .min()
+        .map(MicroTime);
+    let waiting_count = i32::try_from(waiting.len()).unwrap_or(i32::MAX);
+    let in_use = i64::try_from(grants.len()).unwrap_or(i64::MAX);
+    let previous = facts.previous;
+    let ready = ready_condition(facts, now);
+    let held = |yes: bool| {
+        let (reason, message) = if yes {
+            ("Held", format!("held by {}", holders.join(", ")))
+        } else {
+            ("Free", "nobody holds it".to_owned())
+        };
+        condition(
+            previous,
+            CONDITION_LOCKED,
+            yes,
+            reason,
+            message,
+            facts.generation,
+            now,
+        )
+    };
+    match kind {
+        LockKind::Semaphore => {
+            let free = in_use < facts.permits;
+            let available = (facts.permits - in_use).max(0);
+            let (reason, message) = if free {
+                (
+                    "PermitFree",
+                    format!("{available} of {} permits free", facts.permits),
+                )
+            } else {
+                ("Exhausted", format!("all {} permits in use", facts.permits))
+            };
+            LockStatus::Semaphore(SemaphoreStatus {
+                phase: if free {
+                    SemaphorePhase::Available
+                } else {
+                    SemaphorePhase::Exhausted
+                },
+                in_use: i32::try_from(in_use).unwrap_or(i32::MAX),
+                available: i32::try_from(available).unwrap_or(i32::MAX),
+                holders,
+                waiting,
+                waiting_count,
+                grants: Some(grants),
+                fencing_token: decision.last_token,
+                conditions: vec![
+                    ready,
+                    condition(
+                        previous,
+                        CONDITION_AVAILABLE,
+                        free,
+                        reason,
+                        message,
+                        facts.generation,
+                        now,
+                    ),
+                ],
+                observed_generation: facts.generation,
+            })
+        }
+        LockKind::Mutex => LockStatus::Mutex(MutexStatus {
+            phase: if grants.is_empty() {
+                MutexPhase::Unlocked
+            } else {
+                MutexPhase::Locked
+            },
+            holder: holders.first().cloned(),
+            locked_at,
+            expires_at,
+            waiting,
+            waiting_count,
+            conditions: vec![ready, held(!grants.is_empty())],
+            grants: Some(grants),
+            fencing_token: decision.last_token,
+            observed_generation: facts.generation,
+        }),
+        LockKind::RWMutex => {
+            let writer = grants
+                .iter()
+                .find(|g| g.mode == PermitMode::Exclusive)
+                .map(|g| g.holder.clone());
+            let readers = if writer.is_some() {
+                Vec::new()
+            } else {
+                holders.clone()
+            };
+            LockStatus::RWMutex(RWMutexStatus {
+                phase: match (&writer, grants.is_empty()) {
+                    (Some(_), _) => RWMutexPhase::WriteLocked,
+                    (None, true) => RWMutexPhase::Unlocked,
+                    (None, false) => RWMutexPhase::ReadLocked,
+                },
+                write_holder: writer,
+                read_holders: readers,
+                locked_at,
+                expires_at,
+                waiting,
+                waiting_count,
+                conditions: vec![ready, held(!grants.is_empty())],
+                grants: Some(grants),
+                fencing_token: decision.last_token,
+                observed_generation: facts.generation,
+            })
+        }
+    }
+}
+
+/// A permit's status for its decision (`stored`: its status as written). An Expired
+/// permit keeps the token it was granted with, for the record. The Granted condition
+/// keeps its transition time while its status stays the same.
+pub fn permit_status(
+    stored: Option<&PermitStatus>,
+    decision: &PermitDecision,
+    now: Timestamp,
+) -> PermitStatus {
+    let (granted, reason, message) = match decision.phase {
+        PermitPhase::Granted => (
+            true,
+            "Granted",
+            format!("granted with fencing token {}", decision.token.unwrap_or(0)),
+        ),
+        PermitPhase::Pending => (
+            false,
+            "Pending",
+            format!("waiting at position {}", decision.position.unwrap_or(0)),
+        ),
+        PermitPhase::Expired => (
+            false,
+            "Expired",
+            "not renewed within the lock's ttl".to_owned(),
+        ),
+    };
+    let previous = stored.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let token = match decision.phase {
+        PermitPhase::Expired => decision
+            .token
+            .or_else(|| stored.and_then(|s| s.fencing_token)),
+        _ => decision.token,
+    };
+    PermitStatus {
+        phase: decision.phase,
+        position: decision.position,
+        granted_at: match decision.phase {
+            PermitPhase::Expired => stored.and_then(|s| s.granted_at.clone()),
+            _ => decision.granted_at.map(MicroTime),
+        },
+        expires_at: decision.expires_at.map(MicroTime),
+        fencing_token: token,
+        conditions: vec![condition(
+            previous,
+            CONDITION_GRANTED,
+            granted,
+            reason,
+            message,
+            None,
+            now,
+        )],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::locks::rules::{LockInput, Renewal, evaluate};
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+    }
+
+    fn record(name: &str, mode: PermitMode, created: i64) -> PermitRecord {
+        PermitRecord {
+            name: format!("permit-{name}"),
+            uid: format!("uid-{name}"),
+            holder: name.to_owned(),
+            mode,
+            priority: 0,
+            created: at(created),
+            grant: None,
+            renewal: Renewal::Seen(at(created)),
+        }
+    }
+
+    fn decided(kind: LockKind, permits: i64, records: &[PermitRecord]) -> (LockStatus, Decision) {
+        let decision = evaluate(&LockInput {
+            kind,
+            permits,
+            ttl: std::time::Duration::from_secs(60),
+            last_token: 0,
+            permits_of_lock: records,
+            now: at(10),
+        });
+        let facts = LockFacts {
+            kind,
+            permits,
+            generation: Some(1),
+            previous: &[],
+            refusal: None,
+        };
+        (lock_status(&facts, &decision, records, at(10)), decision)
+    }
+
+    #[test]
+    fn a_held_mutex_lists_its_grant_and_its_waiters_and_says_locked() {
+        let records = [
+            record("a", PermitMode::Exclusive, 1),
+            record("b", PermitMode::Exclusive, 2),
+        ];
+        let (LockStatus::Mutex(status), _) = decided(LockKind::Mutex, 1, &records) else {
+            panic!("a mutex's status");
+        };
+        assert_eq!(status.phase, MutexPhase::Locked);
+        assert_eq!(status.holder.as_deref(), Some("a"));
+        assert_eq!(
+            (status.waiting.clone(), status.waiting_count),
+            (vec!["b".to_owned()], 1)
+        );
+        let grants = status.grants.unwrap();
+        assert_eq!((grants[0].uid.as_str(), grants[0].token), ("uid-a", 1));
+        let locked = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_LOCKED)
+            .unwrap();
+        assert_eq!(locked.status, "True");
+    }
+
+    #[test]
+    fn readers_of_an_rwmutex_leave_no_writer_and_a_semaphore_counts_what_is_free() {
+        let readers = [
+            record("r1", PermitMode::Shared, 1),
+            record("r2", PermitMode::Shared, 2),
+        ];
+        let (LockStatus::RWMutex(status), _) = decided(LockKind::RWMutex, 1, &readers) else {
+            panic!("an rwmutex's status");
+        };
+        assert_eq!(status.phase, RWMutexPhase::ReadLocked);
+        assert_eq!(status.write_holder, None);
+        assert_eq!(status.read_holders, ["r1", "r2"]);
+        let (LockStatus::Semaphore(status), _) = decided(LockKind::Semaphore, 3, &readers) else {
+            panic!("a semaphore's status");
+        };
+        assert_eq!((status.in_use, status.available), (2, 1));
+        assert_eq!(status.phase, SemaphorePhase::Available);
+    }
+}
