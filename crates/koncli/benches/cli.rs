@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use konductor_api::{Arrival, ArrivalSpec, Barrier, BarrierPhase, BarrierSpec, arrival_name};
-use konductor_controller::controller::Background;
-use konductor_server::{Config, Server};
 use kube::api::{PostParams, WatchEvent, WatchParams};
 use kube::{Api, ResourceExt};
 use tokio::io::AsyncBufReadExt;
@@ -42,10 +40,8 @@ fn koncli() -> std::path::PathBuf {
 fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(Config::on_free_port(dir.path())).await.unwrap();
-        let client = server.client().await.unwrap();
-        let _controller = Background::spawn(client.clone(), "bench");
+        let test = konductor_testing::TestServer::start().await;
+        let (server, client) = (&test.server, test.client.clone());
         let barriers: Api<Barrier> = Api::namespaced(client.clone(), "default");
         let arrivals: Api<Arrival> = Api::namespaced(client.clone(), "default");
         let koncli = koncli();
@@ -103,6 +99,5 @@ fn main() {
             millis(quantile(&delays, 0.5)),
             millis(quantile(&delays, 0.99))
         );
-        server.shutdown().await;
     });
 }

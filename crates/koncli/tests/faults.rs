@@ -213,15 +213,9 @@ async fn a_command_outlives_any_thread_pool_timeout_while_koncli_lives() {
 
 #[tokio::test]
 async fn waiters_ride_out_server_restarts_and_all_run() {
-    use konductor_controller::controller::Background;
-    use konductor_server::{Config, Server};
+    let mut server = common::TestServer::start().await;
+    let kubeconfig: PathBuf = server.kubeconfig().to_owned();
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(Config::on_free_port(dir.path()))
-        .await
-        .unwrap();
-    let address = server.address;
-    let kubeconfig: PathBuf = server.kubeconfig.clone();
-    let mut controller = Background::spawn(server.client().await.unwrap(), "first");
     let create = koncli_with(&kubeconfig, &["mutex", "create", "relay", "--ttl", "3s"])
         .output()
         .await
@@ -265,15 +259,7 @@ async fn waiters_ride_out_server_restarts_and_all_run() {
         })
         .await
         .expect("the relay goes on");
-        controller.stop().await.unwrap();
-        server.shutdown().await;
-        server = Server::start(Config {
-            listen: address,
-            ..Config::on_free_port(dir.path())
-        })
-        .await
-        .unwrap();
-        controller = Background::spawn(server.client().await.unwrap(), &format!("after-{restart}"));
+        server = server.restart(true).await;
     }
     for run in runs {
         let output = ended(run).await;
@@ -300,7 +286,7 @@ async fn waiters_ride_out_server_restarts_and_all_run() {
         tokens.windows(2).all(|t| t[0] < t[1]),
         "tokens rise: {tokens:?}"
     );
-    drop(controller);
+    drop(server);
 }
 
 #[tokio::test]

@@ -7,10 +7,8 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{Env, koncli_with, stderr, stdout};
+use common::{Env, TestServer, koncli_with, stderr, stdout};
 use konductor_api::{Barrier, BarrierPhase};
-use konductor_controller::controller::Background;
-use konductor_server::{Config, Server};
 use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
@@ -652,13 +650,8 @@ async fn on_a_terminal_wait_shows_a_live_progress_line() {
 
 #[tokio::test]
 async fn wait_survives_an_api_server_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let first = Server::start(Config::on_free_port(dir.path()))
-        .await
-        .unwrap();
-    let address = first.address;
-    let kubeconfig = first.kubeconfig.clone();
-    let controller = Background::spawn(first.client().await.unwrap(), "before");
+    let first = TestServer::start().await;
+    let kubeconfig = first.kubeconfig().to_owned();
     let create = koncli_with(
         &kubeconfig,
         &["barrier", "create", "durable", "--expected", "1"],
@@ -677,8 +670,7 @@ async fn wait_survives_an_api_server_restart() {
         "{first_line}"
     );
 
-    controller.stop().await.unwrap();
-    first.shutdown().await;
+    let stopped = first.stop().await;
     // The waiter notices the server is gone (its watch cannot be re-established)
     // before the server comes back.
     let mut said = Vec::new();
@@ -693,13 +685,7 @@ async fn wait_survives_an_api_server_restart() {
     })
     .await
     .expect("the waiter says it is reconnecting");
-    let second = Server::start(Config {
-        listen: address,
-        ..Config::on_free_port(dir.path())
-    })
-    .await
-    .unwrap();
-    let _controller = Background::spawn(second.client().await.unwrap(), "after");
+    let _second = stopped.start(true).await;
     let arrive = koncli_with(&kubeconfig, &["barrier", "arrive", "durable", "late"])
         .output()
         .await
@@ -822,12 +808,9 @@ async fn a_wait_reads_the_barrier_before_its_timeout_applies() {
 
 #[tokio::test]
 async fn status_without_a_controller_says_there_is_none_yet() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(Config::on_free_port(dir.path()))
-        .await
-        .unwrap();
+    let server = TestServer::without_controller().await;
     let run = |args: &'static [&'static str]| {
-        let mut command = koncli_with(&server.kubeconfig, args);
+        let mut command = koncli_with(server.kubeconfig(), args);
         async move { run_bounded(&mut command).await }
     };
     let created = run(&[

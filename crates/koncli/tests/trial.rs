@@ -10,9 +10,8 @@ mod common;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{Env, koncli_with, stderr, stdout};
+use common::{Env, TestServer, koncli_with, stderr, stdout};
 use konductor_api::locks::{Mutex, Permit};
-use konductor_server::{Config, Server};
 use kube::Api;
 use kube::runtime::wait::await_condition;
 use tokio::io::AsyncBufReadExt;
@@ -79,18 +78,15 @@ async fn a_waiter_stopped_by_a_signal_withdraws_its_claim() {
 
 #[tokio::test]
 async fn without_a_controller_lock_says_so_within_a_bound() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(Config::on_free_port(dir.path()))
-        .await
-        .unwrap();
-    let created = koncli_with(&server.kubeconfig, &["mutex", "create", "noctl"])
+    let server = TestServer::without_controller().await;
+    let created = koncli_with(server.kubeconfig(), &["mutex", "create", "noctl"])
         .output()
         .await
         .unwrap();
     assert!(created.status.success(), "{}", stderr(&created));
     let output = ended(
         koncli_with(
-            &server.kubeconfig,
+            server.kubeconfig(),
             &["mutex", "lock", "noctl", "--holder", "a"],
         )
         .spawn()
@@ -105,12 +101,9 @@ async fn without_a_controller_lock_says_so_within_a_bound() {
 
 #[tokio::test]
 async fn an_invalid_ttl_is_refused_where_it_is_made_and_an_invalid_lock_says_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(Config::on_free_port(dir.path()))
-        .await
-        .unwrap();
+    let server = TestServer::without_controller().await;
     let run = |args: &[&str]| {
-        let mut command = koncli_with(&server.kubeconfig, args);
+        let mut command = koncli_with(server.kubeconfig(), args);
         async move { ended(command.spawn().unwrap()).await }
     };
     for ttl in ["0s", "1ms", "1.5s"] {
@@ -125,7 +118,7 @@ async fn an_invalid_ttl_is_refused_where_it_is_made_and_an_invalid_lock_says_so(
     // A lock whose spec the controller refused (as an API server without the CRD's
     // validation would let one in): status says so, and taking it fails at once.
     assert!(run(&["mutex", "create", "refused"]).await.status.success());
-    let mutexes: Api<Mutex> = Api::namespaced(server.client().await.unwrap(), "default");
+    let mutexes: Api<Mutex> = Api::namespaced(server.client.clone(), "default");
     let status = serde_json::json!({"status": {"phase": "Unlocked", "conditions": [{
         "type": "Ready", "status": "False", "reason": "InvalidSpec",
         "message": "spec.ttl \"1s\" is shorter than the minimum of 2s",
@@ -458,14 +451,8 @@ async fn an_unlocked_rwmutex_has_no_holders_and_lists_count_waiters() {
 
 #[tokio::test]
 async fn a_wait_that_times_out_while_the_server_is_down_withdraws_its_claim_once_it_is_back() {
-    use konductor_controller::controller::Background;
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(Config::on_free_port(dir.path()))
-        .await
-        .unwrap();
-    let address = server.address;
-    let kubeconfig = server.kubeconfig.clone();
-    let controller = Background::spawn(server.client().await.unwrap(), "first");
+    let server = TestServer::start().await;
+    let kubeconfig = server.kubeconfig().to_owned();
     let run = |args: &[&str]| {
         let mut command = koncli_with(&kubeconfig, args);
         async move { ended(command.spawn().unwrap()).await }
@@ -497,7 +484,7 @@ async fn a_wait_that_times_out_while_the_server_is_down_withdraws_its_claim_once
     )
     .spawn()
     .unwrap();
-    let mutexes: Api<Mutex> = Api::namespaced(server.client().await.unwrap(), "default");
+    let mutexes: Api<Mutex> = Api::namespaced(server.client.clone(), "default");
     tokio::time::timeout(
         HANG,
         await_condition(mutexes, "q", |m: Option<&Mutex>| {
@@ -509,18 +496,12 @@ async fn a_wait_that_times_out_while_the_server_is_down_withdraws_its_claim_once
     .unwrap()
     .unwrap();
     // The server goes away; the waiter's timeout runs out while it is gone.
-    controller.stop().await.unwrap();
-    server.shutdown().await;
+    let stopped = server.stop().await;
     tokio::time::sleep(Duration::from_secs(4)).await; // an outage longer than the timeout
-    server = Server::start(Config {
-        listen: address,
-        ..Config::on_free_port(dir.path())
-    })
-    .await
-    .unwrap();
+    let server = stopped.start(false).await;
     let output = ended(waiter).await;
     assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
-    let permits: Api<Permit> = Api::namespaced(server.client().await.unwrap(), "default");
+    let permits: Api<Permit> = Api::namespaced(server.client.clone(), "default");
     let left: Vec<String> = permits
         .list(&Default::default())
         .await

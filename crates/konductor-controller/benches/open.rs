@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use konductor_api::{Arrival, ArrivalSpec, Barrier, BarrierPhase, BarrierSpec, arrival_name};
-use konductor_controller::controller::Background;
 use konductor_controller::metrics::Metrics;
-use konductor_server::{Config, Server};
 use kube::api::{PostParams, WatchEvent, WatchParams};
 use kube::runtime::wait::await_condition;
 use kube::{Api, ResourceExt};
@@ -129,16 +127,10 @@ async fn measure(client: &kube::Client, metrics: &Metrics, size: usize, rounds: 
 fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(Config::on_free_port(dir.path()))
-            .await
-            .unwrap();
-        let client = server.client().await.unwrap();
-        let controller = Background::spawn(client.clone(), "bench");
-        measure(&client, controller.metrics(), 10, 30).await;
-        measure(&client, controller.metrics(), 100, 10).await;
-        measure(&client, controller.metrics(), 1000, 5).await;
-        controller.stop().await.unwrap();
-        server.shutdown().await;
+        let test = konductor_testing::TestServer::start().await;
+        let (client, controller) = (&test.client, test.controller().expect("controllers"));
+        measure(client, controller.metrics(), 10, 30).await;
+        measure(client, controller.metrics(), 100, 10).await;
+        measure(client, controller.metrics(), 1000, 5).await;
     });
 }

@@ -116,10 +116,8 @@ impl Harness {
     }
 
     async fn stop(mut self) {
-        if let Some(controller) = self.controller.take() {
-            controller.stop().await.unwrap();
-        }
-        self.server.shutdown().await;
+        self.stop_controller().await;
+        self.0.server.shutdown().await;
     }
 }
 

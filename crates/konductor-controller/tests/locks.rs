@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Event as CoreEvent;
 use konductor_api::locks::{
@@ -17,10 +15,7 @@ use kube::runtime::wait::await_condition;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
-use common::Harness;
-
-/// The longest any expected change may take before the test calls it a hang.
-const HANG: Duration = Duration::from_secs(120);
+use common::{HANG, Harness};
 
 impl Harness {
     fn permits(&self) -> Api<Permit> {
@@ -120,7 +115,7 @@ async fn a_mutex_is_handed_from_holder_to_holder_with_rising_tokens() {
     h.release(&first).await;
     let next = h.until(&second, PermitPhase::Granted).await;
     assert!(token(&next) > token(&granted), "tokens rise");
-    let metrics = h.controller.as_ref().unwrap().metrics().encode();
+    let metrics = h.controller().unwrap().metrics().encode();
     let grants = metrics
         .lines()
         .find(|l| l.starts_with("konductor_lock_grants_total{kind=\"mutex\"}"))

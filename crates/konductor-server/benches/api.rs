@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use konductor_api::{Arrival, ArrivalSpec, Barrier, BarrierSpec};
-use konductor_server::{Config, Server};
+use konductor_server::Server;
 use kube::api::{Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::{Api, ResourceExt};
 use tokio::sync::Barrier as StartLine;
@@ -143,12 +143,8 @@ async fn watch_fan_out(server: &Server) {
 fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(Config::on_free_port(dir.path()))
-            .await
-            .unwrap();
-        create_arrivals(&server).await;
-        watch_fan_out(&server).await;
-        server.shutdown().await;
+        let test = konductor_testing::TestServer::without_controller().await;
+        create_arrivals(&test.server).await;
+        watch_fan_out(&test.server).await;
     });
 }

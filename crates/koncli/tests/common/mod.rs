@@ -1,7 +1,7 @@
 //! Shared by the koncli process tests: a fresh `konductor server` with its controller,
 //! and `koncli` processes pointed at it.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod proxy;
 
@@ -10,18 +10,21 @@ use std::process::Output;
 use std::time::Duration;
 
 use konductor_api::Barrier;
-use konductor_controller::controller::Background;
-use konductor_server::{Config, Server};
+pub use konductor_testing::{HANG, TestServer};
 use kube::Api;
 use kube::runtime::wait::await_condition;
 use tokio::process::{Child, Command};
 
-/// A server with its controller, as `konductor server` runs it.
-pub struct Env {
-    pub server: Server,
-    _dir: tempfile::TempDir,
-    pub client: kube::Client,
-    _controller: Background,
+/// A server with its controllers, as `konductor server` runs it (the workspace's
+/// [`TestServer`]), and koncli processes pointed at it.
+pub struct Env(pub TestServer);
+
+impl std::ops::Deref for Env {
+    type Target = TestServer;
+
+    fn deref(&self) -> &TestServer {
+        &self.0
+    }
 }
 
 impl Env {
@@ -54,18 +57,12 @@ impl Env {
     }
 
     pub async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(Config::on_free_port(dir.path()))
-            .await
-            .unwrap();
-        let client = server.client().await.unwrap();
-        let controller = Background::spawn(client.clone(), "test");
-        Self {
-            server,
-            _dir: dir,
-            client,
-            _controller: controller,
-        }
+        Self(TestServer::start().await)
+    }
+
+    /// A server with no controllers: nothing opens barriers or grants locks.
+    pub async fn without_controller() -> Self {
+        Self(TestServer::without_controller().await)
     }
 
     pub fn kubeconfig(&self) -> PathBuf {

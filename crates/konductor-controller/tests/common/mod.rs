@@ -1,32 +1,30 @@
-//! Shared by the controller tests: a real `konductor server` (in-process, HTTPS on
-//! loopback) with the controller running against it.
+//! Shared by the controller tests: the workspace's [`TestServer`] (an in-process
+//! `konductor server` with the controllers against it), under a name these tests give
+//! their own helpers.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-use konductor_controller::controller::Background;
-use konductor_server::{Config, Server};
+pub use konductor_testing::{HANG, TestServer};
 
-/// A server with the controller running against it.
-pub struct Harness {
-    pub server: Server,
-    pub _dir: tempfile::TempDir,
-    pub client: kube::Client,
-    pub controller: Option<Background>,
-}
+/// A server with the controllers running against it.
+pub struct Harness(pub TestServer);
 
 impl Harness {
     pub async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(Config::on_free_port(dir.path()))
-            .await
-            .unwrap();
-        let client = server.client().await.unwrap();
-        let controller = Some(Background::spawn(client.clone(), "test"));
-        Self {
-            server,
-            _dir: dir,
-            client,
-            controller,
-        }
+        Self(TestServer::start().await)
+    }
+}
+
+impl std::ops::Deref for Harness {
+    type Target = TestServer;
+
+    fn deref(&self) -> &TestServer {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Harness {
+    fn deref_mut(&mut self) -> &mut TestServer {
+        &mut self.0
     }
 }
