@@ -44,6 +44,19 @@ async fn until_mutex(
     .unwrap();
 }
 
+/// The holders of every Permit in the default namespace.
+async fn claimants(client: &kube::Client) -> Vec<String> {
+    let permits: Api<Permit> = Api::namespaced(client.clone(), "default");
+    permits
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| p.spec.holder)
+        .collect()
+}
+
 fn signal(child: &tokio::process::Child, signal: rustix::process::Signal) {
     let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
     rustix::process::kill_process(pid, signal).unwrap();
@@ -64,15 +77,7 @@ async fn a_waiter_stopped_by_a_signal_withdraws_its_claim() {
     assert_eq!(locker.status.code(), Some(143), "{}", stderr(&locker));
     // Both claims are gone at once: nobody is queued behind X, no ghost waits a ttl.
     until_mutex(&env, "q2", |s| s.waiting.is_empty()).await;
-    let permits: Api<Permit> = Api::namespaced(env.client.clone(), "default");
-    let left: Vec<String> = permits
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|p| p.spec.holder)
-        .collect();
+    let left = claimants(&env.client).await;
     assert_eq!(left, ["X"]);
 }
 
@@ -501,15 +506,7 @@ async fn a_wait_that_times_out_while_the_server_is_down_withdraws_its_claim_once
     let server = stopped.start(false).await;
     let output = ended(waiter).await;
     assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
-    let permits: Api<Permit> = Api::namespaced(server.client.clone(), "default");
-    let left: Vec<String> = permits
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|p| p.spec.holder)
-        .collect();
+    let left = claimants(&server.client).await;
     assert_eq!(
         left,
         ["X"],
