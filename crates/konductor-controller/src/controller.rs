@@ -82,10 +82,7 @@ pub struct Context {
 fn arrivals_of(barrier: &Barrier, index: &ArrivalIndex) -> Vec<ArrivalRecord> {
     let uid = barrier.uid();
     index
-        .of(
-            &barrier.namespace().unwrap_or_default(),
-            &barrier.name_any(),
-        )
+        .of(&(barrier.namespace().unwrap_or_default(), barrier.name_any()))
         .iter()
         .filter(|a| {
             a.owners
@@ -109,7 +106,7 @@ async fn adopt_arrivals(barrier: &Barrier, ctx: &Context) -> Result<()> {
     let name = barrier.name_any();
     let orphans = ctx
         .arrivals
-        .of(&namespace, &name)
+        .of(&(namespace.clone(), name.clone()))
         .into_iter()
         .filter(|a| !a.has_barrier_owner() || !a.labelled);
     let api: Api<Arrival> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -168,7 +165,7 @@ pub async fn reconcile(barrier: Arc<Barrier>, ctx: Arc<Context>) -> Result<Optio
     let namespace = barrier.namespace().unwrap_or_default();
     if let Some(wait) = ctx.pacing.hold(
         &barrier,
-        ctx.arrivals.count(&namespace, &barrier.name_any()),
+        ctx.arrivals.count(&(namespace.clone(), barrier.name_any())),
         now,
     ) {
         return Ok(Some(wait));
@@ -371,7 +368,8 @@ fn urgency_of(
 ) -> Urgency {
     let may_open = barriers.get(key).is_some_and(|barrier| {
         let required = usize::try_from(barrier.spec.required()).unwrap_or(0);
-        index.count(key.namespace.as_deref().unwrap_or_default(), &key.name) >= required
+        let subject = (key.namespace.clone().unwrap_or_default(), key.name.clone());
+        index.count(&subject) >= required
     });
     if may_open {
         Urgency::Urgent
@@ -489,7 +487,9 @@ async fn run_barriers(
         watcher(arrivals, watcher::Config::default())
             .default_backoff()
             // The index is updated before the event triggers its barrier's reconcile.
-            .inspect_ok(move |event| index.apply(event))
+            .inspect_ok(move |event| {
+                index.apply(event, jiff::Timestamp::now());
+            })
             .touched_objects()
     };
     metrics.set_barrier_store(barrier_cache.clone());

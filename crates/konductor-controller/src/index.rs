@@ -1,23 +1,15 @@
-//! The arrivals of each barrier, indexed by barrier and kept current from the arrival
-//! watch stream, so a reconcile touches only its own barrier's arrivals — never a scan
-//! of every arrival in the cluster.
-//!
-//! It keeps only what the rules and adoption need of each arrival ([`IndexedArrival`]),
-//! not the whole object, so memory per stored arrival stays small.
-//!
-//! It follows kube-runtime's watcher protocol: `Init` starts a fresh listing, `InitApply`
-//! fills it, `InitDone` swaps it in (so a re-list after a broken watch never shows a
-//! half-filled view), `Apply`/`Delete` change one arrival. Until the first `InitDone`
-//! the index is not ready and reconciles wait, as with a reflector.
+//! The arrivals of each barrier, in the engine's claim index
+//! ([`crate::engine::claims`]): it keeps only what the rules and adoption need of each
+//! arrival ([`IndexedArrival`]), not the whole object, so memory per stored arrival
+//! stays small.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-
+use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use konductor_api::Arrival;
 use konductor_api::rules::ArrivalRecord;
 use kube::ResourceExt;
-use kube::runtime::watcher;
+
+use crate::engine::claims::{ClaimIndex, Claims};
 
 /// A barrier's identity within the cluster: namespace and name.
 pub type BarrierKey = (String, String);
@@ -61,113 +53,35 @@ impl IndexedArrival {
     }
 }
 
-/// Arrivals of one barrier, by name.
-type Arrivals = HashMap<String, Arc<IndexedArrival>>;
+/// How a barrier's Arrivals are indexed: by the barrier they name, each kept as an
+/// [`IndexedArrival`].
+pub struct ArrivalClaims;
+
+impl Claims for ArrivalClaims {
+    type Claim = Arrival;
+    type Kept = IndexedArrival;
+    type Subject = BarrierKey;
+
+    fn subject(arrival: &Arrival) -> BarrierKey {
+        (
+            arrival.namespace().unwrap_or_default(),
+            arrival.spec.barrier.clone(),
+        )
+    }
+
+    fn keep(arrival: &Arrival, _: Option<&IndexedArrival>, _: Timestamp) -> IndexedArrival {
+        IndexedArrival::of(arrival)
+    }
+}
 
 /// Arrivals by barrier. Cheap to clone; clones share the index.
-#[derive(Clone, Default)]
-pub struct ArrivalIndex {
-    state: Arc<RwLock<State>>,
-}
-
-#[derive(Default)]
-struct State {
-    /// Each barrier's arrivals.
-    by_barrier: HashMap<BarrierKey, Arrivals>,
-    /// The listing being filled after `Init`, swapped in at `InitDone`.
-    relisting: Option<HashMap<BarrierKey, Arrivals>>,
-    /// Whether a complete listing has been seen.
-    ready: bool,
-}
-
-/// The barrier an arrival counts for.
-fn barrier_key(arrival: &Arrival) -> BarrierKey {
-    (
-        arrival.namespace().unwrap_or_default(),
-        arrival.spec.barrier.clone(),
-    )
-}
-
-fn insert(map: &mut HashMap<BarrierKey, Arrivals>, arrival: &Arrival) {
-    map.entry(barrier_key(arrival))
-        .or_default()
-        .insert(arrival.name_any(), Arc::new(IndexedArrival::of(arrival)));
-}
-
-impl ArrivalIndex {
-    /// An empty index, not ready until a listing completes.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
-        self.state
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Applies one watcher event. O(1) per event (a re-list swaps in at once).
-    pub fn apply(&self, event: &watcher::Event<Arrival>) {
-        let mut state = self.write();
-        match event {
-            watcher::Event::Init => state.relisting = Some(HashMap::new()),
-            watcher::Event::InitApply(arrival) => {
-                let relisting = state.relisting.get_or_insert_with(HashMap::new);
-                insert(relisting, arrival);
-            }
-            watcher::Event::InitDone => {
-                if let Some(listing) = state.relisting.take() {
-                    state.by_barrier = listing;
-                }
-                state.ready = true;
-            }
-            watcher::Event::Apply(arrival) => insert(&mut state.by_barrier, arrival),
-            watcher::Event::Delete(arrival) => {
-                let key = barrier_key(arrival);
-                if let Some(arrivals) = state.by_barrier.get_mut(&key) {
-                    arrivals.remove(&arrival.name_any());
-                    if arrivals.is_empty() {
-                        state.by_barrier.remove(&key);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Whether a complete listing has been seen (reconciles wait until then).
-    pub fn is_ready(&self) -> bool {
-        self.read().ready
-    }
-
-    /// How many arrivals name barrier `name` in `namespace` (an upper bound on how
-    /// many holders arrived), in O(1).
-    pub fn count(&self, namespace: &str, name: &str) -> usize {
-        self.read()
-            .by_barrier
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .map_or(0, HashMap::len)
-    }
-
-    /// The arrivals naming barrier `name` in `namespace`, in no particular order.
-    pub fn of(&self, namespace: &str, name: &str) -> Vec<Arc<IndexedArrival>> {
-        self.read()
-            .by_barrier
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .map(|arrivals| arrivals.values().cloned().collect())
-            .unwrap_or_default()
-    }
-}
+pub type ArrivalIndex = ClaimIndex<ArrivalClaims>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use konductor_api::ArrivalSpec;
+    use kube::runtime::watcher;
 
     fn arrival(barrier: &str, holder: &str) -> Arrival {
         let mut arrival = Arrival::new(
@@ -178,9 +92,17 @@ mod tests {
         arrival
     }
 
+    fn apply(index: &ArrivalIndex, event: watcher::Event<Arrival>) {
+        index.apply(&event, Timestamp::UNIX_EPOCH);
+    }
+
+    fn key(namespace: &str, barrier: &str) -> BarrierKey {
+        (namespace.to_owned(), barrier.to_owned())
+    }
+
     fn holders(index: &ArrivalIndex, barrier: &str) -> Vec<String> {
         let mut holders: Vec<String> = index
-            .of("ns", barrier)
+            .of(&("ns".to_owned(), barrier.to_owned()))
             .iter()
             .map(|a| a.record.holder.clone())
             .collect();
@@ -191,14 +113,14 @@ mod tests {
     #[test]
     fn is_ready_only_after_a_complete_listing() {
         let index = ArrivalIndex::new();
-        index.apply(&watcher::Event::Init);
-        index.apply(&watcher::Event::InitApply(arrival("b", "h1")));
+        apply(&index, watcher::Event::Init);
+        apply(&index, watcher::Event::InitApply(arrival("b", "h1")));
         assert!(!index.is_ready());
         assert!(
-            index.of("ns", "b").is_empty(),
+            index.of(&key("ns", "b")).is_empty(),
             "a half-filled listing is not shown"
         );
-        index.apply(&watcher::Event::InitDone);
+        apply(&index, watcher::Event::InitDone);
         assert!(index.is_ready());
         assert_eq!(holders(&index, "b"), ["h1"]);
     }
@@ -206,34 +128,34 @@ mod tests {
     #[test]
     fn keeps_each_barrier_to_its_own_arrivals() {
         let index = ArrivalIndex::new();
-        index.apply(&watcher::Event::InitDone);
-        index.apply(&watcher::Event::Apply(arrival("b", "h1")));
-        index.apply(&watcher::Event::Apply(arrival("b", "h2")));
-        index.apply(&watcher::Event::Apply(arrival("c", "h1")));
-        index.apply(&watcher::Event::Apply(arrival("b", "h1")));
+        apply(&index, watcher::Event::InitDone);
+        apply(&index, watcher::Event::Apply(arrival("b", "h1")));
+        apply(&index, watcher::Event::Apply(arrival("b", "h2")));
+        apply(&index, watcher::Event::Apply(arrival("c", "h1")));
+        apply(&index, watcher::Event::Apply(arrival("b", "h1")));
         assert_eq!(holders(&index, "b"), ["h1", "h2"]);
-        assert_eq!(index.count("ns", "b"), 2);
+        assert_eq!(index.count(&key("ns", "b")), 2);
         assert_eq!(holders(&index, "c"), ["h1"]);
-        index.apply(&watcher::Event::Delete(arrival("b", "h1")));
+        apply(&index, watcher::Event::Delete(arrival("b", "h1")));
         assert_eq!(holders(&index, "b"), ["h2"]);
-        index.apply(&watcher::Event::Delete(arrival("c", "h1")));
-        assert!(index.of("ns", "c").is_empty());
-        assert!(index.of("other", "b").is_empty());
+        apply(&index, watcher::Event::Delete(arrival("c", "h1")));
+        assert!(index.of(&key("ns", "c")).is_empty());
+        assert!(index.of(&key("other", "b")).is_empty());
     }
 
     #[test]
     fn a_relist_replaces_everything_at_once() {
         let index = ArrivalIndex::new();
-        index.apply(&watcher::Event::InitDone);
-        index.apply(&watcher::Event::Apply(arrival("b", "gone")));
-        index.apply(&watcher::Event::Init);
-        index.apply(&watcher::Event::InitApply(arrival("b", "h1")));
+        apply(&index, watcher::Event::InitDone);
+        apply(&index, watcher::Event::Apply(arrival("b", "gone")));
+        apply(&index, watcher::Event::Init);
+        apply(&index, watcher::Event::InitApply(arrival("b", "h1")));
         assert_eq!(
             holders(&index, "b"),
             ["gone"],
             "the old view stays until InitDone"
         );
-        index.apply(&watcher::Event::InitDone);
+        apply(&index, watcher::Event::InitDone);
         assert_eq!(holders(&index, "b"), ["h1"]);
     }
 }

@@ -6,7 +6,8 @@
 //! - [`locks`]: the lock controller (Semaphore, Mutex, RWMutex and their Permits), run
 //!   beside the barrier controller by [`controller::run`].
 //! - [`clock`]: the lock controller's clock — wall-clock readings that never step.
-//! - [`index`]: each barrier's arrivals, kept current from the arrival watch.
+//! - [`engine`]: what every kind's controller shares (the claim index).
+//! - [`index`]: what the claim index keeps of each barrier's arrivals.
 //! - [`queue`]: the reconcile queue (deduplicating, immediate, timed requeues).
 //! - [`writes`]: what the controller remembers of its own status writes (not arguing
 //!   with its own stale cache; pacing large barriers).
@@ -20,6 +21,7 @@
 
 pub mod clock;
 pub mod controller;
+pub mod engine;
 pub mod index;
 pub mod leader;
 pub mod locks;

@@ -1,6 +1,6 @@
 //! What the lock controller knows: every lock ([`Locks`]) and every permit by lock with
-//! its renewals ([`PermitIndex`]), kept current from the watches and from the answers
-//! to the controller's own writes.
+//! its renewals ([`PermitIndex`], the engine's claim index), kept current from the
+//! watches and from the answers to the controller's own writes.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -15,6 +15,7 @@ use kube::api::DynamicObject;
 use kube::runtime::watcher;
 use serde_json::Value;
 
+use crate::engine::claims::{ClaimIndex, Claims, HasUid};
 use crate::writes::{EventVersion, WrittenVersions};
 
 /// One lock: its kind, namespace and name.
@@ -210,17 +211,6 @@ impl Locks {
     }
 }
 
-/// What the index knows of one permit's renewals.
-#[derive(Clone, Debug)]
-struct RenewalState {
-    /// The `spec.renewTime` last seen.
-    renew_time: Option<String>,
-    /// When the ttl counts from.
-    renewal: Renewal,
-    /// Whether the renewal was seen to change (not only the permit first seen).
-    changed: bool,
-}
-
 /// One permit as a reconcile sees it.
 #[derive(Clone, Debug)]
 pub struct IndexedPermit {
@@ -233,75 +223,34 @@ pub struct IndexedPermit {
     pub renewed_since_first_seen: bool,
 }
 
-/// Permits by lock, and their renewals. Cheap to clone; clones share it.
-#[derive(Clone, Default)]
-pub struct PermitIndex {
-    state: Arc<RwLock<IndexState>>,
-}
-
-#[derive(Default)]
-struct IndexState {
-    by_lock: HashMap<LockKey, HashMap<String, Arc<Permit>>>,
-    /// By permit uid.
-    renewals: HashMap<String, RenewalState>,
-    relisting: Option<HashMap<LockKey, HashMap<String, Arc<Permit>>>>,
-    ready: bool,
-    /// Status writes of ours the watch may not have delivered yet, by permit uid.
-    written: WrittenVersions<String>,
-}
-
-/// The lock a permit claims.
-pub fn key_of_permit(permit: &Permit) -> LockKey {
-    LockKey {
-        kind: permit.spec.lock_ref.kind,
-        namespace: permit.namespace().unwrap_or_default(),
-        name: permit.spec.lock_ref.name.clone(),
+impl HasUid for IndexedPermit {
+    fn uid(&self) -> &str {
+        self.permit.metadata.uid.as_deref().unwrap_or_default()
     }
 }
 
-/// What a permit watch event means for its lock.
-pub struct PermitChange {
-    /// The lock to look at again.
-    pub lock: LockKey,
-    /// Set when a permit was deleted: the permit as it last was.
-    pub deleted: Option<Permit>,
-    /// Only its `renewTime` changed; with the renewal it had before (to tell whether
-    /// the claim was still alive).
-    pub renewed_only: Option<(String, Renewal)>,
-}
+/// How a lock's Permits are indexed: by the lock they claim, each with when its
+/// `renewTime` was last seen to change (on the controller's clock).
+pub struct PermitClaims;
 
-/// Whether two versions of a permit differ in more than `spec.renewTime` (and the
-/// metadata that changes with every write).
-fn more_than_renewed(old: &Permit, new: &Permit) -> bool {
-    let mut old_spec = old.spec.clone();
-    old_spec.renew_time.clone_from(&new.spec.renew_time);
-    old_spec != new.spec
-        || old.status != new.status
-        || old.metadata.owner_references != new.metadata.owner_references
-        || old.metadata.deletion_timestamp != new.metadata.deletion_timestamp
-}
+impl Claims for PermitClaims {
+    type Claim = Permit;
+    type Kept = IndexedPermit;
+    type Subject = LockKey;
 
-impl PermitIndex {
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, IndexState> {
-        self.state
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn subject(permit: &Permit) -> LockKey {
+        key_of_permit(permit)
     }
 
-    /// Notes `permit`'s renewal as seen `now`, if its `renewTime` changed (or it is new
-    /// to the index); returns the renewal it had before.
-    fn note_renewal(state: &mut IndexState, permit: &Permit, now: Timestamp) -> Option<Renewal> {
-        let renew_time = permit.spec.renew_time.as_ref().map(|t| t.0.to_string());
-        let uid = permit.uid().unwrap_or_default();
-        match state.renewals.get_mut(&uid) {
-            Some(known) if known.renew_time == renew_time => Some(known.renewal),
-            Some(known) => {
-                let before = known.renewal;
-                known.renew_time = renew_time;
-                known.renewal = Renewal::Seen(now);
-                known.changed = true;
-                Some(before)
+    /// A renewal counts from when it is first seen; a permit first seen already
+    /// Expired stays so until it is renewed.
+    fn keep(permit: &Permit, before: Option<&IndexedPermit>, now: Timestamp) -> IndexedPermit {
+        let same = before.filter(|b| b.permit.uid() == permit.uid());
+        let (renewal, renewed_since_first_seen) = match same {
+            Some(known) if known.permit.spec.renew_time == permit.spec.renew_time => {
+                (known.renewal, known.renewed_since_first_seen)
             }
+            Some(_) => (Renewal::Seen(now), true),
             None => {
                 let expired = permit
                     .status
@@ -312,169 +261,138 @@ impl PermitIndex {
                 } else {
                     Renewal::Seen(now)
                 };
-                state.renewals.insert(
-                    uid,
-                    RenewalState {
-                        renew_time,
-                        renewal,
-                        changed: false,
-                    },
-                );
-                None
+                (renewal, false)
             }
-        }
-    }
-
-    /// Notes a renewal found by reading a permit afresh (the watch had not shown it yet).
-    pub fn renewed(&self, permit: &Permit, now: Timestamp) {
-        Self::note_renewal(&mut self.write(), permit, now);
-    }
-
-    /// Takes the answer to our status write of a permit (read at `based_on`) into the
-    /// index at once, so the next reconcile need not wait for the watch.
-    pub fn wrote(&self, based_on: Option<String>, answer: Permit) {
-        let mut state = self.write();
-        if let (Some(uid), Some(version)) = (answer.uid(), answer.resource_version()) {
-            state.written.wrote(uid, based_on, version);
-        }
-        let Some(permits) = state.by_lock.get_mut(&key_of_permit(&answer)) else {
-            return; // deleted meanwhile
         };
-        // Only over the same permit: one of the same name created meanwhile stays.
-        if let Some(known) = permits.get(&answer.name_any())
-            && known.uid() == answer.uid()
-        {
-            permits.insert(answer.name_any(), Arc::new(answer));
+        IndexedPermit {
+            permit: Arc::new(permit.clone()),
+            renewal,
+            renewed_since_first_seen,
         }
     }
+}
 
-    /// Applies one watch event, returning the lock it concerns (none for the echo of
-    /// our own write, or an event older than it).
-    pub fn apply(&self, event: &watcher::Event<Permit>, now: Timestamp) -> Option<PermitChange> {
-        let mut state = self.write();
-        match event {
-            watcher::Event::Init => {
-                state.relisting = Some(HashMap::new());
-                None
-            }
-            watcher::Event::InitApply(permit) => {
-                Self::note_renewal(&mut state, permit, now);
-                state.written.forget(&permit.uid().unwrap_or_default());
-                state
-                    .relisting
-                    .get_or_insert_with(HashMap::new)
-                    .entry(key_of_permit(permit))
-                    .or_default()
-                    .insert(permit.name_any(), Arc::new(permit.clone()));
-                None
-            }
-            watcher::Event::InitDone => {
-                let listed = state.relisting.take().unwrap_or_default();
-                let live: HashSet<String> = listed
-                    .values()
-                    .flat_map(|permits| permits.values().filter_map(|p| p.uid()))
-                    .collect();
-                state.renewals.retain(|uid, _| live.contains(uid));
-                state.by_lock = listed;
-                state.ready = true;
-                None
-            }
-            watcher::Event::Apply(permit) => {
-                let uid = permit.uid().unwrap_or_default();
-                if state
-                    .written
-                    .judge(&uid, permit.resource_version().as_deref())
-                    != EventVersion::New
-                {
-                    return None;
-                }
-                let key = key_of_permit(permit);
-                let before = state
-                    .by_lock
-                    .get(&key)
-                    .and_then(|permits| permits.get(&permit.name_any()))
-                    .filter(|known| known.uid() == permit.uid())
-                    .cloned();
-                let renewal_before = Self::note_renewal(&mut state, permit, now);
-                state
-                    .by_lock
-                    .entry(key.clone())
-                    .or_default()
-                    .insert(permit.name_any(), Arc::new(permit.clone()));
-                let renewed_only = match (before, renewal_before) {
-                    (Some(before), Some(renewal)) if !more_than_renewed(&before, permit) => {
-                        Some((uid, renewal))
-                    }
-                    _ => None,
-                };
-                Some(PermitChange {
-                    lock: key,
-                    deleted: None,
-                    renewed_only,
-                })
-            }
-            watcher::Event::Delete(permit) => {
-                let key = key_of_permit(permit);
-                if let Some(permits) = state.by_lock.get_mut(&key) {
-                    if permits
-                        .get(&permit.name_any())
-                        .is_some_and(|known| known.uid() == permit.uid())
-                    {
-                        permits.remove(&permit.name_any());
-                    }
-                    if permits.is_empty() {
-                        state.by_lock.remove(&key);
-                    }
-                }
-                let uid = permit.uid().unwrap_or_default();
-                state.renewals.remove(&uid);
-                state.written.forget(&uid);
-                Some(PermitChange {
-                    lock: key,
-                    deleted: Some(permit.clone()),
-                    renewed_only: None,
-                })
-            }
-        }
-    }
+/// Permits by lock, and their renewals. Cheap to clone; clones share it.
+pub type PermitIndex = ClaimIndex<PermitClaims>;
 
-    /// Whether the first list of permits has arrived (before it, no lock is judged).
-    pub fn is_ready(&self) -> bool {
-        self.state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .ready
+/// The lock a permit claims.
+pub fn key_of_permit(permit: &Permit) -> LockKey {
+    LockKey {
+        kind: permit.spec.lock_ref.kind,
+        namespace: permit.namespace().unwrap_or_default(),
+        name: permit.spec.lock_ref.name.clone(),
     }
+}
 
-    /// The permits of one lock, each with what has been seen of its renewals.
-    pub fn of(&self, key: &LockKey, now: Timestamp) -> Vec<IndexedPermit> {
-        let state = self
-            .state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        state
-            .by_lock
-            .get(key)
-            .map(|permits| {
-                permits
-                    .values()
-                    .map(|p| {
-                        let known = state.renewals.get(&p.uid().unwrap_or_default());
-                        IndexedPermit {
-                            permit: p.clone(),
-                            renewal: known.map_or(Renewal::Seen(now), |r| r.renewal),
-                            renewed_since_first_seen: known.is_some_and(|r| r.changed),
-                        }
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
+/// Whether two versions of a permit differ in more than `spec.renewTime` (and the
+/// metadata that changes with every write).
+pub fn more_than_renewed(old: &Permit, new: &Permit) -> bool {
+    let mut old_spec = old.spec.clone();
+    old_spec.renew_time.clone_from(&new.spec.renew_time);
+    old.uid() != new.uid()
+        || old_spec != new.spec
+        || old.status != new.status
+        || old.metadata.owner_references != new.metadata.owner_references
+        || old.metadata.deletion_timestamp != new.metadata.deletion_timestamp
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use konductor_api::locks::{PermitSpec, PermitStatus};
+    use kube::runtime::watcher::Event;
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + second).unwrap()
+    }
+
+    fn permit(uid: &str, renewed: i64) -> Permit {
+        let mut permit = Permit::new("mutex-m-a", PermitSpec::new(LockKind::Mutex, "m", "a"));
+        permit.metadata.namespace = Some("ns".into());
+        permit.metadata.uid = Some(uid.into());
+        permit.spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            at(renewed),
+        ));
+        permit
+    }
+
+    fn lock() -> LockKey {
+        LockKey {
+            kind: LockKind::Mutex,
+            namespace: "ns".into(),
+            name: "m".into(),
+        }
+    }
+
+    #[test]
+    fn a_renewal_counts_from_when_it_is_seen_and_survives_a_relist() {
+        let index = PermitIndex::new();
+        index.apply(&Event::InitDone, at(0));
+        index.apply(&Event::Apply(permit("u1", 0)), at(10));
+        let seen = |index: &PermitIndex| index.of(&lock())[0].renewal;
+        assert_eq!(seen(&index), Renewal::Seen(at(10)));
+        // The same renewTime again (another change, or a re-list): not a renewal.
+        index.apply(&Event::Apply(permit("u1", 0)), at(20));
+        assert_eq!(seen(&index), Renewal::Seen(at(10)));
+        index.apply(&Event::Init, at(25));
+        index.apply(&Event::InitApply(permit("u1", 0)), at(25));
+        index.apply(&Event::InitDone, at(25));
+        assert_eq!(seen(&index), Renewal::Seen(at(10)));
+        // A new renewTime: seen now.
+        index.apply(&Event::Apply(permit("u1", 5)), at(30));
+        assert_eq!(seen(&index), Renewal::Seen(at(30)));
+        assert!(index.of(&lock())[0].renewed_since_first_seen);
+        // Another permit of the same name is a first sight.
+        index.apply(&Event::Apply(permit("u2", 5)), at(40));
+        assert_eq!(seen(&index), Renewal::Seen(at(40)));
+        assert!(!index.of(&lock())[0].renewed_since_first_seen);
+    }
+
+    #[test]
+    fn a_permit_found_expired_stays_so_and_a_relist_reports_what_changed() {
+        let index = PermitIndex::new();
+        let mut expired = permit("u1", 0);
+        expired.status = Some(PermitStatus {
+            phase: PermitPhase::Expired,
+            ..PermitStatus::default()
+        });
+        index.apply(&Event::Init, at(0));
+        index.apply(&Event::InitApply(expired), at(0));
+        let changes = index.apply(&Event::InitDone, at(0));
+        assert_eq!(changes.len(), 1, "the first listing is news");
+        assert_eq!(
+            index.of(&lock())[0].renewal,
+            Renewal::ExpiredWhenFirstSeen(at(0))
+        );
+        // A re-list without it: it is reported gone.
+        index.apply(&Event::Init, at(1));
+        let changes = index.apply(&Event::InitDone, at(1));
+        assert!(changes.len() == 1 && changes[0].after.is_none() && changes[0].before.is_some());
+        assert!(index.of(&lock()).is_empty());
+    }
+
+    #[test]
+    fn our_own_write_is_taken_at_once_and_its_echo_is_no_news() {
+        let index = PermitIndex::new();
+        index.apply(&Event::InitDone, at(0));
+        let mut written = permit("u1", 0);
+        written.metadata.resource_version = Some("5".into());
+        index.apply(&Event::Apply(written.clone()), at(0));
+        let mut answer = written.clone();
+        answer.metadata.resource_version = Some("6".into());
+        answer.status = Some(PermitStatus::default());
+        index.wrote(Some("5".into()), &answer, at(1));
+        assert!(index.of(&lock())[0].permit.status.is_some());
+        assert!(
+            index.apply(&Event::Apply(answer), at(2)).is_empty(),
+            "the echo"
+        );
+        // A write over a permit replaced meanwhile does not land in the index.
+        let mut other = permit("u9", 0);
+        other.metadata.resource_version = Some("7".into());
+        index.wrote(None, &other, at(3));
+        assert_eq!(index.of(&lock())[0].uid(), "u1");
+    }
 
     #[test]
     fn a_ttl_too_short_or_unreadable_is_refused_saying_why() {

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use super::cache::PermitIndex;
+use crate::clock::MonotonicClock;
 
 /// How many permits' statuses are written at once (each permit's in order).
 const WRITERS: usize = 2;
@@ -70,7 +71,11 @@ pub struct Mirror {
 
 impl Mirror {
     /// Starts the writers on `client`; answers go into `index`.
-    pub fn start(client: Client, index: PermitIndex) -> (Self, tokio::task::JoinSet<()>) {
+    pub fn start(
+        client: Client,
+        index: PermitIndex,
+        clock: MonotonicClock,
+    ) -> (Self, tokio::task::JoinSet<()>) {
         let mirror = Self {
             queue: Arc::default(),
             wake: Arc::new(Notify::new()),
@@ -80,7 +85,7 @@ impl Mirror {
             writers.spawn(
                 mirror
                     .clone()
-                    .write_until_closed(client.clone(), index.clone()),
+                    .write_until_closed(client.clone(), index.clone(), clock),
             );
         }
         (mirror, writers)
@@ -161,7 +166,7 @@ impl Mirror {
         Taken::Write(uid, pending)
     }
 
-    async fn write_until_closed(self, client: Client, index: PermitIndex) {
+    async fn write_until_closed(self, client: Client, index: PermitIndex, clock: MonotonicClock) {
         loop {
             // Registered before looking, so a status handed over meanwhile wakes it.
             let notified = self.wake.notified();
@@ -192,7 +197,7 @@ impl Mirror {
                 )
                 .await
             {
-                Ok(answer) => index.wrote(pending.based_on, answer),
+                Ok(answer) => index.wrote(pending.based_on, &answer, clock.now()),
                 // Released meanwhile (404), or another Permit of the same name (409).
                 Err(kube::Error::Api(refused)) if matches!(refused.code, 404 | 409) => {}
                 Err(error) => {

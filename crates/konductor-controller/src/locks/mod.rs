@@ -47,10 +47,11 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use self::cache::{IndexedPermit, LockKey, LockState, Locks, PermitIndex};
+use self::cache::{IndexedPermit, LockKey, LockState, Locks, PermitIndex, more_than_renewed};
 use self::events::LockEvents;
 use self::mirror::Mirror;
 use crate::clock::MonotonicClock;
+use crate::engine::claims::HasUid;
 use crate::metrics::LockLabels;
 use crate::queue::{Urgency, WorkQueue};
 use crate::{Error, Result};
@@ -111,7 +112,7 @@ async fn renewed_meanwhile(
     ctx: &Context,
     key: &LockKey,
     decision: &Decision,
-    permits: &[IndexedPermit],
+    permits: &[Arc<IndexedPermit>],
 ) -> Result<bool> {
     let api: Api<Permit> = Api::namespaced(ctx.client.clone(), &key.namespace);
     let mut found = false;
@@ -124,7 +125,7 @@ async fn renewed_meanwhile(
             && fresh.uid() == known.uid()
             && fresh.spec.renew_time != known.spec.renew_time
         {
-            ctx.permits.renewed(&fresh, ctx.clock.now());
+            ctx.permits.note(&fresh, ctx.clock.now());
             found = true;
         }
     }
@@ -135,7 +136,12 @@ async fn renewed_meanwhile(
 /// kubectl without an owner, or by a client that remembered an earlier lock of the same
 /// name — so deleting the lock deletes them. The resourceVersion guards against racing
 /// writers; a permit changed meanwhile is looked at again on its next event.
-async fn adopt_permits(ctx: &Context, key: &LockKey, lock: &LockState, permits: &[IndexedPermit]) {
+async fn adopt_permits(
+    ctx: &Context,
+    key: &LockKey,
+    lock: &LockState,
+    permits: &[Arc<IndexedPermit>],
+) {
     let kind = key.kind.api_resource().kind;
     let owned = |permit: &Permit| {
         permit
@@ -217,7 +223,7 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
         }
         return Ok(None);
     };
-    let permits = ctx.permits.of(key, now);
+    let permits = ctx.permits.of(key);
     let records: Vec<_> = permits
         .iter()
         .map(|p| status::record_of(p, &lock))
@@ -413,44 +419,47 @@ async fn watch_permits(queue: Arc<WorkQueue<LockKey>>, ctx: Arc<Context>) {
         .filter_map(|event| futures::future::ready(event.ok()))
         .for_each(move |event| {
             let now = ctx.clock.now();
-            if let Some(change) = ctx.permits.apply(&event, now) {
-                let lock = ctx.locks.get(&change.lock);
-                if let Some(deleted) = &change.deleted {
-                    ctx.mirror.forget(&deleted.uid().unwrap_or_default());
-                }
-                if let (Some(deleted), Some(lock)) = (&change.deleted, &lock)
-                    && lock.grants_to(&deleted.uid().unwrap_or_default())
-                {
-                    ctx.events.publish(
-                        &change.lock,
-                        &lock.uid,
-                        deleted,
-                        EventType::Normal,
-                        "Released",
-                        format!("{} released it", deleted.spec.holder),
-                    );
-                }
-                let quiet_renewal = match (&change.renewed_only, &lock) {
-                    (Some((uid, before)), Some(lock)) => {
-                        !lock.grants_to(uid)
+            for change in ctx.permits.apply(&event, now) {
+                let lock = ctx.locks.get(&change.subject);
+                let released = match (&change.before, &change.after) {
+                    (Some(gone), None) => {
+                        ctx.mirror.forget(gone.uid());
+                        let granted = lock.as_ref().is_some_and(|l| l.grants_to(gone.uid()));
+                        if let (true, Some(lock)) = (granted, &lock) {
+                            ctx.events.publish(
+                                &change.subject,
+                                &lock.uid,
+                                &gone.permit,
+                                EventType::Normal,
+                                "Released",
+                                format!("{} released it", gone.permit.spec.holder),
+                            );
+                        }
+                        granted
+                    }
+                    _ => false,
+                };
+                // A renewal of a waiting claim that was alive anyway changes nothing
+                // until the lock's next look.
+                let quiet_renewal = match (&change.before, &change.after, &lock) {
+                    (Some(before), Some(after), Some(lock))
+                        if !more_than_renewed(&before.permit, &after.permit) =>
+                    {
+                        !lock.grants_to(after.uid())
                             && lock
                                 .ttl
                                 .as_ref()
                                 .ok()
-                                .and_then(|ttl| expiry(*before, *ttl))
+                                .and_then(|ttl| expiry(before.renewal, *ttl))
                                 .is_some_and(|until| now < until)
                     }
                     _ => false,
                 };
-                let released = change.deleted.as_ref().is_some_and(|deleted| {
-                    lock.as_ref()
-                        .is_some_and(|lock| lock.grants_to(&deleted.uid().unwrap_or_default()))
-                });
                 if released {
                     // A handover: the next holder waits for this reconcile.
-                    queue.add_with(change.lock, Urgency::Urgent);
+                    queue.add_with(change.subject, Urgency::Urgent);
                 } else if !quiet_renewal {
-                    queue.add(change.lock);
+                    queue.add(change.subject);
                 }
             }
             futures::future::ready(())
@@ -471,7 +480,8 @@ pub async fn run(
         instance: reporter.instance,
     };
     let permits = PermitIndex::default();
-    let (mirror, mut mirror_writers) = Mirror::start(client.clone(), permits.clone());
+    let clock = MonotonicClock::start();
+    let (mirror, mut mirror_writers) = Mirror::start(client.clone(), permits.clone(), clock);
     let queue = Arc::new(WorkQueue::<LockKey>::default());
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -480,7 +490,7 @@ pub async fn run(
         locks: Locks::default(),
         permits,
         mirror: mirror.clone(),
-        clock: MonotonicClock::start(),
+        clock,
         queue_changes: QueueChanges::default(),
     });
     let feeds = futures::future::join4(
