@@ -384,86 +384,10 @@ fn barrier_of(arrival: Arrival) -> Option<ObjectRef<Barrier>> {
     Some(ObjectRef::new(&arrival.spec.barrier).within(&namespace))
 }
 
-/// A controller running in the background of this process (as inside
-/// `konductor server`, and in tests); dropping it stops the controller.
-pub struct Background {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<()>>>,
-    metrics: Arc<Metrics>,
-}
-
-impl Background {
-    /// Starts the controller on `client`, reporting events as `instance`.
-    pub fn spawn(client: Client, instance: &str) -> Self {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let reporter = Reporter {
-            controller: CONTROLLER_NAME.to_owned(),
-            instance: Some(instance.to_owned()),
-        };
-        let metrics = Arc::new(Metrics::default());
-        let task = tokio::spawn(run(client, reporter, metrics.clone(), async move {
-            let _ = stopped.await;
-        }));
-        Self {
-            stop: Some(stop),
-            task: Some(task),
-            metrics,
-        }
-    }
-
-    /// The running controller's metrics.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
-    /// A shared handle on the metrics, to serve them elsewhere (e.g. the embedded
-    /// server's `/metrics`).
-    pub fn metrics_handle(&self) -> Arc<Metrics> {
-        self.metrics.clone()
-    }
-
-    /// Stops the controller and waits for it to finish.
-    pub async fn stop(mut self) -> Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        match self.task.take() {
-            Some(task) => task.await.unwrap_or(Ok(())),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-/// Runs the controller for all namespaces until `shutdown` resolves. Reconciles are
-/// postponed until the arrivals index has filled, so no barrier is ever judged on a
-/// partial view.
+/// Runs the barrier controller for all namespaces until `shutdown` resolves (one of
+/// the kinds [`crate::kinds::run`] joins). Reconciles are postponed until the arrivals
+/// index has filled, so no barrier is ever judged on a partial view.
 pub async fn run(
-    client: Client,
-    reporter: Reporter,
-    metrics: Arc<Metrics>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) -> Result<()> {
-    let shutdown = futures::FutureExt::shared(shutdown);
-    let locks = crate::locks::run(
-        client.clone(),
-        reporter.clone(),
-        metrics.clone(),
-        shutdown.clone(),
-    );
-    let (barriers, ()) = futures::join!(run_barriers(client, reporter, metrics, shutdown), locks);
-    barriers
-}
-
-/// The barrier half of [`run`].
-async fn run_barriers(
     client: Client,
     reporter: Reporter,
     metrics: Arc<Metrics>,

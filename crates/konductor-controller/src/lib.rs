@@ -1,10 +1,11 @@
 //! The Konductor barrier controller and the operator around it.
 //!
 //! # Layout
-//! - [`controller`]: `Context`, `reconcile`, `error_policy`, `run` — Arrivals in,
-//!   Barrier status, Events and deadline requeues out, via `konductor_api::rules`.
-//! - [`locks`]: the lock controller (Semaphore, Mutex, RWMutex and their Permits), run
-//!   beside the barrier controller by [`controller::run`].
+//! - [`kinds`]: every kind's controller joined ([`kinds::run`], [`kinds::Background`]).
+//! - [`controller`]: the barrier controller — `Context`, `reconcile`, `error_policy`,
+//!   `run`: Arrivals in, Barrier status, Events and deadline requeues out, via
+//!   `konductor_api::rules`.
+//! - [`locks`]: the lock controller (Semaphore, Mutex, RWMutex and their Permits).
 //! - [`clock`]: the lock controller's clock — wall-clock readings that never step.
 //! - [`engine`]: what every kind's controller shares (the claim index).
 //! - [`index`]: what the claim index keeps of each barrier's arrivals.
@@ -16,13 +17,14 @@
 //! - [`operator`]: leader election + controller + probe endpoints, for
 //!   `konductor operator`.
 //!
-//! `konductor server` runs [`controller::run`] in-process against itself, through the
+//! `konductor server` runs [`kinds::run`] in-process against itself, through the
 //! same kube client code as in a cluster.
 
 pub mod clock;
 pub mod controller;
 pub mod engine;
 pub mod index;
+pub mod kinds;
 pub mod leader;
 pub mod locks;
 pub mod metrics;

@@ -14,7 +14,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use kube::runtime::events::Reporter;
 
-use crate::controller::{self, CONTROLLER_NAME};
+use crate::controller::CONTROLLER_NAME;
 use crate::leader::{LeaderElection, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::{Error, Result};
@@ -117,7 +117,7 @@ pub async fn run(
                     let stop = async move {
                         let _ = stopped.await;
                     };
-                    if let Err(error) = controller::run(client, reporter, metrics, stop).await {
+                    if let Err(error) = crate::kinds::run(client, reporter, metrics, stop).await {
                         tracing::error!(%error, "controller stopped");
                     }
                 }

@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use konductor_controller::controller::Background;
+use konductor_controller::kinds::Background;
 use konductor_server::{Config, Server};
 
 /// The longest an awaited outcome may take before a test calls it a hang. It measures

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::Context as _;
-use konductor_controller::controller::Background;
+use konductor_controller::kinds::Background;
 
 /// Runs the server (and, unless `with_controller` is false, the controller) until
 /// `shutdown` resolves.
