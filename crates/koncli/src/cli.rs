@@ -566,9 +566,9 @@ impl Cli {
         let mut command = <Self as clap::CommandFactory>::command();
         if args
             .first()
-            .is_some_and(|program| is_kubectl_plugin(program))
+            .is_some_and(|program| crate::exit::is_kubectl_plugin(program))
         {
-            command = command.bin_name(KUBECTL_PLUGIN_NAME);
+            command = command.bin_name(crate::exit::KUBECTL_PLUGIN_NAME);
         }
         let matches = command.try_get_matches_from(args)?;
         let cli = <Self as clap::FromArgMatches>::from_arg_matches(&matches)?;
@@ -593,17 +593,6 @@ impl Cli {
     }
 }
 
-/// How kubectl users call koncli once it is installed as `kubectl-konductor`.
-pub const KUBECTL_PLUGIN_NAME: &str = "kubectl konductor";
-
-/// Whether the program was started under its kubectl plugin name.
-pub fn is_kubectl_plugin(program: &std::ffi::OsStr) -> bool {
-    std::path::Path::new(program)
-        .file_name()
-        .and_then(|name| name.to_str())
-        .is_some_and(|name| name.trim_end_matches(".exe") == "kubectl-konductor")
-}
-
 /// A usage error as one line (clap's own output adds usage and tips on more lines),
 /// for the exit-code promise: every non-zero exit prints one line saying why.
 pub fn one_line(error: &clap::Error) -> String {
@@ -616,7 +605,7 @@ pub fn one_line(error: &clap::Error) -> String {
         .collect();
     let text = said.join(" ");
     let text = text.strip_prefix("error: ").unwrap_or(&text);
-    format!("{}: {text} (see --help)", crate::program_name())
+    format!("{}: {text} (see --help)", crate::exit::program_name())
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

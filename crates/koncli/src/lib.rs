@@ -2,16 +2,20 @@
 //!
 //! # Layout
 //! - [`cli`]: the clap definitions (flags, help, exit codes).
+//! - [`exit`]: the exit codes, and the name koncli goes by in messages.
+//! - [`barrier`]: the `barrier` verbs, one function each, and a wait's progress.
 //! - [`output`]: the human summary, tables, JSON and YAML.
 //! - [`holder`]: who a command acts as (stable for barriers, unique for locks).
 //! - [`locks`]: the `semaphore`, `mutex` and `rwmutex` verbs.
 //! - [`run`](mod@run): `… run`, holding a lock around a command, and the supervisor that makes
 //!   sure the command never outlives its grant or koncli.
 //! - [`signals`]: SIGINT/SIGTERM while waiting (the claim is withdrawn).
-//! - this file: one function per barrier command, and the mapping of outcomes to exit
-//!   codes.
+//! - this file: [`run()`], which dispatches a command line to its kind and maps errors
+//!   to exit codes.
 
+pub mod barrier;
 pub mod cli;
+pub mod exit;
 pub mod holder;
 pub mod locks;
 pub mod output;
@@ -20,51 +24,13 @@ pub mod run;
 pub mod signals;
 
 use std::io::Write;
-use std::time::{Duration, Instant};
 
 use clap::CommandFactory;
-use cli::{
-    ArriveArgs, BarrierCommand, Cli, Command, CreateArgs, ListArgs, OutputFormat, PruneArgs,
-    WaitArgs,
-};
-use jiff::Timestamp;
+use cli::{Cli, Command};
 use konductor_api::locks::LockKind;
-use konductor_api::{Barrier, BarrierSpec, Outcome};
-use konductor_sdk::{Barriers, ConnectOptions, Error, Progress, WaitOutcome, connect};
-use output::{Display, MachineFormat};
+use konductor_sdk::{Barriers, ConnectOptions, Error, connect};
 
-/// Exit code: the barrier is open / the command succeeded.
-pub const EXIT_OK: u8 = 0;
-/// Exit code: an error (not found, forbidden, invalid, unreachable, …).
-pub const EXIT_ERROR: u8 = 1;
-/// Usage error: unknown flag, missing or invalid argument (one line says which).
-pub const EXIT_USAGE: u8 = 2;
-/// Exit code: the barrier timed out.
-pub const EXIT_BARRIER_TIMEOUT: u8 = 3;
-/// Exit code: the barrier failed.
-pub const EXIT_BARRIER_FAILED: u8 = 4;
-/// Exit code: `wait --timeout` (or a lock command's --timeout) passed first.
-pub const EXIT_WAIT_TIMEOUT: u8 = 5;
-/// Exit code: the lock is held by others and the command did not wait.
-pub const EXIT_BUSY: u8 = 6;
-/// Exit code: `run` lost its grant (expired or its permit deleted).
-pub const EXIT_LOST: u8 = 7;
-
-/// The name koncli goes by in its messages: `kubectl konductor` when run as a kubectl
-/// plugin, `koncli` otherwise.
-pub fn program_name() -> &'static str {
-    static NAME: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| {
-        let plugin = std::env::args_os()
-            .next()
-            .is_some_and(|program| cli::is_kubectl_plugin(&program));
-        if plugin {
-            cli::KUBECTL_PLUGIN_NAME
-        } else {
-            "koncli"
-        }
-    })
-}
+pub use exit::*;
 
 /// Runs a parsed command line and returns the process exit code (one of the `EXIT_`
 /// constants).
@@ -82,7 +48,7 @@ pub async fn run(cli: Cli) -> u8 {
             Ok(EXIT_OK)
         }
         Command::Barrier(command) => match connect(&options).await {
-            Ok(connection) => barrier(command, Barriers::new(&connection)).await,
+            Ok(connection) => barrier::command(command, Barriers::new(&connection)).await,
             Err(error) => Err(error),
         },
         Command::Semaphore(command) => lock(LockKind::Semaphore, command.into(), &options).await,
@@ -94,7 +60,7 @@ pub async fn run(cli: Cli) -> u8 {
         Ok(code) => code,
         // Every failing exit prints one line saying why.
         Err(error) => {
-            eprintln!("{}: {error}", crate::program_name());
+            eprintln!("{}: {error}", program_name());
             match error {
                 Error::WaitTimeout { .. } | Error::NotCreated { .. } => EXIT_WAIT_TIMEOUT,
                 _ => EXIT_ERROR,
@@ -120,320 +86,5 @@ async fn lock(
             .await
         }
         locks::Request::Verb(verb) => locks::command(kind, verb, &connection).await,
-    }
-}
-
-async fn barrier(command: BarrierCommand, barriers: Barriers) -> konductor_sdk::Result<u8> {
-    match command {
-        BarrierCommand::Wait(args) => wait(&barriers, args).await,
-        BarrierCommand::Arrive(args) => arrive(&barriers, args).await,
-        BarrierCommand::Status(args) => {
-            match args.output {
-                Some(format @ (OutputFormat::Json | OutputFormat::Yaml)) => {
-                    let raw = barriers.get_raw(&args.name).await?;
-                    let format = MachineFormat::of(format).expect("json or yaml");
-                    print!("{}", output::serialized(&raw, format));
-                }
-                Some(OutputFormat::Wide) => {
-                    let barrier = barriers.get(&args.name).await?;
-                    print!(
-                        "{}",
-                        output::table(&[barrier], true, false, Timestamp::now())
-                    );
-                }
-                None => {
-                    let barrier = barriers.get(&args.name).await?;
-                    print!("{}", output::summary(&barrier, Timestamp::now()));
-                }
-            }
-            Ok(EXIT_OK)
-        }
-        BarrierCommand::Create(args) => create(&barriers, args).await,
-        BarrierCommand::Delete(args) => {
-            barriers.delete(&args.name).await?;
-            println!("barrier {}/{} deleted", barriers.namespace(), args.name);
-            Ok(EXIT_OK)
-        }
-        BarrierCommand::List(args) => list(&barriers, args).await,
-        BarrierCommand::Prune(args) => prune(&barriers, args).await,
-    }
-}
-
-async fn prune(barriers: &Barriers, args: PruneArgs) -> konductor_sdk::Result<u8> {
-    let age = konductor_api::duration::parse_duration(&args.older_than)
-        .expect("checked when parsing arguments");
-    let pruned = barriers
-        .prune(age, args.all_namespaces, args.dry_run)
-        .await?;
-    let verb = if args.dry_run {
-        "would be deleted (dry run)"
-    } else {
-        "deleted"
-    };
-    for barrier in &pruned {
-        let phase = barrier.status.as_ref().map(|s| s.phase).unwrap_or_default();
-        println!("barrier {} ({phase}) {verb}", output::qualified(barrier));
-    }
-    if pruned.is_empty() {
-        eprintln!(
-            "No barriers finished more than {} ago{}.",
-            args.older_than,
-            if args.all_namespaces {
-                String::new()
-            } else {
-                format!(" in {} namespace", barriers.namespace())
-            }
-        );
-    }
-    Ok(EXIT_OK)
-}
-
-async fn create(barriers: &Barriers, args: CreateArgs) -> konductor_sdk::Result<u8> {
-    let spec = BarrierSpec {
-        expected: args.expected,
-        quorum: args.quorum,
-        timeout: args.timeout,
-        ttl_after_finished: args.ttl_after_finished,
-    };
-    let created = barriers.create(&args.name, spec).await?;
-    match args.output {
-        Some(format) => {
-            let format = MachineFormat::of_create(format);
-            let raw = barriers.get_raw(&args.name).await?;
-            print!("{}", output::serialized(&raw, format));
-        }
-        None => println!("barrier {} created", output::qualified(&created)),
-    }
-    Ok(EXIT_OK)
-}
-
-async fn list(barriers: &Barriers, args: ListArgs) -> konductor_sdk::Result<u8> {
-    if let Some(format) = args.output.and_then(MachineFormat::of) {
-        let raw = barriers.list_raw(args.all_namespaces).await?;
-        print!("{}", output::serialized_list(raw, format));
-        return Ok(EXIT_OK);
-    }
-    let items = if args.all_namespaces {
-        barriers.list_all_namespaces().await?
-    } else {
-        barriers.list().await?
-    };
-    if items.is_empty() {
-        if args.all_namespaces {
-            eprintln!("No barriers found.");
-        } else {
-            eprintln!("No barriers found in {} namespace.", barriers.namespace());
-        }
-    } else {
-        let wide = args.output == Some(OutputFormat::Wide);
-        print!(
-            "{}",
-            output::table(&items, wide, args.all_namespaces, Timestamp::now())
-        );
-    }
-    Ok(EXIT_OK)
-}
-
-/// The holder: the flag, the argument, `$KONDUCTOR_HOLDER`, `$POD_NAME`, the hostname.
-fn holder(args: &ArriveArgs) -> String {
-    holder::barrier_holder(args.holder.clone().or_else(|| args.holder_arg.clone()))
-}
-
-async fn arrive(barriers: &Barriers, args: ArriveArgs) -> konductor_sdk::Result<u8> {
-    let holder = holder(&args);
-    let qualified = format!("{}/{}", barriers.namespace(), args.name);
-    let barrier = if args.wait_for_barrier {
-        if let Err(Error::NotFound { .. }) = barriers.get(&args.name).await {
-            eprintln!("barrier {qualified} does not exist yet; waiting for it to be created");
-        }
-        barriers.wait_until_exists(&args.name, args.timeout).await?
-    } else {
-        barriers.get(&args.name).await?
-    };
-    let asked = if args.failed {
-        Outcome::Failed
-    } else {
-        Outcome::Succeeded
-    };
-    let arrived = barriers
-        .arrive_at(&barrier, &holder, asked, args.message.clone())
-        .await?;
-    let (line, code) = output::arrival_line(&holder, &barrier, asked, arrived);
-    match code {
-        0 => println!("{line}"),
-        _ => eprintln!("{}: {line}", crate::program_name()),
-    }
-    Ok(code)
-}
-
-/// Shows progress while waiting.
-struct Reporter {
-    /// `namespace/name`.
-    name: String,
-    namespace: String,
-    display: Display,
-    last_line: String,
-    started: Instant,
-    /// When `--timeout` makes the wait give up.
-    gives_up_at: Option<Instant>,
-    /// The latest state, redrawn by the ticker.
-    latest: Option<Barrier>,
-}
-
-impl Reporter {
-    fn new(barriers: &Barriers, name: &str, display: Display, timeout: Option<Duration>) -> Self {
-        let started = Instant::now();
-        Self {
-            name: format!("{}/{name}", barriers.namespace()),
-            namespace: barriers.namespace().to_owned(),
-            display,
-            last_line: String::new(),
-            started,
-            gives_up_at: timeout.map(|t| started + t),
-            latest: None,
-        }
-    }
-
-    /// The live line: what has arrived, how long we waited, and both clocks — the
-    /// barrier's own deadline and this command's `--timeout`.
-    fn line(&self) -> String {
-        let waited = output::short_duration(self.started.elapsed());
-        let gives_up = self
-            .gives_up_at
-            .map(|at| {
-                let left = at.saturating_duration_since(Instant::now());
-                format!(" · --timeout in {}", output::short_duration(left))
-            })
-            .unwrap_or_default();
-        match &self.latest {
-            None => format!(
-                "waiting for barrier {} to be created · waited {waited}{gives_up}",
-                self.name
-            ),
-            Some(b) => {
-                let deadline = output::time_left(b, Timestamp::now())
-                    .map(|l| format!(" · barrier deadline in {}", output::short_duration(l)))
-                    .unwrap_or_default();
-                format!(
-                    "waiting for barrier {}: {} · waited {waited}{deadline}{gives_up}",
-                    self.name,
-                    output::counts(b)
-                )
-            }
-        }
-    }
-
-    fn report(&mut self, progress: Progress<'_>) {
-        match progress {
-            Progress::Missing(absence) => {
-                self.latest = None;
-                let line = output::absence_line(&self.name, &self.namespace, absence);
-                self.say(&line);
-            }
-            Progress::Reconnecting(why) => {
-                self.say(&format!(
-                    "lost the watch on barrier {} ({why}); reconnecting",
-                    self.name
-                ));
-            }
-            Progress::Waiting(barrier) => {
-                self.latest = Some(barrier.clone());
-                match &self.display {
-                    Display::Live(bar) => bar.set_message(self.line()),
-                    Display::Lines => {
-                        let line = format!(
-                            "waiting for barrier {}: {}",
-                            self.name,
-                            output::counts(barrier)
-                        );
-                        if line != self.last_line {
-                            eprintln!("{line}");
-                            self.last_line = line;
-                        }
-                    }
-                    Display::Quiet => {}
-                }
-            }
-        }
-    }
-
-    fn tick(&self) {
-        if let Display::Live(bar) = &self.display {
-            bar.set_message(self.line());
-        }
-    }
-
-    fn say(&self, line: &str) {
-        self.display.say(line);
-    }
-
-    fn finish(&self) {
-        self.display.finish();
-    }
-}
-
-async fn wait(barriers: &Barriers, args: WaitArgs) -> konductor_sdk::Result<u8> {
-    let qualified = format!("{}/{}", barriers.namespace(), args.name);
-    let display = Display::for_stderr(args.quiet);
-    let reporter =
-        std::cell::RefCell::new(Reporter::new(barriers, &args.name, display, args.timeout));
-    let waiting = barriers.wait(&args.name, args.timeout, |p| {
-        reporter.borrow_mut().report(p)
-    });
-    tokio::pin!(waiting);
-    let mut ticker = tokio::time::interval(Duration::from_secs(1));
-    let result = loop {
-        tokio::select! {
-            result = &mut waiting => break result,
-            _ = ticker.tick() => reporter.borrow().tick(),
-        }
-    };
-    reporter.borrow().finish();
-    let waited = output::short_duration(reporter.borrow().started.elapsed());
-    let mut stdout = std::io::stdout();
-    match result {
-        Ok(WaitOutcome::Open(b)) => {
-            let _ = writeln!(
-                stdout,
-                "barrier {qualified} is open: {} (waited {waited})",
-                output::counts(&b)
-            );
-            Ok(EXIT_OK)
-        }
-        Ok(WaitOutcome::TimedOut(b)) => {
-            eprintln!(
-                "{}: barrier {qualified} timed out: {}",
-                crate::program_name(),
-                condition_message(&b)
-            );
-            Ok(EXIT_BARRIER_TIMEOUT)
-        }
-        Ok(WaitOutcome::Failed(b)) => {
-            eprintln!(
-                "{}: barrier {qualified} failed: {}",
-                crate::program_name(),
-                failure_message(&b)
-            );
-            Ok(EXIT_BARRIER_FAILED)
-        }
-        Err(error) => Err(error),
-    }
-}
-
-fn condition_message(barrier: &Barrier) -> String {
-    barrier
-        .status
-        .as_ref()
-        .and_then(|s| s.condition(konductor_api::CONDITION_OPEN))
-        .map(|c| c.message.clone())
-        .unwrap_or_else(|| output::counts(barrier))
-}
-
-/// Why a barrier failed: the invalid spec, or the failures.
-fn failure_message(barrier: &Barrier) -> String {
-    let status = barrier.status.as_ref();
-    match status.and_then(|s| s.condition(konductor_api::CONDITION_READY)) {
-        Some(ready) if ready.status == "False" => format!("invalid spec: {}", ready.message),
-        _ => condition_message(barrier),
     }
 }

@@ -17,8 +17,8 @@ use crate::cli::{
     AcquireArgs, LockCreateArgs, LockListArgs, LockStatusArgs, MutexCommand, ReleaseArgs, RunArgs,
     RwmutexCommand, SemaphoreCommand,
 };
+use crate::exit::{EXIT_BUSY, EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_WAIT_TIMEOUT};
 use crate::output::{self, MachineFormat};
-use crate::{EXIT_BUSY, EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_WAIT_TIMEOUT};
 
 /// What a lock command ends with: an exit code, or an error to print.
 pub type Outcome = konductor_sdk::Result<u8>;
@@ -106,7 +106,7 @@ impl From<RwmutexCommand> for Request {
 
 /// A usage error found after parsing.
 fn usage(message: &str) -> Outcome {
-    eprintln!("{}: {message} (see --help)", crate::program_name());
+    eprintln!("{}: {message} (see --help)", crate::exit::program_name());
     Ok(EXIT_USAGE)
 }
 
@@ -174,7 +174,7 @@ pub fn refused(error: Error) -> Outcome {
         Error::NoController { .. } | Error::LockRefused { .. } => EXIT_ERROR,
         _ => return Err(error),
     };
-    eprintln!("{}: {error}", crate::program_name());
+    eprintln!("{}: {error}", crate::exit::program_name());
     Ok(code)
 }
 
@@ -209,7 +209,7 @@ async fn take(kind: LockKind, mode: PermitMode, locks: &Locks, args: AcquireArgs
             if guard.reentered() {
                 eprintln!(
                     "{}: {holder} already had a claim on {} {}/{}; carried it on",
-                    crate::program_name(),
+                    crate::exit::program_name(),
                     kind.word(),
                     locks.namespace(),
                     args.name

@@ -26,9 +26,9 @@ use konductor_sdk::locks::Locks;
 use rustix::process::{Pid, Signal};
 
 use crate::cli::{RunArgs, SuperviseArgs};
+use crate::exit::{EXIT_ERROR, EXIT_LOST};
 use crate::locks::{acquire_reporting, claim, refused};
 use crate::signals::Interrupts;
-use crate::{EXIT_ERROR, EXIT_LOST};
 
 /// Exit code: the command was found but cannot be executed (as shells report it).
 pub const EXIT_NOT_EXECUTABLE: u8 = 126;
@@ -94,7 +94,10 @@ fn signal_group(group: Pid, signal: Signal) {
     if let Err(error) = rustix::process::kill_process_group(group, signal)
         && error != rustix::io::Errno::SRCH
     {
-        eprintln!("{}: signalling the command: {error}", crate::program_name());
+        eprintln!(
+            "{}: signalling the command: {error}",
+            crate::exit::program_name()
+        );
     }
 }
 
@@ -128,7 +131,7 @@ fn code_of(status: std::io::Result<std::process::ExitStatus>) -> u8 {
         Err(error) => {
             eprintln!(
                 "{}: waiting for the command: {error}",
-                crate::program_name()
+                crate::exit::program_name()
             );
             EXIT_ERROR
         }
@@ -144,7 +147,7 @@ pub async fn run(
 ) -> konductor_sdk::Result<u8> {
     let (program, _) = args.command.split_first().expect("clap requires a command");
     if let Err((code, why)) = check_runnable(program) {
-        eprintln!("{}: {why}", crate::program_name());
+        eprintln!("{}: {why}", crate::exit::program_name());
         return Ok(code);
     }
     let holder = crate::holder::run_identity(args.holder);
@@ -184,7 +187,10 @@ pub async fn run(
         Ok(child) => child,
         Err(error) => {
             let _ = guard.release().await;
-            eprintln!("{}: cannot start {program}: {error}", crate::program_name());
+            eprintln!(
+                "{}: cannot start {program}: {error}",
+                crate::exit::program_name()
+            );
             return Ok(EXIT_ERROR);
         }
     };
@@ -207,7 +213,7 @@ pub async fn run(
                 lost = true;
                 eprintln!(
                     "{}: {} {}/{}: the grant was lost: {loss}; stopping the command (SIGTERM, SIGKILL in {})",
-                crate::program_name(),
+                crate::exit::program_name(),
                     kind.word(),
                     locks.namespace(),
                     args.name,
@@ -224,7 +230,7 @@ pub async fn run(
     };
     sweep(group, timing.grace).await;
     if let Err(error) = guard.release().await {
-        eprintln!("{}: {error}", crate::program_name());
+        eprintln!("{}: {error}", crate::exit::program_name());
     }
     if lost {
         return Ok(EXIT_LOST);
@@ -242,7 +248,7 @@ pub async fn supervise(args: SuperviseArgs) -> u8 {
     if let Err(error) = rustix::process::set_parent_process_death_signal(Some(Signal::USR1)) {
         eprintln!(
             "{}: cannot watch for koncli's death: {error}",
-            crate::program_name()
+            crate::exit::program_name()
         );
         return EXIT_ERROR;
     }
@@ -259,7 +265,7 @@ pub async fn supervise(args: SuperviseArgs) -> u8 {
         Err(error) => {
             eprintln!(
                 "{}: cannot watch for koncli's death: {error}",
-                crate::program_name()
+                crate::exit::program_name()
             );
             return EXIT_ERROR;
         }
@@ -276,7 +282,10 @@ pub async fn supervise(args: SuperviseArgs) -> u8 {
     let mut child = match tokio::process::Command::new(program).args(rest).spawn() {
         Ok(child) => child,
         Err(error) => {
-            eprintln!("{}: cannot run {program}: {error}", crate::program_name());
+            eprintln!(
+                "{}: cannot run {program}: {error}",
+                crate::exit::program_name()
+            );
             return if error.kind() == std::io::ErrorKind::NotFound {
                 EXIT_NOT_FOUND
             } else {

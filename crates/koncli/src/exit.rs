@@ -1,0 +1,45 @@
+//! Exit codes, and the name koncli goes by in its messages.
+
+/// Exit code: the barrier is open / the command succeeded.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: an error (not found, forbidden, invalid, unreachable, …).
+pub const EXIT_ERROR: u8 = 1;
+/// Usage error: unknown flag, missing or invalid argument (one line says which).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: the barrier timed out.
+pub const EXIT_BARRIER_TIMEOUT: u8 = 3;
+/// Exit code: the barrier failed.
+pub const EXIT_BARRIER_FAILED: u8 = 4;
+/// Exit code: `wait --timeout` (or a lock command's --timeout) passed first.
+pub const EXIT_WAIT_TIMEOUT: u8 = 5;
+/// Exit code: the lock is held by others and the command did not wait.
+pub const EXIT_BUSY: u8 = 6;
+/// Exit code: `run` lost its grant (expired or its permit deleted).
+pub const EXIT_LOST: u8 = 7;
+
+/// The name koncli goes by in its messages: `kubectl konductor` when run as a kubectl
+/// plugin, `koncli` otherwise.
+pub fn program_name() -> &'static str {
+    static NAME: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let plugin = std::env::args_os()
+            .next()
+            .is_some_and(|program| is_kubectl_plugin(&program));
+        if plugin {
+            KUBECTL_PLUGIN_NAME
+        } else {
+            "koncli"
+        }
+    })
+}
+
+/// How kubectl users call koncli once it is installed as `kubectl-konductor`.
+pub const KUBECTL_PLUGIN_NAME: &str = "kubectl konductor";
+
+/// Whether the program was started under its kubectl plugin name.
+pub fn is_kubectl_plugin(program: &std::ffi::OsStr) -> bool {
+    std::path::Path::new(program)
+        .file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.trim_end_matches(".exe") == "kubectl-konductor")
+}
