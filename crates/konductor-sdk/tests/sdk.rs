@@ -98,3 +98,41 @@ async fn errors_name_the_barrier_and_the_cause() {
         .unwrap_err();
     assert!(invalid.to_string().contains("spec.quorum"), "{invalid}");
 }
+
+#[tokio::test]
+async fn three_hundred_waiters_in_one_process_are_all_released() {
+    // The SDK speaks HTTP/2: every wait is a stream of one connection, and a server
+    // allowing fewer streams than that would stall the rest (hyper's default is 200).
+    let (running, barriers) = start().await;
+    barriers.create("crowd", BarrierSpec::new(1)).await.unwrap();
+    let waits: Vec<_> = (0..300)
+        .map(|_| {
+            let barriers = barriers.clone();
+            tokio::spawn(async move { barriers.wait("crowd", Some(LIMIT), |_| {}).await })
+        })
+        .collect();
+    // Every wait holds its watch open before the barrier opens.
+    let watches = || async {
+        let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
+        let text = running.client.request_text(request).await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("konductor_server_watches "))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    tokio::time::timeout(LIMIT, async {
+        while watches().await < 300 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("all 300 watches open at once");
+    barriers
+        .arrive("crowd", "last", Outcome::Succeeded, None)
+        .await
+        .unwrap();
+    for wait in waits {
+        let outcome = wait.await.unwrap().unwrap();
+        assert!(matches!(outcome, WaitOutcome::Open(_)), "{outcome:?}");
+    }
+}

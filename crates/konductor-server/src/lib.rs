@@ -318,9 +318,20 @@ impl Server {
         let kubeconfig = dir.join("kubeconfig");
         // TCP_NODELAY: watch events are small writes that must not wait for delayed
         // ACKs (Nagle's algorithm would add ~40 ms per event).
-        let plain = axum_server::from_tcp(listener)
+        let mut plain = axum_server::from_tcp(listener)
             .map_err(|source| ServerError::Bind { address, source })?
             .handle(handle.clone());
+        // An HTTP/2 client (the SDK is one) multiplexes all its requests and watches on
+        // one connection: allow as many streams on it as one client may hold watches,
+        // plus its requests (hyper's default of 200 would stall a process watching
+        // more). kube-apiserver allows 1,000 by default.
+        let streams = config.limits.max_watches_per_client
+            + config.limits.max_requests_inflight
+            + config.limits.max_mutating_requests_inflight;
+        plain
+            .http_builder()
+            .http2()
+            .max_concurrent_streams(u32::try_from(streams).unwrap_or(u32::MAX));
         let (url, ca, serving) = if config.tls {
             let _ = rustls::crypto::ring::default_provider().install_default();
             let material = security::tls_material(dir, address)?;
