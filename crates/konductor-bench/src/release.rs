@@ -136,6 +136,18 @@ fn spawn_sdk(
     })
 }
 
+/// Why a round's waiters could not all start: the first one that ended with an error.
+async fn first_failure(waiters: Vec<JoinHandle<anyhow::Result<Instant>>>) -> anyhow::Error {
+    for waiter in waiters.into_iter().filter(JoinHandle::is_finished) {
+        match waiter.await {
+            Ok(Err(error)) => return error.context("a waiter ended before it started watching"),
+            Err(panicked) => return anyhow::Error::new(panicked).context("a waiter panicked"),
+            Ok(Ok(_)) => {}
+        }
+    }
+    anyhow::anyhow!("a waiter ended before it started watching")
+}
+
 /// Waits until the server has `count` watches open (all waiters connected), when it
 /// reports them; otherwise gives the waiters a moment.
 async fn until_watching(server: &ServerProcess, client: &kube::Client, count: f64) {
@@ -203,10 +215,12 @@ pub async fn measure(
             Vec::new()
         };
         for _ in 0..n {
-            tokio::time::timeout(ROUND_LIMIT, readied.recv())
+            let started = tokio::time::timeout(ROUND_LIMIT, readied.recv())
                 .await
-                .context("waiters did not start watching")?
-                .context("a waiter ended before it started watching")?;
+                .context("waiters did not start watching")?;
+            if started.is_none() {
+                return Err(first_failure(waiters).await);
+            }
         }
         until_watching(server, &client, before + n as f64).await;
 

@@ -134,7 +134,7 @@ const KEEP_ALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1
 /// HTTP/1.1 only): every request shares one connection, so a renewal never waits for a
 /// new TLS handshake behind slow answers — with HTTP/1.1 each request in flight needs
 /// its own connection, and a new one costs a round trip more. Otherwise as kube's
-/// client: the kubeconfig's TLS settings, credentials and extra headers.
+/// client: the kubeconfig's TLS settings, credentials, extra headers and retries.
 fn client_of(mut config: kube::Config) -> kube::Result<kube::Client> {
     use kube::client::ConfigExt;
     use tower::ServiceExt;
@@ -166,6 +166,11 @@ fn client_of(mut config: kube::Config) -> kube::Result<kube::Client> {
     ));
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
+        // As kube's own client: 429, 503 and 504 are retried, after the server's
+        // Retry-After when it gives one (a busy server is not an error to report).
+        .option_layer(config.default_retry.then(|| {
+            tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry())
+        }))
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
         .service(hyper.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>));

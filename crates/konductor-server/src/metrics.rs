@@ -48,6 +48,8 @@ pub struct ServerFigures {
     pub resource_version: u64,
     /// Watch streams open now.
     pub watches: usize,
+    /// Requests and watches refused (429) because a bound was reached.
+    pub refused: u64,
 }
 
 /// A Prometheus text document without its closing `# EOF` line.
@@ -79,6 +81,11 @@ pub fn render(figures: &ServerFigures, extra: &ExtraMetrics) -> String {
         ConstCounter::new(figures.store.commits),
     );
     registry.register(
+        "requests_refused",
+        "Requests and watches answered 429 TooManyRequests because an in-flight or watch bound was reached",
+        ConstCounter::new(figures.refused),
+    );
+    registry.register(
         "resource_version",
         "The newest committed resourceVersion",
         gauge(figures.resource_version),
@@ -107,6 +114,7 @@ mod tests {
                 },
                 resource_version: 42,
                 watches: 2,
+                refused: 5,
             },
             &extra,
         );
@@ -117,6 +125,10 @@ mod tests {
         );
         assert!(
             text.contains("\nkonductor_server_writes_total 10\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nkonductor_server_requests_refused_total 5\n"),
             "{text}"
         );
         assert!(

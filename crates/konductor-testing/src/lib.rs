@@ -66,6 +66,23 @@ impl TestServer {
         }
     }
 
+    /// One figure of the server's `/metrics` (a series without labels, as
+    /// `konductor_server_watches`), or 0 when it is not there.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let request = http::Request::get("/metrics")
+            .body(Vec::new())
+            .expect("a valid request");
+        let text = self
+            .client
+            .request_text(request)
+            .await
+            .expect("the server serves /metrics");
+        text.lines()
+            .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .find_map(|value| value.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// The kubeconfig the server wrote (its URL, CA and token).
     pub fn kubeconfig(&self) -> &Path {
         &self.server.kubeconfig

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,6 +57,7 @@ pub struct Gates {
     mutations: Arc<Semaphore>,
     watches: Arc<Semaphore>,
     watches_by_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    refused: AtomicU64,
 }
 
 impl Gates {
@@ -66,6 +68,7 @@ impl Gates {
             mutations: Arc::new(Semaphore::new(limits.max_mutating_requests_inflight)),
             watches: Arc::new(Semaphore::new(limits.max_watches)),
             watches_by_client: Arc::default(),
+            refused: AtomicU64::new(0),
             limits,
         }
     }
@@ -77,10 +80,22 @@ impl Gates {
             .saturating_sub(self.watches.available_permits())
     }
 
+    /// Requests and watches answered 429 since the server started (for `/metrics`:
+    /// a count that keeps growing says the bounds are too tight for the load).
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Counts one request answered 429 and says why.
+    fn refuse(&self, why: String) -> ApiError {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        ApiError::TooManyRequests(why)
+    }
+
     /// Takes a watch slot for `client`, or says which bound is reached.
     pub fn open_watch(&self, client: IpAddr) -> Result<WatchSlot, ApiError> {
         let permit = self.watches.clone().try_acquire_owned().map_err(|_| {
-            ApiError::TooManyRequests(format!(
+            self.refuse(format!(
                 "too many watches are open ({}); try again later",
                 self.limits.max_watches
             ))
@@ -88,7 +103,7 @@ impl Gates {
         let mut by_client = self.watches_by_client.lock().expect("not poisoned");
         let open = by_client.entry(client).or_default();
         if *open >= self.limits.max_watches_per_client {
-            return Err(ApiError::TooManyRequests(format!(
+            return Err(self.refuse(format!(
                 "too many watches are open from {client} ({}); try again later",
                 self.limits.max_watches_per_client
             )));
@@ -149,10 +164,11 @@ pub async fn bound(State(state): State<AppState>, request: Request, next: Next) 
         _ => (&gates.mutations, "mutating"),
     };
     let Ok(_permit) = pool.clone().try_acquire_owned() else {
-        return ApiError::TooManyRequests(format!(
-            "too many {what} requests are in flight; try again later"
-        ))
-        .into_response();
+        return gates
+            .refuse(format!(
+                "too many {what} requests are in flight; try again later"
+            ))
+            .into_response();
     };
     let timeout = gates.limits.request_timeout;
     match tokio::time::timeout(timeout, next.run(request)).await {

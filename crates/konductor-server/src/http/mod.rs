@@ -122,6 +122,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         store: state.service.store().stats(),
         resource_version: state.service.store().resource_version(),
         watches: state.gates.open_watches(),
+        refused: state.gates.refused(),
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
