@@ -12,7 +12,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use common::proxy::{Mode, Proxy};
-use common::{Env, koncli_with, stderr};
+use common::{Env, assert_said, koncli_with, stderr};
 use konductor_api::locks::Mutex;
 use kube::Api;
 use kube::runtime::wait::await_condition;
@@ -166,11 +166,7 @@ async fn late_answers_within_the_margin_keep_the_grant_and_later_ones_stop_the_c
     proxy.set(Mode::DelayAnswers(Duration::from_secs(7)));
     let doomed = ended(doomed).await;
     assert_eq!(doomed.status.code(), Some(7), "{}", stderr(&doomed));
-    assert!(
-        stderr(&doomed).contains("acknowledged no renewal in time"),
-        "{}",
-        stderr(&doomed)
-    );
+    assert_said(&doomed, "acknowledged no renewal in time");
 }
 
 #[tokio::test]

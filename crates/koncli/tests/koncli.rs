@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{Env, TestServer, koncli_with, stderr, stdout};
+use common::{Env, TestServer, assert_printed, assert_said, koncli_with, stderr, stdout};
 use konductor_api::{Barrier, BarrierPhase};
 use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
@@ -93,11 +93,7 @@ async fn a_quorum_of_seven_out_of_ten_opens_the_barrier() {
     }
     let output = waiter.wait_with_output().await.unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert!(
-        stdout(&output).contains("7/7 arrived (quorum of 10 expected)"),
-        "{}",
-        stdout(&output)
-    );
+    assert_printed(&output, "7/7 arrived (quorum of 10 expected)");
 }
 
 #[tokio::test]
@@ -116,11 +112,7 @@ async fn a_timed_out_barrier_exits_with_code_3() {
     env.ok(&["barrier", "arrive", "slow", "only-one"]).await;
     let output = env.run(&["barrier", "wait", "slow"]).await;
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("barrier default/slow timed out"),
-        "{}",
-        stderr(&output)
-    );
+    assert_said(&output, "barrier default/slow timed out");
 }
 
 #[tokio::test]
@@ -294,11 +286,7 @@ async fn the_client_timeout_exits_with_code_5() {
         .await;
     let output = env.run(&["barrier", "wait", "never", "--timeout=1s"]).await;
     assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("still not open after"),
-        "{}",
-        stderr(&output)
-    );
+    assert_said(&output, "still not open after");
 }
 
 #[tokio::test]
@@ -600,11 +588,7 @@ async fn arrive_can_wait_for_the_barrier_to_exist() {
         .await;
     let output = arriving.wait_with_output().await.unwrap();
     assert!(output.status.success());
-    assert!(
-        stdout(&output).contains("early-bird arrived"),
-        "{}",
-        stdout(&output)
-    );
+    assert_printed(&output, "early-bird arrived");
     env.until("soon", |b| b.phase() == BarrierPhase::Open).await;
 }
 
@@ -752,11 +736,7 @@ async fn a_holder_that_reported_failure_can_arrive_after_all() {
         .run(&["barrier", "arrive", "retry", "job-1", "--failed"])
         .await;
     assert_eq!(late.status.code(), Some(1));
-    assert!(
-        stderr(&late).contains("its arrival stands"),
-        "{}",
-        stderr(&late)
-    );
+    assert_said(&late, "its arrival stands");
     let again = env.ok(&["barrier", "arrive", "retry", "job-1"]).await;
     assert!(again.contains("counted once"), "{again}");
 }
@@ -929,11 +909,7 @@ async fn installed_as_kubectl_konductor_it_runs_as_a_kubectl_plugin() {
             .output()
     };
     let listed = kubectl(&["plugin", "list"]).await.unwrap();
-    assert!(
-        stdout(&listed).contains("kubectl-konductor"),
-        "{}",
-        stdout(&listed)
-    );
+    assert_printed(&listed, "kubectl-konductor");
     let created = kubectl(&[
         "konductor",
         "barrier",
@@ -947,11 +923,7 @@ async fn installed_as_kubectl_konductor_it_runs_as_a_kubectl_plugin() {
     assert!(created.status.success(), "{}", stderr(&created));
     assert!(stdout(&created).contains("barrier default/via-kubectl created"));
     let help = kubectl(&["konductor", "--help"]).await.unwrap();
-    assert!(
-        stdout(&help).contains("Usage: kubectl konductor"),
-        "{}",
-        stdout(&help)
-    );
+    assert_printed(&help, "Usage: kubectl konductor");
     // Errors name the plugin as the user called it.
     let missing = kubectl(&["konductor", "mutex", "status", "nowhere"])
         .await

@@ -10,7 +10,7 @@ mod common;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{Env, TestServer, koncli_with, stderr, stdout};
+use common::{Env, TestServer, assert_said, koncli_with, stderr, stdout};
 use konductor_api::locks::{Mutex, Permit};
 use kube::Api;
 use kube::runtime::wait::await_condition;
@@ -144,11 +144,7 @@ async fn an_invalid_ttl_is_refused_where_it_is_made_and_an_invalid_lock_says_so(
     ] {
         let output = run(args).await;
         assert_eq!(output.status.code(), Some(1), "{args:?}");
-        assert!(
-            stderr(&output).contains("invalid spec"),
-            "{}",
-            stderr(&output)
-        );
+        assert_said(&output, "invalid spec");
     }
 }
 
@@ -177,11 +173,7 @@ async fn taking_a_lock_needs_an_explicit_identity_and_says_when_it_re_enters() {
         .await
         .unwrap();
     assert_eq!(stdout(&again).trim(), "1");
-    assert!(
-        stderr(&again).contains("already had a claim"),
-        "{}",
-        stderr(&again)
-    );
+    assert_said(&again, "already had a claim");
     let other = env
         .run(&["mutex", "lock", "deploy", "--holder", "s2"])
         .await;

@@ -121,10 +121,29 @@ pub fn koncli_with(kubeconfig: &std::path::Path, args: &[&str]) -> Command {
     command
 }
 
+/// What a finished process printed on stdout.
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// What a finished process said on stderr.
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Fails the test, showing stdout, unless the process printed `text` there.
+#[track_caller]
+pub fn assert_printed(output: &Output, text: &str) {
+    let printed = stdout(output);
+    assert!(
+        printed.contains(text),
+        "wanted {text:?} on stdout: {printed}"
+    );
+}
+
+/// Fails the test, showing stderr, unless the process said `text` there.
+#[track_caller]
+pub fn assert_said(output: &Output, text: &str) {
+    let said = stderr(output);
+    assert!(said.contains(text), "wanted {text:?} on stderr: {said}");
 }
