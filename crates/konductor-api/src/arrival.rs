@@ -64,6 +64,28 @@ pub struct ArrivalSpec {
     pub message: Option<String>,
 }
 
+impl Arrival {
+    /// The Arrival a holder records, as every Konductor client writes it: named by
+    /// [`arrival_name`] (so arriving twice is the same create), labelled with its
+    /// barrier ([`crate::BARRIER_LABEL`]) and owned by the barrier with `barrier_uid`.
+    pub fn at_barrier(spec: ArrivalSpec, barrier_uid: &str) -> Self {
+        let mut arrival = Self::new(&arrival_name(&spec.barrier, &spec.holder), spec);
+        arrival.metadata.labels = Some(
+            [(
+                crate::BARRIER_LABEL.to_owned(),
+                arrival.spec.barrier.clone(),
+            )]
+            .into(),
+        );
+        arrival.metadata.owner_references = Some(vec![crate::owner_reference(
+            "Barrier",
+            arrival.spec.barrier.clone(),
+            barrier_uid,
+        )]);
+        arrival
+    }
+}
+
 impl ArrivalSpec {
     /// A successful arrival of `holder` at `barrier`.
     pub fn succeeded(barrier: impl Into<String>, holder: impl Into<String>) -> Self {

@@ -33,3 +33,33 @@ pub use barrier::{
 pub const GROUP: &str = "konductor.io";
 /// The API version of Konductor's resources.
 pub const VERSION: &str = "v1";
+/// `apiVersion` of every Konductor resource: [`GROUP`]/[`VERSION`].
+pub const API_VERSION: &str = "konductor.io/v1";
+
+/// The owner reference a claim (an Arrival, a Permit) carries to its subject, the
+/// Konductor object `kind` `name` with `uid`: deleting the subject collects its claims,
+/// and a claim owned by an earlier object of the same name is told apart by the uid.
+pub fn owner_reference(
+    kind: impl Into<String>,
+    name: impl Into<String>,
+    uid: impl Into<String>,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+        api_version: API_VERSION.to_owned(),
+        kind: kind.into(),
+        name: name.into(),
+        uid: uid.into(),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_api_version_is_group_slash_version() {
+        assert_eq!(
+            super::API_VERSION,
+            format!("{}/{}", super::GROUP, super::VERSION)
+        );
+    }
+}

@@ -8,8 +8,7 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use konductor_api::{Arrival, ArrivalSpec, Barrier, BarrierPhase, BarrierSpec, arrival_name};
+use konductor_api::{Arrival, ArrivalSpec, Barrier, BarrierPhase, BarrierSpec};
 use konductor_controller::metrics::Metrics;
 use kube::api::{PostParams, WatchEvent, WatchParams};
 use kube::runtime::wait::await_condition;
@@ -28,19 +27,10 @@ fn millis(d: Duration) -> String {
 
 /// An arrival as koncli writes it: owned by its barrier.
 fn arrival(barrier: &Barrier, holder: &str) -> Arrival {
-    let name = barrier.name_any();
-    let mut arrival = Arrival::new(
-        &arrival_name(&name, holder),
-        ArrivalSpec::succeeded(&name, holder),
-    );
-    arrival.metadata.owner_references = Some(vec![OwnerReference {
-        api_version: "konductor.io/v1".into(),
-        kind: "Barrier".into(),
-        name,
-        uid: barrier.uid().unwrap(),
-        ..OwnerReference::default()
-    }]);
-    arrival
+    Arrival::at_barrier(
+        ArrivalSpec::succeeded(barrier.name_any(), holder),
+        &barrier.uid().unwrap(),
+    )
 }
 
 async fn arrive_many(arrivals: &Api<Arrival>, barrier: &Barrier, holders: std::ops::Range<usize>) {

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use konductor_api::rules::{ArrivalRecord, BarrierInput, Transition, evaluate};
 use konductor_api::{Arrival, Barrier, Outcome};
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -113,13 +112,7 @@ async fn adopt_arrivals(barrier: &Barrier, ctx: &Context) -> Result<()> {
     let patches = orphans.map(|orphan| {
         let mut owners = orphan.owners.clone();
         if !orphan.has_barrier_owner() {
-            owners.push(OwnerReference {
-                api_version: "konductor.io/v1".into(),
-                kind: "Barrier".into(),
-                name: name.clone(),
-                uid: uid.clone(),
-                ..OwnerReference::default()
-            });
+            owners.push(konductor_api::owner_reference("Barrier", &name, &uid));
         }
         let patch = serde_json::json!({
             "metadata": {

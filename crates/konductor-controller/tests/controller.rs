@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Event as CoreEvent;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use konductor_api::{
     Arrival, ArrivalSpec, BARRIER_LABEL, Barrier, BarrierPhase, BarrierSpec, CONDITION_OPEN,
     CONDITION_READY, arrival_name,
@@ -39,16 +38,7 @@ impl Harness {
 
     /// Arrives as koncli does: deterministic name, label, owner reference.
     async fn arrive(&self, barrier: &Barrier, spec: ArrivalSpec) -> Result<Arrival, kube::Error> {
-        let name = barrier.name_any();
-        let mut arrival = Arrival::new(&arrival_name(&name, &spec.holder), spec);
-        arrival.metadata.labels = Some(BTreeMap::from([(BARRIER_LABEL.to_owned(), name.clone())]));
-        arrival.metadata.owner_references = Some(vec![OwnerReference {
-            api_version: "konductor.io/v1".into(),
-            kind: "Barrier".into(),
-            name,
-            uid: barrier.uid().unwrap(),
-            ..OwnerReference::default()
-        }]);
+        let arrival = Arrival::at_barrier(spec, &barrier.uid().unwrap());
         self.arrivals()
             .create(&PostParams::default(), &arrival)
             .await

@@ -10,18 +10,16 @@
 //! A Job's ServiceAccount needs `get`, `list`, `watch` on barriers and `create`, `get`
 //! on arrivals (and `delete`, for a holder that reported failure to arrive after all).
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use konductor_api::{
-    Arrival, ArrivalSpec, BARRIER_LABEL, Barrier, BarrierPhase, BarrierSpec, Outcome, arrival_name,
+    Arrival, ArrivalSpec, Barrier, BarrierPhase, BarrierSpec, Outcome, arrival_name,
 };
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Resource, ResourceExt};
 
 use crate::connect::Connection;
 use crate::error::{Error, Request, Result};
@@ -348,18 +346,7 @@ impl Barriers {
             outcome,
             message,
         };
-        let mut arrival = Arrival::new(&name, spec);
-        arrival.metadata.labels = Some(BTreeMap::from([(
-            BARRIER_LABEL.to_owned(),
-            barrier.to_owned(),
-        )]));
-        arrival.metadata.owner_references = Some(vec![OwnerReference {
-            api_version: Barrier::api_version(&()).into_owned(),
-            kind: Barrier::kind(&()).into_owned(),
-            name: barrier.to_owned(),
-            uid: uid.to_owned(),
-            ..OwnerReference::default()
-        }]);
+        let arrival = Arrival::at_barrier(spec, uid);
         let create_error = |e| self.request(barrier, "create", "arrivals").error(e);
         match self.arrivals.create(&PostParams::default(), &arrival).await {
             Ok(_) => return Ok(Arrived::Recorded),

@@ -11,10 +11,9 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Namespace};
 use k8s_openapi::api::events::v1::Event as EventsV1;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use konductor_api::{
-    Arrival, ArrivalSpec, BARRIER_LABEL, Barrier, BarrierPhase, BarrierSpec, BarrierStatus,
-    arrival_name,
+    Arrival, ArrivalSpec, Barrier, BarrierPhase, BarrierSpec, BarrierStatus, arrival_name,
 };
 use kube::api::{
     DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
@@ -28,20 +27,10 @@ fn barrier(name: &str, spec: BarrierSpec) -> Barrier {
 }
 
 fn arrival_for(owner: &Barrier, holder: &str) -> Arrival {
-    let name = owner.name_any();
-    let mut arrival = Arrival::new(
-        &arrival_name(&name, holder),
-        ArrivalSpec::succeeded(&name, holder),
-    );
-    arrival.metadata.labels = Some(BTreeMap::from([(BARRIER_LABEL.to_owned(), name.clone())]));
-    arrival.metadata.owner_references = Some(vec![OwnerReference {
-        api_version: "konductor.io/v1".into(),
-        kind: "Barrier".into(),
-        name,
-        uid: owner.uid().unwrap(),
-        ..OwnerReference::default()
-    }]);
-    arrival
+    Arrival::at_barrier(
+        ArrivalSpec::succeeded(owner.name_any(), holder),
+        &owner.uid().unwrap(),
+    )
 }
 
 /// The next event of a watch that is not a bookmark.

@@ -125,6 +125,23 @@ pub struct PermitSpec {
     pub renew_time: Option<MicroTime>,
 }
 
+impl Permit {
+    /// The Permit a holder asks with, as every Konductor client writes it: named by
+    /// [`permit_name`] (so asking twice is the same create), labelled with its lock
+    /// ([`super::lock_label`]) and owned by the lock with `lock_uid`.
+    pub fn for_lock(spec: PermitSpec, lock_uid: &str) -> Self {
+        let LockRef { kind, name: lock } = spec.lock_ref.clone();
+        let mut permit = Self::new(&permit_name(kind, &lock, &spec.holder), spec);
+        permit.metadata.labels = Some([(super::lock_label(kind), lock.clone())].into());
+        permit.metadata.owner_references = Some(vec![crate::owner_reference(
+            kind.api_resource().kind,
+            lock,
+            lock_uid,
+        )]);
+        permit
+    }
+}
+
 impl PermitSpec {
     /// An exclusive claim of `holder` on the `kind` lock `name`, at priority 0.
     pub fn new(kind: LockKind, name: impl Into<String>, holder: impl Into<String>) -> Self {

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use konductor_api::locks::Permit;
-use kube::ResourceExt;
+use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 
 use super::cache::LockKey;
@@ -65,14 +65,7 @@ pub struct LockEvents {
 }
 
 fn permit_reference(permit: &Permit) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("konductor.io/v1".to_owned()),
-        kind: Some("Permit".to_owned()),
-        name: Some(permit.name_any()),
-        namespace: permit.namespace(),
-        uid: permit.uid(),
-        ..ObjectReference::default()
-    }
+    permit.object_ref(&())
 }
 
 impl LockEvents {

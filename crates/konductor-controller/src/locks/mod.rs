@@ -157,13 +157,7 @@ async fn adopt_permits(
             .filter(|o| !(o.kind == kind && o.name == key.name))
             .cloned()
             .collect();
-        owners.push(OwnerReference {
-            api_version: "konductor.io/v1".into(),
-            kind: kind.clone(),
-            name: key.name.clone(),
-            uid: lock.uid.clone(),
-            ..OwnerReference::default()
-        });
+        owners.push(konductor_api::owner_reference(&kind, &key.name, &lock.uid));
         let patch = json!({
             "metadata": {
                 "ownerReferences": owners,

@@ -31,11 +31,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
-use konductor_api::locks::{
-    LockKind, Permit, PermitMode, PermitPhase, PermitSpec, lock_label, permit_name,
-};
+use konductor_api::locks::{LockKind, Permit, PermitMode, PermitPhase, PermitSpec, permit_name};
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams, Preconditions};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch as channel;
@@ -418,25 +416,13 @@ impl Locks {
     /// so with `true`), owned by `lock`.
     async fn ask(&self, claim: &Claim, lock: &LockView) -> Result<(Permit, Chain, bool)> {
         let name = claim.permit_name();
-        let mut permit = Permit::new(
-            &name,
+        let mut permit = Permit::for_lock(
             PermitSpec::new(claim.kind, &claim.lock, &claim.holder)
                 .with_mode(claim.mode)
                 .with_priority(claim.priority),
+            &lock.uid,
         );
         permit.spec.renew_time = Some(MicroTime(Timestamp::now()));
-        permit.metadata.labels = Some(
-            [(lock_label(claim.kind), claim.lock.clone())]
-                .into_iter()
-                .collect(),
-        );
-        permit.metadata.owner_references = Some(vec![OwnerReference {
-            api_version: "konductor.io/v1".to_owned(),
-            kind: claim.kind.api_resource().kind,
-            name: claim.lock.clone(),
-            uid: lock.uid.clone(),
-            ..OwnerReference::default()
-        }]);
         for _ in 0..3 {
             let sent = Instant::now();
             match self.permits.create(&PostParams::default(), &permit).await {
