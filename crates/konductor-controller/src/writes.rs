@@ -1,9 +1,11 @@
 //! What the controller remembers of its own status writes, so it neither argues with
 //! itself nor spends its time on one large barrier.
 //!
-//! - [`OwnWrites`]: writes the barrier cache may not show yet.
+//! - [`WrittenVersions`]: which versions each object was written over, for every cache
+//!   the controller's own writes feed (the claim index, the lock cache).
+//! - [`OwnWrites`]: the same for barriers, keeping the written barrier for reconciles
+//!   that the reflector's cache has not caught up with.
 //! - [`Pacing`]: how often a large barrier's progress may be written.
-//! - [`WrittenVersions`]: the same idea for caches the lock controller keeps itself.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -32,25 +34,17 @@ pub fn key_of(barrier: &Barrier) -> BarrierKey {
 /// The barrier watch delivers a status write a moment after the write returns; a
 /// reconcile in that moment would read the older barrier from the cache, compute from
 /// an out-of-date previous status, and lose a 409 Conflict plus a retry on every busy
-/// barrier. So each write is remembered with the resourceVersions it supersedes, and a
-/// reconcile that gets one of those from the cache works on the written barrier
-/// instead; and the write's own watch event (its echo) triggers no reconcile, since it
-/// carries nothing the writer did not know. Opaque resourceVersions are only compared
-/// for equality.
+/// barrier. So each write is remembered (in [`WrittenVersions`], with the barrier it
+/// returned), and a reconcile that gets a superseded version from the cache works on
+/// the written barrier instead; and the write's own watch event (its echo) triggers no
+/// reconcile, since it carries nothing the writer did not know.
 #[derive(Default)]
 pub struct OwnWrites {
-    by_barrier: Mutex<HashMap<BarrierKey, OwnWrite>>,
-}
-
-struct OwnWrite {
-    /// The barrier as the last write returned it.
-    written: Arc<Barrier>,
-    /// resourceVersions older than `written` that the cache may still show.
-    superseded: Vec<String>,
+    by_barrier: Mutex<WrittenVersions<BarrierKey, Arc<Barrier>>>,
 }
 
 impl OwnWrites {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<BarrierKey, OwnWrite>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WrittenVersions<BarrierKey, Arc<Barrier>>> {
         self.by_barrier
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -60,25 +54,25 @@ impl OwnWrites {
     pub fn latest(&self, cached: Arc<Barrier>) -> Arc<Barrier> {
         let key = key_of(&cached);
         let mut writes = self.lock();
-        let Some(own) = writes.get(&key) else {
+        let Some(written) = writes.written(&key).cloned() else {
             return cached;
         };
-        let version = cached.resource_version();
-        if cached.uid() == own.written.uid()
-            && version.as_ref().is_some_and(|v| own.superseded.contains(v))
-        {
-            return own.written.clone();
+        if written.uid() != cached.uid() {
+            // A barrier deleted and created again: not the one written.
+            writes.forget(&key);
+            return cached;
         }
-        // The cache caught up, or someone else wrote since: the cache is the truth.
-        writes.remove(&key);
-        cached
+        match writes.judge(&key, cached.resource_version().as_deref()) {
+            EventVersion::Stale => written,
+            // The cache caught up, or someone else wrote since: the cache is the truth.
+            EventVersion::Echo | EventVersion::New => cached,
+        }
     }
 
     /// Whether `barrier`, as the watch delivers it, is exactly our last write.
     pub fn is_echo(&self, barrier: &Barrier) -> bool {
-        self.lock().get(&key_of(barrier)).is_some_and(|own| {
-            own.written.uid() == barrier.uid()
-                && own.written.resource_version() == barrier.resource_version()
+        self.lock().written(&key_of(barrier)).is_some_and(|own| {
+            own.uid() == barrier.uid() && own.resource_version() == barrier.resource_version()
         })
     }
 
@@ -86,31 +80,25 @@ impl OwnWrites {
     pub fn remember(&self, based_on: &Barrier, written: Barrier, barriers: &Store<Barrier>) {
         let key = key_of(&written);
         let mut writes = self.lock();
-        let mut superseded = match writes.remove(&key) {
-            Some(own) if own.written.uid() == written.uid() => own.superseded,
-            _ => Vec::new(),
-        };
-        superseded.extend(based_on.resource_version());
-        if writes.len() >= MAX_REMEMBERED_WRITES {
+        if writes
+            .written(&key)
+            .is_some_and(|own| own.uid() != written.uid())
+        {
+            writes.forget(&key);
+        }
+        if writes.remembered() >= MAX_REMEMBERED_WRITES {
             // Keep only writes the cache has not caught up with (a few in flight).
-            writes.retain(|(namespace, name), own| {
+            writes.retain(|(namespace, name), superseded| {
                 barriers
                     .get(&ObjectRef::new(name).within(namespace))
-                    .is_some_and(|cached| {
-                        cached.uid() == own.written.uid()
-                            && cached
-                                .resource_version()
-                                .is_some_and(|v| own.superseded.contains(&v))
-                    })
+                    .and_then(|cached| cached.resource_version())
+                    .is_some_and(|version| superseded.contains(&version))
             });
         }
-        writes.insert(
-            key,
-            OwnWrite {
-                written: Arc::new(written),
-                superseded,
-            },
-        );
+        let Some(version) = written.resource_version() else {
+            return;
+        };
+        writes.wrote_object(key, based_on.resource_version(), version, Arc::new(written));
     }
 }
 
@@ -192,25 +180,28 @@ pub enum EventVersion {
     New,
 }
 
-/// For a cache the controller keeps itself and updates with the answers to its own
-/// writes (the lock controller's locks and permits): which resourceVersions each
-/// object was written over, so that a watch event still carrying one of them (delivered
-/// after the write's answer) cannot take the cache back, and the write's own echo
-/// queues no reconcile. Without it, a reconcile right after a grant would see the
-/// permit still Pending and grant it again. Opaque resourceVersions are only compared
-/// for equality; entries go when the echo comes (or the object goes).
-pub struct WrittenVersions<K> {
-    by_key: HashMap<K, Written>,
+/// Which resourceVersions each object was written over by the controller, so that a
+/// watch event still carrying one of them (delivered after the write's answer) cannot
+/// take a cache back, and the write's own echo queues no reconcile. Without it, a
+/// reconcile right after a grant would see the permit still Pending and grant it
+/// again. Every cache fed by the controller's own writes uses it: the claim index, the
+/// lock cache, and (keeping the written object `O` too) [`OwnWrites`]. Opaque
+/// resourceVersions are only compared for equality; entries go when the echo comes
+/// (or the object goes).
+pub struct WrittenVersions<K, O = ()> {
+    by_key: HashMap<K, Written<O>>,
 }
 
-struct Written {
+struct Written<O> {
     /// The resourceVersion the last write returned.
     version: String,
     /// The versions it was written over, which events in flight may still carry.
     superseded: Vec<String>,
+    /// What the writer keeps of the written object.
+    object: O,
 }
 
-impl<K> Default for WrittenVersions<K> {
+impl<K, O> Default for WrittenVersions<K, O> {
     fn default() -> Self {
         Self {
             by_key: HashMap::new(),
@@ -222,6 +213,13 @@ impl<K: Hash + Eq> WrittenVersions<K> {
     /// Records that the object at `key`, read at `based_on`, was written and is now at
     /// `written`.
     pub fn wrote(&mut self, key: K, based_on: Option<String>, written: String) {
+        self.wrote_object(key, based_on, written, ());
+    }
+}
+
+impl<K: Hash + Eq, O> WrittenVersions<K, O> {
+    /// [`WrittenVersions::wrote`], keeping `object` (what the write returned).
+    fn wrote_object(&mut self, key: K, based_on: Option<String>, written: String, object: O) {
         let mut superseded = self
             .by_key
             .remove(&key)
@@ -237,6 +235,7 @@ impl<K: Hash + Eq> WrittenVersions<K> {
             Written {
                 version: written,
                 superseded,
+                object,
             },
         );
     }
@@ -259,9 +258,24 @@ impl<K: Hash + Eq> WrittenVersions<K> {
         }
     }
 
+    /// What was kept of the last write of `key`, until its echo settles it.
+    pub fn written(&self, key: &K) -> Option<&O> {
+        self.by_key.get(key).map(|w| &w.object)
+    }
+
     /// Forgets `key` (deleted, or re-listed).
     pub fn forget(&mut self, key: &K) {
         self.by_key.remove(key);
+    }
+
+    /// How many writes are remembered.
+    pub fn remembered(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Keeps only the writes for which `keep(key, superseded versions)` holds.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &[String]) -> bool) {
+        self.by_key.retain(|key, w| keep(key, &w.superseded));
     }
 }
 
