@@ -4,9 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use konductor_api::locks::{
-    CONDITION_READY, LockKind, MutexStatus, PermitMode, RWMutexStatus, SemaphoreStatus,
-};
+use konductor_api::locks::status::LockStatus;
+use konductor_api::locks::{CONDITION_READY, CommonLockSpec, LockKind, PermitMode};
 use konductor_sdk::locks::{Claim, Locks, NO_ANSWER, Progress, Wait};
 use konductor_sdk::{Connection, Error};
 use kube::ResourceExt;
@@ -117,13 +116,13 @@ pub async fn command(kind: LockKind, verb: Verb, connection: &Connection) -> Out
         Verb::Take(args, mode) => take(kind, mode, &locks, args).await,
         Verb::GiveBack(args, mode) => give_back(kind, mode, &locks, args).await,
         Verb::Create(args, permits) => {
-            let mut spec = json!({
-                "ttl": args.ttl.unwrap_or_else(|| konductor_api::locks::DEFAULT_TTL.to_owned()),
-            });
-            if let Some(permits) = permits {
-                spec["permits"] = permits.into();
-            }
-            locks.create(kind, &args.name, spec).await?;
+            let spec = CommonLockSpec {
+                ttl: args
+                    .ttl
+                    .unwrap_or_else(|| konductor_api::locks::DEFAULT_TTL.to_owned()),
+                permits,
+            };
+            locks.create(kind, &args.name, &spec).await?;
             println!(
                 "{} {}/{} created",
                 kind.word(),
@@ -445,12 +444,7 @@ struct View {
 
 impl View {
     fn of(kind: LockKind, lock: &DynamicObject) -> Self {
-        let status = lock.data.get("status").cloned().unwrap_or_default();
-        let spec = &lock.data["spec"];
-        let ttl = spec["ttl"]
-            .as_str()
-            .unwrap_or(konductor_api::locks::DEFAULT_TTL)
-            .to_owned();
+        let spec = CommonLockSpec::of(lock);
         let none = |names: &[String]| {
             if names.is_empty() {
                 "none".to_owned()
@@ -458,11 +452,25 @@ impl View {
                 names.join(", ")
             }
         };
-        let (phase, holders, holders_line, waiting, token, conditions) = match kind {
-            LockKind::Semaphore => {
-                let s: SemaphoreStatus = serde_json::from_value(status.clone()).unwrap_or_default();
-                let permits = spec["permits"].as_i64().unwrap_or(0);
-                let line = format!("{} of {permits} in use: {}", s.in_use, none(&s.holders));
+        let Some(status) = LockStatus::of(kind, lock) else {
+            return Self {
+                phase: "-".to_owned(),
+                holders: Vec::new(),
+                holders_line: "none".to_owned(),
+                waiting: Vec::new(),
+                token: 0,
+                refusal: None,
+                ttl: spec.ttl,
+            };
+        };
+        let (phase, holders, holders_line, waiting, token, conditions) = match status {
+            LockStatus::Semaphore(s) => {
+                let line = format!(
+                    "{} of {} in use: {}",
+                    s.in_use,
+                    spec.capacity(),
+                    none(&s.holders)
+                );
                 (
                     format!("{:?}", s.phase),
                     s.holders,
@@ -472,8 +480,7 @@ impl View {
                     s.conditions,
                 )
             }
-            LockKind::Mutex => {
-                let s: MutexStatus = serde_json::from_value(status.clone()).unwrap_or_default();
+            LockStatus::Mutex(s) => {
                 let holders: Vec<String> = s.holder.into_iter().collect();
                 let line = none(&holders);
                 (
@@ -485,8 +492,7 @@ impl View {
                     s.conditions,
                 )
             }
-            LockKind::RWMutex => {
-                let s: RWMutexStatus = serde_json::from_value(status.clone()).unwrap_or_default();
+            LockStatus::RWMutex(s) => {
                 let (holders, line) = match s.write_holder {
                     Some(writer) => (vec![writer.clone()], format!("{writer} (writing)")),
                     None if s.read_holders.is_empty() => (Vec::new(), "none".to_owned()),
@@ -509,19 +515,18 @@ impl View {
             .iter()
             .find(|c| c.type_ == CONDITION_READY && c.status == "False")
             .map(|c| c.message.clone());
-        let reported = status.get("phase").is_some();
         Self {
-            phase: match (&refusal, reported) {
-                (Some(_), _) => "InvalidSpec".to_owned(),
-                (None, true) => phase,
-                (None, false) => "-".to_owned(),
+            phase: if refusal.is_some() {
+                "InvalidSpec".to_owned()
+            } else {
+                phase
             },
             holders,
             holders_line,
             waiting,
             token,
             refusal,
-            ttl,
+            ttl: spec.ttl,
         }
     }
 }

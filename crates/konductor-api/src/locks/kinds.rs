@@ -55,9 +55,55 @@ pub struct CommonLockStatus {
 }
 
 impl CommonLockStatus {
+    /// The status of a lock object of any kind (empty before the controller wrote one,
+    /// or if what is stored is not a lock status).
+    pub fn of(lock: &kube::core::DynamicObject) -> Self {
+        lock.data
+            .get("status")
+            .and_then(|status| Self::deserialize(status).ok())
+            .unwrap_or_default()
+    }
+
     /// The condition of `type_`, if the controller has written one.
     pub fn condition(&self, type_: &str) -> Option<&Condition> {
         self.conditions.iter().find(|c| c.type_ == type_)
+    }
+}
+
+/// What every lock kind's spec has in common (each kind's spec deserializes into it).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CommonLockSpec {
+    /// `spec.ttl`, as written.
+    #[serde(default = "default_ttl")]
+    pub ttl: String,
+    /// A Semaphore's `spec.permits`; `None` for the other kinds (one holder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permits: Option<i32>,
+}
+
+impl Default for CommonLockSpec {
+    fn default() -> Self {
+        Self {
+            ttl: default_ttl(),
+            permits: None,
+        }
+    }
+}
+
+impl CommonLockSpec {
+    /// The spec of a lock object of any kind (the defaults if what is stored is not a
+    /// lock spec).
+    pub fn of(lock: &kube::core::DynamicObject) -> Self {
+        lock.data
+            .get("spec")
+            .and_then(|spec| Self::deserialize(spec).ok())
+            .unwrap_or_default()
+    }
+
+    /// How many holders the lock admits at once: `permits`, or 1.
+    pub fn capacity(&self) -> i64 {
+        self.permits.map_or(1, i64::from)
     }
 }
 

@@ -19,8 +19,9 @@ pub mod rules;
 pub mod status;
 
 pub use kinds::{
-    CommonLockStatus, Grant, Mutex, MutexPhase, MutexSpec, MutexStatus, RWMutex, RWMutexPhase,
-    RWMutexSpec, RWMutexStatus, Semaphore, SemaphorePhase, SemaphoreSpec, SemaphoreStatus,
+    CommonLockSpec, CommonLockStatus, Grant, Mutex, MutexPhase, MutexSpec, MutexStatus, RWMutex,
+    RWMutexPhase, RWMutexSpec, RWMutexStatus, Semaphore, SemaphorePhase, SemaphoreSpec,
+    SemaphoreStatus,
 };
 pub use permit::{
     LockKind, LockRef, Permit, PermitMode, PermitPhase, PermitSpec, PermitStatus, permit_name,

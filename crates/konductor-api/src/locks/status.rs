@@ -39,6 +39,20 @@ pub enum LockStatus {
 }
 
 impl LockStatus {
+    /// The status of a `kind` lock object, typed; `None` before the controller wrote
+    /// one (or if what is stored is not that kind's status).
+    pub fn of(kind: LockKind, lock: &kube::core::DynamicObject) -> Option<Self> {
+        let status = lock.data.get("status")?;
+        let typed = match kind {
+            LockKind::Semaphore => {
+                LockStatus::Semaphore(serde::Deserialize::deserialize(status).ok()?)
+            }
+            LockKind::Mutex => LockStatus::Mutex(serde::Deserialize::deserialize(status).ok()?),
+            LockKind::RWMutex => LockStatus::RWMutex(serde::Deserialize::deserialize(status).ok()?),
+        };
+        Some(typed)
+    }
+
     /// The status as JSON, as the API server stores it.
     pub fn to_value(&self) -> serde_json::Value {
         match self {
@@ -372,5 +386,39 @@ mod tests {
         };
         assert_eq!((status.in_use, status.available), (2, 1));
         assert_eq!(status.phase, SemaphorePhase::Available);
+    }
+
+    #[test]
+    fn a_stored_lock_reads_back_typed_whatever_its_kind() {
+        let object = |kind: LockKind, body: serde_json::Value| {
+            let mut lock = kube::core::DynamicObject::new("l", &kind.api_resource());
+            lock.data = body;
+            lock
+        };
+        let mutex = object(
+            LockKind::Mutex,
+            serde_json::json!({
+                "spec": {"ttl": "30s"},
+                "status": {"phase": "Locked", "holder": "a", "fencingToken": 4},
+            }),
+        );
+        let Some(LockStatus::Mutex(status)) = LockStatus::of(LockKind::Mutex, &mutex) else {
+            panic!("a mutex's status");
+        };
+        assert_eq!(
+            (status.phase, status.holder.as_deref()),
+            (MutexPhase::Locked, Some("a"))
+        );
+        assert_eq!(super::super::CommonLockStatus::of(&mutex).fencing_token, 4);
+        let spec = super::super::CommonLockSpec::of(&mutex);
+        assert_eq!((spec.ttl.as_str(), spec.capacity()), ("30s", 1));
+
+        let fresh = object(
+            LockKind::Semaphore,
+            serde_json::json!({"spec": {"permits": 3}}),
+        );
+        assert_eq!(LockStatus::of(LockKind::Semaphore, &fresh), None);
+        let spec = super::super::CommonLockSpec::of(&fresh);
+        assert_eq!((spec.ttl.as_str(), spec.capacity()), ("5m", 3));
     }
 }

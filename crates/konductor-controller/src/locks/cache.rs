@@ -9,7 +9,9 @@ use std::time::Duration;
 use jiff::Timestamp;
 use konductor_api::duration::parse_duration;
 use konductor_api::locks::rules::Renewal;
-use konductor_api::locks::{CommonLockStatus, Grant, LockKind, MIN_TTL, Permit, PermitPhase};
+use konductor_api::locks::{
+    CommonLockSpec, CommonLockStatus, Grant, LockKind, MIN_TTL, Permit, PermitPhase,
+};
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 use kube::runtime::watcher;
@@ -51,20 +53,15 @@ pub struct LockState {
 impl LockState {
     /// The state of a lock object of any kind.
     pub fn of(lock: &DynamicObject) -> Self {
-        let status = lock.data.get("status").cloned().unwrap_or(Value::Null);
-        let spec = &lock.data["spec"];
+        let spec = CommonLockSpec::of(lock);
         Self {
             uid: lock.uid().unwrap_or_default(),
             version: lock.resource_version(),
             generation: lock.metadata.generation,
-            permits: spec["permits"].as_i64().unwrap_or(1),
-            ttl: ttl_of(
-                spec["ttl"]
-                    .as_str()
-                    .unwrap_or(konductor_api::locks::DEFAULT_TTL),
-            ),
-            common: serde_json::from_value(status.clone()).unwrap_or_default(),
-            status,
+            permits: spec.capacity(),
+            ttl: ttl_of(&spec.ttl),
+            common: CommonLockStatus::of(lock),
+            status: lock.data.get("status").cloned().unwrap_or(Value::Null),
         }
     }
 

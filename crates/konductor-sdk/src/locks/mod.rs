@@ -33,7 +33,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
-use konductor_api::locks::{LockKind, Permit, PermitMode, PermitPhase, PermitSpec, permit_name};
+use konductor_api::locks::{
+    CommonLockSpec, LockKind, Permit, PermitMode, PermitPhase, PermitSpec, permit_name,
+};
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams, Preconditions};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch as channel;
@@ -727,7 +729,7 @@ impl Locks {
         &self,
         kind: LockKind,
         name: &str,
-        spec: serde_json::Value,
+        spec: &CommonLockSpec,
     ) -> Result<DynamicObject> {
         let resource = kind.api_resource();
         let object: DynamicObject = serde_json::from_value(serde_json::json!({

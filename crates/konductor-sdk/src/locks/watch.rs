@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use konductor_api::duration::parse_duration;
 use konductor_api::locks::{
-    CONDITION_READY, CommonLockStatus, Grant, LockKind, Permit, lock_label,
+    CONDITION_READY, CommonLockSpec, CommonLockStatus, Grant, LockKind, Permit, lock_label,
 };
 use kube::api::{Api, DynamicObject};
 use kube::runtime::WatchStreamExt;
@@ -47,15 +47,8 @@ impl LockView {
         Self {
             uid: lock.uid().unwrap_or_default(),
             version: version_number(lock.metadata.resource_version.as_deref()),
-            ttl: lock.data["spec"]["ttl"]
-                .as_str()
-                .and_then(|t| parse_duration(t).ok())
-                .unwrap_or(Duration::from_secs(300)),
-            status: lock
-                .data
-                .get("status")
-                .and_then(|s| serde_json::from_value(s.clone()).ok())
-                .unwrap_or_default(),
+            ttl: parse_duration(&CommonLockSpec::of(lock).ttl).unwrap_or(Duration::from_secs(300)),
+            status: CommonLockStatus::of(lock),
         }
     }
 
