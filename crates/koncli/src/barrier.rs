@@ -29,9 +29,16 @@ pub async fn command(command: BarrierCommand, barriers: Barriers) -> konductor_s
                 }
                 Some(OutputFormat::Wide) => {
                     let barrier = barriers.get(&args.name).await?;
+                    let now = Timestamp::now();
                     print!(
                         "{}",
-                        output::table(&[barrier], true, false, Timestamp::now())
+                        output::table(
+                            &[barrier],
+                            false,
+                            &output::barrier_columns(true),
+                            |b| output::barrier_cells(b, true, now),
+                            now,
+                        )
                     );
                 }
                 None => {
@@ -111,19 +118,15 @@ async fn list(barriers: &Barriers, args: ListArgs) -> konductor_sdk::Result<u8> 
     } else {
         barriers.list().await?
     };
-    if items.is_empty() {
-        if args.all_namespaces {
-            eprintln!("No barriers found.");
-        } else {
-            eprintln!("No barriers found in {} namespace.", barriers.namespace());
-        }
-    } else {
-        let wide = args.output == Some(OutputFormat::Wide);
-        print!(
-            "{}",
-            output::table(&items, wide, args.all_namespaces, Timestamp::now())
-        );
-    }
+    let wide = args.output == Some(OutputFormat::Wide);
+    let now = Timestamp::now();
+    output::print_listing(
+        &items,
+        "barriers",
+        (!args.all_namespaces).then(|| barriers.namespace()),
+        &output::barrier_columns(wide),
+        |b| output::barrier_cells(b, wide, now),
+    );
     Ok(EXIT_OK)
 }
 

@@ -379,53 +379,26 @@ async fn list(kind: LockKind, locks: &Locks, args: LockListArgs) -> Outcome {
         );
         return Ok(EXIT_OK);
     }
-    if items.is_empty() {
-        let plural = kind.api_resource().plural;
-        if args.all_namespaces {
-            eprintln!("No {plural} found.");
-        } else {
-            eprintln!("No {plural} found in {} namespace.", locks.namespace());
-        }
-        return Ok(EXIT_OK);
-    }
-    let mut rows = vec![
-        [
-            "NAMESPACE",
-            "NAME",
-            "PHASE",
-            "HOLDERS",
-            "WAITING",
-            "TOKEN",
-            "AGE",
-        ]
-        .iter()
-        .map(|h| (*h).to_owned())
-        .collect::<Vec<_>>(),
-    ];
-    let now = jiff::Timestamp::now();
-    for item in &items {
-        let view = View::of(kind, item);
-        rows.push(vec![
-            item.namespace().unwrap_or_default(),
-            item.name_any(),
-            view.phase.clone(),
-            if view.holders.is_empty() {
+    output::print_listing(
+        &items,
+        &kind.api_resource().plural,
+        (!args.all_namespaces).then(|| locks.namespace()),
+        &["PHASE", "HOLDERS", "WAITING", "TOKEN"],
+        |item| {
+            let view = View::of(kind, item);
+            let holders = if view.holders.is_empty() {
                 "-".to_owned()
             } else {
                 view.holders.join(",")
-            },
-            view.waiting.len().to_string(),
-            view.token.to_string(),
-            item.creation_timestamp()
-                .map_or("<unknown>".to_owned(), |t| output::age(t.0, now)),
-        ]);
-    }
-    if !args.all_namespaces {
-        for row in &mut rows {
-            row.remove(0);
-        }
-    }
-    print!("{}", output::aligned(&rows));
+            };
+            vec![
+                view.phase,
+                holders,
+                view.waiting.len().to_string(),
+                view.token.to_string(),
+            ]
+        },
+    );
     Ok(EXIT_OK)
 }
 

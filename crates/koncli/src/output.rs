@@ -220,45 +220,87 @@ pub fn summary(barrier: &Barrier, now: Timestamp) -> String {
     out
 }
 
-/// A kubectl-style table of barriers (wide adds timeout, failures and deadline).
-pub fn table(barriers: &[Barrier], wide: bool, with_namespace: bool, now: Timestamp) -> String {
-    let mut rows: Vec<Vec<String>> = Vec::new();
+/// The columns of a barrier's row (wide adds timeout, failures and time left), between
+/// NAME and AGE.
+pub fn barrier_columns(wide: bool) -> Vec<&'static str> {
+    let mut columns = vec!["EXPECTED", "QUORUM", "ARRIVED", "PHASE"];
+    if wide {
+        columns.extend(["TIMEOUT", "FAILED", "TIME LEFT"]);
+    }
+    columns
+}
+
+/// A barrier's cells under [`barrier_columns`].
+pub fn barrier_cells(b: &Barrier, wide: bool, now: Timestamp) -> Vec<String> {
+    let status = b.status.clone().unwrap_or_default();
+    let mut row = vec![
+        b.spec.expected.to_string(),
+        b.spec.quorum.map_or("<none>".into(), |q| q.to_string()),
+        status.arrived.to_string(),
+        b.phase().to_string(),
+    ];
+    if wide {
+        row.push(b.spec.timeout.clone().unwrap_or_else(|| "<none>".into()));
+        row.push(status.failed.to_string());
+        row.push(match (b.phase(), time_left(b, now)) {
+            (BarrierPhase::Waiting, Some(left)) => short_duration(left),
+            _ => "-".into(),
+        });
+    }
+    row
+}
+
+/// A kubectl-style table of objects of one kind: NAMESPACE (when `with_namespace`),
+/// NAME, the kind's `columns` filled by `cells`, then AGE.
+pub fn table<T: ResourceExt>(
+    items: &[T],
+    with_namespace: bool,
+    columns: &[&str],
+    cells: impl Fn(&T) -> Vec<String>,
+    now: Timestamp,
+) -> String {
     let mut header: Vec<&str> = Vec::new();
     if with_namespace {
         header.push("NAMESPACE");
     }
-    header.extend(["NAME", "EXPECTED", "QUORUM", "ARRIVED", "PHASE"]);
-    if wide {
-        header.extend(["TIMEOUT", "FAILED", "TIME LEFT"]);
-    }
+    header.push("NAME");
+    header.extend(columns);
     header.push("AGE");
-    rows.push(header.iter().map(|h| (*h).to_owned()).collect());
-    for b in barriers {
-        let status = b.status.clone().unwrap_or_default();
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_owned()).collect()];
+    for item in items {
         let mut row = Vec::new();
         if with_namespace {
-            row.push(b.namespace().unwrap_or_default());
+            row.push(item.namespace().unwrap_or_default());
         }
-        row.push(b.name_any());
-        row.push(b.spec.expected.to_string());
-        row.push(b.spec.quorum.map_or("<none>".into(), |q| q.to_string()));
-        row.push(status.arrived.to_string());
-        row.push(b.phase().to_string());
-        if wide {
-            row.push(b.spec.timeout.clone().unwrap_or_else(|| "<none>".into()));
-            row.push(status.failed.to_string());
-            row.push(match (b.phase(), time_left(b, now)) {
-                (konductor_api::BarrierPhase::Waiting, Some(left)) => short_duration(left),
-                _ => "-".into(),
-            });
-        }
+        row.push(item.name_any());
+        row.extend(cells(item));
         row.push(
-            b.creation_timestamp()
+            item.creation_timestamp()
                 .map_or("<unknown>".into(), |t| age(t.0, now)),
         );
         rows.push(row);
     }
     aligned(&rows)
+}
+
+/// Prints what `koncli KIND list` shows: the [`table`] of `items`, or kubectl's
+/// `No … found` on stderr when there are none. `namespace` is `None` when listing
+/// every namespace.
+pub fn print_listing<T: ResourceExt>(
+    items: &[T],
+    plural: &str,
+    namespace: Option<&str>,
+    columns: &[&str],
+    cells: impl Fn(&T) -> Vec<String>,
+) {
+    match namespace {
+        _ if !items.is_empty() => print!(
+            "{}",
+            table(items, namespace.is_none(), columns, cells, Timestamp::now())
+        ),
+        Some(namespace) => eprintln!("No {plural} found in {namespace} namespace."),
+        None => eprintln!("No {plural} found."),
+    }
 }
 
 /// Rows (the first is the header) as kubectl prints a table: columns left-aligned, three
@@ -406,7 +448,14 @@ mod tests {
     fn tables_align_columns() {
         let mut b = Barrier::new("b", BarrierSpec::new(2));
         b.metadata.namespace = Some("ns".into());
-        let text = table(&[b], true, true, Timestamp::now());
+        let now = Timestamp::now();
+        let text = table(
+            &[b],
+            true,
+            &barrier_columns(true),
+            |b| barrier_cells(b, true, now),
+            now,
+        );
         let mut lines = text.lines();
         assert!(
             lines

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Env, stderr, stdout};
+use common::{Env, assert_said, stderr, stdout};
 
 /// The critical sections a `run` log file records, as (token, start line, end line).
 fn sections(log: &str) -> Vec<(i64, usize, usize)> {
@@ -155,6 +155,18 @@ async fn lock_busy_unlock_and_status_work_from_a_script() {
             .is_some_and(|l| l.starts_with("deploy") && l.contains("Locked") && l.contains(" b ")),
         "{listed}"
     );
+    let everywhere = env.ok(&["mutex", "list", "-A"]).await;
+    assert!(everywhere.starts_with("NAMESPACE   NAME"), "{everywhere}");
+    assert!(
+        everywhere
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("default ")),
+        "{everywhere}"
+    );
+    let none = env.run(&["semaphore", "list"]).await;
+    assert_eq!(none.status.code(), Some(0));
+    assert_said(&none, "No semaphores found in default namespace.");
     let json = env.ok(&["mutex", "status", "deploy", "-o", "json"]).await;
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(value["status"]["holder"], "b");
