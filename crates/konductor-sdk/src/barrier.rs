@@ -21,6 +21,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 
+use crate::claims::{AskFailed, Asked, ask, withdraw};
 use crate::connect::Connection;
 use crate::error::{Error, Request, Result};
 
@@ -347,47 +348,42 @@ impl Barriers {
             message,
         };
         let arrival = Arrival::at_barrier(spec, uid);
-        let create_error = |e| self.request(barrier, "create", "arrivals").error(e);
-        match self.arrivals.create(&PostParams::default(), &arrival).await {
-            Ok(_) => return Ok(Arrived::Recorded),
-            Err(kube::Error::Api(status)) if status.code == 409 => {}
-            Err(e) => return Err(create_error(e)),
-        }
-        let existing = self
-            .arrivals
-            .get(&name)
-            .await
-            .map_err(|e| self.request(barrier, "get", "arrivals").error(e))?;
-        if existing.spec.outcome == outcome || outcome == Outcome::Failed {
-            return Ok(Arrived::AlreadyRecorded(existing.spec.outcome));
-        }
-        // A success after a failure report: the failure gives way. Deleted (only if it
-        // is still the one read) and created anew, so the arrival's time is now.
-        let only_that_one = DeleteParams {
-            preconditions: Some(kube::api::Preconditions {
-                uid: existing.uid(),
-                resource_version: existing.resource_version(),
-            }),
-            ..DeleteParams::default()
-        };
-        match self.arrivals.delete(&name, &only_that_one).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
-            Err(e) => return Err(self.request(barrier, "delete", "arrivals").error(e)),
-        }
-        match self.arrivals.create(&PostParams::default(), &arrival).await {
-            Ok(_) => Ok(Arrived::RecordedAfterFailure),
-            // Someone recorded this holder meanwhile: whatever they recorded stands.
-            Err(kube::Error::Api(status)) if status.code == 409 => {
-                let now = self
-                    .arrivals
-                    .get(&name)
-                    .await
-                    .map_err(|e| self.request(barrier, "get", "arrivals").error(e))?;
-                Ok(Arrived::AlreadyRecorded(now.spec.outcome))
+        let failed = |f: AskFailed| self.request(barrier, f.verb, "arrivals").error(f.error);
+        let mut replaced = false;
+        for _ in 0..3 {
+            let existing = match ask(&self.arrivals, &arrival).await.map_err(failed)? {
+                Asked::Created(_) if replaced => return Ok(Arrived::RecordedAfterFailure),
+                Asked::Created(_) => return Ok(Arrived::Recorded),
+                Asked::Found(existing) => existing,
+                Asked::Vanished => continue,
+            };
+            // After a replacement, whatever someone recorded meanwhile stands.
+            if replaced || existing.spec.outcome == outcome || outcome == Outcome::Failed {
+                return Ok(Arrived::AlreadyRecorded(existing.spec.outcome));
             }
-            Err(e) => Err(create_error(e)),
+            // A success after a failure report: the failure gives way. Deleted (only if
+            // it is still the one read) and created anew, so the arrival's time is now.
+            withdraw(
+                &self.arrivals,
+                &name,
+                existing.uid().as_deref(),
+                Duration::ZERO,
+            )
+            .await
+            .map_err(|message| Error::Api {
+                kind: "barrier",
+                namespace: self.namespace.clone(),
+                name: barrier.to_owned(),
+                message,
+            })?;
+            replaced = true;
         }
+        Err(Error::Api {
+            kind: "barrier",
+            namespace: self.namespace.clone(),
+            name: barrier.to_owned(),
+            message: format!("could not create arrival {name}: it keeps being deleted"),
+        })
     }
 
     /// The barrier as the API server stores it, JSON for JSON (timestamps keep every

@@ -8,6 +8,8 @@
 //! - [`locks`]: [`locks::Locks`] — acquire a Semaphore, Mutex or RWMutex as a
 //!   [`locks::Guard`] that renews in the background, says when the grant is lost, and
 //!   releases on drop.
+//! - `claims`: what every kind's claims share — ask under a deterministic name (or
+//!   find the holder's earlier claim), withdraw only the claim read.
 //! - [`watching`]: how every watch notices a dead connection and reconnects.
 //! - [`error`]: one-sentence errors naming the barrier and the cause.
 //!
@@ -26,6 +28,7 @@
 //! ```
 
 pub mod barrier;
+mod claims;
 pub mod connect;
 pub mod error;
 pub mod locks;

@@ -36,13 +36,14 @@ use k8s_openapi::jiff::Timestamp;
 use konductor_api::locks::{
     CommonLockSpec, LockKind, Permit, PermitMode, PermitPhase, PermitSpec, permit_name,
 };
-use kube::api::{Api, DeleteParams, DynamicObject, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch as channel;
 
 pub use self::claim::Timing;
 use self::claim::{Chain, Session};
 use self::watch::{LockPresence, LockView, LockWatch, Seen, version_number};
+use crate::claims::{Asked, ask, withdraw};
 use crate::connect::Connection;
 use crate::error::{Error, Request, Result};
 
@@ -427,18 +428,13 @@ impl Locks {
         permit.spec.renew_time = Some(MicroTime(Timestamp::now()));
         for _ in 0..3 {
             let sent = Instant::now();
-            match self.permits.create(&PostParams::default(), &permit).await {
-                Ok(created) => return Ok((created, Chain::new(sent, true), false)),
-                Err(kube::Error::Api(status)) if status.code == 409 => {}
-                Err(error) => return Err(self.request(claim, "create", "permits").error(error)),
-            }
-            let Some(existing) = self
-                .permits
-                .get_opt(&name)
+            let existing = match ask(&self.permits, &permit)
                 .await
-                .map_err(|e| self.request(claim, "get", "permits").error(e))?
-            else {
-                continue; // released meanwhile: ask again
+                .map_err(|f| self.request(claim, f.verb, "permits").error(f.error))?
+            {
+                Asked::Created(created) => return Ok((created, Chain::new(sent, true), false)),
+                Asked::Found(existing) => existing,
+                Asked::Vanished => continue, // released meanwhile: ask again
             };
             let expired = existing
                 .status
@@ -453,7 +449,7 @@ impl Locks {
                 return Ok((existing, chain, true));
             }
             // An expired claim of this holder: asked anew (at the back of the queue).
-            let _ = delete_permit(
+            let _ = withdraw(
                 &self.permits,
                 &name,
                 existing.uid().as_deref(),
@@ -838,7 +834,7 @@ impl PendingClaim {
         if let Some(session) = self.session.take() {
             let bound = GIVE_BACK_BOUND.min(session.timing.ttl);
             if let Err(error) =
-                delete_permit(&session.permits, &session.name, Some(&session.uid), bound).await
+                withdraw(&session.permits, &session.name, Some(&session.uid), bound).await
             {
                 tracing::warn!(%error, permit = %session.name, "withdrawing the claim");
             }
@@ -856,8 +852,7 @@ impl Drop for PendingClaim {
         {
             runtime.spawn(async move {
                 let bound = GIVE_BACK_BOUND.min(session.timing.ttl);
-                let _ =
-                    delete_permit(&session.permits, &session.name, Some(&session.uid), bound).await;
+                let _ = withdraw(&session.permits, &session.name, Some(&session.uid), bound).await;
             });
         }
     }
@@ -959,7 +954,7 @@ impl Guard {
         self.stop();
         self.given_back = true;
         let bound = GIVE_BACK_BOUND.min(self.session.timing.ttl);
-        delete_permit(
+        withdraw(
             &self.session.permits,
             &self.session.name,
             Some(&self.session.uid),
@@ -986,8 +981,7 @@ impl Drop for Guard {
             let session = self.session.clone();
             runtime.spawn(async move {
                 let bound = GIVE_BACK_BOUND.min(session.timing.ttl);
-                let _ =
-                    delete_permit(&session.permits, &session.name, Some(&session.uid), bound).await;
+                let _ = withdraw(&session.permits, &session.name, Some(&session.uid), bound).await;
             });
         }
     }
@@ -1062,43 +1056,6 @@ async fn keep(
             }
             () = tokio::time::sleep_until(trusted_until.into()) => {}
         }
-    }
-}
-
-/// Deletes a Permit (only the one with `uid`, when given), retrying for up to `bound`
-/// while the server does not answer. A Permit already gone (or replaced) is fine.
-async fn delete_permit(
-    permits: &Api<Permit>,
-    name: &str,
-    uid: Option<&str>,
-    bound: Duration,
-) -> std::result::Result<(), String> {
-    let params = DeleteParams {
-        preconditions: uid.map(|uid| Preconditions {
-            uid: Some(uid.to_owned()),
-            resource_version: None,
-        }),
-        ..DeleteParams::default()
-    };
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(100);
-    loop {
-        let attempt =
-            tokio::time::timeout(Duration::from_secs(5), permits.delete(name, &params)).await;
-        let error = match attempt {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(kube::Error::Api(status))) if matches!(status.code, 404 | 409) => return Ok(()),
-            Ok(Err(kube::Error::Api(status))) if status.code != 429 && status.code < 500 => {
-                return Err(status.message.clone());
-            }
-            Ok(Err(error)) => error.to_string(),
-            Err(_) => "no answer within 5s".to_owned(),
-        };
-        if started.elapsed() + pause > bound {
-            return Err(error);
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }
 
