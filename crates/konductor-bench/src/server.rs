@@ -3,19 +3,12 @@
 //! memory (`/proc`), and its `/metrics`.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
 
-use anyhow::{Context as _, bail};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use anyhow::Context as _;
 
-/// How long a server may take to print its kubeconfig line.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A running `konductor server`; killed when dropped.
+/// A running `konductor server` in a temporary data directory; killed when dropped.
 pub struct ServerProcess {
-    child: Child,
+    process: konductor_testing::process::ServerProcess,
     /// The kubeconfig it wrote.
     pub kubeconfig: PathBuf,
     _data_dir: tempfile::TempDir,
@@ -25,39 +18,22 @@ impl ServerProcess {
     /// Starts `konductor server` from `binary` and waits until it serves.
     pub async fn start(binary: &Path) -> anyhow::Result<Self> {
         let data_dir = tempfile::tempdir().context("creating a data directory")?;
-        let mut child = Command::new(binary)
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir.path())
-            .stdout(Stdio::piped())
-            // Its logs (retried conflicts and the like) would drown the figures.
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let kubeconfig = tokio::time::timeout(START_TIMEOUT, async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(path) = line.strip_prefix("export KUBECONFIG=") {
-                    return Ok(PathBuf::from(path));
-                }
-            }
-            bail!("konductor server exited before printing its kubeconfig")
+        let (binary, dir) = (binary.to_owned(), data_dir.path().to_owned());
+        let process = tokio::task::spawn_blocking(move || {
+            konductor_testing::process::ServerProcess::start(&binary, &dir, "127.0.0.1:0", &[])
         })
-        .await
-        .context("konductor server did not start in time")??;
-        // Keep reading its stdout so it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        .await?
+        .map_err(anyhow::Error::msg)?;
         Ok(Self {
-            child,
-            kubeconfig,
+            kubeconfig: process.kubeconfig.clone(),
+            process,
             _data_dir: data_dir,
         })
     }
 
     /// The server's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id().unwrap_or(0)
+        self.process.pid()
     }
 
     /// A kube client from the server's kubeconfig, as koncli connects.

@@ -1,10 +1,13 @@
 //! What Konductor's tests and benchmarks share (an unpublished crate): an in-process
 //! `konductor server` — HTTPS on a free loopback port, a fresh data directory — with or
 //! without the controllers running against it, a client and an SDK connection for it,
-//! restarts on the same address and data, and bounded waits.
+//! restarts on the same address and data, and bounded waits; and ([`process`]) the
+//! server as a child process, as a user starts it.
 //!
 //! Use it from integration tests (`tests/`) and benchmarks, not from a crate's own unit
 //! tests: the crates it builds on would then be two different builds of themselves.
+
+pub mod process;
 
 use std::path::Path;
 use std::time::Duration;

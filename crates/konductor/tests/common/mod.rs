@@ -4,28 +4,13 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-/// A `konductor server` child process (killed when dropped) and what it announced.
-pub struct ServerProcess {
-    /// The process.
-    pub child: Child,
-    /// The kubeconfig from its `export KUBECONFIG=` line.
-    pub kubeconfig: PathBuf,
-    /// The URL from its `listening on` line.
-    pub url: String,
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub use konductor_testing::process::ServerProcess;
 
 /// The `konductor` binary under test.
 pub fn konductor() -> Command {
@@ -40,31 +25,13 @@ pub fn start_server(data_dir: &Path, extra: &[&str]) -> ServerProcess {
 
 /// [`start_server`] on the address `listen` (a restarted server keeps its address).
 pub fn start_server_at(data_dir: &Path, listen: &str, extra: &[&str]) -> ServerProcess {
-    let mut child = konductor()
-        .args(["server", "--listen", listen, "--data-dir"])
-        .arg(data_dir)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("konductor starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("a first line").unwrap();
-    let url = first
-        .strip_prefix("konductor server listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .to_owned();
-    let second = lines.next().expect("a second line").unwrap();
-    let kubeconfig = PathBuf::from(
-        second
-            .strip_prefix("export KUBECONFIG=")
-            .unwrap_or_else(|| panic!("unexpected second line {second:?}")),
-    );
-    ServerProcess {
-        child,
-        kubeconfig,
-        url,
-    }
+    ServerProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_konductor")),
+        data_dir,
+        listen,
+        extra,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A kube client from a kubeconfig file.
