@@ -1,19 +1,170 @@
-//! `koncli barrier …`: one function per barrier command over the SDK's
-//! [`konductor_sdk::Barriers`], and the progress a wait shows.
+//! `koncli barrier …`: the barrier subcommands and their arguments, one function per
+//! command over the SDK's [`konductor_sdk::Barriers`], and the progress a wait shows.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use clap::{Args, Subcommand};
 use jiff::Timestamp;
 use konductor_api::{Barrier, BarrierSpec, Outcome};
 use konductor_sdk::{Barriers, Error, Progress, WaitOutcome};
 
 use crate::cli::{
-    ArriveArgs, BarrierCommand, CreateArgs, ListArgs, OutputFormat, PruneArgs, WaitArgs,
+    CreateFormat, EXIT_CODES, OutputFormat, parse_duration, parse_holder, parse_message,
+    parse_name, parse_timeout,
 };
 use crate::exit::{EXIT_BARRIER_FAILED, EXIT_BARRIER_TIMEOUT, EXIT_OK};
 use crate::holder;
 use crate::output::{self, Display, MachineFormat};
+
+/// Barrier commands.
+#[derive(Subcommand, Debug)]
+pub enum BarrierCommand {
+    /// Wait until a barrier opens (exit 0), times out (3) or fails (4).
+    ///
+    /// Watches the barrier (no polling) and returns as soon as it opens. If the barrier
+    /// does not exist yet (or its namespace does not, or it is deleted meanwhile), says
+    /// so once and waits for it to be created. If a working watch breaks for a transient
+    /// reason (connection lost, server busy or failing), says so and reconnects with
+    /// backoff; credentials refused, permission denied, or the namespace or barrier kind
+    /// gone end the wait with exit 1. On a terminal, shows a live progress line; in a
+    /// pipe, a plain line per change; with --quiet, only the final line.
+    #[command(after_help = EXIT_CODES)]
+    Wait(WaitArgs),
+    /// Record that this process arrived at a barrier (or failed: --failed).
+    ///
+    /// The holder is --holder, else the HOLDER argument, else $KONDUCTOR_HOLDER, else
+    /// $POD_NAME, else the hostname. Arriving twice with the same holder succeeds and
+    /// counts once.
+    Arrive(ArriveArgs),
+    /// Show a barrier: phase, arrivals, failures, deadline, conditions.
+    Status(StatusArgs),
+    /// Create a barrier.
+    Create(CreateArgs),
+    /// Delete a barrier (its arrivals go with it).
+    Delete(NameArgs),
+    /// List barriers.
+    List(ListArgs),
+    /// Delete finished barriers (Open, Timeout or Failed) older than --older-than.
+    ///
+    /// Age counts from when a barrier finished (status.finishedAt, else its creation).
+    /// Waiting barriers are never pruned. A process that arrives at or waits for a
+    /// pruned barrier finds none (`wait` then waits for it to be created again).
+    #[command(
+        after_help = "Examples:\n  koncli barrier prune --older-than 24h --dry-run\n  koncli barrier prune --older-than 1h -A"
+    )]
+    Prune(PruneArgs),
+}
+
+/// `barrier prune`.
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Prune barriers finished at least this long ago (a Go duration: 30m, 24h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub older_than: String,
+    /// Only print what would be deleted.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Prune in all namespaces.
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+}
+
+/// `barrier wait`.
+#[derive(Args, Debug)]
+pub struct WaitArgs {
+    /// The barrier's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+    /// Give up after this long (a Go duration: 30s, 15m, 1h30m), exiting with code 5.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// No progress: print only the final line ("… is open", or why not).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `barrier arrive`.
+#[derive(Args, Debug)]
+pub struct ArriveArgs {
+    /// The barrier's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+    /// Who is arriving (same as --holder).
+    #[arg(value_name = "HOLDER", conflicts_with = "holder", value_parser = parse_holder)]
+    pub holder_arg: Option<String>,
+    /// Who is arriving [default: $KONDUCTOR_HOLDER, else $POD_NAME, else the hostname].
+    #[arg(long, value_parser = parse_holder)]
+    pub holder: Option<String>,
+    /// Report that this holder failed and will not arrive, so the barrier can fail early
+    /// instead of timing out. If it arrives later after all (a retried Job), the
+    /// arrival replaces the failure report.
+    #[arg(long)]
+    pub failed: bool,
+    /// Why it failed (with --failed).
+    #[arg(long, requires = "failed", value_name = "TEXT", value_parser = parse_message)]
+    pub message: Option<String>,
+    /// If the barrier does not exist yet, wait for it instead of failing.
+    #[arg(long)]
+    pub wait_for_barrier: bool,
+    /// With --wait-for-barrier, wait at most this long for it (a Go duration).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "wait_for_barrier")]
+    pub timeout: Option<Duration>,
+}
+
+/// `barrier status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The barrier's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+    /// Output format [default: a human summary].
+    #[arg(short, long, value_enum)]
+    pub output: Option<OutputFormat>,
+}
+
+/// `barrier create`.
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// The barrier's name (lower-case letters, digits, '-' and '.', at most 63 characters).
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+    /// How many processes are expected to arrive (at least 1).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    pub expected: i32,
+    /// How many successful arrivals open the barrier [default: expected].
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    pub quorum: Option<i32>,
+    /// How long to wait for enough arrivals, from creation (a Go duration: 30s, 15m, 1h30m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub timeout: Option<String>,
+    /// Delete the barrier (and its arrivals) this long after it opens, times out or
+    /// fails (a Go duration: 10m, 1h). Processes arriving later find no barrier.
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub ttl_after_finished: Option<String>,
+    /// Print the created object in this format.
+    #[arg(short, long, value_enum)]
+    pub output: Option<CreateFormat>,
+}
+
+/// Barrier commands that take only a name.
+#[derive(Args, Debug)]
+pub struct NameArgs {
+    /// The barrier's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+}
+
+/// `barrier list`.
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// List barriers in all namespaces.
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+    /// Output format [default: a table].
+    #[arg(short, long, value_enum)]
+    pub output: Option<OutputFormat>,
+}
 
 /// Runs one barrier command.
 pub async fn command(command: BarrierCommand, barriers: Barriers) -> konductor_sdk::Result<u8> {

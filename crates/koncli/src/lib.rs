@@ -1,12 +1,13 @@
 //! `koncli`: the command-line client for barriers and locks, built on `konductor-sdk`.
 //!
 //! # Layout
-//! - [`cli`]: the clap definitions (flags, help, exit codes).
+//! - [`cli`]: the top-level command line (global flags, commands, exit codes, output
+//!   formats, the argument checks every kind shares).
 //! - [`exit`]: the exit codes, and the name koncli goes by in messages.
-//! - [`barrier`]: the `barrier` verbs, one function each, and a wait's progress.
+//! - [`barrier`]: the `barrier` subcommands, one function each, and a wait's progress.
 //! - [`output`]: the human summary, tables, JSON and YAML.
 //! - [`holder`]: who a command acts as (stable for barriers, unique for locks).
-//! - [`locks`]: the `semaphore`, `mutex` and `rwmutex` verbs.
+//! - [`locks`]: the `semaphore`, `mutex` and `rwmutex` subcommands and verbs.
 //! - [`run`](mod@run): `… run`, holding a lock around a command, and the supervisor that makes
 //!   sure the command never outlives its grant or koncli.
 //! - [`signals`]: SIGINT/SIGTERM while waiting (the claim is withdrawn).

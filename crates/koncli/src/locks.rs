@@ -1,9 +1,11 @@
-//! `koncli semaphore|mutex|rwmutex …`: the lock verbs over the SDK's
+//! `koncli semaphore|mutex|rwmutex …`: the lock subcommands and their arguments, the
+//! lock verbs over the SDK's
 //! [`konductor_sdk::locks`], and what `run` ([`crate::run`](mod@crate::run)) shares
 //! with them: the claim a command makes, progress while waiting, exit codes.
 
 use std::time::{Duration, Instant};
 
+use clap::{Args, Subcommand};
 use konductor_api::locks::status::LockStatus;
 use konductor_api::locks::{CONDITION_READY, CommonLockSpec, LockKind, PermitMode};
 use konductor_sdk::locks::{Claim, Locks, NO_ANSWER, Progress, Wait};
@@ -12,12 +14,245 @@ use kube::ResourceExt;
 use kube::api::DynamicObject;
 use serde_json::json;
 
-use crate::cli::{
-    AcquireArgs, LockCreateArgs, LockListArgs, LockStatusArgs, MutexCommand, ReleaseArgs, RunArgs,
-    RwmutexCommand, SemaphoreCommand,
-};
+use crate::cli::{CreateFormat, EXIT_CODES, parse_duration, parse_holder, parse_name};
 use crate::exit::{EXIT_BUSY, EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_WAIT_TIMEOUT};
 use crate::output::{self, MachineFormat};
+
+/// `semaphore` commands. `acquire`/`release` are also spelled `lock`/`unlock`.
+#[derive(Subcommand, Debug)]
+pub enum SemaphoreCommand {
+    /// Take one of the semaphore's permits and print the fencing token; the grant stays
+    /// after koncli exits, until `release` or until it expires a ttl later (nothing
+    /// renews it: to hold it around a command, use `run`). Needs an identity (--holder
+    /// or $KONDUCTOR_HOLDER), the same for `release`.
+    #[command(visible_alias = "lock", after_help = EXIT_CODES)]
+    Acquire(AcquireArgs),
+    /// Give the permit back (delete this holder's claim, granted or queued).
+    #[command(visible_alias = "unlock")]
+    Release(ReleaseArgs),
+    /// Run a command while holding one of the semaphore's permits (see `run --help`).
+    #[command(after_help = RUN_HELP)]
+    Run(RunArgs),
+    /// Show the semaphore: phase, holders, waiting, last fencing token.
+    Status(LockStatusArgs),
+    /// Create a semaphore.
+    Create(SemaphoreCreateArgs),
+    /// Delete the semaphore (its claims go with it).
+    Delete(LockNameArgs),
+    /// List semaphores.
+    List(LockListArgs),
+}
+
+/// `mutex` commands. `lock`/`unlock` are also spelled `acquire`/`release`.
+#[derive(Subcommand, Debug)]
+pub enum MutexCommand {
+    /// Take the mutex and print the fencing token; the grant stays after koncli exits,
+    /// until `unlock` or until it expires a ttl later (nothing renews it: to hold it
+    /// around a command, use `run`). Needs an identity (--holder or
+    /// $KONDUCTOR_HOLDER), the same for `unlock`.
+    #[command(visible_alias = "acquire", after_help = EXIT_CODES)]
+    Lock(AcquireArgs),
+    /// Give the mutex back (delete this holder's claim, granted or queued).
+    #[command(visible_alias = "release")]
+    Unlock(ReleaseArgs),
+    /// Run a command while holding the mutex (see `run --help`).
+    #[command(after_help = RUN_HELP)]
+    Run(RunArgs),
+    /// Show the mutex: phase, holder, waiting, last fencing token.
+    Status(LockStatusArgs),
+    /// Create a mutex.
+    Create(LockCreateArgs),
+    /// Delete the mutex (its claims go with it).
+    Delete(LockNameArgs),
+    /// List mutexes.
+    List(LockListArgs),
+}
+
+/// `rwmutex` commands: `lock`/`unlock` for the write side (also spelled
+/// `acquire`/`release`), `rlock`/`runlock` for the read side.
+#[derive(Subcommand, Debug)]
+pub enum RwmutexCommand {
+    /// Take the write side (alone) and print the fencing token; the grant stays after
+    /// koncli exits, until `unlock` or until it expires a ttl later. Needs an identity
+    /// (--holder or $KONDUCTOR_HOLDER), the same for `unlock`.
+    #[command(visible_alias = "acquire", after_help = EXIT_CODES)]
+    Lock(AcquireArgs),
+    /// Take the read side (beside other readers) and print the fencing token.
+    #[command(after_help = EXIT_CODES)]
+    Rlock(AcquireArgs),
+    /// Give the write side back.
+    #[command(visible_alias = "release")]
+    Unlock(ReleaseArgs),
+    /// Give the read side back.
+    Runlock(ReleaseArgs),
+    /// Run a command while holding the read (--read) or write side (see `run --help`).
+    #[command(after_help = RUN_HELP)]
+    Run(RwRunArgs),
+    /// Show the rwmutex: phase, writer or readers, waiting, last fencing token.
+    Status(LockStatusArgs),
+    /// Create an rwmutex.
+    Create(LockCreateArgs),
+    /// Delete the rwmutex (its claims go with it).
+    Delete(LockNameArgs),
+    /// List rwmutexes.
+    List(LockListArgs),
+}
+
+/// What `run` does, for its `--help`.
+pub const RUN_HELP: &str = "\
+run acquires the lock (waiting; --timeout gives up, exit 5), then runs the command
+with $KONDUCTOR_FENCING_TOKEN in its environment, in a process group of its own, and
+renews the claim six times per ttl while it runs. SIGINT and SIGTERM are forwarded to
+the command; when it exits, anything it left running in its group is stopped and the
+lock released, and koncli exits with the command's code (128+N if signal N ended it).
+
+The command never outlives its grant: if renewals go unacknowledged until a fifth of
+the ttl is left before the grant could expire (a partition, a server down), or the
+grant expires or its claim is deleted, the command's process group gets SIGTERM, then
+SIGKILL a tenth of the ttl later, and koncli exits 7. It never outlives koncli either:
+if koncli is killed (even with SIGKILL), the command is stopped the same way.
+Pass $KONDUCTOR_FENCING_TOKEN to what the lock protects, for what time cannot cover
+(a paused process). Each run is a holder of its own (--holder to name it).
+
+Exit codes: the command's own; 5 --timeout passed before the grant; 7 the grant was
+lost; 126/127 the command cannot be run (nothing was acquired); 130/143 interrupted
+while waiting (the claim was withdrawn); 1 an error (lock not found, ...).";
+
+/// `list` of locks.
+#[derive(Args, Debug)]
+pub struct LockListArgs {
+    /// List them in all namespaces.
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+    /// Print the list in this format [default: a table].
+    #[arg(short, long, value_enum)]
+    pub output: Option<CreateFormat>,
+}
+
+/// `lock`, `acquire`, `rlock`.
+#[derive(Args, Debug)]
+pub struct AcquireArgs {
+    /// The lock's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+    /// Who takes it [default: $KONDUCTOR_HOLDER; one of the two is required: two
+    /// scripts on one host, or two containers in one pod, must not share a grant by
+    /// accident].
+    #[arg(long, value_parser = parse_holder)]
+    pub holder: Option<String>,
+    /// Wait for the grant instead of failing (exit 6) when the lock is busy.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait, wait at most this long (a Go duration; 0s takes a free lock and
+    /// gives up on a busy one), then exit 5.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "wait")]
+    pub timeout: Option<Duration>,
+    /// Higher is granted first (FIFO among equals; may be negative).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+}
+
+/// `unlock`, `release`, `runlock`.
+#[derive(Args, Debug)]
+pub struct ReleaseArgs {
+    /// The lock's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+    /// Whose claim [default: $KONDUCTOR_HOLDER; one of the two is required].
+    #[arg(long, value_parser = parse_holder)]
+    pub holder: Option<String>,
+}
+
+/// `run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The lock's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+    /// Who holds it [default: a new identity for every run: $POD_NAME or the hostname,
+    /// with a random suffix].
+    #[arg(long, value_parser = parse_holder)]
+    pub holder: Option<String>,
+    /// Give up waiting for the grant after this long (a Go duration), exiting 5.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Higher is granted first (FIFO among equals; may be negative).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+    /// The command and its arguments (after `--`).
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `rwmutex run`.
+#[derive(Args, Debug)]
+pub struct RwRunArgs {
+    /// Hold the read side (beside other readers).
+    #[arg(long, conflicts_with = "write")]
+    pub read: bool,
+    /// Hold the write side (alone; the default).
+    #[arg(long)]
+    pub write: bool,
+    /// What to run, and how.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// `status` of a lock.
+#[derive(Args, Debug)]
+pub struct LockStatusArgs {
+    /// The lock's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+    /// Print the object in this format [default: a human summary].
+    #[arg(short, long, value_enum)]
+    pub output: Option<CreateFormat>,
+}
+
+/// Lock commands that take only a name.
+#[derive(Args, Debug)]
+pub struct LockNameArgs {
+    /// The lock's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+}
+
+/// `create` of a mutex or rwmutex.
+#[derive(Args, Debug)]
+pub struct LockCreateArgs {
+    /// The lock's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+    /// How long a claim lives without renewal (a Go duration, at least 2s; default 5m).
+    /// Holders renew six times per ttl; a holder cut off stops its command a fifth of
+    /// the ttl before the grant can expire, so the ttl bounds how long a dead holder
+    /// blocks the lock.
+    #[arg(long, value_name = "DURATION", value_parser = parse_lock_ttl)]
+    pub ttl: Option<String>,
+}
+
+/// `semaphore create`.
+#[derive(Args, Debug)]
+pub struct SemaphoreCreateArgs {
+    /// How many may hold the semaphore at once (at least 1).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    pub permits: i32,
+    /// The rest, as for the other locks.
+    #[command(flatten)]
+    pub lock: LockCreateArgs,
+}
+
+/// A lock's ttl: a Go duration of at least the minimum ttl.
+fn parse_lock_ttl(text: &str) -> Result<String, String> {
+    let ttl = parse_duration(text)?;
+    if ttl < konductor_api::locks::MIN_TTL {
+        return Err(format!(
+            "must be at least {}: a holder renews six times per ttl and must stop its command before it runs out",
+            konductor_api::duration::format_duration(konductor_api::locks::MIN_TTL)
+        ));
+    }
+    Ok(text.to_owned())
+}
 
 /// What a lock command ends with: an exit code, or an error to print.
 pub type Outcome = konductor_sdk::Result<u8>;

@@ -25,8 +25,9 @@ use konductor_sdk::Error;
 use konductor_sdk::locks::Locks;
 use rustix::process::{Pid, Signal};
 
-use crate::cli::{RunArgs, SuperviseArgs};
+use crate::cli::SuperviseArgs;
 use crate::exit::{EXIT_ERROR, EXIT_LOST};
+use crate::locks::RunArgs;
 use crate::locks::{acquire_reporting, claim, refused};
 use crate::signals::Interrupts;
 

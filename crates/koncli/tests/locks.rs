@@ -182,6 +182,14 @@ async fn run_exits_with_the_command_code_and_7_when_the_grant_is_lost() {
         ])
         .await;
     assert_eq!(failing.status.code(), Some(3));
+    // The Permit is gone when run exits; the controller records that on the lock next.
+    let rwmutexes: kube::Api<konductor_api::locks::RWMutex> =
+        kube::Api::namespaced(env.client.clone(), "default");
+    konductor_testing::until(rwmutexes, "cache", |lock| {
+        lock.and_then(|l| l.status.as_ref())
+            .is_some_and(|s| s.read_holders.is_empty() && s.write_holder.is_none())
+    })
+    .await;
     let released = env.ok(&["rwmutex", "status", "cache"]).await;
     assert!(
         released.contains("Phase:         Unlocked"),

@@ -30,6 +30,16 @@ pub struct KindEntry {
     /// What a workload using koncli or the SDK does with them (a Job's
     /// ServiceAccount; setting the objects up is left to whoever does).
     pub workload: Access,
+    /// Whether the controllers reconcile objects of this kind (a subject: a barrier, a
+    /// lock), rather than read them as a subject's claims.
+    pub reconciled: bool,
+}
+
+impl KindEntry {
+    /// The kind as metrics and logs name it: its singular (`barrier`, `rwmutex`).
+    pub fn word(&self) -> &str {
+        self.crd.spec.names.singular.as_deref().unwrap_or_default()
+    }
 }
 
 /// **The list of Konductor's kinds**, the one place a kind is registered: the CRDs
@@ -53,6 +63,7 @@ pub fn kinds() -> Vec<KindEntry> {
             verbs: READ,
             ..none
         },
+        reconciled: true,
     };
     vec![
         KindEntry {
@@ -66,6 +77,7 @@ pub fn kinds() -> Vec<KindEntry> {
                 verbs: READ,
                 ..none
             },
+            reconciled: true,
         },
         KindEntry {
             crd: tidy(Arrival::crd()),
@@ -79,6 +91,7 @@ pub fn kinds() -> Vec<KindEntry> {
                 verbs: &["create", "get", "delete"],
                 ..none
             },
+            reconciled: false,
         },
         lock(Semaphore::crd()),
         lock(Mutex::crd()),
@@ -95,6 +108,7 @@ pub fn kinds() -> Vec<KindEntry> {
                 verbs: &["create", "get", "list", "watch", "patch", "delete"],
                 ..none
             },
+            reconciled: false,
         },
     ]
 }

@@ -73,7 +73,7 @@ async fn measure(client: &kube::Client, metrics: &Metrics, size: usize, rounds: 
             )
             .await
             .unwrap();
-        let writes_before = metrics.status_writes.get();
+        let writes_before = metrics.status_writes("barrier");
         arrive_many(&arrivals, &created, 0..size - 1).await;
         let expected = (size - 1) as i32;
         let seen = await_condition(barriers.clone(), &name, move |b: Option<&Barrier>| {
@@ -82,7 +82,7 @@ async fn measure(client: &kube::Client, metrics: &Metrics, size: usize, rounds: 
         .await
         .unwrap()
         .unwrap();
-        writes += metrics.status_writes.get() - writes_before;
+        writes += metrics.status_writes("barrier") - writes_before;
         burst_arrivals += size - 1;
 
         let params = WatchParams::default().fields(&format!("metadata.name={name}"));

@@ -8,7 +8,7 @@ use kube::Client;
 use kube::runtime::events::Reporter;
 
 use crate::Result;
-use crate::controller::CONTROLLER_NAME;
+use crate::barrier::CONTROLLER_NAME;
 use crate::metrics::Metrics;
 
 /// A controller running in the background of this process (as inside
@@ -70,7 +70,7 @@ impl Drop for Background {
 }
 
 /// Runs every kind's controller for all namespaces until `shutdown` resolves: the
-/// barriers' ([`crate::controller`]) and the locks' ([`crate::locks`]). A new kind is
+/// barriers' ([`crate::barrier`]) and the locks' ([`crate::locks`]). A new kind is
 /// one more line here.
 pub async fn run(
     client: Client,
@@ -85,7 +85,7 @@ pub async fn run(
         metrics.clone(),
         shutdown.clone(),
     );
-    let barriers = crate::controller::run(client, reporter, metrics, shutdown);
+    let barriers = crate::barrier::run(client, reporter, metrics, shutdown);
     let (barriers, ()) = futures::join!(barriers, locks);
     barriers
 }

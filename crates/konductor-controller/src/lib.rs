@@ -1,29 +1,29 @@
-//! The Konductor barrier controller and the operator around it.
+//! The Konductor controllers — one per kind, each wired to one shared engine — and the
+//! operator around them.
 //!
 //! # Layout
-//! - [`kinds`]: every kind's controller joined ([`kinds::run`], [`kinds::Background`]).
-//! - [`controller`]: the barrier controller — `Context`, `reconcile`, `error_policy`,
-//!   `run`: Arrivals in, Barrier status, Events and deadline requeues out, via
+//! - [`engine`]: what every kind shares: the workers and their error policy, the claim
+//!   index, adoption, Events within a budget; metrics by kind.
+//! - [`barrier`]: the Barrier kind — its Arrivals' index and its reconcile, via
 //!   `konductor_api::rules`.
-//! - [`locks`]: the lock controller (Semaphore, Mutex, RWMutex and their Permits).
-//! - [`clock`]: the lock controller's clock — wall-clock readings that never step.
-//! - [`engine`]: what every kind's controller shares (the claim index).
-//! - [`index`]: what the claim index keeps of each barrier's arrivals.
+//! - [`locks`]: the lock kinds (Semaphore, Mutex, RWMutex) and their Permits, via
+//!   `konductor_api::locks::rules`.
+//! - [`kinds`]: every kind's controller joined ([`kinds::run`], [`kinds::Background`]).
+//! - [`clock`]: wall-clock readings that never step (lock expiry).
 //! - [`queue`]: the reconcile queue (deduplicating, immediate, timed requeues).
 //! - [`writes`]: what the controller remembers of its own status writes (not arguing
 //!   with its own stale cache; pacing large barriers).
 //! - [`metrics`]: Prometheus metrics.
 //! - [`leader`]: Lease-based leader election (get + update, no apply needed).
-//! - [`operator`]: leader election + controller + probe endpoints, for
+//! - [`operator`]: leader election + controllers + probe endpoints, for
 //!   `konductor operator`.
 //!
 //! `konductor server` runs [`kinds::run`] in-process against itself, through the
 //! same kube client code as in a cluster.
 
+pub mod barrier;
 pub mod clock;
-pub mod controller;
 pub mod engine;
-pub mod index;
 pub mod kinds;
 pub mod leader;
 pub mod locks;

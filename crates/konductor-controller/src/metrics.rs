@@ -1,6 +1,6 @@
-//! Prometheus metrics of the controller: reconciles, errors by kind, reconcile
-//! duration, status writes, barriers by phase and the time barriers take to open; lock
-//! reconciles, grants and expiries by kind.
+//! Prometheus metrics of the controller, by kind: reconciles, their errors and
+//! durations, status writes, Events left out by the budget; barriers by phase and the
+//! time barriers take to open; lock grants and expiries.
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -16,19 +16,29 @@ use prometheus_client::registry::Registry;
 
 use crate::Error;
 
+/// Labels of the counters kept per kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// `barrier`, `semaphore`, `mutex`, `rwmutex`.
+    pub kind: String,
+}
+
+impl KindLabels {
+    /// The labels of `kind`.
+    pub fn of(kind: &str) -> Self {
+        Self {
+            kind: kind.to_owned(),
+        }
+    }
+}
+
 /// Labels of the error counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
+    /// The kind whose reconcile failed.
+    pub kind: String,
     /// The error's kind ([`Error::metric_label`]).
     pub error: String,
-}
-
-impl From<&Error> for ErrorLabels {
-    fn from(error: &Error) -> Self {
-        Self {
-            error: error.metric_label().to_owned(),
-        }
-    }
 }
 
 /// Labels of the phase gauge.
@@ -38,70 +48,48 @@ pub struct PhaseLabels {
     pub phase: String,
 }
 
-/// Labels of the lock counters.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct LockLabels {
-    /// `semaphore`, `mutex` or `rwmutex`.
-    pub kind: String,
-}
-
-impl LockLabels {
-    /// The labels of a `kind` lock.
-    pub fn of(kind: konductor_api::locks::LockKind) -> Self {
-        Self {
-            kind: kind.word().to_owned(),
-        }
-    }
-}
-
 /// Times one reconcile into a histogram when dropped.
-pub struct ReconcileTimer<'a> {
-    histogram: &'a Histogram,
+pub struct ReconcileTimer {
+    histogram: Histogram,
     started: Instant,
 }
 
-impl Drop for ReconcileTimer<'_> {
+impl Drop for ReconcileTimer {
     fn drop(&mut self) {
         self.histogram.observe(self.started.elapsed().as_secs_f64());
     }
 }
 
-/// A histogram of reconcile durations.
-pub struct ReconcileHistogram(Histogram);
+/// Reconcile durations by kind.
+type Durations = Family<KindLabels, Histogram, fn() -> Histogram>;
 
-impl ReconcileHistogram {
-    /// Starts timing a reconcile; the time is recorded when the guard drops.
-    pub fn start(&self) -> ReconcileTimer<'_> {
-        ReconcileTimer {
-            histogram: &self.0,
-            started: Instant::now(),
-        }
-    }
+/// The buckets of reconcile durations: 0.5 ms to 4 s.
+fn reconcile_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
 }
 
 /// All controller metrics and their registry.
 pub struct Metrics {
     registry: Registry,
-    /// Reconciles run.
-    pub reconciles: Counter,
-    /// Failed reconciles by error kind.
-    pub errors: Family<ErrorLabels, Counter>,
-    /// Reconcile durations.
-    pub reconcile: ReconcileHistogram,
-    /// Status subresource writes (well below one per arrival when bursts coalesce).
-    pub status_writes: Counter,
+    /// Reconciles run, by kind.
+    reconciles: Family<KindLabels, Counter>,
+    /// Failed reconciles by kind and error.
+    errors: Family<ErrorLabels, Counter>,
+    /// Reconcile durations, by kind.
+    durations: Durations,
+    /// Status subresource writes, by kind (well below one per arrival when bursts
+    /// coalesce).
+    status_writes: Family<KindLabels, Counter>,
+    /// Normal Events not recorded because the subject's event budget was spent.
+    events_dropped: Family<KindLabels, Counter>,
     /// Seconds from a barrier's creation to its opening.
     pub time_to_open: Histogram,
     /// 1 while this replica leads (operator), else 0.
     pub leader: Gauge,
-    /// Lock reconciles run, by kind.
-    pub lock_reconciles: Family<LockLabels, Counter>,
     /// Grants made, by kind.
-    pub lock_grants: Family<LockLabels, Counter>,
+    pub lock_grants: Family<KindLabels, Counter>,
     /// Grants that expired (not renewed within the ttl), by kind.
-    pub lock_expiries: Family<LockLabels, Counter>,
-    /// Normal Events on locks not recorded because the lock's event budget was spent.
-    pub lock_events_dropped: Family<LockLabels, Counter>,
+    pub lock_expiries: Family<KindLabels, Counter>,
     /// Barriers by phase, from the controller's cache at scrape time.
     phases: Family<PhaseLabels, Gauge>,
     /// The controller's barrier cache, once running.
@@ -111,79 +99,126 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("konductor");
-        let reconciles = Counter::default();
-        let errors = Family::<ErrorLabels, Counter>::default();
-        let reconcile = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
-        let status_writes = Counter::default();
-        let time_to_open = Histogram::new(exponential_buckets(0.01, 4.0, 12));
-        let phases = Family::<PhaseLabels, Gauge>::default();
-        registry.register("reconciles", "Barrier reconciles run", reconciles.clone());
+        let metrics = Self {
+            registry: Registry::default(),
+            reconciles: Family::default(),
+            errors: Family::default(),
+            durations: Durations::new_with_constructor(reconcile_histogram),
+            status_writes: Family::default(),
+            events_dropped: Family::default(),
+            time_to_open: Histogram::new(exponential_buckets(0.01, 4.0, 12)),
+            leader: Gauge::default(),
+            lock_grants: Family::default(),
+            lock_expiries: Family::default(),
+            phases: Family::default(),
+            barriers: Mutex::new(None),
+        };
+        registry.register(
+            "reconciles",
+            "Reconciles run, by kind",
+            metrics.reconciles.clone(),
+        );
         registry.register(
             "reconcile_errors",
-            "Failed reconciles of barriers and locks, by error",
-            errors.clone(),
+            "Failed reconciles, by kind and error",
+            metrics.errors.clone(),
         );
         registry.register(
             "reconcile_duration_seconds",
-            "Time spent in one barrier reconcile",
-            reconcile.clone(),
+            "Time spent in one reconcile, by kind",
+            metrics.durations.clone(),
         );
         registry.register(
             "status_writes",
-            "Barrier status updates written",
-            status_writes.clone(),
+            "Status updates written, by kind",
+            metrics.status_writes.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Normal Events not recorded (over the per-object budget), by kind",
+            metrics.events_dropped.clone(),
         );
         registry.register(
             "barrier_time_to_open_seconds",
             "Time from a barrier's creation to its opening",
-            time_to_open.clone(),
+            metrics.time_to_open.clone(),
         );
-        registry.register("barriers", "Barriers by phase", phases.clone());
-        let lock_reconciles = Family::<LockLabels, Counter>::default();
-        let lock_grants = Family::<LockLabels, Counter>::default();
-        let lock_expiries = Family::<LockLabels, Counter>::default();
-        let lock_events_dropped = Family::<LockLabels, Counter>::default();
+        registry.register("barriers", "Barriers by phase", metrics.phases.clone());
         registry.register(
-            "lock_events_dropped",
-            "Normal lock Events not recorded (over the per-lock budget)",
-            lock_events_dropped.clone(),
+            "lock_grants",
+            "Lock grants made",
+            metrics.lock_grants.clone(),
         );
-        registry.register(
-            "lock_reconciles",
-            "Lock reconciles run",
-            lock_reconciles.clone(),
-        );
-        registry.register("lock_grants", "Lock grants made", lock_grants.clone());
         registry.register(
             "lock_expiries",
             "Lock grants that expired unrenewed",
-            lock_expiries.clone(),
+            metrics.lock_expiries.clone(),
         );
-        let leader = Gauge::default();
         registry.register(
             "leader",
             "1 while this replica holds the lease",
-            leader.clone(),
+            metrics.leader.clone(),
         );
+        // Every kind's series exist from the start (at 0), on a standby replica too.
+        for kind in konductor_api::crd::kinds().iter().filter(|k| k.reconciled) {
+            let labels = KindLabels::of(kind.word());
+            let _ = metrics.reconciles.get_or_create(&labels);
+            let _ = metrics.status_writes.get_or_create(&labels);
+        }
         Self {
             registry,
-            reconciles,
-            errors,
-            reconcile: ReconcileHistogram(reconcile),
-            status_writes,
-            time_to_open,
-            leader,
-            lock_reconciles,
-            lock_grants,
-            lock_expiries,
-            lock_events_dropped,
-            phases,
-            barriers: Mutex::new(None),
+            ..metrics
         }
     }
 }
 
 impl Metrics {
+    /// Counts a reconcile of `kind` and times it until the returned guard drops.
+    pub fn reconciling(&self, kind: &str) -> ReconcileTimer {
+        let labels = KindLabels::of(kind);
+        self.reconciles.get_or_create(&labels).inc();
+        ReconcileTimer {
+            histogram: self.durations.get_or_create(&labels).clone(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Counts a failed reconcile of `kind`.
+    pub fn failed(&self, kind: &str, error: &Error) {
+        self.errors
+            .get_or_create(&ErrorLabels {
+                kind: kind.to_owned(),
+                error: error.metric_label().to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a status write of `kind`.
+    pub fn status_written(&self, kind: &str) {
+        self.status_writes
+            .get_or_create(&KindLabels::of(kind))
+            .inc();
+    }
+
+    /// Status writes of `kind` so far.
+    pub fn status_writes(&self, kind: &str) -> u64 {
+        self.status_writes
+            .get_or_create(&KindLabels::of(kind))
+            .get()
+    }
+
+    /// Reconciles of `kind` so far.
+    pub fn reconciles(&self, kind: &str) -> u64 {
+        self.reconciles.get_or_create(&KindLabels::of(kind)).get()
+    }
+
+    /// Counts a Normal Event of `kind` left out by its subject's budget.
+    pub fn event_dropped(&self, kind: &str) {
+        self.events_dropped
+            .get_or_create(&KindLabels::of(kind))
+            .inc();
+    }
+
     /// Lets the phase gauge read the controller's barrier cache.
     pub fn set_barrier_store(&self, store: Store<Barrier>) {
         *self.barriers.lock().unwrap_or_else(|e| e.into_inner()) = Some(store);

@@ -14,7 +14,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use kube::runtime::events::Reporter;
 
-use crate::controller::CONTROLLER_NAME;
+use crate::barrier::CONTROLLER_NAME;
 use crate::leader::{LeaderElection, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::{Error, Result};

@@ -16,7 +16,7 @@ use konductor_api::Barrier;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::index::BarrierKey;
+use crate::barrier::arrivals::BarrierKey;
 
 /// The most status writes remembered while the barrier cache catches up with them.
 const MAX_REMEMBERED_WRITES: usize = 4096;

@@ -116,11 +116,32 @@ async fn a_mutex_is_handed_from_holder_to_holder_with_rising_tokens() {
     let next = h.until(&second, PermitPhase::Granted).await;
     assert!(token(&next) > token(&granted), "tokens rise");
     let metrics = h.controller().unwrap().metrics().encode();
-    let grants = metrics
-        .lines()
-        .find(|l| l.starts_with("konductor_lock_grants_total{kind=\"mutex\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
-    assert_eq!(grants, Some(2.0), "{metrics}");
+    let value = |series: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert_eq!(
+        value("konductor_lock_grants_total{kind=\"mutex\"}"),
+        Some(2.0),
+        "{metrics}"
+    );
+    // The engine counts every kind's reconciles and writes under the kind's name.
+    for series in [
+        "konductor_reconciles_total{kind=\"mutex\"}",
+        "konductor_status_writes_total{kind=\"mutex\"}",
+    ] {
+        assert!(
+            value(series).is_some_and(|v| v >= 2.0),
+            "{series}: {metrics}"
+        );
+    }
+    assert_eq!(
+        value("konductor_status_writes_total{kind=\"semaphore\"}"),
+        Some(0.0),
+        "every kind's series is there from the start: {metrics}"
+    );
 
     // The handover is on the lock's record of Events.
     let events: Api<CoreEvent> = Api::namespaced(h.client.clone(), "default");

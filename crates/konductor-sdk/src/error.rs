@@ -1,5 +1,6 @@
-//! SDK errors: one sentence each, naming the barrier and the cause, ready to show a
-//! user as they are.
+//! SDK errors: one sentence each, naming the object (kind, namespace, name) and the
+//! cause, ready to show a user as they are — one mapping of kube's errors for every
+//! kind.
 
 use std::time::Duration;
 
@@ -202,15 +203,10 @@ pub(crate) struct Request<'a> {
 }
 
 impl Request<'_> {
-    /// The plural of the request's kind (`barriers`, `mutexes`, …).
-    fn plural(&self) -> &'static str {
-        match self.kind {
-            "barrier" => "barriers",
-            "semaphore" => "semaphores",
-            "mutex" => "mutexes",
-            "rwmutex" => "rwmutexes",
-            _ => "",
-        }
+    /// Whether the request was about the named object itself — its resource is the
+    /// kind's plural (`barriers`, `mutexes`) — rather than one of its claims.
+    fn is_about_the_object(&self) -> bool {
+        self.resource.starts_with(self.kind)
     }
 
     /// Translates a kube error into the SDK's error for this request.
@@ -229,7 +225,7 @@ impl Request<'_> {
                     namespace,
                     name,
                 },
-                409 if self.verb == "create" && self.resource == self.plural() => {
+                409 if self.verb == "create" && self.is_about_the_object() => {
                     Error::AlreadyExists {
                         kind,
                         namespace,
@@ -334,6 +330,10 @@ mod tests {
             (
                 request("get", "barriers").error(api(401, "Unauthorized")),
                 "barrier jobs/extract-complete: unauthorized: the API server refused the credentials in the kubeconfig",
+            ),
+            (
+                request("create", "arrivals").error(api(409, "exists")),
+                "barrier jobs/extract-complete: exists",
             ),
             (
                 request("create", "arrivals").error(api(404, "namespaces \"jobs\" not found")),

@@ -134,10 +134,18 @@ async fn only_the_leader_acts_and_a_standby_takes_over() {
         leader,
         "the leader reports"
     );
-    assert!(metric(&leader_probes, "konductor_status_writes_total") >= 1.0);
+    assert!(
+        metric(
+            &leader_probes,
+            "konductor_status_writes_total{kind=\"barrier\"}"
+        ) >= 1.0
+    );
     assert_eq!(metric(&leader_probes, "konductor_leader") as i64, 1);
     assert_eq!(
-        metric(&standby_probes, "konductor_status_writes_total") as i64,
+        metric(
+            &standby_probes,
+            "konductor_status_writes_total{kind=\"barrier\"}"
+        ) as i64,
         0,
         "the standby never writes"
     );

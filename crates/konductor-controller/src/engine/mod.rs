@@ -1,6 +1,149 @@
-//! What every kind's controller shares — the engine the kinds are wired to.
+//! What every kind's controller shares — the engine the kinds are wired to. A kind's
+//! controller module says how to reconcile one subject and what feeds its queue; the
+//! engine does the rest the same way for every kind:
 //!
 //! - [`claims`]: a subject's claims (a barrier's Arrivals, a lock's Permits), indexed by
 //!   subject from one watch, with the watcher protocol done once.
+//! - [`adoption`]: claims written without their subject as owner (by kubectl, or for
+//!   an earlier subject of the same name) are adopted, and labelled with it.
+//! - [`events`]: Events on subjects, Warnings always, Normal ones within a budget per
+//!   subject.
+//! - this module: the workers ([`serve`]) — a [`WorkQueue`] drained by a fixed number
+//!   of workers, each reconcile counted and timed by kind, and one error policy (a
+//!   conflict is looked at again at once, anything else after a pause, both counted
+//!   by kind and error).
 
+pub mod adoption;
 pub mod claims;
+pub mod events;
+
+use std::fmt::Display;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::metrics::Metrics;
+use crate::queue::WorkQueue;
+use crate::{Error, Result};
+
+/// How long a failed reconcile (other than a conflict) waits before it is retried.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// How long running reconciles may take to finish when the controller stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// One kind's reconcile, as the engine's workers call it.
+pub trait Reconciler: Send + Sync + 'static {
+    /// Which subject to look at (a barrier's or a lock's namespace and name).
+    type Key: Clone + Eq + Hash + Display + Send + Sync + 'static;
+
+    /// The kind of `key`'s subject as metrics and logs name it (`barrier`, `mutex`, …).
+    fn kind(key: &Self::Key) -> &'static str;
+
+    /// Brings `key`'s subject up to date; returns when to look again, if a watch event
+    /// may not come first.
+    fn reconcile(&self, key: &Self::Key) -> impl Future<Output = Result<Option<Duration>>> + Send;
+
+    /// When to look at `key` again after a 409 Conflict: someone wrote in between, and
+    /// their write's watch event usually triggers the next look first. A kind whose
+    /// cache may lag its own conditional writes reads the subject afresh here.
+    fn after_conflict(&self, key: &Self::Key) -> impl Future<Output = Option<Duration>> + Send {
+        let _ = key;
+        std::future::ready(Some(Duration::from_millis(50)))
+    }
+}
+
+/// The error policy every kind shares: counts the failure by kind and error, and says
+/// when to look again — after a conflict as the kind says, otherwise after a pause.
+async fn after_failure<R: Reconciler>(
+    reconciler: &R,
+    key: &R::Key,
+    error: &Error,
+    metrics: &Metrics,
+) -> Option<Duration> {
+    let kind = R::kind(key);
+    metrics.failed(kind, error);
+    if error.is_conflict() {
+        // Routine: someone wrote in between; the next look sorts it out.
+        tracing::debug!(%error, kind, subject = %key, "conflict; looking again");
+        reconciler.after_conflict(key).await
+    } else {
+        tracing::warn!(%error, kind, subject = %key, "reconcile failed; retrying in 2s");
+        Some(RETRY_AFTER)
+    }
+}
+
+/// One worker: takes due keys off the queue and reconciles them until it closes.
+async fn work<R: Reconciler>(
+    reconciler: Arc<R>,
+    queue: Arc<WorkQueue<R::Key>>,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(key) = queue.next().await {
+        let result = {
+            let _timer = metrics.reconciling(R::kind(&key));
+            reconciler.reconcile(&key).await
+        };
+        let requeue = match result {
+            Ok(requeue) => requeue,
+            Err(error) => after_failure(&*reconciler, &key, &error, &metrics).await,
+        };
+        queue.done(key, requeue);
+    }
+}
+
+/// How a kind's controller is run by [`serve`].
+pub struct Workers<R: Reconciler> {
+    /// The kind's reconcile.
+    pub reconciler: Arc<R>,
+    /// The queue its watches fill.
+    pub queue: Arc<WorkQueue<R::Key>>,
+    /// How many reconciles run at once (each mostly waits for its writes, which the
+    /// API server commits together with the others in flight).
+    pub count: usize,
+    /// Where reconciles, their durations and failures are counted.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Runs a kind's controller until `shutdown` resolves or its `feeds` (the watches that
+/// fill the queue) end: the workers start once `ready` resolves true (the subjects'
+/// cache holds every subject, so "not listed yet" is never mistaken for "deleted").
+/// On the way out, the queue closes and running reconciles get a few seconds to finish.
+pub async fn serve<R: Reconciler>(
+    workers: Workers<R>,
+    ready: impl Future<Output = bool>,
+    feeds: impl Future,
+    shutdown: impl Future,
+) {
+    let Workers {
+        reconciler,
+        queue,
+        count,
+        metrics,
+    } = workers;
+    let mut running = tokio::task::JoinSet::new();
+    {
+        let start = async {
+            if ready.await {
+                for _ in 0..count {
+                    running.spawn(work(reconciler.clone(), queue.clone(), metrics.clone()));
+                }
+            }
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            _ = feeds => {}
+            () = start => {}
+            _ = shutdown => {}
+        }
+    }
+    queue.close();
+    let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!("reconciles still running at shutdown were cancelled");
+    }
+}

@@ -31,6 +31,27 @@ pub struct LockKey {
     pub name: String,
 }
 
+impl std::fmt::Display for LockKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.kind.word(), self.namespace, self.name)
+    }
+}
+
+impl LockKey {
+    /// The lock as Events name it.
+    pub fn reference(&self, uid: &str) -> k8s_openapi::api::core::v1::ObjectReference {
+        let resource = self.kind.api_resource();
+        k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some(resource.api_version),
+            kind: Some(resource.kind),
+            name: Some(self.name.clone()),
+            namespace: Some(self.namespace.clone()),
+            uid: Some(uid.to_owned()),
+            ..Default::default()
+        }
+    }
+}
+
 /// What the controller needs of a lock, whatever its kind.
 #[derive(Clone, Debug)]
 pub struct LockState {

@@ -8,8 +8,9 @@
 //! - [`status`]: the rules' view of a permit, and the merge patches that write the
 //!   statuses the rules decided (`konductor_api::locks::status`).
 //! - [`mirror`]: permit statuses, written off the critical path.
-//! - [`events`]: Granted, Released and Expired Events within a per-lock budget.
-//! - this file: the reconcile, its workers and the watches.
+//! - this file: the reconcile (`Context` as the engine's [`Reconciler`]) and the
+//!   watches that feed its queue. Granted, Released and Expired Events name the Permit
+//!   they are about; Normal ones are within the engine's per-lock budget.
 //!
 //! # A handover in two durable writes
 //! The holder deletes its Permit (one write); the controller sees it, evaluates and
@@ -29,32 +30,32 @@
 //! renewal was sent, has already stopped.
 
 pub mod cache;
-pub mod events;
 pub mod mirror;
 pub mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use futures::StreamExt;
 use konductor_api::locks::rules::{Decision, LockInput, Transition, evaluate, expiry};
 use konductor_api::locks::status::{lock_status, permit_status, ready_condition};
 use konductor_api::locks::{LockKind, Permit, PermitPhase};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 use self::cache::{IndexedPermit, LockKey, LockState, Locks, PermitIndex, more_than_renewed};
-use self::events::LockEvents;
 use self::mirror::Mirror;
+use crate::Result;
 use crate::clock::MonotonicClock;
+use crate::engine::adoption::{self, Adopter, Earlier, Orphan};
 use crate::engine::claims::HasUid;
-use crate::metrics::LockLabels;
+use crate::engine::events::{Events, Note};
+use crate::engine::{Reconciler, Workers, serve};
+use crate::metrics::KindLabels;
 use crate::queue::{Urgency, WorkQueue};
-use crate::{Error, Result};
 
 /// The name the lock controller records Events under.
 pub const LOCK_CONTROLLER_NAME: &str = "konductor.io/lock-controller";
@@ -76,7 +77,7 @@ const WATCH_TIMEOUT_SECS: u32 = 60;
 struct Context {
     client: Client,
     metrics: Arc<crate::metrics::Metrics>,
-    events: LockEvents,
+    events: Events,
     locks: Locks,
     permits: PermitIndex,
     mirror: Mirror,
@@ -102,6 +103,7 @@ async fn write_lock_status(
         .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&body))
         .await?;
     ctx.locks.wrote(key, lock.version.clone(), &answer);
+    ctx.metrics.status_written(key.kind.word());
     Ok(())
 }
 
@@ -132,10 +134,10 @@ async fn renewed_meanwhile(
     Ok(found)
 }
 
-/// Makes the lock the owner of its permits that are not owned by it — written with
-/// kubectl without an owner, or by a client that remembered an earlier lock of the same
-/// name — so deleting the lock deletes them. The resourceVersion guards against racing
-/// writers; a permit changed meanwhile is looked at again on its next event.
+/// Makes the lock the owner of its permits that are not owned by it, and labels them
+/// with it — written with kubectl, or by a client that remembered an earlier lock of
+/// the same name (its holder keeps its claim: the earlier owner is replaced), so
+/// deleting the lock deletes them. Failures are left for the permit's next look.
 async fn adopt_permits(
     ctx: &Context,
     key: &LockKey,
@@ -143,37 +145,34 @@ async fn adopt_permits(
     permits: &[Arc<IndexedPermit>],
 ) {
     let kind = key.kind.api_resource().kind;
-    let owned = |permit: &Permit| {
-        permit
-            .owner_references()
-            .iter()
-            .any(|o| o.kind == kind && o.name == key.name && o.uid == lock.uid)
+    let label = konductor_api::locks::lock_label(key.kind);
+    let adopter = Adopter {
+        kind: &kind,
+        name: &key.name,
+        uid: &lock.uid,
+        label: &label,
+        earlier: Earlier::TakenOver,
     };
+    let patches: Vec<_> = permits
+        .iter()
+        .map(|p| &p.permit)
+        .filter_map(|permit| {
+            let version = permit.resource_version();
+            let orphan = Orphan {
+                name: permit.metadata.name.as_deref().unwrap_or_default(),
+                resource_version: version.as_deref(),
+                owners: permit.owner_references(),
+                labelled: permit.labels().get(&label) == Some(&key.name),
+            };
+            adoption::patch(&orphan, &adopter).map(|patch| (permit.name_any(), patch))
+        })
+        .collect();
+    if patches.is_empty() {
+        return;
+    }
     let api: Api<Permit> = Api::namespaced(ctx.client.clone(), &key.namespace);
-    for permit in permits.iter().map(|p| &p.permit).filter(|p| !owned(p)) {
-        let mut owners: Vec<OwnerReference> = permit
-            .owner_references()
-            .iter()
-            .filter(|o| !(o.kind == kind && o.name == key.name))
-            .cloned()
-            .collect();
-        owners.push(konductor_api::owner_reference(&kind, &key.name, &lock.uid));
-        let patch = json!({
-            "metadata": {
-                "ownerReferences": owners,
-                "resourceVersion": permit.resource_version(),
-            }
-        });
-        if let Err(error) = api
-            .patch(
-                &permit.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            tracing::debug!(%error, permit = %permit.name_any(), "adopting the permit");
-        }
+    if let Err(error) = adoption::adopt(&api, patches).await {
+        tracing::debug!(%error, lock = %key, "adopting permits");
     }
 }
 
@@ -281,7 +280,7 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
     }
     adopt_permits(ctx, key, &lock, &permits).await;
 
-    let labels = LockLabels::of(key.kind);
+    let labels = KindLabels::of(key.kind.word());
     for transition in &decision.transitions {
         match transition {
             Transition::Granted {
@@ -291,24 +290,24 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
             } => {
                 ctx.metrics.lock_grants.get_or_create(&labels).inc();
                 tracing::info!(kind = key.kind.word(), namespace = %key.namespace, lock = %key.name, %holder, token, "granted");
-                ctx.events.publish(
+                publish(
+                    ctx,
                     key,
                     &lock.uid,
                     &permits[*permit].permit,
-                    EventType::Normal,
-                    "Granted",
+                    (EventType::Normal, "Granted"),
                     format!("granted to {holder} with fencing token {token}"),
                 );
             }
             Transition::Expired { holder, permit } => {
                 ctx.metrics.lock_expiries.get_or_create(&labels).inc();
                 tracing::info!(kind = key.kind.word(), namespace = %key.namespace, lock = %key.name, %holder, "grant expired");
-                ctx.events.publish(
+                publish(
+                    ctx,
                     key,
                     &lock.uid,
                     &permits[*permit].permit,
-                    EventType::Warning,
-                    "Expired",
+                    (EventType::Warning, "Expired"),
                     format!(
                         "{holder}'s grant expired: not renewed within {}",
                         konductor_api::duration::format_duration(ttl)
@@ -352,40 +351,54 @@ impl QueueChanges {
     }
 }
 
-/// One worker: reconciles due locks until the queue closes.
-async fn work(queue: Arc<WorkQueue<LockKey>>, ctx: Arc<Context>) {
-    while let Some(key) = queue.next().await {
-        let labels = LockLabels::of(key.kind);
-        ctx.metrics.lock_reconciles.get_or_create(&labels).inc();
-        let requeue = match reconcile(&key, &ctx).await {
-            Ok(requeue) => requeue,
-            Err(error) => {
-                ctx.metrics.errors.get_or_create(&(&error).into()).inc();
-                error_policy(&key, &error, &ctx).await
-            }
-        };
-        queue.done(key, requeue);
-    }
+/// Records an Event on the lock `key` (uid `uid`) about `permit`, in the background.
+fn publish(
+    ctx: &Context,
+    key: &LockKey,
+    uid: &str,
+    permit: &Permit,
+    (type_, reason): (EventType, &'static str),
+    note: String,
+) {
+    let note = Note {
+        type_,
+        reason,
+        note,
+        action: "Reconcile",
+        related: Some(permit.object_ref(&())),
+    };
+    ctx.events
+        .publish(key.kind.word(), key.reference(uid), note);
 }
 
-/// What to do after a failed reconcile: a conflict means the lock changed since the
-/// cache saw it — read it afresh and look again at once; anything else is retried
-/// after a pause.
-async fn error_policy(key: &LockKey, error: &Error, ctx: &Context) -> Option<Duration> {
-    if error.is_conflict() {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(ctx.client.clone(), &key.namespace, &key.kind.api_resource());
-        return match api.get_opt(&key.name).await {
+impl Reconciler for Context {
+    type Key = LockKey;
+
+    fn kind(key: &LockKey) -> &'static str {
+        key.kind.word()
+    }
+
+    async fn reconcile(&self, key: &LockKey) -> Result<Option<Duration>> {
+        reconcile(key, self).await
+    }
+
+    /// A conflict means the lock changed since the cache saw it: read it afresh and
+    /// look again at once.
+    async fn after_conflict(&self, key: &LockKey) -> Option<Duration> {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &key.namespace,
+            &key.kind.api_resource(),
+        );
+        match api.get_opt(&key.name).await {
             Ok(Some(lock)) => {
-                ctx.locks.refresh(key, &lock);
+                self.locks.refresh(key, &lock);
                 Some(Duration::ZERO)
             }
             Ok(None) => None,
             Err(_) => Some(Duration::from_millis(100)),
-        };
+        }
     }
-    tracing::warn!(%error, kind = key.kind.word(), lock = %key.name, "lock reconcile failed; retrying in 2s");
-    Some(Duration::from_secs(2))
 }
 
 /// Follows the locks of one kind into `locks`, queueing each one that changes.
@@ -420,12 +433,12 @@ async fn watch_permits(queue: Arc<WorkQueue<LockKey>>, ctx: Arc<Context>) {
                         ctx.mirror.forget(gone.uid());
                         let granted = lock.as_ref().is_some_and(|l| l.grants_to(gone.uid()));
                         if let (true, Some(lock)) = (granted, &lock) {
-                            ctx.events.publish(
+                            publish(
+                                &ctx,
                                 &change.subject,
                                 &lock.uid,
                                 &gone.permit,
-                                EventType::Normal,
-                                "Released",
+                                (EventType::Normal, "Released"),
                                 format!("{} released it", gone.permit.spec.holder),
                             );
                         }
@@ -479,8 +492,8 @@ pub async fn run(
     let queue = Arc::new(WorkQueue::<LockKey>::default());
     let ctx = Arc::new(Context {
         client: client.clone(),
-        events: LockEvents::new(Recorder::new(client.clone(), reporter), metrics.clone()),
-        metrics,
+        events: Events::new(Recorder::new(client.clone(), reporter), metrics.clone()),
+        metrics: metrics.clone(),
         locks: Locks::default(),
         permits,
         mirror: mirror.clone(),
@@ -508,16 +521,14 @@ pub async fn run(
         ),
         watch_permits(queue.clone(), ctx.clone()),
     );
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..WORKERS {
-        workers.spawn(work(queue.clone(), ctx.clone()));
-    }
-    tokio::select! {
-        _ = feeds => {}
-        () = shutdown.fuse() => {}
-    }
-    queue.close();
-    while workers.join_next().await.is_some() {}
+    let workers = Workers {
+        reconciler: ctx,
+        queue,
+        count: WORKERS,
+        metrics,
+    };
+    // The permit index's readiness is checked by each reconcile.
+    serve(workers, std::future::ready(true), feeds, shutdown).await;
     mirror.close();
     mirror_writers.abort_all();
 }

@@ -46,11 +46,6 @@ impl IndexedArrival {
             },
         }
     }
-
-    /// Whether some Barrier owns it.
-    pub fn has_barrier_owner(&self) -> bool {
-        self.owners.iter().any(|o| o.kind == "Barrier")
-    }
 }
 
 /// How a barrier's Arrivals are indexed: by the barrier they name, each kept as an

@@ -1,4 +1,7 @@
-//! The barrier controller: the whole reconcile story in one file.
+//! The barrier controller: Arrivals in; Barrier status, Events and deadline requeues
+//! out, via `konductor_api::rules::evaluate`. Wired to the engine ([`crate::engine`]):
+//! [`arrivals`] indexes each barrier's Arrivals, this file is the reconcile and the
+//! watches that feed its queue.
 //!
 //! Barriers are reconciled from a [`WorkQueue`] fed by two watches: barriers (each
 //! change, except the echo of our own status writes) and arrivals (mapped to their
@@ -23,17 +26,25 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use konductor_api::rules::{ArrivalRecord, BarrierInput, Transition, evaluate};
 use konductor_api::{Arrival, Barrier, Outcome};
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::api::{Api, PostParams};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 
-use crate::index::ArrivalIndex;
+use self::arrivals::ArrivalIndex;
+use crate::engine::adoption::{self, Adopter, Earlier, Orphan};
+use crate::engine::events::{Events, Note};
+use crate::engine::{Reconciler, Workers, serve};
 use crate::metrics::Metrics;
 use crate::queue::{Urgency, WorkQueue};
 use crate::writes::{OwnWrites, Pacing};
 use crate::{Error, Result};
+
+pub mod arrivals;
+
+/// How metrics and logs name the kind.
+const KIND: &str = "barrier";
 
 /// How soon a barrier is looked at again when the arrivals index is still filling.
 const CACHE_WAIT: Duration = Duration::from_millis(100);
@@ -49,12 +60,6 @@ const WORKERS: usize = 16;
 /// where 16 wrote 1.0 (docs/benchmarks.md).
 const PROGRESS_WORKERS: usize = 2;
 
-/// How long running reconciles may take to finish when the controller stops.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// How many owner-less arrivals are adopted concurrently.
-const ADOPTION_CONCURRENCY: usize = 16;
-
 /// The `reportingController` of the controller's Events.
 pub const CONTROLLER_NAME: &str = "konductor.io/barrier-controller";
 
@@ -63,7 +68,7 @@ pub struct Context {
     /// The API client.
     pub client: Client,
     /// Records Events against barriers.
-    pub recorder: Recorder,
+    pub events: Events,
     /// The arrivals of each barrier, kept current from the arrival watch.
     pub arrivals: ArrivalIndex,
     /// Prometheus metrics.
@@ -94,59 +99,55 @@ fn arrivals_of(barrier: &Barrier, index: &ArrivalIndex) -> Vec<ArrivalRecord> {
 }
 
 /// Makes the barrier the owner of its arrivals that have none, and labels them with it
-/// (koncli does both itself; arrivals written with kubectl may do neither), so
-/// deleting the barrier deletes them and `-l konductor.io/barrier=B` finds them, as
-/// ReplicaSets adopt their Pods. The resourceVersion guards against racing writers.
+/// (koncli does both itself; arrivals written with kubectl may do neither). Arrivals of
+/// an earlier barrier of the same name are left to the garbage collector: a barrier
+/// created again starts afresh.
 async fn adopt_arrivals(barrier: &Barrier, ctx: &Context) -> Result<()> {
     let Some(uid) = barrier.uid() else {
         return Ok(());
     };
     let namespace = barrier.namespace().unwrap_or_default();
     let name = barrier.name_any();
-    let orphans = ctx
-        .arrivals
-        .of(&(namespace.clone(), name.clone()))
-        .into_iter()
-        .filter(|a| !a.has_barrier_owner() || !a.labelled);
-    let api: Api<Arrival> = Api::namespaced(ctx.client.clone(), &namespace);
-    let patches = orphans.map(|orphan| {
-        let mut owners = orphan.owners.clone();
-        if !orphan.has_barrier_owner() {
-            owners.push(konductor_api::owner_reference("Barrier", &name, &uid));
-        }
-        let patch = serde_json::json!({
-            "metadata": {
-                "ownerReferences": owners,
-                "labels": { konductor_api::BARRIER_LABEL: name },
-                "resourceVersion": orphan.resource_version,
-            }
-        });
-        let api = api.clone();
-        async move {
-            match api
-                .patch(&orphan.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                // Changed or deleted meanwhile: the next reconcile sees the new state.
-                Ok(_) => Ok(()),
-                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
-                Err(e) => Err(Error::Kube(e)),
-            }
-        }
+    let adopter = Adopter {
+        kind: "Barrier",
+        name: &name,
+        uid: &uid,
+        label: konductor_api::BARRIER_LABEL,
+        earlier: Earlier::Left,
+    };
+    let arrivals = ctx.arrivals.of(&(namespace.clone(), name.clone()));
+    let patches = arrivals.iter().filter_map(|arrival| {
+        let orphan = Orphan {
+            name: &arrival.name,
+            resource_version: arrival.resource_version.as_deref(),
+            owners: &arrival.owners,
+            labelled: arrival.labelled,
+        };
+        adoption::patch(&orphan, &adopter).map(|patch| (arrival.name.clone(), patch))
     });
-    // A handful at a time: a burst of kubectl-written arrivals is adopted quickly
-    // without flooding the API server.
-    let results: Vec<Result<()>> = futures::stream::iter(patches)
-        .buffer_unordered(ADOPTION_CONCURRENCY)
-        .collect()
-        .await;
-    results.into_iter().collect::<Result<Vec<()>>>()?;
-    Ok(())
+    let api: Api<Arrival> = Api::namespaced(ctx.client.clone(), &namespace);
+    adoption::adopt(&api, patches.collect::<Vec<_>>()).await
+}
+
+impl Reconciler for Context {
+    type Key = ObjectRef<Barrier>;
+
+    fn kind(_: &ObjectRef<Barrier>) -> &'static str {
+        KIND
+    }
+
+    async fn reconcile(&self, key: &ObjectRef<Barrier>) -> Result<Option<Duration>> {
+        // A barrier gone from the cache was deleted: nothing to do.
+        match self.barriers.get(key) {
+            Some(barrier) => reconcile(barrier, self).await,
+            None => Ok(None),
+        }
+    }
 }
 
 /// Brings one barrier's status up to date; returns when to look again (the deadline),
 /// if a watch event may not come first.
-pub async fn reconcile(barrier: Arc<Barrier>, ctx: Arc<Context>) -> Result<Option<Duration>> {
+async fn reconcile(barrier: Arc<Barrier>, ctx: &Context) -> Result<Option<Duration>> {
     // Never judge a barrier on a partial view of its arrivals (e.g. right after start).
     // Look again shortly rather than wait here: a reconcile blocked on an index that is
     // no longer being filled (during shutdown) would hold the controller forever.
@@ -164,12 +165,11 @@ pub async fn reconcile(barrier: Arc<Barrier>, ctx: Arc<Context>) -> Result<Optio
         return Ok(Some(wait));
     }
     let started = Instant::now();
-    let _timer = ctx.metrics.reconcile.start();
     let created_at = barrier
         .creation_timestamp()
         .map(|t| t.0)
         .ok_or(Error::MissingCreationTimestamp)?;
-    adopt_arrivals(&barrier, &ctx).await?;
+    adopt_arrivals(&barrier, ctx).await?;
     let arrivals = arrivals_of(&barrier, &ctx.arrivals);
     let evaluation = evaluate(&BarrierInput {
         spec: &barrier.spec,
@@ -197,7 +197,7 @@ pub async fn reconcile(barrier: Arc<Barrier>, ctx: Arc<Context>) -> Result<Optio
             .map_err(Error::Kube)?;
         ctx.own_writes.remember(&barrier, written, &ctx.barriers);
         ctx.pacing.wrote(&barrier, started.elapsed());
-        ctx.metrics.status_writes.inc();
+        ctx.metrics.status_written(KIND);
     }
     if let Some(transition) = evaluation.transition {
         tracing::info!(
@@ -215,7 +215,7 @@ pub async fn reconcile(barrier: Arc<Barrier>, ctx: Arc<Context>) -> Result<Optio
                 Transition::Revived => "is waiting again",
             }
         );
-        publish(&ctx, &barrier, transition, &evaluation.status).await;
+        publish(ctx, &barrier, transition, &evaluation.status).await;
     }
     if evaluation.transition == Some(Transition::Opened)
         && let Some(MicroTime(opened)) = &evaluation.status.opened_at
@@ -228,7 +228,7 @@ pub async fn reconcile(barrier: Arc<Barrier>, ctx: Arc<Context>) -> Result<Optio
 
     // A finished barrier past its spec.ttlAfterFinished goes, with its arrivals.
     if evaluation.delete_after == Some(Duration::ZERO) {
-        expire(&barrier, &ctx, &evaluation.status).await?;
+        expire(&barrier, ctx, &evaluation.status).await?;
         return Ok(None);
     }
     // Look again exactly at the deadline, or when the barrier is to be deleted.
@@ -260,16 +260,16 @@ async fn expire(
         }
     );
     tracing::info!(namespace = %barrier.namespace().unwrap_or_default(), barrier = %barrier.name_any(), "{note}");
-    let event = Event {
+    let note = Note {
         type_: EventType::Normal,
-        reason: "Expired".to_owned(),
-        note: Some(note),
-        action: "Delete".to_owned(),
-        secondary: None,
+        reason: "Expired",
+        note,
+        action: "Delete",
+        related: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &barrier.object_ref(&())).await {
-        tracing::warn!(%error, barrier = %barrier.name_any(), "recording event");
-    }
+    ctx.events
+        .record(KIND, &barrier.object_ref(&()), note)
+        .await;
     let api: Api<Barrier> =
         Api::namespaced(ctx.client.clone(), &barrier.namespace().unwrap_or_default());
     let params = kube::api::DeleteParams {
@@ -286,8 +286,7 @@ async fn expire(
     }
 }
 
-/// Records the Event for a transition; failures are logged, not retried (the status
-/// write already happened and the next transition will be recorded normally).
+/// Records the Event for a transition (after the status write, which is what counts).
 async fn publish(
     ctx: &Context,
     barrier: &Barrier,
@@ -304,52 +303,16 @@ async fn publish(
         Transition::Opened | Transition::Revived => EventType::Normal,
         Transition::TimedOut | Transition::Failed | Transition::InvalidSpec => EventType::Warning,
     };
-    let event = Event {
+    let note = Note {
         type_,
-        reason: transition.reason().to_owned(),
-        note,
-        action: "Reconcile".to_owned(),
-        secondary: None,
+        reason: transition.reason(),
+        note: note.unwrap_or_default(),
+        action: "Reconcile",
+        related: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &barrier.object_ref(&())).await {
-        tracing::warn!(%error, barrier = %barrier.name_any(), "recording event");
-    }
-}
-
-/// When to retry a failed reconcile: conflicts soon (someone else just wrote, and
-/// their write's watch event usually triggers the retry first), anything else after a
-/// short backoff.
-pub fn error_policy(barrier: &Barrier, error: &Error, ctx: &Context) -> Duration {
-    ctx.metrics.errors.get_or_create(&error.into()).inc();
-    let namespace = barrier.namespace().unwrap_or_default();
-    let name = barrier.name_any();
-    if error.is_conflict() {
-        // Routine: someone wrote in between; the retry sorts it out.
-        tracing::debug!(%error, %namespace, barrier = %name, "status write conflicted; retrying");
-        Duration::from_millis(50)
-    } else {
-        tracing::warn!(%error, %namespace, barrier = %name, "reconcile failed; retrying in 2s");
-        Duration::from_secs(2)
-    }
-}
-
-/// One worker: takes due barriers off the queue and reconciles them until it closes.
-async fn work(queue: Arc<WorkQueue<ObjectRef<Barrier>>>, ctx: Arc<Context>) {
-    while let Some(key) = queue.next().await {
-        // A barrier gone from the cache was deleted: nothing to do.
-        let requeue = match ctx.barriers.get(&key) {
-            None => None,
-            Some(barrier) => {
-                let result = reconcile(barrier.clone(), ctx.clone()).await;
-                ctx.metrics.reconciles.inc();
-                match result {
-                    Ok(requeue) => requeue,
-                    Err(error) => Some(error_policy(&barrier, &error, &ctx)),
-                }
-            }
-        };
-        queue.done(key, requeue);
-    }
+    ctx.events
+        .record(KIND, &barrier.object_ref(&()), note)
+        .await;
 }
 
 /// How urgently an arrival's barrier needs a look: urgently once it has as many
@@ -411,7 +374,7 @@ pub async fn run(
     };
     metrics.set_barrier_store(barrier_cache.clone());
     let context = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
+        events: Events::new(Recorder::new(client.clone(), reporter), metrics.clone()),
         client,
         arrivals: index,
         metrics: metrics.clone(),
@@ -451,31 +414,14 @@ pub async fn run(
         });
         futures::future::join(barriers, arrivals)
     };
-    let mut workers = tokio::task::JoinSet::new();
-    {
-        // Workers start once the barrier cache holds every barrier: a reconcile must
-        // not mistake "not listed yet" for "deleted".
-        let start_workers = async {
-            if barrier_cache.wait_until_ready().await.is_ok() {
-                for _ in 0..WORKERS {
-                    workers.spawn(work(queue.clone(), context.clone()));
-                }
-            }
-            std::future::pending::<()>().await;
-        };
-        tokio::select! {
-            _ = feed => {}
-            () = start_workers => {}
-            () = shutdown => {}
-        }
-    }
-    queue.close();
-    let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while workers.join_next().await.is_some() {}
-    })
-    .await;
-    if finished.is_err() {
-        tracing::warn!("reconciles still running at shutdown were cancelled");
-    }
+    let workers = Workers {
+        reconciler: context,
+        queue,
+        count: WORKERS,
+        metrics,
+    };
+    // Workers start once the barrier cache holds every barrier.
+    let ready = async move { barrier_cache.wait_until_ready().await.is_ok() };
+    serve(workers, ready, feed, shutdown).await;
     Ok(())
 }
