@@ -9,11 +9,11 @@ use jiff::Timestamp;
 use konductor_api::{Barrier, BarrierSpec, Outcome};
 use konductor_sdk::{Barriers, Error, Progress, WaitOutcome};
 
-use crate::cli::{
-    CreateFormat, EXIT_CODES, OutputFormat, parse_duration, parse_holder, parse_message,
-    parse_name, parse_timeout,
+use crate::args::{
+    CreateFormat, OutputFormat, parse_duration, parse_holder, parse_message, parse_name,
+    parse_timeout,
 };
-use crate::exit::{EXIT_BARRIER_FAILED, EXIT_BARRIER_TIMEOUT, EXIT_OK};
+use crate::exit::{EXIT_BARRIER_FAILED, EXIT_BARRIER_TIMEOUT, EXIT_CODES, EXIT_OK};
 use crate::holder;
 use crate::output::{self, Display, MachineFormat};
 

@@ -3,29 +3,11 @@
 //! their arguments are in its own module ([`crate::barrier`], [`crate::locks`]).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
-/// The exit codes, shown in `--help` and the README.
-pub const EXIT_CODES: &str = "\
-Exit codes (every non-zero exit prints one line on stderr saying why):
-  0  success; `wait`: the barrier is Open; `arrive`: the arrival (or failure) is
-     recorded, or was already recorded as asked
-  1  error: barrier not found, forbidden, invalid, credentials refused, server
-     unreachable at the start, ...; `arrive --failed` for a holder that already
-     arrived (its arrival stands)
-  2  usage error: unknown flag, missing or invalid argument
-  3  `wait`: the barrier timed out (phase Timeout)
-  4  `wait`: the barrier failed (phase Failed: failures made it unreachable, or its spec is invalid)
-  5  `wait`, `arrive --wait-for-barrier`, lock commands: --timeout passed first
-  6  `lock`/`acquire`/`rlock` without --wait: the lock is held by others (busy)
-  7  `run`: the grant was lost (renewals unacknowledged, expired, or its claim
-     deleted); the command was stopped
-  126/127  `run`: the command is not executable / not found (nothing was acquired)
-  130/143  a lock command interrupted by SIGINT/SIGTERM while waiting (the claim
-     was withdrawn)
-  `run` otherwise exits with the command's own code (128+N if a signal N ended it)";
+use crate::exit::EXIT_CODES;
+use crate::run::SuperviseArgs;
 
 /// Coordinate Jobs, Pods, CI steps and scripts: barriers (wait for each other) and
 /// locks (take turns: semaphore, mutex, rwmutex).
@@ -77,91 +59,11 @@ pub enum Command {
     Supervise(SuperviseArgs),
 }
 
-/// Output formats of `status` and `list`.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OutputFormat {
-    /// The full object(s) as JSON.
-    Json,
-    /// The full object(s) as YAML.
-    Yaml,
-    /// A table with more columns.
-    Wide,
-}
-
-/// Output formats of `create`.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CreateFormat {
-    /// The created object as JSON.
-    Json,
-    /// The created object as YAML.
-    Yaml,
-}
-
-/// `__supervise` (hidden): what `run` starts between itself and the command.
-#[derive(Args, Debug)]
-pub struct SuperviseArgs {
-    /// The process id of the `koncli … run` that started this supervisor.
-    #[arg(long)]
-    pub parent: i32,
-    /// Between SIGTERM and SIGKILL when the parent dies, in milliseconds.
-    #[arg(long)]
-    pub grace_ms: u64,
-    /// The process group to hand the terminal back to when the command exits.
-    #[arg(long)]
-    pub terminal_owner: Option<i32>,
-    /// The command and its arguments.
-    #[arg(required = true, last = true)]
-    pub command: Vec<String>,
-}
-
-/// The longest name of a barrier or lock: an Arrival's `spec.barrier` and a Permit's
-/// lock reference hold at most 63 characters.
-const MAX_NAME: usize = 63;
-/// The longest holder (`spec.holder` of an Arrival).
-const MAX_HOLDER: usize = 253;
-/// The longest failure message (`spec.message` of an Arrival).
-const MAX_MESSAGE: usize = 1024;
-
-/// An object's name: a DNS-1123 subdomain of at most [`MAX_NAME`] characters.
-pub(crate) fn parse_name(text: &str) -> Result<String, String> {
-    if text.len() > MAX_NAME {
-        return Err(format!(
-            "must be at most {MAX_NAME} characters (it has {})",
-            text.len()
-        ));
-    }
-    if !konductor_api::names::is_dns1123_subdomain(text) {
-        return Err("must consist of lower-case letters, digits, '-' or '.', and start and end with a letter or digit (e.g. 'etl-stage-1')".to_owned());
-    }
-    Ok(text.to_owned())
-}
-
 fn parse_namespace(text: &str) -> Result<String, String> {
     if konductor_api::names::is_dns1123_label(text) {
         Ok(text.to_owned())
     } else {
         Err("must consist of lower-case letters, digits or '-', start and end with a letter or digit, and be at most 63 characters (e.g. 'batch-jobs')".to_owned())
-    }
-}
-
-/// A holder: not empty, at most [`MAX_HOLDER`] characters.
-pub(crate) fn parse_holder(text: &str) -> Result<String, String> {
-    match text.chars().count() {
-        0 => Err("must not be empty".to_owned()),
-        n if n > MAX_HOLDER => Err(format!(
-            "must be at most {MAX_HOLDER} characters (it has {n})"
-        )),
-        _ => Ok(text.to_owned()),
-    }
-}
-
-/// A failure message: at most [`MAX_MESSAGE`] characters.
-pub(crate) fn parse_message(text: &str) -> Result<String, String> {
-    match text.chars().count() {
-        n if n > MAX_MESSAGE => Err(format!(
-            "must be at most {MAX_MESSAGE} characters (it has {n})"
-        )),
-        _ => Ok(text.to_owned()),
     }
 }
 
@@ -224,16 +126,6 @@ pub fn one_line(error: &clap::Error) -> String {
     let text = said.join(" ");
     let text = text.strip_prefix("error: ").unwrap_or(&text);
     format!("{}: {text} (see --help)", crate::exit::program_name())
-}
-
-/// A Go duration.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    konductor_api::duration::parse_duration(text).map_err(|e| e.to_string())
-}
-
-/// A Go duration, kept as written (for a spec).
-pub(crate) fn parse_timeout(text: &str) -> Result<String, String> {
-    parse_duration(text).map(|_| text.to_owned())
 }
 
 #[cfg(test)]

@@ -1,5 +1,25 @@
 //! Exit codes, and the name koncli goes by in its messages.
 
+/// The exit codes, shown in `--help` and the README.
+pub const EXIT_CODES: &str = "\
+Exit codes (every non-zero exit prints one line on stderr saying why):
+  0  success; `wait`: the barrier is Open; `arrive`: the arrival (or failure) is
+     recorded, or was already recorded as asked
+  1  error: barrier not found, forbidden, invalid, credentials refused, server
+     unreachable at the start, ...; `arrive --failed` for a holder that already
+     arrived (its arrival stands)
+  2  usage error: unknown flag, missing or invalid argument
+  3  `wait`: the barrier timed out (phase Timeout)
+  4  `wait`: the barrier failed (phase Failed: failures made it unreachable, or its spec is invalid)
+  5  `wait`, `arrive --wait-for-barrier`, lock commands: --timeout passed first
+  6  `lock`/`acquire`/`rlock` without --wait: the lock is held by others (busy)
+  7  `run`: the grant was lost (renewals unacknowledged, expired, or its claim
+     deleted); the command was stopped
+  126/127  `run`: the command is not executable / not found (nothing was acquired)
+  130/143  a lock command interrupted by SIGINT/SIGTERM while waiting (the claim
+     was withdrawn)
+  `run` otherwise exits with the command's own code (128+N if a signal N ended it)";
+
 /// Exit code: the barrier is open / the command succeeded.
 pub const EXIT_OK: u8 = 0;
 /// Exit code: an error (not found, forbidden, invalid, unreachable, …).

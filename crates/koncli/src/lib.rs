@@ -1,9 +1,11 @@
 //! `koncli`: the command-line client for barriers and locks, built on `konductor-sdk`.
 //!
 //! # Layout
-//! - [`cli`]: the top-level command line (global flags, commands, exit codes, output
-//!   formats, the argument checks every kind shares).
-//! - [`exit`]: the exit codes, and the name koncli goes by in messages.
+//! - [`cli`]: the top-level command line (global flags, one command per kind).
+//! - [`args`]: what every kind's arguments share (output formats, checks of names,
+//!   holders, messages, durations).
+//! - [`exit`]: the exit codes (and their table for `--help`), and the name koncli goes
+//!   by in messages.
 //! - [`barrier`]: the `barrier` subcommands, one function each, and a wait's progress.
 //! - [`output`]: the human summary, tables, JSON and YAML.
 //! - [`holder`]: who a command acts as (stable for barriers, unique for locks).
@@ -14,6 +16,7 @@
 //! - this file: [`run()`], which dispatches a command line to its kind and maps errors
 //!   to exit codes.
 
+pub mod args;
 pub mod barrier;
 pub mod cli;
 pub mod exit;

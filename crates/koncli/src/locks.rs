@@ -14,8 +14,8 @@ use kube::ResourceExt;
 use kube::api::DynamicObject;
 use serde_json::json;
 
-use crate::cli::{CreateFormat, EXIT_CODES, parse_duration, parse_holder, parse_name};
-use crate::exit::{EXIT_BUSY, EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_WAIT_TIMEOUT};
+use crate::args::{CreateFormat, parse_duration, parse_holder, parse_name};
+use crate::exit::{EXIT_BUSY, EXIT_CODES, EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_WAIT_TIMEOUT};
 use crate::output::{self, MachineFormat};
 
 /// `semaphore` commands. `acquire`/`release` are also spelled `lock`/`unlock`.

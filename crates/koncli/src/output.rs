@@ -10,7 +10,7 @@ use konductor_api::{Barrier, BarrierPhase, Outcome};
 use konductor_sdk::{Absence, Arrived};
 use kube::ResourceExt;
 
-use crate::cli::OutputFormat;
+use crate::args::OutputFormat;
 
 /// A duration rounded to whole seconds, in Go notation (`17m48s`).
 pub fn short_duration(duration: Duration) -> String {
@@ -361,10 +361,10 @@ impl MachineFormat {
     }
 
     /// The machine format of `create -o` (always one).
-    pub fn of_create(format: crate::cli::CreateFormat) -> Self {
+    pub fn of_create(format: crate::args::CreateFormat) -> Self {
         match format {
-            crate::cli::CreateFormat::Json => Self::Json,
-            crate::cli::CreateFormat::Yaml => Self::Yaml,
+            crate::args::CreateFormat::Json => Self::Json,
+            crate::args::CreateFormat::Yaml => Self::Yaml,
         }
     }
 }

@@ -20,16 +20,33 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
+use clap::Args;
 use konductor_api::locks::{LockKind, PermitMode};
 use konductor_sdk::Error;
 use konductor_sdk::locks::Locks;
 use rustix::process::{Pid, Signal};
 
-use crate::cli::SuperviseArgs;
 use crate::exit::{EXIT_ERROR, EXIT_LOST};
 use crate::locks::RunArgs;
 use crate::locks::{acquire_reporting, claim, refused};
 use crate::signals::Interrupts;
+
+/// `__supervise` (hidden): what `run` starts between itself and the command.
+#[derive(Args, Debug)]
+pub struct SuperviseArgs {
+    /// The process id of the `koncli … run` that started this supervisor.
+    #[arg(long)]
+    pub parent: i32,
+    /// Between SIGTERM and SIGKILL when the parent dies, in milliseconds.
+    #[arg(long)]
+    pub grace_ms: u64,
+    /// The process group to hand the terminal back to when the command exits.
+    #[arg(long)]
+    pub terminal_owner: Option<i32>,
+    /// The command and its arguments.
+    #[arg(required = true, last = true)]
+    pub command: Vec<String>,
+}
 
 /// Exit code: the command was found but cannot be executed (as shells report it).
 pub const EXIT_NOT_EXECUTABLE: u8 = 126;

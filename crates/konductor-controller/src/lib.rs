@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - [`engine`]: what every kind shares: the workers and their error policy, the claim
-//!   index, adoption, Events within a budget; metrics by kind.
+//!   index, own writes, adoption, Events within a budget; metrics by kind.
 //! - [`barrier`]: the Barrier kind — its Arrivals' index and its reconcile, via
 //!   `konductor_api::rules`.
 //! - [`locks`]: the lock kinds (Semaphore, Mutex, RWMutex) and their Permits, via
@@ -11,8 +11,6 @@
 //! - [`kinds`]: every kind's controller joined ([`kinds::run`], [`kinds::Background`]).
 //! - [`clock`]: wall-clock readings that never step (lock expiry).
 //! - [`queue`]: the reconcile queue (deduplicating, immediate, timed requeues).
-//! - [`writes`]: what the controller remembers of its own status writes (not arguing
-//!   with its own stale cache; pacing large barriers).
 //! - [`metrics`]: Prometheus metrics.
 //! - [`leader`]: Lease-based leader election (get + update, no apply needed).
 //! - [`operator`]: leader election + controllers + probe endpoints, for
@@ -30,7 +28,6 @@ pub mod locks;
 pub mod metrics;
 pub mod operator;
 pub mod queue;
-pub mod writes;
 
 /// What can go wrong in the controller and operator.
 #[derive(Debug, thiserror::Error)]

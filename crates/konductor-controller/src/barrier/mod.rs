@@ -33,15 +33,16 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 
 use self::arrivals::ArrivalIndex;
+use self::writes::{OwnWrites, Pacing};
 use crate::engine::adoption::{self, Adopter, Earlier, Orphan};
 use crate::engine::events::{Events, Note};
 use crate::engine::{Reconciler, Workers, serve};
 use crate::metrics::Metrics;
 use crate::queue::{Urgency, WorkQueue};
-use crate::writes::{OwnWrites, Pacing};
 use crate::{Error, Result};
 
 pub mod arrivals;
+pub mod writes;
 
 /// How metrics and logs name the kind.
 const KIND: &str = "barrier";

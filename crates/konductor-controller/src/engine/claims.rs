@@ -18,7 +18,7 @@ use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::watcher;
 
-use crate::writes::{EventVersion, WrittenVersions};
+use crate::engine::writes::{EventVersion, WrittenVersions};
 
 /// How one kind's claims are indexed.
 pub trait Claims: Send + Sync + 'static {

@@ -4,6 +4,8 @@
 //!
 //! - [`claims`]: a subject's claims (a barrier's Arrivals, a lock's Permits), indexed by
 //!   subject from one watch, with the watcher protocol done once.
+//! - [`writes`]: which versions the controller wrote each object over, so no cache it
+//!   feeds goes back and the echo of its own write is no news.
 //! - [`adoption`]: claims written without their subject as owner (by kubectl, or for
 //!   an earlier subject of the same name) are adopted, and labelled with it.
 //! - [`events`]: Events on subjects, Warnings always, Normal ones within a budget per
@@ -16,6 +18,7 @@
 pub mod adoption;
 pub mod claims;
 pub mod events;
+pub mod writes;
 
 use std::fmt::Display;
 use std::future::Future;

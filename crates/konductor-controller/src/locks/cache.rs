@@ -18,7 +18,7 @@ use kube::runtime::watcher;
 use serde_json::Value;
 
 use crate::engine::claims::{ClaimIndex, Claims, HasUid};
-use crate::writes::{EventVersion, WrittenVersions};
+use crate::engine::writes::{EventVersion, WrittenVersions};
 
 /// One lock: its kind, namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
