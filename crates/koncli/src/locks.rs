@@ -396,6 +396,7 @@ pub fn claim(kind: LockKind, mode: PermitMode, name: &str, holder: &str, priorit
         (LockKind::Mutex, _) => Claim::mutex(name, holder),
         (LockKind::RWMutex, PermitMode::Shared) => Claim::read(name, holder),
         (LockKind::RWMutex, PermitMode::Exclusive) => Claim::write(name, holder),
+        (LockKind::Once, _) => Claim::once(name, holder, None),
     };
     claim.with_priority(priority)
 }
@@ -690,6 +691,18 @@ impl View {
             }
             LockStatus::Mutex(s) => {
                 let holders: Vec<String> = s.holder.into_iter().collect();
+                let line = none(&holders);
+                (
+                    format!("{:?}", s.phase),
+                    holders,
+                    line,
+                    s.waiting,
+                    s.fencing_token,
+                    s.conditions,
+                )
+            }
+            LockStatus::Once(s) => {
+                let holders: Vec<String> = s.executor.into_iter().collect();
                 let line = none(&holders);
                 (
                     format!("{:?}", s.phase),

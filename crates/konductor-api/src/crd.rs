@@ -8,6 +8,7 @@ use kube::CustomResourceExt;
 
 use crate::barrier::MAX_BARRIER_NAME_LEN;
 use crate::locks::{MAX_LOCK_NAME_LEN, Mutex, Permit, RWMutex, Semaphore};
+use crate::once::Once;
 use crate::{Arrival, Barrier};
 
 /// What one party does with objects of a kind, as RBAC verbs: on the objects, and on
@@ -96,6 +97,20 @@ pub fn kinds() -> Vec<KindEntry> {
         lock(Semaphore::crd()),
         lock(Mutex::crd()),
         lock(RWMutex::crd()),
+        KindEntry {
+            crd: tidy(limit_name_length(Once::crd(), MAX_LOCK_NAME_LEN)),
+            controller: Access {
+                verbs: READ,
+                status_verbs: &["patch"],
+            },
+            // create: `koncli once run` creates the Once it is asked to run; status
+            // update: `koncli once reset` (conditional on the version it read).
+            workload: Access {
+                verbs: &["create", "get", "list", "watch"],
+                status_verbs: &["update"],
+            },
+            reconciled: true,
+        },
         KindEntry {
             crd: tidy(Permit::crd()),
             // patch: adoption; delete: a claim expired for 10 minutes.

@@ -19,6 +19,7 @@ pub mod crd;
 pub mod duration;
 pub mod locks;
 pub mod names;
+pub mod once;
 pub mod rbac;
 pub mod reference;
 pub mod rules;

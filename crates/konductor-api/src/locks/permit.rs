@@ -26,6 +26,9 @@ pub enum LockKind {
     Mutex,
     /// An [`super::RWMutex`].
     RWMutex,
+    /// A [`crate::once::Once`]: its executor holds it like a Mutex, and reports the
+    /// work's outcome on its Permit.
+    Once,
 }
 
 impl LockKind {
@@ -36,6 +39,7 @@ impl LockKind {
             LockKind::Semaphore => kube::core::ApiResource::erase::<super::Semaphore>(&()),
             LockKind::Mutex => kube::core::ApiResource::erase::<super::Mutex>(&()),
             LockKind::RWMutex => kube::core::ApiResource::erase::<super::RWMutex>(&()),
+            LockKind::Once => kube::core::ApiResource::erase::<crate::once::Once>(&()),
         }
     }
 
@@ -45,6 +49,7 @@ impl LockKind {
             LockKind::Semaphore => "semaphore",
             LockKind::Mutex => "mutex",
             LockKind::RWMutex => "rwmutex",
+            LockKind::Once => "once",
         }
     }
 }
@@ -85,7 +90,7 @@ pub enum PermitMode {
     namespaced,
     status = "PermitStatus",
     derive = "PartialEq",
-    doc = "A Permit is one holder's claim on a Semaphore, Mutex or RWMutex in the same namespace: created to ask, renewed to keep, deleted to release.",
+    doc = "A Permit is one holder's claim on a Semaphore, Mutex, RWMutex or Once in the same namespace: created to ask, renewed to keep, deleted to release.",
     printcolumn(name = "Kind", type_ = "string", json_path = ".spec.lockRef.kind"),
     printcolumn(name = "Lock", type_ = "string", json_path = ".spec.lockRef.name"),
     printcolumn(name = "Holder", type_ = "string", json_path = ".spec.holder"),
@@ -123,6 +128,19 @@ pub struct PermitSpec {
     /// when it sees this change, on its own clock, never from the value itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renew_time: Option<MicroTime>,
+
+    /// A claim on a Once: the key it asks to have run (absent: the Once's `spec.key`).
+    /// Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::once::MAX_KEY_LEN))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("key is immutable"))]
+    pub key: Option<String>,
+
+    /// A claim on a Once: what its work came to, reported by the executor with the
+    /// fencing token it ran under. Written once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("outcome is written once"))]
+    pub outcome: Option<crate::once::ReportedOutcome>,
 }
 
 impl Permit {
@@ -154,6 +172,8 @@ impl PermitSpec {
             mode: PermitMode::Exclusive,
             priority: 0,
             renew_time: None,
+            key: None,
+            outcome: None,
         }
     }
 
@@ -161,6 +181,13 @@ impl PermitSpec {
     #[must_use]
     pub fn with_mode(mut self, mode: PermitMode) -> Self {
         self.mode = mode;
+        self
+    }
+
+    /// Sets the key a claim on a Once asks for.
+    #[must_use]
+    pub fn with_key(mut self, key: Option<String>) -> Self {
+        self.key = key;
         self
     }
 

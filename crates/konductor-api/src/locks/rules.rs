@@ -163,7 +163,7 @@ impl Decision {
 pub fn effective_mode(kind: LockKind, permit: &PermitRecord) -> PermitMode {
     match kind {
         LockKind::RWMutex => permit.mode,
-        LockKind::Semaphore | LockKind::Mutex => PermitMode::Exclusive,
+        LockKind::Semaphore | LockKind::Mutex | LockKind::Once => PermitMode::Exclusive,
     }
 }
 
@@ -195,7 +195,7 @@ pub fn evaluate(input: &LockInput<'_>) -> Decision {
     let permits = input.permits_of_lock;
     let capacity = match input.kind {
         LockKind::Semaphore => input.permits.max(1),
-        LockKind::Mutex | LockKind::RWMutex => 1,
+        LockKind::Mutex | LockKind::RWMutex | LockKind::Once => 1,
     };
     let alive = |p: &PermitRecord| expiry(p.renewal, input.ttl).is_some_and(|e| input.now < e);
     let mut decisions: Vec<PermitDecision> = permits

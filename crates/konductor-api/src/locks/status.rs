@@ -36,6 +36,8 @@ pub enum LockStatus {
     Mutex(MutexStatus),
     /// An RWMutex's.
     RWMutex(RWMutexStatus),
+    /// A Once's.
+    Once(crate::once::OnceStatus),
 }
 
 impl LockStatus {
@@ -49,6 +51,7 @@ impl LockStatus {
             }
             LockKind::Mutex => LockStatus::Mutex(serde::Deserialize::deserialize(status).ok()?),
             LockKind::RWMutex => LockStatus::RWMutex(serde::Deserialize::deserialize(status).ok()?),
+            LockKind::Once => LockStatus::Once(serde::Deserialize::deserialize(status).ok()?),
         };
         Some(typed)
     }
@@ -59,6 +62,7 @@ impl LockStatus {
             LockStatus::Semaphore(s) => serde_json::to_value(s),
             LockStatus::Mutex(s) => serde_json::to_value(s),
             LockStatus::RWMutex(s) => serde_json::to_value(s),
+            LockStatus::Once(s) => serde_json::to_value(s),
         }
         .unwrap_or_default()
     }
@@ -66,7 +70,7 @@ impl LockStatus {
 
 /// A condition of `type_`, keeping the transition time of `previous` while its status
 /// stays the same.
-fn condition(
+pub(crate) fn condition(
     previous: &[Condition],
     type_: &str,
     status: bool,
@@ -203,6 +207,17 @@ pub fn lock_status(
                 observed_generation: facts.generation,
             })
         }
+        // A Once's status is decided by `crate::once::rules`, which takes the claims'
+        // part from here only in the shape every kind shares.
+        LockKind::Once => LockStatus::Once(crate::once::OnceStatus {
+            waiting,
+            waiting_count,
+            conditions: vec![ready],
+            grants: Some(grants),
+            fencing_token: decision.last_token,
+            observed_generation: facts.generation,
+            ..Default::default()
+        }),
         LockKind::Mutex => LockStatus::Mutex(MutexStatus {
             phase: if grants.is_empty() {
                 MutexPhase::Unlocked

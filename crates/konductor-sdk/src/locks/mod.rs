@@ -60,6 +60,8 @@ pub struct Claim {
     pub mode: PermitMode,
     /// Higher is granted first.
     pub priority: i32,
+    /// A claim on a Once: the key it asks to have run (`None`: the Once's `spec.key`).
+    pub key: Option<String>,
 }
 
 impl Claim {
@@ -70,6 +72,16 @@ impl Claim {
             holder: holder.to_owned(),
             mode,
             priority: 0,
+            key: None,
+        }
+    }
+
+    /// A Once's executor, asking to run the work for `key` (`None`: the Once's
+    /// `spec.key`).
+    pub fn once(once: &str, holder: &str, key: Option<String>) -> Self {
+        Self {
+            key,
+            ..Self::new(LockKind::Once, once, holder, PermitMode::Exclusive)
         }
     }
 
@@ -422,7 +434,8 @@ impl Locks {
         let mut permit = Permit::for_lock(
             PermitSpec::new(claim.kind, &claim.lock, &claim.holder)
                 .with_mode(claim.mode)
-                .with_priority(claim.priority),
+                .with_priority(claim.priority)
+                .with_key(claim.key.clone()),
             &lock.uid,
         );
         permit.spec.renew_time = Some(MicroTime(Timestamp::now()));
@@ -809,6 +822,7 @@ fn claim_plural(kind: LockKind) -> &'static str {
         LockKind::Semaphore => "semaphores",
         LockKind::Mutex => "mutexes",
         LockKind::RWMutex => "rwmutexes",
+        LockKind::Once => "onces",
     }
 }
 
