@@ -84,6 +84,41 @@ pub enum Error {
         /// Why (connection refused, TLS failure, …).
         reason: String,
     },
+    /// Every allowed attempt at a Once's key failed (`koncli once reset` allows a new
+    /// try).
+    #[error("once {namespace}/{name}: failed for good for key {key:?}: {message}")]
+    OnceFailed {
+        /// Namespace.
+        namespace: String,
+        /// The Once's name.
+        name: String,
+        /// The key that failed.
+        key: String,
+        /// What the last attempt said.
+        message: String,
+    },
+    /// The work given to a Once failed (it was recorded as a failed attempt).
+    #[error("once {namespace}/{name}: the work failed: {message}")]
+    WorkFailed {
+        /// Namespace.
+        namespace: String,
+        /// The Once's name.
+        name: String,
+        /// The work's error.
+        message: String,
+    },
+    /// A grant was lost while its holder worked: the work was stopped.
+    #[error("{kind} {namespace}/{name}: the grant was lost: {loss}")]
+    GrantLost {
+        /// Its kind.
+        kind: &'static str,
+        /// Namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// Why.
+        loss: String,
+    },
     /// Waiting for a barrier took longer than the caller allowed.
     #[error(
         "barrier {namespace}/{name}: still not open after {}",

@@ -32,8 +32,10 @@ mod claims;
 pub mod connect;
 pub mod error;
 pub mod locks;
+pub mod once;
 pub mod watching;
 
 pub use barrier::{Absence, Arrived, Barriers, Progress, WaitOutcome};
 pub use connect::{ConnectOptions, Connection, connect};
 pub use error::{Error, Result};
+pub use once::{Onces, Ran};

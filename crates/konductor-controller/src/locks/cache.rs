@@ -69,6 +69,8 @@ pub struct LockState {
     pub common: CommonLockStatus,
     /// The status as stored, for writing only what differs.
     pub status: Value,
+    /// The spec as stored, for what only one kind has (a Once's key and attempts).
+    pub spec: Value,
 }
 
 impl LockState {
@@ -83,6 +85,7 @@ impl LockState {
             ttl: ttl_of(&spec.ttl),
             common: CommonLockStatus::of(lock),
             status: lock.data.get("status").cloned().unwrap_or(Value::Null),
+            spec: lock.data.get("spec").cloned().unwrap_or(Value::Null),
         }
     }
 

@@ -1,6 +1,7 @@
-//! The lock controller: Semaphores, Mutexes and RWMutexes and their Permits in; lock
+//! The lock controller: Semaphores, Mutexes, RWMutexes and Onces and their Permits in; lock
 //! statuses (where grants become real), Permit statuses, Events and timed looks out —
-//! via `konductor_api::locks::rules::evaluate`, which alone decides every grant.
+//! via `konductor_api::locks::rules::evaluate` (a Once's: `konductor_api::once::rules`),
+//! which alone decides every grant.
 //!
 //! # Layout
 //! - [`cache`]: the locks and the permits by lock, with when each permit's renewal was
@@ -40,6 +41,8 @@ use futures::StreamExt;
 use konductor_api::locks::rules::{Decision, LockInput, Transition, evaluate, expiry};
 use konductor_api::locks::status::{lock_status, permit_status, ready_condition};
 use konductor_api::locks::{LockKind, Permit, PermitPhase};
+use konductor_api::once::rules::{ClaimRecord, OnceInput};
+use konductor_api::once::{OnceSpec, OnceStatus};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -221,21 +224,27 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
         .iter()
         .map(|p| status::record_of(p, &lock))
         .collect();
-    let decision = evaluate(&LockInput {
-        kind: key.kind,
-        permits: lock.permits,
-        ttl,
-        last_token: lock.common.fencing_token,
-        permits_of_lock: &records,
-        now,
-    });
+    let (decision, wanted) = match key.kind {
+        LockKind::Once => decide_once(&lock, &permits, records, ttl, now),
+        _ => {
+            let decision = evaluate(&LockInput {
+                kind: key.kind,
+                permits: lock.permits,
+                ttl,
+                last_token: lock.common.fencing_token,
+                permits_of_lock: &records,
+                now,
+            });
+            let wanted = lock_status(&lock.facts(key.kind), &decision, &records, now).to_value();
+            (decision, wanted)
+        }
+    };
     if renewed_meanwhile(ctx, key, &decision, &permits).await? {
         return Ok(Some(Duration::ZERO));
     }
 
     // The grant: one conditional write of the lock's status. A change of the queue
     // alone waits a moment for company (see QUEUE_COALESCE).
-    let wanted = lock_status(&lock.facts(key.kind), &decision, &records, now).to_value();
     let mut wait_for_company = None;
     if let Some(patch) = status::merge_patch(&lock.status, &wanted) {
         let queue_only = decision.transitions.is_empty()
@@ -323,6 +332,39 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     })
+}
+
+/// A Once's decision (`konductor_api::once::rules`): its claims' part in the lock
+/// rules' shape, and the Once's status to write.
+fn decide_once(
+    lock: &LockState,
+    permits: &[Arc<IndexedPermit>],
+    records: Vec<konductor_api::locks::rules::PermitRecord>,
+    ttl: Duration,
+    now: jiff::Timestamp,
+) -> (Decision, serde_json::Value) {
+    let spec: OnceSpec = serde_json::from_value(lock.spec.clone()).unwrap_or_default();
+    let stored: OnceStatus = serde_json::from_value(lock.status.clone()).unwrap_or_default();
+    let claims: Vec<ClaimRecord> = permits
+        .iter()
+        .zip(records)
+        .map(|(indexed, permit)| ClaimRecord {
+            permit,
+            key: indexed.permit.spec.key.clone(),
+            outcome: indexed.permit.spec.outcome.clone(),
+        })
+        .collect();
+    let decided = konductor_api::once::rules::evaluate(&OnceInput {
+        key: spec.key.as_deref(),
+        max_attempts: spec.max_attempts,
+        ttl,
+        status: &stored,
+        claims: &claims,
+        generation: lock.generation,
+        now,
+    });
+    let wanted = serde_json::to_value(&decided.status).unwrap_or_default();
+    (decided.claims, wanted)
 }
 
 /// Since when each lock has had a change of its queue alone waiting to be written.
@@ -500,7 +542,7 @@ pub async fn run(
         clock,
         queue_changes: QueueChanges::default(),
     });
-    let feeds = futures::future::join4(
+    let feeds = futures::future::join5(
         watch_locks(
             client.clone(),
             ctx.locks.clone(),
@@ -518,6 +560,12 @@ pub async fn run(
             ctx.locks.clone(),
             queue.clone(),
             LockKind::RWMutex,
+        ),
+        watch_locks(
+            client.clone(),
+            ctx.locks.clone(),
+            queue.clone(),
+            LockKind::Once,
         ),
         watch_permits(queue.clone(), ctx.clone()),
     );

@@ -941,8 +941,13 @@ impl Guard {
     /// renewals go unanswered, and stays resolved.
     pub async fn lost(&self) -> Loss {
         let mut lost = self.lost.clone();
-        match lost.wait_for(Option::is_some).await {
-            Ok(loss) => loss.clone().unwrap_or(Loss::Deleted),
+        // The borrow ends here, so the future stays Send.
+        let seen = lost
+            .wait_for(Option::is_some)
+            .await
+            .map(|loss| loss.clone());
+        match seen {
+            Ok(loss) => loss.unwrap_or(Loss::Deleted),
             Err(_) => std::future::pending().await,
         }
     }

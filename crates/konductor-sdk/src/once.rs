@@ -1,0 +1,473 @@
+//! Once: run a piece of work once per key across any number of replicas.
+//!
+//! [`Onces::run`] is the whole recipe: it creates the Once if absent, claims it for a
+//! key and either runs the work — as the one executor, with a fencing token, cancelled
+//! if the grant is lost — and records its outcome, or returns without running because
+//! the work is already done for that key (by this process or another). The claim is a
+//! Permit on the Once, renewed and watched exactly as a lock's (see [`crate::locks`]):
+//! a claim not renewed within the Once's ttl is taken over by the next waiter.
+//!
+//! ```no_run
+//! # async fn example(connection: konductor_sdk::Connection) -> konductor_sdk::Result<()> {
+//! use konductor_sdk::once::{Onces, Ran};
+//! let onces = Onces::new(&connection);
+//! let ran = onces
+//!     .run("db-migrate", Some("v42"), "web-7f9c", |token| async move {
+//!         // migrate, storing `token` with the result
+//!         Ok::<_, String>(token)
+//!     })
+//!     .await?;
+//! if let Ran::AlreadyDone(done) = ran {
+//!     println!("already migrated with token {}", done.fencing_token);
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::time::Duration;
+
+use konductor_api::Outcome;
+use konductor_api::once::{
+    Attempt, AttemptOutcome, CompletedKey, KeyStanding, Once, OnceSpec, OnceStatus,
+    ReportedOutcome, effective_key,
+};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::await_condition;
+use kube::{Client, ResourceExt};
+
+use crate::connect::Connection;
+use crate::error::{Error, Request, Result};
+use crate::locks::{Claim, Guard, Locks, Loss, Progress, Wait};
+
+/// The Onces of one namespace.
+#[derive(Clone)]
+pub struct Onces {
+    client: Client,
+    namespace: String,
+    url: String,
+    api: Api<Once>,
+    locks: Locks,
+}
+
+/// How a key ended, as the Once remembers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finished {
+    /// The work succeeded for the key.
+    Succeeded(CompletedKey),
+    /// Every allowed attempt failed.
+    Failed(CompletedKey),
+}
+
+/// What claiming a Once came to.
+pub enum Claimed {
+    /// This claim executes: do the work, then [`Executor::report`].
+    Execute(Executor),
+    /// The key is finished: nothing to run.
+    Finished(Finished),
+}
+
+/// What [`Onces::run`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ran<T> {
+    /// This call ran the work, with this fencing token, and it succeeded.
+    Executed {
+        /// The token the work ran under.
+        token: i64,
+        /// What the work returned.
+        value: T,
+    },
+    /// The work was already done for the key: nothing ran.
+    AlreadyDone(CompletedKey),
+}
+
+/// The one executor of a Once's key: holds the grant (renewed in the background) until
+/// it reports.
+pub struct Executor {
+    guard: Guard,
+    onces: Onces,
+    name: String,
+    key: String,
+}
+
+impl Executor {
+    /// The fencing token to store with the work's result.
+    pub fn token(&self) -> i64 {
+        self.guard.token()
+    }
+
+    /// The key this executor runs the work for.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Resolves when the grant is lost (see [`Loss`]): stop the work.
+    pub async fn lost(&self) -> Loss {
+        self.guard.lost().await
+    }
+
+    /// Reports the work's outcome on the claim, waits until the Once records it and
+    /// gives the claim back; returns the attempt as recorded (`late` if the grant had
+    /// already expired: then it changed nothing).
+    pub async fn report(
+        self,
+        result: Outcome,
+        exit_code: Option<i32>,
+        message: Option<String>,
+    ) -> Result<Attempt> {
+        let token = self.token();
+        let outcome = ReportedOutcome {
+            result,
+            fencing_token: token,
+            exit_code,
+            message: message.map(|m| truncate(&m, konductor_api::once::MAX_OUTCOME_MESSAGE_LEN)),
+        };
+        let permits: Api<konductor_api::locks::Permit> =
+            Api::namespaced(self.onces.client.clone(), &self.onces.namespace);
+        let body = serde_json::json!({ "spec": { "outcome": outcome } });
+        permits
+            .patch(
+                self.guard.permit(),
+                &PatchParams::default(),
+                &Patch::Merge(&body),
+            )
+            .await
+            .map_err(|e| self.onces.request(&self.name, "patch", "permits").error(e))?;
+        let recorded = await_condition(
+            self.onces.api.clone(),
+            &self.name,
+            move |once: Option<&Once>| {
+                once.and_then(|o| o.status.as_ref())
+                    .is_some_and(|s| reported_attempt(s, token).is_some())
+            },
+        );
+        let once = recorded.await.map_err(|e| {
+            self.onces.failed(
+                &self.name,
+                format!("waiting for the outcome to be recorded: {e}"),
+            )
+        })?;
+        let attempt = once
+            .as_ref()
+            .and_then(|o| o.status.as_ref())
+            .and_then(|s| reported_attempt(s, token))
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                kind: "once",
+                namespace: self.onces.namespace.clone(),
+                name: self.name.clone(),
+            })?;
+        self.guard.release().await?;
+        Ok(attempt)
+    }
+}
+
+/// The attempt with `token` that an executor's report produced (not the Lost entry
+/// recorded when its grant expired first).
+fn reported_attempt(status: &OnceStatus, token: i64) -> Option<&Attempt> {
+    status
+        .history
+        .iter()
+        .rev()
+        .find(|a| a.fencing_token == token && a.outcome != AttemptOutcome::Lost)
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+impl Onces {
+    /// Onces in the connection's namespace.
+    pub fn new(connection: &Connection) -> Self {
+        Self {
+            client: connection.client.clone(),
+            namespace: connection.namespace.clone(),
+            url: connection.url.clone(),
+            api: Api::namespaced(connection.client.clone(), &connection.namespace),
+            locks: Locks::new(connection),
+        }
+    }
+
+    /// The namespace these Onces live in.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn request<'a>(
+        &'a self,
+        name: &'a str,
+        verb: &'static str,
+        resource: &'static str,
+    ) -> Request<'a> {
+        Request {
+            kind: "once",
+            namespace: &self.namespace,
+            name,
+            verb,
+            resource,
+            url: &self.url,
+        }
+    }
+
+    fn failed(&self, name: &str, message: impl Into<String>) -> Error {
+        Error::Api {
+            kind: "once",
+            namespace: self.namespace.clone(),
+            name: name.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// Creates a Once. [`Error::AlreadyExists`] if the name is taken, [`Error::Invalid`]
+    /// (naming the field) if the server refuses the spec.
+    pub async fn create(&self, name: &str, spec: OnceSpec) -> Result<Once> {
+        self.api
+            .create(&PostParams::default(), &Once::new(name, spec))
+            .await
+            .map_err(|e| self.request(name, "create", "onces").error(e))
+    }
+
+    /// The Once `name`, created from `spec` if it does not exist yet (an existing one is
+    /// left as it is).
+    pub async fn ensure(&self, name: &str, spec: OnceSpec) -> Result<Once> {
+        match self.create(name, spec).await {
+            Err(Error::AlreadyExists { .. }) => self.get(name).await,
+            other => other,
+        }
+    }
+
+    /// The Once `name`. [`Error::NotFound`] if absent.
+    pub async fn get(&self, name: &str) -> Result<Once> {
+        self.api
+            .get(name)
+            .await
+            .map_err(|e| self.request(name, "get", "onces").error(e))
+    }
+
+    /// Deletes a Once (its claims go with it): the work may run again.
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        self.api
+            .delete(name, &DeleteParams::background())
+            .await
+            .map(|_| ())
+            .map_err(|e| self.request(name, "delete", "onces").error(e))
+    }
+
+    /// The Onces of the namespace (or of every namespace), by namespace and name.
+    pub async fn list(&self, all_namespaces: bool) -> Result<Vec<Once>> {
+        let api = if all_namespaces {
+            Api::all(self.client.clone())
+        } else {
+            self.api.clone()
+        };
+        let mut items = api
+            .list(&Default::default())
+            .await
+            .map_err(|e| self.request("*", "list", "onces").error(e))?
+            .items;
+        items.sort_by_key(|item| (item.namespace(), item.name_any()));
+        Ok(items)
+    }
+
+    /// Lets the current key run again: its attempts start from 0 and it is no longer
+    /// remembered as finished. Refused while an executor runs. Written over the version
+    /// read, so it never undoes a decision the controller made meanwhile.
+    pub async fn reset(&self, name: &str) -> Result<Once> {
+        loop {
+            let once = self.get(name).await?;
+            let status = once.status.clone().unwrap_or_default();
+            if status.executor.is_some() {
+                return Err(self.failed(
+                    name,
+                    format!(
+                        "{} is running it (token {}): wait for it to finish, or delete the Once",
+                        status.executor.as_deref().unwrap_or_default(),
+                        status.fencing_token
+                    ),
+                ));
+            }
+            let mut reset = once.clone();
+            reset.status = Some(status.reset());
+            match self
+                .api
+                .replace_status(name, &PostParams::default(), &reset)
+                .await
+            {
+                Ok(written) => return Ok(written),
+                Err(kube::Error::Api(status)) if status.code == 409 => continue,
+                Err(error) => {
+                    return Err(self.request(name, "update", "onces/status").error(error));
+                }
+            }
+        }
+    }
+
+    /// The key a claim for `key` asks for on `once`: `key`, else the Once's `spec.key`.
+    fn key_for(once: &Once, key: Option<&str>) -> String {
+        effective_key(key, once.spec.key.as_deref())
+    }
+
+    /// Claims the Once `name` for `key` as `holder` (the Once must exist: see
+    /// [`Onces::ensure`]). Returns at once if the key is finished; otherwise waits
+    /// (telling `progress` where the claim stands) until this claim is granted or the
+    /// key is finished by another, or `cancel` completes ([`Error::LockCancelled`]).
+    pub async fn claim(
+        &self,
+        name: &str,
+        key: Option<&str>,
+        holder: &str,
+        progress: impl FnMut(&Progress),
+        cancel: impl Future<Output = ()>,
+    ) -> Result<Claimed> {
+        let once = self.get(name).await?;
+        let key = Self::key_for(&once, key);
+        if let Some(finished) = finished(once.status.as_ref(), &key) {
+            return Ok(Claimed::Finished(finished));
+        }
+        let claim = Claim::once(name, holder, (!key.is_empty()).then(|| key.clone()));
+        let watched_key = key.clone();
+        let done = await_condition(self.api.clone(), name, move |once: Option<&Once>| {
+            once.is_none_or(|o| finished(o.status.as_ref(), &watched_key).is_some())
+        });
+        tokio::select! {
+            acquired = self.locks.acquire_with(&claim, Wait::Forever, progress, cancel) => {
+                Ok(Claimed::Execute(Executor {
+                    guard: acquired?,
+                    onces: self.clone(),
+                    name: name.to_owned(),
+                    key,
+                }))
+            }
+            seen = done => {
+                let once = seen.map_err(|e| self.failed(name, format!("watching: {e}")))?;
+                let Some(once) = once else {
+                    return Err(Error::NotFound { kind: "once", namespace: self.namespace.clone(), name: name.to_owned() });
+                };
+                finished(once.status.as_ref(), &key)
+                    .map(Claimed::Finished)
+                    .ok_or_else(|| self.failed(name, "the key is not finished after all"))
+            }
+        }
+    }
+
+    /// Runs `work` once for `key` across every process that calls this: creates the
+    /// Once if absent, and either runs `work` (given the fencing token) as the one
+    /// executor and records its outcome, or returns [`Ran::AlreadyDone`] when the key
+    /// is done already. Fails with [`Error::WorkFailed`] when the work failed here (the
+    /// next waiter will try), [`Error::OnceFailed`] when every attempt failed, and
+    /// [`Error::GrantLost`] when the grant was lost while the work ran (the work's
+    /// future is dropped then).
+    pub async fn run<F, Fut, T>(
+        &self,
+        name: &str,
+        key: Option<&str>,
+        holder: &str,
+        work: F,
+    ) -> Result<Ran<T>>
+    where
+        F: FnOnce(i64) -> Fut,
+        Fut: Future<Output = std::result::Result<T, String>>,
+    {
+        let spec = OnceSpec {
+            key: key.map(str::to_owned),
+            ..OnceSpec::default()
+        };
+        self.ensure(name, spec).await?;
+        let executor = match self
+            .claim(name, key, holder, |_| {}, std::future::pending())
+            .await?
+        {
+            Claimed::Finished(Finished::Succeeded(done)) => return Ok(Ran::AlreadyDone(done)),
+            Claimed::Finished(Finished::Failed(failed)) => {
+                return Err(self.failed_for_good(name, &failed));
+            }
+            Claimed::Execute(executor) => executor,
+        };
+        let token = executor.token();
+        let result = tokio::select! {
+            result = work(token) => result,
+            loss = executor.lost() => {
+                return Err(Error::GrantLost {
+                    kind: "once",
+                    namespace: self.namespace.clone(),
+                    name: name.to_owned(),
+                    loss: loss.to_string(),
+                });
+            }
+        };
+        match result {
+            Ok(value) => {
+                executor.report(Outcome::Succeeded, None, None).await?;
+                Ok(Ran::Executed { token, value })
+            }
+            Err(message) => {
+                executor
+                    .report(Outcome::Failed, None, Some(message.clone()))
+                    .await?;
+                Err(Error::WorkFailed {
+                    namespace: self.namespace.clone(),
+                    name: name.to_owned(),
+                    message,
+                })
+            }
+        }
+    }
+
+    /// The error for a key that failed for good.
+    pub fn failed_for_good(&self, name: &str, failed: &CompletedKey) -> Error {
+        Error::OnceFailed {
+            namespace: self.namespace.clone(),
+            name: name.to_owned(),
+            key: failed.key.clone(),
+            message: "every allowed attempt failed (`koncli once reset` allows a new try)"
+                .to_owned(),
+        }
+    }
+
+    /// Waits (watching) until `key` (`None`: the Once's `spec.key`) is finished, for
+    /// at most `timeout`; `None` when the timeout passed first. [`Error::NotFound`] if
+    /// the Once does not exist or is deleted.
+    pub async fn wait(
+        &self,
+        name: &str,
+        key: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Finished>> {
+        let once = self.get(name).await?;
+        let key = Self::key_for(&once, key);
+        if let Some(finished) = finished(once.status.as_ref(), &key) {
+            return Ok(Some(finished));
+        }
+        let watched_key = key.clone();
+        let done = await_condition(self.api.clone(), name, move |once: Option<&Once>| {
+            once.is_none_or(|o| finished(o.status.as_ref(), &watched_key).is_some())
+        });
+        let seen = match timeout {
+            Some(limit) => match tokio::time::timeout(limit, done).await {
+                Ok(seen) => seen,
+                Err(_) => return Ok(None),
+            },
+            None => done.await,
+        };
+        match seen.map_err(|e| self.failed(name, format!("watching: {e}")))? {
+            Some(once) => Ok(finished(once.status.as_ref(), &key)),
+            None => Err(Error::NotFound {
+                kind: "once",
+                namespace: self.namespace.clone(),
+                name: name.to_owned(),
+            }),
+        }
+    }
+}
+
+/// Whether `key` is finished, as `status` remembers it.
+fn finished(status: Option<&OnceStatus>, key: &str) -> Option<Finished> {
+    match status?.standing_of(key) {
+        KeyStanding::Succeeded(done) => Some(Finished::Succeeded(done)),
+        KeyStanding::Failed(failed) => Some(Finished::Failed(failed)),
+        KeyStanding::Open => None,
+    }
+}
