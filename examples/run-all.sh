@@ -6,7 +6,8 @@ set -uo pipefail
 cd "$(dirname "$0")"
 failed=()
 for script in basic.sh etl-pipeline.sh distributed-testing.sh mapreduce.sh cascading.sh \
-  conditional.sh troubleshooting.sh db-migration-mutex.sh semaphore-jobs.sh rwmutex-cache.sh; do
+  conditional.sh troubleshooting.sh db-migration-mutex.sh semaphore-jobs.sh rwmutex-cache.sh \
+  once-migration.sh; do
   echo "=== $script"
   if ! bash "$script"; then
     failed+=("$script")

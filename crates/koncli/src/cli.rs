@@ -49,6 +49,9 @@ pub enum Command {
     /// Let many readers or one writer run (RWMutex).
     #[command(subcommand)]
     Rwmutex(crate::locks::RwmutexCommand),
+    /// Run a piece of work once per key across replicas (Once).
+    #[command(subcommand)]
+    Once(crate::once::OnceCommand),
     /// Print a shell completion script, e.g. `koncli completion bash > /etc/bash_completion.d/koncli`.
     Completion {
         /// The shell.

@@ -11,10 +11,13 @@ Exit codes (every non-zero exit prints one line on stderr saying why):
   2  usage error: unknown flag, missing or invalid argument
   3  `wait`: the barrier timed out (phase Timeout)
   4  `wait`: the barrier failed (phase Failed: failures made it unreachable, or its spec is invalid)
-  5  `wait`, `arrive --wait-for-barrier`, lock commands: --timeout passed first
+  5  `wait`, `arrive --wait-for-barrier`, lock and once commands: --timeout passed first
   6  `lock`/`acquire`/`rlock` without --wait: the lock is held by others (busy)
   7  `run`: the grant was lost (renewals unacknowledged, expired, or its claim
      deleted); the command was stopped
+  8  `once run|wait|check`: the work failed for good for the key (every allowed
+     attempt failed; `once reset` allows a new try)
+  9  `once check`: the work is not done for the key (not yet run, or running)
   126/127  `run`: the command is not executable / not found (nothing was acquired)
   130/143  a lock command interrupted by SIGINT/SIGTERM while waiting (the claim
      was withdrawn)
@@ -36,6 +39,10 @@ pub const EXIT_WAIT_TIMEOUT: u8 = 5;
 pub const EXIT_BUSY: u8 = 6;
 /// Exit code: `run` lost its grant (expired or its permit deleted).
 pub const EXIT_LOST: u8 = 7;
+/// Exit code: a Once's work failed for good for the key.
+pub const EXIT_ONCE_FAILED: u8 = 8;
+/// Exit code: `once check`: the work is not done for the key.
+pub const EXIT_NOT_DONE: u8 = 9;
 
 /// The name koncli goes by in its messages: `kubectl konductor` when run as a kubectl
 /// plugin, `koncli` otherwise.

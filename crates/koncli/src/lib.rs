@@ -1,4 +1,5 @@
-//! `koncli`: the command-line client for barriers and locks, built on `konductor-sdk`.
+//! `koncli`: the command-line client for barriers, locks and Onces, built on
+//! `konductor-sdk`.
 //!
 //! # Layout
 //! - [`cli`]: the top-level command line (global flags, one command per kind).
@@ -10,6 +11,7 @@
 //! - [`output`]: the human summary, tables, JSON and YAML.
 //! - [`holder`]: who a command acts as (stable for barriers, unique for locks).
 //! - [`locks`]: the `semaphore`, `mutex` and `rwmutex` subcommands and verbs.
+//! - [`once`]: the `once` subcommands.
 //! - [`run`](mod@run): `… run`, holding a lock around a command, and the supervisor that makes
 //!   sure the command never outlives its grant or koncli.
 //! - [`signals`]: SIGINT/SIGTERM while waiting (the claim is withdrawn).
@@ -22,6 +24,7 @@ pub mod cli;
 pub mod exit;
 pub mod holder;
 pub mod locks;
+pub mod once;
 pub mod output;
 pub mod reference;
 pub mod run;
@@ -58,6 +61,10 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Semaphore(command) => lock(LockKind::Semaphore, command.into(), &options).await,
         Command::Mutex(command) => lock(LockKind::Mutex, command.into(), &options).await,
         Command::Rwmutex(command) => lock(LockKind::RWMutex, command.into(), &options).await,
+        Command::Once(command) => match connect(&options).await {
+            Ok(connection) => once::command(command, konductor_sdk::Onces::new(&connection)).await,
+            Err(error) => Err(error),
+        },
         Command::Supervise(args) => Ok(run::supervise(args).await),
     };
     match result {

@@ -56,7 +56,7 @@ pub const EXIT_NOT_FOUND: u8 = 127;
 /// Whether `program` can be started: found (a path, or on `$PATH`) and executable;
 /// else the exit code and message a shell would give. Checked before anything is
 /// acquired, so a typo takes no fencing token.
-fn check_runnable(program: &str) -> Result<(), (u8, String)> {
+pub fn check_runnable(program: &str) -> Result<(), (u8, String)> {
     let executable = |path: &std::path::Path| {
         path.metadata()
             .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -181,7 +181,50 @@ pub async fn run(
         Err(Error::LockCancelled { .. }) => return Ok(interrupts.exit_code()),
         Err(error) => return refused(error),
     };
-    let timing = guard.timing();
+    let what = format!("{} {}/{}", kind.word(), locks.namespace(), args.name);
+    let ran = supervised(
+        &args.command,
+        guard.token(),
+        guard.timing(),
+        guard.lost(),
+        &mut interrupts,
+        &what,
+    )
+    .await;
+    if let Err(error) = guard.release().await {
+        eprintln!("{}: {error}", crate::exit::program_name());
+    }
+    Ok(match ran {
+        Ran::Exited(code) => code,
+        Ran::Lost => EXIT_LOST,
+        Ran::NotStarted => EXIT_ERROR,
+    })
+}
+
+/// How a supervised command ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ran {
+    /// It exited with this code (128+N if signal N ended it).
+    Exited(u8),
+    /// The grant was lost: it was stopped.
+    Lost,
+    /// It could not be started (said on stderr).
+    NotStarted,
+}
+
+/// Runs `command` under the supervisor, with `token` as `$KONDUCTOR_FENCING_TOKEN`,
+/// forwarding `interrupts` to it and stopping its group (SIGTERM, SIGKILL after the
+/// grace of `timing`) when `lost` resolves; `what` names the claim in messages. Every
+/// kind whose claim is held around a command (`… run`) runs it this way.
+pub async fn supervised(
+    command: &[String],
+    token: i64,
+    timing: konductor_sdk::locks::Timing,
+    lost: impl std::future::Future<Output = konductor_sdk::locks::Loss>,
+    interrupts: &mut Interrupts,
+    what: &str,
+) -> Ran {
+    let (program, arguments) = command.split_first().expect("clap requires a command");
     let terminal = terminal_to_hand_over();
     let mut supervisor =
         tokio::process::Command::new(std::env::current_exe().unwrap_or_else(|_| "koncli".into()));
@@ -198,18 +241,18 @@ pub async fn run(
     }
     supervisor
         .arg("--")
-        .args(&args.command)
-        .env("KONDUCTOR_FENCING_TOKEN", guard.token().to_string())
+        .arg(program)
+        .args(arguments)
+        .env("KONDUCTOR_FENCING_TOKEN", token.to_string())
         .process_group(0);
     let mut child = match supervisor.spawn() {
         Ok(child) => child,
         Err(error) => {
-            let _ = guard.release().await;
             eprintln!(
                 "{}: cannot start {program}: {error}",
                 crate::exit::program_name()
             );
-            return Ok(EXIT_ERROR);
+            return Ran::NotStarted;
         }
     };
     let group = child
@@ -221,20 +264,18 @@ pub async fn run(
         // Had it tried to read the terminal before it was handed over, it stopped.
         signal_group(group, Signal::CONT);
     }
-    let mut lost = false;
+    tokio::pin!(lost);
+    let mut lost_grant = false;
     let mut kill_at: Option<tokio::time::Instant> = None;
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
             signal = interrupts.next() => signal_group(group, signal),
-            loss = guard.lost(), if !lost => {
-                lost = true;
+            loss = &mut lost, if !lost_grant => {
+                lost_grant = true;
                 eprintln!(
-                    "{}: {} {}/{}: the grant was lost: {loss}; stopping the command (SIGTERM, SIGKILL in {})",
-                crate::exit::program_name(),
-                    kind.word(),
-                    locks.namespace(),
-                    args.name,
+                    "{}: {what}: the grant was lost: {loss}; stopping the command (SIGTERM, SIGKILL in {})",
+                    crate::exit::program_name(),
                     crate::output::short_duration(timing.grace)
                 );
                 signal_group(group, Signal::TERM);
@@ -247,13 +288,10 @@ pub async fn run(
         }
     };
     sweep(group, timing.grace).await;
-    if let Err(error) = guard.release().await {
-        eprintln!("{}: {error}", crate::exit::program_name());
+    if lost_grant {
+        return Ran::Lost;
     }
-    if lost {
-        return Ok(EXIT_LOST);
-    }
-    Ok(code_of(status))
+    Ran::Exited(code_of(status))
 }
 
 /// `__supervise`: runs the command in this (new) process group and stops the whole

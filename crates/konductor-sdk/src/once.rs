@@ -100,6 +100,19 @@ impl Executor {
         &self.key
     }
 
+    /// The timing this executor keeps (renewals, margin, grace).
+    pub fn timing(&self) -> crate::locks::Timing {
+        self.guard.timing()
+    }
+
+    /// Gives the claim back without reporting (the work did not run, or was stopped):
+    /// the attempt is recorded as lost and the next waiter may run.
+    pub async fn abandon(self) {
+        if let Err(error) = self.guard.release().await {
+            tracing::warn!(%error, once = %self.name, "giving the claim back");
+        }
+    }
+
     /// Resolves when the grant is lost (see [`Loss`]): stop the work.
     pub async fn lost(&self) -> Loss {
         self.guard.lost().await
