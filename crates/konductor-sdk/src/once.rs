@@ -32,7 +32,6 @@ use konductor_api::once::{
     ReportedOutcome, effective_key,
 };
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::wait::await_condition;
 use kube::{Client, ResourceExt};
 
 use crate::connect::Connection;
@@ -137,22 +136,47 @@ impl Executor {
         let permits: Api<konductor_api::locks::Permit> =
             Api::namespaced(self.onces.client.clone(), &self.onces.namespace);
         let body = serde_json::json!({ "spec": { "outcome": outcome } });
-        permits
-            .patch(
-                self.guard.permit(),
-                &PatchParams::default(),
-                &Patch::Merge(&body),
-            )
-            .await
-            .map_err(|e| self.onces.request(&self.name, "patch", "permits").error(e))?;
-        let recorded = await_condition(
-            self.onces.api.clone(),
-            &self.name,
-            move |once: Option<&Once>| {
-                once.and_then(|o| o.status.as_ref())
-                    .is_some_and(|s| reported_attempt(s, token).is_some())
-            },
-        );
+        // Through an outage the report is retried (the claim is renewed meanwhile) for
+        // up to the ttl; if it cannot be made, the claim is given back, so the next
+        // waiter need not wait for it to expire.
+        let started = std::time::Instant::now();
+        loop {
+            match permits
+                .patch(
+                    self.guard.permit(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&body),
+                )
+                .await
+            {
+                Ok(_) => break,
+                Err(error @ kube::Error::Api(_)) => {
+                    let error = self
+                        .onces
+                        .request(&self.name, "patch", "permits")
+                        .error(error);
+                    self.abandon().await;
+                    return Err(error);
+                }
+                Err(error) if started.elapsed() >= self.guard.timing().ttl => {
+                    let error = self
+                        .onces
+                        .request(&self.name, "patch", "permits")
+                        .error(error);
+                    self.abandon().await;
+                    return Err(error);
+                }
+                Err(error) => {
+                    tracing::debug!(%error, once = %self.name, "reporting the outcome; retrying");
+                    tokio::time::sleep(REPORT_RETRY).await;
+                }
+            }
+        }
+        let recorded = follow_until(self.onces.api.clone(), &self.name, move |once: &Once| {
+            once.status
+                .as_ref()
+                .is_some_and(|s| reported_attempt(s, token).is_some())
+        });
         let once = recorded.await.map_err(|e| {
             self.onces.failed(
                 &self.name,
@@ -342,8 +366,8 @@ impl Onces {
         }
         let claim = Claim::once(name, holder, (!key.is_empty()).then(|| key.clone()));
         let watched_key = key.clone();
-        let done = await_condition(self.api.clone(), name, move |once: Option<&Once>| {
-            once.is_none_or(|o| finished(o.status.as_ref(), &watched_key).is_some())
+        let done = follow_until(self.api.clone(), name, move |once: &Once| {
+            finished(once.status.as_ref(), &watched_key).is_some()
         });
         tokio::select! {
             acquired = self.locks.acquire_with(&claim, Wait::Forever, progress, cancel) => {
@@ -455,8 +479,8 @@ impl Onces {
             return Ok(Some(finished));
         }
         let watched_key = key.clone();
-        let done = await_condition(self.api.clone(), name, move |once: Option<&Once>| {
-            once.is_none_or(|o| finished(o.status.as_ref(), &watched_key).is_some())
+        let done = follow_until(self.api.clone(), name, move |once: &Once| {
+            finished(once.status.as_ref(), &watched_key).is_some()
         });
         let seen = match timeout {
             Some(limit) => match tokio::time::timeout(limit, done).await {
@@ -475,6 +499,59 @@ impl Onces {
         }
     }
 }
+
+/// Follows the Once `name` until `condition` holds for it (`Ok(Some(once))`) or it is
+/// gone (`Ok(None)`), riding out lost connections and server restarts (the watch
+/// reconnects with a capped backoff). Fails only when the server refuses the watch.
+async fn follow_until(
+    api: Api<Once>,
+    name: &str,
+    condition: impl Fn(&Once) -> bool,
+) -> std::result::Result<Option<Once>, String> {
+    use futures::StreamExt;
+    use kube::runtime::WatchStreamExt;
+    use kube::runtime::watcher::{Error as WatchError, Event, watcher};
+    let config = crate::watching::watch_config().fields(&format!("metadata.name={name}"));
+    let stream = watcher(api, config).backoff(crate::watching::CappedBackoff::new(FOLLOW_CAP));
+    futures::pin_mut!(stream);
+    let mut listed = false;
+    let mut seen = false;
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Apply(once) | Event::InitApply(once)) => {
+                seen = true;
+                if condition(&once) {
+                    return Ok(Some(once));
+                }
+            }
+            Ok(Event::Delete(_)) => return Ok(None),
+            Ok(Event::Init) => {
+                listed = false;
+                seen = false;
+            }
+            Ok(Event::InitDone) => {
+                listed = true;
+                if !seen {
+                    return Ok(None);
+                }
+            }
+            Err(
+                WatchError::InitialListFailed(kube::Error::Api(status))
+                | WatchError::WatchStartFailed(kube::Error::Api(status)),
+            ) if matches!(status.code, 401 | 403) => {
+                return Err(status.message);
+            }
+            Err(error) => tracing::debug!(%error, once = name, listed, "watch; reconnecting"),
+        }
+    }
+    Err("the watch ended".to_owned())
+}
+
+/// The pause between attempts to report an outcome through an outage.
+const REPORT_RETRY: Duration = Duration::from_millis(200);
+
+/// The longest pause between attempts to reconnect a Once's watch.
+const FOLLOW_CAP: Duration = Duration::from_millis(500);
 
 /// Whether `key` is finished, as `status` remembers it.
 fn finished(status: Option<&OnceStatus>, key: &str) -> Option<Finished> {
