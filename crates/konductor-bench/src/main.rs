@@ -1,7 +1,7 @@
 //! `konductor-bench`: Konductor's benchmark suite.
 //!
 //! ```text
-//! cargo run --release -p konductor-bench -- [--quick] [--only release,throughput,flatness,footprint,locks]
+//! cargo run --release -p konductor-bench -- [--quick] [--only release,throughput,flatness,footprint,locks,once]
 //! ```
 //!
 //! Starts fresh release-built `konductor server` processes on temporary data
@@ -21,6 +21,7 @@
 
 mod footprint;
 mod locks;
+mod once;
 mod release;
 mod report;
 mod server;
@@ -71,6 +72,8 @@ enum Group {
     Footprint,
     /// Lock grants and handovers.
     Locks,
+    /// 100 concurrent `koncli once run` on a fresh key.
+    Once,
 }
 
 /// What a run measures and with what.
@@ -109,6 +112,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Group::Flatness,
             Group::Footprint,
             Group::Locks,
+            Group::Once,
         ]
     } else {
         args.only.clone()
@@ -128,6 +132,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Group::Throughput => bench.throughput().await?,
             Group::Flatness => bench.flatness().await?,
             Group::Footprint => bench.footprint().await?,
+            Group::Once => bench.once().await?,
             Group::Locks => bench.locks().await?,
         }
     }
@@ -438,6 +443,27 @@ impl Bench {
             Figure::new("footprint.binary_size")
                 .value("konductor_mib", footprint::size_mib(&self.konductor)?)
                 .value("koncli_mib", footprint::size_mib(&self.koncli)?),
+        );
+        Ok(())
+    }
+
+    /// 100 concurrent `koncli once run` processes on a fresh key, until all have exited
+    /// (rounds on fresh Onces of one server).
+    async fn once(&mut self) -> anyhow::Result<()> {
+        let server = self.server().await?;
+        let rounds = if self.quick { 3 } else { 10 };
+        let mut times = Vec::with_capacity(rounds);
+        for round in 0..rounds {
+            times.push(
+                once::concurrent_run_ms(&server, &self.koncli, &format!("bench-{round}"), 100)
+                    .await?,
+            );
+        }
+        self.report.record(
+            Figure::new("once.concurrent_runs_until_all_exited")
+                .latencies(&times)
+                .target(Target::AtMost("p50_ms", 1000.0))
+                .note("100 koncli once run processes on a fresh key, no-op command"),
         );
         Ok(())
     }

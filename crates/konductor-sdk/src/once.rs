@@ -60,7 +60,7 @@ pub enum Finished {
 /// What claiming a Once came to.
 pub enum Claimed {
     /// This claim executes: do the work, then [`Executor::report`].
-    Execute(Executor),
+    Execute(Box<Executor>),
     /// The key is finished: nothing to run.
     Finished(Finished),
 }
@@ -371,12 +371,12 @@ impl Onces {
         });
         tokio::select! {
             acquired = self.locks.acquire_with(&claim, Wait::Forever, progress, cancel) => {
-                Ok(Claimed::Execute(Executor {
+                Ok(Claimed::Execute(Box::new(Executor {
                     guard: acquired?,
                     onces: self.clone(),
                     name: name.to_owned(),
                     key,
-                }))
+                })))
             }
             seen = done => {
                 let once = seen.map_err(|e| self.failed(name, format!("watching: {e}")))?;

@@ -278,32 +278,33 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
             .then(a.created.cmp(&b.created))
             .then(a.name.cmp(&b.name))
     });
-    if executor.is_none() && status.phase == OncePhase::Pending {
-        if let Some(&next) = queue.first() {
-            queue.remove(0);
-            let claim = &claims[next].permit;
-            status.fencing_token += 1;
-            status.attempts += 1;
-            status.phase = OncePhase::Running;
-            status.executor = Some(claim.holder.clone());
-            status.started_at = Some(MicroTime(now));
-            status.completed_at = None;
-            status.grants = Some(vec![Grant {
-                holder: claim.holder.clone(),
-                permit: claim.name.clone(),
-                uid: claim.uid.clone(),
-                token: status.fencing_token,
-                mode: PermitMode::Exclusive,
-                granted_at: MicroTime(now),
-                expires_at: decisions[next].expires_at.map(MicroTime),
-            }]);
-            transitions.push(Transition::Granted {
-                holder: claim.holder.clone(),
-                token: status.fencing_token,
-                permit: next,
-            });
-            executor = Some(next);
-        }
+    if executor.is_none()
+        && status.phase == OncePhase::Pending
+        && let Some(&next) = queue.first()
+    {
+        queue.remove(0);
+        let claim = &claims[next].permit;
+        status.fencing_token += 1;
+        status.attempts += 1;
+        status.phase = OncePhase::Running;
+        status.executor = Some(claim.holder.clone());
+        status.started_at = Some(MicroTime(now));
+        status.completed_at = None;
+        status.grants = Some(vec![Grant {
+            holder: claim.holder.clone(),
+            permit: claim.name.clone(),
+            uid: claim.uid.clone(),
+            token: status.fencing_token,
+            mode: PermitMode::Exclusive,
+            granted_at: MicroTime(now),
+            expires_at: decisions[next].expires_at.map(MicroTime),
+        }]);
+        transitions.push(Transition::Granted {
+            holder: claim.holder.clone(),
+            token: status.fencing_token,
+            permit: next,
+        });
+        executor = Some(next);
     }
     if status.phase.is_final() {
         queue.clear();
