@@ -130,6 +130,13 @@ async fn the_roles_allow_what_koncli_and_the_controllers_ask_for() {
         &["semaphore", "run", "s", "--", "true"],
         &["rwmutex", "run", "r", "--read", "--", "true"],
         &["rwmutex", "status", "r"],
+        // `once run` creates the Once it runs, claims it and reports on its claim.
+        &["once", "run", "o", "--key", "v1", "--", "true"],
+        &["once", "check", "o", "--key", "v1"],
+        &["once", "wait", "o", "--key", "v1"],
+        &["once", "status", "o"],
+        &["once", "list"],
+        &["once", "reset", "o"],
     ] {
         let output = env.run(args).await;
         assert!(output.status.success(), "{args:?}: {}", stderr(&output));
