@@ -172,14 +172,16 @@ async fn a_killed_executor_is_taken_over_after_the_ttl_not_before() {
         (lost.holder.as_str(), lost.outcome),
         ("doomed", AttemptOutcome::Lost)
     );
-    // Taken over no earlier than a ttl after the grant (the controller's record).
-    let held = lost
-        .finished_at
-        .0
-        .duration_since(lost.started_at.as_ref().unwrap().0);
+    // Taken over no earlier than a ttl after the last renewal the executor sent (its
+    // Permit keeps it; the controller counts from when it saw it, later still).
+    let permits: Api<konductor_api::locks::Permit> = Api::namespaced(env.client.clone(), "default");
+    let name =
+        konductor_api::locks::permit_name(konductor_api::locks::LockKind::Once, "seed", "doomed");
+    let last_renewal = permits.get(&name).await.unwrap().spec.renew_time.unwrap().0;
+    let after = lost.finished_at.0.duration_since(last_renewal);
     assert!(
-        held >= jiff::SignedDuration::from_secs(3),
-        "taken over after {held:?}"
+        after >= jiff::SignedDuration::from_secs(3),
+        "taken over {after:?} after the last renewal"
     );
     let taken = &status.history[1];
     assert_eq!((taken.holder.as_str(), taken.fencing_token), ("next", 2));
