@@ -12,7 +12,6 @@ use konductor_sdk::locks::{Claim, Locks, NO_ANSWER, Progress, Wait};
 use konductor_sdk::{Connection, Error};
 use kube::ResourceExt;
 use kube::api::DynamicObject;
-use serde_json::json;
 
 use crate::args::{CreateFormat, parse_duration, parse_holder, parse_name};
 use crate::exit::{EXIT_BUSY, EXIT_CODES, EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_WAIT_TIMEOUT};
@@ -605,14 +604,7 @@ impl WaitReporter {
 async fn list(kind: LockKind, locks: &Locks, args: LockListArgs) -> Outcome {
     let items = locks.list(kind, args.all_namespaces).await?;
     if let Some(format) = args.output {
-        let items: Vec<serde_json::Value> = items
-            .iter()
-            .map(|item| serde_json::to_value(item).unwrap_or_default())
-            .collect();
-        print!(
-            "{}",
-            output::serialized_list(json!({ "items": items }), MachineFormat::of_create(format))
-        );
+        print!("{}", output::serialized_items(&items, format));
         return Ok(EXIT_OK);
     }
     output::print_listing(

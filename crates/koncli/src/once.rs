@@ -9,7 +9,6 @@ use konductor_api::locks::LockKind;
 use konductor_api::once::{AttemptOutcome, MAX_ATTEMPTS_LIMIT, Once, OnceSpec, OnceStatus};
 use konductor_sdk::Error;
 use konductor_sdk::once::{Claimed, Finished, Onces};
-use serde_json::json;
 
 use crate::args::{CreateFormat, parse_duration, parse_holder, parse_name};
 use crate::exit::{
@@ -79,17 +78,9 @@ pub struct OnceRunArgs {
     /// The Once's name.
     #[arg(value_parser = parse_name)]
     pub name: String,
-    /// The version of the work (a migration hash, an app version) [default: the Once's
-    /// spec.key].
-    #[arg(long, value_parser = parse_key)]
-    pub key: Option<String>,
-    /// Attempts allowed for a key, when this run creates the Once [default: 3].
-    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=i64::from(MAX_ATTEMPTS_LIMIT)))]
-    pub max_attempts: Option<i32>,
-    /// The executor's claim lives this long without renewal, when this run creates the
-    /// Once (a Go duration) [default: 5m].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub ttl: Option<Duration>,
+    /// The key to run, and the Once's spec when this run creates it.
+    #[command(flatten)]
+    pub spec: OnceSpecArgs,
     /// Give up waiting after this long (a Go duration), exiting 5.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
@@ -100,6 +91,37 @@ pub struct OnceRunArgs {
     /// The command and its arguments (after `--`).
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// A Once's spec on the command line (`create`; `run`, which creates the Once if absent).
+#[derive(Args, Debug)]
+pub struct OnceSpecArgs {
+    /// The key: the version of the work (a migration hash, an app version). `run` runs
+    /// it [default: the Once's spec.key]; `create` makes it the key claims ask for when
+    /// they name none.
+    #[arg(long, value_parser = parse_key)]
+    pub key: Option<String>,
+    /// Attempts allowed for a key [default: 3].
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=i64::from(MAX_ATTEMPTS_LIMIT)))]
+    pub max_attempts: Option<i32>,
+    /// How long an executor's claim lives without renewal (a Go duration, at least 2s)
+    /// [default: 5m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub ttl: Option<Duration>,
+}
+
+impl OnceSpecArgs {
+    /// The spec these arguments give (defaults for what they leave out).
+    fn spec(&self) -> OnceSpec {
+        let default = OnceSpec::default();
+        OnceSpec {
+            key: self.key.clone(),
+            max_attempts: self.max_attempts.unwrap_or(default.max_attempts),
+            ttl: self
+                .ttl
+                .map_or(default.ttl, konductor_api::duration::format_duration),
+        }
+    }
 }
 
 /// `once wait`.
@@ -141,16 +163,9 @@ pub struct OnceCreateArgs {
     /// The Once's name.
     #[arg(value_parser = parse_name)]
     pub name: String,
-    /// The key claims ask for when they name none.
-    #[arg(long, value_parser = parse_key)]
-    pub key: Option<String>,
-    /// Attempts allowed for a key [default: 3].
-    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=i64::from(MAX_ATTEMPTS_LIMIT)))]
-    pub max_attempts: Option<i32>,
-    /// How long an executor's claim lives without renewal (a Go duration, at least 2s)
-    /// [default: 5m].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub ttl: Option<Duration>,
+    /// Its spec.
+    #[command(flatten)]
+    pub spec: OnceSpecArgs,
     /// Print the created object in this format [default: a line].
     #[arg(short, long, value_enum)]
     pub output: Option<CreateFormat>,
@@ -178,15 +193,6 @@ fn parse_key(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
-fn spec_of(key: Option<String>, max_attempts: Option<i32>, ttl: Option<Duration>) -> OnceSpec {
-    let default = OnceSpec::default();
-    OnceSpec {
-        key,
-        max_attempts: max_attempts.unwrap_or(default.max_attempts),
-        ttl: ttl.map_or(default.ttl, konductor_api::duration::format_duration),
-    }
-}
-
 type Outcome8 = konductor_sdk::Result<u8>;
 
 /// Runs one `once` command.
@@ -197,7 +203,7 @@ pub async fn command(command: OnceCommand, onces: Onces) -> Outcome8 {
         OnceCommand::Check(args) => check(&onces, args).await,
         OnceCommand::Status(args) => status(&onces, args).await,
         OnceCommand::Create(args) => {
-            let spec = spec_of(args.key, args.max_attempts, args.ttl);
+            let spec = args.spec.spec();
             let once = onces.create(&args.name, spec).await?;
             match args.output {
                 Some(format) => print!(
@@ -260,12 +266,7 @@ async fn run(onces: &Onces, args: OnceRunArgs) -> Outcome8 {
         return Ok(code);
     }
     let holder = crate::holder::run_identity(args.holder);
-    onces
-        .ensure(
-            &args.name,
-            spec_of(args.key.clone(), args.max_attempts, args.ttl),
-        )
-        .await?;
+    onces.ensure(&args.name, args.spec.spec()).await?;
     let mut interrupts = Interrupts::new();
     let timed_out = Cell::new(false);
     let claimed = {
@@ -285,7 +286,7 @@ async fn run(onces: &Onces, args: OnceRunArgs) -> Outcome8 {
                 &latest,
                 onces.claim(
                     &args.name,
-                    args.key.as_deref(),
+                    args.spec.key.as_deref(),
                     &holder,
                     |p| *latest.borrow_mut() = Some(p.clone()),
                     cancel,
@@ -461,14 +462,7 @@ pub fn summary(once: &Once, namespace: &str) -> String {
 async fn list(onces: &Onces, args: OnceListArgs) -> Outcome8 {
     let items = onces.list(args.all_namespaces).await?;
     if let Some(format) = args.output {
-        let items: Vec<serde_json::Value> = items
-            .iter()
-            .map(|item| serde_json::to_value(item).unwrap_or_default())
-            .collect();
-        print!(
-            "{}",
-            output::serialized_list(json!({ "items": items }), MachineFormat::of_create(format))
-        );
+        print!("{}", output::serialized_items(&items, format));
         return Ok(EXIT_OK);
     }
     output::print_listing(

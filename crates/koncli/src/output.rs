@@ -341,6 +341,21 @@ pub fn serialized_list(mut raw: serde_json::Value, format: MachineFormat) -> Str
     serialized(&list, format)
 }
 
+/// Typed objects as a `v1 List`, in the format of `list -o`.
+pub fn serialized_items<T: k8s_openapi::serde::Serialize>(
+    items: &[T],
+    format: crate::args::CreateFormat,
+) -> String {
+    let items: Vec<serde_json::Value> = items
+        .iter()
+        .map(|item| serde_json::to_value(item).unwrap_or_default())
+        .collect();
+    serialized_list(
+        serde_json::json!({ "items": items }),
+        MachineFormat::of_create(format),
+    )
+}
+
 /// The machine formats (`-o json`, `-o yaml`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MachineFormat {

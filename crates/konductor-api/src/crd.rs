@@ -7,8 +7,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use kube::CustomResourceExt;
 
 use crate::barrier::MAX_BARRIER_NAME_LEN;
+use crate::locks::once::Once;
 use crate::locks::{MAX_LOCK_NAME_LEN, Mutex, Permit, RWMutex, Semaphore};
-use crate::once::Once;
 use crate::{Arrival, Barrier};
 
 /// What one party does with objects of a kind, as RBAC verbs: on the objects, and on

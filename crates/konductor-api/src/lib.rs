@@ -19,10 +19,12 @@ pub mod crd;
 pub mod duration;
 pub mod locks;
 pub mod names;
-pub mod once;
 pub mod rbac;
 pub mod reference;
 pub mod rules;
+
+/// The Once kind: a member of the lock family (its claims are Permits).
+pub use locks::once;
 
 pub use arrival::{Arrival, ArrivalSpec, ArrivalStatus, Outcome, arrival_name};
 pub use barrier::{

@@ -8,6 +8,8 @@
 //!   `konductor_api::rules`.
 //! - [`locks`]: the lock kinds (Semaphore, Mutex, RWMutex) and their Permits, via
 //!   `konductor_api::locks::rules`.
+//! - [`once`]: the Once kind, wired to the lock controller (its claims are Permits):
+//!   its stored spec and status and its claims to `konductor_api::once::rules`.
 //! - [`kinds`]: every kind's controller joined ([`kinds::run`], [`kinds::Background`]).
 //! - [`clock`]: wall-clock readings that never step (lock expiry).
 //! - [`queue`]: the reconcile queue (deduplicating, immediate, timed requeues).
@@ -26,6 +28,7 @@ pub mod kinds;
 pub mod leader;
 pub mod locks;
 pub mod metrics;
+pub mod once;
 pub mod operator;
 pub mod queue;
 

@@ -26,7 +26,7 @@ pub enum LockKind {
     Mutex,
     /// An [`super::RWMutex`].
     RWMutex,
-    /// A [`crate::once::Once`]: its executor holds it like a Mutex, and reports the
+    /// A [`crate::locks::once::Once`]: its executor holds it like a Mutex, and reports the
     /// work's outcome on its Permit.
     Once,
 }
@@ -39,7 +39,7 @@ impl LockKind {
             LockKind::Semaphore => kube::core::ApiResource::erase::<super::Semaphore>(&()),
             LockKind::Mutex => kube::core::ApiResource::erase::<super::Mutex>(&()),
             LockKind::RWMutex => kube::core::ApiResource::erase::<super::RWMutex>(&()),
-            LockKind::Once => kube::core::ApiResource::erase::<crate::once::Once>(&()),
+            LockKind::Once => kube::core::ApiResource::erase::<crate::locks::once::Once>(&()),
         }
     }
 
@@ -132,7 +132,7 @@ pub struct PermitSpec {
     /// A claim on a Once: the key it asks to have run (absent: the Once's `spec.key`).
     /// Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = crate::once::MAX_KEY_LEN))]
+    #[schemars(length(max = crate::locks::once::MAX_KEY_LEN))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("key is immutable"))]
     pub key: Option<String>,
 
@@ -140,7 +140,7 @@ pub struct PermitSpec {
     /// fencing token it ran under. Written once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self == oldSelf").message("outcome is written once"))]
-    pub outcome: Option<crate::once::ReportedOutcome>,
+    pub outcome: Option<crate::locks::once::ReportedOutcome>,
 }
 
 impl Permit {

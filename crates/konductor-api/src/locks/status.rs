@@ -37,7 +37,7 @@ pub enum LockStatus {
     /// An RWMutex's.
     RWMutex(RWMutexStatus),
     /// A Once's.
-    Once(crate::once::OnceStatus),
+    Once(crate::locks::once::OnceStatus),
 }
 
 impl LockStatus {
@@ -207,9 +207,9 @@ pub fn lock_status(
                 observed_generation: facts.generation,
             })
         }
-        // A Once's status is decided by `crate::once::rules`, which takes the claims'
+        // A Once's status is decided by `crate::locks::once::rules`, which takes the claims'
         // part from here only in the shape every kind shares.
-        LockKind::Once => LockStatus::Once(crate::once::OnceStatus {
+        LockKind::Once => LockStatus::Once(crate::locks::once::OnceStatus {
             waiting,
             waiting_count,
             conditions: vec![ready],

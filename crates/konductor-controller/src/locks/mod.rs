@@ -41,8 +41,7 @@ use futures::StreamExt;
 use konductor_api::locks::rules::{Decision, LockInput, Transition, evaluate, expiry};
 use konductor_api::locks::status::{lock_status, permit_status, ready_condition};
 use konductor_api::locks::{LockKind, Permit, PermitPhase};
-use konductor_api::once::rules::{ClaimRecord, OnceInput};
-use konductor_api::once::{OnceSpec, OnceStatus};
+use konductor_api::once::rules::ClaimRecord;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -225,7 +224,18 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
         .map(|p| status::record_of(p, &lock))
         .collect();
     let (decision, wanted) = match key.kind {
-        LockKind::Once => decide_once(&lock, &permits, records, ttl, now),
+        LockKind::Once => {
+            let claims: Vec<ClaimRecord> = permits
+                .iter()
+                .zip(records)
+                .map(|(indexed, permit)| ClaimRecord {
+                    permit,
+                    key: indexed.permit.spec.key.clone(),
+                    outcome: indexed.permit.spec.outcome.clone(),
+                })
+                .collect();
+            crate::once::decide(&lock.spec, &lock.status, lock.generation, &claims, ttl, now)
+        }
         _ => {
             let decision = evaluate(&LockInput {
                 kind: key.kind,
@@ -332,39 +342,6 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     })
-}
-
-/// A Once's decision (`konductor_api::once::rules`): its claims' part in the lock
-/// rules' shape, and the Once's status to write.
-fn decide_once(
-    lock: &LockState,
-    permits: &[Arc<IndexedPermit>],
-    records: Vec<konductor_api::locks::rules::PermitRecord>,
-    ttl: Duration,
-    now: jiff::Timestamp,
-) -> (Decision, serde_json::Value) {
-    let spec: OnceSpec = serde_json::from_value(lock.spec.clone()).unwrap_or_default();
-    let stored: OnceStatus = serde_json::from_value(lock.status.clone()).unwrap_or_default();
-    let claims: Vec<ClaimRecord> = permits
-        .iter()
-        .zip(records)
-        .map(|(indexed, permit)| ClaimRecord {
-            permit,
-            key: indexed.permit.spec.key.clone(),
-            outcome: indexed.permit.spec.outcome.clone(),
-        })
-        .collect();
-    let decided = konductor_api::once::rules::evaluate(&OnceInput {
-        key: spec.key.as_deref(),
-        max_attempts: spec.max_attempts,
-        ttl,
-        status: &stored,
-        claims: &claims,
-        generation: lock.generation,
-        now,
-    });
-    let wanted = serde_json::to_value(&decided.status).unwrap_or_default();
-    (decided.claims, wanted)
 }
 
 /// Since when each lock has had a change of its queue alone waiting to be written.

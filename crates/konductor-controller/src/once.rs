@@ -1,0 +1,37 @@
+//! The Once's wiring to the lock controller: a Once's claims are Permits, held like a
+//! Mutex's, so the lock controller follows, expires and writes them; what a Once's
+//! status says — who executes, what the attempts came to, which key — is decided here
+//! by `konductor_api::once::rules` and handed back in the lock rules' shape.
+
+use std::time::Duration;
+
+use konductor_api::locks::rules::Decision;
+use konductor_api::once::rules::{ClaimRecord, OnceInput, evaluate};
+use konductor_api::once::{OnceSpec, OnceStatus};
+use serde_json::Value;
+
+/// A Once's decision (`konductor_api::once::rules`) from its stored `spec` and
+/// `status`, its `generation` and its `claims`: the claims' part in the lock rules'
+/// shape, and the Once's status to write.
+pub fn decide(
+    spec: &Value,
+    status: &Value,
+    generation: Option<i64>,
+    claims: &[ClaimRecord],
+    ttl: Duration,
+    now: jiff::Timestamp,
+) -> (Decision, Value) {
+    let spec: OnceSpec = serde_json::from_value(spec.clone()).unwrap_or_default();
+    let stored: OnceStatus = serde_json::from_value(status.clone()).unwrap_or_default();
+    let decided = evaluate(&OnceInput {
+        key: spec.key.as_deref(),
+        max_attempts: spec.max_attempts,
+        ttl,
+        status: &stored,
+        claims,
+        generation,
+        now,
+    });
+    let wanted = serde_json::to_value(&decided.status).unwrap_or_default();
+    (decided.claims, wanted)
+}
