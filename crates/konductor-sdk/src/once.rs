@@ -150,15 +150,11 @@ impl Executor {
                 .await
             {
                 Ok(_) => break,
-                Err(error @ kube::Error::Api(_)) => {
-                    let error = self
-                        .onces
-                        .request(&self.name, "patch", "permits")
-                        .error(error);
-                    self.abandon().await;
-                    return Err(error);
-                }
-                Err(error) if started.elapsed() >= self.guard.timing().ttl => {
+                // An answer from the server is final; no answer is, once the ttl passed.
+                Err(error)
+                    if matches!(error, kube::Error::Api(_))
+                        || started.elapsed() >= self.guard.timing().ttl =>
+                {
                     let error = self
                         .onces
                         .request(&self.name, "patch", "permits")
