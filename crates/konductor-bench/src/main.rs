@@ -293,6 +293,8 @@ impl Bench {
                 "status_writes_per_arrival",
                 result.status_writes_per_arrival,
             )
+            .value("store_writes_per_arrival", result.store_writes_per_arrival)
+            .value("commits_per_arrival", result.commits_per_arrival)
             .value("peak_rss_mib", result.peak_rss_mib)
             .note(format!(
                 "{} barriers x {} arrivals, {} clients",

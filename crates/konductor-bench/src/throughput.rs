@@ -46,6 +46,11 @@ pub struct LoadResult {
     pub server_open_after_last_arrival_ms: f64,
     /// Barrier status writes per arrival.
     pub status_writes_per_arrival: f64,
+    /// The server's durable writes per arrival, everything included (barriers,
+    /// arrivals, statuses, Events; NaN when the server does not report them).
+    pub store_writes_per_arrival: f64,
+    /// The server's commits (fsyncs) per arrival.
+    pub commits_per_arrival: f64,
     /// The server's peak resident memory so far, MiB.
     pub peak_rss_mib: f64,
 }
@@ -95,6 +100,15 @@ async fn watch_until_open(
     anyhow::bail!("the barrier watch ended")
 }
 
+/// The server's durable writes and commits so far (NaN when it does not report them).
+async fn store_counts(server: &ServerProcess, client: &kube::Client) -> (f64, f64) {
+    let writes = server.metric(client, "konductor_server_writes_total").await;
+    let commits = server
+        .metric(client, "konductor_server_commits_total")
+        .await;
+    (writes.unwrap_or(f64::NAN), commits.unwrap_or(f64::NAN))
+}
+
 /// When the server's controller counts every barrier of the load Open (polling its
 /// `/metrics`; `None` if it does not report phases). Assumes the load's barriers are
 /// the only ones on the server besides earlier loads that are all Open.
@@ -134,6 +148,8 @@ pub async fn run(server: &ServerProcess, load: &Load) -> anyhow::Result<LoadResu
         });
         clients.push((client, barriers));
     }
+    let probe = server.client().await?;
+    let store_before = store_counts(server, &probe).await;
     let api: Api<Barrier> = Api::namespaced(server.client().await?, "default");
     let (ready, watching) = oneshot::channel();
     let all_open = tokio::spawn(watch_until_open(api, load.clone(), ready));
@@ -197,7 +213,11 @@ pub async fn run(server: &ServerProcess, load: &Load) -> anyhow::Result<LoadResu
         .await
         .context("not every barrier opened within 10 minutes")???;
     let arrivals = total as f64;
+    let store_after = store_counts(server, &probe).await;
+    let per_arrival = |before: f64, after: f64| (after - before) / arrivals;
     Ok(LoadResult {
+        store_writes_per_arrival: per_arrival(store_before.0, store_after.0),
+        commits_per_arrival: per_arrival(store_before.1, store_after.1),
         arrivals_per_s: arrivals / (opened.at - arrivals_started).as_secs_f64(),
         time_to_all_open_s: (opened.at - started).as_secs_f64(),
         open_after_last_arrival_ms: crate::report::ms(
