@@ -182,7 +182,7 @@ pub fn expiry(renewal: Renewal, ttl: Duration) -> Option<Timestamp> {
 }
 
 /// When an expired claim is due for removal.
-fn removal(renewal: Renewal, ttl: Duration) -> Timestamp {
+pub(crate) fn removal(renewal: Renewal, ttl: Duration) -> Timestamp {
     let dead_since = match renewal {
         Renewal::Seen(at) => plus(at, ttl),
         Renewal::ExpiredWhenFirstSeen(at) => at,

@@ -39,9 +39,9 @@ use super::{
     OncePhase, OnceStatus, ReportedOutcome, effective_key,
 };
 use crate::Outcome;
-use crate::locks::rules::{Decision, PermitDecision, PermitRecord, Transition, expiry};
+use crate::locks::rules::{Decision, PermitDecision, PermitRecord, Transition, expiry, removal};
 use crate::locks::status::{LockFacts, condition, ready_condition};
-use crate::locks::{EXPIRED_PERMIT_RETENTION, Grant, LockKind, PermitMode, PermitPhase};
+use crate::locks::{Grant, LockKind, PermitMode, PermitPhase};
 
 /// One claim on a Once, as the rules see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,12 +87,6 @@ pub struct OnceDecision {
 enum Ending<'a> {
     Reported(&'a ReportedOutcome),
     Lost(&'static str),
-}
-
-fn plus(at: Timestamp, duration: Duration) -> Timestamp {
-    let duration = k8s_openapi::jiff::SignedDuration::try_from(duration)
-        .unwrap_or(k8s_openapi::jiff::SignedDuration::MAX);
-    at.checked_add(duration).unwrap_or(Timestamp::MAX)
 }
 
 /// Records that the current key finished with `phase`.
@@ -327,13 +321,7 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
     }
 
     // Rule 8: dead claims.
-    let removal = |c: &ClaimRecord| {
-        let dead_since = match c.permit.renewal {
-            crate::locks::rules::Renewal::Seen(at) => plus(at, ttl),
-            crate::locks::rules::Renewal::ExpiredWhenFirstSeen(at) => at,
-        };
-        plus(dead_since, EXPIRED_PERMIT_RETENTION)
-    };
+    let removal = |c: &ClaimRecord| removal(c.permit.renewal, ttl);
     for (claim, decision) in claims.iter().zip(decisions.iter_mut()) {
         if !alive(claim) {
             decision.phase = PermitPhase::Expired;
