@@ -9,6 +9,7 @@ use kube::CustomResourceExt;
 use crate::barrier::MAX_BARRIER_NAME_LEN;
 use crate::locks::once::Once;
 use crate::locks::{MAX_LOCK_NAME_LEN, Mutex, Permit, RWMutex, Semaphore};
+use crate::waitgroup::{MAX_WAITGROUP_NAME_LEN, WaitGroup, WaitGroupMember};
 use crate::{Arrival, Barrier};
 
 /// What one party does with objects of a kind, as RBAC verbs: on the objects, and on
@@ -110,6 +111,35 @@ pub fn kinds() -> Vec<KindEntry> {
                 status_verbs: &["update"],
             },
             reconciled: true,
+        },
+        KindEntry {
+            crd: tidy(limit_name_length(WaitGroup::crd(), MAX_WAITGROUP_NAME_LEN)),
+            // delete: `spec.ttlAfterFinished`.
+            controller: Access {
+                verbs: &["get", "list", "watch", "delete"],
+                status_verbs: &["update"],
+            },
+            // create: `waitgroup add` and `run` create the group they are asked to
+            // use; patch: `waitgroup seal`.
+            workload: Access {
+                verbs: &["create", "get", "list", "watch", "patch"],
+                ..none
+            },
+            reconciled: true,
+        },
+        KindEntry {
+            crd: tidy(WaitGroupMember::crd()),
+            // patch: adoption; status update: expiring a held member.
+            controller: Access {
+                verbs: &["get", "list", "watch", "patch"],
+                status_verbs: &["update"],
+            },
+            // create: add; patch: done and renewal; get: done of a member added elsewhere.
+            workload: Access {
+                verbs: &["create", "get", "patch"],
+                ..none
+            },
+            reconciled: false,
         },
         KindEntry {
             crd: tidy(Permit::crd()),

@@ -9,6 +9,7 @@
 //! - [`duration`]: Go-style durations (`30s`, `1h30m`) for `spec.timeout` and the CLI.
 //! - [`crd`]: the generated CustomResourceDefinitions.
 //! - [`locks`]: Semaphore, Mutex, RWMutex and the Permit, with their rules.
+//! - [`waitgroup`]: the WaitGroup and its members (WaitGroupMember), with their rules.
 //! - [`names`]: Kubernetes' name rules (DNS-1123 labels and subdomains).
 //! - [`crd`]: **the list of kinds** ([`crd::kinds`]) and their CRDs; [`rbac`] the roles
 //!   generated from it.
@@ -22,6 +23,7 @@ pub mod names;
 pub mod rbac;
 pub mod reference;
 pub mod rules;
+pub mod waitgroup;
 
 /// The Once kind: a member of the lock family (its claims are Permits).
 pub use locks::once;

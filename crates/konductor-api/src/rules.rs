@@ -466,7 +466,7 @@ fn decide(
 
 /// `created + timeout`, or `None` when that is past the end of representable time
 /// (which then behaves as no deadline).
-fn deadline_of(created: Timestamp, timeout: Duration) -> Option<Timestamp> {
+pub(crate) fn deadline_of(created: Timestamp, timeout: Duration) -> Option<Timestamp> {
     let timeout = SignedDuration::try_from(timeout).ok()?;
     created.checked_add(timeout).ok().map(to_micros)
 }
@@ -474,7 +474,7 @@ fn deadline_of(created: Timestamp, timeout: Duration) -> Option<Timestamp> {
 /// `ts` cut to whole microseconds, all a `MicroTime` (openedAt, deadline) keeps, so the
 /// status read back from the API equals the one computed and a reconcile after a status
 /// write writes nothing.
-fn to_micros(ts: Timestamp) -> Timestamp {
+pub(crate) fn to_micros(ts: Timestamp) -> Timestamp {
     Timestamp::from_microsecond(ts.as_microsecond()).unwrap_or(ts)
 }
 
@@ -484,7 +484,7 @@ fn to_seconds(ts: Timestamp) -> Timestamp {
 }
 
 /// The time from `now` until `deadline` (zero if it has passed).
-fn until(now: Timestamp, deadline: Timestamp) -> Duration {
+pub(crate) fn until(now: Timestamp, deadline: Timestamp) -> Duration {
     Duration::try_from(deadline.duration_since(now)).unwrap_or(Duration::ZERO)
 }
 

@@ -70,8 +70,8 @@ impl Drop for Background {
 }
 
 /// Runs every kind's controller for all namespaces until `shutdown` resolves: the
-/// barriers' ([`crate::barrier`]) and the locks' ([`crate::locks`]). A new kind is
-/// one more line here.
+/// barriers' ([`crate::barrier`]), the locks' ([`crate::locks`]) and the wait
+/// groups' ([`crate::waitgroup`]). A new kind is one more line here.
 pub async fn run(
     client: Client,
     reporter: Reporter,
@@ -85,7 +85,13 @@ pub async fn run(
         metrics.clone(),
         shutdown.clone(),
     );
+    let wait_groups = crate::waitgroup::run(
+        client.clone(),
+        reporter.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    );
     let barriers = crate::barrier::run(client, reporter, metrics, shutdown);
-    let (barriers, ()) = futures::join!(barriers, locks);
-    barriers
+    let (barriers, (), wait_groups) = futures::join!(barriers, locks, wait_groups);
+    barriers.and(wait_groups)
 }

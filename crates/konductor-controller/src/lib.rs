@@ -10,6 +10,8 @@
 //!   `konductor_api::locks::rules`.
 //! - [`once`]: the Once kind, wired to the lock controller (its claims are Permits):
 //!   its stored spec and status and its claims to `konductor_api::once::rules`.
+//! - [`waitgroup`]: the WaitGroup kind — its members' index, their expiry and its
+//!   reconcile, via `konductor_api::waitgroup::rules`.
 //! - [`kinds`]: every kind's controller joined ([`kinds::run`], [`kinds::Background`]).
 //! - [`clock`]: wall-clock readings that never step (lock expiry).
 //! - [`queue`]: the reconcile queue (deduplicating, immediate, timed requeues).
@@ -31,6 +33,7 @@ pub mod metrics;
 pub mod once;
 pub mod operator;
 pub mod queue;
+pub mod waitgroup;
 
 /// What can go wrong in the controller and operator.
 #[derive(Debug, thiserror::Error)]

@@ -33,10 +33,11 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 
 use self::arrivals::ArrivalIndex;
-use self::writes::{OwnWrites, Pacing};
+use self::writes::Pacing;
 use crate::engine::adoption::{self, Adopter, Earlier, Orphan};
 use crate::engine::events::{Events, Note};
-use crate::engine::{Reconciler, Workers, serve};
+use crate::engine::writes::OwnWrites;
+use crate::engine::{Reconciler, Workers, delete_expired, serve};
 use crate::metrics::Metrics;
 use crate::queue::{Urgency, WorkQueue};
 use crate::{Error, Result};
@@ -75,7 +76,7 @@ pub struct Context {
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// This controller's own recent status writes (see [`OwnWrites`]).
-    own_writes: Arc<OwnWrites>,
+    own_writes: Arc<OwnWrites<Barrier>>,
     /// How often large barriers' progress is written (see [`Pacing`]).
     pacing: Pacing,
     /// The controller's barrier cache, for forgetting writes of deleted barriers.
@@ -260,31 +261,9 @@ async fn expire(
             _ => "failed",
         }
     );
-    tracing::info!(namespace = %barrier.namespace().unwrap_or_default(), barrier = %barrier.name_any(), "{note}");
-    let note = Note {
-        type_: EventType::Normal,
-        reason: "Expired",
-        note,
-        action: "Delete",
-        related: None,
-    };
-    ctx.events
-        .record(KIND, &barrier.object_ref(&()), note)
-        .await;
     let api: Api<Barrier> =
         Api::namespaced(ctx.client.clone(), &barrier.namespace().unwrap_or_default());
-    let params = kube::api::DeleteParams {
-        preconditions: Some(kube::api::Preconditions {
-            uid: barrier.uid(),
-            resource_version: None,
-        }),
-        ..kube::api::DeleteParams::background()
-    };
-    match api.delete(&barrier.name_any(), &params).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
-        Err(error) => Err(Error::Kube(error)),
-    }
+    delete_expired(&api, barrier, &ctx.events, KIND, note).await
 }
 
 /// Records the Event for a transition (after the status write, which is what counts).

@@ -1,104 +1,20 @@
 //! What the barrier controller remembers of its own status writes, so it neither argues
 //! with itself nor spends its time on one large barrier.
 //!
-//! - [`OwnWrites`]: the engine's [`WrittenVersions`], keeping the written barrier for
-//!   reconciles that the reflector's cache has not caught up with.
-//! - [`Pacing`]: how often a large barrier's progress may be written.
+//! [`Pacing`]: how often a large barrier's progress may be written (its own writes are
+//! remembered by the engine's [`crate::engine::writes::OwnWrites`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use konductor_api::Barrier;
-use kube::ResourceExt;
-use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::arrivals::BarrierKey;
-use crate::engine::writes::{EventVersion, WrittenVersions};
-
-/// The most status writes remembered while the barrier cache catches up with them.
-const MAX_REMEMBERED_WRITES: usize = 4096;
+use crate::engine::writes::subject_key;
 
 /// Status writes slower than this are paced (see [`Pacing`]).
 const PACED_ABOVE: Duration = Duration::from_millis(5);
-
-/// A barrier's namespace and name.
-pub fn key_of(barrier: &Barrier) -> BarrierKey {
-    (barrier.namespace().unwrap_or_default(), barrier.name_any())
-}
-
-/// The controller's recent status writes that its barrier cache may not show yet.
-///
-/// The barrier watch delivers a status write a moment after the write returns; a
-/// reconcile in that moment would read the older barrier from the cache, compute from
-/// an out-of-date previous status, and lose a 409 Conflict plus a retry on every busy
-/// barrier. So each write is remembered (in [`WrittenVersions`], with the barrier it
-/// returned), and a reconcile that gets a superseded version from the cache works on
-/// the written barrier instead; and the write's own watch event (its echo) triggers no
-/// reconcile, since it carries nothing the writer did not know.
-#[derive(Default)]
-pub struct OwnWrites {
-    by_barrier: Mutex<WrittenVersions<BarrierKey, Arc<Barrier>>>,
-}
-
-impl OwnWrites {
-    fn lock(&self) -> std::sync::MutexGuard<'_, WrittenVersions<BarrierKey, Arc<Barrier>>> {
-        self.by_barrier
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The newest known state of `cached`: our own later write if the cache is behind it.
-    pub fn latest(&self, cached: Arc<Barrier>) -> Arc<Barrier> {
-        let key = key_of(&cached);
-        let mut writes = self.lock();
-        let Some(written) = writes.written(&key).cloned() else {
-            return cached;
-        };
-        if written.uid() != cached.uid() {
-            // A barrier deleted and created again: not the one written.
-            writes.forget(&key);
-            return cached;
-        }
-        match writes.judge(&key, cached.resource_version().as_deref()) {
-            EventVersion::Stale => written,
-            // The cache caught up, or someone else wrote since: the cache is the truth.
-            EventVersion::Echo | EventVersion::New => cached,
-        }
-    }
-
-    /// Whether `barrier`, as the watch delivers it, is exactly our last write.
-    pub fn is_echo(&self, barrier: &Barrier) -> bool {
-        self.lock().written(&key_of(barrier)).is_some_and(|own| {
-            own.uid() == barrier.uid() && own.resource_version() == barrier.resource_version()
-        })
-    }
-
-    /// Remembers that `based_on` was replaced by `written`.
-    pub fn remember(&self, based_on: &Barrier, written: Barrier, barriers: &Store<Barrier>) {
-        let key = key_of(&written);
-        let mut writes = self.lock();
-        if writes
-            .written(&key)
-            .is_some_and(|own| own.uid() != written.uid())
-        {
-            writes.forget(&key);
-        }
-        if writes.remembered() >= MAX_REMEMBERED_WRITES {
-            // Keep only writes the cache has not caught up with (a few in flight).
-            writes.retain(|(namespace, name), superseded| {
-                barriers
-                    .get(&ObjectRef::new(name).within(namespace))
-                    .and_then(|cached| cached.resource_version())
-                    .is_some_and(|version| superseded.contains(&version))
-            });
-        }
-        let Some(version) = written.resource_version() else {
-            return;
-        };
-        writes.wrote_object(key, based_on.resource_version(), version, Arc::new(written));
-    }
-}
 
 /// Paces the progress writes of large barriers.
 ///
@@ -136,7 +52,7 @@ impl Pacing {
         now: jiff::Timestamp,
     ) -> Option<Duration> {
         let writes = self.lock();
-        let paced = writes.get(&key_of(barrier))?;
+        let paced = writes.get(&subject_key(barrier))?;
         let required = usize::try_from(barrier.spec.required()).unwrap_or(0);
         let at_deadline = barrier
             .status
@@ -151,7 +67,7 @@ impl Pacing {
 
     /// Records a status write of `barrier` that took `cost`.
     pub fn wrote(&self, barrier: &Barrier, cost: Duration) {
-        let key = key_of(barrier);
+        let key = subject_key(barrier);
         let mut writes = self.lock();
         if cost >= PACED_ABOVE {
             writes.insert(
@@ -178,46 +94,6 @@ mod tests {
         barrier.metadata.uid = Some("uid-1".into());
         barrier.metadata.resource_version = Some(version.into());
         barrier
-    }
-
-    fn version_of(barrier: &Barrier) -> String {
-        barrier.resource_version().unwrap()
-    }
-
-    #[test]
-    fn a_reconcile_behind_its_own_writes_works_on_the_newest() {
-        let (cache, _writer) = kube::runtime::reflector::store::<Barrier>();
-        let writes = OwnWrites::default();
-        writes.remember(&barrier("1"), barrier("2"), &cache);
-        assert!(
-            writes.is_echo(&barrier("2")),
-            "our own write needs no reconcile"
-        );
-        assert!(!writes.is_echo(&barrier("1")));
-        assert_eq!(version_of(&writes.latest(Arc::new(barrier("1")))), "2");
-        // A second write on top of the first, while the cache still shows the oldest.
-        writes.remember(&barrier("2"), barrier("3"), &cache);
-        assert_eq!(version_of(&writes.latest(Arc::new(barrier("1")))), "3");
-        assert_eq!(version_of(&writes.latest(Arc::new(barrier("2")))), "3");
-        // The cache caught up: it is the truth again, and the memory is gone.
-        assert_eq!(version_of(&writes.latest(Arc::new(barrier("3")))), "3");
-        assert_eq!(version_of(&writes.latest(Arc::new(barrier("1")))), "1");
-    }
-
-    #[test]
-    fn someone_elses_newer_write_wins() {
-        let (cache, _writer) = kube::runtime::reflector::store::<Barrier>();
-        let writes = OwnWrites::default();
-        writes.remember(&barrier("1"), barrier("2"), &cache);
-        assert_eq!(version_of(&writes.latest(Arc::new(barrier("5")))), "5");
-        let mut recreated = barrier("1");
-        recreated.metadata.uid = Some("uid-2".into());
-        writes.remember(&barrier("1"), barrier("2"), &cache);
-        assert_eq!(
-            writes.latest(Arc::new(recreated)).uid().as_deref(),
-            Some("uid-2"),
-            "a barrier deleted and created again is not confused with the old one"
-        );
     }
 
     #[test]

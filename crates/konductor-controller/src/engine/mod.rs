@@ -26,6 +26,11 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube::api::{Api, DeleteParams, Preconditions};
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+
+use crate::engine::events::{Events, Note};
 use crate::metrics::Metrics;
 use crate::queue::WorkQueue;
 use crate::{Error, Result};
@@ -148,5 +153,42 @@ pub async fn serve<R: Reconciler>(
     .await;
     if finished.is_err() {
         tracing::warn!("reconciles still running at shutdown were cancelled");
+    }
+}
+
+/// Deletes a finished subject whose `spec.ttlAfterFinished` ran out, after a Normal
+/// Event saying why (`note`; on the subject, so `kubectl get events` keeps it after the
+/// subject is gone). Only this object: one created again under its name meanwhile has
+/// another uid, and is left alone.
+pub async fn delete_expired<K>(
+    api: &Api<K>,
+    subject: &K,
+    events: &Events,
+    kind: &str,
+    note: String,
+) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    tracing::info!(kind, namespace = %subject.namespace().unwrap_or_default(), name = %subject.name_any(), "{note}");
+    let note = Note {
+        type_: EventType::Normal,
+        reason: "Expired",
+        note,
+        action: "Delete",
+        related: None,
+    };
+    events.record(kind, &subject.object_ref(&()), note).await;
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: subject.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&subject.name_any(), &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+        Err(error) => Err(Error::Kube(error)),
     }
 }

@@ -1,0 +1,430 @@
+//! The `WaitGroup` kind (`konductor.io/v1`): fan-out / fan-in with named members. A
+//! producer adds members by ID (one per Job, per input file…), workers mark them done,
+//! and a consumer waits until every member is finished — or until too many failed.
+//!
+//! Each member is its own claim object, a [`WaitGroupMember`] named by [`member_name`]
+//! from (group, member ID): adding twice is the same create and marking done twice the
+//! same write, so retries never count twice (a counter that clients read, modify and
+//! write does). What the members add up to is decided by [`rules::evaluate`] alone. The
+//! semantics are in `docs/waitgroup.md`.
+
+pub mod rules;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::arrival::Outcome;
+
+/// Label carried by every member naming its WaitGroup, so one group's members can be
+/// listed and watched with `-l konductor.io/waitgroup=NAME`.
+pub const WAITGROUP_LABEL: &str = "konductor.io/waitgroup";
+
+/// The longest WaitGroup name: names double as the value of [`WAITGROUP_LABEL`].
+pub const MAX_WAITGROUP_NAME_LEN: usize = 63;
+
+/// The longest member ID (a pod name, an input file's path, an index).
+pub const MAX_MEMBER_ID_LEN: usize = 253;
+
+/// The longest message a member may report.
+pub const MAX_MEMBER_MESSAGE_LEN: usize = 1024;
+
+/// How many pending member IDs `status.pending` lists (the earliest added); the count of
+/// all of them is `status.counter`.
+pub const PENDING_LISTED: usize = 20;
+
+/// How many failed members `status.failures` lists (the earliest failed).
+pub const FAILURES_LISTED: usize = 20;
+
+/// The largest `spec.expected` and `spec.maxFailed`.
+pub const MAX_MEMBERS: i32 = 1_000_000;
+
+/// `type` of the condition that is `True` once every member finished within
+/// `spec.maxFailed`, so that `kubectl wait --for=condition=Done waitgroup/NAME` works.
+pub const CONDITION_DONE: &str = "Done";
+
+/// A WaitGroup: done when every member added to it is done, failed as soon as more
+/// than `maxFailed` of them failed.
+#[allow(clippy::duplicated_attributes)]
+#[derive(
+    CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default,
+)]
+#[kube(
+    group = "konductor.io",
+    version = "v1",
+    kind = "WaitGroup",
+    plural = "waitgroups",
+    singular = "waitgroup",
+    shortname = "wg",
+    category = "konductor",
+    namespaced,
+    status = "WaitGroupStatus",
+    derive = "PartialEq",
+    doc = "A WaitGroup waits for a dynamic set of named members: Done once it is sealed (or has `spec.expected` members) and every member finished, Failed as soon as more than `spec.maxFailed` members failed.",
+    printcolumn(name = "Added", type_ = "integer", json_path = ".status.added"),
+    printcolumn(name = "Done", type_ = "integer", json_path = ".status.done"),
+    printcolumn(name = "Failed", type_ = "integer", json_path = ".status.failed"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Sealed",
+        type_ = "boolean",
+        json_path = ".spec.sealed",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Expected",
+        type_ = "integer",
+        json_path = ".spec.expected",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitGroupSpec {
+    /// How many members make the group complete, when known in advance. Without it the
+    /// group is complete once `sealed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_MEMBERS))]
+    pub expected: Option<i32>,
+
+    /// Set by the producer once it has added every member (dynamic fan-out): from then
+    /// on the members added are all there will be. Cannot be unset.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self || !oldSelf").message("a sealed WaitGroup cannot be unsealed"))]
+    pub sealed: bool,
+
+    /// How many members may fail with the group still Done (default 0); one more
+    /// failure fails the group at once.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = MAX_MEMBERS))]
+    pub max_failed: i32,
+
+    /// How long a member held by a worker (`koncli waitgroup run`) lives without
+    /// renewal, as a Go duration (at least `2s`): a worker not heard of for this long
+    /// before its member is done fails the member, so a worker that dies without a word
+    /// fails the group instead of hanging it. Without it held members never expire.
+    #[serde(default, rename = "memberTTL", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), regex(pattern = crate::duration::DURATION_PATTERN))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('2s')").message("must be at least 2s: a worker renews its member several times per ttl"))]
+    pub member_ttl: Option<String>,
+
+    /// How long to wait for the group to be Done, counted from its creation, as a Go
+    /// duration (`30m`, `2h`). Without it the group waits forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), regex(pattern = crate::duration::DURATION_PATTERN))]
+    pub timeout: Option<String>,
+
+    /// How long after the group finished (Done, Failed or Timeout) the controller
+    /// deletes it, with its members, as a Go duration. Without it finished groups stay
+    /// until deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), regex(pattern = crate::duration::DURATION_PATTERN))]
+    pub ttl_after_finished: Option<String>,
+}
+
+/// Where a WaitGroup stands. Done, Failed and Timeout are final.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, schemars::JsonSchema,
+)]
+pub enum WaitGroupPhase {
+    /// Not complete yet (not sealed and fewer than `expected` members, or members still
+    /// pending), or nothing added yet.
+    #[default]
+    Waiting,
+    /// Complete, and every member finished with at most `maxFailed` failures.
+    Done,
+    /// More than `maxFailed` members failed (or the spec is invalid).
+    Failed,
+    /// The deadline passed first.
+    Timeout,
+}
+
+impl WaitGroupPhase {
+    /// The phase's name as it appears in `status.phase`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitGroupPhase::Waiting => "Waiting",
+            WaitGroupPhase::Done => "Done",
+            WaitGroupPhase::Failed => "Failed",
+            WaitGroupPhase::Timeout => "Timeout",
+        }
+    }
+
+    /// Whether the phase is final.
+    pub fn is_finished(self) -> bool {
+        self != WaitGroupPhase::Waiting
+    }
+}
+
+impl std::fmt::Display for WaitGroupPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One member that failed, as the group's status lists it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberFailure {
+    /// The member's ID.
+    pub member: String,
+    /// What it reported (or why it expired).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Its command's exit code, when it reported one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Whether it failed by expiring (its worker stopped renewing it) rather than by
+    /// reporting.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expired: bool,
+}
+
+/// What the controller observed: written only through the status subresource.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitGroupStatus {
+    /// Waiting, Done, Failed or Timeout.
+    #[serde(default)]
+    pub phase: WaitGroupPhase,
+
+    /// Members added (distinct IDs).
+    #[serde(default)]
+    pub added: i32,
+
+    /// Members done successfully.
+    #[serde(default)]
+    pub done: i32,
+
+    /// Members failed (reported, or expired).
+    #[serde(default)]
+    pub failed: i32,
+
+    /// `added − done − failed`: members still pending (the original WaitGroup's
+    /// counter).
+    #[serde(default)]
+    pub counter: i32,
+
+    /// The first pending member IDs (at most 20, earliest added first); `counter` is
+    /// how many there are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
+
+    /// The first failed members (at most 20), with their messages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<MemberFailure>,
+
+    /// Members added after the group finished: not counted (the status is the record of
+    /// how the group finished).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub late: i32,
+
+    /// When the group times out: creation time plus `spec.timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<MicroTime>,
+
+    /// When the group became Done, Failed or Timeout (`spec.ttlAfterFinished` counts
+    /// from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<MicroTime>,
+
+    /// `Ready` (spec accepted) and `Done`, in the metav1.Condition shape.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
+impl WaitGroupStatus {
+    /// The condition of the given type, if present.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    /// Why the group finished the way it did: its `Done` condition's message.
+    pub fn summary(&self) -> String {
+        self.condition(CONDITION_DONE)
+            .map(|c| c.message.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl WaitGroup {
+    /// The group's phase, `Waiting` until the controller has written a status.
+    pub fn phase(&self) -> WaitGroupPhase {
+        self.status.as_ref().map(|s| s.phase).unwrap_or_default()
+    }
+}
+
+/// One member of a WaitGroup (in the same namespace): added by creating it, done by
+/// writing its outcome.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[kube(
+    group = "konductor.io",
+    version = "v1",
+    kind = "WaitGroupMember",
+    plural = "waitgroupmembers",
+    singular = "waitgroupmember",
+    shortname = "wgm",
+    category = "konductor",
+    namespaced,
+    status = "WaitGroupMemberStatus",
+    derive = "PartialEq",
+    doc = "A WaitGroupMember is one member of a WaitGroup: created when the member is added, its outcome written when it is done.",
+    printcolumn(name = "WaitGroup", type_ = "string", json_path = ".spec.waitGroup"),
+    printcolumn(name = "Member", type_ = "string", json_path = ".spec.member"),
+    printcolumn(name = "Outcome", type_ = "string", json_path = ".spec.outcome.result"),
+    printcolumn(
+        name = "Holder",
+        type_ = "string",
+        json_path = ".spec.holder",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Expired",
+        type_ = "boolean",
+        json_path = ".status.expired",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitGroupMemberSpec {
+    /// Name of the WaitGroup (in the same namespace). Immutable.
+    #[schemars(length(min = 1, max = MAX_WAITGROUP_NAME_LEN))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("waitGroup is immutable"))]
+    pub wait_group: String,
+
+    /// The member's ID, unique within the group: a member counts once however often
+    /// it is added. Immutable.
+    #[schemars(length(min = 1, max = MAX_MEMBER_ID_LEN))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("member is immutable"))]
+    pub member: String,
+
+    /// The worker holding the member (`koncli waitgroup run`), which renews it. A held
+    /// member of a group with `spec.memberTTL` fails if not renewed for that long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::arrival::MAX_HOLDER_LEN))]
+    pub holder: Option<String>,
+
+    /// Bumped by the holder to show it is alive. The controller measures the ttl from
+    /// when it sees this change, on its own clock, never from the value itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_time: Option<MicroTime>,
+
+    /// What the member came to: set when it is done. Written once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("outcome is written once"))]
+    pub outcome: Option<MemberOutcome>,
+}
+
+/// What a member came to.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberOutcome {
+    /// `Succeeded` or `Failed`.
+    pub result: Outcome,
+    /// The exit code of the member's command, if it ran one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Free text, e.g. why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_MEMBER_MESSAGE_LEN))]
+    pub message: Option<String>,
+}
+
+impl MemberOutcome {
+    /// A success, with the exit code of the command if one ran.
+    pub fn succeeded(exit_code: Option<i32>) -> Self {
+        Self {
+            result: Outcome::Succeeded,
+            exit_code,
+            message: None,
+        }
+    }
+
+    /// A failure, with an exit code and a message when there are any.
+    pub fn failed(exit_code: Option<i32>, message: Option<String>) -> Self {
+        Self {
+            result: Outcome::Failed,
+            exit_code,
+            message,
+        }
+    }
+}
+
+/// What the controller says of a member: written only by the controller.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitGroupMemberStatus {
+    /// Set when the member expired (held, not renewed for the group's `memberTTL`
+    /// before it was done): it counts as failed, whatever is reported afterwards.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expired: bool,
+
+    /// When the controller expired it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired_at: Option<MicroTime>,
+}
+
+impl WaitGroupMember {
+    /// The member object as every Konductor client writes it: named by
+    /// [`member_name`] (so adding twice is the same create), labelled with its group
+    /// ([`WAITGROUP_LABEL`]) and owned by the group with `group_uid`.
+    pub fn of_group(spec: WaitGroupMemberSpec, group_uid: &str) -> Self {
+        let mut member = Self::new(&member_name(&spec.wait_group, &spec.member), spec);
+        member.metadata.labels =
+            Some([(WAITGROUP_LABEL.to_owned(), member.spec.wait_group.clone())].into());
+        member.metadata.owner_references = Some(vec![crate::owner_reference(
+            "WaitGroup",
+            member.spec.wait_group.clone(),
+            group_uid,
+        )]);
+        member
+    }
+
+    /// Whether the member is finished: done (either way) or expired.
+    pub fn is_finished(&self) -> bool {
+        self.spec.outcome.is_some() || self.status.as_ref().is_some_and(|s| s.expired)
+    }
+}
+
+impl WaitGroupMemberSpec {
+    /// Member `member` of group `wait_group`, not done yet and not held.
+    pub fn new(wait_group: impl Into<String>, member: impl Into<String>) -> Self {
+        Self {
+            wait_group: wait_group.into(),
+            member: member.into(),
+            holder: None,
+            renew_time: None,
+            outcome: None,
+        }
+    }
+}
+
+/// The deterministic name of member `member` of WaitGroup `wait_group`: a DNS label,
+/// `<group>-<member>-<hash>` as [`crate::arrival_name`] builds it.
+///
+/// ```
+/// use konductor_api::waitgroup::member_name;
+/// assert_eq!(member_name("ingest", "file-7"), member_name("ingest", "file-7"));
+/// assert_ne!(member_name("ingest", "File.7"), member_name("ingest", "file-7"));
+/// ```
+pub fn member_name(wait_group: &str, member: &str) -> String {
+    crate::arrival::claim_name(wait_group, member)
+}

@@ -1,0 +1,596 @@
+//! The WaitGroup rules: one pure function from (spec, members, creation time, now,
+//! previous status) to the new status, the members to expire and when to look again.
+//!
+//! The rules (also in `docs/waitgroup.md`), with `complete = sealed or added ≥
+//! expected` and `deadline = creation + timeout`:
+//!
+//! 1. **A member counts once**, by ID, however often it is added or marked done. Its
+//!    state is the strongest of its records: expired, else failed, else done, else
+//!    pending.
+//! 2. **Done latches.** Once Done the counts are frozen — the status is the record of
+//!    how the group finished — and members added afterwards are only counted as `late`.
+//! 3. **Invalid spec → Failed** (`Ready=False`): a duration that does not parse, a
+//!    memberTTL under 2s, negative counts.
+//! 4. **Failed** as soon as more than `maxFailed` members failed — at once, whether or
+//!    not the group is complete, so nobody waits for a group that cannot be Done.
+//! 5. **Done** when complete, nothing pending, and at most `maxFailed`
+//!    failed. A new group that is not sealed and has no `expected` is never complete,
+//!    so it is not Done with nothing added (the original WaitGroup was).
+//! 6. **Timeout** once `now ≥ deadline` while still Waiting.
+//! 7. **Held members expire.** A member held by a worker (`spec.holder`), not finished,
+//!    whose renewal the controller has not seen for `memberTTL` (on its own clock) is
+//!    to be expired ([`Evaluation::expire`]); the controller marks it, and from then on
+//!    it counts as failed (rule 1), whatever its worker reports later. Only while the
+//!    group is Waiting.
+//! 8. Failed and Timeout are final too, but their counts follow the members (workers
+//!    still finishing); the same members in any order give the same status.
+//! 9. **Finished groups expire.** With `spec.ttlAfterFinished` a group is deleted that
+//!    long after `finishedAt`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+
+use super::{
+    CONDITION_DONE, FAILURES_LISTED, MemberFailure, MemberOutcome, PENDING_LISTED, WaitGroupPhase,
+    WaitGroupSpec, WaitGroupStatus,
+};
+use crate::arrival::Outcome;
+use crate::barrier::CONDITION_READY;
+use crate::duration::parse_duration;
+use crate::locks::status::condition;
+use crate::rules::{deadline_of, to_micros, until};
+
+/// Reason of the `Done` condition while waiting.
+pub const REASON_WAITING: &str = "Waiting";
+/// Reason of the `Done` condition once done.
+pub const REASON_DONE: &str = "Done";
+/// Reason of the `Done` condition once too many members failed.
+pub const REASON_FAILED: &str = "MembersFailed";
+/// Reason of the `Done` condition after the deadline passed.
+pub const REASON_TIMED_OUT: &str = "TimedOut";
+/// Reason of the `Ready` condition, and of the Failed phase, when the spec is invalid.
+pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+
+/// How many failures the `Done` condition's message names.
+const FAILURES_NAMED: usize = 3;
+
+/// One member object as the rules see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberRecord {
+    /// The member's ID (`spec.member`).
+    pub member: String,
+    /// Its outcome, once done.
+    pub outcome: Option<MemberOutcome>,
+    /// Whether the controller expired it (`status.expired`).
+    pub expired: bool,
+    /// When the controller last saw its holder renew it (or take it), on the
+    /// controller's clock; `None` if nobody holds it.
+    pub renewal_seen_at: Option<Timestamp>,
+    /// When it was added (its `creationTimestamp`), to list the earliest pending first.
+    pub added_at: Option<Timestamp>,
+}
+
+impl MemberRecord {
+    /// A member `id` added at `added_at`, not done.
+    pub fn pending(id: impl Into<String>, added_at: Timestamp) -> Self {
+        Self {
+            member: id.into(),
+            outcome: None,
+            expired: false,
+            renewal_seen_at: None,
+            added_at: Some(added_at),
+        }
+    }
+
+    /// The same member with `outcome`.
+    #[must_use]
+    pub fn with_outcome(mut self, outcome: MemberOutcome) -> Self {
+        self.outcome = Some(outcome);
+        self
+    }
+}
+
+/// Everything the rules need to know about one WaitGroup at one moment.
+#[derive(Clone, Debug)]
+pub struct WaitGroupInput<'a> {
+    /// The group's spec.
+    pub spec: &'a WaitGroupSpec,
+    /// `metadata.generation`, copied into `observedGeneration`.
+    pub generation: Option<i64>,
+    /// `metadata.creationTimestamp`: the deadline counts from here.
+    pub created_at: Timestamp,
+    /// Every member object of the group, in any order.
+    pub members: &'a [MemberRecord],
+    /// The status as last written, if any.
+    pub previous: Option<&'a WaitGroupStatus>,
+    /// The current time (the controller's clock).
+    pub now: Timestamp,
+}
+
+/// A phase change worth telling users about (the controller records it as an Event).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transition {
+    /// Every member finished within `maxFailed`.
+    Done,
+    /// More than `maxFailed` members failed.
+    Failed,
+    /// The deadline passed first.
+    TimedOut,
+    /// The spec is invalid.
+    InvalidSpec,
+}
+
+impl Transition {
+    /// The Event reason for this transition.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Transition::Done => "Done",
+            Transition::Failed => "Failed",
+            Transition::TimedOut => "TimedOut",
+            Transition::InvalidSpec => "InvalidSpec",
+        }
+    }
+}
+
+/// The outcome of [`evaluate`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    /// The status the group should have now.
+    pub status: WaitGroupStatus,
+    /// Member IDs to expire now (rule 7).
+    pub expire: Vec<String>,
+    /// How long until the status changes by itself (the deadline, a member's expiry).
+    pub requeue_after: Option<Duration>,
+    /// The transition from the previous status, if any.
+    pub transition: Option<Transition>,
+    /// How long until the group is to be deleted (`spec.ttlAfterFinished` after
+    /// `status.finishedAt`); zero when that time has come.
+    pub delete_after: Option<Duration>,
+}
+
+/// A spec that passed validation, with its parsed durations.
+struct ValidSpec {
+    member_ttl: Option<Duration>,
+    timeout: Option<Duration>,
+    ttl_after_finished: Option<Duration>,
+}
+
+/// Checks a spec against the rules the CRD schema enforces, naming the field at fault.
+pub fn validate_spec(spec: &WaitGroupSpec) -> Result<(), String> {
+    check_spec(spec).map(|_| ())
+}
+
+fn check_spec(spec: &WaitGroupSpec) -> Result<ValidSpec, String> {
+    if let Some(expected) = spec.expected
+        && expected < 1
+    {
+        return Err(format!("spec.expected must be at least 1, got {expected}"));
+    }
+    if spec.max_failed < 0 {
+        return Err(format!(
+            "spec.maxFailed must not be negative, got {}",
+            spec.max_failed
+        ));
+    }
+    let duration = |value: Option<&str>, field: &str| {
+        value
+            .map(parse_duration)
+            .transpose()
+            .map_err(|e| format!("spec.{field}: {e}"))
+    };
+    let member_ttl = duration(spec.member_ttl.as_deref(), "memberTTL")?;
+    if let Some(ttl) = member_ttl
+        && ttl < crate::locks::MIN_TTL
+    {
+        return Err(format!(
+            "spec.memberTTL must be at least 2s, got {}",
+            spec.member_ttl.as_deref().unwrap_or_default()
+        ));
+    }
+    Ok(ValidSpec {
+        member_ttl,
+        timeout: duration(spec.timeout.as_deref(), "timeout")?,
+        ttl_after_finished: duration(spec.ttl_after_finished.as_deref(), "ttlAfterFinished")?,
+    })
+}
+
+/// Where one member stands, its records folded (rule 1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum State {
+    Pending,
+    Done,
+    Failed(MemberFailure),
+}
+
+/// The group's members folded by ID.
+struct Tally {
+    /// Pending members with when they were added, earliest first.
+    pending: Vec<(Option<Timestamp>, String)>,
+    done: usize,
+    /// Failed members, by ID.
+    failures: Vec<MemberFailure>,
+}
+
+impl Tally {
+    fn of(members: &[MemberRecord]) -> Self {
+        let mut by_id: BTreeMap<&str, (State, Option<Timestamp>)> = BTreeMap::new();
+        for record in members {
+            let state = state_of(record);
+            let entry = by_id
+                .entry(&record.member)
+                .or_insert((State::Pending, record.added_at));
+            if strength(&state) > strength(&entry.0) {
+                entry.0 = state;
+            }
+            entry.1 = match (entry.1, record.added_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        let mut tally = Tally {
+            pending: Vec::new(),
+            done: 0,
+            failures: Vec::new(),
+        };
+        for (id, (state, added_at)) in by_id {
+            match state {
+                State::Pending => tally.pending.push((added_at, id.to_owned())),
+                State::Done => tally.done += 1,
+                State::Failed(failure) => tally.failures.push(failure),
+            }
+        }
+        tally.pending.sort();
+        tally
+    }
+
+    fn added(&self) -> usize {
+        self.pending.len() + self.done + self.failures.len()
+    }
+}
+
+fn state_of(record: &MemberRecord) -> State {
+    let failure = |message: Option<String>, exit_code, expired| {
+        State::Failed(MemberFailure {
+            member: record.member.clone(),
+            message,
+            exit_code,
+            expired,
+        })
+    };
+    if record.expired {
+        return failure(
+            Some("expired: its worker stopped renewing it before it was done".to_owned()),
+            None,
+            true,
+        );
+    }
+    match &record.outcome {
+        None => State::Pending,
+        Some(outcome) if outcome.result == Outcome::Succeeded => State::Done,
+        Some(outcome) => failure(outcome.message.clone(), outcome.exit_code, false),
+    }
+}
+
+/// Expired over failed over done over pending; among failures the expired one wins.
+fn strength(state: &State) -> u8 {
+    match state {
+        State::Pending => 0,
+        State::Done => 1,
+        State::Failed(f) if !f.expired => 2,
+        State::Failed(_) => 3,
+    }
+}
+
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Computes a WaitGroup's status from its spec, members, creation time and previous
+/// status at `now`. Pure and deterministic: same input, same output.
+///
+/// ```
+/// use konductor_api::waitgroup::{MemberOutcome, WaitGroupPhase, WaitGroupSpec};
+/// use konductor_api::waitgroup::rules::{evaluate, MemberRecord, WaitGroupInput};
+/// use k8s_openapi::jiff::Timestamp;
+///
+/// let now = Timestamp::from_second(1_700_000_000).unwrap();
+/// let spec = WaitGroupSpec { sealed: true, ..Default::default() };
+/// let members = [MemberRecord::pending("a", now).with_outcome(MemberOutcome::succeeded(Some(0)))];
+/// let input = WaitGroupInput { spec: &spec, generation: Some(1), created_at: now,
+///     members: &members, previous: None, now };
+/// assert_eq!(evaluate(&input).status.phase, WaitGroupPhase::Done);
+/// ```
+pub fn evaluate(input: &WaitGroupInput<'_>) -> Evaluation {
+    let now = input.now;
+    let previous = input.previous;
+    let previous_phase = previous.map(|s| s.phase).unwrap_or_default();
+    let checked = check_spec(input.spec);
+    let deadline = checked
+        .as_ref()
+        .ok()
+        .and_then(|spec| spec.timeout)
+        .and_then(|timeout| deadline_of(input.created_at, timeout));
+    let tally = Tally::of(input.members);
+
+    let mut status = match previous {
+        // Rule 2: Done latches, counts and all; later members are late.
+        Some(previous) if previous_phase == WaitGroupPhase::Done => WaitGroupStatus {
+            late: count(tally.added()).saturating_sub(previous.added).max(0),
+            conditions: previous.conditions.clone(),
+            ..previous.clone()
+        },
+        _ => counted(input.spec, &checked, &tally, deadline, previous_phase, now),
+    };
+    status.deadline = deadline.map(MicroTime);
+    status.observed_generation = input.generation;
+    status.finished_at = match status.phase {
+        WaitGroupPhase::Waiting => None,
+        _ if previous_phase == status.phase => previous.and_then(|p| p.finished_at.clone()),
+        WaitGroupPhase::Timeout => deadline.map(MicroTime),
+        _ => Some(MicroTime(to_micros(now))),
+    };
+    status.conditions = conditions(input, &checked, &status);
+
+    // Rule 7: held members not renewed for the ttl, while the group waits.
+    let mut expire = Vec::new();
+    let mut next_expiry: Option<Timestamp> = None;
+    if let (
+        Ok(ValidSpec {
+            member_ttl: Some(ttl),
+            ..
+        }),
+        WaitGroupPhase::Waiting,
+    ) = (&checked, status.phase)
+    {
+        for record in input.members {
+            let Some(seen) = record.renewal_seen_at else {
+                continue;
+            };
+            if record.expired || record.outcome.is_some() {
+                continue;
+            }
+            let Some(expires_at) = deadline_of(seen, *ttl) else {
+                continue;
+            };
+            if now >= expires_at {
+                expire.push(record.member.clone());
+            } else {
+                next_expiry = Some(next_expiry.map_or(expires_at, |at| at.min(expires_at)));
+            }
+        }
+        expire.sort();
+        expire.dedup();
+    }
+
+    let delete_at = checked
+        .as_ref()
+        .ok()
+        .and_then(|spec| spec.ttl_after_finished)
+        .zip(status.finished_at.as_ref())
+        .and_then(|(ttl, finished)| deadline_of(finished.0, ttl));
+    let requeue_after = match status.phase {
+        WaitGroupPhase::Waiting => [deadline, next_expiry]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| until(now, at)),
+        _ => None,
+    };
+    let transition = (status.phase != previous_phase).then(|| match status.phase {
+        WaitGroupPhase::Done => Transition::Done,
+        WaitGroupPhase::Timeout => Transition::TimedOut,
+        _ if checked.is_err() => Transition::InvalidSpec,
+        _ => Transition::Failed,
+    });
+    Evaluation {
+        status,
+        expire,
+        requeue_after,
+        transition,
+        delete_after: delete_at.map(|at| until(now, at)),
+    }
+}
+
+/// The status of a group that is not (yet) Done: counts from the members, and the
+/// phase by rules 3–6 (Failed and Timeout being final).
+fn counted(
+    spec: &WaitGroupSpec,
+    checked: &Result<ValidSpec, String>,
+    tally: &Tally,
+    deadline: Option<Timestamp>,
+    previous_phase: WaitGroupPhase,
+    now: Timestamp,
+) -> WaitGroupStatus {
+    let (added, done, failed) = (
+        count(tally.added()),
+        count(tally.done),
+        count(tally.failures.len()),
+    );
+    let complete = spec.sealed || spec.expected.is_some_and(|expected| added >= expected);
+    let phase = if checked.is_err() {
+        WaitGroupPhase::Failed
+    } else if previous_phase.is_finished() {
+        previous_phase
+    } else if failed > spec.max_failed {
+        WaitGroupPhase::Failed
+    } else if complete && tally.pending.is_empty() {
+        WaitGroupPhase::Done
+    } else if deadline.is_some_and(|deadline| now >= deadline) {
+        WaitGroupPhase::Timeout
+    } else {
+        WaitGroupPhase::Waiting
+    };
+    WaitGroupStatus {
+        phase,
+        added,
+        done,
+        failed,
+        counter: count(tally.pending.len()),
+        pending: tally
+            .pending
+            .iter()
+            .take(PENDING_LISTED)
+            .map(|(_, id)| id.clone())
+            .collect(),
+        failures: tally
+            .failures
+            .iter()
+            .take(FAILURES_LISTED)
+            .cloned()
+            .collect(),
+        ..WaitGroupStatus::default()
+    }
+}
+
+/// The `Ready` and `Done` conditions for `status`.
+fn conditions(
+    input: &WaitGroupInput<'_>,
+    checked: &Result<ValidSpec, String>,
+    status: &WaitGroupStatus,
+) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    let previous = input.previous.map_or(&[][..], |p| &p.conditions[..]);
+    let spec = input.spec;
+    if status.phase == WaitGroupPhase::Done
+        && input
+            .previous
+            .is_some_and(|p| p.phase == WaitGroupPhase::Done)
+    {
+        // Latched: the conditions say how it finished.
+        return previous.to_vec();
+    }
+    let (accepted, ready_reason, ready_message) = match checked {
+        Ok(_) => (
+            true,
+            "SpecAccepted",
+            format!(
+                "spec accepted: done when {}, with at most {} failed{}",
+                match spec.expected {
+                    Some(n) =>
+                        format!("{n} members are added (or it is sealed) and all are finished"),
+                    None => "sealed and every member is finished".to_owned(),
+                },
+                spec.max_failed,
+                spec.timeout
+                    .as_deref()
+                    .map(|t| format!("; times out after {t}"))
+                    .unwrap_or_default()
+            ),
+        ),
+        Err(why) => (false, REASON_INVALID_SPEC, why.clone()),
+    };
+    let (reason, message) = match (status.phase, checked) {
+        (WaitGroupPhase::Failed, Err(why)) => (REASON_INVALID_SPEC, why.clone()),
+        (WaitGroupPhase::Failed, Ok(_)) => (REASON_FAILED, failed_message(spec, status)),
+        (WaitGroupPhase::Done, _) => (
+            REASON_DONE,
+            format!(
+                "all {} members finished: {} done, {} failed (maxFailed {})",
+                status.added, status.done, status.failed, spec.max_failed
+            ),
+        ),
+        (WaitGroupPhase::Timeout, _) => (
+            REASON_TIMED_OUT,
+            format!(
+                "the deadline passed with {} of {} members pending{}",
+                status.counter,
+                status.added,
+                pending_names(status)
+            ),
+        ),
+        (WaitGroupPhase::Waiting, _) => (REASON_WAITING, waiting_message(spec, status)),
+    };
+    vec![
+        condition(
+            previous,
+            CONDITION_READY,
+            accepted,
+            ready_reason,
+            ready_message,
+            input.generation,
+            input.now,
+        ),
+        condition(
+            previous,
+            CONDITION_DONE,
+            status.phase == WaitGroupPhase::Done,
+            reason,
+            message,
+            input.generation,
+            input.now,
+        ),
+    ]
+}
+
+fn failed_message(spec: &WaitGroupSpec, status: &WaitGroupStatus) -> String {
+    let named: Vec<String> = status
+        .failures
+        .iter()
+        .take(FAILURES_NAMED)
+        .map(|f| {
+            let why = match (&f.message, f.exit_code) {
+                (Some(message), _) => message.clone(),
+                (None, Some(code)) => format!("exit code {code}"),
+                (None, None) => "failed".to_owned(),
+            };
+            format!("{}: {why}", f.member)
+        })
+        .collect();
+    let more = status.failed - count(named.len());
+    format!(
+        "{} members failed, more than maxFailed {}: {}{}",
+        status.failed,
+        spec.max_failed,
+        named.join("; "),
+        if more > 0 {
+            format!("; and {more} more")
+        } else {
+            String::new()
+        }
+    )
+}
+
+fn waiting_message(spec: &WaitGroupSpec, status: &WaitGroupStatus) -> String {
+    let complete = spec.sealed || spec.expected.is_some_and(|e| status.added >= e);
+    if status.added == 0 {
+        return match spec.expected {
+            Some(n) => format!("nothing added yet; waiting for {n} members"),
+            None => "nothing added yet; waiting for members and the seal".to_owned(),
+        };
+    }
+    let incomplete = match spec.expected {
+        _ if complete => String::new(),
+        Some(n) => format!("; {} of {n} members added", status.added),
+        None => "; not sealed (more members may come)".to_owned(),
+    };
+    format!(
+        "{} of {} members pending, {} done, {} failed{incomplete}{}",
+        status.counter,
+        status.added,
+        status.done,
+        status.failed,
+        pending_names(status)
+    )
+}
+
+fn pending_names(status: &WaitGroupStatus) -> String {
+    if status.pending.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<&str> = status.pending.iter().take(3).map(String::as_str).collect();
+    let more = status.counter - count(shown.len());
+    format!(
+        " ({}{})",
+        shown.join(", "),
+        if more > 0 {
+            format!(", … {more} more")
+        } else {
+            String::new()
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,457 @@
+//! The WaitGroup controller: WaitGroupMembers in; WaitGroup status, expired members,
+//! Events and deadline requeues out, via `konductor_api::waitgroup::rules::evaluate`.
+//! Wired to the engine ([`crate::engine`]) as the barrier controller is: a claim index of
+//! each group's members fed by one watch, a queue fed by the group and member watches,
+//! a reconcile that only translates the rules' answer.
+//!
+//! A held member (`spec.holder`, renewed by `koncli waitgroup run`) is expired on the
+//! controller's clock: the index notes when it *saw* each renewal, never trusting the
+//! value written; before expiring one the controller reads it afresh, and marks it
+//! with a write conditional on the version read — so a renewal or a done that raced
+//! with the expiry wins, and the expiry is looked at again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference};
+use konductor_api::arrival::Outcome;
+use konductor_api::waitgroup::rules::{MemberRecord, Transition, WaitGroupInput, evaluate};
+use konductor_api::waitgroup::{
+    WAITGROUP_LABEL, WaitGroup, WaitGroupMember, WaitGroupMemberStatus, WaitGroupPhase,
+};
+use kube::api::{Api, PostParams};
+use kube::runtime::events::{EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+
+use crate::engine::adoption::{self, Adopter, Earlier, Orphan};
+use crate::engine::claims::{ClaimIndex, Claims, HasUid};
+use crate::engine::events::{Events, Note};
+use crate::engine::writes::{OwnWrites, SubjectKey, subject_key};
+use crate::engine::{Reconciler, Workers, delete_expired, serve};
+use crate::metrics::Metrics;
+use crate::queue::{Urgency, WorkQueue};
+use crate::{Error, Result};
+
+/// How metrics and logs name the kind.
+const KIND: &str = "waitgroup";
+
+/// How soon a group is looked at again when the member index is still filling.
+const CACHE_WAIT: Duration = Duration::from_millis(100);
+
+/// How many groups are reconciled at once.
+const WORKERS: usize = 8;
+
+/// How many of them may write progress (a member added or done that cannot finish the
+/// group by itself) at once: under a burst, each group's changes coalesce in the queue
+/// into one status write.
+const PROGRESS_WORKERS: usize = 2;
+
+/// What the controller keeps of one member.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexedMember {
+    /// The object's name.
+    pub name: String,
+    /// Its uid.
+    pub uid: String,
+    /// Its resourceVersion (a precondition when adopting or expiring it).
+    pub resource_version: Option<String>,
+    /// Its ownerReferences.
+    pub owners: Vec<OwnerReference>,
+    /// Whether it carries the `konductor.io/waitgroup` label naming its group.
+    pub labelled: bool,
+    /// Its holder and last renewal as written: a change is a renewal seen.
+    renewal: (Option<String>, Option<MicroTime>),
+    /// What the rules need.
+    pub record: MemberRecord,
+}
+
+impl HasUid for IndexedMember {
+    fn uid(&self) -> &str {
+        &self.uid
+    }
+}
+
+/// How a group's members are indexed: by the group they name.
+pub struct MemberClaims;
+
+impl Claims for MemberClaims {
+    type Claim = WaitGroupMember;
+    type Kept = IndexedMember;
+    type Subject = SubjectKey;
+
+    fn subject(member: &WaitGroupMember) -> SubjectKey {
+        (
+            member.namespace().unwrap_or_default(),
+            member.spec.wait_group.clone(),
+        )
+    }
+
+    fn keep(
+        member: &WaitGroupMember,
+        before: Option<&IndexedMember>,
+        now: Timestamp,
+    ) -> IndexedMember {
+        let uid = member.uid().unwrap_or_default();
+        let renewal = (member.spec.holder.clone(), member.spec.renew_time.clone());
+        let same = before.filter(|b| b.uid == uid);
+        // Rule 7's clock: when this controller saw the holder take or renew it.
+        let renewal_seen_at = match same {
+            _ if member.spec.holder.is_none() => None,
+            Some(before) if before.renewal == renewal => before.record.renewal_seen_at,
+            _ => Some(now),
+        };
+        IndexedMember {
+            name: member.name_any(),
+            resource_version: member.resource_version(),
+            owners: member.owner_references().to_vec(),
+            labelled: member.labels().get(WAITGROUP_LABEL) == Some(&member.spec.wait_group),
+            renewal,
+            record: MemberRecord {
+                member: member.spec.member.clone(),
+                outcome: member.spec.outcome.clone(),
+                expired: member.status.as_ref().is_some_and(|s| s.expired),
+                renewal_seen_at,
+                added_at: member.creation_timestamp().map(|t| t.0),
+            },
+            uid,
+        }
+    }
+}
+
+/// Members by group. Cheap to clone; clones share the index.
+pub type MemberIndex = ClaimIndex<MemberClaims>;
+
+/// Everything a reconcile needs, shared by all of them.
+pub struct Context {
+    client: Client,
+    events: Events,
+    members: MemberIndex,
+    metrics: Arc<Metrics>,
+    own_writes: Arc<OwnWrites<WaitGroup>>,
+    groups: Store<WaitGroup>,
+}
+
+/// The members that count for `group`: naming it, and not owned by an earlier group of
+/// the same name (those await garbage collection).
+fn members_of(group: &WaitGroup, index: &MemberIndex) -> Vec<Arc<IndexedMember>> {
+    let uid = group.uid();
+    index
+        .of(&subject_key(group))
+        .into_iter()
+        .filter(|m| {
+            m.owners
+                .iter()
+                .filter(|o| o.kind == "WaitGroup")
+                .all(|o| Some(&o.uid) == uid.as_ref())
+        })
+        .collect()
+}
+
+/// Makes the group the owner of its members that have none, and labels them.
+async fn adopt_members(
+    group: &WaitGroup,
+    members: &[Arc<IndexedMember>],
+    ctx: &Context,
+) -> Result<()> {
+    let Some(uid) = group.uid() else {
+        return Ok(());
+    };
+    let name = group.name_any();
+    let adopter = Adopter {
+        kind: "WaitGroup",
+        name: &name,
+        uid: &uid,
+        label: WAITGROUP_LABEL,
+        earlier: Earlier::Left,
+    };
+    let patches = members.iter().filter_map(|member| {
+        let orphan = Orphan {
+            name: &member.name,
+            resource_version: member.resource_version.as_deref(),
+            owners: &member.owners,
+            labelled: member.labelled,
+        };
+        adoption::patch(&orphan, &adopter).map(|patch| (member.name.clone(), patch))
+    });
+    let api: Api<WaitGroupMember> =
+        Api::namespaced(ctx.client.clone(), &group.namespace().unwrap_or_default());
+    adoption::adopt(&api, patches.collect::<Vec<_>>()).await
+}
+
+/// Marks the members `ids` of `group` expired — each only if a fresh read shows it
+/// exactly as the index saw it (not renewed, not done since), with a write conditional
+/// on that read. Returns whether any was marked or found changed (look again).
+async fn expire_members(
+    group: &WaitGroup,
+    members: &[Arc<IndexedMember>],
+    ids: &[String],
+    ctx: &Context,
+) -> Result<bool> {
+    let api: Api<WaitGroupMember> =
+        Api::namespaced(ctx.client.clone(), &group.namespace().unwrap_or_default());
+    let mut changed = false;
+    for kept in members.iter().filter(|m| ids.contains(&m.record.member)) {
+        let now = Timestamp::now();
+        let Some(mut fresh) = api.get_opt(&kept.name).await? else {
+            continue;
+        };
+        let unchanged = fresh.uid().as_deref() == Some(kept.uid.as_str())
+            && (fresh.spec.holder.clone(), fresh.spec.renew_time.clone()) == kept.renewal
+            && fresh.spec.outcome.is_none();
+        if !unchanged {
+            ctx.members.note(&fresh, now);
+            changed = true;
+            continue;
+        }
+        let based_on = fresh.resource_version();
+        fresh.status = Some(WaitGroupMemberStatus {
+            expired: true,
+            expired_at: Some(MicroTime(now)),
+        });
+        match api
+            .replace_status(&kept.name, &PostParams::default(), &fresh)
+            .await
+        {
+            Ok(written) => {
+                ctx.members.wrote(based_on, &written, now);
+                let note = Note {
+                    type_: EventType::Warning,
+                    reason: "MemberExpired",
+                    note: format!(
+                        "member {} expired: its holder {} did not renew it for spec.memberTTL {}; it counts as failed",
+                        kept.record.member,
+                        fresh.spec.holder.as_deref().unwrap_or("?"),
+                        group.spec.member_ttl.as_deref().unwrap_or_default()
+                    ),
+                    action: "Expire",
+                    related: Some(written.object_ref(&())),
+                };
+                ctx.events.record(KIND, &group.object_ref(&()), note).await;
+                changed = true;
+            }
+            // Renewed or done meanwhile: the next look decides again.
+            Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => changed = true,
+            Err(error) => return Err(Error::Kube(error)),
+        }
+    }
+    Ok(changed)
+}
+
+impl Reconciler for Context {
+    type Key = ObjectRef<WaitGroup>;
+
+    fn kind(_: &ObjectRef<WaitGroup>) -> &'static str {
+        KIND
+    }
+
+    async fn reconcile(&self, key: &ObjectRef<WaitGroup>) -> Result<Option<Duration>> {
+        match self.groups.get(key) {
+            Some(group) => reconcile(group, self).await,
+            None => Ok(None),
+        }
+    }
+}
+
+/// Brings one group's status up to date; returns when to look again.
+async fn reconcile(group: Arc<WaitGroup>, ctx: &Context) -> Result<Option<Duration>> {
+    if !ctx.members.is_ready() {
+        return Ok(Some(CACHE_WAIT));
+    }
+    let group = ctx.own_writes.latest(group);
+    let created_at = group
+        .creation_timestamp()
+        .map(|t| t.0)
+        .ok_or(Error::MissingCreationTimestamp)?;
+    let mut members = members_of(&group, &ctx.members);
+    adopt_members(&group, &members, ctx).await?;
+    let mut expired_some = false;
+    let evaluation = loop {
+        let records: Vec<MemberRecord> = members.iter().map(|m| m.record.clone()).collect();
+        let evaluation = evaluate(&WaitGroupInput {
+            spec: &group.spec,
+            generation: group.meta().generation,
+            created_at,
+            members: &records,
+            previous: group.status.as_ref(),
+            now: Timestamp::now(),
+        });
+        if evaluation.expire.is_empty() || expired_some {
+            break evaluation;
+        }
+        // Mark them, then judge again on what the marks left in the index.
+        expired_some = expire_members(&group, &members, &evaluation.expire, ctx).await?;
+        members = members_of(&group, &ctx.members);
+        if !expired_some {
+            break evaluation;
+        }
+    };
+
+    let previous = group.status.as_ref();
+    if previous != Some(&evaluation.status) {
+        let api: Api<WaitGroup> =
+            Api::namespaced(ctx.client.clone(), &group.namespace().unwrap_or_default());
+        let mut next = (*group).clone();
+        next.status = Some(evaluation.status.clone());
+        let written = api
+            .replace_status(&group.name_any(), &PostParams::default(), &next)
+            .await
+            .map_err(Error::Kube)?;
+        ctx.own_writes.remember(&group, written, &ctx.groups);
+        ctx.metrics.status_written(KIND);
+    }
+    if let Some(transition) = evaluation.transition {
+        publish(ctx, &group, transition, &evaluation.status).await;
+    }
+    let late_before = previous.map_or(0, |s| s.late);
+    if evaluation.status.late > late_before {
+        let note = Note {
+            type_: EventType::Warning,
+            reason: "MemberAfterDone",
+            note: format!(
+                "{} member(s) added after the group was Done; they are not counted",
+                evaluation.status.late - late_before
+            ),
+            action: "Reconcile",
+            related: None,
+        };
+        ctx.events.record(KIND, &group.object_ref(&()), note).await;
+    }
+    if evaluation.delete_after == Some(Duration::ZERO) {
+        let ttl = group.spec.ttl_after_finished.as_deref().unwrap_or_default();
+        let note = format!(
+            "deleting: {} {ttl} ago (spec.ttlAfterFinished {ttl})",
+            match evaluation.status.phase {
+                WaitGroupPhase::Done => "done",
+                WaitGroupPhase::Timeout => "timed out",
+                _ => "failed",
+            }
+        );
+        let api: Api<WaitGroup> =
+            Api::namespaced(ctx.client.clone(), &group.namespace().unwrap_or_default());
+        delete_expired(&api, &*group, &ctx.events, KIND, note).await?;
+        return Ok(None);
+    }
+    Ok(match (evaluation.requeue_after, evaluation.delete_after) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
+}
+
+/// Logs a transition and records its Event (after the status write, which is what
+/// counts).
+async fn publish(
+    ctx: &Context,
+    group: &WaitGroup,
+    transition: Transition,
+    status: &konductor_api::waitgroup::WaitGroupStatus,
+) {
+    let message = status.summary();
+    tracing::info!(
+        namespace = %group.namespace().unwrap_or_default(),
+        waitgroup = %group.name_any(),
+        phase = %status.phase,
+        "{message}"
+    );
+    let type_ = match transition {
+        Transition::Done => EventType::Normal,
+        Transition::Failed | Transition::TimedOut | Transition::InvalidSpec => EventType::Warning,
+    };
+    let note = Note {
+        type_,
+        reason: transition.reason(),
+        note: message,
+        action: "Reconcile",
+        related: None,
+    };
+    ctx.events.record(KIND, &group.object_ref(&()), note).await;
+}
+
+/// Runs the WaitGroup controller for all namespaces until `shutdown` resolves (one of
+/// the kinds [`crate::kinds::run`] joins).
+pub async fn run(
+    client: Client,
+    reporter: Reporter,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> Result<()> {
+    let groups: Api<WaitGroup> = Api::all(client.clone());
+    let members: Api<WaitGroupMember> = Api::all(client.clone());
+    let own_writes = Arc::new(OwnWrites::default());
+    let (group_cache, group_writer) = reflector::store();
+    let group_events = {
+        let own_writes = own_writes.clone();
+        watcher(groups, watcher::Config::default())
+            .default_backoff()
+            .reflect(group_writer)
+            .touched_objects()
+            .try_filter(move |group| futures::future::ready(!own_writes.is_echo(group)))
+    };
+    let index = MemberIndex::new();
+    let member_events = {
+        let index = index.clone();
+        watcher(members, watcher::Config::default())
+            .default_backoff()
+            .inspect_ok(move |event| {
+                index.apply(event, Timestamp::now());
+            })
+            .touched_objects()
+    };
+    let context = Arc::new(Context {
+        events: Events::new(Recorder::new(client.clone(), reporter), metrics.clone()),
+        client,
+        members: index,
+        metrics: metrics.clone(),
+        own_writes,
+        groups: group_cache.clone(),
+    });
+    let queue = Arc::new(WorkQueue::with_normal_limit(PROGRESS_WORKERS));
+    let feed = {
+        let to_queue = queue.clone();
+        let groups = group_events.for_each(move |event| {
+            match event {
+                Ok(group) => to_queue.add(ObjectRef::from_obj(&group)),
+                Err(error) => tracing::warn!(%error, "watching wait groups"),
+            }
+            futures::future::ready(())
+        });
+        let to_queue = queue.clone();
+        let members = member_events.for_each(move |event| {
+            match event {
+                Ok(member) => {
+                    // A failure may fail the group at once: urgent. The rest is
+                    // progress, coalesced per group.
+                    let failed = member
+                        .spec
+                        .outcome
+                        .as_ref()
+                        .is_some_and(|o| o.result == Outcome::Failed);
+                    let urgency = if failed {
+                        Urgency::Urgent
+                    } else {
+                        Urgency::Normal
+                    };
+                    if let Some(namespace) = member.namespace() {
+                        let key = ObjectRef::new(&member.spec.wait_group).within(&namespace);
+                        to_queue.add_with(key, urgency);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "watching wait group members"),
+            }
+            futures::future::ready(())
+        });
+        futures::future::join(groups, members)
+    };
+    let workers = Workers {
+        reconciler: context,
+        queue,
+        count: WORKERS,
+        metrics,
+    };
+    let ready = async move { group_cache.wait_until_ready().await.is_ok() };
+    serve(workers, ready, feed, shutdown).await;
+    Ok(())
+}
