@@ -52,6 +52,9 @@ pub enum Command {
     /// Run a piece of work once per key across replicas (Once).
     #[command(subcommand)]
     Once(crate::once::OnceCommand),
+    /// Wait for a dynamic set of named members to finish (WaitGroup).
+    #[command(subcommand, visible_alias = "wg")]
+    Waitgroup(crate::waitgroup::WaitGroupCommand),
     /// Print a shell completion script, e.g. `koncli completion bash > /etc/bash_completion.d/koncli`.
     Completion {
         /// The shell.

@@ -9,12 +9,13 @@ Exit codes (every non-zero exit prints one line on stderr saying why):
      unreachable at the start, ...; `arrive --failed` for a holder that already
      arrived (its arrival stands)
   2  usage error: unknown flag, missing or invalid argument
-  3  `wait`: the barrier timed out (phase Timeout)
-  4  `wait`: the barrier failed (phase Failed: failures made it unreachable, or its spec is invalid)
+  3  `wait`: the barrier (or WaitGroup) timed out (phase Timeout)
+  4  `wait`: the barrier failed (phase Failed: failures made it unreachable, or its
+     spec is invalid); the WaitGroup failed (more than maxFailed members failed)
   5  `wait`, `arrive --wait-for-barrier`, lock and once commands: --timeout passed first
   6  `lock`/`acquire`/`rlock` without --wait: the lock is held by others (busy)
-  7  `run`: the grant was lost (renewals unacknowledged, expired, or its claim
-     deleted); the command was stopped
+  7  `run`: the grant (a WaitGroup member's hold) was lost (renewals
+     unacknowledged, expired, or its claim deleted); the command was stopped
   8  `once run|wait|check`: the work failed for good for the key (every allowed
      attempt failed; `once reset` allows a new try)
   9  `once check`: the work is not done for the key (not yet run, or running)

@@ -51,7 +51,7 @@ pub fn run_identity(given: Option<String>) -> String {
 }
 
 /// Eight random hex digits (from the randomly keyed hasher std seeds from the OS).
-fn nonce() -> String {
+pub fn nonce() -> String {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u32(std::process::id());
     hasher.write_u128(

@@ -1,4 +1,4 @@
-//! `koncli`: the command-line client for barriers, locks and Onces, built on
+//! `koncli`: the command-line client for barriers, locks, Onces and WaitGroups, built on
 //! `konductor-sdk`.
 //!
 //! # Layout
@@ -14,6 +14,7 @@
 //! - [`once`]: the `once` subcommands.
 //! - [`run`](mod@run): `… run`, holding a lock around a command, and the supervisor that makes
 //!   sure the command never outlives its grant or koncli.
+//! - [`waitgroup`]: the `waitgroup` subcommands.
 //! - [`signals`]: SIGINT/SIGTERM while waiting (the claim is withdrawn).
 //! - this file: [`run()`], which dispatches a command line to its kind and maps errors
 //!   to exit codes.
@@ -29,6 +30,7 @@ pub mod output;
 pub mod reference;
 pub mod run;
 pub mod signals;
+pub mod waitgroup;
 
 use std::io::Write;
 
@@ -65,6 +67,13 @@ pub async fn run(cli: Cli) -> u8 {
             Ok(connection) => once::command(command, konductor_sdk::Onces::new(&connection)).await,
             Err(error) => Err(error),
         },
+        Command::Waitgroup(command) => match connect(&options).await {
+            Ok(connection) => {
+                let groups = konductor_sdk::waitgroup::WaitGroups::new(&connection);
+                waitgroup::command(command, groups).await
+            }
+            Err(error) => Err(error),
+        },
         Command::Supervise(args) => Ok(run::supervise(args).await),
     };
     match result {
@@ -73,7 +82,9 @@ pub async fn run(cli: Cli) -> u8 {
         Err(error) => {
             eprintln!("{}: {error}", program_name());
             match error {
-                Error::WaitTimeout { .. } | Error::NotCreated { .. } => EXIT_WAIT_TIMEOUT,
+                Error::WaitTimeout { .. }
+                | Error::NotCreated { .. }
+                | Error::StillWaiting { .. } => EXIT_WAIT_TIMEOUT,
                 _ => EXIT_ERROR,
             }
         }

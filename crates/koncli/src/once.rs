@@ -312,7 +312,7 @@ async fn run(onces: &Onces, args: OnceRunArgs) -> Outcome8 {
     let what = format!("once {}/{}", onces.namespace(), args.name);
     let ran = supervised(
         &args.command,
-        executor.token(),
+        Some(executor.token()),
         executor.timing(),
         executor.lost(),
         &mut interrupts,

@@ -184,7 +184,7 @@ pub async fn run(
     let what = format!("{} {}/{}", kind.word(), locks.namespace(), args.name);
     let ran = supervised(
         &args.command,
-        guard.token(),
+        Some(guard.token()),
         guard.timing(),
         guard.lost(),
         &mut interrupts,
@@ -212,13 +212,13 @@ pub enum Ran {
     NotStarted,
 }
 
-/// Runs `command` under the supervisor, with `token` as `$KONDUCTOR_FENCING_TOKEN`,
+/// Runs `command` under the supervisor, with `token` (if any) as `$KONDUCTOR_FENCING_TOKEN`,
 /// forwarding `interrupts` to it and stopping its group (SIGTERM, SIGKILL after the
 /// grace of `timing`) when `lost` resolves; `what` names the claim in messages. Every
 /// kind whose claim is held around a command (`… run`) runs it this way.
 pub async fn supervised(
     command: &[String],
-    token: i64,
+    token: Option<i64>,
     timing: konductor_sdk::locks::Timing,
     lost: impl std::future::Future<Output = konductor_sdk::locks::Loss>,
     interrupts: &mut Interrupts,
@@ -243,7 +243,7 @@ pub async fn supervised(
         .arg("--")
         .arg(program)
         .args(arguments)
-        .env("KONDUCTOR_FENCING_TOKEN", token.to_string())
+        .envs(token.map(|token| ("KONDUCTOR_FENCING_TOKEN", token.to_string())))
         .process_group(0);
     let mut child = match supervisor.spawn() {
         Ok(child) => child,

@@ -145,6 +145,23 @@ pub enum Error {
         /// How long the wait lasted.
         waited: Duration,
     },
+    /// Waiting for an object to finish took longer than the caller allowed.
+    #[error(
+        "{kind} {namespace}/{name}: still {state} after {}",
+        format_duration(Duration::from_millis(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX)))
+    )]
+    StillWaiting {
+        /// Its kind.
+        kind: &'static str,
+        /// Namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// Where it stood when the wait gave up (`Waiting: 3 of 20 members pending`).
+        state: String,
+        /// How long the wait lasted.
+        waited: Duration,
+    },
     /// Any other answer from the API server, or a watch that ended.
     #[error("{kind} {namespace}/{name}: {message}")]
     Api {

@@ -8,6 +8,8 @@
 //! - [`locks`]: [`locks::Locks`] — acquire a Semaphore, Mutex or RWMutex as a
 //!   [`locks::Guard`] that renews in the background, says when the grant is lost, and
 //!   releases on drop.
+//! - [`waitgroup`]: [`waitgroup::WaitGroups`] — `add`, `done`, `seal`, `wait`, and
+//!   `run` (a worker's member held, renewed and marked done with the outcome).
 //! - `claims`: what every kind's claims share — ask under a deterministic name (or
 //!   find the holder's earlier claim), withdraw only the claim read.
 //! - [`watching`]: how every watch notices a dead connection and reconnects.
@@ -33,6 +35,7 @@ pub mod connect;
 pub mod error;
 pub mod locks;
 pub mod once;
+pub mod waitgroup;
 pub mod watching;
 
 pub use barrier::{Absence, Arrived, Barriers, Progress, WaitOutcome};

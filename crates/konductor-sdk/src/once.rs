@@ -37,6 +37,7 @@ use kube::{Client, ResourceExt};
 use crate::connect::Connection;
 use crate::error::{Error, Request, Result};
 use crate::locks::{Claim, Guard, Locks, Loss, Progress, Wait};
+use crate::watching::follow_until;
 
 /// The Onces of one namespace.
 #[derive(Clone)]
@@ -496,58 +497,8 @@ impl Onces {
     }
 }
 
-/// Follows the Once `name` until `condition` holds for it (`Ok(Some(once))`) or it is
-/// gone (`Ok(None)`), riding out lost connections and server restarts (the watch
-/// reconnects with a capped backoff). Fails only when the server refuses the watch.
-async fn follow_until(
-    api: Api<Once>,
-    name: &str,
-    condition: impl Fn(&Once) -> bool,
-) -> std::result::Result<Option<Once>, String> {
-    use futures::StreamExt;
-    use kube::runtime::WatchStreamExt;
-    use kube::runtime::watcher::{Error as WatchError, Event, watcher};
-    let config = crate::watching::watch_config().fields(&format!("metadata.name={name}"));
-    let stream = watcher(api, config).backoff(crate::watching::CappedBackoff::new(FOLLOW_CAP));
-    futures::pin_mut!(stream);
-    let mut listed = false;
-    let mut seen = false;
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(Event::Apply(once) | Event::InitApply(once)) => {
-                seen = true;
-                if condition(&once) {
-                    return Ok(Some(once));
-                }
-            }
-            Ok(Event::Delete(_)) => return Ok(None),
-            Ok(Event::Init) => {
-                listed = false;
-                seen = false;
-            }
-            Ok(Event::InitDone) => {
-                listed = true;
-                if !seen {
-                    return Ok(None);
-                }
-            }
-            Err(
-                WatchError::InitialListFailed(kube::Error::Api(status))
-                | WatchError::WatchStartFailed(kube::Error::Api(status)),
-            ) if matches!(status.code, 401 | 403) => {
-                return Err(status.message);
-            }
-            Err(error) => tracing::debug!(%error, once = name, listed, "watch; reconnecting"),
-        }
-    }
-    Err("the watch ended".to_owned())
-}
-
 /// The pause between attempts to report an outcome through an outage.
 const REPORT_RETRY: Duration = Duration::from_millis(200);
-
-/// The longest pause between attempts to reconnect a Once's watch.
-const FOLLOW_CAP: Duration = Duration::from_millis(500);
 
 /// Whether `key` is finished, as `status` remembers it.
 fn finished(status: Option<&OnceStatus>, key: &str) -> Option<Finished> {

@@ -55,6 +55,59 @@ impl Backoff for CappedBackoff {
     }
 }
 
+/// The longest pause between attempts to reconnect a Once's watch.
+const FOLLOW_CAP: Duration = Duration::from_millis(500);
+
+/// Follows the object `name` until `condition` holds for it (`Ok(Some(object))`) or
+/// it is gone (`Ok(None)`), riding out lost connections and server restarts (the watch
+/// reconnects with a capped backoff). Fails only when the server refuses the watch.
+pub(crate) async fn follow_until<K>(
+    api: kube::Api<K>,
+    name: &str,
+    mut condition: impl FnMut(&K) -> bool,
+) -> std::result::Result<Option<K>, String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    use futures::StreamExt;
+    use kube::runtime::WatchStreamExt;
+    use kube::runtime::watcher::{Error as WatchError, Event, watcher};
+    let config = watch_config().fields(&format!("metadata.name={name}"));
+    let stream = watcher(api, config).backoff(CappedBackoff::new(FOLLOW_CAP));
+    futures::pin_mut!(stream);
+    let mut listed = false;
+    let mut seen = false;
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Apply(object) | Event::InitApply(object)) => {
+                seen = true;
+                if condition(&object) {
+                    return Ok(Some(object));
+                }
+            }
+            Ok(Event::Delete(_)) => return Ok(None),
+            Ok(Event::Init) => {
+                listed = false;
+                seen = false;
+            }
+            Ok(Event::InitDone) => {
+                listed = true;
+                if !seen {
+                    return Ok(None);
+                }
+            }
+            Err(
+                WatchError::InitialListFailed(kube::Error::Api(status))
+                | WatchError::WatchStartFailed(kube::Error::Api(status)),
+            ) if matches!(status.code, 401 | 403) => {
+                return Err(status.message);
+            }
+            Err(error) => tracing::debug!(%error, name, listed, "watch; reconnecting"),
+        }
+    }
+    Err("the watch ended".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

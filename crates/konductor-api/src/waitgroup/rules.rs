@@ -540,8 +540,8 @@ fn failed_message(spec: &WaitGroupSpec, status: &WaitGroupStatus) -> String {
         .collect();
     let more = status.failed - count(named.len());
     format!(
-        "{} members failed, more than maxFailed {}: {}{}",
-        status.failed,
+        "{} failed, more than maxFailed {}: {}{}",
+        members(status.failed),
         spec.max_failed,
         named.join("; "),
         if more > 0 {
@@ -550,6 +550,15 @@ fn failed_message(spec: &WaitGroupSpec, status: &WaitGroupStatus) -> String {
             String::new()
         }
     )
+}
+
+/// `1 member`, `3 members`.
+fn members(n: i32) -> String {
+    if n == 1 {
+        "1 member".to_owned()
+    } else {
+        format!("{n} members")
+    }
 }
 
 fn waiting_message(spec: &WaitGroupSpec, status: &WaitGroupStatus) -> String {

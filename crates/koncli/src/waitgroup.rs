@@ -1,0 +1,533 @@
+//! `koncli waitgroup …`: fan-out / fan-in with named members
+//! ([`konductor_sdk::waitgroup`]).
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use konductor_api::waitgroup::{
+    MAX_MEMBER_ID_LEN, MAX_MEMBERS, MemberOutcome, WaitGroup, WaitGroupPhase, WaitGroupSpec,
+};
+use konductor_sdk::waitgroup::{Marked, WaitGroups};
+
+use crate::args::{CreateFormat, parse_duration, parse_holder, parse_message, parse_name};
+use crate::exit::{
+    EXIT_BARRIER_FAILED, EXIT_BARRIER_TIMEOUT, EXIT_ERROR, EXIT_LOST, EXIT_OK, program_name,
+};
+use crate::output::{self, Display, MachineFormat};
+use crate::run::{Ran, check_runnable, supervised};
+use crate::signals::Interrupts;
+
+/// `waitgroup` commands.
+#[derive(Subcommand, Debug)]
+pub enum WaitGroupCommand {
+    /// Add members by ID (creating the WaitGroup if it does not exist). Adding a member
+    /// that is already there changes nothing, so a retry is safe.
+    Add(AddArgs),
+    /// Mark a member done (adding it if needed): it succeeded, or with --failed it
+    /// failed. Marking it again with the same result changes nothing.
+    Done(DoneArgs),
+    /// Say that every member has been added: the group is Done once they all finish.
+    Seal(NameArgs),
+    /// Wait until the group is finished: exit 0 when Done, 4 when Failed (too many
+    /// members failed), 3 when it timed out, 5 when --timeout passes first.
+    Wait(WaitArgs),
+    /// Run a command as a member: add it, hold it (renewed with the group's memberTTL),
+    /// run the command, and mark the member done with the command's exit code.
+    #[command(after_help = RUN_HELP)]
+    Run(RunArgs),
+    /// Show the group: phase, counts, pending members and failures.
+    Status(StatusArgs),
+    /// Create a WaitGroup.
+    Create(CreateArgs),
+    /// Delete a WaitGroup (its members go with it).
+    Delete(NameArgs),
+    /// List WaitGroups.
+    List(ListArgs),
+}
+
+/// What `waitgroup run` does, for its `--help`.
+pub const RUN_HELP: &str = "\
+waitgroup run adds the member (creating the WaitGroup from the spec flags if it does not
+exist), takes it as its holder and runs the command under a supervisor. Exit code 0
+marks the member done; any other marks it failed, with the exit code and a message. A
+member that is already finished runs nothing (exit 0).
+
+With the group's memberTTL set, the member is renewed while the command runs: a worker
+that dies without a word fails its member after the ttl instead of hanging the group;
+if renewals go unacknowledged for too long the command is stopped (SIGTERM, then
+SIGKILL) and run exits 7.
+
+Exit codes: the command's own; 7 the hold was lost; 126/127 the command cannot be run;
+1 an error.";
+
+/// A WaitGroup's name.
+#[derive(Args, Debug)]
+pub struct NameArgs {
+    /// The WaitGroup's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+}
+
+/// A WaitGroup's spec on the command line (`create`; `add` and `run`, which create the
+/// group if absent).
+#[derive(Args, Debug, Default)]
+pub struct SpecArgs {
+    /// How many members make the group complete [default: none — it is complete when
+    /// sealed].
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=i64::from(MAX_MEMBERS)))]
+    pub expected: Option<i32>,
+    /// How many members may fail with the group still Done [default: 0].
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..=i64::from(MAX_MEMBERS)))]
+    pub max_failed: Option<i32>,
+    /// How long a held member (`waitgroup run`) lives without renewal before it counts
+    /// as failed (a Go duration, at least 2s) [default: held members never expire].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub member_ttl: Option<Duration>,
+    /// How long the group may take, from its creation, before it times out (a Go
+    /// duration) [default: no limit].
+    #[arg(long = "group-timeout", value_name = "DURATION", value_parser = crate::args::parse_timeout)]
+    pub group_timeout: Option<String>,
+    /// Delete the group this long after it finished (a Go duration).
+    #[arg(long, value_name = "DURATION", value_parser = crate::args::parse_timeout)]
+    pub ttl_after_finished: Option<String>,
+}
+
+impl SpecArgs {
+    fn spec(&self) -> WaitGroupSpec {
+        WaitGroupSpec {
+            expected: self.expected,
+            sealed: false,
+            max_failed: self.max_failed.unwrap_or(0),
+            member_ttl: self
+                .member_ttl
+                .map(konductor_api::duration::format_duration),
+            timeout: self.group_timeout.clone(),
+            ttl_after_finished: self.ttl_after_finished.clone(),
+        }
+    }
+}
+
+/// A member ID: not empty, at most 253 characters.
+fn parse_member(text: &str) -> Result<String, String> {
+    match text.len() {
+        0 => Err("must not be empty".to_owned()),
+        n if n > MAX_MEMBER_ID_LEN => Err(format!(
+            "must be at most {MAX_MEMBER_ID_LEN} characters (it has {n})"
+        )),
+        _ => Ok(text.to_owned()),
+    }
+}
+
+/// `waitgroup add`.
+#[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("ids").required(true).multiple(false))]
+pub struct AddArgs {
+    /// The WaitGroup's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+    /// Member IDs to add (repeat the flag, or separate with commas).
+    #[arg(long = "member", value_name = "ID", value_delimiter = ',', value_parser = parse_member, group = "ids")]
+    pub members: Vec<String>,
+    /// Add N members with generated IDs, as the original WaitGroup's `add N` did.
+    /// Retrying such a command adds N more: prefer --member.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000), group = "ids")]
+    pub delta: Option<u32>,
+    /// The spec of the group, if this creates it.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+/// `waitgroup done`.
+#[derive(Args, Debug)]
+pub struct DoneArgs {
+    /// The WaitGroup's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+    /// The member's ID.
+    #[arg(long = "member", value_name = "ID", value_parser = parse_member)]
+    pub member: String,
+    /// The member failed (default: it succeeded).
+    #[arg(long)]
+    pub failed: bool,
+    /// Why, for a failure.
+    #[arg(long, value_parser = parse_message)]
+    pub message: Option<String>,
+    /// The exit code of the member's work, to record with the outcome.
+    #[arg(long)]
+    pub exit_code: Option<i32>,
+}
+
+/// `waitgroup wait`.
+#[derive(Args, Debug)]
+pub struct WaitArgs {
+    /// The WaitGroup's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+    /// Wait at most this long (a Go duration), then exit 5.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// No progress on stderr; only the final line.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `waitgroup run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The WaitGroup's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+    /// The member's ID.
+    #[arg(long = "member", value_name = "ID", value_parser = parse_member)]
+    pub member: String,
+    /// Who runs it [default: $POD_NAME or the hostname, with a random suffix].
+    #[arg(long, value_parser = parse_holder)]
+    pub holder: Option<String>,
+    /// The spec of the group, if this creates it.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// The command and its arguments (after `--`).
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `waitgroup status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The WaitGroup's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+    /// Print the whole object in this format [default: a summary].
+    #[arg(short, long, value_enum)]
+    pub output: Option<CreateFormat>,
+}
+
+/// `waitgroup create`.
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// The WaitGroup's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+    /// Its spec.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Create it sealed (its members are added before it… or there are none).
+    #[arg(long)]
+    pub sealed: bool,
+    /// Print the created object in this format [default: a line].
+    #[arg(short, long, value_enum)]
+    pub output: Option<CreateFormat>,
+}
+
+/// `waitgroup list`.
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// List them in all namespaces.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Print the list in this format [default: a table].
+    #[arg(short, long, value_enum)]
+    pub output: Option<CreateFormat>,
+}
+
+type Code = konductor_sdk::Result<u8>;
+
+/// Runs one `waitgroup` command.
+pub async fn command(command: WaitGroupCommand, groups: WaitGroups) -> Code {
+    match command {
+        WaitGroupCommand::Add(args) => add(&groups, args).await,
+        WaitGroupCommand::Done(args) => done(&groups, args).await,
+        WaitGroupCommand::Seal(args) => {
+            let group = groups.seal(&args.name).await?;
+            println!(
+                "waitgroup {}/{} sealed: {} members added",
+                groups.namespace(),
+                args.name,
+                group.status.map_or(0, |s| s.added)
+            );
+            Ok(EXIT_OK)
+        }
+        WaitGroupCommand::Wait(args) => wait(&groups, args).await,
+        WaitGroupCommand::Run(args) => run(&groups, args).await,
+        WaitGroupCommand::Status(args) => {
+            let group = groups.get(&args.name).await?;
+            match args.output {
+                Some(format) => print!(
+                    "{}",
+                    output::serialized(
+                        &serde_json::to_value(&group).unwrap_or_default(),
+                        MachineFormat::of_create(format)
+                    )
+                ),
+                None => print!("{}", summary(&group, groups.namespace())),
+            }
+            Ok(EXIT_OK)
+        }
+        WaitGroupCommand::Create(args) => {
+            let spec = WaitGroupSpec {
+                sealed: args.sealed,
+                ..args.spec.spec()
+            };
+            let group = groups.create(&args.name, spec).await?;
+            match args.output {
+                Some(format) => print!(
+                    "{}",
+                    output::serialized(
+                        &serde_json::to_value(&group).unwrap_or_default(),
+                        MachineFormat::of_create(format)
+                    )
+                ),
+                None => println!("waitgroup.konductor.io/{} created", args.name),
+            }
+            Ok(EXIT_OK)
+        }
+        WaitGroupCommand::Delete(args) => {
+            groups.delete(&args.name).await?;
+            println!("waitgroup.konductor.io \"{}\" deleted", args.name);
+            Ok(EXIT_OK)
+        }
+        WaitGroupCommand::List(args) => list(&groups, args).await,
+    }
+}
+
+async fn add(groups: &WaitGroups, args: AddArgs) -> Code {
+    let ids = match args.delta {
+        Some(n) => {
+            eprintln!(
+                "{}: --delta {n}: adding {n} members with generated IDs; retrying this command adds {n} more (use --member ID… to make retries safe)",
+                program_name()
+            );
+            let prefix = format!("m-{}", crate::holder::nonce());
+            (1..=n).map(|i| format!("{prefix}-{i}")).collect()
+        }
+        None => args.members,
+    };
+    groups.ensure(&args.name, args.spec.spec()).await?;
+    let added = groups.add(&args.name, &ids).await?;
+    let mut line = format!(
+        "waitgroup {}/{}: added {} member(s)",
+        groups.namespace(),
+        args.name,
+        added.created.len()
+    );
+    if !added.existing.is_empty() {
+        line.push_str(&format!(
+            "; {} already there ({})",
+            added.existing.len(),
+            shortened(&added.existing)
+        ));
+    }
+    if args.delta.is_some() {
+        line.push_str(&format!(": {}", shortened(&added.created)));
+    }
+    println!("{line}");
+    Ok(EXIT_OK)
+}
+
+/// The first few of `ids`, and how many more.
+fn shortened(ids: &[String]) -> String {
+    let shown: Vec<&str> = ids.iter().take(5).map(String::as_str).collect();
+    match ids.len() - shown.len() {
+        0 => shown.join(", "),
+        more => format!("{}, … {more} more", shown.join(", ")),
+    }
+}
+
+async fn done(groups: &WaitGroups, args: DoneArgs) -> Code {
+    let outcome = if args.failed {
+        MemberOutcome::failed(args.exit_code, args.message)
+    } else {
+        MemberOutcome {
+            message: args.message,
+            ..MemberOutcome::succeeded(args.exit_code)
+        }
+    };
+    let word = if args.failed { "failed" } else { "done" };
+    let marked = groups.done(&args.name, &args.member, outcome).await?;
+    println!(
+        "waitgroup {}/{}: member {} {word}{}",
+        groups.namespace(),
+        args.name,
+        args.member,
+        if marked == Marked::AlreadyRecorded {
+            " (already recorded)"
+        } else {
+            ""
+        }
+    );
+    Ok(EXIT_OK)
+}
+
+/// One line on where the group stands.
+fn progress_line(group: &WaitGroup) -> String {
+    let status = group.status.clone().unwrap_or_default();
+    format!("{}: {}", group.phase(), status.summary())
+}
+
+async fn wait(groups: &WaitGroups, args: WaitArgs) -> Code {
+    let qualified = format!("{}/{}", groups.namespace(), args.name);
+    let display = Display::for_stderr(args.quiet);
+    let started = Instant::now();
+    let mut last_line = String::new();
+    let result = groups
+        .wait(&args.name, args.timeout, |group| {
+            let line = progress_line(group);
+            if line != last_line && !group.phase().is_finished() {
+                display.say(&format!("waitgroup {qualified}: {line}"));
+            }
+            last_line = line;
+        })
+        .await;
+    display.finish();
+    let group = result?;
+    let waited = output::short_duration(started.elapsed());
+    let summary = group.status.clone().unwrap_or_default().summary();
+    match group.phase() {
+        WaitGroupPhase::Done => {
+            let _ = writeln!(
+                std::io::stdout(),
+                "waitgroup {qualified} is done: {summary} (waited {waited})"
+            );
+            Ok(EXIT_OK)
+        }
+        WaitGroupPhase::Failed => {
+            eprintln!(
+                "{}: waitgroup {qualified} failed: {summary}",
+                program_name()
+            );
+            Ok(EXIT_BARRIER_FAILED)
+        }
+        WaitGroupPhase::Timeout => {
+            eprintln!(
+                "{}: waitgroup {qualified} timed out: {summary}",
+                program_name()
+            );
+            Ok(EXIT_BARRIER_TIMEOUT)
+        }
+        WaitGroupPhase::Waiting => Ok(EXIT_ERROR),
+    }
+}
+
+/// How long `run` gives a command between SIGTERM and SIGKILL when the group has no
+/// memberTTL (and the hold cannot be lost): on an interrupt only.
+const DEFAULT_RUN_TTL: Duration = Duration::from_secs(30);
+
+async fn run(groups: &WaitGroups, args: RunArgs) -> Code {
+    let (program, _) = args.command.split_first().expect("clap requires a command");
+    if let Err((code, why)) = check_runnable(program) {
+        eprintln!("{}: {why}", program_name());
+        return Ok(code);
+    }
+    let holder = crate::holder::run_identity(args.holder);
+    groups.ensure(&args.name, args.spec.spec()).await?;
+    let what = format!(
+        "waitgroup {}/{} member {}",
+        groups.namespace(),
+        args.name,
+        args.member
+    );
+    let Some(held) = groups.hold(&args.name, &args.member, &holder).await? else {
+        eprintln!(
+            "{}: {what} is already finished; nothing to run",
+            program_name()
+        );
+        return Ok(EXIT_OK);
+    };
+    let timing = held
+        .timing()
+        .unwrap_or_else(|| konductor_sdk::locks::Timing::for_ttl(DEFAULT_RUN_TTL));
+    let mut interrupts = Interrupts::new();
+    let ran = supervised(
+        &args.command,
+        None,
+        timing,
+        held.lost(),
+        &mut interrupts,
+        &what,
+    )
+    .await;
+    let code = match ran {
+        Ran::Exited(code) => code,
+        Ran::Lost => {
+            held.abandon();
+            return Ok(EXIT_LOST);
+        }
+        Ran::NotStarted => {
+            held.abandon();
+            return Ok(EXIT_ERROR);
+        }
+    };
+    let outcome = if code == 0 {
+        MemberOutcome::succeeded(Some(0))
+    } else {
+        MemberOutcome::failed(
+            Some(i32::from(code)),
+            Some(format!("{program} exited with code {code}")),
+        )
+    };
+    held.done(outcome).await?;
+    Ok(code)
+}
+
+/// The human summary of a WaitGroup.
+pub fn summary(group: &WaitGroup, namespace: &str) -> String {
+    let status = group.status.clone().unwrap_or_default();
+    let mut text = format!(
+        "waitgroup {namespace}/{}: {} · {} added · {} done · {} failed · {} pending{}\n{}\n",
+        kube::ResourceExt::name_any(group),
+        status.phase,
+        status.added,
+        status.done,
+        status.failed,
+        status.counter,
+        if group.spec.sealed { " · sealed" } else { "" },
+        status.summary()
+    );
+    if !status.pending.is_empty() {
+        text.push_str(&format!("pending: {}\n", status.pending.join(", ")));
+    }
+    for failure in &status.failures {
+        text.push_str(&format!(
+            "failed: {}{}{}\n",
+            failure.member,
+            if failure.expired { " (expired)" } else { "" },
+            failure
+                .message
+                .as_ref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        ));
+    }
+    if status.late > 0 {
+        text.push_str(&format!(
+            "late: {} member(s) added after it was Done (not counted)\n",
+            status.late
+        ));
+    }
+    text
+}
+
+async fn list(groups: &WaitGroups, args: ListArgs) -> Code {
+    let items = groups.list(args.all_namespaces).await?;
+    if let Some(format) = args.output {
+        print!("{}", output::serialized_items(&items, format));
+        return Ok(EXIT_OK);
+    }
+    output::print_listing(
+        &items,
+        "waitgroups",
+        (!args.all_namespaces).then_some(groups.namespace()),
+        &["ADDED", "DONE", "FAILED", "PHASE"],
+        |group: &WaitGroup| {
+            let status = group.status.clone().unwrap_or_default();
+            vec![
+                status.added.to_string(),
+                status.done.to_string(),
+                status.failed.to_string(),
+                status.phase.to_string(),
+            ]
+        },
+    );
+    Ok(EXIT_OK)
+}

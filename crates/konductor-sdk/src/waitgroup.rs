@@ -1,0 +1,575 @@
+//! WaitGroups: fan-out / fan-in with named members.
+//!
+//! A producer [`add`](WaitGroups::add)s members by ID and [`seal`](WaitGroups::seal)s
+//! the group once it has added them all; workers mark their member
+//! [`done`](WaitGroups::done); a consumer [`wait`](WaitGroups::wait)s until the group is
+//! Done (or Failed, or timed out). Each member is its own object under a deterministic
+//! name, so adding or marking done again — a retry after a lost answer — is the same
+//! write and never counts twice. [`WaitGroups::run`] is a worker's whole recipe: add
+//! the member, hold it (renewed, when the group has a `memberTTL`, so a worker that dies
+//! fails its member instead of hanging the group), run the work, mark it done with the
+//! outcome.
+//!
+//! ```no_run
+//! # async fn example(connection: konductor_sdk::Connection) -> konductor_sdk::Result<()> {
+//! use konductor_sdk::waitgroup::WaitGroups;
+//! let groups = WaitGroups::new(&connection);
+//! let files = ["a.csv", "b.csv"].map(String::from);
+//! groups.add("ingest", &files).await?;
+//! groups.seal("ingest").await?;
+//! // … each worker: groups.done("ingest", "a.csv", MemberOutcome::succeeded(None)) …
+//! let group = groups.wait("ingest", None, |_| {}).await?;
+//! println!("{}: {}", group.phase(), group.status.unwrap_or_default().summary());
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use konductor_api::waitgroup::{
+    MemberOutcome, WaitGroup, WaitGroupMember, WaitGroupMemberSpec, WaitGroupPhase, WaitGroupSpec,
+    member_name,
+};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::claims::{Asked, ask};
+use crate::connect::Connection;
+use crate::error::{Error, Request, Result};
+use crate::locks::{Chain, Loss, Timing};
+use crate::watching::follow_until;
+
+/// How many members `add` creates at once.
+const ADD_CONCURRENCY: usize = 16;
+
+/// The WaitGroups of one namespace.
+#[derive(Clone)]
+pub struct WaitGroups {
+    client: Client,
+    namespace: String,
+    url: String,
+    groups: Api<WaitGroup>,
+    members: Api<WaitGroupMember>,
+}
+
+/// What [`WaitGroups::add`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Added {
+    /// Members added now.
+    pub created: Vec<String>,
+    /// Members that were there already (an earlier add, or a worker's done).
+    pub existing: Vec<String>,
+}
+
+/// What [`WaitGroups::done`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Marked {
+    /// The outcome was recorded now.
+    Recorded,
+    /// The member was already done with this result (a retry): nothing changed.
+    AlreadyRecorded,
+}
+
+/// How [`WaitGroups::run`] ended.
+#[derive(Debug)]
+pub enum Ran<T> {
+    /// The work ran and its outcome was recorded: `Ok` as Succeeded, `Err` as Failed.
+    Finished(std::result::Result<T, String>),
+    /// The member was already finished (done, or expired): nothing ran.
+    AlreadyFinished,
+    /// The hold on the member was lost while the work ran: the work was dropped (the
+    /// member counts as failed once the controller expires it).
+    Lost(Loss),
+}
+
+impl WaitGroups {
+    /// WaitGroups in the connection's namespace.
+    pub fn new(connection: &Connection) -> Self {
+        Self {
+            client: connection.client.clone(),
+            namespace: connection.namespace.clone(),
+            url: connection.url.clone(),
+            groups: Api::namespaced(connection.client.clone(), &connection.namespace),
+            members: Api::namespaced(connection.client.clone(), &connection.namespace),
+        }
+    }
+
+    /// The namespace these WaitGroups live in.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn request<'a>(
+        &'a self,
+        name: &'a str,
+        verb: &'static str,
+        resource: &'static str,
+    ) -> Request<'a> {
+        Request {
+            kind: "waitgroup",
+            namespace: &self.namespace,
+            name,
+            verb,
+            resource,
+            url: &self.url,
+        }
+    }
+
+    fn refused(&self, name: &str, message: impl Into<String>) -> Error {
+        Error::Api {
+            kind: "waitgroup",
+            namespace: self.namespace.clone(),
+            name: name.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// Creates a WaitGroup. [`Error::AlreadyExists`] if the name is taken,
+    /// [`Error::Invalid`] (naming the field) if the server refuses the spec.
+    pub async fn create(&self, name: &str, spec: WaitGroupSpec) -> Result<WaitGroup> {
+        self.groups
+            .create(&PostParams::default(), &WaitGroup::new(name, spec))
+            .await
+            .map_err(|e| self.request(name, "create", "waitgroups").error(e))
+    }
+
+    /// The WaitGroup `name`, created from `spec` if it does not exist yet (an existing
+    /// one is left as it is).
+    pub async fn ensure(&self, name: &str, spec: WaitGroupSpec) -> Result<WaitGroup> {
+        match self.create(name, spec).await {
+            Err(Error::AlreadyExists { .. }) => self.get(name).await,
+            other => other,
+        }
+    }
+
+    /// The WaitGroup `name`. [`Error::NotFound`] if absent.
+    pub async fn get(&self, name: &str) -> Result<WaitGroup> {
+        self.groups
+            .get(name)
+            .await
+            .map_err(|e| self.request(name, "get", "waitgroups").error(e))
+    }
+
+    /// Deletes a WaitGroup (its members go with it).
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        self.groups
+            .delete(name, &DeleteParams::background())
+            .await
+            .map(|_| ())
+            .map_err(|e| self.request(name, "delete", "waitgroups").error(e))
+    }
+
+    /// The WaitGroups of the namespace (or of every namespace), by namespace and name.
+    pub async fn list(&self, all_namespaces: bool) -> Result<Vec<WaitGroup>> {
+        let api = if all_namespaces {
+            Api::all(self.client.clone())
+        } else {
+            self.groups.clone()
+        };
+        let mut items = api
+            .list(&Default::default())
+            .await
+            .map_err(|e| self.request("*", "list", "waitgroups").error(e))?
+            .items;
+        items.sort_by_key(|item| (item.namespace(), item.name_any()));
+        Ok(items)
+    }
+
+    /// The group `name`, refused if it is Done: a member added now would not be
+    /// counted (it would be reported as late).
+    async fn open_group(&self, name: &str) -> Result<WaitGroup> {
+        let group = self.get(name).await?;
+        if group.phase() == WaitGroupPhase::Done {
+            return Err(self.refused(
+                name,
+                "is already Done: a member added now would not be counted (create a new WaitGroup for new work)",
+            ));
+        }
+        Ok(group)
+    }
+
+    /// Adds the members `ids` (idempotent: a member already there is left as it is).
+    /// Refused if the group is Done.
+    pub async fn add(&self, name: &str, ids: &[String]) -> Result<Added> {
+        let group = self.open_group(name).await?;
+        let uid = group.uid().unwrap_or_default();
+        let asks = futures::stream::iter(ids.iter().map(|id| {
+            let member =
+                WaitGroupMember::of_group(WaitGroupMemberSpec::new(name, id.clone()), &uid);
+            async move {
+                match ask(&self.members, &member).await {
+                    Ok(Asked::Created(_)) => Ok((id.clone(), true)),
+                    Ok(Asked::Found(_) | Asked::Vanished) => Ok((id.clone(), false)),
+                    Err(failed) => Err(self
+                        .request(name, failed.verb, "waitgroupmembers")
+                        .error(failed.error)),
+                }
+            }
+        }))
+        .buffered(ADD_CONCURRENCY);
+        let mut added = Added::default();
+        for (id, created) in asks.try_collect::<Vec<_>>().await? {
+            if created {
+                added.created.push(id);
+            } else {
+                added.existing.push(id);
+            }
+        }
+        Ok(added)
+    }
+
+    /// Marks member `id` done with `outcome` (idempotent: the same result again changes
+    /// nothing; a different one is refused — an outcome is written once). A member not
+    /// added yet is added done.
+    pub async fn done(&self, name: &str, id: &str, outcome: MemberOutcome) -> Result<Marked> {
+        let object = member_name(name, id);
+        let patch = json!({ "spec": { "outcome": outcome } });
+        let patched = self
+            .members
+            .patch(&object, &PatchParams::default(), &Patch::Merge(&patch))
+            .await;
+        match patched {
+            Ok(_) => Ok(Marked::Recorded),
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                let group = self.open_group(name).await?;
+                let mut spec = WaitGroupMemberSpec::new(name, id);
+                spec.outcome = Some(outcome.clone());
+                let member = WaitGroupMember::of_group(spec, &group.uid().unwrap_or_default());
+                match ask(&self.members, &member).await {
+                    Ok(Asked::Created(_)) => Ok(Marked::Recorded),
+                    // Added meanwhile: mark it as asked.
+                    Ok(_) => Box::pin(self.done(name, id, outcome)).await,
+                    Err(failed) => Err(self
+                        .request(name, failed.verb, "waitgroupmembers")
+                        .error(failed.error)),
+                }
+            }
+            Err(kube::Error::Api(status)) if status.code == 422 => {
+                let existing = self
+                    .members
+                    .get(&object)
+                    .await
+                    .map_err(|e| self.request(name, "get", "waitgroupmembers").error(e))?;
+                match existing.spec.outcome {
+                    Some(recorded) if recorded.result == outcome.result => {
+                        Ok(Marked::AlreadyRecorded)
+                    }
+                    Some(recorded) => Err(self.refused(
+                        name,
+                        format!(
+                            "member {id} is already done as {:?}: an outcome is written once",
+                            recorded.result
+                        ),
+                    )),
+                    None => Err(self
+                        .request(name, "patch", "waitgroupmembers")
+                        .error(kube::Error::Api(status))),
+                }
+            }
+            Err(error) => Err(self.request(name, "patch", "waitgroupmembers").error(error)),
+        }
+    }
+
+    /// Seals the group: the members added are all there will be.
+    pub async fn seal(&self, name: &str) -> Result<WaitGroup> {
+        let patch = json!({ "spec": { "sealed": true } });
+        self.groups
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| self.request(name, "patch", "waitgroups").error(e))
+    }
+
+    /// Waits (watching, riding out reconnects and server restarts) until the group is
+    /// finished — Done, Failed or Timeout — and returns it as it finished; `progress`
+    /// sees every version on the way. [`Error::StillWaiting`] when `timeout` passes
+    /// first, [`Error::NotFound`] if the group does not exist or is deleted.
+    pub async fn wait(
+        &self,
+        name: &str,
+        timeout: Option<Duration>,
+        mut progress: impl FnMut(&WaitGroup),
+    ) -> Result<WaitGroup> {
+        let started = Instant::now();
+        let mut last = self.get(name).await?;
+        progress(&last);
+        if last.phase().is_finished() {
+            return Ok(last);
+        }
+        let finished = follow_until(self.groups.clone(), name, |group: &WaitGroup| {
+            progress(group);
+            last = group.clone();
+            group.phase().is_finished()
+        });
+        let seen = match timeout {
+            Some(limit) => tokio::time::timeout(limit.saturating_sub(started.elapsed()), finished)
+                .await
+                .ok(),
+            None => Some(finished.await),
+        };
+        match seen {
+            Some(Ok(Some(group))) => Ok(group),
+            Some(Ok(None)) => Err(Error::NotFound {
+                kind: "waitgroup",
+                namespace: self.namespace.clone(),
+                name: name.to_owned(),
+            }),
+            Some(Err(why)) => Err(self.refused(name, format!("watching: {why}"))),
+            None => Err(Error::StillWaiting {
+                kind: "waitgroup",
+                namespace: self.namespace.clone(),
+                name: name.to_owned(),
+                state: format!(
+                    "{}: {}",
+                    last.phase(),
+                    last.status.clone().unwrap_or_default().summary()
+                ),
+                waited: started.elapsed(),
+            }),
+        }
+    }
+
+    /// Takes member `id` as `holder` (adding it if needed): with a group `memberTTL`,
+    /// the member is renewed in the background until marked done, and [`Held::lost`]
+    /// says when the hold can no longer be trusted. `Ok(None)` if the member is already
+    /// finished.
+    pub async fn hold(&self, name: &str, id: &str, holder: &str) -> Result<Option<Held>> {
+        let group = self.get(name).await?;
+        let ttl = group
+            .spec
+            .member_ttl
+            .as_deref()
+            .map(konductor_api::duration::parse_duration)
+            .transpose()
+            .map_err(|e| self.refused(name, format!("spec.memberTTL: {e}")))?;
+        self.add(name, &[id.to_owned()]).await?;
+        let object = member_name(name, id);
+        let current = self
+            .members
+            .get(&object)
+            .await
+            .map_err(|e| self.request(name, "get", "waitgroupmembers").error(e))?;
+        if current.is_finished() {
+            return Ok(None);
+        }
+        let uid = current.uid().unwrap_or_default();
+        let sent = Instant::now();
+        let patch = json!({
+            "metadata": { "uid": uid },
+            "spec": { "holder": holder, "renewTime": MicroTime(Timestamp::now()) },
+        });
+        let taken = self
+            .members
+            .patch(&object, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| self.request(name, "patch", "waitgroupmembers").error(e))?;
+        if taken.is_finished() {
+            return Ok(None);
+        }
+        let renewal = ttl.map(|ttl| {
+            let state = Arc::new(HoldState {
+                members: self.members.clone(),
+                object: object.clone(),
+                uid,
+                timing: Timing::for_ttl(ttl),
+                chain: Mutex::new(Chain::new(sent, true)),
+                loss: Mutex::new(None),
+                changed: Notify::new(),
+            });
+            (state.clone(), tokio::spawn(state.renew()))
+        });
+        Ok(Some(Held {
+            groups: self.clone(),
+            group: name.to_owned(),
+            id: id.to_owned(),
+            renewal,
+        }))
+    }
+
+    /// A worker's whole recipe: adds and holds member `id` as `holder`, runs `work`
+    /// (dropped if the hold is lost), and marks the member done with the outcome — `Ok`
+    /// as Succeeded, `Err(message)` as Failed.
+    pub async fn run<F, Fut, T>(
+        &self,
+        name: &str,
+        id: &str,
+        holder: &str,
+        work: F,
+    ) -> Result<Ran<T>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<T, String>>,
+    {
+        let Some(held) = self.hold(name, id, holder).await? else {
+            return Ok(Ran::AlreadyFinished);
+        };
+        let result = tokio::select! {
+            result = work() => result,
+            loss = held.lost() => {
+                held.abandon();
+                return Ok(Ran::Lost(loss));
+            }
+        };
+        let outcome = match &result {
+            Ok(_) => MemberOutcome::succeeded(None),
+            Err(message) => MemberOutcome::failed(None, Some(message.clone())),
+        };
+        held.done(outcome).await?;
+        Ok(Ran::Finished(result))
+    }
+}
+
+/// A member held by this process: renewed in the background (with a `memberTTL`) until
+/// marked done or abandoned.
+pub struct Held {
+    groups: WaitGroups,
+    group: String,
+    id: String,
+    renewal: Option<(Arc<HoldState>, tokio::task::JoinHandle<()>)>,
+}
+
+impl Held {
+    /// The timing kept for the group's `memberTTL`, if it has one.
+    pub fn timing(&self) -> Option<Timing> {
+        self.renewal.as_ref().map(|(state, _)| state.timing)
+    }
+
+    /// Resolves when the hold can no longer be trusted: no renewal acknowledged in
+    /// time (the controller may expire the member), the member expired, or it was
+    /// deleted. Never, without a `memberTTL`.
+    pub async fn lost(&self) -> Loss {
+        match &self.renewal {
+            Some((state, _)) => state.lost().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Stops renewing and marks the member done with `outcome`.
+    pub async fn done(mut self, outcome: MemberOutcome) -> Result<Marked> {
+        self.stop();
+        self.groups.done(&self.group, &self.id, outcome).await
+    }
+
+    /// Stops renewing without marking the member: with a `memberTTL` it expires and
+    /// counts as failed; without one it stays pending.
+    pub fn abandon(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some((_, task)) = self.renewal.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The renewal of a held member, and what its answers said.
+struct HoldState {
+    members: Api<WaitGroupMember>,
+    object: String,
+    uid: String,
+    timing: Timing,
+    chain: Mutex<Chain>,
+    /// Set when an answer showed the member expired or gone.
+    loss: Mutex<Option<Loss>>,
+    changed: Notify,
+}
+
+impl HoldState {
+    fn chain(&self) -> std::sync::MutexGuard<'_, Chain> {
+        self.chain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set_loss(&self, loss: Loss) {
+        *self
+            .loss
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(loss);
+        self.changed.notify_waiters();
+    }
+
+    /// Renews every `renew_every`, not waiting for slow answers, until aborted.
+    async fn renew(self: Arc<Self>) {
+        let mut every = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.timing.renew_every,
+            self.timing.renew_every,
+        );
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut in_flight = futures::stream::FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                _ = every.tick() => in_flight.push(self.renew_once()),
+                Some(()) = in_flight.next() => {}
+            }
+        }
+    }
+
+    /// One renewal of `spec.renewTime` (only on this member: the uid is a
+    /// precondition), abandoned after `request_timeout`.
+    async fn renew_once(&self) {
+        let sent = Instant::now();
+        let patch = json!({
+            "metadata": { "uid": self.uid },
+            "spec": { "renewTime": MicroTime(Timestamp::now()) },
+        });
+        let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+        let renewal = self.members.patch(&self.object, &params, &patch);
+        match tokio::time::timeout(self.timing.request_timeout, renewal).await {
+            Ok(Ok(member)) if member.status.as_ref().is_some_and(|s| s.expired) => {
+                self.set_loss(Loss::Expired);
+            }
+            Ok(Ok(_)) => {
+                self.chain()
+                    .acknowledged(sent, Instant::now(), &self.timing);
+                self.changed.notify_waiters();
+            }
+            Ok(Err(kube::Error::Api(status))) if matches!(status.code, 404 | 409) => {
+                self.set_loss(Loss::Deleted);
+            }
+            Ok(Err(error)) => tracing::debug!(%error, member = %self.object, "renewing"),
+            Err(_) => tracing::debug!(member = %self.object, "a renewal went unanswered"),
+        }
+    }
+
+    async fn lost(&self) -> Loss {
+        loop {
+            let changed = self.changed.notified();
+            if let Some(loss) = self
+                .loss
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+            {
+                return loss;
+            }
+            let (last_ack_sent, trusted_until) = {
+                let chain = self.chain();
+                (chain.last_ack_sent, chain.trusted_until(&self.timing))
+            };
+            let now = Instant::now();
+            if now >= trusted_until {
+                return Loss::Jeopardy {
+                    since: now - last_ack_sent,
+                    trusted_for: self.timing.trusted_for(),
+                };
+            }
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep_until(trusted_until.into()) => {}
+            }
+        }
+    }
+}
