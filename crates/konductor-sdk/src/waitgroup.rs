@@ -199,20 +199,13 @@ impl WaitGroups {
     pub async fn add(&self, name: &str, ids: &[String]) -> Result<Added> {
         let group = self.open_group(name).await?;
         let uid = group.uid().unwrap_or_default();
-        let asks = futures::stream::iter(ids.iter().map(|id| {
-            let member =
-                WaitGroupMember::of_group(WaitGroupMemberSpec::new(name, id.clone()), &uid);
-            async move {
-                match ask(&self.members, &member).await {
-                    Ok(Asked::Created(_)) => Ok((id.clone(), true)),
-                    Ok(Asked::Found(_) | Asked::Vanished) => Ok((id.clone(), false)),
-                    Err(failed) => Err(self
-                        .request(name, failed.verb, "waitgroupmembers")
-                        .error(failed.error)),
-                }
-            }
-        }))
-        .buffered(ADD_CONCURRENCY);
+        // Collected first: a lazy `map` here makes the future not `Send` (a known
+        // limit of the compiler's lifetime inference for closures in streams).
+        let asks: Vec<_> = ids
+            .iter()
+            .map(|id| Box::pin(self.add_one(name, id, &uid)))
+            .collect();
+        let asks = futures::stream::iter(asks).buffered(ADD_CONCURRENCY);
         let mut added = Added::default();
         for (id, created) in asks.try_collect::<Vec<_>>().await? {
             if created {
@@ -222,6 +215,19 @@ impl WaitGroups {
             }
         }
         Ok(added)
+    }
+
+    /// Creates member `id` of the group `name` (whose uid is `uid`); whether it was
+    /// created now (`false`: it was there).
+    async fn add_one(&self, name: &str, id: &str, uid: &str) -> Result<(String, bool)> {
+        let member = WaitGroupMember::of_group(WaitGroupMemberSpec::new(name, id), uid);
+        match ask(&self.members, &member).await {
+            Ok(Asked::Created(_)) => Ok((id.to_owned(), true)),
+            Ok(Asked::Found(_) | Asked::Vanished) => Ok((id.to_owned(), false)),
+            Err(failed) => Err(self
+                .request(name, failed.verb, "waitgroupmembers")
+                .error(failed.error)),
+        }
     }
 
     /// Marks member `id` done with `outcome` (idempotent: the same result again changes
