@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::{Env, stderr};
 use konductor_api::locks::{Mutex, Permit, PermitSpec};
+use konductor_api::waitgroup::{WaitGroup, WaitGroupMember, WaitGroupMemberSpec};
 use konductor_server::access::Access;
 use kube::Api;
 use kube::api::PostParams;
@@ -90,6 +91,7 @@ async fn the_roles_allow_what_koncli_and_the_controllers_ask_for() {
             let resource = match kind.as_str() {
                 "Barrier" => kube::core::ApiResource::erase::<konductor_api::Barrier>(&()),
                 "Mutex" => kube::core::ApiResource::erase::<Mutex>(&()),
+                "WaitGroup" => kube::core::ApiResource::erase::<WaitGroup>(&()),
                 "Semaphore" => {
                     kube::core::ApiResource::erase::<konductor_api::locks::Semaphore>(&())
                 }
@@ -115,6 +117,12 @@ async fn the_roles_allow_what_koncli_and_the_controllers_ask_for() {
     create("Mutex", "m", serde_json::json!({"ttl": "2s"})).await;
     create("Semaphore", "s", serde_json::json!({"permits": 1})).await;
     create("RWMutex", "r", serde_json::json!({})).await;
+    create(
+        "WaitGroup",
+        "held",
+        serde_json::json!({"memberTTL": "2s", "ttlAfterFinished": "1s"}),
+    )
+    .await;
 
     // The workloads' work, through koncli.
     for args in [
@@ -137,6 +145,25 @@ async fn the_roles_allow_what_koncli_and_the_controllers_ask_for() {
         &["once", "status", "o"],
         &["once", "list"],
         &["once", "reset", "o"],
+        // `waitgroup add` and `run` create the group they use.
+        &[
+            "waitgroup",
+            "add",
+            "wg",
+            "--member",
+            "a,b",
+            "--member-ttl",
+            "2s",
+            "--max-failed",
+            "1",
+        ],
+        &["waitgroup", "done", "wg", "--member", "a"],
+        &["waitgroup", "done", "wg", "--member", "c", "--failed"],
+        &["waitgroup", "run", "wg", "--member", "b", "--", "true"],
+        &["waitgroup", "status", "wg"],
+        &["waitgroup", "list"],
+        &["waitgroup", "seal", "wg"],
+        &["waitgroup", "wait", "wg"],
     ] {
         let output = env.run(args).await;
         assert!(output.status.success(), "{args:?}: {}", stderr(&output));
@@ -197,6 +224,27 @@ async fn the_roles_allow_what_koncli_and_the_controllers_ask_for() {
     )
     .await
     .expect("the finished barrier is deleted")
+    .unwrap();
+
+    // A held member nobody renews expires (and, made without an owner, is adopted);
+    // its group fails and, finished, is deleted after its ttlAfterFinished.
+    let members: Api<WaitGroupMember> = Api::namespaced(setup.clone(), "default");
+    let mut stray = WaitGroupMemberSpec::new("held", "stray");
+    stray.holder = Some("gone".to_owned());
+    members
+        .create(
+            &PostParams::default(),
+            &WaitGroupMember::new("held-stray", stray),
+        )
+        .await
+        .unwrap();
+    let groups: Api<WaitGroup> = Api::namespaced(setup.clone(), "default");
+    tokio::time::timeout(
+        HANG,
+        await_condition(groups, "held", |g: Option<&WaitGroup>| g.is_none()),
+    )
+    .await
+    .expect("the member expires, the group fails and is deleted")
     .unwrap();
 
     let workloads = rules("koncli-role.yaml");
