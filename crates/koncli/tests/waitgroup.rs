@@ -321,3 +321,20 @@ async fn kubectl_gets_describes_and_waits_for_a_waitgroup() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_fanout_example_plays_to_completion() {
+    let env = Env::start().await;
+    let output = env.play_example("waitgroup-fanout.sh").await;
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    assert!(
+        stdout(&output).contains("a third failure ended the wait at once"),
+        "{}",
+        stdout(&output)
+    );
+}
