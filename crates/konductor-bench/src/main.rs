@@ -1,7 +1,7 @@
 //! `konductor-bench`: Konductor's benchmark suite.
 //!
 //! ```text
-//! cargo run --release -p konductor-bench -- [--quick] [--only release,throughput,flatness,footprint,locks,once]
+//! cargo run --release -p konductor-bench -- [--quick] [--only release,throughput,flatness,footprint,locks,once,waitgroup]
 //! ```
 //!
 //! Starts fresh release-built `konductor server` processes on temporary data
@@ -22,6 +22,7 @@
 mod footprint;
 mod locks;
 mod once;
+mod waitgroup;
 mod release;
 mod report;
 mod server;
@@ -74,6 +75,9 @@ enum Group {
     Locks,
     /// 100 concurrent `koncli once run` on a fresh key.
     Once,
+    /// 1 × 10,000 WaitGroup members, each added then done, beside the barrier's 1 ×
+    /// 10,000 arrivals.
+    Waitgroup,
 }
 
 /// What a run measures and with what.
@@ -113,6 +117,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Group::Footprint,
             Group::Locks,
             Group::Once,
+            Group::Waitgroup,
         ]
     } else {
         args.only.clone()
@@ -133,6 +138,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Group::Flatness => bench.flatness().await?,
             Group::Footprint => bench.footprint().await?,
             Group::Once => bench.once().await?,
+            Group::Waitgroup => bench.waitgroup().await?,
             Group::Locks => bench.locks().await?,
         }
     }
@@ -466,6 +472,45 @@ impl Bench {
                 .latencies(&times)
                 .target(Target::AtMost("p50_ms", 1000.0))
                 .note("100 koncli once run processes on a fresh key, no-op command"),
+        );
+        Ok(())
+    }
+
+    /// One WaitGroup of 10,000 members (2,000 with --quick), each added and then done
+    /// by separate requests from 16 clients, beside one barrier of as many arrivals
+    /// from 16 clients, each on a fresh server: a member is two writes where an arrival
+    /// is one, and the target is half the barrier's rate.
+    async fn waitgroup(&mut self) -> anyhow::Result<()> {
+        let members = if self.quick { 2_000 } else { 10_000 };
+        let clients = 16;
+        let server = self.server().await?;
+        let barrier = throughput::run(
+            &server,
+            &Load {
+                prefix: "wg-reference".into(),
+                barriers: 1,
+                arrivals: members,
+                clients,
+            },
+        )
+        .await?;
+        drop(server);
+        let server = self.server().await?;
+        let result = waitgroup::run(&server, "bench", members, clients).await?;
+        self.report.record(
+            Figure::new(format!("waitgroup.1x{members}.c{clients}"))
+                .value("members_per_s", result.members_per_s)
+                .value("time_to_done_s", result.time_to_done_s)
+                .value("done_after_last_ms", result.done_after_last_ms)
+                .value("status_writes_per_member", result.status_writes_per_member)
+                .value("peak_rss_mib", result.peak_rss_mib)
+                .note(format!("1 WaitGroup x {members} members, each added then done, {clients} clients")),
+        );
+        self.report.record(
+            Figure::new(format!("waitgroup.1x{members}.c{clients}.vs_barrier"))
+                .value("barrier_arrivals_per_s", barrier.arrivals_per_s)
+                .value("members_over_arrivals", result.members_per_s / barrier.arrivals_per_s)
+                .target(Target::AtLeast("members_over_arrivals", 0.5)),
         );
         Ok(())
     }

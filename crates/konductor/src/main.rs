@@ -55,9 +55,9 @@ enum Command {
         to: PathBuf,
     },
     /// Run the embedded control plane: a Kubernetes API server for Konductor's kinds
-    /// (barriers and arrivals; semaphores, mutexes, rwmutexes and their permits),
-    /// stored in SQLite, with the barrier and lock controllers inside. No cluster
-    /// needed.
+    /// (barriers and arrivals; semaphores, mutexes, rwmutexes, onces and their
+    /// permits; waitgroups and their members), stored in SQLite, with the controller
+    /// of every kind inside. No cluster needed.
     ///
     /// It serves HTTPS with a self-signed CA, writes DIR/kubeconfig (server URL, CA,
     /// bearer token, namespace `default`; mode 0600) and prints the
@@ -65,7 +65,7 @@ enum Command {
     /// it. A second server on the same DIR refuses to start. Stop it with Ctrl-C or
     /// SIGTERM.
     Server(ServerArgs),
-    /// Run the barrier and lock controllers against a cluster (in-cluster config or
+    /// Run the controllers of every kind against a cluster (in-cluster config or
     /// kubeconfig), with leader election so only one replica acts at a time.
     ///
     /// Serves /healthz, /readyz and Prometheus /metrics on --probe-address.
