@@ -15,7 +15,7 @@ use kube::api::DynamicObject;
 
 use crate::args::{CreateFormat, parse_duration, parse_holder, parse_name};
 use crate::exit::{EXIT_BUSY, EXIT_CODES, EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_WAIT_TIMEOUT};
-use crate::output::{self, MachineFormat};
+use crate::output;
 
 /// `semaphore` commands. `acquire`/`release` are also spelled `lock`/`unlock`.
 #[derive(Subcommand, Debug)]
@@ -374,13 +374,7 @@ pub async fn command(kind: LockKind, verb: Verb, connection: &Connection) -> Out
         Verb::Status(args) => {
             let lock = locks.get(kind, &args.name).await?;
             match args.output {
-                Some(format) => print!(
-                    "{}",
-                    output::serialized(
-                        &serde_json::to_value(&lock).unwrap_or_default(),
-                        MachineFormat::of_create(format)
-                    )
-                ),
+                Some(format) => output::print_object(&lock, format),
                 None => print!("{}", summary(kind, &lock)),
             }
             Ok(EXIT_OK)

@@ -16,7 +16,7 @@ use crate::exit::{
     program_name,
 };
 use crate::locks::WaitReporter;
-use crate::output::{self, MachineFormat};
+use crate::output;
 use crate::run::{Ran, check_runnable, supervised};
 use crate::signals::Interrupts;
 
@@ -206,13 +206,7 @@ pub async fn command(command: OnceCommand, onces: Onces) -> Outcome8 {
             let spec = args.spec.spec();
             let once = onces.create(&args.name, spec).await?;
             match args.output {
-                Some(format) => print!(
-                    "{}",
-                    output::serialized(
-                        &serde_json::to_value(&once).unwrap_or_default(),
-                        MachineFormat::of_create(format)
-                    )
-                ),
+                Some(format) => output::print_object(&once, format),
                 None => println!("once.konductor.io/{} created", args.name),
             }
             Ok(EXIT_OK)
@@ -404,13 +398,7 @@ async fn check(onces: &Onces, args: OnceKeyArgs) -> Outcome8 {
 async fn status(onces: &Onces, args: OnceStatusArgs) -> Outcome8 {
     let once = onces.get(&args.name).await?;
     if let Some(format) = args.output {
-        print!(
-            "{}",
-            output::serialized(
-                &serde_json::to_value(&once).unwrap_or_default(),
-                MachineFormat::of_create(format)
-            )
-        );
+        output::print_object(&once, format);
         return Ok(EXIT_OK);
     }
     print!("{}", summary(&once, onces.namespace()));

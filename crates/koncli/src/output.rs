@@ -384,6 +384,20 @@ impl MachineFormat {
     }
 }
 
+/// Prints `object` as JSON or YAML (a command's `-o`).
+pub fn print_object<T: k8s_openapi::serde::Serialize>(
+    object: &T,
+    format: crate::args::CreateFormat,
+) {
+    print!(
+        "{}",
+        serialized(
+            &serde_json::to_value(object).unwrap_or_default(),
+            MachineFormat::of_create(format)
+        )
+    );
+}
+
 /// How a wait shows its progress on stderr.
 pub enum Display {
     /// A live line, redrawn (a terminal).

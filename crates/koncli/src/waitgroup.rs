@@ -14,7 +14,7 @@ use crate::args::{CreateFormat, parse_duration, parse_holder, parse_message, par
 use crate::exit::{
     EXIT_BARRIER_FAILED, EXIT_BARRIER_TIMEOUT, EXIT_ERROR, EXIT_LOST, EXIT_OK, program_name,
 };
-use crate::output::{self, Display, MachineFormat};
+use crate::output::{self, Display};
 use crate::run::{Ran, check_runnable, supervised};
 use crate::signals::Interrupts;
 
@@ -253,13 +253,7 @@ pub async fn command(command: WaitGroupCommand, groups: WaitGroups) -> Code {
         WaitGroupCommand::Status(args) => {
             let group = groups.get(&args.name).await?;
             match args.output {
-                Some(format) => print!(
-                    "{}",
-                    output::serialized(
-                        &serde_json::to_value(&group).unwrap_or_default(),
-                        MachineFormat::of_create(format)
-                    )
-                ),
+                Some(format) => output::print_object(&group, format),
                 None => print!("{}", summary(&group, groups.namespace())),
             }
             Ok(EXIT_OK)
@@ -271,13 +265,7 @@ pub async fn command(command: WaitGroupCommand, groups: WaitGroups) -> Code {
             };
             let group = groups.create(&args.name, spec).await?;
             match args.output {
-                Some(format) => print!(
-                    "{}",
-                    output::serialized(
-                        &serde_json::to_value(&group).unwrap_or_default(),
-                        MachineFormat::of_create(format)
-                    )
-                ),
+                Some(format) => output::print_object(&group, format),
                 None => println!("waitgroup.konductor.io/{} created", args.name),
             }
             Ok(EXIT_OK)

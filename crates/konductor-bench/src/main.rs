@@ -22,11 +22,11 @@
 mod footprint;
 mod locks;
 mod once;
-mod waitgroup;
 mod release;
 mod report;
 mod server;
 mod throughput;
+mod waitgroup;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -504,12 +504,17 @@ impl Bench {
                 .value("done_after_last_ms", result.done_after_last_ms)
                 .value("status_writes_per_member", result.status_writes_per_member)
                 .value("peak_rss_mib", result.peak_rss_mib)
-                .note(format!("1 WaitGroup x {members} members, each added then done, {clients} clients")),
+                .note(format!(
+                    "1 WaitGroup x {members} members, each added then done, {clients} clients"
+                )),
         );
         self.report.record(
             Figure::new(format!("waitgroup.1x{members}.c{clients}.vs_barrier"))
                 .value("barrier_arrivals_per_s", barrier.arrivals_per_s)
-                .value("members_over_arrivals", result.members_per_s / barrier.arrivals_per_s)
+                .value(
+                    "members_over_arrivals",
+                    result.members_per_s / barrier.arrivals_per_s,
+                )
                 .target(Target::AtLeast("members_over_arrivals", 0.5)),
         );
         Ok(())

@@ -13,7 +13,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference};
 use konductor_api::arrival::Outcome;
@@ -24,14 +23,13 @@ use konductor_api::waitgroup::{
 use kube::api::{Api, PostParams};
 use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 
 use crate::engine::adoption::{self, Adopter, Earlier, Orphan};
 use crate::engine::claims::{ClaimIndex, Claims, HasUid};
 use crate::engine::events::{Events, Note};
 use crate::engine::writes::{OwnWrites, SubjectKey, subject_key};
-use crate::engine::{Reconciler, Workers, delete_expired, serve};
+use crate::engine::{Reconciler, Workers, delete_expired, feed_claims, feed_subjects, serve};
 use crate::metrics::Metrics;
 use crate::queue::{Urgency, WorkQueue};
 use crate::{Error, Result};
@@ -382,66 +380,36 @@ pub async fn run(
     let members: Api<WaitGroupMember> = Api::all(client.clone());
     let own_writes = Arc::new(OwnWrites::default());
     let (group_cache, group_writer) = reflector::store();
-    let group_events = {
-        let own_writes = own_writes.clone();
-        watcher(groups, watcher::Config::default())
-            .default_backoff()
-            .reflect(group_writer)
-            .touched_objects()
-            .try_filter(move |group| futures::future::ready(!own_writes.is_echo(group)))
-    };
     let index = MemberIndex::new();
-    let member_events = {
-        let index = index.clone();
-        watcher(members, watcher::Config::default())
-            .default_backoff()
-            .inspect_ok(move |event| {
-                index.apply(event, Timestamp::now());
-            })
-            .touched_objects()
-    };
     let context = Arc::new(Context {
         events: Events::new(Recorder::new(client.clone(), reporter), metrics.clone()),
         client,
-        members: index,
+        members: index.clone(),
         metrics: metrics.clone(),
-        own_writes,
+        own_writes: own_writes.clone(),
         groups: group_cache.clone(),
     });
     let queue = Arc::new(WorkQueue::with_normal_limit(PROGRESS_WORKERS));
     let feed = {
+        let groups = feed_subjects(groups, group_writer, own_writes, queue.clone());
         let to_queue = queue.clone();
-        let groups = group_events.for_each(move |event| {
-            match event {
-                Ok(group) => to_queue.add(ObjectRef::from_obj(&group)),
-                Err(error) => tracing::warn!(%error, "watching wait groups"),
+        let members = feed_claims(members, index, move |member: WaitGroupMember| {
+            // A failure may fail the group at once: urgent. The rest is progress,
+            // coalesced per group.
+            let failed = member
+                .spec
+                .outcome
+                .as_ref()
+                .is_some_and(|o| o.result == Outcome::Failed);
+            let urgency = if failed {
+                Urgency::Urgent
+            } else {
+                Urgency::Normal
+            };
+            if let Some(namespace) = member.namespace() {
+                let key = ObjectRef::new(&member.spec.wait_group).within(&namespace);
+                to_queue.add_with(key, urgency);
             }
-            futures::future::ready(())
-        });
-        let to_queue = queue.clone();
-        let members = member_events.for_each(move |event| {
-            match event {
-                Ok(member) => {
-                    // A failure may fail the group at once: urgent. The rest is
-                    // progress, coalesced per group.
-                    let failed = member
-                        .spec
-                        .outcome
-                        .as_ref()
-                        .is_some_and(|o| o.result == Outcome::Failed);
-                    let urgency = if failed {
-                        Urgency::Urgent
-                    } else {
-                        Urgency::Normal
-                    };
-                    if let Some(namespace) = member.namespace() {
-                        let key = ObjectRef::new(&member.spec.wait_group).within(&namespace);
-                        to_queue.add_with(key, urgency);
-                    }
-                }
-                Err(error) => tracing::warn!(%error, "watching wait group members"),
-            }
-            futures::future::ready(())
         });
         futures::future::join(groups, members)
     };

@@ -35,6 +35,7 @@ pub mod connect;
 pub mod error;
 pub mod locks;
 pub mod once;
+mod subjects;
 pub mod waitgroup;
 pub mod watching;
 

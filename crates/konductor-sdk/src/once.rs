@@ -31,21 +31,18 @@ use konductor_api::once::{
     Attempt, AttemptOutcome, CompletedKey, KeyStanding, Once, OnceSpec, OnceStatus,
     ReportedOutcome, effective_key,
 };
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 
 use crate::connect::Connection;
 use crate::error::{Error, Request, Result};
 use crate::locks::{Claim, Guard, Locks, Loss, Progress, Wait};
+use crate::subjects::Subjects;
 use crate::watching::follow_until;
 
 /// The Onces of one namespace.
 #[derive(Clone)]
 pub struct Onces {
-    client: Client,
-    namespace: String,
-    url: String,
-    api: Api<Once>,
+    subjects: Subjects<Once>,
     locks: Locks,
 }
 
@@ -134,8 +131,10 @@ impl Executor {
             exit_code,
             message: message.map(|m| truncate(&m, konductor_api::once::MAX_OUTCOME_MESSAGE_LEN)),
         };
-        let permits: Api<konductor_api::locks::Permit> =
-            Api::namespaced(self.onces.client.clone(), &self.onces.namespace);
+        let permits: Api<konductor_api::locks::Permit> = Api::namespaced(
+            self.onces.subjects.client.clone(),
+            &self.onces.subjects.namespace,
+        );
         let body = serde_json::json!({ "spec": { "outcome": outcome } });
         // Through an outage the report is retried (the claim is renewed meanwhile) for
         // up to the ttl; if it cannot be made, the claim is given back, so the next
@@ -169,11 +168,15 @@ impl Executor {
                 }
             }
         }
-        let recorded = follow_until(self.onces.api.clone(), &self.name, move |once: &Once| {
-            once.status
-                .as_ref()
-                .is_some_and(|s| reported_attempt(s, token).is_some())
-        });
+        let recorded = follow_until(
+            self.onces.subjects.api.clone(),
+            &self.name,
+            move |once: &Once| {
+                once.status
+                    .as_ref()
+                    .is_some_and(|s| reported_attempt(s, token).is_some())
+            },
+        );
         let once = recorded.await.map_err(|e| {
             self.onces.failed(
                 &self.name,
@@ -185,11 +188,7 @@ impl Executor {
             .and_then(|o| o.status.as_ref())
             .and_then(|s| reported_attempt(s, token))
             .cloned()
-            .ok_or_else(|| Error::NotFound {
-                kind: "once",
-                namespace: self.onces.namespace.clone(),
-                name: self.name.clone(),
-            })?;
+            .ok_or_else(|| self.onces.subjects.not_found(&self.name))?;
         self.guard.release().await?;
         Ok(attempt)
     }
@@ -217,17 +216,14 @@ impl Onces {
     /// Onces in the connection's namespace.
     pub fn new(connection: &Connection) -> Self {
         Self {
-            client: connection.client.clone(),
-            namespace: connection.namespace.clone(),
-            url: connection.url.clone(),
-            api: Api::namespaced(connection.client.clone(), &connection.namespace),
+            subjects: Subjects::new(connection, "once", "onces"),
             locks: Locks::new(connection),
         }
     }
 
     /// The namespace these Onces live in.
     pub fn namespace(&self) -> &str {
-        &self.namespace
+        &self.subjects.namespace
     }
 
     fn request<'a>(
@@ -236,74 +232,38 @@ impl Onces {
         verb: &'static str,
         resource: &'static str,
     ) -> Request<'a> {
-        Request {
-            kind: "once",
-            namespace: &self.namespace,
-            name,
-            verb,
-            resource,
-            url: &self.url,
-        }
+        self.subjects.request(name, verb, resource)
     }
 
     fn failed(&self, name: &str, message: impl Into<String>) -> Error {
-        Error::Api {
-            kind: "once",
-            namespace: self.namespace.clone(),
-            name: name.to_owned(),
-            message: message.into(),
-        }
+        self.subjects.refused(name, message)
     }
 
     /// Creates a Once. [`Error::AlreadyExists`] if the name is taken, [`Error::Invalid`]
     /// (naming the field) if the server refuses the spec.
     pub async fn create(&self, name: &str, spec: OnceSpec) -> Result<Once> {
-        self.api
-            .create(&PostParams::default(), &Once::new(name, spec))
-            .await
-            .map_err(|e| self.request(name, "create", "onces").error(e))
+        self.subjects.create(&Once::new(name, spec)).await
     }
 
     /// The Once `name`, created from `spec` if it does not exist yet (an existing one is
     /// left as it is).
     pub async fn ensure(&self, name: &str, spec: OnceSpec) -> Result<Once> {
-        match self.create(name, spec).await {
-            Err(Error::AlreadyExists { .. }) => self.get(name).await,
-            other => other,
-        }
+        self.subjects.ensure(&Once::new(name, spec)).await
     }
 
     /// The Once `name`. [`Error::NotFound`] if absent.
     pub async fn get(&self, name: &str) -> Result<Once> {
-        self.api
-            .get(name)
-            .await
-            .map_err(|e| self.request(name, "get", "onces").error(e))
+        self.subjects.get(name).await
     }
 
     /// Deletes a Once (its claims go with it): the work may run again.
     pub async fn delete(&self, name: &str) -> Result<()> {
-        self.api
-            .delete(name, &DeleteParams::background())
-            .await
-            .map(|_| ())
-            .map_err(|e| self.request(name, "delete", "onces").error(e))
+        self.subjects.delete(name).await
     }
 
     /// The Onces of the namespace (or of every namespace), by namespace and name.
     pub async fn list(&self, all_namespaces: bool) -> Result<Vec<Once>> {
-        let api = if all_namespaces {
-            Api::all(self.client.clone())
-        } else {
-            self.api.clone()
-        };
-        let mut items = api
-            .list(&Default::default())
-            .await
-            .map_err(|e| self.request("*", "list", "onces").error(e))?
-            .items;
-        items.sort_by_key(|item| (item.namespace(), item.name_any()));
-        Ok(items)
+        self.subjects.list(all_namespaces).await
     }
 
     /// Lets the current key run again: its attempts start from 0 and it is no longer
@@ -326,6 +286,7 @@ impl Onces {
             let mut reset = once.clone();
             reset.status = Some(status.reset());
             match self
+                .subjects
                 .api
                 .replace_status(name, &PostParams::default(), &reset)
                 .await
@@ -363,7 +324,7 @@ impl Onces {
         }
         let claim = Claim::once(name, holder, (!key.is_empty()).then(|| key.clone()));
         let watched_key = key.clone();
-        let done = follow_until(self.api.clone(), name, move |once: &Once| {
+        let done = follow_until(self.subjects.api.clone(), name, move |once: &Once| {
             finished(once.status.as_ref(), &watched_key).is_some()
         });
         tokio::select! {
@@ -378,7 +339,7 @@ impl Onces {
             seen = done => {
                 let once = seen.map_err(|e| self.failed(name, format!("watching: {e}")))?;
                 let Some(once) = once else {
-                    return Err(Error::NotFound { kind: "once", namespace: self.namespace.clone(), name: name.to_owned() });
+                    return Err(self.subjects.not_found(name));
                 };
                 finished(once.status.as_ref(), &key)
                     .map(Claimed::Finished)
@@ -426,7 +387,7 @@ impl Onces {
             loss = executor.lost() => {
                 return Err(Error::GrantLost {
                     kind: "once",
-                    namespace: self.namespace.clone(),
+                    namespace: self.subjects.namespace.clone(),
                     name: name.to_owned(),
                     loss: loss.to_string(),
                 });
@@ -442,7 +403,7 @@ impl Onces {
                     .report(Outcome::Failed, None, Some(message.clone()))
                     .await?;
                 Err(Error::WorkFailed {
-                    namespace: self.namespace.clone(),
+                    namespace: self.subjects.namespace.clone(),
                     name: name.to_owned(),
                     message,
                 })
@@ -453,7 +414,7 @@ impl Onces {
     /// The error for a key that failed for good.
     pub fn failed_for_good(&self, name: &str, failed: &CompletedKey) -> Error {
         Error::OnceFailed {
-            namespace: self.namespace.clone(),
+            namespace: self.subjects.namespace.clone(),
             name: name.to_owned(),
             key: failed.key.clone(),
             message: "every allowed attempt failed (`koncli once reset` allows a new try)"
@@ -476,7 +437,7 @@ impl Onces {
             return Ok(Some(finished));
         }
         let watched_key = key.clone();
-        let done = follow_until(self.api.clone(), name, move |once: &Once| {
+        let done = follow_until(self.subjects.api.clone(), name, move |once: &Once| {
             finished(once.status.as_ref(), &watched_key).is_some()
         });
         let seen = match timeout {
@@ -488,11 +449,7 @@ impl Onces {
         };
         match seen.map_err(|e| self.failed(name, format!("watching: {e}")))? {
             Some(once) => Ok(finished(once.status.as_ref(), &key)),
-            None => Err(Error::NotFound {
-                kind: "once",
-                namespace: self.namespace.clone(),
-                name: name.to_owned(),
-            }),
+            None => Err(self.subjects.not_found(name)),
         }
     }
 }

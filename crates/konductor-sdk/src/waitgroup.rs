@@ -34,15 +34,16 @@ use konductor_api::waitgroup::{
     MemberOutcome, WaitGroup, WaitGroupMember, WaitGroupMemberSpec, WaitGroupPhase, WaitGroupSpec,
     member_name,
 };
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::claims::{Asked, ask};
 use crate::connect::Connection;
 use crate::error::{Error, Request, Result};
-use crate::locks::{Chain, Loss, Timing};
+use crate::locks::{Chain, Loss, Renewal, Timing, renew_periodically, send_renewal};
+use crate::subjects::Subjects;
 use crate::watching::follow_until;
 
 /// How many members `add` creates at once.
@@ -51,10 +52,7 @@ const ADD_CONCURRENCY: usize = 16;
 /// The WaitGroups of one namespace.
 #[derive(Clone)]
 pub struct WaitGroups {
-    client: Client,
-    namespace: String,
-    url: String,
-    groups: Api<WaitGroup>,
+    groups: Subjects<WaitGroup>,
     members: Api<WaitGroupMember>,
 }
 
@@ -92,17 +90,14 @@ impl WaitGroups {
     /// WaitGroups in the connection's namespace.
     pub fn new(connection: &Connection) -> Self {
         Self {
-            client: connection.client.clone(),
-            namespace: connection.namespace.clone(),
-            url: connection.url.clone(),
-            groups: Api::namespaced(connection.client.clone(), &connection.namespace),
+            groups: Subjects::new(connection, "waitgroup", "waitgroups"),
             members: Api::namespaced(connection.client.clone(), &connection.namespace),
         }
     }
 
     /// The namespace these WaitGroups live in.
     pub fn namespace(&self) -> &str {
-        &self.namespace
+        &self.groups.namespace
     }
 
     fn request<'a>(
@@ -111,74 +106,38 @@ impl WaitGroups {
         verb: &'static str,
         resource: &'static str,
     ) -> Request<'a> {
-        Request {
-            kind: "waitgroup",
-            namespace: &self.namespace,
-            name,
-            verb,
-            resource,
-            url: &self.url,
-        }
+        self.groups.request(name, verb, resource)
     }
 
     fn refused(&self, name: &str, message: impl Into<String>) -> Error {
-        Error::Api {
-            kind: "waitgroup",
-            namespace: self.namespace.clone(),
-            name: name.to_owned(),
-            message: message.into(),
-        }
+        self.groups.refused(name, message)
     }
 
     /// Creates a WaitGroup. [`Error::AlreadyExists`] if the name is taken,
     /// [`Error::Invalid`] (naming the field) if the server refuses the spec.
     pub async fn create(&self, name: &str, spec: WaitGroupSpec) -> Result<WaitGroup> {
-        self.groups
-            .create(&PostParams::default(), &WaitGroup::new(name, spec))
-            .await
-            .map_err(|e| self.request(name, "create", "waitgroups").error(e))
+        self.groups.create(&WaitGroup::new(name, spec)).await
     }
 
     /// The WaitGroup `name`, created from `spec` if it does not exist yet (an existing
     /// one is left as it is).
     pub async fn ensure(&self, name: &str, spec: WaitGroupSpec) -> Result<WaitGroup> {
-        match self.create(name, spec).await {
-            Err(Error::AlreadyExists { .. }) => self.get(name).await,
-            other => other,
-        }
+        self.groups.ensure(&WaitGroup::new(name, spec)).await
     }
 
     /// The WaitGroup `name`. [`Error::NotFound`] if absent.
     pub async fn get(&self, name: &str) -> Result<WaitGroup> {
-        self.groups
-            .get(name)
-            .await
-            .map_err(|e| self.request(name, "get", "waitgroups").error(e))
+        self.groups.get(name).await
     }
 
     /// Deletes a WaitGroup (its members go with it).
     pub async fn delete(&self, name: &str) -> Result<()> {
-        self.groups
-            .delete(name, &DeleteParams::background())
-            .await
-            .map(|_| ())
-            .map_err(|e| self.request(name, "delete", "waitgroups").error(e))
+        self.groups.delete(name).await
     }
 
     /// The WaitGroups of the namespace (or of every namespace), by namespace and name.
     pub async fn list(&self, all_namespaces: bool) -> Result<Vec<WaitGroup>> {
-        let api = if all_namespaces {
-            Api::all(self.client.clone())
-        } else {
-            self.groups.clone()
-        };
-        let mut items = api
-            .list(&Default::default())
-            .await
-            .map_err(|e| self.request("*", "list", "waitgroups").error(e))?
-            .items;
-        items.sort_by_key(|item| (item.namespace(), item.name_any()));
-        Ok(items)
+        self.groups.list(all_namespaces).await
     }
 
     /// The group `name`, refused if it is Done: a member added now would not be
@@ -286,6 +245,7 @@ impl WaitGroups {
     pub async fn seal(&self, name: &str) -> Result<WaitGroup> {
         let patch = json!({ "spec": { "sealed": true } });
         self.groups
+            .api
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|e| self.request(name, "patch", "waitgroups").error(e))
@@ -307,7 +267,7 @@ impl WaitGroups {
         if last.phase().is_finished() {
             return Ok(last);
         }
-        let finished = follow_until(self.groups.clone(), name, |group: &WaitGroup| {
+        let finished = follow_until(self.groups.api.clone(), name, |group: &WaitGroup| {
             progress(group);
             last = group.clone();
             group.phase().is_finished()
@@ -320,15 +280,11 @@ impl WaitGroups {
         };
         match seen {
             Some(Ok(Some(group))) => Ok(group),
-            Some(Ok(None)) => Err(Error::NotFound {
-                kind: "waitgroup",
-                namespace: self.namespace.clone(),
-                name: name.to_owned(),
-            }),
+            Some(Ok(None)) => Err(self.groups.not_found(name)),
             Some(Err(why)) => Err(self.refused(name, format!("watching: {why}"))),
             None => Err(Error::StillWaiting {
                 kind: "waitgroup",
-                namespace: self.namespace.clone(),
+                namespace: self.groups.namespace.clone(),
                 name: name.to_owned(),
                 state: format!(
                     "{}: {}",
@@ -507,46 +463,25 @@ impl HoldState {
         self.changed.notify_waiters();
     }
 
-    /// Renews every `renew_every`, not waiting for slow answers, until aborted.
+    /// Renews every `renew_every` until aborted.
     async fn renew(self: Arc<Self>) {
-        let mut every = tokio::time::interval_at(
-            tokio::time::Instant::now() + self.timing.renew_every,
-            self.timing.renew_every,
-        );
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut in_flight = futures::stream::FuturesUnordered::new();
-        loop {
-            tokio::select! {
-                _ = every.tick() => in_flight.push(self.renew_once()),
-                Some(()) = in_flight.next() => {}
-            }
-        }
+        renew_periodically(&self.timing, None, || self.renew_once()).await;
     }
 
-    /// One renewal of `spec.renewTime` (only on this member: the uid is a
-    /// precondition), abandoned after `request_timeout`.
+    /// One renewal; an answer showing the member expired (or gone) ends the hold.
     async fn renew_once(&self) {
         let sent = Instant::now();
-        let patch = json!({
-            "metadata": { "uid": self.uid },
-            "spec": { "renewTime": MicroTime(Timestamp::now()) },
-        });
-        let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
-        let renewal = self.members.patch(&self.object, &params, &patch);
-        match tokio::time::timeout(self.timing.request_timeout, renewal).await {
-            Ok(Ok(member)) if member.status.as_ref().is_some_and(|s| s.expired) => {
+        match send_renewal(&self.members, &self.object, &self.uid, &self.timing).await {
+            Renewal::Acknowledged(member) if member.status.as_ref().is_some_and(|s| s.expired) => {
                 self.set_loss(Loss::Expired);
             }
-            Ok(Ok(_)) => {
+            Renewal::Acknowledged(_) => {
                 self.chain()
                     .acknowledged(sent, Instant::now(), &self.timing);
                 self.changed.notify_waiters();
             }
-            Ok(Err(kube::Error::Api(status))) if matches!(status.code, 404 | 409) => {
-                self.set_loss(Loss::Deleted);
-            }
-            Ok(Err(error)) => tracing::debug!(%error, member = %self.object, "renewing"),
-            Err(_) => tracing::debug!(member = %self.object, "a renewal went unanswered"),
+            Renewal::Gone => self.set_loss(Loss::Deleted),
+            Renewal::Unanswered => {}
         }
     }
 

@@ -8,10 +8,9 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{start_server, start_server_at};
+use common::{connection, kill_9_and_restart, start_server};
 use konductor_api::once::{AttemptOutcome, Once, OncePhase};
 use konductor_sdk::once::{Onces, Ran};
-use konductor_sdk::{ConnectOptions, connect};
 use kube::Api;
 use kube::runtime::wait::await_condition;
 
@@ -22,14 +21,7 @@ const HANG: Duration = Duration::from_secs(120);
 async fn recorded_outcomes_hold_across_kill_9_of_the_server_mid_run() {
     let dir = tempfile::tempdir().unwrap();
     let first = start_server(dir.path(), &[]);
-    let address = first.url.trim_start_matches("https://").to_owned();
-    let connection = connect(&ConnectOptions {
-        kubeconfig: Some(dir.path().join("kubeconfig")),
-        context: None,
-        namespace: Some("default".to_owned()),
-    })
-    .await
-    .unwrap();
+    let connection = connection(dir.path()).await;
     let onces = Onces::new(&connection);
     // Every execution of the work: (key, token).
     let ran: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
@@ -66,14 +58,7 @@ async fn recorded_outcomes_hold_across_kill_9_of_the_server_mid_run() {
     .unwrap()
     .unwrap();
 
-    let mut server = first;
-    server.child.kill().unwrap(); // SIGKILL: no shutdown path runs
-    server.child.wait().unwrap();
-    drop(server);
-    let (data, listen) = (dir.path().to_owned(), address.clone());
-    let server = tokio::task::spawn_blocking(move || start_server_at(&data, &listen, &[]))
-        .await
-        .unwrap();
+    let server = kill_9_and_restart(first, dir.path()).await;
 
     for run in runs {
         let outcome = tokio::time::timeout(HANG, run).await.unwrap().unwrap();

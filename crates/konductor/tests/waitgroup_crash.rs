@@ -9,12 +9,11 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{start_server, start_server_at};
+use common::{connection, kill_9_and_restart, start_server};
 use konductor_api::waitgroup::{
     MemberOutcome, WaitGroup, WaitGroupMember, WaitGroupPhase, WaitGroupSpec, member_name,
 };
 use konductor_sdk::waitgroup::WaitGroups;
-use konductor_sdk::{ConnectOptions, connect};
 use kube::Api;
 
 /// The longest the test may wait for anything before calling it a hang.
@@ -37,14 +36,7 @@ const RETRY: Duration = Duration::from_millis(100);
 async fn acknowledged_adds_and_dones_survive_kill_9_of_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let first = start_server(dir.path(), &[]);
-    let address = first.url.trim_start_matches("https://").to_owned();
-    let connection = connect(&ConnectOptions {
-        kubeconfig: Some(dir.path().join("kubeconfig")),
-        context: None,
-        namespace: Some("default".to_owned()),
-    })
-    .await
-    .unwrap();
+    let connection = connection(dir.path()).await;
     let groups = WaitGroups::new(&connection);
     groups
         .create("fan", WaitGroupSpec::default())
@@ -85,18 +77,11 @@ async fn acknowledged_adds_and_dones_survive_kill_9_of_the_server() {
     .await
     .unwrap()
     .unwrap();
-    let mut server = first;
-    server.child.kill().unwrap(); // SIGKILL: no shutdown path runs
-    server.child.wait().unwrap();
-    drop(server);
     let before_kill = {
         let acknowledged = acknowledged.lock().unwrap();
         (acknowledged.added.clone(), acknowledged.done.clone())
     };
-    let (data, listen) = (dir.path().to_owned(), address.clone());
-    let server = tokio::task::spawn_blocking(move || start_server_at(&data, &listen, &[]))
-        .await
-        .unwrap();
+    let server = kill_9_and_restart(first, dir.path()).await;
 
     // Everything acknowledged before the kill is there.
     let members: Api<WaitGroupMember> = Api::namespaced(connection.client.clone(), "default");

@@ -21,7 +21,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use konductor_api::rules::{ArrivalRecord, BarrierInput, Transition, evaluate};
@@ -29,7 +28,6 @@ use konductor_api::{Arrival, Barrier, Outcome};
 use kube::api::{Api, PostParams};
 use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 
 use self::arrivals::ArrivalIndex;
@@ -37,7 +35,7 @@ use self::writes::Pacing;
 use crate::engine::adoption::{self, Adopter, Earlier, Orphan};
 use crate::engine::events::{Events, Note};
 use crate::engine::writes::OwnWrites;
-use crate::engine::{Reconciler, Workers, delete_expired, serve};
+use crate::engine::{Reconciler, Workers, delete_expired, feed_claims, feed_subjects, serve};
 use crate::metrics::Metrics;
 use crate::queue::{Urgency, WorkQueue};
 use crate::{Error, Result};
@@ -333,64 +331,32 @@ pub async fn run(
     let arrivals: Api<Arrival> = Api::all(client.clone());
     let own_writes = Arc::new(OwnWrites::default());
     let (barrier_cache, barrier_writer) = reflector::store();
-    let barrier_events = {
-        let own_writes = own_writes.clone();
-        watcher(barriers, watcher::Config::default())
-            .default_backoff()
-            .reflect(barrier_writer)
-            .touched_objects()
-            .try_filter(move |barrier| futures::future::ready(!own_writes.is_echo(barrier)))
-    };
     let index = ArrivalIndex::new();
-    let arrival_events = {
-        let index = index.clone();
-        watcher(arrivals, watcher::Config::default())
-            .default_backoff()
-            // The index is updated before the event triggers its barrier's reconcile.
-            .inspect_ok(move |event| {
-                index.apply(event, jiff::Timestamp::now());
-            })
-            .touched_objects()
-    };
     metrics.set_barrier_store(barrier_cache.clone());
     let context = Arc::new(Context {
         events: Events::new(Recorder::new(client.clone(), reporter), metrics.clone()),
         client,
-        arrivals: index,
+        arrivals: index.clone(),
         metrics: metrics.clone(),
-        own_writes,
+        own_writes: own_writes.clone(),
         pacing: Pacing::default(),
         barriers: barrier_cache.clone(),
     });
     let queue = Arc::new(WorkQueue::with_normal_limit(PROGRESS_WORKERS));
     let feed = {
-        let to_queue = queue.clone();
-        let barriers = barrier_events.for_each(move |event| {
-            match event {
-                Ok(barrier) => to_queue.add(ObjectRef::from_obj(&barrier)),
-                Err(error) => tracing::warn!(%error, "watching barriers"),
+        let barriers = feed_subjects(barriers, barrier_writer, own_writes, queue.clone());
+        let (to_queue, cache) = (queue.clone(), barrier_cache.clone());
+        let arrivals = feed_claims(arrivals, index.clone(), move |arrival: Arrival| {
+            // A reported failure may fail the barrier: as urgent as an opening.
+            let failed = arrival.spec.outcome == Outcome::Failed;
+            if let Some(key) = barrier_of(arrival) {
+                let urgency = if failed {
+                    Urgency::Urgent
+                } else {
+                    urgency_of(&key, &cache, &index)
+                };
+                to_queue.add_with(key, urgency);
             }
-            futures::future::ready(())
-        });
-        let to_queue = queue.clone();
-        let (cache, index) = (barrier_cache.clone(), context.arrivals.clone());
-        let arrivals = arrival_events.for_each(move |event| {
-            match event {
-                Ok(arrival) => {
-                    // A reported failure may fail the barrier: as urgent as an opening.
-                    let failed = arrival.spec.outcome == Outcome::Failed;
-                    if let Some(key) = barrier_of(arrival) {
-                        let urgency = if failed {
-                            Urgency::Urgent
-                        } else {
-                            urgency_of(&key, &cache, &index)
-                        };
-                        to_queue.add_with(key, urgency);
-                    }
-                }
-                Err(error) => tracing::warn!(%error, "watching arrivals"),
-            }
-            futures::future::ready(())
         });
         futures::future::join(barriers, arrivals)
     };

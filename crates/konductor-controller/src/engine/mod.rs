@@ -26,11 +26,16 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, DeleteParams, Preconditions};
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, store::Writer};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
+use crate::engine::claims::{ClaimIndex, Claims};
 use crate::engine::events::{Events, Note};
+use crate::engine::writes::OwnWrites;
 use crate::metrics::Metrics;
 use crate::queue::WorkQueue;
 use crate::{Error, Result};
@@ -191,4 +196,70 @@ where
         Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
         Err(error) => Err(Error::Kube(error)),
     }
+}
+
+/// Feeds `queue` from the watch of a subject kind (every namespace): each change goes
+/// into the cache `writer` fills, then queues its subject — except the echo of the
+/// controller's own status write, which carries nothing it did not know.
+pub async fn feed_subjects<K>(
+    api: Api<K>,
+    writer: Writer<K>,
+    own_writes: Arc<OwnWrites<K>>,
+    queue: Arc<WorkQueue<ObjectRef<K>>>,
+) where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .try_filter(move |subject| futures::future::ready(!own_writes.is_echo(subject)))
+        .for_each(|event| {
+            match event {
+                Ok(subject) => queue.add(ObjectRef::from_obj(&subject)),
+                Err(error) => tracing::warn!(%error, kind = %K::kind(&()), "watching subjects"),
+            }
+            futures::future::ready(())
+        })
+        .await;
+}
+
+/// Feeds `index` from the watch of a kind's claims (every namespace), each event
+/// applied before `route` is handed the claim that changed (to queue its subject, as
+/// urgently as the claim deserves): a reconcile never reads an index older than the
+/// event that woke it.
+pub async fn feed_claims<C: Claims>(
+    api: Api<C::Claim>,
+    index: ClaimIndex<C>,
+    mut route: impl FnMut(C::Claim),
+) where
+    C::Claim: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .inspect_ok(move |event| {
+            index.apply(event, jiff::Timestamp::now());
+        })
+        .touched_objects()
+        .for_each(|event| {
+            match event {
+                Ok(claim) => route(claim),
+                Err(error) => {
+                    tracing::warn!(%error, kind = %C::Claim::kind(&()), "watching claims")
+                }
+            }
+            futures::future::ready(())
+        })
+        .await;
 }

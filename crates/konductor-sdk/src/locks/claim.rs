@@ -188,50 +188,98 @@ impl Session {
         self.renew_now.notify_one();
     }
 
-    /// Renews the claim every `renew_every` (and when asked) until dropped. Renewals do
-    /// not wait for each other: a slow answer does not hold the next renewal back.
+    /// Renews the claim every `renew_every` (and when asked) until dropped.
     pub async fn renew(self: Arc<Self>) {
-        let mut every = tokio::time::interval_at(
-            tokio::time::Instant::now() + self.timing.renew_every,
-            self.timing.renew_every,
-        );
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut in_flight = FuturesUnordered::new();
-        loop {
-            tokio::select! {
-                _ = every.tick() => in_flight.push(self.renew_once()),
-                () = self.renew_now.notified() => in_flight.push(self.renew_once()),
-                Some(()) = in_flight.next() => {}
-            }
-        }
+        renew_periodically(&self.timing, Some(&self.renew_now), || self.renew_once()).await;
     }
 
-    /// One renewal: bumps `spec.renewTime` (only on this Permit: the uid is a
-    /// precondition), abandoned after `request_timeout`.
+    /// One renewal, abandoned after `request_timeout`.
     async fn renew_once(&self) {
         let sent = Instant::now();
-        let patch = json!({
-            "metadata": { "uid": self.uid },
-            "spec": { "renewTime": MicroTime(Timestamp::now()) },
-        });
-        let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
-        let renewal = self.permits.patch(&self.name, &params, &patch);
-        match tokio::time::timeout(self.timing.request_timeout, renewal).await {
-            Ok(Ok(permit)) => {
+        match send_renewal(&self.permits, &self.name, &self.uid, &self.timing).await {
+            Renewal::Acknowledged(permit) => {
                 self.chain()
                     .acknowledged(sent, Instant::now(), &self.timing);
                 self.watch.offer_permit(permit);
             }
-            Ok(Err(kube::Error::Api(status))) if matches!(status.code, 404 | 409) => {
+            Renewal::Gone => {
                 self.gone.store(true, Ordering::SeqCst);
                 self.watch.poke(&self.name);
             }
-            Ok(Err(error)) => {
-                tracing::debug!(%error, permit = %self.name, "renewing the claim");
-            }
-            Err(_) => {
-                tracing::debug!(permit = %self.name, "a renewal went unanswered; abandoned");
-            }
+            Renewal::Unanswered => {}
+        }
+    }
+}
+
+/// Calls `renew_once` every `renew_every` of `timing` (and whenever `renew_now` is
+/// notified) until dropped. Renewals do not wait for each other: a slow answer does not
+/// hold the next renewal back. Every held claim (a Permit, a WaitGroup member) is
+/// renewed this way.
+pub(crate) async fn renew_periodically<F, Fut>(
+    timing: &Timing,
+    renew_now: Option<&Notify>,
+    mut renew_once: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut every = tokio::time::interval_at(
+        tokio::time::Instant::now() + timing.renew_every,
+        timing.renew_every,
+    );
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let asked = || async {
+        match renew_now {
+            Some(notify) => notify.notified().await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            _ = every.tick() => in_flight.push(renew_once()),
+            () = asked() => in_flight.push(renew_once()),
+            Some(()) = in_flight.next() => {}
+        }
+    }
+}
+
+/// What one renewal came to.
+pub(crate) enum Renewal<K> {
+    /// The server acknowledged it: the claim as it now is.
+    Acknowledged(K),
+    /// The claim is gone, or replaced by another of its name.
+    Gone,
+    /// No answer in time, or an error worth no more than a retry.
+    Unanswered,
+}
+
+/// Bumps `spec.renewTime` of the claim `name` — only the one with `uid`: a
+/// precondition — giving up after `request_timeout`.
+pub(crate) async fn send_renewal<K>(
+    api: &Api<K>,
+    name: &str,
+    uid: &str,
+    timing: &Timing,
+) -> Renewal<K>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = json!({
+        "metadata": { "uid": uid },
+        "spec": { "renewTime": MicroTime(Timestamp::now()) },
+    });
+    let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+    match tokio::time::timeout(timing.request_timeout, api.patch(name, &params, &patch)).await {
+        Ok(Ok(claim)) => Renewal::Acknowledged(claim),
+        Ok(Err(kube::Error::Api(status))) if matches!(status.code, 404 | 409) => Renewal::Gone,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, claim = name, "renewing the claim");
+            Renewal::Unanswered
+        }
+        Err(_) => {
+            tracing::debug!(claim = name, "a renewal went unanswered; abandoned");
+            Renewal::Unanswered
         }
     }
 }

@@ -40,9 +40,9 @@ use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch as channel;
 
-pub(crate) use self::claim::Chain;
 use self::claim::Session;
 pub use self::claim::Timing;
+pub(crate) use self::claim::{Chain, Renewal, renew_periodically, send_renewal};
 use self::watch::{LockPresence, LockView, LockWatch, Seen, version_number};
 use crate::claims::{Asked, ask, withdraw};
 use crate::connect::Connection;

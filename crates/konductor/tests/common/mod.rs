@@ -34,6 +34,31 @@ pub fn start_server_at(data_dir: &Path, listen: &str, extra: &[&str]) -> ServerP
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Kills `server` with SIGKILL (no shutdown path runs) and starts a new one on the same
+/// data directory and address.
+pub async fn kill_9_and_restart(mut server: ServerProcess, data_dir: &Path) -> ServerProcess {
+    let address = server.url.trim_start_matches("https://").to_owned();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop(server);
+    let data_dir = data_dir.to_owned();
+    tokio::task::spawn_blocking(move || start_server_at(&data_dir, &address, &[]))
+        .await
+        .unwrap()
+}
+
+/// An SDK connection to the server whose data directory is `data_dir` (its kubeconfig),
+/// in namespace `default`.
+pub async fn connection(data_dir: &Path) -> konductor_sdk::Connection {
+    konductor_sdk::connect(&konductor_sdk::ConnectOptions {
+        kubeconfig: Some(data_dir.join("kubeconfig")),
+        context: None,
+        namespace: Some("default".to_owned()),
+    })
+    .await
+    .unwrap()
+}
+
 /// A kube client from a kubeconfig file.
 pub async fn client(kubeconfig: &Path) -> kube::Client {
     let kubeconfig = Kubeconfig::read_from(kubeconfig).unwrap();

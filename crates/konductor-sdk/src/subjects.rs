@@ -1,0 +1,134 @@
+//! What every kind's subject objects (a Once, a WaitGroup) share on the client side:
+//! create, create-if-absent, get, delete and list in one namespace, each failure
+//! named by kind, namespace and name.
+
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::connect::Connection;
+use crate::error::{Error, Request, Result};
+
+/// The objects of one subject kind in one namespace.
+#[derive(Clone)]
+pub(crate) struct Subjects<K> {
+    pub client: Client,
+    pub namespace: String,
+    pub url: String,
+    pub api: Api<K>,
+    /// The kind as errors name it (`once`, `waitgroup`).
+    kind: &'static str,
+    /// Its plural (`onces`, `waitgroups`).
+    resource: &'static str,
+}
+
+impl<K> Subjects<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    /// The `kind` objects (plural `resource`) in the connection's namespace.
+    pub fn new(connection: &Connection, kind: &'static str, resource: &'static str) -> Self {
+        Self {
+            client: connection.client.clone(),
+            namespace: connection.namespace.clone(),
+            url: connection.url.clone(),
+            api: Api::namespaced(connection.client.clone(), &connection.namespace),
+            kind,
+            resource,
+        }
+    }
+
+    /// A request about the object `name` (`resource`: its kind's plural, or one of its
+    /// claims'), to name it in an error.
+    pub fn request<'a>(
+        &'a self,
+        name: &'a str,
+        verb: &'static str,
+        resource: &'static str,
+    ) -> Request<'a> {
+        Request {
+            kind: self.kind,
+            namespace: &self.namespace,
+            name,
+            verb,
+            resource,
+            url: &self.url,
+        }
+    }
+
+    /// An error about `name` that is not the server's: what the SDK refuses to do.
+    pub fn refused(&self, name: &str, message: impl Into<String>) -> Error {
+        Error::Api {
+            kind: self.kind,
+            namespace: self.namespace.clone(),
+            name: name.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// [`Error::NotFound`] for `name`.
+    pub fn not_found(&self, name: &str) -> Error {
+        Error::NotFound {
+            kind: self.kind,
+            namespace: self.namespace.clone(),
+            name: name.to_owned(),
+        }
+    }
+
+    /// Creates `object`. [`Error::AlreadyExists`] if the name is taken,
+    /// [`Error::Invalid`] (naming the field) if the server refuses the spec.
+    pub async fn create(&self, object: &K) -> Result<K> {
+        let name = object.name_any();
+        self.api
+            .create(&PostParams::default(), object)
+            .await
+            .map_err(|e| self.request(&name, "create", self.resource).error(e))
+    }
+
+    /// `object`, created if no object of its name exists (an existing one is returned
+    /// as it is).
+    pub async fn ensure(&self, object: &K) -> Result<K> {
+        match self.create(object).await {
+            Err(Error::AlreadyExists { .. }) => self.get(&object.name_any()).await,
+            other => other,
+        }
+    }
+
+    /// The object `name`. [`Error::NotFound`] if absent.
+    pub async fn get(&self, name: &str) -> Result<K> {
+        self.api
+            .get(name)
+            .await
+            .map_err(|e| self.request(name, "get", self.resource).error(e))
+    }
+
+    /// Deletes the object `name` (its claims go with it).
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        self.api
+            .delete(name, &DeleteParams::background())
+            .await
+            .map(|_| ())
+            .map_err(|e| self.request(name, "delete", self.resource).error(e))
+    }
+
+    /// The objects of the namespace (or of every namespace), by namespace and name.
+    pub async fn list(&self, all_namespaces: bool) -> Result<Vec<K>> {
+        let api = if all_namespaces {
+            Api::all(self.client.clone())
+        } else {
+            self.api.clone()
+        };
+        let mut items = api
+            .list(&Default::default())
+            .await
+            .map_err(|e| self.request("*", "list", self.resource).error(e))?
+            .items;
+        items.sort_by_key(|item| (item.namespace(), item.name_any()));
+        Ok(items)
+    }
+}
