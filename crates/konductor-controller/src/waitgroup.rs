@@ -268,7 +268,7 @@ async fn reconcile(group: Arc<WaitGroup>, ctx: &Context) -> Result<Option<Durati
     adopt_members(&group, &members, ctx).await?;
     let mut expired_some = false;
     let evaluation = loop {
-        let records: Vec<MemberRecord> = members.iter().map(|m| m.record.clone()).collect();
+        let records: Vec<&MemberRecord> = members.iter().map(|m| &m.record).collect();
         let evaluation = evaluate(&WaitGroupInput {
             spec: &group.spec,
             generation: group.meta().generation,

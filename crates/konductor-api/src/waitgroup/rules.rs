@@ -27,7 +27,7 @@
 //! 9. **Finished groups expire.** With `spec.ttlAfterFinished` a group is deleted that
 //!    long after `finishedAt`.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -103,7 +103,7 @@ pub struct WaitGroupInput<'a> {
     /// `metadata.creationTimestamp`: the deadline counts from here.
     pub created_at: Timestamp,
     /// Every member object of the group, in any order.
-    pub members: &'a [MemberRecord],
+    pub members: &'a [&'a MemberRecord],
     /// The status as last written, if any.
     pub previous: Option<&'a WaitGroupStatus>,
     /// The current time (the controller's clock).
@@ -205,18 +205,22 @@ enum State {
     Failed(MemberFailure),
 }
 
-/// The group's members folded by ID.
+/// The group's members folded by ID. O(members): a reconcile of a large group runs
+/// this on every change, so nothing here sorts or clones every member.
 struct Tally {
-    /// Pending members with when they were added, earliest first.
-    pending: Vec<(Option<Timestamp>, String)>,
+    /// How many members are pending.
+    pending: usize,
+    /// The first [`PENDING_LISTED`] pending members, earliest added first.
+    first_pending: Vec<String>,
     done: usize,
     /// Failed members, by ID.
     failures: Vec<MemberFailure>,
 }
 
 impl Tally {
-    fn of(members: &[MemberRecord]) -> Self {
-        let mut by_id: BTreeMap<&str, (State, Option<Timestamp>)> = BTreeMap::new();
+    fn of(members: &[&MemberRecord]) -> Self {
+        let mut by_id: HashMap<&str, (State, Option<Timestamp>)> =
+            HashMap::with_capacity(members.len());
         for record in members {
             let state = state_of(record);
             let entry = by_id
@@ -230,24 +234,33 @@ impl Tally {
                 (a, b) => a.or(b),
             };
         }
-        let mut tally = Tally {
-            pending: Vec::new(),
-            done: 0,
-            failures: Vec::new(),
-        };
+        let mut pending: Vec<(Option<Timestamp>, &str)> = Vec::new();
+        let mut done = 0;
+        let mut failures = Vec::new();
         for (id, (state, added_at)) in by_id {
             match state {
-                State::Pending => tally.pending.push((added_at, id.to_owned())),
-                State::Done => tally.done += 1,
-                State::Failed(failure) => tally.failures.push(failure),
+                State::Pending => pending.push((added_at, id)),
+                State::Done => done += 1,
+                State::Failed(failure) => failures.push(failure),
             }
         }
-        tally.pending.sort();
-        tally
+        failures.sort_by(|a, b| a.member.cmp(&b.member));
+        let count = pending.len();
+        if count > PENDING_LISTED {
+            pending.select_nth_unstable(PENDING_LISTED - 1);
+            pending.truncate(PENDING_LISTED);
+        }
+        pending.sort_unstable();
+        Tally {
+            pending: count,
+            first_pending: pending.into_iter().map(|(_, id)| id.to_owned()).collect(),
+            done,
+            failures,
+        }
     }
 
     fn added(&self) -> usize {
-        self.pending.len() + self.done + self.failures.len()
+        self.pending + self.done + self.failures.len()
     }
 }
 
@@ -298,9 +311,9 @@ fn count(n: usize) -> i32 {
 ///
 /// let now = Timestamp::from_second(1_700_000_000).unwrap();
 /// let spec = WaitGroupSpec { sealed: true, ..Default::default() };
-/// let members = [MemberRecord::pending("a", now).with_outcome(MemberOutcome::succeeded(Some(0)))];
+/// let member = MemberRecord::pending("a", now).with_outcome(MemberOutcome::succeeded(Some(0)));
 /// let input = WaitGroupInput { spec: &spec, generation: Some(1), created_at: now,
-///     members: &members, previous: None, now };
+///     members: &[&member], previous: None, now };
 /// assert_eq!(evaluate(&input).status.phase, WaitGroupPhase::Done);
 /// ```
 pub fn evaluate(input: &WaitGroupInput<'_>) -> Evaluation {
@@ -416,7 +429,7 @@ fn counted(
         previous_phase
     } else if failed > spec.max_failed {
         WaitGroupPhase::Failed
-    } else if complete && tally.pending.is_empty() {
+    } else if complete && tally.pending == 0 {
         WaitGroupPhase::Done
     } else if deadline.is_some_and(|deadline| now >= deadline) {
         WaitGroupPhase::Timeout
@@ -428,13 +441,8 @@ fn counted(
         added,
         done,
         failed,
-        counter: count(tally.pending.len()),
-        pending: tally
-            .pending
-            .iter()
-            .take(PENDING_LISTED)
-            .map(|(_, id)| id.clone())
-            .collect(),
+        counter: count(tally.pending),
+        pending: tally.first_pending.clone(),
         failures: tally
             .failures
             .iter()

@@ -37,11 +37,12 @@ fn eval_at(
     previous: Option<&WaitGroupStatus>,
     now: i64,
 ) -> Evaluation {
+    let members: Vec<&MemberRecord> = members.iter().collect();
     evaluate(&WaitGroupInput {
         spec,
         generation: Some(1),
         created_at: at(0),
-        members,
+        members: &members,
         previous,
         now: at(now),
     })
