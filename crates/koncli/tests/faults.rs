@@ -379,3 +379,78 @@ async fn next_saying(
     .await
     .unwrap_or_else(|_| panic!("never said {what:?}"));
 }
+
+#[tokio::test]
+async fn a_partitioned_waitgroup_worker_stops_its_command_before_its_member_fails() {
+    use konductor_api::waitgroup::{WaitGroupMember, member_name};
+    let env = Env::start().await;
+    env.ok(&["waitgroup", "create", "cut", "--member-ttl", "3s"])
+        .await;
+    env.ok(&["waitgroup", "add", "cut", "--member", "w"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(env.server.address).await;
+    let cut_off = proxy.kubeconfig(&env.kubeconfig(), dir.path());
+    let log = dir.path().join("log");
+    // The command notes (in µs since the epoch) when it is told to stop.
+    let script = format!(
+        "trap 'echo term $(date +%s%6N) >> {log}; exit 143' TERM; echo started >> {log}; while :; do sleep 0.1; done",
+        log = log.display()
+    );
+    let worker = koncli_with(
+        &cut_off,
+        &[
+            "waitgroup",
+            "run",
+            "cut",
+            "--member",
+            "w",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    )
+    .spawn()
+    .unwrap();
+    until_line(&log, "started").await;
+    let waiter = env.spawn(&["waitgroup", "wait", "cut"]);
+    proxy.set(Mode::Blackhole);
+
+    let worker = ended(worker).await;
+    assert_eq!(worker.status.code(), Some(7), "{}", stderr(&worker));
+    assert!(
+        stderr(&worker).contains("acknowledged no renewal in time"),
+        "the worker says why: {}",
+        stderr(&worker)
+    );
+    let waiter = ended(waiter).await;
+    assert_eq!(waiter.status.code(), Some(4), "{}", stderr(&waiter));
+    assert!(
+        stderr(&waiter).contains("w: expired"),
+        "{}",
+        stderr(&waiter)
+    );
+
+    // The command was stopped before the controller counted its member as failed.
+    let written = std::fs::read_to_string(&log).unwrap();
+    let stopped: i64 = written
+        .lines()
+        .find_map(|l| l.strip_prefix("term "))
+        .unwrap_or_else(|| panic!("the command was not stopped: {written}"))
+        .trim()
+        .parse()
+        .unwrap();
+    let members: kube::Api<WaitGroupMember> = kube::Api::namespaced(env.client.clone(), "default");
+    let expired = members
+        .get(&member_name("cut", "w"))
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert!(expired.expired);
+    let expired_at = expired.expired_at.unwrap().0.as_microsecond();
+    assert!(
+        stopped < expired_at,
+        "stopped at {stopped} µs, expired at {expired_at} µs"
+    );
+}

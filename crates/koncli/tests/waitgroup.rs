@@ -85,6 +85,16 @@ async fn the_same_done_retried_ten_times_counts_once() {
     let late = env.run(&["waitgroup", "add", "fan", "--member", "c"]).await;
     assert_eq!(late.status.code(), Some(1));
     assert!(stderr(&late).contains("already Done"), "{}", stderr(&late));
+    // A worker run again for its finished member runs nothing, even now.
+    let rerun = env
+        .run(&["waitgroup", "run", "fan", "--member", "a", "--", "false"])
+        .await;
+    assert_eq!(rerun.status.code(), Some(0), "{}", stderr(&rerun));
+    assert!(
+        stderr(&rerun).contains("already finished; nothing to run"),
+        "{}",
+        stderr(&rerun)
+    );
 }
 
 #[tokio::test]
@@ -336,5 +346,32 @@ async fn the_fanout_example_plays_to_completion() {
         stdout(&output).contains("a third failure ended the wait at once"),
         "{}",
         stdout(&output)
+    );
+}
+
+#[tokio::test]
+async fn a_group_past_its_timeout_ends_the_wait_with_exit_3_and_a_client_timeout_with_5() {
+    let env = Env::start().await;
+    env.ok(&["waitgroup", "create", "slow", "--group-timeout", "3s"])
+        .await;
+    env.ok(&["waitgroup", "add", "slow", "--member", "never"])
+        .await;
+    // The client gives up first: exit 5, saying where the group stood.
+    let impatient = env
+        .run(&["waitgroup", "wait", "slow", "--timeout", "100ms"])
+        .await;
+    assert_eq!(impatient.status.code(), Some(5), "{}", stderr(&impatient));
+    assert!(
+        stderr(&impatient).contains("still Waiting"),
+        "{}",
+        stderr(&impatient)
+    );
+    let output = env.run(&["waitgroup", "wait", "slow"]).await;
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output)
+            .contains("timed out: the deadline passed with 1 of 1 members pending (never)"),
+        "{}",
+        stderr(&output)
     );
 }

@@ -309,13 +309,17 @@ impl WaitGroups {
             .map(konductor_api::duration::parse_duration)
             .transpose()
             .map_err(|e| self.refused(name, format!("spec.memberTTL: {e}")))?;
-        self.add(name, &[id.to_owned()]).await?;
         let object = member_name(name, id);
-        let current = self
-            .members
-            .get(&object)
-            .await
-            .map_err(|e| self.request(name, "get", "waitgroupmembers").error(e))?;
+        let read = |e| self.request(name, "get", "waitgroupmembers").error(e);
+        // A member already finished (a worker run again after the group moved on) has
+        // nothing left to run, even in a group that is Done.
+        if let Some(existing) = self.members.get_opt(&object).await.map_err(read)?
+            && existing.is_finished()
+        {
+            return Ok(None);
+        }
+        self.add(name, &[id.to_owned()]).await?;
+        let current = self.members.get(&object).await.map_err(read)?;
         if current.is_finished() {
             return Ok(None);
         }
