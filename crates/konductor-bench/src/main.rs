@@ -58,6 +58,10 @@ struct Args {
     /// Client counts for the throughput group [default: 16 and 64; 16 with --quick].
     #[arg(long, value_delimiter = ',', value_name = "N,...")]
     clients: Vec<usize>,
+    /// Only the one large barrier in the throughput group (1 × 10,000; seconds instead
+    /// of a minute: for long alternating series when comparing builds).
+    #[arg(long)]
+    large_only: bool,
 }
 
 /// The groups of figures.
@@ -86,6 +90,7 @@ struct Bench {
     koncli: PathBuf,
     quick: bool,
     clients: Vec<usize>,
+    large_only: bool,
     report: Report,
 }
 
@@ -127,6 +132,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         koncli,
         quick: args.quick,
         clients: args.clients.clone(),
+        large_only: args.large_only,
         report: Report::default(),
     };
     bench.report.record(machine());
@@ -339,6 +345,9 @@ impl Bench {
                     .value("ms", result.open_after_last_arrival_ms)
                     .target(Target::AtMost("ms", 50.0));
             self.report.record(open_after);
+            if self.large_only {
+                continue;
+            }
 
             let (server, result) = self
                 .fresh_load(

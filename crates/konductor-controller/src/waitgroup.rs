@@ -265,7 +265,6 @@ async fn reconcile(group: Arc<WaitGroup>, ctx: &Context) -> Result<Option<Durati
         .map(|t| t.0)
         .ok_or(Error::MissingCreationTimestamp)?;
     let mut members = members_of(&group, &ctx.members);
-    adopt_members(&group, &members, ctx).await?;
     let mut expired_some = false;
     let evaluation = loop {
         let records: Vec<&MemberRecord> = members.iter().map(|m| &m.record).collect();
@@ -301,6 +300,8 @@ async fn reconcile(group: Arc<WaitGroup>, ctx: &Context) -> Result<Option<Durati
         ctx.own_writes.remember(&group, written, &ctx.groups);
         ctx.metrics.status_written(KIND);
     }
+    // Adoption does not change what counts, so it comes after the status write.
+    adopt_members(&group, &members, ctx).await?;
     if let Some(transition) = evaluation.transition {
         publish(ctx, &group, transition, &evaluation.status).await;
     }

@@ -30,7 +30,7 @@ use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 
-use self::arrivals::ArrivalIndex;
+use self::arrivals::{ArrivalIndex, IndexedArrival};
 use self::writes::Pacing;
 use crate::engine::adoption::{self, Adopter, Earlier, Orphan};
 use crate::engine::events::{Events, Note};
@@ -83,11 +83,9 @@ pub struct Context {
 
 /// The arrivals that count for `barrier`: naming it in its namespace, and not owned by
 /// an earlier barrier of the same name (those await garbage collection).
-fn arrivals_of(barrier: &Barrier, index: &ArrivalIndex) -> Vec<ArrivalRecord> {
+fn arrivals_of(barrier: &Barrier, kept: &[Arc<IndexedArrival>]) -> Vec<ArrivalRecord> {
     let uid = barrier.uid();
-    index
-        .of(&(barrier.namespace().unwrap_or_default(), barrier.name_any()))
-        .iter()
+    kept.iter()
         .filter(|a| {
             a.owners
                 .iter()
@@ -102,7 +100,11 @@ fn arrivals_of(barrier: &Barrier, index: &ArrivalIndex) -> Vec<ArrivalRecord> {
 /// (koncli does both itself; arrivals written with kubectl may do neither). Arrivals of
 /// an earlier barrier of the same name are left to the garbage collector: a barrier
 /// created again starts afresh.
-async fn adopt_arrivals(barrier: &Barrier, ctx: &Context) -> Result<()> {
+async fn adopt_arrivals(
+    barrier: &Barrier,
+    arrivals: &[Arc<IndexedArrival>],
+    ctx: &Context,
+) -> Result<()> {
     let Some(uid) = barrier.uid() else {
         return Ok(());
     };
@@ -115,7 +117,6 @@ async fn adopt_arrivals(barrier: &Barrier, ctx: &Context) -> Result<()> {
         label: konductor_api::BARRIER_LABEL,
         earlier: Earlier::Left,
     };
-    let arrivals = ctx.arrivals.of(&(namespace.clone(), name.clone()));
     let patches = arrivals.iter().filter_map(|arrival| {
         let orphan = Orphan {
             name: &arrival.name,
@@ -169,8 +170,8 @@ async fn reconcile(barrier: Arc<Barrier>, ctx: &Context) -> Result<Option<Durati
         .creation_timestamp()
         .map(|t| t.0)
         .ok_or(Error::MissingCreationTimestamp)?;
-    adopt_arrivals(&barrier, ctx).await?;
-    let arrivals = arrivals_of(&barrier, &ctx.arrivals);
+    let kept = ctx.arrivals.of(&(namespace.clone(), barrier.name_any()));
+    let arrivals = arrivals_of(&barrier, &kept);
     let evaluation = evaluate(&BarrierInput {
         spec: &barrier.spec,
         generation: barrier.meta().generation,
@@ -199,6 +200,9 @@ async fn reconcile(barrier: Arc<Barrier>, ctx: &Context) -> Result<Option<Durati
         ctx.pacing.wrote(&barrier, started.elapsed());
         ctx.metrics.status_written(KIND);
     }
+    // Adoption does not change what counts (arrivals without an owner count already),
+    // so it comes after the status write, off the path that releases waiters.
+    adopt_arrivals(&barrier, &kept, ctx).await?;
     if let Some(transition) = evaluation.transition {
         tracing::info!(
             namespace = %barrier.namespace().unwrap_or_default(),
