@@ -273,6 +273,7 @@ async fn list(barriers: &Barriers, args: ListArgs) -> konductor_sdk::Result<u8> 
     let now = Timestamp::now();
     output::print_listing(
         &items,
+        None,
         "barriers",
         (!args.all_namespaces).then(|| barriers.namespace()),
         &output::barrier_columns(wide),

@@ -597,12 +597,9 @@ impl WaitReporter {
 
 async fn list(kind: LockKind, locks: &Locks, args: LockListArgs) -> Outcome {
     let items = locks.list(kind, args.all_namespaces).await?;
-    if let Some(format) = args.output {
-        print!("{}", output::serialized_items(&items, format));
-        return Ok(EXIT_OK);
-    }
     output::print_listing(
         &items,
+        args.output,
         &kind.api_resource().plural,
         (!args.all_namespaces).then(|| locks.namespace()),
         &["PHASE", "HOLDERS", "WAITING", "TOKEN"],

@@ -449,12 +449,9 @@ pub fn summary(once: &Once, namespace: &str) -> String {
 
 async fn list(onces: &Onces, args: OnceListArgs) -> Outcome8 {
     let items = onces.list(args.all_namespaces).await?;
-    if let Some(format) = args.output {
-        print!("{}", output::serialized_items(&items, format));
-        return Ok(EXIT_OK);
-    }
     output::print_listing(
         &items,
+        args.output,
         "onces",
         (!args.all_namespaces).then_some(onces.namespace()),
         &["KEY", "PHASE", "EXECUTOR", "ATTEMPTS"],

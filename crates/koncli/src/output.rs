@@ -283,16 +283,21 @@ pub fn table<T: ResourceExt>(
     aligned(&rows)
 }
 
-/// Prints what `koncli KIND list` shows: the [`table`] of `items`, or kubectl's
-/// `No … found` on stderr when there are none. `namespace` is `None` when listing
-/// every namespace.
-pub fn print_listing<T: ResourceExt>(
+/// Prints what `koncli KIND list` shows: `items` as a `v1 List` in `format` (`-o`),
+/// else the [`table`] of `items`, or kubectl's `No … found` on stderr when there are
+/// none. `namespace` is `None` when listing every namespace.
+pub fn print_listing<T: ResourceExt + k8s_openapi::serde::Serialize>(
     items: &[T],
+    format: Option<crate::args::CreateFormat>,
     plural: &str,
     namespace: Option<&str>,
     columns: &[&str],
     cells: impl Fn(&T) -> Vec<String>,
 ) {
+    if let Some(format) = format {
+        print!("{}", serialized_items(items, format));
+        return;
+    }
     match namespace {
         _ if !items.is_empty() => print!(
             "{}",

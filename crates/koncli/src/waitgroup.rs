@@ -498,12 +498,9 @@ pub fn summary(group: &WaitGroup, namespace: &str) -> String {
 
 async fn list(groups: &WaitGroups, args: ListArgs) -> Code {
     let items = groups.list(args.all_namespaces).await?;
-    if let Some(format) = args.output {
-        print!("{}", output::serialized_items(&items, format));
-        return Ok(EXIT_OK);
-    }
     output::print_listing(
         &items,
+        args.output,
         "waitgroups",
         (!args.all_namespaces).then_some(groups.namespace()),
         &["ADDED", "DONE", "FAILED", "PHASE"],
