@@ -361,6 +361,7 @@ fn cases() -> Vec<Case> {
             .answers(400, "name"),
         // Path tricks.
         case("a path that climbs", "GET", format!("{BARRIERS}/../../../../../etc/passwd")).answers(404, ""),
+        case("a namespace segment that decodes to no namespace name", "GET", "/apis/konductor.io/v1/namespaces/..%2F..%2F/barriers").answers(404, ""),
         case("an encoded climb", "GET", "/apis/konductor.io/v1/namespaces/%2e%2e/barriers/seed").answers(404, ""),
         case("a NUL in the name", "GET", format!("{BARRIERS}/se%00ed")).answers(404, ""),
         case("invalid UTF-8 in the path", "GET", format!("{BARRIERS}/%ff%fe")).answers(404, ""),

@@ -120,14 +120,45 @@ fn parameter(name: &str, description: &str) -> Value {
     })
 }
 
-/// The operations of one path, each tagged with the resource's group-version-kind.
-fn operations(def: &ResourceDef, verbs: &[(&str, &str)], write_parameters: &[Value]) -> Value {
+/// The path parameters of `path` (`{namespace}`, `{name}`), declared on its path item as
+/// kube-apiserver declares them: OpenAPI tools refuse a path whose template names a
+/// parameter no operation declares.
+fn path_parameters(path: &str) -> Vec<Value> {
+    path.split('/')
+        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| {
+            let description = match name {
+                "namespace" => "object name and auth scope, such as for teams and projects",
+                _ => "name of the object",
+            };
+            json!({
+                "name": name,
+                "in": "path",
+                "required": true,
+                "description": description,
+                "schema": { "type": "string", "uniqueItems": true },
+            })
+        })
+        .collect()
+}
+
+/// The operations of the path `path`, each tagged with the resource's
+/// group-version-kind; `suffix` keeps operation ids unique within the document (a
+/// status path's `get` is not the object's).
+fn operations(
+    def: &ResourceDef,
+    path: &str,
+    verbs: &[(&str, &str)],
+    write_parameters: &[Value],
+    suffix: &str,
+) -> Value {
     let reference =
         json!({ "$ref": format!("#/components/schemas/{}", schema_name(def, &def.kind)) });
     let mut item = Map::new();
+    item.insert("parameters".to_owned(), Value::Array(path_parameters(path)));
     for (method, action) in verbs {
         let mut operation = json!({
-            "operationId": format!("{action}{}", def.kind),
+            "operationId": format!("{action}{}{suffix}", def.kind),
             "responses": { "200": { "description": "OK", "content": { "application/json": { "schema": reference } } } },
             "x-kubernetes-action": action,
             "x-kubernetes-group-version-kind": { "group": def.group, "version": def.version, "kind": def.kind },
@@ -208,40 +239,41 @@ pub fn document(registry: &Registry, group: &str, version: &str) -> Option<Value
                 format!("{base}/{}/{{name}}", def.plural),
             )
         };
-        paths.insert(
-            collection,
-            operations(
-                def,
-                &[
-                    ("get", "list"),
-                    ("post", "post"),
-                    ("delete", "deletecollection"),
-                ],
-                &write_parameters,
-            ),
+        let listing = operations(
+            def,
+            &collection,
+            &[
+                ("get", "list"),
+                ("post", "post"),
+                ("delete", "deletecollection"),
+            ],
+            &write_parameters,
+            "",
         );
-        paths.insert(
-            object.clone(),
-            operations(
-                def,
-                &[
-                    ("get", "get"),
-                    ("put", "put"),
-                    ("patch", "patch"),
-                    ("delete", "delete"),
-                ],
-                &write_parameters,
-            ),
+        paths.insert(collection, listing);
+        let one = operations(
+            def,
+            &object,
+            &[
+                ("get", "get"),
+                ("put", "put"),
+                ("patch", "patch"),
+                ("delete", "delete"),
+            ],
+            &write_parameters,
+            "",
         );
+        paths.insert(object.clone(), one);
         if def.status_subresource {
-            paths.insert(
-                format!("{object}/status"),
-                operations(
-                    def,
-                    &[("get", "get"), ("put", "put"), ("patch", "patch")],
-                    &write_parameters,
-                ),
+            let status = format!("{object}/status");
+            let operations = operations(
+                def,
+                &status,
+                &[("get", "get"), ("put", "put"), ("patch", "patch")],
+                &write_parameters,
+                "Status",
             );
+            paths.insert(status, operations);
         }
         schemas.insert(schema_name(def, &def.kind), object_schema(def));
         schemas.insert(schema_name(def, &def.list_kind()), list_schema(def));
@@ -291,5 +323,36 @@ mod tests {
         );
         assert!(barrier["properties"]["spec"]["properties"]["expected"]["description"].is_string());
         assert!(document(&Registry::standard(), "nope", "v1").is_none());
+    }
+
+    #[test]
+    fn every_path_declares_its_parameters_and_every_operation_id_is_unique() {
+        let registry = Registry::standard();
+        for (group, version) in registry.group_versions() {
+            let doc = document(&registry, group, version).unwrap();
+            let mut ids = std::collections::HashSet::new();
+            for (path, item) in doc["paths"].as_object().unwrap() {
+                let declared: Vec<&str> = item["parameters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|p| p["in"] == "path" && p["required"] == true)
+                    .map(|p| p["name"].as_str().unwrap())
+                    .collect();
+                let templated: Vec<&str> = path
+                    .split('/')
+                    .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+                    .collect();
+                assert_eq!(declared, templated, "{path}");
+                for (method, operation) in item.as_object().unwrap() {
+                    if method == "parameters" {
+                        continue;
+                    }
+                    let id = operation["operationId"].as_str().unwrap();
+                    assert!(ids.insert(id.to_owned()), "{group}/{version}: {id} twice");
+                }
+            }
+            assert!(!ids.is_empty());
+        }
     }
 }

@@ -66,6 +66,11 @@ fn parse_path(path: &str) -> Option<Target> {
     let namespaced_path = rest[0] == "namespaces"
         && rest.len() >= 3
         && !matches!(rest[2].as_str(), "status" | "finalize");
+    // A namespace segment that decodes to no namespace name (`..%2F..%2F`) addresses
+    // nothing: 404, as kube-apiserver answers, rather than an empty list.
+    if namespaced_path && !konductor_api::names::is_dns1123_label(&rest[1]) {
+        return None;
+    }
     let (namespace, rest) = if namespaced_path {
         (Some(rest[1].clone()), &rest[2..])
     } else {
@@ -493,5 +498,12 @@ mod tests {
             parse_path("/apis/konductor.io/v1/namespaces/ns/barriers/b/status/x"),
             None
         );
+        for hostile in [
+            "/apis/konductor.io/v1/namespaces/..%2F..%2F/barriers",
+            "/apis/konductor.io/v1/namespaces/Default/barriers",
+            "/api/v1/namespaces/a%2Fb/events",
+        ] {
+            assert_eq!(parse_path(hostile), None, "{hostile}");
+        }
     }
 }
