@@ -349,7 +349,17 @@ async fn arrivals_written_without_an_owner_are_adopted_and_labelled_by_their_bar
         .await
         .unwrap();
     h.until("adopter", |b| arrived(b) == 1).await;
-    let adopted = h.arrivals().get("bare").await.unwrap();
+    // Adoption follows the status write (it does not change what counts).
+    let adopted = tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(h.arrivals(), "bare", |a: Option<&Arrival>| {
+            a.is_some_and(|a| !a.owner_references().is_empty())
+        }),
+    )
+    .await
+    .expect("adopted within 30s")
+    .unwrap()
+    .unwrap();
     let owner = &adopted.owner_references()[0];
     assert_eq!(
         (owner.kind.as_str(), owner.uid.as_str()),
