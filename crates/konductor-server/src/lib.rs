@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! - [`registry`]: the resources served, each described once (from the CRDs for
-//!   `konductor.io`; built-in namespaces, events and leases).
+//!   `konductor.io`; built-in namespaces, events, leases, Jobs, Deployments and
+//!   ConfigMaps), plus the kinds of the CRDs applied to the server ([`crds`]).
 //! - [`store`]: SQLite in WAL mode — transactions, the global resourceVersion,
 //!   durability. No HTTP types.
 //! - [`watch`]: the in-memory hub that fans committed writes out to watchers. No SQL.
@@ -13,7 +14,8 @@
 //!   (metadata lifecycle, schema and CEL validation, patch formats, selectors, the
 //!   events.k8s.io view), pure functions; [`protobuf`] decodes the one protobuf body
 //!   kubectl sends (`kubectl create namespace`).
-//! - [`service`]: the API verbs, combining the above.
+//! - [`service`]: the API verbs, combining the above ([`scale`]: the `/scale`
+//!   subresource of custom resources).
 //! - [`http`]: axum handlers that translate requests to service calls (plus discovery
 //!   and OpenAPI documents generated from the registry). No SQL.
 //! - [`table`]: `kubectl get` tables from the printer columns.
@@ -27,6 +29,7 @@
 //! controller beside it).
 
 pub mod access;
+pub mod crds;
 pub mod error;
 pub mod fuzzing;
 pub mod gc;
@@ -37,6 +40,7 @@ pub mod objects;
 pub mod patch;
 pub mod protobuf;
 pub mod registry;
+pub mod scale;
 pub mod security;
 pub mod selectors;
 pub mod service;

@@ -12,12 +12,30 @@ use serde_json::Value;
 use crate::validation::Schema;
 
 /// How objects of a resource are shown to clients, when that differs from storage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum View {
     /// Objects are served as stored.
     Native,
     /// events.k8s.io/v1 Events: stored as core v1 Events and converted both ways.
     EventsV1,
+    /// Another served version of a custom resource: the stored objects under this
+    /// version's `apiVersion` (a CRD's conversion strategy `None`).
+    Relabelled {
+        /// The `apiVersion` objects are stored with.
+        stored_api_version: String,
+    },
+}
+
+/// Where a resource's `/scale` subresource reads and writes (a CRD's
+/// `subresources.scale`), as simple JSON paths such as `.spec.replicas`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaleSpec {
+    /// The desired replicas.
+    pub spec_replicas_path: String,
+    /// The observed replicas.
+    pub status_replicas_path: String,
+    /// The label selector (a string), if the resource publishes one.
+    pub label_selector_path: Option<String>,
 }
 
 /// Where a table cell's value comes from.
@@ -51,9 +69,9 @@ pub struct Column {
 #[derive(Debug, Clone)]
 pub struct ResourceDef {
     /// API group; empty for the core group.
-    pub group: &'static str,
+    pub group: String,
     /// API version, e.g. `v1`.
-    pub version: &'static str,
+    pub version: String,
     /// Kind, e.g. `Barrier`.
     pub kind: String,
     /// Plural resource name used in paths, e.g. `barriers`.
@@ -68,6 +86,8 @@ pub struct ResourceDef {
     pub namespaced: bool,
     /// Whether a `/status` subresource splits spec and status writes.
     pub status_subresource: bool,
+    /// The `/scale` subresource, if the resource has one.
+    pub scale: Option<ScaleSpec>,
     /// The field selector labels it supports, each with the stored path it reads.
     pub field_labels: Vec<(String, String)>,
     /// The storage bucket; two resources sharing one (core and events.k8s.io Events)
@@ -162,7 +182,8 @@ fn computed(
     }
 }
 
-fn age() -> Column {
+/// The Age column, for resources that declare no columns of their own.
+pub fn age() -> Column {
     column(
         "Age",
         "date",
@@ -175,10 +196,13 @@ fn age() -> Column {
 impl Registry {
     /// The standard registry: Konductor's CRDs plus the built-in types it needs.
     pub fn standard() -> Self {
-        let mut resources: Vec<ResourceDef> = konductor_api::crd::crds()
-            .into_iter()
-            .map(crd_resource)
+        let mut resources: Vec<ResourceDef> = built_in_crds()
+            .iter()
+            .flat_map(|crd| {
+                crate::crds::served_resources(crd).expect("the generated CRDs are valid")
+            })
             .collect();
+        resources.extend(workloads());
         resources.push(ResourceDef {
             short_names: vec!["ns".into()],
             namespaced: false,
@@ -270,9 +294,42 @@ impl Registry {
             ],
             ..builtin("coordination.k8s.io", "Lease", "leases", LEASES)
         });
+        resources.push(ResourceDef {
+            namespaced: false,
+            status_subresource: true,
+            short_names: vec!["crd".into(), "crds".into()],
+            categories: vec!["api-extensions".into()],
+            columns: vec![column(
+                "Created At",
+                "date",
+                ".metadata.creationTimestamp",
+                0,
+                "When the definition was created",
+            )],
+            ..builtin(
+                "apiextensions.k8s.io",
+                "CustomResourceDefinition",
+                "customresourcedefinitions",
+                crate::crds::CRDS,
+            )
+        });
         Registry {
             resources: resources.into_iter().map(Arc::new).collect(),
         }
+    }
+
+    /// This registry plus the resources of applied CRDs (Konductor's own kinds are
+    /// built in and stay served as they are).
+    #[must_use]
+    pub fn with_applied(&self, applied: Vec<ResourceDef>) -> Self {
+        let mut resources = self.resources.clone();
+        resources.extend(
+            applied
+                .into_iter()
+                .filter(|def| self.find(&def.group, &def.version, &def.plural).is_none())
+                .map(Arc::new),
+        );
+        Registry { resources }
     }
 
     /// Every resource served.
@@ -304,11 +361,12 @@ impl Registry {
     }
 
     /// The distinct `(group, version)` pairs served, core first.
-    pub fn group_versions(&self) -> Vec<(&'static str, &'static str)> {
-        let mut out: Vec<(&'static str, &'static str)> = Vec::new();
+    pub fn group_versions(&self) -> Vec<(&str, &str)> {
+        let mut out: Vec<(&str, &str)> = Vec::new();
         for r in &self.resources {
-            if !out.contains(&(r.group, r.version)) {
-                out.push((r.group, r.version));
+            let pair = (r.group.as_str(), r.version.as_str());
+            if !out.contains(&pair) {
+                out.push(pair);
             }
         }
         out.sort_by_key(|(g, _)| !g.is_empty());
@@ -346,11 +404,11 @@ const CORE_EVENT_FIELDS: &[&str] = &[
     "type",
 ];
 
-fn builtin(group: &'static str, kind: &str, plural: &str, storage: &str) -> ResourceDef {
+fn builtin(group: &str, kind: &str, plural: &str, storage: &str) -> ResourceDef {
     ResourceDef {
         field_labels: field_labels(OBJECT_FIELDS),
-        group,
-        version: "v1",
+        group: group.to_owned(),
+        version: "v1".to_owned(),
         kind: kind.into(),
         plural: plural.into(),
         singular: kind.to_lowercase(),
@@ -358,6 +416,7 @@ fn builtin(group: &'static str, kind: &str, plural: &str, storage: &str) -> Reso
         categories: vec![],
         namespaced: true,
         status_subresource: false,
+        scale: None,
         storage: storage.to_owned(),
         view: View::Native,
         schema: None,
@@ -368,56 +427,72 @@ fn builtin(group: &'static str, kind: &str, plural: &str, storage: &str) -> Reso
     }
 }
 
-/// A resource described by one of Konductor's generated CRDs.
-fn crd_resource(
-    crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-) -> ResourceDef {
-    let version = &crd.spec.versions[0];
-    let names = &crd.spec.names;
-    // `group/plural`: the names a CRD is served under, so as stable as its API (a
-    // bucket name is part of the database's keys).
-    let storage = format!("{}/{}", crd.spec.group, names.plural);
-    let schema = version
-        .schema
-        .as_ref()
-        .and_then(|s| s.open_api_v3_schema.as_ref())
-        .map(|s| serde_json::to_value(s).expect("CRD schema serializes"))
-        .map(|s: Value| Arc::new(Schema::compile(s).expect("generated CRD schema compiles")));
-    let mut columns: Vec<Column> = version
-        .additional_printer_columns
+/// Konductor's own CRDs as JSON, the definitions its kinds are served from (and the
+/// only ones accepted for its group).
+pub fn built_in_crds() -> Vec<Value> {
+    konductor_api::crd::crds()
         .iter()
-        .flatten()
-        .map(|c| Column {
-            name: c.name.clone(),
-            type_: c.type_.clone(),
-            source: CellSource::Path(c.json_path.clone()),
-            priority: c.priority.unwrap_or(0),
-            description: c.description.clone().unwrap_or_default(),
-        })
-        .collect();
-    if columns.is_empty() {
-        columns.push(age());
-    }
-    ResourceDef {
-        group: konductor_api::GROUP,
-        version: konductor_api::VERSION,
-        kind: names.kind.clone(),
-        plural: names.plural.clone(),
-        singular: names.singular.clone().unwrap_or_default(),
-        short_names: names.short_names.clone().unwrap_or_default(),
-        categories: names.categories.clone().unwrap_or_default(),
-        namespaced: crd.spec.scope == "Namespaced",
-        field_labels: field_labels(OBJECT_FIELDS),
-        status_subresource: version
-            .subresources
-            .as_ref()
-            .is_some_and(|s| s.status.is_some()),
-        storage,
-        view: View::Native,
-        schema,
-        columns,
-        name_priority: 0,
-        unconditional_update: false,
-        strategic_merge: false,
-    }
+        .map(|crd| serde_json::to_value(crd).expect("a CRD serializes"))
+        .collect()
+}
+
+/// Field selectors every resource supports (custom resources too).
+pub fn object_field_labels() -> Vec<(String, String)> {
+    field_labels(OBJECT_FIELDS)
+}
+
+/// The workload kinds a Gate waits on, served as stored objects with a status
+/// subresource and no controller (a script or test plays the Job or Deployment
+/// controller), plus ConfigMaps, so ordinary manifests beside them apply.
+fn workloads() -> Vec<ResourceDef> {
+    vec![
+        ResourceDef {
+            status_subresource: true,
+            columns: vec![
+                column(
+                    "Completions",
+                    "integer",
+                    ".status.succeeded",
+                    0,
+                    "Pods that succeeded",
+                ),
+                column("Failed", "integer", ".status.failed", 1, "Pods that failed"),
+                age(),
+            ],
+            ..builtin("batch", "Job", "jobs", "batch/jobs")
+        },
+        ResourceDef {
+            status_subresource: true,
+            short_names: vec!["deploy".into()],
+            columns: vec![
+                column(
+                    "Ready",
+                    "integer",
+                    ".status.readyReplicas",
+                    0,
+                    "Ready replicas",
+                ),
+                column(
+                    "Up-to-date",
+                    "integer",
+                    ".status.updatedReplicas",
+                    0,
+                    "Replicas updated to the current template",
+                ),
+                column(
+                    "Available",
+                    "integer",
+                    ".status.availableReplicas",
+                    0,
+                    "Available replicas",
+                ),
+                age(),
+            ],
+            ..builtin("apps", "Deployment", "deployments", "apps/deployments")
+        },
+        ResourceDef {
+            short_names: vec!["cm".into()],
+            ..builtin("", "ConfigMap", "configmaps", "configmaps")
+        },
+    ]
 }

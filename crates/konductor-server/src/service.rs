@@ -13,6 +13,7 @@ use base64::Engine;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
+use crate::crds;
 use crate::error::{ApiError, Result};
 use crate::key::ObjectKey;
 use crate::objects::{
@@ -20,7 +21,7 @@ use crate::objects::{
     prepare_create, prepare_update,
 };
 use crate::patch::{self, PatchType};
-use crate::registry::{NAMESPACES, Registry, ResourceDef};
+use crate::registry::{self, NAMESPACES, Registry, ResourceDef, View};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::store::{Store, Write};
 use crate::views::{to_storage, to_view};
@@ -87,6 +88,15 @@ impl ListOptions {
     }
 }
 
+/// A write to a `/scale` subresource.
+#[derive(Debug)]
+pub enum ScaleChange {
+    /// `PUT`: the whole Scale.
+    Replace(Value),
+    /// `PATCH`: a patch of the current Scale.
+    Patch(PatchType, Vec<u8>),
+}
+
 /// An object written by a verb, with the warnings to send back (dropped unknown fields).
 #[derive(Debug)]
 pub struct Written {
@@ -113,7 +123,13 @@ pub struct WatchStart {
 #[derive(Clone)]
 pub struct Service {
     store: Store,
-    registry: Arc<Registry>,
+    /// What is served now: the built-in resources plus those of the stored CRDs.
+    registry: Arc<std::sync::RwLock<Arc<Registry>>>,
+    /// The built-in resources alone, which applied CRDs are added to.
+    built_in: Arc<Registry>,
+    /// Held while the registry is rebuilt from the stored CRDs, so the last rebuild
+    /// always reads the last CRD write.
+    rebuilding: Arc<std::sync::Mutex<()>>,
     /// `?dryRun=All`: run every check, store nothing, return what would be stored.
     dry_run: bool,
     /// Paged lists' snapshots, so every page of a list reads the same version.
@@ -138,7 +154,9 @@ impl Service {
     pub fn new(store: Store, registry: Arc<Registry>) -> Self {
         Self {
             store,
-            registry,
+            registry: Arc::new(std::sync::RwLock::new(registry.clone())),
+            built_in: registry,
+            rebuilding: Arc::default(),
             dry_run: false,
             snapshots: Arc::default(),
         }
@@ -171,9 +189,54 @@ impl Service {
         &self.store
     }
 
-    /// The registry of resources served.
-    pub fn registry(&self) -> &Arc<Registry> {
-        &self.registry
+    /// The registry of resources served now (a snapshot: CRD writes replace it).
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Rebuilds the registry from the stored CRDs: their kinds are served from now on,
+    /// and a deleted CRD's no longer.
+    pub fn reload_crds(&self) -> Result<()> {
+        let _rebuilding = lock(&self.rebuilding);
+        let mut applied = Vec::new();
+        self.store.scan(crds::CRDS, None, None, |crd| {
+            match crds::served_resources(&crd) {
+                Ok(defs) => applied.extend(defs),
+                Err(error) => tracing::warn!(
+                    crd = objects::name_of(&crd),
+                    %error,
+                    "a stored CRD cannot be served"
+                ),
+            }
+            true
+        })?;
+        let registry = Arc::new(self.built_in.with_applied(applied));
+        *self
+            .registry
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = registry;
+        Ok(())
+    }
+
+    /// The CRD checks and status (see [`crds::admit`]) for a CRD about to be stored.
+    fn admit_crd(&self, def: &ResourceDef, crd: &mut Value, old: Option<&Value>) -> Result<()> {
+        let name = objects::name_of(crd).to_owned();
+        let built_in = registry::built_in_crds()
+            .into_iter()
+            .find(|b| objects::name_of(b) == name);
+        crds::admit(crd, old, built_in.as_ref())
+            .map_err(|causes| objects::invalid(def, &name, causes))
+    }
+
+    /// After a committed write to a CRD: serve what the stored CRDs say.
+    fn after_write(&self, def: &ResourceDef) -> Result<()> {
+        if def.storage == crds::CRDS && !self.dry_run {
+            self.reload_crds()?;
+        }
+        Ok(())
     }
 
     fn key(def: &ResourceDef, namespace: &str, name: &str) -> ObjectKey {
@@ -190,8 +253,8 @@ impl Service {
 
     /// Creates the namespaces a fresh server starts with (`default`), if missing.
     pub fn bootstrap(&self) -> Result<()> {
-        let namespaces = self
-            .registry
+        let registry = self.registry();
+        let namespaces = registry
             .by_storage(NAMESPACES)
             .expect("namespaces are registered")
             .clone();
@@ -204,6 +267,38 @@ impl Service {
                     json!({"metadata": {"name": name}}),
                     FieldValidation::Strict,
                 )?;
+            }
+        }
+        self.store_built_in_crds(&registry)?;
+        self.reload_crds()
+    }
+
+    /// Stores Konductor's own CRDs (as a cluster would hold them, so `kubectl get crd`
+    /// lists them and applying them again changes nothing), replacing older ones.
+    fn store_built_in_crds(&self, registry: &Registry) -> Result<()> {
+        let def = registry
+            .by_storage(crds::CRDS)
+            .expect("CRDs are registered")
+            .clone();
+        for crd in registry::built_in_crds() {
+            let name = objects::name_of(&crd).to_owned();
+            match self.store.get(&Self::key(&def, "", &name))? {
+                None => {
+                    self.create(&def, "", crd, FieldValidation::Strict)?;
+                }
+                Some(stored) if stored["spec"] != crd["spec"] => {
+                    let mut current = (*stored).clone();
+                    current["spec"] = crd["spec"].clone();
+                    self.replace(
+                        &def,
+                        "",
+                        &name,
+                        current,
+                        Subresource::Main,
+                        FieldValidation::Strict,
+                    )?;
+                }
+                Some(_) => {}
             }
         }
         Ok(())
@@ -397,12 +492,15 @@ impl Service {
         self.ensure_namespace(def, namespace)?;
         let body = to_storage(def, &body);
         let mut object = prepare_create(
-            self.native(def),
+            &self.native(def),
             namespace,
             with_api_version(def, body),
             Timestamp::now(),
         )?;
         let warnings = objects::admit(def, &mut object, None, validation)?;
+        if def.storage == crds::CRDS {
+            self.admit_crd(def, &mut object, None)?;
+        }
         let name = objects::name_of(&object).to_owned();
         let key = Self::key(def, namespace, &name);
         let stored = self.store.write(&key, |current| match current {
@@ -413,6 +511,7 @@ impl Service {
             None => Ok(self.preview(Write::Put(object), None)),
         })?;
         let stored = stored.expect("a put returns the object");
+        self.after_write(def)?;
         Ok(Written {
             object: shared_view(def, stored),
             warnings,
@@ -421,8 +520,15 @@ impl Service {
     }
 
     /// The native definition of a bucket (for metadata rules on converted views).
-    fn native<'a>(&'a self, def: &'a ResourceDef) -> &'a ResourceDef {
-        self.registry.by_storage(&def.storage).map_or(def, |d| d)
+    fn native(&self, def: &ResourceDef) -> Arc<ResourceDef> {
+        match def.view {
+            crate::registry::View::Native => Arc::new(def.clone()),
+            _ => self
+                .registry()
+                .by_storage(&def.storage)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(def.clone())),
+        }
     }
 
     /// `PUT` an object (or its status).
@@ -437,7 +543,7 @@ impl Service {
     ) -> Result<Written> {
         let body = with_api_version(def, to_storage(def, &body));
         self.update_with(def, namespace, name, subresource, validation, |current| {
-            prepare_update(self.native(def), current, body, subresource, true)
+            prepare_update(&self.native(def), current, body, subresource, true)
         })
     }
 
@@ -486,8 +592,44 @@ impl Service {
             let view = to_view(def, current);
             let patched = patch::apply(patch_type, &view, body)?;
             let patched = with_api_version(def, to_storage(def, &patched));
-            prepare_update(self.native(def), current, patched, subresource, false)
+            prepare_update(&self.native(def), current, patched, subresource, false)
         })
+    }
+
+    /// `GET` an object's `/scale`.
+    pub fn scale(&self, def: &ResourceDef, namespace: &str, name: &str) -> Result<Value> {
+        crate::scale::of(def, &*self.get(def, namespace, name)?)
+    }
+
+    /// `PUT` (a whole Scale) or `PATCH` an object's `/scale`: the desired replicas
+    /// are written to the object, which is validated as any write of it is.
+    pub fn update_scale(
+        &self,
+        def: &ResourceDef,
+        namespace: &str,
+        name: &str,
+        change: ScaleChange,
+    ) -> Result<Value> {
+        let written = self.update_with(
+            def,
+            namespace,
+            name,
+            Subresource::Main,
+            FieldValidation::Ignore,
+            |current| {
+                let view = to_view(def, current);
+                let wanted = match &change {
+                    ScaleChange::Replace(scale) => scale.clone(),
+                    ScaleChange::Patch(patch_type, body) => {
+                        patch::apply(*patch_type, &crate::scale::of(def, &view)?, body)?
+                    }
+                };
+                let next = crate::scale::apply(def, &view, &wanted)?;
+                let next = with_api_version(def, to_storage(def, &next));
+                prepare_update(&self.native(def), current, next, Subresource::Main, false)
+            },
+        )?;
+        crate::scale::of(def, &written.object)
     }
 
     /// Reads, transforms with `change`, validates and writes one object.
@@ -513,12 +655,16 @@ impl Service {
                 validation
             };
             warnings = objects::admit(def, &mut next, Some(&current), check)?;
+            if def.storage == crds::CRDS {
+                self.admit_crd(def, &mut next, Some(&current))?;
+            }
             if next == current {
                 return Ok(Write::Unchanged(current));
             }
             Ok(self.preview(finish_if_finalized(next), Some(&current)))
         })?;
         let stored = stored.ok_or_else(|| Self::not_found(def, name))?;
+        self.after_write(def)?;
         Ok(Written {
             object: shared_view(def, stored),
             warnings,
@@ -545,11 +691,25 @@ impl Service {
                 message: "this namespace may not be deleted".into(),
             });
         }
+        if def.storage == crds::CRDS
+            && registry::built_in_crds()
+                .iter()
+                .any(|crd| objects::name_of(crd) == name)
+        {
+            return Err(ApiError::Forbidden {
+                resource: def.qualified_plural(),
+                name: name.to_owned(),
+                message: "Konductor's own kinds are built into this server".into(),
+            });
+        }
         let key = Self::key(def, namespace, name);
         let current = self
             .store
             .get(&key)?
             .ok_or_else(|| Self::not_found(def, name))?;
+        if def.storage == crds::CRDS && !self.dry_run {
+            self.delete_custom_resources(&current)?;
+        }
         let uid = current["metadata"]["uid"]
             .as_str()
             .unwrap_or_default()
@@ -573,7 +733,37 @@ impl Service {
             }
         })?;
         let object = result.ok_or_else(|| Self::not_found(def, name))?;
+        self.after_write(def)?;
         Ok(to_view(def, &object))
+    }
+
+    /// Deletes every object of a CRD about to be deleted, as kube-apiserver's CRD
+    /// cleanup does (each one a normal delete: watchers see it, finalizers hold it).
+    fn delete_custom_resources(&self, crd: &Value) -> Result<()> {
+        let Some(def) = crds::served_resources(crd)
+            .ok()
+            .and_then(|defs| defs.into_iter().find(|d| d.view == View::Native))
+        else {
+            return Ok(());
+        };
+        let mut keys = Vec::new();
+        self.store.scan(&def.storage, None, None, |object| {
+            keys.push((
+                object["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                objects::name_of(&object).to_owned(),
+            ));
+            true
+        })?;
+        for (namespace, name) in keys {
+            match self.delete(&def, &namespace, &name, &DeleteOptions::default()) {
+                Ok(_) | Err(ApiError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// `DELETE` a collection: every object matching the selectors.
@@ -677,7 +867,7 @@ impl Service {
 
     /// Deletes the object at `key` with default options (garbage collection).
     pub fn delete_key(&self, key: &ObjectKey) -> Result<()> {
-        let Some(def) = self.registry.by_storage(&key.bucket).cloned() else {
+        let Some(def) = self.registry().by_storage(&key.bucket).cloned() else {
             return Ok(());
         };
         match self.delete(&def, &key.namespace, &key.name, &DeleteOptions::default()) {
@@ -697,14 +887,14 @@ impl Service {
 /// shape.
 fn shared_view(def: &ResourceDef, stored: Arc<Value>) -> Arc<Value> {
     match def.view {
-        crate::registry::View::Native => stored,
+        View::Native => stored,
         _ => Arc::new(to_view(def, &stored)),
     }
 }
 
 /// Sets `apiVersion` to the one of the stored shape for converted views.
 fn with_api_version(def: &ResourceDef, mut object: Value) -> Value {
-    if def.view != crate::registry::View::Native
+    if def.view != View::Native
         && let Some(map) = object.as_object_mut()
     {
         map.remove("apiVersion");

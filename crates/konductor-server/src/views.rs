@@ -5,6 +5,9 @@
 //! `note` ↔ `message`, `reportingController` ↔ `reportingComponent`, and the
 //! `deprecated*` fields ↔ `source`, `firstTimestamp`, `lastTimestamp`, `count`. This is
 //! how `kubectl describe` (core v1) sees events the controller records (events.k8s.io).
+//!
+//! A custom resource served in several versions is stored once, in its storage
+//! version; the others see the same object under their own `apiVersion`.
 
 use serde_json::{Map, Value};
 
@@ -26,6 +29,7 @@ pub fn to_view(def: &ResourceDef, stored: &Value) -> Value {
     match def.view {
         View::Native => stored.clone(),
         View::EventsV1 => rename(stored, |(v1, core)| (core, v1), &def.api_version()),
+        View::Relabelled { .. } => relabel(stored, &def.api_version()),
     }
 }
 
@@ -58,10 +62,20 @@ pub fn partial_metadata_list(list: &Value) -> Value {
 
 /// Converts an object in the shape `def` serves into the stored shape.
 pub fn to_storage(def: &ResourceDef, object: &Value) -> Value {
-    match def.view {
+    match &def.view {
         View::Native => object.clone(),
         View::EventsV1 => rename(object, |(v1, core)| (v1, core), "v1"),
+        View::Relabelled { stored_api_version } => relabel(object, stored_api_version),
     }
+}
+
+/// The same object under another `apiVersion`.
+fn relabel(object: &Value, api_version: &str) -> Value {
+    let mut out = object.clone();
+    if let Some(map) = out.as_object_mut() {
+        map.insert("apiVersion".into(), api_version.into());
+    }
+    out
 }
 
 /// Renames top-level Event fields, each pair of [`EVENT_RENAMES`] turned into

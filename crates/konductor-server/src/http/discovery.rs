@@ -38,14 +38,24 @@ pub async fn core_versions() -> Json<Value> {
 /// `GET /apis`: every named group.
 pub async fn groups(State(state): State<AppState>) -> Json<Value> {
     let registry = state.service.registry();
-    let groups: Vec<Value> = registry
+    // One entry per group, listing its versions (the first served is preferred).
+    let mut by_group: Vec<(&str, Vec<Value>)> = Vec::new();
+    for (group, version) in registry
         .group_versions()
         .into_iter()
         .filter(|(group, _)| !group.is_empty())
         .chain([(ACCESS_REVIEW_GROUP, ACCESS_REVIEW_VERSION)])
-        .map(|(group, version)| {
-            let gv = json!({"groupVersion": format!("{group}/{version}"), "version": version});
-            json!({"name": group, "versions": [gv.clone()], "preferredVersion": gv})
+    {
+        let gv = json!({"groupVersion": format!("{group}/{version}"), "version": version});
+        match by_group.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, versions)) => versions.push(gv),
+            None => by_group.push((group, vec![gv])),
+        }
+    }
+    let groups: Vec<Value> = by_group
+        .into_iter()
+        .map(|(group, versions)| {
+            json!({"name": group, "preferredVersion": versions[0].clone(), "versions": versions})
         })
         .collect();
     Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
@@ -133,6 +143,17 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
                 "singularName": "",
                 "namespaced": def.namespaced,
                 "kind": def.kind,
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
+        if def.scale.is_some() {
+            resources.push(json!({
+                "name": format!("{}/scale", def.plural),
+                "singularName": "",
+                "namespaced": def.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
                 "verbs": ["get", "patch", "update"],
             }));
         }

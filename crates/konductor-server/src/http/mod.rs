@@ -135,7 +135,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 async fn openapi_index(State(state): State<AppState>) -> Response {
     json_response(
         StatusCode::OK,
-        &openapi::index(state.service.registry()),
+        &openapi::index(&state.service.registry()),
         &[],
     )
 }
@@ -151,7 +151,7 @@ async fn openapi_document(
         ["apis", group, version] => (*group, *version),
         _ => return ApiError::NoRoute.into_response(),
     };
-    match openapi::document(state.service.registry(), group, version) {
+    match openapi::document(&state.service.registry(), group, version) {
         Some(document) => json_response(StatusCode::OK, &document, &[]),
         None => ApiError::NoRoute.into_response(),
     }

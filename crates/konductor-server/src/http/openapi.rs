@@ -227,7 +227,7 @@ pub fn document(registry: &Registry, group: &str, version: &str) -> Option<Value
         }),
     );
     for def in &defs {
-        let base = format!("/{}", key(def.group, def.version));
+        let base = format!("/{}", key(&def.group, &def.version));
         let (collection, object) = if def.namespaced {
             (
                 format!("{base}/namespaces/{{namespace}}/{}", def.plural),

@@ -23,7 +23,7 @@ use crate::error::{ApiError, FieldError, Result};
 use crate::objects::{DeleteOptions, FieldValidation, Subresource};
 use crate::patch::PatchType;
 use crate::registry::ResourceDef;
-use crate::service::Service;
+use crate::service::{ScaleChange, Service};
 use crate::table::{IncludeObject, Representation};
 
 /// What a request path addresses.
@@ -189,7 +189,7 @@ fn note_access(
     state: &AppState,
     request: &Request,
     def: &ResourceDef,
-    subresource: Subresource,
+    resource: String,
     named: bool,
     query: &Query,
 ) -> Result<()> {
@@ -209,10 +209,6 @@ fn note_access(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let resource = match subresource {
-        Subresource::Main => def.plural.clone(),
-        Subresource::Status => format!("{}/status", def.plural),
-    };
     state.access.note(crate::access::Access {
         agent: agent.chars().take(64).collect(),
         group: def.group.to_owned(),
@@ -231,7 +227,7 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
             if request.method() != Method::GET {
                 return Err(ApiError::MethodNotAllowed);
             }
-            let list = discovery::resource_list(state.service.registry(), &group, &version)
+            let list = discovery::resource_list(&state.service.registry(), &group, &version)
                 .ok_or(ApiError::NoRoute)?;
             return Ok(json_response(StatusCode::OK, &list, &[]));
         }
@@ -256,14 +252,22 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
     if !def.namespaced && namespace.is_some() {
         return Err(ApiError::NoRoute);
     }
-    let subresource = match subresource.as_deref() {
-        None => Subresource::Main,
-        Some("status") if def.status_subresource => Subresource::Status,
+    let scale = match subresource.as_deref() {
+        None => false,
+        Some("status") if def.status_subresource => false,
+        Some("scale") if def.scale.is_some() && name.is_some() => true,
         Some(_) => return Err(ApiError::NoRoute),
+    };
+    let accessed = subresource
+        .as_deref()
+        .map_or_else(|| def.plural.clone(), |sub| format!("{}/{sub}", def.plural));
+    let subresource = match subresource.as_deref() {
+        Some("status") => Subresource::Status,
+        _ => Subresource::Main,
     };
     let query = Query::parse(request.uri().query());
     let method = request.method().clone();
-    note_access(&state, &request, &def, subresource, name.is_some(), &query)?;
+    note_access(&state, &request, &def, accessed, name.is_some(), &query)?;
     let client = super::limits::client_address(&request);
     let content_type = request
         .headers()
@@ -294,6 +298,20 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
         }
     };
 
+    if scale {
+        let name = name.unwrap_or_default();
+        return scale_request(
+            &service,
+            def,
+            ns,
+            name,
+            method,
+            &content_type,
+            request,
+            &query,
+        )
+        .await;
+    }
     match (method, name) {
         (Method::GET, None) if query.is_watch()? => {
             super::watch::serve(state, def, namespace, &query, representation, client).await
@@ -406,6 +424,38 @@ async fn dispatch(state: AppState, request: Request) -> Result<Response> {
         }
         _ => Err(ApiError::MethodNotAllowed),
     }
+}
+
+/// `GET`, `PUT` or `PATCH` of an object's `/scale`.
+#[allow(clippy::too_many_arguments)]
+async fn scale_request(
+    service: &Service,
+    def: Arc<ResourceDef>,
+    ns: String,
+    name: String,
+    method: Method,
+    content_type: &str,
+    request: Request,
+    query: &Query,
+) -> Result<Response> {
+    let change = match method {
+        Method::GET => {
+            let scale = blocking(service, move |s| s.scale(&def, &ns, &name)).await?;
+            return Ok(json_response(StatusCode::OK, &scale, &[]));
+        }
+        Method::PUT => {
+            query.check_write()?;
+            ScaleChange::Replace(decode_body(content_type, &read_body(request).await?)?)
+        }
+        Method::PATCH => {
+            let patch_type = PatchType::from_content_type(&def, content_type)?;
+            query.check_write()?;
+            ScaleChange::Patch(patch_type, read_body(request).await?.to_vec())
+        }
+        _ => return Err(ApiError::MethodNotAllowed),
+    };
+    let scale = blocking(service, move |s| s.update_scale(&def, &ns, &name, change)).await?;
+    Ok(json_response(StatusCode::OK, &scale, &[]))
 }
 
 /// DeleteOptions from the body (if any) and the `propagationPolicy` query parameter.

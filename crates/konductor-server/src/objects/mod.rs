@@ -105,7 +105,8 @@ fn name_rule_broken(def: &ResourceDef, name: &str, prefix: bool) -> Option<&'sta
     } else {
         name
     };
-    let (valid, rule) = if def.namespaced {
+    // Names are DNS subdomains, but a namespace's is a label (it appears in hosts).
+    let (valid, rule) = if def.storage != crate::key::NAMESPACES {
         (
             is_dns1123_subdomain(checked),
             "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
