@@ -1,12 +1,13 @@
 //! Just enough of Kubernetes' protobuf encoding to accept what kubectl's typed clients
-//! send: `kubectl create namespace X` posts a protobuf `Namespace`
-//! (`application/vnd.kubernetes.protobuf`), which this module turns into JSON.
+//! send: `kubectl create namespace X` and `kubectl create configmap X` post a protobuf
+//! `Namespace` or `ConfigMap` (`application/vnd.kubernetes.protobuf`), which this module
+//! turns into JSON.
 //!
 //! The envelope is the magic `k8s\0` followed by a `runtime.Unknown` message
 //! (`typeMeta` = 1, `raw` = 2); `raw` holds the object. Only metadata (name,
-//! generateName, namespace, labels, annotations, finalizers) and a Namespace's
-//! `spec.finalizers` are decoded; other kinds are refused with 415 so the client knows
-//! to send JSON.
+//! generateName, namespace, labels, annotations, finalizers), a Namespace's
+//! `spec.finalizers` and a ConfigMap's `data`, `binaryData` and `immutable` are decoded;
+//! other kinds are refused with 415 naming the kind (`kubectl apply -f` sends JSON).
 
 use serde_json::{Map, Value, json};
 
@@ -19,8 +20,10 @@ const MAGIC: &[u8] = b"k8s\0";
 
 /// One protobuf field: its number and its raw value.
 enum Field<'a> {
-    /// A varint or fixed-width number (never needed here, so not kept).
-    Scalar,
+    /// A varint (a bool, for what is read here).
+    Varint(u64),
+    /// A fixed-width number (never needed here, so not kept).
+    Fixed,
     /// A length-delimited value: a string, bytes or an embedded message.
     Bytes(&'a [u8]),
 }
@@ -57,17 +60,14 @@ impl<'a> Iterator for Fields<'a> {
         let mut read = || -> Result<(u64, Field<'a>)> {
             let key = varint(&mut self.data)?;
             let field = match key & 7 {
-                0 => {
-                    varint(&mut self.data)?;
-                    Field::Scalar
-                }
+                0 => Field::Varint(varint(&mut self.data)?),
                 1 | 5 => {
                     let width = if key & 7 == 1 { 8 } else { 4 };
                     if self.data.len() < width {
                         return Err(malformed());
                     }
                     self.data = &self.data[width..];
-                    Field::Scalar
+                    Field::Fixed
                 }
                 2 => {
                     let len = usize::try_from(varint(&mut self.data)?).map_err(|_| malformed())?;
@@ -96,11 +96,17 @@ fn string(bytes: &[u8]) -> Result<String> {
 
 /// A `map<string, string>` entry message.
 fn map_entry(bytes: &[u8]) -> Result<(String, String)> {
-    let (mut key, mut value) = (String::new(), String::new());
+    let (key, value) = map_entry_bytes(bytes)?;
+    Ok((key, string(value)?))
+}
+
+/// A `map<string, bytes>` entry message.
+fn map_entry_bytes(bytes: &[u8]) -> Result<(String, &[u8])> {
+    let (mut key, mut value) = (String::new(), &[][..]);
     for field in fields(bytes) {
         match field? {
             (1, Field::Bytes(b)) => key = string(b)?,
-            (2, Field::Bytes(b)) => value = string(b)?,
+            (2, Field::Bytes(b)) => value = b,
             _ => {}
         }
     }
@@ -114,13 +120,13 @@ fn object_meta(bytes: &[u8]) -> Result<Value> {
     let mut finalizers = Vec::new();
     for field in fields(bytes) {
         match field? {
-            (1, Field::Bytes(b)) => {
+            (1, Field::Bytes(b)) if !b.is_empty() => {
                 meta.insert("name".into(), string(b)?.into());
             }
-            (2, Field::Bytes(b)) => {
+            (2, Field::Bytes(b)) if !b.is_empty() => {
                 meta.insert("generateName".into(), string(b)?.into());
             }
-            (3, Field::Bytes(b)) => {
+            (3, Field::Bytes(b)) if !b.is_empty() => {
                 meta.insert("namespace".into(), string(b)?.into());
             }
             (11, Field::Bytes(b)) => {
@@ -167,7 +173,38 @@ fn namespace(raw: &[u8]) -> Result<Value> {
     Ok(object)
 }
 
-/// Decodes a protobuf request body into JSON (Namespaces only; 415 otherwise).
+fn config_map(raw: &[u8]) -> Result<Value> {
+    use base64::Engine;
+    let mut object = json!({"apiVersion": "v1", "kind": "ConfigMap"});
+    let (mut data, mut binary) = (Map::new(), Map::new());
+    for field in fields(raw) {
+        match field? {
+            (1, Field::Bytes(b)) => object["metadata"] = object_meta(b)?,
+            (2, Field::Bytes(b)) => {
+                let (k, v) = map_entry(b)?;
+                data.insert(k, v.into());
+            }
+            (3, Field::Bytes(b)) => {
+                let (k, v) = map_entry_bytes(b)?;
+                binary.insert(
+                    k,
+                    base64::engine::general_purpose::STANDARD.encode(v).into(),
+                );
+            }
+            (4, Field::Varint(flag)) => object["immutable"] = (flag != 0).into(),
+            _ => {}
+        }
+    }
+    if !data.is_empty() {
+        object["data"] = Value::Object(data);
+    }
+    if !binary.is_empty() {
+        object["binaryData"] = Value::Object(binary);
+    }
+    Ok(object)
+}
+
+/// Decodes a protobuf request body into JSON (Namespaces and ConfigMaps; 415 otherwise).
 pub fn decode(body: &[u8]) -> Result<Value> {
     let envelope = body.strip_prefix(MAGIC).ok_or_else(malformed)?;
     let (mut kind, mut raw) = (String::new(), &[][..]);
@@ -186,8 +223,9 @@ pub fn decode(body: &[u8]) -> Result<Value> {
     }
     match kind.as_str() {
         "Namespace" => namespace(raw),
+        "ConfigMap" => config_map(raw),
         other => Err(ApiError::UnsupportedMediaType(format!(
-            "protobuf bodies are accepted only for Namespace, not {other:?}; send application/json"
+            "protobuf bodies are accepted only for Namespace and ConfigMap, not {other:?}; send application/json (kubectl apply -f does)"
         ))),
     }
 }
@@ -218,6 +256,28 @@ mod tests {
         assert_eq!(object["kind"], "Namespace");
         assert_eq!(object["metadata"]["name"], "team-x");
         assert_eq!(object["metadata"]["labels"]["team"], "etl");
+    }
+
+    #[test]
+    fn decodes_the_config_map_kubectl_create_sends() {
+        let mut entry = bytes_field(1, b"mode");
+        entry.extend(bytes_field(2, b"fast"));
+        let mut binary = bytes_field(1, b"blob");
+        binary.extend(bytes_field(2, &[0, 1]));
+        let mut raw = bytes_field(1, &bytes_field(1, b"settings"));
+        raw.extend(bytes_field(2, &entry));
+        raw.extend(bytes_field(3, &binary));
+        raw.extend([4 << 3, 1]);
+        let mut type_meta = bytes_field(1, b"v1");
+        type_meta.extend(bytes_field(2, b"ConfigMap"));
+        let mut body = MAGIC.to_vec();
+        body.extend(bytes_field(1, &type_meta));
+        body.extend(bytes_field(2, &raw));
+        let object = decode(&body).unwrap();
+        assert_eq!(object["metadata"]["name"], "settings");
+        assert_eq!(object["data"]["mode"], "fast");
+        assert_eq!(object["binaryData"]["blob"], "AAE=");
+        assert_eq!(object["immutable"], true);
     }
 
     #[test]

@@ -203,6 +203,7 @@ impl Registry {
             })
             .collect();
         resources.extend(workloads());
+        resources.extend(deployment_objects());
         resources.push(ResourceDef {
             short_names: vec!["ns".into()],
             namespaced: false,
@@ -463,6 +464,11 @@ fn workloads() -> Vec<ResourceDef> {
         },
         ResourceDef {
             status_subresource: true,
+            scale: Some(ScaleSpec {
+                spec_replicas_path: ".spec.replicas".into(),
+                status_replicas_path: ".status.replicas".into(),
+                label_selector_path: None,
+            }),
             short_names: vec!["deploy".into()],
             columns: vec![
                 column(
@@ -494,5 +500,46 @@ fn workloads() -> Vec<ResourceDef> {
             short_names: vec!["cm".into()],
             ..builtin("", "ConfigMap", "configmaps", "configmaps")
         },
+    ]
+}
+
+/// What an operator's manifests hold beside its CRDs and Deployment (`kubectl apply
+/// -k config/` applies them): stored as they are, never acted on — this server has one
+/// token with full access and runs no Services.
+fn deployment_objects() -> Vec<ResourceDef> {
+    let rbac = "rbac.authorization.k8s.io";
+    let cluster_scoped = |def: ResourceDef| ResourceDef {
+        namespaced: false,
+        ..def
+    };
+    vec![
+        ResourceDef {
+            short_names: vec!["sa".into()],
+            ..builtin("", "ServiceAccount", "serviceaccounts", "serviceaccounts")
+        },
+        ResourceDef {
+            short_names: vec!["svc".into()],
+            status_subresource: true,
+            ..builtin("", "Service", "services", "services")
+        },
+        builtin(rbac, "Role", "roles", "rbac.authorization.k8s.io/roles"),
+        builtin(
+            rbac,
+            "RoleBinding",
+            "rolebindings",
+            "rbac.authorization.k8s.io/rolebindings",
+        ),
+        cluster_scoped(builtin(
+            rbac,
+            "ClusterRole",
+            "clusterroles",
+            "rbac.authorization.k8s.io/clusterroles",
+        )),
+        cluster_scoped(builtin(
+            rbac,
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            "rbac.authorization.k8s.io/clusterrolebindings",
+        )),
     ]
 }

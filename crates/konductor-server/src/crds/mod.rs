@@ -52,6 +52,7 @@ const BUILT_IN_GROUPS: &[&str] = &[
     "coordination.k8s.io",
     "events.k8s.io",
     "authorization.k8s.io",
+    "rbac.authorization.k8s.io",
 ];
 
 /// Checks a CRD about to be stored (`old`: the stored one, for updates) and sets its
