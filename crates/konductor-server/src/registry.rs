@@ -322,13 +322,12 @@ impl Registry {
     /// This registry plus the resources of applied CRDs (Konductor's own kinds are
     /// built in and stay served as they are).
     #[must_use]
-    pub fn with_applied(&self, applied: Vec<ResourceDef>) -> Self {
+    pub fn with_applied(&self, applied: impl IntoIterator<Item = Arc<ResourceDef>>) -> Self {
         let mut resources = self.resources.clone();
         resources.extend(
             applied
                 .into_iter()
-                .filter(|def| self.find(&def.group, &def.version, &def.plural).is_none())
-                .map(Arc::new),
+                .filter(|def| self.find(&def.group, &def.version, &def.plural).is_none()),
         );
         Registry { resources }
     }

@@ -88,6 +88,10 @@ impl ListOptions {
     }
 }
 
+/// The served resources of each applied CRD, by CRD name, with the resourceVersion of
+/// the CRD they were built from.
+type AppliedCrds = std::collections::BTreeMap<String, (String, Vec<Arc<ResourceDef>>)>;
+
 /// A write to a `/scale` subresource.
 #[derive(Debug)]
 pub enum ScaleChange {
@@ -127,9 +131,10 @@ pub struct Service {
     registry: Arc<std::sync::RwLock<Arc<Registry>>>,
     /// The built-in resources alone, which applied CRDs are added to.
     built_in: Arc<Registry>,
-    /// Held while the registry is rebuilt from the stored CRDs, so the last rebuild
-    /// always reads the last CRD write.
-    rebuilding: Arc<std::sync::Mutex<()>>,
+    /// The resources of each applied CRD by name, with the resourceVersion they were
+    /// built from (a rebuild compiles only the CRDs that changed). Held while the
+    /// registry is rebuilt, so the last rebuild always reads the last CRD write.
+    applied: Arc<std::sync::Mutex<AppliedCrds>>,
     /// `?dryRun=All`: run every check, store nothing, return what would be stored.
     dry_run: bool,
     /// Paged lists' snapshots, so every page of a list reads the same version.
@@ -156,7 +161,7 @@ impl Service {
             store,
             registry: Arc::new(std::sync::RwLock::new(registry.clone())),
             built_in: registry,
-            rebuilding: Arc::default(),
+            applied: Arc::default(),
             dry_run: false,
             snapshots: Arc::default(),
         }
@@ -200,20 +205,30 @@ impl Service {
     /// Rebuilds the registry from the stored CRDs: their kinds are served from now on,
     /// and a deleted CRD's no longer.
     pub fn reload_crds(&self) -> Result<()> {
-        let _rebuilding = lock(&self.rebuilding);
-        let mut applied = Vec::new();
+        let mut applied = lock(&self.applied);
+        let mut current = AppliedCrds::new();
         self.store.scan(crds::CRDS, None, None, |crd| {
-            match crds::served_resources(&crd) {
-                Ok(defs) => applied.extend(defs),
-                Err(error) => tracing::warn!(
-                    crd = objects::name_of(&crd),
-                    %error,
-                    "a stored CRD cannot be served"
-                ),
+            if crd["spec"]["group"] == konductor_api::GROUP {
+                return true;
             }
+            let name = objects::name_of(&crd).to_owned();
+            let version = objects::resource_version_of(&crd).to_owned();
+            let defs = match applied.remove(&name) {
+                Some((built_from, defs)) if built_from == version => defs,
+                _ => match crds::served_resources(&crd) {
+                    Ok(defs) => defs.into_iter().map(Arc::new).collect(),
+                    Err(error) => {
+                        tracing::warn!(crd = name, %error, "a stored CRD cannot be served");
+                        Vec::new()
+                    }
+                },
+            };
+            current.insert(name, (version, defs));
             true
         })?;
-        let registry = Arc::new(self.built_in.with_applied(applied));
+        *applied = current;
+        let defs = applied.values().flat_map(|(_, defs)| defs.iter().cloned());
+        let registry = Arc::new(self.built_in.with_applied(defs));
         *self
             .registry
             .write()

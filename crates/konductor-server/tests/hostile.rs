@@ -201,6 +201,112 @@ fn nested(depth: usize) -> String {
     )
 }
 
+const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+const BUILT_IN_CRD: &str =
+    "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/barriers.konductor.io";
+
+/// A CRD body for `plural.group` with `schema` as its only version's schema.
+fn crd(name: &str, group: &str, schema: Value) -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": name},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "widgets", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                          "schema": {"openAPIV3Schema": schema}}],
+        },
+    })
+}
+
+/// A schema nested `depth` objects deep.
+fn schema_bomb(depth: usize) -> Value {
+    let mut schema = json!({"type": "string"});
+    for _ in 0..depth {
+        schema = json!({"type": "object", "properties": {"a": schema}});
+    }
+    schema
+}
+
+/// CRD bodies the server must refuse before serving anything.
+fn crd_cases() -> Vec<Case> {
+    let object = json!({"type": "object"});
+    let with_rule = |rule: &str| {
+        json!({"type": "object", "properties": {"spec": {"type": "object",
+            "x-kubernetes-validations": [{"rule": rule}]}}})
+    };
+    vec![
+        case("a CRD schema nested past the schema limit", "POST", CRDS)
+            .json(crd("widgets.example.com", "example.com", schema_bomb(55)))
+            .answers(422, "nests deeper"),
+        case("a CRD schema bomb past the decoder's limit", "POST", CRDS)
+            .json(crd("widgets.example.com", "example.com", schema_bomb(100)))
+            .answers(400, "recursion limit"),
+        case("a CRD for Konductor's own group", "POST", CRDS)
+            .json(crd("widgets.konductor.io", "konductor.io", object.clone()))
+            .answers(422, "spec.group"),
+        case("a CRD for a built-in group", "POST", CRDS)
+            .json(crd("widgets.batch", "batch", object.clone()))
+            .answers(422, "spec.group"),
+        case("a CRD named other than plural.group", "POST", CRDS)
+            .json(crd("gadgets.example.com", "example.com", object.clone()))
+            .answers(422, "metadata.name"),
+        case(
+            "a CRD with a rule calling an unknown function",
+            "POST",
+            CRDS,
+        )
+        .json(crd(
+            "widgets.example.com",
+            "example.com",
+            with_rule("self.exfiltrate()"),
+        ))
+        .answers(422, "exfiltrate"),
+        case("a CRD with a rule that does not parse", "POST", CRDS)
+            .json(crd(
+                "widgets.example.com",
+                "example.com",
+                with_rule("self.("),
+            ))
+            .answers(422, "x-kubernetes-validations[0].rule"),
+        case("a CRD with a $ref", "POST", CRDS)
+            .json(crd(
+                "widgets.example.com",
+                "example.com",
+                json!({"type": "object", "$ref": "http://169.254.169.254/"}),
+            ))
+            .answers(422, "$ref"),
+        case("a CRD with a conversion webhook", "POST", CRDS)
+            .json({
+                let mut body = crd("widgets.example.com", "example.com", object.clone());
+                body["spec"]["conversion"] = json!({"strategy": "Webhook"});
+                body
+            })
+            .answers(422, "spec.conversion.strategy"),
+        case("a CRD whose versions are not a list", "POST", CRDS)
+            .json({
+                let mut body = crd("widgets.example.com", "example.com", object.clone());
+                body["spec"]["versions"] = json!("v1");
+                body
+            })
+            .answers(422, "spec.versions"),
+        case("a CRD whose spec is a string", "POST", CRDS)
+            .json(
+                json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                         "metadata": {"name": "widgets.example.com"}, "spec": "widgets"}),
+            )
+            .answers(422, "spec.group"),
+        case("a change to a built-in CRD", "PATCH", BUILT_IN_CRD)
+            .content_type("application/merge-patch+json")
+            .json(json!({"spec": {"names": {"shortNames": ["b"]}}}))
+            .answers(422, "built into this server"),
+        case("a delete of a built-in CRD", "DELETE", BUILT_IN_CRD)
+            .answers(403, "built into this server"),
+    ]
+}
+
 fn cases() -> Vec<Case> {
     let big = "x".repeat(4 * 1024 * 1024);
     vec![
@@ -490,6 +596,9 @@ fn cases() -> Vec<Case> {
             .headers(format!("\r\nAuthorization: Bearer {}", "t".repeat(32 * 1024)))
             .answers(401, "Unauthorized"),
     ]
+    .into_iter()
+    .chain(crd_cases())
+    .collect()
 }
 
 /// A well-formed continue token for a snapshot the server never took.
@@ -502,7 +611,7 @@ fn forged_continue_token() -> String {
 /// The seed objects every case may touch, as stored.
 async fn stored(raw: &Raw) -> Vec<Value> {
     let mut objects = Vec::new();
-    for path in [BARRIERS, ARRIVALS] {
+    for path in [BARRIERS, ARRIVALS, CRDS] {
         let answer = raw.send(&format!("GET {path} HTTP/1.1"), b"", false).await;
         assert_eq!(
             answer.code,

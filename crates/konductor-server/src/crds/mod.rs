@@ -286,6 +286,7 @@ fn check_versions(spec: &Value, errors: &mut Vec<FieldError>) {
         ));
     }
     let mut seen = Vec::new();
+    let mut rules = cel_support::Checker::new();
     for (i, version) in versions.iter().enumerate() {
         let at = format!("spec.versions[{i}]");
         let name = version["name"].as_str().unwrap_or_default();
@@ -318,7 +319,7 @@ fn check_versions(spec: &Value, errors: &mut Vec<FieldError>) {
                         "Invalid value: must be object at the root",
                     ));
                 }
-                check_schema(schema, &schema_at, 0, errors);
+                check_schema(schema, &schema_at, 0, &mut rules, errors);
                 if errors.is_empty()
                     && let Err(message) = Schema::compile(schema.clone())
                 {
@@ -375,7 +376,13 @@ fn check_subresources(version: &Value, at: &str, errors: &mut Vec<FieldError>) {
 }
 
 /// Walks a schema: forbidden keywords, depth, and every CEL rule.
-fn check_schema(schema: &Value, at: &str, depth: usize, errors: &mut Vec<FieldError>) {
+fn check_schema(
+    schema: &Value,
+    at: &str,
+    depth: usize,
+    rules: &mut cel_support::Checker,
+    errors: &mut Vec<FieldError>,
+) {
     if depth > MAX_SCHEMA_DEPTH {
         errors.push(FieldError::invalid(
             at,
@@ -411,7 +418,7 @@ fn check_schema(schema: &Value, at: &str, depth: usize, errors: &mut Vec<FieldEr
         let rule_at = format!("{at}.x-kubernetes-validations[{r}]");
         match rule["rule"].as_str() {
             Some(text) => {
-                if let Err(message) = cel_support::check(text) {
+                if let Err(message) = rules.check(text) {
                     errors.push(FieldError::invalid(
                         format!("{rule_at}.rule"),
                         format!("Invalid value: {text:?}: {message}"),
@@ -421,7 +428,7 @@ fn check_schema(schema: &Value, at: &str, depth: usize, errors: &mut Vec<FieldEr
             None => errors.push(FieldError::required(format!("{rule_at}.rule"))),
         }
         if let Some(text) = rule["messageExpression"].as_str()
-            && let Err(message) = cel_support::check(text)
+            && let Err(message) = rules.check(text)
         {
             errors.push(FieldError::invalid(
                 format!("{rule_at}.messageExpression"),
@@ -435,13 +442,14 @@ fn check_schema(schema: &Value, at: &str, depth: usize, errors: &mut Vec<FieldEr
                 child,
                 &format!("{at}.properties[{name}]"),
                 depth + 1,
+                rules,
                 errors,
             );
         }
     }
     for keyword in ["items", "additionalProperties", "not"] {
         if let Some(child) = map.get(keyword).filter(|c| c.is_object()) {
-            check_schema(child, &format!("{at}.{keyword}"), depth + 1, errors);
+            check_schema(child, &format!("{at}.{keyword}"), depth + 1, rules, errors);
         }
     }
     for keyword in ["allOf", "anyOf", "oneOf"] {
@@ -452,7 +460,13 @@ fn check_schema(schema: &Value, at: &str, depth: usize, errors: &mut Vec<FieldEr
             .flatten()
             .enumerate()
         {
-            check_schema(child, &format!("{at}.{keyword}[{i}]"), depth + 1, errors);
+            check_schema(
+                child,
+                &format!("{at}.{keyword}[{i}]"),
+                depth + 1,
+                rules,
+                errors,
+            );
         }
     }
 }
@@ -464,23 +478,42 @@ mod cel_support {
     use kube_cel::cel::common::ast::{EntryExpr, Expr, IdedExpr};
     use kube_cel::cel::{Context, ExecutionError, Program};
 
-    /// `Ok` when `rule` parses and every function it calls can be evaluated here.
-    pub fn check(rule: &str) -> Result<(), String> {
-        let program = Program::compile(rule).map_err(|e| format!("compilation failed: {e}"))?;
-        let mut calls = Vec::new();
-        collect_calls(&program.expression().expr, &mut calls);
-        calls.sort();
-        calls.dedup();
-        let context = Context::default().with_all();
-        for call in calls {
-            if !known(&context, &call) {
-                let function = call.rsplit('.').next().unwrap_or(&call);
-                return Err(format!(
-                    "compilation failed: function {function:?} is not supported by konductor server's CEL"
-                ));
+    /// Checks the rules of one CRD: the function set is built once, and each function
+    /// name looked up once.
+    pub struct Checker {
+        context: Context<'static>,
+        known: std::collections::HashMap<String, bool>,
+    }
+
+    impl Checker {
+        /// A checker with the function set object validation uses.
+        pub fn new() -> Self {
+            Self {
+                context: Context::default().with_all(),
+                known: std::collections::HashMap::new(),
             }
         }
-        Ok(())
+
+        /// `Ok` when `rule` parses and every function it calls can be evaluated here.
+        pub fn check(&mut self, rule: &str) -> Result<(), String> {
+            let program = Program::compile(rule).map_err(|e| format!("compilation failed: {e}"))?;
+            let mut calls = Vec::new();
+            collect_calls(&program.expression().expr, &mut calls);
+            for call in calls {
+                let context = &self.context;
+                let known = *self
+                    .known
+                    .entry(call.clone())
+                    .or_insert_with(|| known(context, &call));
+                if !known {
+                    let function = call.rsplit('.').next().unwrap_or(&call);
+                    return Err(format!(
+                        "compilation failed: function {function:?} is not supported by konductor server's CEL"
+                    ));
+                }
+            }
+            Ok(())
+        }
     }
 
     /// Whether calling `call` (a function, or `namespace.function`) reaches a function:
