@@ -988,6 +988,58 @@ async fn the_barrier_kind_metadata_is_discoverable() {
 }
 
 #[tokio::test]
+async fn aggregated_discovery_describes_every_resource_in_one_answer() {
+    let t = TestServer::start().await;
+    let aggregated = |path: &str| {
+        http::Request::get(path)
+            .header(
+                "Accept",
+                "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json",
+            )
+            .body(Vec::new())
+            .unwrap()
+    };
+    let groups: serde_json::Value =
+        serde_json::from_str(&t.client.request_text(aggregated("/apis")).await.unwrap()).unwrap();
+    assert_eq!(groups["kind"], "APIGroupDiscoveryList");
+    let konductor = groups["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["metadata"]["name"] == "konductor.io")
+        .expect("konductor.io is listed");
+    let barriers = konductor["versions"][0]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == "barriers")
+        .expect("barriers are listed");
+    assert_eq!(barriers["responseKind"]["kind"], "Barrier");
+    assert_eq!(barriers["scope"], "Namespaced");
+    assert_eq!(barriers["subresources"][0]["subresource"], "status");
+    let core: serde_json::Value =
+        serde_json::from_str(&t.client.request_text(aggregated("/api")).await.unwrap()).unwrap();
+    let resources: Vec<&str> = core["items"][0]["versions"][0]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["resource"].as_str())
+        .collect();
+    assert!(resources.contains(&"namespaces") && resources.contains(&"configmaps"));
+    let legacy: serde_json::Value = serde_json::from_str(
+        &t.client
+            .request_text(http::Request::get("/api").body(Vec::new()).unwrap())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        legacy["kind"], "APIVersions",
+        "a client asking for JSON gets the legacy form"
+    );
+}
+
+#[tokio::test]
 async fn health_endpoints_answer_without_a_token() {
     let t = TestServer::start().await;
     let anonymous = client_with_token(&t.server.kubeconfig, None).await;

@@ -1,8 +1,15 @@
 //! API discovery documents, generated from the registry: what kubectl and kube-rs read
 //! to learn which resources exist, their kinds, scopes, verbs and short names.
+//!
+//! Both forms kube-apiserver serves: the aggregated one (`apidiscovery.k8s.io/v2`, one
+//! answer from `/api` or `/apis` describing every resource, what kubectl asks for
+//! first), and the legacy one (`APIVersions`/`APIGroupList`, then one `APIResourceList`
+//! per group-version).
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -26,18 +33,137 @@ pub async fn version() -> Json<Value> {
     }))
 }
 
-/// `GET /api`: the core group's versions.
-pub async fn core_versions() -> Json<Value> {
+/// The media type of aggregated discovery documents.
+const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether the client accepts aggregated discovery (`v2`; the older `v2beta1` is not
+/// served, and a client asking only for it gets the legacy form, as it would accept).
+fn wants_aggregated(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|media| {
+            let parameters: Vec<&str> = media.split(';').map(str::trim).collect();
+            parameters.contains(&"g=apidiscovery.k8s.io")
+                && parameters.contains(&"v=v2")
+                && parameters.contains(&"as=APIGroupDiscoveryList")
+        })
+}
+
+/// The aggregated document of the core group (`core`) or of every named group.
+fn aggregated(registry: &Registry, core: bool) -> Response {
+    let mut groups: Vec<(&str, Vec<(&str, Vec<Value>)>)> = Vec::new();
+    for def in registry.all() {
+        if def.group.is_empty() != core {
+            continue;
+        }
+        let versions = match groups.iter_mut().find(|(g, _)| *g == def.group) {
+            Some((_, versions)) => versions,
+            None => {
+                groups.push((&def.group, Vec::new()));
+                &mut groups.last_mut().expect("just pushed").1
+            }
+        };
+        let resources = match versions.iter_mut().find(|(v, _)| *v == def.version) {
+            Some((_, resources)) => resources,
+            None => {
+                versions.push((&def.version, Vec::new()));
+                &mut versions.last_mut().expect("just pushed").1
+            }
+        };
+        resources.push(aggregated_resource(def));
+    }
+    let mut items: Vec<Value> = groups
+        .into_iter()
+        .map(|(group, versions)| {
+            let versions: Vec<Value> = versions
+                .into_iter()
+                .map(|(version, resources)| {
+                    json!({"version": version, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            json!({"metadata": {"name": group, "creationTimestamp": null}, "versions": versions})
+        })
+        .collect();
+    if !core {
+        items.push(json!({
+            "metadata": {"name": ACCESS_REVIEW_GROUP, "creationTimestamp": null},
+            "versions": [{"version": ACCESS_REVIEW_VERSION, "freshness": "Current", "resources": [{
+                "resource": "selfsubjectaccessreviews",
+                "responseKind": {"group": ACCESS_REVIEW_GROUP, "version": ACCESS_REVIEW_VERSION, "kind": "SelfSubjectAccessReview"},
+                "scope": "Cluster",
+                "singularResource": "selfsubjectaccessreview",
+                "verbs": ["create"],
+            }]}],
+        }));
+    }
+    let document = json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": items,
+    });
+    let mut response = Json(document).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(AGGREGATED));
+    response
+}
+
+/// One resource of an aggregated discovery document, with its subresources.
+fn aggregated_resource(def: &ResourceDef) -> Value {
+    let kind = json!({"group": def.group, "version": def.version, "kind": def.kind});
+    let mut subresources = Vec::new();
+    if def.status_subresource {
+        subresources.push(json!({"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}));
+    }
+    if def.scale.is_some() {
+        subresources.push(json!({
+            "subresource": "scale",
+            "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+            "verbs": ["get", "patch", "update"],
+        }));
+    }
+    let mut resource = json!({
+        "resource": def.plural,
+        "responseKind": kind,
+        "scope": if def.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": def.singular,
+        "verbs": VERBS,
+    });
+    if !def.short_names.is_empty() {
+        resource["shortNames"] = json!(def.short_names);
+    }
+    if !def.categories.is_empty() {
+        resource["categories"] = json!(def.categories);
+    }
+    if !subresources.is_empty() {
+        resource["subresources"] = json!(subresources);
+    }
+    resource
+}
+
+/// `GET /api`: the core group's versions (or, aggregated, its resources).
+pub async fn core_versions(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if wants_aggregated(&headers) {
+        return aggregated(&state.service.registry(), true);
+    }
     Json(json!({
         "kind": "APIVersions",
         "versions": ["v1"],
         "serverAddressByClientCIDRs": [],
     }))
+    .into_response()
 }
 
-/// `GET /apis`: every named group.
-pub async fn groups(State(state): State<AppState>) -> Json<Value> {
+/// `GET /apis`: every named group (or, aggregated, their resources).
+pub async fn groups(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let registry = state.service.registry();
+    if wants_aggregated(&headers) {
+        return aggregated(&registry, false);
+    }
     // One entry per group, listing its versions (the first served is preferred).
     let mut by_group: Vec<(&str, Vec<Value>)> = Vec::new();
     for (group, version) in registry
@@ -58,7 +184,7 @@ pub async fn groups(State(state): State<AppState>) -> Json<Value> {
             json!({"name": group, "preferredVersion": versions[0].clone(), "versions": versions})
         })
         .collect();
-    Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+    Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})).into_response()
 }
 
 /// The verbs every resource supports.
