@@ -589,17 +589,19 @@ mod cel_support {
     }
 }
 
+/// The name of the version a CRD's objects are stored in.
+fn storage_version(spec: &Value) -> Option<&str> {
+    spec["versions"]
+        .as_array()?
+        .iter()
+        .find(|v| v["storage"].as_bool() == Some(true))
+        .and_then(|v| v["name"].as_str())
+}
+
 /// The status kube-apiserver's CRD controllers give an accepted CRD.
 fn accepted_status(crd: &Value, old: Option<&Value>) -> Value {
     let spec = &crd["spec"];
-    let storage = spec["versions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|v| v["storage"].as_bool() == Some(true))
-        .and_then(|v| v["name"].as_str())
-        .unwrap_or_default()
-        .to_owned();
+    let storage = storage_version(spec).unwrap_or_default().to_owned();
     let mut stored: Vec<Value> = old
         .and_then(|o| o["status"]["storedVersions"].as_array())
         .cloned()
@@ -642,13 +644,7 @@ pub fn served_resources(crd: &Value) -> Result<Vec<ResourceDef>, String> {
     let group = spec["group"].as_str().unwrap_or_default();
     let names = &spec["names"];
     let plural = names["plural"].as_str().unwrap_or_default();
-    let storage_version = spec["versions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|v| v["storage"].as_bool() == Some(true))
-        .and_then(|v| v["name"].as_str())
-        .ok_or("no storage version")?;
+    let storage_version = storage_version(spec).ok_or("no storage version")?;
     let strings = |value: &Value| -> Vec<String> {
         value
             .as_array()

@@ -52,9 +52,12 @@ fn wants_aggregated(headers: &HeaderMap) -> bool {
         })
 }
 
+/// A group's versions in registry order, each with its resources' discovery entries.
+type VersionsOf<'a> = Vec<(&'a str, Vec<Value>)>;
+
 /// The aggregated document of the core group (`core`) or of every named group.
 fn aggregated(registry: &Registry, core: bool) -> Response {
-    let mut groups: Vec<(&str, Vec<(&str, Vec<Value>)>)> = Vec::new();
+    let mut groups: Vec<(&str, VersionsOf)> = Vec::new();
     for def in registry.all() {
         if def.group.is_empty() != core {
             continue;
