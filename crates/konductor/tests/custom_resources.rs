@@ -399,6 +399,9 @@ fn jobs_and_deployments_take_their_status_from_whoever_plays_the_controller() {
 
     // A spec change moves the generation; the status says which one it observed.
     c.ok(&["scale", "deployment", "web", "--replicas=3"]);
+    let (mut watch, events) = c.watch_lines(&["get", "deployments", "-w", "--no-headers"]);
+    let first = events.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(first.starts_with("web"), "{first}");
     c.ok(&[
         "patch",
         "deployment",
@@ -408,6 +411,10 @@ fn jobs_and_deployments_take_their_status_from_whoever_plays_the_controller() {
         "-p",
         r#"{"status":{"observedGeneration":1,"readyReplicas":2,"availableReplicas":2,"updatedReplicas":2}}"#,
     ]);
+    let changed = events.recv_timeout(Duration::from_secs(30)).unwrap();
+    let columns: Vec<&str> = changed.split_whitespace().collect();
+    assert_eq!(columns[..4], ["web", "2", "2", "2"], "{changed}");
+    let _ = watch.kill();
     assert_eq!(
         c.ok(&[
             "get",
