@@ -298,6 +298,9 @@ impl Server {
         let store = tokio::task::spawn_blocking(move || Store::open(&db_path, hub))
             .await
             .expect("opening the store does not panic")?;
+        // Konductor's CRDs, generated once for the registry and the bootstrap, and
+        // dropped after them.
+        let built_in_crds = registry::built_in_crds();
         let service = Service::new(store, Arc::new(Registry::standard()));
         {
             let service = service.clone();
@@ -305,6 +308,7 @@ impl Server {
                 .await
                 .expect("bootstrap does not panic")?;
         }
+        drop(built_in_crds);
         let token = security::load_or_create_token(dir)?;
 
         let extra_metrics = metrics::ExtraMetrics::default();

@@ -428,12 +428,38 @@ fn builtin(group: &str, kind: &str, plural: &str, storage: &str) -> ResourceDef 
 }
 
 /// Konductor's own CRDs as JSON, the definitions its kinds are served from (and the
-/// only ones accepted for its group).
-pub fn built_in_crds() -> Vec<Value> {
-    konductor_api::crd::crds()
+/// only ones accepted for its group). Generating them is the costliest part of a
+/// start: they are generated once and shared while anyone holds them (the server's
+/// start does, across building the registry and storing them), then let go, so they
+/// take no memory at rest.
+pub fn built_in_crds() -> Arc<Vec<Value>> {
+    static SHARED: std::sync::Mutex<std::sync::Weak<Vec<Value>>> =
+        std::sync::Mutex::new(std::sync::Weak::new());
+    let mut shared = SHARED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(crds) = shared.upgrade() {
+        return crds;
+    }
+    let crds = Arc::new(
+        konductor_api::crd::crds()
+            .iter()
+            .map(|crd| serde_json::to_value(crd).expect("a CRD serializes"))
+            .collect::<Vec<_>>(),
+    );
+    *shared = Arc::downgrade(&crds);
+    crds
+}
+
+/// The built-in CRD named `name`, if there is one (only `konductor.io` names can be).
+pub fn built_in_crd(name: &str) -> Option<Value> {
+    if !name.ends_with(&format!(".{}", konductor_api::GROUP)) {
+        return None;
+    }
+    built_in_crds()
         .iter()
-        .map(|crd| serde_json::to_value(crd).expect("a CRD serializes"))
-        .collect()
+        .find(|crd| crd["metadata"]["name"] == name)
+        .cloned()
 }
 
 /// Field selectors every resource supports (custom resources too).

@@ -239,10 +239,7 @@ impl Service {
     /// The CRD checks and status (see [`crds::admit`]) for a CRD about to be stored.
     fn admit_crd(&self, def: &ResourceDef, crd: &mut Value, old: Option<&Value>) -> Result<()> {
         let name = objects::name_of(crd).to_owned();
-        let built_in = registry::built_in_crds()
-            .into_iter()
-            .find(|b| objects::name_of(b) == name);
-        crds::admit(crd, old, built_in.as_ref())
+        crds::admit(crd, old, registry::built_in_crd(&name).as_ref())
             .map_err(|causes| objects::invalid(def, &name, causes))
     }
 
@@ -284,37 +281,42 @@ impl Service {
                 )?;
             }
         }
-        self.store_built_in_crds(&registry)?;
+        self.upgrade_built_in_crds(&registry)?;
         self.reload_crds()
     }
 
-    /// Stores Konductor's own CRDs (as a cluster would hold them, so `kubectl get crd`
-    /// lists them and applying them again changes nothing), replacing older ones.
-    fn store_built_in_crds(&self, registry: &Registry) -> Result<()> {
-        let def = registry
-            .by_storage(crds::CRDS)
-            .expect("CRDs are registered")
-            .clone();
-        for crd in registry::built_in_crds() {
-            let name = objects::name_of(&crd).to_owned();
-            match self.store.get(&Self::key(&def, "", &name))? {
-                None => {
-                    self.create(&def, "", crd, FieldValidation::Strict)?;
-                }
-                Some(stored) if stored["spec"] != crd["spec"] => {
-                    let mut current = (*stored).clone();
-                    current["spec"] = crd["spec"].clone();
-                    self.replace(
-                        &def,
-                        "",
-                        &name,
-                        current,
-                        Subresource::Main,
-                        FieldValidation::Strict,
-                    )?;
-                }
-                Some(_) => {}
+    /// Brings stored copies of Konductor's own CRDs (stored when someone applied them,
+    /// as `kubectl apply -k config/` does) up to this version's definitions. Costs a
+    /// scan of the stored CRDs, which is empty unless CRDs were applied.
+    fn upgrade_built_in_crds(&self, registry: &Registry) -> Result<()> {
+        let mut own = Vec::new();
+        self.store.scan(crds::CRDS, None, None, |crd| {
+            if crd["spec"]["group"] == konductor_api::GROUP {
+                own.push(crd);
             }
+            true
+        })?;
+        let Some(def) = registry.by_storage(crds::CRDS).cloned() else {
+            return Ok(());
+        };
+        for stored in own {
+            let name = objects::name_of(&stored).to_owned();
+            let Some(built_in) = registry::built_in_crd(&name) else {
+                continue;
+            };
+            if crds::defines_the_same(&stored, &built_in) {
+                continue;
+            }
+            let mut current = stored;
+            current["spec"] = built_in["spec"].clone();
+            self.replace(
+                &def,
+                "",
+                &name,
+                current,
+                Subresource::Main,
+                FieldValidation::Strict,
+            )?;
         }
         Ok(())
     }
@@ -506,8 +508,9 @@ impl Service {
     ) -> Result<Written> {
         self.ensure_namespace(def, namespace)?;
         let body = to_storage(def, &body);
+        let native = self.native(def);
         let mut object = prepare_create(
-            &self.native(def),
+            native.as_deref().unwrap_or(def),
             namespace,
             with_api_version(def, body),
             Timestamp::now(),
@@ -534,16 +537,13 @@ impl Service {
         })
     }
 
-    /// The native definition of a bucket (for metadata rules on converted views).
-    fn native(&self, def: &ResourceDef) -> Arc<ResourceDef> {
-        match def.view {
-            crate::registry::View::Native => Arc::new(def.clone()),
-            _ => self
-                .registry()
-                .by_storage(&def.storage)
-                .cloned()
-                .unwrap_or_else(|| Arc::new(def.clone())),
+    /// The native definition of a converted view's bucket (for metadata rules), or
+    /// `None` when `def` is native itself.
+    fn native(&self, def: &ResourceDef) -> Option<Arc<ResourceDef>> {
+        if def.view == View::Native {
+            return None;
         }
+        self.registry().by_storage(&def.storage).cloned()
     }
 
     /// `PUT` an object (or its status).
@@ -558,7 +558,14 @@ impl Service {
     ) -> Result<Written> {
         let body = with_api_version(def, to_storage(def, &body));
         self.update_with(def, namespace, name, subresource, validation, |current| {
-            prepare_update(&self.native(def), current, body, subresource, true)
+            let native = self.native(def);
+            prepare_update(
+                native.as_deref().unwrap_or(def),
+                current,
+                body,
+                subresource,
+                true,
+            )
         })
     }
 
@@ -607,7 +614,9 @@ impl Service {
             let view = to_view(def, current);
             let patched = patch::apply(patch_type, &view, body)?;
             let patched = with_api_version(def, to_storage(def, &patched));
-            prepare_update(&self.native(def), current, patched, subresource, false)
+            let native = self.native(def);
+            let native = native.as_deref().unwrap_or(def);
+            prepare_update(native, current, patched, subresource, false)
         })
     }
 
@@ -641,7 +650,9 @@ impl Service {
                 };
                 let next = crate::scale::apply(def, &view, &wanted)?;
                 let next = with_api_version(def, to_storage(def, &next));
-                prepare_update(&self.native(def), current, next, Subresource::Main, false)
+                let native = self.native(def);
+                let native = native.as_deref().unwrap_or(def);
+                prepare_update(native, current, next, Subresource::Main, false)
             },
         )?;
         crate::scale::of(def, &written.object)
@@ -706,11 +717,7 @@ impl Service {
                 message: "this namespace may not be deleted".into(),
             });
         }
-        if def.storage == crds::CRDS
-            && registry::built_in_crds()
-                .iter()
-                .any(|crd| objects::name_of(crd) == name)
-        {
+        if def.storage == crds::CRDS && registry::built_in_crd(name).is_some() {
             return Err(ApiError::Forbidden {
                 resource: def.qualified_plural(),
                 name: name.to_owned(),

@@ -298,9 +298,12 @@ fn crd_cases() -> Vec<Case> {
                          "metadata": {"name": "widgets.example.com"}, "spec": "widgets"}),
             )
             .answers(422, "spec.group"),
-        case("a change to a built-in CRD", "PATCH", BUILT_IN_CRD)
-            .content_type("application/merge-patch+json")
-            .json(json!({"spec": {"names": {"shortNames": ["b"]}}}))
+        case("a changed built-in CRD", "POST", CRDS)
+            .json({
+                let mut barriers = serde_json::to_value(&konductor_api::crd::crds()[0]).unwrap();
+                barriers["spec"]["names"]["shortNames"] = json!(["b"]);
+                barriers
+            })
             .answers(422, "built into this server"),
         case("a delete of a built-in CRD", "DELETE", BUILT_IN_CRD)
             .answers(403, "built into this server"),

@@ -82,6 +82,9 @@ pub fn admit(
             ));
             return Err(errors);
         }
+        // The built-in definition is valid as it is: nothing more to check.
+        crd["status"] = accepted_status(crd, old);
+        return Ok(());
     } else if group == konductor_api::GROUP || BUILT_IN_GROUPS.contains(&group) {
         errors.push(FieldError::invalid(
             "spec.group",
@@ -118,9 +121,16 @@ pub fn admit(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let status = accepted_status(crd, old);
-    crd["status"] = status;
+    crd["status"] = accepted_status(crd, old);
     Ok(())
+}
+
+/// Whether a stored CRD holds exactly the definition `built_in` makes (defaults
+/// included).
+pub fn defines_the_same(stored: &Value, built_in: &Value) -> bool {
+    let mut expected = built_in["spec"].clone();
+    default_spec_value(&mut expected);
+    first_difference(&expected, &stored["spec"], "spec").is_none()
 }
 
 /// Fills in what kube-apiserver defaults in a CRD's spec: the singular name and list
@@ -169,6 +179,9 @@ fn first_difference(expected: &Value, actual: &Value, path: &str) -> Option<(Str
             .zip(a)
             .enumerate()
             .find_map(|(i, (e, a))| first_difference(e, a, &format!("{path}[{i}]"))),
+        // `1.0` and `1` are one number (a YAML file writes what a generator wrote as a
+        // float without its fraction).
+        (Value::Number(e), Value::Number(a)) if e.as_f64() == a.as_f64() => None,
         (e, a) if e == a => None,
         (e, a) => Some((
             path.to_owned(),

@@ -77,7 +77,7 @@ fn groups_served_by_the_server_itself_are_refused() {
 
 #[test]
 fn a_built_in_crd_is_accepted_unchanged_and_a_changed_one_names_the_difference() {
-    let built_in = crate::registry::built_in_crds().remove(0);
+    let built_in = crate::registry::built_in_crds()[0].clone();
     let mut same = built_in.clone();
     admit(&mut same, None, Some(&built_in)).unwrap();
     let mut changed = built_in.clone();
@@ -85,6 +85,16 @@ fn a_built_in_crd_is_accepted_unchanged_and_a_changed_one_names_the_difference()
     let errors = admit(&mut changed, None, Some(&built_in)).unwrap_err();
     assert_eq!(errors[0].field, "spec.names.shortNames[0]", "{errors:?}");
     assert!(errors[0].message.contains("built into this server"));
+}
+
+#[test]
+fn an_admitted_built_in_crd_defines_the_same_as_the_built_in_one() {
+    let built_in = crate::registry::built_in_crds()[0].clone();
+    let mut stored = built_in.clone();
+    admit(&mut stored, None, Some(&built_in)).unwrap();
+    assert!(defines_the_same(&stored, &built_in));
+    stored["spec"]["names"]["shortNames"] = json!(["x"]);
+    assert!(!defines_the_same(&stored, &built_in));
 }
 
 #[test]
