@@ -117,35 +117,59 @@ fn aggregated(registry: &Registry, core: bool) -> Response {
 
 /// One resource of an aggregated discovery document, with its subresources.
 fn aggregated_resource(def: &ResourceDef) -> Value {
-    let kind = json!({"group": def.group, "version": def.version, "kind": def.kind});
-    let mut subresources = Vec::new();
-    if def.status_subresource {
-        subresources.push(json!({"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}));
-    }
-    if def.scale.is_some() {
-        subresources.push(json!({
-            "subresource": "scale",
-            "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
-            "verbs": ["get", "patch", "update"],
-        }));
-    }
-    let mut resource = json!({
-        "resource": def.plural,
-        "responseKind": kind,
-        "scope": if def.namespaced { "Namespaced" } else { "Cluster" },
-        "singularResource": def.singular,
-        "verbs": VERBS,
-    });
-    if !def.short_names.is_empty() {
-        resource["shortNames"] = json!(def.short_names);
-    }
-    if !def.categories.is_empty() {
-        resource["categories"] = json!(def.categories);
-    }
+    let subresources: Vec<Value> = subresources(def)
+        .into_iter()
+        .map(|(name, kind)| {
+            json!({"subresource": name, "responseKind": kind, "verbs": SUBRESOURCE_VERBS})
+        })
+        .collect();
+    let mut resource = with_names(
+        json!({
+            "resource": def.plural,
+            "responseKind": {"group": def.group, "version": def.version, "kind": def.kind},
+            "scope": if def.namespaced { "Namespaced" } else { "Cluster" },
+            "singularResource": def.singular,
+            "verbs": VERBS,
+        }),
+        def,
+    );
     if !subresources.is_empty() {
         resource["subresources"] = json!(subresources);
     }
     resource
+}
+
+/// The verbs of every subresource served (`status`, `scale`).
+const SUBRESOURCE_VERBS: &[&str] = &["get", "patch", "update"];
+
+/// The subresources of a resource, each with the group-version-kind it answers in: its
+/// own kind for `status`, autoscaling/v1 Scale for `scale`.
+fn subresources(def: &ResourceDef) -> Vec<(&'static str, Value)> {
+    let mut out = Vec::new();
+    if def.status_subresource {
+        out.push((
+            "status",
+            json!({"group": def.group, "version": def.version, "kind": def.kind}),
+        ));
+    }
+    if def.scale.is_some() {
+        out.push((
+            "scale",
+            json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}),
+        ));
+    }
+    out
+}
+
+/// A discovery entry with the resource's short names and categories, when it has any.
+fn with_names(mut entry: Value, def: &ResourceDef) -> Value {
+    if !def.short_names.is_empty() {
+        entry["shortNames"] = json!(def.short_names);
+    }
+    if !def.categories.is_empty() {
+        entry["categories"] = json!(def.categories);
+    }
+    entry
 }
 
 /// `GET /api`: the core group's versions (or, aggregated, its resources).
@@ -203,20 +227,16 @@ const VERBS: &[&str] = &[
 ];
 
 fn resource_entry(def: &ResourceDef) -> Value {
-    let mut entry = json!({
-        "name": def.plural,
-        "singularName": def.singular,
-        "namespaced": def.namespaced,
-        "kind": def.kind,
-        "verbs": VERBS,
-    });
-    if !def.short_names.is_empty() {
-        entry["shortNames"] = json!(def.short_names);
-    }
-    if !def.categories.is_empty() {
-        entry["categories"] = json!(def.categories);
-    }
-    entry
+    with_names(
+        json!({
+            "name": def.plural,
+            "singularName": def.singular,
+            "namespaced": def.namespaced,
+            "kind": def.kind,
+            "verbs": VERBS,
+        }),
+        def,
+    )
 }
 
 /// The group of SelfSubjectAccessReview (`kubectl auth can-i`).
@@ -266,25 +286,20 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
     let mut resources = Vec::new();
     for def in &defs {
         resources.push(resource_entry(def));
-        if def.status_subresource {
-            resources.push(json!({
-                "name": format!("{}/status", def.plural),
+        for (name, kind) in subresources(def) {
+            let mut entry = json!({
+                "name": format!("{}/{name}", def.plural),
                 "singularName": "",
                 "namespaced": def.namespaced,
-                "kind": def.kind,
-                "verbs": ["get", "patch", "update"],
-            }));
-        }
-        if def.scale.is_some() {
-            resources.push(json!({
-                "name": format!("{}/scale", def.plural),
-                "singularName": "",
-                "namespaced": def.namespaced,
-                "group": "autoscaling",
-                "version": "v1",
-                "kind": "Scale",
-                "verbs": ["get", "patch", "update"],
-            }));
+                "kind": kind["kind"],
+                "verbs": SUBRESOURCE_VERBS,
+            });
+            // A subresource answering in another group names it, as kube-apiserver does.
+            if kind["group"] != def.group.as_str() {
+                entry["group"] = kind["group"].clone();
+                entry["version"] = kind["version"].clone();
+            }
+            resources.push(entry);
         }
     }
     Some(json!({
