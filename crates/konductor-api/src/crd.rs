@@ -7,6 +7,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use kube::CustomResourceExt;
 
 use crate::barrier::MAX_BARRIER_NAME_LEN;
+use crate::gate::{Gate, MAX_GATE_NAME_LEN};
 use crate::locks::once::Once;
 use crate::locks::{MAX_LOCK_NAME_LEN, Mutex, Permit, RWMutex, Semaphore};
 use crate::waitgroup::{MAX_WAITGROUP_NAME_LEN, WaitGroup, WaitGroupMember};
@@ -140,6 +141,19 @@ pub fn kinds() -> Vec<KindEntry> {
                 ..none
             },
             reconciled: false,
+        },
+        KindEntry {
+            crd: tidy(limit_name_length(Gate::crd(), MAX_GATE_NAME_LEN)),
+            controller: Access {
+                verbs: READ,
+                status_verbs: &["update"],
+            },
+            // create: `gate create`; patch: `gate open|close|auto` (the override).
+            workload: Access {
+                verbs: &["create", "get", "list", "watch", "patch"],
+                ..none
+            },
+            reconciled: true,
         },
         KindEntry {
             crd: tidy(Permit::crd()),

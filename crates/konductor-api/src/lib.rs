@@ -10,6 +10,7 @@
 //! - [`crd`]: the generated CustomResourceDefinitions.
 //! - [`locks`]: Semaphore, Mutex, RWMutex and the Permit, with their rules.
 //! - [`waitgroup`]: the WaitGroup and its members (WaitGroupMember), with their rules.
+//! - [`gate`]: the Gate (conditions on other resources), with its rules and presets.
 //! - [`names`]: Kubernetes' name rules (DNS-1123 labels and subdomains).
 //! - [`crd`]: **the list of kinds** ([`crd::kinds`]) and their CRDs; [`rbac`] the roles
 //!   generated from it.
@@ -18,6 +19,7 @@ pub mod arrival;
 pub mod barrier;
 pub mod crd;
 pub mod duration;
+pub mod gate;
 pub mod locks;
 pub mod names;
 pub mod rbac;

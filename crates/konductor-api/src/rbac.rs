@@ -59,6 +59,7 @@ kind: ClusterRole\n\
 metadata:\n  name: konductor-operator\n\
 rules:\n\
 {}\
+{}\
 - apiGroups: [\"events.k8s.io\"]\n  resources: [\"events\"]\n  verbs: [\"create\", \"patch\"]\n\
 ---\n\
 apiVersion: rbac.authorization.k8s.io/v1\n\
@@ -78,8 +79,28 @@ kind: RoleBinding\n\
 metadata:\n  name: konductor-operator-leader-election\n\
 roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: konductor-operator-leader-election\n\
 subjects:\n- kind: ServiceAccount\n  name: konductor-operator\n",
-        rules(|kind| kind.controller)
+        rules(|kind| kind.controller),
+        gate_read_rules()
     )
+}
+
+/// Read access to the kinds Gates may name besides Konductor's own (Jobs,
+/// Deployments: the presets' kinds). A Gate naming any other kind needs a rule like
+/// these, and the kind named to the controller (`--gate-kinds`).
+fn gate_read_rules() -> String {
+    let mut out = String::from(
+        "# Gates: read the kinds Gate presets name. To let Gates name another kind, add a\n\
+# rule like these and name the kind in the operator's --gate-kinds.\n",
+    );
+    for kind in crate::gate::presets::PRESET_KINDS {
+        if kind.group != crate::GROUP {
+            out.push_str(&format!(
+                "- apiGroups: [\"{}\"]\n  resources: [\"{}\"]\n  verbs: [\"get\", \"list\", \"watch\"]\n",
+                kind.group, kind.resource
+            ));
+        }
+    }
+    out
 }
 
 /// `config/rbac/koncli-role.yaml`.

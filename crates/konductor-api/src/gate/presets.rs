@@ -1,0 +1,169 @@
+//! What a condition without a test waits for, per kind — so users rarely write one:
+//!
+//! | kind | met when | fails when | observedGeneration |
+//! |---|---|---|---|
+//! | `batch/v1` Job | condition `Complete=True` (never `succeeded > 0`) | `Failed=True` | not published: not checked |
+//! | `apps/v1` Deployment | `Available=True` | `Progressing=False` reason `ProgressDeadlineExceeded` | required: a status behind the spec never counts |
+//! | Barrier | phase `Open` | phase `Failed` or `Timeout` | checked when present |
+//! | Once | phase `Succeeded` | phase `Failed` | checked when present |
+//! | WaitGroup | phase `Done` | phase `Failed` or `Timeout` | checked when present |
+//! | Gate | phase `Open` | phase `Failed` or `Timeout` | checked when present |
+//! | Mutex, RWMutex | phase `Unlocked` | — | checked when present |
+//! | Semaphore | phase `Available` | — | checked when present |
+
+use super::jsonpath::JsonPath;
+use super::rules::Test;
+use super::{ConditionStatus, JsonPathOp};
+
+/// A kind's preset.
+#[derive(Clone, Debug)]
+pub struct Preset {
+    /// What meets the condition.
+    pub test: Test,
+    /// What fails it for good (a failed Job never completes).
+    pub failure: Option<Test>,
+    /// Whether the kind always publishes `status.observedGeneration`, so that its absence
+    /// means "not observed yet" (a Deployment's controller sets it; a Job has none).
+    pub publishes_observed_generation: bool,
+}
+
+/// A kind a preset exists for: its group, kind and resource (plural).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PresetKind {
+    /// API group (`batch`, `apps`, `konductor.io`).
+    pub group: &'static str,
+    /// Kind (`Job`).
+    pub kind: &'static str,
+    /// Resource (`jobs`).
+    pub resource: &'static str,
+}
+
+/// Every kind with a preset: the kinds the operator may read for Gates by default.
+pub const PRESET_KINDS: &[PresetKind] = &[
+    PresetKind {
+        group: "batch",
+        kind: "Job",
+        resource: "jobs",
+    },
+    PresetKind {
+        group: "apps",
+        kind: "Deployment",
+        resource: "deployments",
+    },
+    PresetKind {
+        group: crate::GROUP,
+        kind: "Barrier",
+        resource: "barriers",
+    },
+    PresetKind {
+        group: crate::GROUP,
+        kind: "Once",
+        resource: "onces",
+    },
+    PresetKind {
+        group: crate::GROUP,
+        kind: "WaitGroup",
+        resource: "waitgroups",
+    },
+    PresetKind {
+        group: crate::GROUP,
+        kind: "Gate",
+        resource: "gates",
+    },
+    PresetKind {
+        group: crate::GROUP,
+        kind: "Mutex",
+        resource: "mutexes",
+    },
+    PresetKind {
+        group: crate::GROUP,
+        kind: "RWMutex",
+        resource: "rwmutexes",
+    },
+    PresetKind {
+        group: crate::GROUP,
+        kind: "Semaphore",
+        resource: "semaphores",
+    },
+];
+
+fn condition(type_: &str, status: ConditionStatus, reason: Option<&str>) -> Test {
+    Test::Condition {
+        type_: type_.to_owned(),
+        status,
+        reason: reason.map(str::to_owned),
+    }
+}
+
+fn phase(values: &[&str]) -> Test {
+    Test::Path {
+        path: JsonPath::parse(".status.phase").unwrap_or_else(|_| unreachable!()),
+        op: if values.len() == 1 {
+            JsonPathOp::Equals
+        } else {
+            JsonPathOp::In
+        },
+        values: values.iter().map(|v| (*v).to_owned()).collect(),
+    }
+}
+
+/// The preset for `kind` in `group`, if there is one.
+pub fn preset(group: &str, kind: &str) -> Option<Preset> {
+    let ours = |met: &[&str], failed: &[&str]| Preset {
+        test: phase(met),
+        failure: (!failed.is_empty()).then(|| phase(failed)),
+        publishes_observed_generation: false,
+    };
+    match (group, kind) {
+        ("batch", "Job") => Some(Preset {
+            test: condition("Complete", ConditionStatus::True, None),
+            failure: Some(condition("Failed", ConditionStatus::True, None)),
+            publishes_observed_generation: false,
+        }),
+        ("apps", "Deployment") => Some(Preset {
+            test: condition("Available", ConditionStatus::True, None),
+            failure: Some(condition(
+                "Progressing",
+                ConditionStatus::False,
+                Some("ProgressDeadlineExceeded"),
+            )),
+            publishes_observed_generation: true,
+        }),
+        (crate::GROUP, "Barrier") => Some(ours(&["Open"], &["Failed", "Timeout"])),
+        (crate::GROUP, "Once") => Some(ours(&["Succeeded"], &["Failed"])),
+        (crate::GROUP, "WaitGroup") => Some(ours(&["Done"], &["Failed", "Timeout"])),
+        (crate::GROUP, "Gate") => Some(ours(&["Open"], &["Failed", "Timeout"])),
+        (crate::GROUP, "Mutex" | "RWMutex") => Some(ours(&["Unlocked"], &[])),
+        (crate::GROUP, "Semaphore") => Some(ours(&["Available"], &[])),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_kind_has_a_preset_and_nothing_else_does() {
+        for kind in PRESET_KINDS {
+            assert!(preset(kind.group, kind.kind).is_some(), "{kind:?}");
+        }
+        assert!(preset("", "Pod").is_none());
+        assert!(preset("acme.example.com", "Job").is_none());
+    }
+
+    #[test]
+    fn a_job_completes_by_its_condition_and_a_deployment_by_availability_at_its_generation() {
+        let job = preset("batch", "Job").unwrap();
+        assert_eq!(job.test.to_string(), "condition Complete=True");
+        assert_eq!(job.failure.unwrap().to_string(), "condition Failed=True");
+        assert!(!job.publishes_observed_generation);
+        let deployment = preset("apps", "Deployment").unwrap();
+        assert_eq!(deployment.test.to_string(), "condition Available=True");
+        assert!(deployment.publishes_observed_generation);
+        assert_eq!(
+            preset(crate::GROUP, "Barrier").unwrap().test.to_string(),
+            "{.status.phase} = Open"
+        );
+    }
+}
