@@ -55,6 +55,13 @@ pub enum Command {
     /// Wait for a dynamic set of named members to finish (WaitGroup).
     #[command(subcommand, visible_alias = "wg")]
     Waitgroup(crate::waitgroup::WaitGroupCommand),
+    /// Wait until conditions on other resources hold, as a Gate object (Gate).
+    #[command(subcommand)]
+    Gate(crate::gate::GateCommand),
+    /// Wait until conditions on resources hold, with no Gate object: several
+    /// resources, --any for OR, --fail-on to stop at the first failure, objects not
+    /// created yet waited for. Exit 0 when met, 4 when failed, 5 when --timeout passes.
+    Wait(crate::gate::WaitForArgs),
     /// Print a shell completion script, e.g. `koncli completion bash > /etc/bash_completion.d/koncli`.
     Completion {
         /// The shell.

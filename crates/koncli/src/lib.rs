@@ -15,6 +15,7 @@
 //! - [`run`](mod@run): `… run`, holding a lock around a command, and the supervisor that makes
 //!   sure the command never outlives its grant or koncli.
 //! - [`waitgroup`]: the `waitgroup` subcommands.
+//! - [`gate`]: the `gate` subcommands and `wait`.
 //! - [`signals`]: SIGINT/SIGTERM while waiting (the claim is withdrawn).
 //! - this file: [`run()`], which dispatches a command line to its kind and maps errors
 //!   to exit codes.
@@ -23,6 +24,7 @@ pub mod args;
 pub mod barrier;
 pub mod cli;
 pub mod exit;
+pub mod gate;
 pub mod holder;
 pub mod locks;
 pub mod once;
@@ -72,6 +74,14 @@ pub async fn run(cli: Cli) -> u8 {
                 let groups = konductor_sdk::waitgroup::WaitGroups::new(&connection);
                 waitgroup::command(command, groups).await
             }
+            Err(error) => Err(error),
+        },
+        Command::Gate(command) => match connect(&options).await {
+            Ok(connection) => gate::command(command, &connection).await,
+            Err(error) => Err(error),
+        },
+        Command::Wait(args) => match connect(&options).await {
+            Ok(connection) => gate::wait_for(args, &connection).await,
             Err(error) => Err(error),
         },
         Command::Supervise(args) => Ok(run::supervise(args).await),

@@ -9,7 +9,15 @@ use kube::runtime::events::Reporter;
 
 use crate::Result;
 use crate::barrier::CONTROLLER_NAME;
+use crate::gate::watches::GateKinds;
 use crate::metrics::Metrics;
+
+/// What the controllers are told beyond their client.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// The kinds Gates may name (the presets' kinds unless more are given).
+    pub gate_kinds: GateKinds,
+}
 
 /// A controller running in the background of this process (as inside
 /// `konductor server`, and in tests); dropping it stops the controller.
@@ -22,15 +30,27 @@ pub struct Background {
 impl Background {
     /// Starts the controller on `client`, reporting events as `instance`.
     pub fn spawn(client: Client, instance: &str) -> Self {
+        Self::spawn_with(client, instance, Settings::default())
+    }
+
+    /// Starts the controller on `client` with `settings`, reporting events as
+    /// `instance`.
+    pub fn spawn_with(client: Client, instance: &str, settings: Settings) -> Self {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let reporter = Reporter {
             controller: CONTROLLER_NAME.to_owned(),
             instance: Some(instance.to_owned()),
         };
         let metrics = Arc::new(Metrics::default());
-        let task = tokio::spawn(run(client, reporter, metrics.clone(), async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(run(
+            client,
+            reporter,
+            metrics.clone(),
+            settings,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Self {
             stop: Some(stop),
             task: Some(task),
@@ -70,12 +90,14 @@ impl Drop for Background {
 }
 
 /// Runs every kind's controller for all namespaces until `shutdown` resolves: the
-/// barriers' ([`crate::barrier`]), the locks' ([`crate::locks`]) and the wait
-/// groups' ([`crate::waitgroup`]). A new kind is one more line here.
+/// barriers' ([`crate::barrier`]), the locks' ([`crate::locks`]), the wait
+/// groups' ([`crate::waitgroup`]) and the gates' ([`crate::gate`]). A new kind is one
+/// more line here.
 pub async fn run(
     client: Client,
     reporter: Reporter,
     metrics: Arc<Metrics>,
+    settings: Settings,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
     let shutdown = futures::FutureExt::shared(shutdown);
@@ -91,7 +113,14 @@ pub async fn run(
         metrics.clone(),
         shutdown.clone(),
     );
+    let gates = crate::gate::run(
+        client.clone(),
+        reporter.clone(),
+        metrics.clone(),
+        settings.gate_kinds,
+        shutdown.clone(),
+    );
     let barriers = crate::barrier::run(client, reporter, metrics, shutdown);
-    let (barriers, (), wait_groups) = futures::join!(barriers, locks, wait_groups);
-    barriers.and(wait_groups)
+    let (barriers, (), wait_groups, gates) = futures::join!(barriers, locks, wait_groups, gates);
+    barriers.and(wait_groups).and(gates)
 }

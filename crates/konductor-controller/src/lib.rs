@@ -12,6 +12,8 @@
 //!   its stored spec and status and its claims to `konductor_api::once::rules`.
 //! - [`waitgroup`]: the WaitGroup kind — its members' index, their expiry and its
 //!   reconcile, via `konductor_api::waitgroup::rules`.
+//! - [`gate`]: the Gate kind — a watch per kind its conditions name, and its
+//!   reconcile, via `konductor_api::gate::rules`.
 //! - [`kinds`]: every kind's controller joined ([`kinds::run`], [`kinds::Background`]).
 //! - [`clock`]: wall-clock readings that never step (lock expiry).
 //! - [`queue`]: the reconcile queue (deduplicating, immediate, timed requeues).
@@ -26,6 +28,7 @@
 pub mod barrier;
 pub mod clock;
 pub mod engine;
+pub mod gate;
 pub mod kinds;
 pub mod leader;
 pub mod locks;

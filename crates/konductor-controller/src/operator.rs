@@ -26,6 +26,8 @@ pub struct OperatorConfig {
     pub lease: LeaseConfig,
     /// Where `/healthz`, `/readyz` and `/metrics` are served.
     pub probe_address: SocketAddr,
+    /// What the controllers are told (the kinds Gates may name).
+    pub settings: crate::kinds::Settings,
 }
 
 /// Shared state of the probe server.
@@ -113,11 +115,14 @@ pub async fn run(
                 let client = client.clone();
                 let reporter = reporter.clone();
                 let metrics = metrics.clone();
+                let settings = config.settings.clone();
                 async move {
                     let stop = async move {
                         let _ = stopped.await;
                     };
-                    if let Err(error) = crate::kinds::run(client, reporter, metrics, stop).await {
+                    if let Err(error) =
+                        crate::kinds::run(client, reporter, metrics, settings, stop).await
+                    {
                         tracing::error!(%error, "controller stopped");
                     }
                 }

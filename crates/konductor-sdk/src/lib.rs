@@ -10,6 +10,8 @@
 //!   releases on drop.
 //! - [`waitgroup`]: [`waitgroup::WaitGroups`] — `add`, `done`, `seal`, `wait`, and
 //!   `run` (a worker's member held, renewed and marked done with the outcome).
+//! - [`gate`]: [`gate::Gates`] (create, wait, override) and [`gate::WaitFor`] — wait
+//!   for conditions on any resources with no Gate object.
 //! - `claims`: what every kind's claims share — ask under a deterministic name (or
 //!   find the holder's earlier claim), withdraw only the claim read.
 //! - [`watching`]: how every watch notices a dead connection and reconnects.
@@ -33,6 +35,7 @@ pub mod barrier;
 mod claims;
 pub mod connect;
 pub mod error;
+pub mod gate;
 pub mod locks;
 pub mod once;
 mod subjects;

@@ -6,13 +6,13 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::Context as _;
-use konductor_controller::kinds::Background;
+use konductor_controller::kinds::{Background, Settings};
 
-/// Runs the server (and, unless `with_controller` is false, the controller) until
+/// Runs the server (and the controllers with `controller`'s settings, if given) until
 /// `shutdown` resolves.
 pub async fn run(
     config: konductor_server::Config,
-    with_controller: bool,
+    controller: Option<Settings>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
@@ -26,15 +26,15 @@ pub async fn run(
         url = %server.url,
         data_dir = %data_dir.display(),
         version = env!("CARGO_PKG_VERSION"),
-        controller = with_controller,
+        controller = controller.is_some(),
         "konductor server started"
     );
-    let controller = if with_controller {
+    let controller = if let Some(settings) = controller {
         let client = server
             .client()
             .await
             .context("connecting the controller to the server")?;
-        let controller = Background::spawn(client, "konductor-server");
+        let controller = Background::spawn_with(client, "konductor-server", settings);
         let metrics = controller.metrics_handle();
         server.add_metrics(Box::new(move || metrics.encode()));
         Some(controller)

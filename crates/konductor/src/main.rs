@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use konductor_controller::gate::watches::GateKinds;
+use konductor_controller::kinds::Settings;
 use konductor_controller::leader::LeaseConfig;
 use konductor_controller::operator::{self, OperatorConfig};
 use konductor_server::http::limits::Limits;
@@ -110,6 +112,11 @@ struct ServerArgs {
     /// Watches open at once from one client address; more are answered 429.
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_watches_per_client, value_parser = parse_count)]
     max_watches_per_client: usize,
+    /// Kinds Gates may name besides the presets' (Jobs, Deployments, Konductor's own),
+    /// as `resource.group` (`databases.acme.example.com`; `configmaps` for the core
+    /// group), comma-separated or repeated. The controller reads only these.
+    #[arg(long, value_name = "RESOURCE.GROUP", value_delimiter = ',')]
+    gate_kinds: Vec<String>,
 }
 
 #[derive(Args)]
@@ -138,6 +145,11 @@ struct OperatorArgs {
     /// where the kubelet and Prometheus reach it; 127.0.0.1:8080 elsewhere].
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_listen)]
     probe_address: Option<SocketAddr>,
+    /// Kinds Gates may name besides the presets' (Jobs, Deployments, Konductor's own),
+    /// as `resource.group` (`databases.acme.example.com`; `configmaps` for the core
+    /// group), comma-separated or repeated. The controller reads only these.
+    #[arg(long, value_name = "RESOURCE.GROUP", value_delimiter = ',')]
+    gate_kinds: Vec<String>,
 }
 
 /// `HOST:PORT` with HOST an IP address or a name; a name is resolved, preferring a
@@ -284,7 +296,10 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         },
         ..konductor_server::Config::default()
     };
-    embedded::run(config, !args.no_controller, shutdown).await
+    let controller = (!args.no_controller)
+        .then(|| settings(&args.gate_kinds))
+        .transpose()?;
+    embedded::run(config, controller, shutdown).await
 }
 
 async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
@@ -320,11 +335,19 @@ async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
         OperatorConfig {
             lease,
             probe_address: args.probe_address.unwrap_or_else(default_probe_address),
+            settings: settings(&args.gate_kinds)?,
         },
         shutdown,
     )
     .await?;
     Ok(())
+}
+
+/// The controllers' settings from the flags both `server` and `operator` take.
+fn settings(gate_kinds: &[String]) -> anyhow::Result<Settings> {
+    Ok(Settings {
+        gate_kinds: GateKinds::with(gate_kinds).map_err(anyhow::Error::msg)?,
+    })
 }
 
 /// All interfaces in a pod (`KUBERNETES_SERVICE_HOST` is set there), loopback on a

@@ -1,0 +1,376 @@
+//! `koncli gate …` (Gate objects, [`konductor_sdk::gate::Gates`]) and `koncli wait`
+//! (the same conditions with no Gate object, [`konductor_sdk::gate::WaitFor`]).
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use konductor_api::gate::target::parse_for;
+use konductor_api::gate::{
+    Gate, GateCondition, GateMatch, GateOverride, GatePhase, GateSpec, GateStatus,
+};
+use konductor_sdk::Connection;
+use konductor_sdk::gate::{Gates, WaitFor, condition_for};
+
+use crate::args::{CreateFormat, parse_duration, parse_name, parse_timeout};
+use crate::exit::{EXIT_BARRIER_FAILED, EXIT_BARRIER_TIMEOUT, EXIT_OK};
+use crate::output::{self, Display};
+
+/// The `--for` grammar, for `--help`.
+pub const FOR_HELP: &str = "\
+--for KIND/NAME                        the kind's preset: job Complete (a Failed job
+                                       fails the wait), deployment Available at its
+                                       current generation, barrier Open, once
+                                       Succeeded, waitgroup Done, gate Open, mutex and
+                                       rwmutex Unlocked, semaphore Available
+--for KIND/NAME=condition=TYPE[=STATUS]  a status condition (STATUS default True)
+--for KIND/NAME=jsonpath=EXPR            EXPR selects a value
+--for KIND/NAME=jsonpath=EXPR=VALUE      a selected value equals VALUE
+KIND is what kubectl accepts: job, jobs, deploy, jobs.batch, databases.acme.example.com.
+Objects are in the namespace (-n); one not created yet is waited for. A status older
+than its object's spec (status.observedGeneration below metadata.generation) never
+counts. --fail-on takes the same forms: any that holds fails the wait at once.";
+
+/// `gate` commands.
+#[derive(Subcommand, Debug)]
+pub enum GateCommand {
+    /// Create a Gate: it opens once its conditions hold (all, or with --any one).
+    #[command(after_help = FOR_HELP)]
+    Create(CreateArgs),
+    /// Wait until the Gate is finished: exit 0 when Open, 4 when Failed, 3 when it
+    /// timed out, 5 when --timeout passes first.
+    Wait(WaitArgs),
+    /// Show the Gate: phase, and a row per condition (met, since, message).
+    Status(StatusArgs),
+    /// Open the Gate now, whatever its conditions say (spec.override: Open).
+    Open(NameArgs),
+    /// Keep the Gate closed, whatever its conditions say (spec.override: Closed).
+    Close(NameArgs),
+    /// Remove the override: the conditions decide again.
+    Auto(NameArgs),
+    /// Delete a Gate.
+    Delete(NameArgs),
+    /// List Gates.
+    List(ListArgs),
+}
+
+/// A Gate's name.
+#[derive(Args, Debug)]
+pub struct NameArgs {
+    /// The Gate's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+}
+
+/// A `--for` or `--fail-on` value, checked for its grammar (the kind is resolved
+/// later, against the server).
+fn parse_for_argument(text: &str) -> Result<String, String> {
+    parse_for(text).map(|_| text.to_owned())
+}
+
+/// The conditions of a Gate or a wait, on the command line.
+#[derive(Args, Debug)]
+pub struct ConditionArgs {
+    /// A condition (repeat for more); see below for the forms.
+    #[arg(long = "for", value_name = "KIND/NAME[=TEST]", required = true, value_parser = parse_for_argument)]
+    pub conditions: Vec<String>,
+    /// One condition met is enough [default: all of them].
+    #[arg(long, conflicts_with = "min_met")]
+    pub any: bool,
+    /// How many conditions must be met.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..=64))]
+    pub min_met: Option<i32>,
+    /// A failure test (repeat for more): when it holds, fail at once.
+    #[arg(long = "fail-on", value_name = "KIND/NAME[=TEST]", value_parser = parse_for_argument)]
+    pub fail_on: Vec<String>,
+}
+
+impl ConditionArgs {
+    /// The spec these arguments describe, with every kind resolved by discovery.
+    async fn spec(&self, connection: &Connection) -> konductor_sdk::Result<GateSpec> {
+        let mut spec = GateSpec {
+            match_: if self.any {
+                GateMatch::Any
+            } else {
+                GateMatch::All
+            },
+            min_met: self.min_met,
+            ..GateSpec::default()
+        };
+        for text in &self.conditions {
+            spec.conditions.push(condition_for(connection, text).await?);
+        }
+        for text in &self.fail_on {
+            spec.fail_when.push(condition_for(connection, text).await?);
+        }
+        Ok(spec)
+    }
+}
+
+/// `gate create`.
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// The Gate's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+    /// Its conditions.
+    #[command(flatten)]
+    pub conditions: ConditionArgs,
+    /// How long the Gate may wait, from its creation, before it times out (a Go
+    /// duration) [default: no limit].
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub timeout: Option<String>,
+    /// Print the created object in this format [default: a line].
+    #[arg(short, long, value_enum)]
+    pub output: Option<CreateFormat>,
+}
+
+/// `gate wait`.
+#[derive(Args, Debug)]
+pub struct WaitArgs {
+    /// The Gate's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+    /// Wait at most this long (a Go duration), then exit 5.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// No progress on stderr; only the final line.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `gate status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The Gate's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+    /// Print the whole object in this format [default: a summary].
+    #[arg(short, long, value_enum)]
+    pub output: Option<CreateFormat>,
+}
+
+/// `gate list`.
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// List them in all namespaces.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Print the list in this format [default: a table].
+    #[arg(short, long, value_enum)]
+    pub output: Option<CreateFormat>,
+}
+
+/// `koncli wait`: conditions with no Gate object.
+#[derive(Args, Debug)]
+#[command(after_help = FOR_HELP)]
+pub struct WaitForArgs {
+    /// What to wait for.
+    #[command(flatten)]
+    pub conditions: ConditionArgs,
+    /// Wait at most this long (a Go duration), then exit 5.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// No progress on stderr; only the final line.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+type Code = konductor_sdk::Result<u8>;
+
+/// Runs one `gate` command.
+pub async fn command(command: GateCommand, connection: &Connection) -> Code {
+    let gates = Gates::new(connection);
+    let qualified = |name: &str| format!("{}/{name}", gates.namespace());
+    match command {
+        GateCommand::Create(args) => {
+            let spec = GateSpec {
+                timeout: args.timeout.clone(),
+                ..args.conditions.spec(connection).await?
+            };
+            let gate = gates.create(&args.name, spec).await?;
+            match args.output {
+                Some(format) => output::print_object(&gate, format),
+                None => println!("gate.konductor.io/{} created", args.name),
+            }
+            Ok(EXIT_OK)
+        }
+        GateCommand::Wait(args) => {
+            let what = format!("gate {}", qualified(&args.name));
+            let display = Display::for_stderr(args.quiet);
+            let started = Instant::now();
+            let mut last_line = String::new();
+            let result = gates
+                .wait(&args.name, args.timeout, |gate| {
+                    let status = gate.status.clone().unwrap_or_default();
+                    report(&display, &what, &status, &mut last_line);
+                })
+                .await;
+            display.finish();
+            let gate = result?;
+            Ok(finish(
+                &what,
+                &gate.status.unwrap_or_default(),
+                started.elapsed(),
+            ))
+        }
+        GateCommand::Status(args) => {
+            let gate = gates.get(&args.name).await?;
+            match args.output {
+                Some(format) => output::print_object(&gate, format),
+                None => print!("{}", summary(&gate, gates.namespace())),
+            }
+            Ok(EXIT_OK)
+        }
+        GateCommand::Open(args) => overridden(&gates, &args.name, Some(GateOverride::Open)).await,
+        GateCommand::Close(args) => {
+            overridden(&gates, &args.name, Some(GateOverride::Closed)).await
+        }
+        GateCommand::Auto(args) => overridden(&gates, &args.name, None).await,
+        GateCommand::Delete(args) => {
+            gates.delete(&args.name).await?;
+            println!("gate.konductor.io \"{}\" deleted", args.name);
+            Ok(EXIT_OK)
+        }
+        GateCommand::List(args) => {
+            let items = gates.list(args.all_namespaces).await?;
+            output::print_listing(
+                &items,
+                args.output,
+                "gates",
+                (!args.all_namespaces).then_some(gates.namespace()),
+                &["MET", "TOTAL", "PHASE"],
+                |gate: &Gate| {
+                    let status = gate.status.clone().unwrap_or_default();
+                    vec![
+                        status.met.to_string(),
+                        status.total.to_string(),
+                        status.phase.to_string(),
+                    ]
+                },
+            );
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+async fn overridden(gates: &Gates, name: &str, value: Option<GateOverride>) -> Code {
+    gates.set_override(name, value).await?;
+    let what = match value {
+        Some(GateOverride::Open) => "opened by override",
+        Some(GateOverride::Closed) => "held closed by override",
+        None => "handed back to its conditions",
+    };
+    println!("gate {}/{name} {what}", gates.namespace());
+    Ok(EXIT_OK)
+}
+
+/// `koncli wait --for …`.
+pub async fn wait_for(args: WaitForArgs, connection: &Connection) -> Code {
+    let spec = args.conditions.spec(connection).await?;
+    let what = spec
+        .conditions
+        .iter()
+        .map(|c: &GateCondition| c.target.to_string())
+        .collect::<Vec<_>>()
+        .join(if spec.match_ == GateMatch::Any && spec.min_met.is_none() {
+            " or "
+        } else {
+            " and "
+        });
+    let mut waiting = WaitFor::new(connection);
+    for condition in spec.conditions {
+        waiting = waiting.condition(condition);
+    }
+    for condition in spec.fail_when {
+        waiting = waiting.fail_when(condition);
+    }
+    if spec.match_ == GateMatch::Any {
+        waiting = waiting.any();
+    }
+    if let Some(n) = spec.min_met {
+        waiting = waiting.min_met(n);
+    }
+    let display = Display::for_stderr(args.quiet);
+    let started = Instant::now();
+    let mut last_line = String::new();
+    let result = waiting
+        .wait(args.timeout, |status| {
+            report(&display, &what, status, &mut last_line);
+        })
+        .await;
+    display.finish();
+    Ok(finish(&what, &result?, started.elapsed()))
+}
+
+/// Progress on stderr: a line whenever where it stands changes.
+fn report(display: &Display, what: &str, status: &GateStatus, last_line: &mut String) {
+    let line = format!("{}: {}", status.phase, status.summary());
+    if line != *last_line && !status.phase.is_finished() {
+        display.say(&format!("{what}: {line}"));
+    }
+    *last_line = line;
+}
+
+/// The final line and the exit code of a wait.
+fn finish(what: &str, status: &GateStatus, waited: Duration) -> u8 {
+    let waited = output::short_duration(waited);
+    let summary = status.summary();
+    let code = match status.phase {
+        GatePhase::Open => EXIT_OK,
+        GatePhase::Failed => EXIT_BARRIER_FAILED,
+        GatePhase::Timeout | GatePhase::Waiting => EXIT_BARRIER_TIMEOUT,
+    };
+    let line = format!("{what}: {}: {summary} (waited {waited})", status.phase);
+    if code == EXIT_OK {
+        let _ = writeln!(std::io::stdout(), "{line}");
+    } else {
+        eprintln!("{}: {line}", crate::exit::program_name());
+    }
+    code
+}
+
+/// The human summary of a Gate: a line, then a row per condition.
+pub fn summary(gate: &Gate, namespace: &str) -> String {
+    let status = gate.status.clone().unwrap_or_default();
+    let mut text = format!(
+        "gate {namespace}/{}: {} · {} of {} met ({} required){}\n{}\n",
+        kube::ResourceExt::name_any(gate),
+        status.phase,
+        status.met,
+        status.total,
+        status.required,
+        match gate.spec.override_ {
+            Some(GateOverride::Open) => " · override Open",
+            Some(GateOverride::Closed) => " · override Closed",
+            None => "",
+        },
+        status.summary()
+    );
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let mut rows = vec![vec![
+        "CONDITION".to_owned(),
+        "TEST".to_owned(),
+        "MET".to_owned(),
+        "SINCE".to_owned(),
+        "MESSAGE".to_owned(),
+    ]];
+    for result in &status.results {
+        rows.push(vec![
+            result.target.clone(),
+            result.test.clone(),
+            if result.failed {
+                "failed".to_owned()
+            } else {
+                result.met.to_string()
+            },
+            result
+                .since
+                .as_ref()
+                .map_or("-".to_owned(), |t| output::age(t.0, now)),
+            result.message.clone(),
+        ]);
+    }
+    text.push_str(&output::aligned(&rows));
+    text
+}

@@ -1,0 +1,183 @@
+//! The Gate controller: the objects a Gate's conditions name in; its status and Events
+//! out, via `konductor_api::gate::rules::evaluate`. A kind without claims: it uses the
+//! engine's queue, workers, error policy, own writes, Events and metrics, and instead
+//! of a claim index it has [`watches`] — one watch per kind the Gates name, started and
+//! stopped as Gates need them, each change queueing the Gates that name the object.
+//!
+//! A Gate's conditions are read in the Gate's own namespace only: the controller's
+//! wider read access never lets a Gate's author see another namespace's objects.
+
+pub mod watches;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use konductor_api::gate::rules::{GateInput, Observations, Transition, evaluate, targets};
+use konductor_api::gate::{Gate, GateStatus};
+use kube::api::{Api, PostParams};
+use kube::runtime::events::{EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::{Client, Resource, ResourceExt};
+
+use crate::engine::events::{Events, Note};
+use crate::engine::writes::OwnWrites;
+use crate::engine::{Reconciler, Workers, feed_subjects, serve};
+use crate::metrics::Metrics;
+use crate::queue::WorkQueue;
+use crate::{Error, Result};
+use watches::{GateKinds, REDISCOVER_AFTER, Watches};
+
+/// How metrics and logs name the kind.
+const KIND: &str = "gate";
+
+/// How many Gates are reconciled at once.
+const WORKERS: usize = 8;
+
+/// Everything a reconcile needs, shared by all of them.
+pub struct Context {
+    client: Client,
+    events: Events,
+    metrics: Arc<Metrics>,
+    own_writes: Arc<OwnWrites<Gate>>,
+    gates: Store<Gate>,
+    watches: Watches,
+}
+
+impl Reconciler for Context {
+    type Key = ObjectRef<Gate>;
+
+    fn kind(_: &ObjectRef<Gate>) -> &'static str {
+        KIND
+    }
+
+    async fn reconcile(&self, key: &ObjectRef<Gate>) -> Result<Option<Duration>> {
+        match self.gates.get(key) {
+            Some(gate) => reconcile(key, gate, self).await,
+            None => {
+                self.watches.forget(key);
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Brings one Gate's status up to date; returns when to look again.
+async fn reconcile(
+    key: &ObjectRef<Gate>,
+    gate: Arc<Gate>,
+    ctx: &Context,
+) -> Result<Option<Duration>> {
+    let gate = ctx.own_writes.latest(gate);
+    let namespace = gate.namespace().unwrap_or_default();
+    let created_at = gate
+        .creation_timestamp()
+        .map(|t| t.0)
+        .ok_or(Error::MissingCreationTimestamp)?;
+    let finished = gate
+        .status
+        .as_ref()
+        .is_some_and(|s| s.phase.is_finished() && !s.overridden);
+    let named = targets(&gate.spec);
+    // Interest first, then the caches: a change after this read queues the Gate again.
+    let mut observed = Observations::new();
+    let mut unresolved = false;
+    if !finished || gate.spec.override_.is_some() {
+        ctx.watches.name(key, &namespace, &named);
+        for target in named {
+            let seen = ctx.watches.observe(&namespace, target).await;
+            unresolved |= matches!(seen, konductor_api::gate::rules::Observed::Unreadable(_));
+            observed.insert(target.clone(), seen);
+        }
+    }
+    let evaluation = evaluate(&GateInput {
+        spec: &gate.spec,
+        generation: gate.meta().generation,
+        created_at,
+        previous: gate.status.as_ref(),
+        observed: &observed,
+        now: jiff_now(),
+    });
+    if !evaluation.watching {
+        ctx.watches.forget(key);
+    }
+    if gate.status.as_ref() != Some(&evaluation.status) {
+        let api: Api<Gate> = Api::namespaced(ctx.client.clone(), &namespace);
+        let mut next = (*gate).clone();
+        next.status = Some(evaluation.status.clone());
+        let written = api
+            .replace_status(&gate.name_any(), &PostParams::default(), &next)
+            .await
+            .map_err(Error::Kube)?;
+        ctx.own_writes.remember(&gate, written, &ctx.gates);
+        ctx.metrics.status_written(KIND);
+    }
+    if let Some(transition) = evaluation.transition {
+        publish(ctx, &gate, transition, &evaluation.status).await;
+    }
+    let rediscover = (unresolved && evaluation.watching).then_some(REDISCOVER_AFTER);
+    Ok(match (evaluation.requeue_after, rediscover) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
+}
+
+fn jiff_now() -> k8s_openapi::jiff::Timestamp {
+    k8s_openapi::jiff::Timestamp::now()
+}
+
+/// Logs a transition and records its Event (after the status write, which is what
+/// counts).
+async fn publish(ctx: &Context, gate: &Gate, transition: Transition, status: &GateStatus) {
+    let message = status.summary();
+    tracing::info!(
+        namespace = %gate.namespace().unwrap_or_default(),
+        gate = %gate.name_any(),
+        phase = %status.phase,
+        "{message}"
+    );
+    let type_ = match transition {
+        Transition::Opened | Transition::Closed => EventType::Normal,
+        Transition::Failed | Transition::TimedOut | Transition::InvalidSpec => EventType::Warning,
+    };
+    let note = Note {
+        type_,
+        reason: transition.reason(),
+        note: message,
+        action: "Reconcile",
+        related: None,
+    };
+    ctx.events.record(KIND, &gate.object_ref(&()), note).await;
+}
+
+/// Runs the Gate controller for all namespaces until `shutdown` resolves (one of the
+/// kinds [`crate::kinds::run`] joins), reading the kinds `kinds` allows.
+pub async fn run(
+    client: Client,
+    reporter: Reporter,
+    metrics: Arc<Metrics>,
+    kinds: GateKinds,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> Result<()> {
+    let gates: Api<Gate> = Api::all(client.clone());
+    let own_writes = Arc::new(OwnWrites::default());
+    let (gate_cache, gate_writer) = reflector::store();
+    let queue = Arc::new(WorkQueue::default());
+    let context = Arc::new(Context {
+        events: Events::new(Recorder::new(client.clone(), reporter), metrics.clone()),
+        watches: Watches::new(client.clone(), kinds, queue.clone()),
+        client,
+        metrics: metrics.clone(),
+        own_writes: own_writes.clone(),
+        gates: gate_cache.clone(),
+    });
+    let feed = feed_subjects(gates, gate_writer, own_writes, queue.clone());
+    let workers = Workers {
+        reconciler: context,
+        queue,
+        count: WORKERS,
+        metrics,
+    };
+    let ready = async move { gate_cache.wait_until_ready().await.is_ok() };
+    serve(workers, ready, feed, shutdown).await;
+    Ok(())
+}

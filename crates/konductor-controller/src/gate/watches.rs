@@ -1,0 +1,400 @@
+//! The watches a Gate's conditions need: one per referenced kind, found by discovery,
+//! started when the first Gate names the kind and stopped when the last Gate that
+//! named it no longer needs it — never polling. Each watch fills a cache of the
+//! kind's objects and queues, on every change of an object, the Gates that name it.
+//!
+//! The controller reads only the kinds it was told it may read ([`GateKinds`]: the
+//! presets' kinds, more by configuration, never a wildcard): a Gate naming another
+//! kind gets a condition message saying so, as it does for a kind not served or a
+//! watch the API server refuses.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use konductor_api::gate::presets::PRESET_KINDS;
+use konductor_api::gate::rules::Observed;
+use konductor_api::gate::{Gate, TargetRef};
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
+use kube::runtime::{WatchStreamExt, watcher};
+
+use crate::queue::{Urgency, WorkQueue};
+
+/// How long a kind that discovery did not find is remembered before asking again (a
+/// CRD applied meanwhile is found then).
+pub const REDISCOVER_AFTER: Duration = Duration::from_secs(5);
+
+/// The kinds the controller may read for Gates, as `resource.group` (`jobs.batch`;
+/// `configmaps` for the core group): the presets' kinds, and those it is given.
+#[derive(Clone, Debug)]
+pub struct GateKinds {
+    allowed: BTreeSet<String>,
+}
+
+impl Default for GateKinds {
+    /// The presets' kinds: Jobs, Deployments and Konductor's own.
+    fn default() -> Self {
+        Self {
+            allowed: PRESET_KINDS
+                .iter()
+                .map(|k| format!("{}.{}", k.resource, k.group))
+                .collect(),
+        }
+    }
+}
+
+impl GateKinds {
+    /// The presets' kinds and `extra` (each `resource.group`, or `resource` for the
+    /// core group); the error names a malformed entry.
+    pub fn with(extra: &[String]) -> Result<Self, String> {
+        let mut kinds = Self::default();
+        for entry in extra {
+            let valid = !entry.is_empty()
+                && entry
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
+            if !valid || entry.contains('*') {
+                return Err(format!(
+                    "--gate-kinds: {entry:?} is not resource.group (like databases.acme.example.com, or configmaps)"
+                ));
+            }
+            kinds.allowed.insert(entry.clone());
+        }
+        Ok(kinds)
+    }
+
+    /// Whether objects of `resource` in `group` may be read.
+    pub fn allows(&self, resource: &str, group: &str) -> bool {
+        let name = if group.is_empty() {
+            resource.to_owned()
+        } else {
+            format!("{resource}.{group}")
+        };
+        self.allowed.contains(&name)
+    }
+
+    /// The kinds, as configured.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.allowed.iter().map(String::as_str)
+    }
+}
+
+/// An object a Gate names: its kind (apiVersion, kind), namespace and name.
+type ObjectKey = (String, String, String, String);
+
+fn object_key(namespace: &str, target: &TargetRef) -> ObjectKey {
+    (
+        target.api_version.clone(),
+        target.kind.clone(),
+        namespace.to_owned(),
+        target.name.clone(),
+    )
+}
+
+/// A kind as a Gate names it: (apiVersion, kind).
+type KindKey = (String, String);
+
+/// One running watch of a kind.
+struct KindWatch {
+    cache: Store<DynamicObject>,
+    /// Whether the first list is in the cache.
+    ready: Arc<AtomicBool>,
+    /// The watch's last error, cleared when it lists again.
+    failing: Arc<Mutex<Option<String>>>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for KindWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What discovery said of a kind.
+enum Discovered {
+    Found(ApiResource),
+    NotFound {
+        why: String,
+        at: tokio::time::Instant,
+    },
+}
+
+/// Which Gates name which objects, and the watches that serve them.
+#[derive(Default)]
+struct State {
+    /// The Gates naming each object.
+    interest: HashMap<ObjectKey, HashSet<ObjectRef<Gate>>>,
+    /// What each Gate names (to forget it).
+    named_by: HashMap<ObjectRef<Gate>, Vec<ObjectKey>>,
+    /// The running watches, by kind.
+    watches: HashMap<KindKey, KindWatch>,
+    /// Discovery's answers, by kind.
+    discovered: HashMap<KindKey, Discovered>,
+}
+
+impl State {
+    /// The Gates naming objects of `kind`.
+    fn gates_of_kind(&self, kind: &KindKey) -> Vec<ObjectRef<Gate>> {
+        self.interest
+            .iter()
+            .filter(|((v, k, _, _), _)| (v, k) == (&kind.0, &kind.1))
+            .flat_map(|(_, gates)| gates.iter().cloned())
+            .collect()
+    }
+
+    /// Stops the watches no Gate needs any more.
+    fn stop_unused(&mut self) {
+        let used: HashSet<(&str, &str)> = self
+            .interest
+            .keys()
+            .map(|(v, k, _, _)| (v.as_str(), k.as_str()))
+            .collect();
+        let unused: Vec<KindKey> = self
+            .watches
+            .keys()
+            .filter(|(v, k)| !used.contains(&(v.as_str(), k.as_str())))
+            .cloned()
+            .collect();
+        for kind in unused {
+            tracing::info!(api_version = %kind.0, kind = %kind.1, "no Gate names this kind any more; watch stopped");
+            self.watches.remove(&kind);
+        }
+    }
+}
+
+/// The watches of the kinds Gates name. Cheap to share (`Arc`).
+pub struct Watches {
+    client: Client,
+    kinds: GateKinds,
+    queue: Arc<WorkQueue<ObjectRef<Gate>>>,
+    state: Arc<Mutex<State>>,
+}
+
+impl Watches {
+    /// No watches yet; each change queues its Gates on `queue`.
+    pub fn new(client: Client, kinds: GateKinds, queue: Arc<WorkQueue<ObjectRef<Gate>>>) -> Self {
+        Self {
+            client,
+            kinds,
+            queue,
+            state: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How many kinds are watched now.
+    pub fn watched_kinds(&self) -> usize {
+        self.lock().watches.len()
+    }
+
+    /// Records that `gate` names exactly `targets` (in its namespace), starting the
+    /// watches they need and stopping those nobody needs any more.
+    pub fn name(&self, gate: &ObjectRef<Gate>, namespace: &str, targets: &[&TargetRef]) {
+        let keys: Vec<ObjectKey> = targets.iter().map(|t| object_key(namespace, t)).collect();
+        let mut state = self.lock();
+        if state.named_by.get(gate) == Some(&keys) {
+            return;
+        }
+        Self::unname(&mut state, gate);
+        for key in &keys {
+            state
+                .interest
+                .entry(key.clone())
+                .or_default()
+                .insert(gate.clone());
+        }
+        state.named_by.insert(gate.clone(), keys);
+        state.stop_unused();
+    }
+
+    /// Forgets what `gate` names (it is gone, or finished), stopping unused watches.
+    pub fn forget(&self, gate: &ObjectRef<Gate>) {
+        let mut state = self.lock();
+        if Self::unname(&mut state, gate) {
+            state.stop_unused();
+        }
+    }
+
+    fn unname(state: &mut State, gate: &ObjectRef<Gate>) -> bool {
+        let Some(keys) = state.named_by.remove(gate) else {
+            return false;
+        };
+        for key in keys {
+            if let Some(gates) = state.interest.get_mut(&key) {
+                gates.remove(gate);
+                if gates.is_empty() {
+                    state.interest.remove(&key);
+                }
+            }
+        }
+        true
+    }
+
+    /// What is known of `target` in `namespace` now; starts its kind's watch if none
+    /// runs. Asks discovery (once per kind) what the kind is.
+    pub async fn observe(&self, namespace: &str, target: &TargetRef) -> Observed {
+        let kind: KindKey = (target.api_version.clone(), target.kind.clone());
+        let resource = match self.resource(&kind).await {
+            Ok(resource) => resource,
+            Err(why) => return Observed::Unreadable(why),
+        };
+        if !self.kinds.allows(&resource.plural, &resource.group) {
+            let name = if resource.group.is_empty() {
+                resource.plural.clone()
+            } else {
+                format!("{}.{}", resource.plural, resource.group)
+            };
+            return Observed::Unreadable(format!(
+                "the controller may not read {name}: name it in --gate-kinds and grant read access to it in the operator's ClusterRole"
+            ));
+        }
+        let mut state = self.lock();
+        let watch = state
+            .watches
+            .entry(kind.clone())
+            .or_insert_with(|| self.start(kind.clone(), resource.clone()));
+        if !watch.ready.load(Ordering::Acquire) {
+            let failing = watch
+                .failing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            return match failing {
+                Some(why) => {
+                    Observed::Unreadable(format!("cannot watch {}: {why}", resource.plural))
+                }
+                None => Observed::Unknown,
+            };
+        }
+        let key = ObjectRef::new_with(&target.name, resource).within(namespace);
+        match watch.cache.get(&key) {
+            Some(object) => Observed::Present(serde_json::to_value(&*object).unwrap_or_default()),
+            None => Observed::Missing,
+        }
+    }
+
+    /// The kind's resource, from discovery (remembered; a kind not found is asked for
+    /// again after [`REDISCOVER_AFTER`]).
+    async fn resource(&self, kind: &KindKey) -> Result<ApiResource, String> {
+        match self.lock().discovered.get(kind) {
+            Some(Discovered::Found(resource)) => return Ok(resource.clone()),
+            Some(Discovered::NotFound { why, at }) if at.elapsed() < REDISCOVER_AFTER => {
+                return Err(why.clone());
+            }
+            _ => {}
+        }
+        let (group, version) = match kind.0.rsplit_once('/') {
+            Some((group, version)) => (group, version),
+            None => ("", kind.0.as_str()),
+        };
+        let gvk = GroupVersionKind::gvk(group, version, &kind.1);
+        let answer = kube::discovery::pinned_kind(&self.client, &gvk).await;
+        let mut state = self.lock();
+        match answer {
+            Ok((resource, _)) => {
+                state
+                    .discovered
+                    .insert(kind.clone(), Discovered::Found(resource.clone()));
+                Ok(resource)
+            }
+            Err(error) => {
+                let why = format!(
+                    "kind {} in {} is not served here ({})",
+                    kind.1,
+                    kind.0,
+                    crate::Error::Kube(error)
+                );
+                state.discovered.insert(
+                    kind.clone(),
+                    Discovered::NotFound {
+                        why: why.clone(),
+                        at: tokio::time::Instant::now(),
+                    },
+                );
+                Err(why)
+            }
+        }
+    }
+
+    /// Starts the watch of `kind` (every namespace): each object's change queues the
+    /// Gates naming it; the first list queues every Gate naming the kind.
+    fn start(&self, kind: KindKey, resource: ApiResource) -> KindWatch {
+        tracing::info!(api_version = %kind.0, kind = %kind.1, "a Gate names this kind; watching it");
+        let writer = Writer::new(resource.clone());
+        let cache = writer.as_reader();
+        let ready = Arc::new(AtomicBool::new(false));
+        let failing = Arc::new(Mutex::new(None));
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
+        let state = Arc::downgrade(&self.state);
+        let queue = self.queue.clone();
+        let (task_ready, task_failing) = (ready.clone(), failing.clone());
+        let task = tokio::spawn(async move {
+            watcher(api, watcher::Config::default())
+                .default_backoff()
+                .reflect(writer)
+                .for_each(|event| {
+                    let Some(state) = state.upgrade() else {
+                        return futures::future::ready(());
+                    };
+                    let state = state
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let route = |object: &DynamicObject| {
+                        let key = (
+                            kind.0.clone(),
+                            kind.1.clone(),
+                            object.metadata.namespace.clone().unwrap_or_default(),
+                            object.metadata.name.clone().unwrap_or_default(),
+                        );
+                        for gate in state.interest.get(&key).into_iter().flatten() {
+                            queue.add_with(gate.clone(), Urgency::Urgent);
+                        }
+                    };
+                    match event {
+                        Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => {
+                            route(&object);
+                        }
+                        Ok(watcher::Event::InitDone) => {
+                            *task_failing
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                            task_ready.store(true, Ordering::Release);
+                            for gate in state.gates_of_kind(&kind) {
+                                queue.add_with(gate, Urgency::Urgent);
+                            }
+                        }
+                        Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+                        Err(error) => {
+                            tracing::warn!(%error, kind = %kind.1, "watching a kind Gates name");
+                            *task_failing
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                                Some(error.to_string());
+                            if !task_ready.load(Ordering::Acquire) {
+                                for gate in state.gates_of_kind(&kind) {
+                                    queue.add_with(gate, Urgency::Normal);
+                                }
+                            }
+                        }
+                    }
+                    futures::future::ready(())
+                })
+                .await;
+        });
+        KindWatch {
+            cache,
+            ready,
+            failing,
+            task: task.abort_handle(),
+        }
+    }
+}

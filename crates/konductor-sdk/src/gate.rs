@@ -1,0 +1,386 @@
+//! Gates: wait until conditions on other resources hold.
+//!
+//! [`Gates`] manages Gate objects (the controller watches their conditions and
+//! writes where they stand; anyone waits on the Gate alone). [`WaitFor`] waits for the
+//! same conditions with no Gate object — a `kubectl wait` with OR, fail-fast, waiting
+//! for creation and generation awareness — by watching the objects itself and judging
+//! them with the very rules the controller uses.
+//!
+//! ```no_run
+//! # async fn example(connection: konductor_sdk::Connection) -> konductor_sdk::Result<()> {
+//! use konductor_sdk::gate::WaitFor;
+//! let status = WaitFor::new(&connection)
+//!     .target("job/migrate")
+//!     .await?
+//!     .target("barrier/etl-done")
+//!     .await?
+//!     .wait(None, |_| {})
+//!     .await?;
+//! println!("{}: {}", status.phase, status.summary());
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::jiff::Timestamp;
+use konductor_api::gate::rules::{GateInput, Observations, Observed, evaluate, targets};
+use konductor_api::gate::target::parse_for;
+use konductor_api::gate::{
+    Gate, GateCondition, GateMatch, GateOverride, GatePhase, GateSpec, GateStatus, TargetRef,
+};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use serde_json::json;
+
+use crate::connect::Connection;
+use crate::error::{Error, Result};
+use crate::subjects::Subjects;
+use crate::watching::{CappedBackoff, follow_until, watch_config};
+
+/// The Gates of one namespace.
+#[derive(Clone)]
+pub struct Gates {
+    gates: Subjects<Gate>,
+}
+
+impl Gates {
+    /// The Gates in the connection's namespace.
+    pub fn new(connection: &Connection) -> Self {
+        Self {
+            gates: Subjects::new(connection, "gate", "gates"),
+        }
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.gates.namespace
+    }
+
+    fn object(name: &str, spec: GateSpec) -> Gate {
+        Gate::new(name, spec)
+    }
+
+    /// Creates the Gate `name`.
+    pub async fn create(&self, name: &str, spec: GateSpec) -> Result<Gate> {
+        self.gates.create(&Self::object(name, spec)).await
+    }
+
+    /// The Gate `name`, created with `spec` if absent.
+    pub async fn ensure(&self, name: &str, spec: GateSpec) -> Result<Gate> {
+        self.gates.ensure(&Self::object(name, spec)).await
+    }
+
+    /// The Gate `name`.
+    pub async fn get(&self, name: &str) -> Result<Gate> {
+        self.gates.get(name).await
+    }
+
+    /// Deletes the Gate `name`.
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        self.gates.delete(name).await
+    }
+
+    /// The Gates of the namespace (or of every namespace).
+    pub async fn list(&self, all_namespaces: bool) -> Result<Vec<Gate>> {
+        self.gates.list(all_namespaces).await
+    }
+
+    /// Sets `spec.override` (`None` hands the Gate back to its conditions).
+    pub async fn set_override(&self, name: &str, value: Option<GateOverride>) -> Result<Gate> {
+        let patch = json!({ "spec": { "override": value } });
+        self.gates
+            .api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| self.gates.request(name, "patch", "gates").error(e))
+    }
+
+    /// Waits (watching, riding out reconnects and server restarts) until the Gate is
+    /// Open, Failed or Timeout and returns it; `progress` sees every version on the
+    /// way. [`Error::StillWaiting`] when `timeout` passes first, [`Error::NotFound`] if
+    /// the Gate does not exist or is deleted.
+    pub async fn wait(
+        &self,
+        name: &str,
+        timeout: Option<Duration>,
+        mut progress: impl FnMut(&Gate),
+    ) -> Result<Gate> {
+        let started = Instant::now();
+        let mut last = self.get(name).await?;
+        progress(&last);
+        if last.phase().is_finished() {
+            return Ok(last);
+        }
+        let finished = follow_until(self.gates.api.clone(), name, |gate: &Gate| {
+            progress(gate);
+            last = gate.clone();
+            gate.phase().is_finished()
+        });
+        let seen = match timeout {
+            Some(limit) => tokio::time::timeout(limit.saturating_sub(started.elapsed()), finished)
+                .await
+                .ok(),
+            None => Some(finished.await),
+        };
+        match seen {
+            Some(Ok(Some(gate))) => Ok(gate),
+            Some(Ok(None)) => Err(self.gates.not_found(name)),
+            Some(Err(why)) => Err(self.gates.refused(name, format!("watching: {why}"))),
+            None => Err(Error::StillWaiting {
+                kind: "gate",
+                namespace: self.gates.namespace.clone(),
+                name: name.to_owned(),
+                state: format!(
+                    "{}: {}",
+                    last.phase(),
+                    last.status.clone().unwrap_or_default().summary()
+                ),
+                waited: started.elapsed(),
+            }),
+        }
+    }
+}
+
+/// Turns a `--for` value (`job/migrate`, `deploy/web=condition=Available`,
+/// `databases.acme.example.com/db=jsonpath={.status.phase}=Ready`) into a condition,
+/// asking the server's discovery what the kind is, as kubectl does.
+pub async fn condition_for(connection: &Connection, text: &str) -> Result<GateCondition> {
+    let parsed = parse_for(text).map_err(|why| invalid(connection, text, why))?;
+    let (api_version, kind) = resolve_kind(connection, &parsed.resource)
+        .await
+        .map_err(|why| invalid(connection, text, why))?;
+    let mut condition = parsed.condition;
+    condition.target.api_version = api_version;
+    condition.target.kind = kind;
+    Ok(condition)
+}
+
+fn invalid(connection: &Connection, text: &str, message: String) -> Error {
+    Error::Api {
+        kind: "gate condition",
+        namespace: connection.namespace.clone(),
+        name: text.to_owned(),
+        message,
+    }
+}
+
+/// The apiVersion and kind `resource` names (`job`, `jobs`, `deploy`, `Job`,
+/// `jobs.batch`, `databases.acme.example.com`), from the server's discovery: plural,
+/// singular, kind or short name, optionally qualified by the group.
+pub async fn resolve_kind(
+    connection: &Connection,
+    resource: &str,
+) -> std::result::Result<(String, String), String> {
+    let client = &connection.client;
+    let wanted = resource.to_ascii_lowercase();
+    let (name, group) = match wanted.split_once('.') {
+        Some((name, group)) => (name.to_owned(), Some(group.to_owned())),
+        None => (wanted.clone(), None),
+    };
+    let discovery = |e: kube::Error| format!("discovery: {e}");
+    let mut versions = Vec::new();
+    if group.as_deref().is_none_or(str::is_empty) {
+        versions.push("v1".to_owned());
+    }
+    for api_group in client.list_api_groups().await.map_err(discovery)?.groups {
+        if group.as_deref().is_some_and(|g| g != api_group.name) {
+            continue;
+        }
+        if let Some(preferred) = api_group
+            .preferred_version
+            .or_else(|| api_group.versions.first().cloned())
+        {
+            versions.push(preferred.group_version);
+        }
+    }
+    for group_version in versions {
+        let list = if group_version == "v1" {
+            client.list_core_api_resources("v1").await
+        } else {
+            client.list_api_group_resources(&group_version).await
+        }
+        .map_err(discovery)?;
+        let found = list.resources.iter().find(|r| {
+            !r.name.contains('/')
+                && (r.name == name
+                    || r.singular_name == name
+                    || r.kind.to_ascii_lowercase() == name
+                    || r.short_names.iter().flatten().any(|s| *s == name))
+        });
+        if let Some(found) = found {
+            return Ok((group_version, found.kind.clone()));
+        }
+    }
+    Err(format!(
+        "the server has no resource type {resource:?} (kubectl api-resources lists them)"
+    ))
+}
+
+/// Waits for conditions on resources with no Gate object: the same spec, the same
+/// rules, judged here on watches of the objects themselves.
+pub struct WaitFor {
+    connection: Connection,
+    spec: GateSpec,
+}
+
+impl WaitFor {
+    /// Nothing to wait for yet, in the connection's namespace.
+    pub fn new(connection: &Connection) -> Self {
+        Self {
+            connection: connection.clone(),
+            spec: GateSpec::default(),
+        }
+    }
+
+    /// Adds a condition.
+    pub fn condition(mut self, condition: GateCondition) -> Self {
+        self.spec.conditions.push(condition);
+        self
+    }
+
+    /// Adds a condition from a `--for` value (see [`condition_for`]).
+    pub async fn target(self, text: &str) -> Result<Self> {
+        let condition = condition_for(&self.connection, text).await?;
+        Ok(self.condition(condition))
+    }
+
+    /// Adds a failure test: when it holds, the wait ends Failed at once.
+    pub fn fail_when(mut self, condition: GateCondition) -> Self {
+        self.spec.fail_when.push(condition);
+        self
+    }
+
+    /// One condition met is enough (the default is all of them).
+    pub fn any(mut self) -> Self {
+        self.spec.match_ = GateMatch::Any;
+        self
+    }
+
+    /// `n` conditions met are enough.
+    pub fn min_met(mut self, n: i32) -> Self {
+        self.spec.min_met = Some(n);
+        self
+    }
+
+    /// The spec waited for.
+    pub fn spec(&self) -> &GateSpec {
+        &self.spec
+    }
+
+    /// Waits until the conditions open (Open), fail (Failed: a failure test held, a
+    /// condition can no longer be met, or the spec is invalid) or `timeout` passes
+    /// ([`Error::StillWaiting`]); `progress` sees each new status. Objects not created
+    /// yet are waited for.
+    pub async fn wait(
+        self,
+        timeout: Option<Duration>,
+        mut progress: impl FnMut(&GateStatus),
+    ) -> Result<GateStatus> {
+        let started = Instant::now();
+        let created_at = Timestamp::now();
+        let namespace = self.connection.namespace.clone();
+        let mut streams = Vec::new();
+        for target in targets(&self.spec) {
+            let resource = self.api_resource(target).await?;
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(self.connection.client.clone(), &namespace, &resource);
+            let config = watch_config().fields(&format!("metadata.name={}", target.name));
+            let target = target.clone();
+            let stream = watcher::watcher(api, config)
+                .backoff(CappedBackoff::new(Duration::from_secs(5)))
+                .map(move |event| (target.clone(), event));
+            streams.push(stream.boxed());
+        }
+        let mut events = futures::stream::select_all(streams);
+        let mut observed = Observations::new();
+        let mut seen: HashMap<TargetRef, bool> = HashMap::new();
+        let mut status: Option<GateStatus> = None;
+        let deadline =
+            timeout.map(|t| tokio::time::Instant::now() + t.saturating_sub(started.elapsed()));
+        loop {
+            let evaluation = evaluate(&GateInput {
+                spec: &self.spec,
+                generation: None,
+                created_at,
+                previous: status.as_ref(),
+                observed: &observed,
+                now: Timestamp::now(),
+            });
+            let wake = evaluation
+                .requeue_after
+                .map(|after| tokio::time::Instant::now() + after);
+            if status.as_ref() != Some(&evaluation.status) {
+                progress(&evaluation.status);
+            }
+            let phase = evaluation.status.phase;
+            status = Some(evaluation.status);
+            if phase != GatePhase::Waiting {
+                return Ok(status.unwrap_or_default());
+            }
+            let never = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+            tokio::select! {
+                event = events.next() => {
+                    let Some((target, event)) = event else {
+                        return Err(invalid(&self.connection, "wait", "the watches ended".to_owned()));
+                    };
+                    match event {
+                        Ok(Event::Apply(object) | Event::InitApply(object)) => {
+                            seen.insert(target.clone(), true);
+                            observed.insert(target, Observed::Present(serde_json::to_value(&object).unwrap_or_default()));
+                        }
+                        Ok(Event::Delete(_)) => {
+                            observed.insert(target, Observed::Missing);
+                        }
+                        Ok(Event::Init) => {
+                            seen.insert(target, false);
+                        }
+                        Ok(Event::InitDone) => {
+                            if !seen.get(&target).copied().unwrap_or(false) {
+                                observed.insert(target, Observed::Missing);
+                            }
+                        }
+                        Err(
+                            watcher::Error::InitialListFailed(kube::Error::Api(refused))
+                            | watcher::Error::WatchStartFailed(kube::Error::Api(refused)),
+                        ) if matches!(refused.code, 401 | 403) => {
+                            return Err(invalid(&self.connection, &target.to_string(), refused.message));
+                        }
+                        Err(error) => tracing::debug!(%error, %target, "watch; reconnecting"),
+                    }
+                }
+                () = tokio::time::sleep_until(wake.unwrap_or(never)) => {}
+                () = tokio::time::sleep_until(deadline.unwrap_or(never)) => {
+                    let last = status.unwrap_or_default();
+                    return Err(Error::StillWaiting {
+                        kind: "wait",
+                        namespace,
+                        name: targets(&self.spec).iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                        state: format!("{}: {}", last.phase, last.summary()),
+                        waited: started.elapsed(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The resource a target's kind is served as.
+    async fn api_resource(&self, target: &TargetRef) -> Result<ApiResource> {
+        let gvk = GroupVersionKind::gvk(target.group(), target.version(), &target.kind);
+        kube::discovery::pinned_kind(&self.connection.client, &gvk)
+            .await
+            .map(|(resource, _)| resource)
+            .map_err(|e| {
+                invalid(
+                    &self.connection,
+                    &target.to_string(),
+                    format!(
+                        "kind {} in {} is not served: {e}",
+                        target.kind, target.api_version
+                    ),
+                )
+            })
+    }
+}
