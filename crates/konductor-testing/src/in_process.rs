@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use konductor_controller::kinds::Background;
+use konductor_controller::kinds::{Background, Settings};
 use konductor_server::{Config, Server};
 
 /// A server running in this process with its own data directory.
@@ -39,13 +39,29 @@ impl TestServer {
         adjust: impl Fn(&mut Config) + Send + Sync + 'static,
         controller: bool,
     ) -> Self {
+        Self::start_configured(adjust, controller.then(Settings::default)).await
+    }
+
+    /// A server with the controllers running with `settings` (the kinds Gates may
+    /// name).
+    pub async fn start_with_settings(settings: Settings) -> Self {
+        Self::start_configured(|_| {}, Some(settings)).await
+    }
+
+    /// A server configured by `adjust`, with the controllers if `controller` gives
+    /// their settings.
+    async fn start_configured(
+        adjust: impl Fn(&mut Config) + Send + Sync + 'static,
+        controller: Option<Settings>,
+    ) -> Self {
         let adjust: Adjust = std::sync::Arc::new(adjust);
         let dir = tempfile::tempdir().expect("a temporary directory");
         let mut config = Config::on_free_port(dir.path());
         adjust(&mut config);
         let server = Server::start(config).await.expect("the server starts");
         let client = server.client().await.expect("a client for the server");
-        let controller = controller.then(|| Background::spawn(client.clone(), "test"));
+        let controller =
+            controller.map(|settings| Background::spawn_with(client.clone(), "test", settings));
         Self {
             server,
             dir,

@@ -1,0 +1,627 @@
+//! `koncli gate` and `koncli wait` as real processes against a fresh `konductor server`
+//! (Jobs, Deployments and CRDs stored by it; their status set by the test as their
+//! controllers would): each test type, presets, a Job completed then deleted keeps its
+//! condition met, a Deployment behind its generation never counts, a CRD applied at run
+//! time, `--any`, fail-fast, overrides, timeouts, and the watches the controller stops.
+
+mod common;
+
+use std::process::Output;
+use std::time::Duration;
+
+use common::{Env, stderr, stdout};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use konductor_api::gate::{Gate, GatePhase};
+use konductor_controller::gate::watches::GateKinds;
+use konductor_controller::kinds::Settings;
+use konductor_testing::{HANG, TestServer};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::ApiResource;
+use kube::runtime::wait::await_condition;
+use serde_json::{Value, json};
+
+/// A kind defined at run time by a CRD: status fields free-form.
+const MIGRATION_CRD: &str = "\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: migrations.ops.example.com
+spec:
+  group: ops.example.com
+  scope: Namespaced
+  names: {plural: migrations, singular: migration, kind: Migration}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
+          status: {type: object, x-kubernetes-preserve-unknown-fields: true}
+";
+
+async fn create_job(env: &Env, name: &str) {
+    let job: Job = serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox"}]}}}
+    }))
+    .unwrap();
+    env.api::<Job>()
+        .create(&PostParams::default(), &job)
+        .await
+        .unwrap();
+}
+
+/// Sets a Job's status condition, as the Job controller would.
+async fn finish_job(env: &Env, name: &str, condition: &str) {
+    let status = json!({"status": {"conditions": [{"type": condition, "status": "True"}]}});
+    env.api::<Job>()
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
+/// Waits (bounded) until the Gate's status satisfies `condition`.
+async fn until(env: &Env, name: &str, condition: impl Fn(&Gate) -> bool) -> Gate {
+    let gates: Api<Gate> = env.api();
+    tokio::time::timeout(
+        HANG,
+        await_condition(gates.clone(), name, move |g: Option<&Gate>| {
+            g.is_some_and(&condition)
+        }),
+    )
+    .await
+    .expect("the gate reaches the state")
+    .unwrap();
+    gates.get(name).await.unwrap()
+}
+
+fn message(gate: &Gate) -> String {
+    gate.status.clone().unwrap_or_default().summary()
+}
+
+fn code(output: &Output) -> Option<i32> {
+    output.status.code()
+}
+
+/// Waits for a spawned koncli and returns its output.
+async fn finished(child: tokio::process::Child) -> Output {
+    tokio::time::timeout(HANG, child.wait_with_output())
+        .await
+        .expect("koncli finishes")
+        .unwrap()
+}
+
+fn spawn(env: &Env, args: &[&str]) -> tokio::process::Child {
+    env.koncli(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_gate_on_jobs_and_a_barrier_opens_when_all_hold_even_after_a_job_was_deleted() {
+    let env = Env::start().await;
+    create_job(&env, "extract").await;
+    env.ok(&[
+        "gate",
+        "create",
+        "load",
+        "--for",
+        "job/extract",
+        "--for",
+        "job/transform",
+        "--for",
+        "barrier/etl-done",
+    ])
+    .await;
+    let waiter = spawn(&env, &["gate", "wait", "load"]);
+    let gate = until(&env, "load", |g| {
+        g.status.as_ref().is_some_and(|s| s.results.len() == 3)
+    })
+    .await;
+    assert!(
+        message(&gate).contains("waiting for job/transform to be created"),
+        "{}",
+        message(&gate)
+    );
+
+    // extract completes, then its TTL deletes it: its condition stays met.
+    finish_job(&env, "extract", "Complete").await;
+    until(&env, "load", |g| {
+        g.status.as_ref().is_some_and(|s| s.met == 1)
+    })
+    .await;
+    env.api::<Job>()
+        .delete("extract", &DeleteParams::default())
+        .await
+        .unwrap();
+    let gate = until(&env, "load", |g| {
+        g.status
+            .as_ref()
+            .is_some_and(|s| s.results[0].message.contains("deleted since"))
+    })
+    .await;
+    assert_eq!(gate.status.as_ref().unwrap().met, 1);
+
+    create_job(&env, "transform").await;
+    finish_job(&env, "transform", "Complete").await;
+    env.ok(&["barrier", "create", "etl-done", "--expected", "1"])
+        .await;
+    env.ok(&["barrier", "arrive", "etl-done", "--holder", "w"])
+        .await;
+    let waited = finished(waiter).await;
+    assert_eq!(code(&waited), Some(0), "{}", stderr(&waited));
+    assert!(
+        stdout(&waited).contains("Open: 3 of 3"),
+        "{}",
+        stdout(&waited)
+    );
+
+    // Open latches: the other Job going away changes nothing.
+    env.api::<Job>()
+        .delete("transform", &DeleteParams::default())
+        .await
+        .unwrap();
+    let status = env.ok(&["gate", "status", "load"]).await;
+    assert!(status.contains("Open · 3 of 3 met"), "{status}");
+    assert!(
+        status.contains("job/transform") && status.contains("condition Complete=True"),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_job_fails_the_gate_and_every_wait_at_once() {
+    let env = Env::start().await;
+    create_job(&env, "migrate").await;
+    create_job(&env, "seed").await;
+    env.ok(&[
+        "gate",
+        "create",
+        "deploy",
+        "--for",
+        "job/migrate",
+        "--for",
+        "job/seed",
+    ])
+    .await;
+    let gate_waiter = spawn(&env, &["gate", "wait", "deploy"]);
+    let plain_waiter = spawn(&env, &["wait", "--for", "job/migrate", "--for", "job/seed"]);
+    until(&env, "deploy", |g| g.status.is_some()).await;
+    finish_job(&env, "migrate", "Failed").await;
+    for waiter in [gate_waiter, plain_waiter] {
+        let waited = finished(waiter).await;
+        assert_eq!(code(&waited), Some(4), "{}", stderr(&waited));
+        assert!(
+            stderr(&waited).contains("job/migrate failed: Failed=True"),
+            "{}",
+            stderr(&waited)
+        );
+    }
+    let gate = until(&env, "deploy", |g| g.phase() == GatePhase::Failed).await;
+    assert!(gate.status.unwrap().results[1].met.eq(&false));
+}
+
+#[tokio::test]
+async fn a_deployment_whose_status_is_behind_its_generation_does_not_count() {
+    let env = Env::start().await;
+    let deployment: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx:1"}]}}}
+    }))
+    .unwrap();
+    let deployments = env.api::<Deployment>();
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
+    // A new image: generation 2; the status still describes generation 1.
+    let bump = json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx:2"}]}}}});
+    let bumped = deployments
+        .patch("web", &PatchParams::default(), &Patch::Strategic(&bump))
+        .await
+        .unwrap();
+    assert_eq!(bumped.metadata.generation, Some(2));
+    let status = |observed: i64| {
+        json!({"status": {"observedGeneration": observed,
+            "conditions": [{"type": "Available", "status": "True"}]}})
+    };
+    deployments
+        .patch_status("web", &PatchParams::default(), &Patch::Merge(&status(1)))
+        .await
+        .unwrap();
+    env.ok(&["gate", "create", "rollout", "--for", "deployment/web"])
+        .await;
+    let gate = until(&env, "rollout", |g| {
+        g.status.as_ref().is_some_and(|s| {
+            s.results
+                .first()
+                .is_some_and(|r| r.message.contains("behind its spec"))
+        })
+    })
+    .await;
+    assert_eq!(gate.phase(), GatePhase::Waiting);
+    let stale = env
+        .run(&["wait", "--for", "deploy/web", "--timeout", "1s"])
+        .await;
+    assert_eq!(code(&stale), Some(5), "{}", stderr(&stale));
+    assert!(
+        stderr(&stale).contains("behind its spec"),
+        "{}",
+        stderr(&stale)
+    );
+
+    deployments
+        .patch_status("web", &PatchParams::default(), &Patch::Merge(&status(2)))
+        .await
+        .unwrap();
+    until(&env, "rollout", |g| g.phase() == GatePhase::Open).await;
+    env.ok(&["wait", "--for", "deployments.apps/web"]).await;
+}
+
+/// Applies the Migration CRD and returns the resource of its kind.
+async fn apply_migration_crd(env: &TestServer) -> ApiResource {
+    let crd: CustomResourceDefinition = serde_yaml::from_str(MIGRATION_CRD).unwrap();
+    Api::<CustomResourceDefinition>::all(env.client.clone())
+        .create(&PostParams::default(), &crd)
+        .await
+        .unwrap();
+    ApiResource {
+        group: "ops.example.com".into(),
+        version: "v1".into(),
+        api_version: "ops.example.com/v1".into(),
+        kind: "Migration".into(),
+        plural: "migrations".into(),
+    }
+}
+
+fn gate_on_migration(name: &str) -> Gate {
+    serde_json::from_value(json!({
+        "apiVersion": "konductor.io/v1", "kind": "Gate",
+        "metadata": {"name": name},
+        "spec": {"conditions": [
+            {"ref": {"apiVersion": "ops.example.com/v1", "kind": "Migration", "name": "schema"},
+             "jsonPath": "{.status.phase}", "value": "Done"},
+            {"ref": {"apiVersion": "ops.example.com/v1", "kind": "Migration", "name": "schema"},
+             "condition": {"type": "Verified"}},
+            {"ref": {"apiVersion": "ops.example.com/v1", "kind": "Migration", "name": "schema"},
+             "jsonPath": ".status.checksum"}
+        ]}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_gate_on_a_kind_whose_crd_is_applied_later_opens_on_its_json_path_and_condition_tests() {
+    let env = Env(TestServer::start_with_settings(Settings {
+        gate_kinds: GateKinds::with(&["migrations.ops.example.com".to_owned()]).unwrap(),
+    })
+    .await);
+    env.api::<Gate>()
+        .create(&PostParams::default(), &gate_on_migration("schema-ready"))
+        .await
+        .unwrap();
+    let gate = until(&env, "schema-ready", |g| {
+        g.status
+            .as_ref()
+            .is_some_and(|s| s.results.iter().all(|r| r.message.contains("not served")))
+    })
+    .await;
+    assert_eq!(gate.phase(), GatePhase::Waiting, "{}", message(&gate));
+
+    let resource = apply_migration_crd(&env).await;
+    let migrations: Api<DynamicObject> =
+        Api::namespaced_with(env.client.clone(), "default", &resource);
+    let mut migration = DynamicObject::new("schema", &resource);
+    migration.data = json!({"spec": {"to": 42}});
+    migrations
+        .create(&PostParams::default(), &migration)
+        .await
+        .unwrap();
+    let set_status = |status: Value| {
+        let migrations = migrations.clone();
+        async move {
+            migrations
+                .patch_status(
+                    "schema",
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({ "status": status })),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    // Discovery is asked again a few seconds after a kind was not found.
+    until(&env, "schema-ready", |g| {
+        g.status
+            .as_ref()
+            .is_some_and(|s| s.results[0].message.contains("selects nothing"))
+    })
+    .await;
+    set_status(json!({"phase": "Done"})).await;
+    let gate = until(&env, "schema-ready", |g| {
+        g.status.as_ref().is_some_and(|s| s.met == 1)
+    })
+    .await;
+    assert!(gate.status.unwrap().results[0].met);
+    set_status(json!({"conditions": [{"type": "Verified", "status": "True"}], "checksum": "abc"}))
+        .await;
+    until(&env, "schema-ready", |g| g.phase() == GatePhase::Open).await;
+
+    // The same tests with no Gate object.
+    let waited = env
+        .ok(&[
+            "wait",
+            "--for",
+            "migrations.ops.example.com/schema=jsonpath={.status.phase}=Done",
+            "--for",
+            "migration/schema=condition=Verified",
+        ])
+        .await;
+    assert!(waited.contains("Open: 2 of 2"), "{waited}");
+}
+
+#[tokio::test]
+async fn a_kind_the_controller_may_not_read_is_a_condition_message_not_a_hang() {
+    let env = Env::start().await;
+    apply_migration_crd(&env).await;
+    env.api::<Gate>()
+        .create(&PostParams::default(), &gate_on_migration("unreadable"))
+        .await
+        .unwrap();
+    let gate = until(&env, "unreadable", |g| {
+        g.status.as_ref().is_some_and(|s| !s.results.is_empty())
+    })
+    .await;
+    assert_eq!(gate.phase(), GatePhase::Waiting);
+    assert!(
+        message(&gate).contains("the controller may not read migrations.ops.example.com"),
+        "{}",
+        message(&gate)
+    );
+}
+
+#[tokio::test]
+async fn koncli_wait_any_returns_on_the_first_and_fail_on_ends_it_at_once() {
+    let env = Env::start().await;
+    create_job(&env, "a").await;
+    let any = spawn(&env, &["wait", "--for", "job/a", "--for", "job/b", "--any"]);
+    let all = spawn(&env, &["wait", "--for", "job/a", "--for", "job/b"]);
+    // b does not exist yet: waited for.
+    create_job(&env, "b").await;
+    finish_job(&env, "b", "Complete").await;
+    let waited = finished(any).await;
+    assert_eq!(code(&waited), Some(0), "{}", stderr(&waited));
+    assert!(
+        stdout(&waited).contains("Open: 1 of 2"),
+        "{}",
+        stdout(&waited)
+    );
+
+    let failing = spawn(
+        &env,
+        &[
+            "wait",
+            "--for",
+            "job/a",
+            "--fail-on",
+            "barrier/guard=jsonpath={.status.phase}=Open",
+        ],
+    );
+    env.ok(&["barrier", "create", "guard", "--expected", "1"])
+        .await;
+    env.ok(&["barrier", "arrive", "guard", "--holder", "w"])
+        .await;
+    let waited = finished(failing).await;
+    assert_eq!(code(&waited), Some(4), "{}", stderr(&waited));
+    assert!(
+        stderr(&waited).contains("failWhen matched"),
+        "{}",
+        stderr(&waited)
+    );
+
+    // `all` still waits for a: finish it.
+    finish_job(&env, "a", "Complete").await;
+    let waited = finished(all).await;
+    assert_eq!(code(&waited), Some(0), "{}", stderr(&waited));
+}
+
+#[tokio::test]
+async fn overrides_timeouts_and_refused_specs() {
+    let env = Env::start().await;
+    env.ok(&["gate", "create", "manual", "--for", "job/never"])
+        .await;
+    let waiter = spawn(&env, &["gate", "wait", "manual"]);
+    env.ok(&["gate", "open", "manual"]).await;
+    let waited = finished(waiter).await;
+    assert_eq!(code(&waited), Some(0), "{}", stderr(&waited));
+    assert!(
+        stdout(&waited).contains("opened by spec.override"),
+        "{}",
+        stdout(&waited)
+    );
+    env.ok(&["gate", "close", "manual"]).await;
+    let gate = until(&env, "manual", |g| g.phase() == GatePhase::Waiting).await;
+    assert!(message(&gate).contains("held closed"), "{}", message(&gate));
+    env.ok(&["gate", "auto", "manual"]).await;
+    let gate = until(&env, "manual", |g| {
+        g.status.as_ref().is_some_and(|s| !s.overridden)
+    })
+    .await;
+    assert_eq!(gate.phase(), GatePhase::Waiting);
+
+    env.ok(&[
+        "gate",
+        "create",
+        "late",
+        "--for",
+        "job/never",
+        "--timeout",
+        "1s",
+    ])
+    .await;
+    let timed_out = env.run(&["gate", "wait", "late"]).await;
+    assert_eq!(code(&timed_out), Some(3), "{}", stderr(&timed_out));
+    let client_timeout = env
+        .run(&["wait", "--for", "job/never", "--timeout", "500ms"])
+        .await;
+    assert_eq!(
+        code(&client_timeout),
+        Some(5),
+        "{}",
+        stderr(&client_timeout)
+    );
+    assert!(
+        stderr(&client_timeout).contains("waiting for job/never to be created"),
+        "{}",
+        stderr(&client_timeout)
+    );
+
+    let usage = env.run(&["wait", "--for", "migrate"]).await;
+    assert_eq!(code(&usage), Some(2));
+    assert!(
+        stderr(&usage).contains("expected KIND/NAME"),
+        "{}",
+        stderr(&usage)
+    );
+    let unknown = env.run(&["wait", "--for", "frobnicators/x"]).await;
+    assert_eq!(code(&unknown), Some(1));
+    assert!(
+        stderr(&unknown).contains("no resource type \"frobnicators\""),
+        "{}",
+        stderr(&unknown)
+    );
+
+    let mut both: Gate = gate_on_migration("both");
+    both.spec.conditions[0].condition = Some(konductor_api::gate::ConditionTest {
+        type_: "Ready".into(),
+        ..Default::default()
+    });
+    let refused = env
+        .api::<Gate>()
+        .create(&PostParams::default(), &both)
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = refused else {
+        panic!("{refused}")
+    };
+    assert_eq!(status.code, 422);
+    assert!(
+        status.message.contains("at most one test"),
+        "{}",
+        status.message
+    );
+}
+
+#[tokio::test]
+async fn the_controller_watches_a_kind_only_while_a_waiting_gate_names_it() {
+    let env = Env::start().await;
+    create_job(&env, "only").await;
+    env.ok(&["gate", "create", "g", "--for", "job/only"]).await;
+    until(&env, "g", |g| {
+        g.status
+            .as_ref()
+            .is_some_and(|s| s.results[0].message.contains("no Complete condition"))
+    })
+    .await;
+    // The Job watch is up (the Gate saw the Job); once the Gate opens nobody needs it.
+    let with_job_watch = env.metric("konductor_server_watches").await;
+    finish_job(&env, "only", "Complete").await;
+    until(&env, "g", |g| g.phase() == GatePhase::Open).await;
+    watches_become(&env, |n| n == with_job_watch - 1.0).await;
+    // A new Gate naming a Job starts it again.
+    env.ok(&["gate", "create", "again", "--for", "job/only"])
+        .await;
+    until(&env, "again", |g| g.phase() == GatePhase::Open).await;
+    watches_become(&env, |n| n == with_job_watch - 1.0).await;
+    let gates = env.ok(&["gate", "list"]).await;
+    assert!(gates.contains("again") && gates.contains("Open"), "{gates}");
+}
+
+/// Reads the server's count of open watches until `condition` holds (bounded).
+async fn watches_become(env: &Env, condition: impl Fn(f64) -> bool) -> f64 {
+    let started = std::time::Instant::now();
+    loop {
+        let now = env.metric("konductor_server_watches").await;
+        if condition(now) {
+            return now;
+        }
+        assert!(started.elapsed() < HANG, "watches stayed at {now}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn kubectl_applies_gets_and_waits_for_a_gate() {
+    let env = Env::start().await;
+    let kubectl = |args: &[&str]| {
+        let mut command = tokio::process::Command::new("kubectl");
+        command
+            .arg("--kubeconfig")
+            .arg(env.kubeconfig())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command
+    };
+    let manifest = "\
+apiVersion: konductor.io/v1
+kind: Gate
+metadata: {name: release}
+spec:
+  match: Any
+  conditions:
+  - ref: {apiVersion: batch/v1, kind: Job, name: canary}
+  - ref: {apiVersion: batch/v1, kind: Job, name: smoke}
+    condition: {type: Complete}
+    stableFor: 1s
+";
+    let mut apply = kubectl(&["apply", "-f", "-"]).spawn().unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = apply.stdin.take().unwrap();
+        stdin.write_all(manifest.as_bytes()).await.unwrap();
+    }
+    let applied = apply.wait_with_output().await.unwrap();
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    let waiting = tokio::spawn(
+        kubectl(&[
+            "wait",
+            "--for=condition=Open",
+            "gate/release",
+            "--timeout=60s",
+        ])
+        .output(),
+    );
+    create_job(&env, "smoke").await;
+    finish_job(&env, "smoke", "Complete").await;
+    let waited = waiting.await.unwrap().unwrap();
+    assert!(waited.status.success(), "{}", stderr(&waited));
+    let gate = until(&env, "release", |g| g.phase() == GatePhase::Open).await;
+    let result = &gate.status.unwrap().results[1];
+    assert!(result.met && result.since.is_some(), "{result:?}");
+    let table = stdout(&kubectl(&["get", "gates"]).output().await.unwrap());
+    for needle in ["MET", "TOTAL", "PHASE", "release", "Open"] {
+        assert!(table.contains(needle), "{needle}: {table}");
+    }
+    let described = stdout(
+        &kubectl(&["describe", "gate", "release"])
+            .output()
+            .await
+            .unwrap(),
+    );
+    assert!(described.contains("Opened"), "{described}");
+}
