@@ -92,6 +92,7 @@ async fn the_roles_allow_what_koncli_and_the_controllers_ask_for() {
                 "Barrier" => kube::core::ApiResource::erase::<konductor_api::Barrier>(&()),
                 "Mutex" => kube::core::ApiResource::erase::<Mutex>(&()),
                 "WaitGroup" => kube::core::ApiResource::erase::<WaitGroup>(&()),
+                "Job" => kube::core::ApiResource::erase::<k8s_openapi::api::batch::v1::Job>(&()),
                 "Semaphore" => {
                     kube::core::ApiResource::erase::<konductor_api::locks::Semaphore>(&())
                 }
@@ -123,6 +124,24 @@ async fn the_roles_allow_what_koncli_and_the_controllers_ask_for() {
         serde_json::json!({"memberTTL": "2s", "ttlAfterFinished": "1s"}),
     )
     .await;
+
+    create(
+        "Job",
+        "j",
+        serde_json::json!({"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox"}]}}}),
+    )
+    .await;
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(setup.clone(), "default");
+    jobs.patch_status(
+        "j",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({
+            "status": {"conditions": [{"type": "Complete", "status": "True"}]}
+        })),
+    )
+    .await
+    .unwrap();
 
     // The workloads' work, through koncli.
     for args in [
@@ -164,6 +183,15 @@ async fn the_roles_allow_what_koncli_and_the_controllers_ask_for() {
         &["waitgroup", "list"],
         &["waitgroup", "seal", "wg"],
         &["waitgroup", "wait", "wg"],
+        // Gates: created, waited on, overridden; and waits with no Gate object.
+        &["gate", "create", "gt", "--for", "job/j", "--for", "barrier/b"],
+        &["gate", "wait", "gt"],
+        &["gate", "status", "gt"],
+        &["gate", "list"],
+        &["gate", "close", "gt"],
+        &["gate", "open", "gt"],
+        &["gate", "auto", "gt"],
+        &["wait", "--for", "job/j", "--for", "barrier/b"],
     ] {
         let output = env.run(args).await;
         assert!(output.status.success(), "{args:?}: {}", stderr(&output));

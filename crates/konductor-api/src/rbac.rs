@@ -80,18 +80,17 @@ metadata:\n  name: konductor-operator-leader-election\n\
 roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: konductor-operator-leader-election\n\
 subjects:\n- kind: ServiceAccount\n  name: konductor-operator\n",
         rules(|kind| kind.controller),
-        gate_read_rules()
+        gate_read_rules(
+            "# Gates: read the kinds Gate presets name. To let Gates name another kind, add a\n\
+# rule like these and name the kind in the operator's --gate-kinds.\n"
+        )
     )
 }
 
 /// Read access to the kinds Gates may name besides Konductor's own (Jobs,
-/// Deployments: the presets' kinds). A Gate naming any other kind needs a rule like
-/// these, and the kind named to the controller (`--gate-kinds`).
-fn gate_read_rules() -> String {
-    let mut out = String::from(
-        "# Gates: read the kinds Gate presets name. To let Gates name another kind, add a\n\
-# rule like these and name the kind in the operator's --gate-kinds.\n",
-    );
+/// Deployments: the presets' kinds), after `comment`.
+fn gate_read_rules(comment: &str) -> String {
+    let mut out = comment.to_owned();
     for kind in crate::gate::presets::PRESET_KINDS {
         if kind.group != crate::GROUP {
             out.push_str(&format!(
@@ -119,8 +118,12 @@ apiVersion: rbac.authorization.k8s.io/v1\n\
 kind: ClusterRole\n\
 metadata:\n  name: konductor-koncli\n\
 rules:\n\
-{}",
-        rules(|kind| kind.workload)
+{}{}",
+        rules(|kind| kind.workload),
+        gate_read_rules(
+            "# `koncli wait --for job/NAME` (or deployment/NAME) reads what it waits for; add a\n\
+# rule like these for any other kind it should wait on.\n"
+        )
     )
 }
 
