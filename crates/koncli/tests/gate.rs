@@ -625,3 +625,20 @@ spec:
     );
     assert!(described.contains("Opened"), "{described}");
 }
+
+#[tokio::test]
+async fn the_gate_pipeline_example_plays_to_completion() {
+    let env = Env::start().await;
+    let output = env.play_example("gate-pipeline.sh").await;
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    assert!(
+        stdout(&output).contains("a failed Job failed the other Gate at once"),
+        "{}",
+        stdout(&output)
+    );
+}

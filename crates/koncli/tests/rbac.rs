@@ -184,7 +184,15 @@ async fn the_roles_allow_what_koncli_and_the_controllers_ask_for() {
         &["waitgroup", "seal", "wg"],
         &["waitgroup", "wait", "wg"],
         // Gates: created, waited on, overridden; and waits with no Gate object.
-        &["gate", "create", "gt", "--for", "job/j", "--for", "barrier/b"],
+        &[
+            "gate",
+            "create",
+            "gt",
+            "--for",
+            "job/j",
+            "--for",
+            "barrier/b",
+        ],
         &["gate", "wait", "gt"],
         &["gate", "status", "gt"],
         &["gate", "list"],

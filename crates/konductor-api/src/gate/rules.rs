@@ -478,7 +478,7 @@ fn judge(
     match observed {
         Observed::Unknown => (
             previous.cloned().unwrap_or(ConditionResult {
-                message: format!("looking {target} up"),
+                message: format!("{target} not looked at yet"),
                 ..base
             }),
             None,
@@ -671,18 +671,18 @@ pub fn evaluate(input: &GateInput<'_>) -> Evaluation {
                 (GatePhase::Failed, REASON_FAILED, why, false)
             } else if total - failed.len() < required {
                 let why: Vec<&str> = failed.iter().map(|r| r.message.as_str()).collect();
+                let need = if required == total {
+                    "every condition is required".to_owned()
+                } else {
+                    format!(
+                        "{required} of {total} are required and only {} can still be met",
+                        total - failed.len()
+                    )
+                };
                 (
                     GatePhase::Failed,
                     REASON_FAILED,
-                    format!(
-                        "{} can no longer be met: {}",
-                        if required == total {
-                            "all conditions".to_owned()
-                        } else {
-                            format!("{required} of {total} conditions")
-                        },
-                        why.join("; ")
-                    ),
+                    format!("{} ({need})", why.join("; ")),
                     false,
                 )
             } else if met >= required {
