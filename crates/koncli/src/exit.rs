@@ -9,9 +9,11 @@ Exit codes (every non-zero exit prints one line on stderr saying why):
      unreachable at the start, ...; `arrive --failed` for a holder that already
      arrived (its arrival stands)
   2  usage error: unknown flag, missing or invalid argument
-  3  `wait`: the barrier (or WaitGroup) timed out (phase Timeout)
+  3  `wait`: the barrier (WaitGroup, Gate) timed out (phase Timeout)
   4  `wait`: the barrier failed (phase Failed: failures made it unreachable, or its
-     spec is invalid); the WaitGroup failed (more than maxFailed members failed)
+     spec is invalid); the WaitGroup failed (more than maxFailed members failed); the
+     Gate (or `koncli wait`) failed (a failure test held, or a condition can no
+     longer be met)
   5  `wait`, `arrive --wait-for-barrier`, lock and once commands: --timeout passed first
   6  `lock`/`acquire`/`rlock` without --wait: the lock is held by others (busy)
   7  `run`: the grant (a WaitGroup member's hold) was lost (renewals

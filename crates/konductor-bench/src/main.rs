@@ -1,7 +1,7 @@
 //! `konductor-bench`: Konductor's benchmark suite.
 //!
 //! ```text
-//! cargo run --release -p konductor-bench -- [--quick] [--only release,throughput,flatness,footprint,locks,once,waitgroup]
+//! cargo run --release -p konductor-bench -- [--quick] [--only release,throughput,flatness,footprint,locks,once,waitgroup,gate]
 //! ```
 //!
 //! Starts fresh release-built `konductor server` processes on temporary data
@@ -20,6 +20,7 @@
 //! - [`locks`]: acquire → grant, release → next grant, Mutex handovers per second.
 
 mod footprint;
+mod gate;
 mod locks;
 mod once;
 mod release;
@@ -82,6 +83,9 @@ enum Group {
     /// 1 × 10,000 WaitGroup members, each added then done, beside the barrier's 1 ×
     /// 10,000 arrivals.
     Waitgroup,
+    /// 1,000 Gates each on its own Job, all Jobs completed: until every Gate is Open;
+    /// and one Job's completion → its Gate Open.
+    Gate,
 }
 
 /// What a run measures and with what.
@@ -123,6 +127,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Group::Locks,
             Group::Once,
             Group::Waitgroup,
+            Group::Gate,
         ]
     } else {
         args.only.clone()
@@ -145,6 +150,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Group::Footprint => bench.footprint().await?,
             Group::Once => bench.once().await?,
             Group::Waitgroup => bench.waitgroup().await?,
+            Group::Gate => bench.gate().await?,
             Group::Locks => bench.locks().await?,
         }
     }
@@ -525,6 +531,38 @@ impl Bench {
                     result.members_per_s / barrier.arrivals_per_s,
                 )
                 .target(Target::AtLeast("members_over_arrivals", 0.5)),
+        );
+        Ok(())
+    }
+
+    /// 1,000 Gates (200 with --quick) each on its own Job, every Job completed from 16
+    /// clients, until a watcher has seen every Gate Open; then one Gate on one Job, the
+    /// Job's completion until the Gate is seen Open, 300 times (50), each part on a
+    /// fresh server.
+    async fn gate(&mut self) -> anyhow::Result<()> {
+        let (count, samples) = if self.quick { (200, 50) } else { (1_000, 300) };
+        let clients = 16;
+        let server = self.server().await?;
+        let many = gate::many(&server, count, clients).await?;
+        self.report.record(
+            Figure::new(format!("gate.{count}_gates_on_their_jobs.c{clients}"))
+                .value("all_open_after_last_job_ms", many.all_open_after_last_ms)
+                .value("all_open_after_first_job_ms", many.all_open_after_first_ms)
+                .value("status_writes_per_gate", many.status_writes_per_gate)
+                .value("peak_rss_mib", many.peak_rss_mib)
+                .target(Target::AtMost("all_open_after_last_job_ms", 1000.0))
+                .note(format!(
+                    "{count} Gates each on its own Job; every Job completed from {clients} clients"
+                )),
+        );
+        drop(server);
+        let server = self.server().await?;
+        let latency = gate::latency_ms(&server, samples).await?;
+        self.report.record(
+            Figure::new("gate.job_complete_to_open")
+                .latencies(&latency)
+                .target(Target::AtMost("p99_ms", 5.0))
+                .note("a Job's completion acknowledged until a watcher sees its Gate Open"),
         );
         Ok(())
     }

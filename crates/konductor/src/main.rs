@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Print the CustomResourceDefinitions (Barrier, Arrival, Semaphore, Mutex, RWMutex,
-    /// Permit) as YAML.
+    /// Once, Permit, WaitGroup, WaitGroupMember, Gate) as YAML.
     ///
     /// For a cluster: `konductor crd | kubectl apply -f -` (or `kubectl apply -k
     /// config/`). `konductor server` serves these kinds already; nothing to apply there.
@@ -58,8 +58,9 @@ enum Command {
     },
     /// Run the embedded control plane: a Kubernetes API server for Konductor's kinds
     /// (barriers and arrivals; semaphores, mutexes, rwmutexes, onces and their
-    /// permits; waitgroups and their members), stored in SQLite, with the controller
-    /// of every kind inside. No cluster needed.
+    /// permits; waitgroups and their members; gates), stored in SQLite, with the
+    /// controller of every kind inside — and any CRD applied to it, Jobs, Deployments
+    /// and ConfigMaps. No cluster needed.
     ///
     /// It serves HTTPS with a self-signed CA, writes DIR/kubeconfig (server URL, CA,
     /// bearer token, namespace `default`; mode 0600) and prints the

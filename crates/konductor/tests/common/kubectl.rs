@@ -13,6 +13,8 @@ pub struct Cluster {
     /// The test's directory: the server's data, kubectl's cache, written files.
     pub dir: tempfile::TempDir,
     server: super::ServerProcess,
+    /// The server's flags beyond data dir and address (kept for restarts).
+    flags: Vec<String>,
 }
 
 /// The kubectl on PATH (these tests need it).
@@ -30,12 +32,18 @@ pub fn kubectl_binary() -> PathBuf {
 impl Cluster {
     /// Starts a server in a fresh directory.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server in a fresh directory with `flags`.
+    pub fn start_with(flags: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let server = super::start_server(&dir.path().join("data"), &[]);
+        let server = super::start_server(&dir.path().join("data"), flags);
         Self {
             kubeconfig: server.kubeconfig.clone(),
             dir,
             server,
+            flags: flags.iter().map(|f| (*f).to_owned()).collect(),
         }
     }
 
@@ -142,7 +150,8 @@ impl Cluster {
         let address = self.server.url.trim_start_matches("https://").to_owned();
         self.server.child.kill().unwrap();
         self.server.child.wait().unwrap();
-        self.server = super::start_server_at(&self.dir.path().join("data"), &address, &[]);
+        let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        self.server = super::start_server_at(&self.dir.path().join("data"), &address, &flags);
     }
 
     /// Writes a file into the test's directory.
