@@ -77,3 +77,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub fn parse_timeout(text: &str) -> Result<String, String> {
     parse_duration(text).map(|_| text.to_owned())
 }
+
+/// `list` of a kind (`waitgroup list`, `gate list`).
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    /// List them in all namespaces.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Print the list in this format [default: a table].
+    #[arg(short, long, value_enum)]
+    pub output: Option<CreateFormat>,
+}

@@ -12,7 +12,7 @@ use konductor_api::gate::{
 use konductor_sdk::Connection;
 use konductor_sdk::gate::{Gates, WaitFor, condition_for};
 
-use crate::args::{CreateFormat, parse_duration, parse_name, parse_timeout};
+use crate::args::{CreateFormat, ListArgs, parse_duration, parse_name, parse_timeout};
 use crate::exit::{EXIT_BARRIER_FAILED, EXIT_BARRIER_TIMEOUT, EXIT_OK};
 use crate::output::{self, Display};
 
@@ -146,17 +146,6 @@ pub struct StatusArgs {
     #[arg(value_parser = parse_name)]
     pub name: String,
     /// Print the whole object in this format [default: a summary].
-    #[arg(short, long, value_enum)]
-    pub output: Option<CreateFormat>,
-}
-
-/// `gate list`.
-#[derive(Args, Debug)]
-pub struct ListArgs {
-    /// List them in all namespaces.
-    #[arg(short = 'A', long)]
-    pub all_namespaces: bool,
-    /// Print the list in this format [default: a table].
     #[arg(short, long, value_enum)]
     pub output: Option<CreateFormat>,
 }

@@ -10,7 +10,9 @@ use konductor_api::waitgroup::{
 };
 use konductor_sdk::waitgroup::{Marked, WaitGroups};
 
-use crate::args::{CreateFormat, parse_duration, parse_holder, parse_message, parse_name};
+use crate::args::{
+    CreateFormat, ListArgs, parse_duration, parse_holder, parse_message, parse_name,
+};
 use crate::exit::{
     EXIT_BARRIER_FAILED, EXIT_BARRIER_TIMEOUT, EXIT_ERROR, EXIT_LOST, EXIT_OK, program_name,
 };
@@ -216,17 +218,6 @@ pub struct CreateArgs {
     #[arg(long)]
     pub sealed: bool,
     /// Print the created object in this format [default: a line].
-    #[arg(short, long, value_enum)]
-    pub output: Option<CreateFormat>,
-}
-
-/// `waitgroup list`.
-#[derive(Args, Debug)]
-pub struct ListArgs {
-    /// List them in all namespaces.
-    #[arg(short = 'A', long)]
-    pub all_namespaces: bool,
-    /// Print the list in this format [default: a table].
     #[arg(short, long, value_enum)]
     pub output: Option<CreateFormat>,
 }

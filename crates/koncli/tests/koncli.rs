@@ -554,14 +554,7 @@ async fn completion_and_version_work_without_a_server() {
 #[tokio::test]
 async fn the_etl_example_script_runs_to_completion() {
     let env = Env::start().await;
-    let output = env.play_example("etl-pipeline.sh").await;
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        stdout(&output),
-        stderr(&output)
-    );
-    let out = stdout(&output);
+    let out = env.play_example("etl-pipeline.sh").await;
     assert!(out.contains("load: all transforms done"), "{out}");
     assert!(out.contains("Phase:       Open"), "{out}");
 }

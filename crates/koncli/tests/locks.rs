@@ -247,13 +247,7 @@ async fn the_lock_examples_play_to_completion() {
         ("semaphore-jobs.sh", "(limit 3)"),
         ("rwmutex-cache.sh", "the writer held it alone"),
     ] {
-        let output = env.play_example(script).await;
-        let out = stdout(&output);
-        assert!(
-            output.status.success(),
-            "{script}:\n{out}\n{}",
-            stderr(&output)
-        );
+        let out = env.play_example(script).await;
         assert!(out.contains(says), "{script}: {out}");
     }
 }

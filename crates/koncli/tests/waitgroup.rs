@@ -335,17 +335,10 @@ async fn kubectl_gets_describes_and_waits_for_a_waitgroup() {
 #[tokio::test]
 async fn the_fanout_example_plays_to_completion() {
     let env = Env::start().await;
-    let output = env.play_example("waitgroup-fanout.sh").await;
+    let out = env.play_example("waitgroup-fanout.sh").await;
     assert!(
-        output.status.success(),
-        "{}\n{}",
-        stdout(&output),
-        stderr(&output)
-    );
-    assert!(
-        stdout(&output).contains("a third failure ended the wait at once"),
-        "{}",
-        stdout(&output)
+        out.contains("a third failure ended the wait at once"),
+        "{out}"
     );
 }
 

@@ -303,7 +303,12 @@ async fn reconcile(group: Arc<WaitGroup>, ctx: &Context) -> Result<Option<Durati
     // Adoption does not change what counts, so it comes after the status write.
     adopt_members(&group, &members, ctx).await?;
     if let Some(transition) = evaluation.transition {
-        publish(ctx, &group, transition, &evaluation.status).await;
+        let warning = transition != Transition::Done;
+        let message = evaluation.status.summary();
+        let subject = group.object_ref(&());
+        ctx.events
+            .transition(KIND, &subject, warning, transition.reason(), message)
+            .await;
     }
     let late_before = previous.map_or(0, |s| s.late);
     if evaluation.status.late > late_before {
@@ -338,35 +343,6 @@ async fn reconcile(group: Arc<WaitGroup>, ctx: &Context) -> Result<Option<Durati
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     })
-}
-
-/// Logs a transition and records its Event (after the status write, which is what
-/// counts).
-async fn publish(
-    ctx: &Context,
-    group: &WaitGroup,
-    transition: Transition,
-    status: &konductor_api::waitgroup::WaitGroupStatus,
-) {
-    let message = status.summary();
-    tracing::info!(
-        namespace = %group.namespace().unwrap_or_default(),
-        waitgroup = %group.name_any(),
-        phase = %status.phase,
-        "{message}"
-    );
-    let type_ = match transition {
-        Transition::Done => EventType::Normal,
-        Transition::Failed | Transition::TimedOut | Transition::InvalidSpec => EventType::Warning,
-    };
-    let note = Note {
-        type_,
-        reason: transition.reason(),
-        note: message,
-        action: "Reconcile",
-        related: None,
-    };
-    ctx.events.record(KIND, &group.object_ref(&()), note).await;
 }
 
 /// Runs the WaitGroup controller for all namespaces until `shutdown` resolves (one of

@@ -38,7 +38,7 @@ use serde_json::json;
 use crate::connect::Connection;
 use crate::error::{Error, Result};
 use crate::subjects::Subjects;
-use crate::watching::{CappedBackoff, follow_until, watch_config};
+use crate::watching::{CappedBackoff, watch_config};
 
 /// The Gates of one namespace.
 #[derive(Clone)]
@@ -106,41 +106,20 @@ impl Gates {
         &self,
         name: &str,
         timeout: Option<Duration>,
-        mut progress: impl FnMut(&Gate),
+        progress: impl FnMut(&Gate),
     ) -> Result<Gate> {
-        let started = Instant::now();
-        let mut last = self.get(name).await?;
-        progress(&last);
-        if last.phase().is_finished() {
-            return Ok(last);
-        }
-        let finished = follow_until(self.gates.api.clone(), name, |gate: &Gate| {
-            progress(gate);
-            last = gate.clone();
-            gate.phase().is_finished()
-        });
-        let seen = match timeout {
-            Some(limit) => tokio::time::timeout(limit.saturating_sub(started.elapsed()), finished)
-                .await
-                .ok(),
-            None => Some(finished.await),
-        };
-        match seen {
-            Some(Ok(Some(gate))) => Ok(gate),
-            Some(Ok(None)) => Err(self.gates.not_found(name)),
-            Some(Err(why)) => Err(self.gates.refused(name, format!("watching: {why}"))),
-            None => Err(Error::StillWaiting {
-                kind: "gate",
-                namespace: self.gates.namespace.clone(),
-                name: name.to_owned(),
-                state: format!(
-                    "{}: {}",
-                    last.phase(),
-                    last.status.clone().unwrap_or_default().summary()
-                ),
-                waited: started.elapsed(),
-            }),
-        }
+        self.gates
+            .wait_until(
+                name,
+                timeout,
+                progress,
+                |gate| gate.phase().is_finished(),
+                |gate| {
+                    let status = gate.status.clone().unwrap_or_default();
+                    format!("{}: {}", status.phase, status.summary())
+                },
+            )
+            .await
     }
 }
 

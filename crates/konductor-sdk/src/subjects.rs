@@ -2,6 +2,8 @@
 //! create, create-if-absent, get, delete and list in one namespace, each failure
 //! named by kind, namespace and name.
 
+use std::time::{Duration, Instant};
+
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -9,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::connect::Connection;
 use crate::error::{Error, Request, Result};
+use crate::watching::follow_until;
 
 /// The objects of one subject kind in one namespace.
 #[derive(Clone)]
@@ -130,5 +133,54 @@ where
             .items;
         items.sort_by_key(|item| (item.namespace(), item.name_any()));
         Ok(items)
+    }
+
+    /// Waits (watching, riding out reconnects and server restarts) until `finished`
+    /// holds for the object `name` and returns it; `progress` sees every version on the
+    /// way. [`Error::StillWaiting`] (saying `state` of the last version seen) when
+    /// `timeout` passes first, [`Error::NotFound`] if the object does not exist or is
+    /// deleted.
+    pub async fn wait_until(
+        &self,
+        name: &str,
+        timeout: Option<Duration>,
+        mut progress: impl FnMut(&K),
+        finished: impl Fn(&K) -> bool,
+        state: impl Fn(&K) -> String,
+    ) -> Result<K>
+    where
+        K: Send + 'static,
+    {
+        let started = Instant::now();
+        let mut last = self.get(name).await?;
+        progress(&last);
+        if finished(&last) {
+            return Ok(last);
+        }
+        let seen_finished = follow_until(self.api.clone(), name, |object: &K| {
+            progress(object);
+            last = object.clone();
+            finished(object)
+        });
+        let seen = match timeout {
+            Some(limit) => {
+                tokio::time::timeout(limit.saturating_sub(started.elapsed()), seen_finished)
+                    .await
+                    .ok()
+            }
+            None => Some(seen_finished.await),
+        };
+        match seen {
+            Some(Ok(Some(object))) => Ok(object),
+            Some(Ok(None)) => Err(self.not_found(name)),
+            Some(Err(why)) => Err(self.refused(name, format!("watching: {why}"))),
+            None => Err(Error::StillWaiting {
+                kind: self.kind,
+                namespace: self.namespace.clone(),
+                name: name.to_owned(),
+                state: state(&last),
+                waited: started.elapsed(),
+            }),
+        }
     }
 }

@@ -44,7 +44,6 @@ use crate::connect::Connection;
 use crate::error::{Error, Request, Result};
 use crate::locks::{Chain, Loss, Renewal, Timing, renew_periodically, send_renewal};
 use crate::subjects::Subjects;
-use crate::watching::follow_until;
 
 /// How many members `add` creates at once.
 const ADD_CONCURRENCY: usize = 16;
@@ -259,41 +258,23 @@ impl WaitGroups {
         &self,
         name: &str,
         timeout: Option<Duration>,
-        mut progress: impl FnMut(&WaitGroup),
+        progress: impl FnMut(&WaitGroup),
     ) -> Result<WaitGroup> {
-        let started = Instant::now();
-        let mut last = self.get(name).await?;
-        progress(&last);
-        if last.phase().is_finished() {
-            return Ok(last);
-        }
-        let finished = follow_until(self.groups.api.clone(), name, |group: &WaitGroup| {
-            progress(group);
-            last = group.clone();
-            group.phase().is_finished()
-        });
-        let seen = match timeout {
-            Some(limit) => tokio::time::timeout(limit.saturating_sub(started.elapsed()), finished)
-                .await
-                .ok(),
-            None => Some(finished.await),
-        };
-        match seen {
-            Some(Ok(Some(group))) => Ok(group),
-            Some(Ok(None)) => Err(self.groups.not_found(name)),
-            Some(Err(why)) => Err(self.refused(name, format!("watching: {why}"))),
-            None => Err(Error::StillWaiting {
-                kind: "waitgroup",
-                namespace: self.groups.namespace.clone(),
-                name: name.to_owned(),
-                state: format!(
-                    "{}: {}",
-                    last.phase(),
-                    last.status.clone().unwrap_or_default().summary()
-                ),
-                waited: started.elapsed(),
-            }),
-        }
+        self.groups
+            .wait_until(
+                name,
+                timeout,
+                progress,
+                |group| group.phase().is_finished(),
+                |group| {
+                    format!(
+                        "{}: {}",
+                        group.phase(),
+                        group.status.clone().unwrap_or_default().summary()
+                    )
+                },
+            )
+            .await
     }
 
     /// Takes member `id` as `holder` (adding it if needed): with a group `memberTTL`,

@@ -7,27 +7,8 @@ mod common;
 
 use common::kubectl::{Cluster, text};
 
-const MIGRATION_CRD: &str = "\
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: migrations.ops.example.com
-spec:
-  group: ops.example.com
-  scope: Namespaced
-  names: {plural: migrations, singular: migration, kind: Migration}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    subresources: {status: {}}
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
-          status: {type: object, x-kubernetes-preserve-unknown-fields: true}
-";
+/// A kind defined at run time by a CRD: status fields free-form.
+const MIGRATION_CRD: &str = include_str!("fixtures/migration-crd.yaml");
 
 const GATES: &str = "\
 apiVersion: konductor.io/v1

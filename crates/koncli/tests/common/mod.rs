@@ -29,8 +29,9 @@ impl std::ops::Deref for Env {
 
 impl Env {
     /// Runs `examples/SCRIPT` with this server as $KUBECONFIG and this build's
-    /// `koncli` first on the PATH, as a user following the README would.
-    pub async fn play_example(&self, script: &str) -> Output {
+    /// `koncli` first on the PATH, as a user following the README would; asserts it
+    /// succeeded and returns what it printed.
+    pub async fn play_example(&self, script: &str) -> String {
         let koncli_dir = std::path::Path::new(env!("CARGO_BIN_EXE_koncli"))
             .parent()
             .unwrap()
@@ -44,8 +45,8 @@ impl Env {
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../examples")
             .join(script);
-        Command::new("bash")
-            .arg(script)
+        let output = Command::new("bash")
+            .arg(&script)
             .env("PATH", path)
             .env("KUBECONFIG", self.kubeconfig())
             .env("HOME", home.path())
@@ -53,7 +54,15 @@ impl Env {
             .env_remove("POD_NAME")
             .output()
             .await
-            .unwrap()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}:\n{}\n{}",
+            script.display(),
+            stdout(&output),
+            stderr(&output)
+        );
+        stdout(&output)
     }
 
     pub async fn start() -> Self {

@@ -117,6 +117,38 @@ impl Events {
         }
     }
 
+    /// Says a subject's phase change: logs it, and records it as an Event — a
+    /// Warning when it went wrong — with `reason` and `message`. How every kind's
+    /// controller reports its transitions.
+    pub async fn transition(
+        &self,
+        kind: &str,
+        subject: &ObjectReference,
+        warning: bool,
+        reason: &'static str,
+        message: String,
+    ) {
+        tracing::info!(
+            kind,
+            namespace = subject.namespace.as_deref().unwrap_or_default(),
+            name = subject.name.as_deref().unwrap_or_default(),
+            reason,
+            "{message}"
+        );
+        let note = Note {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason,
+            note: message,
+            action: "Reconcile",
+            related: None,
+        };
+        self.record(kind, subject, note).await;
+    }
+
     /// Records `note` on `subject` in the background (off a handover's critical path).
     pub fn publish(&self, kind: &'static str, subject: ObjectReference, note: Note) {
         let events = self.clone();

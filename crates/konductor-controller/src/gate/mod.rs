@@ -12,14 +12,14 @@ pub mod watches;
 use std::sync::Arc;
 use std::time::Duration;
 
+use konductor_api::gate::Gate;
 use konductor_api::gate::rules::{GateInput, Observations, Transition, evaluate, targets};
-use konductor_api::gate::{Gate, GateStatus};
 use kube::api::{Api, PostParams};
-use kube::runtime::events::{EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 
-use crate::engine::events::{Events, Note};
+use crate::engine::events::Events;
 use crate::engine::writes::OwnWrites;
 use crate::engine::{Reconciler, Workers, feed_subjects, serve};
 use crate::metrics::Metrics;
@@ -112,7 +112,15 @@ async fn reconcile(
         ctx.metrics.status_written(KIND);
     }
     if let Some(transition) = evaluation.transition {
-        publish(ctx, &gate, transition, &evaluation.status).await;
+        let warning = matches!(
+            transition,
+            Transition::Failed | Transition::TimedOut | Transition::InvalidSpec
+        );
+        let message = evaluation.status.summary();
+        let subject = gate.object_ref(&());
+        ctx.events
+            .transition(KIND, &subject, warning, transition.reason(), message)
+            .await;
     }
     let rediscover = (unresolved && evaluation.watching).then_some(REDISCOVER_AFTER);
     Ok(match (evaluation.requeue_after, rediscover) {
@@ -123,30 +131,6 @@ async fn reconcile(
 
 fn jiff_now() -> k8s_openapi::jiff::Timestamp {
     k8s_openapi::jiff::Timestamp::now()
-}
-
-/// Logs a transition and records its Event (after the status write, which is what
-/// counts).
-async fn publish(ctx: &Context, gate: &Gate, transition: Transition, status: &GateStatus) {
-    let message = status.summary();
-    tracing::info!(
-        namespace = %gate.namespace().unwrap_or_default(),
-        gate = %gate.name_any(),
-        phase = %status.phase,
-        "{message}"
-    );
-    let type_ = match transition {
-        Transition::Opened | Transition::Closed => EventType::Normal,
-        Transition::Failed | Transition::TimedOut | Transition::InvalidSpec => EventType::Warning,
-    };
-    let note = Note {
-        type_,
-        reason: transition.reason(),
-        note: message,
-        action: "Reconcile",
-        related: None,
-    };
-    ctx.events.record(KIND, &gate.object_ref(&()), note).await;
 }
 
 /// Runs the Gate controller for all namespaces until `shutdown` resolves (one of the
