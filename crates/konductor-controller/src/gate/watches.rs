@@ -83,20 +83,21 @@ impl GateKinds {
     }
 }
 
-/// An object a Gate names: its kind (apiVersion, kind), namespace and name.
-type ObjectKey = (String, String, String, String);
+/// A kind as a Gate names it: (apiVersion, kind).
+type KindKey = (String, String);
+
+/// An object of a kind: its namespace and name.
+type ObjectName = (String, String);
+
+/// An object a Gate names: its kind, and its namespace and name.
+type ObjectKey = (KindKey, ObjectName);
 
 fn object_key(namespace: &str, target: &TargetRef) -> ObjectKey {
     (
-        target.api_version.clone(),
-        target.kind.clone(),
-        namespace.to_owned(),
-        target.name.clone(),
+        (target.api_version.clone(), target.kind.clone()),
+        (namespace.to_owned(), target.name.clone()),
     )
 }
-
-/// A kind as a Gate names it: (apiVersion, kind).
-type KindKey = (String, String);
 
 /// One running watch of a kind.
 struct KindWatch {
@@ -126,8 +127,8 @@ enum Discovered {
 /// Which Gates name which objects, and the watches that serve them.
 #[derive(Default)]
 struct State {
-    /// The Gates naming each object.
-    interest: HashMap<ObjectKey, HashSet<ObjectRef<Gate>>>,
+    /// The Gates naming each object, by kind: a kind with none is not watched.
+    interest: HashMap<KindKey, HashMap<ObjectName, HashSet<ObjectRef<Gate>>>>,
     /// What each Gate names (to forget it).
     named_by: HashMap<ObjectRef<Gate>, Vec<ObjectKey>>,
     /// The running watches, by kind.
@@ -140,28 +141,52 @@ impl State {
     /// The Gates naming objects of `kind`.
     fn gates_of_kind(&self, kind: &KindKey) -> Vec<ObjectRef<Gate>> {
         self.interest
-            .iter()
-            .filter(|((v, k, _, _), _)| (v, k) == (&kind.0, &kind.1))
-            .flat_map(|(_, gates)| gates.iter().cloned())
+            .get(kind)
+            .into_iter()
+            .flat_map(HashMap::values)
+            .flatten()
+            .cloned()
             .collect()
     }
 
-    /// Stops the watches no Gate needs any more.
-    fn stop_unused(&mut self) {
-        let used: HashSet<(&str, &str)> = self
-            .interest
-            .keys()
-            .map(|(v, k, _, _)| (v.as_str(), k.as_str()))
-            .collect();
-        let unused: Vec<KindKey> = self
-            .watches
-            .keys()
-            .filter(|(v, k)| !used.contains(&(v.as_str(), k.as_str())))
+    /// The Gates naming `object` of `kind`.
+    fn gates_naming(&self, kind: &KindKey, object: &ObjectName) -> Vec<ObjectRef<Gate>> {
+        self.interest
+            .get(kind)
+            .and_then(|objects| objects.get(object))
+            .into_iter()
+            .flatten()
             .cloned()
-            .collect();
-        for kind in unused {
-            tracing::info!(api_version = %kind.0, kind = %kind.1, "no Gate names this kind any more; watch stopped");
-            self.watches.remove(&kind);
+            .collect()
+    }
+
+    /// Forgets what `gate` names, stopping the watch of each kind no Gate names any
+    /// more. O(what the Gate names).
+    fn unname(&mut self, gate: &ObjectRef<Gate>) {
+        if let Some(keys) = self.named_by.remove(gate) {
+            self.drop_interest(gate, keys);
+        }
+    }
+
+    /// Takes `gate` off the Gates naming `keys`, stopping the watch of each kind no
+    /// Gate names any more.
+    fn drop_interest(&mut self, gate: &ObjectRef<Gate>, keys: Vec<ObjectKey>) {
+        for (kind, object) in keys {
+            let Some(objects) = self.interest.get_mut(&kind) else {
+                continue;
+            };
+            if let Some(gates) = objects.get_mut(&object) {
+                gates.remove(gate);
+                if gates.is_empty() {
+                    objects.remove(&object);
+                }
+            }
+            if objects.is_empty() {
+                self.interest.remove(&kind);
+                if self.watches.remove(&kind).is_some() {
+                    tracing::info!(api_version = %kind.0, kind = %kind.1, "no waiting Gate names this kind any more; watch stopped");
+                }
+            }
         }
     }
 }
@@ -191,52 +216,36 @@ impl Watches {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// How many kinds are watched now.
-    pub fn watched_kinds(&self) -> usize {
-        self.lock().watches.len()
-    }
-
-    /// Records that `gate` names exactly `targets` (in its namespace), starting the
-    /// watches they need and stopping those nobody needs any more.
+    /// Records that `gate` names exactly `targets` (in its namespace), stopping the
+    /// watches nobody needs any more ([`Watches::observe`] starts those needed).
     pub fn name(&self, gate: &ObjectRef<Gate>, namespace: &str, targets: &[&TargetRef]) {
         let keys: Vec<ObjectKey> = targets.iter().map(|t| object_key(namespace, t)).collect();
         let mut state = self.lock();
         if state.named_by.get(gate) == Some(&keys) {
             return;
         }
-        Self::unname(&mut state, gate);
-        for key in &keys {
+        // Interest in the new objects first, so a kind named before and after keeps
+        // its watch.
+        for (kind, object) in &keys {
             state
                 .interest
-                .entry(key.clone())
+                .entry(kind.clone())
+                .or_default()
+                .entry(object.clone())
                 .or_default()
                 .insert(gate.clone());
         }
-        state.named_by.insert(gate.clone(), keys);
-        state.stop_unused();
+        let before = state
+            .named_by
+            .insert(gate.clone(), keys.clone())
+            .unwrap_or_default();
+        let dropped = before.into_iter().filter(|k| !keys.contains(k)).collect();
+        state.drop_interest(gate, dropped);
     }
 
     /// Forgets what `gate` names (it is gone, or finished), stopping unused watches.
     pub fn forget(&self, gate: &ObjectRef<Gate>) {
-        let mut state = self.lock();
-        if Self::unname(&mut state, gate) {
-            state.stop_unused();
-        }
-    }
-
-    fn unname(state: &mut State, gate: &ObjectRef<Gate>) -> bool {
-        let Some(keys) = state.named_by.remove(gate) else {
-            return false;
-        };
-        for key in keys {
-            if let Some(gates) = state.interest.get_mut(&key) {
-                gates.remove(gate);
-                if gates.is_empty() {
-                    state.interest.remove(&key);
-                }
-            }
-        }
-        true
+        self.lock().unname(gate);
     }
 
     /// What is known of `target` in `namespace` now; starts its kind's watch if none
@@ -349,14 +358,12 @@ impl Watches {
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                     let route = |object: &DynamicObject| {
-                        let key = (
-                            kind.0.clone(),
-                            kind.1.clone(),
+                        let name = (
                             object.metadata.namespace.clone().unwrap_or_default(),
                             object.metadata.name.clone().unwrap_or_default(),
                         );
-                        for gate in state.interest.get(&key).into_iter().flatten() {
-                            queue.add_with(gate.clone(), Urgency::Urgent);
+                        for gate in state.gates_naming(&kind, &name) {
+                            queue.add_with(gate, Urgency::Urgent);
                         }
                     };
                     match event {
@@ -395,6 +402,66 @@ impl Watches {
             ready,
             failing,
             task: task.abort_handle(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(name: &str) -> TargetRef {
+        TargetRef {
+            api_version: "batch/v1".into(),
+            kind: "Job".into(),
+            name: name.into(),
+        }
+    }
+
+    fn watches() -> Watches {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        Watches::new(client, GateKinds::default(), Arc::default())
+    }
+
+    #[tokio::test]
+    async fn a_kind_is_named_while_some_gate_names_one_of_its_objects() {
+        let watches = watches();
+        let (g1, g2) = (
+            ObjectRef::<Gate>::new("g1").within("ns"),
+            ObjectRef::<Gate>::new("g2").within("ns"),
+        );
+        let kind: KindKey = ("batch/v1".into(), "Job".into());
+        watches.name(&g1, "ns", &[&job("a")]);
+        watches.name(&g2, "ns", &[&job("a"), &job("b")]);
+        let naming_a = |w: &Watches| w.lock().gates_naming(&kind, &("ns".into(), "a".into()));
+        assert_eq!(naming_a(&watches).len(), 2);
+        // g1 now names b instead of a: the kind stays named throughout.
+        watches.name(&g1, "ns", &[&job("b")]);
+        assert_eq!(naming_a(&watches), vec![g2.clone()]);
+        assert_eq!(watches.lock().gates_of_kind(&kind).len(), 3);
+        watches.forget(&g2);
+        assert!(naming_a(&watches).is_empty());
+        assert_eq!(watches.lock().gates_of_kind(&kind), vec![g1.clone()]);
+        watches.forget(&g1);
+        assert!(watches.lock().interest.is_empty());
+        assert!(watches.lock().named_by.is_empty());
+    }
+
+    #[test]
+    fn the_readable_kinds_are_the_presets_and_those_given_never_a_wildcard() {
+        let kinds = GateKinds::with(&["databases.acme.example.com".into(), "configmaps".into()])
+            .unwrap();
+        assert!(kinds.allows("jobs", "batch"));
+        assert!(kinds.allows("deployments", "apps"));
+        assert!(kinds.allows("barriers", "konductor.io"));
+        assert!(kinds.allows("databases", "acme.example.com"));
+        assert!(kinds.allows("configmaps", ""));
+        assert!(!kinds.allows("secrets", ""));
+        assert!(!GateKinds::default().allows("databases", "acme.example.com"));
+        for bad in ["*", "jobs*", "Jobs.batch", ""] {
+            let error = GateKinds::with(&[bad.to_owned()]).unwrap_err();
+            assert!(error.contains("--gate-kinds"), "{bad}: {error}");
         }
     }
 }
