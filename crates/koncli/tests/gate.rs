@@ -484,6 +484,34 @@ async fn overrides_timeouts_and_refused_specs() {
         stderr(&unknown)
     );
 
+    let cluster_scoped = env.run(&["wait", "--for", "namespace/default"]).await;
+    assert_eq!(code(&cluster_scoped), Some(1));
+    assert!(
+        stderr(&cluster_scoped).contains("namespaces is cluster-scoped"),
+        "{}",
+        stderr(&cluster_scoped)
+    );
+    let on_a_namespace: Gate = serde_json::from_value(json!({
+        "apiVersion": "konductor.io/v1", "kind": "Gate",
+        "metadata": {"name": "on-a-namespace"},
+        "spec": {"conditions": [{"ref": {"apiVersion": "v1", "kind": "Namespace", "name": "default"},
+            "jsonPath": ".status.phase", "value": "Active"}]}
+    }))
+    .unwrap();
+    env.api::<Gate>()
+        .create(&PostParams::default(), &on_a_namespace)
+        .await
+        .unwrap();
+    let gate = until(&env, "on-a-namespace", |g| {
+        g.status.as_ref().is_some_and(|s| !s.results.is_empty())
+    })
+    .await;
+    assert!(
+        message(&gate).contains("cluster-scoped"),
+        "{}",
+        message(&gate)
+    );
+
     let mut both: Gate = gate_on_migration("both");
     both.spec.conditions[0].condition = Some(konductor_api::gate::ConditionTest {
         type_: "Ready".into(),

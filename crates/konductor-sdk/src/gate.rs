@@ -8,8 +8,8 @@
 //!
 //! ```no_run
 //! # async fn example(connection: konductor_sdk::Connection) -> konductor_sdk::Result<()> {
-//! use konductor_sdk::gate::WaitFor;
-//! let status = WaitFor::new(&connection)
+//! use konductor_sdk::gate::wait_for;
+//! let status = wait_for(&connection)
 //!     .target("job/migrate")
 //!     .await?
 //!     .target("barrier/etl-done")
@@ -198,6 +198,11 @@ pub async fn resolve_kind(
     ))
 }
 
+/// A [`WaitFor`] in the connection's namespace: `wait_for(&connection).target("job/migrate").await?…`.
+pub fn wait_for(connection: &Connection) -> WaitFor {
+    WaitFor::new(connection)
+}
+
 /// Waits for conditions on resources with no Gate object: the same spec, the same
 /// rules, judged here on watches of the objects themselves.
 pub struct WaitFor {
@@ -345,21 +350,25 @@ impl WaitFor {
         }
     }
 
-    /// The resource a target's kind is served as.
+    /// The resource a target's kind is served as (namespaced: objects are waited for
+    /// in the connection's namespace).
     async fn api_resource(&self, target: &TargetRef) -> Result<ApiResource> {
         let gvk = GroupVersionKind::gvk(target.group(), target.version(), &target.kind);
-        kube::discovery::pinned_kind(&self.connection.client, &gvk)
+        let refused = |why: String| invalid(&self.connection, &target.to_string(), why);
+        let (resource, capabilities) = kube::discovery::pinned_kind(&self.connection.client, &gvk)
             .await
-            .map(|(resource, _)| resource)
             .map_err(|e| {
-                invalid(
-                    &self.connection,
-                    &target.to_string(),
-                    format!(
-                        "kind {} in {} is not served: {e}",
-                        target.kind, target.api_version
-                    ),
-                )
-            })
+                refused(format!(
+                    "kind {} in {} is not served: {e}",
+                    target.kind, target.api_version
+                ))
+            })?;
+        if capabilities.scope == kube::discovery::Scope::Cluster {
+            return Err(refused(format!(
+                "{} is cluster-scoped: only objects in a namespace can be waited for",
+                resource.plural
+            )));
+        }
+        Ok(resource)
     }
 }

@@ -19,6 +19,7 @@ use konductor_api::gate::rules::Observed;
 use konductor_api::gate::{Gate, TargetRef};
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::discovery::Scope;
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 
@@ -83,6 +84,14 @@ impl GateKinds {
     }
 }
 
+/// Why a Gate cannot name objects of a cluster-scoped kind.
+fn cluster_scoped(resource: &ApiResource) -> String {
+    format!(
+        "{} is cluster-scoped: a Gate names objects in its own namespace only",
+        resource.plural
+    )
+}
+
 /// A kind as a Gate names it: (apiVersion, kind).
 type KindKey = (String, String);
 
@@ -118,6 +127,8 @@ impl Drop for KindWatch {
 /// What discovery said of a kind.
 enum Discovered {
     Found(ApiResource),
+    /// Served, but not something a Gate can name (a cluster-scoped kind).
+    Unusable(String),
     NotFound {
         why: String,
         at: tokio::time::Instant,
@@ -296,6 +307,7 @@ impl Watches {
     async fn resource(&self, kind: &KindKey) -> Result<ApiResource, String> {
         match self.lock().discovered.get(kind) {
             Some(Discovered::Found(resource)) => return Ok(resource.clone()),
+            Some(Discovered::Unusable(why)) => return Err(why.clone()),
             Some(Discovered::NotFound { why, at }) if at.elapsed() < REDISCOVER_AFTER => {
                 return Err(why.clone());
             }
@@ -309,6 +321,13 @@ impl Watches {
         let answer = kube::discovery::pinned_kind(&self.client, &gvk).await;
         let mut state = self.lock();
         match answer {
+            Ok((resource, capabilities)) if capabilities.scope == Scope::Cluster => {
+                let why = cluster_scoped(&resource);
+                state
+                    .discovered
+                    .insert(kind.clone(), Discovered::Unusable(why.clone()));
+                Err(why)
+            }
             Ok((resource, _)) => {
                 state
                     .discovered
@@ -450,8 +469,8 @@ mod tests {
 
     #[test]
     fn the_readable_kinds_are_the_presets_and_those_given_never_a_wildcard() {
-        let kinds = GateKinds::with(&["databases.acme.example.com".into(), "configmaps".into()])
-            .unwrap();
+        let kinds =
+            GateKinds::with(&["databases.acme.example.com".into(), "configmaps".into()]).unwrap();
         assert!(kinds.allows("jobs", "batch"));
         assert!(kinds.allows("deployments", "apps"));
         assert!(kinds.allows("barriers", "konductor.io"));
