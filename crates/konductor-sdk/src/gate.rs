@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
+use konductor_api::gate::presets::PRESET_KINDS;
 use konductor_api::gate::rules::{GateInput, Observations, Observed, evaluate, targets};
 use konductor_api::gate::target::parse_for;
 use konductor_api::gate::{
@@ -147,7 +148,8 @@ fn invalid(connection: &Connection, text: &str, message: String) -> Error {
 }
 
 /// The apiVersion and kind `resource` names (`job`, `jobs`, `deploy`, `Job`,
-/// `jobs.batch`, `databases.acme.example.com`), from the server's discovery: plural,
+/// `jobs.batch`, `databases.acme.example.com`): a preset's kind by its plural or
+/// singular without asking, anything else from the server's discovery — plural,
 /// singular, kind or short name, optionally qualified by the group.
 pub async fn resolve_kind(
     connection: &Connection,
@@ -159,6 +161,21 @@ pub async fn resolve_kind(
         Some((name, group)) => (name.to_owned(), Some(group.to_owned())),
         None => (wanted.clone(), None),
     };
+    let preset = PRESET_KINDS.iter().find(|k| {
+        (k.resource == name || k.kind.to_ascii_lowercase() == name)
+            && group.as_deref().is_none_or(|g| g == k.group)
+    });
+    if let Some(preset) = preset {
+        let version = if preset.group == konductor_api::GROUP {
+            konductor_api::VERSION
+        } else {
+            "v1"
+        };
+        return Ok((
+            format!("{}/{version}", preset.group),
+            preset.kind.to_owned(),
+        ));
+    }
     let discovery = |e: kube::Error| format!("discovery: {e}");
     let mut versions = Vec::new();
     if group.as_deref().is_none_or(str::is_empty) {

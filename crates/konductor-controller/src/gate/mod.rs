@@ -12,6 +12,7 @@ pub mod watches;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::jiff::Timestamp;
 use konductor_api::gate::Gate;
 use konductor_api::gate::rules::{GateInput, Observations, Transition, evaluate, targets};
 use kube::api::{Api, PostParams};
@@ -80,12 +81,13 @@ async fn reconcile(
     let named = targets(&gate.spec);
     // Interest first, then the caches: a change after this read queues the Gate again.
     let mut observed = Observations::new();
+    // A kind not served yet is asked for again: its CRD may be applied meanwhile.
     let mut unresolved = false;
     if !finished || gate.spec.override_.is_some() {
         ctx.watches.name(key, &namespace, &named);
         for target in named {
             let seen = ctx.watches.observe(&namespace, target).await;
-            unresolved |= matches!(seen, konductor_api::gate::rules::Observed::Unreadable(_));
+            unresolved |= ctx.watches.not_served(target);
             observed.insert(target.clone(), seen);
         }
     }
@@ -95,7 +97,7 @@ async fn reconcile(
         created_at,
         previous: gate.status.as_ref(),
         observed: &observed,
-        now: jiff_now(),
+        now: Timestamp::now(),
     });
     if !evaluation.watching {
         ctx.watches.forget(key);
@@ -127,10 +129,6 @@ async fn reconcile(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     })
-}
-
-fn jiff_now() -> k8s_openapi::jiff::Timestamp {
-    k8s_openapi::jiff::Timestamp::now()
 }
 
 /// Runs the Gate controller for all namespaces until `shutdown` resolves (one of the

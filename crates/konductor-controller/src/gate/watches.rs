@@ -302,6 +302,15 @@ impl Watches {
         }
     }
 
+    /// Whether discovery found no kind of `target`'s (not served yet: a CRD not applied).
+    pub fn not_served(&self, target: &TargetRef) -> bool {
+        let kind = (target.api_version.clone(), target.kind.clone());
+        matches!(
+            self.lock().discovered.get(&kind),
+            Some(Discovered::NotFound { .. })
+        )
+    }
+
     /// The kind's resource, from discovery (remembered; a kind not found is asked for
     /// again after [`REDISCOVER_AFTER`]).
     async fn resource(&self, kind: &KindKey) -> Result<ApiResource, String> {
