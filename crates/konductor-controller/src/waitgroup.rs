@@ -29,7 +29,9 @@ use crate::engine::adoption::{self, Adopter, Earlier, Orphan};
 use crate::engine::claims::{ClaimIndex, Claims, HasUid};
 use crate::engine::events::{Events, Note};
 use crate::engine::writes::{OwnWrites, SubjectKey, subject_key};
-use crate::engine::{Reconciler, Workers, delete_expired, feed_claims, feed_subjects, serve};
+use crate::engine::{
+    Reconciler, Workers, delete_expired, feed_claims, feed_subjects, serve, sooner,
+};
 use crate::metrics::Metrics;
 use crate::queue::{Urgency, WorkQueue};
 use crate::{Error, Result};
@@ -339,10 +341,7 @@ async fn reconcile(group: Arc<WaitGroup>, ctx: &Context) -> Result<Option<Durati
         delete_expired(&api, &*group, &ctx.events, KIND, note).await?;
         return Ok(None);
     }
-    Ok(match (evaluation.requeue_after, evaluation.delete_after) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    })
+    Ok(sooner(evaluation.requeue_after, evaluation.delete_after))
 }
 
 /// Runs the WaitGroup controller for all namespaces until `shutdown` resolves (one of

@@ -236,10 +236,10 @@ async fn reconcile(barrier: Arc<Barrier>, ctx: &Context) -> Result<Option<Durati
         return Ok(None);
     }
     // Look again exactly at the deadline, or when the barrier is to be deleted.
-    Ok(match (evaluation.requeue_after, evaluation.delete_after) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    })
+    Ok(crate::engine::sooner(
+        evaluation.requeue_after,
+        evaluation.delete_after,
+    ))
 }
 
 /// Deletes a barrier whose `spec.ttlAfterFinished` ran out, after an Event saying so

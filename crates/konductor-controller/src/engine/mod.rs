@@ -161,6 +161,15 @@ pub async fn serve<R: Reconciler>(
     }
 }
 
+/// The sooner of two requeues (either may be absent): what a reconcile returns when two
+/// things may change its subject by themselves.
+pub fn sooner(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Deletes a finished subject whose `spec.ttlAfterFinished` ran out, after a Normal
 /// Event saying why (`note`; on the subject, so `kubectl get events` keeps it after the
 /// subject is gone). Only this object: one created again under its name meanwhile has

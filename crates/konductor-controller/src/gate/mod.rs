@@ -22,7 +22,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use crate::engine::events::Events;
 use crate::engine::writes::OwnWrites;
-use crate::engine::{Reconciler, Workers, feed_subjects, serve};
+use crate::engine::{Reconciler, Workers, feed_subjects, serve, sooner};
 use crate::metrics::Metrics;
 use crate::queue::WorkQueue;
 use crate::{Error, Result};
@@ -125,10 +125,7 @@ async fn reconcile(
             .await;
     }
     let rediscover = (unresolved && evaluation.watching).then_some(REDISCOVER_AFTER);
-    Ok(match (evaluation.requeue_after, rediscover) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    })
+    Ok(sooner(evaluation.requeue_after, rediscover))
 }
 
 /// Runs the Gate controller for all namespaces until `shutdown` resolves (one of the

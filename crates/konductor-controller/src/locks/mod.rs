@@ -338,10 +338,7 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
     let next_look = decision
         .next_look
         .map(|at| Duration::try_from(at.duration_since(ctx.clock.now())).unwrap_or(Duration::ZERO));
-    Ok(match (next_look, wait_for_company) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    })
+    Ok(crate::engine::sooner(next_look, wait_for_company))
 }
 
 /// Since when each lock has had a change of its queue alone waiting to be written.
