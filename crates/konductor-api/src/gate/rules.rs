@@ -503,14 +503,19 @@ fn judge(
         ),
         Observed::Missing => {
             let fail = resolved.when_missing == WhenMissing::Fail;
-            let message = if fail {
-                format!("{target} does not exist (whenMissing: Fail)")
-            } else {
-                format!("waiting for {target} to be created")
+            // The last version seen, if it was ever seen: deleted before it was met.
+            let last_seen = previous.and_then(|p| p.observed_resource_version.clone());
+            let message = match (fail, &last_seen) {
+                (true, _) => format!("{target} does not exist (whenMissing: Fail)"),
+                (false, Some(_)) => format!(
+                    "{target} was deleted before it was met; waiting for it to be created again"
+                ),
+                (false, None) => format!("waiting for {target} to be created"),
             };
             (
                 ConditionResult {
                     failed: fail,
+                    observed_resource_version: last_seen,
                     message,
                     ..base
                 },

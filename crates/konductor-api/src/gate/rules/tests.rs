@@ -356,6 +356,32 @@ fn when_missing_waits_or_fails_and_a_met_condition_survives_deletion() {
     );
     assert_eq!(evaluation.status.phase, GatePhase::Failed);
 
+    // Job a is deleted before it completes: said so, and waited for again.
+    let mut run = Run {
+        spec: &waiting,
+        previous: None,
+    };
+    run.step(
+        &[(job("a"), Observed::Present(job_object(&[])))]
+            .into_iter()
+            .collect(),
+        at(1),
+    );
+    let gone = run.step(
+        &[(job("a"), Observed::Missing)].into_iter().collect(),
+        at(2),
+    );
+    assert!(
+        gone.status.results[0]
+            .message
+            .contains("deleted before it was met")
+    );
+    let still = run.step(
+        &[(job("a"), Observed::Missing)].into_iter().collect(),
+        at(3),
+    );
+    assert_eq!(still.status, gone.status);
+
     // Job a completes, then its TTL deletes it before job b completes.
     let mut run = Run {
         spec: &waiting,
