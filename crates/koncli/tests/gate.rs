@@ -7,7 +7,6 @@
 mod common;
 
 use std::process::Output;
-use std::time::Duration;
 
 use common::{Env, stderr, stdout};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -105,14 +104,15 @@ async fn a_gate_on_jobs_and_a_barrier_opens_when_all_hold_even_after_a_job_was_d
     .await;
     let waiter = spawn(&env, &["gate", "wait", "load"]);
     let gate = until(&env, "load", |g| {
-        g.status.as_ref().is_some_and(|s| s.results.len() == 3)
+        g.status.as_ref().is_some_and(|s| {
+            s.results.len() == 3
+                && s.results[1]
+                    .message
+                    .contains("waiting for job/transform to be created")
+        })
     })
     .await;
-    assert!(
-        message(&gate).contains("waiting for job/transform to be created"),
-        "{}",
-        message(&gate)
-    );
+    assert_eq!(gate.phase(), GatePhase::Waiting);
 
     // extract completes, then its TTL deletes it: its condition stays met.
     finish_job(&env, "extract", "Complete").await;
@@ -536,6 +536,7 @@ async fn overrides_timeouts_and_refused_specs() {
 #[tokio::test]
 async fn the_controller_watches_a_kind_only_while_a_waiting_gate_names_it() {
     let env = Env::start().await;
+    assert_eq!(gate_watches(&env), 0);
     create_job(&env, "only").await;
     env.ok(&["gate", "create", "g", "--for", "job/only"]).await;
     until(&env, "g", |g| {
@@ -544,31 +545,29 @@ async fn the_controller_watches_a_kind_only_while_a_waiting_gate_names_it() {
             .is_some_and(|s| s.results[0].message.contains("no Complete condition"))
     })
     .await;
-    // The Job watch is up (the Gate saw the Job); once the Gate opens nobody needs it.
-    let with_job_watch = env.metric("konductor_server_watches").await;
+    assert_eq!(
+        gate_watches(&env),
+        1,
+        "the Job watch serves the waiting Gate"
+    );
     finish_job(&env, "only", "Complete").await;
     until(&env, "g", |g| g.phase() == GatePhase::Open).await;
-    watches_become(&env, |n| n == with_job_watch - 1.0).await;
+    // Stopped in the reconcile that opened the Gate, before its status write.
+    assert_eq!(gate_watches(&env), 0, "nobody waits on a Job any more");
     // A new Gate naming a Job starts it again.
     env.ok(&["gate", "create", "again", "--for", "job/only"])
         .await;
     until(&env, "again", |g| g.phase() == GatePhase::Open).await;
-    watches_become(&env, |n| n == with_job_watch - 1.0).await;
+    assert_eq!(gate_watches(&env), 0);
+    let metrics = env.controller().unwrap().metrics().encode();
+    assert!(metrics.contains("konductor_gate_watches 0"), "{metrics}");
     let gates = env.ok(&["gate", "list"]).await;
     assert!(gates.contains("again") && gates.contains("Open"), "{gates}");
 }
 
-/// Reads the server's count of open watches until `condition` holds (bounded).
-async fn watches_become(env: &Env, condition: impl Fn(f64) -> bool) -> f64 {
-    let started = std::time::Instant::now();
-    loop {
-        let now = env.metric("konductor_server_watches").await;
-        if condition(now) {
-            return now;
-        }
-        assert!(started.elapsed() < HANG, "watches stayed at {now}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// How many kinds the controller watches for waiting Gates.
+fn gate_watches(env: &Env) -> i64 {
+    env.controller().unwrap().metrics().gate_watches.get()
 }
 
 #[tokio::test]

@@ -86,6 +86,8 @@ pub struct Metrics {
     pub time_to_open: Histogram,
     /// 1 while this replica leads (operator), else 0.
     pub leader: Gauge,
+    /// Kinds watched for waiting Gates now (one watch each).
+    pub gate_watches: Gauge,
     /// Grants made, by kind.
     pub lock_grants: Family<KindLabels, Counter>,
     /// Grants that expired (not renewed within the ttl), by kind.
@@ -108,6 +110,7 @@ impl Default for Metrics {
             events_dropped: Family::default(),
             time_to_open: Histogram::new(exponential_buckets(0.01, 4.0, 12)),
             leader: Gauge::default(),
+            gate_watches: Gauge::default(),
             lock_grants: Family::default(),
             lock_expiries: Family::default(),
             phases: Family::default(),
@@ -153,6 +156,11 @@ impl Default for Metrics {
             "lock_expiries",
             "Lock grants that expired unrenewed",
             metrics.lock_expiries.clone(),
+        );
+        registry.register(
+            "gate_watches",
+            "Kinds watched for waiting Gates (one watch each)",
+            metrics.gate_watches.clone(),
         );
         registry.register(
             "leader",

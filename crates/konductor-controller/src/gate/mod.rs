@@ -143,7 +143,7 @@ pub async fn run(
     let queue = Arc::new(WorkQueue::default());
     let context = Arc::new(Context {
         events: Events::new(Recorder::new(client.clone(), reporter), metrics.clone()),
-        watches: Watches::new(client.clone(), kinds, queue.clone()),
+        watches: Watches::new(client.clone(), kinds, queue.clone(), metrics.clone()),
         client,
         metrics: metrics.clone(),
         own_writes: own_writes.clone(),

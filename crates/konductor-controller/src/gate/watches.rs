@@ -23,6 +23,7 @@ use kube::discovery::Scope;
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 
+use crate::metrics::Metrics;
 use crate::queue::{Urgency, WorkQueue};
 
 /// How long a kind that discovery did not find is remembered before asking again (a
@@ -110,6 +111,8 @@ fn object_key(namespace: &str, target: &TargetRef) -> ObjectKey {
 
 /// One running watch of a kind.
 struct KindWatch {
+    /// Counts the running watches (down again when this one stops).
+    running: prometheus_client::metrics::gauge::Gauge,
     cache: Store<DynamicObject>,
     /// Whether the first list is in the cache.
     ready: Arc<AtomicBool>,
@@ -121,6 +124,7 @@ struct KindWatch {
 impl Drop for KindWatch {
     fn drop(&mut self) {
         self.task.abort();
+        self.running.dec();
     }
 }
 
@@ -205,16 +209,24 @@ impl State {
 /// The watches of the kinds Gates name. Cheap to share (`Arc`).
 pub struct Watches {
     client: Client,
+    metrics: Arc<Metrics>,
     kinds: GateKinds,
     queue: Arc<WorkQueue<ObjectRef<Gate>>>,
     state: Arc<Mutex<State>>,
 }
 
 impl Watches {
-    /// No watches yet; each change queues its Gates on `queue`.
-    pub fn new(client: Client, kinds: GateKinds, queue: Arc<WorkQueue<ObjectRef<Gate>>>) -> Self {
+    /// No watches yet; each change queues its Gates on `queue`; `metrics` counts the
+    /// watches running.
+    pub fn new(
+        client: Client,
+        kinds: GateKinds,
+        queue: Arc<WorkQueue<ObjectRef<Gate>>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             client,
+            metrics,
             kinds,
             queue,
             state: Arc::default(),
@@ -425,7 +437,10 @@ impl Watches {
                 })
                 .await;
         });
+        let running = self.metrics.gate_watches.clone();
+        running.inc();
         KindWatch {
+            running,
             cache,
             ready,
             failing,
@@ -449,7 +464,7 @@ mod tests {
     fn watches() -> Watches {
         let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
         let client = Client::try_from(config).unwrap();
-        Watches::new(client, GateKinds::default(), Arc::default())
+        Watches::new(client, GateKinds::default(), Arc::default(), Arc::default())
     }
 
     #[tokio::test]

@@ -1,0 +1,107 @@
+//! A kind the API server will not let the controller read — RBAC's 403, made here by a
+//! proxy between the controller and a real `konductor server` that forbids every
+//! request for Jobs — is a condition message on the Gates naming it, not a hang.
+
+use std::net::SocketAddr;
+
+use konductor_api::gate::{Gate, GatePhase};
+use konductor_controller::kinds::Background;
+use konductor_testing::{HANG, TestServer};
+use kube::api::{Api, PostParams};
+use kube::runtime::wait::await_condition;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the API server answers a ServiceAccount without a rule for Jobs.
+const FORBIDDEN: &str = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"jobs.batch is forbidden: User \"system:serviceaccount:konductor-system:konductor-operator\" cannot list resource \"jobs\" in API group \"batch\" at the cluster scope","reason":"Forbidden","details":{"group":"batch","kind":"jobs"},"code":403}"#;
+
+/// A plain-HTTP proxy to `upstream` that answers every request for Jobs 403 and passes
+/// the rest, one request per connection (it adds `Connection: close`, so each request
+/// arrives on a connection of its own and is looked at).
+async fn forbid_jobs(upstream: SocketAddr) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).to_string();
+                if text.starts_with("GET /apis/batch/v1/jobs") {
+                    let answer = format!(
+                        "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{FORBIDDEN}",
+                        FORBIDDEN.len()
+                    );
+                    let _ = client.write_all(answer.as_bytes()).await;
+                    return;
+                }
+                let mut kept: Vec<&str> = text
+                    .trim_end()
+                    .split("\r\n")
+                    .filter(|line| !line.to_ascii_lowercase().starts_with("connection:"))
+                    .collect();
+                kept.push("connection: close");
+                let head = format!("{}\r\n\r\n", kept.join("\r\n"));
+                let Ok(mut server) = TcpStream::connect(upstream).await else {
+                    return;
+                };
+                if server.write_all(head.as_bytes()).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn a_kind_the_api_server_refuses_is_a_condition_message_not_a_hang() {
+    let server = TestServer::start_with(|config| config.tls = false, false).await;
+    let proxy = forbid_jobs(server.server.address).await;
+    let kubeconfig = kube::config::Kubeconfig::read_from(server.kubeconfig()).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    config.cluster_url = format!("http://{proxy}").parse().unwrap();
+    let controller = Background::spawn(kube::Client::try_from(config).unwrap(), "refused");
+
+    let gates: Api<Gate> = Api::namespaced(server.client.clone(), "default");
+    let gate: Gate = serde_json::from_value(json!({
+        "apiVersion": "konductor.io/v1", "kind": "Gate",
+        "metadata": {"name": "release"},
+        "spec": {"conditions": [
+            {"ref": {"apiVersion": "batch/v1", "kind": "Job", "name": "migrate"}}
+        ]}
+    }))
+    .unwrap();
+    gates.create(&PostParams::default(), &gate).await.unwrap();
+    let refused = |g: Option<&Gate>| {
+        g.and_then(|g| g.status.as_ref()).is_some_and(|s| {
+            s.results
+                .first()
+                .is_some_and(|r| r.message.contains("cannot watch jobs"))
+        })
+    };
+    tokio::time::timeout(HANG, await_condition(gates.clone(), "release", refused))
+        .await
+        .expect("the refusal is said in the condition")
+        .unwrap();
+    let gate = gates.get("release").await.unwrap();
+    let status = gate.status.unwrap();
+    assert!(
+        status.results[0].message.contains("forbidden"),
+        "{:?}",
+        status.results[0]
+    );
+    // Said, and still waiting (the Gate's own watch and status writes go through the
+    // same proxy).
+    assert_eq!(status.phase, GatePhase::Waiting, "{status:?}");
+    controller.stop().await.unwrap();
+}
