@@ -77,6 +77,12 @@ fn gates_survive_kill_9_of_the_server_and_open_on_a_crd_applied_at_run_time() {
     assert_eq!(phase(&c, "jobs"), "Open");
 
     // The Migration kind did not exist when the Gate was created.
+    c.ok(&[
+        "wait",
+        "--for=jsonpath={.status.total}=1",
+        "gate/schema",
+        "--timeout=60s",
+    ]);
     let waiting = c.ok(&[
         "get",
         "gate",
