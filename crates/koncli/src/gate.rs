@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use konductor_api::gate::target::parse_for;
 use konductor_api::gate::{
-    Gate, GateCondition, GateMatch, GateOverride, GatePhase, GateSpec, GateStatus,
+    Gate, GateCondition, GateMatch, GateOverride, GatePhase, GateSpec, GateStatus, WhenMissing,
 };
 use konductor_sdk::Connection;
 use konductor_sdk::gate::{Gates, WaitFor, condition_for};
@@ -83,6 +83,14 @@ pub struct ConditionArgs {
     /// A failure test (repeat for more): when it holds, fail at once.
     #[arg(long = "fail-on", value_name = "KIND/NAME[=TEST]", value_parser = parse_for_argument)]
     pub fail_on: Vec<String>,
+    /// Each condition counts only once its test has held this long without a break (a
+    /// Go duration).
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub stable_for: Option<String>,
+    /// Fail when an object named by --for does not exist (or is deleted before its
+    /// condition is met) instead of waiting for it to be created.
+    #[arg(long)]
+    pub fail_if_missing: bool,
 }
 
 impl ConditionArgs {
@@ -98,7 +106,12 @@ impl ConditionArgs {
             ..GateSpec::default()
         };
         for text in &self.conditions {
-            spec.conditions.push(condition_for(connection, text).await?);
+            let mut condition = condition_for(connection, text).await?;
+            condition.stable_for = self.stable_for.clone();
+            if self.fail_if_missing {
+                condition.when_missing = Some(WhenMissing::Fail);
+            }
+            spec.conditions.push(condition);
         }
         for text in &self.fail_on {
             spec.fail_when.push(condition_for(connection, text).await?);

@@ -416,6 +416,34 @@ async fn koncli_wait_any_returns_on_the_first_and_fail_on_ends_it_at_once() {
     finish_job(&env, "a", "Complete").await;
     let waited = finished(all).await;
     assert_eq!(code(&waited), Some(0), "{}", stderr(&waited));
+
+    // Options applied to every --for: an object that must exist, a test that must hold
+    // for a while.
+    let missing = env
+        .run(&[
+            "wait",
+            "--for",
+            "job/a",
+            "--for",
+            "job/ghost",
+            "--fail-if-missing",
+        ])
+        .await;
+    assert_eq!(code(&missing), Some(4), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("job/ghost does not exist (whenMissing: Fail)"),
+        "{}",
+        stderr(&missing)
+    );
+    let stable = env
+        .run(&["wait", "--for", "job/a", "--stable-for", "300ms"])
+        .await;
+    assert_eq!(code(&stable), Some(0), "{}", stderr(&stable));
+    assert!(
+        stderr(&stable).contains("met once it holds for 300ms"),
+        "{}",
+        stderr(&stable)
+    );
 }
 
 #[tokio::test]
