@@ -356,12 +356,13 @@ impl Watches {
                 Ok(resource)
             }
             Err(error) => {
-                let why = format!(
-                    "kind {} in {} is not served here ({})",
-                    kind.1,
-                    kind.0,
-                    crate::Error::Kube(error)
-                );
+                let cause = match &error {
+                    kube::Error::Api(status) if status.code == 404 => {
+                        "is its CRD applied?".to_owned()
+                    }
+                    _ => crate::Error::Kube(error).to_string(),
+                };
+                let why = format!("kind {} in {} is not served here ({cause})", kind.1, kind.0);
                 state.discovered.insert(
                     kind.clone(),
                     Discovered::NotFound {
