@@ -117,13 +117,7 @@ impl Test {
                 status,
                 reason,
             } => {
-                let found = object
-                    .pointer("/status/conditions")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .find(|c| c.get("type").and_then(Value::as_str) == Some(type_));
-                let Some(found) = found else {
+                let Some(found) = self.condition_of(object) else {
                     return Finding {
                         holds: false,
                         seen: format!("no {type_} condition yet"),
@@ -161,7 +155,7 @@ impl Test {
         }
     }
 
-    /// The condition a `Condition` test reads, to check its own observedGeneration.
+    /// The condition a `Condition` test reads (in `status.conditions`, by type).
     fn condition_of<'a>(&self, object: &'a Value) -> Option<&'a Value> {
         let Test::Condition { type_, .. } = self else {
             return None;
@@ -251,7 +245,7 @@ pub struct Evaluation {
 
 /// One condition, resolved.
 #[derive(Clone, Debug)]
-pub struct Resolved {
+struct Resolved {
     /// The object.
     pub target: TargetRef,
     /// What meets it.
@@ -270,7 +264,7 @@ pub struct Resolved {
 
 /// A spec resolved: what [`evaluate`] works with.
 #[derive(Clone, Debug)]
-pub struct Checked {
+struct Checked {
     /// `spec.conditions`, resolved.
     pub conditions: Vec<Resolved>,
     /// `spec.failWhen`, resolved.
@@ -282,7 +276,7 @@ pub struct Checked {
 }
 
 /// Resolves one condition (`field` names it in errors: `spec.conditions[0]`).
-pub fn resolve(condition: &GateCondition, field: &str) -> Result<Resolved, String> {
+fn resolve(condition: &GateCondition, field: &str) -> Result<Resolved, String> {
     let target = &condition.target;
     let preset = preset(target.group(), &target.kind);
     if condition.condition.is_some() && condition.json_path.is_some() {
@@ -362,7 +356,7 @@ pub fn resolve(condition: &GateCondition, field: &str) -> Result<Resolved, Strin
 }
 
 /// Checks a spec beyond what its schema can (rule 9).
-pub fn check_spec(spec: &GateSpec) -> Result<Checked, String> {
+fn check_spec(spec: &GateSpec) -> Result<Checked, String> {
     let conditions = spec
         .conditions
         .iter()
@@ -592,28 +586,34 @@ fn judge(
     }
 }
 
+/// Whether the Gate's status is final whatever its objects do (rule 6): Open latches,
+/// Failed and Timeout are final — unless the override says otherwise. Nothing needs
+/// observing for a latched Gate.
+pub fn latched(spec: &GateSpec, previous: Option<&GateStatus>) -> bool {
+    let Some(previous) = previous else {
+        return false;
+    };
+    let reopened = previous.phase != GatePhase::Open && spec.override_ == Some(GateOverride::Open);
+    let reclosed =
+        previous.phase == GatePhase::Open && spec.override_ == Some(GateOverride::Closed);
+    previous.phase.is_finished() && !previous.overridden && !reopened && !reclosed
+}
+
 /// Decides the Gate's status. Pure: the same input gives the same answer.
 pub fn evaluate(input: &GateInput<'_>) -> Evaluation {
     let previous = input.previous;
     let overriding = input.spec.override_;
-    // Rule 6: Open latches; Failed and Timeout are final — unless a human overrides.
     if let Some(previous) = previous
-        && previous.phase.is_finished()
-        && !previous.overridden
+        && latched(input.spec, Some(previous))
     {
-        let reopened = previous.phase != GatePhase::Open && overriding == Some(GateOverride::Open);
-        let reclosed =
-            previous.phase == GatePhase::Open && overriding == Some(GateOverride::Closed);
-        if !reopened && !reclosed {
-            let mut status = previous.clone();
-            status.observed_generation = input.generation;
-            return Evaluation {
-                status,
-                transition: None,
-                requeue_after: None,
-                watching: false,
-            };
-        }
+        let mut status = previous.clone();
+        status.observed_generation = input.generation;
+        return Evaluation {
+            status,
+            transition: None,
+            requeue_after: None,
+            watching: false,
+        };
     }
     let checked = check_spec(input.spec);
     let total = input.spec.conditions.len();

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use konductor_api::gate::Gate;
-use konductor_api::gate::rules::{GateInput, Observations, Transition, evaluate, targets};
+use konductor_api::gate::rules::{GateInput, Observations, Transition, evaluate, latched, targets};
 use kube::api::{Api, PostParams};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -74,16 +74,12 @@ async fn reconcile(
         .creation_timestamp()
         .map(|t| t.0)
         .ok_or(Error::MissingCreationTimestamp)?;
-    let finished = gate
-        .status
-        .as_ref()
-        .is_some_and(|s| s.phase.is_finished() && !s.overridden);
     let named = targets(&gate.spec);
     // Interest first, then the caches: a change after this read queues the Gate again.
     let mut observed = Observations::new();
     // A kind not served yet is asked for again: its CRD may be applied meanwhile.
     let mut unresolved = false;
-    if !finished || gate.spec.override_.is_some() {
+    if !latched(&gate.spec, gate.status.as_ref()) {
         ctx.watches.name(key, &namespace, &named);
         for target in named {
             let seen = ctx.watches.observe(&namespace, target).await;

@@ -78,11 +78,6 @@ impl GateKinds {
         };
         self.allowed.contains(&name)
     }
-
-    /// The kinds, as configured.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.allowed.iter().map(String::as_str)
-    }
 }
 
 /// Why a Gate cannot name objects of a cluster-scoped kind.
