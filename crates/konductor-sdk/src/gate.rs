@@ -20,7 +20,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -32,14 +31,12 @@ use konductor_api::gate::{
     Gate, GateCondition, GateMatch, GateOverride, GatePhase, GateSpec, GateStatus, TargetRef,
 };
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 
 use crate::connect::Connection;
 use crate::error::{Error, Result};
 use crate::subjects::Subjects;
-use crate::watching::{CappedBackoff, watch_config};
+use crate::watching::follow;
 
 /// The Gates of one namespace.
 #[derive(Clone)]
@@ -288,16 +285,12 @@ impl WaitFor {
             let resource = self.api_resource(target).await?;
             let api: Api<DynamicObject> =
                 Api::namespaced_with(self.connection.client.clone(), &namespace, &resource);
-            let config = watch_config().fields(&format!("metadata.name={}", target.name));
             let target = target.clone();
-            let stream = watcher::watcher(api, config)
-                .backoff(CappedBackoff::new(Duration::from_secs(5)))
-                .map(move |event| (target.clone(), event));
+            let stream = follow(api, &target.name).map(move |item| (target.clone(), item));
             streams.push(stream.boxed());
         }
         let mut events = futures::stream::select_all(streams);
         let mut observed = Observations::new();
-        let mut seen: HashMap<TargetRef, bool> = HashMap::new();
         let mut status: Option<GateStatus> = None;
         let deadline =
             timeout.map(|t| tokio::time::Instant::now() + t.saturating_sub(started.elapsed()));
@@ -327,30 +320,16 @@ impl WaitFor {
                     let Some((target, event)) = event else {
                         return Err(invalid(&self.connection, "wait", "the watches ended".to_owned()));
                     };
-                    match event {
-                        Ok(Event::Apply(object) | Event::InitApply(object)) => {
-                            seen.insert(target.clone(), true);
-                            observed.insert(target, Observed::Present(serde_json::to_value(&object).unwrap_or_default()));
+                    let seen = match event {
+                        Ok(Some(object)) => {
+                            Observed::Present(serde_json::to_value(&object).unwrap_or_default())
                         }
-                        Ok(Event::Delete(_)) => {
-                            observed.insert(target, Observed::Missing);
+                        Ok(None) => Observed::Missing,
+                        Err(refused) => {
+                            return Err(invalid(&self.connection, &target.to_string(), refused));
                         }
-                        Ok(Event::Init) => {
-                            seen.insert(target, false);
-                        }
-                        Ok(Event::InitDone) => {
-                            if !seen.get(&target).copied().unwrap_or(false) {
-                                observed.insert(target, Observed::Missing);
-                            }
-                        }
-                        Err(
-                            watcher::Error::InitialListFailed(kube::Error::Api(refused))
-                            | watcher::Error::WatchStartFailed(kube::Error::Api(refused)),
-                        ) if matches!(refused.code, 401 | 403) => {
-                            return Err(invalid(&self.connection, &target.to_string(), refused.message));
-                        }
-                        Err(error) => tracing::debug!(%error, %target, "watch; reconnecting"),
-                    }
+                    };
+                    observed.insert(target, seen);
                 }
                 () = tokio::time::sleep_until(wake.unwrap_or(never)) => {}
                 () = tokio::time::sleep_until(deadline.unwrap_or(never)) => {

@@ -58,9 +58,54 @@ impl Backoff for CappedBackoff {
 /// The longest pause between attempts to reconnect a Once's watch.
 const FOLLOW_CAP: Duration = Duration::from_millis(500);
 
+/// The object `name` as it changes: `Ok(Some(object))` for each version seen,
+/// `Ok(None)` whenever it does not exist (deleted, or absent from a (re)list), riding
+/// out lost connections and server restarts (the watch reconnects with a capped
+/// backoff); `Err` with the server's message when it refuses the watch (401, 403).
+pub(crate) fn follow<K>(
+    api: kube::Api<K>,
+    name: &str,
+) -> impl futures::Stream<Item = std::result::Result<Option<K>, String>> + Send + 'static
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    use futures::StreamExt;
+    use kube::runtime::WatchStreamExt;
+    use kube::runtime::watcher::{Error as WatchError, Event, watcher};
+    let config = watch_config().fields(&format!("metadata.name={name}"));
+    let name = name.to_owned();
+    // `seen`: whether the current (re)list has delivered the object.
+    watcher(api, config)
+        .backoff(CappedBackoff::new(FOLLOW_CAP))
+        .scan(false, move |seen, event| {
+            let item = match event {
+                Ok(Event::Apply(object) | Event::InitApply(object)) => {
+                    *seen = true;
+                    Some(Ok(Some(object)))
+                }
+                Ok(Event::Delete(_)) => Some(Ok(None)),
+                Ok(Event::Init) => {
+                    *seen = false;
+                    None
+                }
+                Ok(Event::InitDone) => (!*seen).then_some(Ok(None)),
+                Err(
+                    WatchError::InitialListFailed(kube::Error::Api(status))
+                    | WatchError::WatchStartFailed(kube::Error::Api(status)),
+                ) if matches!(status.code, 401 | 403) => Some(Err(status.message)),
+                Err(error) => {
+                    tracing::debug!(%error, name, "watch; reconnecting");
+                    None
+                }
+            };
+            futures::future::ready(Some(item))
+        })
+        .filter_map(futures::future::ready)
+}
+
 /// Follows the object `name` until `condition` holds for it (`Ok(Some(object))`) or
-/// it is gone (`Ok(None)`), riding out lost connections and server restarts (the watch
-/// reconnects with a capped backoff). Fails only when the server refuses the watch.
+/// it is gone (`Ok(None)`), riding out lost connections and server restarts. Fails
+/// only when the server refuses the watch.
 pub(crate) async fn follow_until<K>(
     api: kube::Api<K>,
     name: &str,
@@ -70,39 +115,13 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
     use futures::StreamExt;
-    use kube::runtime::WatchStreamExt;
-    use kube::runtime::watcher::{Error as WatchError, Event, watcher};
-    let config = watch_config().fields(&format!("metadata.name={name}"));
-    let stream = watcher(api, config).backoff(CappedBackoff::new(FOLLOW_CAP));
+    let stream = follow(api, name);
     futures::pin_mut!(stream);
-    let mut listed = false;
-    let mut seen = false;
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(Event::Apply(object) | Event::InitApply(object)) => {
-                seen = true;
-                if condition(&object) {
-                    return Ok(Some(object));
-                }
-            }
-            Ok(Event::Delete(_)) => return Ok(None),
-            Ok(Event::Init) => {
-                listed = false;
-                seen = false;
-            }
-            Ok(Event::InitDone) => {
-                listed = true;
-                if !seen {
-                    return Ok(None);
-                }
-            }
-            Err(
-                WatchError::InitialListFailed(kube::Error::Api(status))
-                | WatchError::WatchStartFailed(kube::Error::Api(status)),
-            ) if matches!(status.code, 401 | 403) => {
-                return Err(status.message);
-            }
-            Err(error) => tracing::debug!(%error, name, listed, "watch; reconnecting"),
+    while let Some(item) = stream.next().await {
+        match item? {
+            Some(object) if condition(&object) => return Ok(Some(object)),
+            Some(_) => {}
+            None => return Ok(None),
         }
     }
     Err("the watch ended".to_owned())
