@@ -222,6 +222,27 @@ async fn the_roles_allow_what_koncli_and_the_controllers_ask_for() {
         )
         .await
         .unwrap();
+    // A live waiter renews (one that does not leaves the queue after the ttl, 2s).
+    let renewing = {
+        let permits = permits.clone();
+        tokio::spawn(async move {
+            loop {
+                let renewal = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                    jiff::Timestamp::now(),
+                );
+                let patch = serde_json::json!({ "spec": { "renewTime": renewal } });
+                permits
+                    .patch(
+                        "stray",
+                        &kube::api::PatchParams::default(),
+                        &kube::api::Patch::Merge(&patch),
+                    )
+                    .await
+                    .unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+        })
+    };
     let mutexes: Api<Mutex> = Api::namespaced(setup.clone(), "default");
     tokio::time::timeout(
         HANG,
@@ -234,6 +255,7 @@ async fn the_roles_allow_what_koncli_and_the_controllers_ask_for() {
     .await
     .expect("h2's grant expires and the stray permit is granted")
     .unwrap();
+    renewing.abort();
     tokio::time::timeout(
         HANG,
         await_condition(permits, "stray", |p: Option<&Permit>| {
