@@ -26,7 +26,7 @@ pub const FOR_HELP: &str = "\
 --for KIND/NAME=condition=TYPE[=STATUS]  a status condition (STATUS default True)
 --for KIND/NAME=jsonpath=EXPR            EXPR selects a value
 --for KIND/NAME=jsonpath=EXPR=VALUE      a selected value equals VALUE
-KIND is what kubectl accepts: job, jobs, deploy, jobs.batch, databases.acme.example.com.
+KIND is what kubectl accepts: job, jobs, deploy, jobs.batch, jobs.v1.batch, databases.acme.example.com.
 Objects are in the namespace (-n); one not created yet is waited for. A status older
 than its object's spec (status.observedGeneration below metadata.generation) never
 counts. --fail-on takes the same forms: any that holds fails the wait at once.";

@@ -249,6 +249,7 @@ async fn a_deployment_whose_status_is_behind_its_generation_does_not_count() {
         .unwrap();
     until(&env, "rollout", |g| g.phase() == GatePhase::Open).await;
     env.ok(&["wait", "--for", "deployments.apps/web"]).await;
+    env.ok(&["wait", "--for", "deployments.v1.apps/web"]).await;
 }
 
 /// Applies the Migration CRD and returns the resource of its kind.
@@ -351,6 +352,25 @@ async fn a_gate_on_a_kind_whose_crd_is_applied_later_opens_on_its_json_path_and_
         ])
         .await;
     assert!(waited.contains("Open: 2 of 2"), "{waited}");
+    env.ok(&[
+        "wait",
+        "--for",
+        "migrations.v1.ops.example.com/schema=jsonpath={.status.phase}=Done",
+    ])
+    .await;
+    let unserved = env
+        .run(&[
+            "wait",
+            "--for",
+            "migrations.v9.ops.example.com/schema=jsonpath={.status.phase}=Done",
+        ])
+        .await;
+    assert_eq!(code(&unserved), Some(1), "{}", stderr(&unserved));
+    assert!(
+        stderr(&unserved).contains("no resource type"),
+        "{}",
+        stderr(&unserved)
+    );
 }
 
 #[tokio::test]

@@ -145,22 +145,20 @@ fn invalid(connection: &Connection, text: &str, message: String) -> Error {
 }
 
 /// The apiVersion and kind `resource` names (`job`, `jobs`, `deploy`, `Job`,
-/// `jobs.batch`, `databases.acme.example.com`): a preset's kind by its plural or
-/// singular without asking, anything else from the server's discovery — plural,
-/// singular, kind or short name, optionally qualified by the group.
+/// `jobs.batch`, `jobs.v1.batch`, `databases.acme.example.com`): a preset's kind by its
+/// plural or singular without asking, anything else from the server's discovery —
+/// plural, singular, kind or short name, optionally qualified by the group or by
+/// version and group (else the group's preferred version).
 pub async fn resolve_kind(
     connection: &Connection,
     resource: &str,
 ) -> std::result::Result<(String, String), String> {
     let client = &connection.client;
-    let wanted = resource.to_ascii_lowercase();
-    let (name, group) = match wanted.split_once('.') {
-        Some((name, group)) => (name.to_owned(), Some(group.to_owned())),
-        None => (wanted.clone(), None),
-    };
+    let wanted = QualifiedResource::parse(resource);
+    let (name, group) = (wanted.name.as_str(), wanted.group.as_deref());
     let preset = PRESET_KINDS.iter().find(|k| {
         (k.resource == name || k.kind.to_ascii_lowercase() == name)
-            && group.as_deref().is_none_or(|g| g == k.group)
+            && group.is_none_or(|g| g == k.group)
     });
     if let Some(preset) = preset {
         let version = if preset.group == konductor_api::GROUP {
@@ -168,32 +166,42 @@ pub async fn resolve_kind(
         } else {
             "v1"
         };
-        return Ok((
-            format!("{}/{version}", preset.group),
-            preset.kind.to_owned(),
-        ));
+        if wanted.version.as_deref().is_none_or(|v| v == version) {
+            return Ok((
+                format!("{}/{version}", preset.group),
+                preset.kind.to_owned(),
+            ));
+        }
     }
     let discovery = |e: kube::Error| format!("discovery: {e}");
     let mut versions = Vec::new();
-    if group.as_deref().is_none_or(str::is_empty) {
-        versions.push("v1".to_owned());
-    }
-    for api_group in client.list_api_groups().await.map_err(discovery)?.groups {
-        if group.as_deref().is_some_and(|g| g != api_group.name) {
-            continue;
+    if let (Some(version), Some(group)) = (&wanted.version, group) {
+        versions.push(format!("{group}/{version}"));
+    } else {
+        if group.is_none_or(str::is_empty) {
+            versions.push("v1".to_owned());
         }
-        if let Some(preferred) = api_group
-            .preferred_version
-            .or_else(|| api_group.versions.first().cloned())
-        {
-            versions.push(preferred.group_version);
+        for api_group in client.list_api_groups().await.map_err(discovery)?.groups {
+            if group.is_some_and(|g| g != api_group.name) {
+                continue;
+            }
+            if let Some(preferred) = api_group
+                .preferred_version
+                .or_else(|| api_group.versions.first().cloned())
+            {
+                versions.push(preferred.group_version);
+            }
         }
     }
     for group_version in versions {
         let list = if group_version == "v1" {
             client.list_core_api_resources("v1").await
         } else {
-            client.list_api_group_resources(&group_version).await
+            match client.list_api_group_resources(&group_version).await {
+                // A version asked for by name that the server does not serve.
+                Err(kube::Error::Api(status)) if status.code == 404 => continue,
+                other => other,
+            }
         }
         .map_err(discovery)?;
         let found = list.resources.iter().find(|r| {
@@ -210,6 +218,57 @@ pub async fn resolve_kind(
     Err(format!(
         "the server has no resource type {resource:?} (kubectl api-resources lists them)"
     ))
+}
+
+/// A resource as kubectl accepts it: `name`, `name.group` or `name.version.group`.
+#[derive(Debug, PartialEq)]
+struct QualifiedResource {
+    name: String,
+    version: Option<String>,
+    group: Option<String>,
+}
+
+impl QualifiedResource {
+    /// Reads `resource` (any case); a second part that looks like a Kubernetes version
+    /// (`v1`, `v2beta1`) followed by more is the version, else all after the first dot
+    /// is the group.
+    fn parse(resource: &str) -> Self {
+        let resource = resource.to_ascii_lowercase();
+        let Some((name, rest)) = resource.split_once('.') else {
+            return Self {
+                name: resource,
+                version: None,
+                group: None,
+            };
+        };
+        let (version, group) = match rest.split_once('.') {
+            Some((version, group)) if is_version(version) => (Some(version.to_owned()), group),
+            _ => (None, rest),
+        };
+        Self {
+            name: name.to_owned(),
+            version,
+            group: Some(group.to_owned()),
+        }
+    }
+}
+
+/// Whether `text` is a Kubernetes API version: `v1`, `v1alpha2`, `v2beta1`.
+fn is_version(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix('v') else {
+        return false;
+    };
+    let major_end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let (major, level) = rest.split_at(major_end);
+    let level_ok = level.is_empty()
+        || ["alpha", "beta"].iter().any(|stage| {
+            level
+                .strip_prefix(stage)
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        });
+    !major.is_empty() && level_ok
 }
 
 /// A [`WaitFor`] in the connection's namespace: `wait_for(&connection).target("job/migrate").await?…`.
@@ -366,5 +425,46 @@ impl WaitFor {
             )));
         }
         Ok(resource)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{QualifiedResource, is_version};
+
+    fn parsed(text: &str) -> (String, Option<String>, Option<String>) {
+        let q = QualifiedResource::parse(text);
+        (q.name, q.version, q.group)
+    }
+
+    #[test]
+    fn a_resource_may_name_its_group_or_its_version_and_group() {
+        let own = |s: &str| Some(s.to_owned());
+        assert_eq!(parsed("Job"), ("job".into(), None, None));
+        assert_eq!(parsed("jobs.batch"), ("jobs".into(), None, own("batch")));
+        assert_eq!(
+            parsed("jobs.v1.batch"),
+            ("jobs".into(), own("v1"), own("batch"))
+        );
+        assert_eq!(
+            parsed("databases.v2beta1.acme.example.com"),
+            ("databases".into(), own("v2beta1"), own("acme.example.com"))
+        );
+        assert_eq!(
+            parsed("databases.acme.example.com"),
+            ("databases".into(), None, own("acme.example.com"))
+        );
+        // A group whose first label only looks like a version, with nothing after it.
+        assert_eq!(parsed("things.v1"), ("things".into(), None, own("v1")));
+    }
+
+    #[test]
+    fn versions_are_told_from_group_labels() {
+        for version in ["v1", "v2", "v1alpha1", "v2beta3", "v10"] {
+            assert!(is_version(version), "{version}");
+        }
+        for label in ["v", "valpha1", "v1alpha", "v1gamma1", "acme", "1", "vx1"] {
+            assert!(!is_version(label), "{label}");
+        }
     }
 }

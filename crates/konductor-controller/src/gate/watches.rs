@@ -418,11 +418,16 @@ impl Watches {
                         Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
                         Err(error) => {
                             tracing::warn!(%error, kind = %kind.1, "watching a kind Gates name");
-                            *task_failing
+                            let said = Some(error.to_string());
+                            let mut failing = task_failing
                                 .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                                Some(error.to_string());
-                            if !task_ready.load(Ordering::Acquire) {
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            // Each retry of a refused watch fails the same way: the
+                            // Gates are told once, not on every retry.
+                            let news = *failing != said;
+                            *failing = said;
+                            drop(failing);
+                            if news && !task_ready.load(Ordering::Acquire) {
                                 for gate in state.gates_of_kind(&kind) {
                                     queue.add_with(gate, Urgency::Normal);
                                 }
