@@ -598,9 +598,57 @@ async fn the_controller_watches_a_kind_only_while_a_waiting_gate_names_it() {
         1,
         "the Job watch serves the waiting Gate"
     );
+    // A Gate in another namespace naming a Job of the same name: a watch of Jobs there.
+    let namespace: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "team-b"}})).unwrap();
+    Api::all(env.client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+    env.ok(&["-n", "team-b", "gate", "create", "g", "--for", "job/only"])
+        .await;
+    let team_b: Api<Gate> = Api::namespaced(env.client.clone(), "team-b");
+    let waiting_there = |g: Option<&Gate>| {
+        g.and_then(|g| g.status.as_ref())
+            .is_some_and(|s| s.results[0].message.contains("to be created"))
+    };
+    tokio::time::timeout(HANG, await_condition(team_b.clone(), "g", waiting_there))
+        .await
+        .expect("the other namespace's Gate waits")
+        .unwrap();
+    assert_eq!(gate_watches(&env), 2, "a watch per kind and namespace");
+
     finish_job(&env, "only", "Complete").await;
     until(&env, "g", |g| g.phase() == GatePhase::Open).await;
     // Stopped in the reconcile that opened the Gate, before its status write.
+    assert_eq!(gate_watches(&env), 1, "nobody here waits on a Job any more");
+    let there = team_b.get("g").await.unwrap();
+    assert_eq!(there.phase(), GatePhase::Waiting, "{}", message(&there));
+    let jobs_there: Api<Job> = Api::namespaced(env.client.clone(), "team-b");
+    let job: Job = serde_json::from_value(json!({
+        "metadata": {"name": "only"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox"}]}}}
+    }))
+    .unwrap();
+    jobs_there
+        .create(&PostParams::default(), &job)
+        .await
+        .unwrap();
+    let complete = json!({"status": {"conditions": [{"type": "Complete", "status": "True"}]}});
+    jobs_there
+        .patch_status("only", &PatchParams::default(), &Patch::Merge(&complete))
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        HANG,
+        await_condition(team_b, "g", |g: Option<&Gate>| {
+            g.is_some_and(|g| g.phase() == GatePhase::Open)
+        }),
+    )
+    .await
+    .expect("the other namespace's Gate opens on its own Job")
+    .unwrap();
     assert_eq!(gate_watches(&env), 0, "nobody waits on a Job any more");
     // A new Gate naming a Job starts it again.
     env.ok(&["gate", "create", "again", "--for", "job/only"])
@@ -613,7 +661,7 @@ async fn the_controller_watches_a_kind_only_while_a_waiting_gate_names_it() {
     assert!(gates.contains("again") && gates.contains("Open"), "{gates}");
 }
 
-/// How many kinds the controller watches for waiting Gates.
+/// How many watches (a kind in a namespace) the controller runs for waiting Gates.
 fn gate_watches(env: &Env) -> i64 {
     env.controller().unwrap().metrics().gate_watches.get()
 }

@@ -86,7 +86,7 @@ pub struct Metrics {
     pub time_to_open: Histogram,
     /// 1 while this replica leads (operator), else 0.
     pub leader: Gauge,
-    /// Kinds watched for waiting Gates now (one watch each).
+    /// Watches of a kind in a namespace that waiting Gates name now.
     pub gate_watches: Gauge,
     /// Grants made, by kind.
     pub lock_grants: Family<KindLabels, Counter>,
@@ -159,7 +159,7 @@ impl Default for Metrics {
         );
         registry.register(
             "gate_watches",
-            "Kinds watched for waiting Gates (one watch each)",
+            "Watches of a kind in a namespace that waiting Gates name",
             metrics.gate_watches.clone(),
         );
         registry.register(

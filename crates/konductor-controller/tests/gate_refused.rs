@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// What the API server answers a ServiceAccount without a rule for Jobs.
-const FORBIDDEN: &str = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"jobs.batch is forbidden: User \"system:serviceaccount:konductor-system:konductor-operator\" cannot list resource \"jobs\" in API group \"batch\" at the cluster scope","reason":"Forbidden","details":{"group":"batch","kind":"jobs"},"code":403}"#;
+const FORBIDDEN: &str = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"jobs.batch is forbidden: User \"system:serviceaccount:konductor-system:konductor-operator\" cannot list resource \"jobs\" in API group \"batch\" in the namespace \"default\"","reason":"Forbidden","details":{"group":"batch","kind":"jobs"},"code":403}"#;
 
 /// A plain-HTTP proxy to `upstream` that answers every request for Jobs 403 and passes
 /// the rest, one request per connection (it adds `Connection: close`, so each request
@@ -34,7 +34,10 @@ async fn forbid_jobs(upstream: SocketAddr) -> SocketAddr {
                     head.push(byte[0]);
                 }
                 let text = String::from_utf8_lossy(&head).to_string();
-                if text.starts_with("GET /apis/batch/v1/jobs") {
+                let path = text.split(' ').nth(1).unwrap_or_default();
+                let jobs = path.starts_with("/apis/batch/v1/")
+                    && path.split(['/', '?']).any(|segment| segment == "jobs");
+                if jobs {
                     let answer = format!(
                         "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{FORBIDDEN}",
                         FORBIDDEN.len()

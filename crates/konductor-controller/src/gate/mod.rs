@@ -1,8 +1,8 @@
 //! The Gate controller: the objects a Gate's conditions name in; its status and Events
 //! out, via `konductor_api::gate::rules::evaluate`. A kind without claims: it uses the
 //! engine's queue, workers, error policy, own writes, Events and metrics, and instead
-//! of a claim index it has [`watches`] — one watch per kind the Gates name, started and
-//! stopped as Gates need them, each change queueing the Gates that name the object.
+//! of a claim index it has [`watches`] — one watch per kind and namespace the Gates name,
+//! started and stopped as Gates need them, each change queueing the Gates that name the object.
 //!
 //! A Gate's conditions are read in the Gate's own namespace only: the controller's
 //! wider read access never lets a Gate's author see another namespace's objects.

@@ -1,7 +1,9 @@
-//! The watches a Gate's conditions need: one per referenced kind, found by discovery,
-//! started when the first Gate names the kind and stopped when the last Gate that
-//! named it no longer needs it — never polling. Each watch fills a cache of the
-//! kind's objects and queues, on every change of an object, the Gates that name it.
+//! The watches a Gate's conditions need: one per referenced kind and namespace (a Gate
+//! names objects in its own namespace only), the kind found by discovery, started when
+//! the first Gate there names the kind and stopped when the last Gate that named it no
+//! longer needs it — never polling. Each watch fills a cache of the kind's objects in
+//! that namespace (never the whole cluster's) and queues, on every change of an
+//! object, the Gates that name it.
 //!
 //! The controller reads only the kinds it was told it may read ([`GateKinds`]: the
 //! presets' kinds, more by configuration, never a wildcard): a Gate naming another
@@ -91,20 +93,23 @@ fn cluster_scoped(resource: &ApiResource) -> String {
 /// A kind as a Gate names it: (apiVersion, kind).
 type KindKey = (String, String);
 
-/// An object of a kind: its namespace and name.
-type ObjectName = (String, String);
+/// What one watch follows: a kind in a namespace.
+type WatchKey = (KindKey, String);
 
-/// An object a Gate names: its kind, and its namespace and name.
-type ObjectKey = (KindKey, ObjectName);
+/// An object a Gate names: its kind and namespace, and its name.
+type ObjectKey = (WatchKey, String);
 
 fn object_key(namespace: &str, target: &TargetRef) -> ObjectKey {
     (
-        (target.api_version.clone(), target.kind.clone()),
-        (namespace.to_owned(), target.name.clone()),
+        (
+            (target.api_version.clone(), target.kind.clone()),
+            namespace.to_owned(),
+        ),
+        target.name.clone(),
     )
 }
 
-/// One running watch of a kind.
+/// One running watch of a kind in a namespace.
 struct KindWatch {
     /// Counts the running watches (down again when this one stops).
     running: prometheus_client::metrics::gauge::Gauge,
@@ -137,21 +142,22 @@ enum Discovered {
 /// Which Gates name which objects, and the watches that serve them.
 #[derive(Default)]
 struct State {
-    /// The Gates naming each object, by kind: a kind with none is not watched.
-    interest: HashMap<KindKey, HashMap<ObjectName, HashSet<ObjectRef<Gate>>>>,
+    /// The Gates naming each object, by name, by kind and namespace: a kind and
+    /// namespace with none is not watched.
+    interest: HashMap<WatchKey, HashMap<String, HashSet<ObjectRef<Gate>>>>,
     /// What each Gate names (to forget it).
     named_by: HashMap<ObjectRef<Gate>, Vec<ObjectKey>>,
-    /// The running watches, by kind.
-    watches: HashMap<KindKey, KindWatch>,
+    /// The running watches, by kind and namespace.
+    watches: HashMap<WatchKey, KindWatch>,
     /// Discovery's answers, by kind.
     discovered: HashMap<KindKey, Discovered>,
 }
 
 impl State {
-    /// The Gates naming objects of `kind`.
-    fn gates_of_kind(&self, kind: &KindKey) -> Vec<ObjectRef<Gate>> {
+    /// The Gates naming objects of `watched` (a kind in a namespace).
+    fn gates_of_kind(&self, watched: &WatchKey) -> Vec<ObjectRef<Gate>> {
         self.interest
-            .get(kind)
+            .get(watched)
             .into_iter()
             .flat_map(HashMap::values)
             .flatten()
@@ -159,30 +165,30 @@ impl State {
             .collect()
     }
 
-    /// The Gates naming `object` of `kind`.
-    fn gates_naming(&self, kind: &KindKey, object: &ObjectName) -> Vec<ObjectRef<Gate>> {
+    /// The Gates naming the object `name` of `watched` (a kind in a namespace).
+    fn gates_naming(&self, watched: &WatchKey, name: &str) -> Vec<ObjectRef<Gate>> {
         self.interest
-            .get(kind)
-            .and_then(|objects| objects.get(object))
+            .get(watched)
+            .and_then(|objects| objects.get(name))
             .into_iter()
             .flatten()
             .cloned()
             .collect()
     }
 
-    /// Forgets what `gate` names, stopping the watch of each kind no Gate names any
-    /// more. O(what the Gate names).
+    /// Forgets what `gate` names, stopping each watch no Gate needs any more. O(what
+    /// the Gate names).
     fn unname(&mut self, gate: &ObjectRef<Gate>) {
         if let Some(keys) = self.named_by.remove(gate) {
             self.drop_interest(gate, keys);
         }
     }
 
-    /// Takes `gate` off the Gates naming `keys`, stopping the watch of each kind no
-    /// Gate names any more.
+    /// Takes `gate` off the Gates naming `keys`, stopping each watch (a kind in a
+    /// namespace) no Gate needs any more.
     fn drop_interest(&mut self, gate: &ObjectRef<Gate>, keys: Vec<ObjectKey>) {
-        for (kind, object) in keys {
-            let Some(objects) = self.interest.get_mut(&kind) else {
+        for (watched, object) in keys {
+            let Some(objects) = self.interest.get_mut(&watched) else {
                 continue;
             };
             if let Some(gates) = objects.get_mut(&object) {
@@ -192,9 +198,10 @@ impl State {
                 }
             }
             if objects.is_empty() {
-                self.interest.remove(&kind);
-                if self.watches.remove(&kind).is_some() {
-                    tracing::info!(api_version = %kind.0, kind = %kind.1, "no waiting Gate names this kind any more; watch stopped");
+                self.interest.remove(&watched);
+                if self.watches.remove(&watched).is_some() {
+                    let ((api_version, kind), namespace) = &watched;
+                    tracing::info!(%api_version, %kind, %namespace, "no waiting Gate names this kind here any more; watch stopped");
                 }
             }
         }
@@ -244,10 +251,10 @@ impl Watches {
         }
         // Interest in the new objects first, so a kind named before and after keeps
         // its watch.
-        for (kind, object) in &keys {
+        for (watched, object) in &keys {
             state
                 .interest
-                .entry(kind.clone())
+                .entry(watched.clone())
                 .or_default()
                 .entry(object.clone())
                 .or_default()
@@ -266,8 +273,8 @@ impl Watches {
         self.lock().unname(gate);
     }
 
-    /// What is known of `target` in `namespace` now; starts its kind's watch if none
-    /// runs. Asks discovery (once per kind) what the kind is.
+    /// What is known of `target` in `namespace` now; starts the watch of its kind
+    /// there if none runs. Asks discovery (once per kind) what the kind is.
     pub async fn observe(&self, namespace: &str, target: &TargetRef) -> Observed {
         let kind: KindKey = (target.api_version.clone(), target.kind.clone());
         let resource = match self.resource(&kind).await {
@@ -284,11 +291,12 @@ impl Watches {
                 "the controller may not read {name}: name it in --gate-kinds and grant read access to it in the operator's ClusterRole"
             ));
         }
+        let watched: WatchKey = (kind, namespace.to_owned());
         let mut state = self.lock();
         let watch = state
             .watches
-            .entry(kind.clone())
-            .or_insert_with(|| self.start(kind.clone(), resource.clone()));
+            .entry(watched.clone())
+            .or_insert_with(|| self.start(watched, resource.clone()));
         if !watch.ready.load(Ordering::Acquire) {
             let failing = watch
                 .failing
@@ -370,15 +378,17 @@ impl Watches {
         }
     }
 
-    /// Starts the watch of `kind` (every namespace): each object's change queues the
-    /// Gates naming it; the first list queues every Gate naming the kind.
-    fn start(&self, kind: KindKey, resource: ApiResource) -> KindWatch {
-        tracing::info!(api_version = %kind.0, kind = %kind.1, "a Gate names this kind; watching it");
+    /// Starts the watch of `watched` (a kind in a namespace): each object's change
+    /// queues the Gates naming it; the first list queues every Gate naming the kind there.
+    fn start(&self, watched: WatchKey, resource: ApiResource) -> KindWatch {
+        let ((api_version, kind), namespace) = &watched;
+        tracing::info!(%api_version, %kind, %namespace, "a Gate names this kind here; watching it");
         let writer = Writer::new(resource.clone());
         let cache = writer.as_reader();
         let ready = Arc::new(AtomicBool::new(false));
         let failing = Arc::new(Mutex::new(None));
-        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &resource);
         let state = Arc::downgrade(&self.state);
         let queue = self.queue.clone();
         let (task_ready, task_failing) = (ready.clone(), failing.clone());
@@ -394,11 +404,8 @@ impl Watches {
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                     let route = |object: &DynamicObject| {
-                        let name = (
-                            object.metadata.namespace.clone().unwrap_or_default(),
-                            object.metadata.name.clone().unwrap_or_default(),
-                        );
-                        for gate in state.gates_naming(&kind, &name) {
+                        let name = object.metadata.name.as_deref().unwrap_or_default();
+                        for gate in state.gates_naming(&watched, name) {
                             queue.add_with(gate, Urgency::Urgent);
                         }
                     };
@@ -411,13 +418,13 @@ impl Watches {
                                 .lock()
                                 .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
                             task_ready.store(true, Ordering::Release);
-                            for gate in state.gates_of_kind(&kind) {
+                            for gate in state.gates_of_kind(&watched) {
                                 queue.add_with(gate, Urgency::Urgent);
                             }
                         }
                         Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
                         Err(error) => {
-                            tracing::warn!(%error, kind = %kind.1, "watching a kind Gates name");
+                            tracing::warn!(%error, kind = %watched.0.1, namespace = %watched.1, "watching a kind Gates name");
                             let said = Some(error.to_string());
                             let mut failing = task_failing
                                 .lock()
@@ -428,7 +435,7 @@ impl Watches {
                             *failing = said;
                             drop(failing);
                             if news && !task_ready.load(Ordering::Acquire) {
-                                for gate in state.gates_of_kind(&kind) {
+                                for gate in state.gates_of_kind(&watched) {
                                     queue.add_with(gate, Urgency::Normal);
                                 }
                             }
@@ -469,25 +476,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_kind_is_named_while_some_gate_names_one_of_its_objects() {
+    async fn a_kind_is_watched_in_a_namespace_while_some_gate_there_names_one_of_its_objects() {
         let watches = watches();
-        let (g1, g2) = (
+        let (g1, g2, g3) = (
             ObjectRef::<Gate>::new("g1").within("ns"),
             ObjectRef::<Gate>::new("g2").within("ns"),
+            ObjectRef::<Gate>::new("g3").within("other"),
         );
         let kind: KindKey = ("batch/v1".into(), "Job".into());
+        let (here, there): (WatchKey, WatchKey) =
+            ((kind.clone(), "ns".into()), (kind, "other".into()));
         watches.name(&g1, "ns", &[&job("a")]);
         watches.name(&g2, "ns", &[&job("a"), &job("b")]);
-        let naming_a = |w: &Watches| w.lock().gates_naming(&kind, &("ns".into(), "a".into()));
-        assert_eq!(naming_a(&watches).len(), 2);
+        watches.name(&g3, "other", &[&job("a")]);
+        let naming_a = |w: &Watches, at: &WatchKey| w.lock().gates_naming(at, "a");
+        assert_eq!(naming_a(&watches, &here).len(), 2);
+        assert_eq!(naming_a(&watches, &there), vec![g3.clone()]);
         // g1 now names b instead of a: the kind stays named throughout.
         watches.name(&g1, "ns", &[&job("b")]);
-        assert_eq!(naming_a(&watches), vec![g2.clone()]);
-        assert_eq!(watches.lock().gates_of_kind(&kind).len(), 3);
+        assert_eq!(naming_a(&watches, &here), vec![g2.clone()]);
+        assert_eq!(watches.lock().gates_of_kind(&here).len(), 3);
         watches.forget(&g2);
-        assert!(naming_a(&watches).is_empty());
-        assert_eq!(watches.lock().gates_of_kind(&kind), vec![g1.clone()]);
+        assert!(naming_a(&watches, &here).is_empty());
+        assert_eq!(watches.lock().gates_of_kind(&here), vec![g1.clone()]);
         watches.forget(&g1);
+        assert!(!watches.lock().interest.contains_key(&here));
+        assert_eq!(watches.lock().gates_of_kind(&there), vec![g3.clone()]);
+        watches.forget(&g3);
         assert!(watches.lock().interest.is_empty());
         assert!(watches.lock().named_by.is_empty());
     }
