@@ -223,26 +223,7 @@ async fn the_roles_allow_what_koncli_and_the_controllers_ask_for() {
         .await
         .unwrap();
     // A live waiter renews (one that does not leaves the queue after the ttl, 2s).
-    let renewing = {
-        let permits = permits.clone();
-        tokio::spawn(async move {
-            loop {
-                let renewal = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
-                    jiff::Timestamp::now(),
-                );
-                let patch = serde_json::json!({ "spec": { "renewTime": renewal } });
-                permits
-                    .patch(
-                        "stray",
-                        &kube::api::PatchParams::default(),
-                        &kube::api::Patch::Merge(&patch),
-                    )
-                    .await
-                    .unwrap();
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            }
-        })
-    };
+    let renewing = konductor_testing::keep_renewing(permits.clone(), "stray");
     let mutexes: Api<Mutex> = Api::namespaced(setup.clone(), "default");
     tokio::time::timeout(
         HANG,

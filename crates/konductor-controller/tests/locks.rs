@@ -6,17 +6,17 @@ mod common;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Event as CoreEvent;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use konductor_api::locks::{
     LockKind, Mutex, MutexSpec, Permit, PermitMode, PermitPhase, PermitSpec, RWMutex, RWMutexSpec,
     Semaphore, SemaphoreSpec, permit_name,
 };
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
 use common::{HANG, Harness};
+use konductor_testing::keep_renewing;
 
 impl Harness {
     fn permits(&self) -> Api<Permit> {
@@ -54,24 +54,6 @@ impl Harness {
             .unwrap()
             .status
             .map(|s| s.phase)
-    }
-
-    /// Keeps renewing the permit, as a live holder does, until the task is aborted: a
-    /// waiter not renewed for the lock's ttl leaves the queue and is never granted.
-    fn keep_renewing(&self, name: &str) -> tokio::task::AbortHandle {
-        let (permits, name) = (self.permits(), name.to_owned());
-        tokio::spawn(async move {
-            loop {
-                let renewal = MicroTime(jiff::Timestamp::now());
-                let patch = serde_json::json!({ "spec": { "renewTime": renewal } });
-                permits
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .unwrap();
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            }
-        })
-        .abort_handle()
     }
 
     async fn release(&self, name: &str) {
@@ -303,7 +285,7 @@ async fn a_grant_nobody_renews_expires_and_the_next_holder_gets_the_lock() {
     let next = h
         .ask(LockKind::Mutex, "short", "next", PermitMode::Exclusive)
         .await;
-    let renewing = h.keep_renewing(&next);
+    let renewing = keep_renewing(h.permits(), &next);
     let expired = h.until(&silent, PermitPhase::Expired).await;
     let successor = h.until(&next, PermitPhase::Granted).await;
     renewing.abort();

@@ -45,3 +45,31 @@ where
     .unwrap_or_else(|_| panic!("{name} never got there"))
     .expect("watching it")
 }
+
+/// Renews the claim `name` (a Permit or a WaitGroupMember: `spec.renewTime` set to
+/// now) every 300 ms, as a live holder does, until the returned handle is aborted.
+/// A waiter nobody renews leaves its queue a ttl after it asked; a test that waits
+/// for a grant keeps the waiter alive with this.
+pub fn keep_renewing<K>(api: kube::Api<K>, name: &str) -> tokio::task::AbortHandle
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        loop {
+            let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                k8s_openapi::jiff::Timestamp::now(),
+            );
+            let patch = serde_json::json!({ "spec": { "renewTime": now } });
+            api.patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("renewing {name}: {e}"));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+    .abort_handle()
+}

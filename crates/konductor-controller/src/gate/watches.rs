@@ -155,7 +155,7 @@ struct State {
 
 impl State {
     /// The Gates naming objects of `watched` (a kind in a namespace).
-    fn gates_of_kind(&self, watched: &WatchKey) -> Vec<ObjectRef<Gate>> {
+    fn gates_of(&self, watched: &WatchKey) -> Vec<ObjectRef<Gate>> {
         self.interest
             .get(watched)
             .into_iter()
@@ -418,7 +418,7 @@ impl Watches {
                                 .lock()
                                 .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
                             task_ready.store(true, Ordering::Release);
-                            for gate in state.gates_of_kind(&watched) {
+                            for gate in state.gates_of(&watched) {
                                 queue.add_with(gate, Urgency::Urgent);
                             }
                         }
@@ -435,7 +435,7 @@ impl Watches {
                             *failing = said;
                             drop(failing);
                             if news && !task_ready.load(Ordering::Acquire) {
-                                for gate in state.gates_of_kind(&watched) {
+                                for gate in state.gates_of(&watched) {
                                     queue.add_with(gate, Urgency::Normal);
                                 }
                             }
@@ -495,13 +495,13 @@ mod tests {
         // g1 now names b instead of a: the kind stays named throughout.
         watches.name(&g1, "ns", &[&job("b")]);
         assert_eq!(naming_a(&watches, &here), vec![g2.clone()]);
-        assert_eq!(watches.lock().gates_of_kind(&here).len(), 3);
+        assert_eq!(watches.lock().gates_of(&here).len(), 3);
         watches.forget(&g2);
         assert!(naming_a(&watches, &here).is_empty());
-        assert_eq!(watches.lock().gates_of_kind(&here), vec![g1.clone()]);
+        assert_eq!(watches.lock().gates_of(&here), vec![g1.clone()]);
         watches.forget(&g1);
         assert!(!watches.lock().interest.contains_key(&here));
-        assert_eq!(watches.lock().gates_of_kind(&there), vec![g3.clone()]);
+        assert_eq!(watches.lock().gates_of(&there), vec![g3.clone()]);
         watches.forget(&g3);
         assert!(watches.lock().interest.is_empty());
         assert!(watches.lock().named_by.is_empty());
