@@ -25,6 +25,11 @@ use serde_json::{Value, json};
 const MIGRATION_CRD: &str = include_str!("../../konductor/tests/fixtures/migration-crd.yaml");
 
 async fn create_job(env: &Env, name: &str) {
+    create_job_in(&env.api(), name).await;
+}
+
+/// Creates the Job `name` through `jobs` (any namespace).
+async fn create_job_in(jobs: &Api<Job>, name: &str) {
     let job: Job = serde_json::from_value(json!({
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": name},
@@ -32,17 +37,18 @@ async fn create_job(env: &Env, name: &str) {
             "containers": [{"name": "main", "image": "busybox"}]}}}
     }))
     .unwrap();
-    env.api::<Job>()
-        .create(&PostParams::default(), &job)
-        .await
-        .unwrap();
+    jobs.create(&PostParams::default(), &job).await.unwrap();
 }
 
 /// Sets a Job's status condition, as the Job controller would.
 async fn finish_job(env: &Env, name: &str, condition: &str) {
+    finish_job_in(&env.api(), name, condition).await;
+}
+
+/// [`finish_job`] through `jobs` (any namespace).
+async fn finish_job_in(jobs: &Api<Job>, name: &str, condition: &str) {
     let status = json!({"status": {"conditions": [{"type": condition, "status": "True"}]}});
-    env.api::<Job>()
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+    jobs.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
         .await
         .unwrap();
 }
@@ -625,21 +631,8 @@ async fn the_controller_watches_a_kind_only_while_a_waiting_gate_names_it() {
     let there = team_b.get("g").await.unwrap();
     assert_eq!(there.phase(), GatePhase::Waiting, "{}", message(&there));
     let jobs_there: Api<Job> = Api::namespaced(env.client.clone(), "team-b");
-    let job: Job = serde_json::from_value(json!({
-        "metadata": {"name": "only"},
-        "spec": {"template": {"spec": {"restartPolicy": "Never",
-            "containers": [{"name": "main", "image": "busybox"}]}}}
-    }))
-    .unwrap();
-    jobs_there
-        .create(&PostParams::default(), &job)
-        .await
-        .unwrap();
-    let complete = json!({"status": {"conditions": [{"type": "Complete", "status": "True"}]}});
-    jobs_there
-        .patch_status("only", &PatchParams::default(), &Patch::Merge(&complete))
-        .await
-        .unwrap();
+    create_job_in(&jobs_there, "only").await;
+    finish_job_in(&jobs_there, "only", "Complete").await;
     tokio::time::timeout(
         HANG,
         await_condition(team_b, "g", |g: Option<&Gate>| {
