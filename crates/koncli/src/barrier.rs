@@ -13,7 +13,7 @@ use crate::args::{
     CreateFormat, OutputFormat, parse_duration, parse_holder, parse_message, parse_name,
     parse_timeout,
 };
-use crate::exit::{EXIT_BARRIER_FAILED, EXIT_BARRIER_TIMEOUT, EXIT_CODES, EXIT_OK};
+use crate::exit::{EXIT_CODES, EXIT_FAILED, EXIT_OK, EXIT_TIMED_OUT};
 use crate::holder;
 use crate::output::{self, Display, MachineFormat};
 
@@ -375,7 +375,8 @@ impl Reporter {
         match progress {
             Progress::Missing(absence) => {
                 self.latest = None;
-                let line = output::absence_line(&self.name, &self.namespace, absence);
+                let name = self.name.rsplit('/').next().unwrap_or_default();
+                let line = output::absence_line("barrier", &self.namespace, name, absence);
                 self.say(&line);
             }
             Progress::Reconnecting(why) => {
@@ -454,7 +455,7 @@ async fn wait(barriers: &Barriers, args: WaitArgs) -> konductor_sdk::Result<u8> 
                 crate::exit::program_name(),
                 condition_message(&b)
             );
-            Ok(EXIT_BARRIER_TIMEOUT)
+            Ok(EXIT_TIMED_OUT)
         }
         Ok(WaitOutcome::Failed(b)) => {
             eprintln!(
@@ -462,7 +463,7 @@ async fn wait(barriers: &Barriers, args: WaitArgs) -> konductor_sdk::Result<u8> 
                 crate::exit::program_name(),
                 failure_message(&b)
             );
-            Ok(EXIT_BARRIER_FAILED)
+            Ok(EXIT_FAILED)
         }
         Err(error) => Err(error),
     }

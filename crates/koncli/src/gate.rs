@@ -13,8 +13,9 @@ use konductor_sdk::Connection;
 use konductor_sdk::gate::{Gates, WaitFor, condition_for};
 
 use crate::args::{CreateFormat, ListArgs, parse_duration, parse_name, parse_timeout};
-use crate::exit::{EXIT_BARRIER_FAILED, EXIT_BARRIER_TIMEOUT, EXIT_OK};
+use crate::exit::{EXIT_ERROR, EXIT_FAILED, EXIT_OK, EXIT_TIMED_OUT};
 use crate::output::{self, Display};
+use konductor_sdk::waiting::Progress;
 
 /// The `--for` grammar, for `--help`.
 pub const FOR_HELP: &str = "\
@@ -195,6 +196,7 @@ pub async fn command(command: GateCommand, connection: &Connection) -> Code {
                 Some(format) => output::print_object(&gate, format),
                 None => println!("gate.konductor.io/{} created", args.name),
             }
+            warn_unreadable(&gates, &args.name).await;
             Ok(EXIT_OK)
         }
         GateCommand::Wait(args) => {
@@ -202,10 +204,21 @@ pub async fn command(command: GateCommand, connection: &Connection) -> Code {
             let display = Display::for_stderr(args.quiet);
             let started = Instant::now();
             let mut last_line = String::new();
+            let namespace = gates.namespace();
             let result = gates
-                .wait(&args.name, args.timeout, |gate| {
-                    let status = gate.status.clone().unwrap_or_default();
-                    report(&display, &what, &status, &mut last_line);
+                .wait(&args.name, args.timeout, |progress| match progress {
+                    Progress::Waiting(gate) => {
+                        let status = gate.status.clone().unwrap_or_default();
+                        report(&display, &what, &status, &mut last_line);
+                    }
+                    Progress::Missing(absence) => {
+                        let line = output::absence_line("gate", namespace, &args.name, absence);
+                        display.say(&line);
+                        last_line = line;
+                    }
+                    Progress::Reconnecting(why) => {
+                        display.say(&format!("lost the watch on {what} ({why}); reconnecting"));
+                    }
                 })
                 .await;
             display.finish();
@@ -253,6 +266,31 @@ pub async fn command(command: GateCommand, connection: &Connection) -> Code {
             );
             Ok(EXIT_OK)
         }
+    }
+}
+
+/// How long `gate create` waits for the controller's first look at the objects.
+const FIRST_LOOK: Duration = Duration::from_secs(3);
+
+/// Warns at once about each condition whose object the controller cannot read (a kind
+/// not served, or one it may not read): the Gate would wait on it silently.
+async fn warn_unreadable(gates: &Gates, name: &str) {
+    let Some(gate) = gates.first_look(name, FIRST_LOOK).await else {
+        return;
+    };
+    for result in gate
+        .status
+        .iter()
+        .flat_map(|s| &s.results)
+        .filter(|r| r.unreadable)
+    {
+        eprintln!(
+            "{}: warning: gate {}/{name}: {}: {} (the Gate waits until it can read it)",
+            crate::exit::program_name(),
+            gates.namespace(),
+            result.target,
+            result.message
+        );
     }
 }
 
@@ -320,8 +358,9 @@ fn finish(what: &str, status: &GateStatus, waited: Duration) -> u8 {
     let summary = status.summary();
     let code = match status.phase {
         GatePhase::Open => EXIT_OK,
-        GatePhase::Failed => EXIT_BARRIER_FAILED,
-        GatePhase::Timeout | GatePhase::Waiting => EXIT_BARRIER_TIMEOUT,
+        GatePhase::Failed => EXIT_FAILED,
+        GatePhase::Timeout => EXIT_TIMED_OUT,
+        GatePhase::Waiting | GatePhase::Unknown => EXIT_ERROR,
     };
     let line = format!("{what}: {}: {summary} (waited {waited})", status.phase);
     if code == EXIT_OK {

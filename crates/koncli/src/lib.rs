@@ -51,7 +51,49 @@ pub async fn run(cli: Cli) -> u8 {
         context: cli.context.clone(),
         namespace: cli.namespace.clone(),
     };
-    let result = match cli.command {
+    // `run` and the lock verbs withdraw their claims on a signal themselves; every
+    // other command, interrupted, says so and exits as a shell reports the signal.
+    let own_signals = matches!(
+        &cli.command,
+        Command::Semaphore(_)
+            | Command::Mutex(_)
+            | Command::Rwmutex(_)
+            | Command::Supervise(_)
+            | Command::Once(once::OnceCommand::Run(_))
+            | Command::Waitgroup(waitgroup::WaitGroupCommand::Run(_))
+    );
+    let mut interrupts = (!own_signals).then(signals::Interrupts::new);
+    let work = dispatch(cli.command, &options);
+    let result = match &mut interrupts {
+        None => work.await,
+        Some(interrupts) => tokio::select! {
+            result = work => result,
+            () = interrupts.first() => {
+                eprintln!("{}: interrupted", program_name());
+                return interrupts.exit_code();
+            }
+        },
+    };
+    match result {
+        Ok(code) => code,
+        // Every failing exit prints one line saying why.
+        Err(error) => {
+            eprintln!("{}: {error}", program_name());
+            match error {
+                Error::WaitTimeout { .. }
+                | Error::NotCreated { .. }
+                | Error::StillWaiting { .. } => EXIT_WAIT_TIMEOUT,
+                Error::Usage { .. } => EXIT_USAGE,
+                _ => EXIT_ERROR,
+            }
+        }
+    }
+}
+
+/// Runs one command, its kind's way.
+async fn dispatch(command: Command, options: &ConnectOptions) -> konductor_sdk::Result<u8> {
+    let options = options.clone();
+    match command {
         Command::Completion { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "koncli", &mut script);
@@ -85,19 +127,6 @@ pub async fn run(cli: Cli) -> u8 {
             Err(error) => Err(error),
         },
         Command::Supervise(args) => Ok(run::supervise(args).await),
-    };
-    match result {
-        Ok(code) => code,
-        // Every failing exit prints one line saying why.
-        Err(error) => {
-            eprintln!("{}: {error}", program_name());
-            match error {
-                Error::WaitTimeout { .. }
-                | Error::NotCreated { .. }
-                | Error::StillWaiting { .. } => EXIT_WAIT_TIMEOUT,
-                _ => EXIT_ERROR,
-            }
-        }
     }
 }
 

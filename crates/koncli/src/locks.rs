@@ -446,7 +446,7 @@ async fn take(kind: LockKind, mode: PermitMode, locks: &Locks, args: AcquireArgs
             println!("{}", guard.detach());
             Ok(EXIT_OK)
         }
-        Err(Error::LockCancelled { .. }) => Ok(interrupted.exit_code()),
+        Err(Error::LockCancelled { .. }) => Ok(interrupted.withdrawn()),
         Err(error) => refused(error),
     }
 }

@@ -12,13 +12,14 @@ use konductor_sdk::once::{Claimed, Finished, Onces};
 
 use crate::args::{CreateFormat, parse_duration, parse_holder, parse_name};
 use crate::exit::{
-    EXIT_ERROR, EXIT_LOST, EXIT_NOT_DONE, EXIT_OK, EXIT_ONCE_FAILED, EXIT_WAIT_TIMEOUT,
+    EXIT_ERROR, EXIT_FAILED_FOR_GOOD, EXIT_LOST, EXIT_NOT_DONE, EXIT_OK, EXIT_WAIT_TIMEOUT,
     program_name,
 };
 use crate::locks::WaitReporter;
 use crate::output;
 use crate::run::{Ran, check_runnable, supervised};
 use crate::signals::Interrupts;
+use konductor_sdk::waiting::Progress;
 
 /// `once` commands.
 #[derive(Subcommand, Debug)]
@@ -40,9 +41,24 @@ pub enum OnceCommand {
     Delete(OnceNameArgs),
     /// List Onces.
     List(OnceListArgs),
-    /// Let the current key run again (after it failed for good, or to redo it): its
-    /// attempts start from 0. Refused while an executor runs.
-    Reset(OnceNameArgs),
+    /// Let a key run again after it failed for good (--key, default the current key):
+    /// its attempts start from 0. Re-arming a key that succeeded needs --force (its
+    /// work will run again). Refused while an executor runs the key.
+    Reset(OnceResetArgs),
+}
+
+/// `once reset`.
+#[derive(Args, Debug)]
+pub struct OnceResetArgs {
+    /// The Once's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+    /// The key to re-arm [default: the Once's current key].
+    #[arg(long, value_parser = parse_key)]
+    pub key: Option<String>,
+    /// Re-arm a key that succeeded: its work will run again.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// What `once run` does, for its `--help`.
@@ -59,9 +75,21 @@ At most one executor at a time, fenced, with the outcome recorded: a command tha
 after doing its work but before koncli reports it runs again, so make it idempotent or
 store $KONDUCTOR_FENCING_TOKEN with its result.
 
-Exit codes: 0 done (by this run or another); the command's own when it failed here; 8
-every allowed attempt failed (`once reset` allows a new try); 5 --timeout passed first;
-7 the grant was lost while the command ran; 126/127 the command cannot be run; 130/143
+The key is this run's only: a Once made on first use gets no spec.key, so it is never
+held to a key nobody asks for. An existing Once keeps its spec; a flag that differs
+from it is warned about.
+
+Interrupted is not failed: SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to the
+command; the claim is marked interrupting at once and renewed until the command is
+gone. If the command then exits 0 the work succeeded; otherwise the attempt is
+recorded as interrupted and does not count toward maxAttempts — up to
+maxInterruptions (default 3), after which interruptions count.
+
+Exit codes: 0 done (by this run or another: nothing ran); the command's own when it
+failed or was interrupted here (128+N if signal N ended it; the last stderr line says
+it is the command's); 8 every allowed attempt failed (nothing ran; the message gives
+the `once reset … --key K` that allows a new try); 5 --timeout passed first; 7 the
+grant was lost while the command ran; 126/127 the command cannot be run; 130/143
 interrupted while waiting; 1 an error.";
 
 /// A Once's name.
@@ -106,21 +134,67 @@ pub struct OnceSpecArgs {
     pub max_attempts: Option<i32>,
     /// How long an executor's claim lives without renewal (a Go duration, at least 2s)
     /// [default: 5m].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_once_ttl)]
     pub ttl: Option<Duration>,
+    /// Interruptions of one key that do not count toward --max-attempts [default: 3].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(0..=i64::from(MAX_ATTEMPTS_LIMIT)))]
+    pub max_interruptions: Option<i32>,
+}
+
+/// A Once's ttl: a Go duration of at least 2s (what the server would refuse, refused
+/// here as a usage error naming the flag).
+fn parse_once_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = parse_duration(text)?;
+    if ttl < konductor_api::locks::MIN_TTL {
+        return Err(format!(
+            "must be at least {}: an executor renews its claim several times per ttl",
+            konductor_api::duration::format_duration(konductor_api::locks::MIN_TTL)
+        ));
+    }
+    Ok(ttl)
 }
 
 impl OnceSpecArgs {
-    /// The spec these arguments give (defaults for what they leave out).
-    fn spec(&self) -> OnceSpec {
+    /// The spec these arguments give (defaults for what they leave out); `key` says
+    /// whether `--key` is the Once's spec.key (`create`) or only the claim's (`run`).
+    fn spec(&self, key: bool) -> OnceSpec {
         let default = OnceSpec::default();
         OnceSpec {
-            key: self.key.clone(),
+            key: self.key.clone().filter(|_| key),
             max_attempts: self.max_attempts.unwrap_or(default.max_attempts),
             ttl: self
                 .ttl
                 .map_or(default.ttl, konductor_api::duration::format_duration),
+            max_interruptions: self.max_interruptions.unwrap_or(default.max_interruptions),
         }
+    }
+
+    /// The flags given that differ from `stored`'s spec (the key is a run's own).
+    fn differences(&self, stored: &OnceSpec) -> Vec<output::Differs> {
+        let ttl = self
+            .ttl
+            .filter(|given| {
+                konductor_api::duration::parse_duration(&stored.ttl).ok() != Some(*given)
+            })
+            .map(konductor_api::duration::format_duration);
+        [
+            output::differs(
+                "--max-attempts",
+                "maxAttempts",
+                self.max_attempts,
+                stored.max_attempts,
+            ),
+            output::differs("--ttl", "ttl", ttl, stored.ttl.clone()),
+            output::differs(
+                "--max-interruptions",
+                "maxInterruptions",
+                self.max_interruptions,
+                stored.max_interruptions,
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
 
@@ -203,7 +277,7 @@ pub async fn command(command: OnceCommand, onces: Onces) -> Outcome8 {
         OnceCommand::Check(args) => check(&onces, args).await,
         OnceCommand::Status(args) => status(&onces, args).await,
         OnceCommand::Create(args) => {
-            let spec = args.spec.spec();
+            let spec = args.spec.spec(true);
             let once = onces.create(&args.name, spec).await?;
             match args.output {
                 Some(format) => output::print_object(&once, format),
@@ -218,8 +292,9 @@ pub async fn command(command: OnceCommand, onces: Onces) -> Outcome8 {
         }
         OnceCommand::List(args) => list(&onces, args).await,
         OnceCommand::Reset(args) => {
-            let once = onces.reset(&args.name).await?;
-            let key = once.status.map(|s| s.key).unwrap_or_default();
+            let (_, key) = onces
+                .reset(&args.name, args.key.as_deref(), args.force)
+                .await?;
             println!(
                 "once.konductor.io/{} reset: key {key:?} may run again",
                 args.name
@@ -234,8 +309,7 @@ fn finished_code(onces: &Onces, name: &str, finished: &Finished) -> u8 {
     match finished {
         Finished::Succeeded(done) => {
             eprintln!(
-                "{}: once {}/{name}: already done for key {:?} (fencing token {}); nothing to run",
-                program_name(),
+                "once {}/{name} (key {:?}) already done (fencing token {}); nothing to run",
                 onces.namespace(),
                 done.key,
                 done.fencing_token
@@ -248,7 +322,7 @@ fn finished_code(onces: &Onces, name: &str, finished: &Finished) -> u8 {
                 program_name(),
                 onces.failed_for_good(name, failed)
             );
-            EXIT_ONCE_FAILED
+            EXIT_FAILED_FOR_GOOD
         }
     }
 }
@@ -260,7 +334,13 @@ async fn run(onces: &Onces, args: OnceRunArgs) -> Outcome8 {
         return Ok(code);
     }
     let holder = crate::holder::run_identity(args.holder);
-    onces.ensure(&args.name, args.spec.spec()).await?;
+    let ensured = onces.ensure(&args.name, args.spec.spec(false)).await?;
+    if ensured.created {
+        output::say_created("once", onces.namespace(), &args.name);
+    } else {
+        let differences = args.spec.differences(&ensured.object.spec);
+        output::warn_kept("once", onces.namespace(), &args.name, &differences);
+    }
     let mut interrupts = Interrupts::new();
     let timed_out = Cell::new(false);
     let claimed = {
@@ -300,7 +380,7 @@ async fn run(onces: &Onces, args: OnceRunArgs) -> Outcome8 {
             );
             return Ok(EXIT_WAIT_TIMEOUT);
         }
-        Err(Error::LockCancelled { .. }) => return Ok(interrupts.exit_code()),
+        Err(Error::LockCancelled { .. }) => return Ok(interrupts.withdrawn()),
         Err(error) => return Err(error),
     };
     let what = format!("once {}/{}", onces.namespace(), args.name);
@@ -311,12 +391,35 @@ async fn run(onces: &Onces, args: OnceRunArgs) -> Outcome8 {
         executor.lost(),
         &mut interrupts,
         &what,
+        executor.mark_interrupting(),
     )
     .await;
-    let code = match ran {
-        Ran::Exited(code) => code,
+    let (attempt, then) = match ran {
+        Ran::Succeeded => (
+            executor.report(Outcome::Succeeded, Some(0), None).await?,
+            "",
+        ),
+        Ran::Failed(code) => (
+            executor
+                .report(
+                    Outcome::Failed,
+                    Some(i32::from(code)),
+                    Some(format!("{program} exited with code {code}")),
+                )
+                .await?,
+            "the attempt is recorded as failed",
+        ),
+        Ran::Interrupted(code) => (
+            executor
+                .report_interrupted(
+                    Some(i32::from(code)),
+                    Some(format!("{program} was interrupted (exit code {code})")),
+                )
+                .await?,
+            "the attempt is recorded as interrupted",
+        ),
         Ran::Lost => {
-            executor.abandon().await;
+            executor.abandon_lost().await;
             return Ok(EXIT_LOST);
         }
         Ran::NotStarted => {
@@ -324,17 +427,6 @@ async fn run(onces: &Onces, args: OnceRunArgs) -> Outcome8 {
             return Ok(EXIT_ERROR);
         }
     };
-    let (result, message) = if code == 0 {
-        (Outcome::Succeeded, None)
-    } else {
-        (
-            Outcome::Failed,
-            Some(format!("{program} exited with code {code}")),
-        )
-    };
-    let attempt = executor
-        .report(result, Some(i32::from(code)), message)
-        .await?;
     if attempt.late {
         eprintln!(
             "{}: {what}: the outcome was recorded late (the grant had expired) and changed nothing",
@@ -342,15 +434,44 @@ async fn run(onces: &Onces, args: OnceRunArgs) -> Outcome8 {
         );
         return Ok(EXIT_LOST);
     }
-    Ok(code)
+    Ok(ran.report(&what, program, then))
 }
 
 async fn wait(onces: &Onces, args: OnceWaitArgs) -> Outcome8 {
     let name = &args.once.name;
-    match onces
-        .wait(name, args.once.key.as_deref(), args.timeout)
-        .await?
-    {
+    let namespace = onces.namespace();
+    let display = output::Display::for_stderr(false);
+    let mut last_line = String::new();
+    let waited = onces
+        .wait(name, args.once.key.as_deref(), args.timeout, |progress| {
+            let line = match progress {
+                Progress::Missing(absence) => {
+                    output::absence_line("once", namespace, name, absence)
+                }
+                Progress::Reconnecting(why) => {
+                    format!("lost the watch on once {namespace}/{name} ({why}); reconnecting")
+                }
+                Progress::Waiting(once) => {
+                    let status = once.status.clone().unwrap_or_default();
+                    let key = if status.key.is_empty() {
+                        String::new()
+                    } else {
+                        format!("key {:?} is ", status.key)
+                    };
+                    format!(
+                        "waiting for once {namespace}/{name}: {key}{}",
+                        phase_word(status.phase)
+                    )
+                }
+            };
+            if line != last_line {
+                display.say(&line);
+            }
+            last_line = line;
+        })
+        .await;
+    display.finish();
+    match waited? {
         Some(Finished::Succeeded(_)) => Ok(EXIT_OK),
         Some(finished) => Ok(finished_code(onces, name, &finished)),
         None => {
@@ -381,11 +502,11 @@ async fn check(onces: &Onces, args: OnceKeyArgs) -> Outcome8 {
                 "failed: every allowed attempt at key {:?} failed",
                 failed.key
             );
-            Ok(EXIT_ONCE_FAILED)
+            Ok(EXIT_FAILED_FOR_GOOD)
         }
         konductor_api::once::KeyStanding::Open => {
             let now = if status.key == key {
-                format!("{:?}", status.phase)
+                status.phase.to_string()
             } else {
                 "not started".to_owned()
             };
@@ -405,16 +526,26 @@ async fn status(onces: &Onces, args: OnceStatusArgs) -> Outcome8 {
     Ok(EXIT_OK)
 }
 
+/// A phase in a sentence: `running`, `pending`.
+fn phase_word(phase: konductor_api::once::OncePhase) -> String {
+    phase.as_str().to_lowercase()
+}
+
 /// The human summary of a Once.
 pub fn summary(once: &Once, namespace: &str) -> String {
     let status: OnceStatus = once.status.clone().unwrap_or_default();
     let mut text = format!(
-        "once {namespace}/{}: {:?} · key {:?} · attempts {}/{}\n",
+        "once {namespace}/{}: {} · key {:?} · attempts {}/{}{}\n",
         kube::ResourceExt::name_any(once),
         status.phase,
         status.key,
         status.attempts,
-        once.spec.max_attempts
+        once.spec.max_attempts,
+        if status.interruptions > 0 {
+            format!(" · interrupted {} time(s)", status.interruptions)
+        } else {
+            String::new()
+        }
     );
     if let Some(executor) = &status.executor {
         text.push_str(&format!(
@@ -430,6 +561,8 @@ pub fn summary(once: &Once, namespace: &str) -> String {
             AttemptOutcome::Succeeded => "succeeded",
             AttemptOutcome::Failed => "failed",
             AttemptOutcome::Lost => "lost",
+            AttemptOutcome::Interrupted => "interrupted",
+            AttemptOutcome::Unknown => "unknown",
         };
         text.push_str(&format!(
             "  token {} · key {:?} · {} · {outcome}{}{}\n",
@@ -459,7 +592,7 @@ async fn list(onces: &Onces, args: OnceListArgs) -> Outcome8 {
             let status = once.status.clone().unwrap_or_default();
             vec![
                 status.key,
-                format!("{:?}", status.phase),
+                status.phase.to_string(),
                 status.executor.unwrap_or_else(|| "<none>".to_owned()),
                 status.attempts.to_string(),
             ]

@@ -64,19 +64,62 @@ pub fn time_left(barrier: &Barrier, now: Timestamp) -> Option<Duration> {
     Duration::try_from(deadline.duration_since(now)).ok()
 }
 
-/// What to say when a waited-for barrier is not there.
-pub fn absence_line(qualified: &str, namespace: &str, absence: Absence) -> String {
-    match absence {
-        Absence::NotCreated => {
-            format!("barrier {qualified} does not exist yet; waiting for it to be created")
-        }
-        Absence::Deleted => {
-            format!("barrier {qualified} was deleted; waiting for it to be created again")
-        }
-        Absence::NoNamespace => format!(
-            "namespace {namespace} does not exist; waiting for it and barrier {qualified} to be created"
-        ),
+/// The progress line for a waited-for `kind` `namespace/name` that is not there.
+pub fn absence_line(kind: &str, namespace: &str, name: &str, absence: Absence) -> String {
+    absence.line(kind, namespace, name)
+}
+
+/// A spec flag given on the command line whose value differs from the stored object's
+/// (the object exists, so the flag changes nothing).
+pub struct Differs {
+    /// The flag, as typed (`--max-failed`).
+    pub flag: &'static str,
+    /// The spec field it sets (`maxFailed`).
+    pub field: &'static str,
+    /// The value given.
+    pub given: serde_json::Value,
+    /// The value stored, which is kept.
+    pub kept: serde_json::Value,
+}
+
+/// The difference between a flag's value (if it was given) and the stored one.
+pub fn differs<T: k8s_openapi::serde::Serialize + PartialEq>(
+    flag: &'static str,
+    field: &'static str,
+    given: Option<T>,
+    kept: T,
+) -> Option<Differs> {
+    let given = given.filter(|given| *given != kept)?;
+    Some(Differs {
+        flag,
+        field,
+        given: serde_json::to_value(given).unwrap_or_default(),
+        kept: serde_json::to_value(kept).unwrap_or_default(),
+    })
+}
+
+/// Warns, for each flag that differs from the existing `resource` `namespace/name`'s
+/// spec, that the stored value is kept, and how to change it.
+pub fn warn_kept(resource: &str, namespace: &str, name: &str, differences: &[Differs]) {
+    for d in differences {
+        let kept = match &d.kept {
+            serde_json::Value::Null => "unset".to_owned(),
+            value => value.to_string(),
+        };
+        let patch = serde_json::json!({ "spec": { d.field: d.given } });
+        eprintln!(
+            "{}: warning: {resource} {namespace}/{name} exists with spec.{} {kept}: {} {} is ignored (to change it: kubectl patch {resource} {name} -n {namespace} --type=merge -p '{patch}')",
+            crate::exit::program_name(),
+            d.field,
+            d.flag,
+            d.given,
+        );
     }
+}
+
+/// Says that a `run` made `resource` `namespace/name` on first use (informational).
+pub fn say_created(resource: &str, namespace: &str, name: &str) {
+    eprintln!("created {resource} {namespace}/{name} (first use)");
 }
 
 /// The line `arrive` prints and its exit code: 0 when the arrival was recorded, or was
@@ -118,6 +161,12 @@ pub fn arrival_line(
             format!("{holder} had reported failure at barrier {at}; its arrival was not recorded"),
             1,
         ),
+        (Arrived::AlreadyRecorded(Outcome::Unknown), _) | (_, Outcome::Unknown) => (
+            format!(
+                "{holder} has an outcome at barrier {at} this koncli cannot read (a newer version wrote it)"
+            ),
+            1,
+        ),
     }
 }
 
@@ -141,7 +190,7 @@ fn state_note(barrier: &Barrier, asked: Outcome) -> String {
                 status.arrived, barrier.spec.expected
             )
         }
-        BarrierPhase::Waiting => String::new(),
+        BarrierPhase::Waiting | BarrierPhase::Unknown => String::new(),
     }
 }
 

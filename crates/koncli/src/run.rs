@@ -168,6 +168,8 @@ pub async fn run(
         eprintln!("{}: {why}", crate::exit::program_name());
         return Ok(code);
     }
+    let program = program.clone();
+    let program = program.as_str();
     let holder = crate::holder::run_identity(args.holder);
     let claim = claim(kind, mode, &args.name, &holder, args.priority);
     let wait = args.timeout.map_or(
@@ -178,7 +180,7 @@ pub async fn run(
     let acquired = acquire_reporting(locks, &claim, wait, true, &mut interrupts).await;
     let guard = match acquired {
         Ok(guard) => guard,
-        Err(Error::LockCancelled { .. }) => return Ok(interrupts.exit_code()),
+        Err(Error::LockCancelled { .. }) => return Ok(interrupts.withdrawn()),
         Err(error) => return refused(error),
     };
     let what = format!("{} {}/{}", kind.word(), locks.namespace(), args.name);
@@ -189,33 +191,70 @@ pub async fn run(
         guard.lost(),
         &mut interrupts,
         &what,
+        guard.mark_interrupting(),
     )
     .await;
+    if ran == Ran::Lost {
+        guard.release_lost().await;
+        return Ok(EXIT_LOST);
+    }
     if let Err(error) = guard.release().await {
         eprintln!("{}: {error}", crate::exit::program_name());
     }
-    Ok(match ran {
-        Ran::Exited(code) => code,
-        Ran::Lost => EXIT_LOST,
-        Ran::NotStarted => EXIT_ERROR,
-    })
+    Ok(ran.report(&what, program, "lock released"))
 }
 
 /// How a supervised command ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ran {
-    /// It exited with this code (128+N if signal N ended it).
-    Exited(u8),
+    /// It exited 0: it succeeded (even after a signal).
+    Succeeded,
+    /// It exited non-zero without having been signalled through koncli: it failed.
+    Failed(u8),
+    /// It exited non-zero after koncli forwarded it a signal (SIGINT, SIGTERM, SIGHUP,
+    /// SIGQUIT): its work was interrupted, not failed.
+    Interrupted(u8),
     /// The grant was lost: it was stopped.
     Lost,
     /// It could not be started (said on stderr).
     NotStarted,
 }
 
+impl Ran {
+    /// The exit code `run` passes through: the command's own (128+N if signal N ended
+    /// it), 7 if the grant was lost, 1 if it never started.
+    pub fn code(self) -> u8 {
+        match self {
+            Ran::Succeeded => 0,
+            Ran::Failed(code) | Ran::Interrupted(code) => code,
+            Ran::Lost => EXIT_LOST,
+            Ran::NotStarted => EXIT_ERROR,
+        }
+    }
+
+    /// Says on stderr, as the last line, whose a non-zero code is — the command's own,
+    /// passed through — and what became of the claim (`then`); returns the code.
+    pub fn report(self, what: &str, program: &str, then: &str) -> u8 {
+        let name = crate::exit::program_name();
+        match self {
+            Ran::Failed(code) => eprintln!(
+                "{name}: {what}: {program} exited with code {code} (its own code, passed through); {then}"
+            ),
+            Ran::Interrupted(code) => eprintln!(
+                "{name}: {what}: {program} was interrupted (exit code {code}, passed through); {then}"
+            ),
+            Ran::Succeeded | Ran::Lost | Ran::NotStarted => {}
+        }
+        self.code()
+    }
+}
+
 /// Runs `command` under the supervisor, with `token` (if any) as `$KONDUCTOR_FENCING_TOKEN`,
 /// forwarding `interrupts` to it and stopping its group (SIGTERM, SIGKILL after the
-/// grace of `timing`) when `lost` resolves; `what` names the claim in messages. Every
-/// kind whose claim is held around a command (`… run`) runs it this way.
+/// grace of `timing`) when `lost` resolves; `what` names the claim in messages. At the
+/// first signal forwarded, `mark` runs (it marks the claim *interrupting*) while the
+/// claim stays renewed until the command is gone. Every kind whose claim is held
+/// around a command (`… run`) runs it this way.
 pub async fn supervised(
     command: &[String],
     token: Option<i64>,
@@ -223,6 +262,7 @@ pub async fn supervised(
     lost: impl std::future::Future<Output = konductor_sdk::locks::Loss>,
     interrupts: &mut Interrupts,
     what: &str,
+    mark: impl std::future::Future<Output = ()>,
 ) -> Ran {
     let (program, arguments) = command.split_first().expect("clap requires a command");
     let terminal = terminal_to_hand_over();
@@ -265,12 +305,19 @@ pub async fn supervised(
         signal_group(group, Signal::CONT);
     }
     tokio::pin!(lost);
+    tokio::pin!(mark);
     let mut lost_grant = false;
+    let mut interrupted = false;
+    let mut marked = false;
     let mut kill_at: Option<tokio::time::Instant> = None;
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
-            signal = interrupts.next() => signal_group(group, signal),
+            signal = interrupts.next() => {
+                signal_group(group, signal);
+                interrupted = true;
+            }
+            () = &mut mark, if interrupted && !marked => marked = true,
             loss = &mut lost, if !lost_grant => {
                 lost_grant = true;
                 eprintln!(
@@ -291,7 +338,11 @@ pub async fn supervised(
     if lost_grant {
         return Ran::Lost;
     }
-    Ran::Exited(code_of(status))
+    match code_of(status) {
+        0 => Ran::Succeeded,
+        code if interrupted => Ran::Interrupted(code),
+        code => Ran::Failed(code),
+    }
 }
 
 /// `__supervise`: runs the command in this (new) process group and stops the whole

@@ -54,6 +54,16 @@ impl Interrupts {
         self.caught.unwrap_or(1)
     }
 
+    /// Says (the last line on stderr) that a queued claim was withdrawn because of the
+    /// signal, and returns the exit code for it.
+    pub fn withdrawn(&self) -> u8 {
+        eprintln!(
+            "{}: interrupted; claim withdrawn",
+            crate::exit::program_name()
+        );
+        self.exit_code()
+    }
+
     /// The next signal to forward to a command.
     pub async fn next(&mut self) -> rustix::process::Signal {
         use rustix::process::Signal as Sig;

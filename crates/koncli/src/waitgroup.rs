@@ -6,19 +6,21 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use konductor_api::waitgroup::{
-    MAX_MEMBER_ID_LEN, MAX_MEMBERS, MemberOutcome, WaitGroup, WaitGroupPhase, WaitGroupSpec,
+    MAX_ATTEMPTS, MAX_MEMBER_ID_LEN, MAX_MEMBERS, MemberFailure, MemberOutcome, WaitGroup,
+    WaitGroupPhase, WaitGroupSpec,
 };
-use konductor_sdk::waitgroup::{Marked, WaitGroups};
+use konductor_sdk::waitgroup::{Hold, Marked, WaitGroups};
 
 use crate::args::{
     CreateFormat, ListArgs, parse_duration, parse_holder, parse_message, parse_name,
 };
 use crate::exit::{
-    EXIT_BARRIER_FAILED, EXIT_BARRIER_TIMEOUT, EXIT_ERROR, EXIT_LOST, EXIT_OK, program_name,
+    EXIT_ERROR, EXIT_FAILED, EXIT_FAILED_FOR_GOOD, EXIT_OK, EXIT_TIMED_OUT, program_name,
 };
 use crate::output::{self, Display};
 use crate::run::{Ran, check_runnable, supervised};
 use crate::signals::Interrupts;
+use konductor_sdk::waiting::Progress;
 
 /// `waitgroup` commands.
 #[derive(Subcommand, Debug)]
@@ -51,17 +53,28 @@ pub enum WaitGroupCommand {
 /// What `waitgroup run` does, for its `--help`.
 pub const RUN_HELP: &str = "\
 waitgroup run adds the member (creating the WaitGroup from the spec flags if it does not
-exist), takes it as its holder and runs the command under a supervisor. Exit code 0
-marks the member done; any other marks it failed, with the exit code and a message. A
-member that is already finished runs nothing (exit 0).
+exist; an existing group keeps its spec, and a flag that differs is warned about), takes
+it as its holder and runs the command under a supervisor. Exit code 0 marks the member
+done; any other marks the attempt failed, with the exit code and a message. A member
+fails for good after the group's memberAttempts failed attempts (default 1); a retry
+before then runs the command again. A sealed group takes no new member: an ID it does
+not have is refused.
+
+Interrupted is not failed: SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to the
+command; the member is marked interrupting at once and renewed until the command is
+gone. If the command then exits 0 the member is done; otherwise it goes back to pending
+(a retry runs it again) — up to the group's maxInterruptions (default 3), after which
+an interruption counts as a failed attempt.
 
 With the group's memberTTL set, the member is renewed while the command runs: a worker
-that dies without a word fails its member after the ttl instead of hanging the group;
+that dies without a word fails its attempt after the ttl instead of hanging the group;
 if renewals go unacknowledged for too long the command is stopped (SIGTERM, then
 SIGKILL) and run exits 7.
 
-Exit codes: the command's own; 7 the hold was lost; 126/127 the command cannot be run;
-1 an error.";
+Exit codes: 0 the member is done (by this run, or already: nothing ran); the command's
+own code otherwise (128+N if signal N ended it; the last stderr line says it is the
+command's); 8 the member had failed for good (nothing ran); 7 the hold was lost;
+126/127 the command cannot be run; 1 an error.";
 
 /// A WaitGroup's name.
 #[derive(Args, Debug)]
@@ -93,21 +106,115 @@ pub struct SpecArgs {
     /// Delete the group this long after it finished (a Go duration).
     #[arg(long, value_name = "DURATION", value_parser = crate::args::parse_timeout)]
     pub ttl_after_finished: Option<String>,
+    /// How many failed attempts a member gets before it fails for good: a retry of a
+    /// failed member (`waitgroup run` again) runs it again until then [default: 1].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..=i64::from(MAX_ATTEMPTS)))]
+    pub member_attempts: Option<i32>,
+    /// How many interruptions (SIGINT/SIGTERM/SIGHUP/SIGQUIT while the command ran) of
+    /// one member do not count as failed attempts [default: 3].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(0..=i64::from(MAX_ATTEMPTS)))]
+    pub max_interruptions: Option<i32>,
 }
 
 impl SpecArgs {
     fn spec(&self) -> WaitGroupSpec {
+        let default = WaitGroupSpec::default();
         WaitGroupSpec {
             expected: self.expected,
             sealed: false,
-            max_failed: self.max_failed.unwrap_or(0),
-            member_ttl: self
-                .member_ttl
-                .map(konductor_api::duration::format_duration),
+            max_failed: self.max_failed.unwrap_or(default.max_failed),
+            member_ttl: self.member_ttl_text(),
             timeout: self.group_timeout.clone(),
             ttl_after_finished: self.ttl_after_finished.clone(),
+            member_attempts: self.member_attempts.unwrap_or(default.member_attempts),
+            max_interruptions: self.max_interruptions.unwrap_or(default.max_interruptions),
         }
     }
+
+    fn member_ttl_text(&self) -> Option<String> {
+        self.member_ttl
+            .map(konductor_api::duration::format_duration)
+    }
+
+    /// The flags given that differ from `stored`'s spec.
+    fn differences(&self, stored: &WaitGroupSpec) -> Vec<output::Differs> {
+        let duration = |text: &Option<String>| {
+            text.as_deref()
+                .and_then(|t| konductor_api::duration::parse_duration(t).ok())
+        };
+        let member_ttl = self
+            .member_ttl
+            .filter(|given| Some(*given) != duration(&stored.member_ttl))
+            .map(konductor_api::duration::format_duration);
+        let timeout = self
+            .group_timeout
+            .clone()
+            .filter(|given| duration(&Some(given.clone())) != duration(&stored.timeout));
+        let ttl_after = self
+            .ttl_after_finished
+            .clone()
+            .filter(|given| duration(&Some(given.clone())) != duration(&stored.ttl_after_finished));
+        [
+            output::differs(
+                "--expected",
+                "expected",
+                self.expected.map(Some),
+                stored.expected,
+            ),
+            output::differs(
+                "--max-failed",
+                "maxFailed",
+                self.max_failed,
+                stored.max_failed,
+            ),
+            output::differs(
+                "--member-ttl",
+                "memberTTL",
+                member_ttl.map(Some),
+                stored.member_ttl.clone(),
+            ),
+            output::differs(
+                "--group-timeout",
+                "timeout",
+                timeout.map(Some),
+                stored.timeout.clone(),
+            ),
+            output::differs(
+                "--ttl-after-finished",
+                "ttlAfterFinished",
+                ttl_after.map(Some),
+                stored.ttl_after_finished.clone(),
+            ),
+            output::differs(
+                "--member-attempts",
+                "memberAttempts",
+                self.member_attempts,
+                stored.member_attempts,
+            ),
+            output::differs(
+                "--max-interruptions",
+                "maxInterruptions",
+                self.max_interruptions,
+                stored.max_interruptions,
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+/// The WaitGroup `name`, created from `spec` if absent (said so); an existing one's
+/// spec is kept, and the flags that differ from it are warned about.
+async fn ensure(groups: &WaitGroups, name: &str, spec: &SpecArgs) -> konductor_sdk::Result<()> {
+    let ensured = groups.ensure(name, spec.spec()).await?;
+    if ensured.created {
+        output::say_created("waitgroup", groups.namespace(), name);
+    } else {
+        let differences = spec.differences(&ensured.object.spec);
+        output::warn_kept("waitgroup", groups.namespace(), name, &differences);
+    }
+    Ok(())
 }
 
 /// A member ID: not empty, at most 253 characters.
@@ -282,7 +389,7 @@ async fn add(groups: &WaitGroups, args: AddArgs) -> Code {
         }
         None => args.members,
     };
-    groups.ensure(&args.name, args.spec.spec()).await?;
+    ensure(groups, &args.name, &args.spec).await?;
     let added = groups.add(&args.name, &ids).await?;
     let mut line = format!(
         "waitgroup {}/{}: added {} member(s)",
@@ -345,15 +452,26 @@ fn progress_line(group: &WaitGroup) -> String {
 }
 
 async fn wait(groups: &WaitGroups, args: WaitArgs) -> Code {
-    let qualified = format!("{}/{}", groups.namespace(), args.name);
+    let namespace = groups.namespace();
+    let qualified = format!("{namespace}/{}", args.name);
     let display = Display::for_stderr(args.quiet);
     let started = Instant::now();
     let mut last_line = String::new();
     let result = groups
-        .wait(&args.name, args.timeout, |group| {
-            let line = progress_line(group);
-            if line != last_line && !group.phase().is_finished() {
-                display.say(&format!("waitgroup {qualified}: {line}"));
+        .wait(&args.name, args.timeout, |progress| {
+            let line = match progress {
+                Progress::Missing(absence) => {
+                    output::absence_line("waitgroup", namespace, &args.name, absence)
+                }
+                Progress::Reconnecting(why) => {
+                    format!("lost the watch on waitgroup {qualified} ({why}); reconnecting")
+                }
+                Progress::Waiting(group) => {
+                    format!("waitgroup {qualified}: {}", progress_line(group))
+                }
+            };
+            if line != last_line {
+                display.say(&line);
             }
             last_line = line;
         })
@@ -375,16 +493,16 @@ async fn wait(groups: &WaitGroups, args: WaitArgs) -> Code {
                 "{}: waitgroup {qualified} failed: {summary}",
                 program_name()
             );
-            Ok(EXIT_BARRIER_FAILED)
+            Ok(EXIT_FAILED)
         }
         WaitGroupPhase::Timeout => {
             eprintln!(
                 "{}: waitgroup {qualified} timed out: {summary}",
                 program_name()
             );
-            Ok(EXIT_BARRIER_TIMEOUT)
+            Ok(EXIT_TIMED_OUT)
         }
-        WaitGroupPhase::Waiting => Ok(EXIT_ERROR),
+        WaitGroupPhase::Waiting | WaitGroupPhase::Unknown => Ok(EXIT_ERROR),
     }
 }
 
@@ -399,19 +517,23 @@ async fn run(groups: &WaitGroups, args: RunArgs) -> Code {
         return Ok(code);
     }
     let holder = crate::holder::run_identity(args.holder);
-    groups.ensure(&args.name, args.spec.spec()).await?;
+    ensure(groups, &args.name, &args.spec).await?;
     let what = format!(
         "waitgroup {}/{} member {}",
         groups.namespace(),
         args.name,
         args.member
     );
-    let Some(held) = groups.hold(&args.name, &args.member, &holder).await? else {
-        eprintln!(
-            "{}: {what} is already finished; nothing to run",
-            program_name()
-        );
-        return Ok(EXIT_OK);
+    let held = match groups.hold(&args.name, &args.member, &holder).await? {
+        Hold::Held(held) => held,
+        Hold::Done => {
+            eprintln!("{what} already done; nothing to run");
+            return Ok(EXIT_OK);
+        }
+        Hold::Failed(failure) => {
+            eprintln!("{}: {what} {}", program_name(), failed_for_good(&failure));
+            return Ok(EXIT_FAILED_FOR_GOOD);
+        }
     };
     let timing = held
         .timing()
@@ -424,29 +546,45 @@ async fn run(groups: &WaitGroups, args: RunArgs) -> Code {
         held.lost(),
         &mut interrupts,
         &what,
+        held.mark_interrupting(),
     )
     .await;
-    let code = match ran {
-        Ran::Exited(code) => code,
-        Ran::Lost => {
-            held.abandon();
-            return Ok(EXIT_LOST);
+    let then = match ran {
+        Ran::Succeeded => {
+            held.done(MemberOutcome::succeeded(Some(0))).await?;
+            "member done"
         }
-        Ran::NotStarted => {
+        Ran::Failed(code) => {
+            let outcome = MemberOutcome::failed(
+                Some(i32::from(code)),
+                Some(format!("{program} exited with code {code}")),
+            );
+            held.done(outcome).await?;
+            "member failed"
+        }
+        Ran::Interrupted(code) => {
+            held.withdraw_interrupted(
+                Some(i32::from(code)),
+                Some(format!("{program} was interrupted (exit code {code})")),
+            )
+            .await?;
+            "member withdrawn: pending again"
+        }
+        Ran::Lost | Ran::NotStarted => {
             held.abandon();
-            return Ok(EXIT_ERROR);
+            return Ok(ran.code());
         }
     };
-    let outcome = if code == 0 {
-        MemberOutcome::succeeded(Some(0))
-    } else {
-        MemberOutcome::failed(
-            Some(i32::from(code)),
-            Some(format!("{program} exited with code {code}")),
-        )
-    };
-    held.done(outcome).await?;
-    Ok(code)
+    Ok(ran.report(&what, program, then))
+}
+
+/// Why a member failed for good, and how many attempts it had.
+fn failed_for_good(failure: &MemberFailure) -> String {
+    format!(
+        "failed for good after {} failed attempt(s): {}",
+        failure.attempts.max(1),
+        failure.message.as_deref().unwrap_or("failed")
+    )
 }
 
 /// The human summary of a WaitGroup.

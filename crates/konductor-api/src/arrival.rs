@@ -122,6 +122,10 @@ pub enum Outcome {
     Succeeded,
     /// The holder failed and will not arrive; it lowers the number of possible arrivals.
     Failed,
+    /// A value this version does not know (written by a newer version).
+    #[serde(other)]
+    #[schemars(skip)]
+    Unknown,
 }
 
 /// The status of an arrival. Empty for now: an Arrival's meaning is all in its spec and

@@ -146,6 +146,10 @@ pub enum BarrierPhase {
     Failed,
     /// The deadline passed before enough processes arrived.
     Timeout,
+    /// A value this version does not know (written by a newer version).
+    #[serde(other)]
+    #[schemars(skip)]
+    Unknown,
 }
 
 impl BarrierPhase {
@@ -156,7 +160,17 @@ impl BarrierPhase {
             BarrierPhase::Open => "Open",
             BarrierPhase::Failed => "Failed",
             BarrierPhase::Timeout => "Timeout",
+            BarrierPhase::Unknown => "Unknown",
         }
+    }
+
+    /// Whether the phase is final: Open, Timeout or Failed (an unknown one is not: a
+    /// waiter keeps waiting).
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            BarrierPhase::Open | BarrierPhase::Timeout | BarrierPhase::Failed
+        )
     }
 }
 

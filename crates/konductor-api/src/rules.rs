@@ -219,6 +219,8 @@ impl Tally {
                     let first = successes.entry(&record.holder).or_insert(at);
                     *first = (*first).min(at);
                 }
+                // A newer client's outcome this version cannot read counts as neither.
+                Outcome::Unknown => {}
                 Outcome::Failed => {
                     let latest = failures
                         .entry(&record.holder)
@@ -321,7 +323,7 @@ pub fn evaluate(input: &BarrierInput<'_>) -> Evaluation {
 
     // Rule 8: a finished barrier records when it finished, kept while its phase stays.
     let finished_at = match phase {
-        BarrierPhase::Waiting => None,
+        BarrierPhase::Waiting | BarrierPhase::Unknown => None,
         _ if previous_phase == Some(phase) && previous.is_some_and(|s| s.finished_at.is_some()) => {
             previous.and_then(|s| s.finished_at.clone())
         }
@@ -532,6 +534,7 @@ fn transition(previous: Option<&BarrierStatus>, next: &BarrierStatus) -> Option<
         BarrierPhase::Failed if is_invalid => Transition::InvalidSpec,
         BarrierPhase::Failed => Transition::Failed,
         BarrierPhase::Waiting => Transition::Revived,
+        BarrierPhase::Unknown => return None,
     })
 }
 

@@ -26,6 +26,7 @@ pub fn decide(
     let decided = evaluate(&OnceInput {
         key: spec.key.as_deref(),
         max_attempts: spec.max_attempts,
+        max_interruptions: spec.max_interruptions,
         ttl,
         status: &stored,
         claims,

@@ -110,13 +110,7 @@ impl Claims for MemberClaims {
             owners: member.owner_references().to_vec(),
             labelled: member.labels().get(WAITGROUP_LABEL) == Some(&member.spec.wait_group),
             renewal,
-            record: MemberRecord {
-                member: member.spec.member.clone(),
-                outcome: member.spec.outcome.clone(),
-                expired: member.status.as_ref().is_some_and(|s| s.expired),
-                renewal_seen_at,
-                added_at: member.creation_timestamp().map(|t| t.0),
-            },
+            record: MemberRecord::of(member, renewal_seen_at),
             uid,
         }
     }
@@ -201,7 +195,9 @@ async fn expire_members(
         };
         let unchanged = fresh.uid().as_deref() == Some(kept.uid.as_str())
             && (fresh.spec.holder.clone(), fresh.spec.renew_time.clone()) == kept.renewal
-            && fresh.spec.outcome.is_none();
+            && fresh.spec.outcome.is_none()
+            && fresh.spec.attempts.len() == kept.record.attempts.len()
+            && fresh.spec.interrupting == kept.record.interrupting;
         if !unchanged {
             ctx.members.note(&fresh, now);
             changed = true;
@@ -211,6 +207,7 @@ async fn expire_members(
         fresh.status = Some(WaitGroupMemberStatus {
             expired: true,
             expired_at: Some(MicroTime(now)),
+            expired_attempt: i32::try_from(fresh.spec.attempts.len()).ok(),
         });
         match api
             .replace_status(&kept.name, &PostParams::default(), &fresh)
@@ -218,13 +215,20 @@ async fn expire_members(
         {
             Ok(written) => {
                 ctx.members.wrote(based_on, &written, now);
+                let consequence = match written.standing(&group.spec) {
+                    konductor_api::waitgroup::Standing::Failed(_) => "it failed for good",
+                    _ if written.spec.interrupting => {
+                        "its work had been interrupted: it is pending again"
+                    }
+                    _ => "the attempt failed; the member is pending again (memberAttempts)",
+                };
                 let note = Note {
                     type_: EventType::Warning,
                     reason: "MemberExpired",
                     note: format!(
-                        "member {} expired: its holder {} did not renew it for spec.memberTTL {}; it counts as failed",
+                        "member {} expired: its holder {} did not renew it for spec.memberTTL {}; {consequence}",
                         kept.record.member,
-                        fresh.spec.holder.as_deref().unwrap_or("?"),
+                        fresh.spec.holder.as_deref().unwrap_or("unknown"),
                         group.spec.member_ttl.as_deref().unwrap_or_default()
                     ),
                     action: "Expire",

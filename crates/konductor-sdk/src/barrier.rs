@@ -12,18 +12,17 @@
 
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use konductor_api::{
     Arrival, ArrivalSpec, Barrier, BarrierPhase, BarrierSpec, Outcome, arrival_name,
 };
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::claims::{AskFailed, Asked, ask, withdraw};
 use crate::connect::Connection;
 use crate::error::{Error, Request, Result};
+use crate::waiting::{Waited, Waiting};
 
 /// How a wait ended, when it ended because the barrier settled.
 #[derive(Debug, Clone)]
@@ -36,28 +35,8 @@ pub enum WaitOutcome {
     Failed(Barrier),
 }
 
-/// Why a waited-for barrier is not there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Absence {
-    /// It has not been created (yet).
-    NotCreated,
-    /// It was deleted while being waited on (a reset, or cleanup).
-    Deleted,
-    /// Its namespace does not exist (yet).
-    NoNamespace,
-}
-
-/// What a wait reports while it waits.
-#[derive(Debug, Clone)]
-pub enum Progress<'a> {
-    /// The barrier is not there; the wait continues until it exists (again).
-    Missing(Absence),
-    /// The barrier exists and is still waiting.
-    Waiting(&'a Barrier),
-    /// The watch broke after it had worked (e.g. the API server restarted); it is being
-    /// re-established with backoff. The text says why.
-    Reconnecting(String),
-}
+/// What a barrier wait reports while it waits.
+pub type Progress<'a> = crate::waiting::Progress<'a, Barrier>;
 
 /// The result of an arrival.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,42 +50,6 @@ pub enum Arrived {
     /// success stands: a failure reported after it is not recorded). Nothing changed;
     /// the outcome on record is given.
     AlreadyRecorded(Outcome),
-}
-
-/// How long a wait with a client timeout still waits for the barrier's current state
-/// (so `--timeout 0s` on an open barrier reports it open, not timed out).
-const FIRST_ANSWER_GRACE: Duration = Duration::from_secs(10);
-
-/// The longest pause between attempts to reconnect a barrier's watch.
-const RECONNECT_CAP: Duration = Duration::from_secs(5);
-
-/// Whether a watch error is worth retrying: the connection broke, the server is busy
-/// (429) or failing (5xx). Credentials refused, permission denied, the namespace or
-/// resource gone are permanent: retrying cannot help.
-fn is_transient(error: &watcher::Error) -> bool {
-    let kube_error = match error {
-        watcher::Error::InitialListFailed(e)
-        | watcher::Error::WatchStartFailed(e)
-        | watcher::Error::WatchFailed(e) => e,
-        watcher::Error::WatchError(status) => return status.code == 429 || status.code >= 500,
-        _ => return true,
-    };
-    match kube_error {
-        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
-        _ => true,
-    }
-}
-
-/// The deadline a wait applies: the caller's, but never before the barrier's state is
-/// first known (then at most [`FIRST_ANSWER_GRACE`] after the start).
-fn wait_limit(started: Instant, timeout: Option<Duration>, known: bool) -> Option<Instant> {
-    timeout.map(|limit| {
-        if known {
-            started + limit
-        } else {
-            started + limit.max(FIRST_ANSWER_GRACE)
-        }
-    })
 }
 
 /// Barriers in one namespace.
@@ -451,89 +394,32 @@ impl Barriers {
         &self,
         name: &str,
         timeout: Option<Duration>,
-        mut progress: impl FnMut(Progress<'_>),
+        progress: impl FnMut(Progress<'_>),
     ) -> Result<WaitOutcome> {
         let started = Instant::now();
-        let config = crate::watching::watch_config().fields(&format!("metadata.name={name}"));
-        let mut events = watcher(self.barriers.clone(), config)
-            .backoff(crate::watching::CappedBackoff::new(RECONNECT_CAP))
-            .boxed();
-        let mut present = false;
-        let mut told_missing = false;
-        let mut connected = false;
-        loop {
-            let next = events.next();
-            let event = match wait_limit(started, timeout, connected) {
-                None => next.await,
-                Some(at) => match tokio::time::timeout_at(at.into(), next).await {
-                    Ok(event) => event,
-                    Err(_) => return Err(self.wait_timeout(name, started)),
-                },
-            };
-            let Some(event) = event else {
-                return Err(Error::Api {
-                    kind: "barrier",
-                    namespace: self.namespace.clone(),
-                    name: name.to_owned(),
-                    message: "the watch ended unexpectedly".into(),
-                });
-            };
-            let event = match event {
-                Ok(event) => event,
-                // Failing to connect at all is an error (a wrong server, no
-                // permission); losing a working watch is retried when it can help.
-                Err(error) if connected && is_transient(&error) => {
-                    progress(Progress::Reconnecting(
-                        self.watch_error(name, error).to_string(),
-                    ));
-                    continue;
-                }
-                Err(error) => return Err(self.watch_error(name, error)),
-            };
-            let barrier = match event {
-                watcher::Event::Apply(b) | watcher::Event::InitApply(b) => b,
-                watcher::Event::Delete(_) => {
-                    present = false;
-                    progress(Progress::Missing(Absence::Deleted));
-                    continue;
-                }
-                watcher::Event::Init => {
-                    present = false;
-                    continue;
-                }
-                watcher::Event::InitDone => {
-                    connected = true;
-                    if !present && !told_missing {
-                        progress(Progress::Missing(self.absence().await));
-                        told_missing = true;
-                    }
-                    continue;
-                }
-            };
-            present = true;
-            match barrier.phase() {
-                BarrierPhase::Open => return Ok(WaitOutcome::Open(barrier)),
-                BarrierPhase::Timeout => return Ok(WaitOutcome::TimedOut(barrier)),
-                BarrierPhase::Failed => return Ok(WaitOutcome::Failed(barrier)),
-                BarrierPhase::Waiting => progress(Progress::Waiting(&barrier)),
-            }
+        let waited = self
+            .waiting(name)
+            .until(timeout, progress, |b| b.phase().is_finished())
+            .await?;
+        match waited {
+            Waited::Finished(barrier) => Ok(match barrier.phase() {
+                BarrierPhase::Open => WaitOutcome::Open(barrier),
+                BarrierPhase::Timeout => WaitOutcome::TimedOut(barrier),
+                _ => WaitOutcome::Failed(barrier),
+            }),
+            Waited::TimedOut(_) => Err(Error::WaitTimeout {
+                namespace: self.namespace.clone(),
+                name: name.to_owned(),
+                waited: started.elapsed(),
+            }),
         }
     }
 
-    /// Why a barrier that is not listed is missing: its namespace may not exist (when
-    /// the namespace can be read at all; a Job's ServiceAccount usually cannot).
-    async fn absence(&self) -> Absence {
-        match self.namespaces.get(&self.namespace).await {
-            Err(kube::Error::Api(status)) if status.code == 404 => Absence::NoNamespace,
-            _ => Absence::NotCreated,
-        }
-    }
-
-    fn wait_timeout(&self, name: &str, started: Instant) -> Error {
-        Error::WaitTimeout {
-            namespace: self.namespace.clone(),
-            name: name.to_owned(),
-            waited: started.elapsed(),
+    fn waiting<'a>(&'a self, name: &'a str) -> Waiting<'a, Barrier> {
+        Waiting {
+            api: self.barriers.clone(),
+            namespaces: self.namespaces.clone(),
+            request: self.request(name, "watch", "barriers"),
         }
     }
 
@@ -545,36 +431,13 @@ impl Barriers {
         timeout: Option<Duration>,
     ) -> Result<Barrier> {
         let started = Instant::now();
-        let config = crate::watching::watch_config().fields(&format!("metadata.name={name}"));
-        let mut events = watcher(self.barriers.clone(), config)
-            .backoff(crate::watching::CappedBackoff::new(RECONNECT_CAP))
-            .boxed();
-        let mut listed = false;
-        loop {
-            let next = events.try_next();
-            let event = match wait_limit(started, timeout, listed) {
-                None => next.await,
-                Some(at) => tokio::time::timeout_at(at.into(), next)
-                    .await
-                    .map_err(|_| Error::NotCreated {
-                        namespace: self.namespace.clone(),
-                        name: name.to_owned(),
-                        waited: started.elapsed(),
-                    })?,
-            };
-            match event.map_err(|e| self.watch_error(name, e))? {
-                Some(watcher::Event::Apply(b) | watcher::Event::InitApply(b)) => return Ok(b),
-                Some(watcher::Event::InitDone) => listed = true,
-                Some(watcher::Event::Init | watcher::Event::Delete(_)) => {}
-                None => {
-                    return Err(Error::Api {
-                        kind: "barrier",
-                        namespace: self.namespace.clone(),
-                        name: name.to_owned(),
-                        message: "the watch ended unexpectedly".into(),
-                    });
-                }
-            }
+        match self.waiting(name).until(timeout, |_| {}, |_| true).await? {
+            Waited::Finished(barrier) => Ok(barrier),
+            Waited::TimedOut(_) => Err(Error::NotCreated {
+                namespace: self.namespace.clone(),
+                name: name.to_owned(),
+                waited: started.elapsed(),
+            }),
         }
     }
 
@@ -629,22 +492,6 @@ impl Barriers {
             }
         };
         Ok(result)
-    }
-
-    fn watch_error(&self, name: &str, error: watcher::Error) -> Error {
-        let request = self.request(name, "watch", "barriers");
-        match error {
-            watcher::Error::InitialListFailed(e)
-            | watcher::Error::WatchStartFailed(e)
-            | watcher::Error::WatchFailed(e) => request.error(e),
-            watcher::Error::WatchError(status) => request.error(kube::Error::Api(status)),
-            other => Error::Api {
-                kind: "barrier",
-                namespace: self.namespace.clone(),
-                name: name.to_owned(),
-                message: other.to_string(),
-            },
-        }
     }
 }
 

@@ -73,7 +73,13 @@ where
     let started = Instant::now();
     let mut pause = Duration::from_millis(100);
     loop {
-        let attempt = tokio::time::timeout(Duration::from_secs(5), api.delete(name, &params)).await;
+        // No attempt outlasts the bound: a holder cut off from the server must not
+        // linger on a request that will not be answered.
+        let left = bound
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(50));
+        let attempt =
+            tokio::time::timeout(left.min(Duration::from_secs(5)), api.delete(name, &params)).await;
         let error = match attempt {
             Ok(Ok(_)) => return Ok(()),
             Ok(Err(kube::Error::Api(status))) if matches!(status.code, 404 | 409) => return Ok(()),
@@ -81,7 +87,7 @@ where
                 return Err(status.message.clone());
             }
             Ok(Err(error)) => error.to_string(),
-            Err(_) => "no answer within 5s".to_owned(),
+            Err(_) => "no answer in time".to_owned(),
         };
         if started.elapsed() + pause > bound {
             return Err(error);

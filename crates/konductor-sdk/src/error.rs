@@ -70,8 +70,9 @@ pub enum Error {
         /// The server's message, naming the field.
         message: String,
     },
-    /// The API server could not be reached.
-    #[error("{kind} {namespace}/{name}: cannot reach the API server at {url}: {reason}")]
+    /// The API server could not be reached. Said the same way by every command,
+    /// whatever it was about.
+    #[error("cannot reach the API server at {url}: {reason}")]
     Unreachable {
         /// Its kind.
         kind: &'static str,
@@ -238,6 +239,24 @@ pub enum Error {
     /// No usable kubeconfig or in-cluster configuration.
     #[error("cannot load the Kubernetes configuration: {0}")]
     Config(String),
+    /// An argument the caller gave cannot be used as given (a `--for` test its kind
+    /// cannot have, a test that does not parse): a usage error, not a failure.
+    #[error("{argument}: {message}")]
+    Usage {
+        /// The argument, as given (`--for configmaps/cm1`).
+        argument: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// An argument names something the server does not have (a kind it does not
+    /// serve, a cluster-scoped kind where a namespaced one is needed).
+    #[error("{argument}: {message}")]
+    Argument {
+        /// The argument, as given.
+        argument: String,
+        /// Why it cannot be used.
+        message: String,
+    },
 }
 
 /// A result whose error is the SDK's [`Error`].

@@ -67,8 +67,19 @@ impl Gates {
     }
 
     /// The Gate `name`, created with `spec` if absent.
-    pub async fn ensure(&self, name: &str, spec: GateSpec) -> Result<Gate> {
+    pub async fn ensure(&self, name: &str, spec: GateSpec) -> Result<crate::Ensured<Gate>> {
         self.gates.ensure(&Self::object(name, spec)).await
+    }
+
+    /// The Gate `name` once the controller has looked at every object it names (or
+    /// `within` passed, or it is gone): for saying at once what it cannot read.
+    pub async fn first_look(&self, name: &str, within: Duration) -> Option<Gate> {
+        let looked = crate::watching::follow_until(self.gates.api.clone(), name, |gate: &Gate| {
+            gate.status
+                .as_ref()
+                .is_some_and(|s| !s.results.is_empty() && s.results.iter().all(|r| r.looked_at()))
+        });
+        tokio::time::timeout(within, looked).await.ok()?.ok()?
     }
 
     /// The Gate `name`.
@@ -104,7 +115,7 @@ impl Gates {
         &self,
         name: &str,
         timeout: Option<Duration>,
-        progress: impl FnMut(&Gate),
+        progress: impl FnMut(crate::waiting::Progress<'_, Gate>),
     ) -> Result<Gate> {
         self.gates
             .wait_until(
@@ -124,23 +135,64 @@ impl Gates {
 /// Turns a `--for` value (`job/migrate`, `deploy/web=condition=Available`,
 /// `databases.acme.example.com/db=jsonpath={.status.phase}=Ready`) into a condition,
 /// asking the server's discovery what the kind is, as kubectl does.
+/// A test its kind cannot have (no preset and no test given, two tests…) is
+/// [`Error::Usage`]; a kind the server does not serve is [`Error::Argument`].
 pub async fn condition_for(connection: &Connection, text: &str) -> Result<GateCondition> {
-    let parsed = parse_for(text).map_err(|why| invalid(connection, text, why))?;
-    let (api_version, kind) = resolve_kind(connection, &parsed.resource)
-        .await
-        .map_err(|why| invalid(connection, text, why))?;
+    let usage = |message: String| Error::Usage {
+        argument: text.to_owned(),
+        message,
+    };
+    let parsed = parse_for(text).map_err(usage)?;
+    let (api_version, kind) = resolve_kind(connection, &parsed.resource).await.map_err(
+        |unresolved| match unresolved {
+            Unresolved::Unknown(message) => Error::Argument {
+                argument: text.to_owned(),
+                message,
+            },
+            Unresolved::Discovery(error) => discovery_error(connection, text, error),
+        },
+    )?;
     let mut condition = parsed.condition;
     condition.target.api_version = api_version;
     condition.target.kind = kind;
+    konductor_api::gate::rules::check_condition(&condition).map_err(|why| {
+        usage(match why.strip_prefix("condition: ") {
+            Some(why) if why.contains("has no preset") => format!(
+                "{} {} has no preset: give a test ({text}=condition=TYPE[=STATUS] or {text}=jsonpath=EXPR[=VALUE])",
+                condition.target.api_version, condition.target.kind
+            ),
+            Some(why) => why.to_owned(),
+            None => why,
+        })
+    })?;
     Ok(condition)
 }
 
-fn invalid(connection: &Connection, text: &str, message: String) -> Error {
-    Error::Api {
-        kind: "gate condition",
-        namespace: connection.namespace.clone(),
-        name: text.to_owned(),
-        message,
+/// Why a resource name did not resolve to a kind.
+#[derive(Debug)]
+pub enum Unresolved {
+    /// The server has no such resource type.
+    Unknown(String),
+    /// Discovery itself failed (the server unreachable, the request refused).
+    Discovery(kube::Error),
+}
+
+/// The SDK error for a failed discovery request made for the argument `text`.
+fn discovery_error(connection: &Connection, text: &str, error: kube::Error) -> Error {
+    match error {
+        kube::Error::Api(status) => Error::Argument {
+            argument: text.to_owned(),
+            message: format!("discovery refused: {}", status.message),
+        },
+        other => crate::error::Request {
+            kind: "wait",
+            namespace: &connection.namespace,
+            name: text,
+            verb: "get",
+            resource: "discovery",
+            url: &connection.url,
+        }
+        .error(other),
     }
 }
 
@@ -152,7 +204,7 @@ fn invalid(connection: &Connection, text: &str, message: String) -> Error {
 pub async fn resolve_kind(
     connection: &Connection,
     resource: &str,
-) -> std::result::Result<(String, String), String> {
+) -> std::result::Result<(String, String), Unresolved> {
     let client = &connection.client;
     let wanted = QualifiedResource::parse(resource);
     let (name, group) = (wanted.name.as_str(), wanted.group.as_deref());
@@ -173,7 +225,7 @@ pub async fn resolve_kind(
             ));
         }
     }
-    let discovery = |e: kube::Error| format!("discovery: {e}");
+    let discovery = Unresolved::Discovery;
     let mut versions = Vec::new();
     if let (Some(version), Some(group)) = (&wanted.version, group) {
         versions.push(format!("{group}/{version}"));
@@ -215,9 +267,9 @@ pub async fn resolve_kind(
             return Ok((group_version, found.kind.clone()));
         }
     }
-    Err(format!(
+    Err(Unresolved::Unknown(format!(
         "the server has no resource type {resource:?} (kubectl api-resources lists them)"
-    ))
+    )))
 }
 
 /// A resource as kubectl accepts it: `name`, `name.group` or `name.version.group`.
@@ -377,7 +429,10 @@ impl WaitFor {
             tokio::select! {
                 event = events.next() => {
                     let Some((target, event)) = event else {
-                        return Err(invalid(&self.connection, "wait", "the watches ended".to_owned()));
+                        return Err(Error::Argument {
+                            argument: "wait".to_owned(),
+                            message: "the watches ended".to_owned(),
+                        });
                     };
                     let seen = match event {
                         Ok(Some(object)) => {
@@ -385,7 +440,10 @@ impl WaitFor {
                         }
                         Ok(None) => Observed::Missing,
                         Err(refused) => {
-                            return Err(invalid(&self.connection, &target.to_string(), refused));
+                            return Err(Error::Argument {
+                                argument: target.to_string(),
+                                message: format!("watch refused: {refused}"),
+                            });
                         }
                     };
                     observed.insert(target, seen);
@@ -409,14 +467,21 @@ impl WaitFor {
     /// in the connection's namespace).
     async fn api_resource(&self, target: &TargetRef) -> Result<ApiResource> {
         let gvk = GroupVersionKind::gvk(target.group(), target.version(), &target.kind);
-        let refused = |why: String| invalid(&self.connection, &target.to_string(), why);
+        let refused = |message: String| Error::Argument {
+            argument: target.to_string(),
+            message,
+        };
         let (resource, capabilities) = kube::discovery::pinned_kind(&self.connection.client, &gvk)
             .await
-            .map_err(|e| {
-                refused(format!(
-                    "kind {} in {} is not served: {e}",
+            .map_err(|e| match e {
+                kube::Error::Api(status) if status.code != 404 => {
+                    refused(format!("discovery refused: {}", status.message))
+                }
+                kube::Error::Api(_) | kube::Error::Discovery(_) => refused(format!(
+                    "kind {} in {} is not served (is its CRD installed?)",
                     target.kind, target.api_version
-                ))
+                )),
+                other => discovery_error(&self.connection, &target.to_string(), other),
             })?;
         if capabilities.scope == kube::discovery::Scope::Cluster {
             return Err(refused(format!(

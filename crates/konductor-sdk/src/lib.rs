@@ -15,6 +15,8 @@
 //! - `claims`: what every kind's claims share — ask under a deterministic name (or
 //!   find the holder's earlier claim), withdraw only the claim read.
 //! - [`watching`]: how every watch notices a dead connection and reconnects.
+//! - [`waiting`]: the one way every kind's `wait` waits — for creation too, through
+//!   reconnects, bounded by the caller's timeout.
 //! - [`error`]: one-sentence errors naming the barrier and the cause.
 //!
 //! ```no_run
@@ -40,9 +42,12 @@ pub mod locks;
 pub mod once;
 mod subjects;
 pub mod waitgroup;
+pub mod waiting;
 pub mod watching;
 
-pub use barrier::{Absence, Arrived, Barriers, Progress, WaitOutcome};
+pub use barrier::{Arrived, Barriers, Progress, WaitOutcome};
 pub use connect::{ConnectOptions, Connection, connect};
 pub use error::{Error, Result};
 pub use once::{Onces, Ran};
+pub use subjects::Ensured;
+pub use waiting::Absence;

@@ -110,6 +110,31 @@ impl Executor {
         }
     }
 
+    /// Gives back a claim whose grant was lost: one quick try, so the caller exits
+    /// promptly (the claim expires by itself anyway).
+    pub async fn abandon_lost(self) {
+        self.guard.release_lost().await;
+    }
+
+    /// Marks the claim interrupting: the work got a signal. From now on its end (or its
+    /// claim's expiry, if this process is killed) is an interruption, which does not
+    /// count toward `maxAttempts` (up to `maxInterruptions`).
+    pub async fn mark_interrupting(&self) {
+        self.guard.mark_interrupting().await;
+    }
+
+    /// Reports that the work was interrupted (it got a signal and did not succeed
+    /// after it), as [`Executor::report`] does: the attempt is recorded as
+    /// Interrupted.
+    pub async fn report_interrupted(
+        self,
+        exit_code: Option<i32>,
+        message: Option<String>,
+    ) -> Result<Attempt> {
+        self.report_outcome(Outcome::Failed, exit_code, message, true)
+            .await
+    }
+
     /// Resolves when the grant is lost (see [`Loss`]): stop the work.
     pub async fn lost(&self) -> Loss {
         self.guard.lost().await
@@ -124,12 +149,23 @@ impl Executor {
         exit_code: Option<i32>,
         message: Option<String>,
     ) -> Result<Attempt> {
+        self.report_outcome(result, exit_code, message, false).await
+    }
+
+    async fn report_outcome(
+        self,
+        result: Outcome,
+        exit_code: Option<i32>,
+        message: Option<String>,
+        interrupted: bool,
+    ) -> Result<Attempt> {
         let token = self.token();
         let outcome = ReportedOutcome {
             result,
             fencing_token: token,
             exit_code,
             message: message.map(|m| truncate(&m, konductor_api::once::MAX_OUTCOME_MESSAGE_LEN)),
+            interrupted,
         };
         let permits: Api<konductor_api::locks::Permit> = Api::namespaced(
             self.onces.subjects.client.clone(),
@@ -204,6 +240,19 @@ fn reported_attempt(status: &OnceStatus, token: i64) -> Option<&Attempt> {
         .find(|a| a.fencing_token == token && a.outcome != AttemptOutcome::Lost)
 }
 
+/// `text` as one shell word: as it is when that is safe, else single-quoted.
+fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/@+=,".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 fn truncate(text: &str, max: usize) -> String {
     let mut end = max.min(text.len());
     while !text.is_char_boundary(end) {
@@ -247,7 +296,7 @@ impl Onces {
 
     /// The Once `name`, created from `spec` if it does not exist yet (an existing one is
     /// left as it is).
-    pub async fn ensure(&self, name: &str, spec: OnceSpec) -> Result<Once> {
+    pub async fn ensure(&self, name: &str, spec: OnceSpec) -> Result<crate::Ensured<Once>> {
         self.subjects.ensure(&Once::new(name, spec)).await
     }
 
@@ -266,32 +315,58 @@ impl Onces {
         self.subjects.list(all_namespaces).await
     }
 
-    /// Lets the current key run again: its attempts start from 0 and it is no longer
-    /// remembered as finished. Refused while an executor runs. Written over the version
-    /// read, so it never undoes a decision the controller made meanwhile.
-    pub async fn reset(&self, name: &str) -> Result<Once> {
+    /// Lets `key` (`None`: the current key) run again: it is no longer remembered as
+    /// finished, and if it is the current key its attempts start from 0. A key that
+    /// *succeeded* is re-armed only with `force` (its work will run again); a key that
+    /// is not finished has nothing to reset. Refused while an executor runs the key.
+    /// Written over the version read, so it never undoes a decision the controller
+    /// made meanwhile. Returns the Once as written and the key reset.
+    pub async fn reset(
+        &self,
+        name: &str,
+        key: Option<&str>,
+        force: bool,
+    ) -> Result<(Once, String)> {
         loop {
             let once = self.get(name).await?;
             let status = once.status.clone().unwrap_or_default();
-            if status.executor.is_some() {
+            let key = key.map_or_else(|| status.key.clone(), str::to_owned);
+            if status.executor.is_some() && status.key == key {
                 return Err(self.failed(
                     name,
                     format!(
-                        "{} is running it (token {}): wait for it to finish, or delete the Once",
+                        "{} is running key {key:?} (token {}): wait for it to finish, or delete the Once",
                         status.executor.as_deref().unwrap_or_default(),
                         status.fencing_token
                     ),
                 ));
             }
+            match status.standing_of(&key) {
+                KeyStanding::Succeeded(_) if !force => {
+                    return Err(self.failed(
+                        name,
+                        format!(
+                            "key {key:?} succeeded: resetting it makes its work run again; add --force if that is what you want"
+                        ),
+                    ));
+                }
+                KeyStanding::Open => {
+                    return Err(self.failed(
+                        name,
+                        format!("key {key:?} is not finished: nothing to reset"),
+                    ));
+                }
+                KeyStanding::Succeeded(_) | KeyStanding::Failed(_) => {}
+            }
             let mut reset = once.clone();
-            reset.status = Some(status.reset());
+            reset.status = Some(status.reset(&key));
             match self
                 .subjects
                 .api
                 .replace_status(name, &PostParams::default(), &reset)
                 .await
             {
-                Ok(written) => return Ok(written),
+                Ok(written) => return Ok((written, key)),
                 Err(kube::Error::Api(status)) if status.code == 409 => continue,
                 Err(error) => {
                     return Err(self.request(name, "update", "onces/status").error(error));
@@ -337,6 +412,11 @@ impl Onces {
                 })))
             }
             seen = done => {
+                // The claim is withdrawn now, not left queued until its ttl (the
+                // caller may exit at once).
+                if let Err(error) = self.locks.release(&claim).await {
+                    tracing::debug!(%error, once = name, "withdrawing the claim");
+                }
                 let once = seen.map_err(|e| self.failed(name, format!("watching: {e}")))?;
                 let Some(once) = once else {
                     return Err(self.subjects.not_found(name));
@@ -366,11 +446,9 @@ impl Onces {
         F: FnOnce(i64) -> Fut,
         Fut: Future<Output = std::result::Result<T, String>>,
     {
-        let spec = OnceSpec {
-            key: key.map(str::to_owned),
-            ..OnceSpec::default()
-        };
-        self.ensure(name, spec).await?;
+        // The key is this claim's, not the Once's: made on first use, the Once has no
+        // spec.key (which would make that key current again once it is forgotten).
+        self.ensure(name, OnceSpec::default()).await?;
         let executor = match self
             .claim(name, key, holder, |_| {}, std::future::pending())
             .await?
@@ -411,45 +489,41 @@ impl Onces {
         }
     }
 
-    /// The error for a key that failed for good.
+    /// The error for a key that failed for good, with the exact command that allows a
+    /// new try of that key.
     pub fn failed_for_good(&self, name: &str, failed: &CompletedKey) -> Error {
         Error::OnceFailed {
             namespace: self.subjects.namespace.clone(),
             name: name.to_owned(),
             key: failed.key.clone(),
-            message: "every allowed attempt failed (`koncli once reset` allows a new try)"
-                .to_owned(),
+            message: format!(
+                "every allowed attempt failed (`koncli -n {} once reset {name} --key {}` allows a new try)",
+                self.subjects.namespace,
+                shell_word(&failed.key)
+            ),
         }
     }
 
     /// Waits (watching) until `key` (`None`: the Once's `spec.key`) is finished, for
-    /// at most `timeout`; `None` when the timeout passed first. [`Error::NotFound`] if
-    /// the Once does not exist or is deleted.
+    /// at most `timeout`; `None` when the timeout passed first. A Once that does not
+    /// exist yet (or is deleted while waited on) is waited for; `progress` hears why.
     pub async fn wait(
         &self,
         name: &str,
         key: Option<&str>,
         timeout: Option<Duration>,
+        progress: impl FnMut(crate::waiting::Progress<'_, Once>),
     ) -> Result<Option<Finished>> {
-        let once = self.get(name).await?;
-        let key = Self::key_for(&once, key);
-        if let Some(finished) = finished(once.status.as_ref(), &key) {
-            return Ok(Some(finished));
-        }
-        let watched_key = key.clone();
-        let done = follow_until(self.subjects.api.clone(), name, move |once: &Once| {
-            finished(once.status.as_ref(), &watched_key).is_some()
-        });
-        let seen = match timeout {
-            Some(limit) => match tokio::time::timeout(limit, done).await {
-                Ok(seen) => seen,
-                Err(_) => return Ok(None),
-            },
-            None => done.await,
-        };
-        match seen.map_err(|e| self.failed(name, format!("watching: {e}")))? {
-            Some(once) => Ok(finished(once.status.as_ref(), &key)),
-            None => Err(self.subjects.not_found(name)),
+        let is_finished =
+            |once: &Once| finished(once.status.as_ref(), &Self::key_for(once, key)).is_some();
+        match self
+            .subjects
+            .wait_until(name, timeout, progress, is_finished, |_| String::new())
+            .await
+        {
+            Ok(once) => Ok(finished(once.status.as_ref(), &Self::key_for(&once, key))),
+            Err(Error::StillWaiting { .. }) => Ok(None),
+            Err(error) => Err(error),
         }
     }
 }

@@ -11,7 +11,17 @@ use serde::de::DeserializeOwned;
 
 use crate::connect::Connection;
 use crate::error::{Error, Request, Result};
-use crate::watching::follow_until;
+use crate::waiting::{Progress, Waited, Waiting};
+
+/// What a create-if-absent found: the object, and whether this call created it (a
+/// `run` made on first use says so; one that found it compares its flags with it).
+#[derive(Clone, Debug)]
+pub struct Ensured<K> {
+    /// The object as created or found.
+    pub object: K,
+    /// Whether this call created it.
+    pub created: bool,
+}
 
 /// The objects of one subject kind in one namespace.
 #[derive(Clone)]
@@ -95,10 +105,17 @@ where
 
     /// `object`, created if no object of its name exists (an existing one is returned
     /// as it is).
-    pub async fn ensure(&self, object: &K) -> Result<K> {
+    pub async fn ensure(&self, object: &K) -> Result<Ensured<K>> {
         match self.create(object).await {
-            Err(Error::AlreadyExists { .. }) => self.get(&object.name_any()).await,
-            other => other,
+            Err(Error::AlreadyExists { .. }) => Ok(Ensured {
+                object: self.get(&object.name_any()).await?,
+                created: false,
+            }),
+            Ok(object) => Ok(Ensured {
+                object,
+                created: true,
+            }),
+            Err(error) => Err(error),
         }
     }
 
@@ -136,15 +153,15 @@ where
     }
 
     /// Waits (watching, riding out reconnects and server restarts) until `finished`
-    /// holds for the object `name` and returns it; `progress` sees every version on the
-    /// way. [`Error::StillWaiting`] (saying `state` of the last version seen) when
-    /// `timeout` passes first, [`Error::NotFound`] if the object does not exist or is
-    /// deleted.
+    /// holds for the object `name` and returns it; `progress` hears every version on
+    /// the way and why the object is missing — a wait for an object not created yet
+    /// (or deleted while waited on) waits for it to be created. [`Error::StillWaiting`]
+    /// (saying where it stood) when `timeout` passes first.
     pub async fn wait_until(
         &self,
         name: &str,
         timeout: Option<Duration>,
-        mut progress: impl FnMut(&K),
+        progress: impl FnMut(Progress<'_, K>),
         finished: impl Fn(&K) -> bool,
         state: impl Fn(&K) -> String,
     ) -> Result<K>
@@ -152,33 +169,20 @@ where
         K: Send + 'static,
     {
         let started = Instant::now();
-        let mut last = self.get(name).await?;
-        progress(&last);
-        if finished(&last) {
-            return Ok(last);
-        }
-        let seen_finished = follow_until(self.api.clone(), name, |object: &K| {
-            progress(object);
-            last = object.clone();
-            finished(object)
-        });
-        let seen = match timeout {
-            Some(limit) => {
-                tokio::time::timeout(limit.saturating_sub(started.elapsed()), seen_finished)
-                    .await
-                    .ok()
-            }
-            None => Some(seen_finished.await),
+        let waiting = Waiting {
+            api: self.api.clone(),
+            namespaces: Api::all(self.client.clone()),
+            request: self.request(name, "watch", self.resource),
         };
-        match seen {
-            Some(Ok(Some(object))) => Ok(object),
-            Some(Ok(None)) => Err(self.not_found(name)),
-            Some(Err(why)) => Err(self.refused(name, format!("watching: {why}"))),
-            None => Err(Error::StillWaiting {
+        match waiting.until(timeout, progress, finished).await? {
+            Waited::Finished(object) => Ok(object),
+            Waited::TimedOut(last) => Err(Error::StillWaiting {
                 kind: self.kind,
                 namespace: self.namespace.clone(),
                 name: name.to_owned(),
-                state: state(&last),
+                state: last
+                    .as_ref()
+                    .map_or_else(|| "not created".to_owned(), state),
                 waited: started.elapsed(),
             }),
         }

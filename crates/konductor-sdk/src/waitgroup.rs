@@ -31,11 +31,11 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use konductor_api::waitgroup::{
-    MemberOutcome, WaitGroup, WaitGroupMember, WaitGroupMemberSpec, WaitGroupPhase, WaitGroupSpec,
-    member_name,
+    AttemptResult, MemberAttempt, MemberFailure, MemberOutcome, Standing, WaitGroup,
+    WaitGroupMember, WaitGroupMemberSpec, WaitGroupPhase, WaitGroupSpec, member_name,
 };
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -43,7 +43,7 @@ use crate::claims::{Asked, ask};
 use crate::connect::Connection;
 use crate::error::{Error, Request, Result};
 use crate::locks::{Chain, Loss, Renewal, Timing, renew_periodically, send_renewal};
-use crate::subjects::Subjects;
+use crate::subjects::{Ensured, Subjects};
 
 /// How many members `add` creates at once.
 const ADD_CONCURRENCY: usize = 16;
@@ -78,8 +78,10 @@ pub enum Marked {
 pub enum Ran<T> {
     /// The work ran and its outcome was recorded: `Ok` as Succeeded, `Err` as Failed.
     Finished(std::result::Result<T, String>),
-    /// The member was already finished (done, or expired): nothing ran.
+    /// The member was already done: nothing ran.
     AlreadyFinished,
+    /// The member had failed for good (every allowed attempt failed): nothing ran.
+    FailedForGood(MemberFailure),
     /// The hold on the member was lost while the work ran: the work was dropped (the
     /// member counts as failed once the controller expires it).
     Lost(Loss),
@@ -120,7 +122,7 @@ impl WaitGroups {
 
     /// The WaitGroup `name`, created from `spec` if it does not exist yet (an existing
     /// one is left as it is).
-    pub async fn ensure(&self, name: &str, spec: WaitGroupSpec) -> Result<WaitGroup> {
+    pub async fn ensure(&self, name: &str, spec: WaitGroupSpec) -> Result<Ensured<WaitGroup>> {
         self.groups.ensure(&WaitGroup::new(name, spec)).await
     }
 
@@ -258,7 +260,7 @@ impl WaitGroups {
         &self,
         name: &str,
         timeout: Option<Duration>,
-        progress: impl FnMut(&WaitGroup),
+        progress: impl FnMut(crate::waiting::Progress<'_, WaitGroup>),
     ) -> Result<WaitGroup> {
         self.groups
             .wait_until(
@@ -279,9 +281,12 @@ impl WaitGroups {
 
     /// Takes member `id` as `holder` (adding it if needed): with a group `memberTTL`,
     /// the member is renewed in the background until marked done, and [`Held::lost`]
-    /// says when the hold can no longer be trusted. `Ok(None)` if the member is already
-    /// finished.
-    pub async fn hold(&self, name: &str, id: &str, holder: &str) -> Result<Option<Held>> {
+    /// says when the hold can no longer be trusted. A member already done, or failed
+    /// for good, is not taken ([`Hold::Done`], [`Hold::Failed`]); one whose last attempt
+    /// failed with attempts left, or was interrupted, is taken for a new attempt (the
+    /// ended one recorded in `spec.attempts`). A sealed group takes no new member: a
+    /// member ID it does not have is refused, naming the pending ones.
+    pub async fn hold(&self, name: &str, id: &str, holder: &str) -> Result<Hold> {
         let group = self.get(name).await?;
         let ttl = group
             .spec
@@ -292,37 +297,62 @@ impl WaitGroups {
             .map_err(|e| self.refused(name, format!("spec.memberTTL: {e}")))?;
         let object = member_name(name, id);
         let read = |e| self.request(name, "get", "waitgroupmembers").error(e);
-        // A member already finished (a worker run again after the group moved on) has
-        // nothing left to run, even in a group that is Done.
-        if let Some(existing) = self.members.get_opt(&object).await.map_err(read)?
-            && existing.is_finished()
-        {
-            return Ok(None);
-        }
-        self.add(name, &[id.to_owned()]).await?;
-        let current = self.members.get(&object).await.map_err(read)?;
-        if current.is_finished() {
-            return Ok(None);
-        }
-        let uid = current.uid().unwrap_or_default();
-        let sent = Instant::now();
-        let patch = json!({
-            "metadata": { "uid": uid },
-            "spec": { "holder": holder, "renewTime": MicroTime(Timestamp::now()) },
-        });
-        let taken = self
-            .members
-            .patch(&object, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|e| self.request(name, "patch", "waitgroupmembers").error(e))?;
-        if taken.is_finished() {
-            return Ok(None);
-        }
+        let write = |e| self.request(name, "update", "waitgroupmembers").error(e);
+        let (taken, sent) = loop {
+            let Some(mut member) = self.members.get_opt(&object).await.map_err(read)? else {
+                if group.spec.sealed {
+                    return Err(self.refused(name, not_a_member(&group, id)));
+                }
+                self.add(name, &[id.to_owned()]).await?;
+                continue;
+            };
+            let now = MicroTime(Timestamp::now());
+            match member.standing(&group.spec) {
+                Standing::Done => return Ok(Hold::Done),
+                Standing::Failed(failure) => return Ok(Hold::Failed(failure)),
+                Standing::Retry { mut ended } => {
+                    ended.finished_at.get_or_insert(now.clone());
+                    member.spec.attempts.push(ended);
+                    member.spec.outcome = None;
+                }
+                Standing::Pending if member.spec.interrupting => {
+                    // Its worker was interrupted and did not withdraw (killed after the
+                    // signal): an interruption, recorded as it would have.
+                    member.spec.attempts.push(MemberAttempt {
+                        result: AttemptResult::Interrupted,
+                        holder: member.spec.holder.clone(),
+                        exit_code: None,
+                        message: Some(
+                            "interrupted, and its worker did not withdraw (stopped before it could)"
+                                .to_owned(),
+                        ),
+                        finished_at: Some(now.clone()),
+                    });
+                }
+                Standing::Pending => {}
+            }
+            member.spec.interrupting = false;
+            member.spec.holder = Some(holder.to_owned());
+            member.spec.renew_time = Some(now);
+            let sent = Instant::now();
+            // Written over the version read: two workers retrying one member never
+            // both record the ended attempt.
+            match self
+                .members
+                .replace(&object, &PostParams::default(), &member)
+                .await
+            {
+                Ok(taken) => break (taken, sent),
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(error) => return Err(write(error)),
+            }
+        };
+        let uid = taken.uid().unwrap_or_default();
         let renewal = ttl.map(|ttl| {
             let state = Arc::new(HoldState {
                 members: self.members.clone(),
                 object: object.clone(),
-                uid,
+                uid: uid.clone(),
                 timing: Timing::for_ttl(ttl),
                 chain: Mutex::new(Chain::new(sent, true)),
                 loss: Mutex::new(None),
@@ -330,10 +360,12 @@ impl WaitGroups {
             });
             (state.clone(), tokio::spawn(state.renew()))
         });
-        Ok(Some(Held {
+        Ok(Hold::Held(Held {
             groups: self.clone(),
             group: name.to_owned(),
             id: id.to_owned(),
+            holder: holder.to_owned(),
+            uid,
             renewal,
         }))
     }
@@ -352,8 +384,10 @@ impl WaitGroups {
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<T, String>>,
     {
-        let Some(held) = self.hold(name, id, holder).await? else {
-            return Ok(Ran::AlreadyFinished);
+        let held = match self.hold(name, id, holder).await? {
+            Hold::Held(held) => held,
+            Hold::Done => return Ok(Ran::AlreadyFinished),
+            Hold::Failed(failure) => return Ok(Ran::FailedForGood(failure)),
         };
         let result = tokio::select! {
             result = work() => result,
@@ -371,12 +405,47 @@ impl WaitGroups {
     }
 }
 
+/// What [`WaitGroups::hold`] came to.
+pub enum Hold {
+    /// The member is held by this process: run its work.
+    Held(Held),
+    /// The member is done already: nothing to run.
+    Done,
+    /// The member failed for good (every allowed attempt failed): nothing to run.
+    Failed(MemberFailure),
+}
+
+/// Why a sealed group refuses member `id`: it has no such member (a mistyped ID would
+/// otherwise be added, and the real member left pending).
+fn not_a_member(group: &WaitGroup, id: &str) -> String {
+    let status = group.status.clone().unwrap_or_default();
+    let pending = if status.pending.is_empty() {
+        "none".to_owned()
+    } else {
+        let more = status.counter - i32::try_from(status.pending.len()).unwrap_or(i32::MAX);
+        format!(
+            "{}{}",
+            status.pending.join(", "),
+            if more > 0 {
+                format!(", … {more} more")
+            } else {
+                String::new()
+            }
+        )
+    };
+    format!(
+        "is sealed and has no member {id:?} (a sealed group takes no new members); its pending members: {pending}"
+    )
+}
+
 /// A member held by this process: renewed in the background (with a `memberTTL`) until
-/// marked done or abandoned.
+/// marked done, withdrawn or abandoned.
 pub struct Held {
     groups: WaitGroups,
     group: String,
     id: String,
+    holder: String,
+    uid: String,
     renewal: Option<(Arc<HoldState>, tokio::task::JoinHandle<()>)>,
 }
 
@@ -406,6 +475,76 @@ impl Held {
     /// counts as failed; without one it stays pending.
     pub fn abandon(mut self) {
         self.stop();
+    }
+
+    /// Marks the member interrupting (`spec.interrupting`): its work got a signal. From
+    /// now on its end — or its expiry, if this process is killed — is an interruption.
+    /// Renewal goes on. Best effort (the withdrawal says the same).
+    pub async fn mark_interrupting(&self) {
+        let patch = json!({
+            "metadata": { "uid": self.uid },
+            "spec": { "interrupting": true },
+        });
+        let object = member_name(&self.group, &self.id);
+        if let Err(error) = self
+            .groups
+            .members
+            .patch(&object, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            tracing::warn!(%error, member = %self.id, "marking the member interrupting");
+        }
+    }
+
+    /// Gives the member back after its work was interrupted (and did not succeed): it
+    /// is pending again, the interruption recorded in `spec.attempts` (beyond the
+    /// group's `maxInterruptions`, an interruption counts as a failed attempt).
+    pub async fn withdraw_interrupted(
+        mut self,
+        exit_code: Option<i32>,
+        message: Option<String>,
+    ) -> Result<()> {
+        self.stop();
+        let object = member_name(&self.group, &self.id);
+        let request = |verb| self.groups.request(&self.group, verb, "waitgroupmembers");
+        loop {
+            let Some(mut member) = self
+                .groups
+                .members
+                .get_opt(&object)
+                .await
+                .map_err(|e| request("get").error(e))?
+            else {
+                return Ok(());
+            };
+            // Taken over (or finished) meanwhile: nothing of ours to give back.
+            if member.uid().as_deref() != Some(self.uid.as_str())
+                || member.spec.holder.as_deref() != Some(self.holder.as_str())
+                || member.spec.outcome.is_some()
+            {
+                return Ok(());
+            }
+            member.spec.attempts.push(MemberAttempt {
+                result: AttemptResult::Interrupted,
+                holder: Some(self.holder.clone()),
+                exit_code,
+                message: message.clone(),
+                finished_at: Some(MicroTime(Timestamp::now())),
+            });
+            member.spec.interrupting = false;
+            member.spec.holder = None;
+            member.spec.renew_time = None;
+            match self
+                .groups
+                .members
+                .replace(&object, &PostParams::default(), &member)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(error) => return Err(request("update").error(error)),
+            }
+        }
     }
 
     fn stop(&mut self) {
@@ -457,7 +596,7 @@ impl HoldState {
     async fn renew_once(&self) {
         let sent = Instant::now();
         match send_renewal(&self.members, &self.object, &self.uid, &self.timing).await {
-            Renewal::Acknowledged(member) if member.status.as_ref().is_some_and(|s| s.expired) => {
+            Renewal::Acknowledged(member) if member.expired_now() => {
                 self.set_loss(Loss::Expired);
             }
             Renewal::Acknowledged(_) => {

@@ -41,13 +41,22 @@ pub struct ScaleSpec {
 /// Where a table cell's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CellSource {
-    /// A simple JSONPath into the object, e.g. `.spec.expected`.
-    Path(String),
+    /// A JSONPath into the object, e.g. `.spec.expected` or
+    /// `.status.conditions[?(@.type=="Ready")].status`: the first value it selects
+    /// (`None` if the column's path does not parse: its cells are empty).
+    Path(Option<konductor_api::gate::jsonpath::JsonPath>),
     /// An Event's last occurrence as an age: `lastTimestamp`, else
     /// `series.lastObservedTime`, else `eventTime` (what events.k8s.io writers set).
     EventLastSeen,
     /// An Event's object as `kind/name`, lower-cased kind, as kubectl shows it.
     EventObject,
+}
+
+impl CellSource {
+    /// The cells at `json_path` (as a CRD's `additionalPrinterColumns` gives it).
+    pub fn path(json_path: &str) -> Self {
+        CellSource::Path(konductor_api::gate::jsonpath::JsonPath::parse(json_path).ok())
+    }
 }
 
 /// One printer column for `kubectl get` tables.
@@ -160,7 +169,7 @@ fn column(name: &str, type_: &str, json_path: &str, priority: i32, description: 
     computed(
         name,
         type_,
-        CellSource::Path(json_path.into()),
+        CellSource::path(json_path),
         priority,
         description,
     )

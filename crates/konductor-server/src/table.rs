@@ -73,7 +73,7 @@ impl Representation {
     }
 }
 
-/// The value at a simple JSONPath (`.spec.expected`, `.metadata.creationTimestamp`).
+/// The value at a simple JSONPath (`.lastTimestamp`, for the computed columns).
 fn at_path<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
     path.trim_start_matches('.')
         .split('.')
@@ -84,7 +84,15 @@ fn at_path<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
 /// The value a column shows for an object.
 fn cell(column: &Column, object: &Value, now: Timestamp) -> Value {
     match &column.source {
-        CellSource::Path(path) => format_cell(&column.type_, at_path(object, path), now),
+        // As kube-apiserver fills a custom resource's columns: the first value the path
+        // selects (not all of them, as kubectl's custom-columns joins), formatted by
+        // the column's type; nothing selected, or a value of another type, is null.
+        CellSource::Path(path) => {
+            let first = path
+                .as_ref()
+                .and_then(|p| p.select(object).into_iter().next());
+            format_cell(&column.type_, first, now)
+        }
         CellSource::EventLastSeen => {
             let last = [".lastTimestamp", ".series.lastObservedTime", ".eventTime"]
                 .iter()
@@ -100,18 +108,38 @@ fn cell(column: &Column, object: &Value, now: Timestamp) -> Value {
     }
 }
 
-/// Formats a raw value for its column type: `date` becomes an age like `5m`.
+/// Formats a value for its column type as kube-apiserver's table convertor does: a
+/// `string` column prints any value (objects and lists as JSON); `integer`, `number`
+/// and `boolean` columns take only values of their type (a float is truncated for
+/// `integer`); a `date` column shows an age like `5m` (`<invalid>` for a string that
+/// is no timestamp). Anything else is null.
 fn format_cell(column_type: &str, value: Option<&Value>, now: Timestamp) -> Value {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Value::Null;
+    };
     match (column_type, value) {
-        (_, None | Some(Value::Null)) => Value::Null,
-        ("date", Some(Value::String(text))) => match text.parse::<Timestamp>() {
+        ("string", Value::String(_)) => value.clone(),
+        ("string", other) => Value::String(other.to_string()),
+        ("integer", Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| {
+                // Go's int64(float64) truncates toward zero.
+                #[allow(clippy::cast_possible_truncation)]
+                n.as_f64()
+                    .filter(|f| f.is_finite())
+                    .map(|f| f.trunc() as i64)
+            })
+            .map_or(Value::Null, Value::from),
+        ("number", Value::Number(n)) => n.as_f64().map_or(Value::Null, Value::from),
+        ("boolean", Value::Bool(_)) => value.clone(),
+        ("date", Value::String(text)) => match text.parse::<Timestamp>() {
             Ok(then) => {
                 let age = Duration::try_from(now.duration_since(then)).unwrap_or_default();
                 Value::String(konductor_api::duration::human_duration(age))
             }
-            Err(_) => Value::String(text.clone()),
+            Err(_) => Value::String("<invalid>".to_owned()),
         },
-        (_, Some(value)) => value.clone(),
+        _ => Value::Null,
     }
 }
 
@@ -215,6 +243,102 @@ mod tests {
         assert_eq!(whole["rows"][0]["object"]["status"]["arrived"], 3);
         let bare = of_list(def, &list, IncludeObject::None);
         assert!(bare["rows"][0].get("object").is_none());
+    }
+
+    /// A column as a CRD's `additionalPrinterColumns` gives it.
+    fn printer_column(name: &str, type_: &str, json_path: &str) -> Column {
+        Column {
+            name: name.into(),
+            type_: type_.into(),
+            source: CellSource::path(json_path),
+            priority: 0,
+            description: String::new(),
+        }
+    }
+
+    /// Columns shaped like common operators' CRDs (cert-manager, Flux, Knative, Argo,
+    /// Prometheus), filled as kube-apiserver fills them: the first match, null when
+    /// nothing matches or the value has another type, typed cells.
+    #[test]
+    fn printer_columns_are_filled_as_kube_apiserver_fills_them() {
+        let mut def = ResourceDef::clone(
+            Registry::standard()
+                .find("konductor.io", "v1", "barriers")
+                .unwrap(),
+        );
+        def.columns = vec![
+            printer_column(
+                "Ready",
+                "string",
+                r#".status.conditions[?(@.type=="Ready")].status"#,
+            ),
+            printer_column(
+                "Reason",
+                "string",
+                ".status.conditions[?(@.type=='Ready')].reason",
+            ),
+            printer_column(
+                "Synced",
+                "string",
+                r#".status.conditions[?(@.type=="Synced")].status"#,
+            ),
+            printer_column("First", "string", ".status.conditions[*].type"),
+            printer_column("Any type", "string", "..type"),
+            printer_column("Replicas", "integer", ".spec.replicas"),
+            printer_column("Ratio", "integer", ".status.ratio"),
+            printer_column("Ratio#", "number", ".status.ratio"),
+            printer_column("Paused", "boolean", ".spec.paused"),
+            printer_column("Paused?", "boolean", ".spec.pausedText"),
+            printer_column("Selector", "string", ".spec.selector"),
+            printer_column("Count", "string", ".spec.replicas"),
+            printer_column("Renewal", "date", ".status.renewalTime"),
+            printer_column("Bad date", "date", ".status.url"),
+            printer_column("URL", "string", ".status.url"),
+            printer_column("Missing", "string", ".status.nothing[0].here"),
+            printer_column("Null", "string", ".status.none"),
+        ];
+        let renewal = Timestamp::now() - jiff::SignedDuration::from_secs(7200);
+        let object = json!({
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 3, "paused": false, "pausedText": "false",
+                "selector": {"matchLabels": {"app": "web"}}
+            },
+            "status": {
+                "conditions": [
+                    {"type": "Ready", "status": "True", "reason": "Deployed"},
+                    {"type": "Progressing", "status": "False"}
+                ],
+                "ratio": 2.75,
+                "renewalTime": renewal.to_string(),
+                "url": "http://web.default.example.com",
+                "none": null
+            }
+        });
+        let table = of_object(&def, &object, IncludeObject::None);
+        assert_eq!(
+            table["rows"][0]["cells"],
+            json!([
+                "web",
+                "True",
+                "Deployed",
+                null,
+                "Ready",
+                "Ready",
+                3,
+                2,
+                2.75,
+                false,
+                null,
+                r#"{"matchLabels":{"app":"web"}}"#,
+                "3",
+                "120m",
+                "<invalid>",
+                "http://web.default.example.com",
+                null,
+                null
+            ])
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use konductor_controller::gate::watches::GateKinds;
+use konductor_controller::gate::watches::{GateKinds, parse_gate_kind};
 use konductor_controller::kinds::Settings;
 use konductor_controller::leader::LeaseConfig;
 use konductor_controller::operator::{self, OperatorConfig};
@@ -113,11 +113,6 @@ struct ServerArgs {
     /// Watches open at once from one client address; more are answered 429.
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_watches_per_client, value_parser = parse_count)]
     max_watches_per_client: usize,
-    /// Kinds Gates may name besides the presets' (Jobs, Deployments, Konductor's own),
-    /// as `resource.group` (`databases.acme.example.com`; `configmaps` for the core
-    /// group), comma-separated or repeated. The controller reads only these.
-    #[arg(long, value_name = "RESOURCE.GROUP", value_delimiter = ',')]
-    gate_kinds: Vec<String>,
 }
 
 #[derive(Args)]
@@ -148,8 +143,9 @@ struct OperatorArgs {
     probe_address: Option<SocketAddr>,
     /// Kinds Gates may name besides the presets' (Jobs, Deployments, Konductor's own),
     /// as `resource.group` (`databases.acme.example.com`; `configmaps` for the core
-    /// group), comma-separated or repeated. The controller reads only these.
-    #[arg(long, value_name = "RESOURCE.GROUP", value_delimiter = ',')]
+    /// group), comma-separated or repeated. The operator reads only these (grant them
+    /// in its ClusterRole too).
+    #[arg(long, value_name = "RESOURCE.GROUP", value_delimiter = ',', value_parser = parse_gate_kind)]
     gate_kinds: Vec<String>,
 }
 
@@ -297,9 +293,10 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         },
         ..konductor_server::Config::default()
     };
-    let controller = (!args.no_controller)
-        .then(|| settings(&args.gate_kinds))
-        .transpose()?;
+    // The server's controller may read every kind the server serves.
+    let controller = (!args.no_controller).then(|| Settings {
+        gate_kinds: GateKinds::any(),
+    });
     embedded::run(config, controller, shutdown).await
 }
 

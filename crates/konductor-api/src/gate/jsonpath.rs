@@ -1,7 +1,10 @@
-//! The JSONPath subset a Gate's `jsonPath` test reads objects with — the one `kubectl
-//! wait --for=jsonpath=…` users write: fields (`.status.phase`, `['a.b']`), indexes
-//! (`[0]`, `[-1]`), every element (`[*]`) and filters on a field
-//! (`[?(@.type=="Ready")]`, `!=`), with or without the enclosing `{…}`.
+//! The JSONPath of Kubernetes (client-go's `jsonpath`, one expression): what a Gate's
+//! `jsonPath` test reads objects with — as `kubectl wait --for=jsonpath=…` users write
+//! it — and what the embedded server fills printer columns with, as kube-apiserver
+//! does. Fields (`.status.phase`, `['a.b']`, `.*`), indexes (`[0]`, `[-1]`), slices
+//! (`[1:3]`, `[::2]`), unions (`[0,2]`, `['a','b']`), every element (`[*]`), recursive
+//! descent (`..name`) and filters (`[?(@.type=="Ready")]`, `!=`, `<`, `<=`, `>`, `>=`,
+//! and `[?(@.field)]` for presence), with or without the enclosing `{…}`.
 
 use serde_json::Value;
 
@@ -16,11 +19,64 @@ enum Step {
     Field(String),
     Index(i64),
     All,
+    /// `..`: the value and everything under it, depth first.
+    Descend,
+    /// `[start:end:step]`.
+    Slice(Option<i64>, Option<i64>, Option<i64>),
+    /// `[a,b]`: each of these steps, in order.
+    Union(Vec<Step>),
     Filter {
         field: Vec<String>,
-        equal: bool,
-        value: String,
+        /// `None`: the field only has to be there (`[?(@.field)]`).
+        test: Option<(Comparison, String)>,
     },
+}
+
+/// How a filter compares a field with its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Comparison {
+    Equal,
+    NotEqual,
+    Less,
+    LessOrEqual,
+    Greater,
+    GreaterOrEqual,
+}
+
+impl Comparison {
+    /// The operators, longest first (so `<=` is not read as `<`).
+    const ALL: [(&'static str, Comparison); 6] = [
+        ("==", Comparison::Equal),
+        ("!=", Comparison::NotEqual),
+        ("<=", Comparison::LessOrEqual),
+        (">=", Comparison::GreaterOrEqual),
+        ("<", Comparison::Less),
+        (">", Comparison::Greater),
+    ];
+
+    fn symbol(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, c)| *c == self)
+            .map_or("==", |(s, _)| s)
+    }
+
+    /// Whether `found` compares as wanted with `wanted`: numbers as numbers, anything
+    /// else as text (order only between numbers, as client-go does).
+    fn holds(self, found: &Value, wanted: &str) -> bool {
+        let numbers = found.as_f64().zip(wanted.parse::<f64>().ok());
+        match (self, numbers) {
+            (Comparison::Equal, Some((a, b))) => a == b,
+            (Comparison::NotEqual, Some((a, b))) => a != b,
+            (Comparison::Equal, None) => render(found) == wanted,
+            (Comparison::NotEqual, None) => render(found) != wanted,
+            (Comparison::Less, Some((a, b))) => a < b,
+            (Comparison::LessOrEqual, Some((a, b))) => a <= b,
+            (Comparison::Greater, Some((a, b))) => a > b,
+            (Comparison::GreaterOrEqual, Some((a, b))) => a >= b,
+            (_, None) => false,
+        }
+    }
 }
 
 impl JsonPath {
@@ -42,12 +98,23 @@ impl JsonPath {
             rest = after;
         }
         while !rest.is_empty() {
-            if let Some(after) = rest.strip_prefix('.') {
+            if let Some(after) = rest.strip_prefix("..") {
+                steps.push(Step::Descend);
                 let (name, after) = field_name(after);
-                if name.is_empty() {
-                    return Err(format!("{text:?}: a '.' not followed by a field name"));
+                match name {
+                    "" if after.starts_with('[') => {}
+                    "" => return Err(format!("{text:?}: a '..' not followed by a field name")),
+                    "*" => steps.push(Step::All),
+                    name => steps.push(Step::Field(name.to_owned())),
                 }
-                steps.push(Step::Field(name.to_owned()));
+                rest = after;
+            } else if let Some(after) = rest.strip_prefix('.') {
+                let (name, after) = field_name(after);
+                match name {
+                    "" => return Err(format!("{text:?}: a '.' not followed by a field name")),
+                    "*" => steps.push(Step::All),
+                    name => steps.push(Step::Field(name.to_owned())),
+                }
                 rest = after;
             } else if let Some(after) = rest.strip_prefix('[') {
                 let end = closing_bracket(after)
@@ -64,42 +131,14 @@ impl JsonPath {
         Ok(Self { steps })
     }
 
-    /// The values the path selects in `object` (none when it leads nowhere).
+    /// The values the path selects in `object`, in document order (none when it
+    /// leads nowhere).
     pub fn select<'a>(&self, object: &'a Value) -> Vec<&'a Value> {
         let mut current = vec![object];
         for step in &self.steps {
             let mut next = Vec::new();
             for value in current {
-                match step {
-                    Step::Field(name) => next.extend(value.get(name.as_str())),
-                    Step::Index(i) => {
-                        if let Some(items) = value.as_array() {
-                            let len = i64::try_from(items.len()).unwrap_or(i64::MAX);
-                            let at = if *i < 0 { len + i } else { *i };
-                            next.extend(usize::try_from(at).ok().and_then(|at| items.get(at)));
-                        }
-                    }
-                    Step::All => match value {
-                        Value::Array(items) => next.extend(items),
-                        Value::Object(fields) => next.extend(fields.values()),
-                        _ => {}
-                    },
-                    Step::Filter {
-                        field,
-                        equal,
-                        value: wanted,
-                    } => {
-                        for item in value.as_array().into_iter().flatten() {
-                            let found = field
-                                .iter()
-                                .try_fold(item, |v, name| v.get(name.as_str()))
-                                .map(render);
-                            if (found.as_deref() == Some(wanted.as_str())) == *equal {
-                                next.push(item);
-                            }
-                        }
-                    }
-                }
+                apply(step, value, &mut next);
             }
             current = next;
         }
@@ -107,27 +146,131 @@ impl JsonPath {
     }
 }
 
+/// Adds what `step` selects in `value` to `out`.
+fn apply<'a>(step: &Step, value: &'a Value, out: &mut Vec<&'a Value>) {
+    match step {
+        Step::Field(name) => out.extend(value.get(name.as_str())),
+        Step::Index(i) => {
+            if let Some(items) = value.as_array() {
+                let len = i64::try_from(items.len()).unwrap_or(i64::MAX);
+                let at = if *i < 0 { len + i } else { *i };
+                out.extend(usize::try_from(at).ok().and_then(|at| items.get(at)));
+            }
+        }
+        Step::All => match value {
+            Value::Array(items) => out.extend(items),
+            Value::Object(fields) => out.extend(fields.values()),
+            _ => {}
+        },
+        Step::Descend => descend(value, out),
+        Step::Slice(start, end, by) => {
+            let Some(items) = value.as_array() else {
+                return;
+            };
+            let len = i64::try_from(items.len()).unwrap_or(i64::MAX);
+            let clamp = |i: i64| if i < 0 { (len + i).max(0) } else { i.min(len) };
+            let (from, to) = (clamp(start.unwrap_or(0)), clamp(end.unwrap_or(len)));
+            let by = usize::try_from(by.unwrap_or(1).max(1)).unwrap_or(1);
+            let (from, to) = (
+                usize::try_from(from).unwrap_or(0),
+                usize::try_from(to).unwrap_or(0),
+            );
+            if from < to {
+                out.extend(items[from..to].iter().step_by(by));
+            }
+        }
+        Step::Union(steps) => {
+            for step in steps {
+                apply(step, value, out);
+            }
+        }
+        Step::Filter { field, test } => {
+            let items: Vec<&Value> = match value {
+                Value::Array(items) => items.iter().collect(),
+                other => vec![other],
+            };
+            for item in items {
+                let found = field.iter().try_fold(item, |v, name| v.get(name.as_str()));
+                let keep = match (found, test) {
+                    (None, _) => false,
+                    (Some(_), None) => true,
+                    (Some(found), Some((comparison, wanted))) => comparison.holds(found, wanted),
+                };
+                if keep {
+                    out.push(item);
+                }
+            }
+        }
+    }
+}
+
+/// `value` and every value under it, depth first (the object before its fields).
+fn descend<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {
+    out.push(value);
+    match value {
+        Value::Array(items) => items.iter().for_each(|v| descend(v, out)),
+        Value::Object(fields) => fields.values().for_each(|v| descend(v, out)),
+        _ => {}
+    }
+}
+
 impl std::fmt::Display for JsonPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("{")?;
-        for step in &self.steps {
+        let mut steps = self.steps.iter().peekable();
+        while let Some(step) = steps.next() {
             match step {
-                Step::Field(name) => write!(f, ".{name}")?,
-                Step::Index(i) => write!(f, "[{i}]")?,
-                Step::All => f.write_str("[*]")?,
-                Step::Filter {
-                    field,
-                    equal,
-                    value,
-                } => write!(
-                    f,
-                    "[?(@.{} {} {value:?})]",
-                    field.join("."),
-                    if *equal { "==" } else { "!=" }
-                )?,
+                // `..` stands before the step it searches for.
+                Step::Descend => match steps.peek() {
+                    Some(Step::Field(name)) => {
+                        write!(f, "..{name}")?;
+                        steps.next();
+                    }
+                    _ => f.write_str("..")?,
+                },
+                step => write_step(f, step, true)?,
             }
         }
         f.write_str("}")
+    }
+}
+
+/// One step as written; `bracketed`: standing alone (a union's members are not).
+fn write_step(f: &mut std::fmt::Formatter<'_>, step: &Step, bracketed: bool) -> std::fmt::Result {
+    let (open, close) = if bracketed { ("[", "]") } else { ("", "") };
+    match step {
+        Step::Field(name) if bracketed => write!(f, ".{name}"),
+        Step::Field(name) => write!(f, "'{name}'"),
+        Step::Index(i) => write!(f, "{open}{i}{close}"),
+        Step::All => write!(f, "{open}*{close}"),
+        Step::Descend => f.write_str(".."),
+        Step::Slice(start, end, by) => {
+            let part = |p: &Option<i64>| p.map(|p| p.to_string()).unwrap_or_default();
+            write!(f, "{open}{}:{}", part(start), part(end))?;
+            if let Some(by) = by {
+                write!(f, ":{by}")?;
+            }
+            f.write_str(close)
+        }
+        Step::Union(steps) => {
+            f.write_str("[")?;
+            for (i, step) in steps.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(",")?;
+                }
+                write_step(f, step, false)?;
+            }
+            f.write_str("]")
+        }
+        Step::Filter { field, test } => match test {
+            None => write!(f, "[?(@.{})]", field.join(".")),
+            Some((comparison, value)) => write!(
+                f,
+                "[?(@.{} {} {value:?})]",
+                field.join("."),
+                comparison.symbol()
+            ),
+        },
     }
 }
 
@@ -160,8 +303,27 @@ fn closing_bracket(text: &str) -> Option<usize> {
     None
 }
 
-/// One bracketed step: `*`, an index, a quoted field name or a filter.
+/// One bracketed step: `*`, an index, a slice, a quoted field name, a union of those,
+/// or a filter.
 fn bracket(inside: &str) -> Result<Step, String> {
+    let inside = inside.trim();
+    if let Some(filter) = inside.strip_prefix('?') {
+        return filter_step(inside, filter);
+    }
+    let parts = split_union(inside);
+    if parts.len() > 1 {
+        return parts
+            .iter()
+            .map(|part| single(part))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Step::Union)
+            .map_err(|e| format!("[{inside}]: {e}"));
+    }
+    single(inside)
+}
+
+/// One member of a bracket: `*`, an index, a slice or a quoted name.
+fn single(inside: &str) -> Result<Step, String> {
     let inside = inside.trim();
     if inside == "*" {
         return Ok(Step::All);
@@ -169,38 +331,78 @@ fn bracket(inside: &str) -> Result<Step, String> {
     if let Some(quoted) = unquote(inside) {
         return Ok(Step::Field(quoted.to_owned()));
     }
-    if let Some(filter) = inside.strip_prefix('?') {
-        let filter = filter.trim();
-        let filter = filter
-            .strip_prefix('(')
-            .and_then(|f| f.strip_suffix(')'))
-            .unwrap_or(filter)
-            .trim();
-        let (left, equal, right) = if let Some((l, r)) = filter.split_once("==") {
-            (l, true, r)
-        } else if let Some((l, r)) = filter.split_once("!=") {
-            (l, false, r)
-        } else {
-            return Err(format!(
-                "filter [{inside}]: only @.field==\"value\" and != are supported"
-            ));
+    if inside.contains(':') {
+        let bound = |part: &str| {
+            let part = part.trim();
+            (!part.is_empty())
+                .then(|| part.parse::<i64>())
+                .transpose()
+                .map_err(|_| format!("[{inside}]: a slice's bounds are numbers"))
         };
-        let field = left
-            .trim()
-            .strip_prefix("@.")
-            .ok_or_else(|| format!("filter [{inside}]: the left side must be @.field"))?;
-        let right = right.trim();
-        let value = unquote(right).map_or_else(|| right.to_owned(), str::to_owned);
-        return Ok(Step::Filter {
-            field: field.split('.').map(str::to_owned).collect(),
-            equal,
-            value,
-        });
+        let parts: Vec<&str> = inside.split(':').collect();
+        return match parts.as_slice() {
+            [start, end] => Ok(Step::Slice(bound(start)?, bound(end)?, None)),
+            [start, end, by] => Ok(Step::Slice(bound(start)?, bound(end)?, bound(by)?)),
+            _ => Err(format!(
+                "[{inside}]: a slice is [start:end] or [start:end:step]"
+            )),
+        };
     }
     inside
         .parse::<i64>()
         .map(Step::Index)
-        .map_err(|_| format!("[{inside}]: expected an index, *, a quoted name or ?(…)"))
+        .map_err(|_| format!("[{inside}]: expected an index, a slice, *, a quoted name or ?(…)"))
+}
+
+/// `a,b,'c,d'` split at the commas outside quotes.
+fn split_union(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut quote = None;
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, ',') => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+/// A filter: `?(@.field OP value)` or `?(@.field)`.
+fn filter_step(inside: &str, filter: &str) -> Result<Step, String> {
+    let filter = filter.trim();
+    let filter = filter
+        .strip_prefix('(')
+        .and_then(|f| f.strip_suffix(')'))
+        .unwrap_or(filter)
+        .trim();
+    let found = Comparison::ALL
+        .iter()
+        .filter_map(|(symbol, comparison)| filter.find(symbol).map(|at| (at, *symbol, *comparison)))
+        .min_by_key(|(at, symbol, _)| (*at, std::cmp::Reverse(symbol.len())));
+    let (left, test) = match found {
+        Some((at, symbol, comparison)) => {
+            let right = filter[at + symbol.len()..].trim();
+            let value = unquote(right).map_or_else(|| right.to_owned(), str::to_owned);
+            (&filter[..at], Some((comparison, value)))
+        }
+        None => (filter, None),
+    };
+    let field = left
+        .trim()
+        .strip_prefix("@.")
+        .filter(|f| !f.is_empty())
+        .ok_or_else(|| format!("filter [{inside}]: the left side must be @.field"))?;
+    Ok(Step::Filter {
+        field: field.split('.').map(str::to_owned).collect(),
+        test,
+    })
 }
 
 fn unquote(text: &str) -> Option<&str> {
@@ -278,9 +480,11 @@ mod tests {
         for (path, why) in [
             ("{.status", "without its '}'"),
             (".status[0", "without its ']'"),
-            (".status..phase", "not followed by a field name"),
-            (".status[?(@.type>1)]", "only @.field"),
+            (".status.", "not followed by a field name"),
+            (".status..", "not followed by a field name"),
+            (".status[?(type>1)]", "the left side must be @.field"),
             (".status[abc]", "expected an index"),
+            (".status[1:x]", "bounds are numbers"),
             ("", "an empty path"),
         ] {
             let error = JsonPath::parse(path).unwrap_err();
@@ -289,7 +493,66 @@ mod tests {
     }
 
     #[test]
+    fn recursive_descent_slices_unions_and_comparisons_select_as_client_go_does() {
+        let object = json!({
+            "status": {
+                "replicas": 3,
+                "conditions": [
+                    {"type": "Ready", "status": "True", "count": 1},
+                    {"type": "Synced", "status": "False", "count": 5},
+                    {"type": "Healthy", "status": "True", "count": 10}
+                ]
+            }
+        });
+        assert_eq!(select("..type", &object), ["Ready", "Synced", "Healthy"]);
+        assert_eq!(
+            select(".status.conditions[0:2].type", &object),
+            ["Ready", "Synced"]
+        );
+        assert_eq!(
+            select(".status.conditions[::2].type", &object),
+            ["Ready", "Healthy"]
+        );
+        assert_eq!(
+            select(".status.conditions[-2:].type", &object),
+            ["Synced", "Healthy"]
+        );
+        assert_eq!(
+            select(".status.conditions[0,2].type", &object),
+            ["Ready", "Healthy"]
+        );
+        assert_eq!(
+            select(".status.conditions[0]['type','status']", &object),
+            ["Ready", "True"]
+        );
+        assert_eq!(
+            select(".status.conditions[?(@.count > 1)].type", &object),
+            ["Synced", "Healthy"]
+        );
+        assert_eq!(
+            select(".status.conditions[?(@.count<=5)].type", &object),
+            ["Ready", "Synced"]
+        );
+        assert_eq!(
+            select(".status.conditions[?(@.count)].count", &object).len(),
+            3
+        );
+        assert!(select(".status.conditions[?(@.missing)]", &object).is_empty());
+        assert_eq!(select(".status.*", &object).len(), 2);
+    }
+
+    #[test]
     fn a_parsed_path_prints_in_the_braced_form() {
+        for text in [
+            "{..type}",
+            "{.a[1:3:2]}",
+            "{.a[0,2]}",
+            "{.a[?(@.n >= \"2\")]}",
+            "{.a[?(@.n)]}",
+        ] {
+            let path = JsonPath::parse(text).unwrap();
+            assert_eq!(JsonPath::parse(&path.to_string()).unwrap(), path, "{text}");
+        }
         let path = JsonPath::parse(r#".status.conditions[?(@.type=="Ready")].status"#).unwrap();
         assert_eq!(
             path.to_string(),

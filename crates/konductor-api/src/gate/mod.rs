@@ -299,6 +299,10 @@ pub enum GatePhase {
     Failed,
     /// The deadline passed first.
     Timeout,
+    /// A value this version does not know (written by a newer version).
+    #[serde(other)]
+    #[schemars(skip)]
+    Unknown,
 }
 
 impl GatePhase {
@@ -309,12 +313,17 @@ impl GatePhase {
             GatePhase::Open => "Open",
             GatePhase::Failed => "Failed",
             GatePhase::Timeout => "Timeout",
+            GatePhase::Unknown => "Unknown",
         }
     }
 
-    /// Whether the phase is final (Open is, unless a human closes it by override).
+    /// Whether the phase is final (Open is, unless a human closes it by override; an
+    /// unknown phase is not: a waiter keeps waiting).
     pub fn is_finished(self) -> bool {
-        self != GatePhase::Waiting
+        matches!(
+            self,
+            GatePhase::Open | GatePhase::Failed | GatePhase::Timeout
+        )
     }
 }
 
@@ -343,9 +352,24 @@ pub struct ConditionResult {
     /// The object's resourceVersion this result was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_resource_version: Option<String>,
+    /// The controller cannot read the object (its kind is not served, or it may not
+    /// read it): `message` says why. The condition waits until it can.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unreadable: bool,
     /// Why it is (not) met.
     #[serde(default)]
     pub message: String,
+}
+
+/// The end of a result's message before the controller first looked at its object.
+pub const NOT_LOOKED_AT: &str = "not looked at yet";
+
+impl ConditionResult {
+    /// Whether the controller has looked at the object (read it, found it missing, or
+    /// found it unreadable).
+    pub fn looked_at(&self) -> bool {
+        !self.message.ends_with(NOT_LOOKED_AT)
+    }
 }
 
 /// What the controller observed: written only through the status subresource.

@@ -275,6 +275,12 @@ struct Checked {
     pub timeout: Option<Duration>,
 }
 
+/// Checks one condition as the rules will read it (a test its kind can have, one test
+/// at most, a JSONPath that parses…); errors start with `condition: `.
+pub fn check_condition(condition: &GateCondition) -> Result<(), String> {
+    resolve(condition, "condition").map(|_| ())
+}
+
 /// Resolves one condition (`field` names it in errors: `spec.conditions[0]`).
 fn resolve(condition: &GateCondition, field: &str) -> Result<Resolved, String> {
     let target = &condition.target;
@@ -472,7 +478,7 @@ fn judge(
     match observed {
         Observed::Unknown => (
             previous.cloned().unwrap_or(ConditionResult {
-                message: format!("{target} not looked at yet"),
+                message: format!("{target} {}", super::NOT_LOOKED_AT),
                 ..base
             }),
             None,
@@ -481,6 +487,7 @@ fn judge(
             ConditionResult {
                 met: was_met,
                 since: previous.and_then(|p| p.since.clone()),
+                unreadable: true,
                 message: why.clone(),
                 ..base
             },
@@ -728,7 +735,7 @@ pub fn evaluate(input: &GateInput<'_>) -> Evaluation {
         GatePhase::Failed => Some(Transition::Failed),
         GatePhase::Timeout => Some(Transition::TimedOut),
         GatePhase::Waiting if previous_phase == GatePhase::Open => Some(Transition::Closed),
-        GatePhase::Waiting => None,
+        GatePhase::Waiting | GatePhase::Unknown => None,
     };
     let at = |wanted: GatePhase, field: Option<&MicroTime>| {
         (phase == wanted).then(|| {

@@ -168,6 +168,10 @@ pub enum SemaphorePhase {
     Available,
     /// Every permit is in use.
     Exhausted,
+    /// A value this version does not know (written by a newer version).
+    #[serde(other)]
+    #[schemars(skip)]
+    Unknown,
 }
 
 /// What the controller last decided about a Semaphore.
@@ -264,6 +268,10 @@ pub enum MutexPhase {
     Unlocked,
     /// One holder holds it.
     Locked,
+    /// A value this version does not know (written by a newer version).
+    #[serde(other)]
+    #[schemars(skip)]
+    Unknown,
 }
 
 /// What the controller last decided about a Mutex.
@@ -357,6 +365,10 @@ pub enum RWMutexPhase {
     ReadLocked,
     /// One writer holds it.
     WriteLocked,
+    /// A value this version does not know (written by a newer version).
+    #[serde(other)]
+    #[schemars(skip)]
+    Unknown,
 }
 
 /// What the controller last decided about an RWMutex.

@@ -141,6 +141,12 @@ pub struct PermitSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self == oldSelf").message("outcome is written once"))]
     pub outcome: Option<crate::locks::once::ReportedOutcome>,
+
+    /// Set by the holder when the command it runs under the grant was interrupted (a
+    /// signal): for a Once, the attempt's end — or its expiry — is then an interruption,
+    /// not a failure. The holder keeps renewing until the command is gone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupting: bool,
 }
 
 impl Permit {
@@ -174,6 +180,7 @@ impl PermitSpec {
             renew_time: None,
             key: None,
             outcome: None,
+            interrupting: false,
         }
     }
 
@@ -212,6 +219,10 @@ pub enum PermitPhase {
     /// Was granted, but not renewed for the lock's ttl: no longer holds it. Delete it
     /// (and create it again) to ask anew.
     Expired,
+    /// A value this version does not know (written by a newer version).
+    #[serde(other)]
+    #[schemars(skip)]
+    Unknown,
 }
 
 /// What the controller decided about a Permit.

@@ -284,7 +284,7 @@ pub fn permit_status(
             "Pending",
             format!("waiting at position {}", decision.position.unwrap_or(0)),
         ),
-        PermitPhase::Expired => (
+        PermitPhase::Expired | PermitPhase::Unknown => (
             false,
             "Expired",
             "not renewed within the lock's ttl".to_owned(),

@@ -46,9 +46,7 @@ pub const CONDITION_DONE: &str = "Done";
 /// A WaitGroup: done when every member added to it is done, failed as soon as more
 /// than `maxFailed` of them failed.
 #[allow(clippy::duplicated_attributes)]
-#[derive(
-    CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default,
-)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[kube(
     group = "konductor.io",
     version = "v1",
@@ -124,7 +122,55 @@ pub struct WaitGroupSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64), regex(pattern = crate::duration::DURATION_PATTERN))]
     pub ttl_after_finished: Option<String>,
+
+    /// How many failed attempts a member gets (default 1): a member fails for good —
+    /// and only then counts toward `maxFailed` — after this many attempts failed; a
+    /// retry before then (`koncli waitgroup run` again) runs its work again.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = MAX_ATTEMPTS))]
+    pub member_attempts: i32,
+
+    /// How many times a member's work may be interrupted (SIGINT, SIGTERM, SIGHUP or
+    /// SIGQUIT while it ran: a node drain, a cancelled CI run) without counting as a
+    /// failed attempt (default 3); further interruptions count as failures.
+    #[serde(default = "default_max_interruptions")]
+    #[schemars(range(min = 0, max = MAX_ATTEMPTS))]
+    pub max_interruptions: i32,
 }
+
+impl Default for WaitGroupSpec {
+    fn default() -> Self {
+        Self {
+            expected: None,
+            sealed: false,
+            max_failed: 0,
+            member_ttl: None,
+            timeout: None,
+            ttl_after_finished: None,
+            member_attempts: 1,
+            max_interruptions: DEFAULT_MAX_INTERRUPTIONS,
+        }
+    }
+}
+
+fn one() -> i32 {
+    1
+}
+
+fn default_max_interruptions() -> i32 {
+    DEFAULT_MAX_INTERRUPTIONS
+}
+
+/// How many interruptions of one member (or one Once key) do not count as failures,
+/// unless the spec says otherwise: a task stopped by its deadline every time must not
+/// retry forever.
+pub const DEFAULT_MAX_INTERRUPTIONS: i32 = 3;
+
+/// The largest `spec.memberAttempts` and `spec.maxInterruptions`.
+pub const MAX_ATTEMPTS: i32 = 100;
+
+/// The most past attempts a member records (`spec.attempts`).
+pub const MAX_RECORDED_ATTEMPTS: usize = 2 * MAX_ATTEMPTS as usize;
 
 /// Where a WaitGroup stands. Done, Failed and Timeout are final.
 #[derive(
@@ -141,6 +187,10 @@ pub enum WaitGroupPhase {
     Failed,
     /// The deadline passed first.
     Timeout,
+    /// A phase this version does not know (written by a newer controller).
+    #[serde(other)]
+    #[schemars(skip)]
+    Unknown,
 }
 
 impl WaitGroupPhase {
@@ -151,12 +201,16 @@ impl WaitGroupPhase {
             WaitGroupPhase::Done => "Done",
             WaitGroupPhase::Failed => "Failed",
             WaitGroupPhase::Timeout => "Timeout",
+            WaitGroupPhase::Unknown => "Unknown",
         }
     }
 
-    /// Whether the phase is final.
+    /// Whether the phase is final (an unknown one is not: a waiter keeps waiting).
     pub fn is_finished(self) -> bool {
-        self != WaitGroupPhase::Waiting
+        matches!(
+            self,
+            WaitGroupPhase::Done | WaitGroupPhase::Failed | WaitGroupPhase::Timeout
+        )
     }
 }
 
@@ -182,6 +236,10 @@ pub struct MemberFailure {
     /// reporting.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub expired: bool,
+    /// How many of its attempts failed (interruptions beyond `maxInterruptions`
+    /// included), this one too.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: i32,
 }
 
 /// What the controller observed: written only through the status subresource.
@@ -327,10 +385,59 @@ pub struct WaitGroupMemberSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renew_time: Option<MicroTime>,
 
-    /// What the member came to: set when it is done. Written once.
+    /// What the member's current attempt came to: set when it is done. Written once;
+    /// removed only by a retry that moves a failed attempt into `attempts` (the group's
+    /// `memberAttempts` allowing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self == oldSelf").message("outcome is written once"))]
     pub outcome: Option<MemberOutcome>,
+
+    /// Set by the holder when its work was interrupted (a signal): from then on its end
+    /// — or its expiry — is an interruption, not a failure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupting: bool,
+
+    /// The member's earlier attempts that did not finish it (failed with attempts
+    /// left, or interrupted), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_RECORDED_ATTEMPTS))]
+    pub attempts: Vec<MemberAttempt>,
+}
+
+/// How an earlier attempt at a member ended.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+pub enum AttemptResult {
+    /// Its work failed (or its holder expired).
+    Failed,
+    /// Its work was interrupted by a signal (and did not succeed after it).
+    Interrupted,
+    /// A result this version does not know (written by a newer client): counted as a
+    /// failure.
+    #[serde(other)]
+    #[schemars(skip)]
+    Unknown,
+}
+
+/// One earlier attempt at a member.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberAttempt {
+    /// Failed or Interrupted.
+    pub result: AttemptResult,
+    /// Who ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::arrival::MAX_HOLDER_LEN))]
+    pub holder: Option<String>,
+    /// Its command's exit code, if it reported one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// What it said (why it failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_MEMBER_MESSAGE_LEN))]
+    pub message: Option<String>,
+    /// When it ended (on the writer's clock: for people, not for rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<MicroTime>,
 }
 
 /// What a member came to.
@@ -380,6 +487,11 @@ pub struct WaitGroupMemberStatus {
     /// When the controller expired it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expired_at: Option<MicroTime>,
+
+    /// Which attempt expired: the length of `spec.attempts` then. A retry that records
+    /// the expired attempt starts a new one, which the expiry no longer concerns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired_attempt: Option<i32>,
 }
 
 impl WaitGroupMember {
@@ -398,9 +510,45 @@ impl WaitGroupMember {
         member
     }
 
-    /// Whether the member is finished: done (either way) or expired.
+    /// Whether the controller expired the member's current attempt (not an earlier
+    /// one a retry has recorded since).
+    pub fn expired_now(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| {
+            s.expired
+                && s.expired_attempt
+                    .is_none_or(|n| usize::try_from(n).ok() == Some(self.spec.attempts.len()))
+        })
+    }
+
+    /// Where the member stands under `group`'s attempt rules.
+    pub fn standing(&self, group: &WaitGroupSpec) -> Standing {
+        rules::standing(&rules::MemberRecord::of(self, None), group)
+    }
+}
+
+/// Where a member stands, from its records and its group's attempt rules
+/// (`memberAttempts`, `maxInterruptions`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Not finished, and no attempt ended: not started, or running.
+    Pending,
+    /// Its current attempt ended without finishing it — failed with attempts left, or
+    /// interrupted — so it is pending again; a retry records `ended` in
+    /// `spec.attempts` and runs it again.
+    Retry {
+        /// The attempt that ended, as a retry records it.
+        ended: MemberAttempt,
+    },
+    /// Done successfully.
+    Done,
+    /// Failed for good: `memberAttempts` attempts failed.
+    Failed(MemberFailure),
+}
+
+impl Standing {
+    /// Whether the member is finished (done, or failed for good).
     pub fn is_finished(&self) -> bool {
-        self.spec.outcome.is_some() || self.status.as_ref().is_some_and(|s| s.expired)
+        matches!(self, Standing::Done | Standing::Failed(_))
     }
 }
 
@@ -413,6 +561,8 @@ impl WaitGroupMemberSpec {
             holder: None,
             renew_time: None,
             outcome: None,
+            interrupting: false,
+            attempts: Vec::new(),
         }
     }
 }

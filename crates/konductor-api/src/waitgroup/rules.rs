@@ -34,8 +34,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 
 use super::{
-    CONDITION_DONE, FAILURES_LISTED, MemberFailure, MemberOutcome, PENDING_LISTED, WaitGroupPhase,
-    WaitGroupSpec, WaitGroupStatus,
+    AttemptResult, CONDITION_DONE, FAILURES_LISTED, MemberAttempt, MemberFailure, MemberOutcome,
+    PENDING_LISTED, Standing, WaitGroupMember, WaitGroupPhase, WaitGroupSpec, WaitGroupStatus,
 };
 use crate::arrival::Outcome;
 use crate::barrier::CONDITION_READY;
@@ -62,10 +62,16 @@ const FAILURES_NAMED: usize = 3;
 pub struct MemberRecord {
     /// The member's ID (`spec.member`).
     pub member: String,
-    /// Its outcome, once done.
+    /// Who holds it (`spec.holder`).
+    pub holder: Option<String>,
+    /// Its current attempt's outcome, once done.
     pub outcome: Option<MemberOutcome>,
-    /// Whether the controller expired it (`status.expired`).
+    /// Whether the controller expired its current attempt.
     pub expired: bool,
+    /// Whether its holder said its work was interrupted (`spec.interrupting`).
+    pub interrupting: bool,
+    /// Its earlier attempts (`spec.attempts`).
+    pub attempts: Vec<MemberAttempt>,
     /// When the controller last saw its holder renew it (or take it), on the
     /// controller's clock; `None` if nobody holds it.
     pub renewal_seen_at: Option<Timestamp>,
@@ -78,10 +84,27 @@ impl MemberRecord {
     pub fn pending(id: impl Into<String>, added_at: Timestamp) -> Self {
         Self {
             member: id.into(),
+            holder: None,
             outcome: None,
             expired: false,
+            interrupting: false,
+            attempts: Vec::new(),
             renewal_seen_at: None,
             added_at: Some(added_at),
+        }
+    }
+
+    /// The record of `member`, its renewal seen at `renewal_seen_at`.
+    pub fn of(member: &WaitGroupMember, renewal_seen_at: Option<Timestamp>) -> Self {
+        Self {
+            member: member.spec.member.clone(),
+            holder: member.spec.holder.clone(),
+            outcome: member.spec.outcome.clone(),
+            expired: member.expired_now(),
+            interrupting: member.spec.interrupting,
+            attempts: member.spec.attempts.clone(),
+            renewal_seen_at,
+            added_at: member.metadata.creation_timestamp.as_ref().map(|t| t.0),
         }
     }
 
@@ -151,6 +174,81 @@ pub struct Evaluation {
     pub delete_after: Option<Duration>,
 }
 
+/// Where a member stands (see [`Standing`]). Interruptions beyond the group's `maxInterruptions` count as
+/// failures; the member fails for good once `memberAttempts` attempts failed.
+pub fn standing(record: &MemberRecord, group: &WaitGroupSpec) -> Standing {
+    let expired = record.expired;
+    // An expiry stands whatever the holder reports afterwards.
+    let ended = if expired {
+        Some(MemberAttempt {
+            result: if record.interrupting {
+                AttemptResult::Interrupted
+            } else {
+                AttemptResult::Failed
+            },
+            holder: record.holder.clone(),
+            exit_code: None,
+            message: Some(if record.interrupting {
+                "interrupted, and its worker stopped renewing it before it withdrew".to_owned()
+            } else {
+                "expired: its worker stopped renewing it before it was done".to_owned()
+            }),
+            finished_at: None,
+        })
+    } else {
+        match &record.outcome {
+            Some(outcome) if outcome.result == Outcome::Succeeded => return Standing::Done,
+            Some(outcome) => Some(MemberAttempt {
+                result: AttemptResult::Failed,
+                holder: record.holder.clone(),
+                exit_code: outcome.exit_code,
+                message: outcome.message.clone(),
+                finished_at: None,
+            }),
+            None => None,
+        }
+    };
+    let mut interruptions = 0;
+    let mut failures = 0;
+    let mut last_failure = None;
+    for attempt in record.attempts.iter().chain(ended.as_ref()) {
+        let failed = match attempt.result {
+            AttemptResult::Interrupted => {
+                interruptions += 1;
+                interruptions > group.max_interruptions
+            }
+            AttemptResult::Failed | AttemptResult::Unknown => true,
+        };
+        if failed {
+            failures += 1;
+            last_failure = Some(attempt);
+        }
+    }
+    if failures >= group.member_attempts.max(1)
+        && let Some(last) = last_failure
+    {
+        let excess = last.result == AttemptResult::Interrupted;
+        return Standing::Failed(MemberFailure {
+            member: record.member.clone(),
+            message: Some(match (&last.message, excess) {
+                (_, true) => format!(
+                    "interrupted {interruptions} times, more than maxInterruptions {}: counted as a failure",
+                    group.max_interruptions
+                ),
+                (Some(message), false) => message.clone(),
+                (None, false) => "failed".to_owned(),
+            }),
+            exit_code: last.exit_code,
+            expired: expired && ended.as_ref().is_some_and(|e| std::ptr::eq(e, last)),
+            attempts: failures,
+        });
+    }
+    match ended {
+        Some(ended) => Standing::Retry { ended },
+        None => Standing::Pending,
+    }
+}
+
 /// A spec that passed validation, with its parsed durations.
 struct ValidSpec {
     member_ttl: Option<Duration>,
@@ -173,6 +271,20 @@ fn check_spec(spec: &WaitGroupSpec) -> Result<ValidSpec, String> {
         return Err(format!(
             "spec.maxFailed must not be negative, got {}",
             spec.max_failed
+        ));
+    }
+    if !(1..=super::MAX_ATTEMPTS).contains(&spec.member_attempts) {
+        return Err(format!(
+            "spec.memberAttempts must be between 1 and {}, got {}",
+            super::MAX_ATTEMPTS,
+            spec.member_attempts
+        ));
+    }
+    if !(0..=super::MAX_ATTEMPTS).contains(&spec.max_interruptions) {
+        return Err(format!(
+            "spec.maxInterruptions must be between 0 and {}, got {}",
+            super::MAX_ATTEMPTS,
+            spec.max_interruptions
         ));
     }
     let duration = |value: Option<&str>, field: &str| {
@@ -218,11 +330,11 @@ struct Tally {
 }
 
 impl Tally {
-    fn of(members: &[&MemberRecord]) -> Self {
+    fn of(members: &[&MemberRecord], spec: &WaitGroupSpec) -> Self {
         let mut by_id: HashMap<&str, (State, Option<Timestamp>)> =
             HashMap::with_capacity(members.len());
         for record in members {
-            let state = state_of(record);
+            let state = state_of(record, spec);
             let entry = by_id
                 .entry(&record.member)
                 .or_insert((State::Pending, record.added_at));
@@ -264,30 +376,15 @@ impl Tally {
     }
 }
 
-fn state_of(record: &MemberRecord) -> State {
-    let failure = |message: Option<String>, exit_code, expired| {
-        State::Failed(MemberFailure {
-            member: record.member.clone(),
-            message,
-            exit_code,
-            expired,
-        })
-    };
-    if record.expired {
-        return failure(
-            Some("expired: its worker stopped renewing it before it was done".to_owned()),
-            None,
-            true,
-        );
-    }
-    match &record.outcome {
-        None => State::Pending,
-        Some(outcome) if outcome.result == Outcome::Succeeded => State::Done,
-        Some(outcome) => failure(outcome.message.clone(), outcome.exit_code, false),
+fn state_of(record: &MemberRecord, spec: &WaitGroupSpec) -> State {
+    match standing(record, spec) {
+        Standing::Pending | Standing::Retry { .. } => State::Pending,
+        Standing::Done => State::Done,
+        Standing::Failed(failure) => State::Failed(failure),
     }
 }
 
-/// Expired over failed over done over pending; among failures the expired one wins.
+/// Failed over done over pending; among failures the expired one wins.
 fn strength(state: &State) -> u8 {
     match state {
         State::Pending => 0,
@@ -326,7 +423,7 @@ pub fn evaluate(input: &WaitGroupInput<'_>) -> Evaluation {
         .ok()
         .and_then(|spec| spec.timeout)
         .and_then(|timeout| deadline_of(input.created_at, timeout));
-    let tally = Tally::of(input.members);
+    let tally = Tally::of(input.members, input.spec);
 
     let mut status = match previous {
         // Rule 2: Done latches, counts and all; later members are late.
@@ -362,7 +459,7 @@ pub fn evaluate(input: &WaitGroupInput<'_>) -> Evaluation {
             let Some(seen) = record.renewal_seen_at else {
                 continue;
             };
-            if record.expired || record.outcome.is_some() {
+            if standing(record, input.spec) != Standing::Pending {
                 continue;
             }
             let Some(expires_at) = deadline_of(seen, *ttl) else {
@@ -508,7 +605,9 @@ fn conditions(
                 pending_names(status)
             ),
         ),
-        (WaitGroupPhase::Waiting, _) => (REASON_WAITING, waiting_message(spec, status)),
+        (WaitGroupPhase::Waiting | WaitGroupPhase::Unknown, _) => {
+            (REASON_WAITING, waiting_message(spec, status))
+        }
     };
     vec![
         condition(

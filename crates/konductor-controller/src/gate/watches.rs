@@ -5,10 +5,11 @@
 //! that namespace (never the whole cluster's) and queues, on every change of an
 //! object, the Gates that name it.
 //!
-//! The controller reads only the kinds it was told it may read ([`GateKinds`]: the
+//! The operator reads only the kinds it was told it may read ([`GateKinds`]: the
 //! presets' kinds, more by configuration, never a wildcard): a Gate naming another
 //! kind gets a condition message saying so, as it does for a kind not served or a
-//! watch the API server refuses.
+//! watch the API server refuses. Inside `konductor server` the controller may read
+//! every kind the server serves ([`GateKinds::any`]): it is the server.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,42 +34,46 @@ use crate::queue::{Urgency, WorkQueue};
 pub const REDISCOVER_AFTER: Duration = Duration::from_secs(5);
 
 /// The kinds the controller may read for Gates, as `resource.group` (`jobs.batch`;
-/// `configmaps` for the core group): the presets' kinds, and those it is given.
+/// `configmaps` for the core group): on a cluster, the presets' kinds and those the
+/// operator is given (its ClusterRole grants exactly those); in `konductor server`,
+/// every kind the server serves.
 #[derive(Clone, Debug)]
 pub struct GateKinds {
-    allowed: BTreeSet<String>,
+    /// `None`: any kind.
+    allowed: Option<BTreeSet<String>>,
 }
 
 impl Default for GateKinds {
     /// The presets' kinds: Jobs, Deployments and Konductor's own.
     fn default() -> Self {
         Self {
-            allowed: PRESET_KINDS
-                .iter()
-                .map(|k| format!("{}.{}", k.resource, k.group))
-                .collect(),
+            allowed: Some(
+                PRESET_KINDS
+                    .iter()
+                    .map(|k| format!("{}.{}", k.resource, k.group))
+                    .collect(),
+            ),
         }
     }
 }
 
 impl GateKinds {
+    /// Every kind the API server serves: for the controller inside `konductor server`,
+    /// which may read all of it.
+    pub fn any() -> Self {
+        Self { allowed: None }
+    }
+
     /// The presets' kinds and `extra` (each `resource.group`, or `resource` for the
     /// core group); the error names a malformed entry.
     pub fn with(extra: &[String]) -> Result<Self, String> {
-        let mut kinds = Self::default();
+        let mut allowed = Self::default().allowed.unwrap_or_default();
         for entry in extra {
-            let valid = !entry.is_empty()
-                && entry
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
-            if !valid || entry.contains('*') {
-                return Err(format!(
-                    "--gate-kinds: {entry:?} is not resource.group (like databases.acme.example.com, or configmaps)"
-                ));
-            }
-            kinds.allowed.insert(entry.clone());
+            allowed.insert(parse_gate_kind(entry)?);
         }
-        Ok(kinds)
+        Ok(Self {
+            allowed: Some(allowed),
+        })
     }
 
     /// Whether objects of `resource` in `group` may be read.
@@ -78,7 +83,25 @@ impl GateKinds {
         } else {
             format!("{resource}.{group}")
         };
-        self.allowed.contains(&name)
+        self.allowed
+            .as_ref()
+            .is_none_or(|allowed| allowed.contains(&name))
+    }
+}
+
+/// One `--gate-kinds` entry: `resource.group`, or `resource` for the core group, in
+/// lower case, never a wildcard; the error says what is wrong with it.
+pub fn parse_gate_kind(entry: &str) -> Result<String, String> {
+    let valid = !entry.is_empty()
+        && entry
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
+    if valid {
+        Ok(entry.to_owned())
+    } else {
+        Err(format!(
+            "{entry:?} is not resource.group (like databases.acme.example.com, or configmaps)"
+        ))
     }
 }
 
@@ -288,7 +311,7 @@ impl Watches {
                 format!("{}.{}", resource.plural, resource.group)
             };
             return Observed::Unreadable(format!(
-                "the controller may not read {name}: name it in --gate-kinds and grant read access to it in the operator's ClusterRole"
+                "the operator may not read {name}: name it in konductor operator's --gate-kinds and grant read access to it in the operator's ClusterRole"
             ));
         }
         let watched: WatchKey = (kind, namespace.to_owned());
@@ -520,7 +543,13 @@ mod tests {
         assert!(!GateKinds::default().allows("databases", "acme.example.com"));
         for bad in ["*", "jobs*", "Jobs.batch", ""] {
             let error = GateKinds::with(&[bad.to_owned()]).unwrap_err();
-            assert!(error.contains("--gate-kinds"), "{bad}: {error}");
+            assert!(error.contains("is not resource.group"), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn inside_the_server_every_served_kind_may_be_read() {
+        assert!(GateKinds::any().allows("configmaps", ""));
+        assert!(GateKinds::any().allows("databases", "acme.example.com"));
     }
 }

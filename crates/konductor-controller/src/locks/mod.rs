@@ -232,6 +232,7 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
                     permit,
                     key: indexed.permit.spec.key.clone(),
                     outcome: indexed.permit.spec.outcome.clone(),
+                    interrupting: indexed.permit.spec.interrupting,
                 })
                 .collect();
             crate::once::decide(&lock.spec, &lock.status, lock.generation, &claims, ttl, now)

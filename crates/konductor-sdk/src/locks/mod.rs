@@ -148,6 +148,10 @@ const WATCH_LINGER: Duration = Duration::from_secs(30);
 /// anyway).
 const GIVE_BACK_BOUND: Duration = Duration::from_secs(30);
 
+/// How long giving back a grant that was already lost may take: the holder exits
+/// within a second of stopping its command (see [`Guard::release_lost`]).
+pub const LOST_RELEASE_BOUND: Duration = Duration::from_millis(500);
+
 /// Where a waiting claim stands, for progress reports.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
@@ -968,12 +972,48 @@ impl Guard {
         self.token
     }
 
+    /// Marks the claim *interrupting* (`spec.interrupting`): the work under the grant
+    /// got a signal. Renewal goes on; for a Once, the attempt's end — or an expiry from
+    /// now on — is then an interruption rather than a failure. Best effort: a failed
+    /// write is logged (the end the holder reports says the same).
+    pub async fn mark_interrupting(&self) {
+        let patch = serde_json::json!({
+            "metadata": { "uid": self.session.uid },
+            "spec": { "interrupting": true },
+        });
+        if let Err(error) = self
+            .session
+            .permits
+            .patch(
+                &self.session.name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+        {
+            tracing::warn!(%error, permit = %self.session.name, "marking the claim interrupting");
+        }
+    }
+
     /// Releases the lock now (deletes the Permit), retrying while the server does not
     /// answer (at most 30 s, or the ttl if shorter); says whether that worked.
-    pub async fn release(mut self) -> Result<()> {
+    pub async fn release(self) -> Result<()> {
+        let bound = GIVE_BACK_BOUND.min(self.session.timing.ttl);
+        self.release_within(bound).await
+    }
+
+    /// Gives a lost grant back: one quick try ([`LOST_RELEASE_BOUND`]) — the server was
+    /// likely unreachable, and the claim expires by itself anyway; the holder must not
+    /// linger for it.
+    pub async fn release_lost(self) {
+        if let Err(error) = self.release_within(LOST_RELEASE_BOUND).await {
+            tracing::debug!(%error, "giving a lost grant back");
+        }
+    }
+
+    async fn release_within(mut self, bound: Duration) -> Result<()> {
         self.stop();
         self.given_back = true;
-        let bound = GIVE_BACK_BOUND.min(self.session.timing.ttl);
         withdraw(
             &self.session.permits,
             &self.session.name,

@@ -357,6 +357,20 @@ fn check_versions(spec: &Value, errors: &mut Vec<FieldError>) {
                     errors.push(FieldError::required(format!("{column_at}.{field}")));
                 }
             }
+            if let Some(path) = column["jsonPath"].as_str().filter(|p| !p.is_empty()) {
+                let why = if path.starts_with('.') {
+                    konductor_api::gate::jsonpath::JsonPath::parse(path).err()
+                } else {
+                    Some("must be a simple json path starting with .".to_owned())
+                };
+                if let Some(why) = why {
+                    errors.push(FieldError {
+                        reason: "FieldValueInvalid",
+                        field: format!("{column_at}.jsonPath"),
+                        message: format!("Invalid value: {path:?}: {why}"),
+                    });
+                }
+            }
             let type_ = column["type"].as_str().unwrap_or_default();
             if !COLUMN_TYPES.contains(&type_) {
                 errors.push(FieldError {
@@ -683,7 +697,7 @@ pub fn served_resources(crd: &Value) -> Result<Vec<ResourceDef>, String> {
             .map(|c| Column {
                 name: c["name"].as_str().unwrap_or_default().to_owned(),
                 type_: c["type"].as_str().unwrap_or("string").to_owned(),
-                source: CellSource::Path(c["jsonPath"].as_str().unwrap_or_default().to_owned()),
+                source: CellSource::path(c["jsonPath"].as_str().unwrap_or_default()),
                 priority: c["priority"]
                     .as_i64()
                     .and_then(|p| i32::try_from(p).ok())

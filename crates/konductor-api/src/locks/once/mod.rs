@@ -89,6 +89,14 @@ pub struct OnceSpec {
     #[serde(default = "default_max_attempts")]
     #[schemars(range(min = 1, max = MAX_ATTEMPTS_LIMIT))]
     pub max_attempts: i32,
+
+    /// How many times the work for one key may be interrupted (its executor got
+    /// SIGINT, SIGTERM, SIGHUP or SIGQUIT: a node drain, a cancelled rollout) without
+    /// the attempt counting toward `maxAttempts` (default 3); further interruptions
+    /// count.
+    #[serde(default = "default_max_interruptions")]
+    #[schemars(range(min = 0, max = MAX_ATTEMPTS_LIMIT))]
+    pub max_interruptions: i32,
 }
 
 impl Default for OnceSpec {
@@ -97,8 +105,13 @@ impl Default for OnceSpec {
             key: None,
             ttl: default_ttl(),
             max_attempts: default_max_attempts(),
+            max_interruptions: default_max_interruptions(),
         }
     }
+}
+
+fn default_max_interruptions() -> i32 {
+    crate::waitgroup::DEFAULT_MAX_INTERRUPTIONS
 }
 
 fn default_ttl() -> String {
@@ -123,12 +136,33 @@ pub enum OncePhase {
     Succeeded,
     /// Every allowed attempt failed for `key` (`koncli once reset` allows a new try).
     Failed,
+    /// A phase this version does not know (written by a newer controller).
+    #[serde(other)]
+    #[schemars(skip)]
+    Unknown,
 }
 
 impl OncePhase {
+    /// The phase's name as it appears in `status.phase`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OncePhase::Pending => "Pending",
+            OncePhase::Running => "Running",
+            OncePhase::Succeeded => "Succeeded",
+            OncePhase::Failed => "Failed",
+            OncePhase::Unknown => "Unknown",
+        }
+    }
+
     /// Whether the key is finished, for good or ill.
     pub fn is_final(self) -> bool {
         matches!(self, OncePhase::Succeeded | OncePhase::Failed)
+    }
+}
+
+impl std::fmt::Display for OncePhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -142,6 +176,13 @@ pub enum AttemptOutcome {
     /// The executor's claim expired (not renewed within the ttl) or was deleted before
     /// it reported anything.
     Lost,
+    /// The executor was interrupted (a signal) and its work did not succeed after it:
+    /// the attempt does not count toward `maxAttempts` (up to `maxInterruptions`).
+    Interrupted,
+    /// An outcome this version does not know (written by a newer controller).
+    #[serde(other)]
+    #[schemars(skip)]
+    Unknown,
 }
 
 /// What an executor reports on its claim when its work ends.
@@ -160,6 +201,11 @@ pub struct ReportedOutcome {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_OUTCOME_MESSAGE_LEN))]
     pub message: Option<String>,
+    /// The work was interrupted (a signal) and did not succeed after it: with `result`
+    /// Failed, an interruption rather than a failure (a controller that predates this
+    /// field counts it as a failure).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
 
 /// One attempt, as `status.history` records it.
@@ -228,9 +274,18 @@ pub struct OnceStatus {
     /// When `key` finished (Succeeded or Failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<MicroTime>,
-    /// Attempts made for `key` (lost ones count).
+    /// Attempts made for `key` that count toward `maxAttempts` (lost ones do;
+    /// interrupted ones do not, up to `maxInterruptions`).
     #[serde(default)]
     pub attempts: i32,
+    /// The `spec.key` this status has taken into account: a spec key is made the
+    /// current key once (when it is new), never again after it is finished and
+    /// forgotten.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_key: Option<String>,
+    /// How many times the work for `key` was interrupted.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub interruptions: i32,
     /// The last attempts, oldest first (at most 10).
     #[serde(default)]
     pub history: Vec<Attempt>,
@@ -289,20 +344,28 @@ impl OnceStatus {
         self.conditions.iter().find(|c| c.type_ == type_)
     }
 
-    /// The status as it is after `koncli once reset`: the current key may run again
-    /// (attempts from 0; forgotten as finished). History and the token counter stay.
+    /// The status as it is after `koncli once reset --key KEY`: `key` is forgotten as
+    /// finished, so it may run again; if it is the current key, its attempts start from
+    /// 0. History and the token counter stay.
     #[must_use]
-    pub fn reset(&self) -> Self {
+    pub fn reset(&self, key: &str) -> Self {
         let mut status = self.clone();
-        status.phase = OncePhase::Pending;
-        status.attempts = 0;
-        status.executor = None;
-        status.started_at = None;
-        status.completed_at = None;
-        status.grants = Some(Vec::new());
-        status.completed_keys.retain(|c| c.key != self.key);
+        status.completed_keys.retain(|c| c.key != key);
+        if status.key == key {
+            status.phase = OncePhase::Pending;
+            status.attempts = 0;
+            status.interruptions = 0;
+            status.executor = None;
+            status.started_at = None;
+            status.completed_at = None;
+            status.grants = Some(Vec::new());
+        }
         status
     }
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 /// The key a claim asks for: its own, else the Once's `spec.key`, else the empty key.

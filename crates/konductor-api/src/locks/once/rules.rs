@@ -52,6 +52,8 @@ pub struct ClaimRecord {
     pub key: Option<String>,
     /// What its executor reported, if anything.
     pub outcome: Option<ReportedOutcome>,
+    /// Whether its holder said its work was interrupted (`spec.interrupting`).
+    pub interrupting: bool,
 }
 
 /// A Once and its claims at one moment.
@@ -61,6 +63,8 @@ pub struct OnceInput<'a> {
     pub key: Option<&'a str>,
     /// `spec.maxAttempts`.
     pub max_attempts: i32,
+    /// `spec.maxInterruptions`.
+    pub max_interruptions: i32,
     /// `spec.ttl`.
     pub ttl: Duration,
     /// The status as stored.
@@ -87,6 +91,9 @@ pub struct OnceDecision {
 enum Ending<'a> {
     Reported(&'a ReportedOutcome),
     Lost(&'static str),
+    /// Marked interrupting, then not renewed within the ttl (its koncli was killed
+    /// after the signal, as kubelet does after the grace period).
+    Interrupted,
 }
 
 /// Records that the current key finished with `phase`.
@@ -111,7 +118,8 @@ fn finish_key(status: &mut OnceStatus, phase: OncePhase, now: Timestamp) {
 fn attempt_of(outcome: &ReportedOutcome) -> AttemptOutcome {
     match outcome.result {
         Outcome::Succeeded => AttemptOutcome::Succeeded,
-        Outcome::Failed => AttemptOutcome::Failed,
+        Outcome::Failed if outcome.interrupted => AttemptOutcome::Interrupted,
+        Outcome::Failed | Outcome::Unknown => AttemptOutcome::Failed,
     }
 }
 
@@ -121,6 +129,9 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
     let alive = |c: &ClaimRecord| expiry(c.permit.renewal, ttl).is_some_and(|e| now < e);
     let key_of = |c: &ClaimRecord| effective_key(c.key.as_deref(), input.key);
     let mut status = input.status.clone();
+    if status.phase == OncePhase::Unknown {
+        status.phase = OncePhase::Pending;
+    }
     let mut decisions: Vec<PermitDecision> = claims
         .iter()
         .map(|c| PermitDecision {
@@ -156,7 +167,11 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
                         holder: claims[i].permit.holder.clone(),
                         permit: i,
                     });
-                    Some(Ending::Lost("its claim was not renewed within the ttl"))
+                    Some(if claims[i].interrupting {
+                        Ending::Interrupted
+                    } else {
+                        Ending::Lost("its claim was not renewed within the ttl")
+                    })
                 }
                 _ => None,
             },
@@ -164,10 +179,37 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
         match ending {
             None => executor = found,
             Some(ending) => {
-                let (outcome, exit_code, message) = match ending {
+                let (outcome, exit_code, mut message) = match ending {
                     Ending::Reported(o) => (attempt_of(o), o.exit_code, o.message.clone()),
                     Ending::Lost(why) => (AttemptOutcome::Lost, None, Some(why.to_owned())),
+                    Ending::Interrupted => (
+                        AttemptOutcome::Interrupted,
+                        None,
+                        Some(
+                            "interrupted, and its executor stopped renewing its claim before it withdrew"
+                                .to_owned(),
+                        ),
+                    ),
                 };
+                if outcome == AttemptOutcome::Interrupted {
+                    status.interruptions += 1;
+                    let note = if status.interruptions <= input.max_interruptions {
+                        status.attempts = (status.attempts - 1).max(0);
+                        format!(
+                            "interruption {} of {} allowed: does not count toward maxAttempts",
+                            status.interruptions, input.max_interruptions
+                        )
+                    } else {
+                        format!(
+                            "interrupted {} times, more than maxInterruptions {}: counts as an attempt",
+                            status.interruptions, input.max_interruptions
+                        )
+                    };
+                    message = Some(match message {
+                        Some(said) => format!("{said} ({note})"),
+                        None => note,
+                    });
+                }
                 status.history.push(Attempt {
                     key: status.key.clone(),
                     holder: grant.holder.clone(),
@@ -234,11 +276,20 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
     // Rule 1: which key.
     let finished =
         |status: &OnceStatus, key: &str| status.completed_keys.iter().any(|c| c.key == key);
-    let untouched = status.phase == OncePhase::Pending && status.attempts == 0;
-    if executor.is_none() && (status.phase.is_final() || untouched) {
+    let asked_for = |key: &str| {
+        claims
+            .iter()
+            .any(|c| alive(c) && c.outcome.is_none() && key_of(c) == key)
+    };
+    let idle = executor.is_none()
+        && (status.phase.is_final()
+            || (status.phase == OncePhase::Pending && !asked_for(&status.key)));
+    if idle {
+        // A spec.key not taken into account yet (a new Once, or one edited since).
         let from_spec = input
             .key
-            .filter(|k| !k.is_empty() && !finished(&status, k))
+            .filter(|k| !k.is_empty() && status.spec_key.as_deref() != Some(*k))
+            .filter(|k| !finished(&status, k))
             .map(str::to_owned);
         let mut asked: Vec<&ClaimRecord> = claims
             .iter()
@@ -252,10 +303,12 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
             status.key = next;
             status.phase = OncePhase::Pending;
             status.attempts = 0;
+            status.interruptions = 0;
             status.executor = None;
             status.started_at = None;
             status.completed_at = None;
         }
+        status.spec_key = input.key.filter(|k| !k.is_empty()).map(str::to_owned);
     }
 
     // Rule 3: grant.
@@ -370,7 +423,7 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
             "Running",
             format!("{} runs it", status.executor.as_deref().unwrap_or_default()),
         ),
-        OncePhase::Pending => ("Pending", "nobody runs it yet".to_owned()),
+        OncePhase::Pending | OncePhase::Unknown => ("Pending", "nobody runs it yet".to_owned()),
     };
     status.conditions = vec![
         ready_condition(&facts, now),

@@ -411,6 +411,104 @@ proptest! {
             WaitGroupPhase::Failed => prop_assert!(status.failed > max_failed),
             WaitGroupPhase::Waiting => prop_assert!(status.counter > 0),
             WaitGroupPhase::Timeout => prop_assert!(false, "no timeout was set"),
+            WaitGroupPhase::Unknown => prop_assert!(false, "the rules never write Unknown"),
         }
     }
+}
+
+fn attempt(result: AttemptResult) -> MemberAttempt {
+    MemberAttempt {
+        result,
+        holder: Some("w".to_owned()),
+        exit_code: None,
+        message: Some(format!("{result:?}")),
+        finished_at: None,
+    }
+}
+
+fn with_attempts(mut record: MemberRecord, results: &[AttemptResult]) -> MemberRecord {
+    record.attempts = results.iter().copied().map(attempt).collect();
+    record
+}
+
+#[test]
+fn a_failed_member_with_attempts_left_is_pending_and_counts_toward_nothing() {
+    let spec = WaitGroupSpec {
+        member_attempts: 3,
+        ..sealed()
+    };
+    let status = eval(&spec, &[failed("a", "boom"), done("b")]).status;
+    assert_eq!(status.phase, WaitGroupPhase::Waiting);
+    assert_eq!((status.failed, status.counter), (0, 1));
+    assert_eq!(status.pending, ["a"]);
+    let once_more = with_attempts(failed("a", "boom"), &[AttemptResult::Failed]);
+    assert_eq!(
+        eval(&spec, &[once_more]).status.phase,
+        WaitGroupPhase::Waiting
+    );
+    let third = with_attempts(
+        failed("a", "third"),
+        &[AttemptResult::Failed, AttemptResult::Failed],
+    );
+    let status = eval(&spec, &[third]).status;
+    assert_eq!(status.phase, WaitGroupPhase::Failed);
+    assert_eq!(status.failures[0].attempts, 3);
+    assert_eq!(status.failures[0].message.as_deref(), Some("third"));
+}
+
+#[test]
+fn interruptions_do_not_count_until_there_are_more_than_max_interruptions() {
+    let spec = sealed();
+    let interrupted = |n: usize| with_attempts(pending("a"), &vec![AttemptResult::Interrupted; n]);
+    for n in 0..=3 {
+        let status = eval(&spec, &[interrupted(n)]).status;
+        assert_eq!(status.phase, WaitGroupPhase::Waiting, "{n} interruptions");
+        assert_eq!(status.counter, 1);
+    }
+    let status = eval(&spec, &[interrupted(4)]).status;
+    assert_eq!(status.phase, WaitGroupPhase::Failed);
+    assert!(
+        status.failures[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("more than maxInterruptions 3"),
+        "{:?}",
+        status.failures
+    );
+}
+
+#[test]
+fn an_expiry_after_the_interrupting_mark_is_an_interruption() {
+    let spec = sealed();
+    let record = MemberRecord {
+        interrupting: true,
+        expired: true,
+        ..held("a", 0)
+    };
+    assert!(matches!(
+        standing(&record, &spec),
+        Standing::Retry { ended } if ended.result == AttemptResult::Interrupted
+    ));
+    let unmarked = MemberRecord {
+        expired: true,
+        ..held("a", 0)
+    };
+    assert!(matches!(standing(&unmarked, &spec), Standing::Failed(f) if f.expired));
+}
+
+#[test]
+fn a_member_being_retried_is_not_expired_again_until_it_is_held_anew() {
+    let spec = WaitGroupSpec {
+        member_ttl: Some("10s".to_owned()),
+        member_attempts: 2,
+        ..sealed()
+    };
+    let ended = MemberRecord {
+        expired: true,
+        ..held("a", 0)
+    };
+    let evaluation = eval_at(&spec, &[ended], None, 100);
+    assert!(evaluation.expire.is_empty());
+    assert_eq!(evaluation.status.phase, WaitGroupPhase::Waiting);
 }

@@ -22,6 +22,7 @@ fn claim(name: &str, created: i64, key: Option<&str>) -> ClaimRecord {
         },
         key: key.map(str::to_owned),
         outcome: None,
+        interrupting: false,
     }
 }
 
@@ -39,6 +40,7 @@ fn decide_with(
     evaluate(&OnceInput {
         key,
         max_attempts,
+        max_interruptions: 3,
         ttl: TTL,
         status,
         claims,
@@ -53,6 +55,7 @@ fn reported(mut claim: ClaimRecord, result: Outcome, token: i64) -> ClaimRecord 
         fencing_token: token,
         exit_code: Some(i32::from(result == Outcome::Failed)),
         message: None,
+        interrupted: false,
     });
     claim
 }
@@ -185,7 +188,7 @@ fn after_max_attempts_the_key_fails_for_good_and_grants_nothing() {
         super::super::KeyStanding::Failed(_)
     ));
     // A reset allows a new try, with a higher token.
-    let retried = decide_with(None, 2, &failed.status.reset(), &claims, 7);
+    let retried = decide_with(None, 2, &failed.status.reset(""), &claims, 7);
     assert_eq!(retried.status.executor.as_deref(), Some("c"));
     assert_eq!(retried.status.fencing_token, 3);
 }
@@ -382,4 +385,142 @@ proptest! {
             status = decision.status;
         }
     }
+}
+
+/// Plays one `once run --key K` to its end: a claim for K granted and succeeding.
+fn run_key(status: OnceStatus, spec_key: Option<&str>, key: &str, t: i64) -> OnceStatus {
+    let mut claims = vec![claim(&format!("r{t}"), t, Some(key))];
+    let granted = decide_with(spec_key, 3, &status, &claims, t);
+    assert_eq!(
+        (granted.status.key.as_str(), granted.status.phase),
+        (key, OncePhase::Running),
+        "key {key} is granted at once"
+    );
+    claims[0] = reported(
+        claims[0].clone(),
+        Outcome::Succeeded,
+        granted.status.fencing_token,
+    );
+    let done = decide_with(spec_key, 3, &granted.status, &claims, t);
+    assert_eq!(done.status.phase, OncePhase::Succeeded);
+    // The claim is released: the Once at rest.
+    decide_with(spec_key, 3, &done.status, &[], t).status
+}
+
+#[test]
+fn a_hundred_successive_keys_are_each_granted_at_once_even_past_the_remembered_window() {
+    // As `once run oo --key 1` first created it: spec.key "1".
+    let mut status = OnceStatus::default();
+    for i in 1..=100 {
+        status = run_key(status, Some("1"), &i.to_string(), i);
+    }
+    assert_eq!(status.completed_keys.len(), COMPLETED_KEYS_LEN);
+    // The forgotten spec key is not made current again.
+    assert_eq!(status.key, "100");
+}
+
+#[test]
+fn a_key_nobody_asks_for_does_not_hold_up_claims_for_another() {
+    let mut claims = vec![claim("a", 1, Some("v1"))];
+    let running = decide(&OnceStatus::default(), &claims, 1);
+    claims[0] = reported(claims[0].clone(), Outcome::Failed, 1);
+    let failed_once = decide(&running.status, &claims, 2).status;
+    assert_eq!(
+        (failed_once.key.as_str(), failed_once.phase),
+        ("v1", OncePhase::Pending)
+    );
+    // Nobody retries v1; a claim for v2 arrives and is granted.
+    let other = [claim("b", 3, Some("v2"))];
+    let moved = decide(&failed_once, &other, 3);
+    assert_eq!(
+        (moved.status.key.as_str(), executor(&moved)),
+        ("v2", Some("b"))
+    );
+}
+
+#[test]
+fn a_new_spec_key_becomes_current_once_it_is_idle() {
+    let status = decide_with(Some("v1"), 3, &OnceStatus::default(), &[], 1).status;
+    assert_eq!(
+        (status.key.as_str(), status.phase),
+        ("v1", OncePhase::Pending)
+    );
+    let edited = decide_with(Some("v2"), 3, &status, &[], 2).status;
+    assert_eq!(edited.key, "v2");
+}
+
+fn interrupted(mut claim: ClaimRecord, token: i64) -> ClaimRecord {
+    claim.interrupting = true;
+    claim.outcome = Some(ReportedOutcome {
+        result: Outcome::Failed,
+        fencing_token: token,
+        exit_code: Some(143),
+        message: Some("interrupted".to_owned()),
+        interrupted: true,
+    });
+    claim
+}
+
+#[test]
+fn interruptions_do_not_count_toward_max_attempts_until_there_are_too_many() {
+    let mut status = OnceStatus::default();
+    for i in 1..=3 {
+        let mut claims = vec![claim(&format!("w{i}"), i, None)];
+        let running = decide_with(None, 1, &status, &claims, i);
+        assert_eq!(running.status.phase, OncePhase::Running, "attempt {i}");
+        claims[0] = interrupted(claims[0].clone(), running.status.fencing_token);
+        status = decide_with(None, 1, &running.status, &claims, i).status;
+        assert_eq!(
+            (status.phase, status.attempts, status.interruptions),
+            (OncePhase::Pending, 0, i32::try_from(i).unwrap())
+        );
+        assert_eq!(
+            status.history.last().unwrap().outcome,
+            AttemptOutcome::Interrupted
+        );
+    }
+    // The fourth interruption counts: with maxAttempts 1 the key fails for good.
+    let mut claims = vec![claim("w4", 4, None)];
+    let running = decide_with(None, 1, &status, &claims, 4);
+    claims[0] = interrupted(claims[0].clone(), running.status.fencing_token);
+    let status = decide_with(None, 1, &running.status, &claims, 4).status;
+    assert_eq!(status.phase, OncePhase::Failed);
+    assert!(
+        status
+            .history
+            .last()
+            .unwrap()
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("more than maxInterruptions 3")
+    );
+}
+
+#[test]
+fn an_executor_that_expires_after_its_interrupting_mark_was_interrupted_not_lost() {
+    let mut claims = vec![claim("a", 0, None), claim("b", 0, None)];
+    let running = decide(&OnceStatus::default(), &claims, 1).status;
+    claims[0].interrupting = true;
+    claims[1].permit.renewal = Renewal::Seen(at(15));
+    let taken_over = decide(&running, &claims, 15).status;
+    assert_eq!(taken_over.history[0].outcome, AttemptOutcome::Interrupted);
+    assert_eq!(taken_over.executor.as_deref(), Some("b"));
+    // b's attempt is the only one that counts.
+    assert_eq!(taken_over.attempts, 1);
+}
+
+#[test]
+fn statuses_from_a_newer_version_decode_with_unknown_values() {
+    let status: OnceStatus = serde_json::from_value(serde_json::json!({
+        "phase": "Paused",
+        "key": "v1",
+        "history": [{
+            "holder": "a", "fencingToken": 1, "finishedAt": "2026-01-01T00:00:00.000000Z",
+            "outcome": "Skipped", "newField": 1
+        }]
+    }))
+    .unwrap();
+    assert_eq!(status.phase, OncePhase::Unknown);
+    assert_eq!(status.history[0].outcome, AttemptOutcome::Unknown);
 }
