@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::exit::EXIT_CODES;
-use crate::run::SuperviseArgs;
 
 /// Coordinate Jobs, Pods, CI steps and scripts: barriers (wait for each other) and
 /// locks (take turns: semaphore, mutex, rwmutex).
@@ -67,9 +66,6 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Started by `run` between itself and the command (not for direct use).
-    #[command(name = "__supervise", hide = true)]
-    Supervise(SuperviseArgs),
 }
 
 fn parse_namespace(text: &str) -> Result<String, String> {

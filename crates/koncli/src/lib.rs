@@ -58,7 +58,6 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Semaphore(_)
             | Command::Mutex(_)
             | Command::Rwmutex(_)
-            | Command::Supervise(_)
             | Command::Once(once::OnceCommand::Run(_))
             | Command::Waitgroup(waitgroup::WaitGroupCommand::Run(_))
     );
@@ -82,7 +81,8 @@ pub async fn run(cli: Cli) -> u8 {
             match error {
                 Error::WaitTimeout { .. }
                 | Error::NotCreated { .. }
-                | Error::StillWaiting { .. } => EXIT_WAIT_TIMEOUT,
+                | Error::StillWaiting { .. }
+                | Error::ConditionsNotMet { .. } => EXIT_WAIT_TIMEOUT,
                 Error::Usage { .. } => EXIT_USAGE,
                 _ => EXIT_ERROR,
             }
@@ -126,7 +126,6 @@ async fn dispatch(command: Command, options: &ConnectOptions) -> konductor_sdk::
             Ok(connection) => gate::wait_for(args, &connection).await,
             Err(error) => Err(error),
         },
-        Command::Supervise(args) => Ok(run::supervise(args).await),
     }
 }
 

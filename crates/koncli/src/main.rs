@@ -4,6 +4,9 @@ use std::io::Write;
 
 fn main() {
     quiet_on_broken_pipe();
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(koncli::run::SUPERVISE)) {
+        supervise();
+    }
     let cli = match koncli::cli::Cli::try_parse_checked() {
         Ok(cli) => cli,
         Err(error)
@@ -32,6 +35,24 @@ fn main() {
     // waits for `koncli barrier wait` to exit (a script, an initContainer) goes on
     // that much sooner. Everything printed is flushed first (stderr is unbuffered).
     let _ = std::io::stdout().flush();
+    std::process::exit(i32::from(code));
+}
+
+/// Runs as the supervisor `run` started (`koncli __supervise …`), then exits.
+fn supervise() -> ! {
+    use clap::Parser;
+    let args = koncli::run::SuperviseArgs::parse_from(
+        std::env::args_os()
+            .enumerate()
+            .filter(|(i, _)| *i != 1)
+            .map(|(_, arg)| arg),
+    );
+    let code = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_or(koncli::EXIT_ERROR, |runtime| {
+            runtime.block_on(koncli::run::supervise(args))
+        });
     std::process::exit(i32::from(code));
 }
 

@@ -20,7 +20,6 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use clap::Args;
 use konductor_api::locks::{LockKind, PermitMode};
 use konductor_sdk::Error;
 use konductor_sdk::locks::Locks;
@@ -31,8 +30,14 @@ use crate::locks::RunArgs;
 use crate::locks::{acquire_reporting, claim, refused};
 use crate::signals::Interrupts;
 
-/// `__supervise` (hidden): what `run` starts between itself and the command.
-#[derive(Args, Debug)]
+/// The first argument that makes koncli the supervisor `run` starts between itself
+/// and the command — an internal entry point, not part of the command line (no help,
+/// no completion).
+pub const SUPERVISE: &str = "__supervise";
+
+/// What `run` starts between itself and the command (`koncli __supervise …`).
+#[derive(clap::Parser, Debug)]
+#[command(name = "koncli __supervise")]
 pub struct SuperviseArgs {
     /// The process id of the `koncli … run` that started this supervisor.
     #[arg(long)]
@@ -269,7 +274,7 @@ pub async fn supervised(
     let mut supervisor =
         tokio::process::Command::new(std::env::current_exe().unwrap_or_else(|_| "koncli".into()));
     supervisor
-        .arg("__supervise")
+        .arg(SUPERVISE)
         .arg("--parent")
         .arg(std::process::id().to_string())
         .arg("--grace-ms")

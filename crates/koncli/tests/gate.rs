@@ -393,7 +393,7 @@ async fn a_kind_the_controller_may_not_read_is_a_condition_message_not_a_hang() 
     .await;
     assert_eq!(gate.phase(), GatePhase::Waiting);
     assert!(
-        message(&gate).contains("the controller may not read migrations.ops.example.com"),
+        message(&gate).contains("the operator may not read migrations.ops.example.com"),
         "{}",
         message(&gate)
     );

@@ -166,7 +166,10 @@ async fn wait_started_before_create_waits_for_the_barrier() {
     tokio::io::AsyncBufReadExt::read_line(&mut stderr_pipe, &mut first_line)
         .await
         .unwrap();
-    assert!(first_line.contains("does not exist yet"), "{first_line}");
+    assert!(
+        first_line.contains("waiting for barrier default/later to be created"),
+        "{first_line}"
+    );
     env.ok(&["barrier", "create", "later", "--expected", "1"])
         .await;
     env.ok(&["barrier", "arrive", "later", "w"]).await;

@@ -163,7 +163,7 @@ async fn the_roles_allow_what_koncli_and_the_controllers_ask_for() {
         &["once", "wait", "o", "--key", "v1"],
         &["once", "status", "o"],
         &["once", "list"],
-        &["once", "reset", "o"],
+        &["once", "reset", "o", "--key", "v1", "--force"],
         // `waitgroup add` and `run` create the group they use.
         &[
             "waitgroup",

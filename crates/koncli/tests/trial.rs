@@ -346,8 +346,7 @@ async fn lock_errors_read_like_barrier_errors() {
         .await
         .unwrap();
     assert!(
-        stderr(&unreachable)
-            .contains("mutex default/m: cannot reach the API server at https://127.0.0.1:1"),
+        stderr(&unreachable).contains("koncli: cannot reach the API server at https://127.0.0.1:1"),
         "{}",
         stderr(&unreachable)
     );

@@ -91,7 +91,7 @@ async fn the_same_done_retried_ten_times_counts_once() {
         .await;
     assert_eq!(rerun.status.code(), Some(0), "{}", stderr(&rerun));
     assert!(
-        stderr(&rerun).contains("already finished; nothing to run"),
+        stderr(&rerun).contains("waitgroup default/fan member a already done; nothing to run"),
         "{}",
         stderr(&rerun)
     );

@@ -101,6 +101,11 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
     let shutdown = futures::FutureExt::shared(shutdown);
+    // Each kind's Events name their own controller (`kubectl describe` shows "From").
+    let reporting = |controller: &str| Reporter {
+        controller: controller.to_owned(),
+        instance: reporter.instance.clone(),
+    };
     let locks = crate::locks::run(
         client.clone(),
         reporter.clone(),
@@ -109,13 +114,13 @@ pub async fn run(
     );
     let wait_groups = crate::waitgroup::run(
         client.clone(),
-        reporter.clone(),
+        reporting(crate::waitgroup::CONTROLLER_NAME),
         metrics.clone(),
         shutdown.clone(),
     );
     let gates = crate::gate::run(
         client.clone(),
-        reporter.clone(),
+        reporting(crate::gate::CONTROLLER_NAME),
         metrics.clone(),
         settings.gate_kinds,
         shutdown.clone(),

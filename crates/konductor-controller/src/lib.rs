@@ -60,6 +60,22 @@ pub enum Error {
 
 /// A kube error in one readable line: the API server's own message and reason for a
 /// refused request (not a dump of its Status), the error chain otherwise.
+/// A watch error in one plain sentence (kube's `Display` of an API answer carries a
+/// debug dump of the whole Status): what condition messages and Events may say.
+pub fn describe_watch(error: &kube::runtime::watcher::Error) -> String {
+    use kube::runtime::watcher::Error as Watch;
+    match error {
+        Watch::InitialListFailed(e) | Watch::WatchStartFailed(e) | Watch::WatchFailed(e) => {
+            describe(e)
+        }
+        Watch::WatchError(status) => format!(
+            "the API server answered {} {}: {}",
+            status.code, status.reason, status.message
+        ),
+        other => other.to_string(),
+    }
+}
+
 fn describe(error: &kube::Error) -> String {
     match error {
         kube::Error::Api(status) => format!(

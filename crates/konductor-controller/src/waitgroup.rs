@@ -39,6 +39,9 @@ use crate::{Error, Result};
 /// How metrics and logs name the kind.
 const KIND: &str = "waitgroup";
 
+/// The `reportingController` of the WaitGroup controller's Events.
+pub const CONTROLLER_NAME: &str = "konductor.io/waitgroup-controller";
+
 /// How soon a group is looked at again when the member index is still filling.
 const CACHE_WAIT: Duration = Duration::from_millis(100);
 

@@ -126,10 +126,13 @@ impl Barriers {
 
     /// The barrier with its current status; [`Error::NotFound`] if absent.
     pub async fn get(&self, name: &str) -> Result<Barrier> {
-        self.barriers
-            .get(name)
-            .await
-            .map_err(|e| self.request(name, "get", "barriers").error(e))
+        match self.barriers.get(name).await {
+            Ok(barrier) => Ok(barrier),
+            Err(e) => {
+                let error = self.request(name, "get", "barriers").error(e);
+                Err(crate::error::explain_not_found(&self.client, error).await)
+            }
+        }
     }
 
     /// Every barrier in the namespace, by name.
@@ -211,11 +214,17 @@ impl Barriers {
     /// Deletes the barrier; the API server's garbage collector deletes its arrivals.
     /// [`Error::NotFound`] if absent.
     pub async fn delete(&self, name: &str) -> Result<()> {
-        self.barriers
+        match self
+            .barriers
             .delete(name, &DeleteParams::background())
             .await
-            .map(|_| ())
-            .map_err(|e| self.request(name, "delete", "barriers").error(e))
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let error = self.request(name, "delete", "barriers").error(e);
+                Err(crate::error::explain_not_found(&self.client, error).await)
+            }
+        }
     }
 
     /// Records that `holder` arrived at `barrier` (or, with [`Outcome::Failed`], that it

@@ -86,7 +86,7 @@ where
             Ok(Err(kube::Error::Api(status))) if status.code != 429 && status.code < 500 => {
                 return Err(status.message.clone());
             }
-            Ok(Err(error)) => error.to_string(),
+            Ok(Err(error)) => crate::error::plain(&error),
             Err(_) => "no answer in time".to_owned(),
         };
         if started.elapsed() + pause > bound {

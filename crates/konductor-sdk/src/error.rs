@@ -175,6 +175,20 @@ pub enum Error {
         /// The server's message.
         message: String,
     },
+    /// Waiting for conditions with no Gate object (`koncli wait --for`) took longer
+    /// than the caller allowed.
+    #[error(
+        "{what}: still {state} after {}",
+        format_duration(Duration::from_millis(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX)))
+    )]
+    ConditionsNotMet {
+        /// The conditions, as given (`job/a and job/b`).
+        what: String,
+        /// Where they stood when the wait gave up.
+        state: String,
+        /// How long the wait lasted.
+        waited: Duration,
+    },
     /// The lock is held and the caller did not want to wait.
     #[error("{kind} {namespace}/{name} is busy: held by {} (not waiting)", if holders.is_empty() { "others".to_owned() } else { holders.join(", ") })]
     LockBusy {
@@ -291,6 +305,19 @@ impl Request<'_> {
                     namespace,
                     name,
                 },
+                // No such resource type at all (kube-apiserver's and konductor
+                // server's words): its CRD is not installed.
+                404 if status.message == "the server could not find the requested resource" => {
+                    Error::Api {
+                        message: format!(
+                            "the API server does not serve {} (is the CRD {}.konductor.io installed?)",
+                            self.resource, self.resource
+                        ),
+                        kind,
+                        namespace,
+                        name,
+                    }
+                }
                 404 => Error::NotFound {
                     kind,
                     namespace,
@@ -340,6 +367,53 @@ impl Request<'_> {
                 }
             }
         }
+    }
+}
+
+/// `error`, or — when it says an object was not found and its namespace does not exist
+/// (as far as the caller may read namespaces) — that the namespace is missing: the
+/// contract names which of the two is not there.
+pub(crate) async fn explain_not_found(client: &kube::Client, error: Error) -> Error {
+    let Error::NotFound {
+        kind,
+        namespace,
+        name,
+    } = &error
+    else {
+        return error;
+    };
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(client.clone());
+    match namespaces.get_metadata(namespace).await {
+        Err(kube::Error::Api(status)) if status.code == 404 => Error::Api {
+            kind,
+            namespace: namespace.clone(),
+            name: name.clone(),
+            message: format!("namespace {namespace} not found"),
+        },
+        _ => error,
+    }
+}
+
+/// A kube error in one plain sentence: the server's own message for an answer (kube's
+/// `Display` of one carries a debug dump of the whole Status), else the innermost
+/// cause (`Connection refused (os error 111)`).
+pub fn plain(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        other => root_cause(other),
+    }
+}
+
+/// A watch error in one plain sentence (see [`plain`]).
+pub fn plain_watch(error: &kube::runtime::watcher::Error) -> String {
+    use kube::runtime::watcher::Error as Watch;
+    match error {
+        Watch::InitialListFailed(e) | Watch::WatchStartFailed(e) | Watch::WatchFailed(e) => {
+            plain(e)
+        }
+        Watch::WatchError(status) => format!("{} ({})", status.message, status.code),
+        other => root_cause(other),
     }
 }
 

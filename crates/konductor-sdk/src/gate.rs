@@ -264,6 +264,12 @@ pub async fn resolve_kind(
                     || r.short_names.iter().flatten().any(|s| *s == name))
         });
         if let Some(found) = found {
+            if !found.namespaced {
+                return Err(Unresolved::Unknown(format!(
+                    "{} is cluster-scoped: only objects in a namespace can be waited for",
+                    found.name
+                )));
+            }
             return Ok((group_version, found.kind.clone()));
         }
     }
@@ -451,10 +457,8 @@ impl WaitFor {
                 () = tokio::time::sleep_until(wake.unwrap_or(never)) => {}
                 () = tokio::time::sleep_until(deadline.unwrap_or(never)) => {
                     let last = status.unwrap_or_default();
-                    return Err(Error::StillWaiting {
-                        kind: "wait",
-                        namespace,
-                        name: targets(&self.spec).iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                    return Err(Error::ConditionsNotMet {
+                        what: targets(&self.spec).iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
                         state: format!("{}: {}", last.phase, last.summary()),
                         waited: started.elapsed(),
                     });

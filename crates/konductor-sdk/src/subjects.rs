@@ -121,19 +121,24 @@ where
 
     /// The object `name`. [`Error::NotFound`] if absent.
     pub async fn get(&self, name: &str) -> Result<K> {
-        self.api
-            .get(name)
-            .await
-            .map_err(|e| self.request(name, "get", self.resource).error(e))
+        match self.api.get(name).await {
+            Ok(object) => Ok(object),
+            Err(e) => {
+                let error = self.request(name, "get", self.resource).error(e);
+                Err(crate::error::explain_not_found(&self.client, error).await)
+            }
+        }
     }
 
     /// Deletes the object `name` (its claims go with it).
     pub async fn delete(&self, name: &str) -> Result<()> {
-        self.api
-            .delete(name, &DeleteParams::background())
-            .await
-            .map(|_| ())
-            .map_err(|e| self.request(name, "delete", self.resource).error(e))
+        match self.api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let error = self.request(name, "delete", self.resource).error(e);
+                Err(crate::error::explain_not_found(&self.client, error).await)
+            }
+        }
     }
 
     /// The objects of the namespace (or of every namespace), by namespace and name.

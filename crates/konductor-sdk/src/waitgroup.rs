@@ -360,14 +360,14 @@ impl WaitGroups {
             });
             (state.clone(), tokio::spawn(state.renew()))
         });
-        Ok(Hold::Held(Held {
+        Ok(Hold::Held(Box::new(Held {
             groups: self.clone(),
             group: name.to_owned(),
             id: id.to_owned(),
             holder: holder.to_owned(),
             uid,
             renewal,
-        }))
+        })))
     }
 
     /// A worker's whole recipe: adds and holds member `id` as `holder`, runs `work`
@@ -408,7 +408,7 @@ impl WaitGroups {
 /// What [`WaitGroups::hold`] came to.
 pub enum Hold {
     /// The member is held by this process: run its work.
-    Held(Held),
+    Held(Box<Held>),
     /// The member is done already: nothing to run.
     Done,
     /// The member failed for good (every allowed attempt failed): nothing to run.

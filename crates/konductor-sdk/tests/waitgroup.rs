@@ -39,7 +39,11 @@ async fn run_records_each_workers_outcome_and_a_finished_member_runs_nothing() {
         .run("batch", "bad", "worker-2", || async { Ok::<_, String>(()) })
         .await
         .unwrap();
-    assert!(matches!(again, Ran::AlreadyFinished), "{again:?}");
+    // Failed for good (memberAttempts 1): a retry runs nothing, and says so.
+    assert!(
+        matches!(&again, Ran::FailedForGood(f) if f.message.as_deref() == Some("no input")),
+        "{again:?}"
+    );
     groups
         .run("batch", "last", "worker-3", || async {
             Ok::<_, String>(())

@@ -31,6 +31,9 @@ use watches::{GateKinds, REDISCOVER_AFTER, Watches};
 /// How metrics and logs name the kind.
 const KIND: &str = "gate";
 
+/// The `reportingController` of the Gate controller's Events.
+pub const CONTROLLER_NAME: &str = "konductor.io/gate-controller";
+
 /// How many Gates are reconciled at once.
 const WORKERS: usize = 8;
 

@@ -448,7 +448,7 @@ impl Watches {
                         Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
                         Err(error) => {
                             tracing::warn!(%error, kind = %watched.0.1, namespace = %watched.1, "watching a kind Gates name");
-                            let said = Some(error.to_string());
+                            let said = Some(crate::describe_watch(&error));
                             let mut failing = task_failing
                                 .lock()
                                 .unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -761,19 +761,29 @@ impl Locks {
 
     /// Deletes a `kind` lock; its Permits go with it. [`Error::NotFound`] if absent.
     pub async fn delete(&self, kind: LockKind, name: &str) -> Result<()> {
-        self.api(kind)
+        let deleted = self
+            .api(kind)
             .delete(name, &DeleteParams::background())
             .await
-            .map(|_| ())
-            .map_err(|e| self.lock_request(kind, name, "delete").error(e))
+            .map(|_| ());
+        match deleted {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let error = self.lock_request(kind, name, "delete").error(e);
+                Err(crate::error::explain_not_found(&self.client, error).await)
+            }
+        }
     }
 
     /// The `kind` lock `name` as the API server stores it. [`Error::NotFound`] if absent.
     pub async fn get(&self, kind: LockKind, name: &str) -> Result<DynamicObject> {
-        self.api(kind)
-            .get(name)
-            .await
-            .map_err(|e| self.lock_request(kind, name, "get").error(e))
+        match self.api(kind).get(name).await {
+            Ok(lock) => Ok(lock),
+            Err(e) => {
+                let error = self.lock_request(kind, name, "get").error(e);
+                Err(crate::error::explain_not_found(&self.client, error).await)
+            }
+        }
     }
 
     /// The `kind` locks of the namespace (or of every namespace), by namespace and name.

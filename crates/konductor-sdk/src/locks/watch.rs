@@ -331,7 +331,7 @@ async fn follow_lock(
                 Ok(watcher::Event::Delete(_)) => seen.lock = LockPresence::Absent,
                 Err(error) => match refusal(&error) {
                     Some(why) => seen.refused = Some(why),
-                    None => seen.reconnecting = Some(error.to_string()),
+                    None => seen.reconnecting = Some(crate::error::plain_watch(&error)),
                 },
             }
         }
@@ -390,7 +390,7 @@ async fn follow_permits(
                 Err(error) => {
                     match refusal(&error) {
                         Some(why) => seen.refused = Some(why),
-                        None => seen.reconnecting = Some(error.to_string()),
+                        None => seen.reconnecting = Some(crate::error::plain_watch(&error)),
                     }
                     None
                 }
