@@ -1119,6 +1119,22 @@ async fn statuses_and_events_carry_no_debug_formatting() {
             let data = &object.data;
             if kind == "Event" {
                 texts.push(data["message"].as_str().unwrap_or_default().to_owned());
+                // Each kind's Events name its own controller.
+                let about = data["involvedObject"]["kind"].as_str().unwrap_or_default();
+                let from = data["reportingComponent"]
+                    .as_str()
+                    .or_else(|| data["source"]["component"].as_str())
+                    .unwrap_or_default();
+                let expected = match about {
+                    "Gate" => Some("konductor.io/gate-controller"),
+                    "WaitGroup" => Some("konductor.io/waitgroup-controller"),
+                    "Barrier" => Some("konductor.io/barrier-controller"),
+                    "Once" => Some("konductor.io/lock-controller"),
+                    _ => None,
+                };
+                if let Some(expected) = expected {
+                    assert_eq!(from, expected, "an Event on a {about}: {data}");
+                }
             } else {
                 for condition in data["status"]["conditions"]
                     .as_array()

@@ -397,6 +397,36 @@ async fn a_kind_the_controller_may_not_read_is_a_condition_message_not_a_hang() 
         "{}",
         message(&gate)
     );
+    // From koncli: a warning at once, and the reason as the waiter's progress line.
+    let created = env
+        .run(&[
+            "gate",
+            "create",
+            "warned",
+            "--for",
+            "migrations.v1.ops.example.com/schema=jsonpath={.status.phase}=Done",
+        ])
+        .await;
+    assert_eq!(code(&created), Some(0), "{}", stderr(&created));
+    assert!(
+        stderr(&created).contains(
+            "warning: gate default/warned: migration/schema: the operator may not read migrations.ops.example.com"
+        ),
+        "{}",
+        stderr(&created)
+    );
+    let waited = env
+        .run(&["gate", "wait", "warned", "--timeout", "1s"])
+        .await;
+    assert_eq!(code(&waited), Some(5), "{}", stderr(&waited));
+    let progress = stderr(&waited);
+    assert!(
+        progress
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains("the operator may not read migrations.ops.example.com")),
+        "{progress}"
+    );
 }
 
 #[tokio::test]

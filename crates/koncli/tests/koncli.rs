@@ -156,6 +156,20 @@ async fn a_failed_barrier_exits_with_code_4() {
 }
 
 #[tokio::test]
+async fn completion_scripts_offer_no_internal_command() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_koncli"))
+            .args(["completion", shell])
+            .output()
+            .await
+            .unwrap();
+        let script = String::from_utf8_lossy(&output.stdout);
+        assert!(script.contains("waitgroup"), "{shell}: {script}");
+        assert!(!script.contains("supervise"), "{shell} offers __supervise");
+    }
+}
+
+#[tokio::test]
 async fn wait_started_before_create_waits_for_the_barrier() {
     let env = Env::start().await;
     let waiter = env.spawn(&["barrier", "wait", "later", "--timeout=2m"]);

@@ -241,6 +241,97 @@ async fn recorded_outcomes_survive_a_server_restart() {
 }
 
 #[tokio::test]
+async fn a_finished_key_returns_at_once_whatever_key_runs_and_leaves_no_claim() {
+    let env = Env::start().await;
+    env.ok(&["once", "run", "rolling", "--key", "v1", "--", "true"])
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("v2-started");
+    // v2 runs, and keeps running while a replica of the old version asks for v1.
+    let mut v2 = env.spawn(&[
+        "once",
+        "run",
+        "rolling",
+        "--key",
+        "v2",
+        "--",
+        "sh",
+        "-c",
+        &format!("touch {}; sleep 600", started.display()),
+    ]);
+    tokio::time::timeout(HANG, async {
+        while !started.exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("v2 starts");
+    let old = env
+        .run(&["once", "run", "rolling", "--key", "v1", "--", "false"])
+        .await;
+    assert_eq!(old.status.code(), Some(0), "{}", stderr(&old));
+    assert!(
+        stderr(&old).contains("once default/rolling (key \"v1\") already done"),
+        "{}",
+        stderr(&old)
+    );
+    assert!(v2.try_wait().unwrap().is_none(), "v2 still runs");
+    // The old replica's claim is gone: only v2's executor holds one.
+    let permits: Api<konductor_api::locks::Permit> = Api::namespaced(env.client.clone(), "default");
+    let left = permits
+        .list(&kube::api::ListParams::default().labels("konductor.io/once=rolling"))
+        .await
+        .unwrap();
+    assert_eq!(
+        left.items
+            .iter()
+            .map(|p| p.spec.key.clone().unwrap_or_default())
+            .collect::<Vec<_>>(),
+        ["v2"]
+    );
+    v2.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_hundred_successive_keys_are_each_run_once_and_none_waits() {
+    let env = Env::start().await;
+    for key in 1..=100 {
+        let key = key.to_string();
+        let output = env
+            .run(&[
+                "once",
+                "run",
+                "soak",
+                "--key",
+                &key,
+                "--timeout",
+                "60s",
+                "--",
+                "true",
+            ])
+            .await;
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "key {key}: {}",
+            stderr(&output)
+        );
+    }
+    let status = status_of(&env, "soak").await;
+    assert_eq!(
+        (status.key.as_str(), status.phase),
+        ("100", OncePhase::Succeeded)
+    );
+    assert_eq!(status.fencing_token, 100, "each key ran exactly once");
+    let onces: Api<Once> = Api::namespaced(env.client.clone(), "default");
+    assert_eq!(
+        onces.get("soak").await.unwrap().spec.key,
+        None,
+        "first use sets no spec.key"
+    );
+}
+
+#[tokio::test]
 async fn kubectl_gets_describes_and_waits_for_a_once() {
     let env = Env::start().await;
     env.ok(&["once", "create", "warmup", "--key", "v7"]).await;

@@ -333,6 +333,95 @@ async fn kubectl_gets_describes_and_waits_for_a_waitgroup() {
 }
 
 #[tokio::test]
+async fn a_sealed_group_refuses_a_member_it_does_not_have_naming_the_pending_ones() {
+    let env = Env::start().await;
+    env.ok(&["waitgroup", "add", "sealed", "--member", "file-01,file-02"])
+        .await;
+    env.ok(&["waitgroup", "seal", "sealed"]).await;
+    until(&env, "sealed", |g| {
+        g.status.as_ref().is_some_and(|s| s.pending.len() == 2)
+    })
+    .await;
+    let typo = env
+        .run(&[
+            "waitgroup",
+            "run",
+            "sealed",
+            "--member",
+            "file-1",
+            "--",
+            "true",
+        ])
+        .await;
+    assert_eq!(typo.status.code(), Some(1), "{}", stderr(&typo));
+    assert!(
+        stderr(&typo).contains("is sealed and has no member \"file-1\"")
+            && stderr(&typo).contains("file-01, file-02"),
+        "{}",
+        stderr(&typo)
+    );
+    assert_eq!(group(&env, "sealed").await.status.unwrap().added, 2);
+}
+
+#[tokio::test]
+async fn a_retried_member_runs_again_until_member_attempts_then_exits_8() {
+    let env = Env::start().await;
+    env.ok(&[
+        "waitgroup",
+        "create",
+        "retried",
+        "--expected",
+        "1",
+        "--member-attempts",
+        "2",
+    ])
+    .await;
+    let first = env
+        .run(&[
+            "waitgroup",
+            "run",
+            "retried",
+            "--member",
+            "a",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ])
+        .await;
+    assert_eq!(first.status.code(), Some(3), "{}", stderr(&first));
+    until(&env, "retried", |g| {
+        g.status.as_ref().is_some_and(|s| s.pending == ["a"])
+    })
+    .await;
+    assert_eq!(group(&env, "retried").await.status.unwrap().failed, 0);
+    let second = env
+        .run(&[
+            "waitgroup",
+            "run",
+            "retried",
+            "--member",
+            "a",
+            "--",
+            "sh",
+            "-c",
+            "exit 4",
+        ])
+        .await;
+    assert_eq!(second.status.code(), Some(4), "{}", stderr(&second));
+    until(&env, "retried", |g| g.phase() == WaitGroupPhase::Failed).await;
+    let third = env
+        .run(&["waitgroup", "run", "retried", "--member", "a", "--", "true"])
+        .await;
+    assert_eq!(third.status.code(), Some(8), "{}", stderr(&third));
+    assert!(
+        stderr(&third).contains("failed for good after 2 failed attempt(s): sh exited with code 4"),
+        "{}",
+        stderr(&third)
+    );
+}
+
+#[tokio::test]
 async fn the_fanout_example_plays_to_completion() {
     let env = Env::start().await;
     let out = env.play_example("waitgroup-fanout.sh").await;

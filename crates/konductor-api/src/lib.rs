@@ -62,6 +62,49 @@ pub fn owner_reference(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
+    /// During a rolling upgrade an older client reads statuses and claims a newer
+    /// controller or client wrote: values it does not know decode as `Unknown`.
+    #[test]
+    fn statuses_and_claims_from_a_newer_version_decode_with_unknown_values() {
+        let barrier: crate::BarrierStatus =
+            serde_json::from_value(json!({"phase": "Paused", "arrived": 1})).unwrap();
+        assert_eq!(barrier.phase, crate::BarrierPhase::Unknown);
+        assert!(!barrier.phase.is_finished());
+        let group: crate::waitgroup::WaitGroupStatus =
+            serde_json::from_value(json!({"phase": "Draining"})).unwrap();
+        assert_eq!(group.phase, crate::waitgroup::WaitGroupPhase::Unknown);
+        assert!(!group.phase.is_finished());
+        let gate: crate::gate::GateStatus =
+            serde_json::from_value(json!({"phase": "Half-open"})).unwrap();
+        assert_eq!(gate.phase, crate::gate::GatePhase::Unknown);
+        let permit: crate::locks::PermitStatus =
+            serde_json::from_value(json!({"phase": "Parked"})).unwrap();
+        assert_eq!(permit.phase, crate::locks::PermitPhase::Unknown);
+        let mutex: crate::locks::MutexStatus =
+            serde_json::from_value(json!({"phase": "Fenced"})).unwrap();
+        assert_eq!(mutex.phase, crate::locks::MutexPhase::Unknown);
+        let arrival: crate::ArrivalSpec =
+            serde_json::from_value(json!({"barrier": "b", "holder": "h", "outcome": "Skipped"}))
+                .unwrap();
+        assert_eq!(arrival.outcome, crate::Outcome::Unknown);
+        let member: crate::waitgroup::WaitGroupMemberSpec = serde_json::from_value(json!({
+            "waitGroup": "g", "member": "m",
+            "attempts": [{"result": "Preempted"}],
+            "outcome": {"result": "Cancelled"}
+        }))
+        .unwrap();
+        assert_eq!(
+            member.attempts[0].result,
+            crate::waitgroup::AttemptResult::Unknown
+        );
+        assert_eq!(
+            member.outcome.map(|o| o.result),
+            Some(crate::Outcome::Unknown)
+        );
+    }
+
     #[test]
     fn the_api_version_is_group_slash_version() {
         assert_eq!(

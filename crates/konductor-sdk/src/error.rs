@@ -484,6 +484,11 @@ mod tests {
                 request("create", "arrivals").error(api(404, "namespaces \"jobs\" not found")),
                 "barrier jobs/extract-complete: namespace jobs not found",
             ),
+            (
+                request("get", "barriers")
+                    .error(api(404, "the server could not find the requested resource")),
+                "barrier jobs/extract-complete: the API server does not serve barriers (is the CRD barriers.konductor.io installed?)",
+            ),
         ];
         for (error, expected) in cases {
             assert_eq!(error.to_string(), expected);

@@ -35,7 +35,7 @@ use konductor_api::waitgroup::{
     WaitGroupMember, WaitGroupMemberSpec, WaitGroupPhase, WaitGroupSpec, member_name,
 };
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -297,7 +297,7 @@ impl WaitGroups {
             .map_err(|e| self.refused(name, format!("spec.memberTTL: {e}")))?;
         let object = member_name(name, id);
         let read = |e| self.request(name, "get", "waitgroupmembers").error(e);
-        let write = |e| self.request(name, "update", "waitgroupmembers").error(e);
+        let write = |e| self.request(name, "patch", "waitgroupmembers").error(e);
         let (taken, sent) = loop {
             let Some(mut member) = self.members.get_opt(&object).await.map_err(read)? else {
                 if group.spec.sealed {
@@ -337,11 +337,7 @@ impl WaitGroups {
             let sent = Instant::now();
             // Written over the version read: two workers retrying one member never
             // both record the ended attempt.
-            match self
-                .members
-                .replace(&object, &PostParams::default(), &member)
-                .await
-            {
+            match patch_over(&self.members, &object, &member).await {
                 Ok(taken) => break (taken, sent),
                 Err(kube::Error::Api(status)) if status.code == 409 => {}
                 Err(error) => return Err(write(error)),
@@ -413,6 +409,31 @@ pub enum Hold {
     Done,
     /// The member failed for good (every allowed attempt failed): nothing to run.
     Failed(MemberFailure),
+}
+
+/// Writes `member`'s spec as it is now (its attempts, outcome, mark and holder) over the
+/// version it was read at: a merge patch carrying that resourceVersion, so a member
+/// changed meanwhile is a 409 (look again) — a Job's ServiceAccount needs only `patch`
+/// on members.
+async fn patch_over(
+    members: &Api<WaitGroupMember>,
+    object: &str,
+    member: &WaitGroupMember,
+) -> kube::Result<WaitGroupMember> {
+    let spec = &member.spec;
+    let patch = json!({
+        "metadata": { "resourceVersion": member.resource_version() },
+        "spec": {
+            "attempts": spec.attempts,
+            "outcome": spec.outcome,
+            "interrupting": spec.interrupting,
+            "holder": spec.holder,
+            "renewTime": spec.renew_time,
+        },
+    });
+    members
+        .patch(object, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
 }
 
 /// Why a sealed group refuses member `id`: it has no such member (a mistyped ID would
@@ -534,15 +555,10 @@ impl Held {
             member.spec.interrupting = false;
             member.spec.holder = None;
             member.spec.renew_time = None;
-            match self
-                .groups
-                .members
-                .replace(&object, &PostParams::default(), &member)
-                .await
-            {
+            match patch_over(&self.groups.members, &object, &member).await {
                 Ok(_) => return Ok(()),
                 Err(kube::Error::Api(status)) if status.code == 409 => {}
-                Err(error) => return Err(request("update").error(error)),
+                Err(error) => return Err(request("patch").error(error)),
             }
         }
     }

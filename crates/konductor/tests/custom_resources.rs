@@ -164,6 +164,22 @@ fn an_applied_crd_is_served_at_once_with_its_schema_columns_and_names() {
         r#"{"status":{"readyReplicas":2,"selector":"app=main","conditions":[{"type":"Ready","status":"True"}]}}"#,
     ]);
     assert!(waiter.wait().unwrap().success(), "kubectl wait returns");
+    // The most common printer column in the wild, a filter, filled as kube-apiserver
+    // fills it (the first match).
+    let wide = c.ok(&["get", "db", "main", "-o", "wide"]);
+    let header = wide.lines().next().unwrap_or_default();
+    let row = wide.lines().nth(1).unwrap_or_default();
+    let cell = |name: &str| {
+        let at = header
+            .find(name)
+            .unwrap_or_else(|| panic!("no {name} column: {wide}"));
+        row[at..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(cell("CONDITION"), "True", "{wide}");
     contains_all(&c.ok(&["scale", "db", "main", "--replicas=3"]), &["scaled"]);
     let scale = c.ok(&[
         "get",
