@@ -78,13 +78,14 @@ pub fn parse_timeout(text: &str) -> Result<String, String> {
     parse_duration(text).map(|_| text.to_owned())
 }
 
-/// `list` of a kind (`waitgroup list`, `gate list`).
+/// `list` of any kind: the table `kubectl get` shows (the CRD's printer columns), or
+/// the objects as JSON or YAML.
 #[derive(clap::Args, Debug)]
 pub struct ListArgs {
     /// List them in all namespaces.
-    #[arg(short = 'A', long)]
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
     pub all_namespaces: bool,
-    /// Print the list in this format [default: a table].
+    /// Output format [default: a table, as `kubectl get` prints it].
     #[arg(short, long, value_enum)]
-    pub output: Option<CreateFormat>,
+    pub output: Option<OutputFormat>,
 }

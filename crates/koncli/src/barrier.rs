@@ -44,7 +44,7 @@ pub enum BarrierCommand {
     /// Delete a barrier (its arrivals go with it).
     Delete(NameArgs),
     /// List barriers.
-    List(ListArgs),
+    List(crate::args::ListArgs),
     /// Delete finished barriers (Open, Timeout or Failed) older than --older-than.
     ///
     /// Age counts from when a barrier finished (status.finishedAt, else its creation).
@@ -155,42 +155,28 @@ pub struct NameArgs {
     pub name: String,
 }
 
-/// `barrier list`.
-#[derive(Args, Debug)]
-pub struct ListArgs {
-    /// List barriers in all namespaces.
-    #[arg(short = 'A', long, conflicts_with = "namespace")]
-    pub all_namespaces: bool,
-    /// Output format [default: a table].
-    #[arg(short, long, value_enum)]
-    pub output: Option<OutputFormat>,
-}
-
 /// Runs one barrier command.
-pub async fn command(command: BarrierCommand, barriers: Barriers) -> konductor_sdk::Result<u8> {
+pub async fn command(
+    command: BarrierCommand,
+    connection: &konductor_sdk::Connection,
+) -> konductor_sdk::Result<u8> {
+    let barriers = Barriers::new(connection);
+    let reader = konductor_sdk::reading::Reader::new(connection);
     match command {
         BarrierCommand::Wait(args) => wait(&barriers, args).await,
         BarrierCommand::Arrive(args) => arrive(&barriers, args).await,
         BarrierCommand::Status(args) => {
             match args.output {
                 Some(format @ (OutputFormat::Json | OutputFormat::Yaml)) => {
-                    let raw = barriers.get_raw(&args.name).await?;
+                    let raw = reader.get_raw(&kind(), &args.name).await?;
                     let format = MachineFormat::of(format).expect("json or yaml");
                     print!("{}", output::serialized(&raw, format));
                 }
                 Some(OutputFormat::Wide) => {
-                    let barrier = barriers.get(&args.name).await?;
-                    let now = Timestamp::now();
-                    print!(
-                        "{}",
-                        output::table(
-                            &[barrier],
-                            false,
-                            &output::barrier_columns(true),
-                            |b| output::barrier_cells(b, true, now),
-                            now,
-                        )
-                    );
+                    let listing = reader.table_of(&kind(), &args.name, true).await?;
+                    let mut rows = vec![listing.header];
+                    rows.extend(listing.rows);
+                    print!("{}", output::aligned(&rows));
                 }
                 None => {
                     let barrier = barriers.get(&args.name).await?;
@@ -199,13 +185,15 @@ pub async fn command(command: BarrierCommand, barriers: Barriers) -> konductor_s
             }
             Ok(EXIT_OK)
         }
-        BarrierCommand::Create(args) => create(&barriers, args).await,
+        BarrierCommand::Create(args) => create(&barriers, &reader, args).await,
         BarrierCommand::Delete(args) => {
             barriers.delete(&args.name).await?;
             println!("barrier {}/{} deleted", barriers.namespace(), args.name);
             Ok(EXIT_OK)
         }
-        BarrierCommand::List(args) => list(&barriers, args).await,
+        BarrierCommand::List(args) => {
+            output::list(&reader, &kind(), barriers.namespace(), &args).await
+        }
         BarrierCommand::Prune(args) => prune(&barriers, args).await,
     }
 }
@@ -239,7 +227,11 @@ async fn prune(barriers: &Barriers, args: PruneArgs) -> konductor_sdk::Result<u8
     Ok(EXIT_OK)
 }
 
-async fn create(barriers: &Barriers, args: CreateArgs) -> konductor_sdk::Result<u8> {
+async fn create(
+    barriers: &Barriers,
+    reader: &konductor_sdk::reading::Reader,
+    args: CreateArgs,
+) -> konductor_sdk::Result<u8> {
     let spec = BarrierSpec {
         expected: args.expected,
         quorum: args.quorum,
@@ -250,7 +242,7 @@ async fn create(barriers: &Barriers, args: CreateArgs) -> konductor_sdk::Result<
     match args.output {
         Some(format) => {
             let format = MachineFormat::of_create(format);
-            let raw = barriers.get_raw(&args.name).await?;
+            let raw = reader.get_raw(&kind(), &args.name).await?;
             print!("{}", output::serialized(&raw, format));
         }
         None => println!("barrier {} created", output::qualified(&created)),
@@ -258,28 +250,9 @@ async fn create(barriers: &Barriers, args: CreateArgs) -> konductor_sdk::Result<
     Ok(EXIT_OK)
 }
 
-async fn list(barriers: &Barriers, args: ListArgs) -> konductor_sdk::Result<u8> {
-    if let Some(format) = args.output.and_then(MachineFormat::of) {
-        let raw = barriers.list_raw(args.all_namespaces).await?;
-        print!("{}", output::serialized_list(raw, format));
-        return Ok(EXIT_OK);
-    }
-    let items = if args.all_namespaces {
-        barriers.list_all_namespaces().await?
-    } else {
-        barriers.list().await?
-    };
-    let wide = args.output == Some(OutputFormat::Wide);
-    let now = Timestamp::now();
-    output::print_listing(
-        &items,
-        None,
-        "barriers",
-        (!args.all_namespaces).then(|| barriers.namespace()),
-        &output::barrier_columns(wide),
-        |b| output::barrier_cells(b, wide, now),
-    );
-    Ok(EXIT_OK)
+/// The Barrier kind, as `list` and `status -o` read it.
+fn kind() -> konductor_sdk::reading::KindRef {
+    konductor_sdk::reading::KindRef::of::<konductor_api::Barrier>("barrier", "barriers")
 }
 
 /// The holder: the flag, the argument, `$KONDUCTOR_HOLDER`, `$POD_NAME`, the hostname.

@@ -184,6 +184,7 @@ type Code = konductor_sdk::Result<u8>;
 /// Runs one `gate` command.
 pub async fn command(command: GateCommand, connection: &Connection) -> Code {
     let gates = Gates::new(connection);
+    let reader = konductor_sdk::reading::Reader::new(connection);
     let qualified = |name: &str| format!("{}/{name}", gates.namespace());
     match command {
         GateCommand::Create(args) => {
@@ -229,14 +230,14 @@ pub async fn command(command: GateCommand, connection: &Connection) -> Code {
                 started.elapsed(),
             ))
         }
-        GateCommand::Status(args) => {
-            let gate = gates.get(&args.name).await?;
-            match args.output {
-                Some(format) => output::print_object(&gate, format),
-                None => print!("{}", summary(&gate, gates.namespace())),
+        GateCommand::Status(args) => match args.output {
+            Some(format) => output::print_stored(&reader, &kind(), &args.name, format).await,
+            None => {
+                let gate = gates.get(&args.name).await?;
+                print!("{}", summary(&gate, gates.namespace()));
+                Ok(EXIT_OK)
             }
-            Ok(EXIT_OK)
-        }
+        },
         GateCommand::Open(args) => overridden(&gates, &args.name, Some(GateOverride::Open)).await,
         GateCommand::Close(args) => {
             overridden(&gates, &args.name, Some(GateOverride::Closed)).await
@@ -247,25 +248,7 @@ pub async fn command(command: GateCommand, connection: &Connection) -> Code {
             println!("gate.konductor.io \"{}\" deleted", args.name);
             Ok(EXIT_OK)
         }
-        GateCommand::List(args) => {
-            let items = gates.list(args.all_namespaces).await?;
-            output::print_listing(
-                &items,
-                args.output,
-                "gates",
-                (!args.all_namespaces).then_some(gates.namespace()),
-                &["MET", "TOTAL", "PHASE"],
-                |gate: &Gate| {
-                    let status = gate.status.clone().unwrap_or_default();
-                    vec![
-                        status.met.to_string(),
-                        status.total.to_string(),
-                        status.phase.to_string(),
-                    ]
-                },
-            );
-            Ok(EXIT_OK)
-        }
+        GateCommand::List(args) => output::list(&reader, &kind(), gates.namespace(), &args).await,
     }
 }
 
@@ -292,6 +275,11 @@ async fn warn_unreadable(gates: &Gates, name: &str) {
             result.message
         );
     }
+}
+
+/// The Gate kind, as `list` and `status -o` read it.
+fn kind() -> konductor_sdk::reading::KindRef {
+    konductor_sdk::reading::KindRef::of::<Gate>("gate", "gates")
 }
 
 async fn overridden(gates: &Gates, name: &str, value: Option<GateOverride>) -> Code {

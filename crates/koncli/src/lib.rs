@@ -39,7 +39,7 @@ use std::io::Write;
 use clap::CommandFactory;
 use cli::{Cli, Command};
 use konductor_api::locks::LockKind;
-use konductor_sdk::{Barriers, ConnectOptions, Error, connect};
+use konductor_sdk::{ConnectOptions, Error, connect};
 
 pub use exit::*;
 
@@ -101,21 +101,18 @@ async fn dispatch(command: Command, options: &ConnectOptions) -> konductor_sdk::
             Ok(EXIT_OK)
         }
         Command::Barrier(command) => match connect(&options).await {
-            Ok(connection) => barrier::command(command, Barriers::new(&connection)).await,
+            Ok(connection) => barrier::command(command, &connection).await,
             Err(error) => Err(error),
         },
         Command::Semaphore(command) => lock(LockKind::Semaphore, command.into(), &options).await,
         Command::Mutex(command) => lock(LockKind::Mutex, command.into(), &options).await,
         Command::Rwmutex(command) => lock(LockKind::RWMutex, command.into(), &options).await,
         Command::Once(command) => match connect(&options).await {
-            Ok(connection) => once::command(command, konductor_sdk::Onces::new(&connection)).await,
+            Ok(connection) => once::command(command, &connection).await,
             Err(error) => Err(error),
         },
         Command::Waitgroup(command) => match connect(&options).await {
-            Ok(connection) => {
-                let groups = konductor_sdk::waitgroup::WaitGroups::new(&connection);
-                waitgroup::command(command, groups).await
-            }
+            Ok(connection) => waitgroup::command(command, &connection).await,
             Err(error) => Err(error),
         },
         Command::Gate(command) => match connect(&options).await {

@@ -39,7 +39,7 @@ pub enum SemaphoreCommand {
     /// Delete the semaphore (its claims go with it).
     Delete(LockNameArgs),
     /// List semaphores.
-    List(LockListArgs),
+    List(crate::args::ListArgs),
 }
 
 /// `mutex` commands. `lock`/`unlock` are also spelled `acquire`/`release`.
@@ -64,7 +64,7 @@ pub enum MutexCommand {
     /// Delete the mutex (its claims go with it).
     Delete(LockNameArgs),
     /// List mutexes.
-    List(LockListArgs),
+    List(crate::args::ListArgs),
 }
 
 /// `rwmutex` commands: `lock`/`unlock` for the write side (also spelled
@@ -94,7 +94,7 @@ pub enum RwmutexCommand {
     /// Delete the rwmutex (its claims go with it).
     Delete(LockNameArgs),
     /// List rwmutexes.
-    List(LockListArgs),
+    List(crate::args::ListArgs),
 }
 
 /// What `run` does, for its `--help`.
@@ -116,17 +116,6 @@ Pass $KONDUCTOR_FENCING_TOKEN to what the lock protects, for what time cannot co
 Exit codes: the command's own; 5 --timeout passed before the grant; 7 the grant was
 lost; 126/127 the command cannot be run (nothing was acquired); 130/143 interrupted
 while waiting (the claim was withdrawn); 1 an error (lock not found, ...).";
-
-/// `list` of locks.
-#[derive(Args, Debug)]
-pub struct LockListArgs {
-    /// List them in all namespaces.
-    #[arg(short = 'A', long, conflicts_with = "namespace")]
-    pub all_namespaces: bool,
-    /// Print the list in this format [default: a table].
-    #[arg(short, long, value_enum)]
-    pub output: Option<CreateFormat>,
-}
 
 /// `lock`, `acquire`, `rlock`.
 #[derive(Args, Debug)]
@@ -277,7 +266,7 @@ pub enum Verb {
     /// `delete`.
     Delete(String),
     /// `list`.
-    List(LockListArgs),
+    List(crate::args::ListArgs),
 }
 
 impl From<SemaphoreCommand> for Request {
@@ -370,15 +359,21 @@ pub async fn command(kind: LockKind, verb: Verb, connection: &Connection) -> Out
             println!("{} {}/{name} deleted", kind.word(), locks.namespace());
             Ok(EXIT_OK)
         }
-        Verb::List(args) => list(kind, &locks, args).await,
-        Verb::Status(args) => {
-            let lock = locks.get(kind, &args.name).await?;
-            match args.output {
-                Some(format) => output::print_object(&lock, format),
-                None => print!("{}", summary(kind, &lock)),
-            }
-            Ok(EXIT_OK)
+        Verb::List(args) => {
+            let reader = konductor_sdk::reading::Reader::new(connection);
+            output::list(&reader, &kind_ref(kind), locks.namespace(), &args).await
         }
+        Verb::Status(args) => match args.output {
+            Some(format) => {
+                let reader = konductor_sdk::reading::Reader::new(connection);
+                output::print_stored(&reader, &kind_ref(kind), &args.name, format).await
+            }
+            None => {
+                let lock = locks.get(kind, &args.name).await?;
+                print!("{}", summary(kind, &lock));
+                Ok(EXIT_OK)
+            }
+        },
     }
 }
 
@@ -595,36 +590,18 @@ impl WaitReporter {
     }
 }
 
-async fn list(kind: LockKind, locks: &Locks, args: LockListArgs) -> Outcome {
-    let items = locks.list(kind, args.all_namespaces).await?;
-    output::print_listing(
-        &items,
-        args.output,
-        &kind.api_resource().plural,
-        (!args.all_namespaces).then(|| locks.namespace()),
-        &["PHASE", "HOLDERS", "WAITING", "TOKEN"],
-        |item| {
-            let view = View::of(kind, item);
-            let holders = if view.holders.is_empty() {
-                "-".to_owned()
-            } else {
-                view.holders.join(",")
-            };
-            vec![
-                view.phase,
-                holders,
-                view.waiting.len().to_string(),
-                view.token.to_string(),
-            ]
-        },
-    );
-    Ok(EXIT_OK)
+/// A lock kind, as `list` and `status -o` read it.
+fn kind_ref(kind: LockKind) -> konductor_sdk::reading::KindRef {
+    konductor_sdk::reading::KindRef {
+        word: kind.word(),
+        plural: kind.plural(),
+        resource: kind.api_resource(),
+    }
 }
 
 /// What koncli shows of a lock, read through the kind's typed status.
 struct View {
     phase: String,
-    holders: Vec<String>,
     /// `Holders:` in the summary.
     holders_line: String,
     waiting: Vec<String>,
@@ -647,7 +624,6 @@ impl View {
         let Some(status) = LockStatus::of(kind, lock) else {
             return Self {
                 phase: "-".to_owned(),
-                holders: Vec::new(),
                 holders_line: "none".to_owned(),
                 waiting: Vec::new(),
                 token: 0,
@@ -655,59 +631,41 @@ impl View {
                 ttl: spec.ttl,
             };
         };
-        let (phase, holders, holders_line, waiting, token, conditions) = match status {
-            LockStatus::Semaphore(s) => {
-                let line = format!(
+        let (phase, holders_line, waiting, token, conditions) = match status {
+            LockStatus::Semaphore(s) => (
+                format!("{:?}", s.phase),
+                format!(
                     "{} of {} in use: {}",
                     s.in_use,
                     spec.capacity(),
                     none(&s.holders)
-                );
-                (
-                    format!("{:?}", s.phase),
-                    s.holders,
-                    line,
-                    s.waiting,
-                    s.fencing_token,
-                    s.conditions,
-                )
-            }
-            LockStatus::Mutex(s) => {
-                let holders: Vec<String> = s.holder.into_iter().collect();
-                let line = none(&holders);
-                (
-                    format!("{:?}", s.phase),
-                    holders,
-                    line,
-                    s.waiting,
-                    s.fencing_token,
-                    s.conditions,
-                )
-            }
-            LockStatus::Once(s) => {
-                let holders: Vec<String> = s.executor.into_iter().collect();
-                let line = none(&holders);
-                (
-                    format!("{:?}", s.phase),
-                    holders,
-                    line,
-                    s.waiting,
-                    s.fencing_token,
-                    s.conditions,
-                )
-            }
+                ),
+                s.waiting,
+                s.fencing_token,
+                s.conditions,
+            ),
+            LockStatus::Mutex(s) => (
+                format!("{:?}", s.phase),
+                none(&s.holder.iter().cloned().collect::<Vec<_>>()),
+                s.waiting,
+                s.fencing_token,
+                s.conditions,
+            ),
+            LockStatus::Once(s) => (
+                s.phase.to_string(),
+                none(&s.executor.iter().cloned().collect::<Vec<_>>()),
+                s.waiting,
+                s.fencing_token,
+                s.conditions,
+            ),
             LockStatus::RWMutex(s) => {
-                let (holders, line) = match s.write_holder {
-                    Some(writer) => (vec![writer.clone()], format!("{writer} (writing)")),
-                    None if s.read_holders.is_empty() => (Vec::new(), "none".to_owned()),
-                    None => (
-                        s.read_holders.clone(),
-                        format!("{} (reading)", s.read_holders.join(", ")),
-                    ),
+                let line = match &s.write_holder {
+                    Some(writer) => format!("{writer} (writing)"),
+                    None if s.read_holders.is_empty() => "none".to_owned(),
+                    None => format!("{} (reading)", s.read_holders.join(", ")),
                 };
                 (
                     format!("{:?}", s.phase),
-                    holders,
                     line,
                     s.waiting,
                     s.fencing_token,
@@ -725,7 +683,6 @@ impl View {
             } else {
                 phase
             },
-            holders,
             holders_line,
             waiting,
             token,

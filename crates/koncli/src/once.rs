@@ -40,7 +40,7 @@ pub enum OnceCommand {
     /// Delete the Once (its claims go with it): the work may run again.
     Delete(OnceNameArgs),
     /// List Onces.
-    List(OnceListArgs),
+    List(crate::args::ListArgs),
     /// Let a key run again after it failed for good (--key, default the current key):
     /// its attempts start from 0. Re-arming a key that succeeded needs --force (its
     /// work will run again). Refused while an executor runs the key.
@@ -245,17 +245,6 @@ pub struct OnceCreateArgs {
     pub output: Option<CreateFormat>,
 }
 
-/// `once list`.
-#[derive(Args, Debug)]
-pub struct OnceListArgs {
-    /// List them in all namespaces.
-    #[arg(short = 'A', long)]
-    pub all_namespaces: bool,
-    /// Print the list in this format [default: a table].
-    #[arg(short, long, value_enum)]
-    pub output: Option<CreateFormat>,
-}
-
 /// A key: at most 253 characters.
 fn parse_key(text: &str) -> Result<String, String> {
     if text.len() > konductor_api::once::MAX_KEY_LEN {
@@ -270,12 +259,17 @@ fn parse_key(text: &str) -> Result<String, String> {
 type Outcome8 = konductor_sdk::Result<u8>;
 
 /// Runs one `once` command.
-pub async fn command(command: OnceCommand, onces: Onces) -> Outcome8 {
+pub async fn command(command: OnceCommand, connection: &konductor_sdk::Connection) -> Outcome8 {
+    let onces = Onces::new(connection);
+    let reader = konductor_sdk::reading::Reader::new(connection);
     match command {
         OnceCommand::Run(args) => run(&onces, args).await,
         OnceCommand::Wait(args) => wait(&onces, args).await,
         OnceCommand::Check(args) => check(&onces, args).await,
-        OnceCommand::Status(args) => status(&onces, args).await,
+        OnceCommand::Status(args) => match args.output {
+            Some(format) => output::print_stored(&reader, &kind(), &args.name, format).await,
+            None => status(&onces, args).await,
+        },
         OnceCommand::Create(args) => {
             let spec = args.spec.spec(true);
             let once = onces.create(&args.name, spec).await?;
@@ -290,7 +284,7 @@ pub async fn command(command: OnceCommand, onces: Onces) -> Outcome8 {
             println!("once.konductor.io \"{}\" deleted", args.name);
             Ok(EXIT_OK)
         }
-        OnceCommand::List(args) => list(&onces, args).await,
+        OnceCommand::List(args) => output::list(&reader, &kind(), onces.namespace(), &args).await,
         OnceCommand::Reset(args) => {
             let (_, key) = onces
                 .reset(&args.name, args.key.as_deref(), args.force)
@@ -516,12 +510,13 @@ async fn check(onces: &Onces, args: OnceKeyArgs) -> Outcome8 {
     }
 }
 
+/// The Once kind, as `list` and `status -o` read it.
+fn kind() -> konductor_sdk::reading::KindRef {
+    konductor_sdk::reading::KindRef::of::<Once>("once", "onces")
+}
+
 async fn status(onces: &Onces, args: OnceStatusArgs) -> Outcome8 {
     let once = onces.get(&args.name).await?;
-    if let Some(format) = args.output {
-        output::print_object(&once, format);
-        return Ok(EXIT_OK);
-    }
     print!("{}", summary(&once, onces.namespace()));
     Ok(EXIT_OK)
 }
@@ -578,25 +573,4 @@ pub fn summary(once: &Once, namespace: &str) -> String {
         ));
     }
     text
-}
-
-async fn list(onces: &Onces, args: OnceListArgs) -> Outcome8 {
-    let items = onces.list(args.all_namespaces).await?;
-    output::print_listing(
-        &items,
-        args.output,
-        "onces",
-        (!args.all_namespaces).then_some(onces.namespace()),
-        &["KEY", "PHASE", "EXECUTOR", "ATTEMPTS"],
-        |once: &Once| {
-            let status = once.status.clone().unwrap_or_default();
-            vec![
-                status.key,
-                status.phase.to_string(),
-                status.executor.unwrap_or_else(|| "<none>".to_owned()),
-                status.attempts.to_string(),
-            ]
-        },
-    );
-    Ok(EXIT_OK)
 }

@@ -269,94 +269,6 @@ pub fn summary(barrier: &Barrier, now: Timestamp) -> String {
     out
 }
 
-/// The columns of a barrier's row (wide adds timeout, failures and time left), between
-/// NAME and AGE.
-pub fn barrier_columns(wide: bool) -> Vec<&'static str> {
-    let mut columns = vec!["EXPECTED", "QUORUM", "ARRIVED", "PHASE"];
-    if wide {
-        columns.extend(["TIMEOUT", "FAILED", "TIME LEFT"]);
-    }
-    columns
-}
-
-/// A barrier's cells under [`barrier_columns`].
-pub fn barrier_cells(b: &Barrier, wide: bool, now: Timestamp) -> Vec<String> {
-    let status = b.status.clone().unwrap_or_default();
-    let mut row = vec![
-        b.spec.expected.to_string(),
-        b.spec.quorum.map_or("<none>".into(), |q| q.to_string()),
-        status.arrived.to_string(),
-        b.phase().to_string(),
-    ];
-    if wide {
-        row.push(b.spec.timeout.clone().unwrap_or_else(|| "<none>".into()));
-        row.push(status.failed.to_string());
-        row.push(match (b.phase(), time_left(b, now)) {
-            (BarrierPhase::Waiting, Some(left)) => short_duration(left),
-            _ => "-".into(),
-        });
-    }
-    row
-}
-
-/// A kubectl-style table of objects of one kind: NAMESPACE (when `with_namespace`),
-/// NAME, the kind's `columns` filled by `cells`, then AGE.
-pub fn table<T: ResourceExt>(
-    items: &[T],
-    with_namespace: bool,
-    columns: &[&str],
-    cells: impl Fn(&T) -> Vec<String>,
-    now: Timestamp,
-) -> String {
-    let mut header: Vec<&str> = Vec::new();
-    if with_namespace {
-        header.push("NAMESPACE");
-    }
-    header.push("NAME");
-    header.extend(columns);
-    header.push("AGE");
-    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_owned()).collect()];
-    for item in items {
-        let mut row = Vec::new();
-        if with_namespace {
-            row.push(item.namespace().unwrap_or_default());
-        }
-        row.push(item.name_any());
-        row.extend(cells(item));
-        row.push(
-            item.creation_timestamp()
-                .map_or("<unknown>".into(), |t| age(t.0, now)),
-        );
-        rows.push(row);
-    }
-    aligned(&rows)
-}
-
-/// Prints what `koncli KIND list` shows: `items` as a `v1 List` in `format` (`-o`),
-/// else the [`table`] of `items`, or kubectl's `No … found` on stderr when there are
-/// none. `namespace` is `None` when listing every namespace.
-pub fn print_listing<T: ResourceExt + k8s_openapi::serde::Serialize>(
-    items: &[T],
-    format: Option<crate::args::CreateFormat>,
-    plural: &str,
-    namespace: Option<&str>,
-    columns: &[&str],
-    cells: impl Fn(&T) -> Vec<String>,
-) {
-    if let Some(format) = format {
-        print!("{}", serialized_items(items, format));
-        return;
-    }
-    match namespace {
-        _ if !items.is_empty() => print!(
-            "{}",
-            table(items, namespace.is_none(), columns, cells, Timestamp::now())
-        ),
-        Some(namespace) => eprintln!("No {plural} found in {namespace} namespace."),
-        None => eprintln!("No {plural} found."),
-    }
-}
-
 /// Rows (the first is the header) as kubectl prints a table: columns left-aligned, three
 /// spaces apart.
 pub fn aligned(rows: &[Vec<String>]) -> String {
@@ -395,21 +307,6 @@ pub fn serialized_list(mut raw: serde_json::Value, format: MachineFormat) -> Str
     serialized(&list, format)
 }
 
-/// Typed objects as a `v1 List`, in the format of `list -o`.
-pub fn serialized_items<T: k8s_openapi::serde::Serialize>(
-    items: &[T],
-    format: crate::args::CreateFormat,
-) -> String {
-    let items: Vec<serde_json::Value> = items
-        .iter()
-        .map(|item| serde_json::to_value(item).unwrap_or_default())
-        .collect();
-    serialized_list(
-        serde_json::json!({ "items": items }),
-        MachineFormat::of_create(format),
-    )
-}
-
 /// The machine formats (`-o json`, `-o yaml`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MachineFormat {
@@ -436,6 +333,48 @@ impl MachineFormat {
             crate::args::CreateFormat::Yaml => Self::Yaml,
         }
     }
+}
+
+/// `list` of any kind: the server's table as `kubectl get` prints it (`-o wide`: every
+/// column), or the list as JSON or YAML (a `v1 List` of the stored objects).
+pub async fn list(
+    reader: &konductor_sdk::reading::Reader,
+    kind: &konductor_sdk::reading::KindRef,
+    namespace: &str,
+    args: &crate::args::ListArgs,
+) -> konductor_sdk::Result<u8> {
+    if let Some(format) = args.output.and_then(MachineFormat::of) {
+        let raw = reader.list_raw(kind, args.all_namespaces).await?;
+        print!("{}", serialized_list(raw, format));
+        return Ok(crate::exit::EXIT_OK);
+    }
+    let wide = args.output == Some(OutputFormat::Wide);
+    let listing = reader.table(kind, args.all_namespaces, wide).await?;
+    if listing.rows.is_empty() {
+        if args.all_namespaces {
+            eprintln!("No {} found.", kind.plural);
+        } else {
+            eprintln!("No {} found in {namespace} namespace.", kind.plural);
+        }
+    } else {
+        let mut rows = vec![listing.header];
+        rows.extend(listing.rows);
+        print!("{}", aligned(&rows));
+    }
+    Ok(crate::exit::EXIT_OK)
+}
+
+/// `status -o json|yaml` of any kind: the object as stored, every digit of every
+/// timestamp kept.
+pub async fn print_stored(
+    reader: &konductor_sdk::reading::Reader,
+    kind: &konductor_sdk::reading::KindRef,
+    name: &str,
+    format: crate::args::CreateFormat,
+) -> konductor_sdk::Result<u8> {
+    let raw = reader.get_raw(kind, name).await?;
+    print!("{}", serialized(&raw, MachineFormat::of_create(format)));
+    Ok(crate::exit::EXIT_OK)
 }
 
 /// Prints `object` as JSON or YAML (a command's `-o`).
@@ -529,28 +468,13 @@ mod tests {
 
     #[test]
     fn tables_align_columns() {
-        let mut b = Barrier::new("b", BarrierSpec::new(2));
-        b.metadata.namespace = Some("ns".into());
-        let now = Timestamp::now();
-        let text = table(
-            &[b],
-            true,
-            &barrier_columns(true),
-            |b| barrier_cells(b, true, now),
-            now,
-        );
-        let mut lines = text.lines();
-        assert!(
-            lines
-                .next()
-                .unwrap()
-                .starts_with("NAMESPACE   NAME   EXPECTED   QUORUM")
-        );
-        assert!(
-            lines
-                .next()
-                .unwrap()
-                .starts_with("ns          b      2          <none>")
+        let rows = vec![
+            vec!["NAME".to_owned(), "QUORUM".to_owned(), "PHASE".to_owned()],
+            vec!["b".to_owned(), String::new(), "Waiting".to_owned()],
+        ];
+        assert_eq!(
+            aligned(&rows),
+            "NAME   QUORUM   PHASE\nb               Waiting\n"
         );
     }
 }

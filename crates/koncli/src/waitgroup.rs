@@ -332,7 +332,9 @@ pub struct CreateArgs {
 type Code = konductor_sdk::Result<u8>;
 
 /// Runs one `waitgroup` command.
-pub async fn command(command: WaitGroupCommand, groups: WaitGroups) -> Code {
+pub async fn command(command: WaitGroupCommand, connection: &konductor_sdk::Connection) -> Code {
+    let groups = WaitGroups::new(connection);
+    let reader = konductor_sdk::reading::Reader::new(connection);
     match command {
         WaitGroupCommand::Add(args) => add(&groups, args).await,
         WaitGroupCommand::Done(args) => done(&groups, args).await,
@@ -348,14 +350,14 @@ pub async fn command(command: WaitGroupCommand, groups: WaitGroups) -> Code {
         }
         WaitGroupCommand::Wait(args) => wait(&groups, args).await,
         WaitGroupCommand::Run(args) => run(&groups, args).await,
-        WaitGroupCommand::Status(args) => {
-            let group = groups.get(&args.name).await?;
-            match args.output {
-                Some(format) => output::print_object(&group, format),
-                None => print!("{}", summary(&group, groups.namespace())),
+        WaitGroupCommand::Status(args) => match args.output {
+            Some(format) => output::print_stored(&reader, &kind(), &args.name, format).await,
+            None => {
+                let group = groups.get(&args.name).await?;
+                print!("{}", summary(&group, groups.namespace()));
+                Ok(EXIT_OK)
             }
-            Ok(EXIT_OK)
-        }
+        },
         WaitGroupCommand::Create(args) => {
             let spec = WaitGroupSpec {
                 sealed: args.sealed,
@@ -373,7 +375,9 @@ pub async fn command(command: WaitGroupCommand, groups: WaitGroups) -> Code {
             println!("waitgroup.konductor.io \"{}\" deleted", args.name);
             Ok(EXIT_OK)
         }
-        WaitGroupCommand::List(args) => list(&groups, args).await,
+        WaitGroupCommand::List(args) => {
+            output::list(&reader, &kind(), groups.namespace(), &args).await
+        }
     }
 }
 
@@ -625,23 +629,7 @@ pub fn summary(group: &WaitGroup, namespace: &str) -> String {
     text
 }
 
-async fn list(groups: &WaitGroups, args: ListArgs) -> Code {
-    let items = groups.list(args.all_namespaces).await?;
-    output::print_listing(
-        &items,
-        args.output,
-        "waitgroups",
-        (!args.all_namespaces).then_some(groups.namespace()),
-        &["ADDED", "DONE", "FAILED", "PHASE"],
-        |group: &WaitGroup| {
-            let status = group.status.clone().unwrap_or_default();
-            vec![
-                status.added.to_string(),
-                status.done.to_string(),
-                status.failed.to_string(),
-                status.phase.to_string(),
-            ]
-        },
-    );
-    Ok(EXIT_OK)
+/// The WaitGroup kind, as `list` and `status -o` read it.
+fn kind() -> konductor_sdk::reading::KindRef {
+    konductor_sdk::reading::KindRef::of::<WaitGroup>("waitgroup", "waitgroups")
 }

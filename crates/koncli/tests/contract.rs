@@ -1154,3 +1154,57 @@ async fn statuses_and_events_carry_no_debug_formatting() {
         assert_no_debug_formatting(text, text);
     }
 }
+
+#[tokio::test]
+async fn every_list_prints_the_crds_printer_columns_as_kubectl_prints_them() {
+    let env = Env::start().await;
+    for kind in KINDS {
+        create(&env, kind, &name_for("listed", kind)).await;
+    }
+    env.ok(&["once", "run", "listed-ran", "--", "true"]).await;
+    let plurals = [
+        ("barrier", "barriers"),
+        ("mutex", "mutexes"),
+        ("semaphore", "semaphores"),
+        ("rwmutex", "rwmutexes"),
+        ("once", "onces"),
+        ("waitgroup", "waitgroups"),
+        ("gate", "gates"),
+    ];
+    // Ages may tick between the two reads: compared without the last column.
+    let rows = |text: &str| -> Vec<Vec<String>> {
+        text.lines()
+            .map(|line| {
+                let mut words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+                words.pop();
+                words
+            })
+            .collect()
+    };
+    for (word, plural) in plurals {
+        for wide in [false, true] {
+            let mut ours = vec![word, "list"];
+            let mut theirs = vec!["get", plural];
+            if wide {
+                ours.extend(["-o", "wide"]);
+                theirs.extend(["-o", "wide"]);
+            }
+            let koncli = env.ok(&ours).await;
+            let kubectl = tokio::process::Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(env.kubeconfig())
+                .args(&theirs)
+                .output()
+                .await
+                .expect("kubectl runs");
+            assert!(kubectl.status.success(), "{}", stderr(&kubectl));
+            let kubectl = String::from_utf8_lossy(&kubectl.stdout).into_owned();
+            assert_eq!(
+                rows(&koncli),
+                rows(&kubectl),
+                "{word} list:\n{koncli}\nkubectl:\n{kubectl}"
+            );
+            assert!(!koncli.contains("<none>"), "{koncli}");
+        }
+    }
+}

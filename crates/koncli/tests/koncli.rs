@@ -528,7 +528,11 @@ async fn status_and_list_speak_json_yaml_and_wide() {
     assert_eq!(parsed.spec.timeout.as_deref(), Some("30m"));
     let wide = env.ok(&["barrier", "list", "-o", "wide"]).await;
     assert!(wide.starts_with("NAME"), "{wide}");
-    assert!(wide.contains("TIME LEFT"), "{wide}");
+    // The CRD's printer columns, as kubectl prints them (-o wide adds Timeout, Failed).
+    assert!(
+        wide.contains("TIMEOUT") && wide.contains("FAILED"),
+        "{wide}"
+    );
     assert!(wide.lines().nth(1).unwrap().starts_with("fmt"), "{wide}");
     let list: serde_json::Value =
         serde_json::from_str(&env.ok(&["barrier", "list", "-o", "json"]).await).unwrap();

@@ -338,42 +338,6 @@ impl Barriers {
         })
     }
 
-    /// The barrier as the API server stores it, JSON for JSON (timestamps keep every
-    /// digit they were written with; the typed [`Barrier`] keeps whole seconds of
-    /// `creationTimestamp`).
-    pub async fn get_raw(&self, name: &str) -> Result<serde_json::Value> {
-        let path = format!("{}/{name}", self.barriers.resource_url());
-        self.raw(&path, name).await
-    }
-
-    /// The barriers of the namespace (or of all namespaces) as the API server stores
-    /// them: its `BarrierList`, JSON for JSON.
-    pub async fn list_raw(&self, all_namespaces: bool) -> Result<serde_json::Value> {
-        let api = if all_namespaces {
-            &self.all_barriers
-        } else {
-            &self.barriers
-        };
-        self.raw(api.resource_url(), "*").await
-    }
-
-    async fn raw(&self, path: &str, barrier: &str) -> Result<serde_json::Value> {
-        let request = http::Request::get(path)
-            .body(Vec::new())
-            .expect("a valid request");
-        let text = self
-            .client
-            .request_text(request)
-            .await
-            .map_err(|e| self.request(barrier, "get", "barriers").error(e))?;
-        serde_json::from_str(&text).map_err(|e| Error::Api {
-            kind: "barrier",
-            namespace: self.namespace.clone(),
-            name: barrier.to_owned(),
-            message: format!("the API server sent something that is not JSON: {e}"),
-        })
-    }
-
     /// Waits until `name` settles — Open, Timeout or Failed — and returns how.
     ///
     /// Watches; never polls. Returns at once if the barrier is already settled — even

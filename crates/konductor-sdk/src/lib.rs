@@ -15,6 +15,8 @@
 //! - `claims`: what every kind's claims share — ask under a deterministic name (or
 //!   find the holder's earlier claim), withdraw only the claim read.
 //! - [`watching`]: how every watch notices a dead connection and reconnects.
+//! - [`reading`]: any kind's objects as stored (raw JSON) and as `kubectl get` shows
+//!   them (the server's Table).
 //! - [`waiting`]: the one way every kind's `wait` waits — for creation too, through
 //!   reconnects, bounded by the caller's timeout.
 //! - [`error`]: one-sentence errors naming the barrier and the cause.
@@ -40,6 +42,7 @@ pub mod error;
 pub mod gate;
 pub mod locks;
 pub mod once;
+pub mod reading;
 mod subjects;
 pub mod waitgroup;
 pub mod waiting;

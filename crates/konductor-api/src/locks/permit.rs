@@ -43,6 +43,16 @@ impl LockKind {
         }
     }
 
+    /// The kind's resource (plural), as the API serves it.
+    pub fn plural(self) -> &'static str {
+        match self {
+            LockKind::Semaphore => "semaphores",
+            LockKind::Mutex => "mutexes",
+            LockKind::RWMutex => "rwmutexes",
+            LockKind::Once => "onces",
+        }
+    }
+
     /// The lower-case name used in permit names, labels and koncli commands.
     pub fn word(self) -> &'static str {
         match self {
