@@ -107,9 +107,25 @@ async fn a_partitioned_holder_stops_its_command_before_anyone_else_is_granted() 
         "-c",
         &second_holder(dir.path(), &["shell.pid", "child.pid"]),
     ]);
+    // A's command is stopped (SIGTERM, then SIGKILL after the grace) while the
+    // partition holds; A then exits at once — it does not linger on the server it lost.
+    until_line(&log, "A-term").await;
+    let shell = std::fs::read_to_string(dir.path().join("shell.pid")).unwrap();
+    let stopped = tokio::time::timeout(HANG, async {
+        while running(&shell) {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        std::time::Instant::now()
+    })
+    .await
+    .expect("A's command is stopped");
+    let a = ended(a).await;
+    eprintln!(
+        "a cut-off holder exited {:?} after its command was stopped",
+        stopped.elapsed()
+    );
     let b = ended(b).await;
     assert!(b.status.success(), "B: {}", stderr(&b));
-    let a = ended(a).await;
     assert_eq!(a.status.code(), Some(7), "A: {}", stderr(&a));
     assert!(
         stderr(&a).contains("acknowledged no renewal in time"),

@@ -150,7 +150,7 @@ const GIVE_BACK_BOUND: Duration = Duration::from_secs(30);
 
 /// How long giving back a grant that was already lost may take: the holder exits
 /// within a second of stopping its command (see [`Guard::release_lost`]).
-pub const LOST_RELEASE_BOUND: Duration = Duration::from_millis(500);
+pub const LOST_RELEASE_BOUND: Duration = Duration::from_millis(200);
 
 /// Where a waiting claim stands, for progress reports.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
