@@ -413,23 +413,7 @@ async fn the_own_timeout_gives_5_and_nothing_runs() {
     let mut holders = Vec::new();
     for kind in KINDS.iter().filter(|k| k.run.is_some()) {
         let name = name_for("timeout", kind);
-        if !kind.made_on_first_use {
-            create(&env, kind, &name).await;
-        }
-        let started = marker.path().join(&name);
-        let hold = command(
-            kind.run.unwrap(),
-            &name,
-            &[
-                "--",
-                "sh",
-                "-c",
-                &format!("touch {}; sleep 600", started.display()),
-            ],
-        );
-        let args: Vec<&str> = hold.iter().map(String::as_str).collect();
-        holders.push(env.spawn(&args));
-        wait_for_file(&started).await;
+        holders.push(hold(&env, kind, &name, marker.path()).await);
         let ran = marker.path().join(format!("{name}-ran"));
         let mut queued = command(kind.run.unwrap(), &name, &["--timeout", "1s"]);
         if kind.word == "waitgroup" {
@@ -453,6 +437,22 @@ async fn the_own_timeout_gives_5_and_nothing_runs() {
     for mut holder in holders {
         holder.kill().await.unwrap();
     }
+}
+
+/// Starts a `run` of `kind`'s `name` (made first if the kind is not made on first use)
+/// whose command holds it until killed; returns once the command runs (a marker in
+/// `dir`).
+async fn hold(env: &Env, kind: &Kind, name: &str, dir: &std::path::Path) -> tokio::process::Child {
+    if !kind.made_on_first_use {
+        create(env, kind, name).await;
+    }
+    let started = dir.join(name);
+    let script = format!("touch {}; sleep 600", started.display());
+    let args = command(kind.run.unwrap(), name, &["--", "sh", "-c", &script]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let holder = env.spawn(&args);
+    wait_for_file(&started).await;
+    holder
 }
 
 /// Waits (bounded) until `path` exists: the command under a run has started.
@@ -555,23 +555,7 @@ async fn a_signal_while_waiting_exits_130_or_143_and_withdraws_a_queued_claim() 
         .filter(|k| k.run.is_some() && k.word != "waitgroup")
     {
         let name = name_for("signal-queued", kind);
-        if !kind.made_on_first_use {
-            create(&env, kind, &name).await;
-        }
-        let started = marker.path().join(&name);
-        let hold = command(
-            kind.run.unwrap(),
-            &name,
-            &[
-                "--",
-                "sh",
-                "-c",
-                &format!("touch {}; sleep 600", started.display()),
-            ],
-        );
-        let args: Vec<&str> = hold.iter().map(String::as_str).collect();
-        holders.push(env.spawn(&args));
-        wait_for_file(&started).await;
+        holders.push(hold(&env, kind, &name, marker.path()).await);
         cases.push((
             Row::new(
                 "signal/queued-run",
@@ -884,80 +868,31 @@ async fn final_outcomes_give_the_same_codes_for_every_kind() {
         "1s",
     ])
     .await;
-    let rows = vec![
-        Row::new(
-            "final",
-            command(&["barrier", "wait", "open"], "", &[]),
-            0,
-            Last::Anything,
-        ),
-        Row::new(
-            "final",
-            command(&["barrier", "wait", "failed"], "", &[]),
-            4,
-            says("failed"),
-        ),
-        Row::new(
-            "final",
-            command(&["barrier", "wait", "late"], "", &[]),
-            3,
-            says("timed out"),
-        ),
-        Row::new(
-            "final",
-            command(&["waitgroup", "wait", "wg-done"], "", &[]),
-            0,
-            Last::Anything,
-        ),
-        Row::new(
-            "final",
-            command(&["waitgroup", "wait", "wg-failed"], "", &[]),
-            4,
-            says("failed"),
-        ),
-        Row::new(
-            "final",
-            command(&["waitgroup", "wait", "wg-late"], "", &[]),
-            3,
-            says("timed out"),
-        ),
-        Row::new(
-            "final",
-            command(&["once", "wait", "once-done"], "", &[]),
-            0,
-            Last::Anything,
-        ),
-        Row::new(
-            "final",
-            command(&["gate", "wait", "gate-open"], "", &[]),
-            0,
-            Last::Anything,
-        ),
-        Row::new(
-            "final",
-            command(&["gate", "wait", "gate-failed"], "", &[]),
-            4,
-            says("Failed"),
-        ),
-        Row::new(
-            "final",
-            command(&["gate", "wait", "gate-late"], "", &[]),
-            3,
-            says("Timeout"),
-        ),
-        Row::new(
-            "final",
-            command(&["wait", "--for", "barrier/open"], "", &[]),
-            0,
-            Last::Anything,
-        ),
-        Row::new(
-            "final",
-            command(&["wait", "--for", "barrier/failed"], "", &[]),
-            4,
-            says("Failed"),
-        ),
+    let table: &[(&[&str], i32, Option<&str>)] = &[
+        (&["barrier", "wait", "open"], 0, None),
+        (&["barrier", "wait", "failed"], 4, Some("failed")),
+        (&["barrier", "wait", "late"], 3, Some("timed out")),
+        (&["waitgroup", "wait", "wg-done"], 0, None),
+        (&["waitgroup", "wait", "wg-failed"], 4, Some("failed")),
+        (&["waitgroup", "wait", "wg-late"], 3, Some("timed out")),
+        (&["once", "wait", "once-done"], 0, None),
+        (&["gate", "wait", "gate-open"], 0, None),
+        (&["gate", "wait", "gate-failed"], 4, Some("Failed")),
+        (&["gate", "wait", "gate-late"], 3, Some("Timeout")),
+        (&["wait", "--for", "barrier/open"], 0, None),
+        (&["wait", "--for", "barrier/failed"], 4, Some("Failed")),
     ];
+    let rows = table
+        .iter()
+        .map(|(args, code, last)| {
+            Row::new(
+                "final",
+                command(args, "", &[]),
+                *code,
+                last.map_or(Last::Anything, says),
+            )
+        })
+        .collect();
     play(&env, rows).await;
 }
 

@@ -352,15 +352,22 @@ impl OnceStatus {
         let mut status = self.clone();
         status.completed_keys.retain(|c| c.key != key);
         if status.key == key {
-            status.phase = OncePhase::Pending;
-            status.attempts = 0;
-            status.interruptions = 0;
-            status.executor = None;
-            status.started_at = None;
-            status.completed_at = None;
-            status.grants = Some(Vec::new());
+            status.start_key(key.to_owned());
         }
         status
+    }
+
+    /// Makes `key` the current key, from its start: Pending, no attempts, nobody
+    /// executing (the token counter, the history and the finished keys stay).
+    pub fn start_key(&mut self, key: String) {
+        self.key = key;
+        self.phase = OncePhase::Pending;
+        self.attempts = 0;
+        self.interruptions = 0;
+        self.executor = None;
+        self.started_at = None;
+        self.completed_at = None;
+        self.grants = Some(Vec::new());
     }
 }
 

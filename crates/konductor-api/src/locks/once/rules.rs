@@ -300,13 +300,7 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
         });
         let next = from_spec.or_else(|| asked.first().map(|c| key_of(c)));
         if let Some(next) = next.filter(|next| *next != status.key || status.phase.is_final()) {
-            status.key = next;
-            status.phase = OncePhase::Pending;
-            status.attempts = 0;
-            status.interruptions = 0;
-            status.executor = None;
-            status.started_at = None;
-            status.completed_at = None;
+            status.start_key(next);
         }
         status.spec_key = input.key.filter(|k| !k.is_empty()).map(str::to_owned);
     }
