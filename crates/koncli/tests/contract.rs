@@ -1143,3 +1143,38 @@ async fn every_list_prints_the_crds_printer_columns_as_kubectl_prints_them() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_missing_namespace_is_named_and_waited_for_by_waits() {
+    let env = Env::start().await;
+    let mut rows = Vec::new();
+    for kind in KINDS {
+        let name = name_for("nsless", kind);
+        if let Some(wait) = kind.wait {
+            let mut args = vec!["-n".to_owned(), "nowhere".to_owned()];
+            args.extend(command(wait, &name, &["--timeout", "1s"]));
+            rows.push(
+                Row::new("no-namespace/wait", args, 5, says(name.clone())).also(format!(
+                    "namespace nowhere does not exist; waiting for it and {} nowhere/{name} to be created",
+                    kind.word
+                )),
+            );
+        }
+        let verbs = kind
+            .run
+            .iter()
+            .map(|r| command(r, &name, &["--", "true"]))
+            .chain(kind.acts.iter().map(|a| command(a, &name, &[])));
+        for verb in verbs {
+            let mut args = vec!["-n".to_owned(), "nowhere".to_owned()];
+            args.extend(verb);
+            rows.push(Row::new(
+                "no-namespace/act",
+                args,
+                1,
+                says("namespace nowhere not found"),
+            ));
+        }
+    }
+    play(&env, rows).await;
+}

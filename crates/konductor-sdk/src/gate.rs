@@ -30,7 +30,7 @@ use konductor_api::gate::target::parse_for;
 use konductor_api::gate::{
     Gate, GateCondition, GateMatch, GateOverride, GatePhase, GateSpec, GateStatus, TargetRef,
 };
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::json;
 
 use crate::connect::Connection;
@@ -100,11 +100,7 @@ impl Gates {
     /// Sets `spec.override` (`None` hands the Gate back to its conditions).
     pub async fn set_override(&self, name: &str, value: Option<GateOverride>) -> Result<Gate> {
         let patch = json!({ "spec": { "override": value } });
-        self.gates
-            .api
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|e| self.gates.request(name, "patch", "gates").error(e))
+        self.gates.patch(name, &patch).await
     }
 
     /// Waits (watching, riding out reconnects and server restarts) until the Gate is

@@ -130,6 +130,26 @@ where
         }
     }
 
+    /// Merge-patches the object `name` (a spec field a verb sets: `sealed`,
+    /// `override`).
+    pub async fn patch(&self, name: &str, patch: &serde_json::Value) -> Result<K> {
+        match self
+            .api
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(patch),
+            )
+            .await
+        {
+            Ok(object) => Ok(object),
+            Err(e) => {
+                let error = self.request(name, "patch", self.resource).error(e);
+                Err(crate::error::explain_not_found(&self.client, error).await)
+            }
+        }
+    }
+
     /// Deletes the object `name` (its claims go with it).
     pub async fn delete(&self, name: &str) -> Result<()> {
         match self.api.delete(name, &DeleteParams::background()).await {

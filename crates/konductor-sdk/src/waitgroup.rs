@@ -245,11 +245,7 @@ impl WaitGroups {
     /// Seals the group: the members added are all there will be.
     pub async fn seal(&self, name: &str) -> Result<WaitGroup> {
         let patch = json!({ "spec": { "sealed": true } });
-        self.groups
-            .api
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|e| self.request(name, "patch", "waitgroups").error(e))
+        self.groups.patch(name, &patch).await
     }
 
     /// Waits (watching, riding out reconnects and server restarts) until the group is

@@ -423,10 +423,15 @@ impl Locks {
             &self.namespace,
             &claim.kind.api_resource(),
         );
-        let lock = locks.get(&claim.lock).await.map_err(|e| {
-            self.request(claim, "get", claim_plural(claim.kind))
-                .error(e)
-        })?;
+        let lock = match locks.get(&claim.lock).await {
+            Ok(lock) => lock,
+            Err(e) => {
+                let error = self
+                    .request(claim, "get", claim_plural(claim.kind))
+                    .error(e);
+                return Err(crate::error::explain_not_found(&self.client, error).await);
+            }
+        };
         let view = LockView::of(&lock);
         watch.offer_lock(view.clone());
         Ok(view)

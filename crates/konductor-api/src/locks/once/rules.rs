@@ -393,6 +393,13 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
     if status.grants.is_none() {
         status.grants = Some(Vec::new());
     }
+    // Claims for other keys wait for the current one: the condition says so, so a
+    // waiter (and `kubectl describe`) can see what it waits behind.
+    let waiting_for_others = claims
+        .iter()
+        .filter(|c| alive(c) && c.outcome.is_none() && key_of(c) != status.key)
+        .filter(|c| !status.completed_keys.iter().any(|k| k.key == key_of(c)))
+        .count();
     let previous = input.status.conditions.clone();
     let facts = LockFacts {
         kind: LockKind::Once,
@@ -415,7 +422,15 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
         ),
         OncePhase::Running => (
             "Running",
-            format!("{} runs it", status.executor.as_deref().unwrap_or_default()),
+            format!(
+                "{} runs it for key {:?}{}",
+                status.executor.as_deref().unwrap_or_default(),
+                status.key,
+                match waiting_for_others {
+                    0 => String::new(),
+                    n => format!("; {n} claim(s) for other keys wait for it to finish"),
+                }
+            ),
         ),
         OncePhase::Pending | OncePhase::Unknown => ("Pending", "nobody runs it yet".to_owned()),
     };
