@@ -381,9 +381,12 @@ pub async fn command(kind: LockKind, verb: Verb, connection: &Connection) -> Out
 pub fn claim(kind: LockKind, mode: PermitMode, name: &str, holder: &str, priority: i32) -> Claim {
     let claim = match (kind, mode) {
         (LockKind::Semaphore, _) => Claim::semaphore(name, holder),
-        (LockKind::Mutex, _) => Claim::mutex(name, holder),
+        // (koncli's commands name only the kinds it knows.)
+        (LockKind::Mutex | LockKind::Unknown, _) => Claim::mutex(name, holder),
         (LockKind::RWMutex, PermitMode::Shared) => Claim::read(name, holder),
-        (LockKind::RWMutex, PermitMode::Exclusive) => Claim::write(name, holder),
+        (LockKind::RWMutex, PermitMode::Exclusive | PermitMode::Unknown) => {
+            Claim::write(name, holder)
+        }
         (LockKind::Once, _) => Claim::once(name, holder, None),
     };
     claim.with_priority(priority)
@@ -408,8 +411,8 @@ fn verb_word(kind: LockKind, mode: PermitMode, taking: bool) -> String {
         (LockKind::Semaphore, _, false) => "release",
         (_, PermitMode::Shared, true) => "rlock",
         (_, PermitMode::Shared, false) => "runlock",
-        (_, PermitMode::Exclusive, true) => "lock",
-        (_, PermitMode::Exclusive, false) => "unlock",
+        (_, PermitMode::Exclusive | PermitMode::Unknown, true) => "lock",
+        (_, PermitMode::Exclusive | PermitMode::Unknown, false) => "unlock",
     };
     format!("{} {verb}", kind.word())
 }

@@ -85,6 +85,13 @@ mod tests {
         let mutex: crate::locks::MutexStatus =
             serde_json::from_value(json!({"phase": "Fenced"})).unwrap();
         assert_eq!(mutex.phase, crate::locks::MutexPhase::Unknown);
+        let permit: crate::locks::PermitSpec = serde_json::from_value(json!({
+            "lockRef": {"kind": "RateLimit", "name": "deploys"},
+            "holder": "h", "mode": "Upgradable"
+        }))
+        .unwrap();
+        assert_eq!(permit.lock_ref.kind, crate::locks::LockKind::Unknown);
+        assert_eq!(permit.mode, crate::locks::PermitMode::Unknown);
         let arrival: crate::ArrivalSpec =
             serde_json::from_value(json!({"barrier": "b", "holder": "h", "outcome": "Skipped"}))
                 .unwrap();

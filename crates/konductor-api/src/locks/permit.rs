@@ -29,6 +29,11 @@ pub enum LockKind {
     /// A [`crate::locks::once::Once`]: its executor holds it like a Mutex, and reports the
     /// work's outcome on its Permit.
     Once,
+    /// A kind this version does not know (a newer client's claim): nothing is granted
+    /// to it, and it is not read as any lock.
+    #[serde(other)]
+    #[schemars(skip)]
+    Unknown,
 }
 
 impl LockKind {
@@ -40,6 +45,13 @@ impl LockKind {
             LockKind::Mutex => kube::core::ApiResource::erase::<super::Mutex>(&()),
             LockKind::RWMutex => kube::core::ApiResource::erase::<super::RWMutex>(&()),
             LockKind::Once => kube::core::ApiResource::erase::<crate::locks::once::Once>(&()),
+            LockKind::Unknown => kube::core::ApiResource {
+                group: crate::GROUP.to_owned(),
+                version: crate::VERSION.to_owned(),
+                api_version: crate::API_VERSION.to_owned(),
+                kind: "Unknown".to_owned(),
+                plural: "unknown".to_owned(),
+            },
         }
     }
 
@@ -50,6 +62,7 @@ impl LockKind {
             LockKind::Mutex => "mutexes",
             LockKind::RWMutex => "rwmutexes",
             LockKind::Once => "onces",
+            LockKind::Unknown => "unknown",
         }
     }
 
@@ -60,6 +73,7 @@ impl LockKind {
             LockKind::Mutex => "mutex",
             LockKind::RWMutex => "rwmutex",
             LockKind::Once => "once",
+            LockKind::Unknown => "unknown",
         }
     }
 }
@@ -84,6 +98,10 @@ pub enum PermitMode {
     Exclusive,
     /// Beside other Shared holders: an RWMutex read lock.
     Shared,
+    /// A mode this version does not know (a newer client's claim): never granted.
+    #[serde(other)]
+    #[schemars(skip)]
+    Unknown,
 }
 
 /// One holder's request for a lock.

@@ -163,7 +163,9 @@ impl Decision {
 pub fn effective_mode(kind: LockKind, permit: &PermitRecord) -> PermitMode {
     match kind {
         LockKind::RWMutex => permit.mode,
-        LockKind::Semaphore | LockKind::Mutex | LockKind::Once => PermitMode::Exclusive,
+        LockKind::Semaphore | LockKind::Mutex | LockKind::Once | LockKind::Unknown => {
+            PermitMode::Exclusive
+        }
     }
 }
 
@@ -196,6 +198,8 @@ pub fn evaluate(input: &LockInput<'_>) -> Decision {
     let capacity = match input.kind {
         LockKind::Semaphore => input.permits.max(1),
         LockKind::Mutex | LockKind::RWMutex | LockKind::Once => 1,
+        // A newer version's kind: nothing is granted to it here.
+        LockKind::Unknown => 0,
     };
     let alive = |p: &PermitRecord| expiry(p.renewal, input.ttl).is_some_and(|e| input.now < e);
     let mut decisions: Vec<PermitDecision> = permits
@@ -264,6 +268,10 @@ pub fn evaluate(input: &LockInput<'_>) -> Decision {
     for &i in &queue {
         let held = i64::try_from(holding.len()).unwrap_or(i64::MAX);
         let allowed = match (input.kind, effective_mode(input.kind, &permits[i])) {
+            // A newer version's mode, whatever the kind: never granted (the queue
+            // waits behind it).
+            _ if permits[i].mode == PermitMode::Unknown => false,
+            (_, PermitMode::Unknown) => false,
             (LockKind::RWMutex, PermitMode::Exclusive) => held == 0,
             (LockKind::RWMutex, PermitMode::Shared) => !writer_holds,
             _ => held < capacity,
@@ -386,6 +394,23 @@ mod tests {
             .iter()
             .map(|&i| records[i].holder.clone())
             .collect()
+    }
+
+    #[test]
+    fn a_claim_in_a_mode_this_version_does_not_know_is_never_granted() {
+        let records = [
+            PermitRecord {
+                mode: PermitMode::Unknown,
+                ..pending("new", 1)
+            },
+            pending("old", 2),
+        ];
+        for kind in [LockKind::Mutex, LockKind::RWMutex, LockKind::Semaphore] {
+            let decision = evaluate(&input(kind, 2, &records, 5));
+            assert!(decision.holding.is_empty(), "{kind:?}");
+        }
+        let decision = evaluate(&input(LockKind::Unknown, 2, &[pending("a", 1)], 5));
+        assert!(decision.holding.is_empty());
     }
 
     #[test]

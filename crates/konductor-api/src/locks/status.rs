@@ -52,6 +52,7 @@ impl LockStatus {
             LockKind::Mutex => LockStatus::Mutex(serde::Deserialize::deserialize(status).ok()?),
             LockKind::RWMutex => LockStatus::RWMutex(serde::Deserialize::deserialize(status).ok()?),
             LockKind::Once => LockStatus::Once(serde::Deserialize::deserialize(status).ok()?),
+            LockKind::Unknown => return None,
         };
         Some(typed)
     }
@@ -218,7 +219,8 @@ pub fn lock_status(
             observed_generation: facts.generation,
             ..Default::default()
         }),
-        LockKind::Mutex => LockStatus::Mutex(MutexStatus {
+        // (A kind this version does not know is never reconciled; shaped as a Mutex.)
+        LockKind::Mutex | LockKind::Unknown => LockStatus::Mutex(MutexStatus {
             phase: if grants.is_empty() {
                 MutexPhase::Unlocked
             } else {

@@ -838,12 +838,7 @@ impl Locks {
 
 /// The resource name of a lock kind, for error messages.
 fn claim_plural(kind: LockKind) -> &'static str {
-    match kind {
-        LockKind::Semaphore => "semaphores",
-        LockKind::Mutex => "mutexes",
-        LockKind::RWMutex => "rwmutexes",
-        LockKind::Once => "onces",
-    }
+    kind.plural()
 }
 
 /// A claim not granted yet: withdrawn unless disarmed — at once by [`PendingClaim::give_back`],
