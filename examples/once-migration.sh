@@ -45,6 +45,8 @@ fi
 echo "# an executor killed mid-run (ttl 2s) is taken over"
 koncli -n "$ns" once run seed-data --key v1 --ttl 2s --holder doomed -- sh -c "echo started >> $log.seed; sleep 600" &
 doomed=$!
+# (`once run` makes the Once on first use: wait for it to exist, then for the executor)
+kubectl -n "$ns" wait --for=create once/seed-data --timeout=60s >/dev/null
 kubectl -n "$ns" wait --for=jsonpath='{.status.executor}'=doomed once/seed-data --timeout=60s >/dev/null
 kill -9 "$doomed"
 koncli -n "$ns" once run seed-data --key v1 --holder survivor -- sh -c "echo \"taken over with token \$KONDUCTOR_FENCING_TOKEN\" >> $log.seed"
