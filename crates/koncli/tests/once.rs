@@ -141,6 +141,69 @@ async fn every_attempt_failing_ends_in_a_distinct_exit_code_and_reset_allows_a_n
 }
 
 #[tokio::test]
+async fn reset_re_arms_exactly_the_key_named_and_a_succeeded_one_only_with_force() {
+    let env = Env::start().await;
+    let failed = env
+        .run(&[
+            "once",
+            "run",
+            "keys",
+            "--key",
+            "v1",
+            "--max-attempts",
+            "1",
+            "--",
+            "false",
+        ])
+        .await;
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    env.ok(&["once", "run", "keys", "--key", "v2", "--", "true"])
+        .await;
+    // The current key (v2) succeeded: resetting it needs --force, and nothing changed.
+    let refused = env.run(&["once", "reset", "keys"]).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("add --force"),
+        "{}",
+        stderr(&refused)
+    );
+    let rerun = env
+        .run(&["once", "run", "keys", "--key", "v2", "--", "false"])
+        .await;
+    assert_eq!(
+        rerun.status.code(),
+        Some(0),
+        "v2 stays done: {}",
+        stderr(&rerun)
+    );
+    // The failed key, named: re-armed, and runs again.
+    env.ok(&["once", "reset", "keys", "--key", "v1"]).await;
+    let retried = env
+        .run(&["once", "run", "keys", "--key", "v1", "--", "true"])
+        .await;
+    assert_eq!(retried.status.code(), Some(0), "{}", stderr(&retried));
+    assert!(
+        !stderr(&retried).contains("already done"),
+        "v1 ran: {}",
+        stderr(&retried)
+    );
+    // --force re-arms a succeeded key: it runs again.
+    env.ok(&["once", "reset", "keys", "--key", "v2", "--force"])
+        .await;
+    let again = env
+        .run(&[
+            "once", "run", "keys", "--key", "v2", "--", "sh", "-c", "exit 6",
+        ])
+        .await;
+    assert_eq!(
+        again.status.code(),
+        Some(6),
+        "v2 ran again: {}",
+        stderr(&again)
+    );
+}
+
+#[tokio::test]
 async fn a_killed_executor_is_taken_over_after_the_ttl_not_before() {
     let env = Env::start().await;
     let onces: Api<Once> = Api::namespaced(env.client.clone(), "default");
