@@ -55,17 +55,9 @@ async fn finish_job_in(jobs: &Api<Job>, name: &str, condition: &str) {
 
 /// Waits (bounded) until the Gate's status satisfies `condition`.
 async fn until(env: &Env, name: &str, condition: impl Fn(&Gate) -> bool) -> Gate {
-    let gates: Api<Gate> = env.api();
-    tokio::time::timeout(
-        HANG,
-        await_condition(gates.clone(), name, move |g: Option<&Gate>| {
-            g.is_some_and(&condition)
-        }),
-    )
-    .await
-    .expect("the gate reaches the state")
-    .unwrap();
-    gates.get(name).await.unwrap()
+    konductor_testing::until(env.api(), name, |g| g.is_some_and(&condition))
+        .await
+        .expect("it is there")
 }
 
 fn message(gate: &Gate) -> String {
@@ -673,9 +665,19 @@ async fn the_controller_watches_a_kind_only_while_a_waiting_gate_names_it() {
     .expect("the other namespace's Gate opens on its own Job")
     .unwrap();
     assert_eq!(gate_watches(&env), 0, "nobody waits on a Job any more");
-    // A new Gate naming a Job starts it again.
-    env.ok(&["gate", "create", "again", "--for", "job/only"])
+    // A new Gate naming a Job starts the watch again: it sees the new Job's progress
+    // (and it is counted while the Gate waits), then its completion.
+    create_job(&env, "later").await;
+    env.ok(&["gate", "create", "again", "--for", "job/later"])
         .await;
+    until(&env, "again", |g| {
+        g.status
+            .as_ref()
+            .is_some_and(|s| s.results[0].message.contains("no Complete condition"))
+    })
+    .await;
+    assert_eq!(gate_watches(&env), 1, "the watch runs again");
+    finish_job(&env, "later", "Complete").await;
     until(&env, "again", |g| g.phase() == GatePhase::Open).await;
     assert_eq!(gate_watches(&env), 0);
     let metrics = env.controller().unwrap().metrics().encode();

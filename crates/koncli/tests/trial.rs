@@ -33,15 +33,10 @@ async fn until_mutex(
     check: impl Fn(&konductor_api::locks::MutexStatus) -> bool + Send + 'static,
 ) {
     let mutexes: Api<Mutex> = Api::namespaced(env.client.clone(), "default");
-    tokio::time::timeout(
-        HANG,
-        await_condition(mutexes, name, move |m: Option<&Mutex>| {
-            m.and_then(|m| m.status.as_ref()).is_some_and(&check)
-        }),
-    )
-    .await
-    .expect("the mutex gets there")
-    .unwrap();
+    konductor_testing::until(mutexes, name, |m: Option<&Mutex>| {
+        m.and_then(|m| m.status.as_ref()).is_some_and(&check)
+    })
+    .await;
 }
 
 /// The holders of every Permit in the default namespace.

@@ -20,15 +20,7 @@ async fn group(env: &Env, name: &str) -> WaitGroup {
 /// Waits (bounded) until the group's status satisfies `condition`.
 async fn until(env: &Env, name: &str, condition: impl Fn(&WaitGroup) -> bool) {
     let groups: Api<WaitGroup> = Api::namespaced(env.client.clone(), "default");
-    tokio::time::timeout(
-        HANG,
-        await_condition(groups, name, move |g: Option<&WaitGroup>| {
-            g.is_some_and(&condition)
-        }),
-    )
-    .await
-    .expect("the group reaches the state")
-    .unwrap();
+    konductor_testing::until(groups, name, |g| g.is_some_and(&condition)).await;
 }
 
 #[tokio::test]

@@ -61,16 +61,9 @@ impl Harness {
 
     /// Waits (bounded) until the barrier satisfies `condition`, returning it.
     async fn until(&self, name: &str, condition: impl Fn(&Barrier) -> bool) -> Barrier {
-        let found = tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(self.barriers(), name, move |b: Option<&Barrier>| {
-                b.is_some_and(&condition)
-            }),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("barrier {name} never reached the expected state"))
-        .unwrap();
-        found.unwrap()
+        konductor_testing::until(self.barriers(), name, |b| b.is_some_and(&condition))
+            .await
+            .expect("it is there")
     }
 
     async fn until_phase(&self, name: &str, phase: BarrierPhase) -> Barrier {

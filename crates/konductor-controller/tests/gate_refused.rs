@@ -103,8 +103,43 @@ async fn a_kind_the_api_server_refuses_is_a_condition_message_not_a_hang() {
         "{:?}",
         status.results[0]
     );
-    // Said, and still waiting (the Gate's own watch and status writes go through the
-    // same proxy).
+    // The Job exists and has completed (made past the proxy), yet nothing the
+    // controller may not read counts: after a spec change it has certainly judged
+    // again (observedGeneration 2), the Gate still waits, saying why.
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> =
+        Api::namespaced(server.client.clone(), "default");
+    let job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "m", "image": "migrate"}]}}}
+    }))
+    .unwrap();
+    jobs.create(&PostParams::default(), &job).await.unwrap();
+    let complete = json!({"status": {"conditions": [{"type": "Complete", "status": "True"}]}});
+    jobs.patch_status(
+        "migrate",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&complete),
+    )
+    .await
+    .unwrap();
+    let later = json!({"spec": {"timeout": "1h"}});
+    gates
+        .patch(
+            "release",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&later),
+        )
+        .await
+        .unwrap();
+    let judged = konductor_testing::until(gates.clone(), "release", |g| {
+        g.and_then(|g| g.status.as_ref())
+            .is_some_and(|s| s.observed_generation == Some(2))
+    })
+    .await
+    .expect("the Gate is there");
+    let status = judged.status.unwrap();
     assert_eq!(status.phase, GatePhase::Waiting, "{status:?}");
+    assert!(status.results[0].unreadable, "{status:?}");
     controller.stop().await.unwrap();
 }

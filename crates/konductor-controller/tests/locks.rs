@@ -36,15 +36,12 @@ impl Harness {
 
     /// Waits until the permit reaches `phase`, returning it.
     async fn until(&self, name: &str, phase: PermitPhase) -> Permit {
-        let condition = move |p: Option<&Permit>| {
+        konductor_testing::until(self.permits(), name, |p: Option<&Permit>| {
             p.and_then(|p| p.status.as_ref())
                 .is_some_and(|s| s.phase == phase)
-        };
-        tokio::time::timeout(HANG, await_condition(self.permits(), name, condition))
-            .await
-            .unwrap_or_else(|_| panic!("{name} never became {phase:?}"))
-            .unwrap()
-            .unwrap()
+        })
+        .await
+        .expect("it is there")
     }
 
     async fn phase(&self, name: &str) -> Option<PermitPhase> {

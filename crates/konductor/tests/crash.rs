@@ -252,22 +252,20 @@ async fn arrivals_survive_the_server_killed_ten_times_mid_storm() {
     );
 }
 
-/// Who holds the operator lease, once one of `candidates` does.
+/// Who holds the operator lease, once one of `candidates` does (watched, bounded).
 async fn leader_among(client: &kube::Client, candidates: &[String]) -> String {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
-    loop {
-        let holder = leases
-            .get_opt("konductor-operator")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|l| l.spec)
-            .and_then(|s| s.holder_identity);
-        if let Some(holder) = holder.filter(|h| candidates.contains(h)) {
-            return holder;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let holder_of = |lease: Option<&Lease>| {
+        lease
+            .and_then(|l| l.spec.as_ref())
+            .and_then(|s| s.holder_identity.clone())
+            .filter(|h| candidates.contains(h))
+    };
+    let lease = konductor_testing::until(leases, "konductor-operator", |lease| {
+        holder_of(lease).is_some()
+    })
+    .await;
+    holder_of(lease.as_ref()).expect("a candidate holds the lease")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -104,15 +104,7 @@ impl Env {
     /// Waits (bounded) until the barrier's status satisfies `condition`.
     pub async fn until(&self, name: &str, condition: impl Fn(&Barrier) -> bool) {
         let api: Api<Barrier> = Api::namespaced(self.client.clone(), "default");
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(api, name, move |b: Option<&Barrier>| {
-                b.is_some_and(&condition)
-            }),
-        )
-        .await
-        .expect("the barrier reaches the state")
-        .unwrap();
+        konductor_testing::until(api, name, |b| b.is_some_and(&condition)).await;
     }
 }
 
