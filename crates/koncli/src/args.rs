@@ -78,6 +78,20 @@ pub fn parse_timeout(text: &str) -> Result<String, String> {
     parse_duration(text).map(|_| text.to_owned())
 }
 
+/// `wait` of any kind: the object, how long at most, and whether to show progress.
+#[derive(clap::Args, Debug)]
+pub struct WaitArgs {
+    /// The object's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+    /// Give up after this long (a Go duration: 30s, 15m, 1h30m), exiting with code 5.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// No progress on stderr: print only the final line (done, or why not).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
 /// `list` of any kind: the table `kubectl get` shows (the CRD's printer columns), or
 /// the objects as JSON or YAML.
 #[derive(clap::Args, Debug)]

@@ -30,7 +30,7 @@ pub enum BarrierCommand {
     /// gone end the wait with exit 1. On a terminal, shows a live progress line; in a
     /// pipe, a plain line per change; with --quiet, only the final line.
     #[command(after_help = EXIT_CODES)]
-    Wait(WaitArgs),
+    Wait(crate::args::WaitArgs),
     /// Record that this process arrived at a barrier (or failed: --failed).
     ///
     /// The holder is --holder, else the HOLDER argument, else $KONDUCTOR_HOLDER, else
@@ -68,20 +68,6 @@ pub struct PruneArgs {
     /// Prune in all namespaces.
     #[arg(short = 'A', long, conflicts_with = "namespace")]
     pub all_namespaces: bool,
-}
-
-/// `barrier wait`.
-#[derive(Args, Debug)]
-pub struct WaitArgs {
-    /// The barrier's name.
-    #[arg(value_parser = parse_name)]
-    pub name: String,
-    /// Give up after this long (a Go duration: 30s, 15m, 1h30m), exiting with code 5.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub timeout: Option<Duration>,
-    /// No progress: print only the final line ("… is open", or why not).
-    #[arg(short, long)]
-    pub quiet: bool,
 }
 
 /// `barrier arrive`.
@@ -394,7 +380,7 @@ impl Reporter {
     }
 }
 
-async fn wait(barriers: &Barriers, args: WaitArgs) -> konductor_sdk::Result<u8> {
+async fn wait(barriers: &Barriers, args: crate::args::WaitArgs) -> konductor_sdk::Result<u8> {
     let qualified = format!("{}/{}", barriers.namespace(), args.name);
     let display = Display::for_stderr(args.quiet);
     let reporter =

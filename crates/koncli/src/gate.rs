@@ -40,7 +40,7 @@ pub enum GateCommand {
     Create(CreateArgs),
     /// Wait until the Gate is finished: exit 0 when Open, 4 when Failed, 3 when it
     /// timed out, 5 when --timeout passes first.
-    Wait(WaitArgs),
+    Wait(crate::args::WaitArgs),
     /// Show the Gate: phase, and a row per condition (met, since, message).
     Status(StatusArgs),
     /// Open the Gate now, whatever its conditions say (spec.override: Open).
@@ -137,20 +137,6 @@ pub struct CreateArgs {
     /// Print the created object in this format [default: a line].
     #[arg(short, long, value_enum)]
     pub output: Option<CreateFormat>,
-}
-
-/// `gate wait`.
-#[derive(Args, Debug)]
-pub struct WaitArgs {
-    /// The Gate's name.
-    #[arg(value_parser = parse_name)]
-    pub name: String,
-    /// Wait at most this long (a Go duration), then exit 5.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub timeout: Option<Duration>,
-    /// No progress on stderr; only the final line.
-    #[arg(short, long)]
-    pub quiet: bool,
 }
 
 /// `gate status`.

@@ -198,15 +198,15 @@ impl OnceSpecArgs {
     }
 }
 
-/// `once wait`.
+/// `once wait`: every kind's wait arguments, and the key.
 #[derive(Args, Debug)]
 pub struct OnceWaitArgs {
-    /// The Once and the key.
+    /// The Once, how long at most, progress or not.
     #[command(flatten)]
-    pub once: OnceKeyArgs,
-    /// Wait at most this long (a Go duration), then exit 5.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub timeout: Option<Duration>,
+    pub wait: crate::args::WaitArgs,
+    /// The key [default: the Once's spec.key].
+    #[arg(long, value_parser = parse_key)]
+    pub key: Option<String>,
 }
 
 /// A Once and a key.
@@ -432,12 +432,12 @@ async fn run(onces: &Onces, args: OnceRunArgs) -> Outcome8 {
 }
 
 async fn wait(onces: &Onces, args: OnceWaitArgs) -> Outcome8 {
-    let name = &args.once.name;
+    let name = &args.wait.name;
     let namespace = onces.namespace();
-    let display = output::Display::for_stderr(false);
+    let display = output::Display::for_stderr(args.wait.quiet);
     let mut last_line = String::new();
     let waited = onces
-        .wait(name, args.once.key.as_deref(), args.timeout, |progress| {
+        .wait(name, args.key.as_deref(), args.wait.timeout, |progress| {
             let line = match progress {
                 Progress::Missing(absence) => {
                     output::absence_line("once", namespace, name, absence)

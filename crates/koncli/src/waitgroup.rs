@@ -35,7 +35,7 @@ pub enum WaitGroupCommand {
     Seal(NameArgs),
     /// Wait until the group is finished: exit 0 when Done, 4 when Failed (too many
     /// members failed), 3 when it timed out, 5 when --timeout passes first.
-    Wait(WaitArgs),
+    Wait(crate::args::WaitArgs),
     /// Run a command as a member: add it, hold it (renewed with the group's memberTTL),
     /// run the command, and mark the member done with the command's exit code.
     #[command(after_help = RUN_HELP)]
@@ -267,20 +267,6 @@ pub struct DoneArgs {
     pub exit_code: Option<i32>,
 }
 
-/// `waitgroup wait`.
-#[derive(Args, Debug)]
-pub struct WaitArgs {
-    /// The WaitGroup's name.
-    #[arg(value_parser = parse_name)]
-    pub name: String,
-    /// Wait at most this long (a Go duration), then exit 5.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub timeout: Option<Duration>,
-    /// No progress on stderr; only the final line.
-    #[arg(short, long)]
-    pub quiet: bool,
-}
-
 /// `waitgroup run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -455,7 +441,7 @@ fn progress_line(group: &WaitGroup) -> String {
     format!("{}: {}", group.phase(), status.summary())
 }
 
-async fn wait(groups: &WaitGroups, args: WaitArgs) -> Code {
+async fn wait(groups: &WaitGroups, args: crate::args::WaitArgs) -> Code {
     let namespace = groups.namespace();
     let qualified = format!("{namespace}/{}", args.name);
     let display = Display::for_stderr(args.quiet);
