@@ -12,8 +12,9 @@
 //!   subject.
 //! - this module: the workers ([`serve`]) — a [`WorkQueue`] drained by a fixed number
 //!   of workers, each reconcile counted and timed by kind, and one error policy (a
-//!   conflict is looked at again at once, anything else after a pause, both counted
-//!   by kind and error).
+//!   conflict is looked at again at once, anything else after a pause that doubles
+//!   per subject while it keeps failing — [`ErrorBackoff`] — both counted by kind and
+//!   error).
 
 pub mod adoption;
 pub mod claims;
@@ -40,8 +41,52 @@ use crate::metrics::Metrics;
 use crate::queue::WorkQueue;
 use crate::{Error, Result};
 
-/// How long a failed reconcile (other than a conflict) waits before it is retried.
-const RETRY_AFTER: Duration = Duration::from_secs(2);
+/// The first pause after a failed reconcile (other than a conflict); it doubles with
+/// each further failure of the same subject, up to [`MAX_RETRY_AFTER`].
+const FIRST_RETRY_AFTER: Duration = Duration::from_millis(100);
+
+/// The longest pause between retries of a subject that keeps failing.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// How long each subject waits before its next retry: 100 ms after its first failure,
+/// doubling per failure in a row up to 30 s, and back to the start after a success — a
+/// passing blip costs a tenth of a second, a subject that cannot be written does not
+/// cost a request every two seconds forever. Only failing subjects take memory.
+pub struct ErrorBackoff<K> {
+    failures: std::sync::Mutex<std::collections::HashMap<K, u32>>,
+}
+
+impl<K: Eq + Hash + Clone> Default for ErrorBackoff<K> {
+    fn default() -> Self {
+        Self {
+            failures: std::sync::Mutex::default(),
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone> ErrorBackoff<K> {
+    /// `key` failed (again): how long until it is looked at next.
+    pub fn failed(&self, key: &K) -> Duration {
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = failures.entry(key.clone()).or_insert(0);
+        let pause = FIRST_RETRY_AFTER
+            .saturating_mul(2u32.saturating_pow(*count))
+            .min(MAX_RETRY_AFTER);
+        *count = count.saturating_add(1);
+        pause
+    }
+
+    /// `key` was reconciled: its next failure starts over.
+    pub fn succeeded(&self, key: &K) {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
+}
 
 /// How long running reconciles may take to finish when the controller stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -68,12 +113,14 @@ pub trait Reconciler: Send + Sync + 'static {
 }
 
 /// The error policy every kind shares: counts the failure by kind and error, and says
-/// when to look again — after a conflict as the kind says, otherwise after a pause.
+/// when to look again — after a conflict as the kind says (at once: a lock handover
+/// must not wait on a backoff), otherwise after the subject's backoff.
 async fn after_failure<R: Reconciler>(
     reconciler: &R,
     key: &R::Key,
     error: &Error,
     metrics: &Metrics,
+    backoff: &ErrorBackoff<R::Key>,
 ) -> Option<Duration> {
     let kind = R::kind(key);
     metrics.failed(kind, error);
@@ -82,8 +129,9 @@ async fn after_failure<R: Reconciler>(
         tracing::debug!(%error, kind, subject = %key, "conflict; looking again");
         reconciler.after_conflict(key).await
     } else {
-        tracing::warn!(%error, kind, subject = %key, "reconcile failed; retrying in 2s");
-        Some(RETRY_AFTER)
+        let pause = backoff.failed(key);
+        tracing::warn!(%error, kind, subject = %key, retry_in = ?pause, "reconcile failed; retrying");
+        Some(pause)
     }
 }
 
@@ -92,6 +140,7 @@ async fn work<R: Reconciler>(
     reconciler: Arc<R>,
     queue: Arc<WorkQueue<R::Key>>,
     metrics: Arc<Metrics>,
+    backoff: Arc<ErrorBackoff<R::Key>>,
 ) {
     while let Some(key) = queue.next().await {
         let result = {
@@ -99,8 +148,11 @@ async fn work<R: Reconciler>(
             reconciler.reconcile(&key).await
         };
         let requeue = match result {
-            Ok(requeue) => requeue,
-            Err(error) => after_failure(&*reconciler, &key, &error, &metrics).await,
+            Ok(requeue) => {
+                backoff.succeeded(&key);
+                requeue
+            }
+            Err(error) => after_failure(&*reconciler, &key, &error, &metrics, &backoff).await,
         };
         queue.done(key, requeue);
     }
@@ -136,11 +188,17 @@ pub async fn serve<R: Reconciler>(
         metrics,
     } = workers;
     let mut running = tokio::task::JoinSet::new();
+    let backoff = Arc::new(ErrorBackoff::default());
     {
         let start = async {
             if ready.await {
                 for _ in 0..count {
-                    running.spawn(work(reconciler.clone(), queue.clone(), metrics.clone()));
+                    running.spawn(work(
+                        reconciler.clone(),
+                        queue.clone(),
+                        metrics.clone(),
+                        backoff.clone(),
+                    ));
                 }
             }
             std::future::pending::<()>().await;
@@ -271,4 +329,28 @@ pub async fn feed_claims<C: Claims>(
             futures::future::ready(())
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_subject_waits_longer_each_time_up_to_a_cap_and_starts_over_after_success() {
+        let backoff = ErrorBackoff::default();
+        let pauses: Vec<u128> = (0..12).map(|_| backoff.failed(&"a").as_millis()).collect();
+        assert_eq!(
+            pauses,
+            [
+                100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000, 30000
+            ]
+        );
+        assert_eq!(
+            backoff.failed(&"b"),
+            Duration::from_millis(100),
+            "per subject"
+        );
+        backoff.succeeded(&"a");
+        assert_eq!(backoff.failed(&"a"), Duration::from_millis(100));
+    }
 }
