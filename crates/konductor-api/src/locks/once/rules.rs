@@ -19,7 +19,8 @@
 //! 5. **Failed for good** when an attempt ends and `maxAttempts` were made (or the
 //!    limit was lowered below the attempts made).
 //! 6. **Late outcomes**: an outcome reported with a token other than the executor's in
-//!    force is recorded in the history as late and changes nothing.
+//!    force is recorded in the history as late and changes nothing (once; one older
+//!    than every attempt a full history lists is not recorded).
 //! 7. **Finished keys are remembered** (`status.completedKeys`, the last
 //!    [`super::COMPLETED_KEYS_LEN`]), so a claim for one of them is answered from
 //!    there and never granted.
@@ -236,7 +237,19 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
         status.executor = None;
     }
 
-    // Rule 6: late outcomes are recorded once and change nothing.
+    // Rule 6: late outcomes are recorded once and change nothing. Once the history is
+    // full, an outcome older than every attempt it still lists has fallen out of it
+    // (or never fit): it is not recorded again, so the answer stays a fixed point.
+    let forgotten_below = (status.history.len() >= HISTORY_LEN)
+        .then(|| {
+            status
+                .history
+                .iter()
+                .filter(|a| !a.late)
+                .map(|a| a.fencing_token)
+                .min()
+        })
+        .flatten();
     for claim in claims {
         let Some(outcome) = &claim.outcome else {
             continue;
@@ -247,7 +260,8 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
             a.fencing_token == outcome.fencing_token
                 && (a.late || a.outcome != AttemptOutcome::Lost)
         });
-        if in_force || recorded || outcome.fencing_token > status.fencing_token {
+        let forgotten = forgotten_below.is_some_and(|oldest| outcome.fencing_token < oldest);
+        if in_force || recorded || forgotten || outcome.fencing_token > status.fencing_token {
             continue;
         }
         status.history.push(Attempt {
