@@ -11,6 +11,8 @@
 //! - [`locks`]: Semaphore, Mutex, RWMutex and the Permit, with their rules.
 //! - [`waitgroup`]: the WaitGroup and its members (WaitGroupMember), with their rules.
 //! - [`gate`]: the Gate (conditions on other resources), with its rules and presets.
+//! - [`jsonpath`]: Kubernetes' JSONPath (client-go's), for Gate tests and printer
+//!   columns.
 //! - [`names`]: Kubernetes' name rules (DNS-1123 labels and subdomains).
 //! - [`crd`]: **the list of kinds** ([`crd::kinds`]) and their CRDs; [`rbac`] the roles
 //!   generated from it.
@@ -20,6 +22,7 @@ pub mod barrier;
 pub mod crd;
 pub mod duration;
 pub mod gate;
+pub mod jsonpath;
 pub mod locks;
 pub mod names;
 pub mod rbac;

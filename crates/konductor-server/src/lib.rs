@@ -316,7 +316,7 @@ impl Server {
         let state = http::AppState {
             service: service.clone(),
             token: Arc::new(token.clone()),
-            gates: Arc::new(http::limits::Gates::new(config.limits.clone())),
+            admission: Arc::new(http::limits::Admission::new(config.limits.clone())),
             bookmark_interval: config.bookmark_interval,
             extra_metrics: extra_metrics.clone(),
             access: access.clone(),

@@ -44,7 +44,7 @@ pub enum CellSource {
     /// A JSONPath into the object, e.g. `.spec.expected` or
     /// `.status.conditions[?(@.type=="Ready")].status`: the first value it selects
     /// (`None` if the column's path does not parse: its cells are empty).
-    Path(Option<konductor_api::gate::jsonpath::JsonPath>),
+    Path(Option<konductor_api::jsonpath::JsonPath>),
     /// An Event's last occurrence as an age: `lastTimestamp`, else
     /// `series.lastObservedTime`, else `eventTime` (what events.k8s.io writers set).
     EventLastSeen,
@@ -55,7 +55,7 @@ pub enum CellSource {
 impl CellSource {
     /// The cells at `json_path` (as a CRD's `additionalPrinterColumns` gives it).
     pub fn path(json_path: &str) -> Self {
-        CellSource::Path(konductor_api::gate::jsonpath::JsonPath::parse(json_path).ok())
+        CellSource::Path(konductor_api::jsonpath::JsonPath::parse(json_path).ok())
     }
 }
 

@@ -7,7 +7,6 @@
 //! condition names its object (`ref`) and at most one test; without one, the kind's
 //! preset ([`presets`]) applies. The semantics are in `docs/gate.md`.
 
-pub mod jsonpath;
 pub mod presets;
 pub mod rules;
 pub mod target;

@@ -11,9 +11,9 @@
 //! | Mutex, RWMutex | phase `Unlocked` | — | checked when present |
 //! | Semaphore | phase `Available` | — | checked when present |
 
-use super::jsonpath::JsonPath;
 use super::rules::Test;
 use super::{ConditionStatus, JsonPathOp};
+use crate::jsonpath::JsonPath;
 
 /// A kind's preset.
 #[derive(Clone, Debug)]

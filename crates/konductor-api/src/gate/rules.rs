@@ -31,7 +31,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
-use super::jsonpath::{JsonPath, render};
 use super::presets::preset;
 use super::{
     CONDITION_OPEN, ConditionResult, ConditionStatus, GateCondition, GateMatch, GateOverride,
@@ -39,6 +38,7 @@ use super::{
 };
 use crate::barrier::CONDITION_READY;
 use crate::duration::parse_duration;
+use crate::jsonpath::{JsonPath, render};
 use crate::locks::status::condition;
 use crate::rules::{deadline_of, to_micros, until};
 

@@ -5,7 +5,7 @@
 //! it into an apiVersion and kind takes discovery, which is the caller's.
 
 use super::{ConditionStatus, ConditionTest, GateCondition, JsonPathOp, TargetRef};
-use crate::gate::jsonpath::JsonPath;
+use crate::jsonpath::JsonPath;
 
 /// One `--for`, parsed: the kind as typed, and the condition with its `ref` still to
 /// be completed.

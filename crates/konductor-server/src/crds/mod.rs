@@ -359,7 +359,7 @@ fn check_versions(spec: &Value, errors: &mut Vec<FieldError>) {
             }
             if let Some(path) = column["jsonPath"].as_str().filter(|p| !p.is_empty()) {
                 let why = if path.starts_with('.') {
-                    konductor_api::gate::jsonpath::JsonPath::parse(path).err()
+                    konductor_api::jsonpath::JsonPath::parse(path).err()
                 } else {
                     Some("must be a simple json path starting with .".to_owned())
                 };

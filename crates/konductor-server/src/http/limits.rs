@@ -51,7 +51,7 @@ impl Default for Limits {
 }
 
 /// The live counters behind [`Limits`], shared by every request.
-pub struct Gates {
+pub struct Admission {
     limits: Limits,
     reads: Arc<Semaphore>,
     mutations: Arc<Semaphore>,
@@ -60,7 +60,7 @@ pub struct Gates {
     refused: AtomicU64,
 }
 
-impl Gates {
+impl Admission {
     /// Counters for these limits, all free.
     pub fn new(limits: Limits) -> Self {
         Self {
@@ -158,19 +158,19 @@ pub async fn bound(State(state): State<AppState>, request: Request, next: Next) 
     if is_watch(&request) {
         return next.run(request).await;
     }
-    let gates = &state.gates;
+    let admission = &state.admission;
     let (pool, what) = match *request.method() {
-        Method::GET | Method::HEAD | Method::OPTIONS => (&gates.reads, "read-only"),
-        _ => (&gates.mutations, "mutating"),
+        Method::GET | Method::HEAD | Method::OPTIONS => (&admission.reads, "read-only"),
+        _ => (&admission.mutations, "mutating"),
     };
     let Ok(_permit) = pool.clone().try_acquire_owned() else {
-        return gates
+        return admission
             .refuse(format!(
                 "too many {what} requests are in flight; try again later"
             ))
             .into_response();
     };
-    let timeout = gates.limits.request_timeout;
+    let timeout = admission.limits.request_timeout;
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::Timeout(format!(
@@ -187,23 +187,23 @@ mod tests {
 
     #[test]
     fn a_client_holds_at_most_its_share_of_watches_and_gets_them_back() {
-        let gates = Gates::new(Limits {
+        let admission = Admission::new(Limits {
             max_watches: 3,
             max_watches_per_client: 2,
             ..Limits::default()
         });
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let first = gates.open_watch(a).unwrap();
-        let _second = gates.open_watch(a).unwrap();
-        let refused = gates.open_watch(a).err().unwrap();
+        let first = admission.open_watch(a).unwrap();
+        let _second = admission.open_watch(a).unwrap();
+        let refused = admission.open_watch(a).err().unwrap();
         assert!(refused.to_string().contains("from 10.0.0.1"), "{refused}");
-        let _third = gates.open_watch(b).unwrap();
-        assert_eq!(gates.open_watches(), 3);
-        let refused = gates.open_watch(b).err().unwrap();
+        let _third = admission.open_watch(b).unwrap();
+        assert_eq!(admission.open_watches(), 3);
+        let refused = admission.open_watch(b).err().unwrap();
         assert!(refused.to_string().contains("(3)"), "{refused}");
         drop(first);
-        assert_eq!(gates.open_watches(), 2);
-        assert!(gates.open_watch(a).is_ok());
+        assert_eq!(admission.open_watches(), 2);
+        assert!(admission.open_watch(a).is_ok());
     }
 }

@@ -43,7 +43,7 @@ pub struct AppState {
     /// The bearer token every API request must carry.
     pub token: Arc<String>,
     /// The bounds on requests and watches in flight.
-    pub gates: Arc<limits::Gates>,
+    pub admission: Arc<limits::Admission>,
     /// How often a watch that asked for bookmarks gets one.
     pub bookmark_interval: std::time::Duration,
     /// Metrics added by the process (the in-process controller's).
@@ -121,8 +121,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let figures = crate::metrics::ServerFigures {
         store: state.service.store().stats(),
         resource_version: state.service.store().resource_version(),
-        watches: state.gates.open_watches(),
-        refused: state.gates.refused(),
+        watches: state.admission.open_watches(),
+        refused: state.admission.refused(),
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -64,7 +64,7 @@ pub async fn serve(
     client: std::net::IpAddr,
 ) -> Result<Response> {
     query.check_watch()?;
-    let permit = state.gates.open_watch(client)?;
+    let permit = state.admission.open_watch(client)?;
     let options = query.list_options(&def)?;
     let timeout = query.timeout()?.unwrap_or(DEFAULT_TIMEOUT);
     let request = WatchRequest {
