@@ -13,12 +13,14 @@
 //! - [`gate`]: the Gate (conditions on other resources), with its rules and presets.
 //! - [`jsonpath`]: Kubernetes' JSONPath (client-go's), for Gate tests and printer
 //!   columns.
+//! - [`conditions`]: status conditions as every kind's rules write them.
 //! - [`names`]: Kubernetes' name rules (DNS-1123 labels and subdomains).
 //! - [`crd`]: **the list of kinds** ([`crd::kinds`]) and their CRDs; [`rbac`] the roles
 //!   generated from it.
 
 pub mod arrival;
 pub mod barrier;
+pub mod conditions;
 pub mod crd;
 pub mod duration;
 pub mod gate;
@@ -38,6 +40,11 @@ pub use barrier::{
     BARRIER_LABEL, Barrier, BarrierPhase, BarrierSpec, BarrierStatus, CONDITION_OPEN,
     CONDITION_READY, ReportedFailure,
 };
+
+/// How many interruptions of one WaitGroup member or one Once key do not count as
+/// failures, unless the spec says otherwise: a task stopped by its deadline every time
+/// must not retry forever.
+pub const DEFAULT_MAX_INTERRUPTIONS: i32 = 3;
 
 /// The API group of Konductor's resources.
 pub const GROUP: &str = "konductor.io";

@@ -218,13 +218,14 @@ async fn expire_members(
         {
             Ok(written) => {
                 ctx.members.wrote(based_on, &written, now);
-                let consequence = match written.standing(&group.spec) {
-                    konductor_api::waitgroup::Standing::Failed(_) => "it failed for good",
-                    _ if written.spec.interrupting => {
-                        "its work had been interrupted: it is pending again"
-                    }
-                    _ => "the attempt failed; the member is pending again (memberAttempts)",
-                };
+                let consequence =
+                    match konductor_api::waitgroup::rules::standing_of(&written, &group.spec) {
+                        konductor_api::waitgroup::Standing::Failed(_) => "it failed for good",
+                        _ if written.spec.interrupting => {
+                            "its work had been interrupted: it is pending again"
+                        }
+                        _ => "the attempt failed; the member is pending again (memberAttempts)",
+                    };
                 let note = Note {
                     type_: EventType::Warning,
                     reason: "MemberExpired",

@@ -44,6 +44,7 @@ use crate::connect::Connection;
 use crate::error::{Error, Request, Result};
 use crate::locks::{Chain, Loss, Renewal, Timing, renew_periodically, send_renewal};
 use crate::subjects::{Ensured, Subjects};
+use konductor_api::waitgroup::rules::standing_of;
 
 /// How many members `add` creates at once.
 const ADD_CONCURRENCY: usize = 16;
@@ -303,7 +304,7 @@ impl WaitGroups {
                 continue;
             };
             let now = MicroTime(Timestamp::now());
-            match member.standing(&group.spec) {
+            match standing_of(&member, &group.spec) {
                 Standing::Done => return Ok(Hold::Done),
                 Standing::Failed(failure) => return Ok(Hold::Failed(failure)),
                 Standing::Retry { mut ended } => {

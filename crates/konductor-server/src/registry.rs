@@ -207,9 +207,7 @@ impl Registry {
     pub fn standard() -> Self {
         let mut resources: Vec<ResourceDef> = built_in_crds()
             .iter()
-            .flat_map(|crd| {
-                crate::crds::served_resources(crd).expect("the generated CRDs are valid")
-            })
+            .flat_map(|crd| served_resources(crd).expect("the generated CRDs are valid"))
             .collect();
         resources.extend(workloads());
         resources.extend(deployment_objects());
@@ -320,7 +318,7 @@ impl Registry {
                 "apiextensions.k8s.io",
                 "CustomResourceDefinition",
                 "customresourcedefinitions",
-                crate::crds::CRDS,
+                CRDS,
             )
         });
         Registry {
@@ -576,4 +574,104 @@ fn deployment_objects() -> Vec<ResourceDef> {
             "rbac.authorization.k8s.io/clusterrolebindings",
         )),
     ]
+}
+
+/// Where applied CustomResourceDefinitions are stored (their bucket).
+pub const CRDS: &str = "apiextensions.k8s.io/customresourcedefinitions";
+
+/// The name of the version a CRD's objects are stored in.
+pub(crate) fn storage_version(spec: &Value) -> Option<&str> {
+    spec["versions"]
+        .as_array()?
+        .iter()
+        .find(|v| v["storage"].as_bool() == Some(true))
+        .and_then(|v| v["name"].as_str())
+}
+
+/// The resources a stored CRD serves: one per served version, all sharing one storage
+/// bucket (`group/plural`). Versions other than the storage version are the same
+/// objects under another `apiVersion` (conversion strategy `None`).
+pub fn served_resources(crd: &Value) -> Result<Vec<ResourceDef>, String> {
+    let spec = &crd["spec"];
+    let group = spec["group"].as_str().unwrap_or_default();
+    let names = &spec["names"];
+    let plural = names["plural"].as_str().unwrap_or_default();
+    let storage_version = storage_version(spec).ok_or("no storage version")?;
+    let strings = |value: &Value| -> Vec<String> {
+        value
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut served = Vec::new();
+    for version in spec["versions"].as_array().into_iter().flatten() {
+        if version["served"].as_bool() != Some(true) {
+            continue;
+        }
+        let name = version["name"].as_str().unwrap_or_default();
+        let schema = version
+            .pointer("/schema/openAPIV3Schema")
+            .map(|s| Schema::compile(s.clone()).map(Arc::new))
+            .transpose()?;
+        let mut columns: Vec<Column> = version["additionalPrinterColumns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| Column {
+                name: c["name"].as_str().unwrap_or_default().to_owned(),
+                type_: c["type"].as_str().unwrap_or("string").to_owned(),
+                source: CellSource::path(c["jsonPath"].as_str().unwrap_or_default()),
+                priority: c["priority"]
+                    .as_i64()
+                    .and_then(|p| i32::try_from(p).ok())
+                    .unwrap_or(0),
+                description: c["description"].as_str().unwrap_or_default().to_owned(),
+            })
+            .collect();
+        if columns.is_empty() {
+            columns.push(age());
+        }
+        let subresources = &version["subresources"];
+        let scale = &subresources["scale"];
+        let view = if name == storage_version {
+            View::Native
+        } else {
+            View::Relabelled {
+                stored_api_version: format!("{group}/{storage_version}"),
+            }
+        };
+        served.push(ResourceDef {
+            group: group.to_owned(),
+            version: name.to_owned(),
+            kind: names["kind"].as_str().unwrap_or_default().to_owned(),
+            plural: plural.to_owned(),
+            singular: names["singular"].as_str().unwrap_or_default().to_owned(),
+            short_names: strings(&names["shortNames"]),
+            categories: strings(&names["categories"]),
+            namespaced: spec["scope"].as_str() == Some("Namespaced"),
+            status_subresource: subresources.get("status").is_some_and(|s| !s.is_null()),
+            scale: (!scale.is_null()).then(|| ScaleSpec {
+                spec_replicas_path: scale["specReplicasPath"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .into(),
+                status_replicas_path: scale["statusReplicasPath"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .into(),
+                label_selector_path: scale["labelSelectorPath"].as_str().map(str::to_owned),
+            }),
+            field_labels: object_field_labels(),
+            storage: format!("{group}/{plural}"),
+            view,
+            schema,
+            columns,
+            name_priority: 0,
+            unconditional_update: false,
+            strategic_merge: false,
+        });
+    }
+    Ok(served)
 }

@@ -131,7 +131,7 @@ mod tests {
                 }],
             },
         });
-        crate::crds::served_resources(&crd).unwrap().remove(0)
+        crate::registry::served_resources(&crd).unwrap().remove(0)
     }
 
     #[test]

@@ -215,7 +215,7 @@ impl Service {
             let version = objects::resource_version_of(&crd).to_owned();
             let defs = match applied.remove(&name) {
                 Some((built_from, defs)) if built_from == version => defs,
-                _ => match crds::served_resources(&crd) {
+                _ => match registry::served_resources(&crd) {
                     Ok(defs) => defs.into_iter().map(Arc::new).collect(),
                     Err(error) => {
                         tracing::warn!(crd = name, %error, "a stored CRD cannot be served");
@@ -762,7 +762,7 @@ impl Service {
     /// Deletes every object of a CRD about to be deleted, as kube-apiserver's CRD
     /// cleanup does (each one a normal delete: watchers see it, finalizers hold it).
     fn delete_custom_resources(&self, crd: &Value) -> Result<()> {
-        let Some(def) = crds::served_resources(crd)
+        let Some(def) = registry::served_resources(crd)
             .ok()
             .and_then(|defs| defs.into_iter().find(|d| d.view == View::Native))
         else {

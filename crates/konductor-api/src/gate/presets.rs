@@ -11,7 +11,6 @@
 //! | Mutex, RWMutex | phase `Unlocked` | — | checked when present |
 //! | Semaphore | phase `Available` | — | checked when present |
 
-use super::rules::Test;
 use super::{ConditionStatus, JsonPathOp};
 use crate::jsonpath::JsonPath;
 
@@ -136,6 +135,52 @@ pub fn preset(group: &str, kind: &str) -> Option<Preset> {
         (crate::GROUP, "Mutex" | "RWMutex") => Some(ours(&["Unlocked"], &[])),
         (crate::GROUP, "Semaphore") => Some(ours(&["Available"], &[])),
         _ => None,
+    }
+}
+
+/// A resolved test on an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Test {
+    /// One of `status.conditions` has this type, status and (if given) reason.
+    Condition {
+        /// Its type.
+        type_: String,
+        /// The status it must have.
+        status: ConditionStatus,
+        /// The reason it must give, if any.
+        reason: Option<String>,
+    },
+    /// A JSONPath's values checked with `op`.
+    Path {
+        /// The path.
+        path: JsonPath,
+        /// How its values are checked.
+        op: JsonPathOp,
+        /// What `Equals` (one) or `In` (any) accepts.
+        values: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for Test {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Test::Condition {
+                type_,
+                status,
+                reason,
+            } => {
+                write!(f, "condition {type_}={}", status.as_str())?;
+                if let Some(reason) = reason {
+                    write!(f, " (reason {reason})")?;
+                }
+                Ok(())
+            }
+            Test::Path { path, op, values } => match op {
+                JsonPathOp::Exists => write!(f, "{path} exists"),
+                JsonPathOp::Equals => write!(f, "{path} = {}", values.join("")),
+                JsonPathOp::In => write!(f, "{path} in [{}]", values.join(", ")),
+            },
+        }
     }
 }
 

@@ -31,15 +31,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
+pub use super::presets::Test;
 use super::presets::preset;
 use super::{
-    CONDITION_OPEN, ConditionResult, ConditionStatus, GateCondition, GateMatch, GateOverride,
-    GatePhase, GateSpec, GateStatus, JsonPathOp, TargetRef, WhenMissing,
+    CONDITION_OPEN, ConditionResult, GateCondition, GateMatch, GateOverride, GatePhase, GateSpec,
+    GateStatus, JsonPathOp, TargetRef, WhenMissing,
 };
 use crate::barrier::CONDITION_READY;
+use crate::conditions::condition;
 use crate::duration::parse_duration;
 use crate::jsonpath::{JsonPath, render};
-use crate::locks::status::condition;
 use crate::rules::{deadline_of, to_micros, until};
 
 /// Reason of the `Open` condition while the Gate waits.
@@ -54,52 +55,6 @@ pub const REASON_FAILED: &str = "ConditionFailed";
 pub const REASON_TIMED_OUT: &str = "TimedOut";
 /// Reason of both conditions when the spec is invalid.
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
-
-/// A resolved test on an object.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Test {
-    /// One of `status.conditions` has this type, status and (if given) reason.
-    Condition {
-        /// Its type.
-        type_: String,
-        /// The status it must have.
-        status: ConditionStatus,
-        /// The reason it must give, if any.
-        reason: Option<String>,
-    },
-    /// A JSONPath's values checked with `op`.
-    Path {
-        /// The path.
-        path: JsonPath,
-        /// How its values are checked.
-        op: JsonPathOp,
-        /// What `Equals` (one) or `In` (any) accepts.
-        values: Vec<String>,
-    },
-}
-
-impl std::fmt::Display for Test {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Test::Condition {
-                type_,
-                status,
-                reason,
-            } => {
-                write!(f, "condition {type_}={}", status.as_str())?;
-                if let Some(reason) = reason {
-                    write!(f, " (reason {reason})")?;
-                }
-                Ok(())
-            }
-            Test::Path { path, op, values } => match op {
-                JsonPathOp::Exists => write!(f, "{path} exists"),
-                JsonPathOp::Equals => write!(f, "{path} = {}", values.join("")),
-                JsonPathOp::In => write!(f, "{path} in [{}]", values.join(", ")),
-            },
-        }
-    }
-}
 
 /// What one test found in one object.
 struct Finding {

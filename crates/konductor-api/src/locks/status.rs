@@ -2,8 +2,10 @@
 //! kind (phase, holders, grants, waiting, conditions) and each Permit's. Pure, like the
 //! rules: the controller writes what these return and decides nothing itself.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};
 use k8s_openapi::jiff::Timestamp;
+
+use crate::conditions::condition;
 
 use super::rules::{Decision, PermitDecision, PermitRecord, effective_mode};
 use super::{
@@ -66,32 +68,6 @@ impl LockStatus {
             LockStatus::Once(s) => serde_json::to_value(s),
         }
         .unwrap_or_default()
-    }
-}
-
-/// A condition of `type_`, keeping the transition time of `previous` while its status
-/// stays the same.
-pub(crate) fn condition(
-    previous: &[Condition],
-    type_: &str,
-    status: bool,
-    reason: &str,
-    message: String,
-    generation: Option<i64>,
-    now: Timestamp,
-) -> Condition {
-    let status = if status { "True" } else { "False" };
-    let since = previous
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map_or(Time(now), |c| c.last_transition_time.clone());
-    Condition {
-        type_: type_.to_owned(),
-        status: status.to_owned(),
-        reason: reason.to_owned(),
-        message,
-        last_transition_time: since,
-        observed_generation: generation,
     }
 }
 

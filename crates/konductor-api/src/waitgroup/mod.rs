@@ -161,10 +161,7 @@ fn default_max_interruptions() -> i32 {
     DEFAULT_MAX_INTERRUPTIONS
 }
 
-/// How many interruptions of one member (or one Once key) do not count as failures,
-/// unless the spec says otherwise: a task stopped by its deadline every time must not
-/// retry forever.
-pub const DEFAULT_MAX_INTERRUPTIONS: i32 = 3;
+pub use crate::DEFAULT_MAX_INTERRUPTIONS;
 
 /// The largest `spec.memberAttempts` and `spec.maxInterruptions`.
 pub const MAX_ATTEMPTS: i32 = 100;
@@ -518,11 +515,6 @@ impl WaitGroupMember {
                 && s.expired_attempt
                     .is_none_or(|n| usize::try_from(n).ok() == Some(self.spec.attempts.len()))
         })
-    }
-
-    /// Where the member stands under `group`'s attempt rules.
-    pub fn standing(&self, group: &WaitGroupSpec) -> Standing {
-        rules::standing(&rules::MemberRecord::of(self, None), group)
     }
 }
 

@@ -39,8 +39,8 @@ use super::{
 };
 use crate::arrival::Outcome;
 use crate::barrier::CONDITION_READY;
+use crate::conditions::condition;
 use crate::duration::parse_duration;
-use crate::locks::status::condition;
 use crate::rules::{deadline_of, to_micros, until};
 
 /// Reason of the `Done` condition while waiting.
@@ -247,6 +247,11 @@ pub fn standing(record: &MemberRecord, group: &WaitGroupSpec) -> Standing {
         Some(ended) => Standing::Retry { ended },
         None => Standing::Pending,
     }
+}
+
+/// Where `member` stands under `group`'s attempt rules.
+pub fn standing_of(member: &WaitGroupMember, group: &WaitGroupSpec) -> Standing {
+    standing(&MemberRecord::of(member, None), group)
 }
 
 /// A spec that passed validation, with its parsed durations.

@@ -1,10 +1,12 @@
 //! CustomResourceDefinitions (`apiextensions.k8s.io/v1`): what the server accepts as a
-//! CRD, the status it gives one, and the resources a CRD makes it serve.
+//! CRD and the status it gives one (the resources a CRD makes it serve are the
+//! registry's: [`crate::registry::served_resources`]).
 //!
 //! A CRD is an object like any other (stored, watched, listed); what is special happens
 //! around its writes, in [`crate::service`]: [`admit`] checks it and sets its status
 //! before it is stored, and after every committed write the registry is rebuilt from
-//! the stored CRDs ([`served_resources`] turns each into [`ResourceDef`]s), so a kind is
+//! the stored CRDs ([`crate::registry::served_resources`] turns each into
+//! [`crate::registry::ResourceDef`]s), so a kind is
 //! served the moment its CRD is created and no longer once it is deleted.
 //!
 //! Refused, each with a 422 naming the field: a name other than `<plural>.<group>`,
@@ -14,16 +16,13 @@
 //! than [`MAX_SCHEMA_DEPTH`], and CEL rules that do not parse or call a function this
 //! server cannot evaluate.
 
-use std::sync::Arc;
-
 use serde_json::{Value, json};
 
 use crate::error::FieldError;
-use crate::registry::{CellSource, Column, ResourceDef, ScaleSpec, View};
+use crate::registry::storage_version;
 use crate::validation::Schema;
 
-/// Storage bucket of CustomResourceDefinitions.
-pub const CRDS: &str = "apiextensions.k8s.io/customresourcedefinitions";
+pub use crate::registry::CRDS;
 
 /// How deeply a CRD's schema may nest (each `properties`, `items` or
 /// `additionalProperties` level counts): deeper schemas are refused, not walked.
@@ -616,15 +615,6 @@ mod cel_support {
     }
 }
 
-/// The name of the version a CRD's objects are stored in.
-fn storage_version(spec: &Value) -> Option<&str> {
-    spec["versions"]
-        .as_array()?
-        .iter()
-        .find(|v| v["storage"].as_bool() == Some(true))
-        .and_then(|v| v["name"].as_str())
-}
-
 /// The status kube-apiserver's CRD controllers give an accepted CRD.
 fn accepted_status(crd: &Value, old: Option<&Value>) -> Value {
     let spec = &crd["spec"];
@@ -661,94 +651,6 @@ fn accepted_status(crd: &Value, old: Option<&Value>) -> Value {
             condition("Established", "InitialNamesAccepted", "the initial names have been accepted"),
         ],
     })
-}
-
-/// The resources a stored CRD serves: one per served version, all sharing one storage
-/// bucket (`group/plural`). Versions other than the storage version are the same
-/// objects under another `apiVersion` (conversion strategy `None`).
-pub fn served_resources(crd: &Value) -> Result<Vec<ResourceDef>, String> {
-    let spec = &crd["spec"];
-    let group = spec["group"].as_str().unwrap_or_default();
-    let names = &spec["names"];
-    let plural = names["plural"].as_str().unwrap_or_default();
-    let storage_version = storage_version(spec).ok_or("no storage version")?;
-    let strings = |value: &Value| -> Vec<String> {
-        value
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect()
-    };
-    let mut served = Vec::new();
-    for version in spec["versions"].as_array().into_iter().flatten() {
-        if version["served"].as_bool() != Some(true) {
-            continue;
-        }
-        let name = version["name"].as_str().unwrap_or_default();
-        let schema = version
-            .pointer("/schema/openAPIV3Schema")
-            .map(|s| Schema::compile(s.clone()).map(Arc::new))
-            .transpose()?;
-        let mut columns: Vec<Column> = version["additionalPrinterColumns"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| Column {
-                name: c["name"].as_str().unwrap_or_default().to_owned(),
-                type_: c["type"].as_str().unwrap_or("string").to_owned(),
-                source: CellSource::path(c["jsonPath"].as_str().unwrap_or_default()),
-                priority: c["priority"]
-                    .as_i64()
-                    .and_then(|p| i32::try_from(p).ok())
-                    .unwrap_or(0),
-                description: c["description"].as_str().unwrap_or_default().to_owned(),
-            })
-            .collect();
-        if columns.is_empty() {
-            columns.push(crate::registry::age());
-        }
-        let subresources = &version["subresources"];
-        let scale = &subresources["scale"];
-        let view = if name == storage_version {
-            View::Native
-        } else {
-            View::Relabelled {
-                stored_api_version: format!("{group}/{storage_version}"),
-            }
-        };
-        served.push(ResourceDef {
-            group: group.to_owned(),
-            version: name.to_owned(),
-            kind: names["kind"].as_str().unwrap_or_default().to_owned(),
-            plural: plural.to_owned(),
-            singular: names["singular"].as_str().unwrap_or_default().to_owned(),
-            short_names: strings(&names["shortNames"]),
-            categories: strings(&names["categories"]),
-            namespaced: spec["scope"].as_str() == Some("Namespaced"),
-            status_subresource: subresources.get("status").is_some_and(|s| !s.is_null()),
-            scale: (!scale.is_null()).then(|| ScaleSpec {
-                spec_replicas_path: scale["specReplicasPath"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .into(),
-                status_replicas_path: scale["statusReplicasPath"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .into(),
-                label_selector_path: scale["labelSelectorPath"].as_str().map(str::to_owned),
-            }),
-            field_labels: crate::registry::object_field_labels(),
-            storage: format!("{group}/{plural}"),
-            view,
-            schema,
-            columns,
-            name_priority: 0,
-            unconditional_update: false,
-            strategic_merge: false,
-        });
-    }
-    Ok(served)
 }
 
 #[cfg(test)]

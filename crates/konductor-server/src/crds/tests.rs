@@ -1,6 +1,7 @@
 use serde_json::{Value, json};
 
 use super::*;
+use crate::registry::{View, served_resources};
 
 /// A small valid CRD: `widgets.example.com`, namespaced, one version with a rule.
 fn widget() -> Value {

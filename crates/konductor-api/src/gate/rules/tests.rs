@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::gate::ConditionStatus;
 use crate::gate::{ConditionTest, GateCondition, TargetRef};
 
 fn at(seconds: i64) -> Timestamp {

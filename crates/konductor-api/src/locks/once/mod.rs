@@ -111,7 +111,7 @@ impl Default for OnceSpec {
 }
 
 fn default_max_interruptions() -> i32 {
-    crate::waitgroup::DEFAULT_MAX_INTERRUPTIONS
+    crate::DEFAULT_MAX_INTERRUPTIONS
 }
 
 fn default_ttl() -> String {

@@ -40,8 +40,9 @@ use super::{
     OncePhase, OnceStatus, ReportedOutcome, effective_key,
 };
 use crate::Outcome;
+use crate::conditions::condition;
 use crate::locks::rules::{Decision, PermitDecision, PermitRecord, Transition, expiry, removal};
-use crate::locks::status::{LockFacts, condition, ready_condition};
+use crate::locks::status::{LockFacts, ready_condition};
 use crate::locks::{Grant, LockKind, PermitMode, PermitPhase};
 
 /// One claim on a Once, as the rules see it.
