@@ -5,7 +5,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
 /// A condition of `type_`, keeping the transition time of `previous` while its status
-/// stays the same.
+/// stays the same (a new one is cut to whole seconds, all a `Time` keeps, so the status
+/// read back equals the one computed).
 pub(crate) fn condition(
     previous: &[Condition],
     type_: &str,
@@ -19,7 +20,7 @@ pub(crate) fn condition(
     let since = previous
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)
-        .map_or(Time(now), |c| c.last_transition_time.clone());
+        .map_or(Time(to_seconds(now)), |c| c.last_transition_time.clone());
     Condition {
         type_: type_.to_owned(),
         status: status.to_owned(),
@@ -28,4 +29,9 @@ pub(crate) fn condition(
         last_transition_time: since,
         observed_generation: generation,
     }
+}
+
+/// `ts` cut to whole seconds.
+fn to_seconds(ts: Timestamp) -> Timestamp {
+    Timestamp::from_second(ts.as_second()).unwrap_or(ts)
 }

@@ -8,8 +8,8 @@ use kube::CustomResourceExt;
 
 use crate::barrier::MAX_BARRIER_NAME_LEN;
 use crate::gate::{Gate, MAX_GATE_NAME_LEN};
-use crate::locks::once::Once;
 use crate::locks::{MAX_LOCK_NAME_LEN, Mutex, Permit, RWMutex, Semaphore};
+use crate::once::Once;
 use crate::waitgroup::{MAX_WAITGROUP_NAME_LEN, WaitGroup, WaitGroupMember};
 use crate::{Arrival, Barrier};
 

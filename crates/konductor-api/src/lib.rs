@@ -1,41 +1,41 @@
-//! Konductor's API: the `Barrier` and `Arrival` custom resources (`konductor.io/v1`)
-//! and the barrier rules. No I/O: every other Konductor crate builds on this one.
+//! Konductor's API: every custom resource (`konductor.io/v1`) with the pure rules that
+//! decide its status. No I/O: every other Konductor crate builds on this one.
 //!
 //! # Layout
-//! - [`barrier`]: the Barrier resource (spec, status, phases, condition types).
-//! - [`arrival`]: the Arrival resource and [`arrival_name`], the deterministic name that
-//!   makes arriving idempotent.
-//! - [`rules`]: [`rules::evaluate`], the one pure function that decides a barrier's status.
-//! - [`duration`]: Go-style durations (`30s`, `1h30m`) for `spec.timeout` and the CLI.
-//! - [`crd`]: the generated CustomResourceDefinitions.
-//! - [`locks`]: Semaphore, Mutex, RWMutex and the Permit, with their rules.
-//! - [`waitgroup`]: the WaitGroup and its members (WaitGroupMember), with their rules.
-//! - [`gate`]: the Gate (conditions on other resources), with its rules and presets.
+//! One folder per kind, each holding the kind's resources (spec, status, phases) and
+//! its `rules` — the one pure function that decides the status:
+//! - [`barrier`]: the Barrier and its claims, the Arrivals ([`barrier::arrival`]).
+//! - [`locks`]: Semaphore, Mutex, RWMutex and their claims, the Permits.
+//! - [`once`]: the Once (a member of the lock family: its claims are Permits).
+//! - [`waitgroup`]: the WaitGroup and its members (WaitGroupMember).
+//! - [`gate`]: the Gate (conditions on other resources), with its presets.
+//!
+//! What the kinds share:
+//! - [`evaluation`]: the shape of every subject kind's rules' answer.
+//! - [`conditions`]: status conditions as every kind's rules write them.
+//! - [`duration`]: Go-style durations (`30s`, `1h30m`) for specs and the CLI.
 //! - [`jsonpath`]: Kubernetes' JSONPath (client-go's), for Gate tests and printer
 //!   columns.
-//! - [`conditions`]: status conditions as every kind's rules write them.
 //! - [`names`]: Kubernetes' name rules (DNS-1123 labels and subdomains).
+//! - [`mod@reference`]: `kind/name` references to objects, as users write them.
 //! - [`crd`]: **the list of kinds** ([`crd::kinds`]) and their CRDs; [`rbac`] the roles
 //!   generated from it.
 
-pub mod arrival;
 pub mod barrier;
 pub mod conditions;
 pub mod crd;
 pub mod duration;
+pub mod evaluation;
 pub mod gate;
 pub mod jsonpath;
 pub mod locks;
 pub mod names;
+pub mod once;
 pub mod rbac;
 pub mod reference;
-pub mod rules;
 pub mod waitgroup;
 
-/// The Once kind: a member of the lock family (its claims are Permits).
-pub use locks::once;
-
-pub use arrival::{Arrival, ArrivalSpec, ArrivalStatus, Outcome, arrival_name};
+pub use barrier::arrival::{Arrival, ArrivalSpec, ArrivalStatus, Outcome, arrival_name};
 pub use barrier::{
     BARRIER_LABEL, Barrier, BarrierPhase, BarrierSpec, BarrierStatus, CONDITION_OPEN,
     CONDITION_READY, ReportedFailure,

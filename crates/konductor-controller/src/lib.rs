@@ -5,7 +5,7 @@
 //! - [`engine`]: what every kind shares: the workers and their error policy, the claim
 //!   index, own writes, adoption, Events within a budget; metrics by kind.
 //! - [`barrier`]: the Barrier kind — its Arrivals' index and its reconcile, via
-//!   `konductor_api::rules`.
+//!   `konductor_api::barrier::rules`.
 //! - [`locks`]: the lock kinds (Semaphore, Mutex, RWMutex) and their Permits, via
 //!   `konductor_api::locks::rules`.
 //! - [`once`]: the Once kind, wired to the lock controller (its claims are Permits):

@@ -15,23 +15,23 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference};
-use konductor_api::arrival::Outcome;
-use konductor_api::waitgroup::rules::{MemberRecord, Transition, WaitGroupInput, evaluate};
+use konductor_api::barrier::arrival::Outcome;
+use konductor_api::waitgroup::rules::{Expire, MemberRecord, Transition, WaitGroupInput, evaluate};
 use konductor_api::waitgroup::{
     WAITGROUP_LABEL, WaitGroup, WaitGroupMember, WaitGroupMemberStatus, WaitGroupPhase,
+    WaitGroupStatus,
 };
 use kube::api::{Api, PostParams};
 use kube::runtime::events::{EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::{Client, Resource, ResourceExt};
 
 use crate::engine::adoption::{self, Adopter, Earlier, Orphan};
 use crate::engine::claims::{ClaimIndex, Claims, HasUid};
 use crate::engine::events::{Events, Note};
+use crate::engine::subject::{Judged, Judgement, SubjectKind, Subjects};
 use crate::engine::writes::{OwnWrites, SubjectKey, subject_key};
-use crate::engine::{
-    Reconciler, Workers, delete_expired, feed_claims, feed_subjects, serve, sooner,
-};
+use crate::engine::{Workers, feed_claims, feed_subjects, serve};
 use crate::metrics::Metrics;
 use crate::queue::{Urgency, WorkQueue};
 use crate::{Error, Result};
@@ -122,14 +122,11 @@ impl Claims for MemberClaims {
 /// Members by group. Cheap to clone; clones share the index.
 pub type MemberIndex = ClaimIndex<MemberClaims>;
 
-/// Everything a reconcile needs, shared by all of them.
-pub struct Context {
+/// The WaitGroup as a [`SubjectKind`]: its members come from the claim index.
+pub struct WaitGroupKind {
     client: Client,
     events: Events,
     members: MemberIndex,
-    metrics: Arc<Metrics>,
-    own_writes: Arc<OwnWrites<WaitGroup>>,
-    groups: Store<WaitGroup>,
 }
 
 /// The members that count for `group`: naming it, and not owned by an earlier group of
@@ -152,7 +149,7 @@ fn members_of(group: &WaitGroup, index: &MemberIndex) -> Vec<Arc<IndexedMember>>
 async fn adopt_members(
     group: &WaitGroup,
     members: &[Arc<IndexedMember>],
-    ctx: &Context,
+    ctx: &WaitGroupKind,
 ) -> Result<()> {
     let Some(uid) = group.uid() else {
         return Ok(());
@@ -186,7 +183,7 @@ async fn expire_members(
     group: &WaitGroup,
     members: &[Arc<IndexedMember>],
     ids: &[String],
-    ctx: &Context,
+    ctx: &WaitGroupKind,
 ) -> Result<bool> {
     let api: Api<WaitGroupMember> =
         Api::namespaced(ctx.client.clone(), &group.namespace().unwrap_or_default());
@@ -249,107 +246,92 @@ async fn expire_members(
     Ok(changed)
 }
 
-impl Reconciler for Context {
-    type Key = ObjectRef<WaitGroup>;
+impl SubjectKind for WaitGroupKind {
+    type Subject = WaitGroup;
+    type Transition = Transition;
+    type Also = Expire;
+    /// The members that counted.
+    type Seen = Vec<Arc<IndexedMember>>;
 
-    fn kind(_: &ObjectRef<WaitGroup>) -> &'static str {
-        KIND
-    }
+    const KIND: &'static str = KIND;
 
-    async fn reconcile(&self, key: &ObjectRef<WaitGroup>) -> Result<Option<Duration>> {
-        match self.groups.get(key) {
-            Some(group) => reconcile(group, self).await,
-            None => Ok(None),
+    async fn judge(&self, group: &Arc<WaitGroup>) -> Result<Judged<Self>> {
+        if !self.members.is_ready() {
+            return Ok(Judged::Later(CACHE_WAIT));
         }
-    }
-}
-
-/// Brings one group's status up to date; returns when to look again.
-async fn reconcile(group: Arc<WaitGroup>, ctx: &Context) -> Result<Option<Duration>> {
-    if !ctx.members.is_ready() {
-        return Ok(Some(CACHE_WAIT));
-    }
-    let group = ctx.own_writes.latest(group);
-    let created_at = group
-        .creation_timestamp()
-        .map(|t| t.0)
-        .ok_or(Error::MissingCreationTimestamp)?;
-    let mut members = members_of(&group, &ctx.members);
-    let mut expired_some = false;
-    let evaluation = loop {
-        let records: Vec<&MemberRecord> = members.iter().map(|m| &m.record).collect();
-        let evaluation = evaluate(&WaitGroupInput {
-            spec: &group.spec,
-            generation: group.meta().generation,
-            created_at,
-            members: &records,
-            previous: group.status.as_ref(),
-            now: Timestamp::now(),
-        });
-        if evaluation.expire.is_empty() || expired_some {
-            break evaluation;
-        }
-        // Mark them, then judge again on what the marks left in the index.
-        expired_some = expire_members(&group, &members, &evaluation.expire, ctx).await?;
-        members = members_of(&group, &ctx.members);
-        if !expired_some {
-            break evaluation;
-        }
-    };
-
-    let previous = group.status.as_ref();
-    if previous != Some(&evaluation.status) {
-        let api: Api<WaitGroup> =
-            Api::namespaced(ctx.client.clone(), &group.namespace().unwrap_or_default());
-        let mut next = (*group).clone();
-        next.status = Some(evaluation.status.clone());
-        let written = api
-            .replace_status(&group.name_any(), &PostParams::default(), &next)
-            .await
-            .map_err(Error::Kube)?;
-        ctx.own_writes.remember(&group, written, &ctx.groups);
-        ctx.metrics.status_written(KIND);
-    }
-    // Adoption does not change what counts, so it comes after the status write.
-    adopt_members(&group, &members, ctx).await?;
-    if let Some(transition) = evaluation.transition {
-        let warning = transition != Transition::Done;
-        let message = evaluation.status.summary();
-        let subject = group.object_ref(&());
-        ctx.events
-            .transition(KIND, &subject, warning, transition.reason(), message)
-            .await;
-    }
-    let late_before = previous.map_or(0, |s| s.late);
-    if evaluation.status.late > late_before {
-        let note = Note {
-            type_: EventType::Warning,
-            reason: "MemberAfterDone",
-            note: format!(
-                "{} member(s) added after the group was Done; they are not counted",
-                evaluation.status.late - late_before
-            ),
-            action: "Reconcile",
-            related: None,
-        };
-        ctx.events.record(KIND, &group.object_ref(&()), note).await;
-    }
-    if evaluation.delete_after == Some(Duration::ZERO) {
-        let ttl = group.spec.ttl_after_finished.as_deref().unwrap_or_default();
-        let note = format!(
-            "deleting: {} {ttl} ago (spec.ttlAfterFinished {ttl})",
-            match evaluation.status.phase {
-                WaitGroupPhase::Done => "done",
-                WaitGroupPhase::Timeout => "timed out",
-                _ => "failed",
+        let created_at = group
+            .creation_timestamp()
+            .map(|t| t.0)
+            .ok_or(Error::MissingCreationTimestamp)?;
+        let mut members = members_of(group, &self.members);
+        let mut expired_some = false;
+        let evaluation = loop {
+            let records: Vec<&MemberRecord> = members.iter().map(|m| &m.record).collect();
+            let evaluation = evaluate(&WaitGroupInput {
+                spec: &group.spec,
+                generation: group.meta().generation,
+                created_at,
+                members: &records,
+                previous: group.status.as_ref(),
+                now: Timestamp::now(),
+            });
+            let Expire(expire) = &evaluation.also;
+            if expire.is_empty() || expired_some {
+                break evaluation;
             }
-        );
-        let api: Api<WaitGroup> =
-            Api::namespaced(ctx.client.clone(), &group.namespace().unwrap_or_default());
-        delete_expired(&api, &*group, &ctx.events, KIND, note).await?;
-        return Ok(None);
+            // Mark them, then judge again on what the marks left in the index.
+            expired_some = expire_members(group, &members, expire, self).await?;
+            members = members_of(group, &self.members);
+            if !expired_some {
+                break evaluation;
+            }
+        };
+        Ok(Judged::Now(Judgement {
+            evaluation,
+            seen: members,
+        }))
     }
-    Ok(sooner(evaluation.requeue_after, evaluation.delete_after))
+
+    async fn after_write(
+        &self,
+        group: &WaitGroup,
+        judgement: &Judgement<Self>,
+    ) -> Result<Option<Duration>> {
+        // Adoption does not change what counts, so it comes after the status write.
+        adopt_members(group, &judgement.seen, self).await?;
+        let late_before = group.status.as_ref().map_or(0, |s| s.late);
+        let late = judgement.evaluation.status.late;
+        if late > late_before {
+            let note = Note {
+                type_: EventType::Warning,
+                reason: "MemberAfterDone",
+                note: format!(
+                    "{} member(s) added after the group was Done; they are not counted",
+                    late - late_before
+                ),
+                action: "Reconcile",
+                related: None,
+            };
+            self.events.record(KIND, &group.object_ref(&()), note).await;
+        }
+        Ok(None)
+    }
+
+    fn message(status: &WaitGroupStatus, _: Transition) -> String {
+        status.summary()
+    }
+
+    fn ended(status: &WaitGroupStatus) -> &'static str {
+        match status.phase {
+            WaitGroupPhase::Done => "done",
+            WaitGroupPhase::Timeout => "timed out",
+            _ => "failed",
+        }
+    }
+
+    fn ttl_after_finished(group: &WaitGroup) -> Option<&str> {
+        group.spec.ttl_after_finished.as_deref()
+    }
 }
 
 /// Runs the WaitGroup controller for all namespaces until `shutdown` resolves (one of
@@ -365,14 +347,20 @@ pub async fn run(
     let own_writes = Arc::new(OwnWrites::default());
     let (group_cache, group_writer) = reflector::store();
     let index = MemberIndex::new();
-    let context = Arc::new(Context {
-        events: Events::new(Recorder::new(client.clone(), reporter), metrics.clone()),
-        client,
+    let events = Events::new(Recorder::new(client.clone(), reporter), metrics.clone());
+    let kind = WaitGroupKind {
+        client: client.clone(),
+        events: events.clone(),
         members: index.clone(),
-        metrics: metrics.clone(),
-        own_writes: own_writes.clone(),
-        groups: group_cache.clone(),
-    });
+    };
+    let context = Arc::new(Subjects::new(
+        kind,
+        client,
+        events,
+        metrics.clone(),
+        own_writes.clone(),
+        group_cache.clone(),
+    ));
     let queue = Arc::new(WorkQueue::with_normal_limit(PROGRESS_WORKERS));
     let feed = {
         let groups = feed_subjects(groups, group_writer, own_writes, queue.clone());

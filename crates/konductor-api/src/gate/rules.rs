@@ -40,8 +40,8 @@ use super::{
 use crate::barrier::CONDITION_READY;
 use crate::conditions::condition;
 use crate::duration::parse_duration;
+use crate::evaluation::{PhaseChange, deadline_of, to_micros, until};
 use crate::jsonpath::{JsonPath, render};
-use crate::rules::{deadline_of, to_micros, until};
 
 /// Reason of the `Open` condition while the Gate waits.
 pub const REASON_WAITING: &str = "Waiting";
@@ -171,9 +171,15 @@ pub enum Transition {
     Closed,
 }
 
-impl Transition {
-    /// The Event reason.
-    pub fn reason(self) -> &'static str {
+impl PhaseChange for Transition {
+    fn is_warning(self) -> bool {
+        matches!(
+            self,
+            Transition::Failed | Transition::TimedOut | Transition::InvalidSpec
+        )
+    }
+
+    fn reason(self) -> &'static str {
         match self {
             Transition::Opened => "Opened",
             Transition::Failed => "Failed",
@@ -184,19 +190,14 @@ impl Transition {
     }
 }
 
-/// What [`evaluate`] decided.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Evaluation {
-    /// The status to write.
-    pub status: GateStatus,
-    /// A phase change worth an Event, if any.
-    pub transition: Option<Transition>,
-    /// How long until the status changes by itself (a deadline, a `stableFor`).
-    pub requeue_after: Option<Duration>,
-    /// Whether the objects' changes can still change the status (false once the Gate
-    /// is finished and not overridden): what the watches are for.
-    pub watching: bool,
-}
+/// What [`evaluate`] decided: a deadline or a `stableFor` is when the status changes
+/// by itself; a Gate is never deleted by its rules.
+pub type Evaluation = crate::evaluation::Evaluation<GateStatus, Transition, Watching>;
+
+/// Whether the objects' changes can still change the status (false once the Gate is
+/// finished and not overridden): what the watches are for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watching(pub bool);
 
 /// One condition, resolved.
 #[derive(Clone, Debug)]
@@ -574,7 +575,8 @@ pub fn evaluate(input: &GateInput<'_>) -> Evaluation {
             status,
             transition: None,
             requeue_after: None,
-            watching: false,
+            delete_after: None,
+            also: Watching(false),
         };
     }
     let checked = check_spec(input.spec);
@@ -754,7 +756,8 @@ pub fn evaluate(input: &GateInput<'_>) -> Evaluation {
         },
         status,
         transition,
-        watching,
+        delete_after: None,
+        also: Watching(watching),
     }
 }
 

@@ -4,7 +4,7 @@
 //! - [`Semaphore`]: at most `spec.permits` holders at once.
 //! - [`Mutex`]: one holder at a time.
 //! - [`RWMutex`]: many readers or one writer; a waiting writer stops later readers.
-//! - [`once::Once`]: a piece of work run once per key by one fenced executor at a time
+//! - [`crate::once::Once`]: a piece of work run once per key by one fenced executor at a time
 //!   (its executor holds it as a Mutex's holder does, then reports the outcome).
 //! - [`Permit`]: one holder's claim on one lock (as an Arrival is on a Barrier), named
 //!   by [`permit_name`] so acquiring twice is the same create; deleting it releases.
@@ -16,7 +16,6 @@
 //! lists the grants in force ([`Grant`]). The semantics are in `docs/locks.md`.
 
 mod kinds;
-pub mod once;
 mod permit;
 pub mod rules;
 pub mod status;

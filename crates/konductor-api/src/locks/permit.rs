@@ -26,7 +26,7 @@ pub enum LockKind {
     Mutex,
     /// An [`super::RWMutex`].
     RWMutex,
-    /// A [`crate::locks::once::Once`]: its executor holds it like a Mutex, and reports the
+    /// A [`crate::once::Once`]: its executor holds it like a Mutex, and reports the
     /// work's outcome on its Permit.
     Once,
     /// A kind this version does not know (a newer client's claim): nothing is granted
@@ -44,7 +44,7 @@ impl LockKind {
             LockKind::Semaphore => kube::core::ApiResource::erase::<super::Semaphore>(&()),
             LockKind::Mutex => kube::core::ApiResource::erase::<super::Mutex>(&()),
             LockKind::RWMutex => kube::core::ApiResource::erase::<super::RWMutex>(&()),
-            LockKind::Once => kube::core::ApiResource::erase::<crate::locks::once::Once>(&()),
+            LockKind::Once => kube::core::ApiResource::erase::<crate::once::Once>(&()),
             LockKind::Unknown => kube::core::ApiResource {
                 group: crate::GROUP.to_owned(),
                 version: crate::VERSION.to_owned(),
@@ -139,7 +139,7 @@ pub struct PermitSpec {
 
     /// Who claims it: a pod name, hostname or any identifier unique among the lock's
     /// users. Immutable.
-    #[schemars(length(min = 1, max = crate::arrival::MAX_HOLDER_LEN))]
+    #[schemars(length(min = 1, max = crate::barrier::arrival::MAX_HOLDER_LEN))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("holder is immutable"))]
     pub holder: String,
 
@@ -160,7 +160,7 @@ pub struct PermitSpec {
     /// A claim on a Once: the key it asks to have run (absent: the Once's `spec.key`).
     /// Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = crate::locks::once::MAX_KEY_LEN))]
+    #[schemars(length(max = crate::once::MAX_KEY_LEN))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("key is immutable"))]
     pub key: Option<String>,
 
@@ -168,7 +168,7 @@ pub struct PermitSpec {
     /// fencing token it ran under. Written once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self == oldSelf").message("outcome is written once"))]
-    pub outcome: Option<crate::locks::once::ReportedOutcome>,
+    pub outcome: Option<crate::once::ReportedOutcome>,
 
     /// Set by the holder when the command it runs under the grant was interrupted (a
     /// signal): for a Once, the attempt's end — or its expiry — is then an interruption,
@@ -289,5 +289,5 @@ pub struct PermitStatus {
 /// assert_ne!(name, permit_name(LockKind::Semaphore, "db-migrate", "job-7"));
 /// ```
 pub fn permit_name(kind: LockKind, lock: &str, holder: &str) -> String {
-    crate::arrival::claim_name(&format!("{}-{lock}", kind.word()), holder)
+    crate::barrier::arrival::claim_name(&format!("{}-{lock}", kind.word()), holder)
 }

@@ -39,7 +39,7 @@ pub enum LockStatus {
     /// An RWMutex's.
     RWMutex(RWMutexStatus),
     /// A Once's.
-    Once(crate::locks::once::OnceStatus),
+    Once(crate::once::OnceStatus),
 }
 
 impl LockStatus {
@@ -184,9 +184,9 @@ pub fn lock_status(
                 observed_generation: facts.generation,
             })
         }
-        // A Once's status is decided by `crate::locks::once::rules`, which takes the claims'
+        // A Once's status is decided by `crate::once::rules`, which takes the claims'
         // part from here only in the shape every kind shares.
-        LockKind::Once => LockStatus::Once(crate::locks::once::OnceStatus {
+        LockKind::Once => LockStatus::Once(crate::once::OnceStatus {
             waiting,
             waiting_count,
             conditions: vec![ready],

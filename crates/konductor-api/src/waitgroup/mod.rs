@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use crate::arrival::Outcome;
+use crate::barrier::arrival::Outcome;
 
 /// Label carried by every member naming its WaitGroup, so one group's members can be
 /// listed and watched with `-l konductor.io/waitgroup=NAME`.
@@ -374,7 +374,7 @@ pub struct WaitGroupMemberSpec {
     /// The worker holding the member (`koncli waitgroup run`), which renews it. A held
     /// member of a group with `spec.memberTTL` fails if not renewed for that long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = crate::arrival::MAX_HOLDER_LEN))]
+    #[schemars(length(max = crate::barrier::arrival::MAX_HOLDER_LEN))]
     pub holder: Option<String>,
 
     /// Bumped by the holder to show it is alive. The controller measures the ttl from
@@ -423,7 +423,7 @@ pub struct MemberAttempt {
     pub result: AttemptResult,
     /// Who ran it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = crate::arrival::MAX_HOLDER_LEN))]
+    #[schemars(length(max = crate::barrier::arrival::MAX_HOLDER_LEN))]
     pub holder: Option<String>,
     /// Its command's exit code, if it reported one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -568,5 +568,5 @@ impl WaitGroupMemberSpec {
 /// assert_ne!(member_name("ingest", "File.7"), member_name("ingest", "file-7"));
 /// ```
 pub fn member_name(wait_group: &str, member: &str) -> String {
-    crate::arrival::claim_name(wait_group, member)
+    crate::barrier::arrival::claim_name(wait_group, member)
 }

@@ -19,7 +19,7 @@
 //! 6. **Timeout** once `now ≥ deadline` while still Waiting.
 //! 7. **Held members expire.** A member held by a worker (`spec.holder`), not finished,
 //!    whose renewal the controller has not seen for `memberTTL` (on its own clock) is
-//!    to be expired ([`Evaluation::expire`]); the controller marks it, and from then on
+//!    to be expired ([`Expire`]); the controller marks it, and from then on
 //!    it counts as failed (rule 1), whatever its worker reports later. Only while the
 //!    group is Waiting.
 //! 8. Failed and Timeout are final too, but their counts follow the members (workers
@@ -37,11 +37,11 @@ use super::{
     AttemptResult, CONDITION_DONE, FAILURES_LISTED, MemberAttempt, MemberFailure, MemberOutcome,
     PENDING_LISTED, Standing, WaitGroupMember, WaitGroupPhase, WaitGroupSpec, WaitGroupStatus,
 };
-use crate::arrival::Outcome;
 use crate::barrier::CONDITION_READY;
+use crate::barrier::arrival::Outcome;
 use crate::conditions::condition;
 use crate::duration::parse_duration;
-use crate::rules::{deadline_of, to_micros, until};
+use crate::evaluation::{PhaseChange, deadline_of, delete_after, to_micros, until};
 
 /// Reason of the `Done` condition while waiting.
 pub const REASON_WAITING: &str = "Waiting";
@@ -146,9 +146,12 @@ pub enum Transition {
     InvalidSpec,
 }
 
-impl Transition {
-    /// The Event reason for this transition.
-    pub fn reason(self) -> &'static str {
+impl PhaseChange for Transition {
+    fn is_warning(self) -> bool {
+        self != Transition::Done
+    }
+
+    fn reason(self) -> &'static str {
         match self {
             Transition::Done => "Done",
             Transition::Failed => "Failed",
@@ -158,21 +161,13 @@ impl Transition {
     }
 }
 
-/// The outcome of [`evaluate`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct Evaluation {
-    /// The status the group should have now.
-    pub status: WaitGroupStatus,
-    /// Member IDs to expire now (rule 7).
-    pub expire: Vec<String>,
-    /// How long until the status changes by itself (the deadline, a member's expiry).
-    pub requeue_after: Option<Duration>,
-    /// The transition from the previous status, if any.
-    pub transition: Option<Transition>,
-    /// How long until the group is to be deleted (`spec.ttlAfterFinished` after
-    /// `status.finishedAt`); zero when that time has come.
-    pub delete_after: Option<Duration>,
-}
+/// The outcome of [`evaluate`]: the deadline or a member's expiry is when the status
+/// changes by itself; [`Expire`] the members to expire now.
+pub type Evaluation = crate::evaluation::Evaluation<WaitGroupStatus, Transition, Expire>;
+
+/// Member IDs to expire now (rule 7).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Expire(pub Vec<String>);
 
 /// Where a member stands (see [`Standing`]). Interruptions beyond the group's `maxInterruptions` count as
 /// failures; the member fails for good once `memberAttempts` attempts failed.
@@ -480,12 +475,14 @@ pub fn evaluate(input: &WaitGroupInput<'_>) -> Evaluation {
         expire.dedup();
     }
 
-    let delete_at = checked
-        .as_ref()
-        .ok()
-        .and_then(|spec| spec.ttl_after_finished)
-        .zip(status.finished_at.as_ref())
-        .and_then(|(ttl, finished)| deadline_of(finished.0, ttl));
+    let delete_after = delete_after(
+        checked
+            .as_ref()
+            .ok()
+            .and_then(|spec| spec.ttl_after_finished),
+        status.finished_at.as_ref(),
+        now,
+    );
     let requeue_after = match status.phase {
         WaitGroupPhase::Waiting => [deadline, next_expiry]
             .into_iter()
@@ -502,10 +499,10 @@ pub fn evaluate(input: &WaitGroupInput<'_>) -> Evaluation {
     });
     Evaluation {
         status,
-        expire,
         requeue_after,
         transition,
-        delete_after: delete_at.map(|at| until(now, at)),
+        delete_after,
+        also: Expire(expire),
     }
 }
 

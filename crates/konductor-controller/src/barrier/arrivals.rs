@@ -6,7 +6,7 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use konductor_api::Arrival;
-use konductor_api::rules::ArrivalRecord;
+use konductor_api::barrier::rules::ArrivalRecord;
 use kube::ResourceExt;
 
 use crate::engine::claims::{ClaimIndex, Claims};

@@ -1,5 +1,5 @@
 //! The barrier controller: Arrivals in; Barrier status, Events and deadline requeues
-//! out, via `konductor_api::rules::evaluate`. Wired to the engine ([`crate::engine`]):
+//! out, via `konductor_api::barrier::rules::evaluate`. Wired to the engine ([`crate::engine`]):
 //! [`arrivals`] indexes each barrier's Arrivals, this file is the reconcile and the
 //! watches that feed its queue.
 //!
@@ -7,7 +7,7 @@
 //! change, except the echo of our own status writes) and arrivals (mapped to their
 //! barrier through `spec.barrier`). Each reconcile reads its own
 //! barrier's arrivals from the [`ArrivalIndex`] — never a LIST, never a scan of every
-//! arrival — asks [`konductor_api::rules::evaluate`] for the status, and only translates
+//! arrival — asks [`konductor_api::barrier::rules::evaluate`] for the status, and only translates
 //! the answer: a status write when it changed, an Event on a transition, and a requeue
 //! exactly at the deadline. It is level-based: a restart, a missed or a duplicated event
 //! all end in the same status.
@@ -19,23 +19,24 @@
 //! scheduler waits for a timer tick, about a millisecond, before every reconcile).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use konductor_api::rules::{ArrivalRecord, BarrierInput, Transition, evaluate};
-use konductor_api::{Arrival, Barrier, Outcome};
-use kube::api::{Api, PostParams};
-use kube::runtime::events::{EventType, Recorder, Reporter};
+use konductor_api::barrier::rules::{ArrivalRecord, BarrierInput, Transition, evaluate};
+use konductor_api::{Arrival, Barrier, BarrierPhase, BarrierStatus, Outcome};
+use kube::api::Api;
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 
 use self::arrivals::{ArrivalIndex, IndexedArrival};
 use self::writes::Pacing;
 use crate::engine::adoption::{self, Adopter, Earlier, Orphan};
-use crate::engine::events::{Events, Note};
+use crate::engine::events::Events;
+use crate::engine::subject::{Judged, Judgement, SubjectKind, Subjects};
 use crate::engine::writes::OwnWrites;
-use crate::engine::{Reconciler, Workers, delete_expired, feed_claims, feed_subjects, serve};
+use crate::engine::{Workers, feed_claims, feed_subjects, serve};
 use crate::metrics::Metrics;
 use crate::queue::{Urgency, WorkQueue};
 use crate::{Error, Result};
@@ -63,22 +64,16 @@ const PROGRESS_WORKERS: usize = 2;
 /// The `reportingController` of the controller's Events.
 pub const CONTROLLER_NAME: &str = "konductor.io/barrier-controller";
 
-/// Everything a reconcile needs, shared by all of them.
-pub struct Context {
+/// The Barrier as a [`SubjectKind`]: its arrivals come from the claim index.
+pub struct BarrierKind {
     /// The API client.
-    pub client: Client,
-    /// Records Events against barriers.
-    pub events: Events,
+    client: Client,
     /// The arrivals of each barrier, kept current from the arrival watch.
-    pub arrivals: ArrivalIndex,
-    /// Prometheus metrics.
-    pub metrics: Arc<Metrics>,
-    /// This controller's own recent status writes (see [`OwnWrites`]).
-    own_writes: Arc<OwnWrites<Barrier>>,
+    arrivals: ArrivalIndex,
+    /// Prometheus metrics (the time to open).
+    metrics: Arc<Metrics>,
     /// How often large barriers' progress is written (see [`Pacing`]).
     pacing: Pacing,
-    /// The controller's barrier cache, for forgetting writes of deleted barriers.
-    barriers: Store<Barrier>,
 }
 
 /// The arrivals that count for `barrier`: naming it in its namespace, and not owned by
@@ -103,7 +98,7 @@ fn arrivals_of(barrier: &Barrier, kept: &[Arc<IndexedArrival>]) -> Vec<ArrivalRe
 async fn adopt_arrivals(
     barrier: &Barrier,
     arrivals: &[Arc<IndexedArrival>],
-    ctx: &Context,
+    ctx: &BarrierKind,
 ) -> Result<()> {
     let Some(uid) = barrier.uid() else {
         return Ok(());
@@ -130,171 +125,98 @@ async fn adopt_arrivals(
     adoption::adopt(&api, patches.collect::<Vec<_>>()).await
 }
 
-impl Reconciler for Context {
-    type Key = ObjectRef<Barrier>;
+impl SubjectKind for BarrierKind {
+    type Subject = Barrier;
+    type Transition = Transition;
+    type Also = ();
+    /// The arrivals indexed for the barrier.
+    type Seen = Vec<Arc<IndexedArrival>>;
 
-    fn kind(_: &ObjectRef<Barrier>) -> &'static str {
-        KIND
-    }
+    const KIND: &'static str = KIND;
 
-    async fn reconcile(&self, key: &ObjectRef<Barrier>) -> Result<Option<Duration>> {
-        // A barrier gone from the cache was deleted: nothing to do.
-        match self.barriers.get(key) {
-            Some(barrier) => reconcile(barrier, self).await,
-            None => Ok(None),
+    async fn judge(&self, barrier: &Arc<Barrier>) -> Result<Judged<Self>> {
+        // Never judge a barrier on a partial view of its arrivals (e.g. right after
+        // start). Look again shortly rather than wait here: a reconcile blocked on an
+        // index that is no longer being filled (during shutdown) would hold the
+        // controller forever.
+        if !self.arrivals.is_ready() {
+            return Ok(Judged::Later(CACHE_WAIT));
         }
-    }
-}
-
-/// Brings one barrier's status up to date; returns when to look again (the deadline),
-/// if a watch event may not come first.
-async fn reconcile(barrier: Arc<Barrier>, ctx: &Context) -> Result<Option<Duration>> {
-    // Never judge a barrier on a partial view of its arrivals (e.g. right after start).
-    // Look again shortly rather than wait here: a reconcile blocked on an index that is
-    // no longer being filled (during shutdown) would hold the controller forever.
-    if !ctx.arrivals.is_ready() {
-        return Ok(Some(CACHE_WAIT));
-    }
-    let barrier = ctx.own_writes.latest(barrier);
-    let now = Timestamp::now();
-    let namespace = barrier.namespace().unwrap_or_default();
-    if let Some(wait) = ctx.pacing.hold(
-        &barrier,
-        ctx.arrivals.count(&(namespace.clone(), barrier.name_any())),
-        now,
-    ) {
-        return Ok(Some(wait));
-    }
-    let started = Instant::now();
-    let created_at = barrier
-        .creation_timestamp()
-        .map(|t| t.0)
-        .ok_or(Error::MissingCreationTimestamp)?;
-    let kept = ctx.arrivals.of(&(namespace.clone(), barrier.name_any()));
-    let arrivals = arrivals_of(&barrier, &kept);
-    let evaluation = evaluate(&BarrierInput {
-        spec: &barrier.spec,
-        generation: barrier.meta().generation,
-        created_at,
-        arrivals: &arrivals,
-        previous: barrier.status.as_ref(),
-        now,
-    });
-
-    // The status write goes first and alone: waiters are released by it, so it must
-    // not queue behind the Event's own durable write. `kubectl describe` may show the
-    // new phase a moment before its Event; a crash in that moment loses the Event
-    // (Events are best effort in Kubernetes too), never the status.
-    if barrier.status.as_ref() != Some(&evaluation.status) {
-        let api: Api<Barrier> =
-            Api::namespaced(ctx.client.clone(), &barrier.namespace().unwrap_or_default());
-        let mut next = (*barrier).clone();
-        next.status = Some(evaluation.status.clone());
-        // Replace (not patch) so fields that disappeared are removed, and the
-        // resourceVersion makes a concurrent change a conflict that retries.
-        let written = api
-            .replace_status(&barrier.name_any(), &PostParams::default(), &next)
-            .await
-            .map_err(Error::Kube)?;
-        ctx.own_writes.remember(&barrier, written, &ctx.barriers);
-        ctx.pacing.wrote(&barrier, started.elapsed());
-        ctx.metrics.status_written(KIND);
-    }
-    // Adoption does not change what counts (arrivals without an owner count already),
-    // so it comes after the status write, off the path that releases waiters.
-    adopt_arrivals(&barrier, &kept, ctx).await?;
-    if let Some(transition) = evaluation.transition {
-        tracing::info!(
-            namespace = %barrier.namespace().unwrap_or_default(),
-            barrier = %barrier.name_any(),
-            phase = %evaluation.status.phase,
-            reason = transition.reason(),
-            arrived = evaluation.status.arrived,
-            "barrier {}",
-            match transition {
-                Transition::Opened => "opened",
-                Transition::TimedOut => "timed out",
-                Transition::Failed => "failed",
-                Transition::InvalidSpec => "has an invalid spec",
-                Transition::Revived => "is waiting again",
-            }
-        );
-        publish(ctx, &barrier, transition, &evaluation.status).await;
-    }
-    if evaluation.transition == Some(Transition::Opened)
-        && let Some(MicroTime(opened)) = &evaluation.status.opened_at
-    {
-        let waited = opened.duration_since(created_at);
-        ctx.metrics
-            .time_to_open
-            .observe(waited.as_secs_f64().max(0.0));
-    }
-
-    // A finished barrier past its spec.ttlAfterFinished goes, with its arrivals.
-    if evaluation.delete_after == Some(Duration::ZERO) {
-        expire(&barrier, ctx, &evaluation.status).await?;
-        return Ok(None);
-    }
-    // Look again exactly at the deadline, or when the barrier is to be deleted.
-    Ok(crate::engine::sooner(
-        evaluation.requeue_after,
-        evaluation.delete_after,
-    ))
-}
-
-/// Deletes a barrier whose `spec.ttlAfterFinished` ran out, after an Event saying so
-/// (on the barrier, so `kubectl get events` keeps it after the barrier is gone). Only
-/// this barrier: one created again under its name meanwhile has another uid.
-async fn expire(
-    barrier: &Barrier,
-    ctx: &Context,
-    status: &konductor_api::BarrierStatus,
-) -> Result<()> {
-    let ttl = barrier
-        .spec
-        .ttl_after_finished
-        .as_deref()
-        .unwrap_or_default();
-    let note = format!(
-        "deleting: {} {ttl} ago (spec.ttlAfterFinished {ttl})",
-        match status.phase {
-            konductor_api::BarrierPhase::Open => "opened",
-            konductor_api::BarrierPhase::Timeout => "timed out",
-            _ => "failed",
+        let now = Timestamp::now();
+        let subject = (barrier.namespace().unwrap_or_default(), barrier.name_any());
+        let count = self.arrivals.count(&subject);
+        if let Some(wait) = self.pacing.hold(barrier, count, now) {
+            return Ok(Judged::Later(wait));
         }
-    );
-    let api: Api<Barrier> =
-        Api::namespaced(ctx.client.clone(), &barrier.namespace().unwrap_or_default());
-    delete_expired(&api, barrier, &ctx.events, KIND, note).await
-}
+        let created_at = barrier
+            .creation_timestamp()
+            .map(|t| t.0)
+            .ok_or(Error::MissingCreationTimestamp)?;
+        let kept = self.arrivals.of(&subject);
+        let arrivals = arrivals_of(barrier, &kept);
+        let evaluation = evaluate(&BarrierInput {
+            spec: &barrier.spec,
+            generation: barrier.meta().generation,
+            created_at,
+            arrivals: &arrivals,
+            previous: barrier.status.as_ref(),
+            now,
+        });
+        Ok(Judged::Now(Judgement {
+            evaluation,
+            seen: kept,
+        }))
+    }
 
-/// Records the Event for a transition (after the status write, which is what counts).
-async fn publish(
-    ctx: &Context,
-    barrier: &Barrier,
-    transition: Transition,
-    status: &konductor_api::BarrierStatus,
-) {
-    let note = status
-        .condition(match transition {
+    fn wrote(&self, barrier: &Barrier, took: Duration) {
+        self.pacing.wrote(barrier, took);
+    }
+
+    async fn after_write(
+        &self,
+        barrier: &Barrier,
+        judgement: &Judgement<Self>,
+    ) -> Result<Option<Duration>> {
+        // Adoption does not change what counts (arrivals without an owner count
+        // already), so it comes after the status write, off the path that releases
+        // waiters.
+        adopt_arrivals(barrier, &judgement.seen, self).await?;
+        let evaluation = &judgement.evaluation;
+        if evaluation.transition == Some(Transition::Opened)
+            && let (Some(MicroTime(opened)), Some(created)) =
+                (&evaluation.status.opened_at, barrier.creation_timestamp())
+        {
+            let waited = opened.duration_since(created.0);
+            self.metrics
+                .time_to_open
+                .observe(waited.as_secs_f64().max(0.0));
+        }
+        Ok(None)
+    }
+
+    /// The message of the condition the transition changed.
+    fn message(status: &BarrierStatus, transition: Transition) -> String {
+        let changed = match transition {
             Transition::InvalidSpec => konductor_api::CONDITION_READY,
             _ => konductor_api::CONDITION_OPEN,
-        })
-        .map(|c| c.message.clone());
-    let type_ = match transition {
-        Transition::Opened | Transition::Revived => EventType::Normal,
-        Transition::TimedOut | Transition::Failed | Transition::InvalidSpec => EventType::Warning,
-    };
-    let note = Note {
-        type_,
-        reason: transition.reason(),
-        note: note.unwrap_or_default(),
-        action: "Reconcile",
-        related: None,
-    };
-    ctx.events
-        .record(KIND, &barrier.object_ref(&()), note)
-        .await;
+        };
+        status
+            .condition(changed)
+            .map(|c| c.message.clone())
+            .unwrap_or_default()
+    }
+
+    fn ended(status: &BarrierStatus) -> &'static str {
+        match status.phase {
+            BarrierPhase::Open => "opened",
+            BarrierPhase::Timeout => "timed out",
+            _ => "failed",
+        }
+    }
+
+    fn ttl_after_finished(barrier: &Barrier) -> Option<&str> {
+        barrier.spec.ttl_after_finished.as_deref()
+    }
 }
 
 /// How urgently an arrival's barrier needs a look: urgently once it has as many
@@ -337,15 +259,20 @@ pub async fn run(
     let (barrier_cache, barrier_writer) = reflector::store();
     let index = ArrivalIndex::new();
     metrics.set_barrier_store(barrier_cache.clone());
-    let context = Arc::new(Context {
-        events: Events::new(Recorder::new(client.clone(), reporter), metrics.clone()),
-        client,
+    let kind = BarrierKind {
+        client: client.clone(),
         arrivals: index.clone(),
         metrics: metrics.clone(),
-        own_writes: own_writes.clone(),
         pacing: Pacing::default(),
-        barriers: barrier_cache.clone(),
-    });
+    };
+    let context = Arc::new(Subjects::new(
+        kind,
+        client.clone(),
+        Events::new(Recorder::new(client, reporter), metrics.clone()),
+        metrics.clone(),
+        own_writes.clone(),
+        barrier_cache.clone(),
+    ));
     let queue = Arc::new(WorkQueue::with_normal_limit(PROGRESS_WORKERS));
     let feed = {
         let barriers = feed_subjects(barriers, barrier_writer, own_writes, queue.clone());

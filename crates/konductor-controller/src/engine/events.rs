@@ -133,7 +133,8 @@ impl Events {
             namespace = subject.namespace.as_deref().unwrap_or_default(),
             name = subject.name.as_deref().unwrap_or_default(),
             reason,
-            "{message}"
+            "{kind} {}: {message}",
+            in_words(reason)
         );
         let note = Note {
             type_: if warning {
@@ -156,6 +157,18 @@ impl Events {
     }
 }
 
+/// An Event reason in words for a log line: `TimedOut` → `timed out`.
+fn in_words(reason: &str) -> String {
+    let mut words = String::with_capacity(reason.len() + 4);
+    for (i, c) in reason.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            words.push(' ');
+        }
+        words.extend(c.to_lowercase());
+    }
+    words
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +181,13 @@ mod tests {
             name: Some(name.into()),
             ..ObjectReference::default()
         }
+    }
+
+    #[test]
+    fn a_reason_reads_as_words_in_the_log() {
+        assert_eq!(in_words("Opened"), "opened");
+        assert_eq!(in_words("TimedOut"), "timed out");
+        assert_eq!(in_words("InvalidSpec"), "invalid spec");
     }
 
     #[test]

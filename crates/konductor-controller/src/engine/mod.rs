@@ -10,6 +10,9 @@
 //!   an earlier subject of the same name) are adopted, and labelled with it.
 //! - [`events`]: Events on subjects, Warnings always, Normal ones within a budget per
 //!   subject.
+//! - [`subject`]: the reconcile of every kind whose rules decide its subject's status
+//!   (a kind implements [`subject::SubjectKind`]; [`subject::Subjects`] writes the
+//!   status, records the transition, deletes after the ttl, says when to look again).
 //! - this module: the workers ([`serve`]) — a [`WorkQueue`] drained by a fixed number
 //!   of workers, each reconcile counted and timed by kind, and one error policy (a
 //!   conflict is looked at again at once, anything else after a pause that doubles
@@ -19,6 +22,7 @@
 pub mod adoption;
 pub mod claims;
 pub mod events;
+pub mod subject;
 pub mod writes;
 
 use std::fmt::Display;

@@ -1,7 +1,7 @@
 //! The Gate controller: the objects a Gate's conditions name in; its status and Events
-//! out, via `konductor_api::gate::rules::evaluate`. A kind without claims: it uses the
-//! engine's queue, workers, error policy, own writes, Events and metrics, and instead
-//! of a claim index it has [`watches`] — one watch per kind and namespace the Gates name,
+//! out, via `konductor_api::gate::rules::evaluate`. A kind without claims: a
+//! [`SubjectKind`] on the engine's reconcile, which instead of a claim index has
+//! [`watches`] — one watch per kind and namespace the Gates name,
 //! started and stopped as Gates need them, each change queueing the Gates that name the object.
 //!
 //! A Gate's conditions are read in the Gate's own namespace only: the controller's
@@ -13,16 +13,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
-use konductor_api::gate::Gate;
-use konductor_api::gate::rules::{GateInput, Observations, Transition, evaluate, latched, targets};
-use kube::api::{Api, PostParams};
+use konductor_api::gate::rules::{
+    GateInput, Observations, Transition, Watching, evaluate, latched, targets,
+};
+use konductor_api::gate::{Gate, GateStatus};
+use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::{Client, Resource, ResourceExt};
 
 use crate::engine::events::Events;
+use crate::engine::subject::{Judged, Judgement, SubjectKind, Subjects};
 use crate::engine::writes::OwnWrites;
-use crate::engine::{Reconciler, Workers, feed_subjects, serve, sooner};
+use crate::engine::{Workers, feed_subjects, serve};
 use crate::metrics::Metrics;
 use crate::queue::WorkQueue;
 use crate::{Error, Result};
@@ -37,94 +40,69 @@ pub const CONTROLLER_NAME: &str = "konductor.io/gate-controller";
 /// How many Gates are reconciled at once.
 const WORKERS: usize = 8;
 
-/// Everything a reconcile needs, shared by all of them.
-pub struct Context {
-    client: Client,
-    events: Events,
-    metrics: Arc<Metrics>,
-    own_writes: Arc<OwnWrites<Gate>>,
-    gates: Store<Gate>,
+/// The Gate as a [`SubjectKind`]: what its conditions name is observed through
+/// [`watches`].
+pub struct GateKind {
     watches: Watches,
 }
 
-impl Reconciler for Context {
-    type Key = ObjectRef<Gate>;
+impl SubjectKind for GateKind {
+    type Subject = Gate;
+    type Transition = Transition;
+    type Also = Watching;
+    /// Whether a kind named is not served yet (its CRD may be applied meanwhile).
+    type Seen = bool;
 
-    fn kind(_: &ObjectRef<Gate>) -> &'static str {
-        KIND
-    }
+    const KIND: &'static str = KIND;
 
-    async fn reconcile(&self, key: &ObjectRef<Gate>) -> Result<Option<Duration>> {
-        match self.gates.get(key) {
-            Some(gate) => reconcile(key, gate, self).await,
-            None => {
-                self.watches.forget(key);
-                Ok(None)
+    async fn judge(&self, gate: &Arc<Gate>) -> Result<Judged<Self>> {
+        let key = ObjectRef::from_obj(&**gate);
+        let namespace = gate.namespace().unwrap_or_default();
+        let created_at = gate
+            .creation_timestamp()
+            .map(|t| t.0)
+            .ok_or(Error::MissingCreationTimestamp)?;
+        let named = targets(&gate.spec);
+        // Interest first, then the caches: a change after this read queues the Gate again.
+        let mut observed = Observations::new();
+        let mut unresolved = false;
+        if !latched(&gate.spec, gate.status.as_ref()) {
+            self.watches.name(&key, &namespace, &named);
+            for target in named {
+                let seen = self.watches.observe(&namespace, target).await;
+                unresolved |= self.watches.not_served(target);
+                observed.insert(target.clone(), seen);
             }
         }
-    }
-}
-
-/// Brings one Gate's status up to date; returns when to look again.
-async fn reconcile(
-    key: &ObjectRef<Gate>,
-    gate: Arc<Gate>,
-    ctx: &Context,
-) -> Result<Option<Duration>> {
-    let gate = ctx.own_writes.latest(gate);
-    let namespace = gate.namespace().unwrap_or_default();
-    let created_at = gate
-        .creation_timestamp()
-        .map(|t| t.0)
-        .ok_or(Error::MissingCreationTimestamp)?;
-    let named = targets(&gate.spec);
-    // Interest first, then the caches: a change after this read queues the Gate again.
-    let mut observed = Observations::new();
-    // A kind not served yet is asked for again: its CRD may be applied meanwhile.
-    let mut unresolved = false;
-    if !latched(&gate.spec, gate.status.as_ref()) {
-        ctx.watches.name(key, &namespace, &named);
-        for target in named {
-            let seen = ctx.watches.observe(&namespace, target).await;
-            unresolved |= ctx.watches.not_served(target);
-            observed.insert(target.clone(), seen);
+        let evaluation = evaluate(&GateInput {
+            spec: &gate.spec,
+            generation: gate.meta().generation,
+            created_at,
+            previous: gate.status.as_ref(),
+            observed: &observed,
+            now: Timestamp::now(),
+        });
+        if !evaluation.also.0 {
+            self.watches.forget(&key);
         }
+        Ok(Judged::Now(Judgement {
+            evaluation,
+            seen: unresolved,
+        }))
     }
-    let evaluation = evaluate(&GateInput {
-        spec: &gate.spec,
-        generation: gate.meta().generation,
-        created_at,
-        previous: gate.status.as_ref(),
-        observed: &observed,
-        now: Timestamp::now(),
-    });
-    if !evaluation.watching {
-        ctx.watches.forget(key);
+
+    async fn after_write(&self, _: &Gate, judgement: &Judgement<Self>) -> Result<Option<Duration>> {
+        let Watching(watching) = judgement.evaluation.also;
+        Ok((judgement.seen && watching).then_some(REDISCOVER_AFTER))
     }
-    if gate.status.as_ref() != Some(&evaluation.status) {
-        let api: Api<Gate> = Api::namespaced(ctx.client.clone(), &namespace);
-        let mut next = (*gate).clone();
-        next.status = Some(evaluation.status.clone());
-        let written = api
-            .replace_status(&gate.name_any(), &PostParams::default(), &next)
-            .await
-            .map_err(Error::Kube)?;
-        ctx.own_writes.remember(&gate, written, &ctx.gates);
-        ctx.metrics.status_written(KIND);
+
+    fn message(status: &GateStatus, _: Transition) -> String {
+        status.summary()
     }
-    if let Some(transition) = evaluation.transition {
-        let warning = matches!(
-            transition,
-            Transition::Failed | Transition::TimedOut | Transition::InvalidSpec
-        );
-        let message = evaluation.status.summary();
-        let subject = gate.object_ref(&());
-        ctx.events
-            .transition(KIND, &subject, warning, transition.reason(), message)
-            .await;
+
+    fn forget(&self, key: &ObjectRef<Gate>) {
+        self.watches.forget(key);
     }
-    let rediscover = (unresolved && evaluation.watching).then_some(REDISCOVER_AFTER);
-    Ok(sooner(evaluation.requeue_after, rediscover))
 }
 
 /// Runs the Gate controller for all namespaces until `shutdown` resolves (one of the
@@ -140,14 +118,18 @@ pub async fn run(
     let own_writes = Arc::new(OwnWrites::default());
     let (gate_cache, gate_writer) = reflector::store();
     let queue = Arc::new(WorkQueue::default());
-    let context = Arc::new(Context {
-        events: Events::new(Recorder::new(client.clone(), reporter), metrics.clone()),
+    let kind = GateKind {
         watches: Watches::new(client.clone(), kinds, queue.clone(), metrics.clone()),
+    };
+    let events = Events::new(Recorder::new(client.clone(), reporter), metrics.clone());
+    let context = Arc::new(Subjects::new(
+        kind,
         client,
-        metrics: metrics.clone(),
-        own_writes: own_writes.clone(),
-        gates: gate_cache.clone(),
-    });
+        events,
+        metrics.clone(),
+        own_writes.clone(),
+        gate_cache.clone(),
+    ));
     let feed = feed_subjects(gates, gate_writer, own_writes, queue.clone());
     let workers = Workers {
         reconciler: context,

@@ -119,7 +119,7 @@ fn a_job_preset_opens_on_complete_and_never_on_succeeded_alone() {
         Some("7")
     );
     assert_eq!(evaluation.status.opened_at, Some(MicroTime(at(1))));
-    assert!(!evaluation.watching);
+    assert!(!evaluation.also.0);
 }
 
 #[test]
@@ -475,7 +475,7 @@ fn the_override_opens_holds_closed_and_re_arms() {
         (opened.status.phase, opened.status.overridden),
         (GatePhase::Open, true)
     );
-    assert!(opened.watching);
+    assert!(opened.also.0);
 
     let mut closed = spec.clone();
     closed.override_ = Some(GateOverride::Closed);

@@ -173,7 +173,7 @@ fn done_latches_and_later_members_are_late() {
     assert_eq!((later.status.added, later.status.late), (1, 2));
     assert_eq!(later.status.finished_at, first.finished_at);
     assert_eq!(later.transition, None);
-    assert!(later.expire.is_empty());
+    assert!(later.also.0.is_empty());
 }
 
 #[test]
@@ -220,7 +220,7 @@ fn a_held_member_not_renewed_for_its_ttl_is_expired_and_the_next_expiry_is_the_r
     }];
     let evaluation = eval_at(&spec, &members, None, 10);
     assert_eq!(
-        evaluation.expire,
+        evaluation.also.0,
         ["a"],
         "b has 5s left; c is not held; d is done"
     );
@@ -228,7 +228,7 @@ fn a_held_member_not_renewed_for_its_ttl_is_expired_and_the_next_expiry_is_the_r
     // Until the controller has marked it, it is still pending.
     assert_eq!(evaluation.status.counter, 4 - 1);
     // Without memberTTL nothing expires.
-    assert!(eval_at(&sealed(), &members, None, 1000).expire.is_empty());
+    assert!(eval_at(&sealed(), &members, None, 1000).also.0.is_empty());
 }
 
 #[test]
@@ -509,6 +509,6 @@ fn a_member_being_retried_is_not_expired_again_until_it_is_held_anew() {
         ..held("a", 0)
     };
     let evaluation = eval_at(&spec, &[ended], None, 100);
-    assert!(evaluation.expire.is_empty());
+    assert!(evaluation.also.0.is_empty());
     assert_eq!(evaluation.status.phase, WaitGroupPhase::Waiting);
 }

@@ -2,6 +2,8 @@
 //! over random histories of arrivals, failures, spec edits and passing time.
 
 use super::*;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::SignedDuration;
 use proptest::prelude::*;
 
 /// The barrier's creation time in every test.

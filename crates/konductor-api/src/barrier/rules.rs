@@ -31,14 +31,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
 
-use crate::arrival::Outcome;
+use crate::barrier::arrival::Outcome;
 use crate::barrier::{
     BarrierPhase, BarrierSpec, BarrierStatus, CONDITION_OPEN, CONDITION_READY, ReportedFailure,
 };
+use crate::conditions::condition;
 use crate::duration::parse_duration;
+use crate::evaluation::{PhaseChange, deadline_of, delete_after, to_micros, until};
 
 /// Reason of the `Ready` condition when the spec is accepted (as in the seed).
 pub const REASON_READY: &str = "BarrierReady";
@@ -121,9 +123,12 @@ pub enum Transition {
     Revived,
 }
 
-impl Transition {
-    /// The Event reason for this transition.
-    pub fn reason(self) -> &'static str {
+impl PhaseChange for Transition {
+    fn is_warning(self) -> bool {
+        !matches!(self, Transition::Opened | Transition::Revived)
+    }
+
+    fn reason(self) -> &'static str {
         match self {
             Transition::Opened => "Opened",
             Transition::TimedOut => "TimedOut",
@@ -134,20 +139,8 @@ impl Transition {
     }
 }
 
-/// The outcome of [`evaluate`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct Evaluation {
-    /// The status the barrier should have now.
-    pub status: BarrierStatus,
-    /// How long until the status changes by itself (the deadline), if it can.
-    pub requeue_after: Option<Duration>,
-    /// The transition from the previous status, if the phase changed in a way worth
-    /// reporting.
-    pub transition: Option<Transition>,
-    /// How long until the barrier is to be deleted (`spec.ttlAfterFinished` after
-    /// `status.finishedAt`); zero when that time has come.
-    pub delete_after: Option<Duration>,
-}
+/// The outcome of [`evaluate`]: the deadline is when the status changes by itself.
+pub type Evaluation = crate::evaluation::Evaluation<BarrierStatus, Transition>;
 
 /// A spec that passed validation, with its derived values.
 struct ValidSpec {
@@ -273,7 +266,7 @@ fn saturating_i32(n: usize) -> i32 {
 ///
 /// ```
 /// use konductor_api::{BarrierSpec, BarrierPhase};
-/// use konductor_api::rules::{evaluate, ArrivalRecord, BarrierInput};
+/// use konductor_api::barrier::rules::{evaluate, ArrivalRecord, BarrierInput};
 /// use k8s_openapi::jiff::Timestamp;
 ///
 /// let created = Timestamp::from_second(1_700_000_000).unwrap();
@@ -331,16 +324,18 @@ pub fn evaluate(input: &BarrierInput<'_>) -> Evaluation {
         BarrierPhase::Timeout => deadline.map(MicroTime),
         BarrierPhase::Failed => Some(MicroTime(to_micros(now))),
     };
-    let delete_at = checked
-        .as_ref()
-        .ok()
-        .and_then(|spec| spec.ttl_after_finished)
-        .zip(finished_at.as_ref())
-        .and_then(|(ttl, finished)| deadline_of(finished.0, ttl));
+    let delete_after = delete_after(
+        checked
+            .as_ref()
+            .ok()
+            .and_then(|spec| spec.ttl_after_finished),
+        finished_at.as_ref(),
+        now,
+    );
 
     let (ready_status, ready_reason, ready_message) = match &checked {
         Ok(spec) => (
-            "True",
+            true,
             REASON_READY,
             format!(
                 "spec accepted: opens at {} of {} arrivals{}",
@@ -352,16 +347,13 @@ pub fn evaluate(input: &BarrierInput<'_>) -> Evaluation {
                 }
             ),
         ),
-        Err(message) => ("False", REASON_INVALID_SPEC, message.clone()),
+        Err(message) => (false, REASON_INVALID_SPEC, message.clone()),
     };
-    let open_status = if phase == BarrierPhase::Open {
-        "True"
-    } else {
-        "False"
-    };
+    let open_status = phase == BarrierPhase::Open;
+    let previous_conditions = previous.map_or(&[][..], |p| &p.conditions[..]);
     let conditions = vec![
         condition(
-            previous,
+            previous_conditions,
             CONDITION_READY,
             ready_status,
             ready_reason,
@@ -370,7 +362,7 @@ pub fn evaluate(input: &BarrierInput<'_>) -> Evaluation {
             now,
         ),
         condition(
-            previous,
+            previous_conditions,
             CONDITION_OPEN,
             open_status,
             open_reason,
@@ -402,7 +394,8 @@ pub fn evaluate(input: &BarrierInput<'_>) -> Evaluation {
         status,
         requeue_after,
         transition,
-        delete_after: delete_at.map(|at| until(now, at)),
+        delete_after,
+        also: (),
     }
 }
 
@@ -464,56 +457,6 @@ fn decide(
             spec.expected
         ),
     )
-}
-
-/// `created + timeout`, or `None` when that is past the end of representable time
-/// (which then behaves as no deadline).
-pub(crate) fn deadline_of(created: Timestamp, timeout: Duration) -> Option<Timestamp> {
-    let timeout = SignedDuration::try_from(timeout).ok()?;
-    created.checked_add(timeout).ok().map(to_micros)
-}
-
-/// `ts` cut to whole microseconds, all a `MicroTime` (openedAt, deadline) keeps, so the
-/// status read back from the API equals the one computed and a reconcile after a status
-/// write writes nothing.
-pub(crate) fn to_micros(ts: Timestamp) -> Timestamp {
-    Timestamp::from_microsecond(ts.as_microsecond()).unwrap_or(ts)
-}
-
-/// `ts` cut to whole seconds, all a `Time` (lastTransitionTime) keeps.
-fn to_seconds(ts: Timestamp) -> Timestamp {
-    Timestamp::from_second(ts.as_second()).unwrap_or(ts)
-}
-
-/// The time from `now` until `deadline` (zero if it has passed).
-pub(crate) fn until(now: Timestamp, deadline: Timestamp) -> Duration {
-    Duration::try_from(deadline.duration_since(now)).unwrap_or(Duration::ZERO)
-}
-
-/// Builds a condition, keeping `lastTransitionTime` from the previous condition of the
-/// same type when its status did not change.
-fn condition(
-    previous: Option<&BarrierStatus>,
-    type_: &str,
-    status: &str,
-    reason: &str,
-    message: String,
-    generation: Option<i64>,
-    now: Timestamp,
-) -> Condition {
-    let last_transition_time = previous
-        .and_then(|p| p.condition(type_))
-        .filter(|c| c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or(Time(to_seconds(now)));
-    Condition {
-        type_: type_.to_owned(),
-        status: status.to_owned(),
-        reason: reason.to_owned(),
-        message,
-        observed_generation: generation,
-        last_transition_time,
-    }
 }
 
 /// The reportable change between the previous status and the new one.

@@ -1,6 +1,15 @@
 //! The `Barrier` custom resource (`konductor.io/v1`): N processes arrive, and everyone
 //! waiting is released once enough have arrived. Field for field the seed's API page,
 //! plus `observedGeneration`, the failures and the deadline in status.
+//!
+//! - this file: the Barrier resource (spec, status, phases, condition types).
+//! - [`arrival`]: the Arrival, a process's claim on a barrier, and [`arrival::arrival_name`],
+//!   the deterministic name that makes arriving idempotent.
+//! - [`rules`]: [`rules::evaluate`], the one pure function that decides a barrier's
+//!   status.
+
+pub mod arrival;
+pub mod rules;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};
 use kube::{CustomResource, KubeSchema};

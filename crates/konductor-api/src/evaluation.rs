@@ -1,0 +1,70 @@
+//! The shape of every subject kind's answer. A kind's rules (`barrier::rules`,
+//! `waitgroup::rules`, `gate::rules`) are one pure function from what was observed to
+//! an [`Evaluation`]; the controller only carries it out — the same way for every
+//! kind: write the status if it changed, record an Event for the [`PhaseChange`], look
+//! again after `requeue_after`, delete the subject when `delete_after` is zero.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+/// A change of phase worth an Event (a barrier opened, a group failed…).
+pub trait PhaseChange: Copy + Send + Sync + 'static {
+    /// The Event's reason (`Opened`, `Failed`, …).
+    fn reason(self) -> &'static str;
+    /// Whether the Event is a Warning (something went wrong) rather than Normal.
+    fn is_warning(self) -> bool;
+}
+
+/// What a kind's rules decided about one subject. `A` is whatever else that kind's
+/// rules decide (a WaitGroup's members to expire, whether a Gate still needs its
+/// watches); `()` for a kind with nothing more.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation<S, T, A = ()> {
+    /// The status the subject should have now.
+    pub status: S,
+    /// The change of phase from the status as last written, if it is worth an Event.
+    pub transition: Option<T>,
+    /// How long until the status changes by itself (a deadline, a claim's expiry), if
+    /// it can.
+    pub requeue_after: Option<Duration>,
+    /// How long until the subject is to be deleted (`spec.ttlAfterFinished` after
+    /// `status.finishedAt`); zero when that time has come.
+    pub delete_after: Option<Duration>,
+    /// What else the kind's rules decided.
+    pub also: A,
+}
+
+/// How long from `now` until `at` (zero once it has passed): what a deadline or a
+/// deletion time becomes in an [`Evaluation`].
+pub fn until(now: Timestamp, at: Timestamp) -> Duration {
+    Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO)
+}
+
+/// `start + after`, or `None` when that is past the end of representable time (which
+/// then behaves as no deadline): a deadline from a creation time and a `spec.timeout`,
+/// an expiry from a renewal and a ttl.
+pub fn deadline_of(start: Timestamp, after: Duration) -> Option<Timestamp> {
+    let after = SignedDuration::try_from(after).ok()?;
+    start.checked_add(after).ok().map(to_micros)
+}
+
+/// `ts` cut to whole microseconds, all a `MicroTime` (openedAt, deadline) keeps, so the
+/// status read back from the API equals the one computed and a reconcile after a status
+/// write writes nothing.
+pub fn to_micros(ts: Timestamp) -> Timestamp {
+    Timestamp::from_microsecond(ts.as_microsecond()).unwrap_or(ts)
+}
+
+/// How long until a finished subject is to be deleted: `spec.ttlAfterFinished`
+/// (`ttl_after_finished`, valid) after `status.finishedAt` — the
+/// [`Evaluation::delete_after`] of every kind that has both.
+pub fn delete_after(
+    ttl_after_finished: Option<Duration>,
+    finished_at: Option<&MicroTime>,
+    now: Timestamp,
+) -> Option<Duration> {
+    let at = deadline_of(finished_at?.0, ttl_after_finished?)?;
+    Some(until(now, at))
+}

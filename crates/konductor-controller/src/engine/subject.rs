@@ -1,0 +1,218 @@
+//! One reconcile for every kind whose rules decide its subject's status (Barrier,
+//! WaitGroup, Gate): a kind implements [`SubjectKind`] — what it observes and how it
+//! asks its rules — and [`Subjects`] does the rest the same way for all of them: the
+//! cache lookup and its own writes, the typed `replace_status`, the metrics, the
+//! transition Event, the deletion after `spec.ttlAfterFinished` and the next look.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use konductor_api::evaluation::{Evaluation, PhaseChange};
+use kube::api::{Api, PostParams};
+use kube::core::NamespaceResourceScope;
+use kube::core::object::HasStatus;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::engine::events::Events;
+use crate::engine::writes::OwnWrites;
+use crate::engine::{delete_expired, sooner};
+use crate::metrics::Metrics;
+use crate::{Error, Result};
+
+/// A kind's status type.
+pub type StatusOf<K> = <<K as SubjectKind>::Subject as HasStatus>::Status;
+
+/// What a kind's rules answered for one subject, with what the kind looked at to ask
+/// them (kept for [`SubjectKind::after_write`]).
+pub struct Judgement<K: SubjectKind> {
+    /// The rules' answer.
+    pub evaluation: Evaluation<StatusOf<K>, K::Transition, K::Also>,
+    /// What the kind observed to get it.
+    pub seen: K::Seen,
+}
+
+/// Whether a subject could be judged now.
+pub enum Judged<K: SubjectKind> {
+    /// Not yet (a cache still filling, writes being paced): look again after this.
+    Later(Duration),
+    /// Judged.
+    Now(Judgement<K>),
+}
+
+/// A kind whose status its rules decide from what the controller observes.
+pub trait SubjectKind: Send + Sync + Sized + 'static {
+    /// The subject resource.
+    type Subject: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + HasStatus<Status: Clone + PartialEq + Send + Sync>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static;
+    /// Its rules' changes of phase worth an Event.
+    type Transition: PhaseChange;
+    /// What else its rules decide (see [`Evaluation::also`]).
+    type Also: Send + Sync;
+    /// What the kind keeps of what it observed, for after the status write.
+    type Seen: Send + Sync;
+
+    /// How metrics, logs and Events name the kind (`barrier`, `waitgroup`, …).
+    const KIND: &'static str;
+
+    /// Observes what the subject's rules need and asks them (the latest known version
+    /// of `subject`: the cache, or the controller's own newer write).
+    fn judge(
+        &self,
+        subject: &Arc<Self::Subject>,
+    ) -> impl Future<Output = Result<Judged<Self>>> + Send;
+
+    /// Called once the status is written, `took` after the reconcile began.
+    fn wrote(&self, subject: &Self::Subject, took: Duration) {
+        let _ = (subject, took);
+    }
+
+    /// What follows the status write, off the path that releases waiters (adopting
+    /// claims, Events beyond the transition's); may ask for an earlier look.
+    fn after_write(
+        &self,
+        subject: &Self::Subject,
+        judgement: &Judgement<Self>,
+    ) -> impl Future<Output = Result<Option<Duration>>> + Send {
+        let _ = (subject, judgement);
+        std::future::ready(Ok(None))
+    }
+
+    /// The transition Event's message.
+    fn message(status: &StatusOf<Self>, transition: Self::Transition) -> String;
+
+    /// How a finished subject ended, for the note on its deletion after
+    /// `spec.ttlAfterFinished` (`opened`, `done`, `timed out`, `failed`).
+    fn ended(status: &StatusOf<Self>) -> &'static str {
+        let _ = status;
+        "finished"
+    }
+
+    /// Its `spec.ttlAfterFinished` as written, for the note on its deletion.
+    fn ttl_after_finished(subject: &Self::Subject) -> Option<&str> {
+        let _ = subject;
+        None
+    }
+
+    /// `key` is gone from the cache (deleted): let go of what was kept for it.
+    fn forget(&self, key: &ObjectRef<Self::Subject>) {
+        let _ = key;
+    }
+}
+
+/// A [`SubjectKind`]'s reconciler: the engine's [`crate::engine::Reconciler`] for it.
+pub struct Subjects<K: SubjectKind> {
+    /// The kind.
+    pub kind: K,
+    client: Client,
+    events: Events,
+    metrics: Arc<Metrics>,
+    own_writes: Arc<OwnWrites<K::Subject>>,
+    cache: Store<K::Subject>,
+}
+
+impl<K: SubjectKind> Subjects<K> {
+    /// `kind`'s reconciler, reading subjects from `cache` (fed by
+    /// [`crate::engine::feed_subjects`] with the same `own_writes`).
+    pub fn new(
+        kind: K,
+        client: Client,
+        events: Events,
+        metrics: Arc<Metrics>,
+        own_writes: Arc<OwnWrites<K::Subject>>,
+        cache: Store<K::Subject>,
+    ) -> Self {
+        Self {
+            kind,
+            client,
+            events,
+            metrics,
+            own_writes,
+            cache,
+        }
+    }
+
+    /// Brings one subject's status up to date; returns when to look again.
+    async fn settle(&self, subject: Arc<K::Subject>) -> Result<Option<Duration>> {
+        let started = std::time::Instant::now();
+        let subject = self.own_writes.latest(subject);
+        let judgement = match self.kind.judge(&subject).await? {
+            Judged::Later(after) => return Ok(Some(after)),
+            Judged::Now(judgement) => judgement,
+        };
+        let evaluation = &judgement.evaluation;
+        let namespace = subject.namespace().unwrap_or_default();
+        let api: Api<K::Subject> = Api::namespaced(self.client.clone(), &namespace);
+        // The status write goes first and alone: waiters are released by it, so it
+        // must not queue behind an Event's own durable write. A crash right after it
+        // loses the Event (best effort in Kubernetes too), never the status.
+        if subject.status() != Some(&evaluation.status) {
+            let mut next = (*subject).clone();
+            *next.status_mut() = Some(evaluation.status.clone());
+            // Replace (not patch) so fields that disappeared are removed, and the
+            // resourceVersion makes a concurrent change a conflict that retries.
+            let written = api
+                .replace_status(&subject.name_any(), &PostParams::default(), &next)
+                .await
+                .map_err(Error::Kube)?;
+            self.own_writes.remember(&subject, written, &self.cache);
+            self.kind.wrote(&subject, started.elapsed());
+            self.metrics.status_written(K::KIND);
+        }
+        let sooner_still = self.kind.after_write(&subject, &judgement).await?;
+        if let Some(transition) = evaluation.transition {
+            let message = K::message(&evaluation.status, transition);
+            self.events
+                .transition(
+                    K::KIND,
+                    &subject.object_ref(&()),
+                    transition.is_warning(),
+                    transition.reason(),
+                    message,
+                )
+                .await;
+        }
+        if evaluation.delete_after == Some(Duration::ZERO) {
+            let ttl = K::ttl_after_finished(&subject).unwrap_or_default();
+            let note = format!(
+                "deleting: {} {ttl} ago (spec.ttlAfterFinished {ttl})",
+                K::ended(&evaluation.status)
+            );
+            delete_expired(&api, &*subject, &self.events, K::KIND, note).await?;
+            return Ok(None);
+        }
+        Ok(sooner(
+            sooner(evaluation.requeue_after, evaluation.delete_after),
+            sooner_still,
+        ))
+    }
+}
+
+impl<K: SubjectKind> crate::engine::Reconciler for Subjects<K> {
+    type Key = ObjectRef<K::Subject>;
+
+    fn kind(_: &Self::Key) -> &'static str {
+        K::KIND
+    }
+
+    async fn reconcile(&self, key: &Self::Key) -> Result<Option<Duration>> {
+        match self.cache.get(key) {
+            Some(subject) => self.settle(subject).await,
+            None => {
+                self.kind.forget(key);
+                Ok(None)
+            }
+        }
+    }
+}
