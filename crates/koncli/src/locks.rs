@@ -616,7 +616,8 @@ struct View {
 
 impl View {
     fn of(kind: LockKind, lock: &DynamicObject) -> Self {
-        let spec = CommonLockSpec::of(lock);
+        // (A spec the controller cannot read is reported in its Ready condition.)
+        let spec = CommonLockSpec::of(lock).unwrap_or_default();
         let none = |names: &[String]| {
             if names.is_empty() {
                 "none".to_owned()
@@ -634,7 +635,7 @@ impl View {
                 ttl: spec.ttl,
             };
         };
-        let (phase, holders_line, waiting, token, conditions) = match status {
+        let (phase, holders_line) = match &status {
             LockStatus::Semaphore(s) => (
                 format!("{:?}", s.phase),
                 format!(
@@ -643,23 +644,14 @@ impl View {
                     spec.capacity(),
                     none(&s.holders)
                 ),
-                s.waiting,
-                s.fencing_token,
-                s.conditions,
             ),
             LockStatus::Mutex(s) => (
                 format!("{:?}", s.phase),
                 none(&s.holder.iter().cloned().collect::<Vec<_>>()),
-                s.waiting,
-                s.fencing_token,
-                s.conditions,
             ),
             LockStatus::Once(s) => (
                 s.phase.to_string(),
                 none(&s.executor.iter().cloned().collect::<Vec<_>>()),
-                s.waiting,
-                s.fencing_token,
-                s.conditions,
             ),
             LockStatus::RWMutex(s) => {
                 let line = match &s.write_holder {
@@ -667,15 +659,15 @@ impl View {
                     None if s.read_holders.is_empty() => "none".to_owned(),
                     None => format!("{} (reading)", s.read_holders.join(", ")),
                 };
-                (
-                    format!("{:?}", s.phase),
-                    line,
-                    s.waiting,
-                    s.fencing_token,
-                    s.conditions,
-                )
+                (format!("{:?}", s.phase), line)
             }
         };
+        let claims = status.claims();
+        let (waiting, token, conditions) = (
+            claims.waiting.clone(),
+            claims.fencing_token,
+            &claims.conditions,
+        );
         let refusal = conditions
             .iter()
             .find(|c| c.type_ == CONDITION_READY && c.status == "False")

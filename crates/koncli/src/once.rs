@@ -545,11 +545,11 @@ pub fn summary(once: &Once, namespace: &str) -> String {
     if let Some(executor) = &status.executor {
         text.push_str(&format!(
             "executor: {executor} (fencing token {})\n",
-            status.fencing_token
+            status.claims.fencing_token
         ));
     }
-    if !status.waiting.is_empty() {
-        text.push_str(&format!("waiting: {}\n", status.waiting.join(", ")));
+    if !status.claims.waiting.is_empty() {
+        text.push_str(&format!("waiting: {}\n", status.claims.waiting.join(", ")));
     }
     for attempt in &status.history {
         let outcome = match attempt.outcome {

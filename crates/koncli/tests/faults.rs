@@ -314,7 +314,7 @@ async fn a_dead_waiter_is_never_granted() {
             await_condition(mutexes, "w", move |m: Option<&Mutex>| {
                 for grant in m
                     .and_then(|m| m.status.as_ref())
-                    .and_then(|s| s.grants.as_ref())
+                    .and_then(|s| s.claims.grants.as_ref())
                     .into_iter()
                     .flatten()
                 {
@@ -342,11 +342,11 @@ async fn a_dead_waiter_is_never_granted() {
     let holder = env.spawn(&["mutex", "run", "w", "--holder", "H", "--", "sleep", "5"]);
     in_status(|s| s.holder.as_deref() == Some("H")).await;
     let mut dead = env.spawn(&["mutex", "run", "w", "--holder", "D", "--", "true"]);
-    in_status(|s| s.waiting.iter().any(|w| w == "D")).await;
+    in_status(|s| s.claims.waiting.iter().any(|w| w == "D")).await;
     dead.start_kill().unwrap(); // SIGKILL while queued: no withdrawal, no more renewals
     dead.wait().await.unwrap();
     let live = env.spawn(&["mutex", "run", "w", "--holder", "L", "--", "true"]);
-    in_status(|s| s.waiting.iter().any(|w| w == "L")).await;
+    in_status(|s| s.claims.waiting.iter().any(|w| w == "L")).await;
     assert!(ended(holder).await.status.success());
     let live = ended(live).await;
     assert!(live.status.success(), "{}", stderr(&live));

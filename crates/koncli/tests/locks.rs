@@ -294,7 +294,7 @@ async fn a_killed_holder_is_succeeded_a_ttl_after_its_last_renewal_and_not_befor
     let successor = tokio::spawn(async move {
         let granted_to_next = |m: Option<&konductor_api::locks::Mutex>| {
             m.and_then(|m| m.status.as_ref())
-                .and_then(|s| s.grants.as_ref())
+                .and_then(|s| s.claims.grants.as_ref())
                 .is_some_and(|grants| grants.iter().any(|g| g.holder == "next"))
         };
         tokio::time::timeout(
@@ -313,7 +313,9 @@ async fn a_killed_holder_is_succeeded_a_ttl_after_its_last_renewal_and_not_befor
     let expired = until(first, PermitPhase::Expired).await;
     let last_renewal = expired.spec.renew_time.unwrap().0;
     let locked = successor.await.unwrap();
-    let granted_at = locked.status.unwrap().grants.unwrap()[0].granted_at.0;
+    let granted_at = locked.status.unwrap().claims.grants.unwrap()[0]
+        .granted_at
+        .0;
     assert!(
         granted_at.duration_since(last_renewal) >= k8s_openapi::jiff::SignedDuration::from_secs(2),
         "granted at {granted_at}, {} after the killed holder's last renewal at {last_renewal}",

@@ -137,7 +137,7 @@ async fn every_attempt_failing_ends_in_a_distinct_exit_code_and_reset_allows_a_n
     env.ok(&["once", "reset", "flaky"]).await;
     let output = env.run(&["once", "run", "flaky", "--", "true"]).await;
     assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(status_of(&env, "flaky").await.fencing_token, 3);
+    assert_eq!(status_of(&env, "flaky").await.claims.fencing_token, 3);
 }
 
 #[tokio::test]
@@ -274,7 +274,7 @@ async fn recorded_outcomes_survive_a_server_restart() {
         HANG,
         await_condition(onces, "m", |o: Option<&Once>| {
             o.and_then(|o| o.status.as_ref()).is_some_and(|s| {
-                s.key == "v2" && s.waiting_count + i32::from(s.executor.is_some()) == 5
+                s.key == "v2" && s.claims.waiting_count + i32::from(s.executor.is_some()) == 5
             })
         }),
     )
@@ -385,7 +385,10 @@ async fn a_hundred_successive_keys_are_each_run_once_and_none_waits() {
         (status.key.as_str(), status.phase),
         ("100", OncePhase::Succeeded)
     );
-    assert_eq!(status.fencing_token, 100, "each key ran exactly once");
+    assert_eq!(
+        status.claims.fencing_token, 100,
+        "each key ran exactly once"
+    );
     let onces: Api<Once> = Api::namespaced(env.client.clone(), "default");
     assert_eq!(
         onces.get("soak").await.unwrap().spec.key,

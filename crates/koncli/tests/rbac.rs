@@ -229,7 +229,7 @@ async fn the_roles_allow_what_koncli_and_the_controllers_ask_for() {
         HANG,
         await_condition(mutexes, "m", |m: Option<&Mutex>| {
             m.and_then(|m| m.status.as_ref())
-                .and_then(|s| s.grants.as_ref())
+                .and_then(|s| s.claims.grants.as_ref())
                 .is_some_and(|grants| grants.iter().any(|g| g.holder == "stray"))
         }),
     )

@@ -64,14 +64,14 @@ async fn a_waiter_stopped_by_a_signal_withdraws_its_claim() {
     env.ok(&["mutex", "lock", "q2", "--holder", "X"]).await;
     let runner = env.spawn(&["mutex", "run", "q2", "--holder", "R2", "--", "true"]);
     let locker = env.spawn(&["mutex", "lock", "q2", "--wait", "--holder", "L2"]);
-    until_mutex(&env, "q2", |s| s.waiting.len() == 2).await;
+    until_mutex(&env, "q2", |s| s.claims.waiting.len() == 2).await;
     signal(&runner, rustix::process::Signal::INT);
     signal(&locker, rustix::process::Signal::TERM);
     let (runner, locker) = (ended(runner).await, ended(locker).await);
     assert_eq!(runner.status.code(), Some(130), "{}", stderr(&runner));
     assert_eq!(locker.status.code(), Some(143), "{}", stderr(&locker));
     // Both claims are gone at once: nobody is queued behind X, no ghost waits a ttl.
-    until_mutex(&env, "q2", |s| s.waiting.is_empty()).await;
+    until_mutex(&env, "q2", |s| s.claims.waiting.is_empty()).await;
     let left = claimants(&env.client).await;
     assert_eq!(left, ["X"]);
 }
@@ -425,7 +425,7 @@ async fn an_unlocked_rwmutex_has_no_holders_and_lists_count_waiters() {
             "cache",
             |m: Option<&konductor_api::locks::RWMutex>| {
                 m.and_then(|m| m.status.as_ref())
-                    .is_some_and(|s| s.waiting_count == 1)
+                    .is_some_and(|s| s.claims.waiting_count == 1)
             },
         ),
     )
@@ -480,7 +480,7 @@ async fn a_wait_that_times_out_while_the_server_is_down_withdraws_its_claim_once
         HANG,
         await_condition(mutexes, "q", |m: Option<&Mutex>| {
             m.and_then(|m| m.status.as_ref())
-                .is_some_and(|s| s.waiting.iter().any(|w| w == "L"))
+                .is_some_and(|s| s.claims.waiting.iter().any(|w| w == "L"))
         }),
     )
     .await

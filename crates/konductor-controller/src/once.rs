@@ -6,33 +6,32 @@
 use std::time::Duration;
 
 use konductor_api::locks::rules::Decision;
+use konductor_api::locks::status::LockStatus;
 use konductor_api::once::rules::{ClaimRecord, OnceInput, evaluate};
 use konductor_api::once::{OnceSpec, OnceStatus};
-use serde_json::Value;
 
-/// A Once's decision (`konductor_api::once::rules`) from its stored `spec` and
-/// `status`, its `generation` and its `claims`: the claims' part in the lock rules'
-/// shape, and the Once's status to write.
+/// A Once's decision (`konductor_api::once::rules`) from its `spec`, its `stored`
+/// status (`None` before the first), its `generation` and its `claims`: the claims'
+/// part in the lock rules' shape, and the Once's status to write.
 pub fn decide(
-    spec: &Value,
-    status: &Value,
+    spec: &OnceSpec,
+    stored: Option<&OnceStatus>,
     generation: Option<i64>,
     claims: &[ClaimRecord],
     ttl: Duration,
     now: jiff::Timestamp,
-) -> (Decision, Value) {
-    let spec: OnceSpec = serde_json::from_value(spec.clone()).unwrap_or_default();
-    let stored: OnceStatus = serde_json::from_value(status.clone()).unwrap_or_default();
+) -> (Decision, LockStatus) {
+    let empty = OnceStatus::default();
+    let stored = stored.unwrap_or(&empty);
     let decided = evaluate(&OnceInput {
         key: spec.key.as_deref(),
         max_attempts: spec.max_attempts,
         max_interruptions: spec.max_interruptions,
         ttl,
-        status: &stored,
+        status: stored,
         claims,
         generation,
         now,
     });
-    let wanted = serde_json::to_value(&decided.status).unwrap_or_default();
-    (decided.claims, wanted)
+    (decided.claims, LockStatus::Once(decided.status))
 }

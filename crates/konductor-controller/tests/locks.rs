@@ -99,7 +99,7 @@ async fn a_mutex_is_handed_from_holder_to_holder_with_rising_tokens() {
         HANG,
         await_condition(mutexes.clone(), "db-migrate", |m: Option<&Mutex>| {
             m.and_then(|m| m.status.as_ref())
-                .is_some_and(|s| s.waiting == ["job-b"])
+                .is_some_and(|s| s.claims.waiting == ["job-b"])
         }),
     )
     .await
@@ -108,7 +108,7 @@ async fn a_mutex_is_handed_from_holder_to_holder_with_rising_tokens() {
     .unwrap();
     let status = locked.status.unwrap();
     assert_eq!(status.holder.as_deref(), Some("job-a"));
-    assert_eq!(status.fencing_token, token(&granted));
+    assert_eq!(status.claims.fencing_token, token(&granted));
 
     h.release(&first).await;
     let next = h.until(&second, PermitPhase::Granted).await;
@@ -205,7 +205,7 @@ async fn a_semaphore_lets_in_exactly_its_permits() {
         HANG,
         await_condition(semaphores, "db", |s: Option<&Semaphore>| {
             s.and_then(|s| s.status.as_ref())
-                .is_some_and(|s| s.in_use == 2 && s.waiting == ["c"])
+                .is_some_and(|s| s.in_use == 2 && s.claims.waiting == ["c"])
         }),
     )
     .await
@@ -215,6 +215,7 @@ async fn a_semaphore_lets_in_exactly_its_permits() {
     let status = exhausted.status.unwrap();
     assert_eq!(status.available, 0);
     let ready = status
+        .claims
         .conditions
         .iter()
         .find(|c| c.type_ == "Ready")

@@ -337,7 +337,7 @@ impl Onces {
                     format!(
                         "{} is running key {key:?} (token {}): wait for it to finish, or delete the Once",
                         status.executor.as_deref().unwrap_or_default(),
-                        status.fencing_token
+                        status.claims.fencing_token
                     ),
                 ));
             }

@@ -50,8 +50,9 @@ async fn recorded_outcomes_hold_across_kill_9_of_the_server_mid_run() {
     tokio::time::timeout(
         HANG,
         await_condition(api.clone(), "m", |o: Option<&Once>| {
-            o.and_then(|o| o.status.as_ref())
-                .is_some_and(|s| s.key == "v2" && s.executor.is_some() && s.waiting_count == 4)
+            o.and_then(|o| o.status.as_ref()).is_some_and(|s| {
+                s.key == "v2" && s.executor.is_some() && s.claims.waiting_count == 4
+            })
         }),
     )
     .await

@@ -32,6 +32,39 @@ pub struct Grant {
     pub expires_at: Option<MicroTime>,
 }
 
+/// What every lock's status records of its claims — who holds it (each grant with
+/// its Permit and fencing token), who waits, the token counter and the conditions —
+/// flattened into each kind's status (a Once's too), so the fields sit at the top of
+/// `status` as users read them.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimsStatus {
+    /// The holders waiting, in the order they will be granted.
+    #[serde(default)]
+    pub waiting: Vec<String>,
+    /// How many holders wait (the length of `waiting`), for `kubectl get`.
+    #[serde(default)]
+    pub waiting_count: i32,
+    /// Every grant in force, each with its Permit and fencing token, in token order.
+    /// A grant becomes real here: the controller writes it to the lock's status before
+    /// anywhere else, and a holder holds the lock while its Permit's uid is listed.
+    /// (Absent only in statuses written before this field existed.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grants: Option<Vec<Grant>>,
+    /// The last fencing token issued (0 before the first grant).
+    #[serde(default)]
+    pub fencing_token: i64,
+    /// `Ready` (whether the spec was accepted) and the kind's own: `Available` (a
+    /// Semaphore has a permit free), `Locked` (a Mutex or RWMutex is held), `Done` (a
+    /// Once's work succeeded for its key) — so that `kubectl wait --for=condition=…`
+    /// works on locks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status reflects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
 /// What every lock kind's status has in common — the part clients read to learn of a
 /// grant, whatever the kind (each kind's status deserializes into it).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -40,18 +73,9 @@ pub struct CommonLockStatus {
     /// The kind's phase, as text.
     #[serde(default)]
     pub phase: Option<String>,
-    /// See [`MutexStatus::waiting`].
-    #[serde(default)]
-    pub waiting: Vec<String>,
-    /// See [`MutexStatus::grants`].
-    #[serde(default)]
-    pub grants: Option<Vec<Grant>>,
-    /// The last fencing token issued.
-    #[serde(default)]
-    pub fencing_token: i64,
-    /// The lock's conditions.
-    #[serde(default)]
-    pub conditions: Vec<Condition>,
+    /// What every kind records of its claims.
+    #[serde(flatten)]
+    pub claims: ClaimsStatus,
 }
 
 impl CommonLockStatus {
@@ -66,7 +90,7 @@ impl CommonLockStatus {
 
     /// The condition of `type_`, if the controller has written one.
     pub fn condition(&self, type_: &str) -> Option<&Condition> {
-        self.conditions.iter().find(|c| c.type_ == type_)
+        self.claims.conditions.iter().find(|c| c.type_ == type_)
     }
 }
 
@@ -92,19 +116,36 @@ impl Default for CommonLockSpec {
 }
 
 impl CommonLockSpec {
-    /// The spec of a lock object of any kind (the defaults if what is stored is not a
-    /// lock spec).
-    pub fn of(lock: &kube::core::DynamicObject) -> Self {
-        lock.data
-            .get("spec")
-            .and_then(|spec| Self::deserialize(spec).ok())
-            .unwrap_or_default()
+    /// The spec of a lock object of any kind, or which field cannot be read (an API
+    /// server without the CRD's validation may store anything).
+    pub fn of(lock: &kube::core::DynamicObject) -> Result<Self, String> {
+        read_spec(lock)
     }
 
     /// How many holders the lock admits at once: `permits`, or 1.
     pub fn capacity(&self) -> i64 {
         self.permits.map_or(1, i64::from)
     }
+}
+
+/// The `spec` of a stored object as `T`, or an error naming the field that does not
+/// fit (`spec.maxAttempts: invalid type: …`): a malformed stored spec is reported,
+/// never read as the defaults.
+pub fn read_spec<T: serde::de::DeserializeOwned + Default>(
+    object: &kube::core::DynamicObject,
+) -> Result<T, String> {
+    let Some(spec) = object.data.get("spec") else {
+        return Ok(T::default());
+    };
+    serde_path_to_error::deserialize(spec).map_err(|error| {
+        let path = error.path().to_string();
+        let field = if path == "." {
+            "spec".to_owned()
+        } else {
+            format!("spec.{path}")
+        };
+        format!("{field}: {}", error.inner())
+    })
 }
 
 fn default_ttl() -> String {
@@ -190,29 +231,9 @@ pub struct SemaphoreStatus {
     /// The holders granted, in grant order.
     #[serde(default)]
     pub holders: Vec<String>,
-    /// The holders waiting, in the order they will be granted.
-    #[serde(default)]
-    pub waiting: Vec<String>,
-    /// How many holders wait (the length of `waiting`), for `kubectl get`.
-    #[serde(default)]
-    pub waiting_count: i32,
-    /// Every grant in force, each with its Permit and fencing token, in token order.
-    /// A grant becomes real here: the controller writes it to the lock's status before
-    /// anywhere else, and a holder holds the lock while its Permit's uid is listed.
-    /// (Absent only in statuses written before this field existed.)
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grants: Option<Vec<Grant>>,
-    /// The last fencing token issued (0 before the first grant).
-    #[serde(default)]
-    pub fencing_token: i64,
-    /// `Ready` (whether the spec was accepted) and `Available` (a Semaphore has a
-    /// permit free) or `Locked` (a Mutex or RWMutex is held), so that `kubectl wait
-    /// --for=condition=…` works on locks.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
-    /// The `metadata.generation` this status reflects.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
+    /// The grants in force, the queue, the token counter and the conditions.
+    #[serde(flatten)]
+    pub claims: ClaimsStatus,
 }
 
 /// A Mutex: one holder at a time.
@@ -290,29 +311,9 @@ pub struct MutexStatus {
     /// When the current grant expires unless renewed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<MicroTime>,
-    /// The holders waiting, in the order they will be granted.
-    #[serde(default)]
-    pub waiting: Vec<String>,
-    /// How many holders wait (the length of `waiting`), for `kubectl get`.
-    #[serde(default)]
-    pub waiting_count: i32,
-    /// Every grant in force, each with its Permit and fencing token, in token order.
-    /// A grant becomes real here: the controller writes it to the lock's status before
-    /// anywhere else, and a holder holds the lock while its Permit's uid is listed.
-    /// (Absent only in statuses written before this field existed.)
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grants: Option<Vec<Grant>>,
-    /// The last fencing token issued (0 before the first grant).
-    #[serde(default)]
-    pub fencing_token: i64,
-    /// `Ready` (whether the spec was accepted) and `Available` (a Semaphore has a
-    /// permit free) or `Locked` (a Mutex or RWMutex is held), so that `kubectl wait
-    /// --for=condition=…` works on locks.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
-    /// The `metadata.generation` this status reflects.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
+    /// The grants in force, the queue, the token counter and the conditions.
+    #[serde(flatten)]
+    pub claims: ClaimsStatus,
 }
 
 /// An RWMutex: many readers or one writer.
@@ -390,27 +391,7 @@ pub struct RWMutexStatus {
     /// When the earliest current grant expires unless renewed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<MicroTime>,
-    /// The holders waiting, in the order they will be granted.
-    #[serde(default)]
-    pub waiting: Vec<String>,
-    /// How many holders wait (the length of `waiting`), for `kubectl get`.
-    #[serde(default)]
-    pub waiting_count: i32,
-    /// Every grant in force, each with its Permit and fencing token, in token order.
-    /// A grant becomes real here: the controller writes it to the lock's status before
-    /// anywhere else, and a holder holds the lock while its Permit's uid is listed.
-    /// (Absent only in statuses written before this field existed.)
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grants: Option<Vec<Grant>>,
-    /// The last fencing token issued (0 before the first grant).
-    #[serde(default)]
-    pub fencing_token: i64,
-    /// `Ready` (whether the spec was accepted) and `Available` (a Semaphore has a
-    /// permit free) or `Locked` (a Mutex or RWMutex is held), so that `kubectl wait
-    /// --for=condition=…` works on locks.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
-    /// The `metadata.generation` this status reflects.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
+    /// The grants in force, the queue, the token counter and the conditions.
+    #[serde(flatten)]
+    pub claims: ClaimsStatus,
 }

@@ -21,9 +21,9 @@ pub mod rules;
 pub mod status;
 
 pub use kinds::{
-    CommonLockSpec, CommonLockStatus, Grant, Mutex, MutexPhase, MutexSpec, MutexStatus, RWMutex,
-    RWMutexPhase, RWMutexSpec, RWMutexStatus, Semaphore, SemaphorePhase, SemaphoreSpec,
-    SemaphoreStatus,
+    ClaimsStatus, CommonLockSpec, CommonLockStatus, Grant, Mutex, MutexPhase, MutexSpec,
+    MutexStatus, RWMutex, RWMutexPhase, RWMutexSpec, RWMutexStatus, Semaphore, SemaphorePhase,
+    SemaphoreSpec, SemaphoreStatus, read_spec,
 };
 pub use permit::{
     LockKind, LockRef, Permit, PermitMode, PermitPhase, PermitSpec, PermitStatus, permit_name,

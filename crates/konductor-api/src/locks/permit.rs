@@ -279,6 +279,38 @@ pub struct PermitStatus {
     pub conditions: Vec<Condition>,
 }
 
+impl PermitStatus {
+    /// Whether `self` says something `stored` does not, compared as the API server
+    /// stores them (times at its microsecond precision).
+    pub fn differs_from(&self, stored: Option<&PermitStatus>) -> bool {
+        stored.is_none_or(|stored| {
+            serde_json::to_value(self).ok() != serde_json::to_value(stored).ok()
+        })
+    }
+
+    /// The status as the body of a merge patch that replaces the stored one whole:
+    /// every field it leaves out is `null` (removed), not kept from before. The field
+    /// names come from the type's own schema.
+    pub fn as_replacement(&self) -> serde_json::Value {
+        static FIELDS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+            schemars::schema_for!(PermitStatus)
+                .get("properties")
+                .and_then(serde_json::Value::as_object)
+                .map(|properties| properties.keys().cloned().collect())
+                .unwrap_or_default()
+        });
+        let mut status = serde_json::to_value(self).unwrap_or_default();
+        if let Some(fields) = status.as_object_mut() {
+            for field in FIELDS.iter() {
+                fields
+                    .entry(field.clone())
+                    .or_insert(serde_json::Value::Null);
+            }
+        }
+        status
+    }
+}
+
 /// The deterministic name of `holder`'s Permit on the `kind` lock `lock`: a DNS-1123
 /// label, the same for the same three inputs, so acquiring twice is the same create.
 ///
@@ -290,4 +322,25 @@ pub struct PermitStatus {
 /// ```
 pub fn permit_name(kind: LockKind, lock: &str, holder: &str) -> String {
     crate::barrier::arrival::claim_name(&format!("{}-{lock}", kind.word()), holder)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_replacement_status_removes_every_field_it_leaves_out() {
+        let granted = super::PermitStatus {
+            phase: super::PermitPhase::Granted,
+            fencing_token: Some(3),
+            ..Default::default()
+        };
+        let body = granted.as_replacement();
+        assert_eq!(body["fencingToken"], 3);
+        for removed in ["position", "grantedAt", "expiresAt"] {
+            assert_eq!(
+                body.get(removed),
+                Some(&serde_json::Value::Null),
+                "{removed}"
+            );
+        }
+    }
 }

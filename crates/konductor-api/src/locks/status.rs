@@ -9,9 +9,9 @@ use crate::conditions::condition;
 
 use super::rules::{Decision, PermitDecision, PermitRecord, effective_mode};
 use super::{
-    CONDITION_AVAILABLE, CONDITION_GRANTED, CONDITION_LOCKED, CONDITION_READY, Grant, LockKind,
-    MutexPhase, MutexStatus, PermitMode, PermitPhase, PermitStatus, RWMutexPhase, RWMutexStatus,
-    SemaphorePhase, SemaphoreStatus,
+    CONDITION_AVAILABLE, CONDITION_GRANTED, CONDITION_LOCKED, CONDITION_READY, ClaimsStatus, Grant,
+    LockKind, MutexPhase, MutexStatus, PermitMode, PermitPhase, PermitStatus, RWMutexPhase,
+    RWMutexStatus, SemaphorePhase, SemaphoreStatus,
 };
 
 /// What a lock's status needs to know of the lock besides the decision.
@@ -57,6 +57,56 @@ impl LockStatus {
             LockKind::Unknown => return None,
         };
         Some(typed)
+    }
+
+    /// A `kind` lock's status before the controller first wrote one.
+    pub fn empty(kind: LockKind) -> Self {
+        match kind {
+            LockKind::Semaphore => LockStatus::Semaphore(SemaphoreStatus::default()),
+            LockKind::RWMutex => LockStatus::RWMutex(RWMutexStatus::default()),
+            LockKind::Once => LockStatus::Once(crate::once::OnceStatus::default()),
+            LockKind::Mutex | LockKind::Unknown => LockStatus::Mutex(MutexStatus::default()),
+        }
+    }
+
+    /// What every kind records of its claims.
+    pub fn claims(&self) -> &ClaimsStatus {
+        match self {
+            LockStatus::Semaphore(s) => &s.claims,
+            LockStatus::Mutex(s) => &s.claims,
+            LockStatus::RWMutex(s) => &s.claims,
+            LockStatus::Once(s) => &s.claims,
+        }
+    }
+
+    /// [`LockStatus::claims`], to change.
+    pub fn claims_mut(&mut self) -> &mut ClaimsStatus {
+        match self {
+            LockStatus::Semaphore(s) => &mut s.claims,
+            LockStatus::Mutex(s) => &mut s.claims,
+            LockStatus::RWMutex(s) => &mut s.claims,
+            LockStatus::Once(s) => &mut s.claims,
+        }
+    }
+
+    /// Whether `self` says something `stored` does not, compared as the API server
+    /// stores them (times at its microsecond precision: a status computed from a
+    /// finer clock is no news).
+    pub fn differs_from(&self, stored: Option<&LockStatus>) -> bool {
+        stored.is_none_or(|stored| self.to_value() != stored.to_value())
+    }
+
+    /// Whether `self` differs from `other` only in who waits (the queue's order and
+    /// length): a change that may wait to share the next grant's write.
+    pub fn only_queue_differs(&self, other: &LockStatus) -> bool {
+        let without_queue = |status: &LockStatus| {
+            let mut status = status.clone();
+            let claims = status.claims_mut();
+            claims.waiting.clear();
+            claims.waiting_count = 0;
+            status.to_value()
+        };
+        self.differs_from(Some(other)) && without_queue(self) == without_queue(other)
     }
 
     /// The status as JSON, as the API server stores it.
@@ -128,6 +178,14 @@ pub fn lock_status(
     let in_use = i64::try_from(grants.len()).unwrap_or(i64::MAX);
     let previous = facts.previous;
     let ready = ready_condition(facts, now);
+    let claims = |conditions: Vec<Condition>| ClaimsStatus {
+        waiting: waiting.clone(),
+        waiting_count,
+        grants: Some(grants.clone()),
+        fencing_token: decision.last_token,
+        conditions,
+        observed_generation: facts.generation,
+    };
     let held = |yes: bool| {
         let (reason, message) = if yes {
             ("Held", format!("held by {}", holders.join(", ")))
@@ -165,11 +223,7 @@ pub fn lock_status(
                 in_use: i32::try_from(in_use).unwrap_or(i32::MAX),
                 available: i32::try_from(available).unwrap_or(i32::MAX),
                 holders,
-                waiting,
-                waiting_count,
-                grants: Some(grants),
-                fencing_token: decision.last_token,
-                conditions: vec![
+                claims: claims(vec![
                     ready,
                     condition(
                         previous,
@@ -180,19 +234,13 @@ pub fn lock_status(
                         facts.generation,
                         now,
                     ),
-                ],
-                observed_generation: facts.generation,
+                ]),
             })
         }
         // A Once's status is decided by `crate::once::rules`, which takes the claims'
         // part from here only in the shape every kind shares.
         LockKind::Once => LockStatus::Once(crate::once::OnceStatus {
-            waiting,
-            waiting_count,
-            conditions: vec![ready],
-            grants: Some(grants),
-            fencing_token: decision.last_token,
-            observed_generation: facts.generation,
+            claims: claims(vec![ready]),
             ..Default::default()
         }),
         // (A kind this version does not know is never reconciled; shaped as a Mutex.)
@@ -205,12 +253,7 @@ pub fn lock_status(
             holder: holders.first().cloned(),
             locked_at,
             expires_at,
-            waiting,
-            waiting_count,
-            conditions: vec![ready, held(!grants.is_empty())],
-            grants: Some(grants),
-            fencing_token: decision.last_token,
-            observed_generation: facts.generation,
+            claims: claims(vec![ready, held(!grants.is_empty())]),
         }),
         LockKind::RWMutex => {
             let writer = grants
@@ -232,12 +275,7 @@ pub fn lock_status(
                 read_holders: readers,
                 locked_at,
                 expires_at,
-                waiting,
-                waiting_count,
-                conditions: vec![ready, held(!grants.is_empty())],
-                grants: Some(grants),
-                fencing_token: decision.last_token,
-                observed_generation: facts.generation,
+                claims: claims(vec![ready, held(!grants.is_empty())]),
             })
         }
     }
@@ -349,12 +387,13 @@ mod tests {
         assert_eq!(status.phase, MutexPhase::Locked);
         assert_eq!(status.holder.as_deref(), Some("a"));
         assert_eq!(
-            (status.waiting.clone(), status.waiting_count),
+            (status.claims.waiting.clone(), status.claims.waiting_count),
             (vec!["b".to_owned()], 1)
         );
-        let grants = status.grants.unwrap();
+        let grants = status.claims.grants.unwrap();
         assert_eq!((grants[0].uid.as_str(), grants[0].token), ("uid-a", 1));
         let locked = status
+            .claims
             .conditions
             .iter()
             .find(|c| c.type_ == CONDITION_LOCKED)
@@ -402,8 +441,13 @@ mod tests {
             (status.phase, status.holder.as_deref()),
             (MutexPhase::Locked, Some("a"))
         );
-        assert_eq!(super::super::CommonLockStatus::of(&mutex).fencing_token, 4);
-        let spec = super::super::CommonLockSpec::of(&mutex);
+        assert_eq!(
+            super::super::CommonLockStatus::of(&mutex)
+                .claims
+                .fencing_token,
+            4
+        );
+        let spec = super::super::CommonLockSpec::of(&mutex).unwrap();
         assert_eq!((spec.ttl.as_str(), spec.capacity()), ("30s", 1));
 
         let fresh = object(
@@ -411,7 +455,61 @@ mod tests {
             serde_json::json!({"spec": {"permits": 3}}),
         );
         assert_eq!(LockStatus::of(LockKind::Semaphore, &fresh), None);
-        let spec = super::super::CommonLockSpec::of(&fresh);
+        let spec = super::super::CommonLockSpec::of(&fresh).unwrap();
         assert_eq!((spec.ttl.as_str(), spec.capacity()), ("5m", 3));
+
+        // A spec an API server without the CRD's validation let in: the field is named.
+        let malformed = object(
+            LockKind::Semaphore,
+            serde_json::json!({"spec": {"permits": "three"}}),
+        );
+        let refused = super::super::CommonLockSpec::of(&malformed).unwrap_err();
+        assert!(
+            refused.starts_with("spec.permits: invalid type"),
+            "{refused}"
+        );
+        let malformed = object(
+            LockKind::Once,
+            serde_json::json!({"spec": {"maxAttempts": []}}),
+        );
+        let refused = super::super::read_spec::<crate::once::OnceSpec>(&malformed).unwrap_err();
+        assert!(
+            refused.starts_with("spec.maxAttempts: invalid type"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn a_change_of_the_queue_alone_is_told_from_any_other() {
+        let mut before = LockStatus::empty(LockKind::Mutex);
+        before.claims_mut().waiting = vec!["b".into()];
+        before.claims_mut().waiting_count = 1;
+        let mut queued = before.clone();
+        queued.claims_mut().waiting.push("c".into());
+        queued.claims_mut().waiting_count = 2;
+        assert!(before.only_queue_differs(&queued));
+        assert!(!before.only_queue_differs(&before));
+        // A time finer than the API keeps is no change.
+        let mut finer = before.clone();
+        let at = Timestamp::from_second(1_800_000_000).unwrap();
+        let granted = |at: Timestamp| Grant {
+            holder: "a".into(),
+            permit: "p".into(),
+            uid: "u".into(),
+            token: 1,
+            mode: PermitMode::Exclusive,
+            granted_at: MicroTime(at),
+            expires_at: None,
+        };
+        let mut stored = before.clone();
+        stored.claims_mut().grants = Some(vec![granted(at)]);
+        finer.claims_mut().grants = Some(vec![granted(
+            at + k8s_openapi::jiff::SignedDuration::from_nanos(300),
+        )]);
+        assert!(!finer.differs_from(Some(&stored)));
+        assert!(finer.differs_from(None));
+        let mut granted = queued.clone();
+        granted.claims_mut().fencing_token = 1;
+        assert!(!before.only_queue_differs(&granted));
     }
 }

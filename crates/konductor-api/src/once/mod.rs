@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use crate::locks::Grant;
+use crate::locks::ClaimsStatus;
 
 /// The longest key (a migration hash, an app version, an image digest all fit).
 pub const MAX_KEY_LEN: usize = 253;
@@ -265,9 +265,6 @@ pub struct OnceStatus {
     /// Who executes it now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executor: Option<String>,
-    /// The last fencing token issued (the executor's, while Running).
-    #[serde(default)]
-    pub fencing_token: i64,
     /// When the current (or last) attempt for `key` was granted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<MicroTime>,
@@ -293,22 +290,11 @@ pub struct OnceStatus {
     /// them again is answered from here.
     #[serde(default)]
     pub completed_keys: Vec<CompletedKey>,
-    /// Who waits to execute `key`, in the order they would be granted.
-    #[serde(default)]
-    pub waiting: Vec<String>,
-    /// How many wait (the length of `waiting`).
-    #[serde(default)]
-    pub waiting_count: i32,
-    /// The executor's grant, as a lock's status lists grants (its Permit's uid and
-    /// token): where a grant becomes real.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grants: Option<Vec<Grant>>,
-    /// `Ready` (the spec was accepted) and `Done` (the work succeeded for `key`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
-    /// The `metadata.generation` this status reflects.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
+    /// Who executes (its grant, while Running), who waits to execute `key`, the
+    /// token counter (the executor's token, while Running) and the conditions
+    /// (`Ready`, and `Done`: the work succeeded for `key`).
+    #[serde(flatten)]
+    pub claims: ClaimsStatus,
 }
 
 /// What a claim asking for `key` finds in a Once's status.
@@ -341,7 +327,7 @@ impl OnceStatus {
 
     /// The condition of `type_`, if the controller has written one.
     pub fn condition(&self, type_: &str) -> Option<&Condition> {
-        self.conditions.iter().find(|c| c.type_ == type_)
+        self.claims.conditions.iter().find(|c| c.type_ == type_)
     }
 
     /// The status as it is after `koncli once reset --key KEY`: `key` is forgotten as
@@ -367,7 +353,7 @@ impl OnceStatus {
         self.executor = None;
         self.started_at = None;
         self.completed_at = None;
-        self.grants = Some(Vec::new());
+        self.claims.grants = Some(Vec::new());
     }
 }
 

@@ -108,7 +108,7 @@ fn finish_key(status: &mut OnceStatus, phase: OncePhase, now: Timestamp) {
         key,
         phase,
         completed_at: MicroTime(now),
-        fencing_token: status.fencing_token,
+        fencing_token: status.claims.fencing_token,
     });
     let excess = status
         .completed_keys
@@ -146,10 +146,15 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
         })
         .collect();
     let mut transitions = Vec::new();
-    let grant = status.grants.as_ref().and_then(|g| g.first()).cloned();
-    status.fencing_token = grant
+    let grant = status
+        .claims
+        .grants
         .as_ref()
-        .map_or(status.fencing_token, |g| g.token.max(status.fencing_token));
+        .and_then(|g| g.first())
+        .cloned();
+    status.claims.fencing_token = grant.as_ref().map_or(status.claims.fencing_token, |g| {
+        g.token.max(status.claims.fencing_token)
+    });
 
     // Rule 4: the executor's attempt, if it ended.
     let mut executor = None;
@@ -223,7 +228,7 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
                     message,
                     late: false,
                 });
-                status.grants = Some(Vec::new());
+                status.claims.grants = Some(Vec::new());
                 status.executor = None;
                 if outcome == AttemptOutcome::Succeeded {
                     finish_key(&mut status, OncePhase::Succeeded, now);
@@ -262,7 +267,8 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
                 && (a.late || a.outcome != AttemptOutcome::Lost)
         });
         let forgotten = forgotten_below.is_some_and(|oldest| outcome.fencing_token < oldest);
-        if in_force || recorded || forgotten || outcome.fencing_token > status.fencing_token {
+        if in_force || recorded || forgotten || outcome.fencing_token > status.claims.fencing_token
+        {
             continue;
         }
         status.history.push(Attempt {
@@ -340,24 +346,24 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
     {
         queue.remove(0);
         let claim = &claims[next].permit;
-        status.fencing_token += 1;
+        status.claims.fencing_token += 1;
         status.attempts += 1;
         status.phase = OncePhase::Running;
         status.executor = Some(claim.holder.clone());
         status.started_at = Some(MicroTime(now));
         status.completed_at = None;
-        status.grants = Some(vec![Grant {
+        status.claims.grants = Some(vec![Grant {
             holder: claim.holder.clone(),
             permit: claim.name.clone(),
             uid: claim.uid.clone(),
-            token: status.fencing_token,
+            token: status.claims.fencing_token,
             mode: PermitMode::Exclusive,
             granted_at: MicroTime(now),
             expires_at: decisions[next].expires_at.map(MicroTime),
         }]);
         transitions.push(Transition::Granted {
             holder: claim.holder.clone(),
-            token: status.fencing_token,
+            token: status.claims.fencing_token,
             permit: next,
         });
         executor = Some(next);
@@ -368,13 +374,14 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
     if let Some(i) = executor {
         let decision = &mut decisions[i];
         decision.phase = PermitPhase::Granted;
-        decision.token = Some(status.fencing_token);
+        decision.token = Some(status.claims.fencing_token);
         decision.granted_at = status
+            .claims
             .grants
             .as_ref()
             .and_then(|g| g.first())
             .map(|g| g.granted_at.0);
-        if let Some(grant) = status.grants.as_mut().and_then(|g| g.first_mut()) {
+        if let Some(grant) = status.claims.grants.as_mut().and_then(|g| g.first_mut()) {
             grant.expires_at = decision.expires_at.map(MicroTime);
         }
     }
@@ -400,13 +407,13 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
         })
         .min();
 
-    status.waiting = queue
+    status.claims.waiting = queue
         .iter()
         .map(|&i| claims[i].permit.holder.clone())
         .collect();
-    status.waiting_count = i32::try_from(queue.len()).unwrap_or(i32::MAX);
-    if status.grants.is_none() {
-        status.grants = Some(Vec::new());
+    status.claims.waiting_count = i32::try_from(queue.len()).unwrap_or(i32::MAX);
+    if status.claims.grants.is_none() {
+        status.claims.grants = Some(Vec::new());
     }
     // Claims for other keys wait for the current one: the condition says so, so a
     // waiter (and `kubectl describe`) can see what it waits behind.
@@ -415,7 +422,7 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
         .filter(|c| alive(c) && c.outcome.is_none() && key_of(c) != status.key)
         .filter(|c| !status.completed_keys.iter().any(|k| k.key == key_of(c)))
         .count();
-    let previous = input.status.conditions.clone();
+    let previous = input.status.claims.conditions.clone();
     let facts = LockFacts {
         kind: LockKind::Once,
         permits: 1,
@@ -449,7 +456,7 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
         ),
         OncePhase::Pending | OncePhase::Unknown => ("Pending", "nobody runs it yet".to_owned()),
     };
-    status.conditions = vec![
+    status.claims.conditions = vec![
         ready_condition(&facts, now),
         condition(
             &previous,
@@ -461,14 +468,14 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
             now,
         ),
     ];
-    status.observed_generation = input.generation;
+    status.claims.observed_generation = input.generation;
     let holding = executor.into_iter().collect();
     OnceDecision {
         claims: Decision {
             permits: decisions,
             holding,
             waiting: queue,
-            last_token: status.fencing_token,
+            last_token: status.claims.fencing_token,
             transitions,
             next_look,
         },

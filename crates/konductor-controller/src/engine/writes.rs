@@ -9,6 +9,30 @@ use std::sync::{Arc, Mutex};
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+/// A merge patch of an object's status, conditional on its uid or resourceVersion:
+/// how the controller writes a status it computed as a difference (a lock's grants,
+/// a Permit's status) rather than as a whole object.
+#[derive(serde::Serialize, Debug)]
+pub struct StatusPatch<'a, S> {
+    /// What the write is conditional on.
+    pub metadata: Precondition<'a>,
+    /// The status fields to write (RFC 7386: `null` removes a field).
+    pub status: S,
+}
+
+/// What a write is conditional on: the object's uid (not one created again under its
+/// name), its resourceVersion (not changed since it was read), or both.
+#[derive(serde::Serialize, Debug, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Precondition<'a> {
+    /// The uid the object must have.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<&'a str>,
+    /// The resourceVersion it must be at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<&'a str>,
+}
+
 /// A subject's identity within the cluster: namespace and name.
 pub type SubjectKey = (String, String);
 

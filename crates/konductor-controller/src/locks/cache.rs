@@ -9,13 +9,14 @@ use std::time::Duration;
 use jiff::Timestamp;
 use konductor_api::duration::parse_duration;
 use konductor_api::locks::rules::Renewal;
+use konductor_api::locks::status::LockStatus;
 use konductor_api::locks::{
-    CommonLockSpec, CommonLockStatus, Grant, LockKind, MIN_TTL, Permit, PermitPhase,
+    CommonLockSpec, Grant, LockKind, MIN_TTL, Permit, PermitPhase, read_spec,
 };
+use konductor_api::once::OnceSpec;
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 use kube::runtime::watcher;
-use serde_json::Value;
 
 use crate::engine::claims::{ClaimIndex, Claims, HasUid};
 use crate::engine::writes::{EventVersion, WrittenVersions};
@@ -65,34 +66,45 @@ pub struct LockState {
     pub permits: i64,
     /// `spec.ttl`, or why the spec cannot be used (then nothing is granted).
     pub ttl: Result<Duration, String>,
-    /// The status as stored, typed where every kind agrees.
-    pub common: CommonLockStatus,
-    /// The status as stored, for writing only what differs.
-    pub status: Value,
-    /// The spec as stored, for what only one kind has (a Once's key and attempts).
-    pub spec: Value,
+    /// The status as stored, typed by the lock's kind (`None` before the controller
+    /// first wrote one, or when what is stored is not that kind's status).
+    pub status: Option<LockStatus>,
+    /// A Once's spec (its key and limits); `None` for the other kinds, and for a Once
+    /// whose spec cannot be read (then `ttl` says which field).
+    pub once: Option<OnceSpec>,
 }
 
 impl LockState {
-    /// The state of a lock object of any kind.
-    pub fn of(lock: &DynamicObject) -> Self {
+    /// The state of a `kind` lock object. A spec that cannot be read is refused
+    /// (through `ttl`) naming the field, never read as the defaults.
+    pub fn of(kind: LockKind, lock: &DynamicObject) -> Self {
         let spec = CommonLockSpec::of(lock);
+        let once = (kind == LockKind::Once).then(|| read_spec::<OnceSpec>(lock));
+        let refusal = match (&spec, &once) {
+            (Err(why), _) | (_, Some(Err(why))) => Some(why.clone()),
+            _ => None,
+        };
+        let spec = spec.unwrap_or_default();
         Self {
             uid: lock.uid().unwrap_or_default(),
             version: lock.resource_version(),
             generation: lock.metadata.generation,
             permits: spec.capacity(),
-            ttl: ttl_of(&spec.ttl),
-            common: CommonLockStatus::of(lock),
-            status: lock.data.get("status").cloned().unwrap_or(Value::Null),
-            spec: lock.data.get("spec").cloned().unwrap_or(Value::Null),
+            ttl: refusal.map_or_else(|| ttl_of(&spec.ttl), Err),
+            status: LockStatus::of(kind, lock),
+            once: once.and_then(Result::ok),
         }
+    }
+
+    /// The last fencing token the stored status records (0 before the first grant).
+    pub fn last_token(&self) -> i64 {
+        self.status.as_ref().map_or(0, |s| s.claims().fencing_token)
     }
 
     /// The grants the lock's status lists (`None` for a status written before grants
     /// were listed there).
     pub fn grants(&self) -> Option<&[Grant]> {
-        self.common.grants.as_deref()
+        self.status.as_ref()?.claims().grants.as_deref()
     }
 
     /// What the lock rules' statuses need to know of this `kind` lock.
@@ -101,7 +113,10 @@ impl LockState {
             kind,
             permits: self.permits,
             generation: self.generation,
-            previous: &self.common.conditions,
+            previous: self
+                .status
+                .as_ref()
+                .map_or(&[][..], |s| &s.claims().conditions[..]),
             refusal: self.ttl.as_ref().err().map(String::as_str),
         }
     }
@@ -170,7 +185,7 @@ impl Locks {
     /// Takes the answer to our status write of `key` (read at `based_on`) into the
     /// cache at once, so the next reconcile need not wait for the watch.
     pub fn wrote(&self, key: &LockKey, based_on: Option<String>, answer: &DynamicObject) {
-        let written = LockState::of(answer);
+        let written = LockState::of(key.kind, answer);
         let mut locks = self.write();
         if let Some(version) = written.version.clone() {
             locks.written.wrote(key.clone(), based_on, version);
@@ -182,7 +197,9 @@ impl Locks {
     pub fn refresh(&self, key: &LockKey, lock: &DynamicObject) {
         let mut locks = self.write();
         locks.written.forget(key);
-        locks.by_key.insert(key.clone(), LockState::of(lock));
+        locks
+            .by_key
+            .insert(key.clone(), LockState::of(key.kind, lock));
     }
 
     /// Applies one watch event of a `kind` lock; returns the key it touched (none for
@@ -198,7 +215,7 @@ impl Locks {
                 let key = key_of(kind, lock);
                 locks.relisting.entry(kind).or_default().insert(key.clone());
                 locks.written.forget(&key);
-                locks.by_key.insert(key.clone(), LockState::of(lock));
+                locks.by_key.insert(key.clone(), LockState::of(kind, lock));
                 Some(key)
             }
             watcher::Event::InitDone => {
@@ -216,7 +233,7 @@ impl Locks {
                     .judge(&key, lock.metadata.resource_version.as_deref())
                 {
                     EventVersion::New => {
-                        locks.by_key.insert(key.clone(), LockState::of(lock));
+                        locks.by_key.insert(key.clone(), LockState::of(kind, lock));
                         Some(key)
                     }
                     EventVersion::Echo | EventVersion::Stale => None,
@@ -343,6 +360,47 @@ mod tests {
             namespace: "ns".into(),
             name: "m".into(),
         }
+    }
+
+    fn stored(kind: LockKind, data: serde_json::Value) -> DynamicObject {
+        let mut object = DynamicObject::new("l", &kind.api_resource()).within("ns");
+        object.data = data;
+        object
+    }
+
+    #[test]
+    fn a_stored_spec_that_cannot_be_read_is_refused_naming_the_field_never_defaulted() {
+        let once = stored(
+            LockKind::Once,
+            serde_json::json!({"spec": {"ttl": "30s", "maxAttempts": "three"}}),
+        );
+        let state = LockState::of(LockKind::Once, &once);
+        let refusal = state.ttl.unwrap_err();
+        assert!(
+            refusal.starts_with("spec.maxAttempts: invalid type"),
+            "{refusal}"
+        );
+        assert_eq!(state.once, None);
+        let semaphore = stored(
+            LockKind::Semaphore,
+            serde_json::json!({"spec": {"permits": []}}),
+        );
+        let refusal = LockState::of(LockKind::Semaphore, &semaphore)
+            .ttl
+            .unwrap_err();
+        assert!(
+            refusal.starts_with("spec.permits: invalid type"),
+            "{refusal}"
+        );
+        // A readable one, with the status typed by its kind.
+        let mutex = stored(
+            LockKind::Mutex,
+            serde_json::json!({"spec": {"ttl": "30s"}, "status": {"phase": "Locked", "fencingToken": 7}}),
+        );
+        let state = LockState::of(LockKind::Mutex, &mutex);
+        assert_eq!(state.ttl, Ok(Duration::from_secs(30)));
+        assert_eq!(state.last_token(), 7);
+        assert!(matches!(state.status, Some(LockStatus::Mutex(_))));
     }
 
     #[test]

@@ -15,11 +15,12 @@ use std::sync::{Arc, Mutex};
 use konductor_api::locks::Permit;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::Notify;
 
 use super::cache::PermitIndex;
 use crate::clock::MonotonicClock;
+use crate::engine::writes::{Precondition, StatusPatch};
 
 /// How many permits' statuses are written at once (each permit's in order).
 const WRITERS: usize = 2;
@@ -188,7 +189,13 @@ impl Mirror {
                 Taken::Write(uid, pending) => (uid, pending),
             };
             let api: Api<Permit> = Api::namespaced(client.clone(), &pending.namespace);
-            let patch = json!({ "metadata": { "uid": uid }, "status": pending.status });
+            let patch = StatusPatch {
+                metadata: Precondition {
+                    uid: Some(&uid),
+                    ..Precondition::default()
+                },
+                status: &pending.status,
+            };
             match api
                 .patch_status(
                     &pending.name,
@@ -208,15 +215,4 @@ impl Mirror {
             self.wake.notify_one();
         }
     }
-}
-
-/// `status` with every optional field of a Permit's status present (null when unset),
-/// so a merge patch replaces the whole status.
-pub fn complete(mut status: Value) -> Value {
-    for field in ["position", "grantedAt", "expiresAt", "fencingToken"] {
-        if status.get(field).is_none() {
-            status[field] = Value::Null;
-        }
-    }
-    status
 }

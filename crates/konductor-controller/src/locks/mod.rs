@@ -39,14 +39,13 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use konductor_api::locks::rules::{Decision, LockInput, Transition, evaluate, expiry};
-use konductor_api::locks::status::{lock_status, permit_status, ready_condition};
+use konductor_api::locks::status::{LockStatus, lock_status, permit_status, ready_condition};
 use konductor_api::locks::{LockKind, Permit, PermitPhase};
 use konductor_api::once::rules::ClaimRecord;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
-use serde_json::json;
 
 use self::cache::{IndexedPermit, LockKey, LockState, Locks, PermitIndex, more_than_renewed};
 use self::mirror::Mirror;
@@ -55,6 +54,7 @@ use crate::clock::MonotonicClock;
 use crate::engine::adoption::{self, Adopter, Earlier, Orphan};
 use crate::engine::claims::HasUid;
 use crate::engine::events::{Events, Note};
+use crate::engine::writes::{Precondition, StatusPatch};
 use crate::engine::{Reconciler, Workers, serve};
 use crate::metrics::KindLabels;
 use crate::queue::{Urgency, WorkQueue};
@@ -87,20 +87,30 @@ struct Context {
     queue_changes: QueueChanges,
 }
 
-/// Writes `patch` into the lock's status, conditional on the version it was decided
-/// from, and takes the answer into the cache.
+/// Writes `wanted` as the lock's status — only what differs from the stored one —
+/// conditional on the version it was decided from, and takes the answer into the cache.
 async fn write_lock_status(
     ctx: &Context,
     key: &LockKey,
     lock: &LockState,
-    patch: serde_json::Value,
+    wanted: &LockStatus,
 ) -> Result<()> {
+    let stored = lock
+        .status
+        .as_ref()
+        .map_or(serde_json::Value::Null, LockStatus::to_value);
+    let Some(changes) = status::merge_patch(&stored, &wanted.to_value()) else {
+        return Ok(());
+    };
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), &key.namespace, &key.kind.api_resource());
-    let body = json!({
-        "metadata": { "resourceVersion": lock.version },
-        "status": patch,
-    });
+    let body = StatusPatch {
+        metadata: Precondition {
+            resource_version: lock.version.as_deref(),
+            ..Precondition::default()
+        },
+        status: changes,
+    };
     let answer = api
         .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&body))
         .await?;
@@ -212,9 +222,13 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
     let now = ctx.clock.now();
     let Ok(ttl) = lock.ttl.clone() else {
         // An unusable spec grants nothing; it says why in its Ready condition.
-        let conditions = json!([ready_condition(&lock.facts(key.kind), now)]);
-        if lock.status.get("conditions") != Some(&conditions) {
-            write_lock_status(ctx, key, &lock, json!({ "conditions": conditions })).await?;
+        let mut refused = lock
+            .status
+            .clone()
+            .unwrap_or_else(|| LockStatus::empty(key.kind));
+        refused.claims_mut().conditions = vec![ready_condition(&lock.facts(key.kind), now)];
+        if refused.differs_from(lock.status.as_ref()) {
+            write_lock_status(ctx, key, &lock, &refused).await?;
         }
         return Ok(None);
     };
@@ -235,18 +249,23 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
                     interrupting: indexed.permit.spec.interrupting,
                 })
                 .collect();
-            crate::once::decide(&lock.spec, &lock.status, lock.generation, &claims, ttl, now)
+            let stored = match &lock.status {
+                Some(LockStatus::Once(stored)) => Some(stored),
+                _ => None,
+            };
+            let spec = lock.once.clone().unwrap_or_default();
+            crate::once::decide(&spec, stored, lock.generation, &claims, ttl, now)
         }
         _ => {
             let decision = evaluate(&LockInput {
                 kind: key.kind,
                 permits: lock.permits,
                 ttl,
-                last_token: lock.common.fencing_token,
+                last_token: lock.last_token(),
                 permits_of_lock: &records,
                 now,
             });
-            let wanted = lock_status(&lock.facts(key.kind), &decision, &records, now).to_value();
+            let wanted = lock_status(&lock.facts(key.kind), &decision, &records, now);
             (decision, wanted)
         }
     };
@@ -257,17 +276,18 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
     // The grant: one conditional write of the lock's status. A change of the queue
     // alone waits a moment for company (see QUEUE_COALESCE).
     let mut wait_for_company = None;
-    if let Some(patch) = status::merge_patch(&lock.status, &wanted) {
+    if wanted.differs_from(lock.status.as_ref()) {
         let queue_only = decision.transitions.is_empty()
-            && patch
-                .as_object()
-                .is_some_and(|fields| fields.keys().all(|f| f == "waiting" || f == "waitingCount"));
+            && lock
+                .status
+                .as_ref()
+                .is_some_and(|stored| stored.only_queue_differs(&wanted));
         match queue_only.then(|| ctx.queue_changes.waited(key)) {
             Some(waited) if waited < QUEUE_COALESCE => {
                 wait_for_company = Some(QUEUE_COALESCE - waited);
             }
             _ => {
-                write_lock_status(ctx, key, &lock, patch).await?;
+                write_lock_status(ctx, key, &lock, &wanted).await?;
                 ctx.queue_changes.written(key);
             }
         }
@@ -288,14 +308,9 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
         if still_queued {
             continue;
         }
-        let wanted =
-            serde_json::to_value(permit_status(indexed.permit.status.as_ref(), decided, now))
-                .unwrap_or_default();
-        let stored = stored
-            .and_then(|s| serde_json::to_value(s).ok())
-            .unwrap_or_default();
-        if status::merge_patch(&stored, &wanted).is_some() {
-            ctx.mirror.write(&indexed.permit, mirror::complete(wanted));
+        let wanted = permit_status(stored, decided, now);
+        if wanted.differs_from(stored) {
+            ctx.mirror.write(&indexed.permit, wanted.as_replacement());
         }
     }
     adopt_permits(ctx, key, &lock, &permits).await;

@@ -300,7 +300,7 @@ impl Follow {
             lock.version
                 .zip(self.since)
                 .is_some_and(|(lock, since)| lock > since)
-                && lock.status.waiting.iter().any(|w| w == holder)
+                && lock.status.claims.waiting.iter().any(|w| w == holder)
         });
         let queued_by_permit =
             own.is_some_and(|s| s.phase == PermitPhase::Pending && s.position.is_some());
@@ -320,11 +320,11 @@ fn progress_of(claim: &Claim, seen: &Seen, answered: bool) -> Progress {
     Progress {
         answered,
         position: lock
-            .and_then(|s| s.waiting.iter().position(|h| *h == claim.holder))
+            .and_then(|s| s.claims.waiting.iter().position(|h| *h == claim.holder))
             .map(|p| p + 1),
-        waiting: lock.map_or(0, |s| s.waiting.len()),
+        waiting: lock.map_or(0, |s| s.claims.waiting.len()),
         holders: lock
-            .and_then(|s| s.grants.as_ref())
+            .and_then(|s| s.claims.grants.as_ref())
             .map(|grants| grants.iter().map(|g| g.holder.clone()).collect())
             .unwrap_or_default(),
         reconnecting: seen.reconnecting.clone(),

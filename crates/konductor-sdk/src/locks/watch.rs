@@ -47,14 +47,23 @@ impl LockView {
         Self {
             uid: lock.uid().unwrap_or_default(),
             version: version_number(lock.metadata.resource_version.as_deref()),
-            ttl: parse_duration(&CommonLockSpec::of(lock).ttl).unwrap_or(Duration::from_secs(300)),
+            // (A spec the controller cannot read grants nothing; its ttl is moot.)
+            ttl: CommonLockSpec::of(lock)
+                .ok()
+                .and_then(|spec| parse_duration(&spec.ttl).ok())
+                .unwrap_or(Duration::from_secs(300)),
             status: CommonLockStatus::of(lock),
         }
     }
 
     /// The grant the status lists for the Permit with this uid.
     pub fn grant_of(&self, uid: &str) -> Option<&Grant> {
-        self.status.grants.as_ref()?.iter().find(|g| g.uid == uid)
+        self.status
+            .claims
+            .grants
+            .as_ref()?
+            .iter()
+            .find(|g| g.uid == uid)
     }
 
     /// Why the controller refuses the lock's spec, if it does.

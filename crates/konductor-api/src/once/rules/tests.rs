@@ -74,12 +74,12 @@ fn the_oldest_claim_executes_alone_and_the_others_wait_in_order() {
     let decision = decide(&OnceStatus::default(), &claims, 5);
     assert_eq!(executor(&decision), Some("a"));
     assert_eq!(decision.status.phase, OncePhase::Running);
-    assert_eq!(decision.status.fencing_token, 1);
+    assert_eq!(decision.status.claims.fencing_token, 1);
     assert_eq!(decision.status.attempts, 1);
-    assert_eq!(decision.status.waiting, ["b", "c"]);
+    assert_eq!(decision.status.claims.waiting, ["b", "c"]);
     assert_eq!(decision.claims.permits[1].phase, PermitPhase::Granted);
     assert_eq!(decision.claims.permits[2].position, Some(1));
-    assert_eq!(decision.status.grants.as_ref().unwrap().len(), 1);
+    assert_eq!(decision.status.claims.grants.as_ref().unwrap().len(), 1);
 }
 
 #[test]
@@ -124,7 +124,7 @@ fn a_failure_is_recorded_and_the_next_claim_runs_with_a_higher_token() {
     ];
     let next = decide(&running, &claims, 6);
     assert_eq!(executor(&next), Some("b"));
-    assert_eq!(next.status.fencing_token, 2);
+    assert_eq!(next.status.claims.fencing_token, 2);
     assert_eq!(next.status.attempts, 2);
     let failed = &next.status.history[0];
     assert_eq!(
@@ -145,7 +145,7 @@ fn an_executor_not_renewed_within_the_ttl_is_lost_and_taken_over_not_before() {
     assert_eq!(before.claims.next_look, Some(at(10)));
     let after = decide(&running, &claims, 10);
     assert_eq!(executor(&after), Some("b"));
-    assert_eq!(after.status.fencing_token, 2);
+    assert_eq!(after.status.claims.fencing_token, 2);
     assert_eq!(after.status.history[0].outcome, AttemptOutcome::Lost);
     assert_eq!(after.claims.permits[0].phase, PermitPhase::Expired);
     assert!(
@@ -182,7 +182,7 @@ fn after_max_attempts_the_key_fails_for_good_and_grants_nothing() {
     assert_eq!(failed.status.phase, OncePhase::Failed);
     assert_eq!(failed.status.attempts, 2);
     assert!(failed.claims.holding.is_empty());
-    assert!(failed.status.waiting.is_empty());
+    assert!(failed.status.claims.waiting.is_empty());
     assert!(matches!(
         failed.status.standing_of(""),
         super::super::KeyStanding::Failed(_)
@@ -190,7 +190,7 @@ fn after_max_attempts_the_key_fails_for_good_and_grants_nothing() {
     // A reset allows a new try, with a higher token.
     let retried = decide_with(None, 2, &failed.status.reset(""), &claims, 7);
     assert_eq!(retried.status.executor.as_deref(), Some("c"));
-    assert_eq!(retried.status.fencing_token, 3);
+    assert_eq!(retried.status.claims.fencing_token, 3);
 }
 
 #[test]
@@ -225,7 +225,7 @@ fn keys_move_on_one_at_a_time() {
         ("v1", Some("old"))
     );
     // The v2 claim waits for v1 to finish: no place in v1's queue.
-    assert!(running.status.waiting.is_empty());
+    assert!(running.status.claims.waiting.is_empty());
     claims[0] = reported(claims[0].clone(), Outcome::Succeeded, 1);
     let moved = decide(&running.status, &claims, 4);
     assert_eq!(
@@ -323,7 +323,7 @@ proptest! {
                     claims.push(claim(&format!("h{holder}-{serial}"), now, Some(&format!("k{key}"))));
                 }
                 Step::Report(success) => {
-                    let grant = status.grants.as_ref().and_then(|g| g.first()).cloned();
+                    let grant = status.claims.grants.as_ref().and_then(|g| g.first()).cloned();
                     if let Some(grant) = grant
                         && let Some(c) = claims.iter_mut().find(|c| c.permit.uid == grant.uid)
                     {
@@ -332,19 +332,19 @@ proptest! {
                     }
                 }
                 Step::ReportLate(i, success) => {
-                    let executing = status.grants.as_ref().and_then(|g| g.first()).map(|g| g.uid.clone());
-                    if status.fencing_token > 1
+                    let executing = status.claims.grants.as_ref().and_then(|g| g.first()).map(|g| g.uid.clone());
+                    if status.claims.fencing_token > 1
                         && let Some(c) = claims.get_mut(usize::from(i))
                         && Some(&c.permit.uid) != executing.as_ref()
                         && c.outcome.is_none()
                     {
                         let result = if success { Outcome::Succeeded } else { Outcome::Failed };
-                        *c = reported(c.clone(), result, status.fencing_token - 1);
+                        *c = reported(c.clone(), result, status.claims.fencing_token - 1);
                     }
                 }
                 Step::Tick(seconds, executor_renews) => {
                     now += i64::from(seconds);
-                    let executing = status.grants.as_ref().and_then(|g| g.first()).map(|g| g.uid.clone());
+                    let executing = status.claims.grants.as_ref().and_then(|g| g.first()).map(|g| g.uid.clone());
                     for c in &mut claims {
                         if executor_renews || Some(&c.permit.uid) != executing.as_ref() {
                             c.permit.renewal = Renewal::Seen(at(now));
@@ -360,7 +360,7 @@ proptest! {
             let decision = decide_with(None, max_attempts, &status, &claims, now);
             let next = &decision.status;
             // Never two executors.
-            prop_assert!(next.grants.as_ref().is_none_or(|g| g.len() <= 1));
+            prop_assert!(next.claims.grants.as_ref().is_none_or(|g| g.len() <= 1));
             prop_assert!(decision.claims.holding.len() <= 1);
             // Tokens strictly rise: each grant above every token issued before.
             for transition in &decision.claims.transitions {
@@ -372,7 +372,7 @@ proptest! {
                     prop_assert!(!succeeded.contains(&key), "{key} ran again");
                 }
             }
-            prop_assert!(next.fencing_token >= highest);
+            prop_assert!(next.claims.fencing_token >= highest);
             // Attempts never exceed maxAttempts.
             prop_assert!(next.attempts <= max_attempts);
             if next.phase == OncePhase::Succeeded && !succeeded.contains(&next.key) {
@@ -399,7 +399,7 @@ fn run_key(status: OnceStatus, spec_key: Option<&str>, key: &str, t: i64) -> Onc
     claims[0] = reported(
         claims[0].clone(),
         Outcome::Succeeded,
-        granted.status.fencing_token,
+        granted.status.claims.fencing_token,
     );
     let done = decide_with(spec_key, 3, &granted.status, &claims, t);
     assert_eq!(done.status.phase, OncePhase::Succeeded);
@@ -468,7 +468,7 @@ fn interruptions_do_not_count_toward_max_attempts_until_there_are_too_many() {
         let mut claims = vec![claim(&format!("w{i}"), i, None)];
         let running = decide_with(None, 1, &status, &claims, i);
         assert_eq!(running.status.phase, OncePhase::Running, "attempt {i}");
-        claims[0] = interrupted(claims[0].clone(), running.status.fencing_token);
+        claims[0] = interrupted(claims[0].clone(), running.status.claims.fencing_token);
         status = decide_with(None, 1, &running.status, &claims, i).status;
         assert_eq!(
             (status.phase, status.attempts, status.interruptions),
@@ -482,7 +482,7 @@ fn interruptions_do_not_count_toward_max_attempts_until_there_are_too_many() {
     // The fourth interruption counts: with maxAttempts 1 the key fails for good.
     let mut claims = vec![claim("w4", 4, None)];
     let running = decide_with(None, 1, &status, &claims, 4);
-    claims[0] = interrupted(claims[0].clone(), running.status.fencing_token);
+    claims[0] = interrupted(claims[0].clone(), running.status.claims.fencing_token);
     let status = decide_with(None, 1, &running.status, &claims, 4).status;
     assert_eq!(status.phase, OncePhase::Failed);
     assert!(
