@@ -1,11 +1,12 @@
-//! The command line: the top-level flags and commands, the exit codes, the output
-//! formats and the argument checks every kind shares. Each kind's subcommands and
-//! their arguments are in its own module ([`crate::barrier`], [`crate::locks`]).
+//! The command line: the top-level flags and how a command line is parsed and checked.
+//! The commands themselves — one per kind — are listed in [`crate::Command`]; each
+//! kind's subcommands and their arguments are in its own module.
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
+pub use crate::Command;
 use crate::exit::EXIT_CODES;
 
 /// Coordinate Jobs, Pods, CI steps and scripts: barriers (wait for each other) and
@@ -31,41 +32,6 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Top-level commands.
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Work with barriers.
-    #[command(subcommand)]
-    Barrier(crate::barrier::BarrierCommand),
-    /// Limit how many holders run at once (Semaphore).
-    #[command(subcommand)]
-    Semaphore(crate::locks::SemaphoreCommand),
-    /// Let one holder run at a time (Mutex).
-    #[command(subcommand)]
-    Mutex(crate::locks::MutexCommand),
-    /// Let many readers or one writer run (RWMutex).
-    #[command(subcommand)]
-    Rwmutex(crate::locks::RwmutexCommand),
-    /// Run a piece of work once per key across replicas (Once).
-    #[command(subcommand)]
-    Once(crate::once::OnceCommand),
-    /// Wait for a dynamic set of named members to finish (WaitGroup).
-    #[command(subcommand, visible_alias = "wg")]
-    Waitgroup(crate::waitgroup::WaitGroupCommand),
-    /// Wait until conditions on other resources hold, as a Gate object (Gate).
-    #[command(subcommand)]
-    Gate(crate::gate::GateCommand),
-    /// Wait until conditions on resources hold, with no Gate object: several
-    /// resources, --any for OR, --fail-on to stop at the first failure, objects not
-    /// created yet waited for. Exit 0 when met, 4 when failed, 5 when --timeout passes.
-    Wait(crate::gate::WaitForArgs),
-    /// Print a shell completion script, e.g. `koncli completion bash > /etc/bash_completion.d/koncli`.
-    Completion {
-        /// The shell.
-        shell: clap_complete::Shell,
-    },
 }
 
 fn parse_namespace(text: &str) -> Result<String, String> {

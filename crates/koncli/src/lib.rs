@@ -2,7 +2,7 @@
 //! `konductor-sdk`.
 //!
 //! # Layout
-//! - [`cli`]: the top-level command line (global flags, one command per kind).
+//! - [`cli`]: the top-level command line (global flags, parsing and checks).
 //! - [`args`]: what every kind's arguments share (output formats, checks of names,
 //!   holders, messages, durations).
 //! - [`exit`]: the exit codes (and their table for `--help`), and the name koncli goes
@@ -17,8 +17,8 @@
 //! - [`waitgroup`]: the `waitgroup` subcommands.
 //! - [`gate`]: the `gate` subcommands and `wait`.
 //! - [`signals`]: SIGINT/SIGTERM while waiting (the claim is withdrawn).
-//! - this file: [`run()`], which dispatches a command line to its kind and maps errors
-//!   to exit codes.
+//! - this file: **the list of commands** ([`Command`], one per kind) and [`run()`],
+//!   which dispatches a command line to its kind and maps errors to exit codes.
 
 pub mod args;
 pub mod barrier;
@@ -37,11 +37,48 @@ pub mod waitgroup;
 use std::io::Write;
 
 use clap::CommandFactory;
-use cli::{Cli, Command};
+use clap::Subcommand;
+use cli::Cli;
 use konductor_api::locks::LockKind;
 use konductor_sdk::{ConnectOptions, Error, connect};
 
 pub use exit::*;
+
+/// **The list of commands**, one per kind (and the few that are no kind's): what
+/// `koncli` does, dispatched by [`run()`].
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Work with barriers.
+    #[command(subcommand)]
+    Barrier(crate::barrier::BarrierCommand),
+    /// Limit how many holders run at once (Semaphore).
+    #[command(subcommand)]
+    Semaphore(crate::locks::SemaphoreCommand),
+    /// Let one holder run at a time (Mutex).
+    #[command(subcommand)]
+    Mutex(crate::locks::MutexCommand),
+    /// Let many readers or one writer run (RWMutex).
+    #[command(subcommand)]
+    Rwmutex(crate::locks::RwmutexCommand),
+    /// Run a piece of work once per key across replicas (Once).
+    #[command(subcommand)]
+    Once(crate::once::OnceCommand),
+    /// Wait for a dynamic set of named members to finish (WaitGroup).
+    #[command(subcommand, visible_alias = "wg")]
+    Waitgroup(crate::waitgroup::WaitGroupCommand),
+    /// Wait until conditions on other resources hold, as a Gate object (Gate).
+    #[command(subcommand)]
+    Gate(crate::gate::GateCommand),
+    /// Wait until conditions on resources hold, with no Gate object: several
+    /// resources, --any for OR, --fail-on to stop at the first failure, objects not
+    /// created yet waited for. Exit 0 when met, 4 when failed, 5 when --timeout passes.
+    Wait(crate::gate::WaitForArgs),
+    /// Print a shell completion script, e.g. `koncli completion bash > /etc/bash_completion.d/koncli`.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
 
 /// Runs a parsed command line and returns the process exit code (one of the `EXIT_`
 /// constants).

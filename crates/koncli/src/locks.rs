@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use konductor_api::locks::status::LockStatus;
-use konductor_api::locks::{CONDITION_READY, CommonLockSpec, LockKind, PermitMode};
+use konductor_api::locks::{
+    CONDITION_READY, CommonLockSpec, CommonLockStatus, LockKind, PermitMode,
+};
 use konductor_sdk::locks::{Claim, Locks, NO_ANSWER, Progress, Wait};
 use konductor_sdk::{Connection, Error};
 use kube::ResourceExt;
@@ -377,19 +379,14 @@ pub async fn command(kind: LockKind, verb: Verb, connection: &Connection) -> Out
     }
 }
 
-/// The claim a command makes.
+/// The claim a command makes: an RWMutex's reader shares it; every other holder holds
+/// its lock alone.
 pub fn claim(kind: LockKind, mode: PermitMode, name: &str, holder: &str, priority: i32) -> Claim {
-    let claim = match (kind, mode) {
-        (LockKind::Semaphore, _) => Claim::semaphore(name, holder),
-        // (koncli's commands name only the kinds it knows.)
-        (LockKind::Mutex | LockKind::Unknown, _) => Claim::mutex(name, holder),
-        (LockKind::RWMutex, PermitMode::Shared) => Claim::read(name, holder),
-        (LockKind::RWMutex, PermitMode::Exclusive | PermitMode::Unknown) => {
-            Claim::write(name, holder)
-        }
-        (LockKind::Once, _) => Claim::once(name, holder, None),
+    let mode = match (kind, mode) {
+        (LockKind::RWMutex, PermitMode::Shared) => PermitMode::Shared,
+        _ => PermitMode::Exclusive,
     };
-    claim.with_priority(priority)
+    Claim::new(kind, name, holder, mode).with_priority(priority)
 }
 
 /// The exit code for a lock that was not granted, or the error to print.
@@ -645,14 +642,6 @@ impl View {
                     none(&s.holders)
                 ),
             ),
-            LockStatus::Mutex(s) => (
-                format!("{:?}", s.phase),
-                none(&s.holder.iter().cloned().collect::<Vec<_>>()),
-            ),
-            LockStatus::Once(s) => (
-                s.phase.to_string(),
-                none(&s.executor.iter().cloned().collect::<Vec<_>>()),
-            ),
             LockStatus::RWMutex(s) => {
                 let line = match &s.write_holder {
                     Some(writer) => format!("{writer} (writing)"),
@@ -660,6 +649,18 @@ impl View {
                     None => format!("{} (reading)", s.read_holders.join(", ")),
                 };
                 (format!("{:?}", s.phase), line)
+            }
+            // One holder at a time: the phase as stored, and whom its grant is to.
+            other => {
+                let holders: Vec<String> = other
+                    .claims()
+                    .grants
+                    .iter()
+                    .flatten()
+                    .map(|g| g.holder.clone())
+                    .collect();
+                let phase = CommonLockStatus::of(lock).phase;
+                (phase.unwrap_or_else(|| "-".to_owned()), none(&holders))
             }
         };
         let claims = status.claims();

@@ -60,7 +60,7 @@ fn spec_line(barrier: &Barrier) -> String {
 
 /// Time left until the deadline, if the barrier has one and it is in the future.
 pub fn time_left(barrier: &Barrier, now: Timestamp) -> Option<Duration> {
-    let deadline = barrier.status.as_ref()?.deadline.as_ref()?.0;
+    let deadline = barrier.status.as_ref()?.lifecycle.deadline.as_ref()?.0;
     Duration::try_from(deadline.duration_since(now)).ok()
 }
 
@@ -208,9 +208,10 @@ pub fn summary(barrier: &Barrier, now: Timestamp) -> String {
         );
         return out;
     };
-    if let (Some(observed), Some(generation)) =
-        (status.observed_generation, barrier.metadata.generation)
-        && observed < generation
+    if let (Some(observed), Some(generation)) = (
+        status.lifecycle.observed_generation,
+        barrier.metadata.generation,
+    ) && observed < generation
     {
         let _ = writeln!(
             out,
@@ -247,7 +248,7 @@ pub fn summary(barrier: &Barrier, now: Timestamp) -> String {
     let _ = writeln!(out, "Arrivals:    {arrivals}");
     if let Some(opened) = &status.opened_at {
         let _ = writeln!(out, "Opened at:   {}", opened.0);
-    } else if let Some(deadline) = &status.deadline {
+    } else if let Some(deadline) = &status.lifecycle.deadline {
         let left = match time_left(barrier, now) {
             Some(left) => format!("{} left", short_duration(left)),
             None => "passed".to_owned(),
@@ -256,9 +257,9 @@ pub fn summary(barrier: &Barrier, now: Timestamp) -> String {
     } else {
         let _ = writeln!(out, "Deadline:    none (no timeout)");
     }
-    if !status.conditions.is_empty() {
+    if !status.lifecycle.conditions.is_empty() {
         let _ = writeln!(out, "Conditions:");
-        for c in &status.conditions {
+        for c in &status.lifecycle.conditions {
             let _ = writeln!(
                 out,
                 "  {:<6} {:<6} {:<13} {}",

@@ -1,17 +1,11 @@
 //! The CustomResourceDefinitions, generated from the Rust types: the one source of truth
-//! for a real API server (`config/crd/`) and for the embedded one.
+//! for a real API server (`config/crd/`) and for the embedded one. Each kind's module
+//! registers its resources as [`KindEntry`]s (its `kinds()`); [`crate::kinds`] lists
+//! them all.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps,
 };
-use kube::CustomResourceExt;
-
-use crate::barrier::MAX_BARRIER_NAME_LEN;
-use crate::gate::{Gate, MAX_GATE_NAME_LEN};
-use crate::locks::{MAX_LOCK_NAME_LEN, Mutex, Permit, RWMutex, Semaphore};
-use crate::once::Once;
-use crate::waitgroup::{MAX_WAITGROUP_NAME_LEN, WaitGroup, WaitGroupMember};
-use crate::{Arrival, Barrier};
 
 /// What one party does with objects of a kind, as RBAC verbs: on the objects, and on
 /// their status subresource.
@@ -36,145 +30,51 @@ pub struct KindEntry {
     /// Whether the controllers reconcile objects of this kind (a subject: a barrier, a
     /// lock), rather than read them as a subject's claims.
     pub reconciled: bool,
+    /// Kinds beyond Konductor's own that both the controllers and the workloads read
+    /// for this one (a Gate: the kinds its presets name), as (API group, resource).
+    pub also_reads: Vec<(&'static str, &'static str)>,
 }
 
+/// Read-only verbs.
+pub(crate) const READ: &[&str] = &["get", "list", "watch"];
+
+/// No access.
+pub(crate) const NONE: Access = Access {
+    verbs: &[],
+    status_verbs: &[],
+};
+
 impl KindEntry {
+    /// An entry for `crd` (its descriptions tidied for `kubectl explain`, and
+    /// `metadata.name` limited to `max_name_len` if given): read-only to both parties,
+    /// reconciled, reading nothing else, until the kind says otherwise.
+    pub(crate) fn of(crd: CustomResourceDefinition, max_name_len: Option<usize>) -> Self {
+        let crd = match max_name_len {
+            Some(max) => limit_name_length(crd, max),
+            None => crd,
+        };
+        let read = Access {
+            verbs: READ,
+            ..NONE
+        };
+        Self {
+            crd: tidy(crd),
+            controller: read,
+            workload: read,
+            reconciled: true,
+            also_reads: Vec::new(),
+        }
+    }
+
     /// The kind as metrics and logs name it: its singular (`barrier`, `rwmutex`).
     pub fn word(&self) -> &str {
         self.crd.spec.names.singular.as_deref().unwrap_or_default()
     }
 }
 
-/// **The list of Konductor's kinds**, the one place a kind is registered: the CRDs
-/// (`config/crd/` and its kustomization), the embedded server's resources and storage
-/// buckets, both RBAC roles (`config/rbac/`) and the API reference all follow it.
-/// Which accesses are right is checked against what koncli and the controllers really
-/// ask of a server (`crates/koncli/tests/rbac.rs`).
-pub fn kinds() -> Vec<KindEntry> {
-    const READ: &[&str] = &["get", "list", "watch"];
-    let none = Access {
-        verbs: &[],
-        status_verbs: &[],
-    };
-    let lock = |crd| KindEntry {
-        crd: tidy(limit_name_length(crd, MAX_LOCK_NAME_LEN)),
-        controller: Access {
-            verbs: READ,
-            status_verbs: &["patch"],
-        },
-        workload: Access {
-            verbs: READ,
-            ..none
-        },
-        reconciled: true,
-    };
-    vec![
-        KindEntry {
-            crd: tidy(limit_name_length(Barrier::crd(), MAX_BARRIER_NAME_LEN)),
-            // delete: `spec.ttlAfterFinished`.
-            controller: Access {
-                verbs: &["get", "list", "watch", "delete"],
-                status_verbs: &["update", "patch"],
-            },
-            workload: Access {
-                verbs: READ,
-                ..none
-            },
-            reconciled: true,
-        },
-        KindEntry {
-            crd: tidy(Arrival::crd()),
-            // patch: adopting an Arrival made without its owner.
-            controller: Access {
-                verbs: &["get", "list", "watch", "patch"],
-                ..none
-            },
-            // delete: a holder that reported failure arrives after all.
-            workload: Access {
-                verbs: &["create", "get", "delete"],
-                ..none
-            },
-            reconciled: false,
-        },
-        lock(Semaphore::crd()),
-        lock(Mutex::crd()),
-        lock(RWMutex::crd()),
-        KindEntry {
-            crd: tidy(limit_name_length(Once::crd(), MAX_LOCK_NAME_LEN)),
-            controller: Access {
-                verbs: READ,
-                status_verbs: &["patch"],
-            },
-            // create: `koncli once run` creates the Once it is asked to run; status
-            // update: `koncli once reset` (conditional on the version it read).
-            workload: Access {
-                verbs: &["create", "get", "list", "watch"],
-                status_verbs: &["update"],
-            },
-            reconciled: true,
-        },
-        KindEntry {
-            crd: tidy(limit_name_length(WaitGroup::crd(), MAX_WAITGROUP_NAME_LEN)),
-            // delete: `spec.ttlAfterFinished`.
-            controller: Access {
-                verbs: &["get", "list", "watch", "delete"],
-                status_verbs: &["update"],
-            },
-            // create: `waitgroup add` and `run` create the group they are asked to
-            // use; patch: `waitgroup seal`.
-            workload: Access {
-                verbs: &["create", "get", "list", "watch", "patch"],
-                ..none
-            },
-            reconciled: true,
-        },
-        KindEntry {
-            crd: tidy(WaitGroupMember::crd()),
-            // patch: adoption; status update: expiring a held member.
-            controller: Access {
-                verbs: &["get", "list", "watch", "patch"],
-                status_verbs: &["update"],
-            },
-            // create: add; patch: done and renewal; get: done of a member added elsewhere.
-            workload: Access {
-                verbs: &["create", "get", "patch"],
-                ..none
-            },
-            reconciled: false,
-        },
-        KindEntry {
-            crd: tidy(limit_name_length(Gate::crd(), MAX_GATE_NAME_LEN)),
-            controller: Access {
-                verbs: READ,
-                status_verbs: &["update"],
-            },
-            // create: `gate create`; patch: `gate open|close|auto` (the override).
-            workload: Access {
-                verbs: &["create", "get", "list", "watch", "patch"],
-                ..none
-            },
-            reconciled: true,
-        },
-        KindEntry {
-            crd: tidy(Permit::crd()),
-            // patch: adoption; delete: a claim expired for 10 minutes.
-            controller: Access {
-                verbs: &["get", "list", "watch", "patch", "delete"],
-                status_verbs: &["patch"],
-            },
-            // patch: renewal; delete: release.
-            workload: Access {
-                verbs: &["create", "get", "list", "watch", "patch", "delete"],
-                ..none
-            },
-            reconciled: false,
-        },
-    ]
-}
-
-/// Every CRD, in the order of [`kinds`].
+/// Every CRD, in the order of [`crate::kinds`].
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    kinds().into_iter().map(|kind| kind.crd).collect()
+    crate::kinds().into_iter().map(|kind| kind.crd).collect()
 }
 
 /// Restricts `metadata.name` to `max` characters in the CRD's schema (names of

@@ -2,12 +2,48 @@
 //! `waitgroup::rules`, `gate::rules`) are one pure function from what was observed to
 //! an [`Evaluation`]; the controller only carries it out — the same way for every
 //! kind: write the status if it changed, record an Event for the [`PhaseChange`], look
-//! again after `requeue_after`, delete the subject when `delete_after` is zero.
+//! again after `requeue_after`, delete the subject when `delete_after` is zero. Every
+//! such status ends the same way: [`Lifecycle`].
 
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// How every subject kind's status ends — its deadline, when it finished, its
+/// conditions and the generation they reflect — flattened into the Barrier's, the
+/// WaitGroup's and the Gate's status (the fields stay at the top of `status`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Lifecycle {
+    /// When it times out: its creation time plus `spec.timeout`. Microsecond precision
+    /// (as precise as the API server's `creationTimestamp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<MicroTime>,
+
+    /// When it last finished (unset while it waits; a Gate's only once it failed or
+    /// timed out): `spec.ttlAfterFinished`, where the kind has one, counts from here.
+    /// Microsecond precision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<MicroTime>,
+
+    /// `Ready` (spec accepted) and the kind's own — `Open` (a Barrier, a Gate) or
+    /// `Done` (a WaitGroup) — in the metav1.Condition shape.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// The `metadata.generation` of the spec this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+impl Lifecycle {
+    /// The condition of the given type, if present.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+}
 
 /// A change of phase worth an Event (a barrier opened, a group failed…).
 pub trait PhaseChange: Copy + Send + Sync + 'static {

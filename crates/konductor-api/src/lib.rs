@@ -18,8 +18,8 @@
 //!   columns.
 //! - [`names`]: Kubernetes' name rules (DNS-1123 labels and subdomains).
 //! - [`mod@reference`]: `kind/name` references to objects, as users write them.
-//! - [`crd`]: **the list of kinds** ([`crd::kinds`]) and their CRDs; [`rbac`] the roles
-//!   generated from it.
+//! - [`kinds`]: **the list of kinds**, each registered by its module; [`crd`] their
+//!   CRDs, [`rbac`] the roles generated from them.
 
 pub mod barrier;
 pub mod conditions;
@@ -40,6 +40,22 @@ pub use barrier::{
     BARRIER_LABEL, Barrier, BarrierPhase, BarrierSpec, BarrierStatus, CONDITION_OPEN,
     CONDITION_READY, ReportedFailure,
 };
+
+/// **The list of Konductor's kinds**, each registered by its own module: the CRDs
+/// (`config/crd/` and its kustomization), the embedded server's resources and storage
+/// buckets, both RBAC roles (`config/rbac/`), the controllers' metrics and the API
+/// reference all follow it. Which accesses are right is checked against what koncli
+/// and the controllers really ask of a server (`crates/koncli/tests/rbac.rs`).
+pub fn kinds() -> Vec<crd::KindEntry> {
+    [
+        barrier::kinds(),
+        locks::kinds(),
+        once::kinds(),
+        waitgroup::kinds(),
+        gate::kinds(),
+    ]
+    .concat()
+}
 
 /// How many interruptions of one WaitGroup member or one Once key do not count as
 /// failures, unless the spec says otherwise: a task stopped by its deadline every time

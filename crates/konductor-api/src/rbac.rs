@@ -1,10 +1,11 @@
 //! The RBAC roles in `config/rbac/`, generated from the list of kinds
-//! ([`crate::crd::kinds`]): the operator's (`operator.yaml`: its ServiceAccount,
+//! ([`crate::kinds`]): the operator's (`operator.yaml`: its ServiceAccount,
 //! ClusterRole and bindings, and the Role for its leader-election Lease) and the
 //! workloads' (`koncli-role.yaml`). A test keeps the committed files equal to these;
 //! `KONDUCTOR_WRITE_REFERENCE=1 cargo test -p konductor-api rbac` rewrites them.
 
-use crate::crd::{Access, kinds};
+use crate::crd::Access;
+use crate::kinds;
 
 /// One ClusterRole rule per kind (and per status subresource) with any verbs.
 fn rules(access: impl Fn(&crate::crd::KindEntry) -> Access) -> String {
@@ -80,24 +81,21 @@ metadata:\n  name: konductor-operator-leader-election\n\
 roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: konductor-operator-leader-election\n\
 subjects:\n- kind: ServiceAccount\n  name: konductor-operator\n",
         rules(|kind| kind.controller),
-        gate_read_rules(
+        other_read_rules(
             "# Gates: read the kinds Gate presets name. To let Gates name another kind, add a\n\
 # rule like these and name the kind in the operator's --gate-kinds.\n"
         )
     )
 }
 
-/// Read access to the kinds Gates may name besides Konductor's own (Jobs,
-/// Deployments: the presets' kinds), after `comment`.
-fn gate_read_rules(comment: &str) -> String {
+/// Read access to the kinds beyond Konductor's own that its kinds read (a Gate: Jobs,
+/// Deployments — the presets' kinds), after `comment`.
+fn other_read_rules(comment: &str) -> String {
     let mut out = comment.to_owned();
-    for kind in crate::gate::presets::PRESET_KINDS {
-        if kind.group != crate::GROUP {
-            out.push_str(&format!(
-                "- apiGroups: [\"{}\"]\n  resources: [\"{}\"]\n  verbs: [\"get\", \"list\", \"watch\"]\n",
-                kind.group, kind.resource
-            ));
-        }
+    for (group, resource) in kinds().into_iter().flat_map(|kind| kind.also_reads) {
+        out.push_str(&format!(
+            "- apiGroups: [\"{group}\"]\n  resources: [\"{resource}\"]\n  verbs: [\"get\", \"list\", \"watch\"]\n"
+        ));
     }
     out
 }
@@ -120,7 +118,7 @@ metadata:\n  name: konductor-koncli\n\
 rules:\n\
 {}{}",
         rules(|kind| kind.workload),
-        gate_read_rules(
+        other_read_rules(
             "# `koncli wait --for job/NAME` (or deployment/NAME) reads what it waits for; add a\n\
 # rule like these for any other kind it should wait on.\n"
         )

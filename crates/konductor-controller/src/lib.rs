@@ -14,7 +14,8 @@
 //!   reconcile, via `konductor_api::waitgroup::rules`.
 //! - [`gate`]: the Gate kind — a watch per kind its conditions name, and its
 //!   reconcile, via `konductor_api::gate::rules`.
-//! - [`kinds`]: every kind's controller joined ([`kinds::run`], [`kinds::Background`]).
+//! - this file: **the list of kinds** ([`run`] joins every kind's controller, with the
+//!   [`Settings`] they take); [`kinds::Background`] runs them in this process.
 //! - [`clock`]: wall-clock readings that never step (lock expiry).
 //! - [`queue`]: the reconcile queue (deduplicating, immediate, timed requeues).
 //! - [`metrics`]: Prometheus metrics.
@@ -22,7 +23,7 @@
 //! - [`operator`]: leader election + controllers + probe endpoints, for
 //!   `konductor operator`.
 //!
-//! `konductor server` runs [`kinds::run`] in-process against itself, through the
+//! `konductor server` runs [`run`] in-process against itself, through the
 //! same kube client code as in a cluster.
 
 pub mod barrier;
@@ -37,6 +38,63 @@ pub mod once;
 pub mod operator;
 pub mod queue;
 pub mod waitgroup;
+
+use std::sync::Arc;
+
+use kube::Client;
+use kube::runtime::events::Reporter;
+
+use crate::metrics::Metrics;
+
+/// What the controllers are told beyond their client.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// The kinds Gates may name (the presets' kinds unless more are given).
+    pub gate_kinds: gate::watches::GateKinds,
+}
+
+/// **The list of kinds the controllers serve**: runs every kind's controller for all
+/// namespaces until `shutdown` resolves — the barriers' ([`barrier`]), the locks' and
+/// Onces' ([`locks`]), the wait groups' ([`waitgroup`]) and the gates' ([`gate`]). A new
+/// kind is one more line here.
+pub async fn run(
+    client: Client,
+    reporter: Reporter,
+    metrics: Arc<Metrics>,
+    settings: Settings,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> Result<()> {
+    let shutdown = futures::FutureExt::shared(shutdown);
+    // Each kind's Events name their own controller (`kubectl describe` shows "From").
+    let reporting = |controller: &str| Reporter {
+        controller: controller.to_owned(),
+        instance: reporter.instance.clone(),
+    };
+    let lock_family = [locks::lock_kinds(), vec![once::family()]].concat();
+    let locks = locks::run(
+        client.clone(),
+        reporter.clone(),
+        metrics.clone(),
+        lock_family,
+        shutdown.clone(),
+    );
+    let wait_groups = waitgroup::run(
+        client.clone(),
+        reporting(waitgroup::CONTROLLER_NAME),
+        metrics.clone(),
+        shutdown.clone(),
+    );
+    let gates = gate::run(
+        client.clone(),
+        reporting(gate::CONTROLLER_NAME),
+        metrics.clone(),
+        settings.gate_kinds,
+        shutdown.clone(),
+    );
+    let barriers = barrier::run(client, reporter, metrics, shutdown);
+    let (barriers, (), wait_groups, gates) = futures::join!(barriers, locks, wait_groups, gates);
+    barriers.and(wait_groups).and(gates)
+}
 
 /// What can go wrong in the controller and operator.
 #[derive(Debug, thiserror::Error)]

@@ -116,59 +116,27 @@ impl Default for Metrics {
             phases: Family::default(),
             barriers: Mutex::new(None),
         };
-        registry.register(
-            "reconciles",
-            "Reconciles run, by kind",
-            metrics.reconciles.clone(),
-        );
-        registry.register(
-            "reconcile_errors",
-            "Failed reconciles, by kind and error",
-            metrics.errors.clone(),
-        );
-        registry.register(
-            "reconcile_duration_seconds",
-            "Time spent in one reconcile, by kind",
-            metrics.durations.clone(),
-        );
-        registry.register(
-            "status_writes",
-            "Status updates written, by kind",
-            metrics.status_writes.clone(),
-        );
-        registry.register(
-            "events_dropped",
-            "Normal Events not recorded (over the per-object budget), by kind",
-            metrics.events_dropped.clone(),
-        );
-        registry.register(
-            "barrier_time_to_open_seconds",
-            "Time from a barrier's creation to its opening",
-            metrics.time_to_open.clone(),
-        );
-        registry.register("barriers", "Barriers by phase", metrics.phases.clone());
-        registry.register(
-            "lock_grants",
-            "Lock grants made",
-            metrics.lock_grants.clone(),
-        );
-        registry.register(
-            "lock_expiries",
-            "Lock grants that expired unrenewed",
-            metrics.lock_expiries.clone(),
-        );
-        registry.register(
-            "gate_watches",
-            "Watches of a kind in a namespace that waiting Gates name",
-            metrics.gate_watches.clone(),
-        );
-        registry.register(
-            "leader",
-            "1 while this replica holds the lease",
-            metrics.leader.clone(),
-        );
+        // Every metric: its name (after `konductor_`), its help text, the metric.
+        macro_rules! register {
+            ($($name:literal, $help:literal, $metric:expr;)*) => {
+                $(registry.register($name, $help, $metric.clone());)*
+            };
+        }
+        register! {
+            "reconciles", "Reconciles run, by kind", metrics.reconciles;
+            "reconcile_errors", "Failed reconciles, by kind and error", metrics.errors;
+            "reconcile_duration_seconds", "Time spent in one reconcile, by kind", metrics.durations;
+            "status_writes", "Status updates written, by kind", metrics.status_writes;
+            "events_dropped", "Normal Events not recorded (over the per-object budget), by kind", metrics.events_dropped;
+            "barrier_time_to_open_seconds", "Time from a barrier's creation to its opening", metrics.time_to_open;
+            "barriers", "Barriers by phase", metrics.phases;
+            "lock_grants", "Lock grants made", metrics.lock_grants;
+            "lock_expiries", "Lock grants that expired unrenewed", metrics.lock_expiries;
+            "gate_watches", "Watches of a kind in a namespace that waiting Gates name", metrics.gate_watches;
+            "leader", "1 while this replica holds the lease", metrics.leader;
+        }
         // Every kind's series exist from the start (at 0), on a standby replica too.
-        for kind in konductor_api::crd::kinds().iter().filter(|k| k.reconciled) {
+        for kind in konductor_api::kinds().iter().filter(|k| k.reconciled) {
             let labels = KindLabels::of(kind.word());
             let _ = metrics.reconciles.get_or_create(&labels);
             let _ = metrics.status_writes.get_or_create(&labels);

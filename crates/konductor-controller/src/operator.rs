@@ -27,7 +27,7 @@ pub struct OperatorConfig {
     /// Where `/healthz`, `/readyz` and `/metrics` are served.
     pub probe_address: SocketAddr,
     /// What the controllers are told (the kinds Gates may name).
-    pub settings: crate::kinds::Settings,
+    pub settings: crate::Settings,
 }
 
 /// Shared state of the probe server.
@@ -120,8 +120,7 @@ pub async fn run(
                     let stop = async move {
                         let _ = stopped.await;
                     };
-                    if let Err(error) =
-                        crate::kinds::run(client, reporter, metrics, settings, stop).await
+                    if let Err(error) = crate::run(client, reporter, metrics, settings, stop).await
                     {
                         tracing::error!(%error, "controller stopped");
                     }

@@ -10,6 +10,7 @@
 //! with a write conditional on the version read — so a renewal or a done that raced
 //! with the expiry wins, and the expiry is looked at again.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,18 +23,18 @@ use konductor_api::waitgroup::{
     WaitGroupStatus,
 };
 use kube::api::{Api, PostParams};
-use kube::runtime::events::{EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::events::{EventType, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 
 use crate::engine::adoption::{self, Adopter, Earlier, Orphan};
 use crate::engine::claims::{ClaimIndex, Claims, HasUid};
 use crate::engine::events::{Events, Note};
-use crate::engine::subject::{Judged, Judgement, SubjectKind, Subjects};
-use crate::engine::writes::{OwnWrites, SubjectKey, subject_key};
-use crate::engine::{Workers, feed_claims, feed_subjects, serve};
+use crate::engine::feed_claims;
+use crate::engine::subject::{self, Judged, Judgement, Running, Start, SubjectKind};
+use crate::engine::writes::{SubjectKey, subject_key};
 use crate::metrics::Metrics;
-use crate::queue::{Urgency, WorkQueue};
+use crate::queue::Urgency;
 use crate::{Error, Result};
 
 /// How metrics and logs name the kind.
@@ -334,64 +335,41 @@ impl SubjectKind for WaitGroupKind {
     }
 }
 
+/// The WaitGroup kind and its members' feed: a failure may fail the group at once
+/// (urgent); the rest is progress, coalesced per group.
+fn build(start: &Start<WaitGroup>) -> (WaitGroupKind, impl Future<Output = ()> + use<>) {
+    let index = MemberIndex::new();
+    let kind = WaitGroupKind {
+        client: start.client.clone(),
+        events: start.events.clone(),
+        members: index.clone(),
+    };
+    let members: Api<WaitGroupMember> = Api::all(start.client.clone());
+    let feed = feed_claims(members, index, start.queue.clone(), |member| {
+        let failed = member.spec.outcome.as_ref().map(|o| o.result) == Some(Outcome::Failed);
+        let urgency = if failed {
+            Urgency::Urgent
+        } else {
+            Urgency::Normal
+        };
+        let key = ObjectRef::new(&member.spec.wait_group).within(&member.namespace()?);
+        Some((key, urgency))
+    });
+    (kind, feed)
+}
+
 /// Runs the WaitGroup controller for all namespaces until `shutdown` resolves (one of
-/// the kinds [`crate::kinds::run`] joins).
+/// the kinds [`crate::run`] joins).
 pub async fn run(
     client: Client,
     reporter: Reporter,
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
-    let groups: Api<WaitGroup> = Api::all(client.clone());
-    let members: Api<WaitGroupMember> = Api::all(client.clone());
-    let own_writes = Arc::new(OwnWrites::default());
-    let (group_cache, group_writer) = reflector::store();
-    let index = MemberIndex::new();
-    let events = Events::new(Recorder::new(client.clone(), reporter), metrics.clone());
-    let kind = WaitGroupKind {
-        client: client.clone(),
-        events: events.clone(),
-        members: index.clone(),
+    let running = Running {
+        workers: WORKERS,
+        progress_workers: Some(PROGRESS_WORKERS),
     };
-    let context = Arc::new(Subjects::new(
-        kind,
-        client,
-        events,
-        metrics.clone(),
-        own_writes.clone(),
-        group_cache.clone(),
-    ));
-    let queue = Arc::new(WorkQueue::with_normal_limit(PROGRESS_WORKERS));
-    let feed = {
-        let groups = feed_subjects(groups, group_writer, own_writes, queue.clone());
-        let to_queue = queue.clone();
-        let members = feed_claims(members, index, move |member: WaitGroupMember| {
-            // A failure may fail the group at once: urgent. The rest is progress,
-            // coalesced per group.
-            let failed = member
-                .spec
-                .outcome
-                .as_ref()
-                .is_some_and(|o| o.result == Outcome::Failed);
-            let urgency = if failed {
-                Urgency::Urgent
-            } else {
-                Urgency::Normal
-            };
-            if let Some(namespace) = member.namespace() {
-                let key = ObjectRef::new(&member.spec.wait_group).within(&namespace);
-                to_queue.add_with(key, urgency);
-            }
-        });
-        futures::future::join(groups, members)
-    };
-    let workers = Workers {
-        reconciler: context,
-        queue,
-        count: WORKERS,
-        metrics,
-    };
-    let ready = async move { group_cache.wait_until_ready().await.is_ok() };
-    serve(workers, ready, feed, shutdown).await;
+    subject::run(client, reporter, metrics, running, build, shutdown).await;
     Ok(())
 }

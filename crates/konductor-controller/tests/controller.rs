@@ -136,7 +136,7 @@ async fn opens_when_everyone_expected_has_arrived() {
     assert_eq!(status.arrivals, ["a", "b", "c"]);
     assert!(status.opened_at.is_some());
     assert_eq!(status.condition(CONDITION_OPEN).unwrap().status, "True");
-    assert_eq!(status.observed_generation, Some(1));
+    assert_eq!(status.lifecycle.observed_generation, Some(1));
     assert_eq!(h.events_with("all", &["Opened"]).await, ["Opened"]);
     h.stop().await;
 }
@@ -167,7 +167,7 @@ async fn times_out_at_the_deadline_and_revives_when_the_timeout_is_raised() {
     let timed_out = h.until_phase("late", BarrierPhase::Timeout).await;
     let status = timed_out.status.as_ref().unwrap();
     assert_eq!(status.condition(CONDITION_OPEN).unwrap().reason, "TimedOut");
-    let deadline = status.deadline.as_ref().unwrap().0;
+    let deadline = status.lifecycle.deadline.as_ref().unwrap().0;
     let created = timed_out.creation_timestamp().unwrap().0;
     assert_eq!(
         deadline.duration_since(created),
@@ -183,7 +183,10 @@ async fn times_out_at_the_deadline_and_revives_when_the_timeout_is_raised() {
         .await
         .unwrap();
     let revived = h.until_phase("late", BarrierPhase::Waiting).await;
-    assert_eq!(revived.status.unwrap().observed_generation, Some(2));
+    assert_eq!(
+        revived.status.unwrap().lifecycle.observed_generation,
+        Some(2)
+    );
     h.succeed(&b, "b").await;
     h.until_phase("late", BarrierPhase::Open).await;
     h.events_with("late", &["TimedOut", "Revived", "Opened"])
@@ -379,7 +382,13 @@ async fn a_finished_barrier_is_deleted_with_its_arrivals_once_its_ttl_runs_out()
     h.succeed(&b, "a").await;
     h.succeed(&keep, "a").await;
     let open = h.until_phase("short-lived", BarrierPhase::Open).await;
-    let finished = open.status.unwrap().finished_at.expect("finishedAt set").0;
+    let finished = open
+        .status
+        .unwrap()
+        .lifecycle
+        .finished_at
+        .expect("finishedAt set")
+        .0;
 
     let gone = await_condition(h.barriers(), "short-lived", |b: Option<&Barrier>| {
         b.is_none()

@@ -134,7 +134,7 @@ async fn a_kind_the_api_server_refuses_is_a_condition_message_not_a_hang() {
         .unwrap();
     let judged = konductor_testing::until(gates.clone(), "release", |g| {
         g.and_then(|g| g.status.as_ref())
-            .is_some_and(|s| s.observed_generation == Some(2))
+            .is_some_and(|s| s.lifecycle.observed_generation == Some(2))
     })
     .await
     .expect("the Gate is there");

@@ -477,13 +477,14 @@ pub fn finished_at(barrier: &Barrier) -> Option<k8s_openapi::jiff::Timestamp> {
         return None;
     }
     status
+        .lifecycle
         .finished_at
         .as_ref()
         .or(status.opened_at.as_ref())
         .map(|t| t.0)
         .or_else(|| {
             (status.phase == konductor_api::BarrierPhase::Timeout)
-                .then(|| status.deadline.as_ref().map(|t| t.0))
+                .then(|| status.lifecycle.deadline.as_ref().map(|t| t.0))
                 .flatten()
         })
         .or_else(|| barrier.creation_timestamp().map(|t| t.0))

@@ -85,17 +85,19 @@ pub enum Error {
         /// Why (connection refused, TLS failure, …).
         reason: String,
     },
-    /// Every allowed attempt at a Once's key failed (`koncli once reset` allows a new
-    /// try).
-    #[error("once {namespace}/{name}: failed for good for key {key:?}: {message}")]
-    OnceFailed {
+    /// Every allowed attempt at some work failed (a Once's key: `koncli once reset`
+    /// allows a new try): retrying as asked will not run it again.
+    #[error("{kind} {namespace}/{name}: failed for good {what}: {message}")]
+    FailedForGood {
+        /// The kind of the object the work belongs to (`once`).
+        kind: &'static str,
         /// Namespace.
         namespace: String,
-        /// The Once's name.
+        /// The object's name.
         name: String,
-        /// The key that failed.
-        key: String,
-        /// What the last attempt said.
+        /// Which work, in words (`for key "v2"`).
+        what: String,
+        /// What the last attempt said, and how to allow a new try.
         message: String,
     },
     /// The work given to a Once failed (it was recorded as a failed attempt).

@@ -27,6 +27,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use konductor_api::Outcome;
+use konductor_api::locks::{LockKind, PermitMode};
 use konductor_api::once::{
     Attempt, AttemptOutcome, CompletedKey, KeyStanding, Once, OnceSpec, OnceStatus,
     ReportedOutcome, effective_key,
@@ -397,7 +398,10 @@ impl Onces {
         if let Some(finished) = finished(once.status.as_ref(), &key) {
             return Ok(Claimed::Finished(finished));
         }
-        let claim = Claim::once(name, holder, (!key.is_empty()).then(|| key.clone()));
+        let claim = Claim {
+            key: (!key.is_empty()).then(|| key.clone()),
+            ..Claim::new(LockKind::Once, name, holder, PermitMode::Exclusive)
+        };
         let watched_key = key.clone();
         let done = follow_until(self.subjects.api.clone(), name, move |once: &Once| {
             finished(once.status.as_ref(), &watched_key).is_some()
@@ -432,7 +436,7 @@ impl Onces {
     /// Once if absent, and either runs `work` (given the fencing token) as the one
     /// executor and records its outcome, or returns [`Ran::AlreadyDone`] when the key
     /// is done already. Fails with [`Error::WorkFailed`] when the work failed here (the
-    /// next waiter will try), [`Error::OnceFailed`] when every attempt failed, and
+    /// next waiter will try), [`Error::FailedForGood`] when every attempt failed, and
     /// [`Error::GrantLost`] when the grant was lost while the work ran (the work's
     /// future is dropped then).
     pub async fn run<F, Fut, T>(
@@ -492,10 +496,11 @@ impl Onces {
     /// The error for a key that failed for good, with the exact command that allows a
     /// new try of that key.
     pub fn failed_for_good(&self, name: &str, failed: &CompletedKey) -> Error {
-        Error::OnceFailed {
+        Error::FailedForGood {
+            kind: "once",
             namespace: self.subjects.namespace.clone(),
             name: name.to_owned(),
-            key: failed.key.clone(),
+            what: format!("for key {:?}", failed.key),
             message: format!(
                 "every allowed attempt failed (`koncli -n {} once reset {name} --key {}` allows a new try)",
                 self.subjects.namespace,

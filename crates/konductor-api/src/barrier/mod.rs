@@ -15,6 +15,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use crate::evaluation::Lifecycle;
+
 /// Label carried by every Arrival naming the Barrier it arrives at, so the arrivals of
 /// one barrier can be listed and watched with `-l konductor.io/barrier=NAME`.
 pub const BARRIER_LABEL: &str = "konductor.io/barrier";
@@ -227,29 +229,15 @@ pub struct BarrierStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opened_at: Option<MicroTime>,
 
-    /// When the barrier times out: creation time plus `spec.timeout`. Microsecond
-    /// precision (as precise as the API server's `creationTimestamp`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deadline: Option<MicroTime>,
-
-    /// When the barrier last became Open, Timeout or Failed (unset while Waiting):
-    /// `spec.ttlAfterFinished` counts from here. Microsecond precision.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<MicroTime>,
-
-    /// `Ready` (spec accepted) and `Open` conditions, in the metav1.Condition shape.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
-
-    /// The `metadata.generation` of the spec this status was computed from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
+    /// Its deadline, when it finished, its conditions and their generation.
+    #[serde(flatten)]
+    pub lifecycle: Lifecycle,
 }
 
 impl BarrierStatus {
     /// The condition of the given type, if present.
     pub fn condition(&self, type_: &str) -> Option<&Condition> {
-        self.conditions.iter().find(|c| c.type_ == type_)
+        self.lifecycle.condition(type_)
     }
 }
 
@@ -258,4 +246,35 @@ impl Barrier {
     pub fn phase(&self) -> BarrierPhase {
         self.status.as_ref().map(|s| s.phase).unwrap_or_default()
     }
+}
+
+/// The Barrier's resources, as the list of kinds registers them: the Barrier and its
+/// claims, the Arrivals.
+pub fn kinds() -> Vec<crate::crd::KindEntry> {
+    use crate::crd::{Access, KindEntry, NONE};
+    use kube::CustomResourceExt;
+    vec![
+        KindEntry {
+            // delete: `spec.ttlAfterFinished`.
+            controller: Access {
+                verbs: &["get", "list", "watch", "delete"],
+                status_verbs: &["update", "patch"],
+            },
+            ..KindEntry::of(Barrier::crd(), Some(MAX_BARRIER_NAME_LEN))
+        },
+        KindEntry {
+            // patch: adopting an Arrival made without its owner.
+            controller: Access {
+                verbs: &["get", "list", "watch", "patch"],
+                ..NONE
+            },
+            // delete: a holder that reported failure arrives after all.
+            workload: Access {
+                verbs: &["create", "get", "delete"],
+                ..NONE
+            },
+            reconciled: false,
+            ..KindEntry::of(arrival::Arrival::crd(), None)
+        },
+    ]
 }

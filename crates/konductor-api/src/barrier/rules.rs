@@ -40,7 +40,7 @@ use crate::barrier::{
 };
 use crate::conditions::condition;
 use crate::duration::parse_duration;
-use crate::evaluation::{PhaseChange, deadline_of, delete_after, to_micros, until};
+use crate::evaluation::{Lifecycle, PhaseChange, deadline_of, delete_after, to_micros, until};
 
 /// Reason of the `Ready` condition when the spec is accepted (as in the seed).
 pub const REASON_READY: &str = "BarrierReady";
@@ -317,8 +317,10 @@ pub fn evaluate(input: &BarrierInput<'_>) -> Evaluation {
     // Rule 8: a finished barrier records when it finished, kept while its phase stays.
     let finished_at = match phase {
         BarrierPhase::Waiting | BarrierPhase::Unknown => None,
-        _ if previous_phase == Some(phase) && previous.is_some_and(|s| s.finished_at.is_some()) => {
-            previous.and_then(|s| s.finished_at.clone())
+        _ if previous_phase == Some(phase)
+            && previous.is_some_and(|s| s.lifecycle.finished_at.is_some()) =>
+        {
+            previous.and_then(|s| s.lifecycle.finished_at.clone())
         }
         BarrierPhase::Open => opened_at.clone(),
         BarrierPhase::Timeout => deadline.map(MicroTime),
@@ -350,7 +352,7 @@ pub fn evaluate(input: &BarrierInput<'_>) -> Evaluation {
         Err(message) => (false, REASON_INVALID_SPEC, message.clone()),
     };
     let open_status = phase == BarrierPhase::Open;
-    let previous_conditions = previous.map_or(&[][..], |p| &p.conditions[..]);
+    let previous_conditions = previous.map_or(&[][..], |p| &p.lifecycle.conditions[..]);
     let conditions = vec![
         condition(
             previous_conditions,
@@ -379,10 +381,12 @@ pub fn evaluate(input: &BarrierInput<'_>) -> Evaluation {
         failed,
         failures: tally.failures.into_iter().map(|(_, f)| f).collect(),
         opened_at,
-        deadline: deadline.map(MicroTime),
-        finished_at,
-        conditions,
-        observed_generation: input.generation,
+        lifecycle: Lifecycle {
+            deadline: deadline.map(MicroTime),
+            finished_at,
+            conditions,
+            observed_generation: input.generation,
+        },
     };
 
     let requeue_after = match (phase, deadline) {

@@ -15,6 +15,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use crate::evaluation::Lifecycle;
+
 /// The most conditions (and the most `failWhen` entries) one Gate may list.
 pub const MAX_CONDITIONS: usize = 64;
 
@@ -403,27 +405,15 @@ pub struct GateStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opened_at: Option<MicroTime>,
 
-    /// When the Gate failed or timed out.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<MicroTime>,
-
-    /// When the Gate times out: creation time plus `spec.timeout`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deadline: Option<MicroTime>,
-
-    /// `Ready` (spec accepted) and `Open`, in the metav1.Condition shape.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
-
-    /// The `metadata.generation` this status was computed from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
+    /// Its deadline, when it finished, its conditions and their generation.
+    #[serde(flatten)]
+    pub lifecycle: Lifecycle,
 }
 
 impl GateStatus {
     /// The condition of the given type, if present.
     pub fn condition(&self, type_: &str) -> Option<&Condition> {
-        self.conditions.iter().find(|c| c.type_ == type_)
+        self.lifecycle.condition(type_)
     }
 
     /// Why the Gate stands where it does: its `Open` condition's message.
@@ -439,4 +429,28 @@ impl Gate {
     pub fn phase(&self) -> GatePhase {
         self.status.as_ref().map(|s| s.phase).unwrap_or_default()
     }
+}
+
+/// The Gate's resource, as the list of kinds registers it, with the kinds its presets
+/// name (both the operator and `koncli wait` read them).
+pub fn kinds() -> Vec<crate::crd::KindEntry> {
+    use crate::crd::{Access, KindEntry, NONE, READ};
+    use kube::CustomResourceExt;
+    vec![KindEntry {
+        controller: Access {
+            verbs: READ,
+            status_verbs: &["update"],
+        },
+        // create: `gate create`; patch: `gate open|close|auto` (the override).
+        workload: Access {
+            verbs: &["create", "get", "list", "watch", "patch"],
+            ..NONE
+        },
+        also_reads: presets::PRESET_KINDS
+            .iter()
+            .filter(|kind| kind.group != crate::GROUP)
+            .map(|kind| (kind.group, kind.resource))
+            .collect(),
+        ..KindEntry::of(Gate::crd(), Some(MAX_GATE_NAME_LEN))
+    }]
 }

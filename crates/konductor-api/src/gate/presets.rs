@@ -197,6 +197,57 @@ mod tests {
         assert!(preset("acme.example.com", "Job").is_none());
     }
 
+    /// The next kind does not silently go without a preset: every kind the controllers
+    /// reconcile has one, naming only phases its status can have, and every preset of
+    /// ours is a registered kind.
+    #[test]
+    fn every_reconciled_kind_has_a_preset_naming_its_own_phases() {
+        let kinds = crate::kinds();
+        let ours: Vec<&str> = kinds
+            .iter()
+            .filter(|k| k.reconciled)
+            .map(|k| k.crd.spec.names.kind.as_str())
+            .collect();
+        for kind in &ours {
+            let preset = preset(crate::GROUP, kind)
+                .unwrap_or_else(|| panic!("{kind} is reconciled but has no Gate preset"));
+            assert!(
+                PRESET_KINDS
+                    .iter()
+                    .any(|p| p.group == crate::GROUP && p.kind == *kind),
+                "{kind} is missing from PRESET_KINDS"
+            );
+            let entry = kinds
+                .iter()
+                .find(|k| k.crd.spec.names.kind == *kind)
+                .unwrap();
+            let schema = serde_json::to_value(&entry.crd.spec.versions[0].schema).unwrap();
+            let phases = schema
+                .pointer("/openAPIV3Schema/properties/status/properties/phase/enum")
+                .and_then(serde_json::Value::as_array)
+                .unwrap_or_else(|| panic!("{kind}'s status has no phase enum"))
+                .clone();
+            for test in std::iter::once(&preset.test).chain(preset.failure.as_ref()) {
+                let Test::Path { values, .. } = test else {
+                    panic!("{kind}'s preset reads its phase");
+                };
+                for value in values {
+                    assert!(
+                        phases.contains(&serde_json::Value::from(value.as_str())),
+                        "{kind}'s preset names phase {value}, not one of {phases:?}"
+                    );
+                }
+            }
+        }
+        for p in PRESET_KINDS.iter().filter(|p| p.group == crate::GROUP) {
+            assert!(
+                ours.contains(&p.kind),
+                "a preset for {}, which is no reconciled kind",
+                p.kind
+            );
+        }
+    }
+
     #[test]
     fn a_job_completes_by_its_condition_and_a_deployment_by_availability_at_its_generation() {
         let job = preset("batch", "Job").unwrap();

@@ -40,7 +40,7 @@ use super::{
 use crate::barrier::CONDITION_READY;
 use crate::conditions::condition;
 use crate::duration::parse_duration;
-use crate::evaluation::{PhaseChange, deadline_of, to_micros, until};
+use crate::evaluation::{Lifecycle, PhaseChange, deadline_of, to_micros, until};
 use crate::jsonpath::{JsonPath, render};
 
 /// Reason of the `Open` condition while the Gate waits.
@@ -570,7 +570,7 @@ pub fn evaluate(input: &GateInput<'_>) -> Evaluation {
         && latched(input.spec, Some(previous))
     {
         let mut status = previous.clone();
-        status.observed_generation = input.generation;
+        status.lifecycle.observed_generation = input.generation;
         return Evaluation {
             status,
             transition: None,
@@ -702,7 +702,7 @@ pub fn evaluate(input: &GateInput<'_>) -> Evaluation {
                 .unwrap_or(MicroTime(to_micros(input.now)))
         })
     };
-    let previous_conditions = previous.map_or(&[][..], |p| &p.conditions[..]);
+    let previous_conditions = previous.map_or(&[][..], |p| &p.lifecycle.conditions[..]);
     let (accepted, ready_reason, ready_message) = match &checked {
         Ok(_) => (true, "SpecAccepted", "spec accepted".to_owned()),
         Err(why) => (false, REASON_INVALID_SPEC, why.clone()),
@@ -735,17 +735,19 @@ pub fn evaluate(input: &GateInput<'_>) -> Evaluation {
         results,
         overridden,
         opened_at: at(GatePhase::Open, previous.and_then(|p| p.opened_at.as_ref())),
-        finished_at: if matches!(phase, GatePhase::Failed | GatePhase::Timeout) {
-            previous
-                .filter(|p| p.phase == phase)
-                .and_then(|p| p.finished_at.clone())
-                .or(Some(MicroTime(to_micros(input.now))))
-        } else {
-            None
+        lifecycle: Lifecycle {
+            finished_at: if matches!(phase, GatePhase::Failed | GatePhase::Timeout) {
+                previous
+                    .filter(|p| p.phase == phase)
+                    .and_then(|p| p.lifecycle.finished_at.clone())
+                    .or(Some(MicroTime(to_micros(input.now))))
+            } else {
+                None
+            },
+            deadline: deadline.map(MicroTime),
+            conditions,
+            observed_generation: input.generation,
         },
-        deadline: deadline.map(MicroTime),
-        conditions,
-        observed_generation: input.generation,
     };
     let watching = phase == GatePhase::Waiting || overridden;
     Evaluation {

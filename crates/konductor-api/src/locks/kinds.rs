@@ -119,7 +119,7 @@ impl CommonLockSpec {
     /// The spec of a lock object of any kind, or which field cannot be read (an API
     /// server without the CRD's validation may store anything).
     pub fn of(lock: &kube::core::DynamicObject) -> Result<Self, String> {
-        read_spec(lock)
+        read_spec(lock.data.get("spec").unwrap_or(&serde_json::Value::Null))
     }
 
     /// How many holders the lock admits at once: `permits`, or 1.
@@ -128,15 +128,15 @@ impl CommonLockSpec {
     }
 }
 
-/// The `spec` of a stored object as `T`, or an error naming the field that does not
-/// fit (`spec.maxAttempts: invalid type: …`): a malformed stored spec is reported,
-/// never read as the defaults.
+/// A stored object's `spec` as `T` (the defaults when it has none), or an error naming
+/// the field that does not fit (`spec.maxAttempts: invalid type: …`): a malformed
+/// stored spec is reported, never read as the defaults.
 pub fn read_spec<T: serde::de::DeserializeOwned + Default>(
-    object: &kube::core::DynamicObject,
+    spec: &serde_json::Value,
 ) -> Result<T, String> {
-    let Some(spec) = object.data.get("spec") else {
+    if spec.is_null() {
         return Ok(T::default());
-    };
+    }
     serde_path_to_error::deserialize(spec).map_err(|error| {
         let path = error.path().to_string();
         let field = if path == "." {

@@ -69,3 +69,36 @@ pub const EXPIRED_PERMIT_RETENTION: std::time::Duration = std::time::Duration::f
 /// `type` of a Permit's condition that is `True` while it is granted, so that
 /// `kubectl wait --for=condition=Granted permit/NAME` works.
 pub const CONDITION_GRANTED: &str = "Granted";
+
+/// The lock kinds' resources, as the list of kinds registers them: Semaphore, Mutex,
+/// RWMutex and their claims, the Permits (a Once's claims too).
+pub fn kinds() -> Vec<crate::crd::KindEntry> {
+    use crate::crd::{Access, KindEntry, NONE, READ};
+    use kube::CustomResourceExt;
+    let lock = |crd| KindEntry {
+        controller: Access {
+            verbs: READ,
+            status_verbs: &["patch"],
+        },
+        ..KindEntry::of(crd, Some(MAX_LOCK_NAME_LEN))
+    };
+    vec![
+        lock(Semaphore::crd()),
+        lock(Mutex::crd()),
+        lock(RWMutex::crd()),
+        KindEntry {
+            // patch: adoption; delete: a claim expired for 10 minutes.
+            controller: Access {
+                verbs: &["get", "list", "watch", "patch", "delete"],
+                status_verbs: &["patch"],
+            },
+            // patch: renewal; delete: release.
+            workload: Access {
+                verbs: &["create", "get", "list", "watch", "patch", "delete"],
+                ..NONE
+            },
+            reconciled: false,
+            ..KindEntry::of(Permit::crd(), None)
+        },
+    ]
+}

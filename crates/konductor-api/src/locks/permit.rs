@@ -66,6 +66,18 @@ impl LockKind {
         }
     }
 
+    /// How a lock of this kind admits holders: all the lock rules know of its kind.
+    pub fn admits(self) -> super::rules::Admits {
+        use super::rules::Admits;
+        match self {
+            LockKind::Semaphore => Admits::Counted,
+            // A Once's executor holds it as a Mutex's holder does.
+            LockKind::Mutex | LockKind::Once => Admits::OneHolder,
+            LockKind::RWMutex => Admits::ReadersOrOneWriter,
+            LockKind::Unknown => Admits::Nobody,
+        }
+    }
+
     /// The lower-case name used in permit names, labels and koncli commands.
     pub fn word(self) -> &'static str {
         match self {

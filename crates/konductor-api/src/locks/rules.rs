@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use super::{EXPIRED_PERMIT_RETENTION, LockKind, PermitMode, PermitPhase};
+use super::{EXPIRED_PERMIT_RETENTION, PermitMode, PermitPhase};
 
 /// What the controller has seen of a permit's renewals.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,11 +74,25 @@ pub struct PermitRecord {
     pub renewal: Renewal,
 }
 
+/// How a lock admits holders: all the rules need to know of its kind
+/// ([`super::LockKind::admits`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admits {
+    /// Up to `permits` holders at once (a Semaphore).
+    Counted,
+    /// One holder at a time (a Mutex, and the kinds held like one).
+    OneHolder,
+    /// Many readers (Shared) or one writer (Exclusive) (an RWMutex).
+    ReadersOrOneWriter,
+    /// Nobody (a kind this version does not know).
+    Nobody,
+}
+
 /// A lock and its permits at one moment.
 #[derive(Clone, Debug)]
 pub struct LockInput<'a> {
-    /// Semaphore, Mutex or RWMutex.
-    pub kind: LockKind,
+    /// How the lock admits holders.
+    pub admits: Admits,
     /// How many may hold it at once: `spec.permits` for a Semaphore (1 for the others,
     /// whatever is passed).
     pub permits: i64,
@@ -152,20 +166,18 @@ impl Decision {
     /// Whether a permit holding the lock holds it exclusively (an RWMutex writer, a
     /// Mutex holder).
     pub fn held_exclusively(&self, input: &LockInput<'_>) -> bool {
-        input.kind != LockKind::Semaphore
+        input.admits != Admits::Counted
             && self.holding.iter().any(|&i| {
-                effective_mode(input.kind, &input.permits_of_lock[i]) == PermitMode::Exclusive
+                effective_mode(input.admits, &input.permits_of_lock[i]) == PermitMode::Exclusive
             })
     }
 }
 
 /// The mode that counts: only an RWMutex has Shared holders.
-pub fn effective_mode(kind: LockKind, permit: &PermitRecord) -> PermitMode {
-    match kind {
-        LockKind::RWMutex => permit.mode,
-        LockKind::Semaphore | LockKind::Mutex | LockKind::Once | LockKind::Unknown => {
-            PermitMode::Exclusive
-        }
+pub fn effective_mode(admits: Admits, permit: &PermitRecord) -> PermitMode {
+    match admits {
+        Admits::ReadersOrOneWriter => permit.mode,
+        Admits::Counted | Admits::OneHolder | Admits::Nobody => PermitMode::Exclusive,
     }
 }
 
@@ -195,11 +207,11 @@ pub(crate) fn removal(renewal: Renewal, ttl: Duration) -> Timestamp {
 /// Decides which permits hold the lock; see the module documentation for the rules.
 pub fn evaluate(input: &LockInput<'_>) -> Decision {
     let permits = input.permits_of_lock;
-    let capacity = match input.kind {
-        LockKind::Semaphore => input.permits.max(1),
-        LockKind::Mutex | LockKind::RWMutex | LockKind::Once => 1,
+    let capacity = match input.admits {
+        Admits::Counted => input.permits.max(1),
+        Admits::OneHolder | Admits::ReadersOrOneWriter => 1,
         // A newer version's kind: nothing is granted to it here.
-        LockKind::Unknown => 0,
+        Admits::Nobody => 0,
     };
     let alive = |p: &PermitRecord| expiry(p.renewal, input.ttl).is_some_and(|e| input.now < e);
     let mut decisions: Vec<PermitDecision> = permits
@@ -261,19 +273,20 @@ pub fn evaluate(input: &LockInput<'_>) -> Decision {
     });
 
     // Rules 2, 3 and 6: grant from the head while the kind allows.
+    let rw = input.admits == Admits::ReadersOrOneWriter;
     let mut writer_holds = holding
         .iter()
-        .any(|&i| input.kind == LockKind::RWMutex && permits[i].mode == PermitMode::Exclusive);
+        .any(|&i| rw && permits[i].mode == PermitMode::Exclusive);
     let mut granted = 0;
     for &i in &queue {
         let held = i64::try_from(holding.len()).unwrap_or(i64::MAX);
-        let allowed = match (input.kind, effective_mode(input.kind, &permits[i])) {
+        let allowed = match (input.admits, effective_mode(input.admits, &permits[i])) {
             // A newer version's mode, whatever the kind: never granted (the queue
             // waits behind it).
             _ if permits[i].mode == PermitMode::Unknown => false,
             (_, PermitMode::Unknown) => false,
-            (LockKind::RWMutex, PermitMode::Exclusive) => held == 0,
-            (LockKind::RWMutex, PermitMode::Shared) => !writer_holds,
+            (Admits::ReadersOrOneWriter, PermitMode::Exclusive) => held == 0,
+            (Admits::ReadersOrOneWriter, PermitMode::Shared) => !writer_holds,
             _ => held < capacity,
         };
         if !allowed {
@@ -284,7 +297,7 @@ pub fn evaluate(input: &LockInput<'_>) -> Decision {
         decision.phase = PermitPhase::Granted;
         decision.token = Some(last_token);
         decision.granted_at = Some(input.now);
-        writer_holds |= input.kind == LockKind::RWMutex && permits[i].mode == PermitMode::Exclusive;
+        writer_holds |= rw && permits[i].mode == PermitMode::Exclusive;
         holding.push(i);
         granted += 1;
         transitions.push(Transition::Granted {
@@ -323,6 +336,7 @@ pub fn evaluate(input: &LockInput<'_>) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::locks::LockKind;
     use proptest::prelude::*;
 
     const TTL: Duration = Duration::from_secs(10);
@@ -363,7 +377,7 @@ mod tests {
 
     fn input(kind: LockKind, permits: i64, records: &[PermitRecord], now: i64) -> LockInput<'_> {
         LockInput {
-            kind,
+            admits: kind.admits(),
             permits,
             ttl: TTL,
             last_token: 0,
@@ -664,7 +678,7 @@ mod tests {
                     record.holder = format!("h{i:02}");
                 }
                 let first = evaluate(&LockInput {
-                    kind,
+                    admits: kind.admits(),
                     permits,
                     ttl: TTL,
                     last_token: 0,
@@ -687,7 +701,7 @@ mod tests {
         #[test]
         fn never_more_holders_than_the_lock_allows((kind, permits, records, now) in lock_strategy()) {
             let decision = evaluate(&input(kind, permits, &records, now));
-            let exclusive = decision.holding.iter().filter(|&&i| effective_mode(kind, &records[i]) == PermitMode::Exclusive).count();
+            let exclusive = decision.holding.iter().filter(|&&i| effective_mode(kind.admits(), &records[i]) == PermitMode::Exclusive).count();
             match kind {
                 LockKind::RWMutex => {
                     prop_assert!(exclusive <= 1);

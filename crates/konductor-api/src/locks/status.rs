@@ -156,7 +156,7 @@ pub fn lock_status(
                 permit: record.name.clone(),
                 uid: record.uid.clone(),
                 token: decided.token.unwrap_or_default(),
-                mode: effective_mode(kind, record),
+                mode: effective_mode(kind.admits(), record),
                 granted_at: MicroTime(decided.granted_at.unwrap_or(now)),
                 expires_at: decided.expires_at.map(MicroTime),
             }
@@ -358,7 +358,7 @@ mod tests {
 
     fn decided(kind: LockKind, permits: i64, records: &[PermitRecord]) -> (LockStatus, Decision) {
         let decision = evaluate(&LockInput {
-            kind,
+            admits: kind.admits(),
             permits,
             ttl: std::time::Duration::from_secs(60),
             last_token: 0,
@@ -472,7 +472,8 @@ mod tests {
             LockKind::Once,
             serde_json::json!({"spec": {"maxAttempts": []}}),
         );
-        let refused = super::super::read_spec::<crate::once::OnceSpec>(&malformed).unwrap_err();
+        let refused =
+            super::super::read_spec::<crate::once::OnceSpec>(&malformed.data["spec"]).unwrap_err();
         assert!(
             refused.starts_with("spec.maxAttempts: invalid type"),
             "{refused}"

@@ -369,3 +369,23 @@ pub fn effective_key(claim_key: Option<&str>, spec_key: Option<&str>) -> String 
         .unwrap_or_default()
         .to_owned()
 }
+
+/// The Once's resource, as the list of kinds registers it (its claims are the lock
+/// kinds' Permits).
+pub fn kinds() -> Vec<crate::crd::KindEntry> {
+    use crate::crd::{Access, KindEntry, READ};
+    use kube::CustomResourceExt;
+    vec![KindEntry {
+        controller: Access {
+            verbs: READ,
+            status_verbs: &["patch"],
+        },
+        // create: `koncli once run` creates the Once it is asked to run; status
+        // update: `koncli once reset` (conditional on the version it read).
+        workload: Access {
+            verbs: &["create", "get", "list", "watch"],
+            status_verbs: &["update"],
+        },
+        ..KindEntry::of(Once::crd(), Some(crate::locks::MAX_LOCK_NAME_LEN))
+    }]
+}

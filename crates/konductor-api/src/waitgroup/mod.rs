@@ -14,6 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use crate::evaluation::Lifecycle;
+
 use crate::barrier::arrival::Outcome;
 
 /// Label carried by every member naming its WaitGroup, so one group's members can be
@@ -278,22 +280,9 @@ pub struct WaitGroupStatus {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub late: i32,
 
-    /// When the group times out: creation time plus `spec.timeout`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deadline: Option<MicroTime>,
-
-    /// When the group became Done, Failed or Timeout (`spec.ttlAfterFinished` counts
-    /// from here).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<MicroTime>,
-
-    /// `Ready` (spec accepted) and `Done`, in the metav1.Condition shape.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
-
-    /// The `metadata.generation` this status was computed from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
+    /// Its deadline, when it finished, its conditions and their generation.
+    #[serde(flatten)]
+    pub lifecycle: Lifecycle,
 }
 
 fn is_zero(n: &i32) -> bool {
@@ -303,7 +292,7 @@ fn is_zero(n: &i32) -> bool {
 impl WaitGroupStatus {
     /// The condition of the given type, if present.
     pub fn condition(&self, type_: &str) -> Option<&Condition> {
-        self.conditions.iter().find(|c| c.type_ == type_)
+        self.lifecycle.condition(type_)
     }
 
     /// Why the group finished the way it did: its `Done` condition's message.
@@ -569,4 +558,41 @@ impl WaitGroupMemberSpec {
 /// ```
 pub fn member_name(wait_group: &str, member: &str) -> String {
     crate::barrier::arrival::claim_name(wait_group, member)
+}
+
+/// The WaitGroup's resources, as the list of kinds registers them: the group and its
+/// claims, the members.
+pub fn kinds() -> Vec<crate::crd::KindEntry> {
+    use crate::crd::{Access, KindEntry, NONE};
+    use kube::CustomResourceExt;
+    vec![
+        KindEntry {
+            // delete: `spec.ttlAfterFinished`.
+            controller: Access {
+                verbs: &["get", "list", "watch", "delete"],
+                status_verbs: &["update"],
+            },
+            // create: `waitgroup add` and `run` create the group they are asked to
+            // use; patch: `waitgroup seal`.
+            workload: Access {
+                verbs: &["create", "get", "list", "watch", "patch"],
+                ..NONE
+            },
+            ..KindEntry::of(WaitGroup::crd(), Some(MAX_WAITGROUP_NAME_LEN))
+        },
+        KindEntry {
+            // patch: adoption; status update: expiring a held member.
+            controller: Access {
+                verbs: &["get", "list", "watch", "patch"],
+                status_verbs: &["update"],
+            },
+            // create: add; patch: done and renewal; get: done of a member added elsewhere.
+            workload: Access {
+                verbs: &["create", "get", "patch"],
+                ..NONE
+            },
+            reconciled: false,
+            ..KindEntry::of(WaitGroupMember::crd(), None)
+        },
+    ]
 }

@@ -429,20 +429,21 @@ pub fn evaluate(input: &WaitGroupInput<'_>) -> Evaluation {
         // Rule 2: Done latches, counts and all; later members are late.
         Some(previous) if previous_phase == WaitGroupPhase::Done => WaitGroupStatus {
             late: count(tally.added()).saturating_sub(previous.added).max(0),
-            conditions: previous.conditions.clone(),
             ..previous.clone()
         },
         _ => counted(input.spec, &checked, &tally, deadline, previous_phase, now),
     };
-    status.deadline = deadline.map(MicroTime);
-    status.observed_generation = input.generation;
-    status.finished_at = match status.phase {
+    status.lifecycle.deadline = deadline.map(MicroTime);
+    status.lifecycle.observed_generation = input.generation;
+    status.lifecycle.finished_at = match status.phase {
         WaitGroupPhase::Waiting => None,
-        _ if previous_phase == status.phase => previous.and_then(|p| p.finished_at.clone()),
+        _ if previous_phase == status.phase => {
+            previous.and_then(|p| p.lifecycle.finished_at.clone())
+        }
         WaitGroupPhase::Timeout => deadline.map(MicroTime),
         _ => Some(MicroTime(to_micros(now))),
     };
-    status.conditions = conditions(input, &checked, &status);
+    status.lifecycle.conditions = conditions(input, &checked, &status);
 
     // Rule 7: held members not renewed for the ttl, while the group waits.
     let mut expire = Vec::new();
@@ -480,7 +481,7 @@ pub fn evaluate(input: &WaitGroupInput<'_>) -> Evaluation {
             .as_ref()
             .ok()
             .and_then(|spec| spec.ttl_after_finished),
-        status.finished_at.as_ref(),
+        status.lifecycle.finished_at.as_ref(),
         now,
     );
     let requeue_after = match status.phase {
@@ -558,7 +559,9 @@ fn conditions(
     checked: &Result<ValidSpec, String>,
     status: &WaitGroupStatus,
 ) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    let previous = input.previous.map_or(&[][..], |p| &p.conditions[..]);
+    let previous = input
+        .previous
+        .map_or(&[][..], |p| &p.lifecycle.conditions[..]);
     let spec = input.spec;
     if status.phase == WaitGroupPhase::Done
         && input

@@ -3,7 +3,7 @@
 //! [`arrivals`] indexes each barrier's Arrivals, this file is the reconcile and the
 //! watches that feed its queue.
 //!
-//! Barriers are reconciled from a [`WorkQueue`] fed by two watches: barriers (each
+//! Barriers are reconciled from a [`crate::queue::WorkQueue`] fed by two watches: barriers (each
 //! change, except the echo of our own status writes) and arrivals (mapped to their
 //! barrier through `spec.barrier`). Each reconcile reads its own
 //! barrier's arrivals from the [`ArrivalIndex`] — never a LIST, never a scan of every
@@ -18,6 +18,7 @@
 //! folded into one reconcile. The queue runs due work at once (kube-runtime's
 //! scheduler waits for a timer tick, about a millisecond, before every reconcile).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,19 +27,17 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use konductor_api::barrier::rules::{ArrivalRecord, BarrierInput, Transition, evaluate};
 use konductor_api::{Arrival, Barrier, BarrierPhase, BarrierStatus, Outcome};
 use kube::api::Api;
-use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 
 use self::arrivals::{ArrivalIndex, IndexedArrival};
 use self::writes::Pacing;
 use crate::engine::adoption::{self, Adopter, Earlier, Orphan};
-use crate::engine::events::Events;
-use crate::engine::subject::{Judged, Judgement, SubjectKind, Subjects};
-use crate::engine::writes::OwnWrites;
-use crate::engine::{Workers, feed_claims, feed_subjects, serve};
+use crate::engine::feed_claims;
+use crate::engine::subject::{self, Judged, Judgement, Running, Start, SubjectKind};
 use crate::metrics::Metrics;
-use crate::queue::{Urgency, WorkQueue};
+use crate::queue::Urgency;
 use crate::{Error, Result};
 
 pub mod arrivals;
@@ -239,13 +238,42 @@ fn urgency_of(
 }
 
 /// Which Arrival triggers which Barrier.
-fn barrier_of(arrival: Arrival) -> Option<ObjectRef<Barrier>> {
+fn barrier_of(arrival: &Arrival) -> Option<ObjectRef<Barrier>> {
     let namespace = arrival.namespace()?;
     Some(ObjectRef::new(&arrival.spec.barrier).within(&namespace))
 }
 
+/// The Barrier kind and its arrivals' feed: a reported failure may fail the barrier,
+/// and enough arrivals may open it — both as urgent as an opening; the rest is progress.
+fn build(start: &Start<Barrier>) -> (BarrierKind, impl Future<Output = ()> + use<>) {
+    let index = ArrivalIndex::new();
+    start.metrics.set_barrier_store(start.cache.clone());
+    let kind = BarrierKind {
+        client: start.client.clone(),
+        arrivals: index.clone(),
+        metrics: start.metrics.clone(),
+        pacing: Pacing::default(),
+    };
+    let cache = start.cache.clone();
+    let arrivals: Api<Arrival> = Api::all(start.client.clone());
+    let feed = feed_claims(
+        arrivals,
+        index.clone(),
+        start.queue.clone(),
+        move |arrival| {
+            let key = barrier_of(arrival)?;
+            let urgency = match arrival.spec.outcome {
+                Outcome::Failed => Urgency::Urgent,
+                _ => urgency_of(&key, &cache, &index),
+            };
+            Some((key, urgency))
+        },
+    );
+    (kind, feed)
+}
+
 /// Runs the barrier controller for all namespaces until `shutdown` resolves (one of
-/// the kinds [`crate::kinds::run`] joins). Reconciles are postponed until the arrivals
+/// the kinds [`crate::run`] joins). Reconciles are postponed until the arrivals
 /// index has filled, so no barrier is ever judged on a partial view.
 pub async fn run(
     client: Client,
@@ -253,52 +281,10 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
-    let barriers: Api<Barrier> = Api::all(client.clone());
-    let arrivals: Api<Arrival> = Api::all(client.clone());
-    let own_writes = Arc::new(OwnWrites::default());
-    let (barrier_cache, barrier_writer) = reflector::store();
-    let index = ArrivalIndex::new();
-    metrics.set_barrier_store(barrier_cache.clone());
-    let kind = BarrierKind {
-        client: client.clone(),
-        arrivals: index.clone(),
-        metrics: metrics.clone(),
-        pacing: Pacing::default(),
+    let running = Running {
+        workers: WORKERS,
+        progress_workers: Some(PROGRESS_WORKERS),
     };
-    let context = Arc::new(Subjects::new(
-        kind,
-        client.clone(),
-        Events::new(Recorder::new(client, reporter), metrics.clone()),
-        metrics.clone(),
-        own_writes.clone(),
-        barrier_cache.clone(),
-    ));
-    let queue = Arc::new(WorkQueue::with_normal_limit(PROGRESS_WORKERS));
-    let feed = {
-        let barriers = feed_subjects(barriers, barrier_writer, own_writes, queue.clone());
-        let (to_queue, cache) = (queue.clone(), barrier_cache.clone());
-        let arrivals = feed_claims(arrivals, index.clone(), move |arrival: Arrival| {
-            // A reported failure may fail the barrier: as urgent as an opening.
-            let failed = arrival.spec.outcome == Outcome::Failed;
-            if let Some(key) = barrier_of(arrival) {
-                let urgency = if failed {
-                    Urgency::Urgent
-                } else {
-                    urgency_of(&key, &cache, &index)
-                };
-                to_queue.add_with(key, urgency);
-            }
-        });
-        futures::future::join(barriers, arrivals)
-    };
-    let workers = Workers {
-        reconciler: context,
-        queue,
-        count: WORKERS,
-        metrics,
-    };
-    // Workers start once the barrier cache holds every barrier.
-    let ready = async move { barrier_cache.wait_until_ready().await.is_ok() };
-    serve(workers, ready, feed, shutdown).await;
+    subject::run(client, reporter, metrics, running, build, shutdown).await;
     Ok(())
 }

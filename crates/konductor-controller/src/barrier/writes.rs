@@ -57,7 +57,7 @@ impl Pacing {
         let at_deadline = barrier
             .status
             .as_ref()
-            .and_then(|s| s.deadline.as_ref())
+            .and_then(|s| s.lifecycle.deadline.as_ref())
             .is_some_and(|deadline| now >= deadline.0);
         if arrived >= required || at_deadline {
             return None;
@@ -86,15 +86,7 @@ impl Pacing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use konductor_api::BarrierSpec;
-
-    fn barrier(version: &str) -> Barrier {
-        let mut barrier = Barrier::new("b", BarrierSpec::new(3));
-        barrier.metadata.namespace = Some("ns".into());
-        barrier.metadata.uid = Some("uid-1".into());
-        barrier.metadata.resource_version = Some(version.into());
-        barrier
-    }
+    use crate::engine::writes::tests::barrier;
 
     #[test]
     fn only_slow_writes_are_paced_and_never_the_one_that_can_open() {
@@ -117,9 +109,12 @@ mod tests {
         );
         let mut due = b.clone();
         due.status = Some(konductor_api::BarrierStatus {
-            deadline: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
-                now,
-            )),
+            lifecycle: konductor_api::evaluation::Lifecycle {
+                deadline: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                    now,
+                )),
+                ..Default::default()
+            },
             ..Default::default()
         });
         assert_eq!(

@@ -42,7 +42,7 @@ use crate::engine::claims::{ClaimIndex, Claims};
 use crate::engine::events::{Events, Note};
 use crate::engine::writes::OwnWrites;
 use crate::metrics::Metrics;
-use crate::queue::WorkQueue;
+use crate::queue::{Urgency, WorkQueue};
 use crate::{Error, Result};
 
 /// The first pause after a failed reconcile (other than a conflict); it doubles with
@@ -302,13 +302,14 @@ pub async fn feed_subjects<K>(
 }
 
 /// Feeds `index` from the watch of a kind's claims (every namespace), each event
-/// applied before `route` is handed the claim that changed (to queue its subject, as
-/// urgently as the claim deserves): a reconcile never reads an index older than the
+/// applied before the claim that changed is `route`d — to its subject and how urgently
+/// it needs a look — into `queue`: a reconcile never reads an index older than the
 /// event that woke it.
-pub async fn feed_claims<C: Claims>(
+pub async fn feed_claims<C: Claims, S>(
     api: Api<C::Claim>,
     index: ClaimIndex<C>,
-    mut route: impl FnMut(C::Claim),
+    queue: Arc<WorkQueue<ObjectRef<S>>>,
+    mut route: impl FnMut(&C::Claim) -> Option<(ObjectRef<S>, Urgency)>,
 ) where
     C::Claim: Resource<DynamicType = ()>
         + Clone
@@ -316,6 +317,7 @@ pub async fn feed_claims<C: Claims>(
         + std::fmt::Debug
         + Send
         + 'static,
+    S: Resource<DynamicType = ()>,
 {
     watcher(api, watcher::Config::default())
         .default_backoff()
@@ -325,7 +327,11 @@ pub async fn feed_claims<C: Claims>(
         .touched_objects()
         .for_each(|event| {
             match event {
-                Ok(claim) => route(claim),
+                Ok(claim) => {
+                    if let Some((subject, urgency)) = route(&claim) {
+                        queue.add_with(subject, urgency);
+                    }
+                }
                 Err(error) => {
                     tracing::warn!(%error, kind = %C::Claim::kind(&()), "watching claims")
                 }

@@ -2,7 +2,9 @@
 //! WaitGroup, Gate): a kind implements [`SubjectKind`] — what it observes and how it
 //! asks its rules — and [`Subjects`] does the rest the same way for all of them: the
 //! cache lookup and its own writes, the typed `replace_status`, the metrics, the
-//! transition Event, the deletion after `spec.ttlAfterFinished` and the next look.
+//! transition Event, the deletion after `spec.ttlAfterFinished` and the next look;
+//! [`run`] starts such a kind's controller (its subjects' watch, its claim feeds, the
+//! workers).
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -13,15 +15,17 @@ use konductor_api::evaluation::{Evaluation, PhaseChange};
 use kube::api::{Api, PostParams};
 use kube::core::NamespaceResourceScope;
 use kube::core::object::HasStatus;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::engine::events::Events;
 use crate::engine::writes::OwnWrites;
-use crate::engine::{delete_expired, sooner};
+use crate::engine::{Workers, delete_expired, feed_subjects, serve, sooner};
 use crate::metrics::Metrics;
+use crate::queue::WorkQueue;
 use crate::{Error, Result};
 
 /// A kind's status type.
@@ -215,4 +219,77 @@ impl<K: SubjectKind> crate::engine::Reconciler for Subjects<K> {
             }
         }
     }
+}
+
+/// What a subject kind's controller starts from, to build its kind and its claim feeds:
+/// the subjects' cache (filled by the subjects' own watch, which [`run`] adds), the
+/// queue its feeds fill, and the client and Events its reconciles use.
+pub struct Start<S: Resource<DynamicType = ()> + 'static> {
+    /// The API client.
+    pub client: Client,
+    /// The subjects as last seen.
+    pub cache: Store<S>,
+    /// The queue of subjects to reconcile.
+    pub queue: Arc<WorkQueue<ObjectRef<S>>>,
+    /// Events on subjects.
+    pub events: Events,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// How a subject kind's controller runs.
+pub struct Running {
+    /// Reconciles at once.
+    pub workers: usize,
+    /// How many of them may write progress (normal-urgency work) at once; `None`: all.
+    pub progress_workers: Option<usize>,
+}
+
+/// Runs a subject kind's controller for all namespaces until `shutdown` resolves:
+/// `build` makes the kind and the future of its claim feeds from what it [`Start`]s
+/// from; the subjects' watch feeds the same queue, and the workers start once the
+/// subjects' cache holds every subject.
+pub async fn run<K: SubjectKind, F: Future>(
+    client: Client,
+    reporter: Reporter,
+    metrics: Arc<Metrics>,
+    running: Running,
+    build: impl FnOnce(&Start<K::Subject>) -> (K, F),
+    shutdown: impl Future,
+) {
+    let own_writes = Arc::new(OwnWrites::default());
+    let (cache, writer) = reflector::store();
+    let queue = Arc::new(match running.progress_workers {
+        Some(limit) => WorkQueue::with_normal_limit(limit),
+        None => WorkQueue::default(),
+    });
+    let events = Events::new(Recorder::new(client.clone(), reporter), metrics.clone());
+    let start = Start {
+        client: client.clone(),
+        cache: cache.clone(),
+        queue: queue.clone(),
+        events: events.clone(),
+        metrics: metrics.clone(),
+    };
+    let (kind, claims) = build(&start);
+    let subjects = Arc::new(Subjects::new(
+        kind,
+        client.clone(),
+        events,
+        metrics.clone(),
+        own_writes.clone(),
+        cache.clone(),
+    ));
+    let feeds = futures::future::join(
+        feed_subjects(Api::all(client), writer, own_writes, queue.clone()),
+        claims,
+    );
+    let workers = Workers {
+        reconciler: subjects,
+        queue,
+        count: running.workers,
+        metrics,
+    };
+    let ready = async move { cache.wait_until_ready().await.is_ok() };
+    serve(workers, ready, feeds, shutdown).await;
 }

@@ -241,11 +241,12 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use konductor_api::{Barrier, BarrierSpec};
 
-    fn barrier(version: &str) -> Barrier {
+    /// A barrier `ns/b` at `version` (for the tests of what is kept of writes).
+    pub(crate) fn barrier(version: &str) -> Barrier {
         let mut barrier = Barrier::new("b", BarrierSpec::new(3));
         barrier.metadata.namespace = Some("ns".into());
         barrier.metadata.uid = Some("uid-1".into());

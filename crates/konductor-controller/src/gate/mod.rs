@@ -17,17 +17,12 @@ use konductor_api::gate::rules::{
     GateInput, Observations, Transition, Watching, evaluate, latched, targets,
 };
 use konductor_api::gate::{Gate, GateStatus};
-use kube::api::Api;
-use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 
-use crate::engine::events::Events;
-use crate::engine::subject::{Judged, Judgement, SubjectKind, Subjects};
-use crate::engine::writes::OwnWrites;
-use crate::engine::{Workers, feed_subjects, serve};
+use crate::engine::subject::{self, Judged, Judgement, Running, Start, SubjectKind};
 use crate::metrics::Metrics;
-use crate::queue::WorkQueue;
 use crate::{Error, Result};
 use watches::{GateKinds, REDISCOVER_AFTER, Watches};
 
@@ -106,7 +101,7 @@ impl SubjectKind for GateKind {
 }
 
 /// Runs the Gate controller for all namespaces until `shutdown` resolves (one of the
-/// kinds [`crate::kinds::run`] joins), reading the kinds `kinds` allows.
+/// kinds [`crate::run`] joins), reading the kinds `kinds` allows.
 pub async fn run(
     client: Client,
     reporter: Reporter,
@@ -114,30 +109,20 @@ pub async fn run(
     kinds: GateKinds,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
-    let gates: Api<Gate> = Api::all(client.clone());
-    let own_writes = Arc::new(OwnWrites::default());
-    let (gate_cache, gate_writer) = reflector::store();
-    let queue = Arc::new(WorkQueue::default());
-    let kind = GateKind {
-        watches: Watches::new(client.clone(), kinds, queue.clone(), metrics.clone()),
+    let running = Running {
+        workers: WORKERS,
+        progress_workers: None,
     };
-    let events = Events::new(Recorder::new(client.clone(), reporter), metrics.clone());
-    let context = Arc::new(Subjects::new(
-        kind,
-        client,
-        events,
-        metrics.clone(),
-        own_writes.clone(),
-        gate_cache.clone(),
-    ));
-    let feed = feed_subjects(gates, gate_writer, own_writes, queue.clone());
-    let workers = Workers {
-        reconciler: context,
-        queue,
-        count: WORKERS,
-        metrics,
+    let build = |start: &Start<Gate>| {
+        let watches = Watches::new(
+            start.client.clone(),
+            kinds,
+            start.queue.clone(),
+            start.metrics.clone(),
+        );
+        // The watches of the objects Gates name are started as Gates need them.
+        (GateKind { watches }, std::future::pending::<()>())
     };
-    let ready = async move { gate_cache.wait_until_ready().await.is_ok() };
-    serve(workers, ready, feed, shutdown).await;
+    subject::run(client, reporter, metrics, running, build, shutdown).await;
     Ok(())
 }

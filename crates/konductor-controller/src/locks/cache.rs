@@ -10,10 +10,7 @@ use jiff::Timestamp;
 use konductor_api::duration::parse_duration;
 use konductor_api::locks::rules::Renewal;
 use konductor_api::locks::status::LockStatus;
-use konductor_api::locks::{
-    CommonLockSpec, Grant, LockKind, MIN_TTL, Permit, PermitPhase, read_spec,
-};
-use konductor_api::once::OnceSpec;
+use konductor_api::locks::{CommonLockSpec, Grant, LockKind, MIN_TTL, Permit, PermitPhase};
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 use kube::runtime::watcher;
@@ -69,30 +66,27 @@ pub struct LockState {
     /// The status as stored, typed by the lock's kind (`None` before the controller
     /// first wrote one, or when what is stored is not that kind's status).
     pub status: Option<LockStatus>,
-    /// A Once's spec (its key and limits); `None` for the other kinds, and for a Once
-    /// whose spec cannot be read (then `ttl` says which field).
-    pub once: Option<OnceSpec>,
+    /// The spec as stored, for what only one kind of the family has (a Once's key and
+    /// limits): that kind reads it typed when it decides.
+    pub spec: serde_json::Value,
 }
 
 impl LockState {
     /// The state of a `kind` lock object. A spec that cannot be read is refused
     /// (through `ttl`) naming the field, never read as the defaults.
     pub fn of(kind: LockKind, lock: &DynamicObject) -> Self {
-        let spec = CommonLockSpec::of(lock);
-        let once = (kind == LockKind::Once).then(|| read_spec::<OnceSpec>(lock));
-        let refusal = match (&spec, &once) {
-            (Err(why), _) | (_, Some(Err(why))) => Some(why.clone()),
-            _ => None,
+        let (permits, ttl) = match CommonLockSpec::of(lock) {
+            Ok(spec) => (spec.capacity(), ttl_of(&spec.ttl)),
+            Err(why) => (1, Err(why)),
         };
-        let spec = spec.unwrap_or_default();
         Self {
             uid: lock.uid().unwrap_or_default(),
             version: lock.resource_version(),
             generation: lock.metadata.generation,
-            permits: spec.capacity(),
-            ttl: refusal.map_or_else(|| ttl_of(&spec.ttl), Err),
+            permits,
+            ttl,
             status: LockStatus::of(kind, lock),
-            once: once.and_then(Result::ok),
+            spec: lock.data.get("spec").cloned().unwrap_or_default(),
         }
     }
 
@@ -370,17 +364,6 @@ mod tests {
 
     #[test]
     fn a_stored_spec_that_cannot_be_read_is_refused_naming_the_field_never_defaulted() {
-        let once = stored(
-            LockKind::Once,
-            serde_json::json!({"spec": {"ttl": "30s", "maxAttempts": "three"}}),
-        );
-        let state = LockState::of(LockKind::Once, &once);
-        let refusal = state.ttl.unwrap_err();
-        assert!(
-            refusal.starts_with("spec.maxAttempts: invalid type"),
-            "{refusal}"
-        );
-        assert_eq!(state.once, None);
         let semaphore = stored(
             LockKind::Semaphore,
             serde_json::json!({"spec": {"permits": []}}),

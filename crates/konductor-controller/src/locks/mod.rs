@@ -38,10 +38,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use jiff::Timestamp;
+use konductor_api::locks::rules::PermitRecord;
 use konductor_api::locks::rules::{Decision, LockInput, Transition, evaluate, expiry};
-use konductor_api::locks::status::{LockStatus, lock_status, permit_status, ready_condition};
+use konductor_api::locks::status::{
+    LockFacts, LockStatus, lock_status, permit_status, ready_condition,
+};
 use konductor_api::locks::{LockKind, Permit, PermitPhase};
-use konductor_api::once::rules::ClaimRecord;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -75,8 +78,75 @@ const QUEUE_COALESCE: Duration = Duration::from_millis(25);
 /// longer (plus a margin) is taken for dead and started again.
 const WATCH_TIMEOUT_SECS: u32 = 60;
 
+/// What a decision of a lock-family kind starts from: the lock as stored, its claims
+/// and the lock rules' view of each, the lock's ttl and the controller's clock.
+pub struct Claimed<'a> {
+    /// The lock.
+    pub lock: &'a LockState,
+    /// Its claims.
+    pub permits: &'a [Arc<IndexedPermit>],
+    /// The lock rules' view of each claim, in the same order.
+    pub records: Vec<PermitRecord>,
+    /// `spec.ttl`.
+    pub ttl: Duration,
+    /// The controller's clock.
+    pub now: Timestamp,
+}
+
+/// How a kind of the lock family decides: its grants, and the status to write. `Err`
+/// refuses the lock, naming what in its spec cannot be used.
+pub type Decide = fn(LockKind, Claimed<'_>) -> std::result::Result<(Decision, LockStatus), String>;
+
+/// A kind of the lock family as the lock controller runs it: which objects to watch,
+/// and how they are decided. The lock kinds are [`lock_kinds`]; a kind built on them
+/// (a Once) brings its own `decide` and is handed to [`run`] beside them.
+#[derive(Clone, Copy)]
+pub struct FamilyKind {
+    /// The kind.
+    pub kind: LockKind,
+    /// How its locks are decided.
+    pub decide: Decide,
+}
+
+/// Semaphore, Mutex and RWMutex: decided by the lock rules alone.
+pub fn lock_kinds() -> Vec<FamilyKind> {
+    [LockKind::Semaphore, LockKind::Mutex, LockKind::RWMutex]
+        .into_iter()
+        .map(|kind| FamilyKind {
+            kind,
+            decide: by_lock_rules,
+        })
+        .collect()
+}
+
+/// The lock rules' decision, and the status it comes out as.
+fn by_lock_rules(
+    kind: LockKind,
+    claimed: Claimed<'_>,
+) -> std::result::Result<(Decision, LockStatus), String> {
+    let Claimed {
+        lock,
+        records,
+        ttl,
+        now,
+        ..
+    } = claimed;
+    let decision = evaluate(&LockInput {
+        admits: kind.admits(),
+        permits: lock.permits,
+        ttl,
+        last_token: lock.last_token(),
+        permits_of_lock: &records,
+        now,
+    });
+    let wanted = lock_status(&lock.facts(kind), &decision, &records, now);
+    Ok((decision, wanted))
+}
+
 /// Shared by the lock workers.
 struct Context {
+    /// How each kind of the family decides.
+    decide: std::collections::HashMap<LockKind, Decide>,
     client: Client,
     metrics: Arc<crate::metrics::Metrics>,
     events: Events,
@@ -210,6 +280,29 @@ fn remove_later(ctx: &Context, permit: &Permit) {
     });
 }
 
+/// A lock whose spec cannot be used grants nothing; its Ready condition says `why`.
+async fn refuse(
+    ctx: &Context,
+    key: &LockKey,
+    lock: &LockState,
+    why: &str,
+    now: Timestamp,
+) -> Result<Option<Duration>> {
+    let mut refused = lock
+        .status
+        .clone()
+        .unwrap_or_else(|| LockStatus::empty(key.kind));
+    let facts = LockFacts {
+        refusal: Some(why),
+        ..lock.facts(key.kind)
+    };
+    refused.claims_mut().conditions = vec![ready_condition(&facts, now)];
+    if refused.differs_from(lock.status.as_ref()) {
+        write_lock_status(ctx, key, lock, &refused).await?;
+    }
+    Ok(None)
+}
+
 /// Evaluates one lock and writes what changed; returns when to look again.
 async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
     let Some(lock) = ctx.locks.get(key) else {
@@ -220,54 +313,27 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
         return Ok(Some(CACHE_WAIT));
     }
     let now = ctx.clock.now();
-    let Ok(ttl) = lock.ttl.clone() else {
-        // An unusable spec grants nothing; it says why in its Ready condition.
-        let mut refused = lock
-            .status
-            .clone()
-            .unwrap_or_else(|| LockStatus::empty(key.kind));
-        refused.claims_mut().conditions = vec![ready_condition(&lock.facts(key.kind), now)];
-        if refused.differs_from(lock.status.as_ref()) {
-            write_lock_status(ctx, key, &lock, &refused).await?;
-        }
+    let ttl = match &lock.ttl {
+        Ok(ttl) => *ttl,
+        Err(why) => return refuse(ctx, key, &lock, why, now).await,
+    };
+    let Some(decide) = ctx.decide.get(&key.kind) else {
         return Ok(None);
     };
     let permits = ctx.permits.of(key);
-    let records: Vec<_> = permits
-        .iter()
-        .map(|p| status::record_of(p, &lock))
-        .collect();
-    let (decision, wanted) = match key.kind {
-        LockKind::Once => {
-            let claims: Vec<ClaimRecord> = permits
-                .iter()
-                .zip(records)
-                .map(|(indexed, permit)| ClaimRecord {
-                    permit,
-                    key: indexed.permit.spec.key.clone(),
-                    outcome: indexed.permit.spec.outcome.clone(),
-                    interrupting: indexed.permit.spec.interrupting,
-                })
-                .collect();
-            let stored = match &lock.status {
-                Some(LockStatus::Once(stored)) => Some(stored),
-                _ => None,
-            };
-            let spec = lock.once.clone().unwrap_or_default();
-            crate::once::decide(&spec, stored, lock.generation, &claims, ttl, now)
-        }
-        _ => {
-            let decision = evaluate(&LockInput {
-                kind: key.kind,
-                permits: lock.permits,
-                ttl,
-                last_token: lock.last_token(),
-                permits_of_lock: &records,
-                now,
-            });
-            let wanted = lock_status(&lock.facts(key.kind), &decision, &records, now);
-            (decision, wanted)
-        }
+    let claimed = Claimed {
+        lock: &lock,
+        permits: &permits,
+        records: permits
+            .iter()
+            .map(|p| status::record_of(p, &lock))
+            .collect(),
+        ttl,
+        now,
+    };
+    let (decision, wanted) = match decide(key.kind, claimed) {
+        Ok(decided) => decided,
+        Err(why) => return refuse(ctx, key, &lock, &why, now).await,
     };
     if renewed_meanwhile(ctx, key, &decision, &permits).await? {
         return Ok(Some(Duration::ZERO));
@@ -506,12 +572,13 @@ async fn watch_permits(queue: Arc<WorkQueue<LockKey>>, ctx: Arc<Context>) {
         .await;
 }
 
-/// Runs the lock controller until `shutdown` completes, recording Events as `reporter`'s
-/// instance under [`LOCK_CONTROLLER_NAME`].
+/// Runs the lock controller for the kinds of the `family` until `shutdown` completes,
+/// recording Events as `reporter`'s instance under [`LOCK_CONTROLLER_NAME`].
 pub async fn run(
     client: Client,
     reporter: Reporter,
     metrics: Arc<crate::metrics::Metrics>,
+    family: Vec<FamilyKind>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let reporter = Reporter {
@@ -523,6 +590,7 @@ pub async fn run(
     let (mirror, mut mirror_writers) = Mirror::start(client.clone(), permits.clone(), clock);
     let queue = Arc::new(WorkQueue::<LockKey>::default());
     let ctx = Arc::new(Context {
+        decide: family.iter().map(|k| (k.kind, k.decide)).collect(),
         client: client.clone(),
         events: Events::new(Recorder::new(client.clone(), reporter), metrics.clone()),
         metrics: metrics.clone(),
@@ -532,31 +600,11 @@ pub async fn run(
         clock,
         queue_changes: QueueChanges::default(),
     });
-    let feeds = futures::future::join5(
-        watch_locks(
-            client.clone(),
-            ctx.locks.clone(),
-            queue.clone(),
-            LockKind::Semaphore,
-        ),
-        watch_locks(
-            client.clone(),
-            ctx.locks.clone(),
-            queue.clone(),
-            LockKind::Mutex,
-        ),
-        watch_locks(
-            client.clone(),
-            ctx.locks.clone(),
-            queue.clone(),
-            LockKind::RWMutex,
-        ),
-        watch_locks(
-            client.clone(),
-            ctx.locks.clone(),
-            queue.clone(),
-            LockKind::Once,
-        ),
+    let locks = family
+        .iter()
+        .map(|k| watch_locks(client.clone(), ctx.locks.clone(), queue.clone(), k.kind));
+    let feeds = futures::future::join(
+        futures::future::join_all(locks),
         watch_permits(queue.clone(), ctx.clone()),
     );
     let workers = Workers {

@@ -51,7 +51,7 @@ use crate::error::{Error, Request, Result};
 /// What to ask for: which lock, as whom, how.
 #[derive(Clone, Debug)]
 pub struct Claim {
-    /// Semaphore, Mutex or RWMutex.
+    /// Which kind of the lock family.
     pub kind: LockKind,
     /// The lock's name.
     pub lock: String,
@@ -66,7 +66,8 @@ pub struct Claim {
 }
 
 impl Claim {
-    fn new(kind: LockKind, lock: &str, holder: &str, mode: PermitMode) -> Self {
+    /// A claim of a `kind` lock (any kind of the lock family) by `holder`.
+    pub fn new(kind: LockKind, lock: &str, holder: &str, mode: PermitMode) -> Self {
         Self {
             kind,
             lock: lock.to_owned(),
@@ -74,15 +75,6 @@ impl Claim {
             mode,
             priority: 0,
             key: None,
-        }
-    }
-
-    /// A Once's executor, asking to run the work for `key` (`None`: the Once's
-    /// `spec.key`).
-    pub fn once(once: &str, holder: &str, key: Option<String>) -> Self {
-        Self {
-            key,
-            ..Self::new(LockKind::Once, once, holder, PermitMode::Exclusive)
         }
     }
 

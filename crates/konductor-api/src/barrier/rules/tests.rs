@@ -166,7 +166,7 @@ fn asks_to_look_again_exactly_at_the_deadline() {
     let mut b = Scenario::new(BarrierSpec::new(2).with_timeout("1m30s"));
     let e = b.reconcile(at_ms(250));
     assert_eq!(e.requeue_after, Some(Duration::from_millis(89_750)));
-    assert_eq!(e.status.deadline, Some(MicroTime(at(90))));
+    assert_eq!(e.status.lifecycle.deadline, Some(MicroTime(at(90))));
 }
 
 #[test]
@@ -263,7 +263,7 @@ fn removing_the_timeout_revives_a_timed_out_barrier() {
     b.edit(|s| s.timeout = None);
     let e = b.reconcile(at(20));
     assert_eq!(e.status.phase, BarrierPhase::Waiting);
-    assert_eq!(e.status.deadline, None);
+    assert_eq!(e.status.lifecycle.deadline, None);
 }
 
 #[test]
@@ -430,7 +430,7 @@ fn a_valid_spec_is_ready_as_in_the_seed() {
         ("True", "BarrierReady")
     );
     assert_eq!(ready.observed_generation, Some(1));
-    assert_eq!(e.status.observed_generation, Some(1));
+    assert_eq!(e.status.lifecycle.observed_generation, Some(1));
     assert_eq!(
         e.transition, None,
         "a new barrier starting to wait is not news"
@@ -471,7 +471,10 @@ fn observed_generation_follows_the_spec() {
     let mut b = Scenario::new(BarrierSpec::new(3));
     b.reconcile(at(1));
     b.edit(|s| s.expected = 4);
-    assert_eq!(b.reconcile(at(2)).status.observed_generation, Some(2));
+    assert_eq!(
+        b.reconcile(at(2)).status.lifecycle.observed_generation,
+        Some(2)
+    );
 }
 
 #[test]
@@ -479,14 +482,14 @@ fn a_finished_barrier_is_deleted_exactly_its_ttl_after_it_finished() {
     let spec = BarrierSpec::new(1).with_ttl_after_finished("10s");
     let mut b = Scenario::new(spec);
     let waiting = b.reconcile(at(1));
-    assert_eq!(waiting.status.finished_at, None);
+    assert_eq!(waiting.status.lifecycle.finished_at, None);
     assert_eq!(
         waiting.delete_after, None,
         "a waiting barrier never expires"
     );
     b.arrive("a", at(2));
     let opened = b.reconcile(at(3));
-    assert_eq!(opened.status.finished_at, opened.status.opened_at);
+    assert_eq!(opened.status.lifecycle.finished_at, opened.status.opened_at);
     assert_eq!(opened.delete_after, Some(Duration::from_secs(10)));
     // The finish time stays; the deletion comes closer, and is due exactly at it.
     assert_eq!(
@@ -494,7 +497,10 @@ fn a_finished_barrier_is_deleted_exactly_its_ttl_after_it_finished() {
         Some(Duration::from_millis(1000))
     );
     assert_eq!(b.reconcile(at(13)).delete_after, Some(Duration::ZERO));
-    assert_eq!(b.peek(at(13)).status.finished_at.map(|t| t.0), Some(at(3)));
+    assert_eq!(
+        b.peek(at(13)).status.lifecycle.finished_at.map(|t| t.0),
+        Some(at(3))
+    );
 }
 
 #[test]
@@ -506,16 +512,24 @@ fn a_timeout_finishes_at_the_deadline_and_a_failure_when_it_is_seen() {
     );
     let late_look = timed_out.reconcile(at(7));
     assert_eq!(late_look.status.phase, BarrierPhase::Timeout);
-    assert_eq!(late_look.status.finished_at.map(|t| t.0), Some(at(5)));
+    assert_eq!(
+        late_look.status.lifecycle.finished_at.map(|t| t.0),
+        Some(at(5))
+    );
     assert_eq!(late_look.delete_after, Some(Duration::from_secs(58)));
 
     let mut failed = Scenario::new(BarrierSpec::new(1).with_ttl_after_finished("1m"));
     failed.fail("a", at(1));
     let seen = failed.reconcile(at(2));
     assert_eq!(seen.status.phase, BarrierPhase::Failed);
-    assert_eq!(seen.status.finished_at.map(|t| t.0), Some(at(2)));
+    assert_eq!(seen.status.lifecycle.finished_at.map(|t| t.0), Some(at(2)));
     assert_eq!(
-        failed.reconcile(at(30)).status.finished_at.map(|t| t.0),
+        failed
+            .reconcile(at(30))
+            .status
+            .lifecycle
+            .finished_at
+            .map(|t| t.0),
         Some(at(2))
     );
 }
@@ -523,11 +537,11 @@ fn a_timeout_finishes_at_the_deadline_and_a_failure_when_it_is_seen() {
 #[test]
 fn a_revived_barrier_is_unfinished_again() {
     let mut b = Scenario::new(BarrierSpec::new(1).with_timeout("5s"));
-    assert!(b.reconcile(at(6)).status.finished_at.is_some());
+    assert!(b.reconcile(at(6)).status.lifecycle.finished_at.is_some());
     b.edit(|spec| spec.timeout = Some("1h".into()));
     let revived = b.reconcile(at(7));
     assert_eq!(revived.status.phase, BarrierPhase::Waiting);
-    assert_eq!(revived.status.finished_at, None);
+    assert_eq!(revived.status.lifecycle.finished_at, None);
 }
 
 #[test]
@@ -786,7 +800,7 @@ proptest! {
     #[test]
     fn only_waiting_barriers_with_a_deadline_ask_to_be_woken(spec in spec(), steps in proptest::collection::vec(step(), 0..30)) {
         for e in play(spec, &steps) {
-            let expects_wakeup = e.status.phase == BarrierPhase::Waiting && e.status.deadline.is_some();
+            let expects_wakeup = e.status.phase == BarrierPhase::Waiting && e.status.lifecycle.deadline.is_some();
             prop_assert_eq!(e.requeue_after.is_some(), expects_wakeup);
         }
     }

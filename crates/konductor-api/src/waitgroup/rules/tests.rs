@@ -109,7 +109,10 @@ fn sealed_with_every_member_finished_is_done() {
     let evaluation = eval(&sealed(), &[done("a"), done("b")]);
     assert_eq!(evaluation.status.phase, WaitGroupPhase::Done);
     assert_eq!(evaluation.transition, Some(Transition::Done));
-    assert_eq!(evaluation.status.finished_at, Some(MicroTime(at(10))));
+    assert_eq!(
+        evaluation.status.lifecycle.finished_at,
+        Some(MicroTime(at(10)))
+    );
     // Sealed with nothing added: the producer said there is nothing to wait for.
     assert_eq!(eval(&sealed(), &[]).status.phase, WaitGroupPhase::Done);
 }
@@ -171,7 +174,10 @@ fn done_latches_and_later_members_are_late() {
     );
     assert_eq!(later.status.phase, WaitGroupPhase::Done);
     assert_eq!((later.status.added, later.status.late), (1, 2));
-    assert_eq!(later.status.finished_at, first.finished_at);
+    assert_eq!(
+        later.status.lifecycle.finished_at,
+        first.lifecycle.finished_at
+    );
     assert_eq!(later.transition, None);
     assert!(later.also.0.is_empty());
 }
@@ -183,7 +189,10 @@ fn failed_is_final_but_its_counts_follow_the_members() {
     let later = eval_at(&sealed(), &[failed("a", "x"), done("b")], Some(&first), 20);
     assert_eq!(later.status.phase, WaitGroupPhase::Failed);
     assert_eq!((later.status.done, later.status.counter), (1, 0));
-    assert_eq!(later.status.finished_at, first.finished_at);
+    assert_eq!(
+        later.status.lifecycle.finished_at,
+        first.lifecycle.finished_at
+    );
 }
 
 #[test]
@@ -198,7 +207,10 @@ fn the_deadline_times_the_group_out_exactly_then() {
     let at_deadline = eval_at(&spec, &[pending("a")], Some(&before.status), 30);
     assert_eq!(at_deadline.status.phase, WaitGroupPhase::Timeout);
     assert_eq!(at_deadline.transition, Some(Transition::TimedOut));
-    assert_eq!(at_deadline.status.finished_at, Some(MicroTime(at(30))));
+    assert_eq!(
+        at_deadline.status.lifecycle.finished_at,
+        Some(MicroTime(at(30)))
+    );
     assert!(
         at_deadline
             .status
