@@ -10,10 +10,11 @@
 //! - [`barrier`]: the `barrier` subcommands, one function each, and a wait's progress.
 //! - [`output`]: the human summary, tables, JSON and YAML.
 //! - [`holder`]: who a command acts as (stable for barriers, unique for locks).
-//! - [`locks`]: the `semaphore`, `mutex` and `rwmutex` subcommands and verbs.
+//! - [`locks`]: the `semaphore`, `mutex` and `rwmutex` subcommands and verbs, `run`
+//!   among them.
 //! - [`once`]: the `once` subcommands.
-//! - [`run`](mod@run): `… run`, holding a lock around a command, and the supervisor that makes
-//!   sure the command never outlives its grant or koncli.
+//! - [`run`](mod@run): the supervision every `… run` shares (a lock's, a Once's, a
+//!   member's): the command never outlives its claim or koncli.
 //! - [`waitgroup`]: the `waitgroup` subcommands.
 //! - [`gate`]: the `gate` subcommands and `wait`.
 //! - [`signals`]: SIGINT/SIGTERM while waiting (the claim is withdrawn).
@@ -171,7 +172,7 @@ async fn lock(
     let connection = connect(options).await?;
     match request {
         locks::Request::Run(args, mode) => {
-            run::run(
+            locks::run(
                 kind,
                 mode,
                 &konductor_sdk::locks::Locks::new(&connection),

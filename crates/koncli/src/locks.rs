@@ -16,8 +16,12 @@ use kube::ResourceExt;
 use kube::api::DynamicObject;
 
 use crate::args::{CreateFormat, parse_duration, parse_holder, parse_name};
-use crate::exit::{EXIT_BUSY, EXIT_CODES, EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_WAIT_TIMEOUT};
+use crate::exit::{
+    EXIT_BUSY, EXIT_CODES, EXIT_ERROR, EXIT_LOST, EXIT_OK, EXIT_USAGE, EXIT_WAIT_TIMEOUT,
+};
 use crate::output;
+use crate::run::{Ran, check_runnable, supervised};
+use crate::signals::Interrupts;
 
 /// `semaphore` commands. `acquire`/`release` are also spelled `lock`/`unlock`.
 #[derive(Subcommand, Debug)]
@@ -377,6 +381,55 @@ pub async fn command(kind: LockKind, verb: Verb, connection: &Connection) -> Out
             }
         },
     }
+}
+
+/// `… run NAME -- CMD`: hold the lock around a command (the supervision is
+/// [`crate::run`]'s).
+pub async fn run(
+    kind: LockKind,
+    mode: PermitMode,
+    locks: &Locks,
+    args: RunArgs,
+) -> konductor_sdk::Result<u8> {
+    let (program, _) = args.command.split_first().expect("clap requires a command");
+    if let Err((code, why)) = check_runnable(program) {
+        eprintln!("{}: {why}", crate::exit::program_name());
+        return Ok(code);
+    }
+    let program = program.clone();
+    let program = program.as_str();
+    let holder = crate::holder::run_identity(args.holder);
+    let claim = claim(kind, mode, &args.name, &holder, args.priority);
+    let wait = args.timeout.map_or(
+        konductor_sdk::locks::Wait::Forever,
+        konductor_sdk::locks::Wait::AtMost,
+    );
+    let mut interrupts = Interrupts::new();
+    let acquired = acquire_reporting(locks, &claim, wait, true, &mut interrupts).await;
+    let guard = match acquired {
+        Ok(guard) => guard,
+        Err(Error::LockCancelled { .. }) => return Ok(interrupts.withdrawn()),
+        Err(error) => return refused(error),
+    };
+    let what = format!("{} {}/{}", kind.word(), locks.namespace(), args.name);
+    let ran = supervised(
+        &args.command,
+        Some(guard.token()),
+        guard.timing(),
+        guard.lost(),
+        &mut interrupts,
+        &what,
+        guard.mark_interrupting(),
+    )
+    .await;
+    if ran == Ran::Lost {
+        guard.release_lost().await;
+        return Ok(EXIT_LOST);
+    }
+    if let Err(error) = guard.release().await {
+        eprintln!("{}: {error}", crate::exit::program_name());
+    }
+    Ok(ran.report(&what, program, "lock released"))
 }
 
 /// The claim a command makes: an RWMutex's reader shares it; every other holder holds

@@ -1,4 +1,7 @@
-//! `koncli … run NAME -- CMD`: hold a lock around a command, as `flock(1)` holds a file.
+//! The supervision every `koncli … run NAME -- CMD` shares (a lock's, a Once's, a
+//! WaitGroup member's): the command runs while a claim is held, as `flock(1)` holds a
+//! file; what claim, and what its end reports, is the kind's (`locks::run`,
+//! `once`, `waitgroup`).
 //!
 //! ```text
 //! koncli … run ──spawns──▶ koncli __supervise ──spawns──▶ CMD (and its children)
@@ -10,7 +13,7 @@
 //! koncli acquires, starts the supervisor in a process group of its own, and forwards
 //! SIGINT, SIGTERM, SIGHUP and SIGQUIT to that group. When the grant is lost (renewals
 //! unacknowledged until the margin, an expiry, a deleted claim) it sends the group
-//! SIGTERM, then SIGKILL after the grace ([`konductor_sdk::locks::Timing`]) — a shell's
+//! SIGTERM, then SIGKILL after the grace ([`konductor_sdk::claims::held::Timing`]) — a shell's
 //! children too — so the command is gone before the grant can have run out on the
 //! controller's clock. When koncli dies, even by SIGKILL, the kernel tells the
 //! supervisor (its parent-death signal), which stops the group the same way: a command
@@ -20,14 +23,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use konductor_api::locks::{LockKind, PermitMode};
-use konductor_sdk::Error;
-use konductor_sdk::locks::Locks;
 use rustix::process::{Pid, Signal};
 
 use crate::exit::{EXIT_ERROR, EXIT_LOST};
-use crate::locks::RunArgs;
-use crate::locks::{acquire_reporting, claim, refused};
 use crate::signals::Interrupts;
 
 /// The first argument that makes koncli the supervisor `run` starts between itself
@@ -161,54 +159,6 @@ fn code_of(status: std::io::Result<std::process::ExitStatus>) -> u8 {
     }
 }
 
-/// `run`: hold the lock around a command.
-pub async fn run(
-    kind: LockKind,
-    mode: PermitMode,
-    locks: &Locks,
-    args: RunArgs,
-) -> konductor_sdk::Result<u8> {
-    let (program, _) = args.command.split_first().expect("clap requires a command");
-    if let Err((code, why)) = check_runnable(program) {
-        eprintln!("{}: {why}", crate::exit::program_name());
-        return Ok(code);
-    }
-    let program = program.clone();
-    let program = program.as_str();
-    let holder = crate::holder::run_identity(args.holder);
-    let claim = claim(kind, mode, &args.name, &holder, args.priority);
-    let wait = args.timeout.map_or(
-        konductor_sdk::locks::Wait::Forever,
-        konductor_sdk::locks::Wait::AtMost,
-    );
-    let mut interrupts = Interrupts::new();
-    let acquired = acquire_reporting(locks, &claim, wait, true, &mut interrupts).await;
-    let guard = match acquired {
-        Ok(guard) => guard,
-        Err(Error::LockCancelled { .. }) => return Ok(interrupts.withdrawn()),
-        Err(error) => return refused(error),
-    };
-    let what = format!("{} {}/{}", kind.word(), locks.namespace(), args.name);
-    let ran = supervised(
-        &args.command,
-        Some(guard.token()),
-        guard.timing(),
-        guard.lost(),
-        &mut interrupts,
-        &what,
-        guard.mark_interrupting(),
-    )
-    .await;
-    if ran == Ran::Lost {
-        guard.release_lost().await;
-        return Ok(EXIT_LOST);
-    }
-    if let Err(error) = guard.release().await {
-        eprintln!("{}: {error}", crate::exit::program_name());
-    }
-    Ok(ran.report(&what, program, "lock released"))
-}
-
 /// How a supervised command ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ran {
@@ -263,8 +213,8 @@ impl Ran {
 pub async fn supervised(
     command: &[String],
     token: Option<i64>,
-    timing: konductor_sdk::locks::Timing,
-    lost: impl std::future::Future<Output = konductor_sdk::locks::Loss>,
+    timing: konductor_sdk::claims::held::Timing,
+    lost: impl std::future::Future<Output = konductor_sdk::claims::held::Loss>,
     interrupts: &mut Interrupts,
     what: &str,
     mark: impl std::future::Future<Output = ()>,

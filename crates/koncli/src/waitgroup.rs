@@ -527,7 +527,7 @@ async fn run(groups: &WaitGroups, args: RunArgs) -> Code {
     };
     let timing = held
         .timing()
-        .unwrap_or_else(|| konductor_sdk::locks::Timing::for_ttl(DEFAULT_RUN_TTL));
+        .unwrap_or_else(|| konductor_sdk::claims::held::Timing::for_ttl(DEFAULT_RUN_TTL));
     let mut interrupts = Interrupts::new();
     let ran = supervised(
         &args.command,

@@ -26,15 +26,16 @@ use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 use konductor_api::gate::presets::PRESET_KINDS;
 use konductor_api::gate::rules::{GateInput, Observations, Observed, evaluate, targets};
+use konductor_api::gate::target::KindUnusable;
 use konductor_api::gate::target::parse_for;
 use konductor_api::gate::{
     Gate, GateCondition, GateMatch, GateOverride, GatePhase, GateSpec, GateStatus, TargetRef,
 };
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use serde_json::json;
 
 use crate::connect::Connection;
 use crate::error::{Error, Result};
+use crate::patches::{Override, SpecPatch};
 use crate::subjects::Subjects;
 use crate::watching::follow;
 
@@ -99,7 +100,9 @@ impl Gates {
 
     /// Sets `spec.override` (`None` hands the Gate back to its conditions).
     pub async fn set_override(&self, name: &str, value: Option<GateOverride>) -> Result<Gate> {
-        let patch = json!({ "spec": { "override": value } });
+        let patch = SpecPatch::new(Override {
+            override_: value.as_ref(),
+        });
         self.gates.patch(name, &patch).await
     }
 
@@ -477,17 +480,18 @@ impl WaitFor {
                 kube::Error::Api(status) if status.code != 404 => {
                     refused(format!("discovery refused: {}", status.message))
                 }
-                kube::Error::Api(_) | kube::Error::Discovery(_) => refused(format!(
-                    "kind {} in {} is not served (is its CRD installed?)",
-                    target.kind, target.api_version
-                )),
+                kube::Error::Api(_) | kube::Error::Discovery(_) => refused(
+                    KindUnusable::NotServed {
+                        kind: target.kind.clone(),
+                        api_version: target.api_version.clone(),
+                    }
+                    .to_string(),
+                ),
                 other => discovery_error(&self.connection, &target.to_string(), other),
             })?;
         if capabilities.scope == kube::discovery::Scope::Cluster {
-            return Err(refused(format!(
-                "{} is cluster-scoped: only objects in a namespace can be waited for",
-                resource.plural
-            )));
+            let plural = resource.plural;
+            return Err(refused(KindUnusable::ClusterScoped { plural }.to_string()));
         }
         Ok(resource)
     }

@@ -36,12 +36,13 @@
 //! ```
 
 pub mod barrier;
-mod claims;
+pub mod claims;
 pub mod connect;
 pub mod error;
 pub mod gate;
 pub mod locks;
 pub mod once;
+mod patches;
 pub mod reading;
 mod subjects;
 pub mod waitgroup;

@@ -37,6 +37,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use crate::connect::Connection;
 use crate::error::{Error, Request, Result};
 use crate::locks::{Claim, Guard, Locks, Loss, Progress, Wait};
+use crate::patches::SpecPatch;
 use crate::subjects::Subjects;
 use crate::watching::follow_until;
 
@@ -172,7 +173,7 @@ impl Executor {
             self.onces.subjects.client.clone(),
             &self.onces.subjects.namespace,
         );
-        let body = serde_json::json!({ "spec": { "outcome": outcome } });
+        let body = SpecPatch::new(crate::patches::Outcome { outcome: &outcome });
         // Through an outage the report is retried (the claim is renewed meanwhile) for
         // up to the ttl; if it cannot be made, the claim is given back, so the next
         // waiter need not wait for it to expire.

@@ -132,7 +132,11 @@ where
 
     /// Merge-patches the object `name` (a spec field a verb sets: `sealed`,
     /// `override`).
-    pub async fn patch(&self, name: &str, patch: &serde_json::Value) -> Result<K> {
+    pub async fn patch(
+        &self,
+        name: &str,
+        patch: &(impl serde::Serialize + std::fmt::Debug),
+    ) -> Result<K> {
         match self
             .api
             .patch(

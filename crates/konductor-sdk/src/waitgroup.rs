@@ -36,13 +36,13 @@ use konductor_api::waitgroup::{
 };
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use serde_json::json;
 use tokio::sync::Notify;
 
+use crate::claims::held::{Chain, Loss, Renewal, Timing, renew_periodically, send_renewal};
 use crate::claims::{Asked, ask};
 use crate::connect::Connection;
 use crate::error::{Error, Request, Result};
-use crate::locks::{Chain, Loss, Renewal, Timing, renew_periodically, send_renewal};
+use crate::patches::{self, Interrupting, MemberWork, SpecPatch};
 use crate::subjects::{Ensured, Subjects};
 use konductor_api::waitgroup::rules::standing_of;
 
@@ -196,7 +196,7 @@ impl WaitGroups {
     /// added yet is added done.
     pub async fn done(&self, name: &str, id: &str, outcome: MemberOutcome) -> Result<Marked> {
         let object = member_name(name, id);
-        let patch = json!({ "spec": { "outcome": outcome } });
+        let patch = SpecPatch::new(patches::Outcome { outcome: &outcome });
         let patched = self
             .members
             .patch(&object, &PatchParams::default(), &Patch::Merge(&patch))
@@ -245,7 +245,7 @@ impl WaitGroups {
 
     /// Seals the group: the members added are all there will be.
     pub async fn seal(&self, name: &str) -> Result<WaitGroup> {
-        let patch = json!({ "spec": { "sealed": true } });
+        let patch = SpecPatch::new(patches::Sealed { sealed: true });
         self.groups.patch(name, &patch).await
     }
 
@@ -417,17 +417,8 @@ async fn patch_over(
     object: &str,
     member: &WaitGroupMember,
 ) -> kube::Result<WaitGroupMember> {
-    let spec = &member.spec;
-    let patch = json!({
-        "metadata": { "resourceVersion": member.resource_version() },
-        "spec": {
-            "attempts": spec.attempts,
-            "outcome": spec.outcome,
-            "interrupting": spec.interrupting,
-            "holder": spec.holder,
-            "renewTime": spec.renew_time,
-        },
-    });
+    let version = member.resource_version();
+    let patch = SpecPatch::over_version(version.as_deref(), MemberWork::of(&member.spec));
     members
         .patch(object, &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -499,10 +490,7 @@ impl Held {
     /// now on its end — or its expiry, if this process is killed — is an interruption.
     /// Renewal goes on. Best effort (the withdrawal says the same).
     pub async fn mark_interrupting(&self) {
-        let patch = json!({
-            "metadata": { "uid": self.uid },
-            "spec": { "interrupting": true },
-        });
+        let patch = SpecPatch::of_uid(&self.uid, Interrupting { interrupting: true });
         let object = member_name(&self.group, &self.id);
         if let Err(error) = self
             .groups

@@ -22,6 +22,9 @@ use crate::objects::{
 };
 use crate::patch::{self, PatchType};
 use crate::registry::{self, NAMESPACES, Registry, ResourceDef, View};
+use strategy::Strategy;
+
+mod strategy;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::store::{Store, Write};
 use crate::views::{to_storage, to_view};
@@ -233,21 +236,6 @@ impl Service {
             .registry
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = registry;
-        Ok(())
-    }
-
-    /// The CRD checks and status (see [`crds::admit`]) for a CRD about to be stored.
-    fn admit_crd(&self, def: &ResourceDef, crd: &mut Value, old: Option<&Value>) -> Result<()> {
-        let name = objects::name_of(crd).to_owned();
-        crds::admit(crd, old, registry::built_in_crd(&name).as_ref())
-            .map_err(|causes| objects::invalid(def, &name, causes))
-    }
-
-    /// After a committed write to a CRD: serve what the stored CRDs say.
-    fn after_write(&self, def: &ResourceDef) -> Result<()> {
-        if def.storage == crds::CRDS && !self.dry_run {
-            self.reload_crds()?;
-        }
         Ok(())
     }
 
@@ -516,9 +504,7 @@ impl Service {
             Timestamp::now(),
         )?;
         let warnings = objects::admit(def, &mut object, None, validation)?;
-        if def.storage == crds::CRDS {
-            self.admit_crd(def, &mut object, None)?;
-        }
+        self.admit_as_resource(def, &mut object, None)?;
         let name = objects::name_of(&object).to_owned();
         let key = Self::key(def, namespace, &name);
         let stored = self.store.write(&key, |current| match current {
@@ -681,9 +667,7 @@ impl Service {
                 validation
             };
             warnings = objects::admit(def, &mut next, Some(&current), check)?;
-            if def.storage == crds::CRDS {
-                self.admit_crd(def, &mut next, Some(&current))?;
-            }
+            self.admit_as_resource(def, &mut next, Some(&current))?;
             if next == current {
                 return Ok(Write::Unchanged(current));
             }
@@ -710,28 +694,13 @@ impl Service {
         if !self.dry_run && options.dry_run.iter().any(|d| d == "All") {
             return self.dry_run().delete(def, namespace, name, options);
         }
-        if def.storage == NAMESPACES && PROTECTED_NAMESPACES.contains(&name) {
-            return Err(ApiError::Forbidden {
-                resource: def.qualified_plural(),
-                name: name.to_owned(),
-                message: "this namespace may not be deleted".into(),
-            });
-        }
-        if def.storage == crds::CRDS && registry::built_in_crd(name).is_some() {
-            return Err(ApiError::Forbidden {
-                resource: def.qualified_plural(),
-                name: name.to_owned(),
-                message: "Konductor's own kinds are built into this server".into(),
-            });
-        }
+        Strategy::of(def).may_delete(def, name)?;
         let key = Self::key(def, namespace, name);
         let current = self
             .store
             .get(&key)?
             .ok_or_else(|| Self::not_found(def, name))?;
-        if def.storage == crds::CRDS && !self.dry_run {
-            self.delete_custom_resources(&current)?;
-        }
+        self.before_delete(def, &current)?;
         let uid = current["metadata"]["uid"]
             .as_str()
             .unwrap_or_default()
@@ -757,35 +726,6 @@ impl Service {
         let object = result.ok_or_else(|| Self::not_found(def, name))?;
         self.after_write(def)?;
         Ok(to_view(def, &object))
-    }
-
-    /// Deletes every object of a CRD about to be deleted, as kube-apiserver's CRD
-    /// cleanup does (each one a normal delete: watchers see it, finalizers hold it).
-    fn delete_custom_resources(&self, crd: &Value) -> Result<()> {
-        let Some(def) = registry::served_resources(crd)
-            .ok()
-            .and_then(|defs| defs.into_iter().find(|d| d.view == View::Native))
-        else {
-            return Ok(());
-        };
-        let mut keys = Vec::new();
-        self.store.scan(&def.storage, None, None, |object| {
-            keys.push((
-                object["metadata"]["namespace"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                objects::name_of(&object).to_owned(),
-            ));
-            true
-        })?;
-        for (namespace, name) in keys {
-            match self.delete(&def, &namespace, &name, &DeleteOptions::default()) {
-                Ok(_) | Err(ApiError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
     }
 
     /// `DELETE` a collection: every object matching the selectors.

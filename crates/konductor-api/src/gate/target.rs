@@ -105,6 +105,40 @@ fn split_path(text: &str) -> (&str, Option<&str>) {
     (text, None)
 }
 
+/// Why objects of a kind that a Gate (or `koncli wait`) names cannot be waited for, from
+/// what discovery answered — one wording for the controller's conditions and the
+/// clients' errors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KindUnusable {
+    /// Discovery does not know the kind (a CRD not applied yet).
+    NotServed {
+        /// The kind.
+        kind: String,
+        /// Its apiVersion.
+        api_version: String,
+    },
+    /// It is served cluster-scoped: only objects in a namespace can be named.
+    ClusterScoped {
+        /// Its resource (plural).
+        plural: String,
+    },
+}
+
+impl std::fmt::Display for KindUnusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KindUnusable::NotServed { kind, api_version } => write!(
+                f,
+                "kind {kind} in {api_version} is not served (is its CRD applied?)"
+            ),
+            KindUnusable::ClusterScoped { plural } => write!(
+                f,
+                "{plural} is cluster-scoped: only objects in a namespace can be waited for"
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

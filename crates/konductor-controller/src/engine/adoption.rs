@@ -10,7 +10,7 @@
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, Patch, PatchParams};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::{Error, Result};
 
@@ -57,9 +57,27 @@ pub struct Orphan<'a> {
     pub labelled: bool,
 }
 
+/// A merge patch of a claim's metadata that adopts it: conditional on the version read;
+/// the owner references written whole when they change, the subject's label when it
+/// is missing.
+#[derive(Serialize, Debug, PartialEq)]
+pub struct AdoptionPatch {
+    metadata: AdoptedMetadata,
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+struct AdoptedMetadata {
+    resource_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner_references: Option<Vec<OwnerReference>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labels: Option<std::collections::BTreeMap<String, String>>,
+}
+
 /// The merge patch that adopts `claim` for `adopter`, or `None` when there is nothing
 /// to do.
-pub fn patch(claim: &Orphan<'_>, adopter: &Adopter<'_>) -> Option<Value> {
+pub fn patch(claim: &Orphan<'_>, adopter: &Adopter<'_>) -> Option<AdoptionPatch> {
     let of_kind = || claim.owners.iter().filter(|o| o.kind == adopter.kind);
     let ours = of_kind().any(|o| o.uid == adopter.uid);
     let owners: Option<Vec<OwnerReference>> = match adopter.earlier {
@@ -86,21 +104,21 @@ pub fn patch(claim: &Orphan<'_>, adopter: &Adopter<'_>) -> Option<Value> {
     if owners.is_none() && claim.labelled {
         return None;
     }
-    let mut metadata = json!({ "resourceVersion": claim.resource_version });
-    if let Some(owners) = owners {
-        metadata["ownerReferences"] = json!(owners);
-    }
-    if !claim.labelled {
-        metadata["labels"] = json!({ adopter.label: adopter.name });
-    }
-    Some(json!({ "metadata": metadata }))
+    let label = (adopter.label.to_owned(), adopter.name.to_owned());
+    Some(AdoptionPatch {
+        metadata: AdoptedMetadata {
+            resource_version: claim.resource_version.map(str::to_owned),
+            owner_references: owners,
+            labels: (!claim.labelled).then(|| [label].into()),
+        },
+    })
 }
 
 /// Writes `patches` (claim name, patch) a handful at a time. A claim changed or
 /// deleted meanwhile (409, 404) is no failure: its next event brings its next look.
 pub async fn adopt<K>(
     api: &Api<K>,
-    patches: impl IntoIterator<Item = (String, Value)>,
+    patches: impl IntoIterator<Item = (String, AdoptionPatch)>,
 ) -> Result<()>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
@@ -149,7 +167,7 @@ mod tests {
         }
     }
 
-    fn owners_in(patch: &Value) -> Vec<(String, String)> {
+    fn owners_in(patch: &serde_json::Value) -> Vec<(String, String)> {
         patch["metadata"]["ownerReferences"]
             .as_array()
             .map(|owners| {
@@ -177,6 +195,7 @@ mod tests {
     #[test]
     fn an_orphan_gets_the_owner_and_the_label_under_its_version() {
         let patch = patch(&claim(&[], false), &adopter(Earlier::Left)).expect("adopted");
+        let patch = serde_json::to_value(patch).unwrap();
         assert_eq!(owners_in(&patch), [("db".to_owned(), "now".to_owned())]);
         assert_eq!(patch["metadata"]["labels"]["konductor.io/mutex"], "db");
         assert_eq!(patch["metadata"]["resourceVersion"], "7");
@@ -186,6 +205,7 @@ mod tests {
     fn an_owned_claim_without_the_label_is_only_labelled() {
         let owners = [owner("Mutex", "db", "now")];
         let patch = patch(&claim(&owners, false), &adopter(Earlier::Left)).expect("labelled");
+        let patch = serde_json::to_value(patch).unwrap();
         assert!(patch["metadata"].get("ownerReferences").is_none());
         assert_eq!(patch["metadata"]["labels"]["konductor.io/mutex"], "db");
     }
@@ -199,6 +219,7 @@ mod tests {
             "left to the garbage collector"
         );
         let taken = patch(&claim(&owners, true), &adopter(Earlier::TakenOver)).expect("taken");
+        let taken = serde_json::to_value(taken).unwrap();
         assert_eq!(
             owners_in(&taken),
             [

@@ -19,6 +19,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use konductor_api::gate::presets::PRESET_KINDS;
 use konductor_api::gate::rules::Observed;
+use konductor_api::gate::target::KindUnusable;
 use konductor_api::gate::{Gate, TargetRef};
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
@@ -103,14 +104,6 @@ pub fn parse_gate_kind(entry: &str) -> Result<String, String> {
             "{entry:?} is not resource.group (like databases.acme.example.com, or configmaps)"
         ))
     }
-}
-
-/// Why a Gate cannot name objects of a cluster-scoped kind.
-fn cluster_scoped(resource: &ApiResource) -> String {
-    format!(
-        "{} is cluster-scoped: a Gate names objects in its own namespace only",
-        resource.plural
-    )
 }
 
 /// A kind as a Gate names it: (apiVersion, kind).
@@ -369,7 +362,8 @@ impl Watches {
         let mut state = self.lock();
         match answer {
             Ok((resource, capabilities)) if capabilities.scope == Scope::Cluster => {
-                let why = cluster_scoped(&resource);
+                let plural = resource.plural;
+                let why = KindUnusable::ClusterScoped { plural }.to_string();
                 state
                     .discovered
                     .insert(kind.clone(), Discovered::Unusable(why.clone()));
@@ -382,13 +376,20 @@ impl Watches {
                 Ok(resource)
             }
             Err(error) => {
-                let cause = match &error {
-                    kube::Error::Api(status) if status.code == 404 => {
-                        "is its CRD applied?".to_owned()
-                    }
-                    _ => crate::Error::Kube(error).to_string(),
+                let not_served = KindUnusable::NotServed {
+                    kind: kind.1.clone(),
+                    api_version: kind.0.clone(),
                 };
-                let why = format!("kind {} in {} is not served here ({cause})", kind.1, kind.0);
+                let why = match &error {
+                    kube::Error::Api(status) if status.code == 404 => not_served.to_string(),
+                    kube::Error::Discovery(_) => not_served.to_string(),
+                    _ => format!(
+                        "cannot ask discovery for kind {} in {}: {}",
+                        kind.1,
+                        kind.0,
+                        crate::Error::Kube(error)
+                    ),
+                };
                 state.discovered.insert(
                     kind.clone(),
                     Discovered::NotFound {

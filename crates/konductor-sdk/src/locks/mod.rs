@@ -41,12 +41,13 @@ use kube::{Client, ResourceExt};
 use tokio::sync::watch as channel;
 
 use self::claim::Session;
-pub use self::claim::Timing;
-pub(crate) use self::claim::{Chain, Renewal, renew_periodically, send_renewal};
 use self::watch::{LockPresence, LockView, LockWatch, Seen, version_number};
+use crate::claims::held::Chain;
+pub use crate::claims::held::{Loss, Timing};
 use crate::claims::{Asked, ask, withdraw};
 use crate::connect::Connection;
 use crate::error::{Error, Request, Result};
+use crate::patches::SpecPatch;
 
 /// What to ask for: which lock, as whom, how.
 #[derive(Clone, Debug)]
@@ -157,41 +158,6 @@ pub struct Progress {
     pub holders: Vec<String>,
     /// Set while a watch is reconnecting: why it broke.
     pub reconnecting: Option<String>,
-}
-
-/// Why a grant was lost.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Loss {
-    /// The server did not acknowledge a renewal in time: the newest acknowledged one was
-    /// sent `since` ago, and a grant is trusted only `trusted_for` after it.
-    Jeopardy {
-        /// How long ago the newest acknowledged renewal was sent.
-        since: Duration,
-        /// How long a grant is trusted after a renewal was sent.
-        trusted_for: Duration,
-    },
-    /// The controller expired the grant (no renewal seen within the ttl).
-    Expired,
-    /// The Permit (or the lock) was deleted.
-    Deleted,
-}
-
-impl std::fmt::Display for Loss {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use konductor_api::duration::human_duration;
-        match self {
-            Loss::Jeopardy { since, trusted_for } => write!(
-                f,
-                "the server acknowledged no renewal in time (the last acknowledged one was sent {} ago; a grant is trusted for {} after it)",
-                human_duration(*since),
-                human_duration(*trusted_for)
-            ),
-            Loss::Expired => {
-                f.write_str("the grant expired (no renewal reached the controller within the ttl)")
-            }
-            Loss::Deleted => f.write_str("its permit (or the lock) was deleted"),
-        }
-    }
 }
 
 /// The locks of one namespace.
@@ -742,14 +708,14 @@ impl Locks {
         name: &str,
         spec: &CommonLockSpec,
     ) -> Result<DynamicObject> {
-        let resource = kind.api_resource();
-        let object: DynamicObject = serde_json::from_value(serde_json::json!({
-            "apiVersion": resource.api_version,
-            "kind": resource.kind,
-            "metadata": { "name": name },
-            "spec": spec,
-        }))
-        .map_err(|e| Error::Config(e.to_string()))?;
+        /// A lock object's content beside its metadata.
+        #[derive(serde::Serialize)]
+        struct Content<'a> {
+            spec: &'a CommonLockSpec,
+        }
+        let mut object = DynamicObject::new(name, &kind.api_resource());
+        object.data =
+            serde_json::to_value(Content { spec }).map_err(|e| Error::Config(e.to_string()))?;
         self.api(kind)
             .create(&PostParams::default(), &object)
             .await
@@ -979,10 +945,10 @@ impl Guard {
     /// now on — is then an interruption rather than a failure. Best effort: a failed
     /// write is logged (the end the holder reports says the same).
     pub async fn mark_interrupting(&self) {
-        let patch = serde_json::json!({
-            "metadata": { "uid": self.session.uid },
-            "spec": { "interrupting": true },
-        });
+        let patch = SpecPatch::of_uid(
+            &self.session.uid,
+            crate::patches::Interrupting { interrupting: true },
+        );
         if let Err(error) = self
             .session
             .permits

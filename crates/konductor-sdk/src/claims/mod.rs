@@ -1,7 +1,10 @@
-//! What every kind's claims (a barrier's Arrivals, a lock's Permits) share on the
-//! client side: a claim has a deterministic name, so asking twice is the same create,
-//! and a create that finds the name taken reads the claim already there — an earlier
-//! ask of the same holder — for the kind to judge.
+//! What every kind's claims (a barrier's Arrivals, a lock's Permits, a WaitGroup's
+//! members) share on the client side: a claim has a deterministic name, so asking twice
+//! is the same create, and a create that finds the name taken reads the claim already
+//! there — an earlier ask of the same holder — for the kind to judge; a held claim is
+//! kept alive the same way whatever its kind ([`held`]).
+
+pub mod held;
 
 use std::time::{Duration, Instant};
 
