@@ -384,7 +384,7 @@ pub async fn command(kind: LockKind, verb: Verb, connection: &Connection) -> Out
 }
 
 /// `… run NAME -- CMD`: hold the lock around a command (the supervision is
-/// [`crate::run`]'s).
+/// [`crate::run`](mod@crate::run)'s).
 pub async fn run(
     kind: LockKind,
     mode: PermitMode,

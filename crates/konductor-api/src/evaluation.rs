@@ -11,6 +11,35 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
+/// For a phase enum (`phase!(BarrierPhase { Waiting, Open, … } finished: Open | …)`):
+/// `as_str` (its name as `status.phase` holds it), `Display`, and `is_finished` — the
+/// listed phases are final; any other, an unknown one included, is not (a waiter keeps
+/// waiting).
+macro_rules! phase {
+    ($phase:ident { $($variant:ident),+ $(,)? } finished: $($final:ident)|+) => {
+        impl $phase {
+            /// The phase's name as it appears in `status.phase`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($phase::$variant => stringify!($variant),)+
+                }
+            }
+
+            /// Whether the phase is final (an unknown one is not: a waiter keeps waiting).
+            pub fn is_finished(self) -> bool {
+                matches!(self, $($phase::$final)|+)
+            }
+        }
+
+        impl std::fmt::Display for $phase {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use phase;
+
 /// How every subject kind's status ends — its deadline, when it finished, its
 /// conditions and the generation they reflect — flattened into the Barrier's, the
 /// WaitGroup's and the Gate's status (the fields stay at the top of `status`).

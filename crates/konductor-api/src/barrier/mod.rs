@@ -21,8 +21,7 @@ use crate::evaluation::Lifecycle;
 /// one barrier can be listed and watched with `-l konductor.io/barrier=NAME`.
 pub const BARRIER_LABEL: &str = "konductor.io/barrier";
 
-/// `type` of the condition that says whether the controller accepted the spec.
-pub const CONDITION_READY: &str = "Ready";
+pub use crate::conditions::CONDITION_READY;
 
 /// `type` of the condition that is `True` once the barrier is open, so that
 /// `kubectl wait --for=condition=Open barrier/NAME` works.
@@ -163,33 +162,7 @@ pub enum BarrierPhase {
     Unknown,
 }
 
-impl BarrierPhase {
-    /// The phase's name as it appears in `status.phase`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BarrierPhase::Waiting => "Waiting",
-            BarrierPhase::Open => "Open",
-            BarrierPhase::Failed => "Failed",
-            BarrierPhase::Timeout => "Timeout",
-            BarrierPhase::Unknown => "Unknown",
-        }
-    }
-
-    /// Whether the phase is final: Open, Timeout or Failed (an unknown one is not: a
-    /// waiter keeps waiting).
-    pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            BarrierPhase::Open | BarrierPhase::Timeout | BarrierPhase::Failed
-        )
-    }
-}
-
-impl std::fmt::Display for BarrierPhase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::evaluation::phase!(BarrierPhase { Waiting, Open, Failed, Timeout, Unknown } finished: Open | Timeout | Failed);
 
 /// One process that reported failure at the barrier instead of arriving.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]

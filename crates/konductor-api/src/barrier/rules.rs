@@ -38,14 +38,13 @@ use crate::barrier::arrival::Outcome;
 use crate::barrier::{
     BarrierPhase, BarrierSpec, BarrierStatus, CONDITION_OPEN, CONDITION_READY, ReportedFailure,
 };
-use crate::conditions::condition;
+use crate::conditions::{condition, ready};
 use crate::duration::parse_duration;
 use crate::evaluation::{Lifecycle, PhaseChange, deadline_of, delete_after, to_micros, until};
 
 /// Reason of the `Ready` condition when the spec is accepted (as in the seed).
 pub const REASON_READY: &str = "BarrierReady";
-/// Reason of the `Ready` condition, and of the Failed phase, when the spec is invalid.
-pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+pub use crate::conditions::REASON_INVALID_SPEC;
 /// Reason of the `Open` condition once open.
 pub const REASON_OPENED: &str = "Opened";
 /// Reason of the `Open` condition while waiting.
@@ -335,9 +334,8 @@ pub fn evaluate(input: &BarrierInput<'_>) -> Evaluation {
         now,
     );
 
-    let (ready_status, ready_reason, ready_message) = match &checked {
-        Ok(spec) => (
-            true,
+    let accepted = match &checked {
+        Ok(spec) => Ok((
             REASON_READY,
             format!(
                 "spec accepted: opens at {} of {} arrivals{}",
@@ -348,21 +346,13 @@ pub fn evaluate(input: &BarrierInput<'_>) -> Evaluation {
                     None => String::new(),
                 }
             ),
-        ),
-        Err(message) => (false, REASON_INVALID_SPEC, message.clone()),
+        )),
+        Err(why) => Err(why.as_str()),
     };
     let open_status = phase == BarrierPhase::Open;
     let previous_conditions = previous.map_or(&[][..], |p| &p.lifecycle.conditions[..]);
     let conditions = vec![
-        condition(
-            previous_conditions,
-            CONDITION_READY,
-            ready_status,
-            ready_reason,
-            ready_message,
-            input.generation,
-            now,
-        ),
+        ready(previous_conditions, accepted, input.generation, now),
         condition(
             previous_conditions,
             CONDITION_OPEN,

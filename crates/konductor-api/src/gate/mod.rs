@@ -306,33 +306,7 @@ pub enum GatePhase {
     Unknown,
 }
 
-impl GatePhase {
-    /// The phase's name as it appears in `status.phase`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GatePhase::Waiting => "Waiting",
-            GatePhase::Open => "Open",
-            GatePhase::Failed => "Failed",
-            GatePhase::Timeout => "Timeout",
-            GatePhase::Unknown => "Unknown",
-        }
-    }
-
-    /// Whether the phase is final (Open is, unless a human closes it by override; an
-    /// unknown phase is not: a waiter keeps waiting).
-    pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            GatePhase::Open | GatePhase::Failed | GatePhase::Timeout
-        )
-    }
-}
-
-impl std::fmt::Display for GatePhase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::evaluation::phase!(GatePhase { Waiting, Open, Failed, Timeout, Unknown } finished: Open | Failed | Timeout);
 
 /// Where one condition stands, as the Gate's status lists it.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]

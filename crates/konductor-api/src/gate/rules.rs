@@ -37,8 +37,7 @@ use super::{
     CONDITION_OPEN, ConditionResult, GateCondition, GateMatch, GateOverride, GatePhase, GateSpec,
     GateStatus, JsonPathOp, TargetRef, WhenMissing,
 };
-use crate::barrier::CONDITION_READY;
-use crate::conditions::condition;
+use crate::conditions::{condition, ready};
 use crate::duration::parse_duration;
 use crate::evaluation::{Lifecycle, PhaseChange, deadline_of, to_micros, until};
 use crate::jsonpath::{JsonPath, render};
@@ -53,8 +52,7 @@ pub const REASON_OVERRIDDEN: &str = "Overridden";
 pub const REASON_FAILED: &str = "ConditionFailed";
 /// Reason of the `Open` condition after the deadline passed.
 pub const REASON_TIMED_OUT: &str = "TimedOut";
-/// Reason of both conditions when the spec is invalid.
-pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+pub use crate::conditions::REASON_INVALID_SPEC;
 
 /// What one test found in one object.
 struct Finding {
@@ -703,20 +701,12 @@ pub fn evaluate(input: &GateInput<'_>) -> Evaluation {
         })
     };
     let previous_conditions = previous.map_or(&[][..], |p| &p.lifecycle.conditions[..]);
-    let (accepted, ready_reason, ready_message) = match &checked {
-        Ok(_) => (true, "SpecAccepted", "spec accepted".to_owned()),
-        Err(why) => (false, REASON_INVALID_SPEC, why.clone()),
+    let accepted = match &checked {
+        Ok(_) => Ok(("SpecAccepted", "spec accepted".to_owned())),
+        Err(why) => Err(why.as_str()),
     };
     let conditions: Vec<Condition> = vec![
-        condition(
-            previous_conditions,
-            CONDITION_READY,
-            accepted,
-            ready_reason,
-            ready_message,
-            input.generation,
-            input.now,
-        ),
+        ready(previous_conditions, accepted, input.generation, input.now),
         condition(
             previous_conditions,
             CONDITION_OPEN,

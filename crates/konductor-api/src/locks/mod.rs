@@ -52,7 +52,7 @@ pub const MIN_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `type` of the condition that says whether the controller accepted the lock's spec
 /// (the same condition barriers have).
-pub use crate::barrier::CONDITION_READY;
+pub use crate::conditions::CONDITION_READY;
 
 /// `type` of a Mutex's or RWMutex's condition that is `True` while anyone holds it
 /// (`kubectl wait --for=condition=Locked=false mutex/NAME` waits until it is free).

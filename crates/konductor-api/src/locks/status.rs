@@ -9,9 +9,9 @@ use crate::conditions::condition;
 
 use super::rules::{Decision, PermitDecision, PermitRecord, effective_mode};
 use super::{
-    CONDITION_AVAILABLE, CONDITION_GRANTED, CONDITION_LOCKED, CONDITION_READY, ClaimsStatus, Grant,
-    LockKind, MutexPhase, MutexStatus, PermitMode, PermitPhase, PermitStatus, RWMutexPhase,
-    RWMutexStatus, SemaphorePhase, SemaphoreStatus,
+    CONDITION_AVAILABLE, CONDITION_GRANTED, CONDITION_LOCKED, ClaimsStatus, Grant, LockKind,
+    MutexPhase, MutexStatus, PermitMode, PermitPhase, PermitStatus, RWMutexPhase, RWMutexStatus,
+    SemaphorePhase, SemaphoreStatus,
 };
 
 /// What a lock's status needs to know of the lock besides the decision.
@@ -123,19 +123,11 @@ impl LockStatus {
 
 /// The lock's `Ready` condition: whether its spec was accepted.
 pub fn ready_condition(facts: &LockFacts<'_>, now: Timestamp) -> Condition {
-    let (accepted, reason, message) = match facts.refusal {
-        None => (true, "SpecAccepted", "spec accepted".to_owned()),
-        Some(why) => (false, "InvalidSpec", why.to_owned()),
+    let accepted = match facts.refusal {
+        None => Ok(("SpecAccepted", "spec accepted".to_owned())),
+        Some(why) => Err(why),
     };
-    condition(
-        facts.previous,
-        CONDITION_READY,
-        accepted,
-        reason,
-        message,
-        facts.generation,
-        now,
-    )
+    crate::conditions::ready(facts.previous, accepted, facts.generation, now)
 }
 
 /// The lock's status for `decision` (over `records`, the rules' input).

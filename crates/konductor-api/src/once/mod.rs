@@ -142,29 +142,7 @@ pub enum OncePhase {
     Unknown,
 }
 
-impl OncePhase {
-    /// The phase's name as it appears in `status.phase`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OncePhase::Pending => "Pending",
-            OncePhase::Running => "Running",
-            OncePhase::Succeeded => "Succeeded",
-            OncePhase::Failed => "Failed",
-            OncePhase::Unknown => "Unknown",
-        }
-    }
-
-    /// Whether the key is finished, for good or ill.
-    pub fn is_final(self) -> bool {
-        matches!(self, OncePhase::Succeeded | OncePhase::Failed)
-    }
-}
-
-impl std::fmt::Display for OncePhase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::evaluation::phase!(OncePhase { Pending, Running, Succeeded, Failed, Unknown } finished: Succeeded | Failed);
 
 /// How an attempt ended.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]

@@ -303,7 +303,7 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
             .any(|c| alive(c) && c.outcome.is_none() && key_of(c) == key)
     };
     let idle = executor.is_none()
-        && (status.phase.is_final()
+        && (status.phase.is_finished()
             || (status.phase == OncePhase::Pending && !asked_for(&status.key)));
     if idle {
         // A spec.key not taken into account yet (a new Once, or one edited since).
@@ -320,7 +320,7 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
             (a.permit.created, &a.permit.name).cmp(&(b.permit.created, &b.permit.name))
         });
         let next = from_spec.or_else(|| asked.first().map(|c| key_of(c)));
-        if let Some(next) = next.filter(|next| *next != status.key || status.phase.is_final()) {
+        if let Some(next) = next.filter(|next| *next != status.key || status.phase.is_finished()) {
             status.start_key(next);
         }
         status.spec_key = input.key.filter(|k| !k.is_empty()).map(str::to_owned);
@@ -368,7 +368,7 @@ pub fn evaluate(input: &OnceInput<'_>) -> OnceDecision {
         });
         executor = Some(next);
     }
-    if status.phase.is_final() {
+    if status.phase.is_finished() {
         queue.clear();
     }
     if let Some(i) = executor {

@@ -192,32 +192,7 @@ pub enum WaitGroupPhase {
     Unknown,
 }
 
-impl WaitGroupPhase {
-    /// The phase's name as it appears in `status.phase`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WaitGroupPhase::Waiting => "Waiting",
-            WaitGroupPhase::Done => "Done",
-            WaitGroupPhase::Failed => "Failed",
-            WaitGroupPhase::Timeout => "Timeout",
-            WaitGroupPhase::Unknown => "Unknown",
-        }
-    }
-
-    /// Whether the phase is final (an unknown one is not: a waiter keeps waiting).
-    pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            WaitGroupPhase::Done | WaitGroupPhase::Failed | WaitGroupPhase::Timeout
-        )
-    }
-}
-
-impl std::fmt::Display for WaitGroupPhase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::evaluation::phase!(WaitGroupPhase { Waiting, Done, Failed, Timeout, Unknown } finished: Done | Failed | Timeout);
 
 /// One member that failed, as the group's status lists it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]

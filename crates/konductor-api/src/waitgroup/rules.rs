@@ -37,9 +37,8 @@ use super::{
     AttemptResult, CONDITION_DONE, FAILURES_LISTED, MemberAttempt, MemberFailure, MemberOutcome,
     PENDING_LISTED, Standing, WaitGroupMember, WaitGroupPhase, WaitGroupSpec, WaitGroupStatus,
 };
-use crate::barrier::CONDITION_READY;
 use crate::barrier::arrival::Outcome;
-use crate::conditions::condition;
+use crate::conditions::{condition, ready};
 use crate::duration::parse_duration;
 use crate::evaluation::{PhaseChange, deadline_of, delete_after, to_micros, until};
 
@@ -51,8 +50,7 @@ pub const REASON_DONE: &str = "Done";
 pub const REASON_FAILED: &str = "MembersFailed";
 /// Reason of the `Done` condition after the deadline passed.
 pub const REASON_TIMED_OUT: &str = "TimedOut";
-/// Reason of the `Ready` condition, and of the Failed phase, when the spec is invalid.
-pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+pub use crate::conditions::REASON_INVALID_SPEC;
 
 /// How many failures the `Done` condition's message names.
 const FAILURES_NAMED: usize = 3;
@@ -571,9 +569,8 @@ fn conditions(
         // Latched: the conditions say how it finished.
         return previous.to_vec();
     }
-    let (accepted, ready_reason, ready_message) = match checked {
-        Ok(_) => (
-            true,
+    let accepted = match checked {
+        Ok(_) => Ok((
             "SpecAccepted",
             format!(
                 "spec accepted: done when {}, with at most {} failed{}",
@@ -588,8 +585,8 @@ fn conditions(
                     .map(|t| format!("; times out after {t}"))
                     .unwrap_or_default()
             ),
-        ),
-        Err(why) => (false, REASON_INVALID_SPEC, why.clone()),
+        )),
+        Err(why) => Err(why.as_str()),
     };
     let (reason, message) = match (status.phase, checked) {
         (WaitGroupPhase::Failed, Err(why)) => (REASON_INVALID_SPEC, why.clone()),
@@ -615,15 +612,7 @@ fn conditions(
         }
     };
     vec![
-        condition(
-            previous,
-            CONDITION_READY,
-            accepted,
-            ready_reason,
-            ready_message,
-            input.generation,
-            input.now,
-        ),
+        ready(previous, accepted, input.generation, input.now),
         condition(
             previous,
             CONDITION_DONE,

@@ -1,4 +1,5 @@
 use super::*;
+use crate::conditions::CONDITION_READY;
 use proptest::prelude::*;
 
 fn at(seconds: i64) -> Timestamp {
