@@ -78,6 +78,25 @@ pub fn parse_timeout(text: &str) -> Result<String, String> {
     parse_duration(text).map(|_| text.to_owned())
 }
 
+/// Verbs of any kind that take only the object's name (`delete`, `seal`, `open`, …).
+#[derive(clap::Args, Debug)]
+pub struct NameArgs {
+    /// The object's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+}
+
+/// `status` of any kind: the object, and whether to print it whole.
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// The object's name.
+    #[arg(value_parser = parse_name)]
+    pub name: String,
+    /// Print the whole object in this format [default: a summary].
+    #[arg(short, long, value_enum)]
+    pub output: Option<CreateFormat>,
+}
+
 /// `wait` of any kind: the object, how long at most, and whether to show progress.
 #[derive(clap::Args, Debug)]
 pub struct WaitArgs {

@@ -10,7 +10,7 @@ use konductor_api::{Barrier, BarrierSpec, Outcome};
 use konductor_sdk::{Barriers, Error, Progress, WaitOutcome};
 
 use crate::args::{
-    CreateFormat, OutputFormat, parse_duration, parse_holder, parse_message, parse_name,
+    CreateFormat, NameArgs, OutputFormat, parse_duration, parse_holder, parse_message, parse_name,
     parse_timeout,
 };
 use crate::exit::{EXIT_CODES, EXIT_FAILED, EXIT_OK, EXIT_TIMED_OUT};
@@ -131,14 +131,6 @@ pub struct CreateArgs {
     /// Print the created object in this format.
     #[arg(short, long, value_enum)]
     pub output: Option<CreateFormat>,
-}
-
-/// Barrier commands that take only a name.
-#[derive(Args, Debug)]
-pub struct NameArgs {
-    /// The barrier's name.
-    #[arg(value_parser = parse_name)]
-    pub name: String,
 }
 
 /// Runs one barrier command.

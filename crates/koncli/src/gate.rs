@@ -12,7 +12,9 @@ use konductor_api::gate::{
 use konductor_sdk::Connection;
 use konductor_sdk::gate::{Gates, WaitFor, condition_for};
 
-use crate::args::{CreateFormat, ListArgs, parse_duration, parse_name, parse_timeout};
+use crate::args::{
+    CreateFormat, ListArgs, NameArgs, StatusArgs, parse_duration, parse_name, parse_timeout,
+};
 use crate::exit::{EXIT_ERROR, EXIT_FAILED, EXIT_OK, EXIT_TIMED_OUT};
 use crate::output::{self, Display};
 use konductor_sdk::waiting::Progress;
@@ -53,14 +55,6 @@ pub enum GateCommand {
     Delete(NameArgs),
     /// List Gates.
     List(ListArgs),
-}
-
-/// A Gate's name.
-#[derive(Args, Debug)]
-pub struct NameArgs {
-    /// The Gate's name.
-    #[arg(value_parser = parse_name)]
-    pub name: String,
 }
 
 /// A `--for` or `--fail-on` value, checked for its grammar (the kind is resolved
@@ -135,17 +129,6 @@ pub struct CreateArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<String>,
     /// Print the created object in this format [default: a line].
-    #[arg(short, long, value_enum)]
-    pub output: Option<CreateFormat>,
-}
-
-/// `gate status`.
-#[derive(Args, Debug)]
-pub struct StatusArgs {
-    /// The Gate's name.
-    #[arg(value_parser = parse_name)]
-    pub name: String,
-    /// Print the whole object in this format [default: a summary].
     #[arg(short, long, value_enum)]
     pub output: Option<CreateFormat>,
 }

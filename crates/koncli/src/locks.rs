@@ -15,7 +15,7 @@ use konductor_sdk::{Connection, Error};
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 
-use crate::args::{CreateFormat, parse_duration, parse_holder, parse_name};
+use crate::args::{NameArgs, StatusArgs, parse_duration, parse_holder, parse_name};
 use crate::exit::{
     EXIT_BUSY, EXIT_CODES, EXIT_ERROR, EXIT_LOST, EXIT_OK, EXIT_USAGE, EXIT_WAIT_TIMEOUT,
 };
@@ -39,11 +39,11 @@ pub enum SemaphoreCommand {
     #[command(after_help = RUN_HELP)]
     Run(RunArgs),
     /// Show the semaphore: phase, holders, waiting, last fencing token.
-    Status(LockStatusArgs),
+    Status(StatusArgs),
     /// Create a semaphore.
     Create(SemaphoreCreateArgs),
     /// Delete the semaphore (its claims go with it).
-    Delete(LockNameArgs),
+    Delete(NameArgs),
     /// List semaphores.
     List(crate::args::ListArgs),
 }
@@ -64,11 +64,11 @@ pub enum MutexCommand {
     #[command(after_help = RUN_HELP)]
     Run(RunArgs),
     /// Show the mutex: phase, holder, waiting, last fencing token.
-    Status(LockStatusArgs),
+    Status(StatusArgs),
     /// Create a mutex.
     Create(LockCreateArgs),
     /// Delete the mutex (its claims go with it).
-    Delete(LockNameArgs),
+    Delete(NameArgs),
     /// List mutexes.
     List(crate::args::ListArgs),
 }
@@ -94,11 +94,11 @@ pub enum RwmutexCommand {
     #[command(after_help = RUN_HELP)]
     Run(RwRunArgs),
     /// Show the rwmutex: phase, writer or readers, waiting, last fencing token.
-    Status(LockStatusArgs),
+    Status(StatusArgs),
     /// Create an rwmutex.
     Create(LockCreateArgs),
     /// Delete the rwmutex (its claims go with it).
-    Delete(LockNameArgs),
+    Delete(NameArgs),
     /// List rwmutexes.
     List(crate::args::ListArgs),
 }
@@ -192,25 +192,6 @@ pub struct RwRunArgs {
     pub run: RunArgs,
 }
 
-/// `status` of a lock.
-#[derive(Args, Debug)]
-pub struct LockStatusArgs {
-    /// The lock's name.
-    #[arg(value_parser = parse_name)]
-    pub name: String,
-    /// Print the object in this format [default: a human summary].
-    #[arg(short, long, value_enum)]
-    pub output: Option<CreateFormat>,
-}
-
-/// Lock commands that take only a name.
-#[derive(Args, Debug)]
-pub struct LockNameArgs {
-    /// The lock's name.
-    #[arg(value_parser = parse_name)]
-    pub name: String,
-}
-
 /// `create` of a mutex or rwmutex.
 #[derive(Args, Debug)]
 pub struct LockCreateArgs {
@@ -266,7 +247,7 @@ pub enum Verb {
     /// `unlock`, `release`, `runlock`.
     GiveBack(ReleaseArgs, PermitMode),
     /// `status`.
-    Status(LockStatusArgs),
+    Status(StatusArgs),
     /// `create`, with a Semaphore's permits.
     Create(LockCreateArgs, Option<i32>),
     /// `delete`.

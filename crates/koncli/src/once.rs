@@ -10,7 +10,7 @@ use konductor_api::once::{AttemptOutcome, MAX_ATTEMPTS_LIMIT, Once, OnceSpec, On
 use konductor_sdk::Error;
 use konductor_sdk::once::{Claimed, Finished, Onces};
 
-use crate::args::{CreateFormat, parse_duration, parse_holder, parse_name};
+use crate::args::{CreateFormat, NameArgs, StatusArgs, parse_duration, parse_holder, parse_name};
 use crate::exit::{
     EXIT_ERROR, EXIT_FAILED_FOR_GOOD, EXIT_LOST, EXIT_NOT_DONE, EXIT_OK, EXIT_WAIT_TIMEOUT,
     program_name,
@@ -34,11 +34,11 @@ pub enum OnceCommand {
     /// succeeded, 9 when it is not done (yet), 8 when it failed for good.
     Check(OnceKeyArgs),
     /// Show the Once: phase, key, executor, attempts and their history.
-    Status(OnceStatusArgs),
+    Status(StatusArgs),
     /// Create a Once.
     Create(OnceCreateArgs),
     /// Delete the Once (its claims go with it): the work may run again.
-    Delete(OnceNameArgs),
+    Delete(NameArgs),
     /// List Onces.
     List(crate::args::ListArgs),
     /// Let a key run again after it failed for good (--key, default the current key):
@@ -91,14 +91,6 @@ it is the command's); 8 every allowed attempt failed (nothing ran; the message g
 the `once reset … --key K` that allows a new try); 5 --timeout passed first; 7 the
 grant was lost while the command ran; 126/127 the command cannot be run; 130/143
 interrupted while waiting; 1 an error.";
-
-/// A Once's name.
-#[derive(Args, Debug)]
-pub struct OnceNameArgs {
-    /// The Once's name.
-    #[arg(value_parser = parse_name)]
-    pub name: String,
-}
 
 /// `once run`.
 #[derive(Args, Debug)]
@@ -218,17 +210,6 @@ pub struct OnceKeyArgs {
     /// The key [default: the Once's spec.key].
     #[arg(long, value_parser = parse_key)]
     pub key: Option<String>,
-}
-
-/// `once status`.
-#[derive(Args, Debug)]
-pub struct OnceStatusArgs {
-    /// The Once's name.
-    #[arg(value_parser = parse_name)]
-    pub name: String,
-    /// Print the whole object in this format [default: a summary].
-    #[arg(short, long, value_enum)]
-    pub output: Option<CreateFormat>,
 }
 
 /// `once create`.
@@ -515,7 +496,7 @@ fn kind() -> konductor_sdk::reading::KindRef {
     konductor_sdk::reading::KindRef::of::<Once>("once", "onces")
 }
 
-async fn status(onces: &Onces, args: OnceStatusArgs) -> Outcome8 {
+async fn status(onces: &Onces, args: StatusArgs) -> Outcome8 {
     let once = onces.get(&args.name).await?;
     print!("{}", summary(&once, onces.namespace()));
     Ok(EXIT_OK)

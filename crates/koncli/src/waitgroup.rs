@@ -12,7 +12,8 @@ use konductor_api::waitgroup::{
 use konductor_sdk::waitgroup::{Hold, Marked, WaitGroups};
 
 use crate::args::{
-    CreateFormat, ListArgs, parse_duration, parse_holder, parse_message, parse_name,
+    CreateFormat, ListArgs, NameArgs, StatusArgs, parse_duration, parse_holder, parse_message,
+    parse_name,
 };
 use crate::exit::{
     EXIT_ERROR, EXIT_FAILED, EXIT_FAILED_FOR_GOOD, EXIT_OK, EXIT_TIMED_OUT, program_name,
@@ -75,14 +76,6 @@ Exit codes: 0 the member is done (by this run, or already: nothing ran); the com
 own code otherwise (128+N if signal N ended it; the last stderr line says it is the
 command's); 8 the member had failed for good (nothing ran); 7 the hold was lost;
 126/127 the command cannot be run; 1 an error.";
-
-/// A WaitGroup's name.
-#[derive(Args, Debug)]
-pub struct NameArgs {
-    /// The WaitGroup's name.
-    #[arg(value_parser = parse_name)]
-    pub name: String,
-}
 
 /// A WaitGroup's spec on the command line (`create`; `add` and `run`, which create the
 /// group if absent).
@@ -285,17 +278,6 @@ pub struct RunArgs {
     /// The command and its arguments (after `--`).
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
-}
-
-/// `waitgroup status`.
-#[derive(Args, Debug)]
-pub struct StatusArgs {
-    /// The WaitGroup's name.
-    #[arg(value_parser = parse_name)]
-    pub name: String,
-    /// Print the whole object in this format [default: a summary].
-    #[arg(short, long, value_enum)]
-    pub output: Option<CreateFormat>,
 }
 
 /// `waitgroup create`.

@@ -85,6 +85,15 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     Ok(Duration::new(secs, nanos))
 }
 
+/// An optional duration field of a spec (`spec.<field>`, as written), or an error that
+/// names the field: how every kind's rules read their durations.
+pub fn parse_spec_field(value: Option<&str>, field: &str) -> Result<Option<Duration>, String> {
+    value
+        .map(parse_duration)
+        .transpose()
+        .map_err(|e| format!("spec.{field}: {e}"))
+}
+
 /// Parses one `<number><unit>` pair from the front of `rest`, returning its value in
 /// nanoseconds and what follows it.
 fn parse_component<'a>(input: &str, rest: &'a str) -> Result<(u128, &'a str), DurationError> {

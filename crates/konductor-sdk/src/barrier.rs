@@ -17,11 +17,12 @@ use konductor_api::{
     Arrival, ArrivalSpec, Barrier, BarrierPhase, BarrierSpec, Outcome, arrival_name,
 };
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams};
 
 use crate::claims::{AskFailed, Asked, ask, withdraw};
 use crate::connect::Connection;
 use crate::error::{Error, Request, Result};
+use crate::subjects::Subjects;
 use crate::waiting::{Waited, Waiting};
 
 /// How a wait ended, when it ended because the barrier settled.
@@ -55,13 +56,11 @@ pub enum Arrived {
 /// Barriers in one namespace.
 #[derive(Clone)]
 pub struct Barriers {
-    barriers: Api<Barrier>,
-    all_barriers: Api<Barrier>,
+    barriers: Subjects<Barrier>,
     arrivals: Api<Arrival>,
     namespaces: Api<Namespace>,
     client: kube::Client,
     namespace: String,
-    url: String,
 }
 
 impl Barriers {
@@ -76,13 +75,11 @@ impl Barriers {
     /// ```
     pub fn new(connection: &Connection) -> Self {
         Self {
-            barriers: Api::namespaced(connection.client.clone(), &connection.namespace),
-            all_barriers: Api::all(connection.client.clone()),
+            barriers: Subjects::new(connection, "barrier", "barriers"),
             arrivals: Api::namespaced(connection.client.clone(), &connection.namespace),
             namespaces: Api::all(connection.client.clone()),
             client: connection.client.clone(),
             namespace: connection.namespace.clone(),
-            url: connection.url.clone(),
         }
     }
 
@@ -97,14 +94,7 @@ impl Barriers {
         verb: &'static str,
         resource: &'static str,
     ) -> Request<'a> {
-        Request {
-            kind: "barrier",
-            namespace: &self.namespace,
-            name: barrier,
-            verb,
-            resource,
-            url: &self.url,
-        }
+        self.barriers.request(barrier, verb, resource)
     }
 
     /// Creates a barrier. Fails with [`Error::AlreadyExists`] if the name is taken and
@@ -118,45 +108,22 @@ impl Barriers {
     /// # }
     /// ```
     pub async fn create(&self, name: &str, spec: BarrierSpec) -> Result<Barrier> {
-        self.barriers
-            .create(&PostParams::default(), &Barrier::new(name, spec))
-            .await
-            .map_err(|e| self.request(name, "create", "barriers").error(e))
+        self.barriers.create(&Barrier::new(name, spec)).await
     }
 
     /// The barrier with its current status; [`Error::NotFound`] if absent.
     pub async fn get(&self, name: &str) -> Result<Barrier> {
-        match self.barriers.get(name).await {
-            Ok(barrier) => Ok(barrier),
-            Err(e) => {
-                let error = self.request(name, "get", "barriers").error(e);
-                Err(crate::error::explain_not_found(&self.client, error).await)
-            }
-        }
+        self.barriers.get(name).await
     }
 
     /// Every barrier in the namespace, by name.
     pub async fn list(&self) -> Result<Vec<Barrier>> {
-        let mut items = self
-            .barriers
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| self.request("*", "list", "barriers").error(e))?
-            .items;
-        items.sort_by_key(ResourceExt::name_any);
-        Ok(items)
+        self.barriers.list(false).await
     }
 
     /// Every barrier in every namespace, by namespace and name.
     pub async fn list_all_namespaces(&self) -> Result<Vec<Barrier>> {
-        let mut items = self
-            .all_barriers
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| self.request("*", "list", "barriers").error(e))?
-            .items;
-        items.sort_by_key(|b| (b.namespace(), b.name_any()));
-        Ok(items)
+        self.barriers.list(true).await
     }
 
     /// Deletes the barriers (here, or with `all_namespaces` everywhere) that finished —
@@ -214,17 +181,7 @@ impl Barriers {
     /// Deletes the barrier; the API server's garbage collector deletes its arrivals.
     /// [`Error::NotFound`] if absent.
     pub async fn delete(&self, name: &str) -> Result<()> {
-        match self
-            .barriers
-            .delete(name, &DeleteParams::background())
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let error = self.request(name, "delete", "barriers").error(e);
-                Err(crate::error::explain_not_found(&self.client, error).await)
-            }
-        }
+        self.barriers.delete(name).await
     }
 
     /// Records that `holder` arrived at `barrier` (or, with [`Outcome::Failed`], that it
@@ -257,6 +214,7 @@ impl Barriers {
     ) -> Result<Arrived> {
         let owner = self
             .barriers
+            .api
             .get_metadata(barrier)
             .await
             .map_err(|e| self.request(barrier, "get", "barriers").error(e))?;
@@ -390,7 +348,7 @@ impl Barriers {
 
     fn waiting<'a>(&'a self, name: &'a str) -> Waiting<'a, Barrier> {
         Waiting {
-            api: self.barriers.clone(),
+            api: self.barriers.api.clone(),
             namespaces: self.namespaces.clone(),
             request: self.request(name, "watch", "barriers"),
         }

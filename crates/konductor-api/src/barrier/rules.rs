@@ -39,7 +39,7 @@ use crate::barrier::{
     BarrierPhase, BarrierSpec, BarrierStatus, CONDITION_OPEN, CONDITION_READY, ReportedFailure,
 };
 use crate::conditions::{condition, ready};
-use crate::duration::parse_duration;
+use crate::duration::parse_spec_field;
 use crate::evaluation::{Lifecycle, PhaseChange, deadline_of, delete_after, to_micros, until};
 
 /// Reason of the `Ready` condition when the spec is accepted (as in the seed).
@@ -174,12 +174,7 @@ fn check_spec(spec: &BarrierSpec) -> Result<ValidSpec, String> {
             ));
         }
     }
-    let duration = |value: Option<&str>, field: &str| {
-        value
-            .map(parse_duration)
-            .transpose()
-            .map_err(|e| format!("spec.{field}: {e}"))
-    };
+    let duration = parse_spec_field;
     let timeout = duration(spec.timeout.as_deref(), "timeout")?;
     let ttl_after_finished = duration(spec.ttl_after_finished.as_deref(), "ttlAfterFinished")?;
     Ok(ValidSpec {

@@ -39,7 +39,7 @@ use super::{
 };
 use crate::barrier::arrival::Outcome;
 use crate::conditions::{condition, ready};
-use crate::duration::parse_duration;
+use crate::duration::parse_spec_field;
 use crate::evaluation::{PhaseChange, deadline_of, delete_after, to_micros, until};
 
 /// Reason of the `Done` condition while waiting.
@@ -285,12 +285,7 @@ fn check_spec(spec: &WaitGroupSpec) -> Result<ValidSpec, String> {
             spec.max_interruptions
         ));
     }
-    let duration = |value: Option<&str>, field: &str| {
-        value
-            .map(parse_duration)
-            .transpose()
-            .map_err(|e| format!("spec.{field}: {e}"))
-    };
+    let duration = parse_spec_field;
     let member_ttl = duration(spec.member_ttl.as_deref(), "memberTTL")?;
     if let Some(ttl) = member_ttl
         && ttl < crate::locks::MIN_TTL
