@@ -35,7 +35,7 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 
 use crate::connect::Connection;
 use crate::error::{Error, Result};
-use crate::patches::{Override, SpecPatch};
+use crate::patches::SpecPatch;
 use crate::subjects::Subjects;
 use crate::watching::follow;
 
@@ -497,9 +497,27 @@ impl WaitFor {
     }
 }
 
+/// A Gate's override (`None` hands it back to its conditions).
+#[derive(serde::Serialize, Debug)]
+struct Override<'a> {
+    #[serde(rename = "override")]
+    override_: Option<&'a GateOverride>,
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{QualifiedResource, is_version};
+    use super::{Override, QualifiedResource, is_version};
+
+    #[test]
+    fn the_override_patch_writes_a_field_of_the_gates_spec_and_none_removes_it() {
+        crate::patches::tests::writes_fields_of::<konductor_api::gate::GateSpec>(Override {
+            override_: None,
+        });
+        let body =
+            serde_json::to_value(crate::patches::SpecPatch::new(Override { override_: None }))
+                .unwrap();
+        assert_eq!(body, serde_json::json!({"spec": {"override": null}}));
+    }
 
     fn parsed(text: &str) -> (String, Option<String>, Option<String>) {
         let q = QualifiedResource::parse(text);

@@ -4,8 +4,6 @@
 //! field set to `None` is written as `null`: a merge patch removes it.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use konductor_api::gate::GateOverride;
-use konductor_api::waitgroup::{MemberAttempt, MemberOutcome, WaitGroupMemberSpec};
 use serde::Serialize;
 
 /// A merge patch of `spec`'s fields, conditional on the object's uid (not one created
@@ -86,50 +84,10 @@ pub(crate) struct Renewal {
     pub(crate) renew_time: MicroTime,
 }
 
-/// A WaitGroup sealed.
-#[derive(Serialize, Debug)]
-pub(crate) struct Sealed {
-    pub(crate) sealed: bool,
-}
-
-/// A Gate's override (`None` hands it back to its conditions).
-#[derive(Serialize, Debug)]
-pub(crate) struct Override<'a> {
-    #[serde(rename = "override")]
-    pub(crate) override_: Option<&'a GateOverride>,
-}
-
-/// What a member's holder writes of its work: its attempts, its outcome, its mark and
-/// who holds it since when — all of them, unset ones removed.
-#[derive(Serialize, Debug)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct MemberWork<'a> {
-    pub(crate) attempts: &'a [MemberAttempt],
-    pub(crate) outcome: Option<&'a MemberOutcome>,
-    pub(crate) interrupting: bool,
-    pub(crate) holder: Option<&'a str>,
-    pub(crate) renew_time: Option<&'a MicroTime>,
-}
-
-impl<'a> MemberWork<'a> {
-    /// The work part of `spec`, as it is now.
-    pub(crate) fn of(spec: &'a WaitGroupMemberSpec) -> Self {
-        Self {
-            attempts: &spec.attempts,
-            outcome: spec.outcome.as_ref(),
-            interrupting: spec.interrupting,
-            holder: spec.holder.as_deref(),
-            renew_time: spec.renew_time.as_ref(),
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use konductor_api::gate::GateSpec;
     use konductor_api::locks::PermitSpec;
-    use konductor_api::waitgroup::WaitGroupSpec;
 
     /// The fields of `T`'s schema.
     fn fields<T: schemars::JsonSchema>() -> Vec<String> {
@@ -141,7 +99,7 @@ mod tests {
     }
 
     /// Every field `patch` writes is one of `T`'s.
-    fn writes_fields_of<T: schemars::JsonSchema>(patch: impl Serialize) {
+    pub(crate) fn writes_fields_of<T: schemars::JsonSchema>(patch: impl Serialize) {
         let known = fields::<T>();
         let body = serde_json::to_value(SpecPatch::of_uid("u", patch)).unwrap();
         let written = body["spec"].as_object().unwrap();
@@ -156,36 +114,33 @@ mod tests {
     }
 
     #[test]
-    fn every_patch_writes_only_fields_of_the_spec_it_patches() {
-        let spec = WaitGroupMemberSpec::new("g", "m");
-        writes_fields_of::<WaitGroupMemberSpec>(MemberWork::of(&spec));
-        writes_fields_of::<WaitGroupMemberSpec>(Interrupting { interrupting: true });
-        let outcome = MemberOutcome {
-            result: konductor_api::Outcome::Succeeded,
-            message: None,
-            exit_code: None,
-        };
-        writes_fields_of::<WaitGroupMemberSpec>(Outcome { outcome: &outcome });
-        writes_fields_of::<WaitGroupSpec>(Sealed { sealed: true });
-        writes_fields_of::<GateSpec>(Override { override_: None });
+    fn every_claim_patch_writes_only_fields_of_a_permit_spec() {
         let renewal = Renewal {
             renew_time: MicroTime(k8s_openapi::jiff::Timestamp::now()),
         };
         writes_fields_of::<PermitSpec>(renewal);
         writes_fields_of::<PermitSpec>(Interrupting { interrupting: true });
+        let outcome = konductor_api::once::ReportedOutcome {
+            result: konductor_api::Outcome::Succeeded,
+            fencing_token: 1,
+            exit_code: None,
+            message: None,
+            interrupted: false,
+        };
         writes_fields_of::<PermitSpec>(Outcome { outcome: &outcome });
     }
 
     #[test]
     fn a_patch_is_conditional_only_when_asked_and_unset_fields_are_removed() {
-        let body = serde_json::to_value(SpecPatch::new(Override { override_: None })).unwrap();
-        assert_eq!(body, serde_json::json!({"spec": {"override": null}}));
         let body =
-            serde_json::to_value(SpecPatch::over_version(Some("7"), Sealed { sealed: true }))
+            serde_json::to_value(SpecPatch::new(Interrupting { interrupting: true })).unwrap();
+        assert_eq!(body, serde_json::json!({"spec": {"interrupting": true}}));
+        let body =
+            serde_json::to_value(SpecPatch::of_uid("u", Interrupting { interrupting: true }))
                 .unwrap();
         assert_eq!(
             body,
-            serde_json::json!({"metadata": {"resourceVersion": "7"}, "spec": {"sealed": true}})
+            serde_json::json!({"metadata": {"uid": "u"}, "spec": {"interrupting": true}})
         );
     }
 }

@@ -42,7 +42,7 @@ use crate::claims::held::{Chain, Loss, Renewal, Timing, renew_periodically, send
 use crate::claims::{Asked, ask};
 use crate::connect::Connection;
 use crate::error::{Error, Request, Result};
-use crate::patches::{self, Interrupting, MemberWork, SpecPatch};
+use crate::patches::{self, Interrupting, SpecPatch};
 use crate::subjects::{Ensured, Subjects};
 use konductor_api::waitgroup::rules::standing_of;
 
@@ -245,7 +245,7 @@ impl WaitGroups {
 
     /// Seals the group: the members added are all there will be.
     pub async fn seal(&self, name: &str) -> Result<WaitGroup> {
-        let patch = SpecPatch::new(patches::Sealed { sealed: true });
+        let patch = SpecPatch::new(Sealed { sealed: true });
         self.groups.patch(name, &patch).await
     }
 
@@ -637,5 +637,52 @@ impl HoldState {
                 () = tokio::time::sleep_until(trusted_until.into()) => {}
             }
         }
+    }
+}
+
+/// A WaitGroup sealed.
+#[derive(serde::Serialize, Debug)]
+struct Sealed {
+    sealed: bool,
+}
+
+/// What a member's holder writes of its work: its attempts, its outcome, its mark and
+/// who holds it since when — all of them, unset ones removed.
+#[derive(serde::Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct MemberWork<'a> {
+    attempts: &'a [MemberAttempt],
+    outcome: Option<&'a MemberOutcome>,
+    interrupting: bool,
+    holder: Option<&'a str>,
+    renew_time: Option<&'a MicroTime>,
+}
+
+impl<'a> MemberWork<'a> {
+    /// The work part of `spec`, as it is now.
+    fn of(spec: &'a WaitGroupMemberSpec) -> Self {
+        Self {
+            attempts: &spec.attempts,
+            outcome: spec.outcome.as_ref(),
+            interrupting: spec.interrupting,
+            holder: spec.holder.as_deref(),
+            renew_time: spec.renew_time.as_ref(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_member_and_group_patches_write_fields_of_their_specs() {
+        use crate::patches::tests::writes_fields_of;
+        use konductor_api::waitgroup::WaitGroupSpec;
+        let spec = WaitGroupMemberSpec::new("g", "m");
+        writes_fields_of::<WaitGroupMemberSpec>(MemberWork::of(&spec));
+        writes_fields_of::<WaitGroupSpec>(Sealed { sealed: true });
+        let outcome = MemberOutcome::succeeded(Some(0));
+        writes_fields_of::<WaitGroupMemberSpec>(patches::Outcome { outcome: &outcome });
     }
 }
