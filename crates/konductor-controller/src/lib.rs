@@ -44,6 +44,7 @@ use std::sync::Arc;
 use kube::Client;
 use kube::runtime::events::Reporter;
 
+use crate::engine::subject;
 use crate::metrics::Metrics;
 
 /// What the controllers are told beyond their client.
@@ -65,11 +66,6 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
     let shutdown = futures::FutureExt::shared(shutdown);
-    // Each kind's Events name their own controller (`kubectl describe` shows "From").
-    let reporting = |controller: &str| Reporter {
-        controller: controller.to_owned(),
-        instance: reporter.instance.clone(),
-    };
     let lock_family = [locks::lock_kinds(), vec![once::family()]].concat();
     let locks = locks::run(
         client.clone(),
@@ -78,22 +74,23 @@ pub async fn run(
         lock_family,
         shutdown.clone(),
     );
-    let wait_groups = waitgroup::run(
+    let wait_groups = subject::run::<waitgroup::WaitGroupKind>(
         client.clone(),
-        reporting(waitgroup::CONTROLLER_NAME),
+        reporter.clone(),
         metrics.clone(),
+        (),
         shutdown.clone(),
     );
-    let gates = gate::run(
+    let gates = subject::run::<gate::GateKind>(
         client.clone(),
-        reporting(gate::CONTROLLER_NAME),
+        reporter.clone(),
         metrics.clone(),
         settings.gate_kinds,
         shutdown.clone(),
     );
-    let barriers = barrier::run(client, reporter, metrics, shutdown);
-    let (barriers, (), wait_groups, gates) = futures::join!(barriers, locks, wait_groups, gates);
-    barriers.and(wait_groups).and(gates)
+    let barriers = subject::run::<barrier::BarrierKind>(client, reporter, metrics, (), shutdown);
+    futures::join!(barriers, locks, wait_groups, gates);
+    Ok(())
 }
 
 /// What can go wrong in the controller and operator.

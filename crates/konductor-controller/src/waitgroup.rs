@@ -10,7 +10,6 @@
 //! with a write conditional on the version read — so a renewal or a done that raced
 //! with the expiry wins, and the expiry is looked at again.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +22,7 @@ use konductor_api::waitgroup::{
     WaitGroupStatus,
 };
 use kube::api::{Api, PostParams};
-use kube::runtime::events::{EventType, Reporter};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 
@@ -31,9 +30,8 @@ use crate::engine::adoption::{self, Adopter, Earlier, Orphan};
 use crate::engine::claims::{ClaimIndex, Claims, HasUid};
 use crate::engine::events::{Events, Note};
 use crate::engine::feed_claims;
-use crate::engine::subject::{self, Judged, Judgement, Running, Start, SubjectKind};
+use crate::engine::subject::{ClaimFeeds, Judged, Judgement, Running, Start, SubjectKind};
 use crate::engine::writes::{SubjectKey, subject_key};
-use crate::metrics::Metrics;
 use crate::queue::Urgency;
 use crate::{Error, Result};
 
@@ -254,7 +252,37 @@ impl SubjectKind for WaitGroupKind {
     /// The members that counted.
     type Seen = Vec<Arc<IndexedMember>>;
 
+    type Settings = ();
+
     const KIND: &'static str = KIND;
+    const CONTROLLER: &'static str = CONTROLLER_NAME;
+    const RUNNING: Running = Running {
+        workers: WORKERS,
+        progress_workers: Some(PROGRESS_WORKERS),
+    };
+
+    /// Its members' feed: a failure may fail the group at once (urgent); the rest is
+    /// progress, coalesced per group.
+    fn start(start: &Start<WaitGroup>, (): ()) -> (Self, ClaimFeeds) {
+        let index = MemberIndex::new();
+        let kind = WaitGroupKind {
+            client: start.client.clone(),
+            events: start.events.clone(),
+            members: index.clone(),
+        };
+        let members: Api<WaitGroupMember> = Api::all(start.client.clone());
+        let feed = feed_claims(members, index, start.queue.clone(), |member| {
+            let failed = member.spec.outcome.as_ref().map(|o| o.result) == Some(Outcome::Failed);
+            let urgency = if failed {
+                Urgency::Urgent
+            } else {
+                Urgency::Normal
+            };
+            let key = ObjectRef::new(&member.spec.wait_group).within(&member.namespace()?);
+            Some((key, urgency))
+        });
+        (kind, Box::pin(feed))
+    }
 
     async fn judge(&self, group: &Arc<WaitGroup>) -> Result<Judged<Self>> {
         if !self.members.is_ready() {
@@ -333,43 +361,4 @@ impl SubjectKind for WaitGroupKind {
     fn ttl_after_finished(group: &WaitGroup) -> Option<&str> {
         group.spec.ttl_after_finished.as_deref()
     }
-}
-
-/// The WaitGroup kind and its members' feed: a failure may fail the group at once
-/// (urgent); the rest is progress, coalesced per group.
-fn build(start: &Start<WaitGroup>) -> (WaitGroupKind, impl Future<Output = ()> + use<>) {
-    let index = MemberIndex::new();
-    let kind = WaitGroupKind {
-        client: start.client.clone(),
-        events: start.events.clone(),
-        members: index.clone(),
-    };
-    let members: Api<WaitGroupMember> = Api::all(start.client.clone());
-    let feed = feed_claims(members, index, start.queue.clone(), |member| {
-        let failed = member.spec.outcome.as_ref().map(|o| o.result) == Some(Outcome::Failed);
-        let urgency = if failed {
-            Urgency::Urgent
-        } else {
-            Urgency::Normal
-        };
-        let key = ObjectRef::new(&member.spec.wait_group).within(&member.namespace()?);
-        Some((key, urgency))
-    });
-    (kind, feed)
-}
-
-/// Runs the WaitGroup controller for all namespaces until `shutdown` resolves (one of
-/// the kinds [`crate::run`] joins).
-pub async fn run(
-    client: Client,
-    reporter: Reporter,
-    metrics: Arc<Metrics>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) -> Result<()> {
-    let running = Running {
-        workers: WORKERS,
-        progress_workers: Some(PROGRESS_WORKERS),
-    };
-    subject::run(client, reporter, metrics, running, build, shutdown).await;
-    Ok(())
 }

@@ -18,7 +18,6 @@
 //! folded into one reconcile. The queue runs due work at once (kube-runtime's
 //! scheduler waits for a timer tick, about a millisecond, before every reconcile).
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +26,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use konductor_api::barrier::rules::{ArrivalRecord, BarrierInput, Transition, evaluate};
 use konductor_api::{Arrival, Barrier, BarrierPhase, BarrierStatus, Outcome};
 use kube::api::Api;
-use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 
@@ -35,7 +33,7 @@ use self::arrivals::{ArrivalIndex, IndexedArrival};
 use self::writes::Pacing;
 use crate::engine::adoption::{self, Adopter, Earlier, Orphan};
 use crate::engine::feed_claims;
-use crate::engine::subject::{self, Judged, Judgement, Running, Start, SubjectKind};
+use crate::engine::subject::{ClaimFeeds, Judged, Judgement, Running, Start, SubjectKind};
 use crate::metrics::Metrics;
 use crate::queue::Urgency;
 use crate::{Error, Result};
@@ -131,7 +129,43 @@ impl SubjectKind for BarrierKind {
     /// The arrivals indexed for the barrier.
     type Seen = Vec<Arc<IndexedArrival>>;
 
+    type Settings = ();
+
     const KIND: &'static str = KIND;
+    const CONTROLLER: &'static str = CONTROLLER_NAME;
+    const RUNNING: Running = Running {
+        workers: WORKERS,
+        progress_workers: Some(PROGRESS_WORKERS),
+    };
+
+    /// Its arrivals' feed: a reported failure may fail the barrier, and enough
+    /// arrivals may open it — both as urgent as an opening; the rest is progress.
+    fn start(start: &Start<Barrier>, (): ()) -> (Self, ClaimFeeds) {
+        let index = ArrivalIndex::new();
+        start.metrics.set_barrier_store(start.cache.clone());
+        let kind = BarrierKind {
+            client: start.client.clone(),
+            arrivals: index.clone(),
+            metrics: start.metrics.clone(),
+            pacing: Pacing::default(),
+        };
+        let cache = start.cache.clone();
+        let arrivals: Api<Arrival> = Api::all(start.client.clone());
+        let feed = feed_claims(
+            arrivals,
+            index.clone(),
+            start.queue.clone(),
+            move |arrival| {
+                let key = barrier_of(arrival)?;
+                let urgency = match arrival.spec.outcome {
+                    Outcome::Failed => Urgency::Urgent,
+                    _ => urgency_of(&key, &cache, &index),
+                };
+                Some((key, urgency))
+            },
+        );
+        (kind, Box::pin(feed))
+    }
 
     async fn judge(&self, barrier: &Arc<Barrier>) -> Result<Judged<Self>> {
         // Never judge a barrier on a partial view of its arrivals (e.g. right after
@@ -241,50 +275,4 @@ fn urgency_of(
 fn barrier_of(arrival: &Arrival) -> Option<ObjectRef<Barrier>> {
     let namespace = arrival.namespace()?;
     Some(ObjectRef::new(&arrival.spec.barrier).within(&namespace))
-}
-
-/// The Barrier kind and its arrivals' feed: a reported failure may fail the barrier,
-/// and enough arrivals may open it — both as urgent as an opening; the rest is progress.
-fn build(start: &Start<Barrier>) -> (BarrierKind, impl Future<Output = ()> + use<>) {
-    let index = ArrivalIndex::new();
-    start.metrics.set_barrier_store(start.cache.clone());
-    let kind = BarrierKind {
-        client: start.client.clone(),
-        arrivals: index.clone(),
-        metrics: start.metrics.clone(),
-        pacing: Pacing::default(),
-    };
-    let cache = start.cache.clone();
-    let arrivals: Api<Arrival> = Api::all(start.client.clone());
-    let feed = feed_claims(
-        arrivals,
-        index.clone(),
-        start.queue.clone(),
-        move |arrival| {
-            let key = barrier_of(arrival)?;
-            let urgency = match arrival.spec.outcome {
-                Outcome::Failed => Urgency::Urgent,
-                _ => urgency_of(&key, &cache, &index),
-            };
-            Some((key, urgency))
-        },
-    );
-    (kind, feed)
-}
-
-/// Runs the barrier controller for all namespaces until `shutdown` resolves (one of
-/// the kinds [`crate::run`] joins). Reconciles are postponed until the arrivals
-/// index has filled, so no barrier is ever judged on a partial view.
-pub async fn run(
-    client: Client,
-    reporter: Reporter,
-    metrics: Arc<Metrics>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) -> Result<()> {
-    let running = Running {
-        workers: WORKERS,
-        progress_workers: Some(PROGRESS_WORKERS),
-    };
-    subject::run(client, reporter, metrics, running, build, shutdown).await;
-    Ok(())
 }

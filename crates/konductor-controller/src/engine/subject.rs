@@ -67,8 +67,22 @@ pub trait SubjectKind: Send + Sync + Sized + 'static {
     /// What the kind keeps of what it observed, for after the status write.
     type Seen: Send + Sync;
 
+    /// What the kind's controller is told beyond its client (`()` for most; the Gate:
+    /// the kinds it may read).
+    type Settings: Send;
+
     /// How metrics, logs and Events name the kind (`barrier`, `waitgroup`, …).
     const KIND: &'static str;
+
+    /// The `reportingController` of its Events (`kubectl describe` shows it as "From").
+    const CONTROLLER: &'static str;
+
+    /// How many reconciles run at once, and how many of them may write progress.
+    const RUNNING: Running;
+
+    /// The kind and the future of its claim feeds, made from what its controller
+    /// [`Start`]s from (the subjects' own watch is [`run`]'s).
+    fn start(start: &Start<Self::Subject>, settings: Self::Settings) -> (Self, ClaimFeeds);
 
     /// Observes what the subject's rules need and asks them (the latest known version
     /// of `subject`: the cache, or the controller's own newer write).
@@ -237,6 +251,9 @@ pub struct Start<S: Resource<DynamicType = ()> + 'static> {
     pub metrics: Arc<Metrics>,
 }
 
+/// The watches that feed a kind's queue besides its subjects' own (its claims').
+pub type ClaimFeeds = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// How a subject kind's controller runs.
 pub struct Running {
     /// Reconciles at once.
@@ -245,18 +262,22 @@ pub struct Running {
     pub progress_workers: Option<usize>,
 }
 
-/// Runs a subject kind's controller for all namespaces until `shutdown` resolves:
-/// `build` makes the kind and the future of its claim feeds from what it [`Start`]s
-/// from; the subjects' watch feeds the same queue, and the workers start once the
-/// subjects' cache holds every subject.
-pub async fn run<K: SubjectKind, F: Future>(
+/// Runs a subject kind's controller for all namespaces until `shutdown` resolves, its
+/// Events recorded as `reporter`'s instance of [`SubjectKind::CONTROLLER`]: the kind
+/// [`SubjectKind::start`]s its claim feeds, the subjects' watch feeds the same queue,
+/// and the workers start once the subjects' cache holds every subject.
+pub async fn run<K: SubjectKind>(
     client: Client,
     reporter: Reporter,
     metrics: Arc<Metrics>,
-    running: Running,
-    build: impl FnOnce(&Start<K::Subject>) -> (K, F),
+    settings: K::Settings,
     shutdown: impl Future,
 ) {
+    let running = K::RUNNING;
+    let reporter = Reporter {
+        controller: K::CONTROLLER.to_owned(),
+        instance: reporter.instance,
+    };
     let own_writes = Arc::new(OwnWrites::default());
     let (cache, writer) = reflector::store();
     let queue = Arc::new(match running.progress_workers {
@@ -271,7 +292,7 @@ pub async fn run<K: SubjectKind, F: Future>(
         events: events.clone(),
         metrics: metrics.clone(),
     };
-    let (kind, claims) = build(&start);
+    let (kind, claims) = K::start(&start, settings);
     let subjects = Arc::new(Subjects::new(
         kind,
         client.clone(),

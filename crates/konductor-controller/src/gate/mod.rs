@@ -17,12 +17,10 @@ use konductor_api::gate::rules::{
     GateInput, Observations, Transition, Watching, evaluate, latched, targets,
 };
 use konductor_api::gate::{Gate, GateStatus};
-use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 
-use crate::engine::subject::{self, Judged, Judgement, Running, Start, SubjectKind};
-use crate::metrics::Metrics;
+use crate::engine::subject::{ClaimFeeds, Judged, Judgement, Running, Start, SubjectKind};
 use crate::{Error, Result};
 use watches::{GateKinds, REDISCOVER_AFTER, Watches};
 
@@ -48,7 +46,25 @@ impl SubjectKind for GateKind {
     /// Whether a kind named is not served yet (its CRD may be applied meanwhile).
     type Seen = bool;
 
+    type Settings = GateKinds;
+
     const KIND: &'static str = KIND;
+    const CONTROLLER: &'static str = CONTROLLER_NAME;
+    const RUNNING: Running = Running {
+        workers: WORKERS,
+        progress_workers: None,
+    };
+
+    /// The kinds `kinds` allows are watched as Gates need them (no claim feeds).
+    fn start(start: &Start<Gate>, kinds: GateKinds) -> (Self, ClaimFeeds) {
+        let watches = Watches::new(
+            start.client.clone(),
+            kinds,
+            start.queue.clone(),
+            start.metrics.clone(),
+        );
+        (GateKind { watches }, Box::pin(std::future::pending::<()>()))
+    }
 
     async fn judge(&self, gate: &Arc<Gate>) -> Result<Judged<Self>> {
         let key = ObjectRef::from_obj(&**gate);
@@ -98,31 +114,4 @@ impl SubjectKind for GateKind {
     fn forget(&self, key: &ObjectRef<Gate>) {
         self.watches.forget(key);
     }
-}
-
-/// Runs the Gate controller for all namespaces until `shutdown` resolves (one of the
-/// kinds [`crate::run`] joins), reading the kinds `kinds` allows.
-pub async fn run(
-    client: Client,
-    reporter: Reporter,
-    metrics: Arc<Metrics>,
-    kinds: GateKinds,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) -> Result<()> {
-    let running = Running {
-        workers: WORKERS,
-        progress_workers: None,
-    };
-    let build = |start: &Start<Gate>| {
-        let watches = Watches::new(
-            start.client.clone(),
-            kinds,
-            start.queue.clone(),
-            start.metrics.clone(),
-        );
-        // The watches of the objects Gates name are started as Gates need them.
-        (GateKind { watches }, std::future::pending::<()>())
-    };
-    subject::run(client, reporter, metrics, running, build, shutdown).await;
-    Ok(())
 }
