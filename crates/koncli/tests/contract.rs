@@ -13,7 +13,7 @@ mod common;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{Env, HANG, koncli_with, stderr};
+use common::{Env, HANG, assert_exit, koncli_with, stderr};
 use futures::future::join_all;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::ApiResource;
@@ -649,7 +649,7 @@ async fn retries_of_finished_work_exit_0_without_running_or_8_never_0_after_a_fa
             "false",
         ])
         .await;
-    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    assert_exit(&failed, 1);
     env.ok(&["once", "run", "retry-once", "--key", "ok", "--", "true"])
         .await;
     env.ok(&[
@@ -675,7 +675,7 @@ async fn retries_of_finished_work_exit_0_without_running_or_8_never_0_after_a_fa
             "exit 2",
         ])
         .await;
-    assert_eq!(failed.status.code(), Some(2), "{}", stderr(&failed));
+    assert_exit(&failed, 2);
     let marker = tempfile::tempdir().unwrap();
     let ran = marker.path().join("ran");
     let touch = ran.display().to_string();
@@ -1028,7 +1028,7 @@ async fn statuses_and_events_carry_no_debug_formatting() {
     })
     .await;
     let waited = env.run(&["gate", "wait", "g-missing"]).await;
-    assert_eq!(waited.status.code(), Some(3), "{}", stderr(&waited));
+    assert_exit(&waited, 3);
     let mut texts = Vec::new();
     for (group, version, kind, plural) in [
         ("konductor.io", "v1", "Gate", "gates"),

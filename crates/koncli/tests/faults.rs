@@ -12,7 +12,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use common::proxy::{Mode, Proxy};
-use common::{Env, assert_said, koncli_with, stderr};
+use common::{Env, assert_exit, assert_said, koncli_with, stderr};
 use konductor_api::locks::Mutex;
 use kube::Api;
 use kube::runtime::wait::await_condition;
@@ -181,7 +181,7 @@ async fn late_answers_within_the_margin_keep_the_grant_and_later_ones_stop_the_c
     until_line(&log, "again").await;
     proxy.set(Mode::DelayAnswers(Duration::from_secs(7)));
     let doomed = ended(doomed).await;
-    assert_eq!(doomed.status.code(), Some(7), "{}", stderr(&doomed));
+    assert_exit(&doomed, 7);
     assert_said(&doomed, "acknowledged no renewal in time");
 }
 
@@ -433,19 +433,15 @@ async fn a_partitioned_waitgroup_worker_stops_its_command_before_its_member_fail
     proxy.set(Mode::Blackhole);
 
     let worker = ended(worker).await;
-    assert_eq!(worker.status.code(), Some(7), "{}", stderr(&worker));
+    assert_exit(&worker, 7);
     assert!(
         stderr(&worker).contains("acknowledged no renewal in time"),
         "the worker says why: {}",
         stderr(&worker)
     );
     let waiter = ended(waiter).await;
-    assert_eq!(waiter.status.code(), Some(4), "{}", stderr(&waiter));
-    assert!(
-        stderr(&waiter).contains("w: expired"),
-        "{}",
-        stderr(&waiter)
-    );
+    assert_exit(&waiter, 4);
+    assert_said(&waiter, "w: expired");
 
     // The command was stopped before the controller counted its member as failed.
     let written = std::fs::read_to_string(&log).unwrap();

@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Output;
 
-use common::{Env, stderr, stdout};
+use common::{Env, assert_said, stderr, stdout};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -179,11 +179,7 @@ async fn a_failed_job_fails_the_gate_and_every_wait_at_once() {
     for waiter in [gate_waiter, plain_waiter] {
         let waited = finished(waiter).await;
         assert_eq!(code(&waited), Some(4), "{}", stderr(&waited));
-        assert!(
-            stderr(&waited).contains("job/migrate failed: Failed=True"),
-            "{}",
-            stderr(&waited)
-        );
+        assert_said(&waited, "job/migrate failed: Failed=True");
     }
     let gate = until(&env, "deploy", |g| g.phase() == GatePhase::Failed).await;
     assert!(gate.status.unwrap().results[1].met.eq(&false));
@@ -235,11 +231,7 @@ async fn a_deployment_whose_status_is_behind_its_generation_does_not_count() {
         .run(&["wait", "--for", "deploy/web", "--timeout", "1s"])
         .await;
     assert_eq!(code(&stale), Some(5), "{}", stderr(&stale));
-    assert!(
-        stderr(&stale).contains("behind its spec"),
-        "{}",
-        stderr(&stale)
-    );
+    assert_said(&stale, "behind its spec");
 
     deployments
         .patch_status("web", &PatchParams::default(), &Patch::Merge(&status(2)))
@@ -364,11 +356,7 @@ async fn a_gate_on_a_kind_whose_crd_is_applied_later_opens_on_its_json_path_and_
         ])
         .await;
     assert_eq!(code(&unserved), Some(1), "{}", stderr(&unserved));
-    assert!(
-        stderr(&unserved).contains("no resource type"),
-        "{}",
-        stderr(&unserved)
-    );
+    assert_said(&unserved, "no resource type");
 }
 
 #[tokio::test]
@@ -454,11 +442,7 @@ async fn koncli_wait_any_returns_on_the_first_and_fail_on_ends_it_at_once() {
         .await;
     let waited = finished(failing).await;
     assert_eq!(code(&waited), Some(4), "{}", stderr(&waited));
-    assert!(
-        stderr(&waited).contains("failWhen matched"),
-        "{}",
-        stderr(&waited)
-    );
+    assert_said(&waited, "failWhen matched");
 
     // `all` still waits for a: finish it.
     finish_job(&env, "a", "Complete").await;
@@ -478,20 +462,12 @@ async fn koncli_wait_any_returns_on_the_first_and_fail_on_ends_it_at_once() {
         ])
         .await;
     assert_eq!(code(&missing), Some(4), "{}", stderr(&missing));
-    assert!(
-        stderr(&missing).contains("job/ghost does not exist (whenMissing: Fail)"),
-        "{}",
-        stderr(&missing)
-    );
+    assert_said(&missing, "job/ghost does not exist (whenMissing: Fail)");
     let stable = env
         .run(&["wait", "--for", "job/a", "--stable-for", "300ms"])
         .await;
     assert_eq!(code(&stable), Some(0), "{}", stderr(&stable));
-    assert!(
-        stderr(&stable).contains("met once it holds for 300ms"),
-        "{}",
-        stderr(&stable)
-    );
+    assert_said(&stable, "met once it holds for 300ms");
 }
 
 #[tokio::test]
@@ -539,34 +515,18 @@ async fn overrides_timeouts_and_refused_specs() {
         "{}",
         stderr(&client_timeout)
     );
-    assert!(
-        stderr(&client_timeout).contains("waiting for job/never to be created"),
-        "{}",
-        stderr(&client_timeout)
-    );
+    assert_said(&client_timeout, "waiting for job/never to be created");
 
     let usage = env.run(&["wait", "--for", "migrate"]).await;
     assert_eq!(code(&usage), Some(2));
-    assert!(
-        stderr(&usage).contains("expected KIND/NAME"),
-        "{}",
-        stderr(&usage)
-    );
+    assert_said(&usage, "expected KIND/NAME");
     let unknown = env.run(&["wait", "--for", "frobnicators/x"]).await;
     assert_eq!(code(&unknown), Some(1));
-    assert!(
-        stderr(&unknown).contains("no resource type \"frobnicators\""),
-        "{}",
-        stderr(&unknown)
-    );
+    assert_said(&unknown, "no resource type \"frobnicators\"");
 
     let cluster_scoped = env.run(&["wait", "--for", "namespace/default"]).await;
     assert_eq!(code(&cluster_scoped), Some(1));
-    assert!(
-        stderr(&cluster_scoped).contains("namespaces is cluster-scoped"),
-        "{}",
-        stderr(&cluster_scoped)
-    );
+    assert_said(&cluster_scoped, "namespaces is cluster-scoped");
     let on_a_namespace: Gate = serde_json::from_value(json!({
         "apiVersion": "konductor.io/v1", "kind": "Gate",
         "metadata": {"name": "on-a-namespace"},

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{Env, TestServer, assert_printed, assert_said, koncli_with, stderr, stdout};
+use common::{
+    Env, TestServer, assert_exit, assert_printed, assert_said, koncli_with, stderr, stdout,
+};
 use konductor_api::{Barrier, BarrierPhase};
 use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
@@ -68,7 +70,7 @@ async fn the_seed_etl_pipeline_runs_stage_by_stage() {
     let load = env
         .run(&["barrier", "wait", "transform-complete", "--timeout=1m"])
         .await;
-    assert_eq!(load.status.code(), Some(0), "{}", stderr(&load));
+    assert_exit(&load, 0);
 }
 
 #[tokio::test]
@@ -92,7 +94,7 @@ async fn a_quorum_of_seven_out_of_ten_opens_the_barrier() {
             .await;
     }
     let output = waiter.wait_with_output().await.unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_exit(&output, 0);
     assert_printed(&output, "7/7 arrived (quorum of 10 expected)");
 }
 
@@ -111,7 +113,7 @@ async fn a_timed_out_barrier_exits_with_code_3() {
     .await;
     env.ok(&["barrier", "arrive", "slow", "only-one"]).await;
     let output = env.run(&["barrier", "wait", "slow"]).await;
-    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert_exit(&output, 3);
     assert_said(&output, "barrier default/slow timed out");
 }
 
@@ -146,8 +148,8 @@ async fn a_failed_barrier_exits_with_code_4() {
         "{reported}"
     );
     let output = waiter.wait_with_output().await.unwrap();
-    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
-    assert!(stderr(&output).contains("failed"), "{}", stderr(&output));
+    assert_exit(&output, 4);
+    assert_said(&output, "failed");
     let status = env.ok(&["barrier", "status", "map-complete"]).await;
     assert!(
         status.contains("Failures:    1: mapper-2 (disk full)"),
@@ -235,7 +237,7 @@ async fn prune_deletes_finished_barriers_only_and_dry_run_deletes_nothing() {
 
     let bad = env.run(&["barrier", "prune", "--older-than", "soon"]).await;
     assert_eq!(bad.status.code(), Some(2));
-    assert!(stderr(&bad).contains("--older-than"), "{}", stderr(&bad));
+    assert_said(&bad, "--older-than");
 }
 
 #[tokio::test]
@@ -302,7 +304,7 @@ async fn the_client_timeout_exits_with_code_5() {
     env.ok(&["barrier", "create", "never", "--expected", "2"])
         .await;
     let output = env.run(&["barrier", "wait", "never", "--timeout=1s"]).await;
-    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    assert_exit(&output, 5);
     assert_said(&output, "still not open after");
 }
 
@@ -723,7 +725,7 @@ async fn refused_credentials_end_a_wait_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let wrong = with_wrong_token(&env.kubeconfig(), dir.path());
     let output = run_bounded(&mut koncli_with(&wrong, &["barrier", "wait", "locked"])).await;
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_exit(&output, 1);
     let said = stderr(&output);
     assert_eq!(said.lines().count(), 1, "{said}");
     assert!(said.contains("unauthorized"), "{said}");
@@ -744,7 +746,7 @@ async fn a_holder_that_reported_failure_can_arrive_after_all() {
         "{arrived}"
     );
     let waited = run_bounded(&mut env.koncli(&["barrier", "wait", "retry", "--timeout=30s"])).await;
-    assert_eq!(waited.status.code(), Some(0), "{}", stderr(&waited));
+    assert_exit(&waited, 0);
     // A failure after arriving is not recorded, and the exit code says so.
     let late = env
         .run(&["barrier", "arrive", "retry", "job-1", "--failed"])
@@ -765,7 +767,7 @@ async fn a_wait_reads_the_barrier_before_its_timeout_applies() {
     let open = env
         .run(&["barrier", "wait", "done", "--timeout", "0s"])
         .await;
-    assert_eq!(open.status.code(), Some(0), "{}", stderr(&open));
+    assert_exit(&open, 0);
     env.ok(&[
         "barrier",
         "create",
@@ -781,7 +783,7 @@ async fn a_wait_reads_the_barrier_before_its_timeout_applies() {
     let timed_out = env
         .run(&["barrier", "wait", "late", "--timeout", "0s"])
         .await;
-    assert_eq!(timed_out.status.code(), Some(3), "{}", stderr(&timed_out));
+    assert_exit(&timed_out, 3);
     let gave_up = env
         .run(&[
             "barrier",

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Env, assert_said, stderr, stdout};
+use common::{Env, assert_exit, assert_said, stderr, stdout};
 
 /// The critical sections a `run` log file records, as (token, start line, end line).
 fn sections(log: &str) -> Vec<(i64, usize, usize)> {
@@ -126,8 +126,8 @@ async fn lock_busy_unlock_and_status_work_from_a_script() {
     let token = env.ok(&["mutex", "lock", "deploy", "--holder", "a"]).await;
     assert_eq!(token.trim(), "1");
     let busy = env.run(&["mutex", "lock", "deploy", "--holder", "b"]).await;
-    assert_eq!(busy.status.code(), Some(6), "{}", stderr(&busy));
-    assert!(stderr(&busy).contains("busy"), "{}", stderr(&busy));
+    assert_exit(&busy, 6);
+    assert_said(&busy, "busy");
     let status = env.ok(&["mutex", "status", "deploy"]).await;
     assert!(status.contains("Phase:         Locked"), "{status}");
     assert!(status.contains("Holders:       a"), "{status}");
@@ -224,14 +224,14 @@ async fn run_exits_with_the_command_code_and_7_when_the_grant_is_lost() {
         .await
         .expect("run ends when the grant is lost")
         .unwrap();
-    assert_eq!(output.status.code(), Some(7), "{}", stderr(&output));
-    assert!(stderr(&output).contains("lost"), "{}", stderr(&output));
+    assert_exit(&output, 7);
+    assert_said(&output, "lost");
     assert!(stdout(&output).is_empty());
 
     // A mutex has no read side: its help does not offer one and asking is a usage error.
     let wrong = env.run(&["mutex", "rlock", "cache"]).await;
     assert_eq!(wrong.status.code(), Some(2));
-    assert!(stderr(&wrong).contains("rlock"), "{}", stderr(&wrong));
+    assert_said(&wrong, "rlock");
     let help = env.ok(&["mutex", "--help"]).await;
     assert!(
         !help.contains("rlock") && !help.contains("--read"),

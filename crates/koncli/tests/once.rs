@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Env, koncli_with, stderr};
+use common::{Env, assert_exit, assert_said, koncli_with, stderr};
 use konductor_api::once::{AttemptOutcome, Once, OncePhase};
 use konductor_testing::HANG;
 use kube::Api;
@@ -121,15 +121,11 @@ async fn every_attempt_failing_ends_in_a_distinct_exit_code_and_reset_allows_a_n
                 "exit 4",
             ])
             .await;
-        assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+        assert_exit(&output, 4);
     }
     let output = env.run(&["once", "run", "flaky", "--", "true"]).await;
-    assert_eq!(output.status.code(), Some(8), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("failed for good"),
-        "{}",
-        stderr(&output)
-    );
+    assert_exit(&output, 8);
+    assert_said(&output, "failed for good");
     assert_eq!(
         env.run(&["once", "wait", "flaky"]).await.status.code(),
         Some(8)
@@ -156,17 +152,13 @@ async fn reset_re_arms_exactly_the_key_named_and_a_succeeded_one_only_with_force
             "false",
         ])
         .await;
-    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    assert_exit(&failed, 1);
     env.ok(&["once", "run", "keys", "--key", "v2", "--", "true"])
         .await;
     // The current key (v2) succeeded: resetting it needs --force, and nothing changed.
     let refused = env.run(&["once", "reset", "keys"]).await;
-    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
-    assert!(
-        stderr(&refused).contains("add --force"),
-        "{}",
-        stderr(&refused)
-    );
+    assert_exit(&refused, 1);
+    assert_said(&refused, "add --force");
     let rerun = env
         .run(&["once", "run", "keys", "--key", "v2", "--", "false"])
         .await;
@@ -181,7 +173,7 @@ async fn reset_re_arms_exactly_the_key_named_and_a_succeeded_one_only_with_force
     let retried = env
         .run(&["once", "run", "keys", "--key", "v1", "--", "true"])
         .await;
-    assert_eq!(retried.status.code(), Some(0), "{}", stderr(&retried));
+    assert_exit(&retried, 0);
     assert!(
         !stderr(&retried).contains("already done"),
         "v1 ran: {}",
@@ -332,12 +324,8 @@ async fn a_finished_key_returns_at_once_whatever_key_runs_and_leaves_no_claim() 
     let old = env
         .run(&["once", "run", "rolling", "--key", "v1", "--", "false"])
         .await;
-    assert_eq!(old.status.code(), Some(0), "{}", stderr(&old));
-    assert!(
-        stderr(&old).contains("once default/rolling (key \"v1\") already done"),
-        "{}",
-        stderr(&old)
-    );
+    assert_exit(&old, 0);
+    assert_said(&old, "once default/rolling (key \"v1\") already done");
     assert!(v2.try_wait().unwrap().is_none(), "v2 still runs");
     // The old replica's claim is gone: only v2's executor holds one.
     let permits: Api<konductor_api::locks::Permit> = Api::namespaced(env.client.clone(), "default");

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Env, stderr};
+use common::{Env, assert_exit, stderr};
 use konductor_api::locks::{Mutex, Permit, PermitSpec};
 use konductor_api::waitgroup::{WaitGroup, WaitGroupMember, WaitGroupMemberSpec};
 use konductor_server::access::Access;
@@ -207,7 +207,7 @@ async fn the_roles_allow_what_koncli_and_the_controllers_ask_for() {
     let busy = env.run(&["mutex", "lock", "m", "--holder", "h2"]).await;
     assert!(busy.status.success(), "{}", stderr(&busy));
     let other = env.run(&["mutex", "lock", "m", "--holder", "h3"]).await;
-    assert_eq!(other.status.code(), Some(6), "{}", stderr(&other));
+    assert_exit(&other, 6);
 
     // The controllers' work beyond that: a grant nobody renews expires (h2's, ttl 2s),
     // and a Permit made without an owner is adopted.

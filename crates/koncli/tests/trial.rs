@@ -10,7 +10,7 @@ mod common;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{Env, TestServer, assert_said, koncli_with, stderr, stdout};
+use common::{Env, TestServer, assert_exit, assert_said, koncli_with, stderr, stdout};
 use konductor_api::locks::{Mutex, Permit};
 use kube::Api;
 use kube::runtime::wait::await_condition;
@@ -68,8 +68,8 @@ async fn a_waiter_stopped_by_a_signal_withdraws_its_claim() {
     signal(&runner, rustix::process::Signal::INT);
     signal(&locker, rustix::process::Signal::TERM);
     let (runner, locker) = (ended(runner).await, ended(locker).await);
-    assert_eq!(runner.status.code(), Some(130), "{}", stderr(&runner));
-    assert_eq!(locker.status.code(), Some(143), "{}", stderr(&locker));
+    assert_exit(&runner, 130);
+    assert_exit(&locker, 143);
     // Both claims are gone at once: nobody is queued behind X, no ghost waits a ttl.
     until_mutex(&env, "q2", |s| s.claims.waiting.is_empty()).await;
     let left = claimants(&env.client).await;
@@ -173,7 +173,7 @@ async fn taking_a_lock_needs_an_explicit_identity_and_says_when_it_re_enters() {
         .run(&["mutex", "lock", "deploy", "--holder", "s2"])
         .await;
     assert_eq!(other.status.code(), Some(6));
-    assert!(stderr(&other).contains("held by s1"), "{}", stderr(&other));
+    assert_said(&other, "held by s1");
     let anonymous = env.run(&["mutex", "unlock", "deploy"]).await;
     assert_eq!(anonymous.status.code(), Some(2));
     env.ok(&["mutex", "unlock", "deploy", "--holder", "s1"])
@@ -232,8 +232,8 @@ async fn a_zero_timeout_takes_a_free_lock_and_gives_up_on_a_busy_one_and_priorit
             "0s",
         ])
         .await;
-    assert_eq!(busy.status.code(), Some(5), "{}", stderr(&busy));
-    assert!(stderr(&busy).contains("held by a"), "{}", stderr(&busy));
+    assert_exit(&busy, 5);
+    assert_said(&busy, "held by a");
     env.ok(&["mutex", "unlock", "z", "--holder", "a"]).await;
     env.ok(&["mutex", "run", "z", "--priority", "-3", "--", "true"])
         .await;
@@ -246,19 +246,14 @@ async fn a_command_that_cannot_run_takes_no_token() {
     let missing = env
         .run(&["mutex", "run", "c", "--", "/nonexistent/cmd"])
         .await;
-    assert_eq!(missing.status.code(), Some(127), "{}", stderr(&missing));
+    assert_exit(&missing, 127);
     let dir = tempfile::tempdir().unwrap();
     let plain = dir.path().join("plain");
     std::fs::write(&plain, "echo hi\n").unwrap();
     let not_executable = env
         .run(&["mutex", "run", "c", "--", plain.to_str().unwrap()])
         .await;
-    assert_eq!(
-        not_executable.status.code(),
-        Some(126),
-        "{}",
-        stderr(&not_executable)
-    );
+    assert_exit(&not_executable, 126);
     let status = env.ok(&["mutex", "status", "c", "-o", "json"]).await;
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(
@@ -340,10 +335,9 @@ async fn lock_errors_read_like_barrier_errors() {
         .output()
         .await
         .unwrap();
-    assert!(
-        stderr(&unreachable).contains("koncli: cannot reach the API server at https://127.0.0.1:1"),
-        "{}",
-        stderr(&unreachable)
+    assert_said(
+        &unreachable,
+        "koncli: cannot reach the API server at https://127.0.0.1:1",
     );
 }
 
@@ -491,7 +485,7 @@ async fn a_wait_that_times_out_while_the_server_is_down_withdraws_its_claim_once
     tokio::time::sleep(Duration::from_secs(4)).await; // an outage longer than the timeout
     let server = stopped.start(false).await;
     let output = ended(waiter).await;
-    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    assert_exit(&output, 5);
     let left = claimants(&server.client).await;
     assert_eq!(
         left,

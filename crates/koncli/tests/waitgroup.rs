@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Env, stderr, stdout};
+use common::{Env, assert_exit, assert_said, stderr, stdout};
 use konductor_api::waitgroup::{WaitGroup, WaitGroupMember, WaitGroupPhase, member_name};
 use konductor_testing::HANG;
 use kube::Api;
@@ -47,11 +47,7 @@ async fn the_same_done_retried_ten_times_counts_once() {
         .run(&["waitgroup", "done", "fan", "--member", "a", "--failed"])
         .await;
     assert_eq!(refused.status.code(), Some(1));
-    assert!(
-        stderr(&refused).contains("already done as Succeeded"),
-        "{}",
-        stderr(&refused)
-    );
+    assert_said(&refused, "already done as Succeeded");
     until(&env, "fan", |g| {
         g.status.as_ref().is_some_and(|s| s.done == 1)
     })
@@ -76,16 +72,15 @@ async fn the_same_done_retried_ten_times_counts_once() {
     // Done latches: a member added afterwards is refused.
     let late = env.run(&["waitgroup", "add", "fan", "--member", "c"]).await;
     assert_eq!(late.status.code(), Some(1));
-    assert!(stderr(&late).contains("already Done"), "{}", stderr(&late));
+    assert_said(&late, "already Done");
     // A worker run again for its finished member runs nothing, even now.
     let rerun = env
         .run(&["waitgroup", "run", "fan", "--member", "a", "--", "false"])
         .await;
-    assert_eq!(rerun.status.code(), Some(0), "{}", stderr(&rerun));
-    assert!(
-        stderr(&rerun).contains("waitgroup default/fan member a already done; nothing to run"),
-        "{}",
-        stderr(&rerun)
+    assert_exit(&rerun, 0);
+    assert_said(
+        &rerun,
+        "waitgroup default/fan member a already done; nothing to run",
     );
 }
 
@@ -125,11 +120,7 @@ async fn a_waiter_started_before_any_add_waits_for_the_members() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("is done"), "{}", stdout(&output));
     // Progress went to stderr as the members came.
-    assert!(
-        stderr(&output).contains("3 of 3 members pending"),
-        "{}",
-        stderr(&output)
-    );
+    assert_said(&output, "3 of 3 members pending");
 }
 
 #[tokio::test]
@@ -172,7 +163,7 @@ async fn one_failure_more_than_max_failed_ends_every_wait_at_once_with_its_messa
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+        assert_exit(&output, 4);
         let said = stderr(&output);
         assert!(
             said.contains("3 members failed, more than maxFailed 2")
@@ -223,12 +214,8 @@ async fn a_worker_killed_without_a_word_fails_its_member_after_the_member_ttl() 
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("w1: expired"),
-        "{}",
-        stderr(&output)
-    );
+    assert_exit(&output, 4);
+    assert_said(&output, "w1: expired");
     let member = members.get(&name).await.unwrap();
     let expired = member.status.unwrap();
     assert!(expired.expired);
@@ -313,11 +300,7 @@ async fn kubectl_gets_describes_and_waits_for_a_waitgroup() {
         .run(&["waitgroup", "add", "legacy", "--delta", "3"])
         .await;
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("retrying this command adds 3 more"),
-        "{}",
-        stderr(&output)
-    );
+    assert_said(&output, "retrying this command adds 3 more");
     until(&env, "legacy", |g| {
         g.status.as_ref().is_some_and(|s| s.added == 3)
     })
@@ -345,7 +328,7 @@ async fn a_sealed_group_refuses_a_member_it_does_not_have_naming_the_pending_one
             "true",
         ])
         .await;
-    assert_eq!(typo.status.code(), Some(1), "{}", stderr(&typo));
+    assert_exit(&typo, 1);
     // (Both are named; in the order they were created, which `add` does not fix.)
     let said = stderr(&typo);
     assert!(
@@ -384,7 +367,7 @@ async fn a_retried_member_runs_again_until_member_attempts_then_exits_8() {
             "exit 3",
         ])
         .await;
-    assert_eq!(first.status.code(), Some(3), "{}", stderr(&first));
+    assert_exit(&first, 3);
     until(&env, "retried", |g| {
         g.status.as_ref().is_some_and(|s| s.pending == ["a"])
     })
@@ -403,16 +386,15 @@ async fn a_retried_member_runs_again_until_member_attempts_then_exits_8() {
             "exit 4",
         ])
         .await;
-    assert_eq!(second.status.code(), Some(4), "{}", stderr(&second));
+    assert_exit(&second, 4);
     until(&env, "retried", |g| g.phase() == WaitGroupPhase::Failed).await;
     let third = env
         .run(&["waitgroup", "run", "retried", "--member", "a", "--", "true"])
         .await;
-    assert_eq!(third.status.code(), Some(8), "{}", stderr(&third));
-    assert!(
-        stderr(&third).contains("failed for good after 2 failed attempt(s): sh exited with code 4"),
-        "{}",
-        stderr(&third)
+    assert_exit(&third, 8);
+    assert_said(
+        &third,
+        "failed for good after 2 failed attempt(s): sh exited with code 4",
     );
 }
 
@@ -437,14 +419,10 @@ async fn a_group_past_its_timeout_ends_the_wait_with_exit_3_and_a_client_timeout
     let impatient = env
         .run(&["waitgroup", "wait", "slow", "--timeout", "100ms"])
         .await;
-    assert_eq!(impatient.status.code(), Some(5), "{}", stderr(&impatient));
-    assert!(
-        stderr(&impatient).contains("still Waiting"),
-        "{}",
-        stderr(&impatient)
-    );
+    assert_exit(&impatient, 5);
+    assert_said(&impatient, "still Waiting");
     let output = env.run(&["waitgroup", "wait", "slow"]).await;
-    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert_exit(&output, 3);
     assert!(
         stderr(&output)
             .contains("timed out: the deadline passed with 1 of 1 members pending (never)"),

@@ -142,6 +142,17 @@ pub fn assert_printed(output: &Output, text: &str) {
     );
 }
 
+/// Fails the test, showing stderr, unless the process exited with `code`.
+#[track_caller]
+pub fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "wanted exit code {code}: {}",
+        stderr(output)
+    );
+}
+
 /// Fails the test, showing stderr, unless the process said `text` there.
 #[track_caller]
 pub fn assert_said(output: &Output, text: &str) {
