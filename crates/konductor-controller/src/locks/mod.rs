@@ -157,21 +157,25 @@ struct Context {
     queue_changes: QueueChanges,
 }
 
-/// Writes `wanted` as the lock's status — only what differs from the stored one —
-/// conditional on the version it was decided from, and takes the answer into the cache.
-async fn write_lock_status(
-    ctx: &Context,
-    key: &LockKey,
-    lock: &LockState,
-    wanted: &LockStatus,
-) -> Result<()> {
+/// What `wanted` changes in the lock's status as stored (compared as the API server
+/// stores them: times at its microsecond precision), as a merge patch; `None` when
+/// nothing. Each status is serialized once per reconcile, here.
+fn status_changes(lock: &LockState, wanted: &LockStatus) -> Option<serde_json::Value> {
     let stored = lock
         .status
         .as_ref()
         .map_or(serde_json::Value::Null, LockStatus::to_value);
-    let Some(changes) = status::merge_patch(&stored, &wanted.to_value()) else {
-        return Ok(());
-    };
+    status::merge_patch(&stored, &wanted.to_value())
+}
+
+/// Writes `changes` (see [`status_changes`]) into the lock's status, conditional on the
+/// version it was decided from, and takes the answer into the cache.
+async fn write_lock_status(
+    ctx: &Context,
+    key: &LockKey,
+    lock: &LockState,
+    changes: serde_json::Value,
+) -> Result<()> {
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), &key.namespace, &key.kind.api_resource());
     let body = StatusPatch {
@@ -297,8 +301,8 @@ async fn refuse(
         ..lock.facts(key.kind)
     };
     refused.claims_mut().conditions = vec![ready_condition(&facts, now)];
-    if refused.differs_from(lock.status.as_ref()) {
-        write_lock_status(ctx, key, lock, &refused).await?;
+    if let Some(changes) = status_changes(lock, &refused) {
+        write_lock_status(ctx, key, lock, changes).await?;
     }
     Ok(None)
 }
@@ -342,7 +346,7 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
     // The grant: one conditional write of the lock's status. A change of the queue
     // alone waits a moment for company (see QUEUE_COALESCE).
     let mut wait_for_company = None;
-    if wanted.differs_from(lock.status.as_ref()) {
+    if let Some(changes) = status_changes(&lock, &wanted) {
         let queue_only = decision.transitions.is_empty()
             && lock
                 .status
@@ -353,7 +357,7 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
                 wait_for_company = Some(QUEUE_COALESCE - waited);
             }
             _ => {
-                write_lock_status(ctx, key, &lock, &wanted).await?;
+                write_lock_status(ctx, key, &lock, changes).await?;
                 ctx.queue_changes.written(key);
             }
         }
