@@ -24,12 +24,13 @@ use konductor_api::waitgroup::{
 use kube::api::{Api, PostParams};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
 use crate::engine::adoption::{self, Adopter, Earlier, Orphan};
 use crate::engine::claims::{ClaimIndex, Claims, HasUid};
 use crate::engine::events::{Events, Note};
-use crate::engine::feed_claims;
+use crate::engine::feed_index;
 use crate::engine::subject::{ClaimFeeds, Judged, Judgement, Running, Start, SubjectKind};
 use crate::engine::writes::{SubjectKey, subject_key};
 use crate::queue::Urgency;
@@ -78,6 +79,7 @@ impl HasUid for IndexedMember {
 }
 
 /// How a group's members are indexed: by the group they name.
+#[derive(Default)]
 pub struct MemberClaims;
 
 impl Claims for MemberClaims {
@@ -85,7 +87,7 @@ impl Claims for MemberClaims {
     type Kept = IndexedMember;
     type Subject = SubjectKey;
 
-    fn subject(member: &WaitGroupMember) -> SubjectKey {
+    fn subject(&self, member: &WaitGroupMember) -> SubjectKey {
         (
             member.namespace().unwrap_or_default(),
             member.spec.wait_group.clone(),
@@ -93,6 +95,7 @@ impl Claims for MemberClaims {
     }
 
     fn keep(
+        &self,
         member: &WaitGroupMember,
         before: Option<&IndexedMember>,
         now: Timestamp,
@@ -271,16 +274,26 @@ impl SubjectKind for WaitGroupKind {
             members: index.clone(),
         };
         let members: Api<WaitGroupMember> = Api::all(start.client.clone());
-        let feed = feed_claims(members, index, start.queue.clone(), |member| {
-            let failed = member.spec.outcome.as_ref().map(|o| o.result) == Some(Outcome::Failed);
-            let urgency = if failed {
-                Urgency::Urgent
-            } else {
-                Urgency::Normal
-            };
-            let key = ObjectRef::new(&member.spec.wait_group).within(&member.namespace()?);
-            Some((key, urgency))
-        });
+        let feed = feed_index(
+            members,
+            watcher::Config::default(),
+            index,
+            jiff::Timestamp::now,
+            start.queue.clone(),
+            |change| {
+                let outcome = change
+                    .after
+                    .as_ref()
+                    .and_then(|m| m.record.outcome.as_ref());
+                let urgency = if outcome.map(|o| o.result) == Some(Outcome::Failed) {
+                    Urgency::Urgent
+                } else {
+                    Urgency::Normal
+                };
+                let (namespace, name) = &change.subject;
+                Some((ObjectRef::new(name).within(namespace), urgency))
+            },
+        );
         (kind, Box::pin(feed))
     }
 

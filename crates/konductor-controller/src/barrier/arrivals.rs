@@ -50,6 +50,7 @@ impl IndexedArrival {
 
 /// How a barrier's Arrivals are indexed: by the barrier they name, each kept as an
 /// [`IndexedArrival`].
+#[derive(Default)]
 pub struct ArrivalClaims;
 
 impl Claims for ArrivalClaims {
@@ -57,14 +58,14 @@ impl Claims for ArrivalClaims {
     type Kept = IndexedArrival;
     type Subject = BarrierKey;
 
-    fn subject(arrival: &Arrival) -> BarrierKey {
+    fn subject(&self, arrival: &Arrival) -> BarrierKey {
         (
             arrival.namespace().unwrap_or_default(),
             arrival.spec.barrier.clone(),
         )
     }
 
-    fn keep(arrival: &Arrival, _: Option<&IndexedArrival>, _: Timestamp) -> IndexedArrival {
+    fn keep(&self, arrival: &Arrival, _: Option<&IndexedArrival>, _: Timestamp) -> IndexedArrival {
         IndexedArrival::of(arrival)
     }
 }

@@ -27,12 +27,13 @@ use konductor_api::barrier::rules::{ArrivalRecord, BarrierInput, Transition, eva
 use konductor_api::{Arrival, Barrier, BarrierPhase, BarrierStatus, Outcome};
 use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
 use self::arrivals::{ArrivalIndex, IndexedArrival};
 use self::writes::Pacing;
 use crate::engine::adoption::{self, Adopter, Earlier, Orphan};
-use crate::engine::feed_claims;
+use crate::engine::feed_index;
 use crate::engine::subject::{ClaimFeeds, Judged, Judgement, Running, Start, SubjectKind};
 use crate::metrics::Metrics;
 use crate::queue::Urgency;
@@ -151,15 +152,21 @@ impl SubjectKind for BarrierKind {
         };
         let cache = start.cache.clone();
         let arrivals: Api<Arrival> = Api::all(start.client.clone());
-        let feed = feed_claims(
+        let feed = feed_index(
             arrivals,
+            watcher::Config::default(),
             index.clone(),
+            jiff::Timestamp::now,
             start.queue.clone(),
-            move |arrival| {
-                let key = barrier_of(arrival)?;
-                let urgency = match arrival.spec.outcome {
-                    Outcome::Failed => Urgency::Urgent,
-                    _ => urgency_of(&key, &cache, &index),
+            move |change| {
+                let (namespace, name) = &change.subject;
+                let key = ObjectRef::new(name).within(namespace);
+                let failed =
+                    change.after.as_ref().map(|a| a.record.outcome) == Some(Outcome::Failed);
+                let urgency = if failed {
+                    Urgency::Urgent
+                } else {
+                    urgency_of(&key, &cache, &index)
                 };
                 Some((key, urgency))
             },
@@ -269,10 +276,4 @@ fn urgency_of(
     } else {
         Urgency::Normal
     }
-}
-
-/// Which Arrival triggers which Barrier.
-fn barrier_of(arrival: &Arrival) -> Option<ObjectRef<Barrier>> {
-    let namespace = arrival.namespace()?;
-    Some(ObjectRef::new(&arrival.spec.barrier).within(&namespace))
 }

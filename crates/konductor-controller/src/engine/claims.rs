@@ -9,6 +9,10 @@
 //! A kind says what is kept of each claim ([`Claims::keep`]: a compact entry, so memory
 //! per stored claim stays small, plus whatever it tracks across versions — the time a
 //! Permit's renewal was seen) and which subject a claim counts for.
+//!
+//! The lock controller keeps its locks the same way — each lock the one "claim" of its
+//! own key — so every cache a controller fills from a watch of its own writes follows
+//! the protocol here, and [`crate::engine::feed_index`] is the one feed of all of them.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -30,11 +34,11 @@ pub trait Claims: Send + Sync + 'static {
     type Subject: Clone + Eq + Hash + Send + Sync;
 
     /// The subject `claim` counts for.
-    fn subject(claim: &Self::Claim) -> Self::Subject;
+    fn subject(&self, claim: &Self::Claim) -> Self::Subject;
 
     /// What is kept of `claim`, seen `now`; `before` is what was kept of the claim of
     /// the same name (which may be an earlier claim: compare uids).
-    fn keep(claim: &Self::Claim, before: Option<&Self::Kept>, now: Timestamp) -> Self::Kept;
+    fn keep(&self, claim: &Self::Claim, before: Option<&Self::Kept>, now: Timestamp) -> Self::Kept;
 }
 
 /// One claim that changed: what was kept before and after (`None`: absent).
@@ -63,20 +67,15 @@ impl<C: Claims> Clone for ClaimIndex<C> {
     }
 }
 
-impl<C: Claims> Default for ClaimIndex<C> {
+impl<C: Claims + Default> Default for ClaimIndex<C> {
     fn default() -> Self {
-        Self {
-            state: Arc::new(RwLock::new(State {
-                by_subject: HashMap::new(),
-                relisting: None,
-                ready: false,
-                written: WrittenVersions::default(),
-            })),
-        }
+        Self::of_claims(C::default())
     }
 }
 
 struct State<C: Claims> {
+    /// How claims are indexed.
+    claims: C,
     by_subject: HashMap<C::Subject, OfSubject<C::Kept>>,
     /// The listing being filled after `Init`, swapped in at `InitDone`.
     relisting: Option<HashMap<C::Subject, OfSubject<C::Kept>>>,
@@ -93,9 +92,9 @@ impl<C: Claims> State<C> {
 
     /// Puts `claim` into the view, returning what was there before.
     fn put(&mut self, claim: &C::Claim, now: Timestamp) -> Change<C> {
-        let (subject, name) = (C::subject(claim), claim.name_any());
+        let (subject, name) = (self.claims.subject(claim), claim.name_any());
         let before = self.current(&subject, &name);
-        let kept = Arc::new(C::keep(claim, before.as_deref(), now));
+        let kept = Arc::new(self.claims.keep(claim, before.as_deref(), now));
         self.by_subject
             .entry(subject.clone())
             .or_default()
@@ -110,8 +109,24 @@ impl<C: Claims> State<C> {
 
 impl<C: Claims> ClaimIndex<C> {
     /// An empty index, not ready until a listing completes.
-    pub fn new() -> Self {
+    pub fn new() -> Self
+    where
+        C: Default,
+    {
         Self::default()
+    }
+
+    /// An empty index of claims indexed as `claims` says.
+    pub fn of_claims(claims: C) -> Self {
+        Self {
+            state: Arc::new(RwLock::new(State {
+                claims,
+                by_subject: HashMap::new(),
+                relisting: None,
+                ready: false,
+                written: WrittenVersions::default(),
+            })),
+        }
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State<C>> {
@@ -139,9 +154,9 @@ impl<C: Claims> ClaimIndex<C> {
                 Vec::new()
             }
             watcher::Event::InitApply(claim) => {
-                let (subject, name) = (C::subject(claim), claim.name_any());
+                let (subject, name) = (state.claims.subject(claim), claim.name_any());
                 let before = state.current(&subject, &name);
-                let kept = Arc::new(C::keep(claim, before.as_deref(), now));
+                let kept = Arc::new(state.claims.keep(claim, before.as_deref(), now));
                 state.written.forget(&claim.uid().unwrap_or_default());
                 state
                     .relisting
@@ -197,7 +212,7 @@ impl<C: Claims> ClaimIndex<C> {
                 vec![state.put(claim, now)]
             }
             watcher::Event::Delete(claim) => {
-                let (subject, name) = (C::subject(claim), claim.name_any());
+                let (subject, name) = (state.claims.subject(claim), claim.name_any());
                 state.written.forget(&claim.uid().unwrap_or_default());
                 let Some(claims) = state.by_subject.get_mut(&subject) else {
                     return Vec::new();
@@ -226,7 +241,7 @@ impl<C: Claims> ClaimIndex<C> {
         if let (Some(uid), Some(version)) = (answer.uid(), answer.resource_version()) {
             state.written.wrote(uid, based_on, version);
         }
-        let (subject, name) = (C::subject(answer), answer.name_any());
+        let (subject, name) = (state.claims.subject(answer), answer.name_any());
         let same = state
             .current(&subject, &name)
             .is_some_and(|kept| Some(kept.uid()) == answer.uid().as_deref());
@@ -249,6 +264,11 @@ impl<C: Claims> ClaimIndex<C> {
     /// How many claims count for `subject`, in O(1).
     pub fn count(&self, subject: &C::Subject) -> usize {
         self.read().by_subject.get(subject).map_or(0, HashMap::len)
+    }
+
+    /// The claim named `name` that counts for `subject`.
+    pub fn get(&self, subject: &C::Subject, name: &str) -> Option<Arc<C::Kept>> {
+        self.read().current(subject, name)
     }
 
     /// The claims that count for `subject`, in no particular order.

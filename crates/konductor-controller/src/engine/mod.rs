@@ -38,7 +38,7 @@ use kube::runtime::reflector::{ObjectRef, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
-use crate::engine::claims::{ClaimIndex, Claims};
+use crate::engine::claims::{Change, ClaimIndex, Claims};
 use crate::engine::events::{Events, Note};
 use crate::engine::writes::OwnWrites;
 use crate::metrics::Metrics;
@@ -301,40 +301,33 @@ pub async fn feed_subjects<K>(
         .await;
 }
 
-/// Feeds `index` from the watch of a kind's claims (every namespace), each event
-/// applied before the claim that changed is `route`d — to its subject and how urgently
-/// it needs a look — into `queue`: a reconcile never reads an index older than the
-/// event that woke it.
-pub async fn feed_claims<C: Claims, S>(
+/// Feeds `index` from the watch `api` (a kind's claims, or a lock kind's objects), each
+/// change it makes — seen at `now()` — `route`d once applied to the key it wakes in
+/// `queue` and how urgently: a reconcile never reads an index older than the event that
+/// woke it, the echo of the controller's own write wakes nothing, and a re-list wakes
+/// only what it changed.
+pub async fn feed_index<C: Claims, Q: Eq + Hash + Clone>(
     api: Api<C::Claim>,
+    config: watcher::Config,
     index: ClaimIndex<C>,
-    queue: Arc<WorkQueue<ObjectRef<S>>>,
-    mut route: impl FnMut(&C::Claim) -> Option<(ObjectRef<S>, Urgency)>,
+    now: impl Fn() -> jiff::Timestamp,
+    queue: Arc<WorkQueue<Q>>,
+    mut route: impl FnMut(&Change<C>) -> Option<(Q, Urgency)>,
 ) where
-    C::Claim: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + 'static,
-    S: Resource<DynamicType = ()>,
+    C::Claim: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
-    watcher(api, watcher::Config::default())
+    watcher(api, config)
         .default_backoff()
-        .inspect_ok(move |event| {
-            index.apply(event, jiff::Timestamp::now());
-        })
-        .touched_objects()
         .for_each(|event| {
             match event {
-                Ok(claim) => {
-                    if let Some((subject, urgency)) = route(&claim) {
-                        queue.add_with(subject, urgency);
+                Ok(event) => {
+                    for change in index.apply(&event, now()) {
+                        if let Some((key, urgency)) = route(&change) {
+                            queue.add_with(key, urgency);
+                        }
                     }
                 }
-                Err(error) => {
-                    tracing::warn!(%error, kind = %C::Claim::kind(&()), "watching claims")
-                }
+                Err(error) => tracing::warn!(%error, "watching {}", std::any::type_name::<C>()),
             }
             futures::future::ready(())
         })

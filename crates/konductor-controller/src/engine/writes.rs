@@ -59,10 +59,10 @@ pub enum EventVersion {
 /// watch event still carrying one of them (delivered after the write's answer) cannot
 /// take a cache back, and the write's own echo queues no reconcile. Without it, a
 /// reconcile right after a grant would see the permit still Pending and grant it
-/// again. Every cache fed by the controller's own writes uses it: the claim index, the
-/// lock cache, and (keeping the written object `O` too) [`OwnWrites`], for the subjects' status writes. Opaque
-/// resourceVersions are only compared for equality; entries go when the echo comes
-/// (or the object goes).
+/// again. Every cache fed by the controller's own writes uses it: the claim index
+/// (which also keeps the locks) and, keeping the written object `O` too, [`OwnWrites`]
+/// for the subjects' status writes. Opaque resourceVersions are only compared for
+/// equality; entries go when the echo comes (or the object goes).
 pub struct WrittenVersions<K, O = ()> {
     by_key: HashMap<K, Written<O>>,
 }

@@ -1,9 +1,9 @@
 //! What the lock controller knows: every lock ([`Locks`]) and every permit by lock with
-//! its renewals ([`PermitIndex`], the engine's claim index), kept current from the
-//! watches and from the answers to the controller's own writes.
+//! its renewals ([`PermitIndex`]) — both the engine's claim index — kept current from
+//! the watches and from the answers to the controller's own writes.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -13,10 +13,8 @@ use konductor_api::locks::status::LockStatus;
 use konductor_api::locks::{CommonLockSpec, Grant, LockKind, MIN_TTL, Permit, PermitPhase};
 use kube::ResourceExt;
 use kube::api::DynamicObject;
-use kube::runtime::watcher;
 
 use crate::engine::claims::{ClaimIndex, Claims, HasUid};
-use crate::engine::writes::{EventVersion, WrittenVersions};
 
 /// One lock: its kind, namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -135,110 +133,80 @@ fn ttl_of(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// Every lock, by key, kept current from the lock watches. Cheap to clone; clones
-/// share it.
+/// How one kind's locks are kept: each lock the one entry of its own key in the
+/// engine's index ([`ClaimIndex`]) — the same watcher protocol, re-list and own-write
+/// handling as every claim — read into a [`LockState`] once per version seen.
+pub struct LockObjects {
+    /// The kind of the locks indexed.
+    pub kind: LockKind,
+}
+
+impl Claims for LockObjects {
+    type Claim = DynamicObject;
+    type Kept = LockState;
+    type Subject = LockKey;
+
+    fn subject(&self, lock: &DynamicObject) -> LockKey {
+        LockKey {
+            kind: self.kind,
+            namespace: lock.namespace().unwrap_or_default(),
+            name: lock.name_any(),
+        }
+    }
+
+    fn keep(&self, lock: &DynamicObject, _: Option<&LockState>, _: Timestamp) -> LockState {
+        LockState::of(self.kind, lock)
+    }
+}
+
+impl HasUid for LockState {
+    fn uid(&self) -> &str {
+        &self.uid
+    }
+}
+
+/// One kind's locks, by key. Cheap to clone; clones share it.
+pub type LockIndex = ClaimIndex<LockObjects>;
+
+/// Every lock of the family: one index per kind, each filled by its kind's watch.
 #[derive(Clone, Default)]
 pub struct Locks {
-    state: Arc<RwLock<LocksState>>,
-}
-
-#[derive(Default)]
-struct LocksState {
-    by_key: HashMap<LockKey, LockState>,
-    /// The keys seen since a kind's re-list began (locks not seen again are gone).
-    relisting: HashMap<LockKind, HashSet<LockKey>>,
-    /// Status writes of ours the watch may not have delivered yet.
-    written: WrittenVersions<LockKey>,
-}
-
-fn key_of(kind: LockKind, lock: &DynamicObject) -> LockKey {
-    LockKey {
-        kind,
-        namespace: lock.namespace().unwrap_or_default(),
-        name: lock.name_any(),
-    }
+    by_kind: HashMap<LockKind, LockIndex>,
 }
 
 impl Locks {
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, LocksState> {
-        self.state
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Locks of the `kinds` given.
+    pub fn of_kinds(kinds: impl IntoIterator<Item = LockKind>) -> Self {
+        let by_kind = kinds
+            .into_iter()
+            .map(|kind| (kind, LockIndex::of_claims(LockObjects { kind })))
+            .collect();
+        Self { by_kind }
     }
 
-    /// The lock at `key`, as last seen.
-    pub fn get(&self, key: &LockKey) -> Option<LockState> {
-        self.state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .by_key
-            .get(key)
-            .cloned()
+    /// The index of `kind`'s locks.
+    pub fn of_kind(&self, kind: LockKind) -> Option<&LockIndex> {
+        self.by_kind.get(&kind)
+    }
+
+    /// The lock at `key`, as last seen (or written).
+    pub fn get(&self, key: &LockKey) -> Option<Arc<LockState>> {
+        self.by_kind.get(&key.kind)?.get(key, &key.name)
     }
 
     /// Takes the answer to our status write of `key` (read at `based_on`) into the
-    /// cache at once, so the next reconcile need not wait for the watch.
+    /// cache at once, so the next reconcile need not wait for the watch, and the
+    /// write's echo is no news.
     pub fn wrote(&self, key: &LockKey, based_on: Option<String>, answer: &DynamicObject) {
-        let written = LockState::of(key.kind, answer);
-        let mut locks = self.write();
-        if let Some(version) = written.version.clone() {
-            locks.written.wrote(key.clone(), based_on, version);
+        if let Some(index) = self.by_kind.get(&key.kind) {
+            index.wrote(based_on, answer, Timestamp::now());
         }
-        locks.by_key.insert(key.clone(), written);
     }
 
     /// Takes a lock read afresh (after a conflict) into the cache.
     pub fn refresh(&self, key: &LockKey, lock: &DynamicObject) {
-        let mut locks = self.write();
-        locks.written.forget(key);
-        locks
-            .by_key
-            .insert(key.clone(), LockState::of(key.kind, lock));
-    }
-
-    /// Applies one watch event of a `kind` lock; returns the key it touched (none for
-    /// the echo of our own write, or an event older than it).
-    pub fn apply(&self, kind: LockKind, event: &watcher::Event<DynamicObject>) -> Option<LockKey> {
-        let mut locks = self.write();
-        match event {
-            watcher::Event::Init => {
-                locks.relisting.insert(kind, HashSet::new());
-                None
-            }
-            watcher::Event::InitApply(lock) => {
-                let key = key_of(kind, lock);
-                locks.relisting.entry(kind).or_default().insert(key.clone());
-                locks.written.forget(&key);
-                locks.by_key.insert(key.clone(), LockState::of(kind, lock));
-                Some(key)
-            }
-            watcher::Event::InitDone => {
-                if let Some(seen) = locks.relisting.remove(&kind) {
-                    locks
-                        .by_key
-                        .retain(|k, _| k.kind != kind || seen.contains(k));
-                }
-                None
-            }
-            watcher::Event::Apply(lock) => {
-                let key = key_of(kind, lock);
-                match locks
-                    .written
-                    .judge(&key, lock.metadata.resource_version.as_deref())
-                {
-                    EventVersion::New => {
-                        locks.by_key.insert(key.clone(), LockState::of(kind, lock));
-                        Some(key)
-                    }
-                    EventVersion::Echo | EventVersion::Stale => None,
-                }
-            }
-            watcher::Event::Delete(lock) => {
-                let key = key_of(kind, lock);
-                locks.written.forget(&key);
-                locks.by_key.remove(&key);
-                None
-            }
+        if let Some(index) = self.by_kind.get(&key.kind) {
+            index.note(lock, Timestamp::now());
         }
     }
 }
@@ -263,6 +231,7 @@ impl HasUid for IndexedPermit {
 
 /// How a lock's Permits are indexed: by the lock they claim, each with when its
 /// `renewTime` was last seen to change (on the controller's clock).
+#[derive(Default)]
 pub struct PermitClaims;
 
 impl Claims for PermitClaims {
@@ -270,13 +239,18 @@ impl Claims for PermitClaims {
     type Kept = IndexedPermit;
     type Subject = LockKey;
 
-    fn subject(permit: &Permit) -> LockKey {
+    fn subject(&self, permit: &Permit) -> LockKey {
         key_of_permit(permit)
     }
 
     /// A renewal counts from when it is first seen; a permit first seen already
     /// Expired stays so until it is renewed.
-    fn keep(permit: &Permit, before: Option<&IndexedPermit>, now: Timestamp) -> IndexedPermit {
+    fn keep(
+        &self,
+        permit: &Permit,
+        before: Option<&IndexedPermit>,
+        now: Timestamp,
+    ) -> IndexedPermit {
         let same = before.filter(|b| b.permit.uid() == permit.uid());
         let (renewal, renewed_since_first_seen) = match same {
             Some(known) if known.permit.spec.renew_time == permit.spec.renew_time => {
@@ -384,6 +358,52 @@ mod tests {
         assert_eq!(state.ttl, Ok(Duration::from_secs(30)));
         assert_eq!(state.last_token(), 7);
         assert!(matches!(state.status, Some(LockStatus::Mutex(_))));
+    }
+
+    #[test]
+    fn a_lock_is_found_by_its_key_its_own_write_is_taken_at_once_and_a_relist_drops_the_gone() {
+        let locks = Locks::of_kinds([LockKind::Mutex, LockKind::Semaphore]);
+        let index = locks.of_kind(LockKind::Mutex).unwrap();
+        let mut mutex = stored(LockKind::Mutex, serde_json::json!({"spec": {"ttl": "30s"}}));
+        mutex.metadata.name = Some("m".into());
+        mutex.metadata.uid = Some("u1".into());
+        mutex.metadata.resource_version = Some("5".into());
+        index.apply(&Event::Init, at(0));
+        index.apply(&Event::InitApply(mutex.clone()), at(0));
+        let changes = index.apply(&Event::InitDone, at(0));
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].subject, lock());
+        assert_eq!(locks.get(&lock()).unwrap().version.as_deref(), Some("5"));
+        let semaphore = LockKey {
+            kind: LockKind::Semaphore,
+            ..lock()
+        };
+        assert!(
+            locks.get(&semaphore).is_none(),
+            "another kind's lock of that name"
+        );
+
+        // Our status write is taken at once; its echo wakes nothing.
+        let mut answer = mutex.clone();
+        answer.metadata.resource_version = Some("6".into());
+        answer.data = serde_json::json!({"spec": {"ttl": "30s"}, "status": {"fencingToken": 3}});
+        locks.wrote(&lock(), Some("5".into()), &answer);
+        assert_eq!(locks.get(&lock()).unwrap().last_token(), 3);
+        assert!(
+            index.apply(&Event::Apply(mutex), at(1)).is_empty(),
+            "the version it was written over, delivered after the write's answer"
+        );
+        assert!(
+            index.apply(&Event::Apply(answer), at(1)).is_empty(),
+            "the echo"
+        );
+        assert_eq!(locks.get(&lock()).unwrap().last_token(), 3);
+
+        // A re-list without it: gone, and its key is woken to find it gone.
+        index.apply(&Event::Init, at(2));
+        let changes = index.apply(&Event::InitDone, at(2));
+        assert!(changes.len() == 1 && changes[0].after.is_none());
+        assert!(locks.get(&lock()).is_none());
     }
 
     #[test]

@@ -37,7 +37,6 @@ pub mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use jiff::Timestamp;
 use konductor_api::locks::rules::PermitRecord;
 use konductor_api::locks::rules::{Decision, LockInput, Transition, evaluate, expiry};
@@ -47,18 +46,21 @@ use konductor_api::locks::status::{
 use konductor_api::locks::{LockKind, Permit, PermitPhase};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{EventType, Recorder, Reporter};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
-use self::cache::{IndexedPermit, LockKey, LockState, Locks, PermitIndex, more_than_renewed};
+use self::cache::{
+    IndexedPermit, LockKey, LockObjects, LockState, Locks, PermitClaims, PermitIndex,
+    more_than_renewed,
+};
 use self::mirror::Mirror;
 use crate::Result;
 use crate::clock::MonotonicClock;
 use crate::engine::adoption::{self, Adopter, Earlier, Orphan};
-use crate::engine::claims::HasUid;
+use crate::engine::claims::{Change, HasUid};
 use crate::engine::events::{Events, Note};
 use crate::engine::writes::{Precondition, StatusPatch};
-use crate::engine::{Reconciler, Workers, serve};
+use crate::engine::{Reconciler, Workers, feed_index, serve};
 use crate::metrics::KindLabels;
 use crate::queue::{Urgency, WorkQueue};
 
@@ -503,77 +505,50 @@ impl Reconciler for Context {
     }
 }
 
-/// Follows the locks of one kind into `locks`, queueing each one that changes.
-async fn watch_locks(client: Client, locks: Locks, queue: Arc<WorkQueue<LockKey>>, kind: LockKind) {
-    let api: Api<DynamicObject> = Api::all_with(client, &kind.api_resource());
-    watcher(api, watcher::Config::default().timeout(WATCH_TIMEOUT_SECS))
-        .default_backoff()
-        .filter_map(|event| futures::future::ready(event.ok()))
-        .for_each(move |event| {
-            if let Some(key) = locks.apply(kind, &event) {
-                queue.add(key);
+/// Where a change of a permit sends its lock, and how urgently: a release of a grant is
+/// a handover (the next holder waits for it); a renewal of a waiting claim that was
+/// alive anyway changes nothing until the lock's next look, and wakes nothing.
+fn route_permit(ctx: &Context, change: &Change<PermitClaims>) -> Option<(LockKey, Urgency)> {
+    let lock = ctx.locks.get(&change.subject);
+    let released = match (&change.before, &change.after) {
+        (Some(gone), None) => {
+            ctx.mirror.forget(gone.uid());
+            let granted = lock.as_ref().is_some_and(|l| l.grants_to(gone.uid()));
+            if let (true, Some(lock)) = (granted, &lock) {
+                publish(
+                    ctx,
+                    &change.subject,
+                    &lock.uid,
+                    &gone.permit,
+                    (EventType::Normal, "Released"),
+                    format!("{} released it", gone.permit.spec.holder),
+                );
             }
-            futures::future::ready(())
-        })
-        .await;
-}
-
-/// Follows the permits into the index, queueing the lock of each one that changes —
-/// except for a renewal of a waiting claim that was alive anyway, which changes
-/// nothing until its lock's next look.
-async fn watch_permits(queue: Arc<WorkQueue<LockKey>>, ctx: Arc<Context>) {
-    let api: Api<Permit> = Api::all(ctx.client.clone());
-    watcher(api, watcher::Config::default().timeout(WATCH_TIMEOUT_SECS))
-        .default_backoff()
-        .filter_map(|event| futures::future::ready(event.ok()))
-        .for_each(move |event| {
-            let now = ctx.clock.now();
-            for change in ctx.permits.apply(&event, now) {
-                let lock = ctx.locks.get(&change.subject);
-                let released = match (&change.before, &change.after) {
-                    (Some(gone), None) => {
-                        ctx.mirror.forget(gone.uid());
-                        let granted = lock.as_ref().is_some_and(|l| l.grants_to(gone.uid()));
-                        if let (true, Some(lock)) = (granted, &lock) {
-                            publish(
-                                &ctx,
-                                &change.subject,
-                                &lock.uid,
-                                &gone.permit,
-                                (EventType::Normal, "Released"),
-                                format!("{} released it", gone.permit.spec.holder),
-                            );
-                        }
-                        granted
-                    }
-                    _ => false,
-                };
-                // A renewal of a waiting claim that was alive anyway changes nothing
-                // until the lock's next look.
-                let quiet_renewal = match (&change.before, &change.after, &lock) {
-                    (Some(before), Some(after), Some(lock))
-                        if !more_than_renewed(&before.permit, &after.permit) =>
-                    {
-                        !lock.grants_to(after.uid())
-                            && lock
-                                .ttl
-                                .as_ref()
-                                .ok()
-                                .and_then(|ttl| expiry(before.renewal, *ttl))
-                                .is_some_and(|until| now < until)
-                    }
-                    _ => false,
-                };
-                if released {
-                    // A handover: the next holder waits for this reconcile.
-                    queue.add_with(change.subject, Urgency::Urgent);
-                } else if !quiet_renewal {
-                    queue.add(change.subject);
-                }
-            }
-            futures::future::ready(())
-        })
-        .await;
+            granted
+        }
+        _ => false,
+    };
+    let quiet_renewal = match (&change.before, &change.after, &lock) {
+        (Some(before), Some(after), Some(lock))
+            if !more_than_renewed(&before.permit, &after.permit) =>
+        {
+            !lock.grants_to(after.uid())
+                && lock
+                    .ttl
+                    .as_ref()
+                    .ok()
+                    .and_then(|ttl| expiry(before.renewal, *ttl))
+                    .is_some_and(|until| ctx.clock.now() < until)
+        }
+        _ => false,
+    };
+    if released {
+        Some((change.subject.clone(), Urgency::Urgent))
+    } else if quiet_renewal {
+        None
+    } else {
+        Some((change.subject.clone(), Urgency::Normal))
+    }
 }
 
 /// Runs the lock controller for the kinds of the `family` until `shutdown` completes,
@@ -598,18 +573,37 @@ pub async fn run(
         client: client.clone(),
         events: Events::new(Recorder::new(client.clone(), reporter), metrics.clone()),
         metrics: metrics.clone(),
-        locks: Locks::default(),
-        permits,
+        locks: Locks::of_kinds(family.iter().map(|k| k.kind)),
+        permits: permits.clone(),
         mirror: mirror.clone(),
         clock,
         queue_changes: QueueChanges::default(),
     });
-    let locks = family
-        .iter()
-        .map(|k| watch_locks(client.clone(), ctx.locks.clone(), queue.clone(), k.kind));
+    let config = || watcher::Config::default().timeout(WATCH_TIMEOUT_SECS);
+    let locks = family.iter().filter_map(|k| {
+        let index = ctx.locks.of_kind(k.kind)?.clone();
+        let api = Api::all_with(client.clone(), &k.kind.api_resource());
+        let route = |change: &Change<LockObjects>| Some((change.subject.clone(), Urgency::Normal));
+        Some(feed_index(
+            api,
+            config(),
+            index,
+            Timestamp::now,
+            queue.clone(),
+            route,
+        ))
+    });
+    let routing = ctx.clone();
     let feeds = futures::future::join(
         futures::future::join_all(locks),
-        watch_permits(queue.clone(), ctx.clone()),
+        feed_index(
+            Api::all(client.clone()),
+            config(),
+            permits,
+            move || clock.now(),
+            queue.clone(),
+            move |change| route_permit(&routing, change),
+        ),
     );
     let workers = Workers {
         reconciler: ctx,
