@@ -1,9 +1,11 @@
-//! What every kind's subject objects (a Once, a WaitGroup) share on the client side:
-//! create, create-if-absent, get, delete and list in one namespace, each failure
-//! named by kind, namespace and name.
+//! What every kind's subject objects (a Barrier, a lock, a Once, a WaitGroup, a Gate)
+//! share on the client side: create, create-if-absent, get, delete, list and wait in
+//! one namespace, each failure named by kind, namespace and name. The lock kinds, which
+//! the SDK handles as one family, are dynamic objects of their kind's resource.
 
 use std::time::{Duration, Instant};
 
+use konductor_api::locks::LockKind;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -30,6 +32,8 @@ pub(crate) struct Subjects<K> {
     pub namespace: String,
     pub url: String,
     pub api: Api<K>,
+    /// Its kind's API in every namespace.
+    every_namespace: Api<K>,
     /// The kind as errors name it (`once`, `waitgroup`).
     kind: &'static str,
     /// Its plural (`onces`, `waitgroups`).
@@ -46,16 +50,40 @@ where
 {
     /// The `kind` objects (plural `resource`) in the connection's namespace.
     pub fn new(connection: &Connection, kind: &'static str, resource: &'static str) -> Self {
+        let client = connection.client.clone();
         Self {
-            client: connection.client.clone(),
+            api: Api::namespaced(client.clone(), &connection.namespace),
+            every_namespace: Api::all(client.clone()),
+            client,
             namespace: connection.namespace.clone(),
             url: connection.url.clone(),
-            api: Api::namespaced(connection.client.clone(), &connection.namespace),
             kind,
             resource,
         }
     }
+}
 
+impl Subjects<kube::api::DynamicObject> {
+    /// The `kind` locks in `namespace`: the lock family's kinds are handled alike, as
+    /// dynamic objects of their kind's resource.
+    pub fn lock(client: &Client, url: &str, namespace: &str, kind: LockKind) -> Self {
+        let resource = kind.api_resource();
+        Self {
+            api: Api::namespaced_with(client.clone(), namespace, &resource),
+            every_namespace: Api::all_with(client.clone(), &resource),
+            client: client.clone(),
+            namespace: namespace.to_owned(),
+            url: url.to_owned(),
+            kind: kind.word(),
+            resource: kind.plural(),
+        }
+    }
+}
+
+impl<K> Subjects<K>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+{
     /// A request about the object `name` (`resource`: its kind's plural, or one of its
     /// claims'), to name it in an error.
     pub fn request<'a>(
@@ -168,9 +196,9 @@ where
     /// The objects of the namespace (or of every namespace), by namespace and name.
     pub async fn list(&self, all_namespaces: bool) -> Result<Vec<K>> {
         let api = if all_namespaces {
-            Api::all(self.client.clone())
+            &self.every_namespace
         } else {
-            self.api.clone()
+            &self.api
         };
         let mut items = api
             .list(&Default::default())

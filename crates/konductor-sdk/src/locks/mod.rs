@@ -36,7 +36,7 @@ use k8s_openapi::jiff::Timestamp;
 use konductor_api::locks::{
     CommonLockSpec, LockKind, Permit, PermitMode, PermitPhase, PermitSpec, permit_name,
 };
-use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch as channel;
 
@@ -48,6 +48,7 @@ use crate::claims::{Asked, ask, withdraw};
 use crate::connect::Connection;
 use crate::error::{Error, Request, Result};
 use crate::patches::SpecPatch;
+use crate::subjects::Subjects;
 
 /// What to ask for: which lock, as whom, how.
 #[derive(Clone, Debug)]
@@ -376,20 +377,7 @@ impl Locks {
         if let LockPresence::Present(view) = &watch.seen().lock {
             return Ok(view.clone());
         }
-        let locks: Api<DynamicObject> = Api::namespaced_with(
-            self.client.clone(),
-            &self.namespace,
-            &claim.kind.api_resource(),
-        );
-        let lock = match locks.get(&claim.lock).await {
-            Ok(lock) => lock,
-            Err(e) => {
-                let error = self
-                    .request(claim, "get", claim_plural(claim.kind))
-                    .error(e);
-                return Err(crate::error::explain_not_found(&self.client, error).await);
-            }
-        };
+        let lock = self.of_kind(claim.kind).get(&claim.lock).await?;
         let view = LockView::of(&lock);
         watch.offer_lock(view.clone());
         Ok(view)
@@ -657,11 +645,7 @@ impl Locks {
 
     /// Reads the lock afresh: whether it still lists this claim's grant with `token`.
     async fn confirm(&self, claim: &Claim, session: &Session, token: i64) -> Result<bool> {
-        let locks: Api<DynamicObject> = Api::namespaced_with(
-            self.client.clone(),
-            &self.namespace,
-            &claim.kind.api_resource(),
-        );
+        let locks = self.of_kind(claim.kind).api;
         let read =
             tokio::time::timeout(session.timing.request_timeout, locks.get(&claim.lock)).await;
         let lock = match read {
@@ -679,24 +663,9 @@ impl Locks {
         Ok(listed)
     }
 
-    fn api(&self, kind: LockKind) -> Api<DynamicObject> {
-        Api::namespaced_with(self.client.clone(), &self.namespace, &kind.api_resource())
-    }
-
-    fn lock_request<'a>(
-        &'a self,
-        kind: LockKind,
-        name: &'a str,
-        verb: &'static str,
-    ) -> Request<'a> {
-        Request {
-            kind: kind.word(),
-            namespace: &self.namespace,
-            name,
-            verb,
-            resource: claim_plural(kind),
-            url: &self.url,
-        }
+    /// The `kind` locks of this namespace, through the path every kind's objects take.
+    fn of_kind(&self, kind: LockKind) -> Subjects<DynamicObject> {
+        Subjects::lock(&self.client, &self.url, &self.namespace, kind)
     }
 
     /// Creates a `kind` lock from its `spec` (a Semaphore's needs `permits`).
@@ -716,53 +685,22 @@ impl Locks {
         let mut object = DynamicObject::new(name, &kind.api_resource());
         object.data =
             serde_json::to_value(Content { spec }).map_err(|e| Error::Config(e.to_string()))?;
-        self.api(kind)
-            .create(&PostParams::default(), &object)
-            .await
-            .map_err(|e| self.lock_request(kind, name, "create").error(e))
+        self.of_kind(kind).create(&object).await
     }
 
     /// Deletes a `kind` lock; its Permits go with it. [`Error::NotFound`] if absent.
     pub async fn delete(&self, kind: LockKind, name: &str) -> Result<()> {
-        let deleted = self
-            .api(kind)
-            .delete(name, &DeleteParams::background())
-            .await
-            .map(|_| ());
-        match deleted {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let error = self.lock_request(kind, name, "delete").error(e);
-                Err(crate::error::explain_not_found(&self.client, error).await)
-            }
-        }
+        self.of_kind(kind).delete(name).await
     }
 
     /// The `kind` lock `name` as the API server stores it. [`Error::NotFound`] if absent.
     pub async fn get(&self, kind: LockKind, name: &str) -> Result<DynamicObject> {
-        match self.api(kind).get(name).await {
-            Ok(lock) => Ok(lock),
-            Err(e) => {
-                let error = self.lock_request(kind, name, "get").error(e);
-                Err(crate::error::explain_not_found(&self.client, error).await)
-            }
-        }
+        self.of_kind(kind).get(name).await
     }
 
     /// The `kind` locks of the namespace (or of every namespace), by namespace and name.
     pub async fn list(&self, kind: LockKind, all_namespaces: bool) -> Result<Vec<DynamicObject>> {
-        let api = if all_namespaces {
-            Api::all_with(self.client.clone(), &kind.api_resource())
-        } else {
-            self.api(kind)
-        };
-        let mut items = api
-            .list(&Default::default())
-            .await
-            .map_err(|e| self.lock_request(kind, "*", "list").error(e))?
-            .items;
-        items.sort_by_key(|item| (item.namespace(), item.name_any()));
-        Ok(items)
+        self.of_kind(kind).list(all_namespaces).await
     }
 
     /// The namespace these locks live in.
@@ -780,23 +718,16 @@ impl Locks {
         {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(status)) if status.code == 404 => {
-                self.api(claim.kind)
+                self.of_kind(claim.kind)
+                    .api
                     .get_metadata(&claim.lock)
                     .await
-                    .map_err(|e| {
-                        self.request(claim, "get", claim_plural(claim.kind))
-                            .error(e)
-                    })?;
+                    .map_err(|e| self.request(claim, "get", claim.kind.plural()).error(e))?;
                 Ok(false)
             }
             Err(error) => Err(self.request(claim, "delete", "permits").error(error)),
         }
     }
-}
-
-/// The resource name of a lock kind, for error messages.
-fn claim_plural(kind: LockKind) -> &'static str {
-    kind.plural()
 }
 
 /// A claim not granted yet: withdrawn unless disarmed — at once by [`PendingClaim::give_back`],
