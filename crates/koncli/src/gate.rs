@@ -162,10 +162,7 @@ pub async fn command(command: GateCommand, connection: &Connection) -> Code {
                 ..args.conditions.spec(connection).await?
             };
             let gate = gates.create(&args.name, spec).await?;
-            match args.output {
-                Some(format) => output::print_object(&gate, format),
-                None => println!("gate.konductor.io/{} created", args.name),
-            }
+            output::print_created(&gate, args.output);
             warn_unreadable(&gates, &args.name).await;
             Ok(EXIT_OK)
         }
@@ -214,7 +211,7 @@ pub async fn command(command: GateCommand, connection: &Connection) -> Code {
         GateCommand::Auto(args) => overridden(&gates, &args.name, None).await,
         GateCommand::Delete(args) => {
             gates.delete(&args.name).await?;
-            println!("gate.konductor.io \"{}\" deleted", args.name);
+            output::print_deleted::<Gate>(&args.name);
             Ok(EXIT_OK)
         }
         GateCommand::List(args) => output::list(&reader, &kind(), gates.namespace(), &args).await,

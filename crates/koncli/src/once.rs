@@ -254,15 +254,12 @@ pub async fn command(command: OnceCommand, connection: &konductor_sdk::Connectio
         OnceCommand::Create(args) => {
             let spec = args.spec.spec(true);
             let once = onces.create(&args.name, spec).await?;
-            match args.output {
-                Some(format) => output::print_object(&once, format),
-                None => println!("once.konductor.io/{} created", args.name),
-            }
+            output::print_created(&once, args.output);
             Ok(EXIT_OK)
         }
         OnceCommand::Delete(args) => {
             onces.delete(&args.name).await?;
-            println!("once.konductor.io \"{}\" deleted", args.name);
+            output::print_deleted::<Once>(&args.name);
             Ok(EXIT_OK)
         }
         OnceCommand::List(args) => output::list(&reader, &kind(), onces.namespace(), &args).await,

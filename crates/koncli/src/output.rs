@@ -378,6 +378,32 @@ pub async fn print_stored(
     Ok(crate::exit::EXIT_OK)
 }
 
+/// What `create` prints: the object as JSON or YAML with `-o`, else kubectl's line
+/// (`once.konductor.io/NAME created`).
+pub fn print_created<K>(object: &K, format: Option<crate::args::CreateFormat>)
+where
+    K: kube::Resource<DynamicType = ()> + k8s_openapi::serde::Serialize,
+{
+    match format {
+        Some(format) => print_object(object, format),
+        None => println!(
+            "{}/{} created",
+            resource_name::<K>(),
+            object.meta().name.as_deref().unwrap_or_default()
+        ),
+    }
+}
+
+/// What `delete` prints: kubectl's line (`once.konductor.io "NAME" deleted`).
+pub fn print_deleted<K: kube::Resource<DynamicType = ()>>(name: &str) {
+    println!("{} \"{name}\" deleted", resource_name::<K>());
+}
+
+/// A kind as kubectl names it in what it prints: `once.konductor.io`.
+fn resource_name<K: kube::Resource<DynamicType = ()>>() -> String {
+    format!("{}.{}", K::kind(&()).to_lowercase(), K::group(&()))
+}
+
 /// Prints `object` as JSON or YAML (a command's `-o`).
 pub fn print_object<T: k8s_openapi::serde::Serialize>(
     object: &T,

@@ -332,15 +332,12 @@ pub async fn command(command: WaitGroupCommand, connection: &konductor_sdk::Conn
                 ..args.spec.spec()
             };
             let group = groups.create(&args.name, spec).await?;
-            match args.output {
-                Some(format) => output::print_object(&group, format),
-                None => println!("waitgroup.konductor.io/{} created", args.name),
-            }
+            output::print_created(&group, args.output);
             Ok(EXIT_OK)
         }
         WaitGroupCommand::Delete(args) => {
             groups.delete(&args.name).await?;
-            println!("waitgroup.konductor.io \"{}\" deleted", args.name);
+            output::print_deleted::<WaitGroup>(&args.name);
             Ok(EXIT_OK)
         }
         WaitGroupCommand::List(args) => {

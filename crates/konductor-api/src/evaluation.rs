@@ -40,6 +40,42 @@ macro_rules! phase {
 }
 pub(crate) use phase;
 
+/// For a subject kind whose status flattens [`Lifecycle`]
+/// (`lifecycle!(Gate, GateStatus, GatePhase, summary: CONDITION_OPEN)`): the status's
+/// `condition(type)` and — naming the condition that says how it stands — `summary()`
+/// (that condition's message), and the object's `phase()` (the first phase until the
+/// controller has written a status).
+macro_rules! lifecycle {
+    ($kind:ident, $status:ident, $phase:ident $(, summary: $summary:expr)?) => {
+        impl $status {
+            /// The condition of the given type, if present.
+            pub fn condition(
+                &self,
+                type_: &str,
+            ) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+                self.lifecycle.condition(type_)
+            }
+
+            $(
+            /// How it stands, in words: the message of the condition that says so.
+            pub fn summary(&self) -> String {
+                self.condition($summary)
+                    .map(|c| c.message.clone())
+                    .unwrap_or_default()
+            }
+            )?
+        }
+
+        impl $kind {
+            /// Its phase: the first one until the controller has written a status.
+            pub fn phase(&self) -> $phase {
+                self.status.as_ref().map(|s| s.phase).unwrap_or_default()
+            }
+        }
+    };
+}
+pub(crate) use lifecycle;
+
 /// How every subject kind's status ends — its deadline, when it finished, its
 /// conditions and the generation they reflect — flattened into the Barrier's, the
 /// WaitGroup's and the Gate's status (the fields stay at the top of `status`).

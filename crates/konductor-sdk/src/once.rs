@@ -35,7 +35,7 @@ use konductor_api::once::{
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
 use crate::connect::Connection;
-use crate::error::{Error, Request, Result};
+use crate::error::{Error, Result};
 use crate::locks::{Claim, Guard, Locks, Loss, Progress, Wait};
 use crate::patches::SpecPatch;
 use crate::subjects::Subjects;
@@ -195,6 +195,7 @@ impl Executor {
                 {
                     let error = self
                         .onces
+                        .subjects
                         .request(&self.name, "patch", "permits")
                         .error(error);
                     self.abandon().await;
@@ -216,7 +217,7 @@ impl Executor {
             },
         );
         let once = recorded.await.map_err(|e| {
-            self.onces.failed(
+            self.onces.subjects.refused(
                 &self.name,
                 format!("waiting for the outcome to be recorded: {e}"),
             )
@@ -277,19 +278,6 @@ impl Onces {
         &self.subjects.namespace
     }
 
-    fn request<'a>(
-        &'a self,
-        name: &'a str,
-        verb: &'static str,
-        resource: &'static str,
-    ) -> Request<'a> {
-        self.subjects.request(name, verb, resource)
-    }
-
-    fn failed(&self, name: &str, message: impl Into<String>) -> Error {
-        self.subjects.refused(name, message)
-    }
-
     /// Creates a Once. [`Error::AlreadyExists`] if the name is taken, [`Error::Invalid`]
     /// (naming the field) if the server refuses the spec.
     pub async fn create(&self, name: &str, spec: OnceSpec) -> Result<Once> {
@@ -334,7 +322,7 @@ impl Onces {
             let status = once.status.clone().unwrap_or_default();
             let key = key.map_or_else(|| status.key.clone(), str::to_owned);
             if status.executor.is_some() && status.key == key {
-                return Err(self.failed(
+                return Err(self.subjects.refused(
                     name,
                     format!(
                         "{} is running key {key:?} (token {}): wait for it to finish, or delete the Once",
@@ -345,7 +333,7 @@ impl Onces {
             }
             match status.standing_of(&key) {
                 KeyStanding::Succeeded(_) if !force => {
-                    return Err(self.failed(
+                    return Err(self.subjects.refused(
                         name,
                         format!(
                             "key {key:?} succeeded: resetting it makes its work run again; add --force if that is what you want"
@@ -353,7 +341,7 @@ impl Onces {
                     ));
                 }
                 KeyStanding::Open => {
-                    return Err(self.failed(
+                    return Err(self.subjects.refused(
                         name,
                         format!("key {key:?} is not finished: nothing to reset"),
                     ));
@@ -371,7 +359,10 @@ impl Onces {
                 Ok(written) => return Ok((written, key)),
                 Err(kube::Error::Api(status)) if status.code == 409 => continue,
                 Err(error) => {
-                    return Err(self.request(name, "update", "onces/status").error(error));
+                    return Err(self
+                        .subjects
+                        .request(name, "update", "onces/status")
+                        .error(error));
                 }
             }
         }
@@ -422,13 +413,13 @@ impl Onces {
                 if let Err(error) = self.locks.release(&claim).await {
                     tracing::debug!(%error, once = name, "withdrawing the claim");
                 }
-                let once = seen.map_err(|e| self.failed(name, format!("watching: {e}")))?;
+                let once = seen.map_err(|e| self.subjects.refused(name, format!("watching: {e}")))?;
                 let Some(once) = once else {
                     return Err(self.subjects.not_found(name));
                 };
                 finished(once.status.as_ref(), &key)
                     .map(Claimed::Finished)
-                    .ok_or_else(|| self.failed(name, "the key is not finished after all"))
+                    .ok_or_else(|| self.subjects.refused(name, "the key is not finished after all"))
             }
         }
     }

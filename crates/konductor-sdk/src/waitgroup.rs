@@ -41,7 +41,7 @@ use tokio::sync::Notify;
 use crate::claims::held::{Chain, Loss, Renewal, Timing, renew_periodically, send_renewal};
 use crate::claims::{Asked, ask};
 use crate::connect::Connection;
-use crate::error::{Error, Request, Result};
+use crate::error::Result;
 use crate::patches::{self, Interrupting, SpecPatch};
 use crate::subjects::{Ensured, Subjects};
 use konductor_api::waitgroup::rules::standing_of;
@@ -102,19 +102,6 @@ impl WaitGroups {
         &self.groups.namespace
     }
 
-    fn request<'a>(
-        &'a self,
-        name: &'a str,
-        verb: &'static str,
-        resource: &'static str,
-    ) -> Request<'a> {
-        self.groups.request(name, verb, resource)
-    }
-
-    fn refused(&self, name: &str, message: impl Into<String>) -> Error {
-        self.groups.refused(name, message)
-    }
-
     /// Creates a WaitGroup. [`Error::AlreadyExists`] if the name is taken,
     /// [`Error::Invalid`] (naming the field) if the server refuses the spec.
     pub async fn create(&self, name: &str, spec: WaitGroupSpec) -> Result<WaitGroup> {
@@ -147,7 +134,7 @@ impl WaitGroups {
     async fn open_group(&self, name: &str) -> Result<WaitGroup> {
         let group = self.get(name).await?;
         if group.phase() == WaitGroupPhase::Done {
-            return Err(self.refused(
+            return Err(self.groups.refused(
                 name,
                 "is already Done: a member added now would not be counted (create a new WaitGroup for new work)",
             ));
@@ -186,6 +173,7 @@ impl WaitGroups {
             Ok(Asked::Created(_)) => Ok((id.to_owned(), true)),
             Ok(Asked::Found(_) | Asked::Vanished) => Ok((id.to_owned(), false)),
             Err(failed) => Err(self
+                .groups
                 .request(name, failed.verb, "waitgroupmembers")
                 .error(failed.error)),
         }
@@ -213,21 +201,22 @@ impl WaitGroups {
                     // Added meanwhile: mark it as asked.
                     Ok(_) => Box::pin(self.done(name, id, outcome)).await,
                     Err(failed) => Err(self
+                        .groups
                         .request(name, failed.verb, "waitgroupmembers")
                         .error(failed.error)),
                 }
             }
             Err(kube::Error::Api(status)) if status.code == 422 => {
-                let existing = self
-                    .members
-                    .get(&object)
-                    .await
-                    .map_err(|e| self.request(name, "get", "waitgroupmembers").error(e))?;
+                let existing = self.members.get(&object).await.map_err(|e| {
+                    self.groups
+                        .request(name, "get", "waitgroupmembers")
+                        .error(e)
+                })?;
                 match existing.spec.outcome {
                     Some(recorded) if recorded.result == outcome.result => {
                         Ok(Marked::AlreadyRecorded)
                     }
-                    Some(recorded) => Err(self.refused(
+                    Some(recorded) => Err(self.groups.refused(
                         name,
                         format!(
                             "member {id} is already done as {:?}: an outcome is written once",
@@ -235,11 +224,15 @@ impl WaitGroups {
                         ),
                     )),
                     None => Err(self
+                        .groups
                         .request(name, "patch", "waitgroupmembers")
                         .error(kube::Error::Api(status))),
                 }
             }
-            Err(error) => Err(self.request(name, "patch", "waitgroupmembers").error(error)),
+            Err(error) => Err(self
+                .groups
+                .request(name, "patch", "waitgroupmembers")
+                .error(error)),
         }
     }
 
@@ -291,14 +284,22 @@ impl WaitGroups {
             .as_deref()
             .map(konductor_api::duration::parse_duration)
             .transpose()
-            .map_err(|e| self.refused(name, format!("spec.memberTTL: {e}")))?;
+            .map_err(|e| self.groups.refused(name, format!("spec.memberTTL: {e}")))?;
         let object = member_name(name, id);
-        let read = |e| self.request(name, "get", "waitgroupmembers").error(e);
-        let write = |e| self.request(name, "patch", "waitgroupmembers").error(e);
+        let read = |e| {
+            self.groups
+                .request(name, "get", "waitgroupmembers")
+                .error(e)
+        };
+        let write = |e| {
+            self.groups
+                .request(name, "patch", "waitgroupmembers")
+                .error(e)
+        };
         let (taken, sent) = loop {
             let Some(mut member) = self.members.get_opt(&object).await.map_err(read)? else {
                 if group.spec.sealed {
-                    return Err(self.refused(name, not_a_member(&group, id)));
+                    return Err(self.groups.refused(name, not_a_member(&group, id)));
                 }
                 self.add(name, &[id.to_owned()]).await?;
                 continue;
@@ -512,7 +513,11 @@ impl Held {
     ) -> Result<()> {
         self.stop();
         let object = member_name(&self.group, &self.id);
-        let request = |verb| self.groups.request(&self.group, verb, "waitgroupmembers");
+        let request = |verb| {
+            self.groups
+                .groups
+                .request(&self.group, verb, "waitgroupmembers")
+        };
         loop {
             let Some(mut member) = self
                 .groups

@@ -11,7 +11,7 @@
 pub mod arrival;
 pub mod rules;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -207,19 +207,7 @@ pub struct BarrierStatus {
     pub lifecycle: Lifecycle,
 }
 
-impl BarrierStatus {
-    /// The condition of the given type, if present.
-    pub fn condition(&self, type_: &str) -> Option<&Condition> {
-        self.lifecycle.condition(type_)
-    }
-}
-
-impl Barrier {
-    /// The barrier's phase, `Waiting` until the controller has written a status.
-    pub fn phase(&self) -> BarrierPhase {
-        self.status.as_ref().map(|s| s.phase).unwrap_or_default()
-    }
-}
+crate::evaluation::lifecycle!(Barrier, BarrierStatus, BarrierPhase);
 
 /// The Barrier's resources, as the list of kinds registers them: the Barrier and its
 /// claims, the Arrivals.

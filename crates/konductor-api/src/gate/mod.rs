@@ -11,7 +11,7 @@ pub mod presets;
 pub mod rules;
 pub mod target;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -384,26 +384,7 @@ pub struct GateStatus {
     pub lifecycle: Lifecycle,
 }
 
-impl GateStatus {
-    /// The condition of the given type, if present.
-    pub fn condition(&self, type_: &str) -> Option<&Condition> {
-        self.lifecycle.condition(type_)
-    }
-
-    /// Why the Gate stands where it does: its `Open` condition's message.
-    pub fn summary(&self) -> String {
-        self.condition(CONDITION_OPEN)
-            .map(|c| c.message.clone())
-            .unwrap_or_default()
-    }
-}
-
-impl Gate {
-    /// The Gate's phase, `Waiting` until the controller has written a status.
-    pub fn phase(&self) -> GatePhase {
-        self.status.as_ref().map(|s| s.phase).unwrap_or_default()
-    }
-}
+crate::evaluation::lifecycle!(Gate, GateStatus, GatePhase, summary: CONDITION_OPEN);
 
 /// The Gate's resource, as the list of kinds registers it, with the kinds its presets
 /// name (both the operator and `koncli wait` read them).

@@ -334,6 +334,24 @@ pub fn evaluate(input: &LockInput<'_>) -> Decision {
 }
 
 #[cfg(test)]
+impl PermitRecord {
+    /// For tests: `holder`'s exclusive claim `name` (uid `uid-HOLDER`), made and last
+    /// renewed at `created`, not granted.
+    pub(crate) fn queued(name: &str, holder: &str, created: Timestamp) -> Self {
+        PermitRecord {
+            name: name.to_owned(),
+            uid: format!("uid-{holder}"),
+            holder: holder.to_owned(),
+            mode: PermitMode::Exclusive,
+            priority: 0,
+            created,
+            grant: None,
+            renewal: Renewal::Seen(created),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::locks::LockKind;
@@ -346,16 +364,7 @@ mod tests {
     }
 
     fn pending(name: &str, created: i64) -> PermitRecord {
-        PermitRecord {
-            name: name.to_owned(),
-            uid: format!("uid-{name}"),
-            holder: name.to_owned(),
-            mode: PermitMode::Exclusive,
-            priority: 0,
-            created: at(created),
-            grant: None,
-            renewal: Renewal::Seen(at(created)),
-        }
+        PermitRecord::queued(name, name, at(created))
     }
 
     fn shared(name: &str, created: i64) -> PermitRecord {

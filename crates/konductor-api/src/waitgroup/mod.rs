@@ -10,7 +10,7 @@
 
 pub mod rules;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -264,26 +264,7 @@ fn is_zero(n: &i32) -> bool {
     *n == 0
 }
 
-impl WaitGroupStatus {
-    /// The condition of the given type, if present.
-    pub fn condition(&self, type_: &str) -> Option<&Condition> {
-        self.lifecycle.condition(type_)
-    }
-
-    /// Why the group finished the way it did: its `Done` condition's message.
-    pub fn summary(&self) -> String {
-        self.condition(CONDITION_DONE)
-            .map(|c| c.message.clone())
-            .unwrap_or_default()
-    }
-}
-
-impl WaitGroup {
-    /// The group's phase, `Waiting` until the controller has written a status.
-    pub fn phase(&self) -> WaitGroupPhase {
-        self.status.as_ref().map(|s| s.phase).unwrap_or_default()
-    }
-}
+crate::evaluation::lifecycle!(WaitGroup, WaitGroupStatus, WaitGroupPhase, summary: CONDITION_DONE);
 
 /// One member of a WaitGroup (in the same namespace): added by creating it, done by
 /// writing its outcome.

@@ -670,44 +670,28 @@ impl Store {
                 tx.query_row(sql::RESOURCE_VERSION, [], |row| row.get(0))?;
             let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
             let (after_ns, after_name) = after.unwrap_or(("", ""));
-            let mut items = Vec::new();
-            let mut push = |body: rusqlite::Result<String>| -> Result<()> {
-                items.push(serde_json::from_str(&body?)?);
-                Ok(())
+            // Within a namespace, a cursor from another one (an all-namespaces page)
+            // sorts before or after it as a whole.
+            let (query, scope, after_name) = match namespace {
+                Some(namespace) => match after_ns.cmp(namespace) {
+                    std::cmp::Ordering::Less => (sql::LIST_NAMESPACE, namespace, ""),
+                    std::cmp::Ordering::Equal => (sql::LIST_NAMESPACE, namespace, after_name),
+                    std::cmp::Ordering::Greater => {
+                        return Ok(Listing {
+                            items: Vec::new(),
+                            resource_version: u64::try_from(resource_version).unwrap_or(0),
+                        });
+                    }
+                },
+                None => (sql::LIST_ALL, after_ns, after_name),
             };
-            match namespace {
-                Some(namespace) => {
-                    // A cursor from another namespace (an all-namespaces page) sorts
-                    // before or after this one as a whole.
-                    let after_name = match after_ns.cmp(namespace) {
-                        std::cmp::Ordering::Less => "",
-                        std::cmp::Ordering::Equal => after_name,
-                        std::cmp::Ordering::Greater => {
-                            return Ok(Listing {
-                                items: Vec::new(),
-                                resource_version: u64::try_from(resource_version).unwrap_or(0),
-                            });
-                        }
-                    };
-                    let mut stmt = tx.prepare_cached(sql::LIST_NAMESPACE)?;
-                    let rows = stmt
-                        .query_map(params![bucket, namespace, after_name, limit], |row| {
-                            row.get::<_, String>(0)
-                        })?;
-                    for body in rows {
-                        push(body)?;
-                    }
-                }
-                None => {
-                    let mut stmt = tx.prepare_cached(sql::LIST_ALL)?;
-                    let rows = stmt
-                        .query_map(params![bucket, after_ns, after_name, limit], |row| {
-                            row.get::<_, String>(0)
-                        })?;
-                    for body in rows {
-                        push(body)?;
-                    }
-                }
+            let mut stmt = tx.prepare_cached(query)?;
+            let rows = stmt.query_map(params![bucket, scope, after_name, limit], |row| {
+                row.get::<_, String>(0)
+            })?;
+            let mut items = Vec::new();
+            for body in rows {
+                items.push(serde_json::from_str(&body?)?);
             }
             Ok(Listing {
                 items,

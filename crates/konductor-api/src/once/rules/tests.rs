@@ -10,16 +10,7 @@ fn at(seconds: i64) -> Timestamp {
 
 fn claim(name: &str, created: i64, key: Option<&str>) -> ClaimRecord {
     ClaimRecord {
-        permit: PermitRecord {
-            name: format!("once-o-{name}"),
-            uid: format!("uid-{name}"),
-            holder: name.to_owned(),
-            mode: PermitMode::Exclusive,
-            priority: 0,
-            created: at(created),
-            grant: None,
-            renewal: Renewal::Seen(at(created)),
-        },
+        permit: PermitRecord::queued(&format!("once-o-{name}"), name, at(created)),
         key: key.map(str::to_owned),
         outcome: None,
         interrupting: false,
