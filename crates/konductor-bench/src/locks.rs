@@ -15,8 +15,11 @@ use kube::runtime::wait::await_condition;
 use crate::report::ms;
 use crate::server::ServerProcess;
 
-/// The SDK's locks on `server`, with a fresh Mutex named `mutex`, and the client.
-async fn locks_on(server: &ServerProcess, mutex: &str) -> anyhow::Result<(Locks, kube::Client)> {
+/// The SDK's locks on `server`, with a fresh Mutex named `mutex`, and the connection.
+async fn connected(
+    server: &ServerProcess,
+    mutex: &str,
+) -> anyhow::Result<(Locks, konductor_sdk::Connection)> {
     let connection = connect(&ConnectOptions {
         kubeconfig: Some(server.kubeconfig.clone()),
         ..ConnectOptions::default()
@@ -29,7 +32,13 @@ async fn locks_on(server: &ServerProcess, mutex: &str) -> anyhow::Result<(Locks,
         )
         .await
         .with_context(|| format!("creating mutex {mutex}"))?;
-    Ok((Locks::new(&connection), connection.client))
+    Ok((Locks::new(&connection), connection))
+}
+
+/// [`connected`], with the client.
+async fn locks_on(server: &ServerProcess, mutex: &str) -> anyhow::Result<(Locks, kube::Client)> {
+    let (locks, connection) = connected(server, mutex).await?;
+    Ok((locks, connection.client))
 }
 
 /// Milliseconds from asking for a free Mutex to holding it, `samples` times.
@@ -138,4 +147,70 @@ pub async fn handovers_per_s(
         writes: (writes_after - writes_before) / handovers,
         commits: (commits_after - commits_before) / handovers,
     })
+}
+
+/// Watch events the server sent per handover of a Mutex with `waiters` clients queued
+/// on it, each with its own watches (as separate processes have: `koncli mutex run`),
+/// over `handovers` handovers with the queue kept full (a holder queues again after
+/// its release): what one handover costs in fan-out, from the server's `/metrics`.
+/// `None` from a server that does not count the events it sends.
+pub async fn events_per_handover(
+    server: &ServerProcess,
+    waiters: usize,
+    handovers: usize,
+) -> anyhow::Result<Option<f64>> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let (locks, connection) = connected(server, "fanout").await?;
+    let held = locks
+        .acquire(&Claim::mutex("fanout", "first"), Wait::Forever)
+        .await?;
+    let granted = Arc::new(AtomicUsize::new(0));
+    let (reached, mut enough) = tokio::sync::watch::channel(false);
+    let reached = Arc::new(reached);
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..waiters {
+        // A client of its own: its own watches of the lock and its permits.
+        let locks = Locks::new(&connection);
+        let (granted, reached) = (granted.clone(), reached.clone());
+        tasks.spawn(async move {
+            let claim = Claim::mutex("fanout", &format!("waiter-{w}"));
+            while !*reached.borrow() {
+                let guard = locks.acquire(&claim, Wait::Forever).await?;
+                if granted.fetch_add(1, Ordering::SeqCst) + 1 >= handovers {
+                    reached.send_replace(true);
+                }
+                guard.release().await?;
+            }
+            Ok::<_, konductor_sdk::Error>(())
+        });
+    }
+    // Every waiter queued before counting.
+    let permits: Api<Permit> = Api::namespaced(connection.client.clone(), "default");
+    while permits.list(&Default::default()).await?.items.len() < waiters + 1 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let events_sent = || {
+        server.metric(
+            &connection.client,
+            "konductor_server_watch_events_sent_total",
+        )
+    };
+    let Some(before) = events_sent().await else {
+        return Ok(None);
+    };
+    held.release().await?;
+    tokio::select! {
+        reached = enough.wait_for(|reached| *reached) => {
+            reached?;
+        }
+        Some(ended) = tasks.join_next() => {
+            anyhow::bail!("a waiter stopped before {handovers} handovers: {ended:?}");
+        }
+    }
+    let after = events_sent().await.unwrap_or(f64::NAN);
+    let counted = granted.load(Ordering::SeqCst);
+    tasks.abort_all();
+    Ok(Some((after - before) / counted as f64))
 }

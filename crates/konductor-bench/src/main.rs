@@ -567,8 +567,8 @@ impl Bench {
         Ok(())
     }
 
-    /// Lock grant latency, handover latency and handovers per second, each on a fresh
-    /// server.
+    /// Lock grant latency, handover latency, handovers per second, and the watch events
+    /// a handover sends with 10, 100 and 1,000 waiting clients, each on a fresh server.
     async fn locks(&mut self) -> anyhow::Result<()> {
         let samples = if self.quick { 50 } else { 300 };
         let server = self.server().await?;
@@ -598,6 +598,22 @@ impl Bench {
                 .value("commits_per_handover", relay.commits)
                 .target(Target::AtLeast("per_s", 400.0)),
         );
+        let fan_out: &[(usize, usize)] = if self.quick {
+            &[(10, 20), (100, 10)]
+        } else {
+            &[(10, 50), (100, 50), (1000, 20)]
+        };
+        for &(waiters, handovers) in fan_out {
+            let server = self.server().await?;
+            if let Some(events) = locks::events_per_handover(&server, waiters, handovers).await? {
+                self.report.record(
+                    Figure::new(format!("locks.watch_events_per_handover.n{waiters}"))
+                        .value("events", events)
+                        .value("waiters", waiters as f64)
+                        .note("watch events the server sent per handover, every waiter a client with its own watches"),
+                );
+            }
+        }
         Ok(())
     }
 }

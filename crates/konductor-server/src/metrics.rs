@@ -5,8 +5,10 @@
 
 use std::sync::{Arc, Mutex};
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
@@ -40,6 +42,55 @@ impl ExtraMetrics {
     }
 }
 
+/// A resource as the watch metrics name it: `permits.konductor.io`, `pods` (core).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabel {
+    /// The resource's plural, then its group after a dot (none for the core group).
+    pub resource: String,
+}
+
+/// What the server's watches send, by resource: each event (and its bytes) sent to
+/// each watcher — what every watching client costs the server per write, so that a
+/// claim like "a handover wakes one waiter" is measured, not argued. Clones share the
+/// counts.
+#[derive(Clone, Default)]
+pub struct WatchTraffic {
+    events: Family<ResourceLabel, Counter>,
+    bytes: Family<ResourceLabel, Counter>,
+}
+
+impl WatchTraffic {
+    /// The counters of one watch of `plural` in `group`: taken once when the watch
+    /// starts, so counting an event costs two atomic additions.
+    pub fn of(&self, plural: &str, group: &str) -> WatchSent {
+        let label = ResourceLabel {
+            resource: if group.is_empty() {
+                plural.to_owned()
+            } else {
+                format!("{plural}.{group}")
+            },
+        };
+        WatchSent {
+            events: self.events.get_or_create(&label).clone(),
+            bytes: self.bytes.get_or_create(&label).clone(),
+        }
+    }
+}
+
+/// One watch's share of [`WatchTraffic`].
+pub struct WatchSent {
+    events: Counter,
+    bytes: Counter,
+}
+
+impl WatchSent {
+    /// Counts one event of `bytes` bytes sent (bookmarks are not events).
+    pub fn event(&self, bytes: usize) {
+        self.events.inc();
+        self.bytes.inc_by(bytes as u64);
+    }
+}
+
 /// What the server reports about itself.
 pub struct ServerFigures {
     /// Writes and commits of the store.
@@ -50,6 +101,8 @@ pub struct ServerFigures {
     pub watches: usize,
     /// Requests and watches refused (429) because a bound was reached.
     pub refused: u64,
+    /// Watch events sent, by resource.
+    pub watch_traffic: WatchTraffic,
 }
 
 /// A Prometheus text document without its closing `# EOF` line.
@@ -86,6 +139,16 @@ pub fn render(figures: &ServerFigures, extra: &ExtraMetrics) -> String {
         ConstCounter::new(figures.refused),
     );
     registry.register(
+        "watch_events_sent",
+        "Watch events sent to watchers (each event once per watch it is sent on; bookmarks not counted), by resource",
+        figures.watch_traffic.events.clone(),
+    );
+    registry.register(
+        "watch_event_bytes_sent",
+        "Bytes of the watch events counted in konductor_server_watch_events_sent_total, by resource",
+        figures.watch_traffic.bytes.clone(),
+    );
+    registry.register(
         "resource_version",
         "The newest committed resourceVersion",
         gauge(figures.resource_version),
@@ -106,6 +169,11 @@ mod tests {
     fn renders_own_figures_then_extra_sources() {
         let extra = ExtraMetrics::default();
         extra.add(Box::new(|| "konductor_reconciles_total 3\n".into()));
+        let watch_traffic = WatchTraffic::default();
+        let permits = watch_traffic.of("permits", "konductor.io");
+        permits.event(100);
+        permits.event(50);
+        watch_traffic.of("pods", "").event(7);
         let text = render(
             &ServerFigures {
                 store: StoreStats {
@@ -115,6 +183,7 @@ mod tests {
                 resource_version: 42,
                 watches: 2,
                 refused: 5,
+                watch_traffic,
             },
             &extra,
         );
@@ -131,6 +200,13 @@ mod tests {
             text.contains("\nkonductor_server_requests_refused_total 5\n"),
             "{text}"
         );
+        for line in [
+            "konductor_server_watch_events_sent_total{resource=\"permits.konductor.io\"} 2",
+            "konductor_server_watch_event_bytes_sent_total{resource=\"permits.konductor.io\"} 150",
+            "konductor_server_watch_events_sent_total{resource=\"pods\"} 1",
+        ] {
+            assert!(text.contains(&format!("\n{line}\n")), "{line} in {text}");
+        }
         assert!(
             text.ends_with("konductor_reconciles_total 3\n# EOF\n"),
             "{text}"

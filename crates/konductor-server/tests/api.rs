@@ -394,6 +394,50 @@ async fn watches_send_bookmarks_when_asked() {
 }
 
 #[tokio::test]
+async fn metrics_count_each_watch_event_once_per_watch_it_is_sent_on() {
+    let t = TestServer::start().await;
+    let api: Api<Barrier> = t.api();
+    let first = api
+        .create(&PostParams::default(), &barrier("w1", BarrierSpec::new(1)))
+        .await
+        .unwrap();
+    let rv = first.resource_version().unwrap();
+    let mut watches = Vec::new();
+    for _ in 0..3 {
+        watches.push(
+            api.watch(&WatchParams::default(), &rv)
+                .await
+                .unwrap()
+                .boxed(),
+        );
+    }
+    api.create(&PostParams::default(), &barrier("w2", BarrierSpec::new(1)))
+        .await
+        .unwrap();
+    for watch in &mut watches {
+        assert!(matches!(next_change(watch).await, WatchEvent::Added(_)));
+    }
+    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = t.client.request_text(request).await.unwrap();
+    let sent = |metric: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{metric}{{resource=\"barriers.konductor.io\"}} "))
+            })
+            .map(|v| v.parse::<u64>().unwrap())
+    };
+    assert_eq!(
+        sent("konductor_server_watch_events_sent_total"),
+        Some(3),
+        "{text}"
+    );
+    assert!(
+        sent("konductor_server_watch_event_bytes_sent_total").unwrap() > 3 * 100,
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn label_selected_watches_see_objects_leave_the_selection() {
     let t = TestServer::start().await;
     let api: Api<Barrier> = t.api();

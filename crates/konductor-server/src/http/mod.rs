@@ -50,6 +50,8 @@ pub struct AppState {
     pub extra_metrics: crate::metrics::ExtraMetrics,
     /// Which clients used which verbs on which resources.
     pub access: crate::access::AccessLog,
+    /// What the watches sent, by resource.
+    pub watch_traffic: crate::metrics::WatchTraffic,
 }
 
 /// The router for the whole API.
@@ -123,6 +125,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         resource_version: state.service.store().resource_version(),
         watches: state.admission.open_watches(),
         refused: state.admission.refused(),
+        watch_traffic: state.watch_traffic.clone(),
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -84,8 +84,16 @@ pub async fn serve(
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
     };
+    let sent = state
+        .watch_traffic
+        .of(&request.def.plural, &request.def.group);
     let body = match start {
-        Ok(start) => Body::from_stream(events(request, start, state.bookmark_interval, permit)),
+        Ok(start) => Body::from_stream(events(
+            request,
+            start,
+            state.bookmark_interval,
+            (permit, sent),
+        )),
         // As kube-apiserver: a watch from a version too old to resume is a 200 stream
         // with one 410 ERROR event. Clients (kube-rs, client-go) re-list on that
         // event; on an HTTP 410 kube-rs retries the same version forever.
@@ -154,18 +162,25 @@ fn translate(request: &WatchRequest, event: &WatchEvent) -> Option<Result<Bytes,
 }
 
 /// The watch's lines: the initial objects, the backlog, then live events, bookmarks
-/// and, if it falls behind, the 410 that ends it. Holds its watch slot while alive.
+/// and, if it falls behind, the 410 that ends it. Holds its watch slot while alive, and
+/// counts every event it sends (bookmarks are not events).
 fn events(
     request: WatchRequest,
     start: WatchStart,
     bookmark_interval: Duration,
-    permit: super::limits::WatchSlot,
+    (permit, sent): (super::limits::WatchSlot, crate::metrics::WatchSent),
 ) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
+    let counted = move |chunk: Result<Bytes, Infallible>| {
+        if let Ok(bytes) = &chunk {
+            sent.event(bytes.len());
+        }
+        chunk
+    };
     async_stream::stream! {
         let _permit = permit;
         let mut last_rv = start.resource_version;
         for object in &start.initial {
-            yield line("ADDED", &to_view(&request.def, object));
+            yield counted(line("ADDED", &to_view(&request.def, object)));
         }
         let WatchStart {
             subscription: crate::watch::Subscription { backlog, mut live },
@@ -174,7 +189,7 @@ fn events(
         for event in backlog {
             last_rv = event.resource_version;
             if let Some(chunk) = translate(&request, &event) {
-                yield chunk;
+                yield counted(chunk);
             }
         }
         let deadline = tokio::time::sleep(request.timeout);
@@ -195,13 +210,13 @@ fn events(
                     Ok(event) if event.resource_version <= last_rv => None,
                     Ok(event) => {
                         last_rv = event.resource_version;
-                        translate(&request, &event)
+                        translate(&request, &event).map(&counted)
                     }
                     Err(RecvError::Lagged(_)) => {
                         let gone = ApiError::Expired(format!(
                             "the watch fell too far behind at resourceVersion {last_rv}; list again"
                         ));
-                        yield line("ERROR", &gone.to_status());
+                        yield counted(line("ERROR", &gone.to_status()));
                         break;
                     }
                     Err(RecvError::Closed) => break,
