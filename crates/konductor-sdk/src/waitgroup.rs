@@ -102,8 +102,9 @@ impl WaitGroups {
         &self.groups.namespace
     }
 
-    /// Creates a WaitGroup. [`Error::AlreadyExists`] if the name is taken,
-    /// [`Error::Invalid`] (naming the field) if the server refuses the spec.
+    /// Creates a WaitGroup. [`Error::AlreadyExists`](crate::Error::AlreadyExists) if
+    /// the name is taken, [`Error::Invalid`](crate::Error::Invalid) (naming the field)
+    /// if the server refuses the spec.
     pub async fn create(&self, name: &str, spec: WaitGroupSpec) -> Result<WaitGroup> {
         self.groups.create(&WaitGroup::new(name, spec)).await
     }
@@ -114,7 +115,7 @@ impl WaitGroups {
         self.groups.ensure(&WaitGroup::new(name, spec)).await
     }
 
-    /// The WaitGroup `name`. [`Error::NotFound`] if absent.
+    /// The WaitGroup `name`. [`Error::NotFound`](crate::Error::NotFound) if absent.
     pub async fn get(&self, name: &str) -> Result<WaitGroup> {
         self.groups.get(name).await
     }
@@ -244,8 +245,9 @@ impl WaitGroups {
 
     /// Waits (watching, riding out reconnects and server restarts) until the group is
     /// finished — Done, Failed or Timeout — and returns it as it finished; `progress`
-    /// sees every version on the way. [`Error::StillWaiting`] when `timeout` passes
-    /// first, [`Error::NotFound`] if the group does not exist or is deleted.
+    /// sees every version on the way. [`Error::StillWaiting`](crate::Error::StillWaiting)
+    /// when `timeout` passes first, [`Error::NotFound`](crate::Error::NotFound) if the
+    /// group does not exist or is deleted.
     pub async fn wait(
         &self,
         name: &str,

@@ -320,7 +320,7 @@ impl Server {
             bookmark_interval: config.bookmark_interval,
             extra_metrics: extra_metrics.clone(),
             access: access.clone(),
-            watch_traffic: crate::metrics::WatchTraffic::default(),
+            traffic: crate::metrics::Traffic::default(),
         };
         let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let handle = axum_server::Handle::new();

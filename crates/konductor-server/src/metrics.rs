@@ -49,26 +49,46 @@ pub struct ResourceLabel {
     pub resource: String,
 }
 
-/// What the server's watches send, by resource: each event (and its bytes) sent to
-/// each watcher — what every watching client costs the server per write, so that a
-/// claim like "a handover wakes one waiter" is measured, not argued. Clones share the
-/// counts.
+/// A request as the request metrics name it: its verb as RBAC names it and its resource.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`.
+    pub verb: &'static str,
+    /// The resource (`permits.konductor.io`, `pods`).
+    pub resource: String,
+    /// `status` or `scale` for a subresource, else empty.
+    pub subresource: String,
+}
+
+/// What clients cost the server: the requests it served by verb and resource, and what
+/// its watches send, by resource — each event (and its bytes) sent to each watcher, so
+/// that a claim like "a handover wakes one waiter" is measured, not argued. Clones
+/// share the counts.
 #[derive(Clone, Default)]
-pub struct WatchTraffic {
+pub struct Traffic {
+    requests: Family<RequestLabels, Counter>,
     events: Family<ResourceLabel, Counter>,
     bytes: Family<ResourceLabel, Counter>,
 }
 
-impl WatchTraffic {
+impl Traffic {
+    /// Counts one request of `verb` on `resource` (`plural` or `plural/subresource`)
+    /// in `group`.
+    pub fn request(&self, verb: &'static str, resource: &str, group: &str) {
+        let (plural, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+        let labels = RequestLabels {
+            verb,
+            resource: resource_name(plural, group),
+            subresource: subresource.to_owned(),
+        };
+        self.requests.get_or_create(&labels).inc();
+    }
+
     /// The counters of one watch of `plural` in `group`: taken once when the watch
     /// starts, so counting an event costs two atomic additions.
     pub fn of(&self, plural: &str, group: &str) -> WatchSent {
         let label = ResourceLabel {
-            resource: if group.is_empty() {
-                plural.to_owned()
-            } else {
-                format!("{plural}.{group}")
-            },
+            resource: resource_name(plural, group),
         };
         WatchSent {
             events: self.events.get_or_create(&label).clone(),
@@ -77,7 +97,16 @@ impl WatchTraffic {
     }
 }
 
-/// One watch's share of [`WatchTraffic`].
+/// A resource as the metrics name it: `permits.konductor.io`, `pods` (core group).
+fn resource_name(plural: &str, group: &str) -> String {
+    if group.is_empty() {
+        plural.to_owned()
+    } else {
+        format!("{plural}.{group}")
+    }
+}
+
+/// One watch's share of [`Traffic`].
 pub struct WatchSent {
     events: Counter,
     bytes: Counter,
@@ -101,8 +130,8 @@ pub struct ServerFigures {
     pub watches: usize,
     /// Requests and watches refused (429) because a bound was reached.
     pub refused: u64,
-    /// Watch events sent, by resource.
-    pub watch_traffic: WatchTraffic,
+    /// Requests served and watch events sent, by resource.
+    pub traffic: Traffic,
 }
 
 /// A Prometheus text document without its closing `# EOF` line.
@@ -139,14 +168,19 @@ pub fn render(figures: &ServerFigures, extra: &ExtraMetrics) -> String {
         ConstCounter::new(figures.refused),
     );
     registry.register(
+        "requests",
+        "API requests served, by verb and resource (a watch counts once, when it starts)",
+        figures.traffic.requests.clone(),
+    );
+    registry.register(
         "watch_events_sent",
         "Watch events sent to watchers (each event once per watch it is sent on; bookmarks not counted), by resource",
-        figures.watch_traffic.events.clone(),
+        figures.traffic.events.clone(),
     );
     registry.register(
         "watch_event_bytes_sent",
         "Bytes of the watch events counted in konductor_server_watch_events_sent_total, by resource",
-        figures.watch_traffic.bytes.clone(),
+        figures.traffic.bytes.clone(),
     );
     registry.register(
         "resource_version",
@@ -169,11 +203,14 @@ mod tests {
     fn renders_own_figures_then_extra_sources() {
         let extra = ExtraMetrics::default();
         extra.add(Box::new(|| "konductor_reconciles_total 3\n".into()));
-        let watch_traffic = WatchTraffic::default();
-        let permits = watch_traffic.of("permits", "konductor.io");
+        let traffic = Traffic::default();
+        let permits = traffic.of("permits", "konductor.io");
         permits.event(100);
         permits.event(50);
-        watch_traffic.of("pods", "").event(7);
+        traffic.of("pods", "").event(7);
+        traffic.request("create", "permits", "konductor.io");
+        traffic.request("create", "permits", "konductor.io");
+        traffic.request("patch", "mutexes/status", "konductor.io");
         let text = render(
             &ServerFigures {
                 store: StoreStats {
@@ -183,7 +220,7 @@ mod tests {
                 resource_version: 42,
                 watches: 2,
                 refused: 5,
-                watch_traffic,
+                traffic,
             },
             &extra,
         );
@@ -204,6 +241,8 @@ mod tests {
             "konductor_server_watch_events_sent_total{resource=\"permits.konductor.io\"} 2",
             "konductor_server_watch_event_bytes_sent_total{resource=\"permits.konductor.io\"} 150",
             "konductor_server_watch_events_sent_total{resource=\"pods\"} 1",
+            "konductor_server_requests_total{verb=\"create\",resource=\"permits.konductor.io\",subresource=\"\"} 2",
+            "konductor_server_requests_total{verb=\"patch\",resource=\"mutexes.konductor.io\",subresource=\"status\"} 1",
         ] {
             assert!(text.contains(&format!("\n{line}\n")), "{line} in {text}");
         }

@@ -394,7 +394,7 @@ async fn watches_send_bookmarks_when_asked() {
 }
 
 #[tokio::test]
-async fn metrics_count_each_watch_event_once_per_watch_it_is_sent_on() {
+async fn metrics_count_requests_and_each_watch_event_once_per_watch_it_is_sent_on() {
     let t = TestServer::start().await;
     let api: Api<Barrier> = t.api();
     let first = api
@@ -429,6 +429,19 @@ async fn metrics_count_each_watch_event_once_per_watch_it_is_sent_on() {
     assert_eq!(
         sent("konductor_server_watch_events_sent_total"),
         Some(3),
+        "{text}"
+    );
+    let served = |verb: &str| {
+        let series = format!(
+            "konductor_server_requests_total{{verb=\"{verb}\",resource=\"barriers.konductor.io\",subresource=\"\"}} "
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .map(|v| v.parse::<u64>().unwrap())
+    };
+    assert_eq!(
+        (served("create"), served("watch")),
+        (Some(2), Some(3)),
         "{text}"
     );
     assert!(

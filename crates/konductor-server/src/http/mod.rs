@@ -50,8 +50,8 @@ pub struct AppState {
     pub extra_metrics: crate::metrics::ExtraMetrics,
     /// Which clients used which verbs on which resources.
     pub access: crate::access::AccessLog,
-    /// What the watches sent, by resource.
-    pub watch_traffic: crate::metrics::WatchTraffic,
+    /// Requests served and watch events sent, by resource (for `/metrics`).
+    pub traffic: crate::metrics::Traffic,
 }
 
 /// The router for the whole API.
@@ -125,7 +125,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         resource_version: state.service.store().resource_version(),
         watches: state.admission.open_watches(),
         refused: state.admission.refused(),
-        watch_traffic: state.watch_traffic.clone(),
+        traffic: state.traffic.clone(),
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -209,6 +209,7 @@ fn note_access(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
+    state.traffic.request(verb, &resource, &def.group);
     state.access.note(crate::access::Access {
         agent: agent.chars().take(64).collect(),
         group: def.group.to_owned(),

@@ -84,9 +84,7 @@ pub async fn serve(
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
     };
-    let sent = state
-        .watch_traffic
-        .of(&request.def.plural, &request.def.group);
+    let sent = state.traffic.of(&request.def.plural, &request.def.group);
     let body = match start {
         Ok(start) => Body::from_stream(events(
             request,
