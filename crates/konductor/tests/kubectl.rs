@@ -419,6 +419,71 @@ fn the_deployment_kustomization_renders() {
 }
 
 #[test]
+fn the_flow_control_config_is_valid_and_kept_out_of_the_default_kustomization() {
+    use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
+
+    let c = Cluster::start();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+    let rendered = c.ok(&["kustomize", config.join("apf").to_str().unwrap()]);
+    let mut schemas = Vec::new();
+    let mut levels = Vec::new();
+    for document in rendered.split("\n---\n") {
+        let value: serde_json::Value = serde_yaml::from_str(document).unwrap();
+        // Read as the API's types and written back, a document must come out the same:
+        // a field the API does not know (a typo) would be dropped, and differ.
+        let round_trip = match value["kind"].as_str() {
+            Some("FlowSchema") => {
+                let schema: FlowSchema = serde_json::from_value(value.clone()).unwrap();
+                schemas.push(schema.clone());
+                serde_json::to_value(schema).unwrap()
+            }
+            Some("PriorityLevelConfiguration") => {
+                let level: PriorityLevelConfiguration =
+                    serde_json::from_value(value.clone()).unwrap();
+                levels.push(level.clone());
+                serde_json::to_value(level).unwrap()
+            }
+            other => panic!("unexpected kind {other:?} in config/apf"),
+        };
+        assert_eq!(round_trip, value, "a field the API does not know");
+    }
+    assert_eq!((schemas.len(), levels.len()), (2, 2));
+    let level_names: Vec<_> = levels
+        .iter()
+        .filter_map(|l| l.metadata.name.clone())
+        .collect();
+    for schema in &schemas {
+        let spec = &schema.spec;
+        assert!(
+            level_names.contains(&spec.priority_level_configuration.name),
+            "{:?} names a priority level not defined beside it",
+            schema.metadata.name
+        );
+    }
+    // The operator's schema names the ServiceAccount config/rbac binds the operator's role to.
+    let operator = schemas
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some("konductor-operator"))
+        .unwrap();
+    let subject = &operator.spec.rules.as_ref().unwrap()[0].subjects[0];
+    let account = subject.service_account.as_ref().unwrap();
+    let rbac = std::fs::read_to_string(config.join("rbac/operator.yaml")).unwrap();
+    assert!(
+        rbac.contains(&format!(
+            "- kind: ServiceAccount\n  name: {}\n  namespace: {}\n",
+            account.name, account.namespace
+        )),
+        "config/rbac/operator.yaml binds no ServiceAccount {}/{}",
+        account.namespace,
+        account.name
+    );
+    // `konductor server` does not serve flowcontrol: `kubectl apply -k config/` must not
+    // carry it.
+    let default = c.ok(&["kustomize", config.to_str().unwrap()]);
+    assert!(!default.contains("flowcontrol.apiserver.k8s.io"));
+}
+
+#[test]
 fn server_side_dry_run_and_diff_work() {
     let c = Cluster::start();
     let file = c.write(
