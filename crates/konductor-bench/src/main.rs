@@ -1,7 +1,7 @@
 //! `konductor-bench`: Konductor's benchmark suite.
 //!
 //! ```text
-//! cargo run --release -p konductor-bench -- [--quick] [--only release,throughput,flatness,footprint,locks,once,waitgroup,gate]
+//! cargo run --release -p konductor-bench -- [--quick] [--only release,throughput,flatness,footprint,locks,once,waitgroup,gate,cost]
 //! ```
 //!
 //! Starts fresh release-built `konductor server` processes on temporary data
@@ -18,7 +18,10 @@
 //! - [`throughput`]: clients creating barriers and arriving until all are Open.
 //! - [`footprint`]: idle memory, `koncli barrier status` wall time, binary sizes.
 //! - [`locks`]: acquire → grant, release → next grant, Mutex handovers per second.
+//! - [`cost`]: requests and watch events per second that waiting and holding clients
+//!   cost the server, beside pollers.
 
+mod cost;
 mod footprint;
 mod gate;
 mod locks;
@@ -86,6 +89,9 @@ enum Group {
     /// 1,000 Gates each on its own Job, all Jobs completed: until every Gate is Open;
     /// and one Job's completion → its Gate Open.
     Gate,
+    /// What 1,000 waiting or holding clients cost the API server: requests and watch
+    /// events per second, beside 1,000 pollers (not in the default run: 4 minutes).
+    Cost,
 }
 
 /// What a run measures and with what.
@@ -152,6 +158,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Group::Waitgroup => bench.waitgroup().await?,
             Group::Gate => bench.gate().await?,
             Group::Locks => bench.locks().await?,
+            Group::Cost => bench.cost().await?,
         }
     }
     println!();
@@ -564,6 +571,37 @@ impl Bench {
                 .target(Target::AtMost("p99_ms", 5.0))
                 .note("a Job's completion acknowledged until a watcher sees its Gate Open"),
         );
+        Ok(())
+    }
+
+    /// What clients cost the server at steady state: requests and watch events per
+    /// second for barrier waiters, Go-SDK pollers, lock waiters and Semaphore holders,
+    /// each on a fresh server.
+    async fn cost(&mut self) -> anyhow::Result<()> {
+        let (n, window) = if self.quick {
+            (100, std::time::Duration::from_secs(10))
+        } else {
+            // One renewal period at the default ttl (5m / 6): every claim renews once.
+            (1_000, std::time::Duration::from_secs(50))
+        };
+        for clients in [
+            cost::Clients::BarrierWaiters,
+            cost::Clients::Pollers,
+            cost::Clients::LockWaiters,
+            cost::Clients::Holders,
+        ] {
+            let server = self.server().await?;
+            let rates = cost::measure(&server, clients, n, window).await?;
+            self.report.record(
+                Figure::new(format!("cost.{}.n{n}", clients.name()))
+                    .value("requests_per_s", rates.requests_per_s)
+                    .value("watch_events_per_s", rates.events_per_s)
+                    .note(format!(
+                        "steady state over {} s, default ttl",
+                        window.as_secs()
+                    )),
+            );
+        }
         Ok(())
     }
 

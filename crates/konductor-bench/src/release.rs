@@ -46,7 +46,7 @@ pub struct Latencies {
 
 /// The original Go SDK's wait loop: a fixed 2 s "operator delay", then GETs with a
 /// backoff from 1 s, ×1.5 per try, capped at 5 s, with 10 % jitter.
-async fn poll_like_the_go_sdk(api: Api<Barrier>, name: String) -> Instant {
+pub async fn poll_like_the_go_sdk(api: Api<Barrier>, name: String) -> Instant {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut backoff = Duration::from_secs(1);
     loop {
