@@ -116,11 +116,7 @@ pub async fn measure(
                 tasks.spawn(async move {
                     let locks = Locks::new(&connection);
                     let claim = claim(kind, &format!("client-{c}"));
-                    let acquiring = locks.acquire(&claim, Wait::Forever);
-                    if kind == LockKind::Mutex {
-                        let _ = ready.send(()).await;
-                    }
-                    let _guard = acquiring.await?;
+                    let _guard = locks.acquire(&claim, Wait::Forever).await?;
                     let _ = ready.send(()).await;
                     std::future::pending::<()>().await;
                     Ok(())
@@ -134,14 +130,22 @@ pub async fn measure(
         }
     }
     drop(ready);
-    for _ in 0..n {
-        tokio::select! {
-            _ = readiness.recv() => {}
-            Some(ended) = tasks.join_next() => bail!("a client ended before the window: {ended:?}"),
+    if let Clients::LockWaiters = clients {
+        // Queued claims say nothing: every one's Permit (and the holder's) is there.
+        let permits: Api<konductor_api::locks::Permit> =
+            Api::namespaced(connection.client.clone(), "default");
+        while permits.list(&Default::default()).await?.items.len() < n + 1 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    } else {
+        for _ in 0..n {
+            tokio::select! {
+                _ = readiness.recv() => {}
+                Some(ended) = tasks.join_next() => bail!("a client ended before the window: {ended:?}"),
+            }
         }
     }
-    // Queued claims: their Permits are all there (the lock's queue is written shortly
-    // after); a moment for the last watches and writes to settle.
+    // A moment for the last watches and status writes to settle.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rates = rates_over(server, &connection, window).await;
     tasks.abort_all();
