@@ -1,6 +1,7 @@
 //! Typed merge patches of specs: the few fields of a spec a verb changes (a member's
-//! outcome, a claim's renewal, a Gate's override), each patch naming its fields in Rust
-//! — a test checks each against the spec type it writes — never as JSON literals. A
+//! outcome, a claim's renewal, a Gate's override) — and a claim's client label —
+//! each patch naming its fields in Rust — a test checks each against the spec type it
+//! writes — never as JSON literals. A
 //! field set to `None` is written as `null`: a merge patch removes it.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -82,6 +83,32 @@ pub(crate) struct Interrupting {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Renewal {
     pub(crate) renew_time: MicroTime,
+}
+
+/// A merge patch setting one label on the object with `uid` (a claim carried on by
+/// another client takes that client's label, so the client's watch of its own claims
+/// sees it).
+#[derive(Serialize, Debug)]
+pub(crate) struct LabelPatch<'a> {
+    metadata: LabelledMetadata<'a>,
+}
+
+#[derive(Serialize, Debug)]
+struct LabelledMetadata<'a> {
+    uid: &'a str,
+    labels: std::collections::BTreeMap<&'a str, &'a str>,
+}
+
+impl<'a> LabelPatch<'a> {
+    /// Sets `key` to `value` on the object with `uid` only.
+    pub(crate) fn of_uid(uid: &'a str, key: &'a str, value: &'a str) -> Self {
+        Self {
+            metadata: LabelledMetadata {
+                uid,
+                labels: [(key, value)].into(),
+            },
+        }
+    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,12 @@ pub fn lock_label(kind: LockKind) -> String {
     format!("konductor.io/{}", kind.word())
 }
 
+/// The label on a Permit naming the client (one SDK `Locks`, one `koncli` process)
+/// that follows it: each client watches its own Permits by this label — and nothing
+/// else — so a grant, a release or a renewal reaches one waiting process, not the
+/// whole queue. Its value is opaque, unique per client.
+pub const CLIENT_LABEL: &str = "konductor.io/client";
+
 /// The default `spec.ttl`: how long a grant lives without renewal.
 pub const DEFAULT_TTL: &str = "5m";
 

@@ -1,13 +1,15 @@
-//! Permit statuses, written after the fact. A grant becomes real in the lock's status
-//! (one write per handover); each Permit's own status mirrors it so that `kubectl get
-//! permits` and `kubectl wait --for=condition=Granted permit/…` work, but off the
-//! critical path: reconciles hand the statuses they decided to this writer and go on.
+//! Permit statuses, written after the lock's. A grant becomes real in the lock's status
+//! (one write per handover); each Permit's own status follows it, so that `kubectl get
+//! permits` and `kubectl wait --for=condition=Granted permit/…` work — and so that a
+//! waiting client, which watches its own Permits and not the lock, learns of its grant.
+//! Reconciles hand the statuses they decided to this writer and go on.
 //!
 //! Writes for one permit happen in the order they were decided, and a newer decision
-//! for a permit replaces one not yet written. A status waits [`MIRROR_DELAY`] before it
-//! is written, so that a Permit released at once (a short hold) costs no write at all:
-//! its deletion cancels it. Every write names the permit's uid, so it never lands on a
-//! later Permit of the same name.
+//! for a permit replaces one not yet written. A grant or an expiry ([`When::AtOnce`]) is
+//! written next, ahead of everything else: its holder waits for it. Any other status (a
+//! claim's place when it was queued) waits [`MIRROR_DELAY`], so that a Permit released
+//! at once costs no write at all: its deletion cancels it. Every write names the
+//! permit's uid, so it never lands on a later Permit of the same name.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -23,11 +25,20 @@ use crate::clock::MonotonicClock;
 use crate::engine::writes::{Precondition, StatusPatch};
 
 /// How many permits' statuses are written at once (each permit's in order).
-const WRITERS: usize = 2;
+const WRITERS: usize = 4;
 
 /// How long a decided status waits before it is written (a Permit deleted meanwhile
 /// needs none).
 pub const MIRROR_DELAY: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// How soon a decided status is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    /// Next, ahead of the rest: a grant or an expiry, which its holder waits for.
+    AtOnce,
+    /// After [`MIRROR_DELAY`], in turn.
+    Later,
+}
 
 /// One permit status to write.
 struct Pending {
@@ -98,11 +109,16 @@ impl Mirror {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Hands over `permit`'s status, as decided (every field present, absent ones null).
-    pub fn write(&self, permit: &Permit, status: Value) {
+    /// Hands over `permit`'s status, as decided (every field present, absent ones null),
+    /// to be written `when` says.
+    pub fn write(&self, permit: &Permit, status: Value, when: When) {
         let uid = permit.uid().unwrap_or_default();
+        let now = tokio::time::Instant::now();
         let pending = Pending {
-            due: tokio::time::Instant::now() + MIRROR_DELAY,
+            due: match when {
+                When::AtOnce => now,
+                When::Later => now + MIRROR_DELAY,
+            },
             namespace: permit.namespace().unwrap_or_default(),
             name: permit.name_any(),
             based_on: permit.resource_version(),
@@ -110,16 +126,23 @@ impl Mirror {
         };
         let mut queue = self.queue();
         match queue.latest.get_mut(&uid) {
-            // Replaces the one not yet written, keeping its turn.
+            // Replaces the one not yet written, keeping its turn (or its due time).
             Some(earlier) => {
                 *earlier = Pending {
-                    due: earlier.due,
+                    due: earlier.due.min(pending.due),
                     ..pending
+                };
+                if when == When::AtOnce {
+                    queue.order.retain(|u| *u != uid);
+                    queue.order.push_front(uid);
                 }
             }
             None => {
                 queue.latest.insert(uid.clone(), pending);
-                queue.order.push_back(uid);
+                match when {
+                    When::AtOnce => queue.order.push_front(uid),
+                    When::Later => queue.order.push_back(uid),
+                }
             }
         }
         drop(queue);

@@ -13,14 +13,16 @@
 //!   watches that feed its queue. Granted, Released and Expired Events name the Permit
 //!   they are about; Normal ones are within the engine's per-lock budget.
 //!
-//! # A handover in two durable writes
+//! # A handover in three durable writes
 //! The holder deletes its Permit (one write); the controller sees it, evaluates and
 //! writes the lock's status, which lists every grant in force with its Permit's uid
 //! and fencing token (the second). That write is the grant: it is conditional on the
 //! resourceVersion the controller decided from, so a stale cache can never grant
 //! twice, and it carries the token counter, so a token is durable before anyone can
-//! act on it. The new holder learns of its grant from that write; its Permit's status
-//! follows in the background.
+//! act on it. Then the new holder's Permit status says Granted, with the token (the
+//! third): the holder watches its own Permit, not the lock, so a handover reaches the
+//! one process it grants to however long the queue. Nobody else's Permit is written:
+//! a waiter's place in the queue is in the lock's status, read when asked.
 //!
 //! # Expiry
 //! A claim expires a ttl after its last renewal seen on this controller's clock. Before
@@ -53,7 +55,7 @@ use self::cache::{
     IndexedPermit, LockKey, LockObjects, LockState, Locks, PermitClaims, PermitIndex,
     more_than_renewed,
 };
-use self::mirror::Mirror;
+use self::mirror::{Mirror, When};
 use crate::Result;
 use crate::clock::MonotonicClock;
 use crate::engine::adoption::{self, Adopter, Earlier, Orphan};
@@ -365,7 +367,8 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
         }
     }
 
-    // Then, off the critical path, the permits' own statuses.
+    // Then the permits' own statuses: a grant's next (its holder learns of it there),
+    // the rest off the critical path.
     for (indexed, decided) in permits.iter().zip(&decision.permits) {
         if decided.remove {
             remove_later(ctx, &indexed.permit);
@@ -382,7 +385,15 @@ async fn reconcile(key: &LockKey, ctx: &Context) -> Result<Option<Duration>> {
         }
         let wanted = permit_status(stored, decided, now);
         if wanted.differs_from(stored) {
-            ctx.mirror.write(&indexed.permit, wanted.as_replacement());
+            // A grant or an expiry is awaited by its holder (who watches its Permit, not
+            // the lock): written next, after the lock's status that made it real.
+            let when = if decided.phase == PermitPhase::Pending {
+                When::Later
+            } else {
+                When::AtOnce
+            };
+            ctx.mirror
+                .write(&indexed.permit, wanted.as_replacement(), when);
         }
     }
     adopt_permits(ctx, key, &lock, &permits).await;

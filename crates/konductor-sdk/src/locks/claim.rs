@@ -1,6 +1,6 @@
 //! A lock's claim kept alive: its Permit renewed in the background (the held-claim
 //! machinery every kind shares is [`crate::claims::held`]), each acknowledged renewal
-//! offered to the lock's watch.
+//! offered to the client's watch of its claims.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,7 +10,7 @@ use konductor_api::locks::Permit;
 use kube::api::Api;
 use tokio::sync::Notify;
 
-use super::watch::LockWatch;
+use super::watch::ClaimWatch;
 use crate::claims::held::{Chain, Renewal, Timing, renew_periodically, send_renewal};
 
 /// A claim being kept: its Permit, its chain of acknowledgements, and the task renewing
@@ -20,7 +20,7 @@ pub struct Session {
     pub name: String,
     pub uid: String,
     pub timing: Timing,
-    pub watch: Arc<LockWatch>,
+    pub watch: Arc<ClaimWatch>,
     chain: Mutex<Chain>,
     /// Set when a renewal found the Permit gone (or replaced).
     gone: AtomicBool,
@@ -33,7 +33,7 @@ impl Session {
         permits: Api<Permit>,
         permit: &Permit,
         timing: Timing,
-        watch: Arc<LockWatch>,
+        watch: Arc<ClaimWatch>,
         chain: Chain,
     ) -> Arc<Self> {
         use kube::ResourceExt;

@@ -2,10 +2,13 @@
 //! alive in the background and released when the [`Guard`] goes.
 //!
 //! Acquiring creates the holder's Permit (named by `permit_name`, so asking twice is
-//! the same create; owned by the lock, so deleting the lock releases it), renews it
-//! while it waits and while it holds, and learns of its grant from whichever comes
-//! first: the lock's status (where the controller writes grants), the Permit's own
-//! status, or the answer to a renewal. A grant is only as good as the last renewal the
+//! the same create; owned by the lock, so deleting the lock releases it; labelled with
+//! this client's [`CLIENT_LABEL`]), renews it while it waits and while it holds, and
+//! learns of its grant from its Permit's status, which the controller writes right
+//! after the lock's — the client watches its own Permits and nothing else, so what a
+//! waiter receives does not grow with the queue. The lock is read when the claim is
+//! made, and again every so often while it waits (its place in the queue, a refusal),
+//! never watched. A grant is only as good as the last renewal the
 //! server acknowledged: [`Guard::lost`] resolves — stop using what the lock protects —
 //! a margin before a ttl has passed since that renewal was sent ([`Timing`]), or when
 //! the grant expires or the Permit is deleted. Dropping the guard (or
@@ -27,27 +30,27 @@
 mod claim;
 mod watch;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use konductor_api::locks::{
-    CommonLockSpec, LockKind, Permit, PermitMode, PermitPhase, PermitSpec, permit_name,
+    CLIENT_LABEL, CommonLockSpec, LockKind, Permit, PermitMode, PermitPhase, PermitSpec,
+    permit_name,
 };
 use kube::api::{Api, DeleteParams, DynamicObject};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch as channel;
 
 use self::claim::Session;
-use self::watch::{LockPresence, LockView, LockWatch, Seen, version_number};
+use self::watch::{ClaimWatch, LockPresence, LockView, Seen, version_number};
 use crate::claims::held::Chain;
 pub use crate::claims::held::{Loss, Timing};
 use crate::claims::{Asked, ask, withdraw};
 use crate::connect::Connection;
 use crate::error::{Error, Request, Result};
-use crate::patches::SpecPatch;
+use crate::patches::{LabelPatch, SpecPatch};
 use crate::subjects::Subjects;
 
 /// What to ask for: which lock, as whom, how.
@@ -133,9 +136,14 @@ pub const NO_ANSWER: Duration = Duration::from_secs(10);
 /// The longest pause between attempts to reconnect a lock's watches.
 const RECONNECT_CAP: Duration = Duration::from_millis(500);
 
-/// How long a lock's watches stay open after their last follower goes, so that a
-/// process taking the same lock again and again does not set them up every time.
+/// How long the watch of a client's claims stays open after its last follower goes, so
+/// that a process taking locks again and again does not set it up every time.
 const WATCH_LINGER: Duration = Duration::from_secs(30);
+
+/// How often a waiting claim reads its lock again — for its place in the queue and
+/// whether the controller still accepts the lock's spec: its renewal period, within
+/// these bounds (the grant itself comes through the claim's own Permit, at once).
+const LOCK_REREAD: (Duration, Duration) = (Duration::from_secs(2), Duration::from_secs(30));
 
 /// Giving a claim back (releasing or withdrawing) retries a delete the server did not
 /// answer for at most this long (or the lock's ttl, if shorter: the claim expires then
@@ -151,7 +159,8 @@ pub const LOST_RELEASE_BOUND: Duration = Duration::from_millis(200);
 pub struct Progress {
     /// Whether the controller has answered the claim yet.
     pub answered: bool,
-    /// Its place in the queue (1 is next), when the lock's status shows it.
+    /// Its place in the queue (1 is next), when the lock's status shows it (the lock is
+    /// read again every renewal period, at most every 30 s, while the claim waits).
     pub position: Option<usize>,
     /// How many wait in all.
     pub waiting: usize,
@@ -168,19 +177,28 @@ pub struct Locks {
     namespace: String,
     url: String,
     permits: Api<Permit>,
-    /// The shared watches of each lock followed in this process lately.
-    watches: Arc<std::sync::Mutex<HashMap<LockId, Arc<LockWatch>>>>,
+    /// This client's value of [`CLIENT_LABEL`] on the Permits it makes.
+    id: Arc<str>,
+    /// The watch of this client's Permits, while one is followed (and a while after).
+    watch: Arc<std::sync::Mutex<Option<Arc<ClaimWatch>>>>,
 }
 
-/// A lock of this namespace: its kind and name.
-type LockId = (LockKind, String);
+/// A value of [`CLIENT_LABEL`] no other client has: the process, the time and a
+/// count.
+fn client_id() -> String {
+    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let count = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{:x}-{nanos:x}-{count}", std::process::id())
+}
 
 /// Where a claim stands, from everything seen of it.
 #[derive(Debug, PartialEq, Eq)]
 enum Standing {
-    /// Granted with this token; `in_lock` is the version of the lock's status that lists
-    /// it (none when only the Permit's own status said so).
-    Granted { token: i64, in_lock: Option<u64> },
+    /// Granted with this token (by the lock's status or the Permit's own).
+    Granted { token: i64 },
     /// The controller has queued it.
     Queued,
     /// No answer yet.
@@ -198,6 +216,8 @@ struct Follow {
     /// The resourceVersion the Permit was created (or found) at: a lock status older than
     /// it cannot have judged it.
     since: Option<u64>,
+    /// The claim's latest read of its lock.
+    lock: LockPresence,
 }
 
 impl Follow {
@@ -227,7 +247,7 @@ impl Follow {
             (None, _) if self.shown => return Standing::Gone("its permit was deleted"),
             _ => {}
         }
-        let lock = match &seen.lock {
+        let lock = match &self.lock {
             LockPresence::Present(lock) => Some(lock),
             LockPresence::Absent => return Standing::Gone("the lock was deleted"),
             LockPresence::Unknown => None,
@@ -235,10 +255,7 @@ impl Follow {
         if let Some(lock) = lock
             && let Some(grant) = lock.grant_of(uid)
         {
-            return Standing::Granted {
-                token: grant.token,
-                in_lock: lock.version,
-            };
+            return Standing::Granted { token: grant.token };
         }
         // Only this Permit's own status counts: an earlier one's says nothing of it.
         let own = ours.and_then(|p| p.status.as_ref());
@@ -246,10 +263,7 @@ impl Follow {
             && status.phase == PermitPhase::Granted
             && let Some(token) = status.fencing_token
         {
-            return Standing::Granted {
-                token,
-                in_lock: None,
-            };
+            return Standing::Granted { token };
         }
         if self.answered {
             // Queued or not no longer matters: only a grant (or a loss) does.
@@ -271,8 +285,8 @@ impl Follow {
     }
 }
 
-fn progress_of(claim: &Claim, seen: &Seen, answered: bool) -> Progress {
-    let lock = match &seen.lock {
+fn progress_of(claim: &Claim, lock: &LockPresence, seen: &Seen, answered: bool) -> Progress {
+    let lock = match lock {
         LockPresence::Present(lock) => Some(&lock.status),
         _ => None,
     };
@@ -298,7 +312,8 @@ impl Locks {
             namespace: connection.namespace.clone(),
             url: connection.url.clone(),
             permits: Api::namespaced(connection.client.clone(), &connection.namespace),
-            watches: Arc::default(),
+            id: client_id().into(),
+            watch: Arc::default(),
         }
     }
 
@@ -327,44 +342,42 @@ impl Locks {
         }
     }
 
-    /// The shared watch of the claim's lock, started if nobody here follows it yet.
-    fn watch_of(&self, claim: &Claim) -> Arc<LockWatch> {
-        let mut watches = self
-            .watches
+    /// The watch of this client's Permits, started if nobody here follows one now.
+    fn watch(&self) -> Arc<ClaimWatch> {
+        let mut slot = self
+            .watch
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = (claim.kind, claim.lock.clone());
-        if let Some(watch) = watches.get(&key) {
+        if let Some(watch) = &*slot {
             return watch.clone();
         }
-        let watch = Arc::new(LockWatch::start(
+        let watch = Arc::new(ClaimWatch::start(
             &self.client,
             &self.namespace,
-            claim.kind,
-            &claim.lock,
+            &self.id,
             RECONNECT_CAP,
         ));
-        watches.insert(key.clone(), watch.clone());
-        // Closed once nobody has followed it for WATCH_LINGER (when only this map holds it).
-        let (watches, idle) = (Arc::downgrade(&self.watches), Arc::downgrade(&watch));
+        *slot = Some(watch.clone());
+        // Closed once nobody has followed it for WATCH_LINGER (when only the slot holds it).
+        let (slot, idle) = (Arc::downgrade(&self.watch), Arc::downgrade(&watch));
         tokio::spawn(async move {
             let mut unused_since: Option<tokio::time::Instant> = None;
             loop {
                 tokio::time::sleep(WATCH_LINGER / 4).await;
-                let (Some(watches), Some(watch)) = (watches.upgrade(), idle.upgrade()) else {
+                let (Some(slot), Some(watch)) = (slot.upgrade(), idle.upgrade()) else {
                     return;
                 };
-                let mut watches = watches
+                let mut slot = slot
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                // This map's and this task's references are the only ones: unused.
+                // The slot's and this task's references are the only ones: unused.
                 if Arc::strong_count(&watch) > 2 {
                     unused_since = None;
                     continue;
                 }
                 let since = *unused_since.get_or_insert_with(tokio::time::Instant::now);
                 if since.elapsed() >= WATCH_LINGER {
-                    watches.remove(&key);
+                    *slot = None;
                     return;
                 }
             }
@@ -372,15 +385,25 @@ impl Locks {
         watch
     }
 
-    /// The claim's lock: as its watch has it, else read (and handed to the watch).
-    async fn lock_of(&self, claim: &Claim, watch: &LockWatch) -> Result<LockView> {
-        if let LockPresence::Present(view) = &watch.seen().lock {
-            return Ok(view.clone());
-        }
+    /// The claim's lock, read now. [`Error::NotFound`] if it does not exist.
+    async fn lock_of(&self, claim: &Claim) -> Result<LockView> {
         let lock = self.of_kind(claim.kind).get(&claim.lock).await?;
-        let view = LockView::of(&lock);
-        watch.offer_lock(view.clone());
-        Ok(view)
+        Ok(LockView::of(&lock))
+    }
+
+    /// The claim's lock read again within `bound`: `None` when the read failed or took
+    /// longer (the caller goes on with what it knew).
+    async fn reread(&self, claim: &Claim, bound: Duration) -> Option<LockPresence> {
+        let locks = self.of_kind(claim.kind).api;
+        match tokio::time::timeout(bound, locks.get_opt(&claim.lock)).await {
+            Ok(Ok(Some(lock))) => Some(LockPresence::Present(LockView::of(&lock))),
+            Ok(Ok(None)) => Some(LockPresence::Absent),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, lock = %claim.lock, "reading the lock");
+                None
+            }
+            Err(_) => None,
+        }
     }
 
     /// Creates the claim's Permit (or finds the one this holder already has: then says
@@ -395,6 +418,9 @@ impl Locks {
             &lock.uid,
         );
         permit.spec.renew_time = Some(MicroTime(Timestamp::now()));
+        permit
+            .labels_mut()
+            .insert(CLIENT_LABEL.to_owned(), self.id.to_string());
         for _ in 0..3 {
             let sent = Instant::now();
             let existing = match ask(&self.permits, &permit)
@@ -411,7 +437,8 @@ impl Locks {
                 .is_some_and(|s| s.phase == PermitPhase::Expired);
             if !expired {
                 // This holder's claim, made before: carried on (its past unknown here, so
-                // not trusted until renewed and confirmed).
+                // not trusted until renewed and confirmed), and followed by this client.
+                self.take_over(claim, &existing).await?;
                 let now = Instant::now();
                 let mut chain = Chain::new(now, false);
                 chain.last_ack_sent = now.checked_sub(lock.ttl).unwrap_or(now);
@@ -430,6 +457,30 @@ impl Locks {
             claim,
             format!("could not create permit {name}: it keeps being re-created"),
         ))
+    }
+
+    /// Labels a claim made by another client (an earlier process of the same holder) as
+    /// this client's, so this client's watch sees it.
+    async fn take_over(&self, claim: &Claim, existing: &Permit) -> Result<()> {
+        if existing.labels().get(CLIENT_LABEL).map(String::as_str) == Some(&*self.id) {
+            return Ok(());
+        }
+        let uid = existing.uid().unwrap_or_default();
+        let patch = LabelPatch::of_uid(&uid, CLIENT_LABEL, &self.id);
+        match self
+            .permits
+            .patch(
+                &existing.name_any(),
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Gone meanwhile: the wait finds it gone.
+            Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Ok(()),
+            Err(error) => Err(self.request(claim, "patch", "permits").error(error)),
+        }
     }
 
     /// Asks for the lock and waits (as `wait` says) until it is granted. Asking again
@@ -455,19 +506,14 @@ impl Locks {
         mut progress: impl FnMut(&Progress),
         cancel: impl std::future::Future<Output = ()>,
     ) -> Result<Guard> {
-        let watch = self.watch_of(claim);
-        let lock = self.lock_of(claim, &watch).await?;
+        let lock = self.lock_of(claim).await?;
         if let Some(why) = lock.refusal() {
-            return Err(Error::LockRefused {
-                kind: claim.kind.word(),
-                namespace: self.namespace.clone(),
-                name: claim.lock.clone(),
-                message: why,
-            });
+            return Err(self.refused(claim, why));
         }
+        let watch = self.watch();
         let timing = Timing::for_ttl(lock.ttl);
         let (permit, chain, reentered) = self.ask(claim, &lock).await?;
-        let session = Session::new(self.permits.clone(), &permit, timing, watch.clone(), chain);
+        let session = Session::new(self.permits.clone(), &permit, timing, watch, chain);
         let renewer = tokio::spawn(session.clone().renew());
         if reentered {
             session.renew_soon();
@@ -476,14 +522,20 @@ impl Locks {
             session: Some(session.clone()),
             renewer: Some(renewer),
         };
+        let mut follow = Follow {
+            shown: false,
+            answered: false,
+            since: version_number(permit.resource_version().as_deref()),
+            lock: LockPresence::Present(lock),
+        };
         let outcome = self
-            .wait_for_grant(claim, wait, &session, &permit, &mut progress, cancel)
+            .wait_for_grant(claim, wait, &session, &mut follow, &mut progress, cancel)
             .await;
         match outcome {
-            Ok((token, in_lock)) => {
+            Ok(token) => {
                 let (session, renewer) = pending.disarm();
                 Ok(Guard::start(
-                    self, claim, session, renewer, token, in_lock, reentered,
+                    self, claim, session, renewer, token, reentered,
                 ))
             }
             Err(error) => {
@@ -493,33 +545,41 @@ impl Locks {
         }
     }
 
-    /// Waits until the claim's grant can be used; its token and the lock version that
-    /// showed it.
+    fn refused(&self, claim: &Claim, why: String) -> Error {
+        Error::LockRefused {
+            kind: claim.kind.word(),
+            namespace: self.namespace.clone(),
+            name: claim.lock.clone(),
+            message: why,
+        }
+    }
+
+    /// Waits until the claim's grant can be used; its token.
     async fn wait_for_grant(
         &self,
         claim: &Claim,
         wait: Wait,
         session: &Session,
-        permit: &Permit,
+        follow: &mut Follow,
         progress: &mut impl FnMut(&Progress),
         cancel: impl std::future::Future<Output = ()>,
-    ) -> Result<(i64, Option<u64>)> {
+    ) -> Result<i64> {
         tokio::pin!(cancel);
         let started = Instant::now();
-        let mut follow = Follow {
-            shown: false,
-            answered: false,
-            since: version_number(permit.resource_version().as_deref()),
-        };
+        let reread_every = session
+            .timing
+            .renew_every
+            .clamp(LOCK_REREAD.0, LOCK_REREAD.1);
+        let mut next_reread = started + reread_every;
+        let mut early_rereads = 0;
         let mut changes = session.watch.subscribe(&session.name);
-        let mut answered = false;
         let mut last_progress: Option<Progress> = None;
         // A fresh read that did not confirm the grant is not repeated until something
         // changes.
         let mut unconfirmed = false;
         loop {
             let now = Instant::now();
-            let (standing, report, refused, refusal) = {
+            let (standing, report, refused) = {
                 let seen = session.watch.seen();
                 let standing = follow.standing(
                     &session.name,
@@ -528,37 +588,45 @@ impl Locks {
                     &claim.holder,
                     &seen,
                 );
-                answered |= standing != Standing::Undecided;
-                follow.answered = answered;
-                let refusal = match &seen.lock {
-                    LockPresence::Present(lock) => lock.refusal(),
-                    _ => None,
-                };
+                if !follow.answered && standing == Standing::Queued {
+                    // Just queued: where, the lock's status says (read once now, then
+                    // every `reread_every`).
+                    next_reread = now;
+                }
+                follow.answered |= standing != Standing::Undecided;
                 (
                     standing,
-                    progress_of(claim, &seen, answered),
+                    progress_of(claim, &follow.lock, &seen, follow.answered),
                     seen.refused.clone(),
-                    refusal,
                 )
             };
             if let Some(why) = refused {
-                return Err(
-                    self.failed(claim, format!("the server refuses to show the lock: {why}"))
-                );
+                return Err(self.failed(
+                    claim,
+                    format!("the server refuses to show the lock's permits: {why}"),
+                ));
             }
-            if let Some(why) = refusal {
-                return Err(Error::LockRefused {
-                    kind: claim.kind.word(),
-                    namespace: self.namespace.clone(),
-                    name: claim.lock.clone(),
-                    message: why,
-                });
+            if let LockPresence::Present(lock) = &follow.lock
+                && let Some(why) = lock.refusal()
+            {
+                return Err(self.refused(claim, why));
             }
             match standing {
                 Standing::Gone(why) => {
+                    // A lock deleted takes its Permits with it: say which went.
+                    let lock_gone = matches!(follow.lock, LockPresence::Absent)
+                        || matches!(
+                            self.reread(claim, session.timing.request_timeout).await,
+                            Some(LockPresence::Absent)
+                        );
+                    let why = if lock_gone {
+                        "the lock was deleted"
+                    } else {
+                        why
+                    };
                     return Err(self.failed(claim, format!("no longer waiting: {why}")));
                 }
-                Standing::Granted { token, in_lock } => {
+                Standing::Granted { token } => {
                     let (trusted, fresh) = {
                         let chain = session.chain();
                         (
@@ -567,7 +635,7 @@ impl Locks {
                         )
                     };
                     if trusted && fresh {
-                        return Ok((token, in_lock));
+                        return Ok(token);
                     }
                     if !fresh {
                         // Learned of it too late to trust it: renew first.
@@ -575,7 +643,13 @@ impl Locks {
                     } else if !unconfirmed {
                         // Acknowledgements had a gap since the claim was made: is the
                         // grant still there? A fresh read of the lock says.
-                        if self.confirm(claim, session, token).await? {
+                        if let Some(read) = self.reread(claim, session.timing.request_timeout).await
+                        {
+                            follow.lock.offer(read);
+                        }
+                        let listed = matches!(&follow.lock, LockPresence::Present(lock)
+                            if lock.grant_of(&session.uid).is_some_and(|g| g.token == token));
+                        if listed {
                             session.chain().confirmed_at = Some(Instant::now());
                         } else {
                             unconfirmed = true;
@@ -585,13 +659,14 @@ impl Locks {
                 }
                 Standing::Queued | Standing::Undecided => {
                     let waited = now - started;
+                    let answered = follow.answered;
                     match wait {
                         Wait::No if standing == Standing::Queued => {
                             return Err(Error::LockBusy {
                                 kind: claim.kind.word(),
                                 namespace: self.namespace.clone(),
                                 name: claim.lock.clone(),
-                                holders: report.holders,
+                                holders: self.holders_now(claim, session, follow).await,
                             });
                         }
                         Wait::AtMost(limit) if answered && waited >= limit => {
@@ -599,7 +674,7 @@ impl Locks {
                                 kind: claim.kind.word(),
                                 namespace: self.namespace.clone(),
                                 name: claim.lock.clone(),
-                                holders: report.holders,
+                                holders: self.holders_now(claim, session, follow).await,
                             });
                         }
                         Wait::No | Wait::AtMost(_) if !answered && waited >= NO_ANSWER => {
@@ -618,17 +693,35 @@ impl Locks {
                     }
                 }
             }
-            // Look again on any change, and at the next moment something is due.
+            // Look again on any change of the Permit, when the lock is due to be read
+            // again, and at the next moment something is due.
             let next_due = match wait {
-                Wait::AtMost(limit) if answered => started + limit,
-                _ if !answered => started + NO_ANSWER,
+                Wait::AtMost(limit) if follow.answered => started + limit,
+                _ if !follow.answered => started + NO_ANSWER,
                 _ => now + Duration::from_secs(3600),
             };
             tokio::select! {
                 changed = changes.changed() => {
                     if changed.is_err() {
-                        return Err(self.failed(claim, "the lock's watch ended"));
+                        return Err(self.failed(claim, "the watch of its permit ended"));
                     }
+                    unconfirmed = false;
+                }
+                () = tokio::time::sleep_until(next_reread.into()) => {
+                    if let Some(read) = self.reread(claim, session.timing.request_timeout).await {
+                        follow.lock.offer(read);
+                    }
+                    // The lock's waiting list is written a moment after the claim's
+                    // own status: a read that came too early to list it is tried
+                    // again soon, a few times.
+                    let listed = matches!(&follow.lock, LockPresence::Present(lock)
+                        if lock.status.claims.waiting.contains(&claim.holder));
+                    next_reread = if follow.answered && !listed && early_rereads < 5 {
+                        early_rereads += 1;
+                        Instant::now() + Duration::from_millis(100)
+                    } else {
+                        Instant::now() + reread_every
+                    };
                     unconfirmed = false;
                 }
                 () = tokio::time::sleep_until(next_due.into()) => {}
@@ -643,24 +736,28 @@ impl Locks {
         }
     }
 
-    /// Reads the lock afresh: whether it still lists this claim's grant with `token`.
-    async fn confirm(&self, claim: &Claim, session: &Session, token: i64) -> Result<bool> {
-        let locks = self.of_kind(claim.kind).api;
-        let read =
-            tokio::time::timeout(session.timing.request_timeout, locks.get(&claim.lock)).await;
-        let lock = match read {
-            Ok(Ok(lock)) => LockView::of(&lock),
-            Ok(Err(error)) => {
-                tracing::debug!(%error, lock = %claim.lock, "confirming the grant");
-                return Ok(false);
-            }
-            Err(_) => return Ok(false),
-        };
-        let listed = lock
-            .grant_of(&session.uid)
-            .is_some_and(|g| g.token == token);
-        session.watch.offer_lock(lock);
-        Ok(listed)
+    /// Who holds the claim's lock, for a busy or timed-out claim's error: read now (the
+    /// last read may be a renewal period old).
+    async fn holders_now(
+        &self,
+        claim: &Claim,
+        session: &Session,
+        follow: &mut Follow,
+    ) -> Vec<String> {
+        if let Some(read) = self.reread(claim, session.timing.request_timeout).await {
+            follow.lock.offer(read);
+        }
+        match &follow.lock {
+            LockPresence::Present(lock) => lock
+                .status
+                .claims
+                .grants
+                .iter()
+                .flatten()
+                .map(|g| g.holder.clone())
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// The `kind` locks of this namespace, through the path every kind's objects take.
@@ -796,11 +893,10 @@ impl Guard {
         session: Arc<Session>,
         renewer: tokio::task::JoinHandle<()>,
         token: i64,
-        in_lock: Option<u64>,
         reentered: bool,
     ) -> Self {
         let (lost_sender, lost) = channel::channel(None);
-        let keeper = tokio::spawn(keep(session.clone(), token, in_lock, lost_sender));
+        let keeper = tokio::spawn(keep(session.clone(), lost_sender));
         Self {
             kind: claim.kind,
             lock: claim.lock.clone(),
@@ -946,15 +1042,10 @@ impl Drop for Guard {
     }
 }
 
-/// Watches a held grant until it is lost, then says why.
-async fn keep(
-    session: Arc<Session>,
-    token: i64,
-    in_lock: Option<u64>,
-    lost: channel::Sender<Option<Loss>>,
-) {
+/// Watches a held grant until it is lost, then says why: its renewals went
+/// unanswered too long, or its Permit was deleted or expired.
+async fn keep(session: Arc<Session>, lost: channel::Sender<Option<Loss>>) {
     let mut changes = session.watch.subscribe(&session.name);
-    let mut listed_in = in_lock;
     let mut shown = false;
     loop {
         let now = Instant::now();
@@ -974,31 +1065,16 @@ async fn keep(
             let permit = seen.permits.get(&session.name);
             let ours = permit.filter(|p| p.uid().as_deref() == Some(session.uid.as_str()));
             shown |= ours.is_some();
-            match (&seen.lock, permit, ours) {
-                (LockPresence::Absent, _, _) => Some(Loss::Deleted),
+            match (permit, ours) {
                 // Another Permit of the same name after ours was shown: ours went. (Before,
                 // it is an earlier one whose deletion the watch has not shown yet.)
-                (_, Some(_), None) if shown => Some(Loss::Deleted),
-                (_, None, _) if shown => Some(Loss::Deleted),
-                (_, _, Some(p))
+                (Some(_), None) | (None, _) if shown => Some(Loss::Deleted),
+                (_, Some(p))
                     if p.status
                         .as_ref()
                         .is_some_and(|s| s.phase == PermitPhase::Expired) =>
                 {
                     Some(Loss::Expired)
-                }
-                (LockPresence::Present(lock), _, _) => {
-                    match lock.grant_of(&session.uid) {
-                        Some(grant) if grant.token == token => {
-                            listed_in = listed_in.max(lock.version);
-                            None
-                        }
-                        // A status newer than one that listed the grant, without it.
-                        _ if listed_in.is_some_and(|v| lock.version.is_some_and(|n| n > v)) => {
-                            Some(Loss::Expired)
-                        }
-                        _ => None,
-                    }
                 }
                 _ => None,
             }
@@ -1045,6 +1121,7 @@ mod tests {
             shown: false,
             answered: false,
             since: None,
+            lock: LockPresence::Unknown,
         }
     }
 
@@ -1073,10 +1150,7 @@ mod tests {
         let granted = seen_with(permit("new", PermitPhase::Granted, Some(3)));
         assert_eq!(
             super::tests::follow().standing("mutex-m-a-x", "new", false, "a", &granted),
-            Standing::Granted {
-                token: 3,
-                in_lock: None
-            }
+            Standing::Granted { token: 3 }
         );
     }
 }

@@ -1,8 +1,12 @@
-//! One lock as this process sees it: a watch of the lock object and a watch of its
-//! Permits (by label), shared by every acquire and guard on that lock in the process —
-//! a process with many claims on a lock keeps two connections, not two per claim. It
+//! What a client follows of its locks: a watch of *its own* Permits — those labelled
+//! with its [`CLIENT_LABEL`] — shared by every acquire and guard of one `Locks`, and
+//! reads of a lock on demand ([`LockView`]). Nothing else: the lock object, which the
+//! controller writes on every handover, and the other holders' Permits, which they
+//! renew, are not watched, so a handover reaches the one process it grants to — the
+//! controller writes the grant to the lock's status and then to the new holder's
+//! Permit — and a queue of a thousand costs a waiter what a queue of ten does. The watch
 //! rides out lost connections and server restarts (reconnecting with a backoff capped
-//! well under the lock's ttl) and tells its followers whenever anything changes.
+//! well under a ttl) and tells a Permit's followers whenever it changes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,7 +15,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use konductor_api::duration::parse_duration;
 use konductor_api::locks::{
-    CONDITION_READY, CommonLockSpec, CommonLockStatus, Grant, LockKind, Permit, lock_label,
+    CLIENT_LABEL, CONDITION_READY, CommonLockSpec, CommonLockStatus, Grant, Permit,
 };
 use kube::api::{Api, DynamicObject};
 use kube::runtime::WatchStreamExt;
@@ -28,7 +32,7 @@ pub fn version_number(version: Option<&str>) -> Option<u64> {
     version.and_then(|v| v.parse().ok())
 }
 
-/// What a claim needs of its lock.
+/// What a claim needs of its lock, from one read of it.
 #[derive(Clone, Debug)]
 pub struct LockView {
     /// The lock's uid (its Permits' owner).
@@ -75,7 +79,7 @@ impl LockView {
     }
 
     /// Whether `self` may replace `known` (it is not older).
-    fn supersedes(&self, known: &LockView) -> bool {
+    pub fn supersedes(&self, known: &LockView) -> bool {
         match (self.version, known.version) {
             (Some(new), Some(old)) => new >= old,
             _ => true,
@@ -83,40 +87,47 @@ impl LockView {
     }
 }
 
-/// Whether a lock is there, as far as the watch knows.
+/// Whether a lock is there, as far as a claim's reads of it know.
 #[derive(Clone, Debug, Default)]
 pub enum LockPresence {
-    /// Not listed yet.
+    /// Not read yet.
     #[default]
     Unknown,
-    /// There, as last seen.
+    /// There, as last read.
     Present(LockView),
     /// Not there (never created, or deleted).
     Absent,
 }
 
+impl LockPresence {
+    /// Takes a newer read: a view that does not supersede the one known is dropped.
+    pub fn offer(&mut self, read: LockPresence) {
+        if let (LockPresence::Present(known), LockPresence::Present(view)) = (&*self, &read)
+            && !view.supersedes(known)
+        {
+            return;
+        }
+        *self = read;
+    }
+}
+
 /// Everything the watch knows.
 #[derive(Default)]
 pub struct Seen {
-    /// The lock object.
-    pub lock: LockPresence,
-    /// The latest version of each of its Permits, by name.
+    /// The latest version of each of this client's Permits, by name.
     pub permits: HashMap<String, Permit>,
-    /// Whether the Permits have been listed since the last (re)connection began.
-    pub permits_listed: bool,
-    /// Set when the server refuses to show the lock or its permits (credentials,
-    /// permission): waiting cannot help.
+    /// Set when the server refuses to show the Permits (credentials, permission):
+    /// waiting cannot help.
     pub refused: Option<String>,
     /// Set while a watch that worked is reconnecting: why it broke.
     pub reconnecting: Option<String>,
 }
 
-/// Who to tell about changes: every follower when the lock changes, only a Permit's
-/// followers when that Permit changes — a lock with a hundred waiters in one process
-/// wakes one of them, not all, when another's Permit changes.
+/// Who to tell about changes: only a Permit's followers when that Permit changes —
+/// a client with a hundred claims wakes one of them when another's Permit changes —
+/// everyone's after a re-list or a broken connection.
 #[derive(Default)]
 struct Bells {
-    lock: watch::Sender<u64>,
     permits: Mutex<HashMap<String, watch::Sender<u64>>>,
 }
 
@@ -127,11 +138,7 @@ impl Bells {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn ring_lock(&self) {
-        self.lock.send_modify(|n| *n += 1);
-    }
-
-    fn ring_permit(&self, name: &str) {
+    fn ring(&self, name: &str) {
         let mut permits = self.permits();
         if let Some(bell) = permits.get(name) {
             if bell.receiver_count() == 0 {
@@ -143,7 +150,6 @@ impl Bells {
     }
 
     fn ring_all(&self) {
-        self.ring_lock();
         self.permits().retain(|_, bell| {
             bell.send_modify(|n| *n += 1);
             bell.receiver_count() > 0
@@ -151,34 +157,28 @@ impl Bells {
     }
 }
 
-/// What one follower hears: changes of the lock and of its own Permit.
+/// What one follower hears: changes of its own Permit.
 pub struct Changes {
-    lock: watch::Receiver<u64>,
     permit: watch::Receiver<u64>,
 }
 
 impl Changes {
     /// Resolves at the next change; `Err` once the watch is gone.
     pub async fn changed(&mut self) -> Result<(), watch::error::RecvError> {
-        tokio::select! {
-            changed = self.lock.changed() => changed,
-            changed = self.permit.changed() => changed,
-        }
+        self.permit.changed().await
     }
 }
 
-/// The shared watch of one lock.
-pub struct LockWatch {
+/// The shared watch of one client's Permits.
+pub struct ClaimWatch {
     seen: Arc<Mutex<Seen>>,
     bells: Arc<Bells>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for LockWatch {
+impl Drop for ClaimWatch {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.task.abort();
     }
 }
 
@@ -194,44 +194,24 @@ fn refusal(error: &watcher::Error) -> Option<String> {
     }
 }
 
-impl LockWatch {
-    /// Starts watching the `kind` lock `name` in `namespace` and its Permits,
+impl ClaimWatch {
+    /// Starts watching the Permits in `namespace` labelled as the client `client`'s,
     /// reconnecting with pauses of at most `reconnect_cap`.
-    pub fn start(
-        client: &Client,
-        namespace: &str,
-        kind: LockKind,
-        name: &str,
-        reconnect_cap: Duration,
-    ) -> Self {
+    pub fn start(client: &Client, namespace: &str, id: &str, reconnect_cap: Duration) -> Self {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let bells = Arc::new(Bells::default());
-        let locks: Api<DynamicObject> =
-            Api::namespaced_with(client.clone(), namespace, &kind.api_resource());
         let permits: Api<Permit> = Api::namespaced(client.clone(), namespace);
-        let lock_events = watcher(
-            locks,
-            watch_config().fields(&format!("metadata.name={name}")),
-        )
-        .backoff(CappedBackoff::new(reconnect_cap));
-        let permit_events = watcher(
+        let events = watcher(
             permits,
-            watch_config().labels(&format!("{}={name}", lock_label(kind))),
+            watch_config().labels(&format!("{CLIENT_LABEL}={id}")),
         )
         .backoff(CappedBackoff::new(reconnect_cap));
-        let tasks = vec![
-            tokio::spawn(follow_lock(
-                lock_events.boxed(),
-                Arc::downgrade(&seen),
-                bells.clone(),
-            )),
-            tokio::spawn(follow_permits(
-                permit_events.boxed(),
-                Arc::downgrade(&seen),
-                bells.clone(),
-            )),
-        ];
-        Self { seen, bells, tasks }
+        let task = tokio::spawn(follow_permits(
+            events.boxed(),
+            Arc::downgrade(&seen),
+            bells.clone(),
+        ));
+        Self { seen, bells, task }
     }
 
     /// What the watch knows now.
@@ -241,7 +221,7 @@ impl LockWatch {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// What the follower of the Permit `name` hears: its changes and the lock's.
+    /// What the follower of the Permit `name` hears.
     pub fn subscribe(&self, name: &str) -> Changes {
         let permit = self
             .bells
@@ -249,31 +229,13 @@ impl LockWatch {
             .entry(name.to_owned())
             .or_insert_with(|| watch::channel(0).0)
             .subscribe();
-        Changes {
-            lock: self.bells.lock.subscribe(),
-            permit,
-        }
+        Changes { permit }
     }
 
     /// Tells the followers of the Permit `name` to look again (something outside the
     /// watch changed).
     pub fn poke(&self, name: &str) {
-        self.bells.ring_permit(name);
-    }
-
-    /// Takes a lock read outside the watch (a fresh GET), unless the watch already has
-    /// a newer one.
-    pub fn offer_lock(&self, view: LockView) {
-        {
-            let mut seen = self.seen();
-            if let LockPresence::Present(known) = &seen.lock
-                && !view.supersedes(known)
-            {
-                return;
-            }
-            seen.lock = LockPresence::Present(view);
-        }
-        self.bells.ring_lock();
+        self.bells.ring(name);
     }
 
     /// Takes a Permit read outside the watch (the answer to a renewal), unless the watch
@@ -294,59 +256,11 @@ impl LockWatch {
             }
             seen.permits.insert(name.clone(), permit);
         }
-        self.bells.ring_permit(&name);
+        self.bells.ring(&name);
     }
 }
 
 type Events<K> = futures::stream::BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>;
-
-/// Feeds the lock object's events into `seen` while it lives.
-async fn follow_lock(
-    mut events: Events<DynamicObject>,
-    seen: std::sync::Weak<Mutex<Seen>>,
-    bells: Arc<Bells>,
-) {
-    let mut listed_one = false;
-    while let Some(event) = events.next().await {
-        let Some(seen) = seen.upgrade() else {
-            return;
-        };
-        {
-            let mut seen = seen
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match event {
-                Ok(watcher::Event::Init) => listed_one = false,
-                Ok(watcher::Event::InitApply(lock)) => {
-                    listed_one = true;
-                    seen.lock = LockPresence::Present(LockView::of(&lock));
-                }
-                Ok(watcher::Event::InitDone) => {
-                    seen.reconnecting = None;
-                    if !listed_one {
-                        seen.lock = LockPresence::Absent;
-                    }
-                }
-                Ok(watcher::Event::Apply(lock)) => {
-                    let view = LockView::of(&lock);
-                    let newer = match &seen.lock {
-                        LockPresence::Present(known) => view.supersedes(known),
-                        _ => true,
-                    };
-                    if newer {
-                        seen.lock = LockPresence::Present(view);
-                    }
-                }
-                Ok(watcher::Event::Delete(_)) => seen.lock = LockPresence::Absent,
-                Err(error) => match refusal(&error) {
-                    Some(why) => seen.refused = Some(why),
-                    None => seen.reconnecting = Some(crate::error::plain_watch(&error)),
-                },
-            }
-        }
-        bells.ring_lock();
-    }
-}
 
 /// Feeds the Permits' events into `seen` while it lives.
 async fn follow_permits(
@@ -376,7 +290,6 @@ async fn follow_permits(
                 }
                 Ok(watcher::Event::InitDone) => {
                     seen.permits = std::mem::take(&mut listing);
-                    seen.permits_listed = true;
                     seen.reconnecting = None;
                     None
                 }
@@ -407,7 +320,7 @@ async fn follow_permits(
         };
         match touched {
             Some(name) if name.is_empty() => {}
-            Some(name) => bells.ring_permit(&name),
+            Some(name) => bells.ring(&name),
             None => bells.ring_all(),
         }
     }
