@@ -39,22 +39,27 @@ fn max_overlap(log: &str) -> usize {
 }
 
 /// A shell command appending start/end lines with the fencing token to `log`, with a
-/// pause in between (the work the lock protects).
-fn section(log: &Path) -> String {
+/// pause of `pause` (as `sleep` takes it) in between: the work the lock protects.
+fn section(log: &Path, pause: &str) -> String {
     let log = log.display();
     format!(
-        "echo start $KONDUCTOR_FENCING_TOKEN >> {log}; sleep 0.05; echo end $KONDUCTOR_FENCING_TOKEN >> {log}"
+        "echo start $KONDUCTOR_FENCING_TOKEN >> {log}; sleep {pause}; echo end $KONDUCTOR_FENCING_TOKEN >> {log}"
     )
 }
 
+/// Two hundred `mutex run`s queued behind a held lock (each a process of its own, with
+/// its own watch of its claim), then drained: each runs once, no two overlap, and the
+/// tokens rise in the order they ran.
 #[tokio::test]
-async fn thirty_runs_of_a_mutex_never_overlap_and_tokens_rise() {
+async fn two_hundred_queued_runs_of_a_mutex_drain_one_at_a_time_with_rising_tokens() {
+    const RUNS: usize = 200;
     let env = Env::start().await;
     env.ok(&["mutex", "create", "m"]).await;
+    env.ok(&["mutex", "lock", "m", "--holder", "gatekeeper"]).await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("critical.log");
-    let script = section(&log);
-    let runs: Vec<_> = (0..30)
+    let script = section(&log, "0.01");
+    let runs: Vec<_> = (0..RUNS)
         .map(|i| {
             let holder = format!("worker-{i}");
             env.spawn(&[
@@ -62,13 +67,22 @@ async fn thirty_runs_of_a_mutex_never_overlap_and_tokens_rise() {
             ])
         })
         .collect();
+    // Every run queued before the lock is let go.
+    let mutexes: kube::Api<konductor_api::locks::Mutex> =
+        kube::Api::namespaced(env.client.clone(), "default");
+    konductor_testing::until(mutexes, "m", |m| {
+        m.and_then(|m| m.status.as_ref())
+            .is_some_and(|s| s.claims.waiting.len() == RUNS)
+    })
+    .await;
+    env.ok(&["mutex", "unlock", "m", "--holder", "gatekeeper"]).await;
     for run in runs {
         let output = run.wait_with_output().await.unwrap();
         assert!(output.status.success(), "{}", stderr(&output));
     }
     let written = std::fs::read_to_string(&log).unwrap();
     let sections = sections(&written);
-    assert_eq!(sections.len(), 30, "all 30 ran:\n{written}");
+    assert_eq!(sections.len(), RUNS, "every run ran once:\n{written}");
     assert_eq!(
         max_overlap(&written),
         1,
@@ -89,11 +103,8 @@ async fn a_semaphore_of_three_runs_exactly_three_at_once() {
         .await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("pool.log");
-    let log_name = log.display();
     // Long enough that the three granted together are still running when the rest queue.
-    let script = format!(
-        "echo start $KONDUCTOR_FENCING_TOKEN >> {log_name}; sleep 0.5; echo end $KONDUCTOR_FENCING_TOKEN >> {log_name}"
-    );
+    let script = section(&log, "0.5");
     let runs: Vec<_> = (0..20)
         .map(|i| {
             let holder = format!("job-{i}");

@@ -186,9 +186,25 @@ pub async fn events_per_handover(
             Ok::<_, konductor_sdk::Error>(())
         });
     }
-    // Every waiter queued before counting.
+    // Every waiter queued, and every claim's first status written, before counting.
     let permits: Api<Permit> = Api::namespaced(connection.client.clone(), "default");
-    while permits.list(&Default::default()).await?.items.len() < waiters + 1 {
+    let mutexes: Api<Mutex> = Api::namespaced(connection.client.clone(), "default");
+    loop {
+        let answered = permits
+            .list(&Default::default())
+            .await?
+            .items
+            .iter()
+            .filter(|p| p.status.is_some())
+            .count();
+        let queued = mutexes
+            .get("fanout")
+            .await?
+            .status
+            .map_or(0, |s| s.claims.waiting.len());
+        if answered == waiters + 1 && queued == waiters {
+            break;
+        }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let events_sent = || {

@@ -1,7 +1,7 @@
 //! `konductor-bench`: Konductor's benchmark suite.
 //!
 //! ```text
-//! cargo run --release -p konductor-bench -- [--quick] [--only release,throughput,flatness,footprint,locks,once,waitgroup,gate,cost]
+//! cargo run --release -p konductor-bench -- [--quick] [--only release,throughput,flatness,footprint,locks,once,waitgroup,gate,cost,etcd]
 //! ```
 //!
 //! Starts fresh release-built `konductor server` processes on temporary data
@@ -20,10 +20,12 @@
 //! - [`locks`]: acquire → grant, release → next grant, Mutex handovers per second.
 //! - [`cost`]: requests and watch events per second that waiting and holding clients
 //!   cost the server, beside pollers.
+//! - [`etcd`]: concurrent `koncli mutex run` beside concurrent `etcdctl lock`.
 
 mod cost;
 mod footprint;
 mod gate;
+mod etcd;
 mod locks;
 mod once;
 mod release;
@@ -90,8 +92,12 @@ enum Group {
     /// and one Job's completion → its Gate Open.
     Gate,
     /// What 1,000 waiting or holding clients cost the API server: requests and watch
-    /// events per second, beside 1,000 pollers (not in the default run: 4 minutes).
+    /// events per second, beside 1,000 pollers (not in the default run: 11 minutes).
     Cost,
+    /// N concurrent `koncli mutex run` beside N concurrent `etcdctl lock`, N = 10, 30
+    /// and 100, five alternating rounds each (not in the default run: needs etcd and
+    /// etcdctl on the PATH — `scripts/bench-etcd.sh` installs them).
+    Etcd,
 }
 
 /// What a run measures and with what.
@@ -159,6 +165,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Group::Gate => bench.gate().await?,
             Group::Locks => bench.locks().await?,
             Group::Cost => bench.cost().await?,
+            Group::Etcd => bench.etcd().await?,
         }
     }
     println!();
@@ -581,8 +588,11 @@ impl Bench {
         let (n, window) = if self.quick {
             (100, std::time::Duration::from_secs(10))
         } else {
-            // One renewal period at the default ttl (5m / 6): every claim renews once.
-            (1_000, std::time::Duration::from_secs(50))
+            // Three renewal periods at the default ttl (5m / 6 = 50 s) and five of the
+            // 30 s periods (watches re-opened, a waiter's reads of its lock): every
+            // periodic cost is counted a whole number of times, however the clients'
+            // starts line up.
+            (1_000, std::time::Duration::from_secs(150))
         };
         for clients in [
             cost::Clients::BarrierWaiters,
@@ -600,6 +610,73 @@ impl Bench {
                         "steady state over {} s, default ttl",
                         window.as_secs()
                     )),
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs per second of N concurrent `koncli mutex run m -- true` and of N concurrent
+    /// `etcdctl lock m -- true`, rounds alternating (which goes first alternates too),
+    /// medians of five; the ratio ours/etcd per N, and ours at 100 over ours at 10.
+    async fn etcd(&mut self) -> anyhow::Result<()> {
+        let (etcd_bin, etcdctl) = (etcd::on_path("etcd")?, etcd::on_path("etcdctl")?);
+        let rounds = if self.quick { 3 } else { 5 };
+        let mut ours_at = std::collections::BTreeMap::new();
+        for (n, target) in [(10, 1.2), (30, 1.0), (100, 1.0)] {
+            let server = self.server().await?;
+            let store = etcd::Etcd::start(&etcd_bin, &etcdctl).await?;
+            let created = tokio::process::Command::new(&self.koncli)
+                .arg("--kubeconfig")
+                .arg(&server.kubeconfig)
+                .args(["mutex", "create", "m"])
+                .output()
+                .await?;
+            if !created.status.success() {
+                bail!("koncli mutex create m failed");
+            }
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            for round in 0..rounds {
+                if round % 2 == 0 {
+                    ours.push(etcd::koncli_round(&self.koncli, &server, n).await?);
+                    theirs.push(etcd::etcd_round(&etcdctl, &store, n).await?);
+                } else {
+                    theirs.push(etcd::etcd_round(&etcdctl, &store, n).await?);
+                    ours.push(etcd::koncli_round(&self.koncli, &server, n).await?);
+                }
+            }
+            let (ours, theirs) = (sorted(&ours), sorted(&theirs));
+            let (ours_median, theirs_median) = (quantile(&ours, 0.5), quantile(&theirs, 0.5));
+            ours_at.insert(n, ours_median);
+            let note = |runs: &[f64]| {
+                format!(
+                    "{n} concurrent runs, {rounds} rounds: {}",
+                    runs.iter()
+                        .map(|r| format!("{r:.1}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
+            };
+            self.report.record(
+                Figure::new(format!("etcd.koncli_mutex_run.n{n}"))
+                    .value("runs_per_s", ours_median)
+                    .note(note(&ours)),
+            );
+            self.report.record(
+                Figure::new(format!("etcd.etcdctl_lock.n{n}"))
+                    .value("runs_per_s", theirs_median)
+                    .note(note(&theirs)),
+            );
+            self.report.record(
+                Figure::new(format!("etcd.ratio.n{n}"))
+                    .value("ours_over_etcd", ours_median / theirs_median)
+                    .target(Target::AtLeast("ours_over_etcd", target)),
+            );
+        }
+        if let (Some(at_10), Some(at_100)) = (ours_at.get(&10), ours_at.get(&100)) {
+            self.report.record(
+                Figure::new("etcd.koncli_n100_over_n10")
+                    .value("ratio", at_100 / at_10)
+                    .target(Target::AtLeast("ratio", 0.8)),
             );
         }
         Ok(())
@@ -639,7 +716,7 @@ impl Bench {
         let fan_out: &[(usize, usize)] = if self.quick {
             &[(10, 20), (100, 10)]
         } else {
-            &[(10, 50), (100, 50), (1000, 20)]
+            &[(10, 100), (100, 100), (1000, 100)]
         };
         for &(waiters, handovers) in fan_out {
             let server = self.server().await?;

@@ -145,6 +145,10 @@ const WATCH_LINGER: Duration = Duration::from_secs(30);
 /// these bounds (the grant itself comes through the claim's own Permit, at once).
 const LOCK_REREAD: (Duration, Duration) = (Duration::from_secs(2), Duration::from_secs(30));
 
+/// How long a claim waits before it first reads its lock again: most grants come
+/// sooner, and cost no read.
+const FIRST_REREAD: Duration = Duration::from_secs(1);
+
 /// Giving a claim back (releasing or withdrawing) retries a delete the server did not
 /// answer for at most this long (or the lock's ttl, if shorter: the claim expires then
 /// anyway).
@@ -160,7 +164,8 @@ pub struct Progress {
     /// Whether the controller has answered the claim yet.
     pub answered: bool,
     /// Its place in the queue (1 is next), when the lock's status shows it (the lock is
-    /// read again every renewal period, at most every 30 s, while the claim waits).
+    /// read a second after the claim is made, then every renewal period — at most
+    /// every 30 s — while the claim waits; none before).
     pub position: Option<usize>,
     /// How many wait in all.
     pub waiting: usize,
@@ -570,8 +575,12 @@ impl Locks {
             .timing
             .renew_every
             .clamp(LOCK_REREAD.0, LOCK_REREAD.1);
-        let mut next_reread = started + reread_every;
+        // A claim granted within FIRST_REREAD never reads its lock again; one that waits
+        // reads it then (its place and the holders, for progress), and every
+        // `reread_every` after.
+        let mut next_reread = started + FIRST_REREAD;
         let mut early_rereads = 0;
+        let mut read_since = LockPresence::Unknown;
         let mut changes = session.watch.subscribe(&session.name);
         let mut last_progress: Option<Progress> = None;
         // A fresh read that did not confirm the grant is not repeated until something
@@ -588,15 +597,10 @@ impl Locks {
                     &claim.holder,
                     &seen,
                 );
-                if !follow.answered && standing == Standing::Queued {
-                    // Just queued: where, the lock's status says (read once now, then
-                    // every `reread_every`).
-                    next_reread = now;
-                }
                 follow.answered |= standing != Standing::Undecided;
                 (
                     standing,
-                    progress_of(claim, &follow.lock, &seen, follow.answered),
+                    progress_of(claim, &read_since, &seen, follow.answered),
                     seen.refused.clone(),
                 )
             };
@@ -709,16 +713,17 @@ impl Locks {
                 }
                 () = tokio::time::sleep_until(next_reread.into()) => {
                     if let Some(read) = self.reread(claim, session.timing.request_timeout).await {
-                        follow.lock.offer(read);
+                        follow.lock.offer(read.clone());
+                        read_since.offer(read);
                     }
                     // The lock's waiting list is written a moment after the claim's
-                    // own status: a read that came too early to list it is tried
-                    // again soon, a few times.
+                    // own status (later under load): a read that does not list it yet
+                    // is tried again a second later, a few times.
                     let listed = matches!(&follow.lock, LockPresence::Present(lock)
                         if lock.status.claims.waiting.contains(&claim.holder));
-                    next_reread = if follow.answered && !listed && early_rereads < 5 {
+                    next_reread = if !listed && early_rereads < 5 {
                         early_rereads += 1;
-                        Instant::now() + Duration::from_millis(100)
+                        Instant::now() + FIRST_REREAD
                     } else {
                         Instant::now() + reread_every
                     };
