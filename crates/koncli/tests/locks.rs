@@ -55,7 +55,8 @@ async fn two_hundred_queued_runs_of_a_mutex_drain_one_at_a_time_with_rising_toke
     const RUNS: usize = 200;
     let env = Env::start().await;
     env.ok(&["mutex", "create", "m"]).await;
-    env.ok(&["mutex", "lock", "m", "--holder", "gatekeeper"]).await;
+    env.ok(&["mutex", "lock", "m", "--holder", "gatekeeper"])
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("critical.log");
     let script = section(&log, "0.01");
@@ -75,7 +76,8 @@ async fn two_hundred_queued_runs_of_a_mutex_drain_one_at_a_time_with_rising_toke
             .is_some_and(|s| s.claims.waiting.len() == RUNS)
     })
     .await;
-    env.ok(&["mutex", "unlock", "m", "--holder", "gatekeeper"]).await;
+    env.ok(&["mutex", "unlock", "m", "--holder", "gatekeeper"])
+        .await;
     for run in runs {
         let output = run.wait_with_output().await.unwrap();
         assert!(output.status.success(), "{}", stderr(&output));

@@ -98,7 +98,10 @@ impl Etcd {
 
 /// Spawns `n` commands at once and waits for all; runs per second over the whole.
 /// Fails if any command failed.
-async fn runs_per_s(n: usize, command: impl Fn(usize) -> tokio::process::Command) -> anyhow::Result<f64> {
+async fn runs_per_s(
+    n: usize,
+    command: impl Fn(usize) -> tokio::process::Command,
+) -> anyhow::Result<f64> {
     let started = Instant::now();
     let children: Vec<_> = (0..n)
         .map(|i| {
@@ -126,10 +129,15 @@ async fn runs_per_s(n: usize, command: impl Fn(usize) -> tokio::process::Command
 pub async fn koncli_round(koncli: &Path, server: &ServerProcess, n: usize) -> anyhow::Result<f64> {
     runs_per_s(n, |i| {
         let mut command = tokio::process::Command::new(koncli);
-        command
-            .arg("--kubeconfig")
-            .arg(&server.kubeconfig)
-            .args(["mutex", "run", "m", "--holder", &format!("run-{i}"), "--", "true"]);
+        command.arg("--kubeconfig").arg(&server.kubeconfig).args([
+            "mutex",
+            "run",
+            "m",
+            "--holder",
+            &format!("run-{i}"),
+            "--",
+            "true",
+        ]);
         command
     })
     .await

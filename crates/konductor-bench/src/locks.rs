@@ -149,6 +149,16 @@ pub async fn handovers_per_s(
     })
 }
 
+/// What a handover cost the server's watches.
+pub struct FanOut {
+    /// Watch events sent per handover (to every watcher: the controller's and the
+    /// clients').
+    pub events: f64,
+    /// Durable writes per handover: each is sent to every watcher it matches, so
+    /// events per write is the fan-out itself.
+    pub writes: f64,
+}
+
 /// Watch events the server sent per handover of a Mutex with `waiters` clients queued
 /// on it, each with its own watches (as separate processes have: `koncli mutex run`),
 /// over `handovers` handovers with the queue kept full (a holder queues again after
@@ -158,7 +168,7 @@ pub async fn events_per_handover(
     server: &ServerProcess,
     waiters: usize,
     handovers: usize,
-) -> anyhow::Result<Option<f64>> {
+) -> anyhow::Result<Option<FanOut>> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -213,9 +223,11 @@ pub async fn events_per_handover(
             "konductor_server_watch_events_sent_total",
         )
     };
+    let writes = || server.metric(&connection.client, "konductor_server_writes_total");
     let Some(before) = events_sent().await else {
         return Ok(None);
     };
+    let writes_before = writes().await.unwrap_or(f64::NAN);
     held.release().await?;
     tokio::select! {
         reached = enough.wait_for(|reached| *reached) => {
@@ -226,7 +238,11 @@ pub async fn events_per_handover(
         }
     }
     let after = events_sent().await.unwrap_or(f64::NAN);
-    let counted = granted.load(Ordering::SeqCst);
+    let writes_after = writes().await.unwrap_or(f64::NAN);
+    let counted = granted.load(Ordering::SeqCst) as f64;
     tasks.abort_all();
-    Ok(Some((after - before) / counted as f64))
+    Ok(Some(FanOut {
+        events: (after - before) / counted,
+        writes: (writes_after - writes_before) / counted,
+    }))
 }

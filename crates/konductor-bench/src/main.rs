@@ -23,9 +23,9 @@
 //! - [`etcd`]: concurrent `koncli mutex run` beside concurrent `etcdctl lock`.
 
 mod cost;
+mod etcd;
 mod footprint;
 mod gate;
-mod etcd;
 mod locks;
 mod once;
 mod release;
@@ -720,10 +720,12 @@ impl Bench {
         };
         for &(waiters, handovers) in fan_out {
             let server = self.server().await?;
-            if let Some(events) = locks::events_per_handover(&server, waiters, handovers).await? {
+            if let Some(fan_out) = locks::events_per_handover(&server, waiters, handovers).await? {
                 self.report.record(
                     Figure::new(format!("locks.watch_events_per_handover.n{waiters}"))
-                        .value("events", events)
+                        .value("events", fan_out.events)
+                        .value("writes", fan_out.writes)
+                        .value("events_per_write", fan_out.events / fan_out.writes)
                         .value("waiters", waiters as f64)
                         .note("watch events the server sent per handover, every waiter a client with its own watches"),
                 );

@@ -304,6 +304,16 @@ impl LabelSelector {
         Ok(Self(requirements))
     }
 
+    /// A label value every selected object has (the first `key=value` requirement),
+    /// if there is one: a watch with it needs only the events of objects with (or,
+    /// before the write, with) that label.
+    pub fn required_value(&self) -> Option<(&str, &str)> {
+        self.0.iter().find_map(|r| match r {
+            LabelRequirement::Equals(key, value) => Some((key.as_str(), value.as_str())),
+            _ => None,
+        })
+    }
+
     /// Whether the object's labels satisfy every requirement.
     pub fn matches(&self, object: &Value) -> bool {
         let labels = &object["metadata"]["labels"];

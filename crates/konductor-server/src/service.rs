@@ -783,13 +783,21 @@ impl Service {
             }
         };
         // A watch of one named object (`metadata.name=x` in a namespace, or of a
-        // cluster-scoped kind) listens to that object's events only.
+        // cluster-scoped kind) listens to that object's events only; one whose selector
+        // requires a label value, to the events of objects with that label.
         let route = match (options.fields.name(), namespace.filter(|_| def.namespaced)) {
             (Some(name), Some(ns)) => Route::Object(ObjectKey::new(&def.storage, ns, name)),
             (Some(name), None) if !def.namespaced => {
                 Route::Object(ObjectKey::new(&def.storage, "", name))
             }
-            _ => Route::Bucket(def.storage.clone()),
+            _ => match options.labels.required_value() {
+                Some((key, value)) => Route::Label {
+                    bucket: def.storage.clone(),
+                    key: key.to_owned(),
+                    value: value.to_owned(),
+                },
+                None => Route::Bucket(def.storage.clone()),
+            },
         };
         let subscription = self
             .store

@@ -2,11 +2,14 @@
 //!
 //! The store publishes each committed write here, in commit order. The hub keeps a
 //! bounded window of recent events so a watch can resume from any resourceVersion
-//! inside it, and bounded broadcast channels for live events — one per bucket, and one
+//! inside it, and bounded broadcast channels for live events — one per bucket, one
 //! per watched object for watches of a single object (a `metadata.name` field
-//! selector, as every `koncli barrier wait` uses). An event wakes only the watchers of
-//! its bucket and of its object: a thousand waiters at one barrier are not woken by
-//! arrivals or by other barriers. No watcher ever queries the database.
+//! selector, as every `koncli barrier wait` uses), and one per label for watches whose
+//! selector requires a label value (`konductor.io/client=…`, as every lock client's
+//! watch of its own Permits has). An event wakes only the watchers of its bucket, of
+//! its object and of the labels it has (or had): a thousand waiters at one barrier are
+//! not woken by arrivals or by other barriers, and a thousand lock clients are not
+//! woken by each other's Permits. No watcher ever queries the database.
 //!
 //! Limits, and what happens at them:
 //! - **Window** (`window` events, and at most [`WINDOW_BYTES`] of serialized objects, so
@@ -14,7 +17,7 @@
 //!   resourceVersion older than the window's start is answered 410 Expired, and the
 //!   client re-lists (as with etcd compaction).
 //! - **Live channels** ([`BUCKET_CHANNEL`] events for a bucket, [`OBJECT_CHANNEL`] for
-//!   one object): a watcher that falls that far behind is told 410 Expired and dropped
+//!   one object or one label): a watcher that falls that far behind is told 410 Expired and dropped
 //!   rather than buffered without limit (a channel holds on to every event its slowest
 //!   watcher has not taken yet, so this also bounds what one slow client can pin).
 
@@ -163,16 +166,50 @@ pub enum Route {
     Bucket(String),
     /// The events of one object.
     Object(ObjectKey),
+    /// The events of a bucket's objects that have (or had, before the write) the label
+    /// `key` = `value`.
+    Label {
+        /// The bucket.
+        bucket: String,
+        /// The label's key.
+        key: String,
+        /// Its value.
+        value: String,
+    },
 }
 
 impl Route {
-    /// Whether an event of the object at `key` takes this route.
-    pub fn covers(&self, key: &ObjectKey) -> bool {
+    /// Whether `event` takes this route.
+    pub fn covers(&self, event: &WatchEvent) -> bool {
         match self {
-            Route::Bucket(bucket) => key.bucket == *bucket,
-            Route::Object(object) => key == object,
+            Route::Bucket(bucket) => event.key.bucket == *bucket,
+            Route::Object(object) => event.key == *object,
+            Route::Label { bucket, key, value } => {
+                let has = |object: &Value| {
+                    object["metadata"]["labels"]
+                        .get(key)
+                        .and_then(Value::as_str)
+                        == Some(value.as_str())
+                };
+                event.key.bucket == *bucket
+                    && (has(&event.object) || event.previous.as_deref().is_some_and(has))
+            }
         }
     }
+}
+
+/// A label channel's name within its bucket: `key=value`.
+fn label_channel(key: &str, value: &str) -> String {
+    format!("{key}={value}")
+}
+
+/// The labels of `object`, as label channel names.
+fn label_channels(object: &Value) -> impl Iterator<Item = String> + '_ {
+    object["metadata"]["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(key, value)| Some(label_channel(key, value.as_str()?)))
 }
 
 type Sender = broadcast::Sender<Arc<WatchEvent>>;
@@ -199,15 +236,55 @@ struct HubState {
     objects: std::collections::HashMap<ObjectKey, Sender>,
     /// `objects.len()` after the last sweep of channels nobody listens to.
     swept_at: usize,
+    /// Live fan-out per bucket and label (`key=value`); dropped once nobody listens.
+    labels: std::collections::HashMap<String, std::collections::HashMap<String, Sender>>,
+    /// How many label channels there are, and were after the last sweep.
+    label_channels: (usize, usize),
 }
 
 impl HubState {
-    /// Drops object channels whose watchers are all gone (objects never written again
-    /// would keep them otherwise); amortized O(1) per subscription.
-    fn sweep_idle_objects(&mut self) {
+    /// Drops object and label channels whose watchers are all gone (objects never
+    /// written again would keep them otherwise); amortized O(1) per subscription.
+    fn sweep_idle_channels(&mut self) {
         if self.objects.len() > 2 * self.swept_at.max(64) {
             self.objects.retain(|_, sender| sender.receiver_count() > 0);
             self.swept_at = self.objects.len();
+        }
+        let (count, swept_at) = self.label_channels;
+        if count > 2 * swept_at.max(64) {
+            for channels in self.labels.values_mut() {
+                channels.retain(|_, sender| sender.receiver_count() > 0);
+            }
+            self.labels.retain(|_, channels| !channels.is_empty());
+            let left = self
+                .labels
+                .values()
+                .map(std::collections::HashMap::len)
+                .sum();
+            self.label_channels = (left, left);
+        }
+    }
+
+    /// Sends `event` to the channels of the labels its object has or had (each once).
+    fn send_to_labels(&mut self, event: &Arc<WatchEvent>) {
+        let Some(channels) = self.labels.get_mut(&event.key.bucket) else {
+            return;
+        };
+        let mut names: Vec<String> = label_channels(&event.object).collect();
+        if let Some(previous) = event.previous.as_deref() {
+            for name in label_channels(previous) {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        for name in names {
+            if let Some(sender) = channels.get(&name)
+                && sender.send(event.clone()).is_err()
+            {
+                channels.remove(&name);
+                self.label_channels.0 -= 1;
+            }
         }
     }
 }
@@ -225,6 +302,8 @@ impl WatchHub {
                 buckets: std::collections::HashMap::new(),
                 objects: std::collections::HashMap::new(),
                 swept_at: 0,
+                labels: std::collections::HashMap::new(),
+                label_channels: (0, 0),
             })),
         }
     }
@@ -271,6 +350,7 @@ impl WatchHub {
         {
             state.objects.remove(&event.key);
         }
+        state.send_to_labels(&event);
     }
 
     /// Starts a watch of `route` after `resource_version`: the backlog of newer events
@@ -292,7 +372,7 @@ impl WatchHub {
         let backlog = state
             .window
             .range(start..)
-            .filter(|e| route.covers(&e.key))
+            .filter(|e| route.covers(e))
             .cloned()
             .collect();
         let capacity = state.capacity;
@@ -303,12 +383,28 @@ impl WatchHub {
                 .or_insert_with(|| broadcast::channel(BUCKET_CHANNEL.min(capacity)).0)
                 .subscribe(),
             Route::Object(key) => {
-                state.sweep_idle_objects();
+                state.sweep_idle_channels();
                 state
                     .objects
                     .entry(key.clone())
                     .or_insert_with(|| broadcast::channel(OBJECT_CHANNEL.min(capacity)).0)
                     .subscribe()
+            }
+            Route::Label { bucket, key, value } => {
+                state.sweep_idle_channels();
+                let channels = state.labels.entry(bucket.clone()).or_default();
+                let mut created = false;
+                let live = channels
+                    .entry(label_channel(key, value))
+                    .or_insert_with(|| {
+                        created = true;
+                        broadcast::channel(OBJECT_CHANNEL.min(capacity)).0
+                    })
+                    .subscribe();
+                if created {
+                    state.label_channels.0 += 1;
+                }
+                live
             }
         };
         Ok(Subscription { backlog, live })
@@ -318,6 +414,7 @@ impl WatchHub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn event_with(rv: u64, object: Value) -> WatchEvent {
         let json = object.to_string();
@@ -364,6 +461,35 @@ mod tests {
             .unwrap()
             .backlog;
         assert_eq!(replay.len(), 1, "the backlog is filtered the same way");
+    }
+
+    #[test]
+    fn a_label_route_hears_only_objects_with_that_label_or_that_lost_it() {
+        let hub = WatchHub::new(10);
+        let route = |value: &str| Route::Label {
+            bucket: "b".into(),
+            key: "client".into(),
+            value: value.into(),
+        };
+        let mut mine = hub.subscribe(0, &route("me")).unwrap().live;
+        let mut theirs = hub.subscribe(0, &route("them")).unwrap().live;
+        let labelled = |value: &str| json!({"metadata": {"labels": {"client": value}}});
+        hub.publish(event_with(1, labelled("me")));
+        hub.publish(event_with(2, labelled("them")));
+        // Relabelled from "me" to "them": both hear it (mine, as the object leaving).
+        let mut moved = event_with(3, labelled("them"));
+        moved.previous = Some(Arc::new(labelled("me")));
+        hub.publish(moved);
+        let heard = |live: &mut broadcast::Receiver<Arc<WatchEvent>>| {
+            std::iter::from_fn(|| live.try_recv().ok())
+                .map(|e| e.resource_version)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(heard(&mut mine), [1, 3]);
+        assert_eq!(heard(&mut theirs), [2, 3]);
+        let replay = hub.subscribe(0, &route("me")).unwrap().backlog;
+        let replayed: Vec<u64> = replay.iter().map(|e| e.resource_version).collect();
+        assert_eq!(replayed, [1, 3], "the backlog is filtered the same way");
     }
 
     #[test]
