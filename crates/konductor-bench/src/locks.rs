@@ -157,6 +157,8 @@ pub struct FanOut {
     /// Durable writes per handover: each is sent to every watcher it matches, so
     /// events per write is the fan-out itself.
     pub writes: f64,
+    /// Handovers per second while they were counted.
+    pub per_s: f64,
 }
 
 /// Watch events the server sent per handover of a Mutex with `waiters` clients queued
@@ -228,6 +230,7 @@ pub async fn events_per_handover(
         return Ok(None);
     };
     let writes_before = writes().await.unwrap_or(f64::NAN);
+    let started = Instant::now();
     held.release().await?;
     tokio::select! {
         reached = enough.wait_for(|reached| *reached) => {
@@ -237,6 +240,7 @@ pub async fn events_per_handover(
             anyhow::bail!("a waiter stopped before {handovers} handovers: {ended:?}");
         }
     }
+    let elapsed = started.elapsed().as_secs_f64();
     let after = events_sent().await.unwrap_or(f64::NAN);
     let writes_after = writes().await.unwrap_or(f64::NAN);
     let counted = granted.load(Ordering::SeqCst) as f64;
@@ -244,5 +248,6 @@ pub async fn events_per_handover(
     Ok(Some(FanOut {
         events: (after - before) / counted,
         writes: (writes_after - writes_before) / counted,
+        per_s: counted / elapsed,
     }))
 }

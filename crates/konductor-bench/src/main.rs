@@ -726,6 +726,7 @@ impl Bench {
                         .value("events", fan_out.events)
                         .value("writes", fan_out.writes)
                         .value("events_per_write", fan_out.events / fan_out.writes)
+                        .value("handovers_per_s", fan_out.per_s)
                         .value("waiters", waiters as f64)
                         .note("watch events the server sent per handover, every waiter a client with its own watches"),
                 );
