@@ -8,6 +8,7 @@
 //! preset ([`presets`]) applies. The semantics are in `docs/gate.md`.
 
 pub mod presets;
+pub mod resume;
 pub mod rules;
 pub mod target;
 
