@@ -291,9 +291,9 @@ impl Follow {
 }
 
 fn progress_of(claim: &Claim, lock: &LockPresence, seen: &Seen, answered: bool) -> Progress {
-    let lock = match lock {
-        LockPresence::Present(lock) => Some(&lock.status),
-        _ => None,
+    let (lock, holders) = match lock {
+        LockPresence::Present(lock) => (Some(&lock.status), lock.holders()),
+        _ => (None, Vec::new()),
     };
     Progress {
         answered,
@@ -301,10 +301,7 @@ fn progress_of(claim: &Claim, lock: &LockPresence, seen: &Seen, answered: bool) 
             .and_then(|s| s.claims.waiting.iter().position(|h| *h == claim.holder))
             .map(|p| p + 1),
         waiting: lock.map_or(0, |s| s.claims.waiting.len()),
-        holders: lock
-            .and_then(|s| s.claims.grants.as_ref())
-            .map(|grants| grants.iter().map(|g| g.holder.clone()).collect())
-            .unwrap_or_default(),
+        holders,
         reconnecting: seen.reconnecting.clone(),
     }
 }
@@ -753,14 +750,7 @@ impl Locks {
             follow.lock.offer(read);
         }
         match &follow.lock {
-            LockPresence::Present(lock) => lock
-                .status
-                .claims
-                .grants
-                .iter()
-                .flatten()
-                .map(|g| g.holder.clone())
-                .collect(),
+            LockPresence::Present(lock) => lock.holders(),
             _ => Vec::new(),
         }
     }

@@ -70,6 +70,17 @@ impl LockView {
             .find(|g| g.uid == uid)
     }
 
+    /// Who holds the lock, in token order.
+    pub fn holders(&self) -> Vec<String> {
+        self.status
+            .claims
+            .grants
+            .iter()
+            .flatten()
+            .map(|g| g.holder.clone())
+            .collect()
+    }
+
     /// Why the controller refuses the lock's spec, if it does.
     pub fn refusal(&self) -> Option<String> {
         self.status
