@@ -79,7 +79,10 @@ async fn two_hundred_queued_runs_of_a_mutex_drain_one_at_a_time_with_rising_toke
     env.ok(&["mutex", "unlock", "m", "--holder", "gatekeeper"])
         .await;
     for run in runs {
-        let output = run.wait_with_output().await.unwrap();
+        let output = tokio::time::timeout(common::HANG, run.wait_with_output())
+            .await
+            .expect("every queued run finishes")
+            .unwrap();
         assert!(output.status.success(), "{}", stderr(&output));
     }
     let written = std::fs::read_to_string(&log).unwrap();
