@@ -62,6 +62,7 @@ pub const CONDITION_OPEN: &str = "Open";
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.resume) || self.resume.all(r, !self.conditions.exists(c, c.ref.apiVersion == r.apiVersion && c.ref.kind == r.kind && c.ref.name == r.name))").message("resume: the Gate cannot resume an object it waits on"))]
 pub struct GateSpec {
     /// What must hold for the Gate to open: each names an object in the Gate's
     /// namespace and a test on it (or its kind's preset).
@@ -96,6 +97,14 @@ pub struct GateSpec {
     /// conditions.
     #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
     pub override_: Option<GateOverride>,
+
+    /// Objects in the Gate's namespace to resume when it opens — a Job (or JobSet, or
+    /// Argo Workflow) created with `spec.suspend: true` — by setting `spec.suspend` to
+    /// `false`, once. Each must opt in with the annotation `konductor.io/resume-by:
+    /// <this Gate's name>`; none may be an object the Gate waits on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_CONDITIONS))]
+    pub resume: Vec<TargetRef>,
 }
 
 /// One condition: an object and a test on it.
@@ -379,6 +388,10 @@ pub struct GateStatus {
     /// When the Gate opened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opened_at: Option<MicroTime>,
+
+    /// One entry per `spec.resume` entry, in order: whether it was resumed, and why not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resume: Vec<resume::ResumeResult>,
 
     /// Its deadline, when it finished, its conditions and their generation.
     #[serde(flatten)]

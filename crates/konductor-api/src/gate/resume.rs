@@ -30,6 +30,41 @@ pub const RESUMED_BY: &str = "konductor.io/resumed-by";
 /// The label of a workload Kueue admits (and so suspends and resumes itself).
 pub const KUEUE_QUEUE_LABEL: &str = "kueue.x-k8s.io/queue-name";
 
+/// The kinds a Gate resumes, by API group and kind: each has a boolean `spec.suspend`
+/// that means "create nothing yet" (not CronJob, whose `suspend` pauses a schedule).
+pub const RESUMABLE_KINDS: [(&str, &str); 3] = [
+    ("batch", "Job"),
+    ("jobset.x-k8s.io", "JobSet"),
+    ("argoproj.io", "Workflow"),
+];
+
+/// Whether `target` is of a kind a Gate resumes; else why not.
+pub fn resumable(target: &super::TargetRef) -> Result<(), String> {
+    if RESUMABLE_KINDS.contains(&(target.group(), target.kind.as_str())) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} {} is not a kind a Gate resumes (batch/v1 Job, jobset.x-k8s.io JobSet, argoproj.io Workflow): not resumed",
+            target.api_version, target.kind
+        ))
+    }
+}
+
+impl Observed {
+    /// What a resume looks at of `object` (any kind, as JSON with its metadata).
+    pub fn of(object: &serde_json::Value) -> Self {
+        let metadata = &object["metadata"];
+        let annotation = |key: &str| metadata["annotations"][key].as_str().map(str::to_owned);
+        Self {
+            uid: metadata["uid"].as_str().unwrap_or_default().to_owned(),
+            suspend: object["spec"]["suspend"].as_bool(),
+            resume_by: annotation(RESUME_BY),
+            resumed_by: annotation(RESUMED_BY),
+            kueue: metadata["labels"][KUEUE_QUEUE_LABEL].is_string(),
+        }
+    }
+}
+
 /// Where one target stands, as the Gate's status records it.
 #[derive(
     Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
@@ -44,6 +79,68 @@ pub enum ResumeState {
     Refused,
     /// It was not suspended when the Gate opened: it ran without waiting for the Gate.
     RanUnordered,
+}
+
+/// One target's entry in the Gate's `status.resume`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResumeResult {
+    /// The target, as `spec.resume` names it.
+    #[serde(rename = "ref")]
+    pub target: super::TargetRef,
+    /// Where it stands.
+    pub state: ResumeState,
+    /// The uid of the object it is bound to (the first seen under its name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// When the Gate saw it resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime>,
+    /// Why it waits, or why it was not resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl ResumeResult {
+    /// What the Gate recorded of the target, for [`decide`].
+    pub fn recorded(&self) -> Recorded {
+        Recorded {
+            state: self.state,
+            uid: self.uid.clone(),
+        }
+    }
+}
+
+/// The merge patch that resumes a target: `spec.suspend: false` and the mark
+/// ([`RESUMED_BY`]), on the object with `uid` only.
+#[derive(Serialize, Debug)]
+pub struct ResumePatch<'a> {
+    metadata: PatchMetadata<'a>,
+    spec: Unsuspend,
+}
+
+#[derive(Serialize, Debug)]
+struct PatchMetadata<'a> {
+    uid: &'a str,
+    annotations: std::collections::BTreeMap<&'static str, String>,
+}
+
+#[derive(Serialize, Debug)]
+struct Unsuspend {
+    suspend: bool,
+}
+
+impl<'a> ResumePatch<'a> {
+    /// Resumes the object with `uid`, marked as resumed by `gate` at `at`.
+    pub fn new(uid: &'a str, gate: &str, at: &str) -> Self {
+        Self {
+            metadata: PatchMetadata {
+                uid,
+                annotations: [(RESUMED_BY, format!("{gate} at {at}"))].into(),
+            },
+            spec: Unsuspend { suspend: false },
+        }
+    }
 }
 
 /// What the Gate has recorded of one target.

@@ -725,6 +725,9 @@ pub fn evaluate(input: &GateInput<'_>) -> Evaluation {
         results,
         overridden,
         opened_at: at(GatePhase::Open, previous.and_then(|p| p.opened_at.as_ref())),
+        // Decided per target by `resume::decide`, from what the controller observes of
+        // each; carried over until it does.
+        resume: previous.map(|p| p.resume.clone()).unwrap_or_default(),
         lifecycle: Lifecycle {
             finished_at: if matches!(phase, GatePhase::Failed | GatePhase::Timeout) {
                 previous

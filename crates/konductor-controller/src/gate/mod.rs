@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
+use konductor_api::gate::resume::{self, ResumePatch, ResumeResult, ResumeState};
 use konductor_api::gate::rules::{
-    GateInput, Observations, Transition, Watching, evaluate, latched, targets,
+    GateInput, Observations, Observed, Transition, Watching, evaluate, latched, targets,
 };
-use konductor_api::gate::{Gate, GateStatus};
+use konductor_api::gate::{Gate, GatePhase, GateStatus, TargetRef};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
@@ -39,12 +40,20 @@ pub struct GateKind {
     watches: Watches,
 }
 
+/// What a Gate's judgement keeps for after its status write.
+pub struct Looked {
+    /// Whether a kind named is not served yet (its CRD may be applied meanwhile).
+    unresolved: bool,
+    /// The targets to resume once the Gate's Open status is written: each with the uid
+    /// the patch is conditional on.
+    resumes: Vec<(TargetRef, String)>,
+}
+
 impl SubjectKind for GateKind {
     type Subject = Gate;
     type Transition = Transition;
     type Also = Watching;
-    /// Whether a kind named is not served yet (its CRD may be applied meanwhile).
-    type Seen = bool;
+    type Seen = Looked;
 
     type Settings = GateKinds;
 
@@ -73,19 +82,43 @@ impl SubjectKind for GateKind {
             .creation_timestamp()
             .map(|t| t.0)
             .ok_or(Error::MissingCreationTimestamp)?;
-        let named = targets(&gate.spec);
+        let mut named = targets(&gate.spec);
+        let is_latched = latched(&gate.spec, gate.status.as_ref());
+        if is_latched {
+            named.clear();
+        }
+        // The targets to resume stay watched until each is settled.
+        let recorded = |i: usize, target: &TargetRef| {
+            gate.status
+                .as_ref()
+                .and_then(|s| s.resume.get(i))
+                .filter(|r| r.target == *target)
+        };
+        let unsettled: Vec<&TargetRef> = gate
+            .spec
+            .resume
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| recorded(*i, t).is_none_or(|r| r.state == ResumeState::Waiting))
+            .map(|(_, t)| t)
+            .collect();
+        let mut interest = named.clone();
+        interest.extend(unsettled.iter().copied());
         // Interest first, then the caches: a change after this read queues the Gate again.
         let mut observed = Observations::new();
         let mut unresolved = false;
-        if !latched(&gate.spec, gate.status.as_ref()) {
-            self.watches.name(&key, &namespace, &named);
-            for target in named {
-                let seen = self.watches.observe(&namespace, target).await;
-                unresolved |= self.watches.not_served(target);
-                observed.insert(target.clone(), seen);
-            }
+        if !interest.is_empty() {
+            self.watches.name(&key, &namespace, &interest);
         }
-        let evaluation = evaluate(&GateInput {
+        for target in interest {
+            if observed.contains_key(target) {
+                continue;
+            }
+            let seen = self.watches.observe(&namespace, target).await;
+            unresolved |= self.watches.not_served(target);
+            observed.insert(target.clone(), seen);
+        }
+        let mut evaluation = evaluate(&GateInput {
             spec: &gate.spec,
             generation: gate.meta().generation,
             created_at,
@@ -93,18 +126,57 @@ impl SubjectKind for GateKind {
             observed: &observed,
             now: Timestamp::now(),
         });
-        if !evaluation.also.0 {
+        let (results, resumes) = judge_resumes(gate, evaluation.status.phase, &observed);
+        let waiting_to_resume = results.iter().any(|r| r.state == ResumeState::Waiting);
+        evaluation.status.resume = results;
+        if !evaluation.also.0 && !waiting_to_resume {
             self.watches.forget(&key);
         }
+        evaluation.also.0 |= waiting_to_resume;
         Ok(Judged::Now(Judgement {
             evaluation,
-            seen: unresolved,
+            seen: Looked {
+                unresolved,
+                resumes,
+            },
         }))
     }
 
-    async fn after_write(&self, _: &Gate, judgement: &Judgement<Self>) -> Result<Option<Duration>> {
+    /// Resumes the targets the written status allows (an Open Gate's only): one
+    /// uid-conditional patch each, marked so that it is never repeated.
+    async fn after_write(
+        &self,
+        gate: &Gate,
+        judgement: &Judgement<Self>,
+    ) -> Result<Option<Duration>> {
         let Watching(watching) = judgement.evaluation.also;
-        Ok((judgement.seen && watching).then_some(REDISCOVER_AFTER))
+        let namespace = gate.namespace().unwrap_or_default();
+        let name = gate.name_any();
+        let now = Timestamp::now().to_string();
+        for (target, uid) in &judgement.seen.resumes {
+            let api = match self.watches.api(&namespace, target).await {
+                Ok(api) => api,
+                Err(why) => {
+                    tracing::warn!(gate = %name, %target, %why, "cannot resume");
+                    continue;
+                }
+            };
+            let patch = ResumePatch::new(uid, &name, &now);
+            match api
+                .patch(
+                    &target.name,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await
+            {
+                Ok(_) => tracing::info!(gate = %name, %target, "resumed"),
+                // Deleted or re-created meanwhile: the next look records it.
+                Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok((judgement.seen.unresolved && watching).then_some(REDISCOVER_AFTER))
     }
 
     fn message(status: &GateStatus, _: Transition) -> String {
@@ -114,4 +186,76 @@ impl SubjectKind for GateKind {
     fn forget(&self, key: &ObjectRef<Gate>) {
         self.watches.forget(key);
     }
+}
+
+/// Each `spec.resume` target's status entry, decided by [`resume::decide`] from what the
+/// Gate recorded and what is observed of the object; and the targets to patch (only
+/// when the Gate is Open). A target decided to be patched is recorded as Waiting
+/// ("resuming") until its mark is seen on the object.
+fn judge_resumes(
+    gate: &Gate,
+    phase: GatePhase,
+    observed: &Observations,
+) -> (Vec<ResumeResult>, Vec<(TargetRef, String)>) {
+    let name = gate.name_any();
+    let previous = gate
+        .status
+        .as_ref()
+        .map(|s| &s.resume[..])
+        .unwrap_or_default();
+    let mut results = Vec::with_capacity(gate.spec.resume.len());
+    let mut resumes = Vec::new();
+    for (i, target) in gate.spec.resume.iter().enumerate() {
+        let before = previous.get(i).filter(|r| r.target == *target);
+        let mut result = ResumeResult {
+            target: target.clone(),
+            ..before.cloned().unwrap_or_default()
+        };
+        if let Err(why) = resume::resumable(target) {
+            result.state = ResumeState::Refused;
+            result.message = Some(why);
+            results.push(result);
+            continue;
+        }
+        let object = match observed.get(target) {
+            Some(Observed::Present(object)) => Some(resume::Observed::of(object)),
+            Some(Observed::Unreadable(why)) => {
+                result.message = Some(why.clone());
+                results.push(result);
+                continue;
+            }
+            Some(Observed::Unknown) => {
+                results.push(result);
+                continue;
+            }
+            Some(Observed::Missing) | None => None,
+        };
+        let decision = resume::decide(
+            &name,
+            phase,
+            before.map(ResumeResult::recorded).as_ref(),
+            object.as_ref(),
+        );
+        result.uid = decision.recorded.uid.clone();
+        match decision.patch {
+            Some(uid) => {
+                result.state = ResumeState::Waiting;
+                result.message = Some("resuming".into());
+                resumes.push((target.clone(), uid));
+            }
+            None => {
+                if decision.recorded.state == ResumeState::Resumed && result.resumed_at.is_none() {
+                    result.resumed_at = Some(
+                        k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(Timestamp::now()),
+                    );
+                }
+                result.state = decision.recorded.state;
+                if decision.message.is_some() || result.state == ResumeState::Resumed {
+                    result.message = decision.message;
+                }
+            }
+        }
+        results.push(result);
+    }
+    (results, resumes)
 }

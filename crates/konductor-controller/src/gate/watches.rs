@@ -333,6 +333,21 @@ impl Watches {
         }
     }
 
+    /// The API of `target`'s kind in `namespace` (for resuming it), from discovery.
+    pub async fn api(
+        &self,
+        namespace: &str,
+        target: &TargetRef,
+    ) -> Result<Api<DynamicObject>, String> {
+        let kind: KindKey = (target.api_version.clone(), target.kind.clone());
+        let resource = self.resource(&kind).await?;
+        Ok(Api::namespaced_with(
+            self.client.clone(),
+            namespace,
+            &resource,
+        ))
+    }
+
     /// Whether discovery found no kind of `target`'s (not served yet: a CRD not applied).
     pub fn not_served(&self, target: &TargetRef) -> bool {
         let kind = (target.api_version.clone(), target.kind.clone());
