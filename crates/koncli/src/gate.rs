@@ -5,12 +5,12 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use konductor_api::gate::target::parse_for;
+use konductor_api::gate::target::{parse_for, parse_resume};
 use konductor_api::gate::{
     Gate, GateCondition, GateMatch, GateOverride, GatePhase, GateSpec, GateStatus, WhenMissing,
 };
 use konductor_sdk::Connection;
-use konductor_sdk::gate::{Gates, WaitFor, condition_for};
+use konductor_sdk::gate::{Gates, WaitFor, condition_for, resume_target};
 
 use crate::args::{
     CreateFormat, ListArgs, NameArgs, StatusArgs, parse_duration, parse_name, parse_timeout,
@@ -61,6 +61,11 @@ pub enum GateCommand {
 /// later, against the server).
 fn parse_for_argument(text: &str) -> Result<String, String> {
     parse_for(text).map(|_| text.to_owned())
+}
+
+/// A `--resume` value, checked for its grammar (the kind is resolved later).
+fn parse_resume_argument(text: &str) -> Result<String, String> {
+    parse_resume(text).map(|_| text.to_owned())
 }
 
 /// The conditions of a Gate or a wait, on the command line.
@@ -124,6 +129,11 @@ pub struct CreateArgs {
     /// Its conditions.
     #[command(flatten)]
     pub conditions: ConditionArgs,
+    /// An object to resume when the Gate opens (repeat for more): a Job (JobSet, Argo
+    /// Workflow) created with spec.suspend: true and the annotation
+    /// konductor.io/resume-by: NAME (its opt-in). Nothing is resumed if the Gate fails.
+    #[arg(long = "resume", value_name = "KIND/NAME", value_parser = parse_resume_argument)]
+    pub resume: Vec<String>,
     /// How long the Gate may wait, from its creation, before it times out (a Go
     /// duration) [default: no limit].
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
@@ -157,10 +167,13 @@ pub async fn command(command: GateCommand, connection: &Connection) -> Code {
     let qualified = |name: &str| format!("{}/{name}", gates.namespace());
     match command {
         GateCommand::Create(args) => {
-            let spec = GateSpec {
+            let mut spec = GateSpec {
                 timeout: args.timeout.clone(),
                 ..args.conditions.spec(connection).await?
             };
+            for text in &args.resume {
+                spec.resume.push(resume_target(connection, text).await?);
+            }
             let gate = gates.create(&args.name, spec).await?;
             output::print_created(&gate, args.output);
             warn_unreadable(&gates, &args.name).await;
@@ -367,5 +380,25 @@ pub fn summary(gate: &Gate, namespace: &str) -> String {
         ]);
     }
     text.push_str(&output::aligned(&rows));
+    if !status.resume.is_empty() {
+        let mut rows = vec![vec![
+            "RESUME".to_owned(),
+            "STATE".to_owned(),
+            "RESUMED".to_owned(),
+            "MESSAGE".to_owned(),
+        ]];
+        for result in &status.resume {
+            rows.push(vec![
+                result.target.to_string(),
+                format!("{:?}", result.state),
+                result
+                    .resumed_at
+                    .as_ref()
+                    .map_or("-".to_owned(), |t| output::age(t.0, now)),
+                result.message.clone().unwrap_or_default(),
+            ]);
+        }
+        text.push_str(&output::aligned(&rows));
+    }
     text
 }

@@ -277,7 +277,7 @@ fn gate_on_migration(name: &str) -> Gate {
 #[tokio::test]
 async fn a_gate_on_a_kind_whose_crd_is_applied_later_opens_on_its_json_path_and_condition_tests() {
     let env = Env(TestServer::start_with_settings(Settings {
-        gate_kinds: GateKinds::with(&["migrations.ops.example.com".to_owned()]).unwrap(),
+        gate_kinds: GateKinds::with(&["migrations.ops.example.com".to_owned()], &[]).unwrap(),
     })
     .await);
     env.api::<Gate>()

@@ -133,6 +133,16 @@ async fn the_roles_allow_what_koncli_and_the_controllers_ask_for() {
     )
     .await;
     let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(setup.clone(), "default");
+    // A suspended Job that opted in to be resumed by the Gate `resumer`.
+    let held_back: k8s_openapi::api::batch::v1::Job = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "held-back", "annotations": {"konductor.io/resume-by": "resumer"}},
+        "spec": {"suspend": true, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox"}]}}},
+    }))
+    .unwrap();
+    jobs.create(&PostParams::default(), &held_back)
+        .await
+        .unwrap();
     jobs.patch_status(
         "j",
         &kube::api::PatchParams::default(),
@@ -194,6 +204,17 @@ async fn the_roles_allow_what_koncli_and_the_controllers_ask_for() {
             "barrier/b",
         ],
         &["gate", "wait", "gt"],
+        // A Gate that resumes a suspended Job when it opens.
+        &[
+            "gate",
+            "create",
+            "resumer",
+            "--for",
+            "job/j",
+            "--resume",
+            "job/held-back",
+        ],
+        &["gate", "wait", "resumer"],
         &["gate", "status", "gt"],
         &["gate", "list"],
         &["gate", "close", "gt"],
@@ -251,6 +272,22 @@ async fn the_roles_allow_what_koncli_and_the_controllers_ask_for() {
     )
     .await
     .expect("the stray permit is adopted")
+    .unwrap();
+
+    // The Gate resumes its Job (the controller patches it).
+    tokio::time::timeout(
+        HANG,
+        await_condition(
+            jobs,
+            "held-back",
+            |j: Option<&k8s_openapi::api::batch::v1::Job>| {
+                j.and_then(|j| j.spec.as_ref())
+                    .is_some_and(|s| s.suspend == Some(false))
+            },
+        ),
+    )
+    .await
+    .expect("the Gate resumes its Job")
     .unwrap();
 
     // A finished barrier with a ttlAfterFinished is deleted by the controller.

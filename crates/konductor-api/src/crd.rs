@@ -33,6 +33,9 @@ pub struct KindEntry {
     /// Kinds beyond Konductor's own that both the controllers and the workloads read
     /// for this one (a Gate: the kinds its presets name), as (API group, resource).
     pub also_reads: Vec<(&'static str, &'static str)>,
+    /// Kinds beyond Konductor's own that the controllers read and patch for this one
+    /// (a Gate: the suspended workloads it resumes), as (API group, resource).
+    pub also_resumes: Vec<(&'static str, &'static str)>,
 }
 
 /// Read-only verbs.
@@ -63,6 +66,7 @@ impl KindEntry {
             workload: read,
             reconciled: true,
             also_reads: Vec::new(),
+            also_resumes: Vec::new(),
         }
     }
 

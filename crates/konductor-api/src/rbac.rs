@@ -49,8 +49,8 @@ pub fn operator_yaml() -> String {
         "{GENERATED}\
 # Least privilege for konductor operator: what its controllers do with each kind, in\n\
 # every namespace (read them, write their status, adopt claims made without an owner,\n\
-# delete what has expired), record events, and hold its leader-election Lease in its\n\
-# own namespace.\n\
+# delete what has expired), read what Gates wait on, resume what Gates resume, record\n\
+# events, and hold its leader-election Lease in its own namespace.\n\
 apiVersion: v1\n\
 kind: ServiceAccount\n\
 metadata:\n  name: konductor-operator\n\
@@ -59,6 +59,7 @@ apiVersion: rbac.authorization.k8s.io/v1\n\
 kind: ClusterRole\n\
 metadata:\n  name: konductor-operator\n\
 rules:\n\
+{}\
 {}\
 {}\
 - apiGroups: [\"events.k8s.io\"]\n  resources: [\"events\"]\n  verbs: [\"create\", \"patch\"]\n\
@@ -84,8 +85,24 @@ subjects:\n- kind: ServiceAccount\n  name: konductor-operator\n",
         other_read_rules(
             "# Gates: read the kinds Gate presets name. To let Gates name another kind, add a\n\
 # rule like these and name the kind in the operator's --gate-kinds.\n"
-        )
+        ),
+        resume_rules()
     )
+}
+
+/// Read and patch access to the kinds Gates resume (their `spec.suspend`): nothing
+/// else — no create, update or delete.
+fn resume_rules() -> String {
+    let mut out =
+        "# Gates: resume the suspended workloads that opted in (spec.suspend). To let Gates\n\
+# resume another kind, add a rule like these and name it in the operator's --resume-kinds.\n"
+            .to_owned();
+    for (group, resource) in kinds().into_iter().flat_map(|kind| kind.also_resumes) {
+        out.push_str(&format!(
+            "- apiGroups: [\"{group}\"]\n  resources: [\"{resource}\"]\n  verbs: [\"get\", \"list\", \"watch\", \"patch\"]\n"
+        ));
+    }
+    out
 }
 
 /// Read access to the kinds beyond Konductor's own that its kinds read (a Gate: Jobs,

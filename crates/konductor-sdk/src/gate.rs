@@ -27,7 +27,7 @@ use k8s_openapi::jiff::Timestamp;
 use konductor_api::gate::presets::PRESET_KINDS;
 use konductor_api::gate::rules::{GateInput, Observations, Observed, evaluate, targets};
 use konductor_api::gate::target::KindUnusable;
-use konductor_api::gate::target::parse_for;
+use konductor_api::gate::target::{parse_for, parse_resume};
 use konductor_api::gate::{
     Gate, GateCondition, GateMatch, GateOverride, GatePhase, GateSpec, GateStatus, TargetRef,
 };
@@ -43,6 +43,7 @@ use crate::watching::follow;
 #[derive(Clone)]
 pub struct Gates {
     gates: Subjects<Gate>,
+    connection: Connection,
 }
 
 impl Gates {
@@ -50,6 +51,17 @@ impl Gates {
     pub fn new(connection: &Connection) -> Self {
         Self {
             gates: Subjects::new(connection, "gate", "gates"),
+            connection: connection.clone(),
+        }
+    }
+
+    /// A Gate `name` to describe, then create:
+    /// `gates.build("b-may-start").target("job/a").await?.resume("job/b").await?.create().await?`.
+    pub fn build(&self, name: &str) -> NewGate {
+        NewGate {
+            gates: self.clone(),
+            name: name.to_owned(),
+            spec: GateSpec::default(),
         }
     }
 
@@ -131,6 +143,54 @@ impl Gates {
     }
 }
 
+/// A Gate being described before it is created ([`Gates::build`]): its conditions, the
+/// objects it resumes, its timeout.
+pub struct NewGate {
+    gates: Gates,
+    name: String,
+    spec: GateSpec,
+}
+
+impl NewGate {
+    /// Adds a condition from a `--for` value (see [`condition_for`]).
+    pub async fn target(mut self, text: &str) -> Result<Self> {
+        let condition = condition_for(&self.gates.connection, text).await?;
+        self.spec.conditions.push(condition);
+        Ok(self)
+    }
+
+    /// Adds an object to resume when the Gate opens, from a `--resume` value (see
+    /// [`resume_target`]); the object must opt in with the annotation
+    /// `konductor.io/resume-by: <the Gate's name>`.
+    pub async fn resume(mut self, text: &str) -> Result<Self> {
+        let target = resume_target(&self.gates.connection, text).await?;
+        self.spec.resume.push(target);
+        Ok(self)
+    }
+
+    /// One condition met is enough (the default is all of them).
+    pub fn any(mut self) -> Self {
+        self.spec.match_ = GateMatch::Any;
+        self
+    }
+
+    /// How long the Gate may wait, from its creation, as a Go duration (`30m`).
+    pub fn timeout(mut self, timeout: &str) -> Self {
+        self.spec.timeout = Some(timeout.to_owned());
+        self
+    }
+
+    /// The spec described so far.
+    pub fn spec(&self) -> &GateSpec {
+        &self.spec
+    }
+
+    /// Creates the Gate.
+    pub async fn create(self) -> Result<Gate> {
+        self.gates.create(&self.name, self.spec).await
+    }
+}
+
 /// Turns a `--for` value (`job/migrate`, `deploy/web=condition=Available`,
 /// `databases.acme.example.com/db=jsonpath={.status.phase}=Ready`) into a condition,
 /// asking the server's discovery what the kind is, as kubectl does.
@@ -142,15 +202,7 @@ pub async fn condition_for(connection: &Connection, text: &str) -> Result<GateCo
         message,
     };
     let parsed = parse_for(text).map_err(usage)?;
-    let (api_version, kind) = resolve_kind(connection, &parsed.resource).await.map_err(
-        |unresolved| match unresolved {
-            Unresolved::Unknown(message) => Error::Argument {
-                argument: text.to_owned(),
-                message,
-            },
-            Unresolved::Discovery(error) => discovery_error(connection, text, error),
-        },
-    )?;
+    let (api_version, kind) = kind_of_argument(connection, text, &parsed.resource).await?;
     let mut condition = parsed.condition;
     condition.target.api_version = api_version;
     condition.target.kind = kind;
@@ -165,6 +217,40 @@ pub async fn condition_for(connection: &Connection, text: &str) -> Result<GateCo
         })
     })?;
     Ok(condition)
+}
+
+/// Turns a `--resume` value (`job/b`, `jobsets.jobset.x-k8s.io/train`) into the object
+/// a Gate resumes, asking the server's discovery what the kind is. A malformed value is
+/// [`Error::Usage`]; a kind the server does not serve is [`Error::Argument`].
+pub async fn resume_target(connection: &Connection, text: &str) -> Result<TargetRef> {
+    let (resource, name) = parse_resume(text).map_err(|message| Error::Usage {
+        argument: text.to_owned(),
+        message,
+    })?;
+    let (api_version, kind) = kind_of_argument(connection, text, &resource).await?;
+    Ok(TargetRef {
+        api_version,
+        kind,
+        name,
+    })
+}
+
+/// [`resolve_kind`] for the `resource` of the argument `text`, its failure as the SDK
+/// error naming the argument.
+async fn kind_of_argument(
+    connection: &Connection,
+    text: &str,
+    resource: &str,
+) -> Result<(String, String)> {
+    resolve_kind(connection, resource)
+        .await
+        .map_err(|unresolved| match unresolved {
+            Unresolved::Unknown(message) => Error::Argument {
+                argument: text.to_owned(),
+                message,
+            },
+            Unresolved::Discovery(error) => discovery_error(connection, text, error),
+        })
 }
 
 /// Why a resource name did not resolve to a kind.

@@ -97,6 +97,11 @@ struct ServerArgs {
     /// and locks are never granted unless another controller runs against it).
     #[arg(long)]
     no_controller: bool,
+    /// Kinds Gates may resume besides Jobs, JobSets and Argo Workflows, as
+    /// `resource.group` (`pipelines.ci.example.com`), comma-separated or repeated: only
+    /// kinds whose boolean `spec.suspend` means "create nothing yet".
+    #[arg(long, value_name = "RESOURCE.GROUP", value_delimiter = ',', value_parser = parse_gate_kind)]
+    resume_kinds: Vec<String>,
     /// Read-only requests served at once; more are answered 429 with Retry-After.
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_requests_inflight, value_parser = parse_count)]
     max_requests_inflight: usize,
@@ -147,6 +152,12 @@ struct OperatorArgs {
     /// in its ClusterRole too).
     #[arg(long, value_name = "RESOURCE.GROUP", value_delimiter = ',', value_parser = parse_gate_kind)]
     gate_kinds: Vec<String>,
+    /// Kinds Gates may resume besides Jobs, JobSets and Argo Workflows, as
+    /// `resource.group` (`pipelines.ci.example.com`), comma-separated or repeated: only
+    /// kinds whose boolean `spec.suspend` means "create nothing yet". The operator reads
+    /// and patches these (grant get, list, watch and patch in its ClusterRole too).
+    #[arg(long, value_name = "RESOURCE.GROUP", value_delimiter = ',', value_parser = parse_gate_kind)]
+    resume_kinds: Vec<String>,
 }
 
 /// `HOST:PORT` with HOST an IP address or a name; a name is resolved, preferring a
@@ -294,9 +305,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         ..konductor_server::Config::default()
     };
     // The server's controller may read every kind the server serves.
-    let controller = (!args.no_controller).then(|| Settings {
-        gate_kinds: GateKinds::any(),
-    });
+    let gate_kinds = GateKinds::any(&args.resume_kinds).map_err(anyhow::Error::msg)?;
+    let controller = (!args.no_controller).then_some(Settings { gate_kinds });
     embedded::run(config, controller, shutdown).await
 }
 
@@ -333,7 +343,7 @@ async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
         OperatorConfig {
             lease,
             probe_address: args.probe_address.unwrap_or_else(default_probe_address),
-            settings: settings(&args.gate_kinds)?,
+            settings: settings(&args.gate_kinds, &args.resume_kinds)?,
         },
         shutdown,
     )
@@ -341,10 +351,10 @@ async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The controllers' settings from the flags both `server` and `operator` take.
-fn settings(gate_kinds: &[String]) -> anyhow::Result<Settings> {
+/// The operator's controllers' settings from its flags.
+fn settings(gate_kinds: &[String], resume_kinds: &[String]) -> anyhow::Result<Settings> {
     Ok(Settings {
-        gate_kinds: GateKinds::with(gate_kinds).map_err(anyhow::Error::msg)?,
+        gate_kinds: GateKinds::with(gate_kinds, resume_kinds).map_err(anyhow::Error::msg)?,
     })
 }
 

@@ -401,7 +401,8 @@ pub struct GateStatus {
 crate::evaluation::lifecycle!(Gate, GateStatus, GatePhase, summary: CONDITION_OPEN);
 
 /// The Gate's resource, as the list of kinds registers it, with the kinds its presets
-/// name (both the operator and `koncli wait` read them).
+/// name (both the operator and `koncli wait` read them) and those it resumes (the
+/// operator patches them).
 pub fn kinds() -> Vec<crate::crd::KindEntry> {
     use crate::crd::{Access, KindEntry, NONE, READ};
     use kube::CustomResourceExt;
@@ -420,6 +421,7 @@ pub fn kinds() -> Vec<crate::crd::KindEntry> {
             .filter(|kind| kind.group != crate::GROUP)
             .map(|kind| (kind.group, kind.resource))
             .collect(),
+        also_resumes: resume::RESUMABLE_KINDS.to_vec(),
         ..KindEntry::of(Gate::crd(), Some(MAX_GATE_NAME_LEN))
     }]
 }

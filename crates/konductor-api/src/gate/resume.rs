@@ -30,25 +30,14 @@ pub const RESUMED_BY: &str = "konductor.io/resumed-by";
 /// The label of a workload Kueue admits (and so suspends and resumes itself).
 pub const KUEUE_QUEUE_LABEL: &str = "kueue.x-k8s.io/queue-name";
 
-/// The kinds a Gate resumes, by API group and kind: each has a boolean `spec.suspend`
-/// that means "create nothing yet" (not CronJob, whose `suspend` pauses a schedule).
+/// The kinds a Gate resumes unless configured otherwise, as (API group, resource): each
+/// has a boolean `spec.suspend` that means "create nothing yet" (not CronJob, whose
+/// `suspend` pauses a schedule). The operator's role may patch exactly these.
 pub const RESUMABLE_KINDS: [(&str, &str); 3] = [
-    ("batch", "Job"),
-    ("jobset.x-k8s.io", "JobSet"),
-    ("argoproj.io", "Workflow"),
+    ("batch", "jobs"),
+    ("jobset.x-k8s.io", "jobsets"),
+    ("argoproj.io", "workflows"),
 ];
-
-/// Whether `target` is of a kind a Gate resumes; else why not.
-pub fn resumable(target: &super::TargetRef) -> Result<(), String> {
-    if RESUMABLE_KINDS.contains(&(target.group(), target.kind.as_str())) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} {} is not a kind a Gate resumes (batch/v1 Job, jobset.x-k8s.io JobSet, argoproj.io Workflow): not resumed",
-            target.api_version, target.kind
-        ))
-    }
-}
 
 impl Observed {
     /// What a resume looks at of `object` (any kind, as JSON with its metadata).

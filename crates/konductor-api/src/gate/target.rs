@@ -17,6 +17,19 @@ pub struct ForArgument {
     pub condition: GateCondition,
 }
 
+/// Parses one `--resume` value, `KIND/NAME` (`job/b`): the resource as written (its kind
+/// is resolved later, against the server) and the name; the error names what is wrong.
+pub fn parse_resume(text: &str) -> Result<(String, String), String> {
+    if text.contains('=') {
+        return Err(format!(
+            "{text:?}: expected KIND/NAME, like job/b (an object to resume takes no test)"
+        ));
+    }
+    let parsed = parse_for(text)?;
+    let resource = text.split_once('/').map(|(r, _)| r).unwrap_or_default();
+    Ok((resource.to_owned(), parsed.condition.target.name))
+}
+
 /// Parses one `--for` value; the error names what is wrong.
 pub fn parse_for(text: &str) -> Result<ForArgument, String> {
     let (object, test) = match text.split_once('=') {

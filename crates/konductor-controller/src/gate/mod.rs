@@ -9,8 +9,11 @@
 
 pub mod watches;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
 
 use k8s_openapi::jiff::Timestamp;
 use konductor_api::gate::resume::{self, ResumePatch, ResumeResult, ResumeState};
@@ -18,9 +21,12 @@ use konductor_api::gate::rules::{
     GateInput, Observations, Observed, Transition, Watching, evaluate, latched, targets,
 };
 use konductor_api::gate::{Gate, GatePhase, GateStatus, TargetRef};
+use kube::api::DynamicObject;
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
+use crate::engine::events::{Events, Note};
 use crate::engine::subject::{ClaimFeeds, Judged, Judgement, Running, Start, SubjectKind};
 use crate::{Error, Result};
 use watches::{GateKinds, REDISCOVER_AFTER, Watches};
@@ -38,6 +44,8 @@ const WORKERS: usize = 8;
 /// [`watches`].
 pub struct GateKind {
     watches: Watches,
+    /// Events about resumes (the transition's are the engine's).
+    events: Events,
 }
 
 /// What a Gate's judgement keeps for after its status write.
@@ -47,6 +55,9 @@ pub struct Looked {
     /// The targets to resume once the Gate's Open status is written: each with the uid
     /// the patch is conditional on.
     resumes: Vec<(TargetRef, String)>,
+    /// Targets settled without a patch in this look (refused, ran unordered, or found
+    /// resumed after a restart), for their Events.
+    settled: Vec<ResumeResult>,
 }
 
 impl SubjectKind for GateKind {
@@ -72,7 +83,11 @@ impl SubjectKind for GateKind {
             start.queue.clone(),
             start.metrics.clone(),
         );
-        (GateKind { watches }, Box::pin(std::future::pending::<()>()))
+        let events = start.events.clone();
+        (
+            GateKind { watches, events },
+            Box::pin(std::future::pending::<()>()),
+        )
     }
 
     async fn judge(&self, gate: &Arc<Gate>) -> Result<Judged<Self>> {
@@ -126,7 +141,14 @@ impl SubjectKind for GateKind {
             observed: &observed,
             now: Timestamp::now(),
         });
-        let (results, resumes) = judge_resumes(gate, evaluation.status.phase, &observed);
+        let mut refusals = HashMap::new();
+        for target in &unsettled {
+            if let Some(why) = self.watches.refusal(target).await {
+                refusals.insert(*target, why);
+            }
+        }
+        let (results, resumes) = judge_resumes(gate, evaluation.status.phase, &observed, &refusals);
+        let settled = newly_settled(gate.status.as_ref(), &results);
         let waiting_to_resume = results.iter().any(|r| r.state == ResumeState::Waiting);
         evaluation.status.resume = results;
         if !evaluation.also.0 && !waiting_to_resume {
@@ -138,6 +160,7 @@ impl SubjectKind for GateKind {
             seen: Looked {
                 unresolved,
                 resumes,
+                settled,
             },
         }))
     }
@@ -170,11 +193,17 @@ impl SubjectKind for GateKind {
                 )
                 .await
             {
-                Ok(_) => tracing::info!(gate = %name, %target, "resumed"),
+                Ok(resumed) => {
+                    tracing::info!(gate = %name, %target, "resumed");
+                    self.resumed_events(gate, target, &resumed);
+                }
                 // Deleted or re-created meanwhile: the next look records it.
                 Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => {}
                 Err(error) => return Err(error.into()),
             }
+        }
+        for result in &judgement.seen.settled {
+            self.settled_event(gate, result);
         }
         Ok((judgement.seen.unresolved && watching).then_some(REDISCOVER_AFTER))
     }
@@ -188,6 +217,87 @@ impl SubjectKind for GateKind {
     }
 }
 
+impl GateKind {
+    /// Says that the Gate resumed `target` (now `object`): an Event on the Gate and one
+    /// on the object, in the background.
+    fn resumed_events(&self, gate: &Gate, target: &TargetRef, object: &DynamicObject) {
+        let name = gate.name_any();
+        self.events.publish(
+            KIND,
+            gate.object_ref(&()),
+            Note {
+                type_: EventType::Normal,
+                reason: "Resumed",
+                note: format!("resumed {target}: spec.suspend set to false"),
+                action: "Resume",
+                related: None,
+            },
+        );
+        let reference = ObjectReference {
+            api_version: Some(target.api_version.clone()),
+            kind: Some(target.kind.clone()),
+            name: Some(target.name.clone()),
+            namespace: object.namespace(),
+            uid: object.uid(),
+            ..ObjectReference::default()
+        };
+        self.events.publish(
+            KIND,
+            reference,
+            Note {
+                type_: EventType::Normal,
+                reason: "ResumedByGate",
+                note: format!("resumed by Gate {name}: it opened"),
+                action: "Resume",
+                related: Some(gate.object_ref(&())),
+            },
+        );
+    }
+
+    /// Says how a target settled without a patch: a Warning on the Gate when it was
+    /// refused or ran unordered.
+    fn settled_event(&self, gate: &Gate, result: &ResumeResult) {
+        let reason = match result.state {
+            ResumeState::Refused => "NotResumed",
+            ResumeState::RanUnordered => "RanUnordered",
+            ResumeState::Resumed | ResumeState::Waiting => return,
+        };
+        self.events.publish(
+            KIND,
+            gate.object_ref(&()),
+            Note {
+                type_: EventType::Warning,
+                reason,
+                note: format!(
+                    "{}: {}",
+                    result.target,
+                    result.message.as_deref().unwrap_or_default()
+                ),
+                action: "Resume",
+                related: None,
+            },
+        );
+    }
+}
+
+/// The targets whose state left Waiting between `before` and `results` (without a
+/// patch of this look's: those stay Waiting until their mark is seen).
+fn newly_settled(before: Option<&GateStatus>, results: &[ResumeResult]) -> Vec<ResumeResult> {
+    let previous = before.map(|s| &s.resume[..]).unwrap_or_default();
+    results
+        .iter()
+        .enumerate()
+        .filter(|(i, result)| {
+            let was = previous
+                .get(*i)
+                .filter(|r| r.target == result.target)
+                .map_or(ResumeState::Waiting, |r| r.state);
+            was == ResumeState::Waiting && result.state != ResumeState::Waiting
+        })
+        .map(|(_, result)| result.clone())
+        .collect()
+}
+
 /// Each `spec.resume` target's status entry, decided by [`resume::decide`] from what the
 /// Gate recorded and what is observed of the object; and the targets to patch (only
 /// when the Gate is Open). A target decided to be patched is recorded as Waiting
@@ -196,6 +306,7 @@ fn judge_resumes(
     gate: &Gate,
     phase: GatePhase,
     observed: &Observations,
+    refusals: &HashMap<&TargetRef, String>,
 ) -> (Vec<ResumeResult>, Vec<(TargetRef, String)>) {
     let name = gate.name_any();
     let previous = gate
@@ -211,9 +322,10 @@ fn judge_resumes(
             target: target.clone(),
             ..before.cloned().unwrap_or_default()
         };
-        if let Err(why) = resume::resumable(target) {
+        let waiting = result.state == ResumeState::Waiting;
+        if let Some(why) = refusals.get(target).filter(|_| waiting) {
             result.state = ResumeState::Refused;
-            result.message = Some(why);
+            result.message = Some(why.clone());
             results.push(result);
             continue;
         }

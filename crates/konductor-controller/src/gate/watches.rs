@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use konductor_api::gate::presets::PRESET_KINDS;
+use konductor_api::gate::resume::RESUMABLE_KINDS;
 use konductor_api::gate::rules::Observed;
 use konductor_api::gate::target::KindUnusable;
 use konductor_api::gate::{Gate, TargetRef};
@@ -34,59 +35,98 @@ use crate::queue::{Urgency, WorkQueue};
 /// CRD applied meanwhile is found then).
 pub const REDISCOVER_AFTER: Duration = Duration::from_secs(5);
 
-/// The kinds the controller may read for Gates, as `resource.group` (`jobs.batch`;
-/// `configmaps` for the core group): on a cluster, the presets' kinds and those the
-/// operator is given (its ClusterRole grants exactly those); in `konductor server`,
-/// every kind the server serves.
+/// The kinds the controller may read for Gates, and those it may resume, as
+/// `resource.group` (`jobs.batch`; `configmaps` for the core group): on a cluster, the
+/// presets' kinds and those the operator is given (its ClusterRole grants exactly
+/// those); in `konductor server`, every kind the server serves. Resumed: Jobs, JobSets
+/// and Argo Workflows, and those the operator is given (it reads them too).
 #[derive(Clone, Debug)]
 pub struct GateKinds {
     /// `None`: any kind.
     allowed: Option<BTreeSet<String>>,
+    /// The kinds whose `spec.suspend` a Gate may set to `false`.
+    resumable: BTreeSet<String>,
 }
 
 impl Default for GateKinds {
-    /// The presets' kinds: Jobs, Deployments and Konductor's own.
+    /// The presets' kinds (Jobs, Deployments and Konductor's own) read, and
+    /// [`RESUMABLE_KINDS`] resumed.
     fn default() -> Self {
         Self {
             allowed: Some(
                 PRESET_KINDS
                     .iter()
-                    .map(|k| format!("{}.{}", k.resource, k.group))
+                    .map(|k| qualified(k.resource, k.group))
                     .collect(),
             ),
+            resumable: RESUMABLE_KINDS
+                .iter()
+                .map(|(group, resource)| qualified(resource, group))
+                .collect(),
         }
     }
 }
 
-impl GateKinds {
-    /// Every kind the API server serves: for the controller inside `konductor server`,
-    /// which may read all of it.
-    pub fn any() -> Self {
-        Self { allowed: None }
+/// `resource.group`, or `resource` for the core group.
+fn qualified(resource: &str, group: &str) -> String {
+    if group.is_empty() {
+        resource.to_owned()
+    } else {
+        format!("{resource}.{group}")
     }
+}
 
-    /// The presets' kinds and `extra` (each `resource.group`, or `resource` for the
-    /// core group); the error names a malformed entry.
-    pub fn with(extra: &[String]) -> Result<Self, String> {
-        let mut allowed = Self::default().allowed.unwrap_or_default();
-        for entry in extra {
-            allowed.insert(parse_gate_kind(entry)?);
-        }
+impl GateKinds {
+    /// Every kind the API server serves read, and the default kinds resumed plus
+    /// `resume`: for the controller inside `konductor server`, which may read all of
+    /// it.
+    pub fn any(resume: &[String]) -> Result<Self, String> {
         Ok(Self {
-            allowed: Some(allowed),
+            allowed: None,
+            ..Self::with(&[], resume)?
         })
     }
 
-    /// Whether objects of `resource` in `group` may be read.
+    /// The presets' kinds and `read` read, the default kinds and `resume` resumed
+    /// (each `resource.group`, or `resource` for the core group); the error names a
+    /// malformed entry.
+    pub fn with(read: &[String], resume: &[String]) -> Result<Self, String> {
+        let mut kinds = Self::default();
+        for entry in read {
+            kinds
+                .allowed
+                .get_or_insert_default()
+                .insert(parse_gate_kind(entry)?);
+        }
+        for entry in resume {
+            kinds.resumable.insert(parse_gate_kind(entry)?);
+        }
+        Ok(kinds)
+    }
+
+    /// Whether objects of `resource` in `group` may be read (a kind that may be
+    /// resumed may be read).
     pub fn allows(&self, resource: &str, group: &str) -> bool {
-        let name = if group.is_empty() {
-            resource.to_owned()
-        } else {
-            format!("{resource}.{group}")
-        };
-        self.allowed
-            .as_ref()
-            .is_none_or(|allowed| allowed.contains(&name))
+        let name = qualified(resource, group);
+        self.resumable.contains(&name)
+            || self
+                .allowed
+                .as_ref()
+                .is_none_or(|allowed| allowed.contains(&name))
+    }
+
+    /// Whether objects of `resource` in `group` may be resumed.
+    pub fn resumes(&self, resource: &str, group: &str) -> bool {
+        self.resumable.contains(&qualified(resource, group))
+    }
+
+    /// The kinds resumed, for messages.
+    fn resumable_list(&self) -> String {
+        self.resumable
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -298,11 +338,7 @@ impl Watches {
             Err(why) => return Observed::Unreadable(why),
         };
         if !self.kinds.allows(&resource.plural, &resource.group) {
-            let name = if resource.group.is_empty() {
-                resource.plural.clone()
-            } else {
-                format!("{}.{}", resource.plural, resource.group)
-            };
+            let name = qualified(&resource.plural, &resource.group);
             return Observed::Unreadable(format!(
                 "the operator may not read {name}: name it in konductor operator's --gate-kinds and grant read access to it in the operator's ClusterRole"
             ));
@@ -345,6 +381,22 @@ impl Watches {
             self.client.clone(),
             namespace,
             &resource,
+        ))
+    }
+
+    /// Why `target` may not be resumed — a kind discovery found, but not one this
+    /// controller resumes — or `None` (a kind it resumes, or one not found yet: a CRD
+    /// may be applied later, and the target's observation says so meanwhile).
+    pub async fn refusal(&self, target: &TargetRef) -> Option<String> {
+        let kind: KindKey = (target.api_version.clone(), target.kind.clone());
+        let resource = self.resource(&kind).await.ok()?;
+        if self.kinds.resumes(&resource.plural, &resource.group) {
+            return None;
+        }
+        Some(format!(
+            "{} is not a kind this controller resumes ({}): not resumed; name it in the operator's --resume-kinds (and let its ClusterRole patch it) if its spec.suspend means \"create nothing yet\"",
+            qualified(&resource.plural, &resource.group),
+            self.kinds.resumable_list()
         ))
     }
 
@@ -548,8 +600,11 @@ mod tests {
 
     #[test]
     fn the_readable_kinds_are_the_presets_and_those_given_never_a_wildcard() {
-        let kinds =
-            GateKinds::with(&["databases.acme.example.com".into(), "configmaps".into()]).unwrap();
+        let kinds = GateKinds::with(
+            &["databases.acme.example.com".into(), "configmaps".into()],
+            &[],
+        )
+        .unwrap();
         assert!(kinds.allows("jobs", "batch"));
         assert!(kinds.allows("deployments", "apps"));
         assert!(kinds.allows("barriers", "konductor.io"));
@@ -558,14 +613,36 @@ mod tests {
         assert!(!kinds.allows("secrets", ""));
         assert!(!GateKinds::default().allows("databases", "acme.example.com"));
         for bad in ["*", "jobs*", "Jobs.batch", ""] {
-            let error = GateKinds::with(&[bad.to_owned()]).unwrap_err();
+            let error = GateKinds::with(&[bad.to_owned()], &[]).unwrap_err();
+            assert!(error.contains("is not resource.group"), "{bad}: {error}");
+            let error = GateKinds::with(&[], &[bad.to_owned()]).unwrap_err();
             assert!(error.contains("is not resource.group"), "{bad}: {error}");
         }
     }
 
     #[test]
     fn inside_the_server_every_served_kind_may_be_read() {
-        assert!(GateKinds::any().allows("configmaps", ""));
-        assert!(GateKinds::any().allows("databases", "acme.example.com"));
+        let any = GateKinds::any(&[]).unwrap();
+        assert!(any.allows("configmaps", ""));
+        assert!(any.allows("databases", "acme.example.com"));
+        assert!(!any.resumes("cronjobs", "batch"), "reading is not resuming");
+    }
+
+    #[test]
+    fn jobs_jobsets_and_workflows_are_resumed_and_more_only_when_given() {
+        let kinds = GateKinds::default();
+        for (resource, group) in [
+            ("jobs", "batch"),
+            ("jobsets", "jobset.x-k8s.io"),
+            ("workflows", "argoproj.io"),
+        ] {
+            assert!(kinds.resumes(resource, group), "{resource}");
+            assert!(kinds.allows(resource, group), "what is resumed is read");
+        }
+        assert!(!kinds.resumes("cronjobs", "batch"));
+        assert!(!kinds.resumes("deployments", "apps"));
+        let more = GateKinds::with(&[], &["pipelines.ci.example.com".into()]).unwrap();
+        assert!(more.resumes("pipelines", "ci.example.com"));
+        assert!(more.allows("pipelines", "ci.example.com"));
     }
 }

@@ -147,6 +147,13 @@ impl Cluster {
 
     /// Stops the server (SIGKILL) and starts it again on the same data and address.
     pub fn restart(&mut self) {
+        let flags = self.flags.clone();
+        self.restart_with(&flags);
+    }
+
+    /// [`Cluster::restart`], the new server with `flags` (kept for later restarts).
+    pub fn restart_with(&mut self, flags: &[String]) {
+        self.flags = flags.to_vec();
         let address = self.server.url.trim_start_matches("https://").to_owned();
         self.server.child.kill().unwrap();
         self.server.child.wait().unwrap();
