@@ -723,3 +723,110 @@ async fn the_gate_pipeline_example_plays_to_completion() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn gate_create_resume_names_what_it_resumes_and_status_shows_where_each_stands() {
+    let env = Env::start().await;
+    create_job(&env, "a").await;
+    let jobs: Api<Job> = env.api();
+    let suspended: Job = serde_json::from_value(json!({
+        "metadata": {"name": "b", "annotations": {"konductor.io/resume-by": "b-may-start"}},
+        "spec": {"suspend": true, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox"}]}}}
+    }))
+    .unwrap();
+    jobs.create(&PostParams::default(), &suspended)
+        .await
+        .unwrap();
+
+    // A test on an object to resume, or a kind the server lacks, is refused up front.
+    let with_test = env
+        .run(&[
+            "gate",
+            "create",
+            "g",
+            "--for",
+            "job/a",
+            "--resume",
+            "job/b=condition=Complete",
+        ])
+        .await;
+    assert_eq!(code(&with_test), Some(2), "{}", stderr(&with_test));
+    assert_said(&with_test, "--resume");
+    let unknown = env
+        .run(&[
+            "gate",
+            "create",
+            "g",
+            "--for",
+            "job/a",
+            "--resume",
+            "nosuchkind/b",
+        ])
+        .await;
+    assert_eq!(code(&unknown), Some(1), "{}", stderr(&unknown));
+    assert_said(&unknown, "nosuchkind");
+
+    env.ok(&[
+        "gate",
+        "create",
+        "b-may-start",
+        "--for",
+        "job/a",
+        "--resume",
+        "job/b",
+    ])
+    .await;
+    let gate = until(&env, "b-may-start", |g| {
+        g.status
+            .as_ref()
+            .is_some_and(|s| s.resume.first().is_some_and(|r| r.uid.is_some()))
+    })
+    .await;
+    assert_eq!(gate.spec.resume[0].to_string(), "job/b");
+    let waiting = env.ok(&["gate", "status", "b-may-start"]).await;
+    assert!(
+        waiting.contains("RESUME") && waiting.contains("waiting for the Gate to open"),
+        "{waiting}"
+    );
+    finish_job(&env, "a", "Complete").await;
+    until(&env, "b-may-start", |g| {
+        g.status.as_ref().is_some_and(|s| {
+            s.resume
+                .first()
+                .is_some_and(|r| r.state == konductor_api::gate::resume::ResumeState::Resumed)
+        })
+    })
+    .await;
+    let resumed = env.ok(&["gate", "status", "b-may-start"]).await;
+    assert!(resumed.contains("Resumed"), "{resumed}");
+    let b = jobs.get("b").await.unwrap();
+    assert_eq!(b.spec.unwrap().suspend, Some(false));
+
+    // The SDK's builder makes the same spec.
+    let connection = env.connection().await;
+    let built = konductor_sdk::gate::Gates::new(&connection)
+        .build("c-may-start")
+        .target("job/b")
+        .await
+        .unwrap()
+        .resume("jobs.batch/c")
+        .await
+        .unwrap()
+        .create()
+        .await
+        .unwrap();
+    assert_eq!(built.spec.conditions[0].target.to_string(), "job/b");
+    assert_eq!(built.spec.resume[0].api_version, "batch/v1");
+    assert_eq!(built.spec.resume[0].to_string(), "job/c");
+}
+
+#[tokio::test]
+async fn the_gate_resume_example_plays_its_chain_in_order() {
+    let env = Env::start().await;
+    let out = env.play_example("gate-resume.sh").await;
+    assert!(
+        out.contains("ok: b and c started only after the Job before them completed"),
+        "{out}"
+    );
+}
