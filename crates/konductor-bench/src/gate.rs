@@ -1,6 +1,8 @@
 //! Gates: many Gates each on its own Job, every Job completed at once (status written
 //! as the Job controller would) until a watcher has seen every Gate Open; and the
-//! latency from one Job's completion (acknowledged) to its Gate seen Open.
+//! latency from one Job's completion (acknowledged) to its Gate seen Open. With
+//! [`Resume::Yes`], each Gate also resumes its own suspended Job, and what is timed is
+//! that Job seen resumed.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -42,21 +44,125 @@ fn job(name: &str) -> anyhow::Result<Job> {
     }))?)
 }
 
-fn gate_on(name: &str, job: &str) -> Gate {
+/// Whether each Gate resumes a suspended Job of its own, and the time taken is until
+/// that Job is seen resumed (rather than the Gate seen Open).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// Gates only.
+    No,
+    /// Each Gate `gN` resumes the suspended Job `rN`, which opted in.
+    Yes,
+}
+
+/// The label on the Jobs Gates resume, for the watch that sees them resumed.
+const RESUMED_LABEL: &str = "bench.konductor.io/resumed";
+
+/// A suspended Job `name` that opted in to be resumed by `gate`.
+fn suspended_job(name: &str, gate: &str) -> anyhow::Result<Job> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "labels": {RESUMED_LABEL: "yes"},
+            "annotations": {konductor_api::gate::resume::RESUME_BY: gate}},
+        "spec": {"suspend": true, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox"}]}}}
+    }))?)
+}
+
+fn job_ref(name: &str) -> TargetRef {
+    TargetRef {
+        api_version: "batch/v1".into(),
+        kind: "Job".into(),
+        name: name.into(),
+    }
+}
+
+/// The Gate `name` on Job `job`, resuming the Job `resume` if given.
+fn gate_on(name: &str, job: &str, resume: Option<&str>) -> Gate {
     Gate::new(
         name,
         GateSpec {
             conditions: vec![GateCondition {
-                target: TargetRef {
-                    api_version: "batch/v1".into(),
-                    kind: "Job".into(),
-                    name: job.into(),
-                },
+                target: job_ref(job),
                 ..GateCondition::default()
             }],
+            resume: resume.map(job_ref).into_iter().collect(),
             ..GateSpec::default()
         },
     )
+}
+
+/// Creates Job `jN` and the Gate `gN` on it; with [`Resume::Yes`], the suspended Job
+/// `rN` too, which the Gate resumes. Returns the name of the Job whose resume is timed.
+async fn create_pair(
+    jobs: &Api<Job>,
+    gates: &Api<Gate>,
+    prefix: &str,
+    i: usize,
+    resume: Resume,
+) -> anyhow::Result<String> {
+    let (job_name, gate_name, resumed) = (
+        format!("{prefix}j{i}"),
+        format!("{prefix}g{i}"),
+        format!("{prefix}r{i}"),
+    );
+    jobs.create(&PostParams::default(), &job(&job_name)?)
+        .await
+        .context("creating a job")?;
+    if resume == Resume::Yes {
+        jobs.create(
+            &PostParams::default(),
+            &suspended_job(&resumed, &gate_name)?,
+        )
+        .await
+        .context("creating a suspended job")?;
+    }
+    let target = (resume == Resume::Yes).then_some(resumed.as_str());
+    gates
+        .create(
+            &PostParams::default(),
+            &gate_on(&gate_name, &job_name, target),
+        )
+        .await
+        .context("creating a gate")?;
+    Ok(resumed)
+}
+
+fn resumed(job: &Job) -> bool {
+    job.spec.as_ref().is_some_and(|s| s.suspend == Some(false))
+}
+
+/// Watches the Jobs Gates resume until `count` of them (all) are seen resumed.
+async fn watch_resumed(api: Api<Job>, count: usize) -> anyhow::Result<Instant> {
+    let config = watcher::Config::default().labels(&format!("{RESUMED_LABEL}=yes"));
+    let mut events = watcher(api, config).boxed();
+    let mut done = HashSet::new();
+    while let Some(event) = events.next().await {
+        if let watcher::Event::Apply(job) | watcher::Event::InitApply(job) =
+            event.context("watching the resumed jobs")?
+            && resumed(&job)
+        {
+            done.insert(kube::ResourceExt::name_any(&job));
+            if done.len() == count {
+                return Ok(Instant::now());
+            }
+        }
+    }
+    anyhow::bail!("the job watch ended")
+}
+
+/// Watches the Job `name` until it is seen resumed.
+async fn until_resumed(api: Api<Job>, name: String) -> anyhow::Result<Instant> {
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut events = watcher(api, config).boxed();
+    while let Some(event) = events.next().await {
+        if let watcher::Event::Apply(job) | watcher::Event::InitApply(job) =
+            event.context("watching the job")?
+            && resumed(&job)
+        {
+            return Ok(Instant::now());
+        }
+    }
+    anyhow::bail!("the job watch ended")
 }
 
 /// What the Job controller writes when a Job completes.
@@ -68,12 +174,14 @@ async fn complete(jobs: &Api<Job>, name: &str) -> anyhow::Result<Instant> {
     Ok(Instant::now())
 }
 
-/// Whether the controller has looked at the Gate (it reports on its Job).
+/// Whether the controller has looked at the Gate (it reports on its Job, and has seen
+/// the Job it resumes).
 fn looked_at(gate: &Gate) -> bool {
     gate.status.as_ref().is_some_and(|s| {
         s.results
             .first()
             .is_some_and(|r| r.message.contains("Complete"))
+            && (gate.spec.resume.is_empty() || s.resume.first().is_some_and(|r| r.uid.is_some()))
     })
 }
 
@@ -116,29 +224,24 @@ async fn watch_gates(
     anyhow::bail!("the gate watch ended")
 }
 
-/// `count` Gates each on its own Job; every Job completed from `clients` clients.
+/// `count` Gates each on its own Job (each resuming a suspended Job of its own with
+/// [`Resume::Yes`]); every Job completed from `clients` clients.
 pub async fn many(
     server: &ServerProcess,
     count: usize,
     clients: usize,
+    resume: Resume,
 ) -> anyhow::Result<ManyResult> {
     let client = server.client().await?;
     let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
     let gates: Api<Gate> = Api::namespaced(client.clone(), "default");
     for i in 0..count {
-        jobs.create(&PostParams::default(), &job(&format!("j{i}"))?)
-            .await
-            .context("creating a job")?;
-        gates
-            .create(
-                &PostParams::default(),
-                &gate_on(&format!("g{i}"), &format!("j{i}")),
-            )
-            .await
-            .context("creating a gate")?;
+        create_pair(&jobs, &gates, "", i, resume).await?;
     }
     let (ready, looked) = oneshot::channel();
     let watching = tokio::spawn(watch_gates(gates, count, ready));
+    let resuming =
+        (resume == Resume::Yes).then(|| tokio::spawn(watch_resumed(jobs.clone(), count)));
     tokio::time::timeout(HANG, looked)
         .await
         .context("the controller did not look at every gate")??;
@@ -164,9 +267,14 @@ pub async fn many(
             last_ack = last_ack.max(last);
         }
     }
-    let (all_open, writes) = tokio::time::timeout(HANG, watching)
+    let (mut all_open, writes) = tokio::time::timeout(HANG, watching)
         .await
         .context("not every gate opened")???;
+    if let Some(resuming) = resuming {
+        all_open = tokio::time::timeout(HANG, resuming)
+            .await
+            .context("not every job was resumed")???;
+    }
     Ok(ManyResult {
         all_open_after_last_ms: crate::report::ms(all_open.saturating_duration_since(last_ack)),
         all_open_after_first_ms: crate::report::ms(all_open.saturating_duration_since(started)),
@@ -203,28 +311,35 @@ async fn until_open(
 }
 
 /// `samples` times: a Gate on a fresh Job; the Job completed; milliseconds from the
-/// completion's acknowledgement until a watcher sees the Gate Open.
-pub async fn latency_ms(server: &ServerProcess, samples: usize) -> anyhow::Result<Vec<f64>> {
+/// completion's acknowledgement until a watcher sees the Gate Open — or, with
+/// [`Resume::Yes`], the Job the Gate resumes seen resumed.
+pub async fn latency_ms(
+    server: &ServerProcess,
+    samples: usize,
+    resume: Resume,
+) -> anyhow::Result<Vec<f64>> {
     let client = server.client().await?;
     let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
     let gates: Api<Gate> = Api::namespaced(client.clone(), "default");
     let mut times = Vec::with_capacity(samples);
     for i in 0..samples {
-        let (job_name, gate_name) = (format!("l{i}"), format!("lg{i}"));
-        jobs.create(&PostParams::default(), &job(&job_name)?)
-            .await?;
-        gates
-            .create(&PostParams::default(), &gate_on(&gate_name, &job_name))
-            .await?;
+        let resumed = create_pair(&jobs, &gates, "l", i, resume).await?;
         let (ready, looked) = oneshot::channel();
-        let opened = tokio::spawn(until_open(gates.clone(), gate_name, ready));
+        let opened = tokio::spawn(until_open(gates.clone(), format!("lg{i}"), ready));
+        let resuming =
+            (resume == Resume::Yes).then(|| tokio::spawn(until_resumed(jobs.clone(), resumed)));
         tokio::time::timeout(HANG, looked)
             .await
             .context("the controller did not look at the gate")??;
-        let acknowledged = complete(&jobs, &job_name).await?;
-        let open = tokio::time::timeout(HANG, opened)
+        let acknowledged = complete(&jobs, &format!("lj{i}")).await?;
+        let mut open = tokio::time::timeout(HANG, opened)
             .await
             .context("the gate did not open")???;
+        if let Some(resuming) = resuming {
+            open = tokio::time::timeout(HANG, resuming)
+                .await
+                .context("the job was not resumed")???;
+        }
         times.push(crate::report::ms(
             open.saturating_duration_since(acknowledged),
         ));

@@ -557,7 +557,7 @@ impl Bench {
         let (count, samples) = if self.quick { (200, 50) } else { (1_000, 300) };
         let clients = 16;
         let server = self.server().await?;
-        let many = gate::many(&server, count, clients).await?;
+        let many = gate::many(&server, count, clients, gate::Resume::No).await?;
         self.report.record(
             Figure::new(format!("gate.{count}_gates_on_their_jobs.c{clients}"))
                 .value("all_open_after_last_job_ms", many.all_open_after_last_ms)
@@ -571,12 +571,35 @@ impl Bench {
         );
         drop(server);
         let server = self.server().await?;
-        let latency = gate::latency_ms(&server, samples).await?;
+        let latency = gate::latency_ms(&server, samples, gate::Resume::No).await?;
         self.report.record(
             Figure::new("gate.job_complete_to_open")
                 .latencies(&latency)
                 .target(Target::AtMost("p99_ms", 5.0))
                 .note("a Job's completion acknowledged until a watcher sees its Gate Open"),
+        );
+        drop(server);
+        let server = self.server().await?;
+        let many = gate::many(&server, count, clients, gate::Resume::Yes).await?;
+        self.report.record(
+            Figure::new(format!("gate.{count}_gates_resuming_their_jobs.c{clients}"))
+                .value("all_resumed_after_last_job_ms", many.all_open_after_last_ms)
+                .value("all_resumed_after_first_job_ms", many.all_open_after_first_ms)
+                .value("status_writes_per_gate", many.status_writes_per_gate)
+                .value("peak_rss_mib", many.peak_rss_mib)
+                .target(Target::AtMost("all_resumed_after_last_job_ms", 2000.0))
+                .note(format!(
+                    "{count} Gates each on its own Job and resuming its own suspended Job; every Job completed from {clients} clients"
+                )),
+        );
+        drop(server);
+        let server = self.server().await?;
+        let latency = gate::latency_ms(&server, samples, gate::Resume::Yes).await?;
+        self.report.record(
+            Figure::new("gate.job_complete_to_resumed")
+                .latencies(&latency)
+                .target(Target::AtMost("p99_ms", 5.0))
+                .note("a Job's completion acknowledged until a watcher sees the suspended Job its Gate resumes resumed"),
         );
         Ok(())
     }

@@ -149,7 +149,14 @@ impl SubjectKind for GateKind {
         }
         let (results, resumes) = judge_resumes(gate, evaluation.status.phase, &observed, &refusals);
         let settled = newly_settled(gate.status.as_ref(), &results);
-        let waiting_to_resume = results.iter().any(|r| r.state == ResumeState::Waiting);
+        // A Gate that failed or timed out resumes nothing (an override is a spec
+        // change, which brings the Gate back): its targets need no watching.
+        let may_resume = !matches!(
+            evaluation.status.phase,
+            GatePhase::Failed | GatePhase::Timeout
+        );
+        let waiting_to_resume =
+            may_resume && results.iter().any(|r| r.state == ResumeState::Waiting);
         evaluation.status.resume = results;
         if !evaluation.also.0 && !waiting_to_resume {
             self.watches.forget(&key);
