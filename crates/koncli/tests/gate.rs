@@ -740,32 +740,16 @@ async fn gate_create_resume_names_what_it_resumes_and_status_shows_where_each_st
         .unwrap();
 
     // A test on an object to resume, or a kind the server lacks, is refused up front.
-    let with_test = env
-        .run(&[
-            "gate",
-            "create",
-            "g",
-            "--for",
-            "job/a",
-            "--resume",
-            "job/b=condition=Complete",
-        ])
-        .await;
-    assert_eq!(code(&with_test), Some(2), "{}", stderr(&with_test));
-    assert_said(&with_test, "--resume");
-    let unknown = env
-        .run(&[
-            "gate",
-            "create",
-            "g",
-            "--for",
-            "job/a",
-            "--resume",
-            "nosuchkind/b",
-        ])
-        .await;
-    assert_eq!(code(&unknown), Some(1), "{}", stderr(&unknown));
-    assert_said(&unknown, "nosuchkind");
+    for (resume, exit, said) in [
+        ("job/b=condition=Complete", 2, "--resume"),
+        ("nosuchkind/b", 1, "nosuchkind"),
+    ] {
+        let refused = env
+            .run(&["gate", "create", "g", "--for", "job/a", "--resume", resume])
+            .await;
+        assert_eq!(code(&refused), Some(exit), "{}", stderr(&refused));
+        assert_said(&refused, said);
+    }
 
     env.ok(&[
         "gate",

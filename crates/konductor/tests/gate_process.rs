@@ -35,18 +35,6 @@ fn job(name: &str) -> String {
     )
 }
 
-fn complete(c: &Cluster, job: &str) {
-    c.ok(&[
-        "patch",
-        "job",
-        job,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        r#"{"status":{"conditions":[{"type":"Complete","status":"True"}]}}"#,
-    ]);
-}
-
 fn phase(c: &Cluster, gate: &str) -> String {
     c.ok(&["get", "gate", gate, "-o", "jsonpath={.status.phase}"])
 }
@@ -57,7 +45,7 @@ fn gates_survive_kill_9_of_the_server_and_open_on_a_crd_applied_at_run_time() {
     c.apply(GATES);
     c.apply(&job("a"));
     c.apply(&job("b"));
-    complete(&c, "a");
+    c.finish_job("a", "Complete");
     c.ok(&[
         "wait",
         "--for=jsonpath={.status.met}=1",
@@ -67,7 +55,7 @@ fn gates_survive_kill_9_of_the_server_and_open_on_a_crd_applied_at_run_time() {
 
     // The server dies without a word; b completes after it is back.
     c.restart();
-    complete(&c, "b");
+    c.finish_job("b", "Complete");
     c.ok(&["wait", "--for=condition=Open", "gate/jobs", "--timeout=60s"]);
 
     // Open latches, across another kill -9 too.

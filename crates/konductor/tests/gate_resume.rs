@@ -49,19 +49,6 @@ fn until(c: &Cluster, object: &str, jsonpath: &str, value: &str) {
     ]);
 }
 
-/// Sets Job `job`'s condition `type_` to True, as the Job controller would.
-fn finish(c: &Cluster, job: &str, type_: &str) {
-    c.ok(&[
-        "patch",
-        "job",
-        job,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        &format!(r#"{{"status":{{"conditions":[{{"type":"{type_}","status":"True"}}]}}}}"#),
-    ]);
-}
-
 fn field(c: &Cluster, object: &str, path: &str) -> String {
     let (kind, name) = object.split_once('/').unwrap();
     c.ok(&["get", kind, name, "-o", &format!("jsonpath={{{path}}}")])
@@ -84,7 +71,7 @@ fn an_open_gate_resumes_the_jobs_that_opted_in_and_reports_the_others() {
     ]);
     assert_eq!(field(&c, "job/b", ".spec.suspend"), "true");
 
-    finish(&c, "a", "Complete");
+    c.finish_job("a", "Complete");
     c.ok(&[
         "wait",
         "--for=jsonpath={.status.resume[0].state}=Resumed",
@@ -152,7 +139,7 @@ fn a_failed_gate_resumes_nothing_and_a_gate_cannot_resume_what_it_waits_on() {
     c.apply(&job("a", false, None));
     c.apply(&job("b", true, Some("after-a")));
     c.apply(&gate("after-a", "a", &["b"]));
-    finish(&c, "a", "Failed");
+    c.finish_job("a", "Failed");
     c.ok(&[
         "wait",
         "--for=jsonpath={.status.phase}=Failed",
@@ -193,7 +180,7 @@ fn a_gate_that_times_out_resumes_nothing() {
         "the Gate timed out: not resumed",
     );
     // A itself completing later changes nothing: Timeout latches.
-    finish(&c, "a", "Complete");
+    c.finish_job("a", "Complete");
     assert_eq!(field(&c, "job/b", ".spec.suspend"), "true");
     assert_eq!(field(&c, "gate/after-a", ".status.phase"), "Timeout");
 }
@@ -237,7 +224,7 @@ fn kinds_outside_the_list_kueue_jobs_and_other_namespaces_are_refused() {
             && why.contains("--resume-kinds"),
         "{why}"
     );
-    finish(&c, "a", "Complete");
+    c.finish_job("a", "Complete");
     // A kind added by configuration is resumed like a Job.
     until(&c, "gate/after-a", ".status.resume[2].state", "Resumed");
     assert_eq!(field(&c, "migration/schema", ".spec.suspend"), "false");
@@ -298,7 +285,7 @@ fn one_file_with_the_suspended_job_and_its_gate_applies_in_either_order() {
         ".status.resume[0].message",
         "waiting for the Gate to open",
     );
-    finish(&c, "a", "Complete");
+    c.finish_job("a", "Complete");
     until(&c, "gate/after-a", ".status.resume[0].state", "Resumed");
     until(&c, "gate/after-b", ".status.resume[0].state", "Resumed");
     assert_eq!(field(&c, "job/b", ".spec.suspend"), "false");
@@ -323,7 +310,7 @@ fn a_server_killed_between_the_gates_open_and_the_resume_resumes_once_after_rest
     // server without its controller, the Gate's Open status written as it would have.
     let mut c = Cluster::start_with(&["--no-controller"]);
     c.apply(&job("a", false, None));
-    finish(&c, "a", "Complete");
+    c.finish_job("a", "Complete");
     c.apply(&job("b", true, Some("after-a")));
     c.apply(&gate("after-a", "a", &["b"]));
     c.ok(&[
@@ -368,7 +355,7 @@ fn a_server_killed_between_the_gates_open_and_the_resume_resumes_once_after_rest
             ".status.resume[0].message",
             "waiting for the Gate to open",
         );
-        finish(&c, &on, "Complete");
+        c.finish_job(&on, "Complete");
         c.restart();
         until(
             &c,

@@ -161,6 +161,20 @@ impl Cluster {
         self.server = super::start_server_at(&self.dir.path().join("data"), &address, &flags);
     }
 
+    /// Sets Job `job`'s status condition `type_` (`Complete`, `Failed`) to True, as the
+    /// Job controller would.
+    pub fn finish_job(&self, job: &str, type_: &str) {
+        self.ok(&[
+            "patch",
+            "job",
+            job,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"status":{{"conditions":[{{"type":"{type_}","status":"True"}}]}}}}"#),
+        ]);
+    }
+
     /// Writes a file into the test's directory.
     pub fn write(&self, name: &str, contents: &str) -> PathBuf {
         let path = self.dir.path().join(name);
