@@ -19,6 +19,8 @@ Exit codes (every non-zero exit prints one last line on stderr saying why):
   8  failed for good: a Once key or a WaitGroup member whose every allowed attempt
      failed (`once reset --key K` allows a new try); nothing ran
   9  `once check`: the work is not done for the key
+  10 `run --if-busy skip`: a lock was busy, so the command was skipped (not run;
+     --skip-exit N to exit N instead)
   126/127  `run`: the command is not executable / not found (nothing was claimed)
   130/143  interrupted by SIGINT / SIGTERM while waiting (a queued claim is withdrawn)
   `run` otherwise exits with its command's own code (128+N if signal N ended it); a
@@ -45,6 +47,9 @@ pub const EXIT_LOST: u8 = 7;
 pub const EXIT_FAILED_FOR_GOOD: u8 = 8;
 /// Exit code: `once check`: the work is not done for the key.
 pub const EXIT_NOT_DONE: u8 = 9;
+/// Exit code: `run --if-busy skip` skipped its command because a lock was busy (a skip
+/// is not a success; `--skip-exit` changes it).
+pub const EXIT_SKIPPED: u8 = 10;
 /// Exit code: interrupted by SIGINT while waiting (128 + 2, as a shell reports it).
 pub const EXIT_SIGINT: u8 = 130;
 /// Exit code: interrupted by SIGTERM while waiting (128 + 15, as a shell reports it).

@@ -13,6 +13,7 @@
 //! - [`locks`]: the `semaphore`, `mutex` and `rwmutex` subcommands and verbs, `run`
 //!   among them.
 //! - [`once`]: the `once` subcommands.
+//! - [`hold`]: `run --hold`, several locks around one command.
 //! - [`run`](mod@run): the supervision every `… run` shares (a lock's, a Once's, a
 //!   member's): the command never outlives its claim or koncli.
 //! - [`waitgroup`]: the `waitgroup` subcommands.
@@ -26,6 +27,7 @@ pub mod barrier;
 pub mod cli;
 pub mod exit;
 pub mod gate;
+pub mod hold;
 pub mod holder;
 pub mod locks;
 pub mod once;
@@ -70,6 +72,9 @@ pub enum Command {
     /// Wait until conditions on other resources hold, as a Gate object (Gate).
     #[command(subcommand)]
     Gate(crate::gate::GateCommand),
+    /// Run a command while holding several locks (--hold, repeated), taken in one
+    /// global order so that two such runs never deadlock.
+    Run(crate::hold::HoldArgs),
     /// Wait until conditions on resources hold, with no Gate object: several
     /// resources, --any for OR, --fail-on to stop at the first failure, objects not
     /// created yet waited for. Exit 0 when met, 4 when failed, 5 when --timeout passes.
@@ -96,6 +101,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Semaphore(_)
             | Command::Mutex(_)
             | Command::Rwmutex(_)
+            | Command::Run(_)
             | Command::Once(once::OnceCommand::Run(_))
             | Command::Waitgroup(waitgroup::WaitGroupCommand::Run(_))
     );
@@ -157,6 +163,10 @@ async fn dispatch(command: Command, options: &ConnectOptions) -> konductor_sdk::
             Ok(connection) => gate::command(command, &connection).await,
             Err(error) => Err(error),
         },
+        Command::Run(args) => match connect(&options).await {
+            Ok(connection) => hold::run(args, &connection).await,
+            Err(error) => Err(error),
+        },
         Command::Wait(args) => match connect(&options).await {
             Ok(connection) => gate::wait_for(args, &connection).await,
             Err(error) => Err(error),
@@ -171,12 +181,13 @@ async fn lock(
 ) -> konductor_sdk::Result<u8> {
     let connection = connect(options).await?;
     match request {
-        locks::Request::Run(args, mode) => {
+        locks::Request::Run(args, mode, permits) => {
             locks::run(
                 kind,
                 mode,
                 &konductor_sdk::locks::Locks::new(&connection),
                 args,
+                permits,
             )
             .await
         }

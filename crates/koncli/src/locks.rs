@@ -31,13 +31,13 @@ pub enum SemaphoreCommand {
     /// renews it: to hold it around a command, use `run`). Needs an identity (--holder
     /// or $KONDUCTOR_HOLDER), the same for `release`.
     #[command(visible_alias = "lock", after_help = EXIT_CODES)]
-    Acquire(AcquireArgs),
+    Acquire(SemaphoreAcquireArgs),
     /// Give the permit back (delete this holder's claim, granted or queued).
     #[command(visible_alias = "unlock")]
     Release(ReleaseArgs),
     /// Run a command while holding one of the semaphore's permits (see `run --help`).
     #[command(after_help = RUN_HELP)]
-    Run(RunArgs),
+    Run(SemaphoreRunArgs),
     /// Show the semaphore: phase, holders, waiting, last fencing token.
     Status(StatusArgs),
     /// Create a semaphore.
@@ -119,9 +119,19 @@ if koncli is killed (even with SIGKILL), the command is stopped the same way.
 Pass $KONDUCTOR_FENCING_TOKEN to what the lock protects, for what time cannot cover
 (a paused process). Each run is a holder of its own (--holder to name it).
 
-Exit codes: the command's own; 5 --timeout passed before the grant; 7 the grant was
-lost; 126/127 the command cannot be run (nothing was acquired); 130/143 interrupted
-while waiting (the claim was withdrawn); 1 an error (lock not found, ...).";
+A lock that does not exist is created on first use (\"created mutex NS/NAME (first
+use)\" on stderr, so a mistyped name shows), with --ttl (default 5m) and, for a
+semaphore, --permits N (required then); --no-create refuses instead (exit 1). An
+existing lock keeps its spec: a flag that differs is a warning.
+
+--if-busy says what to do when the lock cannot be had at once: wait (the default),
+skip (exit 10 without running the command: a skip is not a success; --skip-exit 0 for
+a cron job that wants it green) or fail (exit 6).
+
+Exit codes: the command's own; 5 --timeout passed before the grant; 6 busy (--if-busy
+fail); 7 the grant was lost; 10 skipped (--if-busy skip); 126/127 the command cannot
+be run (nothing was acquired); 130/143 interrupted while waiting (the claim was
+withdrawn); 1 an error (lock not found with --no-create, ...).";
 
 /// `lock`, `acquire`, `rlock`.
 #[derive(Args, Debug)]
@@ -144,6 +154,95 @@ pub struct AcquireArgs {
     /// Higher is granted first (FIFO among equals; may be negative).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub priority: i32,
+    /// Creating the lock on first use.
+    #[command(flatten)]
+    pub first_use: FirstUseArgs,
+}
+
+/// `semaphore acquire|lock`.
+#[derive(Args, Debug)]
+pub struct SemaphoreAcquireArgs {
+    /// How many may hold the semaphore at once, if it is created on first use.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..), conflicts_with = "no_create")]
+    pub permits: Option<i32>,
+    /// The rest, as for the other locks.
+    #[command(flatten)]
+    pub take: AcquireArgs,
+}
+
+/// Whether (and how) a lock that does not exist is created by the command that uses it.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FirstUseArgs {
+    /// The ttl of a lock created on first use (a Go duration, at least 2s) [default:
+    /// 5m]; an existing lock keeps its own (a warning says so if it differs).
+    #[arg(long, value_name = "DURATION", value_parser = parse_lock_ttl)]
+    pub ttl: Option<String>,
+    /// Refuse (exit 1) instead of creating a lock that does not exist.
+    #[arg(long, conflicts_with = "ttl")]
+    pub no_create: bool,
+}
+
+/// What `run` does when a lock cannot be had at once (`--if-busy`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IfBusy {
+    /// Wait for it (the default).
+    #[default]
+    Wait,
+    /// Do not run the command: exit 10 (or --skip-exit).
+    Skip,
+    /// Do not run the command: exit 6.
+    Fail,
+}
+
+/// `--if-busy` and `--skip-exit`.
+#[derive(Args, Debug, Clone)]
+pub struct IfBusyArgs {
+    /// When a lock cannot be had at once: wait, skip (exit 10, not run) or fail (exit 6).
+    #[arg(long, value_enum, default_value_t = IfBusy::Wait)]
+    pub if_busy: IfBusy,
+    /// The exit code of a skip (--if-busy skip) [default: 10].
+    #[arg(long, value_name = "CODE", default_value_t = crate::exit::EXIT_SKIPPED)]
+    pub skip_exit: u8,
+}
+
+impl IfBusyArgs {
+    /// How long to wait for the grant, given `--timeout`; a usage error for `--timeout`
+    /// with a policy that does not wait.
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<Wait, String> {
+        match (self.if_busy, timeout) {
+            (IfBusy::Wait, None) => Ok(Wait::Forever),
+            (IfBusy::Wait, Some(limit)) => Ok(Wait::AtMost(limit)),
+            (_, Some(_)) => Err("--timeout applies only to --if-busy wait".into()),
+            (_, None) => Ok(Wait::No),
+        }
+    }
+
+    /// The exit code for a lock found busy under this policy (said on stderr), or
+    /// `None` when waiting was asked for (so busy is not an outcome).
+    pub fn busy(&self, error: &Error) -> Option<u8> {
+        let Error::LockBusy { holders, .. } = error else {
+            return None;
+        };
+        match self.if_busy {
+            IfBusy::Wait => None,
+            IfBusy::Fail => {
+                eprintln!("{}: {error}", crate::exit::program_name());
+                Some(EXIT_BUSY)
+            }
+            IfBusy::Skip => {
+                let by = if holders.is_empty() {
+                    "others".to_owned()
+                } else {
+                    holders.join(", ")
+                };
+                eprintln!(
+                    "{}: skipped: held by {by} (--if-busy skip; the command did not run)",
+                    crate::exit::program_name()
+                );
+                Some(self.skip_exit)
+            }
+        }
+    }
 }
 
 /// `unlock`, `release`, `runlock`.
@@ -173,9 +272,26 @@ pub struct RunArgs {
     /// Higher is granted first (FIFO among equals; may be negative).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub priority: i32,
+    /// What to do when the lock is busy.
+    #[command(flatten)]
+    pub if_busy: IfBusyArgs,
+    /// Creating the lock on first use.
+    #[command(flatten)]
+    pub first_use: FirstUseArgs,
     /// The command and its arguments (after `--`).
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// `semaphore run`.
+#[derive(Args, Debug)]
+pub struct SemaphoreRunArgs {
+    /// How many may hold the semaphore at once, if it is created on first use.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..), conflicts_with = "no_create")]
+    pub permits: Option<i32>,
+    /// What to run, and how.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// `rwmutex run`.
@@ -236,14 +352,15 @@ pub type Outcome = konductor_sdk::Result<u8>;
 pub enum Request {
     /// Any verb but `run`.
     Verb(Verb),
-    /// `run` (see [`crate::run`](mod@crate::run)).
-    Run(RunArgs, PermitMode),
+    /// `run` (see [`crate::run`](mod@crate::run)), with a Semaphore's permits for
+    /// first use.
+    Run(RunArgs, PermitMode, Option<i32>),
 }
 
 /// A lock command, whatever the kind spells it.
 pub enum Verb {
-    /// `lock`, `acquire`, `rlock`.
-    Take(AcquireArgs, PermitMode),
+    /// `lock`, `acquire`, `rlock`, with a Semaphore's permits for first use.
+    Take(AcquireArgs, PermitMode, Option<i32>),
     /// `unlock`, `release`, `runlock`.
     GiveBack(ReleaseArgs, PermitMode),
     /// `status`.
@@ -260,12 +377,14 @@ impl From<SemaphoreCommand> for Request {
     fn from(command: SemaphoreCommand) -> Self {
         match command {
             SemaphoreCommand::Acquire(args) => {
-                Request::Verb(Verb::Take(args, PermitMode::Exclusive))
+                Request::Verb(Verb::Take(args.take, PermitMode::Exclusive, args.permits))
             }
             SemaphoreCommand::Release(args) => {
                 Request::Verb(Verb::GiveBack(args, PermitMode::Exclusive))
             }
-            SemaphoreCommand::Run(args) => Request::Run(args, PermitMode::Exclusive),
+            SemaphoreCommand::Run(args) => {
+                Request::Run(args.run, PermitMode::Exclusive, args.permits)
+            }
             SemaphoreCommand::Status(args) => Request::Verb(Verb::Status(args)),
             SemaphoreCommand::Create(args) => {
                 Request::Verb(Verb::Create(args.lock, Some(args.permits)))
@@ -279,11 +398,13 @@ impl From<SemaphoreCommand> for Request {
 impl From<MutexCommand> for Request {
     fn from(command: MutexCommand) -> Self {
         match command {
-            MutexCommand::Lock(args) => Request::Verb(Verb::Take(args, PermitMode::Exclusive)),
+            MutexCommand::Lock(args) => {
+                Request::Verb(Verb::Take(args, PermitMode::Exclusive, None))
+            }
             MutexCommand::Unlock(args) => {
                 Request::Verb(Verb::GiveBack(args, PermitMode::Exclusive))
             }
-            MutexCommand::Run(args) => Request::Run(args, PermitMode::Exclusive),
+            MutexCommand::Run(args) => Request::Run(args, PermitMode::Exclusive, None),
             MutexCommand::Status(args) => Request::Verb(Verb::Status(args)),
             MutexCommand::Create(args) => Request::Verb(Verb::Create(args, None)),
             MutexCommand::Delete(args) => Request::Verb(Verb::Delete(args.name)),
@@ -295,16 +416,22 @@ impl From<MutexCommand> for Request {
 impl From<RwmutexCommand> for Request {
     fn from(command: RwmutexCommand) -> Self {
         match command {
-            RwmutexCommand::Lock(args) => Request::Verb(Verb::Take(args, PermitMode::Exclusive)),
-            RwmutexCommand::Rlock(args) => Request::Verb(Verb::Take(args, PermitMode::Shared)),
+            RwmutexCommand::Lock(args) => {
+                Request::Verb(Verb::Take(args, PermitMode::Exclusive, None))
+            }
+            RwmutexCommand::Rlock(args) => {
+                Request::Verb(Verb::Take(args, PermitMode::Shared, None))
+            }
             RwmutexCommand::Unlock(args) => {
                 Request::Verb(Verb::GiveBack(args, PermitMode::Exclusive))
             }
             RwmutexCommand::Runlock(args) => {
                 Request::Verb(Verb::GiveBack(args, PermitMode::Shared))
             }
-            RwmutexCommand::Run(args) if args.read => Request::Run(args.run, PermitMode::Shared),
-            RwmutexCommand::Run(args) => Request::Run(args.run, PermitMode::Exclusive),
+            RwmutexCommand::Run(args) if args.read => {
+                Request::Run(args.run, PermitMode::Shared, None)
+            }
+            RwmutexCommand::Run(args) => Request::Run(args.run, PermitMode::Exclusive, None),
             RwmutexCommand::Status(args) => Request::Verb(Verb::Status(args)),
             RwmutexCommand::Create(args) => Request::Verb(Verb::Create(args, None)),
             RwmutexCommand::Delete(args) => Request::Verb(Verb::Delete(args.name)),
@@ -323,7 +450,7 @@ fn usage(message: &str) -> Outcome {
 pub async fn command(kind: LockKind, verb: Verb, connection: &Connection) -> Outcome {
     let locks = Locks::new(connection);
     match verb {
-        Verb::Take(args, mode) => take(kind, mode, &locks, args).await,
+        Verb::Take(args, mode, permits) => take(kind, mode, &locks, args, permits).await,
         Verb::GiveBack(args, mode) => give_back(kind, mode, &locks, args).await,
         Verb::Create(args, permits) => {
             let spec = CommonLockSpec {
@@ -371,6 +498,7 @@ pub async fn run(
     mode: PermitMode,
     locks: &Locks,
     args: RunArgs,
+    permits: Option<i32>,
 ) -> konductor_sdk::Result<u8> {
     let (program, _) = args.command.split_first().expect("clap requires a command");
     if let Err((code, why)) = check_runnable(program) {
@@ -381,21 +509,27 @@ pub async fn run(
     let program = program.as_str();
     let holder = crate::holder::run_identity(args.holder);
     let claim = claim(kind, mode, &args.name, &holder, args.priority);
-    let wait = args.timeout.map_or(
-        konductor_sdk::locks::Wait::Forever,
-        konductor_sdk::locks::Wait::AtMost,
-    );
+    let wait = match args.if_busy.wait(args.timeout) {
+        Ok(wait) => wait,
+        Err(why) => return usage(&why),
+    };
+    let first_use = FirstUse::of(&args.first_use, permits);
     let mut interrupts = Interrupts::new();
-    let acquired = acquire_reporting(locks, &claim, wait, true, &mut interrupts).await;
+    let waiting = args.if_busy.if_busy == IfBusy::Wait;
+    let acquired =
+        acquire_first_use(locks, &claim, wait, waiting, &mut interrupts, &first_use).await;
     let guard = match acquired {
         Ok(guard) => guard,
         Err(Error::LockCancelled { .. }) => return Ok(interrupts.withdrawn()),
-        Err(error) => return refused(error),
+        Err(error) => match args.if_busy.busy(&error) {
+            Some(code) => return Ok(code),
+            None => return refused(error),
+        },
     };
     let what = format!("{} {}/{}", kind.word(), locks.namespace(), args.name);
     let ran = supervised(
         &args.command,
-        Some(guard.token()),
+        &crate::run::token_env(guard.token()),
         guard.timing(),
         guard.lost(),
         &mut interrupts,
@@ -448,7 +582,13 @@ fn verb_word(kind: LockKind, mode: PermitMode, taking: bool) -> String {
     format!("{} {verb}", kind.word())
 }
 
-async fn take(kind: LockKind, mode: PermitMode, locks: &Locks, args: AcquireArgs) -> Outcome {
+async fn take(
+    kind: LockKind,
+    mode: PermitMode,
+    locks: &Locks,
+    args: AcquireArgs,
+    permits: Option<i32>,
+) -> Outcome {
     let holder = match crate::holder::lock_identity(args.holder, &verb_word(kind, mode, true)) {
         Ok(holder) => holder,
         Err(why) => return usage(&why),
@@ -459,8 +599,10 @@ async fn take(kind: LockKind, mode: PermitMode, locks: &Locks, args: AcquireArgs
         (true, None) => Wait::Forever,
         (true, Some(limit)) => Wait::AtMost(limit),
     };
+    let first_use = FirstUse::of(&args.first_use, permits);
     let mut interrupted = crate::signals::Interrupts::new();
-    let taken = acquire_reporting(locks, &claim, wait, args.wait, &mut interrupted).await;
+    let taken =
+        acquire_first_use(locks, &claim, wait, args.wait, &mut interrupted, &first_use).await;
     match taken {
         Ok(guard) => {
             if guard.reentered() {
@@ -502,6 +644,117 @@ async fn give_back(kind: LockKind, mode: PermitMode, locks: &Locks, args: Releas
         );
     }
     Ok(EXIT_OK)
+}
+
+/// What a command that uses a lock may create if it does not exist (`--ttl`,
+/// `--permits`, `--no-create`).
+#[derive(Clone, Debug, Default)]
+pub struct FirstUse {
+    /// Refuse instead of creating.
+    pub no_create: bool,
+    /// The ttl given.
+    pub ttl: Option<String>,
+    /// A Semaphore's permits given.
+    pub permits: Option<i32>,
+}
+
+impl FirstUse {
+    /// From the flags.
+    pub fn of(args: &FirstUseArgs, permits: Option<i32>) -> Self {
+        Self {
+            no_create: args.no_create,
+            ttl: args.ttl.clone(),
+            permits,
+        }
+    }
+
+    /// The spec of a `kind` lock created on first use, or why it cannot be (a
+    /// Semaphore needs its permits).
+    fn spec(&self, kind: LockKind, locks: &Locks, name: &str) -> Result<CommonLockSpec, Error> {
+        if kind == LockKind::Semaphore && self.permits.is_none() {
+            return Err(Error::Api {
+                kind: kind.word(),
+                namespace: locks.namespace().to_owned(),
+                name: name.to_owned(),
+                message: "not found: give --permits N to create it on first use (or `koncli semaphore create NAME --permits N`)".into(),
+            });
+        }
+        Ok(CommonLockSpec {
+            ttl: self
+                .ttl
+                .clone()
+                .unwrap_or_else(|| konductor_api::locks::DEFAULT_TTL.to_owned()),
+            permits: self.permits,
+        })
+    }
+
+    /// Creates the `kind` lock `name` if it does not exist (saying so); warns about
+    /// each flag given that differs from an existing lock's spec.
+    async fn ensure(&self, kind: LockKind, locks: &Locks, name: &str) -> konductor_sdk::Result<()> {
+        let flags_given = self.ttl.is_some() || self.permits.is_some();
+        if flags_given {
+            match locks.get(kind, name).await {
+                Ok(stored) => {
+                    self.warn_differences(kind, locks, name, &stored);
+                    return Ok(());
+                }
+                Err(Error::NotFound { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        let spec = self.spec(kind, locks, name)?;
+        match locks.create(kind, name, &spec).await {
+            Ok(_) => output::say_created(kind.word(), locks.namespace(), name),
+            // Made by another first user meanwhile.
+            Err(Error::AlreadyExists { .. }) => {}
+            Err(error) => return Err(error),
+        }
+        Ok(())
+    }
+
+    fn warn_differences(&self, kind: LockKind, locks: &Locks, name: &str, stored: &DynamicObject) {
+        let spec = CommonLockSpec::of(stored).unwrap_or_default();
+        let differences: Vec<output::Differs> = [
+            output::differs("--ttl", "ttl", self.ttl.clone(), spec.ttl),
+            output::differs(
+                "--permits",
+                "permits",
+                self.permits,
+                spec.permits.unwrap_or(1),
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        output::warn_kept(kind.word(), locks.namespace(), name, &differences);
+    }
+}
+
+/// [`acquire_reporting`], creating the lock first if it does not exist and `first_use`
+/// allows: a lock missing when asked for is created (or, with flags given, checked
+/// before) and asked for again.
+pub async fn acquire_first_use(
+    locks: &Locks,
+    claim: &Claim,
+    wait: Wait,
+    waiting: bool,
+    interrupts: &mut crate::signals::Interrupts,
+    first_use: &FirstUse,
+) -> konductor_sdk::Result<konductor_sdk::locks::Guard> {
+    if first_use.no_create {
+        return acquire_reporting(locks, claim, wait, waiting, interrupts).await;
+    }
+    if first_use.ttl.is_some() || first_use.permits.is_some() {
+        first_use.ensure(claim.kind, locks, &claim.lock).await?;
+        return acquire_reporting(locks, claim, wait, waiting, interrupts).await;
+    }
+    match acquire_reporting(locks, claim, wait, waiting, interrupts).await {
+        Err(Error::NotFound { .. }) => {
+            first_use.ensure(claim.kind, locks, &claim.lock).await?;
+            acquire_reporting(locks, claim, wait, waiting, interrupts).await
+        }
+        other => other,
+    }
 }
 
 /// Acquires `claim` as `wait` says, showing progress on stderr if `waiting`, and

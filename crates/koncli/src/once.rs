@@ -358,7 +358,7 @@ async fn run(onces: &Onces, args: OnceRunArgs) -> Outcome8 {
     let what = format!("once {}/{}", onces.namespace(), args.name);
     let ran = supervised(
         &args.command,
-        Some(executor.token()),
+        &crate::run::token_env(executor.token()),
         executor.timing(),
         executor.lost(),
         &mut interrupts,

@@ -204,7 +204,17 @@ impl Ran {
     }
 }
 
-/// Runs `command` under the supervisor, with `token` (if any) as `$KONDUCTOR_FENCING_TOKEN`,
+/// The environment a command run under one fencing token gets:
+/// `$KONDUCTOR_FENCING_TOKEN`.
+pub fn token_env(token: i64) -> Vec<(String, String)> {
+    vec![(FENCING_TOKEN_ENV.to_owned(), token.to_string())]
+}
+
+/// The variable that carries a run's fencing token (the first lock's, for several).
+pub const FENCING_TOKEN_ENV: &str = "KONDUCTOR_FENCING_TOKEN";
+
+/// Runs `command` under the supervisor, with `env` added to its environment (the
+/// fencing tokens),
 /// forwarding `interrupts` to it and stopping its group (SIGTERM, SIGKILL after the
 /// grace of `timing`) when `lost` resolves; `what` names the claim in messages. At the
 /// first signal forwarded, `mark` runs (it marks the claim *interrupting*) while the
@@ -212,7 +222,7 @@ impl Ran {
 /// around a command (`… run`) runs it this way.
 pub async fn supervised(
     command: &[String],
-    token: Option<i64>,
+    env: &[(String, String)],
     timing: konductor_sdk::claims::held::Timing,
     lost: impl std::future::Future<Output = konductor_sdk::claims::held::Loss>,
     interrupts: &mut Interrupts,
@@ -238,7 +248,7 @@ pub async fn supervised(
         .arg("--")
         .arg(program)
         .args(arguments)
-        .envs(token.map(|token| ("KONDUCTOR_FENCING_TOKEN", token.to_string())))
+        .envs(env.iter().map(|(key, value)| (key, value)))
         .process_group(0);
     let mut child = match supervisor.spawn() {
         Ok(child) => child,

@@ -510,7 +510,7 @@ async fn run(groups: &WaitGroups, args: RunArgs) -> Code {
     let mut interrupts = Interrupts::new();
     let ran = supervised(
         &args.command,
-        None,
+        &[],
         timing,
         held.lost(),
         &mut interrupts,

@@ -50,7 +50,7 @@ const KINDS: &[Kind] = &[
         create: &["mutex", "create", "{}"],
         wait: None,
         run: Some(&["mutex", "run", "{}"]),
-        made_on_first_use: false,
+        made_on_first_use: true,
         acts: &[&["mutex", "status", "{}"], &["mutex", "delete", "{}"]],
     },
     Kind {
@@ -69,7 +69,7 @@ const KINDS: &[Kind] = &[
         create: &["rwmutex", "create", "{}"],
         wait: None,
         run: Some(&["rwmutex", "run", "{}", "--write"]),
-        made_on_first_use: false,
+        made_on_first_use: true,
         acts: &[&["rwmutex", "status", "{}"], &["rwmutex", "delete", "{}"]],
     },
     Kind {
@@ -263,12 +263,14 @@ async fn missing_objects_are_waited_for_made_on_first_use_or_not_found() {
                     kind.word
                 ))
             } else {
+                // (A Semaphore is made on first use only with its size: --permits.)
                 Row::new(
                     "missing/run",
                     command(run, &run_name, &["--", "true"]),
                     1,
-                    says(format!("{} default/{run_name} not found", kind.word)),
+                    says(format!("{} default/{run_name}", kind.word)),
                 )
+                .also("not found")
             };
             rows.push(row);
         }
@@ -1176,5 +1178,60 @@ async fn a_missing_namespace_is_named_and_waited_for_by_waits() {
             ));
         }
     }
+    play(&env, rows).await;
+}
+
+#[tokio::test]
+async fn run_hold_follows_the_rows_of_run() {
+    let env = Env::start().await;
+    env.ok(&["mutex", "lock", "held-hold", "--holder", "gatekeeper"])
+        .await;
+    let args = |extra: &[&str]| -> Vec<String> {
+        ["run"]
+            .iter()
+            .chain(extra)
+            .chain(["--", "true"].iter())
+            .map(|s| (*s).to_owned())
+            .collect()
+    };
+    let rows = vec![
+        Row::new(
+            "missing/run",
+            args(&[
+                "--hold",
+                "mutex/missing-hold",
+                "--hold",
+                "rwmutex/missing-hold=read",
+            ]),
+            0,
+            Last::Anything,
+        )
+        .also("created mutex default/missing-hold (first use)")
+        .also("created rwmutex default/missing-hold (first use)"),
+        Row::new(
+            "missing/run",
+            args(&["--hold", "mutex/nothing-hold", "--no-create"]),
+            1,
+            says("mutex default/nothing-hold not found"),
+        ),
+        Row::new(
+            "usage",
+            args(&["--hold", "queue/x"]),
+            2,
+            says("not a lock kind"),
+        ),
+        Row::new(
+            "timeout",
+            args(&["--hold", "mutex/held-hold", "--timeout", "1s"]),
+            5,
+            says("not granted within the timeout"),
+        ),
+        Row::new(
+            "busy",
+            args(&["--hold", "mutex/held-hold", "--if-busy", "skip"]),
+            10,
+            says("skipped: held by gatekeeper"),
+        ),
+    ];
     play(&env, rows).await;
 }

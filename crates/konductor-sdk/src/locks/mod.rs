@@ -28,6 +28,7 @@
 //! ```
 
 mod claim;
+mod several;
 mod watch;
 
 use std::sync::Arc;
@@ -52,6 +53,7 @@ use crate::connect::Connection;
 use crate::error::{Error, Request, Result};
 use crate::patches::{LabelPatch, SpecPatch};
 use crate::subjects::Subjects;
+pub use several::{Held, in_global_order};
 
 /// What to ask for: which lock, as whom, how.
 #[derive(Clone, Debug)]
@@ -908,6 +910,21 @@ impl Guard {
     /// The grant's fencing token: pass it to what the lock protects.
     pub fn token(&self) -> i64 {
         self.token
+    }
+
+    /// The lock's kind.
+    pub fn kind(&self) -> LockKind {
+        self.kind
+    }
+
+    /// The lock's name.
+    pub fn lock(&self) -> &str {
+        &self.lock
+    }
+
+    /// The lock's namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
     }
 
     /// The Permit's name.
