@@ -262,6 +262,7 @@ async fn the_lock_examples_play_to_completion() {
         ("db-migration-mutex.sh", "ran one at a time"),
         ("semaphore-jobs.sh", "(limit 3)"),
         ("rwmutex-cache.sh", "the writer held it alone"),
+        ("multi-lock.sh", "never deadlocked or overlapped"),
     ] {
         let out = env.play_example(script).await;
         assert!(out.contains(says), "{script}: {out}");
