@@ -86,6 +86,11 @@ pub fn kinds() -> Vec<crate::crd::KindEntry> {
             verbs: READ,
             status_verbs: &["patch"],
         },
+        // create: `run` and `lock` make a lock that does not exist on first use.
+        workload: Access {
+            verbs: &["create", "get", "list", "watch"],
+            ..NONE
+        },
         ..KindEntry::of(crd, Some(MAX_LOCK_NAME_LEN))
     };
     vec![
