@@ -30,6 +30,10 @@ pub struct KindEntry {
     /// Whether the controllers reconcile objects of this kind (a subject: a barrier, a
     /// lock), rather than read them as a subject's claims.
     pub reconciled: bool,
+    /// Whether its objects reach a state a Gate can wait for — a phase that means done
+    /// (or, for a lock, free): every reconciled kind has a Gate preset except one that
+    /// never does (a RateLimit only ever is Available or Limited, for now).
+    pub gate_preset: bool,
     /// Kinds beyond Konductor's own that both the controllers and the workloads read
     /// for this one (a Gate: the kinds its presets name), as (API group, resource).
     pub also_reads: Vec<(&'static str, &'static str)>,
@@ -65,6 +69,7 @@ impl KindEntry {
             controller: read,
             workload: read,
             reconciled: true,
+            gate_preset: true,
             also_reads: Vec::new(),
             also_resumes: Vec::new(),
         }

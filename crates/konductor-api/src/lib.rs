@@ -7,6 +7,7 @@
 //! - [`barrier`]: the Barrier and its claims, the Arrivals ([`barrier::arrival`]).
 //! - [`locks`]: Semaphore, Mutex, RWMutex and their claims, the Permits.
 //! - [`once`]: the Once (a member of the lock family: its claims are Permits).
+//! - [`ratelimit`]: the RateLimit (grants per window; a member of the lock family).
 //! - [`waitgroup`]: the WaitGroup and its members (WaitGroupMember).
 //! - [`gate`]: the Gate (conditions on other resources), with its presets.
 //!
@@ -31,6 +32,7 @@ pub mod jsonpath;
 pub mod locks;
 pub mod names;
 pub mod once;
+pub mod ratelimit;
 pub mod rbac;
 pub mod reference;
 pub mod waitgroup;
@@ -51,6 +53,7 @@ pub fn kinds() -> Vec<crd::KindEntry> {
         barrier::kinds(),
         locks::kinds(),
         once::kinds(),
+        ratelimit::kinds(),
         waitgroup::kinds(),
         gate::kinds(),
     ]
@@ -112,7 +115,7 @@ mod tests {
             serde_json::from_value(json!({"phase": "Fenced"})).unwrap();
         assert_eq!(mutex.phase, crate::locks::MutexPhase::Unknown);
         let permit: crate::locks::PermitSpec = serde_json::from_value(json!({
-            "lockRef": {"kind": "RateLimit", "name": "deploys"},
+            "lockRef": {"kind": "Quota", "name": "deploys"},
             "holder": "h", "mode": "Upgradable"
         }))
         .unwrap();

@@ -10,6 +10,8 @@
 //!   `konductor_api::locks::rules`.
 //! - [`once`]: the Once kind, wired to the lock controller (its claims are Permits):
 //!   its stored spec and status and its claims to `konductor_api::once::rules`.
+//! - [`ratelimit`]: the RateLimit kind, wired to the lock controller as the Once is:
+//!   its window decided by `konductor_api::ratelimit::rules`.
 //! - [`waitgroup`]: the WaitGroup kind — its members' index, their expiry and its
 //!   reconcile, via `konductor_api::waitgroup::rules`.
 //! - [`gate`]: the Gate kind — a watch per kind its conditions name, and its
@@ -37,6 +39,7 @@ pub mod metrics;
 pub mod once;
 pub mod operator;
 pub mod queue;
+pub mod ratelimit;
 pub mod waitgroup;
 
 use std::sync::Arc;
@@ -66,7 +69,11 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
     let shutdown = futures::FutureExt::shared(shutdown);
-    let lock_family = [locks::lock_kinds(), vec![once::family()]].concat();
+    let lock_family = [
+        locks::lock_kinds(),
+        vec![once::family(), ratelimit::family()],
+    ]
+    .concat();
     let locks = locks::run(
         client.clone(),
         reporter.clone(),

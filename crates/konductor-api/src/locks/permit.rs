@@ -29,6 +29,8 @@ pub enum LockKind {
     /// A [`crate::once::Once`]: its executor holds it like a Mutex, and reports the
     /// work's outcome on its Permit.
     Once,
+    /// A [`crate::ratelimit::RateLimit`]: granted as its window allows.
+    RateLimit,
     /// A kind this version does not know (a newer client's claim): nothing is granted
     /// to it, and it is not read as any lock.
     #[serde(other)]
@@ -45,6 +47,9 @@ impl LockKind {
             LockKind::Mutex => kube::core::ApiResource::erase::<super::Mutex>(&()),
             LockKind::RWMutex => kube::core::ApiResource::erase::<super::RWMutex>(&()),
             LockKind::Once => kube::core::ApiResource::erase::<crate::once::Once>(&()),
+            LockKind::RateLimit => {
+                kube::core::ApiResource::erase::<crate::ratelimit::RateLimit>(&())
+            }
             LockKind::Unknown => kube::core::ApiResource {
                 group: crate::GROUP.to_owned(),
                 version: crate::VERSION.to_owned(),
@@ -62,6 +67,7 @@ impl LockKind {
             LockKind::Mutex => "mutexes",
             LockKind::RWMutex => "rwmutexes",
             LockKind::Once => "onces",
+            LockKind::RateLimit => "ratelimits",
             LockKind::Unknown => "unknown",
         }
     }
@@ -74,6 +80,8 @@ impl LockKind {
             // A Once's executor holds it as a Mutex's holder does.
             LockKind::Mutex | LockKind::Once => Admits::OneHolder,
             LockKind::RWMutex => Admits::ReadersOrOneWriter,
+            // As many as its window (and maxConcurrent) allow now: its rules say how many.
+            LockKind::RateLimit => Admits::UpTo,
             LockKind::Unknown => Admits::Nobody,
         }
     }
@@ -85,6 +93,7 @@ impl LockKind {
             LockKind::Mutex => "mutex",
             LockKind::RWMutex => "rwmutex",
             LockKind::Once => "once",
+            LockKind::RateLimit => "ratelimit",
             LockKind::Unknown => "unknown",
         }
     }
@@ -130,7 +139,7 @@ pub enum PermitMode {
     namespaced,
     status = "PermitStatus",
     derive = "PartialEq",
-    doc = "A Permit is one holder's claim on a Semaphore, Mutex, RWMutex or Once in the same namespace: created to ask, renewed to keep, deleted to release.",
+    doc = "A Permit is one holder's claim on a Semaphore, Mutex, RWMutex, Once or RateLimit in the same namespace: created to ask, renewed to keep, deleted to release.",
     printcolumn(name = "Kind", type_ = "string", json_path = ".spec.lockRef.kind"),
     printcolumn(name = "Lock", type_ = "string", json_path = ".spec.lockRef.name"),
     printcolumn(name = "Holder", type_ = "string", json_path = ".spec.holder"),

@@ -86,6 +86,9 @@ pub enum Admits {
     ReadersOrOneWriter,
     /// Nobody (a kind this version does not know).
     Nobody,
+    /// Up to `permits` holders at once, possibly none (a RateLimit, whose rules pass
+    /// how many its window allows now).
+    UpTo,
 }
 
 /// A lock and its permits at one moment.
@@ -166,7 +169,7 @@ impl Decision {
     /// Whether a permit holding the lock holds it exclusively (an RWMutex writer, a
     /// Mutex holder).
     pub fn held_exclusively(&self, input: &LockInput<'_>) -> bool {
-        input.admits != Admits::Counted
+        !matches!(input.admits, Admits::Counted | Admits::UpTo)
             && self.holding.iter().any(|&i| {
                 effective_mode(input.admits, &input.permits_of_lock[i]) == PermitMode::Exclusive
             })
@@ -177,7 +180,9 @@ impl Decision {
 pub fn effective_mode(admits: Admits, permit: &PermitRecord) -> PermitMode {
     match admits {
         Admits::ReadersOrOneWriter => permit.mode,
-        Admits::Counted | Admits::OneHolder | Admits::Nobody => PermitMode::Exclusive,
+        Admits::Counted | Admits::OneHolder | Admits::Nobody | Admits::UpTo => {
+            PermitMode::Exclusive
+        }
     }
 }
 
@@ -209,6 +214,7 @@ pub fn evaluate(input: &LockInput<'_>) -> Decision {
     let permits = input.permits_of_lock;
     let capacity = match input.admits {
         Admits::Counted => input.permits.max(1),
+        Admits::UpTo => input.permits.max(0),
         Admits::OneHolder | Admits::ReadersOrOneWriter => 1,
         // A newer version's kind: nothing is granted to it here.
         Admits::Nobody => 0,

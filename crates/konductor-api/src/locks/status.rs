@@ -40,6 +40,8 @@ pub enum LockStatus {
     RWMutex(RWMutexStatus),
     /// A Once's.
     Once(crate::once::OnceStatus),
+    /// A RateLimit's.
+    RateLimit(crate::ratelimit::RateLimitStatus),
 }
 
 impl LockStatus {
@@ -54,6 +56,9 @@ impl LockStatus {
             LockKind::Mutex => LockStatus::Mutex(serde::Deserialize::deserialize(status).ok()?),
             LockKind::RWMutex => LockStatus::RWMutex(serde::Deserialize::deserialize(status).ok()?),
             LockKind::Once => LockStatus::Once(serde::Deserialize::deserialize(status).ok()?),
+            LockKind::RateLimit => {
+                LockStatus::RateLimit(serde::Deserialize::deserialize(status).ok()?)
+            }
             LockKind::Unknown => return None,
         };
         Some(typed)
@@ -65,6 +70,9 @@ impl LockStatus {
             LockKind::Semaphore => LockStatus::Semaphore(SemaphoreStatus::default()),
             LockKind::RWMutex => LockStatus::RWMutex(RWMutexStatus::default()),
             LockKind::Once => LockStatus::Once(crate::once::OnceStatus::default()),
+            LockKind::RateLimit => {
+                LockStatus::RateLimit(crate::ratelimit::RateLimitStatus::default())
+            }
             LockKind::Mutex | LockKind::Unknown => LockStatus::Mutex(MutexStatus::default()),
         }
     }
@@ -76,6 +84,7 @@ impl LockStatus {
             LockStatus::Mutex(s) => &s.claims,
             LockStatus::RWMutex(s) => &s.claims,
             LockStatus::Once(s) => &s.claims,
+            LockStatus::RateLimit(s) => &s.claims,
         }
     }
 
@@ -86,6 +95,7 @@ impl LockStatus {
             LockStatus::Mutex(s) => &mut s.claims,
             LockStatus::RWMutex(s) => &mut s.claims,
             LockStatus::Once(s) => &mut s.claims,
+            LockStatus::RateLimit(s) => &mut s.claims,
         }
     }
 
@@ -116,6 +126,7 @@ impl LockStatus {
             LockStatus::Mutex(s) => serde_json::to_value(s),
             LockStatus::RWMutex(s) => serde_json::to_value(s),
             LockStatus::Once(s) => serde_json::to_value(s),
+            LockStatus::RateLimit(s) => serde_json::to_value(s),
         }
         .unwrap_or_default()
     }
@@ -232,6 +243,13 @@ pub fn lock_status(
         // A Once's status is decided by `crate::once::rules`, which takes the claims'
         // part from here only in the shape every kind shares.
         LockKind::Once => LockStatus::Once(crate::once::OnceStatus {
+            claims: claims(vec![ready]),
+            ..Default::default()
+        }),
+        // A RateLimit's window is decided by `crate::ratelimit::rules`, which takes
+        // the claims' part and its holders from here.
+        LockKind::RateLimit => LockStatus::RateLimit(crate::ratelimit::RateLimitStatus {
+            holders,
             claims: claims(vec![ready]),
             ..Default::default()
         }),
