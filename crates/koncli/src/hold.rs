@@ -288,7 +288,7 @@ async fn take_in_order(
             .iter()
             .find(|h| h.kind == claim.kind && h.name == claim.lock)
             .and_then(|h| h.permits);
-        let first_use = FirstUse::of(&args.first_use, permits);
+        let first_use = FirstUse::of(&args.first_use, crate::locks::Sizing::permits(permits));
         let taken =
             acquire_first_use(locks, claim, this_wait, waiting, interrupts, &first_use).await;
         match taken {

@@ -13,6 +13,7 @@
 //! - [`locks`]: the `semaphore`, `mutex` and `rwmutex` subcommands and verbs, `run`
 //!   among them.
 //! - [`once`]: the `once` subcommands.
+//! - [`ratelimit`]: the `ratelimit` subcommands (lock verbs, and `take`).
 //! - [`hold`]: `run --hold`, several locks around one command.
 //! - [`run`](mod@run): the supervision every `… run` shares (a lock's, a Once's, a
 //!   member's): the command never outlives its claim or koncli.
@@ -32,6 +33,7 @@ pub mod holder;
 pub mod locks;
 pub mod once;
 pub mod output;
+pub mod ratelimit;
 pub mod reference;
 pub mod run;
 pub mod signals;
@@ -63,6 +65,9 @@ pub enum Command {
     /// Let many readers or one writer run (RWMutex).
     #[command(subcommand)]
     Rwmutex(crate::locks::RwmutexCommand),
+    /// Let at most N start in any window (RateLimit).
+    #[command(subcommand)]
+    Ratelimit(crate::ratelimit::RateLimitCommand),
     /// Run a piece of work once per key across replicas (Once).
     #[command(subcommand)]
     Once(crate::once::OnceCommand),
@@ -102,6 +107,7 @@ pub async fn run(cli: Cli) -> u8 {
             | Command::Mutex(_)
             | Command::Rwmutex(_)
             | Command::Run(_)
+            | Command::Ratelimit(_)
             | Command::Once(once::OnceCommand::Run(_))
             | Command::Waitgroup(waitgroup::WaitGroupCommand::Run(_))
     );
@@ -151,6 +157,10 @@ async fn dispatch(command: Command, options: &ConnectOptions) -> konductor_sdk::
         Command::Semaphore(command) => lock(LockKind::Semaphore, command.into(), &options).await,
         Command::Mutex(command) => lock(LockKind::Mutex, command.into(), &options).await,
         Command::Rwmutex(command) => lock(LockKind::RWMutex, command.into(), &options).await,
+        Command::Ratelimit(command) => match connect(&options).await {
+            Ok(connection) => ratelimit::command(command, &connection).await,
+            Err(error) => Err(error),
+        },
         Command::Once(command) => match connect(&options).await {
             Ok(connection) => once::command(command, &connection).await,
             Err(error) => Err(error),
@@ -181,13 +191,13 @@ async fn lock(
 ) -> konductor_sdk::Result<u8> {
     let connection = connect(options).await?;
     match request {
-        locks::Request::Run(args, mode, permits) => {
+        locks::Request::Run(args, mode, sizing) => {
             locks::run(
                 kind,
                 mode,
                 &konductor_sdk::locks::Locks::new(&connection),
                 args,
-                permits,
+                sizing,
             )
             .await
         }

@@ -354,19 +354,20 @@ pub enum Request {
     Verb(Verb),
     /// `run` (see [`crate::run`](mod@crate::run)), with a Semaphore's permits for
     /// first use.
-    Run(RunArgs, PermitMode, Option<i32>),
+    Run(RunArgs, PermitMode, Sizing),
 }
 
 /// A lock command, whatever the kind spells it.
 pub enum Verb {
-    /// `lock`, `acquire`, `rlock`, with a Semaphore's permits for first use.
-    Take(AcquireArgs, PermitMode, Option<i32>),
+    /// `lock`, `acquire`, `rlock` (and a RateLimit's `take`), with what a lock made on
+    /// first use is sized with.
+    Take(AcquireArgs, PermitMode, Sizing),
     /// `unlock`, `release`, `runlock`.
     GiveBack(ReleaseArgs, PermitMode),
     /// `status`.
     Status(StatusArgs),
-    /// `create`, with a Semaphore's permits.
-    Create(LockCreateArgs, Option<i32>),
+    /// `create`, with a Semaphore's permits or a RateLimit's window.
+    Create(LockCreateArgs, Sizing),
     /// `delete`.
     Delete(String),
     /// `list`.
@@ -376,18 +377,22 @@ pub enum Verb {
 impl From<SemaphoreCommand> for Request {
     fn from(command: SemaphoreCommand) -> Self {
         match command {
-            SemaphoreCommand::Acquire(args) => {
-                Request::Verb(Verb::Take(args.take, PermitMode::Exclusive, args.permits))
-            }
+            SemaphoreCommand::Acquire(args) => Request::Verb(Verb::Take(
+                args.take,
+                PermitMode::Exclusive,
+                Sizing::permits(args.permits),
+            )),
             SemaphoreCommand::Release(args) => {
                 Request::Verb(Verb::GiveBack(args, PermitMode::Exclusive))
             }
-            SemaphoreCommand::Run(args) => {
-                Request::Run(args.run, PermitMode::Exclusive, args.permits)
-            }
+            SemaphoreCommand::Run(args) => Request::Run(
+                args.run,
+                PermitMode::Exclusive,
+                Sizing::permits(args.permits),
+            ),
             SemaphoreCommand::Status(args) => Request::Verb(Verb::Status(args)),
             SemaphoreCommand::Create(args) => {
-                Request::Verb(Verb::Create(args.lock, Some(args.permits)))
+                Request::Verb(Verb::Create(args.lock, Sizing::permits(Some(args.permits))))
             }
             SemaphoreCommand::Delete(args) => Request::Verb(Verb::Delete(args.name)),
             SemaphoreCommand::List(args) => Request::Verb(Verb::List(args)),
@@ -399,14 +404,14 @@ impl From<MutexCommand> for Request {
     fn from(command: MutexCommand) -> Self {
         match command {
             MutexCommand::Lock(args) => {
-                Request::Verb(Verb::Take(args, PermitMode::Exclusive, None))
+                Request::Verb(Verb::Take(args, PermitMode::Exclusive, Sizing::default()))
             }
             MutexCommand::Unlock(args) => {
                 Request::Verb(Verb::GiveBack(args, PermitMode::Exclusive))
             }
-            MutexCommand::Run(args) => Request::Run(args, PermitMode::Exclusive, None),
+            MutexCommand::Run(args) => Request::Run(args, PermitMode::Exclusive, Sizing::default()),
             MutexCommand::Status(args) => Request::Verb(Verb::Status(args)),
-            MutexCommand::Create(args) => Request::Verb(Verb::Create(args, None)),
+            MutexCommand::Create(args) => Request::Verb(Verb::Create(args, Sizing::default())),
             MutexCommand::Delete(args) => Request::Verb(Verb::Delete(args.name)),
             MutexCommand::List(args) => Request::Verb(Verb::List(args)),
         }
@@ -417,10 +422,10 @@ impl From<RwmutexCommand> for Request {
     fn from(command: RwmutexCommand) -> Self {
         match command {
             RwmutexCommand::Lock(args) => {
-                Request::Verb(Verb::Take(args, PermitMode::Exclusive, None))
+                Request::Verb(Verb::Take(args, PermitMode::Exclusive, Sizing::default()))
             }
             RwmutexCommand::Rlock(args) => {
-                Request::Verb(Verb::Take(args, PermitMode::Shared, None))
+                Request::Verb(Verb::Take(args, PermitMode::Shared, Sizing::default()))
             }
             RwmutexCommand::Unlock(args) => {
                 Request::Verb(Verb::GiveBack(args, PermitMode::Exclusive))
@@ -429,11 +434,13 @@ impl From<RwmutexCommand> for Request {
                 Request::Verb(Verb::GiveBack(args, PermitMode::Shared))
             }
             RwmutexCommand::Run(args) if args.read => {
-                Request::Run(args.run, PermitMode::Shared, None)
+                Request::Run(args.run, PermitMode::Shared, Sizing::default())
             }
-            RwmutexCommand::Run(args) => Request::Run(args.run, PermitMode::Exclusive, None),
+            RwmutexCommand::Run(args) => {
+                Request::Run(args.run, PermitMode::Exclusive, Sizing::default())
+            }
             RwmutexCommand::Status(args) => Request::Verb(Verb::Status(args)),
-            RwmutexCommand::Create(args) => Request::Verb(Verb::Create(args, None)),
+            RwmutexCommand::Create(args) => Request::Verb(Verb::Create(args, Sizing::default())),
             RwmutexCommand::Delete(args) => Request::Verb(Verb::Delete(args.name)),
             RwmutexCommand::List(args) => Request::Verb(Verb::List(args)),
         }
@@ -450,15 +457,15 @@ fn usage(message: &str) -> Outcome {
 pub async fn command(kind: LockKind, verb: Verb, connection: &Connection) -> Outcome {
     let locks = Locks::new(connection);
     match verb {
-        Verb::Take(args, mode, permits) => take(kind, mode, &locks, args, permits).await,
+        Verb::Take(args, mode, sizing) => take(kind, mode, &locks, args, sizing).await,
         Verb::GiveBack(args, mode) => give_back(kind, mode, &locks, args).await,
-        Verb::Create(args, permits) => {
-            let spec = CommonLockSpec {
-                ttl: args
-                    .ttl
-                    .unwrap_or_else(|| konductor_api::locks::DEFAULT_TTL.to_owned()),
-                permits,
+        Verb::Create(args, sizing) => {
+            let made = FirstUse {
+                no_create: false,
+                ttl: args.ttl,
+                sizing,
             };
+            let spec = made.spec(kind, &locks, &args.name)?;
             locks.create(kind, &args.name, &spec).await?;
             println!(
                 "{} {}/{} created",
@@ -498,7 +505,7 @@ pub async fn run(
     mode: PermitMode,
     locks: &Locks,
     args: RunArgs,
-    permits: Option<i32>,
+    sizing: Sizing,
 ) -> konductor_sdk::Result<u8> {
     let (program, _) = args.command.split_first().expect("clap requires a command");
     if let Err((code, why)) = check_runnable(program) {
@@ -513,7 +520,7 @@ pub async fn run(
         Ok(wait) => wait,
         Err(why) => return usage(&why),
     };
-    let first_use = FirstUse::of(&args.first_use, permits);
+    let first_use = FirstUse::of(&args.first_use, sizing);
     let mut interrupts = Interrupts::new();
     let waiting = args.if_busy.if_busy == IfBusy::Wait;
     let acquired =
@@ -587,7 +594,7 @@ async fn take(
     mode: PermitMode,
     locks: &Locks,
     args: AcquireArgs,
-    permits: Option<i32>,
+    sizing: Sizing,
 ) -> Outcome {
     let holder = match crate::holder::lock_identity(args.holder, &verb_word(kind, mode, true)) {
         Ok(holder) => holder,
@@ -599,7 +606,7 @@ async fn take(
         (true, None) => Wait::Forever,
         (true, Some(limit)) => Wait::AtMost(limit),
     };
-    let first_use = FirstUse::of(&args.first_use, permits);
+    let first_use = FirstUse::of(&args.first_use, sizing);
     let mut interrupted = crate::signals::Interrupts::new();
     let taken =
         acquire_first_use(locks, &claim, wait, args.wait, &mut interrupted, &first_use).await;
@@ -646,53 +653,125 @@ async fn give_back(kind: LockKind, mode: PermitMode, locks: &Locks, args: Releas
     Ok(EXIT_OK)
 }
 
+/// What a lock is made with beyond its ttl: a Semaphore's permits, a RateLimit's
+/// window.
+#[derive(Clone, Debug, Default)]
+pub struct Sizing {
+    /// A Semaphore's `--permits`.
+    pub permits: Option<i32>,
+    /// A RateLimit's `--limit`, `--window` and `--max-concurrent`.
+    pub rate: Option<RateArgs>,
+}
+
+impl Sizing {
+    /// A Semaphore's permits, if given.
+    pub fn permits(permits: Option<i32>) -> Self {
+        Self {
+            permits,
+            rate: None,
+        }
+    }
+
+    fn given(&self) -> bool {
+        self.permits.is_some() || self.rate.is_some()
+    }
+}
+
+/// A RateLimit's size: how many grants per window, and how many at once (given
+/// together, or not at all).
+#[derive(Args, Debug, Clone, PartialEq, Eq, Default)]
+pub struct RateArgs {
+    /// At most this many grants in any window (at least 1).
+    #[arg(long, requires = "window", value_parser = clap::value_parser!(i32).range(1..=i64::from(konductor_api::ratelimit::MAX_LIMIT)))]
+    pub limit: Option<i32>,
+    /// The window (a Go duration, at least 1s: `1h`, `1m`).
+    #[arg(long, requires = "limit", value_name = "DURATION", value_parser = parse_window)]
+    pub window: Option<String>,
+    /// Also at most this many holders at once [default: no bound].
+    #[arg(long, requires = "limit", value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    pub max_concurrent: Option<i32>,
+}
+
+impl RateArgs {
+    /// The size, if given (`--limit` and `--window` come together).
+    pub fn given(self) -> Option<Self> {
+        self.limit.is_some().then_some(self)
+    }
+}
+
+/// A RateLimit's window: a Go duration of at least a second.
+fn parse_window(text: &str) -> Result<String, String> {
+    if parse_duration(text)? < Duration::from_secs(1) {
+        return Err("must be at least 1s".to_owned());
+    }
+    Ok(text.to_owned())
+}
+
 /// What a command that uses a lock may create if it does not exist (`--ttl`,
-/// `--permits`, `--no-create`).
+/// `--permits`, a RateLimit's `--limit`/`--window`, `--no-create`).
 #[derive(Clone, Debug, Default)]
 pub struct FirstUse {
     /// Refuse instead of creating.
     pub no_create: bool,
     /// The ttl given.
     pub ttl: Option<String>,
-    /// A Semaphore's permits given.
-    pub permits: Option<i32>,
+    /// A Semaphore's permits or a RateLimit's window, if given.
+    pub sizing: Sizing,
 }
 
 impl FirstUse {
     /// From the flags.
-    pub fn of(args: &FirstUseArgs, permits: Option<i32>) -> Self {
+    pub fn of(args: &FirstUseArgs, sizing: Sizing) -> Self {
         Self {
             no_create: args.no_create,
             ttl: args.ttl.clone(),
-            permits,
+            sizing,
         }
     }
 
-    /// The spec of a `kind` lock created on first use, or why it cannot be (a
-    /// Semaphore needs its permits).
-    fn spec(&self, kind: LockKind, locks: &Locks, name: &str) -> Result<CommonLockSpec, Error> {
-        if kind == LockKind::Semaphore && self.permits.is_none() {
-            return Err(Error::Api {
-                kind: kind.word(),
-                namespace: locks.namespace().to_owned(),
-                name: name.to_owned(),
-                message: "not found: give --permits N to create it on first use (or `koncli semaphore create NAME --permits N`)".into(),
-            });
+    /// The spec of a `kind` lock made with these flags, or why it cannot be (a
+    /// Semaphore needs its permits, a RateLimit its window).
+    fn spec(&self, kind: LockKind, locks: &Locks, name: &str) -> Result<serde_json::Value, Error> {
+        let missing = |what: &str| Error::Api {
+            kind: kind.word(),
+            namespace: locks.namespace().to_owned(),
+            name: name.to_owned(),
+            message: format!(
+                "not found: give {what} to create it on first use (or `koncli {} create NAME {what}`)",
+                kind.word()
+            ),
+        };
+        let ttl = self
+            .ttl
+            .clone()
+            .unwrap_or_else(|| konductor_api::locks::DEFAULT_TTL.to_owned());
+        let mut spec = serde_json::json!({ "ttl": ttl });
+        match kind {
+            LockKind::Semaphore => {
+                let permits = self.sizing.permits.ok_or_else(|| missing("--permits N"))?;
+                spec["permits"] = permits.into();
+            }
+            LockKind::RateLimit => {
+                let rate = self
+                    .sizing
+                    .rate
+                    .as_ref()
+                    .ok_or_else(|| missing("--limit N --window D"))?;
+                spec["limit"] = rate.limit.into();
+                spec["window"] = rate.window.clone().into();
+                if let Some(max) = rate.max_concurrent {
+                    spec["maxConcurrent"] = max.into();
+                }
+            }
+            _ => {}
         }
-        Ok(CommonLockSpec {
-            ttl: self
-                .ttl
-                .clone()
-                .unwrap_or_else(|| konductor_api::locks::DEFAULT_TTL.to_owned()),
-            permits: self.permits,
-        })
+        Ok(spec)
     }
 
     /// Creates the `kind` lock `name` if it does not exist (saying so); warns about
     /// each flag given that differs from an existing lock's spec.
     async fn ensure(&self, kind: LockKind, locks: &Locks, name: &str) -> konductor_sdk::Result<()> {
-        let flags_given = self.ttl.is_some() || self.permits.is_some();
-        if flags_given {
+        if self.ttl.is_some() || self.sizing.given() {
             match locks.get(kind, name).await {
                 Ok(stored) => {
                     self.warn_differences(kind, locks, name, &stored);
@@ -712,20 +791,34 @@ impl FirstUse {
         Ok(())
     }
 
+    /// Warns about each flag given whose value differs from `stored`'s spec (kept).
     fn warn_differences(&self, kind: LockKind, locks: &Locks, name: &str, stored: &DynamicObject) {
-        let spec = CommonLockSpec::of(stored).unwrap_or_default();
-        let differences: Vec<output::Differs> = [
-            output::differs("--ttl", "ttl", self.ttl.clone(), spec.ttl),
-            output::differs(
-                "--permits",
-                "permits",
-                self.permits,
-                spec.permits.unwrap_or(1),
+        let stored = |key: &str| stored.data["spec"].get(key).cloned().unwrap_or_default();
+        let given = |value: Option<serde_json::Value>| value;
+        let rate = self.sizing.rate.as_ref();
+        let flags = [
+            ("--ttl", "ttl", given(self.ttl.clone().map(Into::into))),
+            ("--permits", "permits", self.sizing.permits.map(Into::into)),
+            (
+                "--limit",
+                "limit",
+                rate.and_then(|r| r.limit).map(Into::into),
             ),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+            (
+                "--window",
+                "window",
+                rate.and_then(|r| r.window.clone()).map(Into::into),
+            ),
+            (
+                "--max-concurrent",
+                "maxConcurrent",
+                rate.and_then(|r| r.max_concurrent).map(Into::into),
+            ),
+        ];
+        let differences: Vec<output::Differs> = flags
+            .into_iter()
+            .filter_map(|(flag, field, value)| output::differs(flag, field, value, stored(field)))
+            .collect();
         output::warn_kept(kind.word(), locks.namespace(), name, &differences);
     }
 }
@@ -744,7 +837,7 @@ pub async fn acquire_first_use(
     if first_use.no_create {
         return acquire_reporting(locks, claim, wait, waiting, interrupts).await;
     }
-    if first_use.ttl.is_some() || first_use.permits.is_some() {
+    if first_use.ttl.is_some() || first_use.sizing.given() {
         first_use.ensure(claim.kind, locks, &claim.lock).await?;
         return acquire_reporting(locks, claim, wait, waiting, interrupts).await;
     }
@@ -929,6 +1022,22 @@ impl View {
                     none(&s.holders)
                 ),
             ),
+            LockStatus::RateLimit(s) => {
+                let window = lock.data["spec"]["window"].as_str().unwrap_or("-");
+                let limit = &lock.data["spec"]["limit"];
+                let next = s
+                    .next_slot_at
+                    .as_ref()
+                    .map_or(String::new(), |t| format!(" · next slot at {}", t.0));
+                (
+                    format!("{:?}", s.phase),
+                    format!(
+                        "{} of {limit} used in the last {window}{next} · holding: {}",
+                        s.used,
+                        none(&s.holders)
+                    ),
+                )
+            }
             LockStatus::RWMutex(s) => {
                 let line = match &s.write_holder {
                     Some(writer) => format!("{writer} (writing)"),

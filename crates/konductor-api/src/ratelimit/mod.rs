@@ -43,7 +43,7 @@ pub const CONDITION_AVAILABLE: &str = "Available";
     printcolumn(name = "Used", type_ = "integer", json_path = ".status.used"),
     printcolumn(name = "Limit", type_ = "integer", json_path = ".spec.limit"),
     printcolumn(name = "Window", type_ = "string", json_path = ".spec.window"),
-    printcolumn(name = "Next Slot", type_ = "date", json_path = ".status.nextSlotAt"),
+    printcolumn(name = "Next Slot", type_ = "string", json_path = ".status.nextSlotAt"),
     printcolumn(
         name = "Waiting",
         type_ = "integer",

@@ -37,8 +37,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use konductor_api::locks::{
-    CLIENT_LABEL, CommonLockSpec, LockKind, Permit, PermitMode, PermitPhase, PermitSpec,
-    permit_name,
+    CLIENT_LABEL, LockKind, Permit, PermitMode, PermitPhase, PermitSpec, permit_name,
 };
 use kube::api::{Api, DeleteParams, DynamicObject};
 use kube::{Client, ResourceExt};
@@ -769,12 +768,12 @@ impl Locks {
         &self,
         kind: LockKind,
         name: &str,
-        spec: &CommonLockSpec,
+        spec: &impl serde::Serialize,
     ) -> Result<DynamicObject> {
         /// A lock object's content beside its metadata.
         #[derive(serde::Serialize)]
-        struct Content<'a> {
-            spec: &'a CommonLockSpec,
+        struct Content<'a, S: serde::Serialize> {
+            spec: &'a S,
         }
         let mut object = DynamicObject::new(name, &kind.api_resource());
         object.data =
