@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 failed=()
 for script in basic.sh etl-pipeline.sh distributed-testing.sh mapreduce.sh cascading.sh \
   conditional.sh troubleshooting.sh db-migration-mutex.sh semaphore-jobs.sh rwmutex-cache.sh \
-  once-migration.sh waitgroup-fanout.sh gate-pipeline.sh gate-resume.sh multi-lock.sh; do
+  once-migration.sh waitgroup-fanout.sh gate-pipeline.sh gate-resume.sh multi-lock.sh ratelimit.sh; do
   echo "=== $script"
   if ! bash "$script"; then
     failed+=("$script")

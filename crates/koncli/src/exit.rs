@@ -14,7 +14,8 @@ Exit codes (every non-zero exit prints one last line on stderr saying why):
      with more than maxFailed failed members, a Gate (or `wait --for`) whose failure
      test held or that can no longer open
   5  --timeout passed first (for `run`: nothing ran)
-  6  `lock`/`acquire`/`rlock` without --wait: the lock is held by others (busy)
+  6  `lock`/`acquire`/`rlock` (`ratelimit take`) without --wait: the lock is held by
+     others, or the window is full (busy); `run --if-busy fail` on a busy lock
   7  `run`: the grant (a member's hold) was lost; the command was stopped
   8  failed for good: a Once key or a WaitGroup member whose every allowed attempt
      failed (`once reset --key K` allows a new try); nothing ran

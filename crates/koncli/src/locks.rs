@@ -220,7 +220,7 @@ impl IfBusyArgs {
     /// The exit code for a lock found busy under this policy (said on stderr), or
     /// `None` when waiting was asked for (so busy is not an outcome).
     pub fn busy(&self, error: &Error) -> Option<u8> {
-        let Error::LockBusy { holders, .. } = error else {
+        let Error::LockBusy { kind, holders, .. } = error else {
             return None;
         };
         match self.if_busy {
@@ -230,14 +230,10 @@ impl IfBusyArgs {
                 Some(EXIT_BUSY)
             }
             IfBusy::Skip => {
-                let by = if holders.is_empty() {
-                    "others".to_owned()
-                } else {
-                    holders.join(", ")
-                };
                 eprintln!(
-                    "{}: skipped: held by {by} (--if-busy skip; the command did not run)",
-                    crate::exit::program_name()
+                    "{}: skipped: {} (--if-busy skip; the command did not run)",
+                    crate::exit::program_name(),
+                    konductor_sdk::error::busy_reason(kind, holders)
                 );
                 Some(self.skip_exit)
             }

@@ -73,6 +73,29 @@ const KINDS: &[Kind] = &[
         acts: &[&["rwmutex", "status", "{}"], &["rwmutex", "delete", "{}"]],
     },
     Kind {
+        word: "ratelimit",
+        create: &[
+            "ratelimit",
+            "create",
+            "{}",
+            "--limit",
+            "100",
+            "--window",
+            "1h",
+            "--max-concurrent",
+            "1",
+        ],
+        wait: None,
+        run: Some(&["ratelimit", "run", "{}"]),
+        // Made on first use only with its size (--limit, --window); one holder at a
+        // time, so that a holder makes the others queue, as for the locks.
+        made_on_first_use: false,
+        acts: &[
+            &["ratelimit", "status", "{}"],
+            &["ratelimit", "delete", "{}"],
+        ],
+    },
+    Kind {
         word: "once",
         create: &["once", "create", "{}"],
         wait: Some(&["once", "wait", "{}"]),

@@ -263,6 +263,7 @@ async fn the_lock_examples_play_to_completion() {
         ("semaphore-jobs.sh", "(limit 3)"),
         ("rwmutex-cache.sh", "the writer held it alone"),
         ("multi-lock.sh", "never deadlocked or overlapped"),
+        ("ratelimit.sh", "three per window, in order"),
     ] {
         let out = env.play_example(script).await;
         assert!(out.contains(says), "{script}: {out}");

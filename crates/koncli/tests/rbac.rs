@@ -167,6 +167,11 @@ async fn the_roles_allow_what_koncli_and_the_controllers_ask_for() {
         &["semaphore", "run", "s", "--", "true"],
         &["rwmutex", "run", "r", "--read", "--", "true"],
         &["rwmutex", "status", "r"],
+        // A RateLimit made on first use, a slot taken, a run, its status.
+        &["ratelimit", "take", "rl", "--limit", "5", "--window", "1m"],
+        &["ratelimit", "run", "rl", "--", "true"],
+        &["ratelimit", "status", "rl"],
+        &["ratelimit", "list"],
         // Locks made on first use, and several held at once.
         &["mutex", "run", "first-use", "--", "true"],
         &[

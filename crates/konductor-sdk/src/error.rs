@@ -192,9 +192,12 @@ pub enum Error {
         waited: Duration,
     },
     /// The lock is held and the caller did not want to wait.
-    #[error("{kind} {namespace}/{name} is busy: held by {} (not waiting)", if holders.is_empty() { "others".to_owned() } else { holders.join(", ") })]
+    #[error(
+        "{kind} {namespace}/{name} is busy: {} (not waiting)",
+        busy_reason(kind, holders)
+    )]
     LockBusy {
-        /// `semaphore`, `mutex` or `rwmutex`.
+        /// `semaphore`, `mutex`, `rwmutex` or `ratelimit`.
         kind: &'static str,
         /// Namespace.
         namespace: String,
@@ -369,6 +372,20 @@ impl Request<'_> {
                 }
             }
         }
+    }
+}
+
+/// Why a lock of `kind` held by `holders` could not be had at once, in words: who holds
+/// it, or — a RateLimit — that its window is full.
+pub fn busy_reason(kind: &str, holders: &[String]) -> String {
+    match (kind, holders.is_empty()) {
+        ("ratelimit", true) => "no slot free in its window now".to_owned(),
+        ("ratelimit", false) => format!(
+            "no slot free in its window now (held by {})",
+            holders.join(", ")
+        ),
+        (_, true) => "held by others".to_owned(),
+        (_, false) => format!("held by {}", holders.join(", ")),
     }
 }
 
