@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How many source files outside a kind's own modules name the kind in code.
 
-For Once, WaitGroup and Gate: the library and binary sources (`crates/*/src`, tests
+For Once, WaitGroup, Gate and RateLimit: the library and binary sources (`crates/*/src`, tests
 and benches left out) that reference the kind's types, `kind::` paths or `mod kind`
 lines — comments, string literals and `#[cfg(test)]` modules removed first ("at once"
 is not the Once). A kind cheap to add touches few files beyond its own modules.
@@ -28,6 +28,10 @@ KINDS = {
     "Gate": (
         r"\b(?:Gate\w*|gate::|mod gate)\b",
         ["/gate/", "/gate.rs"],
+    ),
+    "RateLimit": (
+        r"\b(?:RateLimit\w*|ratelimit::|mod ratelimit)\b",
+        ["/ratelimit/", "/ratelimit.rs"],
     ),
 }
 

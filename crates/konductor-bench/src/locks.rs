@@ -20,11 +20,7 @@ async fn connected(
     server: &ServerProcess,
     mutex: &str,
 ) -> anyhow::Result<(Locks, konductor_sdk::Connection)> {
-    let connection = connect(&ConnectOptions {
-        kubeconfig: Some(server.kubeconfig.clone()),
-        ..ConnectOptions::default()
-    })
-    .await?;
+    let connection = connection_to(server).await?;
     Api::<Mutex>::namespaced(connection.client.clone(), "default")
         .create(
             &PostParams::default(),
@@ -33,6 +29,15 @@ async fn connected(
         .await
         .with_context(|| format!("creating mutex {mutex}"))?;
     Ok((Locks::new(&connection), connection))
+}
+
+/// An SDK connection to `server`, in namespace `default`.
+async fn connection_to(server: &ServerProcess) -> anyhow::Result<konductor_sdk::Connection> {
+    Ok(connect(&ConnectOptions {
+        kubeconfig: Some(server.kubeconfig.clone()),
+        ..ConnectOptions::default()
+    })
+    .await?)
 }
 
 /// [`connected`], with the client.
@@ -51,6 +56,30 @@ pub async fn acquire_ms(server: &ServerProcess, samples: usize) -> anyhow::Resul
         let guard = locks.acquire(&claim, Wait::Forever).await?;
         times.push(ms(started.elapsed()));
         guard.release().await?;
+    }
+    Ok(times)
+}
+
+/// Milliseconds from asking for three free Mutexes at once (`Locks::hold_all`: taken one
+/// by one in the global order) to holding all three, `samples` times.
+pub async fn hold_three_ms(server: &ServerProcess, samples: usize) -> anyhow::Result<Vec<f64>> {
+    let (locks, _) = locks_on(server, "three-a").await?;
+    for name in ["three-b", "three-c"] {
+        locks
+            .create(LockKind::Mutex, name, &serde_json::json!({"ttl": "5m"}))
+            .await?;
+    }
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let holder = format!("holder-{i}");
+        let claims: Vec<Claim> = ["three-c", "three-a", "three-b"]
+            .iter()
+            .map(|name| Claim::mutex(name, &holder))
+            .collect();
+        let started = Instant::now();
+        let held = locks.hold_all(&claims, Wait::Forever).await?;
+        times.push(ms(started.elapsed()));
+        held.release().await?;
     }
     Ok(times)
 }
@@ -99,22 +128,77 @@ pub struct Relay {
     pub commits: f64,
 }
 
-/// Handovers per second of one Mutex passed among `holders` holders, each taking it
+/// Handovers per second of one Mutex `name` passed among `holders` holders, each taking it
 /// `rounds` times, with the writes and commits each handover cost.
 pub async fn handovers_per_s(
     server: &ServerProcess,
+    name: &str,
     holders: usize,
     rounds: usize,
 ) -> anyhow::Result<Relay> {
-    let (locks, client) = locks_on(server, "relay").await?;
+    let (locks, client) = locks_on(server, name).await?;
+    relay(
+        server,
+        &locks,
+        &client,
+        LockKind::Mutex,
+        name,
+        holders,
+        rounds,
+    )
+    .await
+}
+
+/// Grants per second of a RateLimit named `name` whose limit is far above demand
+/// (10,000 per second), taken and given back by `holders` holders `rounds` times
+/// each, as [`handovers_per_s`] passes a Mutex around.
+pub async fn rate_limit_grants_per_s(
+    server: &ServerProcess,
+    name: &str,
+    holders: usize,
+    rounds: usize,
+) -> anyhow::Result<Relay> {
+    let connection = connection_to(server).await?;
+    let locks = Locks::new(&connection);
+    locks
+        .create(
+            LockKind::RateLimit,
+            name,
+            &serde_json::json!({"limit": konductor_api::ratelimit::MAX_LIMIT, "window": "1s"}),
+        )
+        .await
+        .with_context(|| format!("creating ratelimit {name}"))?;
+    relay(
+        server,
+        &locks,
+        &connection.client,
+        LockKind::RateLimit,
+        name,
+        holders,
+        rounds,
+    )
+    .await
+}
+
+/// `holders` holders each taking the `kind` lock `name` and giving it back `rounds`
+/// times: grants per second, and the writes and commits each cost.
+async fn relay(
+    server: &ServerProcess,
+    locks: &Locks,
+    client: &kube::Client,
+    kind: LockKind,
+    name: &str,
+    holders: usize,
+    rounds: usize,
+) -> anyhow::Result<Relay> {
     let counts = || async {
         (
             server
-                .metric(&client, "konductor_server_writes_total")
+                .metric(client, "konductor_server_writes_total")
                 .await
                 .unwrap_or(0.0),
             server
-                .metric(&client, "konductor_server_commits_total")
+                .metric(client, "konductor_server_commits_total")
                 .await
                 .unwrap_or(0.0),
         )
@@ -124,8 +208,13 @@ pub async fn handovers_per_s(
     let tasks: Vec<_> = (0..holders)
         .map(|h| {
             let locks = locks.clone();
+            let claim = Claim::new(
+                kind,
+                name,
+                &format!("runner-{h}"),
+                konductor_api::locks::PermitMode::Exclusive,
+            );
             tokio::spawn(async move {
-                let claim = Claim::mutex("relay", &format!("runner-{h}"));
                 for _ in 0..rounds {
                     let guard = locks.acquire(&claim, Wait::Forever).await?;
                     guard.release().await?;

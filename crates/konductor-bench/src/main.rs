@@ -94,6 +94,10 @@ enum Group {
     /// What 1,000 waiting or holding clients cost the API server: requests and watch
     /// events per second, beside 1,000 pollers (not in the default run: 11 minutes).
     Cost,
+    /// A RateLimit's grants per second at a limit far above demand beside a Mutex's
+    /// handovers per second (alternating rounds), and three locks held at once
+    /// (`hold_all`) beside one acquire.
+    Ratelimit,
     /// N concurrent `koncli mutex run` beside N concurrent `etcdctl lock`, N = 10, 30
     /// and 100, five alternating rounds each (not in the default run: needs etcd and
     /// etcdctl on the PATH — `scripts/bench-etcd.sh` installs them).
@@ -140,6 +144,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Group::Once,
             Group::Waitgroup,
             Group::Gate,
+            Group::Ratelimit,
         ]
     } else {
         args.only.clone()
@@ -164,6 +169,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Group::Waitgroup => bench.waitgroup().await?,
             Group::Gate => bench.gate().await?,
             Group::Locks => bench.locks().await?,
+            Group::Ratelimit => bench.ratelimit().await?,
             Group::Cost => bench.cost().await?,
             Group::Etcd => bench.etcd().await?,
         }
@@ -604,6 +610,58 @@ impl Bench {
         Ok(())
     }
 
+    /// A RateLimit far below its limit beside a Mutex, five alternating rounds on one
+    /// server (medians); then three free locks held at once beside one.
+    async fn ratelimit(&mut self) -> anyhow::Result<()> {
+        let (holders, rounds, samples) = if self.quick {
+            (50, 2, 50)
+        } else {
+            (100, 4, 300)
+        };
+        let server = self.server().await?;
+        let (mut mutex, mut limited) = (Vec::new(), Vec::new());
+        for round in 0..5 {
+            let name = format!("r{round}");
+            // Alternate who goes first.
+            let (m, r) = if round % 2 == 0 {
+                let m =
+                    locks::handovers_per_s(&server, &format!("m{round}"), holders, rounds).await?;
+                let r = locks::rate_limit_grants_per_s(&server, &name, holders, rounds).await?;
+                (m, r)
+            } else {
+                let r = locks::rate_limit_grants_per_s(&server, &name, holders, rounds).await?;
+                let m =
+                    locks::handovers_per_s(&server, &format!("m{round}"), holders, rounds).await?;
+                (m, r)
+            };
+            mutex.push(m.per_s);
+            limited.push(r.per_s);
+        }
+        let median = |values: &[f64]| report::quantile(&report::sorted(values), 0.5);
+        let (mutex, limited) = (median(&mutex), median(&limited));
+        self.report.record(
+            Figure::new("ratelimit.grants_vs_mutex_handovers")
+                .value("ratelimit_grants_per_s", limited)
+                .value("mutex_handovers_per_s", mutex)
+                .value("ratio", limited / mutex)
+                .value("holders", holders as f64)
+                .target(Target::AtLeast("ratio", 0.8))
+                .note("medians of 5 alternating rounds on one server; the RateLimit at 10,000 per 1s window, far above demand"),
+        );
+        let server = self.server().await?;
+        let one = locks::acquire_ms(&server, samples).await?;
+        let three = locks::hold_three_ms(&server, samples).await?;
+        let (one, three) = (median(&one), median(&three));
+        self.report.record(
+            Figure::new("locks.hold_three_free")
+                .value("p50_three_ms", three)
+                .value("p50_one_ms", one)
+                .value("ratio", three / one)
+                .note("hold_all of three free Mutexes (taken in order) beside one acquire; about 3x expected"),
+        );
+        Ok(())
+    }
+
     /// What clients cost the server at steady state: requests and watch events per
     /// second for barrier waiters, Go-SDK pollers, lock waiters and Semaphore holders,
     /// each on a fresh server.
@@ -727,7 +785,7 @@ impl Bench {
         );
         let server = self.server().await?;
         let (holders, rounds) = if self.quick { (100, 2) } else { (100, 10) };
-        let relay = locks::handovers_per_s(&server, holders, rounds).await?;
+        let relay = locks::handovers_per_s(&server, "relay", holders, rounds).await?;
         self.report.record(
             Figure::new("locks.mutex_handovers")
                 .value("per_s", relay.per_s)
