@@ -151,10 +151,12 @@ pub async fn handovers_per_s(
 
 /// Grants per second of a RateLimit named `name` whose limit is far above demand
 /// (10,000 per second), taken and given back by `holders` holders `rounds` times
-/// each, as [`handovers_per_s`] passes a Mutex around.
+/// each, as [`handovers_per_s`] passes a Mutex around; with `max_concurrent` 1 it is
+/// passed around one holder at a time, as a Mutex is.
 pub async fn rate_limit_grants_per_s(
     server: &ServerProcess,
     name: &str,
+    max_concurrent: Option<i32>,
     holders: usize,
     rounds: usize,
 ) -> anyhow::Result<Relay> {
@@ -164,7 +166,11 @@ pub async fn rate_limit_grants_per_s(
         .create(
             LockKind::RateLimit,
             name,
-            &serde_json::json!({"limit": konductor_api::ratelimit::MAX_LIMIT, "window": "1s"}),
+            &serde_json::json!({
+                "limit": konductor_api::ratelimit::MAX_LIMIT,
+                "window": "1s",
+                "maxConcurrent": max_concurrent,
+            }),
         )
         .await
         .with_context(|| format!("creating ratelimit {name}"))?;

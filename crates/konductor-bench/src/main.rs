@@ -619,34 +619,47 @@ impl Bench {
             (100, 4, 300)
         };
         let server = self.server().await?;
-        let (mut mutex, mut limited) = (Vec::new(), Vec::new());
+        let (mut mutex, mut limited, mut one_at_a_time) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..5 {
-            let name = format!("r{round}");
-            // Alternate who goes first.
-            let (m, r) = if round % 2 == 0 {
-                let m =
-                    locks::handovers_per_s(&server, &format!("m{round}"), holders, rounds).await?;
-                let r = locks::rate_limit_grants_per_s(&server, &name, holders, rounds).await?;
-                (m, r)
-            } else {
-                let r = locks::rate_limit_grants_per_s(&server, &name, holders, rounds).await?;
-                let m =
-                    locks::handovers_per_s(&server, &format!("m{round}"), holders, rounds).await?;
-                (m, r)
+            let (m, r, o) = (
+                format!("m{round}"),
+                format!("r{round}"),
+                format!("s{round}"),
+            );
+            let mutex_round = || locks::handovers_per_s(&server, &m, holders, rounds);
+            // Far above demand; or, one at a time, passed around as the Mutex is.
+            let limited_round = |one_at_a_time: bool| {
+                let (name, max) = if one_at_a_time {
+                    (&o, Some(1))
+                } else {
+                    (&r, None)
+                };
+                locks::rate_limit_grants_per_s(&server, name, max, holders, rounds)
             };
-            mutex.push(m.per_s);
-            limited.push(r.per_s);
+            // Alternate who goes first.
+            if round % 2 == 0 {
+                mutex.push(mutex_round().await?.per_s);
+                limited.push(limited_round(false).await?.per_s);
+                one_at_a_time.push(limited_round(true).await?.per_s);
+            } else {
+                one_at_a_time.push(limited_round(true).await?.per_s);
+                limited.push(limited_round(false).await?.per_s);
+                mutex.push(mutex_round().await?.per_s);
+            }
         }
         let median = |values: &[f64]| report::quantile(&report::sorted(values), 0.5);
-        let (mutex, limited) = (median(&mutex), median(&limited));
+        let (mutex, limited, one_at_a_time) =
+            (median(&mutex), median(&limited), median(&one_at_a_time));
         self.report.record(
             Figure::new("ratelimit.grants_vs_mutex_handovers")
                 .value("ratelimit_grants_per_s", limited)
                 .value("mutex_handovers_per_s", mutex)
                 .value("ratio", limited / mutex)
+                .value("one_at_a_time_grants_per_s", one_at_a_time)
+                .value("one_at_a_time_ratio", one_at_a_time / mutex)
                 .value("holders", holders as f64)
                 .target(Target::AtLeast("ratio", 0.8))
-                .note("medians of 5 alternating rounds on one server; the RateLimit at 10,000 per 1s window, far above demand"),
+                .note("medians of 5 alternating rounds on one server; the RateLimit at 10,000 per 1s window, far above demand; one at a time: maxConcurrent 1, passed around as the Mutex is"),
         );
         let server = self.server().await?;
         let one = locks::acquire_ms(&server, samples).await?;
