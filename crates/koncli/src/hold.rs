@@ -5,16 +5,13 @@
 //! `KONDUCTOR_FENCING_TOKEN_<KIND>_<NAMESPACE>_<NAME>`, the first's also as
 //! `KONDUCTOR_FENCING_TOKEN`; losing any grant stops the command (exit 7).
 
-use std::time::Duration;
-
 use clap::Args;
 use konductor_api::locks::{LockKind, PermitMode};
 use konductor_sdk::locks::{Claim, Guard, Held, Locks, Wait, in_global_order};
 use konductor_sdk::{Connection, Error};
 
-use crate::args::{parse_duration, parse_holder};
 use crate::exit::{EXIT_LOST, EXIT_USAGE};
-use crate::locks::{FirstUse, FirstUseArgs, IfBusy, IfBusyArgs, acquire_first_use, refused};
+use crate::locks::{FirstUse, IfBusy, IfBusyArgs, RunHow, acquire_first_use, refused};
 use crate::run::{FENCING_TOKEN_ENV, Ran, check_runnable, supervised};
 use crate::signals::Interrupts;
 
@@ -45,25 +42,9 @@ pub struct HoldArgs {
     /// semaphore/NAME=PERMITS.
     #[arg(long = "hold", value_name = "KIND/NAME[=MODE]", required = true, value_parser = parse_hold)]
     pub holds: Vec<Hold>,
-    /// Who holds them [default: a new identity for every run: $POD_NAME or the
-    /// hostname, with a random suffix].
-    #[arg(long, value_parser = parse_holder)]
-    pub holder: Option<String>,
-    /// Give up waiting for the grants after this long in all (a Go duration), exiting 5.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub timeout: Option<Duration>,
-    /// Higher is granted first (FIFO among equals; may be negative).
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    pub priority: i32,
-    /// What to do when a lock is busy.
+    /// Who holds them, how long to wait, what to do when busy, and the command.
     #[command(flatten)]
-    pub if_busy: IfBusyArgs,
-    /// Creating the locks on first use.
-    #[command(flatten)]
-    pub first_use: FirstUseArgs,
-    /// The command and its arguments (after `--`).
-    #[arg(required = true, last = true, value_name = "COMMAND")]
-    pub command: Vec<String>,
+    pub how: RunHow,
 }
 
 /// One `--hold` value.
@@ -168,22 +149,47 @@ fn usage(message: &str) -> u8 {
 
 /// Runs `koncli run --hold …`.
 pub async fn run(args: HoldArgs, connection: &Connection) -> konductor_sdk::Result<u8> {
-    let (program, _) = args.command.split_first().expect("clap requires a command");
+    let locks = Locks::new(connection);
+    let holder = crate::holder::run_identity(args.how.holder.clone());
+    let claims: Vec<(Claim, FirstUse)> = args
+        .holds
+        .iter()
+        .map(|hold| {
+            let claim =
+                crate::locks::claim(hold.kind, hold.mode, &hold.name, &holder, args.how.priority);
+            let sizing = crate::locks::Sizing::permits(hold.permits);
+            (claim, FirstUse::of(&args.how.first_use, sizing))
+        })
+        .collect();
+    run_holding(&locks, claims, &args.how).await
+}
+
+/// Holds every lock `claims` name — each made on first use as its [`FirstUse`] allows —
+/// taken one by one in the global order, around `how.command`: every `run` of the lock
+/// family (`mutex run NAME` is this with one claim). Usage errors (a lock named twice,
+/// token variables that collide, `--timeout` with a policy that does not wait) exit 2
+/// before anything is claimed.
+pub async fn run_holding(
+    locks: &Locks,
+    claims: Vec<(Claim, FirstUse)>,
+    how: &RunHow,
+) -> konductor_sdk::Result<u8> {
+    let (program, _) = how.command.split_first().expect("clap requires a command");
     if let Err((code, why)) = check_runnable(program) {
         eprintln!("{}: {why}", crate::exit::program_name());
         return Ok(code);
     }
-    let locks = Locks::new(connection);
     let namespace = locks.namespace().to_owned();
-    let holder = crate::holder::run_identity(args.holder.clone());
-    let claims: Vec<Claim> = args
-        .holds
-        .iter()
-        .map(|hold| crate::locks::claim(hold.kind, hold.mode, &hold.name, &holder, args.priority))
-        .collect();
-    let ordered = match in_global_order(&namespace, &claims) {
+    let (bare, first_uses): (Vec<Claim>, Vec<FirstUse>) = claims.iter().cloned().unzip();
+    let ordered = match in_global_order(&namespace, &bare) {
         Ok(ordered) => ordered,
         Err(error) => return Ok(usage(&error.to_string())),
+    };
+    let first_use_of = |claim: &Claim| {
+        bare.iter()
+            .position(|c| c.kind == claim.kind && c.lock == claim.lock)
+            .map(|i| first_uses[i].clone())
+            .unwrap_or_default()
     };
     let mut variables: Vec<(String, &Claim)> = Vec::new();
     for claim in &ordered {
@@ -199,12 +205,20 @@ pub async fn run(args: HoldArgs, connection: &Connection) -> konductor_sdk::Resu
         }
         variables.push((variable, claim));
     }
-    let wait = match args.if_busy.wait(args.timeout) {
+    let wait = match how.if_busy.wait(how.timeout) {
         Ok(wait) => wait,
         Err(why) => return Ok(usage(&why)),
     };
     let mut interrupts = Interrupts::new();
-    let held = match take_in_order(&locks, &ordered, &args, wait, &mut interrupts).await {
+    let taken = take_in_order(
+        locks,
+        &ordered,
+        &first_use_of,
+        &how.if_busy,
+        wait,
+        &mut interrupts,
+    );
+    let held = match taken.await {
         Ok(held) => held,
         Err(Taken::Exit(code)) => return Ok(code),
         Err(Taken::Failed(error)) => return refused(error),
@@ -225,17 +239,20 @@ pub async fn run(args: HoldArgs, connection: &Connection) -> konductor_sdk::Resu
         .map(|c| format!("{} {namespace}/{}", c.kind.word(), c.lock))
         .collect::<Vec<_>>()
         .join(", ");
+    let several = ordered.len() > 1;
     let ran = supervised(
-        &args.command,
+        &how.command,
         &env,
         held.timing(),
         async {
             let (kind, name, loss) = held.lost().await;
-            eprintln!(
-                "{}: lost {} {namespace}/{name}",
-                crate::exit::program_name(),
-                kind.word()
-            );
+            if several {
+                eprintln!(
+                    "{}: lost {} {namespace}/{name}",
+                    crate::exit::program_name(),
+                    kind.word()
+                );
+            }
             loss
         },
         &mut interrupts,
@@ -250,7 +267,12 @@ pub async fn run(args: HoldArgs, connection: &Connection) -> konductor_sdk::Resu
     if let Err(error) = held.release().await {
         eprintln!("{}: {error}", crate::exit::program_name());
     }
-    Ok(ran.report(&what, program, "locks released"))
+    let released = if several {
+        "locks released"
+    } else {
+        "lock released"
+    };
+    Ok(ran.report(&what, program, released))
 }
 
 /// Why the locks were not all taken.
@@ -261,12 +283,13 @@ enum Taken {
     Failed(Error),
 }
 
-/// Takes `ordered` one by one (creating missing locks as `--no-create` allows), within
-/// `wait` in all; gives back what it took when it cannot take them all.
+/// Takes `ordered` one by one (each made on first use as `first_use_of` it says),
+/// within `wait` in all; gives back what it took when it cannot take them all.
 async fn take_in_order(
     locks: &Locks,
     ordered: &[Claim],
-    args: &HoldArgs,
+    first_use_of: &impl Fn(&Claim) -> FirstUse,
+    if_busy: &IfBusyArgs,
     wait: Wait,
     interrupts: &mut Interrupts,
 ) -> Result<Held, Taken> {
@@ -274,7 +297,7 @@ async fn take_in_order(
         Wait::AtMost(limit) => Some(tokio::time::Instant::now() + limit),
         _ => None,
     };
-    let waiting = args.if_busy.if_busy == IfBusy::Wait;
+    let waiting = if_busy.if_busy == IfBusy::Wait;
     let mut guards: Vec<Guard> = Vec::with_capacity(ordered.len());
     for claim in ordered {
         let this_wait = match deadline {
@@ -283,12 +306,7 @@ async fn take_in_order(
             }
             None => wait,
         };
-        let permits = args
-            .holds
-            .iter()
-            .find(|h| h.kind == claim.kind && h.name == claim.lock)
-            .and_then(|h| h.permits);
-        let first_use = FirstUse::of(&args.first_use, crate::locks::Sizing::permits(permits));
+        let first_use = first_use_of(claim);
         let taken =
             acquire_first_use(locks, claim, this_wait, waiting, interrupts, &first_use).await;
         match taken {
@@ -297,7 +315,7 @@ async fn take_in_order(
                 Held::new(guards).release().await.ok();
                 return Err(match error {
                     Error::LockCancelled { .. } => Taken::Exit(interrupts.withdrawn()),
-                    error => match args.if_busy.busy(&error) {
+                    error => match if_busy.busy(&error) {
                         Some(code) => Taken::Exit(code),
                         None => Taken::Failed(error),
                     },

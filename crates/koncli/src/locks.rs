@@ -16,12 +16,8 @@ use kube::ResourceExt;
 use kube::api::DynamicObject;
 
 use crate::args::{NameArgs, StatusArgs, parse_duration, parse_holder, parse_name};
-use crate::exit::{
-    EXIT_BUSY, EXIT_CODES, EXIT_ERROR, EXIT_LOST, EXIT_OK, EXIT_USAGE, EXIT_WAIT_TIMEOUT,
-};
+use crate::exit::{EXIT_BUSY, EXIT_CODES, EXIT_ERROR, EXIT_OK, EXIT_USAGE, EXIT_WAIT_TIMEOUT};
 use crate::output;
-use crate::run::{Ran, check_runnable, supervised};
-use crate::signals::Interrupts;
 
 /// `semaphore` commands. `acquire`/`release` are also spelled `lock`/`unlock`.
 #[derive(Subcommand, Debug)]
@@ -258,20 +254,29 @@ pub struct RunArgs {
     /// The lock's name.
     #[arg(value_parser = parse_name)]
     pub name: String,
+    /// Who holds it, how long to wait, what to do when busy, and the command.
+    #[command(flatten)]
+    pub how: RunHow,
+}
+
+/// How any `run` of the lock family holds its lock(s) around a command — the flags
+/// `KIND run NAME` and `run --hold` share.
+#[derive(Args, Debug)]
+pub struct RunHow {
     /// Who holds it [default: a new identity for every run: $POD_NAME or the hostname,
     /// with a random suffix].
     #[arg(long, value_parser = parse_holder)]
     pub holder: Option<String>,
-    /// Give up waiting for the grant after this long (a Go duration), exiting 5.
+    /// Give up waiting for the grant after this long in all (a Go duration), exiting 5.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
     /// Higher is granted first (FIFO among equals; may be negative).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub priority: i32,
-    /// What to do when the lock is busy.
+    /// What to do when a lock is busy.
     #[command(flatten)]
     pub if_busy: IfBusyArgs,
-    /// Creating the lock on first use.
+    /// Creating a lock on first use.
     #[command(flatten)]
     pub first_use: FirstUseArgs,
     /// The command and its arguments (after `--`).
@@ -494,8 +499,8 @@ pub async fn command(kind: LockKind, verb: Verb, connection: &Connection) -> Out
     }
 }
 
-/// `… run NAME -- CMD`: hold the lock around a command (the supervision is
-/// [`crate::run`](mod@crate::run)'s).
+/// `… run NAME -- CMD`: hold the lock around a command — `run --hold` with one lock
+/// ([`crate::hold::run_holding`]; the supervision is [`crate::run`](mod@crate::run)'s).
 pub async fn run(
     kind: LockKind,
     mode: PermitMode,
@@ -503,51 +508,10 @@ pub async fn run(
     args: RunArgs,
     sizing: Sizing,
 ) -> konductor_sdk::Result<u8> {
-    let (program, _) = args.command.split_first().expect("clap requires a command");
-    if let Err((code, why)) = check_runnable(program) {
-        eprintln!("{}: {why}", crate::exit::program_name());
-        return Ok(code);
-    }
-    let program = program.clone();
-    let program = program.as_str();
-    let holder = crate::holder::run_identity(args.holder);
-    let claim = claim(kind, mode, &args.name, &holder, args.priority);
-    let wait = match args.if_busy.wait(args.timeout) {
-        Ok(wait) => wait,
-        Err(why) => return usage(&why),
-    };
-    let first_use = FirstUse::of(&args.first_use, sizing);
-    let mut interrupts = Interrupts::new();
-    let waiting = args.if_busy.if_busy == IfBusy::Wait;
-    let acquired =
-        acquire_first_use(locks, &claim, wait, waiting, &mut interrupts, &first_use).await;
-    let guard = match acquired {
-        Ok(guard) => guard,
-        Err(Error::LockCancelled { .. }) => return Ok(interrupts.withdrawn()),
-        Err(error) => match args.if_busy.busy(&error) {
-            Some(code) => return Ok(code),
-            None => return refused(error),
-        },
-    };
-    let what = format!("{} {}/{}", kind.word(), locks.namespace(), args.name);
-    let ran = supervised(
-        &args.command,
-        &crate::run::token_env(guard.token()),
-        guard.timing(),
-        guard.lost(),
-        &mut interrupts,
-        &what,
-        guard.mark_interrupting(),
-    )
-    .await;
-    if ran == Ran::Lost {
-        guard.release_lost().await;
-        return Ok(EXIT_LOST);
-    }
-    if let Err(error) = guard.release().await {
-        eprintln!("{}: {error}", crate::exit::program_name());
-    }
-    Ok(ran.report(&what, program, "lock released"))
+    let holder = crate::holder::run_identity(args.how.holder.clone());
+    let claim = claim(kind, mode, &args.name, &holder, args.how.priority);
+    let first_use = FirstUse::of(&args.how.first_use, sizing);
+    crate::hold::run_holding(locks, vec![(claim, first_use)], &args.how).await
 }
 
 /// The claim a command makes: an RWMutex's reader shares it; every other holder holds
