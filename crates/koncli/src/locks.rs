@@ -140,6 +140,18 @@ pub struct AcquireArgs {
     /// accident].
     #[arg(long, value_parser = parse_holder)]
     pub holder: Option<String>,
+    /// Whether and how long to wait, and in what order.
+    #[command(flatten)]
+    pub waiting: TakeWait,
+    /// Creating the lock on first use.
+    #[command(flatten)]
+    pub first_use: FirstUseArgs,
+}
+
+/// Whether a take waits for a busy lock, how long, and its priority (`lock`, `acquire`,
+/// `rlock`, `ratelimit take`).
+#[derive(Args, Debug)]
+pub struct TakeWait {
     /// Wait for the grant instead of failing (exit 6) when the lock is busy.
     #[arg(long)]
     pub wait: bool,
@@ -150,9 +162,17 @@ pub struct AcquireArgs {
     /// Higher is granted first (FIFO among equals; may be negative).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub priority: i32,
-    /// Creating the lock on first use.
-    #[command(flatten)]
-    pub first_use: FirstUseArgs,
+}
+
+impl TakeWait {
+    /// How long to wait for the grant.
+    pub fn wait(&self) -> Wait {
+        match (self.wait, self.timeout) {
+            (false, _) => Wait::No,
+            (true, None) => Wait::Forever,
+            (true, Some(limit)) => Wait::AtMost(limit),
+        }
+    }
 }
 
 /// `semaphore acquire|lock`.
@@ -560,16 +580,19 @@ async fn take(
         Ok(holder) => holder,
         Err(why) => return usage(&why),
     };
-    let claim = claim(kind, mode, &args.name, &holder, args.priority);
-    let wait = match (args.wait, args.timeout) {
-        (false, _) => Wait::No,
-        (true, None) => Wait::Forever,
-        (true, Some(limit)) => Wait::AtMost(limit),
-    };
+    let claim = claim(kind, mode, &args.name, &holder, args.waiting.priority);
+    let wait = args.waiting.wait();
     let first_use = FirstUse::of(&args.first_use, sizing);
     let mut interrupted = crate::signals::Interrupts::new();
-    let taken =
-        acquire_first_use(locks, &claim, wait, args.wait, &mut interrupted, &first_use).await;
+    let taken = acquire_first_use(
+        locks,
+        &claim,
+        wait,
+        args.waiting.wait,
+        &mut interrupted,
+        &first_use,
+    )
+    .await;
     match taken {
         Ok(guard) => {
             if guard.reentered() {

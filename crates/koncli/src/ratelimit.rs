@@ -3,18 +3,16 @@
 //! a grant around a command, `status`, `create`, `delete`, `list` — plus `take`, which
 //! takes one slot of the window and prints its fencing token (nothing is held after).
 
-use std::time::Duration;
-
 use clap::{Args, Subcommand};
 use konductor_api::locks::{LockKind, PermitMode};
-use konductor_sdk::locks::{Locks, Wait};
+use konductor_sdk::locks::Locks;
 use konductor_sdk::{Connection, Error};
 
-use crate::args::{NameArgs, StatusArgs, parse_duration, parse_holder, parse_name};
+use crate::args::{NameArgs, StatusArgs, parse_holder, parse_name};
 use crate::exit::{EXIT_CODES, EXIT_OK};
 use crate::locks::{
-    FirstUse, FirstUseArgs, LockCreateArgs, Outcome, RUN_HELP, RateArgs, RunArgs, Sizing, Verb,
-    acquire_first_use, refused,
+    FirstUse, FirstUseArgs, LockCreateArgs, Outcome, RUN_HELP, RateArgs, RunArgs, Sizing, TakeWait,
+    Verb, acquire_first_use, refused,
 };
 use crate::signals::Interrupts;
 
@@ -61,15 +59,10 @@ pub struct TakeArgs {
     /// random suffix].
     #[arg(long, value_parser = parse_holder)]
     pub holder: Option<String>,
-    /// Wait for a slot instead of failing (exit 6) when the window is full.
-    #[arg(long)]
-    pub wait: bool,
-    /// With --wait, wait at most this long (a Go duration), then exit 5.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "wait")]
-    pub timeout: Option<Duration>,
-    /// Higher is granted first (FIFO among equals; may be negative).
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    pub priority: i32,
+    /// Whether to wait for a slot when the window is full (else exit 6), how long, and
+    /// in what order.
+    #[command(flatten)]
+    pub waiting: TakeWait,
     /// The rate limit's size, if it is created on first use.
     #[command(flatten)]
     pub rate: RateArgs,
@@ -140,13 +133,9 @@ async fn take(locks: &Locks, args: TakeArgs) -> Outcome {
         PermitMode::Exclusive,
         &args.name,
         &holder,
-        args.priority,
+        args.waiting.priority,
     );
-    let wait = match (args.wait, args.timeout) {
-        (false, _) => Wait::No,
-        (true, None) => Wait::Forever,
-        (true, Some(limit)) => Wait::AtMost(limit),
-    };
+    let wait = args.waiting.wait();
     let first_use = FirstUse::of(
         &args.first_use,
         Sizing {
@@ -155,8 +144,15 @@ async fn take(locks: &Locks, args: TakeArgs) -> Outcome {
         },
     );
     let mut interrupts = Interrupts::new();
-    let taken =
-        acquire_first_use(locks, &claim, wait, args.wait, &mut interrupts, &first_use).await;
+    let taken = acquire_first_use(
+        locks,
+        &claim,
+        wait,
+        args.waiting.wait,
+        &mut interrupts,
+        &first_use,
+    )
+    .await;
     match taken {
         Ok(guard) => {
             let token = guard.token();
