@@ -84,6 +84,47 @@ pub async fn hold_three_ms(server: &ServerProcess, samples: usize) -> anyhow::Re
     Ok(times)
 }
 
+/// Wall times (ms) of `runs` `koncli` processes each running `true` under `args`
+/// (`mutex run a`, `run --hold mutex/a --hold …`), start to exit, alternating between
+/// the two command lines: `(first's, second's)`. The locks are made on first use by a
+/// run before the clock starts.
+pub async fn koncli_runs_ms(
+    server: &ServerProcess,
+    koncli: &std::path::Path,
+    first: &[&str],
+    second: &[&str],
+    runs: usize,
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let once = |args: &[&str]| {
+        let mut command = tokio::process::Command::new(koncli);
+        command
+            .arg("--kubeconfig")
+            .arg(&server.kubeconfig)
+            .args(args)
+            .args(["--", "true"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let what = args.join(" ");
+        async move {
+            let started = Instant::now();
+            let status = command
+                .status()
+                .await
+                .with_context(|| format!("running {}", koncli.display()))?;
+            anyhow::ensure!(status.success(), "koncli {what} exited with {status}");
+            Ok::<f64, anyhow::Error>(ms(started.elapsed()))
+        }
+    };
+    once(first).await?;
+    once(second).await?;
+    let (mut a, mut b) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+    for _ in 0..runs {
+        a.push(once(first).await?);
+        b.push(once(second).await?);
+    }
+    Ok((a, b))
+}
+
 /// Milliseconds from a holder starting to release to the waiting holder holding it.
 pub async fn handover_ms(server: &ServerProcess, samples: usize) -> anyhow::Result<Vec<f64>> {
     let (locks, client) = locks_on(server, "handover").await?;

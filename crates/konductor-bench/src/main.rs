@@ -672,6 +672,24 @@ impl Bench {
                 .value("ratio", three / one)
                 .note("hold_all of three free Mutexes (taken in order) beside one acquire; about 3x expected"),
         );
+        let (one, three) = locks::koncli_runs_ms(
+            &server,
+            &self.koncli,
+            &["mutex", "run", "solo"],
+            &[
+                "run", "--hold", "mutex/x", "--hold", "mutex/y", "--hold", "mutex/z",
+            ],
+            samples.min(100),
+        )
+        .await?;
+        let (one, three) = (median(&one), median(&three));
+        self.report.record(
+            Figure::new("locks.koncli_run_hold_three_free")
+                .value("p50_three_ms", three)
+                .value("p50_one_ms", one)
+                .value("ratio", three / one)
+                .note("koncli run --hold of three free Mutexes beside koncli mutex run of one, process start to exit, alternating"),
+        );
         Ok(())
     }
 
