@@ -164,6 +164,21 @@ pub async fn run(args: HoldArgs, connection: &Connection) -> konductor_sdk::Resu
     run_holding(&locks, claims, &args.how).await
 }
 
+/// `KIND run NAME -- CMD`: hold one lock around a command — `run --hold` with one lock
+/// (the supervision is [`crate::run`](mod@crate::run)'s).
+pub async fn run_one(
+    kind: LockKind,
+    mode: PermitMode,
+    locks: &Locks,
+    args: crate::locks::RunArgs,
+    sizing: crate::locks::Sizing,
+) -> konductor_sdk::Result<u8> {
+    let holder = crate::holder::run_identity(args.how.holder.clone());
+    let claim = crate::locks::claim(kind, mode, &args.name, &holder, args.how.priority);
+    let first_use = FirstUse::of(&args.how.first_use, sizing);
+    run_holding(locks, vec![(claim, first_use)], &args.how).await
+}
+
 /// Holds every lock `claims` name — each made on first use as its [`FirstUse`] allows —
 /// taken one by one in the global order, around `how.command`: every `run` of the lock
 /// family (`mutex run NAME` is this with one claim). Usage errors (a lock named twice,

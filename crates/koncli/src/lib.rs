@@ -10,11 +10,11 @@
 //! - [`barrier`]: the `barrier` subcommands, one function each, and a wait's progress.
 //! - [`output`]: the human summary, tables, JSON and YAML.
 //! - [`holder`]: who a command acts as (stable for barriers, unique for locks).
-//! - [`locks`]: the `semaphore`, `mutex` and `rwmutex` subcommands and verbs, `run`
-//!   among them.
+//! - [`locks`]: the `semaphore`, `mutex` and `rwmutex` subcommands and verbs.
 //! - [`once`]: the `once` subcommands.
 //! - [`ratelimit`]: the `ratelimit` subcommands (lock verbs, and `take`).
-//! - [`hold`]: `run --hold`, several locks around one command.
+//! - [`hold`]: every `run` of the lock family: `KIND run NAME` and `run --hold`
+//!   (several locks around one command).
 //! - [`run`](mod@run): the supervision every `… run` shares (a lock's, a Once's, a
 //!   member's): the command never outlives its claim or koncli.
 //! - [`waitgroup`]: the `waitgroup` subcommands.
@@ -192,7 +192,7 @@ async fn lock(
     let connection = connect(options).await?;
     match request {
         locks::Request::Run(args, mode, sizing) => {
-            locks::run(
+            hold::run_one(
                 kind,
                 mode,
                 &konductor_sdk::locks::Locks::new(&connection),

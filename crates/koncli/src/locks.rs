@@ -519,21 +519,6 @@ pub async fn command(kind: LockKind, verb: Verb, connection: &Connection) -> Out
     }
 }
 
-/// `… run NAME -- CMD`: hold the lock around a command — `run --hold` with one lock
-/// ([`crate::hold::run_holding`]; the supervision is [`crate::run`](mod@crate::run)'s).
-pub async fn run(
-    kind: LockKind,
-    mode: PermitMode,
-    locks: &Locks,
-    args: RunArgs,
-    sizing: Sizing,
-) -> konductor_sdk::Result<u8> {
-    let holder = crate::holder::run_identity(args.how.holder.clone());
-    let claim = claim(kind, mode, &args.name, &holder, args.how.priority);
-    let first_use = FirstUse::of(&args.how.first_use, sizing);
-    crate::hold::run_holding(locks, vec![(claim, first_use)], &args.how).await
-}
-
 /// The claim a command makes: an RWMutex's reader shares it; every other holder holds
 /// its lock alone.
 pub fn claim(kind: LockKind, mode: PermitMode, name: &str, holder: &str, priority: i32) -> Claim {

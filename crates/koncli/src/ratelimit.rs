@@ -92,7 +92,7 @@ pub async fn command(command: RateLimitCommand, connection: &Connection) -> Outc
     match command {
         RateLimitCommand::Run(args) => {
             let locks = Locks::new(connection);
-            crate::locks::run(
+            crate::hold::run_one(
                 kind,
                 PermitMode::Exclusive,
                 &locks,
