@@ -1,7 +1,8 @@
-//! `koncli run --hold KIND/NAME … -- CMD`: several locks held around one command,
+//! Every `run` of the lock family — `KIND run NAME -- CMD` ([`run_one`]) and `koncli
+//! run --hold KIND/NAME … -- CMD` ([`run`]) — one path ([`run_holding`]): the locks are
 //! taken one by one in the global order of [`konductor_sdk::locks::in_global_order`]
-//! (namespace, kind, name — whatever order or spelling the flags came in), so two
-//! such runs never deadlock. Each lock's fencing token reaches the command as
+//! (namespace, kind, name — whatever order or spelling the flags came in), so two such
+//! runs never deadlock. Each lock's fencing token reaches the command as
 //! `KONDUCTOR_FENCING_TOKEN_<KIND>_<NAMESPACE>_<NAME>`, the first's also as
 //! `KONDUCTOR_FENCING_TOKEN`; losing any grant stops the command (exit 7).
 

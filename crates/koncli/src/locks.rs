@@ -1,7 +1,7 @@
 //! `koncli semaphore|mutex|rwmutex …`: the lock subcommands and their arguments, the
-//! lock verbs over the SDK's
-//! [`konductor_sdk::locks`], and what `run` ([`crate::run`](mod@crate::run)) shares
-//! with them: the claim a command makes, progress while waiting, exit codes.
+//! lock verbs over the SDK's [`konductor_sdk::locks`], and what every lock-family
+//! `run` ([`crate::hold`]) shares with them: the claim a command makes, a lock made on
+//! first use ([`FirstUse`]), `--if-busy`, progress while waiting, exit codes.
 
 use std::time::{Duration, Instant};
 
