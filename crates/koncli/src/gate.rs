@@ -10,7 +10,7 @@ use konductor_api::gate::{
     Gate, GateCondition, GateMatch, GateOverride, GatePhase, GateSpec, GateStatus, WhenMissing,
 };
 use konductor_sdk::Connection;
-use konductor_sdk::gate::{Gates, WaitFor, condition_for, resume_target};
+use konductor_sdk::gate::{Gates, WaitFor, condition_for, resume_target, resume_warning};
 
 use crate::args::{
     CreateFormat, ListArgs, NameArgs, StatusArgs, parse_duration, parse_name, parse_timeout,
@@ -176,6 +176,16 @@ pub async fn command(command: GateCommand, connection: &Connection) -> Code {
             }
             let gate = gates.create(&args.name, spec).await?;
             output::print_created(&gate, args.output);
+            for target in &gate.spec.resume {
+                if let Some(why) = resume_warning(connection, &args.name, target).await {
+                    eprintln!(
+                        "{}: warning: gate {}/{}: {why}",
+                        crate::exit::program_name(),
+                        gates.namespace(),
+                        args.name
+                    );
+                }
+            }
             warn_unreadable(&gates, &args.name).await;
             Ok(EXIT_OK)
         }

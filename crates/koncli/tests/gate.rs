@@ -787,6 +787,67 @@ async fn gate_create_resume_names_what_it_resumes_and_status_shows_where_each_st
     let b = jobs.get("b").await.unwrap();
     assert_eq!(b.spec.unwrap().suspend, Some(false));
 
+    // `gate create` warns at once about a target that will not be resumed as it stands.
+    let loose: Job = serde_json::from_value(json!({
+        "metadata": {"name": "loose"},
+        "spec": {"suspend": true, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox"}]}}}
+    }))
+    .unwrap();
+    jobs.create(&PostParams::default(), &loose).await.unwrap();
+    let warned = env
+        .run(&[
+            "gate",
+            "create",
+            "late",
+            "--for",
+            "job/a",
+            "--resume",
+            "job/loose",
+            "--resume",
+            "job/b",
+            "--resume",
+            "job/not-yet",
+        ])
+        .await;
+    assert_eq!(code(&warned), Some(0), "{}", stderr(&warned));
+    let said = stderr(&warned);
+    assert!(
+        said.contains("job/loose has no konductor.io/resume-by: late annotation"),
+        "{said}"
+    );
+    assert!(
+        said.contains("job/b has no konductor.io/resume-by: late"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("not-yet"),
+        "a target not created yet is no warning: {said}"
+    );
+    let eager: Job = serde_json::from_value(json!({
+        "metadata": {"name": "eager", "annotations": {"konductor.io/resume-by": "late-2"}},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox"}]}}}
+    }))
+    .unwrap();
+    jobs.create(&PostParams::default(), &eager).await.unwrap();
+    let unordered = env
+        .run(&[
+            "gate",
+            "create",
+            "late-2",
+            "--for",
+            "job/a",
+            "--resume",
+            "job/eager",
+        ])
+        .await;
+    assert!(
+        stderr(&unordered).contains("job/eager is not suspended"),
+        "{}",
+        stderr(&unordered)
+    );
+
     // The SDK's builder makes the same spec.
     let connection = env.connection().await;
     let built = konductor_sdk::gate::Gates::new(&connection)

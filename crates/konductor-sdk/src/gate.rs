@@ -235,6 +235,44 @@ pub async fn resume_target(connection: &Connection, text: &str) -> Result<Target
     })
 }
 
+/// Why the Gate `gate` will not resume `target` as things stand, if it can tell: the
+/// object exists but does not opt in (`konductor.io/resume-by: <gate>`) or is not
+/// suspended. `None` when it will be resumed, does not exist yet, or cannot be read
+/// with the caller's credentials (the controller reads it with its own).
+pub async fn resume_warning(
+    connection: &Connection,
+    gate: &str,
+    target: &TargetRef,
+) -> Option<String> {
+    use konductor_api::gate::resume::RESUME_BY;
+    let gvk = GroupVersionKind::gvk(target.group(), target.version(), &target.kind);
+    let (resource, _) = kube::discovery::pinned_kind(&connection.client, &gvk)
+        .await
+        .ok()?;
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(connection.client.clone(), &connection.namespace, &resource);
+    let object = api.get_opt(&target.name).await.ok()??;
+    let opted_in = object
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(RESUME_BY))
+        .is_some_and(|by| by == gate);
+    if !opted_in {
+        return Some(format!(
+            "{target} has no {RESUME_BY}: {gate} annotation, so it will not be resumed (kubectl annotate {} {} {RESUME_BY}={gate})",
+            target.kind.to_lowercase(),
+            target.name
+        ));
+    }
+    if object.data["spec"]["suspend"].as_bool() != Some(true) {
+        return Some(format!(
+            "{target} is not suspended (spec.suspend: true): it runs without waiting for the Gate"
+        ));
+    }
+    None
+}
+
 /// [`resolve_kind`] for the `resource` of the argument `text`, its failure as the SDK
 /// error naming the argument.
 async fn kind_of_argument(
