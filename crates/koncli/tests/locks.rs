@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Env, assert_exit, assert_said, stderr, stdout};
+use common::{Env, assert_exit, assert_said, max_overlap, stderr, stdout};
 
 /// The critical sections a `run` log file records, as (token, start line, end line).
 fn sections(log: &str) -> Vec<(i64, usize, usize)> {
@@ -22,20 +22,6 @@ fn sections(log: &str) -> Vec<(i64, usize, usize)> {
         }
     }
     sections
-}
-
-/// The most sections open at once in a log of start/end lines.
-fn max_overlap(log: &str) -> usize {
-    let (mut open, mut most) = (0usize, 0usize);
-    for line in log.lines() {
-        if line.starts_with("start ") {
-            open += 1;
-            most = most.max(open);
-        } else if line.starts_with("end ") {
-            open -= 1;
-        }
-    }
-    most
 }
 
 /// A shell command appending start/end lines with the fencing token to `log`, with a

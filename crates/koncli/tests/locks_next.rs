@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Env, assert_exit, assert_said, stderr, stdout};
+use common::{Env, assert_exit, assert_said, max_overlap, stderr, stdout};
 use konductor_api::locks::{LockKind, Permit, PermitPhase, permit_name};
 use kube::Api;
 
@@ -22,20 +22,6 @@ fn section(log: &Path) -> String {
     format!(
         "echo start $KONDUCTOR_FENCING_TOKEN_MUTEX_DEFAULT_A $KONDUCTOR_FENCING_TOKEN_MUTEX_DEFAULT_B >> {log}; sleep 0.01; echo end >> {log}"
     )
-}
-
-/// The most sections open at once in a log of start/end lines.
-fn max_overlap(log: &str) -> usize {
-    let (mut open, mut most) = (0usize, 0usize);
-    for line in log.lines() {
-        if line.starts_with("start ") {
-            open += 1;
-            most = most.max(open);
-        } else if line == "end" {
-            open -= 1;
-        }
-    }
-    most
 }
 
 /// Waits (bounded) until the Permit of `holder` on the `kind` lock `lock` is granted.

@@ -73,3 +73,17 @@ where
     })
     .abort_handle()
 }
+
+/// The most of `sorted` (times, oldest first) that fall in any half-open window
+/// `[t, window_end(t))` starting at one of them: for checking a rate limit from outside.
+pub fn most_in_any_window<T: Ord + Copy>(sorted: &[T], window_end: impl Fn(T) -> T) -> usize {
+    sorted
+        .iter()
+        .enumerate()
+        .map(|(i, &start)| {
+            let end = window_end(start);
+            sorted[i..].iter().take_while(|&&t| t < end).count()
+        })
+        .max()
+        .unwrap_or(0)
+}

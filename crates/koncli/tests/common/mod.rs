@@ -159,3 +159,17 @@ pub fn assert_said(output: &Output, text: &str) {
     let said = stderr(output);
     assert!(said.contains(text), "wanted {text:?} on stderr: {said}");
 }
+
+/// The most critical sections open at once in a log of `start …` and `end[ …]` lines.
+pub fn max_overlap(log: &str) -> usize {
+    let (mut open, mut most) = (0usize, 0usize);
+    for line in log.lines() {
+        if line.starts_with("start ") {
+            open += 1;
+            most = most.max(open);
+        } else if line == "end" || line.starts_with("end ") {
+            open -= 1;
+        }
+    }
+    most
+}
