@@ -51,7 +51,17 @@ async fn a_rate_limit_holds_its_window_across_kill_9_of_the_server() {
                 let claim = Claim::new(LockKind::RateLimit, "r", &holder, PermitMode::Exclusive);
                 let guard = locks.acquire(&claim, Wait::Forever).await.unwrap();
                 granted.fetch_add(1, Ordering::SeqCst);
-                let permit = permits.get(guard.permit()).await.unwrap();
+                // (Read across the kill -9: the server may be down for a moment.)
+                let permit = tokio::time::timeout(HANG, async {
+                    loop {
+                        match permits.get(guard.permit()).await {
+                            Ok(permit) => return permit,
+                            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                        }
+                    }
+                })
+                .await
+                .expect("the Permit is read once the server is back");
                 let at = permit
                     .status
                     .and_then(|s| s.granted_at)
