@@ -20,12 +20,14 @@
 //! - [`waitgroup`]: the `waitgroup` subcommands.
 //! - [`gate`]: the `gate` subcommands and `wait`.
 //! - [`signals`]: SIGINT/SIGTERM while waiting (the claim is withdrawn).
+//! - [`dashboard`]: `koncli dashboard`, the live page in a browser.
 //! - this file: **the list of commands** ([`Command`], one per kind) and [`run()`],
 //!   which dispatches a command line to its kind and maps errors to exit codes.
 
 pub mod args;
 pub mod barrier;
 pub mod cli;
+pub mod dashboard;
 pub mod exit;
 pub mod gate;
 pub mod hold;
@@ -84,6 +86,9 @@ pub enum Command {
     /// resources, --any for OR, --fail-on to stop at the first failure, objects not
     /// created yet waited for. Exit 0 when met, 4 when failed, 5 when --timeout passes.
     Wait(crate::gate::WaitForArgs),
+    /// Serve a live, read-only page of every kind in the namespace (or -A) — who
+    /// holds, who waits, what blocks what — on loopback, with your credentials.
+    Dashboard(crate::dashboard::DashboardArgs),
     /// Print a shell completion script, e.g. `koncli completion bash > /etc/bash_completion.d/koncli`.
     Completion {
         /// The shell.
@@ -179,6 +184,10 @@ async fn dispatch(command: Command, options: &ConnectOptions) -> konductor_sdk::
         },
         Command::Wait(args) => match connect(&options).await {
             Ok(connection) => gate::wait_for(args, &connection).await,
+            Err(error) => Err(error),
+        },
+        Command::Dashboard(args) => match connect(&options).await {
+            Ok(connection) => dashboard::serve(args, &connection).await,
             Err(error) => Err(error),
         },
     }

@@ -21,8 +21,10 @@
 //! - [`cost`]: requests and watch events per second that waiting and holding clients
 //!   cost the server, beside pollers.
 //! - [`etcd`]: concurrent `koncli mutex run` beside concurrent `etcdctl lock`.
+//! - [`dashboard`]: `koncli dashboard` in headless Chromium with a large set stored.
 
 mod cost;
+mod dashboard;
 mod etcd;
 mod footprint;
 mod gate;
@@ -98,6 +100,11 @@ enum Group {
     /// handovers per second (alternating rounds), and three locks held at once
     /// (`hold_all`) beside one acquire.
     Ratelimit,
+    /// `koncli dashboard` in headless Chromium with 1,000 Barriers, 100 Mutexes × 100
+    /// waiting Permits and a 10,000-member WaitGroup: first render, DOM size, the
+    /// dashboard's memory, an arrival → the page showing it (not in the default run:
+    /// needs chromium and chromedriver — `.ci/run` installs them).
+    Dashboard,
     /// N concurrent `koncli mutex run` beside N concurrent `etcdctl lock`, N = 10, 30
     /// and 100, five alternating rounds each (not in the default run: needs etcd and
     /// etcdctl on the PATH — `scripts/bench-etcd.sh` installs them).
@@ -172,6 +179,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Group::Ratelimit => bench.ratelimit().await?,
             Group::Cost => bench.cost().await?,
             Group::Etcd => bench.etcd().await?,
+            Group::Dashboard => bench.dashboard().await?,
         }
     }
     println!();
@@ -559,6 +567,52 @@ impl Bench {
     /// clients, until a watcher has seen every Gate Open; then one Gate on one Job, the
     /// Job's completion until the Gate is seen Open, 300 times (50), each part on a
     /// fresh server.
+    /// `koncli dashboard` with a large set, in headless Chromium.
+    async fn dashboard(&mut self) -> anyhow::Result<()> {
+        let sizes = if self.quick {
+            dashboard::Sizes {
+                barriers: 100,
+                locks: 10,
+                waiting: 20,
+                members: 1_000,
+                samples: 10,
+            }
+        } else {
+            dashboard::Sizes {
+                barriers: 1_000,
+                locks: 100,
+                waiting: 100,
+                members: 10_000,
+                samples: 50,
+            }
+        };
+        let server = self.server().await?;
+        let measured = dashboard::measure(&server, &self.koncli, sizes).await?;
+        self.report.record(
+            Figure::new("dashboard.first_render")
+                .value("cold_ms", measured.first_render_cold_ms)
+                .value("warm_ms", measured.first_render_warm_ms)
+                .value("dom_elements", measured.dom_elements)
+                .value("dom_rows", measured.dom_rows)
+                .value("dashboard_rss_mib", measured.dashboard_rss_mib)
+                .value("objects", measured.objects as f64)
+                .target(Target::AtMost("cold_ms", 3000.0))
+                .note(format!(
+                    "{} Barriers, {} Mutexes x {} waiting Permits, a WaitGroup of {} members; \
+                     cold: koncli dashboard started just before the page is opened",
+                    sizes.barriers, sizes.locks, sizes.waiting, sizes.members
+                )),
+        );
+        self.report.record(
+            Figure::new("dashboard.arrival_to_dom")
+                .latencies(&measured.arrival_to_dom_ms)
+                .target(Target::AtMost("p99_ms", 1000.0))
+                .note("an arrival acknowledged until the page's DOM shows it (headless Chromium), with the large set stored"),
+        );
+        drop(server);
+        Ok(())
+    }
+
     async fn gate(&mut self) -> anyhow::Result<()> {
         let (count, samples) = if self.quick { (200, 50) } else { (1_000, 300) };
         let clients = 16;

@@ -80,7 +80,7 @@ impl ServerProcess {
 }
 
 /// A `kB` field of `/proc/PID/status` (NaN when unreadable).
-fn proc_status_kib(pid: u32, field: &str) -> f64 {
+pub(crate) fn proc_status_kib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {

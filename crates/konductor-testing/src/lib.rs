@@ -2,7 +2,8 @@
 //! `konductor server` — HTTPS on a free loopback port, a fresh data directory — with or
 //! without the controllers running against it, a client and an SDK connection for it,
 //! restarts on the same address and data, and bounded waits; and ([`process`]) the
-//! server as a child process, as a user starts it.
+//! server as a child process, as a user starts it; and ([`browser`]) headless Chromium
+//! over WebDriver, for the dashboard.
 //!
 //! The in-process server is the default feature `in-process`; the benchmark, which
 //! starts servers only as processes, does without it (and without linking the server
@@ -11,6 +12,7 @@
 //! Use it from integration tests (`tests/`) and benchmarks, not from a crate's own unit
 //! tests: the crates it builds on would then be two different builds of themselves.
 
+pub mod browser;
 #[cfg(feature = "in-process")]
 mod in_process;
 pub mod process;
