@@ -197,7 +197,7 @@ async fn a_person_sees_every_kind_live_in_a_real_browser() {
     let env = Env::start().await;
     let _waiting = every_kind(&env).await;
     let dashboard = dashboard(&env, &[]);
-    let browser = tokio::task::block_in_place(|| Browser::start(1400, 1800)).unwrap();
+    let browser = tokio::task::block_in_place(|| Browser::start(1400, 2300)).unwrap();
     let browser = std::sync::Arc::new(browser);
     let url = dashboard.url.clone();
     let on = |f: Box<dyn FnOnce(&Browser) + Send>| {
@@ -450,4 +450,20 @@ async fn listening_beyond_loopback_needs_the_flag_and_tls() {
         .await;
     common::assert_exit(&plain, 2);
     common::assert_said(&plain, "--allow-remote: needs --tls-cert and --tls-key");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let busy = env.run(&["dashboard", "--listen", &address]).await;
+    common::assert_exit(&busy, 1);
+    common::assert_said(&busy, &format!("cannot listen on {address}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interrupted_it_says_so_and_exits_as_the_signal_says() {
+    let env = Env::start().await;
+    let mut served = dashboard(&env, &[]);
+    let pid = served.child.id().to_string();
+    let signal = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(signal.success());
+    let status = served.child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}");
 }

@@ -39,7 +39,7 @@ pub fn router(served: Served) -> Router {
     Router::new().fallback(handle).with_state(served)
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -130,7 +130,7 @@ fn feed(live: Live) -> Response {
 }
 
 fn yaml(live: &Live, key: &str) -> Response {
-    match live.object(&key) {
+    match live.object(key) {
         Some(object) => match serde_yaml::to_string(&object) {
             Ok(yaml) => asset(StatusCode::OK, "text/plain; charset=utf-8", yaml),
             Err(e) => text(500, &e.to_string()),

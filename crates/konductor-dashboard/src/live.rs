@@ -2,9 +2,9 @@
 //! objects they deliver, and the panels made from them — kept up to date, and handed
 //! to each page as a first snapshot and then as the changes since the last one it saw.
 //!
-//! A change only marks its panel dirty (claims mark their subject's); a flush, a few
-//! milliseconds later, remakes each dirty panel once, however many changes hit it, and
-//! records the batch in a short log of changes. A page reads the log from where it
+//! A change only marks its panel dirty (claims mark their subject's); a flush — at once
+//! after a quiet spell, else at most every 20 ms — remakes each dirty panel once,
+//! however many changes hit it, and records the batch in a short log of changes. A page reads the log from where it
 //! left off, so the work per change does not grow with the number of objects shown.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -22,7 +22,7 @@ use serde_json::Value;
 use crate::panels::{self, Claim};
 use crate::{Role, WATCHED, Watched};
 
-/// How long a flush waits for more changes to gather them into one batch.
+/// The least time between two flushes: changes meanwhile gather into one batch.
 const GATHER: Duration = Duration::from_millis(20);
 /// How many batches the log keeps: a page further behind gets a fresh snapshot.
 const LOG_BATCHES: usize = 1_000;
@@ -82,10 +82,11 @@ struct Batch {
 struct Model {
     /// Subjects by panel key, with their kind.
     subjects: HashMap<String, (&'static str, DynamicObject)>,
-    /// Claims by the key of the subject they count for, then by `Kind/ns/name` of the claim.
-    claims: HashMap<String, BTreeMap<String, Claim>>,
-    /// The subject each claim counts for, so that a change of subject moves it.
-    claim_parent: HashMap<String, String>,
+    /// Claims by the key of the subject they count for, in the order its panel lists
+    /// them ([`panels::ClaimOrder`]): a panel is made in one pass, not a sort.
+    claims: HashMap<String, BTreeMap<panels::ClaimOrder, Claim>>,
+    /// Where each claim (by `Kind/ns/name`) is filed, so that a change moves it.
+    claim_parent: HashMap<String, (String, panels::ClaimOrder)>,
     /// Each panel, serialized once for every page.
     panels: HashMap<String, Arc<str>>,
     /// Recent Events, oldest first.
@@ -124,12 +125,13 @@ impl Model {
                 let claim = panels::claim_of(watched.kind, &object);
                 self.remove_claim(&own);
                 if let Some((parent, claim)) = claim {
+                    let order = panels::ClaimOrder::of(&claim, &own);
                     self.dirty.insert(parent.clone());
                     self.claims
                         .entry(parent.clone())
                         .or_default()
-                        .insert(own.clone(), claim);
-                    self.claim_parent.insert(own, parent);
+                        .insert(order.clone(), claim);
+                    self.claim_parent.insert(own, (parent, order));
                 }
             }
             Role::Events => self.event(object),
@@ -149,9 +151,9 @@ impl Model {
     }
 
     fn remove_claim(&mut self, own: &str) {
-        if let Some(parent) = self.claim_parent.remove(own) {
+        if let Some((parent, order)) = self.claim_parent.remove(own) {
             if let Some(claims) = self.claims.get_mut(&parent) {
-                claims.remove(own);
+                claims.remove(&order);
                 if claims.is_empty() {
                     self.claims.remove(&parent);
                 }
@@ -459,10 +461,12 @@ impl Live {
         }
     }
 
+    /// Flushes at once when a change comes after a quiet spell, then at most once per
+    /// [`GATHER`] while changes keep coming: a lone change is sent without delay, a
+    /// burst in a few batches.
     async fn flushes(self, publish: tokio::sync::watch::Sender<u64>) {
         loop {
             self.wake.notified().await;
-            tokio::time::sleep(GATHER).await;
             let seq = {
                 let mut model = self.lock();
                 model.flush().then_some(model.seq)
@@ -470,6 +474,7 @@ impl Live {
             if let Some(seq) = seq {
                 publish.send_replace(seq);
             }
+            tokio::time::sleep(GATHER).await;
         }
     }
 }

@@ -328,6 +328,30 @@ pub enum Claim {
     Member(MemberClaim),
 }
 
+/// Where a claim sits among its subject's: pending Permits first, in the order they
+/// will be granted; members failed first, then running, pending, done, by name. Claims
+/// kept in this order make each panel one pass (its sort finds them sorted).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ClaimOrder(u8, i32, i32, String, String);
+
+impl ClaimOrder {
+    /// The place of `claim`, whose own key is `own` (the last tie-breaker).
+    pub fn of(claim: &Claim, own: &str) -> Self {
+        match claim {
+            Claim::Permit(p) => ClaimOrder(
+                u8::from(p.phase != PermitPhase::Pending),
+                p.position.unwrap_or(i32::MAX),
+                -p.priority,
+                p.since.clone(),
+                own.to_owned(),
+            ),
+            Claim::Member(m) => {
+                ClaimOrder(state_rank(m.state), 0, 0, m.name.clone(), own.to_owned())
+            }
+        }
+    }
+}
+
 /// The subject a claim counts for (`Kind/namespace/name`) and what is kept of it;
 /// `None` for an object that is no claim the page draws.
 pub fn claim_of(kind: &str, object: &DynamicObject) -> Option<(String, Claim)> {
@@ -456,7 +480,7 @@ fn phase_word(phase: impl std::fmt::Debug) -> String {
 fn barrier(panel: &mut Panel, barrier: Barrier, created: Option<String>) {
     let status = barrier.status.unwrap_or_default();
     let quorum = barrier.spec.quorum.unwrap_or(barrier.spec.expected);
-    panel.phase = phase_word(&status.phase);
+    panel.phase = phase_word(status.phase);
     panel.active = panel.phase == "Waiting";
     panel.waiting_since = created.filter(|_| panel.active);
     panel.summary = format!(
@@ -588,7 +612,7 @@ fn lock<'a>(
                 .spec
                 .max_concurrent
                 .map_or(i64::from(limit.spec.limit), i64::from);
-            let phase = phase_word(&status.phase);
+            let phase = phase_word(status.phase);
             (capacity, Some(rate), (phase, status.claims))
         }
         _ => {
@@ -602,11 +626,11 @@ fn lock<'a>(
                 .unwrap_or(1);
             let status = LockStatus::of(kind, object).unwrap_or_else(|| LockStatus::empty(kind));
             let phase = match &status {
-                LockStatus::Semaphore(s) => phase_word(&s.phase),
-                LockStatus::Mutex(s) => phase_word(&s.phase),
-                LockStatus::RWMutex(s) => phase_word(&s.phase),
-                LockStatus::Once(s) => phase_word(&s.phase),
-                LockStatus::RateLimit(s) => phase_word(&s.phase),
+                LockStatus::Semaphore(s) => phase_word(s.phase),
+                LockStatus::Mutex(s) => phase_word(s.phase),
+                LockStatus::RWMutex(s) => phase_word(s.phase),
+                LockStatus::Once(s) => phase_word(s.phase),
+                LockStatus::RateLimit(s) => phase_word(s.phase),
             };
             (capacity, None, (phase, status.claims().clone()))
         }
@@ -654,7 +678,7 @@ fn once<'a>(panel: &mut Panel, once: Once, claims: impl Iterator<Item = &'a Clai
         all.iter().copied(),
         false,
     );
-    panel.phase = phase_word(&status.phase);
+    panel.phase = phase_word(status.phase);
     panel.active = panel.phase == "Running" || claims.queue_length > 0;
     panel.waiting_since = oldest(&claims, &all);
     panel.summary = match &status.executor {
@@ -679,7 +703,7 @@ fn once<'a>(panel: &mut Panel, once: Once, claims: impl Iterator<Item = &'a Clai
                 key: a.key.clone(),
                 holder: a.holder.clone(),
                 token: a.fencing_token,
-                outcome: phase_word(&a.outcome),
+                outcome: phase_word(a.outcome),
                 finished_at: time(&a.finished_at),
                 message: a.message.clone(),
             })
@@ -691,7 +715,7 @@ fn once<'a>(panel: &mut Panel, once: Once, claims: impl Iterator<Item = &'a Clai
             .take(LIST_SHOWN)
             .map(|k| CompletedKey {
                 key: k.key.clone(),
-                phase: phase_word(&k.phase),
+                phase: phase_word(k.phase),
                 completed_at: time(&k.completed_at),
             })
             .collect(),
@@ -727,7 +751,7 @@ fn waitgroup<'a>(
         *by_state.entry(member.state).or_insert(0) += 1;
     }
     members.sort_by(|a, b| (state_rank(a.state), &a.name).cmp(&(state_rank(b.state), &b.name)));
-    panel.phase = phase_word(&status.phase);
+    panel.phase = phase_word(status.phase);
     panel.active = panel.phase == "Waiting";
     panel.waiting_since = created.filter(|_| panel.active);
     panel.summary = format!(
@@ -762,7 +786,7 @@ fn waitgroup<'a>(
 fn gate(panel: &mut Panel, gate: Gate, created: Option<String>) {
     let status = gate.status.unwrap_or_default();
     let total = gate.spec.conditions.len();
-    panel.phase = phase_word(&status.phase);
+    panel.phase = phase_word(status.phase);
     panel.active = panel.phase == "Waiting";
     panel.waiting_since = created.filter(|_| panel.active);
     let rule = match (gate.spec.min_met, &gate.spec.match_) {
@@ -795,7 +819,7 @@ fn gate(panel: &mut Panel, gate: Gate, created: Option<String>) {
                 let result = status.resume.iter().find(|r| &r.target == target);
                 ResumeTarget {
                     target: format!("{}/{}", target.kind.to_lowercase(), target.name),
-                    state: result.map_or("Waiting".to_owned(), |r| phase_word(&r.state)),
+                    state: result.map_or("Waiting".to_owned(), |r| phase_word(r.state)),
                     resumed_at: result.and_then(|r| r.resumed_at.as_ref().map(time)),
                     message: result.and_then(|r| r.message.clone()),
                 }

@@ -63,6 +63,7 @@ Next, in another terminal:
   koncli barrier wait demo &              # waits for two arrivals
   koncli barrier arrive demo job-1; koncli barrier arrive demo job-2
   kubectl get barriers                    # kubectl works too
+  koncli dashboard                        # see it live in a browser: open the URL it prints
 Examples: examples/*.sh. Ctrl-C stops the server (its data stays in the data dir).
 ",
         kubeconfig.display()
@@ -76,5 +77,6 @@ mod tests {
         let text = super::next_steps(std::path::Path::new("/data/kubeconfig"));
         assert!(text.contains("export KUBECONFIG=/data/kubeconfig"));
         assert!(text.contains("koncli barrier create demo --expected 2"));
+        assert!(text.contains("koncli dashboard"));
     }
 }
