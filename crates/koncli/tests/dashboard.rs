@@ -9,56 +9,20 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::Env;
-use konductor_testing::browser::{self, Browser};
+use konductor_testing::browser::{self, Browser, DashboardProcess};
 use serde_json::{Value, json};
 
 /// The longest the page may take to show a change in CI (the bench measures the real
 /// figure, well under a second).
 const SEEN: Duration = Duration::from_secs(5);
 
-/// A `koncli dashboard` process and the URL it printed; killed when dropped.
-struct Dashboard {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Dashboard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn dashboard(env: &Env, args: &[&str]) -> Dashboard {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_koncli"))
-        .arg("dashboard")
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .env("KUBECONFIG", env.kubeconfig())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut url = None;
-    for line in lines.by_ref().map_while(Result::ok) {
-        if let Some(found) = line.trim().strip_prefix("http://") {
-            url = Some(format!("http://{found}"));
-            break;
-        }
-    }
-    // The rest of what it prints is drained (it must survive its reader going away
-    // too, but that is not what this test is about).
-    std::thread::spawn(move || lines.for_each(drop));
-    Dashboard {
-        child,
-        url: url.expect("koncli dashboard printed its URL"),
-    }
+fn dashboard(env: &Env, args: &[&str]) -> DashboardProcess {
+    let koncli = std::path::Path::new(env!("CARGO_BIN_EXE_koncli"));
+    DashboardProcess::start(koncli, &env.kubeconfig(), args).unwrap()
 }
 
 /// The URL without its token, and the token.
@@ -236,34 +200,32 @@ async fn a_person_sees_every_kind_live_in_a_real_browser() {
             )
             .unwrap_or_else(|e| panic!("no {kind} panel: {e}"));
         }
-        see(b, "Barrier/default/etl", ".arrived", "1 of 3 arrived");
-        see(b, "Mutex/default/db", ".holders .holder", "alice");
-        see(b, "Semaphore/default/gpus", ".in-use", "2 of 2 in use");
-        // The queue, in the order it will be granted.
-        see(
-            b,
-            "Semaphore/default/gpus",
-            ".queue .holder",
-            "trainer-2 | trainer-3",
-        );
-        see(b, "RWMutex/default/cache", ".holders td", "read");
-        see(b, "RateLimit/default/deploys", ".rate", "1 of 5 used in 1h");
-        see(b, "Once/default/migrate", ".key", "v1");
-        see(
-            b,
-            "WaitGroup/default/ingest",
-            ".failures",
-            "file-2: bad row 7",
-        );
-        see(b, "WaitGroup/default/ingest", ".counts", "1 done");
-        see(b, "Gate/default/load", ".met-cell", "not met");
-        // Every panel names the commands that show its object.
-        see(
-            b,
-            "Mutex/default/db",
-            "footer code",
-            "koncli mutex status db -n default",
-        );
+        let expected = [
+            ("Barrier/default/etl", ".arrived", "1 of 3 arrived"),
+            ("Mutex/default/db", ".holders .holder", "alice"),
+            ("Semaphore/default/gpus", ".in-use", "2 of 2 in use"),
+            // The queue, in the order it will be granted.
+            (
+                "Semaphore/default/gpus",
+                ".queue .holder",
+                "trainer-2 | trainer-3",
+            ),
+            ("RWMutex/default/cache", ".holders td", "read"),
+            ("RateLimit/default/deploys", ".rate", "1 of 5 used in 1h"),
+            ("Once/default/migrate", ".key", "v1"),
+            ("WaitGroup/default/ingest", ".failures", "file-2: bad row 7"),
+            ("WaitGroup/default/ingest", ".counts", "1 done"),
+            ("Gate/default/load", ".met-cell", "not met"),
+            // Every panel names the commands that show its object.
+            (
+                "Mutex/default/db",
+                "footer code",
+                "koncli mutex status db -n default",
+            ),
+        ];
+        for (key, selector, text) in expected {
+            see(b, key, selector, text);
+        }
     }));
 
     // A Mutex's holder changes on release: bob waits in the queue, then holds it.

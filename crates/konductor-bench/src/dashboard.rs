@@ -5,8 +5,6 @@
 //! lists are included; and a reload once it is synced), the DOM's size, the dashboard
 //! process's memory, and an arrival's acknowledgement → the page's DOM showing it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
@@ -14,7 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use konductor_api::locks::{LockKind, Mutex, MutexSpec, Permit, PermitSpec};
 use konductor_api::waitgroup::{WaitGroup, WaitGroupMember, WaitGroupMemberSpec};
 use konductor_api::{Barrier, BarrierSpec};
-use konductor_testing::browser::Browser;
+use konductor_testing::browser::{Browser, DashboardProcess};
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
@@ -159,45 +157,6 @@ async fn store(client: &kube::Client, sizes: Sizes) -> anyhow::Result<usize> {
     Ok(sizes.barriers + sizes.samples + sizes.locks * (sizes.waiting + 2) + 1 + sizes.members)
 }
 
-/// A `koncli dashboard` process; killed when dropped.
-struct DashboardProcess {
-    child: Child,
-    url: String,
-}
-
-impl Drop for DashboardProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_dashboard(
-    koncli: &std::path::Path,
-    kubeconfig: &std::path::Path,
-) -> anyhow::Result<DashboardProcess> {
-    let mut child = Command::new(koncli)
-        .args(["dashboard", "--listen", "127.0.0.1:0", "-n", NAMESPACE])
-        .env("KUBECONFIG", kubeconfig)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting koncli dashboard")?;
-    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let mut url = None;
-    for line in lines.by_ref().map_while(Result::ok) {
-        if let Some(rest) = line.trim().strip_prefix("http://") {
-            url = Some(format!("http://{rest}"));
-            break;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    Ok(DashboardProcess {
-        url: url.context("koncli dashboard printed no URL")?,
-        child,
-    })
-}
-
 /// Every kind drawn: the page says it is ready, and the big objects are in it.
 const RENDERED: &str = "return document.body.dataset.ready === 'true' \
     && document.querySelector('[data-key=\"WaitGroup/default/ingest\"] .cell') \
@@ -248,7 +207,8 @@ pub async fn measure(
     let browser = std::sync::Arc::new(browser);
 
     eprintln!("dashboard: first render...");
-    let dashboard = start_dashboard(koncli, &server.kubeconfig)?;
+    let dashboard = DashboardProcess::start(koncli, &server.kubeconfig, &["-n", NAMESPACE])
+        .map_err(anyhow::Error::msg)?;
     let (url, b) = (dashboard.url.clone(), browser.clone());
     let (cold, warm, (dom_elements, dom_rows)) = tokio::task::spawn_blocking(move || {
         let started = Instant::now();

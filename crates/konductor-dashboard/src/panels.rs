@@ -469,6 +469,16 @@ pub fn panel<'a>(
     Some(panel)
 }
 
+impl Panel {
+    /// Sets the phase; a panel in a `waiting_phase` is active, and has waited since
+    /// the object's creation.
+    fn set_phase(&mut self, phase: String, waiting_phase: &str, created: Option<String>) {
+        self.active = phase == waiting_phase;
+        self.waiting_since = created.filter(|_| self.active);
+        self.phase = phase;
+    }
+}
+
 fn time(t: &MicroTime) -> String {
     t.0.to_string()
 }
@@ -480,9 +490,7 @@ fn phase_word(phase: impl std::fmt::Debug) -> String {
 fn barrier(panel: &mut Panel, barrier: Barrier, created: Option<String>) {
     let status = barrier.status.unwrap_or_default();
     let quorum = barrier.spec.quorum.unwrap_or(barrier.spec.expected);
-    panel.phase = phase_word(status.phase);
-    panel.active = panel.phase == "Waiting";
-    panel.waiting_since = created.filter(|_| panel.active);
+    panel.set_phase(phase_word(status.phase), "Waiting", created);
     panel.summary = format!(
         "{} of {} arrived{}{}",
         status.arrived,
@@ -751,9 +759,7 @@ fn waitgroup<'a>(
         *by_state.entry(member.state).or_insert(0) += 1;
     }
     members.sort_by(|a, b| (state_rank(a.state), &a.name).cmp(&(state_rank(b.state), &b.name)));
-    panel.phase = phase_word(status.phase);
-    panel.active = panel.phase == "Waiting";
-    panel.waiting_since = created.filter(|_| panel.active);
+    panel.set_phase(phase_word(status.phase), "Waiting", created);
     panel.summary = format!(
         "{} of {} done, {} failed, {} pending{}",
         status.done,
@@ -786,9 +792,7 @@ fn waitgroup<'a>(
 fn gate(panel: &mut Panel, gate: Gate, created: Option<String>) {
     let status = gate.status.unwrap_or_default();
     let total = gate.spec.conditions.len();
-    panel.phase = phase_word(status.phase);
-    panel.active = panel.phase == "Waiting";
-    panel.waiting_since = created.filter(|_| panel.active);
+    panel.set_phase(phase_word(status.phase), "Waiting", created);
     let rule = match (gate.spec.min_met, &gate.spec.match_) {
         (Some(n), _) => format!("{n} of {total}"),
         (None, konductor_api::gate::GateMatch::Any) => "any".to_owned(),

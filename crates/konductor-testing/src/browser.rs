@@ -348,3 +348,51 @@ fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
     }
     Ok(out)
 }
+
+/// A `koncli dashboard` process listening on a free loopback port, and the URL (with
+/// its token) it printed; killed when dropped.
+pub struct DashboardProcess {
+    /// The process.
+    pub child: Child,
+    /// The URL it printed.
+    pub url: String,
+}
+
+impl DashboardProcess {
+    /// Starts `koncli dashboard --listen 127.0.0.1:0 ARGS…` against `kubeconfig` and
+    /// reads its URL; the rest of what it prints is drained.
+    pub fn start(koncli: &Path, kubeconfig: &Path, args: &[&str]) -> Result<Self, String> {
+        let mut child = Command::new(koncli)
+            .args(["dashboard", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting {} dashboard: {e}", koncli.display()))?;
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+        let mut url = None;
+        for line in lines.by_ref().map_while(Result::ok) {
+            if let Some(rest) = line.trim().strip_prefix("http://") {
+                url = Some(format!("http://{rest}"));
+                break;
+            }
+        }
+        std::thread::spawn(move || lines.for_each(drop));
+        match url {
+            Some(url) => Ok(Self { child, url }),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err("koncli dashboard printed no URL".into())
+            }
+        }
+    }
+}
+
+impl Drop for DashboardProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
