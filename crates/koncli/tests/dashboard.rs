@@ -420,6 +420,83 @@ async fn listening_beyond_loopback_needs_the_flag_and_tls() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn beyond_loopback_it_serves_over_tls_with_secure_cookies_to_the_named_host() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tls = konductor_server::security::tls_material(dir.path(), "127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let (cert, key) = (dir.path().join("dash.crt"), dir.path().join("dash.key"));
+    std::fs::write(&cert, &tls.cert_pem).unwrap();
+    std::fs::write(&key, &tls.key_pem).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let served = dashboard(
+        &env,
+        &[
+            "--listen",
+            "0.0.0.0:0",
+            "--allow-remote",
+            "--host",
+            "localhost",
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+        ],
+    );
+    let url = served.url.clone();
+    assert!(url.starts_with("https://localhost:"), "{url}");
+    let ca = dir.path().join("tls/ca.crt");
+    let port = url
+        .trim_start_matches("https://localhost:")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let curl = |url: &str| {
+        let output = Command::new("curl")
+            .args(["-s", "-i", "--http1.1", "--cacert"])
+            .arg(&ca)
+            .args(["--resolve", &format!("localhost:{port}:127.0.0.1"), url])
+            .output()
+            .expect("curl is on the PATH");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let curl_http2 = |url: &str| {
+        let output = Command::new("curl")
+            .args(["-s", "-i", "--http2", "--cacert"])
+            .arg(&ca)
+            .args(["--resolve", &format!("localhost:{port}:127.0.0.1"), url])
+            .output()
+            .expect("curl is on the PATH");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let exchanged = curl(&url);
+    assert!(exchanged.starts_with("HTTP/1.1 303"), "{exchanged}");
+    assert!(
+        exchanged.contains("HttpOnly; SameSite=Strict; Secure"),
+        "{exchanged}"
+    );
+    let refused = curl(&format!("https://localhost:{port}/"));
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    // Over HTTP/2, as browsers speak TLS, the host comes as `:authority`.
+    let exchanged = curl_http2(&url);
+    assert!(exchanged.starts_with("HTTP/2 303"), "{exchanged}");
+    let foreign = Command::new("curl")
+        .args(["-s", "-i", "--http2", "--cacert"])
+        .arg(&ca)
+        .args([
+            "--connect-to",
+            &format!("attacker.example:{port}:127.0.0.1:{port}"),
+            "-k",
+        ])
+        .arg(url.replace("localhost", "attacker.example"))
+        .output()
+        .unwrap();
+    let foreign = String::from_utf8_lossy(&foreign.stdout);
+    assert!(foreign.starts_with("HTTP/2 403"), "{foreign}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn interrupted_it_says_so_and_exits_as_the_signal_says() {
     let env = Env::start().await;
     let mut served = dashboard(&env, &[]);

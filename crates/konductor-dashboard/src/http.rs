@@ -45,11 +45,14 @@ fn header(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 
 async fn handle(State(served): State<Served>, request: Request) -> Response {
     let headers = request.headers();
+    // HTTP/2 (a browser over TLS) names the host in `:authority`, which arrives in the
+    // URI rather than as a Host header.
+    let authority = request.uri().authority().map(|a| a.as_str());
     let asked = Asked {
         method: request.method().as_str(),
         path: request.uri().path(),
         query: request.uri().query(),
-        host: header(headers, header::HOST),
+        host: header(headers, header::HOST).or(authority),
         origin: header(headers, header::ORIGIN),
         cookie: header(headers, header::COOKIE),
         fetch_site: headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()),

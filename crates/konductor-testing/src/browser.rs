@@ -359,11 +359,18 @@ pub struct DashboardProcess {
 }
 
 impl DashboardProcess {
-    /// Starts `koncli dashboard --listen 127.0.0.1:0 ARGS…` against `kubeconfig` and
-    /// reads its URL; the rest of what it prints is drained.
+    /// Starts `koncli dashboard ARGS…` against `kubeconfig` (on `--listen
+    /// 127.0.0.1:0` unless ARGS say where) and reads its URL; the rest of what it
+    /// prints is drained.
     pub fn start(koncli: &Path, kubeconfig: &Path, args: &[&str]) -> Result<Self, String> {
+        let listen: &[&str] = if args.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(koncli)
-            .args(["dashboard", "--listen", "127.0.0.1:0"])
+            .arg("dashboard")
+            .args(listen)
             .args(args)
             .env("KUBECONFIG", kubeconfig)
             .stdout(Stdio::piped())
@@ -373,8 +380,9 @@ impl DashboardProcess {
         let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
         let mut url = None;
         for line in lines.by_ref().map_while(Result::ok) {
-            if let Some(rest) = line.trim().strip_prefix("http://") {
-                url = Some(format!("http://{rest}"));
+            let line = line.trim();
+            if line.starts_with("http://") || line.starts_with("https://") {
+                url = Some(line.to_owned());
                 break;
             }
         }

@@ -134,3 +134,32 @@ fn only_events_of_konductor_objects_are_listed_newest_kept() {
     assert_eq!(model.events.len(), EVENTS_KEPT);
     assert_eq!(model.events.front().unwrap().uid, "u10");
 }
+
+#[test]
+fn a_refused_list_reads_not_visible_and_a_missing_kind_not_served() {
+    let refused = |code: u16| {
+        watcher::Error::InitialListFailed(kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            message: "permits.konductor.io is forbidden".to_owned(),
+            ..kube::core::Status::default()
+        })))
+    };
+    assert_eq!(
+        visibility_of(&refused(403)),
+        Visibility::Forbidden("permits.konductor.io is forbidden".to_owned())
+    );
+    assert!(matches!(
+        visibility_of(&refused(404)),
+        Visibility::NotServed(_)
+    ));
+    assert!(matches!(
+        visibility_of(&refused(500)),
+        Visibility::Failing(_)
+    ));
+    let json = serde_json::to_value(Visibility::Forbidden("no".to_owned())).unwrap();
+    assert_eq!(
+        json,
+        json!({"state": "forbidden", "message": "no"}),
+        "as the page reads it"
+    );
+}
