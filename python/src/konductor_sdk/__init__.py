@@ -1,0 +1,41 @@
+"""Konductor from Python: barriers, locks, rate limits, Once, WaitGroup and Gates on
+Kubernetes or ``konductor server``, with the same guarantees as ``koncli``.
+
+Built on lightkube (sync and asyncio clients; kubeconfig, context, namespace and
+in-cluster configuration are lightkube's). Python 3.9 or later."""
+
+from ._connection import Connection
+from .barrier import Barrier
+from .errors import (
+    Busy,
+    Failed,
+    FailedForGood,
+    GrantLost,
+    Interrupted,
+    KonductorError,
+    NotDone,
+    NotFound,
+    Skipped,
+    TimedOut,
+    UsageError,
+    WaitTimeout,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Barrier",
+    "Busy",
+    "Connection",
+    "Failed",
+    "FailedForGood",
+    "GrantLost",
+    "Interrupted",
+    "KonductorError",
+    "NotDone",
+    "NotFound",
+    "Skipped",
+    "TimedOut",
+    "UsageError",
+    "WaitTimeout",
+]
