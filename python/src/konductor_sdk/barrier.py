@@ -20,6 +20,7 @@ from . import _resources as res
 from ._connection import Connection, default_connection
 from ._names import arrival_name
 from .errors import Failed, NotFound, TimedOut, WaitTimeout
+from ._watching import follow
 from .identity import arrival_holder
 
 BARRIER_LABEL = "konductor.io/barrier"
@@ -120,35 +121,23 @@ class Barrier:
         yet is waited for. ``timeout`` (seconds) bounds the wait."""
         deadline = None if timeout is None else time.monotonic() + timeout
         client = self.connection.client
-        while True:
-            version = None
-            try:
-                obj = client.get(res.Barrier, self.name, namespace=self.namespace)
-                status = _status(obj)
-                self._check(status)
-                if status.get("phase") == "Open":
-                    return status
-                version = obj.metadata.resourceVersion
-            except ApiError as error:
-                if error.status.code != 404:
-                    raise
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise WaitTimeout(self.kind, self.namespace, self.name, f"not open within {timeout}s")
-            server_timeout = 30 if left is None else max(1, min(30, int(left) + 1))
-            for _, obj in client.watch(
-                res.Barrier,
-                namespace=self.namespace,
-                fields={"metadata.name": self.name},
-                resource_version=version,
-                server_timeout=server_timeout,
-            ):
-                status = _status(obj)
-                self._check(status)
-                if status.get("phase") == "Open":
-                    return status
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
+        version = None
+        try:
+            obj = client.get(res.Barrier, self.name, namespace=self.namespace)
+            status = _status(obj)
+            self._check(status)
+            if status.get("phase") == "Open":
+                return status
+            version = obj.metadata.resourceVersion
+        except ApiError as error:
+            if error.status.code != 404:
+                raise
+        for obj in follow(self.connection, res.Barrier, self.name, self.namespace, version, deadline):
+            status = _status(obj)
+            self._check(status)
+            if status.get("phase") == "Open":
+                return status
+        raise WaitTimeout(self.kind, self.namespace, self.name, f"not open within {timeout}s")
 
     def _check(self, status: Dict[str, Any]) -> None:
         phase = status.get("phase")
