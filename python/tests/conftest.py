@@ -43,7 +43,8 @@ def server() -> Iterator[Path]:
     yield kubeconfig
     process.kill()
     process.wait()
-    shutil.rmtree(directory, ignore_errors=True)
+    if not os.environ.get("KONDUCTOR_KEEP_TEST_DIRS"):
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture()

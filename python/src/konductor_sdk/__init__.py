@@ -6,6 +6,7 @@ in-cluster configuration are lightkube's). Python 3.9 or later."""
 
 from ._connection import Connection
 from .barrier import Barrier
+from .locks import Mutex, RWMutex, Semaphore
 from .errors import (
     Busy,
     Failed,
@@ -32,8 +33,11 @@ __all__ = [
     "GrantLost",
     "Interrupted",
     "KonductorError",
+    "Mutex",
     "NotDone",
     "NotFound",
+    "RWMutex",
+    "Semaphore",
     "Skipped",
     "TimedOut",
     "UsageError",

@@ -82,8 +82,9 @@ class Skipped(KonductorError):
     exit_code = 10
 
 
-class Interrupted(KonductorError):
+class Interrupted(KonductorError, KeyboardInterrupt):
     """Interrupted by a signal while waiting; the claim was withdrawn (exit 130/143).
-    Interrupted is not failed."""
+    Interrupted is not failed. It is also a :class:`KeyboardInterrupt`, so code that
+    stops on Ctrl-C stops on it."""
 
     exit_code = 130

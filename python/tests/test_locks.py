@@ -1,0 +1,177 @@
+"""Locks from Python against a real server: grants, queues, fencing tokens rising across
+Python and koncli holders, loss told at once, a forked child that leaves the parent's
+claim alone, a signal while waiting that withdraws the claim."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import warnings
+
+import pytest
+from lightkube.core.exceptions import ApiError
+
+from konductor_sdk import Busy, GrantLost, Mutex, RWMutex, Semaphore
+from konductor_sdk import _resources as res
+
+BOUND = 30.0  # the longest any awaited outcome may take before it is a hang
+
+
+def grants(connection, resource, name):
+    lock = connection.client.get(resource, name, namespace="default")
+    return [g["holder"] for g in (dict(lock.status or {}).get("grants") or [])]
+
+
+def permit_exists(connection, name) -> bool:
+    try:
+        connection.client.get(res.Permit, name, namespace="default")
+        return True
+    except ApiError as error:
+        assert error.status.code == 404
+        return False
+
+
+def until(condition, what: str):
+    deadline = time.monotonic() + BOUND
+    while not condition():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.02)
+
+
+def test_a_mutex_is_held_in_a_with_block_and_given_back(connection):
+    with Mutex("py-db", ttl="30s", connection=connection) as lock:
+        assert lock.held and lock.token >= 1
+        assert lock.check() == lock.token
+        assert grants(connection, res.Mutex, "py-db") == [lock.holder]
+        permit = lock._permit
+    assert not lock.held
+    assert not permit_exists(connection, permit)
+
+
+def test_a_waiter_is_granted_when_the_holder_releases_with_a_higher_token(connection):
+    first = Mutex("py-queue", ttl="30s", connection=connection)
+    token = first.acquire()
+    got = {}
+
+    def wait():
+        with Mutex("py-queue", ttl="30s", connection=connection) as second:
+            got["token"] = second.token
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    until(lambda: len(list(connection.client.list(res.Permit, namespace="default", labels={"konductor.io/mutex": "py-queue"}))) == 2, "the waiter queued")
+    assert "token" not in got
+    first.release()
+    waiter.join(BOUND)
+    assert got["token"] > token
+
+
+def test_not_waiting_on_a_busy_lock_raises_busy_and_withdraws(connection):
+    with Mutex("py-busy", ttl="30s", connection=connection):
+        other = Mutex("py-busy", ttl="30s", connection=connection)
+        with pytest.raises(Busy) as raised:
+            other.acquire(blocking=False)
+        assert raised.value.exit_code == 6
+        assert not permit_exists(connection, other._permit)
+
+
+def test_python_and_koncli_holders_alternate_with_strictly_rising_tokens(connection, koncli):
+    tokens = []
+    for _ in range(3):
+        with Mutex("py-shared", ttl="30s", connection=connection) as lock:
+            tokens.append(lock.token)
+        ran = koncli("mutex", "run", "py-shared", "--", "sh", "-c", "echo $KONDUCTOR_FENCING_TOKEN")
+        assert ran.returncode == 0 and ran.stdout.strip(), (tokens, ran.stdout, ran.stderr)
+        tokens.append(int(ran.stdout.strip().splitlines()[-1]))
+    assert tokens == sorted(tokens) and len(set(tokens)) == len(tokens), tokens
+
+
+def test_a_semaphore_lets_permits_holders_in_and_an_rwmutex_many_readers(connection):
+    with Semaphore("py-gpus", permits=2, ttl="30s", connection=connection) as a:
+        with Semaphore("py-gpus", connection=connection) as b:
+            assert a.held and b.held
+            assert sorted(grants(connection, res.Semaphore, "py-gpus")) == sorted([a.holder, b.holder])
+    cache = RWMutex("py-cache", ttl="30s", connection=connection)
+    with cache.read() as r1, cache.read() as r2:
+        assert r1.held and r2.held
+        writer = cache.write()
+        with pytest.raises(Busy):
+            writer.acquire(blocking=False)
+
+
+def test_a_lost_grant_is_told_at_once(connection):
+    told = threading.Event()
+    lock = Mutex("py-lost", ttl="3s", connection=connection, on_lost=lambda why: told.set())
+    lock.acquire()
+    # Someone deletes the Permit: the next renewal (every ttl/6) finds it gone.
+    connection.client.delete(res.Permit, lock._permit, namespace="default")
+    assert told.wait(BOUND), "on_lost was not called"
+    assert not lock.held
+    with pytest.raises(GrantLost) as raised:
+        lock.check()
+    assert raised.value.exit_code == 7
+    lock.release()
+
+
+def _child_leaves(lock, results):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lock.release()
+    results.put(("warned", any("forked child" in str(w.message) for w in caught)))
+    try:
+        lock.check()
+        results.put(("check", "passed"))
+    except GrantLost as error:
+        results.put(("check", error.message))
+
+
+def test_a_forked_child_never_releases_the_parents_claim(connection):
+    lock = Mutex("py-fork", ttl="30s", connection=connection)
+    lock.acquire()
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_child_leaves, args=(lock, results))
+    child.start()
+    child.join(BOUND)
+    assert child.exitcode == 0
+    seen = dict([results.get(timeout=BOUND), results.get(timeout=BOUND)])
+    assert seen["warned"] is True
+    assert "parent process" in seen["check"]
+    assert permit_exists(connection, lock._permit), "the child deleted the parent's Permit"
+    assert lock.held
+    lock.release()
+
+
+def test_a_signal_while_waiting_withdraws_the_claim_and_is_no_failure(server, connection):
+    holder = Mutex("py-signal", ttl="30s", connection=connection)
+    holder.acquire()
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from konductor_sdk import Connection, Interrupted, Mutex
+        lock = Mutex("py-signal", connection=Connection(kubeconfig={str(server)!r}, namespace="default"))
+        print("waiting", flush=True)
+        try:
+            lock.acquire()
+        except Interrupted as error:
+            print("interrupted", error.exit_code, lock._permit, flush=True)
+            sys.exit(130)
+        """
+    )
+    waiter = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert waiter.stdout.readline().strip() == "waiting"
+    until(lambda: len(list(connection.client.list(res.Permit, namespace="default", labels={"konductor.io/mutex": "py-signal"}))) == 2, "the waiter queued")
+    waiter.send_signal(signal.SIGINT)
+    out, _ = waiter.communicate(timeout=BOUND)
+    assert waiter.returncode == 130, out
+    words = out.split()
+    assert words[0] == "interrupted" and words[1] == "130"
+    assert not permit_exists(connection, words[2]), "the withdrawn claim is gone"
+    assert holder.held
+    holder.release()
