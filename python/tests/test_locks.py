@@ -175,3 +175,13 @@ def test_a_signal_while_waiting_withdraws_the_claim_and_is_no_failure(server, co
     assert not permit_exists(connection, words[2]), "the withdrawn claim is gone"
     assert holder.held
     holder.release()
+
+
+def test_a_grant_outlives_its_ttl_while_renewed(connection):
+    with Mutex("py-renewed", ttl="2s", connection=connection) as lock:
+        # Three ttls pass: only renewals (six per ttl) keep it.
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            assert lock.check() == lock.token
+            time.sleep(0.1)
+        assert grants(connection, res.Mutex, "py-renewed") == [lock.holder]

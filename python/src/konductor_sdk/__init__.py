@@ -7,6 +7,7 @@ in-cluster configuration are lightkube's). Python 3.9 or later."""
 from ._connection import Connection
 from .barrier import Barrier
 from .locks import Mutex, RWMutex, Semaphore
+from .once import Once, Ran
 from .errors import (
     Busy,
     Failed,
@@ -36,6 +37,8 @@ __all__ = [
     "Mutex",
     "NotDone",
     "NotFound",
+    "Once",
+    "Ran",
     "RWMutex",
     "Semaphore",
     "Skipped",

@@ -33,6 +33,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from lightkube import Client
 from lightkube.core import generic_client as _generic
 from lightkube.core.exceptions import ApiError
+from lightkube.types import PatchType
 
 from . import _resources as res
 from ._connection import Connection, default_connection
@@ -220,6 +221,7 @@ class _Lock:
                 "holder": self.holder,
                 "mode": self.mode,
                 "priority": self.priority,
+                **self._permit_spec(),
             },
         )
         created = self.connection.client.create(permit, namespace=self.namespace)
@@ -243,6 +245,14 @@ class _Lock:
             raise
         return token
 
+    def _permit_spec(self) -> Dict[str, Any]:
+        """What a kind adds to its Permit's spec (a Once: the key)."""
+        return {}
+
+    def _stop_waiting(self, status: Dict[str, Any]) -> None:
+        """Raises to stop waiting for the grant, seeing the lock's `status` (a Once:
+        the key finished by another); the claim is then withdrawn."""
+
     def _granted_token(self, status: Dict[str, Any]) -> Optional[int]:
         for grant in status.get("grants") or []:
             if grant.get("uid") == self._uid:
@@ -254,6 +264,7 @@ class _Lock:
         current: Any = lock
         while True:
             status = dict(getattr(current, "status", None) or {})
+            self._stop_waiting(status)
             token = self._granted_token(status)
             if token is not None:
                 with self._state:
@@ -268,7 +279,9 @@ class _Lock:
             until = deadline if blocking else time.monotonic() + 0.2
             latest = None
             for latest in follow(self.connection, self.resource, self.name, self.namespace, version, until):
-                if self._granted_token(dict(getattr(latest, "status", None) or {})) is not None:
+                seen = dict(getattr(latest, "status", None) or {})
+                self._stop_waiting(seen)
+                if self._granted_token(seen) is not None:
                     break
             if latest is not None:
                 current = latest
@@ -321,7 +334,7 @@ class _Lock:
             "spec": {"renewTime": _now_micro()},
         }
         try:
-            client.patch(res.Permit, self._permit, patch, namespace=self.namespace)
+            client.patch(res.Permit, self._permit, patch, namespace=self.namespace, patch_type=PatchType.MERGE)
         except ApiError as error:
             if error.status.code in (404, 409):
                 self._lose("its Permit is gone (deleted, or expired and replaced)")
