@@ -8,6 +8,7 @@ from ._connection import Connection
 from .barrier import Barrier
 from .locks import Mutex, RWMutex, Semaphore
 from .once import Once, Ran
+from .waitgroup import WaitGroup
 from .errors import (
     Busy,
     Failed,
@@ -44,5 +45,6 @@ __all__ = [
     "Skipped",
     "TimedOut",
     "UsageError",
+    "WaitGroup",
     "WaitTimeout",
 ]
