@@ -6,6 +6,7 @@ in-cluster configuration are lightkube's). Python 3.9 or later."""
 
 from ._connection import Connection
 from .barrier import Barrier
+from .gate import Gate, wait_for
 from .locks import Mutex, RWMutex, Semaphore
 from .once import Once, Ran
 from .waitgroup import WaitGroup
@@ -32,6 +33,7 @@ __all__ = [
     "Connection",
     "Failed",
     "FailedForGood",
+    "Gate",
     "GrantLost",
     "Interrupted",
     "KonductorError",
@@ -46,5 +48,6 @@ __all__ = [
     "TimedOut",
     "UsageError",
     "WaitGroup",
+    "wait_for",
     "WaitTimeout",
 ]
