@@ -185,3 +185,45 @@ def test_a_grant_outlives_its_ttl_while_renewed(connection):
             assert lock.check() == lock.token
             time.sleep(0.1)
         assert grants(connection, res.Mutex, "py-renewed") == [lock.holder]
+
+
+def test_hold_all_takes_locks_in_one_order_and_two_holders_never_deadlock(connection):
+    from konductor_sdk import UsageError, hold_all
+
+    active, peak, guard = [0], [0], threading.Lock()
+    errors = []
+
+    def worker(names):
+        try:
+            for _ in range(5):
+                locks = [Mutex(n, ttl="30s", connection=connection) for n in names]
+                with hold_all(*locks) as held:
+                    assert held.held
+                    with guard:
+                        active[0] += 1
+                        peak[0] = max(peak[0], active[0])
+                    with guard:
+                        active[0] -= 1
+        except Exception as error:  # surfaced below
+            errors.append(error)
+
+    a = threading.Thread(target=worker, args=(["py-h1", "py-h2"],))
+    b = threading.Thread(target=worker, args=(["py-h2", "py-h1"],))
+    a.start(); b.start()
+    a.join(BOUND); b.join(BOUND)
+    assert not a.is_alive() and not b.is_alive(), "deadlocked"
+    assert not errors, errors
+    assert peak[0] == 1, "both held the locks at once"
+    with pytest.raises(UsageError):
+        hold_all(Mutex("py-h1", connection=connection), Mutex("py-h1", connection=connection))
+
+
+def test_a_rate_limit_counts_slots_in_its_window(connection):
+    from konductor_sdk import RateLimit
+
+    limit = RateLimit("py-deploys", limit=2, window="1h", connection=connection)
+    first = limit.take()
+    second = RateLimit("py-deploys", connection=connection).take()
+    assert second > first
+    with pytest.raises(Busy):
+        RateLimit("py-deploys", connection=connection).take(blocking=False)

@@ -7,7 +7,7 @@ in-cluster configuration are lightkube's). Python 3.9 or later."""
 from ._connection import Connection
 from .barrier import Barrier
 from .gate import Gate, wait_for
-from .locks import Mutex, RWMutex, Semaphore
+from .locks import Held, Mutex, RateLimit, RWMutex, Semaphore, hold_all
 from .once import Once, Ran
 from .waitgroup import WaitGroup
 from .errors import (
@@ -35,6 +35,7 @@ __all__ = [
     "FailedForGood",
     "Gate",
     "GrantLost",
+    "Held",
     "Interrupted",
     "KonductorError",
     "Mutex",
@@ -43,11 +44,13 @@ __all__ = [
     "Once",
     "Ran",
     "RWMutex",
+    "RateLimit",
     "Semaphore",
     "Skipped",
     "TimedOut",
     "UsageError",
     "WaitGroup",
+    "hold_all",
     "wait_for",
     "WaitTimeout",
 ]
