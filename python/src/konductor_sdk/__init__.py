@@ -6,7 +6,7 @@ in-cluster configuration are lightkube's). Python 3.9 or later."""
 
 from ._connection import Connection
 from .barrier import Barrier
-from .gate import Gate, wait_for
+from .gate import Gate, wait_for, wait_for_async
 from .locks import Held, Mutex, RateLimit, RWMutex, Semaphore, hold_all
 from .once import Once, Ran
 from .waitgroup import WaitGroup
@@ -52,5 +52,6 @@ __all__ = [
     "WaitGroup",
     "hold_all",
     "wait_for",
+    "wait_for_async",
     "WaitTimeout",
 ]

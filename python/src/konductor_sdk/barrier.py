@@ -145,3 +145,15 @@ class Barrier:
             raise Failed(self.kind, self.namespace, self.name, "the barrier failed")
         if phase == "Timeout":
             raise TimedOut(self.kind, self.namespace, self.name, "the barrier timed out")
+
+    async def arrive_async(self, holder: Optional[str] = None, *, failed: bool = False, message: Optional[str] = None) -> str:
+        """:meth:`arrive` for asyncio."""
+        import asyncio
+
+        return await asyncio.to_thread(lambda: self.arrive(holder, failed=failed, message=message))
+
+    async def wait_async(self, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """:meth:`wait` for asyncio (the watch runs in a worker thread)."""
+        import asyncio
+
+        return await asyncio.to_thread(self.wait, timeout)

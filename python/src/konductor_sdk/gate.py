@@ -214,3 +214,16 @@ class Gate:
                 raise TimedOut(self.kind, self.namespace, self.name, "the gate timed out") from None
             raise Failed(self.kind, self.namespace, self.name, "the gate failed") from None
         return self.status()
+
+    async def wait_async(self, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """:meth:`wait` for asyncio (the watch runs in a worker thread)."""
+        import asyncio
+
+        return await asyncio.to_thread(self.wait, timeout)
+
+
+async def wait_for_async(*targets: str, **options: Any) -> Dict[str, str]:
+    """:func:`wait_for` for asyncio (the watches run in worker threads)."""
+    import asyncio
+
+    return await asyncio.to_thread(lambda: wait_for(*targets, **options))

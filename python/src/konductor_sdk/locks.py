@@ -279,6 +279,8 @@ class _Lock:
             until = deadline if blocking else time.monotonic() + 0.2
             latest = None
             for latest in follow(self.connection, self.resource, self.name, self.namespace, version, until):
+                if self._released.is_set() and not self._granted:
+                    raise Interrupted(self.word, self.namespace, self.name, "the wait was cancelled; claim withdrawn")
                 seen = dict(getattr(latest, "status", None) or {})
                 self._stop_waiting(seen)
                 if self._granted_token(seen) is not None:
@@ -421,6 +423,34 @@ class _Lock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+    # --- asyncio ---------------------------------------------------------------------
+
+    async def acquire_async(self, timeout: Optional[float] = None, blocking: bool = True) -> int:
+        """:meth:`acquire` for asyncio: the wait runs in a worker thread, the event loop
+        stays free; cancelling the awaiting task withdraws the claim."""
+        import asyncio
+
+        waiting = asyncio.ensure_future(asyncio.to_thread(self.acquire, timeout, blocking))
+        try:
+            return await asyncio.shield(waiting)
+        except asyncio.CancelledError:
+            # Deleting the claim changes the lock, which wakes the waiting thread.
+            await asyncio.to_thread(self._withdraw)
+            raise
+
+    async def release_async(self) -> None:
+        """:meth:`release` for asyncio."""
+        import asyncio
+
+        await asyncio.to_thread(self.release)
+
+    async def __aenter__(self) -> "_Lock":
+        await self.acquire_async()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.release_async()
 
     # --- a subprocess that never outlives the grant ----------------------------------
 

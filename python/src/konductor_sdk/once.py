@@ -144,6 +144,21 @@ class Once:
             current = latest
         claim.release()
 
+    async def run_async(self, work: Callable[..., Any], *args: Any, key: Optional[str] = None, **kwargs: Any) -> Ran[Any]:
+        """:meth:`run` for asyncio: ``work`` may be a coroutine function (awaited on the
+        event loop) or a plain one (run in a worker thread)."""
+        import asyncio
+        import inspect
+
+        loop = asyncio.get_running_loop()
+
+        def blocking_work() -> Any:
+            if inspect.iscoroutinefunction(work):
+                return asyncio.run_coroutine_threadsafe(work(*args, **kwargs), loop).result()
+            return work(*args, **kwargs)
+
+        return await asyncio.to_thread(lambda: self.run(blocking_work, key=key))
+
     @staticmethod
     def _recorded(once: Any, token: int) -> bool:
         history = dict(getattr(once, "status", None) or {}).get("history") or []

@@ -154,3 +154,9 @@ class WaitGroup:
             if latest is None:
                 raise WaitTimeout(self.kind, self.namespace, self.name, f"not done within {timeout}s")
             current = latest
+
+    async def wait_async(self, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """:meth:`wait` for asyncio (the watch runs in a worker thread)."""
+        import asyncio
+
+        return await asyncio.to_thread(self.wait, timeout)
