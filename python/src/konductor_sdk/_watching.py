@@ -38,6 +38,7 @@ def follow(
     stands, for a deletion too), until `deadline` (a `time.monotonic()` instant) — then
     the iteration ends."""
     version = resource_version
+    pause = 0.1
     while True:
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
@@ -56,11 +57,18 @@ def follow(
                 server_timeout=30,
             ):
                 version = obj.metadata.resourceVersion
+                pause = 0.1
                 yield obj
                 if deadline is not None and time.monotonic() >= deadline:
                     return
         except httpx.TimeoutException:
             continue  # quiet for `quiet` seconds: check the deadline, resume
+        except httpx.TransportError:
+            # The server went away (restarting, a network fault): ride it out, backing
+            # off from 100 ms to 2 s, until the deadline.
+            left = None if deadline is None else deadline - time.monotonic()
+            time.sleep(pause if left is None else max(0.0, min(pause, left)))
+            pause = min(pause * 2, 2.0)
         except ApiError as error:
             if error.status.code != 410:
                 raise

@@ -1,0 +1,117 @@
+"""Faults from outside: a holder SIGKILLed (taken over after the ttl), the server
+killed with -9 and restarted on the same data while a lock is held and while another
+waits for it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from konductor_sdk import Connection, Mutex
+from konductor_sdk import _resources as res
+
+from .conftest import _binary
+
+BOUND = 60.0
+
+
+class Server:
+    """A konductor server on a fixed port and data directory, killable and restartable."""
+
+    def __init__(self) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="konductor-py-faults-"))
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.process = None
+        self.start()
+
+    def start(self) -> None:
+        out = self.directory / "server.out"
+        out.write_text("")
+        self.process = subprocess.Popen(
+            [_binary("konductor"), "server", "--data-dir", str(self.directory / "data"), "--listen", f"127.0.0.1:{self.port}"],
+            stdout=open(out, "w"),
+            stderr=open(self.directory / "server.log", "a"),
+        )
+        deadline = time.monotonic() + BOUND
+        while "export KUBECONFIG=" not in out.read_text():
+            assert self.process.poll() is None and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+
+    def kill9(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.directory / "data" / "kubeconfig"
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@pytest.fixture()
+def server():
+    running = Server()
+    yield running
+    running.stop()
+
+
+def test_a_sigkilled_holder_is_taken_over_after_its_ttl(server):
+    script = textwrap.dedent(
+        f"""
+        import time
+        from konductor_sdk import Connection, Mutex
+from konductor_sdk import _resources as res
+        lock = Mutex("py-crash", ttl="2s", connection=Connection(kubeconfig={str(server.kubeconfig)!r}, namespace="default"))
+        print(lock.acquire(), flush=True)
+        time.sleep(600)
+        """
+    )
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    first = int(holder.stdout.readline())
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    connection = Connection(kubeconfig=server.kubeconfig, namespace="default")
+    with Mutex("py-crash", connection=connection) as lock:
+        assert lock.token > first
+
+
+def test_a_held_lock_and_a_waiter_ride_out_a_server_kill_9_and_restart(server):
+    connection = Connection(kubeconfig=server.kubeconfig, namespace="default")
+    holder = Mutex("py-restart", ttl="10s", connection=connection)
+    token = holder.acquire()
+    import threading
+
+    got = {}
+    waiter = threading.Thread(
+        target=lambda: got.update(token=Mutex("py-restart", connection=Connection(kubeconfig=server.kubeconfig, namespace="default")).acquire(timeout=BOUND))
+    )
+    waiter.start()
+    # The waiter's claim is made (its Permit is on disk before the kill).
+    deadline = time.monotonic() + BOUND
+    while len(list(connection.client.list(res.Permit, namespace="default", labels={"konductor.io/mutex": "py-restart"}))) < 2:
+        assert time.monotonic() < deadline, "the waiter never queued"
+        time.sleep(0.02)
+    server.kill9()
+    server.start()
+    # Restarted within the trust (a ttl less a fifth): the grant was never in doubt.
+    assert holder.held, holder._lost
+    assert holder.check() == token
+    holder.release()
+    waiter.join(BOUND)
+    assert got.get("token", 0) > token
