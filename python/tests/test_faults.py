@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -72,15 +71,15 @@ def server():
 
 
 def test_a_sigkilled_holder_is_taken_over_after_its_ttl(server):
-    script = textwrap.dedent(
-        f"""
-        import time
-        from konductor_sdk import Connection, Mutex
-from konductor_sdk import _resources as res
-        lock = Mutex("py-crash", ttl="2s", connection=Connection(kubeconfig={str(server.kubeconfig)!r}, namespace="default"))
-        print(lock.acquire(), flush=True)
-        time.sleep(600)
-        """
+    script = "\n".join(
+        [
+            "import time",
+            "from konductor_sdk import Connection, Mutex",
+            f"connection = Connection(kubeconfig={str(server.kubeconfig)!r}, namespace='default')",
+            "lock = Mutex('py-crash', ttl='2s', connection=connection)",
+            "print(lock.acquire(), flush=True)",
+            "time.sleep(600)",
+        ]
     )
     holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     first = int(holder.stdout.readline())
