@@ -114,3 +114,74 @@ def test_a_held_lock_and_a_waiter_ride_out_a_server_kill_9_and_restart(server):
     holder.release()
     waiter.join(BOUND)
     assert got.get("token", 0) > token
+
+
+class BlackholingProxy:
+    """A TCP proxy on loopback that forwards until ``blackhole()``, then silently drops
+    every byte both ways — connections stay open, nothing is reset, as in a partition."""
+
+    def __init__(self, target_port: int) -> None:
+        import threading
+
+        self.target_port = target_port
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.dropping = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            if not self.dropping.is_set():
+                try:
+                    sink.sendall(data)
+                except OSError:
+                    return
+
+    def blackhole(self) -> None:
+        self.dropping.set()
+
+
+def test_a_holder_cut_off_by_a_partition_is_told_before_the_next_grant(server):
+    import threading
+
+    proxy = BlackholingProxy(server.port)
+    proxied = server.directory / "proxied-kubeconfig"
+    proxied.write_text(server.kubeconfig.read_text().replace(f"127.0.0.1:{server.port}", f"127.0.0.1:{proxy.port}"))
+    told = {}
+    holder = Mutex(
+        "py-partition",
+        ttl="3s",
+        connection=Connection(kubeconfig=proxied, namespace="default"),
+        on_lost=lambda why: told.setdefault("at", time.monotonic()),
+    )
+    token = holder.acquire()
+    proxy.blackhole()
+    direct = Connection(kubeconfig=server.kubeconfig, namespace="default")
+    waiter = Mutex("py-partition", connection=direct)
+    next_token = waiter.acquire(timeout=BOUND)
+    granted_at = time.monotonic()
+    assert next_token > token
+    assert "at" in told, "the cut-off holder was never told"
+    assert told["at"] < granted_at, "the next grant came before the holder was told"
+    assert not holder.held
+    waiter.release()

@@ -227,3 +227,27 @@ def test_a_rate_limit_counts_slots_in_its_window(connection):
     assert second > first
     with pytest.raises(Busy):
         RateLimit("py-deploys", connection=connection).take(blocking=False)
+
+
+def _child_arrives(connection, results):
+    from konductor_sdk import Barrier
+
+    results.put(Barrier("py-forked", connection=connection).arrive("child"))
+
+
+def test_a_forked_child_gets_its_own_client(connection):
+    from konductor_sdk import Barrier
+
+    barrier = Barrier("py-forked", connection=connection)
+    barrier.create(2)
+    parent_client = connection.client
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_child_arrives, args=(connection, results))
+    child.start()
+    assert results.get(timeout=BOUND) == "child"
+    child.join(BOUND)
+    assert child.exitcode == 0
+    assert connection.client is parent_client, "the parent keeps its client"
+    barrier.arrive("parent")
+    assert barrier.wait(timeout=BOUND)["phase"] == "Open"

@@ -5,6 +5,7 @@ account, with the context's namespace — all handled by lightkube, never by han
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Optional, Union
 
 from lightkube import AsyncClient, Client
@@ -34,6 +35,7 @@ class Connection:
         self._client: Optional[Client] = None
         self._async_client: Optional[AsyncClient] = None
         self._pid = os.getpid()
+        _connections.add(self)
 
     def _reset_after_fork(self) -> None:
         # A client's connections must not be shared with a forked child.
@@ -62,6 +64,19 @@ class Connection:
 
 
 _default: Optional[Connection] = None
+
+_connections: "weakref.WeakSet[Connection]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A forked child must not use its parent's connections (their sockets and TLS
+    # state are the parent's): every connection makes new clients on next use.
+    for connection in list(_connections):
+        connection._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def default_connection() -> Connection:
