@@ -1,0 +1,77 @@
+"""Following one object by watch, bounded by a deadline.
+
+lightkube's watch reconnects by itself and yields nothing while nothing changes, so a
+deadline cannot be checked between events. Each stretch of the follow is a watch on a
+client whose read timeout is the time left (at most a minute): a quiet watch ends with
+a read timeout, the deadline is checked, and the watch resumes from the last version
+seen. One thread, and no socket is ever closed under a read (a closed descriptor can
+be reused by the next one opened — a pipe, another connection — and read from by a
+stale reader)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterator, Optional
+
+from lightkube import Client
+from lightkube.core import generic_client as _generic
+from lightkube.core.exceptions import ApiError
+
+from ._connection import Connection
+
+httpx = _generic.httpx
+
+#: The longest one watch request is left quiet before the deadline is checked again
+#: (the server sends a bookmark or ends the watch every 30 s).
+QUIET = 60.0
+
+
+def follow(
+    connection: Connection,
+    resource: Any,
+    name: str,
+    namespace: str,
+    resource_version: Optional[str],
+    deadline: Optional[float],
+) -> Iterator[Any]:
+    """Every version of `resource` `name` after `resource_version` (the object as it
+    stands, for a deletion too), until `deadline` (a `time.monotonic()` instant) — then
+    the iteration ends."""
+    version = resource_version
+    pause = 0.1
+    while True:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return
+        quiet = QUIET if left is None else max(0.05, min(QUIET, left))
+        client = Client(config=connection.config, namespace=namespace)
+        # lightkube gives watches no read timeout of their own (`_watch_timeout`, its
+        # one setting for them): this follow's is the time left.
+        client._client._watch_timeout = httpx.Timeout(10.0, read=quiet)
+        try:
+            for _, obj in client.watch(
+                resource,
+                namespace=namespace,
+                fields={"metadata.name": name},
+                resource_version=version,
+                server_timeout=30,
+            ):
+                version = obj.metadata.resourceVersion
+                pause = 0.1
+                yield obj
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+        except httpx.TimeoutException:
+            continue  # quiet for `quiet` seconds: check the deadline, resume
+        except httpx.TransportError:
+            # The server went away (restarting, a network fault): ride it out, backing
+            # off from 100 ms to 2 s, until the deadline.
+            left = None if deadline is None else deadline - time.monotonic()
+            time.sleep(pause if left is None else max(0.0, min(pause, left)))
+            pause = min(pause * 2, 2.0)
+        except ApiError as error:
+            if error.status.code != 410:
+                raise
+            version = None  # too old a version: from now on
+        finally:
+            client.close()
