@@ -11,14 +11,6 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/pip" freeze 2>/dev/null | grep -q
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
 fi
-dir=$(mktemp -d)
-konductor server --data-dir "$dir/data" --listen 127.0.0.1:0 >"$dir/server.out" 2>"$dir/server.log" &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 1 600); do
-  grep -q '^export KUBECONFIG=' "$dir/server.out" && break
-  kill -0 $server 2>/dev/null || { cat "$dir/server.log" >&2; exit 1; }
-  sleep 0.1
-done
+. "$here/server.sh"
 cd "$here"
-KUBECONFIG="$dir/data/kubeconfig" "$venv/bin/python" -m unittest -v test_server
+KUBECONFIG="$KUBECONFIG_FOR_TESTS" "$venv/bin/python" -m unittest -v test_server

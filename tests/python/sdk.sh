@@ -10,16 +10,8 @@ venv=${KONDUCTOR_SDK_VENV:-/tmp/konductor-sdk-venv}
 "$venv/bin/pip" install --quiet --disable-pip-version-check "$root/python[test]"
 cd "$root/python"
 "$venv/bin/python" -m pytest -q tests
-dir=$(mktemp -d)
-konductor server --data-dir "$dir/data" --listen 127.0.0.1:0 >"$dir/server.out" 2>"$dir/server.log" &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 1 600); do
-  grep -q '^export KUBECONFIG=' "$dir/server.out" && break
-  kill -0 $server 2>/dev/null || { cat "$dir/server.log" >&2; exit 1; }
-  sleep 0.1
-done
+. "$root/tests/python/server.sh"
 for example in "$root"/examples/python/*.py; do
   echo "=== examples/python/$(basename "$example")"
-  KUBECONFIG="$dir/data/kubeconfig" "$venv/bin/python" "$example"
+  KUBECONFIG="$KUBECONFIG_FOR_TESTS" "$venv/bin/python" "$example"
 done
