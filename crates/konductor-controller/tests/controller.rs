@@ -402,6 +402,14 @@ async fn a_finished_barrier_is_deleted_with_its_arrivals_once_its_ttl_runs_out()
         deleted_seen >= finished + k8s_openapi::jiff::SignedDuration::from_secs(1),
         "deleted before its ttl ran out (finished {finished}, gone by {deleted_seen})"
     );
+    // Its arrivals are its dependents: the garbage collector deletes them after it
+    // (in the background, as Kubernetes does), so their going is awaited.
+    let arrival = arrival_name("short-lived", "a");
+    let arrival_gone = await_condition(h.arrivals(), &arrival, |a: Option<&Arrival>| a.is_none());
+    tokio::time::timeout(Duration::from_secs(30), arrival_gone)
+        .await
+        .expect("its arrivals went with it")
+        .unwrap();
     let arrivals = h
         .arrivals()
         .list(&kube::api::ListParams::default().labels(&format!("{BARRIER_LABEL}=short-lived")))
