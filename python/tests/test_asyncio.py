@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from lightkube.core.exceptions import ApiError
 
@@ -52,5 +53,22 @@ def test_a_cancelled_wait_withdraws_its_claim(connection):
             assert error.status.code == 404
         assert holder.held
         await holder.release_async()
+
+    asyncio.run(main())
+
+
+def test_many_concurrent_async_waits_do_not_starve_the_arrival_that_opens_them(connection):
+    # More waits than the default executor's threads (cores + 4): an arrival queued
+    # behind the waits it would release would never run.
+    waiters = (os.cpu_count() or 1) + 12
+
+    async def main():
+        barrier = Barrier("py-async-many", connection=connection)
+        barrier.create(1)
+        waits = [asyncio.ensure_future(barrier.wait_async(timeout=60)) for _ in range(waiters)]
+        await asyncio.sleep(0)
+        await asyncio.wait_for(barrier.arrive_async("opener"), 30)
+        statuses = await asyncio.wait_for(asyncio.gather(*waits), 60)
+        assert [s["phase"] for s in statuses] == ["Open"] * waiters
 
     asyncio.run(main())

@@ -17,7 +17,7 @@ import warnings
 import pytest
 from lightkube.core.exceptions import ApiError
 
-from konductor_sdk import Busy, GrantLost, Mutex, RWMutex, Semaphore
+from konductor_sdk import Busy, GrantLost, KonductorError, Mutex, RWMutex, Semaphore, Skipped, UsageError
 from konductor_sdk import _resources as res
 
 BOUND = 30.0  # the longest any awaited outcome may take before it is a hang
@@ -251,3 +251,43 @@ def test_a_forked_child_gets_its_own_client(connection):
     assert connection.client is parent_client, "the parent keeps its client"
     barrier.arrive("parent")
     assert barrier.wait(timeout=BOUND)["phase"] == "Open"
+
+
+def test_if_busy_skip_skips_the_block_and_fail_raises_busy(connection):
+    ran = []
+    with Mutex("py-nightly", ttl="30s", connection=connection):
+        with pytest.raises(Skipped) as skipped:
+            with Mutex("py-nightly", ttl="30s", if_busy="skip", connection=connection):
+                ran.append("skip")
+        assert skipped.value.exit_code == 10
+        with pytest.raises(Busy):
+            with Mutex("py-nightly", ttl="30s", if_busy="fail", connection=connection):
+                ran.append("fail")
+        with pytest.raises(Skipped):
+            Mutex("py-nightly", ttl="30s", if_busy="skip", connection=connection).run_exclusive(["true"])
+    assert ran == []
+    with Mutex("py-nightly", ttl="30s", if_busy="skip", connection=connection) as free:
+        assert free.held, "a free lock is taken, not skipped"
+    with pytest.raises(UsageError, match="if_busy"):
+        Mutex("py-nightly", if_busy="later", connection=connection)
+
+
+def test_a_waiter_follows_its_own_permit_and_is_told_when_the_lock_goes(connection):
+    holder = Mutex("py-doomed", ttl="30s", connection=connection)
+    holder.acquire()
+    outcome = {}
+
+    def wait():
+        try:
+            Mutex("py-doomed", ttl="30s", create=False, connection=connection).acquire(timeout=BOUND)
+        except KonductorError as error:
+            outcome["error"] = error
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    until(lambda: len(list(connection.client.list(res.Permit, namespace="default", labels={"konductor.io/mutex": "py-doomed"}))) == 2, "the waiter queued")
+    connection.client.delete(res.Mutex, "py-doomed", namespace="default")
+    waiter.join(BOUND)
+    assert not waiter.is_alive(), "a waiter whose lock is deleted stops waiting"
+    error = outcome["error"]
+    assert error.exit_code == 1 and "the lock was deleted" in str(error), error

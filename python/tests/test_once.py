@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from konductor_sdk import FailedForGood, Once
+from konductor_sdk import FailedForGood, NotDone, NotFound, Once, WaitTimeout
 
 
 def test_the_work_runs_once_per_key_and_a_second_caller_sees_it_done(connection):
@@ -58,3 +58,39 @@ def test_work_that_fails_every_attempt_fails_for_good_never_success(connection, 
     with pytest.raises(FailedForGood) as raised:
         Once("py-fail", connection=connection).run(lambda: None, key="k")
     assert raised.value.exit_code == 8
+
+
+def test_check_says_not_done_until_the_work_is_done_and_wait_returns_then(connection, koncli):
+    made = koncli("once", "create", "py-check", "--key", "k")
+    assert made.returncode == 0, made.stderr
+    once = Once("py-check", connection=connection)
+    with pytest.raises(NotDone) as raised:
+        once.check()
+    assert raised.value.exit_code == 9
+    with pytest.raises(WaitTimeout):
+        once.wait(timeout=0.3)
+    seen = {}
+    waiter = threading.Thread(target=lambda: seen.update(once.wait(timeout=60)))
+    waiter.start()
+    ran = koncli("once", "run", "py-check", "--", "true")
+    assert ran.returncode == 0, ran.stderr
+    waiter.join(60)
+    assert seen.get("phase") == "Succeeded" and seen.get("key") == "k", seen
+    assert once.check()["key"] == "k"
+    with pytest.raises(NotFound):
+        Once("py-no-such-once", connection=connection).check()
+
+
+def test_interrupted_work_is_not_failed_and_runs_again(connection, koncli):
+    made = koncli("once", "create", "py-interrupted", "--max-attempts", "1")
+    assert made.returncode == 0, made.stderr
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Once("py-interrupted", connection=connection).run(interrupted, key="k")
+    again = Once("py-interrupted", connection=connection).run(lambda: "done", key="k")
+    assert again.executed and again.value == "done", "an interruption is no failed attempt"
+    history = Once("py-interrupted", connection=connection).status().get("history") or []
+    assert [a.get("outcome") for a in history] == ["Interrupted", "Succeeded"], history

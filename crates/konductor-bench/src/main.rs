@@ -1,7 +1,7 @@
 //! `konductor-bench`: Konductor's benchmark suite.
 //!
 //! ```text
-//! cargo run --release -p konductor-bench -- [--quick] [--only release,throughput,flatness,footprint,locks,once,waitgroup,gate,cost,etcd]
+//! cargo run --release -p konductor-bench -- [--quick] [--only release,throughput,flatness,footprint,locks,once,waitgroup,gate,ratelimit,cost,etcd,dashboard,python]
 //! ```
 //!
 //! Starts fresh release-built `konductor server` processes on temporary data
@@ -22,6 +22,7 @@
 //!   cost the server, beside pollers.
 //! - [`etcd`]: concurrent `koncli mutex run` beside concurrent `etcdctl lock`.
 //! - [`dashboard`]: `koncli dashboard` in headless Chromium with a large set stored.
+//! - [`python`]: the Python SDK beside the Rust SDK and `koncli`.
 
 mod cost;
 mod dashboard;
@@ -30,6 +31,7 @@ mod footprint;
 mod gate;
 mod locks;
 mod once;
+mod python;
 mod release;
 mod report;
 mod server;
@@ -70,6 +72,10 @@ struct Args {
     /// of a minute: for long alternating series when comparing builds).
     #[arg(long)]
     large_only: bool,
+    /// The Python interpreter for the python group, with `python/` installed [default:
+    /// $KONDUCTOR_SDK_VENV/bin/python, else /tmp/konductor-sdk-venv/bin/python].
+    #[arg(long, value_name = "PATH")]
+    python: Option<PathBuf>,
 }
 
 /// The groups of figures.
@@ -105,6 +111,11 @@ enum Group {
     /// dashboard's memory, an arrival → the page showing it (not in the default run:
     /// needs chromium and chromedriver — `.ci/run` installs them).
     Dashboard,
+    /// The Python SDK beside the Rust SDK and `koncli`, alternating on fresh servers: a
+    /// free Mutex acquired, a Mutex handed over between two processes, 100 waiters
+    /// released by one arrival (not in the default run: needs a virtualenv with
+    /// `python/` installed — `scripts/bench-python.sh` makes one).
+    Python,
     /// N concurrent `koncli mutex run` beside N concurrent `etcdctl lock`, N = 10, 30
     /// and 100, five alternating rounds each (not in the default run: needs etcd and
     /// etcdctl on the PATH — `scripts/bench-etcd.sh` installs them).
@@ -118,6 +129,7 @@ struct Bench {
     quick: bool,
     clients: Vec<usize>,
     large_only: bool,
+    python: Option<PathBuf>,
     report: Report,
 }
 
@@ -162,6 +174,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         quick: args.quick,
         clients: args.clients.clone(),
         large_only: args.large_only,
+        python: args.python.clone(),
         report: Report::default(),
     };
     bench.report.record(machine());
@@ -180,6 +193,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Group::Cost => bench.cost().await?,
             Group::Etcd => bench.etcd().await?,
             Group::Dashboard => bench.dashboard().await?,
+            Group::Python => bench.python().await?,
         }
     }
     println!();
@@ -261,32 +275,29 @@ impl Bench {
 
     /// Release latency for koncli processes and SDK waiters, beside the Go SDK's pollers.
     async fn release(&mut self) -> anyhow::Result<()> {
+        let koncli = Waiter::Koncli(&self.koncli);
         // (waiter, n, rounds, rounds with pollers, target p99 ms)
         let scenarios: [(Waiter, usize, usize, usize, f64); 5] = if self.quick {
             [
                 (Waiter::Sdk, 1, 10, 0, f64::NAN),
-                (Waiter::Koncli, 1, 10, 1, 3.0),
-                (Waiter::Koncli, 10, 3, 1, f64::NAN),
-                (Waiter::Koncli, 100, 1, 1, 25.0),
+                (koncli, 1, 10, 1, 3.0),
+                (koncli, 10, 3, 1, f64::NAN),
+                (koncli, 100, 1, 1, 25.0),
                 (Waiter::Sdk, 1000, 1, 1, 50.0),
             ]
         } else {
             [
                 (Waiter::Sdk, 1, 50, 0, f64::NAN),
-                (Waiter::Koncli, 1, 50, 3, 3.0),
-                (Waiter::Koncli, 10, 10, 2, f64::NAN),
-                (Waiter::Koncli, 100, 5, 1, 25.0),
+                (koncli, 1, 50, 3, 3.0),
+                (koncli, 10, 10, 2, f64::NAN),
+                (koncli, 100, 5, 1, 25.0),
                 (Waiter::Sdk, 1000, 3, 1, 50.0),
             ]
         };
         let server = self.server().await?;
         for (waiter, n, rounds, poller_rounds, target) in scenarios {
-            let kind = match waiter {
-                Waiter::Koncli => "koncli",
-                Waiter::Sdk => "sdk",
-            };
-            let latencies =
-                release::measure(&server, &self.koncli, waiter, n, rounds, poller_rounds).await?;
+            let kind = waiter.label();
+            let latencies = release::measure(&server, waiter, n, rounds, poller_rounds).await?;
             let mut ours = Figure::new(format!("release.{kind}.n{n}"))
                 .latencies(&latencies.ours)
                 .note(format!("{n} waiters x {rounds} rounds"));
@@ -845,6 +856,93 @@ impl Bench {
                     .target(Target::AtLeast("ratio", 0.8)),
             );
         }
+        Ok(())
+    }
+
+    /// The Python SDK beside the Rust SDK and `koncli`, in alternating rounds, each on a
+    /// fresh server: a free Mutex acquired; a Mutex handed over between two processes
+    /// (Python: two `bench.py holder` processes; koncli: `mutex run` processes; the Rust
+    /// SDK: two holders in this process); 100 waiters released by one arrival.
+    async fn python(&mut self) -> anyhow::Result<()> {
+        let worker = python::PythonWorker::locate(self.python.clone()).await?;
+        let (rounds, samples, waiters) = if self.quick {
+            (1, 50, 100)
+        } else {
+            (5, 60, 100)
+        };
+        let koncli_run = ["mutex", "run", "koncli-acquire"];
+        // Each figure by who: [Python, koncli, the Rust SDK].
+        let who = ["python", "koncli", "sdk"];
+        let [mut acquire, mut handover, mut release] = <[[Vec<f64>; 3]; 3]>::default();
+        let mut release_one = Vec::new();
+        for _ in 0..rounds {
+            let server = self.server().await?;
+            acquire[0].extend(worker.acquire_ms(&server, samples).await?);
+            let (a, b) =
+                locks::koncli_runs_ms(&server, &self.koncli, &koncli_run, &koncli_run, samples / 2)
+                    .await?;
+            acquire[1].extend(a.into_iter().chain(b));
+            acquire[2].extend(locks::acquire_ms(&server, samples).await?);
+            let contenders = [
+                python::Contender::Python(&worker),
+                python::Contender::Koncli(&self.koncli),
+            ];
+            for (i, contender) in contenders.iter().enumerate() {
+                let name = format!("handover-{i}");
+                handover[i].extend(contender.handover_ms(&server, &name, samples).await?);
+            }
+            handover[2].extend(locks::handover_ms(&server, samples).await?);
+            let kinds = [
+                Waiter::Python(&worker),
+                Waiter::Koncli(&self.koncli),
+                Waiter::Sdk,
+            ];
+            for (i, waiter) in kinds.into_iter().enumerate() {
+                release[i].extend(release::measure(&server, waiter, waiters, 1, 0).await?.ours);
+            }
+            let one = release::measure(&server, Waiter::Python(&worker), 1, 10, 0).await?;
+            release_one.extend(one.ours);
+        }
+        let acquire_notes = [
+            "free Mutex, Mutex.acquire() in one Python process until the grant is seen",
+            "`koncli mutex run NAME -- true`, process start to exit (acquire and release included)",
+            "free Mutex, the Rust SDK's acquire until the grant is seen",
+        ];
+        let handover_notes = [
+            "two Python processes: the holder asked to release until the queued one says it holds",
+            "two `koncli mutex run` processes: the holder's command asked to end until the queued one's command starts",
+            "two holders in one Rust process: release starts until the queued one holds",
+        ];
+        let waiter_notes = ["Python processes", "koncli processes", "Rust SDK futures"];
+        for i in 0..3 {
+            let mut acquired = Figure::new(format!("python.acquire.{}", who[i]))
+                .latencies(&acquire[i])
+                .note(acquire_notes[i]);
+            let mut handed = Figure::new(format!("python.handover.{}", who[i]))
+                .latencies(&handover[i])
+                .note(handover_notes[i]);
+            if i == 0 {
+                acquired = acquired.target(Target::AtMost("p99_ms", 10.0));
+                handed = handed.target(Target::AtMost("p99_ms", 10.0));
+            }
+            self.report.record(acquired);
+            self.report.record(handed);
+        }
+        for i in 0..3 {
+            self.report.record(
+                Figure::new(format!("python.release.{}.n{waiters}", who[i]))
+                    .latencies(&release[i])
+                    .note(format!(
+                        "{waiters} waiters ({}) released by one arrival, {rounds} rounds",
+                        waiter_notes[i]
+                    )),
+            );
+        }
+        self.report.record(
+            Figure::new("python.release.python.n1")
+                .latencies(&release_one)
+                .note("one Python process released by an arrival: the floor"),
+        );
         Ok(())
     }
 

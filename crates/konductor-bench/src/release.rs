@@ -17,6 +17,7 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::python::PythonWorker;
 use crate::server::ServerProcess;
 
 /// The server metric counting open watch streams (absent on older servers).
@@ -26,13 +27,29 @@ pub const WATCHES_METRIC: &str = "konductor_server_watches";
 const ROUND_LIMIT: Duration = Duration::from_secs(120);
 
 /// Who waits at the barrier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Waiter {
-    /// A `koncli barrier wait` process each.
-    Koncli,
+#[derive(Debug, Clone, Copy)]
+pub enum Waiter<'a> {
+    /// A `koncli barrier wait` process each (this `koncli`).
+    Koncli(&'a Path),
     /// A `Barriers::wait` future each, in this process.
     Sdk,
+    /// A Python process each, waiting with the Python SDK (`bench.py wait`).
+    Python(&'a PythonWorker),
 }
+
+impl Waiter<'_> {
+    /// The waiter's name in figures.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Waiter::Koncli(_) => "koncli",
+            Waiter::Sdk => "sdk",
+            Waiter::Python(_) => "python",
+        }
+    }
+}
+
+/// Tells one round's barrier from every other's in a run.
+static ROUNDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// The latencies of one scenario, in milliseconds (negative would mean a waiter
 /// returned before the opening arrival's acknowledgement reached the bench).
@@ -136,6 +153,49 @@ fn spawn_sdk(
     })
 }
 
+/// Starts a Python process waiting with the Python SDK; it is ready at once (the
+/// server's count of open watches says when it watches), and the task returns when it
+/// says the barrier opened. The process then lingers until `linger` turns true, so the
+/// interpreters' exits do not take the CPU from waiters still being released.
+fn spawn_python(
+    worker: &PythonWorker,
+    server: &ServerProcess,
+    name: &str,
+    ready: mpsc::Sender<()>,
+    mut linger: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<JoinHandle<anyhow::Result<Instant>>> {
+    let mut child = worker
+        .command(server, &["wait", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting bench.py wait")?;
+    let stdin = child.stdin.take().expect("stdin is piped");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+    Ok(tokio::spawn(async move {
+        let _ = ready.send(()).await;
+        while let Some(line) = lines.next_line().await? {
+            if line == "open" {
+                let returned = Instant::now();
+                tokio::spawn(async move {
+                    let _ = linger.wait_for(|over| *over).await;
+                    drop(stdin);
+                    match child.wait().await {
+                        Ok(status) if status.success() => {}
+                        other => eprintln!("warning: bench.py wait ended with {other:?}"),
+                    }
+                });
+                return Ok(returned);
+            }
+        }
+        bail!(
+            "bench.py wait exited with {} before the barrier opened",
+            child.wait().await?
+        )
+    }))
+}
+
 /// Why a round's waiters could not all start: the first one that ended with an error.
 async fn first_failure(waiters: Vec<JoinHandle<anyhow::Result<Instant>>>) -> anyhow::Error {
     for waiter in waiters.into_iter().filter(JoinHandle::is_finished) {
@@ -174,8 +234,7 @@ async fn until_watching(server: &ServerProcess, client: &kube::Client, count: f6
 /// `poller_rounds` rounds also have `n` Go-SDK pollers.
 pub async fn measure(
     server: &ServerProcess,
-    koncli: &Path,
-    waiter: Waiter,
+    waiter: Waiter<'_>,
     n: usize,
     rounds: usize,
     poller_rounds: usize,
@@ -190,7 +249,11 @@ pub async fn measure(
     let api: Api<Barrier> = Api::namespaced(client.clone(), "default");
     let mut latencies = Latencies::default();
     for round in 0..rounds {
-        let name = format!("release-{waiter:?}-{n}-{round}").to_lowercase();
+        let name = format!(
+            "release-{}-{n}-{}",
+            waiter.label(),
+            ROUNDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         api.create(
             &PostParams::default(),
             &Barrier::new(&name, BarrierSpec::new(1)),
@@ -199,11 +262,17 @@ pub async fn measure(
         .with_context(|| format!("creating barrier {name}"))?;
         let before = server.metric(&client, WATCHES_METRIC).await.unwrap_or(0.0);
         let (ready, mut readied) = mpsc::channel(n.max(1));
+        let (lingering_over, linger) = tokio::sync::watch::channel(false);
         let mut waiters = Vec::with_capacity(n);
         for _ in 0..n {
             waiters.push(match waiter {
-                Waiter::Koncli => spawn_koncli(koncli, &server.kubeconfig, &name, ready.clone())?,
+                Waiter::Koncli(koncli) => {
+                    spawn_koncli(koncli, &server.kubeconfig, &name, ready.clone())?
+                }
                 Waiter::Sdk => spawn_sdk(barriers.clone(), name.clone(), ready.clone()),
+                Waiter::Python(worker) => {
+                    spawn_python(worker, server, &name, ready.clone(), linger.clone())?
+                }
             });
         }
         drop(ready);
@@ -235,6 +304,7 @@ pub async fn measure(
                 .context("a waiter did not return")???;
             latencies.ours.push(signed_ms(returned, acknowledged));
         }
+        let _ = lingering_over.send(true);
         for poller in pollers {
             let returned = tokio::time::timeout(ROUND_LIMIT, poller)
                 .await

@@ -9,8 +9,9 @@ from .barrier import Barrier
 from .gate import Gate, wait_for, wait_for_async
 from .locks import Held, Mutex, RateLimit, RWMutex, Semaphore, hold_all
 from .once import Once, Ran
-from .waitgroup import WaitGroup
+from .waitgroup import MemberHold, WaitGroup
 from .errors import (
+    AlreadyDone,
     Busy,
     Failed,
     FailedForGood,
@@ -28,6 +29,7 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlreadyDone",
     "Barrier",
     "Busy",
     "Connection",
@@ -38,6 +40,7 @@ __all__ = [
     "Held",
     "Interrupted",
     "KonductorError",
+    "MemberHold",
     "Mutex",
     "NotDone",
     "NotFound",

@@ -20,6 +20,7 @@ from . import _resources as res
 from ._connection import Connection, default_connection
 from ._names import arrival_name
 from .errors import Failed, NotFound, TimedOut, WaitTimeout
+from ._threads import in_thread
 from ._watching import follow
 from .identity import arrival_holder
 
@@ -132,7 +133,7 @@ class Barrier:
         except ApiError as error:
             if error.status.code != 404:
                 raise
-        for obj in follow(self.connection, res.Barrier, self.name, self.namespace, version, deadline):
+        for _, obj in follow(self.connection, res.Barrier, self.name, self.namespace, version, deadline):
             status = _status(obj)
             self._check(status)
             if status.get("phase") == "Open":
@@ -148,12 +149,8 @@ class Barrier:
 
     async def arrive_async(self, holder: Optional[str] = None, *, failed: bool = False, message: Optional[str] = None) -> str:
         """:meth:`arrive` for asyncio."""
-        import asyncio
-
-        return await asyncio.to_thread(lambda: self.arrive(holder, failed=failed, message=message))
+        return await in_thread(lambda: self.arrive(holder, failed=failed, message=message))
 
     async def wait_async(self, timeout: Optional[float] = None) -> Dict[str, Any]:
-        """:meth:`wait` for asyncio (the watch runs in a worker thread)."""
-        import asyncio
-
-        return await asyncio.to_thread(self.wait, timeout)
+        """:meth:`wait` for asyncio (the watch runs on a thread of its own)."""
+        return await in_thread(self.wait, timeout)

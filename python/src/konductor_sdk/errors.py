@@ -20,6 +20,13 @@ class KonductorError(Exception):
         self.message = message
 
 
+class AlreadyDone(KonductorError):
+    """The work is done already — a WaitGroup member marked done by an earlier attempt:
+    nothing was run (koncli exits 0 then). Not a failure: catch it to go on."""
+
+    exit_code = 0
+
+
 class NotFound(KonductorError):
     """The object does not exist (exit 1)."""
 

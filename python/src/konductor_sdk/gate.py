@@ -28,6 +28,7 @@ from lightkube.resources.batch_v1 import Job
 
 from . import _resources as res
 from ._connection import Connection, default_connection
+from ._threads import in_thread
 from ._watching import follow
 from .errors import Failed, NotFound, TimedOut, UsageError, WaitTimeout
 
@@ -135,7 +136,7 @@ def wait_for(
             except ApiError as error:
                 if error.status.code != 404:
                     raise
-            for obj in follow(connection, resource, name, namespace, version, deadline):
+            for _, obj in follow(connection, resource, name, namespace, version, deadline):
                 if stop.is_set():
                     return
                 answer = verdict(kind, obj)
@@ -216,14 +217,10 @@ class Gate:
         return self.status()
 
     async def wait_async(self, timeout: Optional[float] = None) -> Dict[str, Any]:
-        """:meth:`wait` for asyncio (the watch runs in a worker thread)."""
-        import asyncio
-
-        return await asyncio.to_thread(self.wait, timeout)
+        """:meth:`wait` for asyncio (the watch runs on a thread of its own)."""
+        return await in_thread(self.wait, timeout)
 
 
 async def wait_for_async(*targets: str, **options: Any) -> Dict[str, str]:
-    """:func:`wait_for` for asyncio (the watches run in worker threads)."""
-    import asyncio
-
-    return await asyncio.to_thread(lambda: wait_for(*targets, **options))
+    """:func:`wait_for` for asyncio (the watches run on threads of their own)."""
+    return await in_thread(lambda: wait_for(*targets, **options))

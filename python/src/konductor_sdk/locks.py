@@ -38,14 +38,19 @@ from lightkube.types import PatchType
 from . import _resources as res
 from ._connection import Connection, default_connection
 from ._names import permit_name
+from ._threads import in_thread, start_in_thread
 from ._watching import follow
-from .errors import Busy, GrantLost, Interrupted, NotFound, UsageError, WaitTimeout
+from .errors import Busy, GrantLost, Interrupted, KonductorError, NotFound, Skipped, UsageError, WaitTimeout
 from .identity import run_holder
 
 # lightkube's HTTP library (httpx, or httpx2 from lightkube 1.0), as lightkube imports it.
 httpx = _generic.httpx
 
 DEFAULT_TTL = "5m"
+
+#: What a ``with`` block or ``run_exclusive`` does when the lock cannot be had at once:
+#: wait for it, skip the work (:class:`Skipped`), or fail (:class:`Busy`).
+IF_BUSY = ("wait", "skip", "fail")
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -118,13 +123,140 @@ class _Signals:
             handler(caught.signum, None)
 
 
-class _Lock:
+class _Renewed:
+    """What every claim kept alive by renewals shares — a lock's Permit, a held
+    WaitGroup member: a renewal six times per ttl, each on a thread of its own with its
+    own timeout; trust counted from when the last *acknowledged* renewal was *sent*;
+    loss told at once (:attr:`held`, :meth:`check`, ``on_lost``). A forked child never
+    renews: the renewals are threads of the process that took the claim."""
+
+    word = "claim"
+    name = ""
+    namespace = ""
+    connection: Connection
+    on_lost: Optional[Callable[[str], None]] = None
+
+    def _reset_renewals(self) -> None:
+        self._uid: Optional[str] = None
+        self._pid: Optional[int] = None
+        self._granted = False
+        self._lost: Optional[str] = None
+        self._released = threading.Event()
+        self._trusted_until = 0.0
+        self._timing: Optional[Timing] = None
+        self._lost_hooks: List[Callable[[str], None]] = []
+        self._state = threading.Lock()
+
+    def _renewed(self) -> Tuple[Any, str]:
+        """The object each renewal writes: its resource and name."""
+        raise NotImplementedError
+
+    def _refused(self, answer: Any) -> Optional[str]:
+        """Why an acknowledged renewal's answer still means the claim is lost (a
+        WaitGroup member the controller expired), or None."""
+        return None
+
+    def _start_renewals(self, sent: float) -> None:
+        """Counts the write that made the claim as its first renewal, sent at `sent`,
+        and renews in the background from now on."""
+        self._acknowledged(sent)
+        name = self._renewed()[1]
+        threading.Thread(target=self._renewals, daemon=True, name=f"konductor-renew-{name}").start()
+
+    def _acknowledged(self, sent: float) -> None:
+        assert self._timing is not None
+        with self._state:
+            self._trusted_until = max(self._trusted_until, sent + self._timing.trusted_for)
+
+    def _renewals(self) -> None:
+        timing = self._timing
+        assert timing is not None
+        # Made when the first renewal is due, not on the way to the grant.
+        client: Optional[Client] = None
+        next_renewal = time.monotonic() + timing.renew_every
+        try:
+            while not self._released.is_set() and self._lost is None:
+                now = time.monotonic()
+                if self._granted and now >= self._trusted_until:
+                    self._lose("renewals went unacknowledged for the ttl less a fifth")
+                    return
+                if now >= next_renewal:
+                    next_renewal = now + timing.renew_every
+                    if client is None:
+                        client = Client(
+                            config=self.connection.config,
+                            namespace=self.namespace,
+                            timeout=httpx.Timeout(timing.request_timeout),
+                        )
+                    threading.Thread(target=self._renew_once, args=(client,), daemon=True).start()
+                wake = min(next_renewal, self._trusted_until if self._granted else next_renewal)
+                self._released.wait(max(0.0, wake - time.monotonic()))
+        finally:
+            if client is not None:
+                client.close()
+
+    def _renew_once(self, client: Client) -> None:
+        sent = time.monotonic()
+        resource, name = self._renewed()
+        patch = {
+            "metadata": {"uid": self._uid},
+            "spec": {"renewTime": _now_micro()},
+        }
+        try:
+            answer = client.patch(resource, name, patch, namespace=self.namespace, patch_type=PatchType.MERGE)
+        except ApiError as error:
+            if error.status.code in (404, 409):
+                self._lose(f"its {resource.__name__} is gone (deleted, or expired and replaced)")
+            return
+        except Exception:  # unanswered in time, or the connection failed: counted
+            return
+        why = self._refused(answer)
+        if why is not None:
+            self._lose(why)
+        elif not self._released.is_set():
+            self._acknowledged(sent)
+
+    def _lose(self, why: str) -> None:
+        with self._state:
+            if self._lost is not None or self._released.is_set():
+                return
+            self._lost = why
+            hooks = list(self._lost_hooks)
+        self._released.set()
+        for hook in hooks + ([self.on_lost] if self.on_lost else []):
+            try:
+                hook(why)
+            except Exception as error:  # a callback's failure must not stop the others
+                warnings.warn(f"on_lost callback failed: {error!r}", RuntimeWarning)
+
+    @property
+    def held(self) -> bool:
+        """Whether the claim can be trusted now (false once lost, released, or in a
+        forked child)."""
+        if self._pid != os.getpid():
+            return False
+        with self._state:
+            return self._granted and self._lost is None and not self._released.is_set() and (
+                time.monotonic() < self._trusted_until
+            )
+
+    def _check_held(self) -> None:
+        if self._pid is not None and self._pid != os.getpid():
+            raise GrantLost(self.word, self.namespace, self.name, "held by the parent process, not this forked child")
+        if not self.held:
+            raise GrantLost(self.word, self.namespace, self.name, self._lost or "not held")
+
+
+class _Lock(_Renewed):
     """One claim on a lock: taken with :meth:`acquire` (or ``with``), renewed until
     :meth:`release`."""
 
     kind = "Mutex"
     word = "mutex"
     resource: Any = res.Mutex
+    #: Whether a waiter follows the lock object instead of its own Permit (a Once's
+    #: waiter must also see its key finished by another, which only the Once says).
+    follows_lock = False
 
     def __init__(
         self,
@@ -138,7 +270,11 @@ class _Lock:
         on_lost: Optional[Callable[[str], None]] = None,
         create: bool = True,
         mode: str = "Exclusive",
+        if_busy: str = "wait",
     ) -> None:
+        if if_busy not in IF_BUSY:
+            raise UsageError(self.word, namespace or "", name, f"if_busy must be one of {', '.join(IF_BUSY)}, not {if_busy!r}")
+        self.if_busy = if_busy
         self.name = name
         self.connection = connection or default_connection()
         self.namespace = namespace or self.connection.namespace
@@ -151,18 +287,14 @@ class _Lock:
         self._reset()
 
     def _reset(self) -> None:
+        self._reset_renewals()
         self.holder: Optional[str] = None
         self.token: Optional[int] = None
         self._permit: Optional[str] = None
-        self._uid: Optional[str] = None
-        self._pid: Optional[int] = None
-        self._granted = False
-        self._lost: Optional[str] = None
-        self._released = threading.Event()
-        self._trusted_until = 0.0
-        self._timing: Optional[Timing] = None
-        self._lost_hooks: List[Callable[[str], None]] = []
-        self._state = threading.Lock()
+
+    def _renewed(self) -> Tuple[Any, str]:
+        assert self._permit is not None
+        return res.Permit, self._permit
 
     # --- the lock object -------------------------------------------------------------
 
@@ -177,7 +309,7 @@ class _Lock:
             if error.status.code != 404:
                 raise
         if not self.create_missing:
-            raise NotFound(self.word, self.namespace, self.name)
+            raise NotFound(self.word, self.namespace, self.name, "not found (and create=False)")
         spec = self._spec_for_creation()
         try:
             return client.create(
@@ -226,13 +358,12 @@ class _Lock:
         )
         created = self.connection.client.create(permit, namespace=self.namespace)
         self._uid = created.metadata.uid
-        self._acknowledged(sent)
-        threading.Thread(target=self._renewals, daemon=True, name=f"konductor-renew-{self._permit}").start()
+        self._start_renewals(sent)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             with _Signals() as signals:
                 try:
-                    token = self._await_grant(lock, deadline, blocking)
+                    token = self._await_grant(lock, created, deadline, blocking)
                 except _Signals.Caught as caught:
                     self._withdraw()
                     signals.chain(caught)
@@ -254,131 +385,108 @@ class _Lock:
         the key finished by another); the claim is then withdrawn."""
 
     def _granted_token(self, status: Dict[str, Any]) -> Optional[int]:
+        """This claim's token if the lock's `status` lists its grant."""
         for grant in status.get("grants") or []:
             if grant.get("uid") == self._uid:
                 return int(grant["token"])
         return None
 
-    def _await_grant(self, lock: Any, deadline: Optional[float], blocking: bool) -> int:
-        version = None
-        current: Any = lock
-        while True:
-            status = dict(getattr(current, "status", None) or {})
+    def _standing(self, event: str, followed: Any) -> Tuple[Optional[int], bool]:
+        """What the followed object says of this claim: its token if granted, and
+        whether the controller has looked at the claim (queued or granted)."""
+        status = dict(getattr(followed, "status", None) or {})
+        if self.follows_lock:
             self._stop_waiting(status)
             token = self._granted_token(status)
-            if token is not None:
+            return token, token is not None
+        if event == "DELETED" or followed.metadata.uid != self._uid:
+            # A deleted lock takes its Permits with it: say which went.
+            try:
+                self.connection.client.get(self.resource, self.name, namespace=self.namespace)
+                why = "its permit was deleted"
+            except ApiError as error:
+                if error.status.code != 404:
+                    raise
+                why = "the lock was deleted"
+            raise KonductorError(self.word, self.namespace, self.name, f"no longer waiting: {why}")
+        if status.get("phase") == "Granted" and status.get("fencingToken") is not None:
+            return int(status["fencingToken"]), True
+        return None, bool(status.get("phase"))
+
+    def _await_grant(self, lock: Any, permit: Any, deadline: Optional[float], blocking: bool) -> int:
+        """Waits until this claim is granted and the grant can be trusted; its token.
+
+        A waiter follows its own Permit and nothing else: the controller writes a grant
+        to the lock's status and then to the new holder's Permit, so a handover, a
+        release or another waiter's renewal reaches only the process it is about, and
+        what a waiter receives does not grow with the queue. (A Once's waiter follows
+        the Once: only its status says the key was finished by another.)"""
+        resource, name, current = (
+            (self.resource, self.name, lock) if self.follows_lock else (res.Permit, self._permit, permit)
+        )
+
+        def granted(event: str, followed: Any) -> Optional[int]:
+            token, looked_at = self._standing(event, followed)
+            if token is not None and self._trust(token):
                 with self._state:
                     self.token = token
                     self._granted = True
                 return token
-            if not blocking and self._looked_at():
+            if not blocking and (looked_at or (self.follows_lock and self._permit_looked_at())):
                 raise Busy(self.word, self.namespace, self.name, "the lock is busy")
-            version = current.metadata.resourceVersion
-            # Short follows when not blocking: the Permit's own status says when the
+            return None
+
+        token = granted("ADDED", current)
+        while token is None:
+            # Short follows when not blocking: the claim's status says when the
             # controller has looked.
             until = deadline if blocking else time.monotonic() + 0.2
-            latest = None
-            for latest in follow(self.connection, self.resource, self.name, self.namespace, version, until):
+            seen = False
+            for event, latest in follow(
+                self.connection, resource, name, self.namespace, current.metadata.resourceVersion, until
+            ):
                 if self._released.is_set() and not self._granted:
                     raise Interrupted(self.word, self.namespace, self.name, "the wait was cancelled; claim withdrawn")
-                seen = dict(getattr(latest, "status", None) or {})
-                self._stop_waiting(seen)
-                if self._granted_token(seen) is not None:
+                seen, current = True, latest
+                token = granted(event, latest)
+                if token is not None:
                     break
-            if latest is not None:
-                current = latest
-            elif blocking and deadline is not None and time.monotonic() >= deadline:
-                raise WaitTimeout(self.word, self.namespace, self.name, "not granted within the timeout")
-            elif self._lost:
-                raise GrantLost(self.word, self.namespace, self.name, self._lost)
+            if token is not None:
+                break
+            if not seen:
+                if blocking and deadline is not None and time.monotonic() >= deadline:
+                    raise WaitTimeout(self.word, self.namespace, self.name, "not granted within the timeout")
+                if self._lost:
+                    raise GrantLost(self.word, self.namespace, self.name, self._lost)
+                if not blocking:
+                    token = granted("MODIFIED", current)
+        return token
 
-    def _looked_at(self) -> bool:
+    def _trust(self, token: int) -> bool:
+        """Whether a grant just seen can be used: only while the last acknowledged
+        renewal is recent enough. Learned too late (renewals failing, the process
+        stopped), it is renewed at once and confirmed on a fresh read of the lock."""
+        if time.monotonic() < self._trusted_until:
+            return True
+        self._renew_once(self.connection.client)
+        if time.monotonic() >= self._trusted_until:
+            return False
+        lock = self.connection.client.get(self.resource, self.name, namespace=self.namespace)
+        return self._granted_token(dict(getattr(lock, "status", None) or {})) == token
+
+    def _permit_looked_at(self) -> bool:
         try:
             permit = self.connection.client.get(res.Permit, self._permit, namespace=self.namespace)
         except ApiError:
             return False
         return bool((getattr(permit, "status", None) or {}).get("phase"))
 
-    # --- keeping it ------------------------------------------------------------------
-
-    def _acknowledged(self, sent: float) -> None:
-        assert self._timing is not None
-        with self._state:
-            self._trusted_until = max(self._trusted_until, sent + self._timing.trusted_for)
-
-    def _renewals(self) -> None:
-        timing = self._timing
-        assert timing is not None
-        client = Client(
-            config=self.connection.config,
-            namespace=self.namespace,
-            timeout=httpx.Timeout(timing.request_timeout),
-        )
-        next_renewal = time.monotonic() + timing.renew_every
-        try:
-            while not self._released.is_set() and self._lost is None:
-                now = time.monotonic()
-                if self._granted and now >= self._trusted_until:
-                    self._lose("renewals went unacknowledged for the ttl less a fifth")
-                    return
-                if now >= next_renewal:
-                    next_renewal = now + timing.renew_every
-                    threading.Thread(target=self._renew_once, args=(client,), daemon=True).start()
-                wake = min(next_renewal, self._trusted_until if self._granted else next_renewal)
-                self._released.wait(max(0.0, wake - time.monotonic()))
-        finally:
-            client.close()
-
-    def _renew_once(self, client: Client) -> None:
-        sent = time.monotonic()
-        patch = {
-            "metadata": {"uid": self._uid},
-            "spec": {"renewTime": _now_micro()},
-        }
-        try:
-            client.patch(res.Permit, self._permit, patch, namespace=self.namespace, patch_type=PatchType.MERGE)
-        except ApiError as error:
-            if error.status.code in (404, 409):
-                self._lose("its Permit is gone (deleted, or expired and replaced)")
-            return
-        except Exception:  # unanswered in time, or the connection failed: counted
-            return
-        if not self._released.is_set():
-            self._acknowledged(sent)
-
-    def _lose(self, why: str) -> None:
-        with self._state:
-            if self._lost is not None or self._released.is_set():
-                return
-            self._lost = why
-            hooks = list(self._lost_hooks)
-        self._released.set()
-        for hook in hooks + ([self.on_lost] if self.on_lost else []):
-            try:
-                hook(why)
-            except Exception as error:  # a callback's failure must not stop the others
-                warnings.warn(f"on_lost callback failed: {error!r}", RuntimeWarning)
-
     # --- what the holder can rely on -------------------------------------------------
-
-    @property
-    def held(self) -> bool:
-        """Whether the grant can be trusted now (false once lost, released, or in a
-        forked child)."""
-        if self._pid != os.getpid():
-            return False
-        with self._state:
-            return self._granted and self._lost is None and not self._released.is_set() and (
-                time.monotonic() < self._trusted_until
-            )
 
     def check(self) -> int:
         """Returns the fencing token if the grant can be trusted now; else raises
         :class:`GrantLost` saying why."""
-        if self._pid is not None and self._pid != os.getpid():
-            raise GrantLost(self.word, self.namespace, self.name, "held by the parent process, not this forked child")
-        if not self.held:
-            raise GrantLost(self.word, self.namespace, self.name, self._lost or "not held")
+        self._check_held()
         assert self.token is not None
         return self.token
 
@@ -417,8 +525,21 @@ class _Lock:
         self._withdraw()
         self._granted = False
 
+    def _take(self, timeout: Optional[float] = None) -> int:
+        """:meth:`acquire` as ``if_busy`` says: wait (the default), or when the lock
+        cannot be had at once, raise :class:`Skipped` (``"skip"``) or :class:`Busy`
+        (``"fail"``) — as ``koncli … run --if-busy`` exits 10 or 6."""
+        if self.if_busy == "wait":
+            return self.acquire(timeout=timeout)
+        try:
+            return self.acquire(blocking=False)
+        except Busy as busy:
+            if self.if_busy == "skip":
+                raise Skipped(self.word, self.namespace, self.name, f"{busy.message}; skipped") from None
+            raise
+
     def __enter__(self) -> "_Lock":
-        self.acquire()
+        self._take()
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -427,26 +548,27 @@ class _Lock:
     # --- asyncio ---------------------------------------------------------------------
 
     async def acquire_async(self, timeout: Optional[float] = None, blocking: bool = True) -> int:
-        """:meth:`acquire` for asyncio: the wait runs in a worker thread, the event loop
+        """:meth:`acquire` for asyncio: the wait runs on a thread of its own, the event loop
         stays free; cancelling the awaiting task withdraws the claim."""
         import asyncio
 
-        waiting = asyncio.ensure_future(asyncio.to_thread(self.acquire, timeout, blocking))
+        waiting = start_in_thread(self.acquire, timeout, blocking)
         try:
             return await asyncio.shield(waiting)
         except asyncio.CancelledError:
-            # Deleting the claim changes the lock, which wakes the waiting thread.
-            await asyncio.to_thread(self._withdraw)
+            # Deleting the claim shows in what the waiting thread follows, which wakes it.
+            await in_thread(self._withdraw)
             raise
 
     async def release_async(self) -> None:
         """:meth:`release` for asyncio."""
-        import asyncio
-
-        await asyncio.to_thread(self.release)
+        await in_thread(self.release)
 
     async def __aenter__(self) -> "_Lock":
-        await self.acquire_async()
+        if self.if_busy == "wait":
+            await self.acquire_async()
+        else:
+            await in_thread(self._take)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -457,8 +579,9 @@ class _Lock:
     def run_exclusive(self, command: Sequence[str], timeout: Optional[float] = None, **popen: Any) -> int:
         """Takes the lock, runs ``command`` while holding it, gives it back; returns its
         exit code. If the grant is lost, the command gets SIGTERM, then SIGKILL a grace
-        later, and :class:`GrantLost` is raised — as ``koncli mutex run`` exits 7."""
-        self.acquire(timeout=timeout)
+        later, and :class:`GrantLost` is raised — as ``koncli mutex run`` exits 7. With
+        ``if_busy="skip"`` a busy lock raises :class:`Skipped` and nothing runs."""
+        self._take(timeout)
         assert self._timing is not None
         process = subprocess.Popen(list(command), start_new_session=True, **popen)
         stopped = threading.Event()

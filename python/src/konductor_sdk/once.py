@@ -24,11 +24,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Generic, Optional, TypeVar
 
+from lightkube.core.exceptions import ApiError
 from lightkube.types import PatchType
 
 from . import _resources as res
+from ._connection import default_connection
+from ._threads import in_thread
 from ._watching import follow
-from .errors import FailedForGood, GrantLost
+from .errors import FailedForGood, GrantLost, NotDone, NotFound, WaitTimeout
 from .locks import _Lock
 
 T = TypeVar("T")
@@ -61,6 +64,7 @@ class _OnceClaim(_Lock):
     kind = "Once"
     word = "once"
     resource = res.Once
+    follows_lock = True
 
     def __init__(self, name: str, key: str, **options: Any) -> None:
         super().__init__(name, **options)
@@ -111,6 +115,11 @@ class Once:
         assert token is not None
         try:
             value = work(*args, **kwargs)
+        except KeyboardInterrupt as error:
+            # Interrupted is not failed: the next claim runs the work again (within the
+            # Once's maxInterruptions).
+            self._report(claim, token, "Failed", f"interrupted: {type(error).__name__}", interrupted=True)
+            raise
         except BaseException as error:
             self._report(claim, token, "Failed", f"{type(error).__name__}: {error}")
             raise
@@ -119,8 +128,12 @@ class Once:
         self._report(claim, token, "Succeeded", None)
         return Ran(executed=True, token=token, value=value)
 
-    def _report(self, claim: _OnceClaim, token: int, result: str, message: Optional[str]) -> None:
+    def _report(
+        self, claim: _OnceClaim, token: int, result: str, message: Optional[str], interrupted: bool = False
+    ) -> None:
         outcome: Dict[str, Any] = {"result": result, "fencingToken": token}
+        if interrupted:
+            outcome["interrupted"] = True
         if message:
             outcome["message"] = message[:1024]
         client = claim.connection.client
@@ -136,7 +149,7 @@ class Once:
         deadline = time.monotonic() + (claim._timing.ttl if claim._timing else 300.0)
         while not self._recorded(current, token):
             latest = None
-            for latest in follow(claim.connection, res.Once, self.name, claim.namespace, current.metadata.resourceVersion, deadline):
+            for _, latest in follow(claim.connection, res.Once, self.name, claim.namespace, current.metadata.resourceVersion, deadline):
                 if self._recorded(latest, token):
                     break
             if latest is None:
@@ -157,7 +170,68 @@ class Once:
                 return asyncio.run_coroutine_threadsafe(work(*args, **kwargs), loop).result()
             return work(*args, **kwargs)
 
-        return await asyncio.to_thread(lambda: self.run(blocking_work, key=key))
+        return await in_thread(lambda: self.run(blocking_work, key=key))
+
+    def _lookup(self, once: Any, key: Optional[str]) -> Optional[Dict[str, Any]]:
+        """The finished record of `key` (default: the Once's key) on `once`, or None;
+        raises :class:`FailedForGood` for a key whose every attempt failed."""
+        effective = key if key is not None else (self.key or str(dict(once.spec or {}).get("key") or ""))
+        done = _finished(dict(getattr(once, "status", None) or {}), effective)
+        if done is not None and done.get("phase") != "Succeeded":
+            raise FailedForGood("once", once.metadata.namespace, self.name, f"key {effective!r} failed for good")
+        return done
+
+    def _get(self) -> Any:
+        connection = self.options.get("connection") or default_connection()
+        namespace = self.options.get("namespace") or connection.namespace
+        try:
+            return connection.client.get(res.Once, self.name, namespace=namespace)
+        except ApiError as error:
+            if error.status.code == 404:
+                raise NotFound("once", namespace, self.name, "not found") from None
+            raise
+
+    def status(self) -> Dict[str, Any]:
+        """The Once's status as the controller last wrote it."""
+        return dict(getattr(self._get(), "status", None) or {})
+
+    def check(self, key: Optional[str] = None) -> Dict[str, Any]:
+        """Without waiting: the record of ``key`` (default: the Once's key) if its work
+        is done; raises :class:`NotDone` if it is not (yet), :class:`FailedForGood` if
+        every attempt failed — as ``koncli once check`` exits 0, 9 or 8. To act on it,
+        use :meth:`run`, which cannot run twice; check-then-act can."""
+        once = self._get()
+        done = self._lookup(once, key)
+        if done is None:
+            raise NotDone("once", once.metadata.namespace, self.name, "the work is not done for this key")
+        return done
+
+    def wait(self, timeout: Optional[float] = None, key: Optional[str] = None) -> Dict[str, Any]:
+        """Waits until the work for ``key`` is done (a Once not created yet is waited
+        for) and returns its record; :class:`FailedForGood` if every attempt failed,
+        :class:`WaitTimeout` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        connection = self.options.get("connection") or default_connection()
+        namespace = self.options.get("namespace") or connection.namespace
+        version = None
+        try:
+            once = connection.client.get(res.Once, self.name, namespace=namespace)
+            done = self._lookup(once, key)
+            if done is not None:
+                return done
+            version = once.metadata.resourceVersion
+        except ApiError as error:
+            if error.status.code != 404:
+                raise
+        for _, once in follow(connection, res.Once, self.name, namespace, version, deadline):
+            done = self._lookup(once, key)
+            if done is not None:
+                return done
+        raise WaitTimeout("once", namespace, self.name, f"not done within {timeout}s")
+
+    async def wait_async(self, timeout: Optional[float] = None, key: Optional[str] = None) -> Dict[str, Any]:
+        """:meth:`wait` for asyncio (the watch runs on a thread of its own)."""
+        return await in_thread(self.wait, timeout, key)
 
     @staticmethod
     def _recorded(once: Any, token: int) -> bool:
