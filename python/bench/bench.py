@@ -7,6 +7,8 @@ part of a measurement, driven by the bench, which times what crosses processes.
                                            # processes, driven line by line on stdin
     python bench.py wait NAME              # waits at Barrier NAME; prints "open", then
                                            # exits when stdin closes
+    python bench.py relay NAME             # takes Mutex NAME, prints "held", gives it
+                                           # back, again and again until killed
 
 The server is the one ``KUBECONFIG`` names (the bench's own, fresh). ``holder`` reads
 commands from stdin — ``acquire HOLDER`` (claim as HOLDER and wait; prints ``held
@@ -75,6 +77,14 @@ def wait(name: str) -> None:
     sys.stdin.read()
 
 
+def relay(name: str) -> None:
+    """Takes Mutex `name` and gives it back, over and over (a new claim each time, as a
+    worker taking turns would), saying "held" at each grant."""
+    while True:
+        with Mutex(name):
+            say("held")
+
+
 def main(argv: List[str]) -> None:
     if len(argv) == 3 and argv[0] == "acquire":
         acquire(argv[1], int(argv[2]))
@@ -82,6 +92,8 @@ def main(argv: List[str]) -> None:
         holder(argv[1])
     elif len(argv) == 2 and argv[0] == "wait":
         wait(argv[1])
+    elif len(argv) == 2 and argv[0] == "relay":
+        relay(argv[1])
     else:
         raise SystemExit(__doc__)
 

@@ -862,7 +862,8 @@ impl Bench {
     /// The Python SDK beside the Rust SDK and `koncli`, in alternating rounds, each on a
     /// fresh server: a free Mutex acquired; a Mutex handed over between two processes
     /// (Python: two `bench.py holder` processes; koncli: `mutex run` processes; the Rust
-    /// SDK: two holders in this process); 100 waiters released by one arrival.
+    /// SDK: two holders in this process); 100 waiters released by one arrival. Then the
+    /// watch events a handover costs with 10 and 50 Python processes queued.
     async fn python(&mut self) -> anyhow::Result<()> {
         let worker = python::PythonWorker::locate(self.python.clone()).await?;
         let (rounds, samples, waiters) = if self.quick {
@@ -943,6 +944,18 @@ impl Bench {
                 .latencies(&release_one)
                 .note("one Python process released by an arrival: the floor"),
         );
+        for relays in [10, 50] {
+            let server = self.server().await?;
+            if let Some(events) = python::events_per_handover(&worker, &server, relays, 100).await?
+            {
+                self.report.record(
+                    Figure::new(format!("python.watch_events_per_handover.n{relays}"))
+                        .value("events", events)
+                        .value("waiters", relays as f64)
+                        .note("Python processes taking turns on one Mutex, the queue kept full"),
+                );
+            }
+        }
         Ok(())
     }
 

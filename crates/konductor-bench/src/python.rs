@@ -96,6 +96,85 @@ impl PythonWorker {
     }
 }
 
+/// Watch events the server sent per handover while `waiters` Python processes take
+/// turns on one Mutex (each a `bench.py relay`, the queue kept full), over `handovers`
+/// handovers; `None` when the server does not count its watch events.
+pub async fn events_per_handover(
+    worker: &PythonWorker,
+    server: &ServerProcess,
+    waiters: usize,
+    handovers: usize,
+) -> anyhow::Result<Option<f64>> {
+    const EVENTS: &str = "konductor_server_watch_events_sent_total";
+    let client = server.client().await?;
+    let connection = konductor_sdk::Connection {
+        client: client.clone(),
+        namespace: "default".into(),
+        url: String::new(),
+    };
+    let locks = konductor_sdk::locks::Locks::new(&connection);
+    locks
+        .create(LockKind::Mutex, "relay", &serde_json::json!({"ttl": "5m"}))
+        .await?;
+    let first = konductor_sdk::locks::Claim::mutex("relay", "first");
+    let held = locks
+        .acquire(&first, konductor_sdk::locks::Wait::Forever)
+        .await?;
+    let (said, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    let mut relays = Vec::with_capacity(waiters);
+    for _ in 0..waiters {
+        let mut relay = worker
+            .command(server, &["relay", "relay"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting bench.py relay")?;
+        let mut lines = BufReader::new(relay.stdout.take().expect("stdout is piped")).lines();
+        let said = said.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line == "held" && said.send(()).is_err() {
+                    break;
+                }
+            }
+        });
+        relays.push(relay);
+    }
+    let permits: Api<Permit> = Api::namespaced(client.clone(), "default");
+    let started = Instant::now();
+    loop {
+        let answered = permits
+            .list(&Default::default())
+            .await?
+            .items
+            .iter()
+            .filter(|p| p.status.is_some())
+            .count();
+        if answered == waiters + 1 {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < STEP_LIMIT,
+            "the relays' claims were not all queued"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let Some(before) = server.metric(&client, EVENTS).await else {
+        return Ok(None);
+    };
+    held.release().await?;
+    for _ in 0..handovers {
+        tokio::time::timeout(STEP_LIMIT, heard.recv())
+            .await
+            .context("the relay stalled")?
+            .context("every relay exited")?;
+    }
+    let after = server.metric(&client, EVENTS).await.unwrap_or(f64::NAN);
+    drop(relays);
+    Ok(Some((after - before) / handovers as f64))
+}
+
 /// Who contends for the Mutex in a handover between processes.
 #[derive(Clone, Copy)]
 pub enum Contender<'a> {
