@@ -297,6 +297,18 @@ pub struct FanOut {
     pub per_s: f64,
 }
 
+/// How many Permits the controller has answered (written a status on): every claim
+/// looked at, before a measurement starts.
+pub async fn answered_permits(permits: &Api<Permit>) -> kube::Result<usize> {
+    Ok(permits
+        .list(&Default::default())
+        .await?
+        .items
+        .iter()
+        .filter(|p| p.status.is_some())
+        .count())
+}
+
 /// Watch events the server sent per handover of a Mutex with `waiters` clients queued
 /// on it, each with its own watches (as separate processes have: `koncli mutex run`),
 /// over `handovers` handovers with the queue kept full (a holder queues again after
@@ -338,13 +350,7 @@ pub async fn events_per_handover(
     let permits: Api<Permit> = Api::namespaced(connection.client.clone(), "default");
     let mutexes: Api<Mutex> = Api::namespaced(connection.client.clone(), "default");
     loop {
-        let answered = permits
-            .list(&Default::default())
-            .await?
-            .items
-            .iter()
-            .filter(|p| p.status.is_some())
-            .count();
+        let answered = answered_permits(&permits).await?;
         let queued = mutexes
             .get("fanout")
             .await?

@@ -144,14 +144,7 @@ pub async fn events_per_handover(
     let permits: Api<Permit> = Api::namespaced(client.clone(), "default");
     let started = Instant::now();
     loop {
-        let answered = permits
-            .list(&Default::default())
-            .await?
-            .items
-            .iter()
-            .filter(|p| p.status.is_some())
-            .count();
-        if answered == waiters + 1 {
+        if crate::locks::answered_permits(&permits).await? == waiters + 1 {
             break;
         }
         anyhow::ensure!(
