@@ -254,6 +254,8 @@ class _Lock(_Renewed):
     kind = "Mutex"
     word = "mutex"
     resource: Any = res.Mutex
+    #: What :class:`Busy` says when the claim cannot be granted at once.
+    busy = "the lock is busy"
     #: Whether a waiter follows the lock object instead of its own Permit (a Once's
     #: waiter must also see its key finished by another, which only the Once says).
     follows_lock = False
@@ -433,7 +435,7 @@ class _Lock(_Renewed):
                     self._granted = True
                 return token
             if not blocking and (looked_at or (self.follows_lock and self._permit_looked_at())):
-                raise Busy(self.word, self.namespace, self.name, "the lock is busy")
+                raise Busy(self.word, self.namespace, self.name, self.busy)
             return None
 
         token = granted("ADDED", current)
@@ -675,6 +677,7 @@ class RateLimit(_Lock):
     kind = "RateLimit"
     word = "ratelimit"
     resource = res.RateLimit
+    busy = "no slot free: the window's grants are used (or max_concurrent held)"
 
     def __init__(
         self,
