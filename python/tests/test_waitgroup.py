@@ -108,3 +108,14 @@ def test_a_held_member_is_renewed_past_its_member_ttl(connection):
         spec, status = member_spec(connection, "py-renewed", "slow")
         assert spec["renewTime"] != first and not status.get("expired"), (spec, status)
     assert wg.wait(timeout=60).get("phase") == "Done"
+
+
+def test_wait_waits_for_a_group_not_created_yet(connection):
+    wg = WaitGroup("py-later", connection=connection)
+    result = {}
+    waiter = threading.Thread(target=lambda: result.update(wg.wait(timeout=60)))
+    waiter.start()
+    wg.create(expected=1)  # made after the wait started, or while it starts: either way waited for
+    wg.done("only")
+    waiter.join(60)
+    assert result.get("phase") == "Done", result

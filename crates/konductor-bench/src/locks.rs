@@ -32,7 +32,7 @@ async fn connected(
 }
 
 /// An SDK connection to `server`, in namespace `default`.
-async fn connection_to(server: &ServerProcess) -> anyhow::Result<konductor_sdk::Connection> {
+pub async fn connection_to(server: &ServerProcess) -> anyhow::Result<konductor_sdk::Connection> {
     Ok(connect(&ConnectOptions {
         kubeconfig: Some(server.kubeconfig.clone()),
         ..ConnectOptions::default()

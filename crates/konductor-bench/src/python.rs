@@ -106,12 +106,8 @@ pub async fn events_per_handover(
     handovers: usize,
 ) -> anyhow::Result<Option<f64>> {
     const EVENTS: &str = "konductor_server_watch_events_sent_total";
-    let client = server.client().await?;
-    let connection = konductor_sdk::Connection {
-        client: client.clone(),
-        namespace: "default".into(),
-        url: String::new(),
-    };
+    let connection = crate::locks::connection_to(server).await?;
+    let client = connection.client.clone();
     let locks = konductor_sdk::locks::Locks::new(&connection);
     locks
         .create(LockKind::Mutex, "relay", &serde_json::json!({"ttl": "5m"}))

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import weakref
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Callable, Iterator, Optional, Tuple, TypeVar
 
 from lightkube import Client
 from lightkube.core import generic_client as _generic
@@ -26,6 +26,8 @@ from lightkube.core.exceptions import ApiError
 from ._connection import Connection
 
 httpx = _generic.httpx
+
+T = TypeVar("T")
 
 #: The longest one watch request is left quiet before the deadline is checked again
 #: (the server sends a bookmark or ends the watch every 30 s).
@@ -108,3 +110,34 @@ def follow(
             if error.status.code != 410:
                 raise
             version = None  # too old a version: from now on
+
+
+def wait_until(
+    connection: Connection,
+    resource: Any,
+    name: str,
+    namespace: str,
+    deadline: Optional[float],
+    decide: Callable[[Any], Optional[T]],
+) -> Optional[T]:
+    """The one wait every kind's ``wait`` is: the first answer ``decide`` gives (not
+    None; it may raise) on the object as it stands, then on each version of it, until
+    `deadline` — then None. An object not created yet, or deleted meanwhile, is waited
+    for (created again), as koncli's wait verbs do."""
+    version = None
+    try:
+        current = connection.client.get(resource, name, namespace=namespace)
+        answer = decide(current)
+        if answer is not None:
+            return answer
+        version = current.metadata.resourceVersion
+    except ApiError as error:
+        if error.status.code != 404:
+            raise
+    for event, latest in follow(connection, resource, name, namespace, version, deadline):
+        if event == "DELETED":
+            continue
+        answer = decide(latest)
+        if answer is not None:
+            return answer
+    return None

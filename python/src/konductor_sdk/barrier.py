@@ -21,7 +21,7 @@ from ._connection import Connection, default_connection
 from ._names import arrival_name
 from .errors import Failed, NotFound, TimedOut, WaitTimeout
 from ._threads import in_thread
-from ._watching import follow
+from ._watching import wait_until
 from .identity import arrival_holder
 
 BARRIER_LABEL = "konductor.io/barrier"
@@ -121,23 +121,15 @@ class Barrier:
         """Waits until the barrier is Open and returns its status; a barrier not created
         yet is waited for. ``timeout`` (seconds) bounds the wait."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        client = self.connection.client
-        version = None
-        try:
-            obj = client.get(res.Barrier, self.name, namespace=self.namespace)
+
+        def opened(obj: Any) -> Optional[Dict[str, Any]]:
             status = _status(obj)
             self._check(status)
-            if status.get("phase") == "Open":
-                return status
-            version = obj.metadata.resourceVersion
-        except ApiError as error:
-            if error.status.code != 404:
-                raise
-        for _, obj in follow(self.connection, res.Barrier, self.name, self.namespace, version, deadline):
-            status = _status(obj)
-            self._check(status)
-            if status.get("phase") == "Open":
-                return status
+            return status if status.get("phase") == "Open" else None
+
+        status = wait_until(self.connection, res.Barrier, self.name, self.namespace, deadline, opened)
+        if status is not None:
+            return status
         raise WaitTimeout(self.kind, self.namespace, self.name, f"not open within {timeout}s")
 
     def _check(self, status: Dict[str, Any]) -> None:

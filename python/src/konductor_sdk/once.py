@@ -22,15 +22,15 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Generic, Optional, TypeVar
+from typing import Any, Callable, Dict, Generic, Optional, Tuple, TypeVar
 
 from lightkube.core.exceptions import ApiError
 from lightkube.types import PatchType
 
 from . import _resources as res
-from ._connection import default_connection
+from ._connection import Connection, default_connection
 from ._threads import in_thread
-from ._watching import follow
+from ._watching import wait_until
 from .errors import FailedForGood, GrantLost, NotDone, NotFound, WaitTimeout
 from .locks import _Lock
 
@@ -145,16 +145,15 @@ class Once:
             patch_type=PatchType.MERGE,
         )
         # The outcome is recorded when the Once's history has this token's attempt.
-        current = client.get(res.Once, self.name, namespace=claim.namespace)
         deadline = time.monotonic() + (claim._timing.ttl if claim._timing else 300.0)
-        while not self._recorded(current, token):
-            latest = None
-            for _, latest in follow(claim.connection, res.Once, self.name, claim.namespace, current.metadata.resourceVersion, deadline):
-                if self._recorded(latest, token):
-                    break
-            if latest is None:
-                break
-            current = latest
+        wait_until(
+            claim.connection,
+            res.Once,
+            self.name,
+            claim.namespace,
+            deadline,
+            lambda once: True if self._recorded(once, token) else None,
+        )
         claim.release()
 
     async def run_async(self, work: Callable[..., Any], *args: Any, key: Optional[str] = None, **kwargs: Any) -> Ran[Any]:
@@ -181,9 +180,13 @@ class Once:
             raise FailedForGood("once", once.metadata.namespace, self.name, f"key {effective!r} failed for good")
         return done
 
-    def _get(self) -> Any:
+    def _where(self) -> Tuple[Connection, str]:
+        """The connection and namespace the Once is in."""
         connection = self.options.get("connection") or default_connection()
-        namespace = self.options.get("namespace") or connection.namespace
+        return connection, self.options.get("namespace") or connection.namespace
+
+    def _get(self) -> Any:
+        connection, namespace = self._where()
         try:
             return connection.client.get(res.Once, self.name, namespace=namespace)
         except ApiError as error:
@@ -211,22 +214,10 @@ class Once:
         for) and returns its record; :class:`FailedForGood` if every attempt failed,
         :class:`WaitTimeout` after ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        connection = self.options.get("connection") or default_connection()
-        namespace = self.options.get("namespace") or connection.namespace
-        version = None
-        try:
-            once = connection.client.get(res.Once, self.name, namespace=namespace)
-            done = self._lookup(once, key)
-            if done is not None:
-                return done
-            version = once.metadata.resourceVersion
-        except ApiError as error:
-            if error.status.code != 404:
-                raise
-        for _, once in follow(connection, res.Once, self.name, namespace, version, deadline):
-            done = self._lookup(once, key)
-            if done is not None:
-                return done
+        connection, namespace = self._where()
+        done = wait_until(connection, res.Once, self.name, namespace, deadline, lambda once: self._lookup(once, key))
+        if done is not None:
+            return done
         raise WaitTimeout("once", namespace, self.name, f"not done within {timeout}s")
 
     async def wait_async(self, timeout: Optional[float] = None, key: Optional[str] = None) -> Dict[str, Any]:

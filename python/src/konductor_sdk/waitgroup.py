@@ -35,7 +35,7 @@ from . import _resources as res
 from ._connection import Connection, default_connection
 from ._names import claim_name
 from ._threads import in_thread
-from ._watching import follow
+from ._watching import wait_until
 from .errors import AlreadyDone, Failed, FailedForGood, GrantLost, NotFound, TimedOut, UsageError, WaitTimeout
 from .identity import run_holder
 from .locks import Timing, _now_micro, _Renewed, parse_duration
@@ -243,26 +243,23 @@ class WaitGroup:
         return dict(getattr(self._group(), "status", None) or {})
 
     def wait(self, timeout: Optional[float] = None) -> Dict[str, Any]:
-        """Waits until the group is Done and returns its status."""
+        """Waits until the group is Done and returns its status; a group not created
+        yet is waited for."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        group = self._group()
-        current: Any = group
-        while True:
-            status = dict(getattr(current, "status", None) or {})
+
+        def finished(group: Any) -> Optional[Dict[str, Any]]:
+            status = dict(getattr(group, "status", None) or {})
             phase = status.get("phase")
-            if phase == "Done":
-                return status
             if phase == "Failed":
                 raise Failed(self.kind, self.namespace, self.name, f"{status.get('failed', 0)} member(s) failed")
             if phase == "Timeout":
                 raise TimedOut(self.kind, self.namespace, self.name, "the group timed out")
-            latest = None
-            for _, latest in follow(self.connection, res.WaitGroup, self.name, self.namespace, current.metadata.resourceVersion, deadline):
-                if dict(getattr(latest, "status", None) or {}).get("phase") in ("Done", "Failed", "Timeout"):
-                    break
-            if latest is None:
-                raise WaitTimeout(self.kind, self.namespace, self.name, f"not done within {timeout}s")
-            current = latest
+            return status if phase == "Done" else None
+
+        status = wait_until(self.connection, res.WaitGroup, self.name, self.namespace, deadline, finished)
+        if status is None:
+            raise WaitTimeout(self.kind, self.namespace, self.name, f"not done within {timeout}s")
+        return status
 
     async def wait_async(self, timeout: Optional[float] = None) -> Dict[str, Any]:
         """:meth:`wait` for asyncio (the watch runs on a thread of its own)."""
